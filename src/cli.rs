@@ -1,0 +1,455 @@
+//! Every clap definition lives here and nowhere else. Commands receive these raw values and
+//! `settings` turns the shared ones into validated settings once, at the edge.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+pub const AFTER_HELP: &str = "\
+Exit status:
+  0 success, 1 internal error, 2 usage error, 3 not found, 4 invalid input,
+  5 refused by the current state, 6 database unavailable, 7 provider unavailable,
+  8 a check found problems that need action, 9 poll --wait timed out.
+
+Environment:
+  DATABASE_URL       Postgres connection URL (same as --database-url; never printed)
+  ORDERCTL_TENANT    default for --tenant
+  ORDERCTL_OUTPUT    default for --output (table or json)
+  RUST_LOG           log filter (env_logger syntax); -v and -q adjust it
+  NO_COLOR           disable colours in tables";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "orderctl",
+    version,
+    about = "Dispatch orders for digital goods to providers and watch them until done, directly against Postgres",
+    long_about = None,
+    after_help = AFTER_HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Postgres connection URL, e.g. postgres://orderctl@127.0.0.1:5432/orderctl
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Output format for data on stdout
+    #[arg(long, short = 'o', global = true, env = "ORDERCTL_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    /// Restrict every read and write to this tenant
+    #[arg(long, global = true, env = "ORDERCTL_TENANT", value_name = "TENANT")]
+    pub tenant: Option<String>,
+
+    /// More logging on stderr (-v info, -vv debug, -vvv trace), on top of RUST_LOG
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors on stderr
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+
+    /// Provider connect timeout
+    #[arg(long, global = true, env = "ORDERCTL_CONNECT_TIMEOUT", default_value = "5s", value_name = "DURATION")]
+    pub connect_timeout: humantime::Duration,
+
+    /// Provider total request timeout (connect + send + read)
+    #[arg(long, global = true, env = "ORDERCTL_REQUEST_TIMEOUT", default_value = "20s", value_name = "DURATION")]
+    pub request_timeout: humantime::Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// The monitor's schedule. Shared by every command that checks orders.
+#[derive(Debug, Args, Clone)]
+pub struct PolicyArgs {
+    /// Delay between sending an order and its first status check
+    #[arg(long, env = "ORDERCTL_FIRST_CHECK", default_value = "60s", value_name = "DURATION")]
+    pub first_check: humantime::Duration,
+
+    /// Delay after the first check; doubles with every further check
+    #[arg(long, env = "ORDERCTL_BACKOFF_BASE", default_value = "30s", value_name = "DURATION")]
+    pub backoff_base: humantime::Duration,
+
+    /// Upper bound for the delay between two checks
+    #[arg(long, env = "ORDERCTL_BACKOFF_MAX", default_value = "10m", value_name = "DURATION")]
+    pub backoff_max: humantime::Duration,
+
+    /// Status checks per order before it waits only for the give-up limit
+    #[arg(long, env = "ORDERCTL_MAX_CHECKS", default_value_t = 20, value_name = "N")]
+    pub max_checks: u32,
+
+    /// An order without a final answer this long after it was sent is failed and flagged for an operator
+    #[arg(long, env = "ORDERCTL_GIVE_UP_AFTER", default_value = "24h", value_name = "DURATION")]
+    pub give_up_after: humantime::Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending schema migrations from sql/
+    Migrate(MigrateArgs),
+    /// Apply a declarative setup file (tenants, users, providers, code stock, packages, routing)
+    Apply(ApplyArgs),
+    /// Routing checks
+    #[command(subcommand)]
+    Routing(RoutingCommand),
+    /// List tenants
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// List users and their balances
+    #[command(subcommand)]
+    User(UserCommand),
+    /// List providers or check that one answers
+    #[command(subcommand)]
+    Provider(ProviderCommand),
+    /// List packages with their routing
+    #[command(subcommand)]
+    Package(PackageCommand),
+    /// Create an order: charge the buyer and (for auto routing) dispatch it
+    Create(CreateArgs),
+    /// Send an order to its provider, exactly once
+    Dispatch(DispatchArgs),
+    /// Finish an open order by hand with a PIN
+    Approve(ApproveArgs),
+    /// Reject an open order and refund the buyer (exactly once)
+    Reject(RejectArgs),
+    /// Show everything about one order, its history and why it is where it is
+    Inspect(InspectArgs),
+    /// List orders, or the ones that are not moving (--stuck)
+    List(ListArgs),
+    /// Check one order with its provider now
+    Poll(PollArgs),
+    /// One pass of all periodic work, for cron and systemd timers
+    Sweep(SweepArgs),
+    /// Run dispatch, status checks and the safety sweep continuously
+    Daemon(DaemonArgs),
+    /// Counts, lateness and timings of the whole operation, from the database alone
+    Stats(StatsArgs),
+    /// Find everything that needs an operator: database, migrations, routing, providers, stuck orders
+    Doctor(DoctorArgs),
+    /// Run the whole job end to end on a throwaway database and the built-in simulator
+    Demo(DemoArgs),
+    /// Run the built-in provider simulator (Znet and x-stor on one port)
+    Simulate(SimulateArgs),
+    /// Print shell completions
+    Completions(CompletionsArgs),
+    /// Write man pages (one per subcommand)
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// List what would be applied and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Read migrations from this directory instead of the ones built into the binary
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Setup file (JSON); - reads stdin
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: String,
+    /// Validate and show what would change, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoutingCommand {
+    /// Find every routing problem in the database (exit 8 when there is one)
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// List tenants
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// List users with balances (needs --tenant)
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProviderCommand {
+    /// List providers (credentials masked)
+    List,
+    /// Call a provider's balance and catalogue and print them
+    Check(ProviderCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProviderCheckArgs {
+    /// Provider name
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PackageCommand {
+    /// List packages with a routing summary (needs --tenant)
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Buyer (user name in the tenant)
+    #[arg(long)]
+    pub user: String,
+    /// Package name
+    #[arg(long)]
+    pub package: String,
+    /// Player id / account the goods go to
+    #[arg(long, value_name = "ID")]
+    pub player: String,
+    /// Extra information for the provider
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub extra: String,
+    /// Quantity
+    #[arg(long, default_value = "1", value_name = "N")]
+    pub quantity: String,
+    /// Only create and charge; leave dispatch to the daemon, sweep or an operator
+    #[arg(long)]
+    pub no_dispatch: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DispatchArgs {
+    /// Order uuid or order number
+    pub order: String,
+    /// Send to this provider instead of the one routing names (operator's manual dispatch)
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
+    /// Print the request that would be sent (secrets masked) and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// Order uuid or order number
+    pub order: String,
+    /// The PIN or confirmation delivered to the buyer
+    #[arg(long)]
+    pub pin: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RejectArgs {
+    /// Order uuid or order number
+    pub order: String,
+    /// Why: stored on the order and shown in its history
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Order uuid or order number
+    pub order: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Filter by status (pending, approved, rejected)
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Filter by external status (not_sent, dispatching, sent, processing, done, failed)
+    #[arg(long)]
+    pub external_status: Option<String>,
+    /// Filter by provider name
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Filter by package name
+    #[arg(long)]
+    pub package: Option<String>,
+    /// Filter by user name
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only orders created within this long ago (e.g. 1h, 2days)
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<humantime::Duration>,
+    /// Only orders created more than this long ago
+    #[arg(long, value_name = "DURATION")]
+    pub until: Option<humantime::Duration>,
+    /// Only orders that are not moving, each with its diagnosis
+    #[arg(long)]
+    pub stuck: bool,
+    /// An auto order still not sent after this long counts as stuck
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub stuck_after: humantime::Duration,
+    /// At most this many orders, newest first
+    #[arg(long, default_value_t = 100)]
+    pub limit: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct PollArgs {
+    /// Order uuid or order number
+    pub order: String,
+    /// Keep checking by the backoff policy until the order is final or --timeout passes
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up waiting after this long (exit 9)
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub timeout: humantime::Duration,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct WorkArgs {
+    /// Orders in the batch safety sweep, and orders claimed per round
+    #[arg(long, env = "ORDERCTL_BATCH_SIZE", default_value_t = 100, value_name = "N")]
+    pub batch_size: i64,
+    /// How long a claim keeps other workers off an order (must exceed --request-timeout)
+    #[arg(long, env = "ORDERCTL_LEASE", default_value = "60s", value_name = "DURATION")]
+    pub lease: humantime::Duration,
+    /// An auto order still not sent after this long is reported as stuck
+    #[arg(long, env = "ORDERCTL_STUCK_AFTER", default_value = "5m", value_name = "DURATION")]
+    pub stuck_after: humantime::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub work: WorkArgs,
+    /// Provider calls in flight at once from this process
+    #[arg(long, env = "ORDERCTL_CONCURRENCY", default_value_t = 16, value_name = "N")]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub work: WorkArgs,
+    /// Provider calls in flight at once from this process
+    #[arg(long, env = "ORDERCTL_CONCURRENCY", default_value_t = 16, value_name = "N")]
+    pub concurrency: usize,
+    /// When the batch safety sweep runs (cron with seconds, UTC): sec min hour day month weekday
+    #[arg(long, env = "ORDERCTL_SWEEP_SCHEDULE", default_value = "0 */5 * * * *", value_name = "CRON")]
+    pub sweep_schedule: String,
+    /// How often to look for due work when nothing woke the daemon
+    #[arg(long, env = "ORDERCTL_IDLE_POLL", default_value = "100ms", value_name = "DURATION")]
+    pub idle_poll: humantime::Duration,
+    /// On SIGTERM/SIGINT, wait this long for in-flight calls before exiting
+    #[arg(long, env = "ORDERCTL_SHUTDOWN_GRACE", default_value = "25s", value_name = "DURATION")]
+    pub shutdown_grace: humantime::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Window for finished orders and provider counts
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    pub since: humantime::Duration,
+    /// Refresh in place every 2 s (on a terminal)
+    #[arg(long)]
+    pub watch: bool,
+    /// An auto order still not sent after this long counts as stuck
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub stuck_after: humantime::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Also call every enabled provider's balance
+    #[arg(long)]
+    pub providers: bool,
+    /// An auto order still not sent after this long is a finding
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub stuck_after: humantime::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Orders to create
+    #[arg(long, default_value_t = 36)]
+    pub orders: usize,
+    /// Keep the throwaway database cluster and print where it is
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SimulateArgs {
+    /// Address to listen on (port 0 picks a free one; the chosen address is printed on stdout)
+    #[arg(long, default_value = "127.0.0.1:18080", value_name = "ADDR")]
+    pub listen: String,
+    /// Time until a placed order turns final
+    #[arg(long, default_value = "2s", value_name = "DURATION")]
+    pub complete_after: humantime::Duration,
+    /// Random extra time until final, 0..JITTER
+    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    pub jitter: humantime::Duration,
+    /// Share of orders that end cancelled (0..1)
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub cancel_share: f64,
+    /// Share of calls answered with HTTP 500
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub error_share: f64,
+    /// Share of calls answered with garbage bytes
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub garbage_share: f64,
+    /// Share of calls answered with an empty body
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub empty_share: f64,
+    /// Share of calls answered only after --hang
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub hang_share: f64,
+    /// How long a hanging call hangs
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub hang: humantime::Duration,
+    /// Latency added to every call
+    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    pub latency: humantime::Duration,
+    /// Accepted Znet dealer login as KOD:SIFRE (repeatable; default accepts any non-empty pair)
+    #[arg(long = "znet-login", value_name = "KOD:SIFRE", hide_default_value = true)]
+    pub znet_logins: Vec<String>,
+    /// Accepted x-stor api-token (repeatable; default accepts any non-empty token)
+    #[arg(long = "xstor-token", value_name = "TOKEN")]
+    pub xstor_tokens: Vec<String>,
+    /// Seed for the random choices (outcomes are also derived from each reference)
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Worker threads serving requests
+    #[arg(long, default_value_t = 4)]
+    pub threads: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages into
+    #[arg(long, default_value = "man")]
+    pub dir: PathBuf,
+}

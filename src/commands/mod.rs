@@ -1,0 +1,56 @@
+//! One module per subcommand. Each takes the parsed arguments and the resolved settings and
+//! does its work through `db`, `dispatch`, `monitor` and `provider`.
+
+mod apply;
+mod completions;
+mod create;
+mod daemon;
+mod demo;
+mod dispatch;
+mod doctor;
+mod inspect;
+mod list;
+mod listings;
+mod man;
+mod migrate;
+mod operator;
+mod poll;
+mod provider_check;
+mod routing_check;
+mod simulate;
+mod stats;
+mod sweep;
+
+use crate::cli::{Cli, Command, PackageCommand, ProviderCommand, RoutingCommand, TenantCommand, UserCommand};
+use crate::error::Result;
+use crate::settings::Settings;
+
+pub fn run(cli: Cli) -> Result<()> {
+    let settings = Settings::from_args(&cli.global)?;
+    let s = &settings;
+    match cli.command {
+        Command::Migrate(a) => migrate::run(s, &a),
+        Command::Apply(a) => apply::run(s, &a),
+        Command::Routing(RoutingCommand::Check) => routing_check::run(s),
+        Command::Tenant(TenantCommand::List) => listings::tenants(s),
+        Command::User(UserCommand::List) => listings::users(s),
+        Command::Provider(ProviderCommand::List) => listings::providers(s),
+        Command::Provider(ProviderCommand::Check(a)) => provider_check::run(s, &a),
+        Command::Package(PackageCommand::List) => listings::packages(s),
+        Command::Create(a) => create::run(s, &a),
+        Command::Dispatch(a) => dispatch::run(s, &a),
+        Command::Approve(a) => operator::approve(s, &a),
+        Command::Reject(a) => operator::reject(s, &a),
+        Command::Inspect(a) => inspect::run(s, &a),
+        Command::List(a) => list::run(s, &a),
+        Command::Poll(a) => poll::run(s, &a),
+        Command::Sweep(a) => sweep::run(s, &a),
+        Command::Daemon(a) => daemon::run(s, &a),
+        Command::Stats(a) => stats::run(s, &a),
+        Command::Doctor(a) => doctor::run(s, &a),
+        Command::Demo(a) => demo::run(s, &a),
+        Command::Simulate(a) => simulate::run(s, &a),
+        Command::Completions(a) => completions::run(&a),
+        Command::Man(a) => man::run(&a),
+    }
+}

@@ -1,0 +1,121 @@
+//! Every SQL statement orderctl runs lives under this module, named after what it does. The
+//! schema itself is plain SQL in `sql/`.
+
+pub mod migrate;
+pub mod orders;
+pub mod setup;
+
+use crate::error::{Error, ErrorKind};
+use postgres::{Client, NoTls};
+use std::time::Duration;
+
+/// Session settings for every orderctl connection. A forgotten open transaction must not hold
+/// back vacuum (the bloat that kills job queues), and no statement may hang forever.
+const SESSION_SETUP: &str = "SET idle_in_transaction_session_timeout = '60s'; \
+     SET statement_timeout = '30s'; SET lock_timeout = '10s'; SET application_name = 'orderctl'";
+
+/// Open a connection. rust-postgres does not read PG* variables or ~/.pgpass: the URL is all.
+pub fn connect(url: &str) -> Result<Client, Error> {
+    let mut config: postgres::Config = url.parse().map_err(|e| {
+        Error::invalid(format!("the database URL is not valid: {e}"))
+            .with_hint("write it as postgres://USER[:PASSWORD]@HOST:PORT/DATABASE")
+    })?;
+    config.connect_timeout(Duration::from_secs(5));
+    if config.get_application_name().is_none() {
+        config.application_name("orderctl");
+    }
+    let mut client = config.connect(NoTls).map_err(|e| {
+        Error::new(ErrorKind::DatabaseUnavailable, format!("cannot connect to the database at {}: {}", mask_url(url), short_pg_error(&e)))
+            .with_hint("check that Postgres is running and that --database-url / DATABASE_URL is right")
+    })?;
+    client.batch_execute(SESSION_SETUP)?;
+    Ok(client)
+}
+
+/// The URL with its password replaced, for messages.
+pub fn mask_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        // Not a URL (key=value form): show only the host part if we can find it.
+        Err(_) => {
+            let parts: Vec<String> = url
+                .split_whitespace()
+                .map(|kv| if kv.starts_with("password=") { "password=***".to_string() } else { kv.to_string() })
+                .collect();
+            parts.join(" ")
+        }
+    }
+}
+
+fn short_pg_error(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => {
+            let s = e.to_string();
+            match std::error::Error::source(e) {
+                Some(src) if !s.contains(&src.to_string()) => format!("{s}: {src}"),
+                _ => s,
+            }
+        }
+    }
+}
+
+/// Lost connections are "database unavailable"; a server error keeps the server's words.
+pub fn classify_error(e: &postgres::Error) -> Error {
+    if let Some(db) = e.as_db_error() {
+        use postgres::error::SqlState;
+        let code = db.code();
+        let kind = if *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || *code == SqlState::TOO_MANY_CONNECTIONS
+            || code.code().starts_with("08")
+        {
+            ErrorKind::DatabaseUnavailable
+        } else if *code == SqlState::UNDEFINED_TABLE {
+            return Error::new(ErrorKind::Refused, format!("database error: {}", db.message()))
+                .with_hint("the schema is missing or old: run `orderctl migrate`");
+        } else {
+            ErrorKind::Internal
+        };
+        let mut msg = format!("database error: {}", db.message());
+        if let Some(d) = db.detail() {
+            msg.push_str(&format!(" ({d})"));
+        }
+        return Error::new(kind, msg);
+    }
+    if e.is_closed() || std::error::Error::source(e).map(|s| s.is::<std::io::Error>()).unwrap_or(false) {
+        return Error::new(ErrorKind::DatabaseUnavailable, format!("lost the database connection: {}", short_pg_error(e)))
+            .with_hint("check that Postgres is running; orderctl changed nothing it did not commit");
+    }
+    Error::new(ErrorKind::DatabaseUnavailable, format!("database connection error: {}", short_pg_error(e)))
+}
+
+/// True when the error means the connection is gone and a new one should be opened.
+pub fn is_connection_lost(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(db) = e.as_db_error() {
+        let c = db.code().code();
+        return c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03";
+    }
+    std::error::Error::source(e).map(|s| s.is::<std::io::Error>()).unwrap_or(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked_in_urls() {
+        assert_eq!(mask_url("postgres://u:hunter2@db:5432/x"), "postgres://u:***@db:5432/x");
+        assert_eq!(mask_url("postgres://u@db/x"), "postgres://u@db/x");
+        assert_eq!(mask_url("host=db password=hunter2 user=u"), "host=db password=*** user=u");
+    }
+}

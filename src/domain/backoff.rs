@@ -1,0 +1,232 @@
+//! The backoff policy: when an order sent to a provider is checked next, and when orderctl
+//! stops waiting for it. Pure: everything it needs comes from the order row (checks done, sent
+//! time) and the clock value passed in, never from state held in a process.
+
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackoffPolicy {
+    /// From sending to the first check.
+    pub first_check: Duration,
+    /// After the first check; doubles with each further check.
+    pub backoff_base: Duration,
+    /// Cap on the delay between two checks.
+    pub backoff_max: Duration,
+    /// Scheduled checks per order; after that the order waits for the give-up deadline.
+    pub max_checks: u32,
+    /// From sending to giving up (external_status failed, flagged for an operator, no refund).
+    pub give_up_after: Duration,
+    /// Spread each delay by up to this fraction either way, so orders sent together do not
+    /// hit the provider together forever.
+    pub jitter: f64,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        BackoffPolicy {
+            first_check: Duration::from_secs(60),
+            backoff_base: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(600),
+            max_checks: 20,
+            give_up_after: Duration::from_secs(24 * 3600),
+            jitter: 0.1,
+        }
+    }
+}
+
+/// What to do with an order that has no final answer yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Check again at this time.
+    CheckAt(DateTime<Utc>),
+    /// No checks left: wait until the deadline, then give up.
+    GiveUpAt(DateTime<Utc>),
+    /// The deadline has passed: give up now.
+    GiveUpNow,
+}
+
+impl BackoffPolicy {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.backoff_max < self.backoff_base {
+            return Err(format!(
+                "--backoff-max ({}) must not be shorter than --backoff-base ({})",
+                humantime::format_duration(self.backoff_max),
+                humantime::format_duration(self.backoff_base)
+            ));
+        }
+        if self.max_checks == 0 {
+            return Err("--max-checks must be at least 1".into());
+        }
+        if self.give_up_after.is_zero() {
+            return Err("--give-up-after must be greater than 0".into());
+        }
+        if !(0.0..=0.5).contains(&self.jitter) {
+            return Err("jitter must be between 0 and 0.5".into());
+        }
+        Ok(())
+    }
+
+    /// The nominal (jitter-free) delay before the next check, given the checks already done.
+    /// 0 checks done: `first_check`; then base, 2×base, 4×base ... capped at `backoff_max`.
+    pub fn nominal_delay(&self, checks_done: u32) -> Duration {
+        if checks_done == 0 {
+            return self.first_check;
+        }
+        let doublings = (checks_done - 1).min(40);
+        let factor = 1u128 << doublings;
+        let nanos = self.backoff_base.as_nanos().saturating_mul(factor);
+        let capped = nanos.min(self.backoff_max.as_nanos());
+        Duration::from_nanos(capped.min(u64::MAX as u128) as u64)
+    }
+
+    /// The delay with jitter applied; `unit` is a random number in [0, 1).
+    pub fn jittered_delay(&self, checks_done: u32, unit: f64) -> Duration {
+        let d = self.nominal_delay(checks_done);
+        let unit = if unit.is_finite() { unit.clamp(0.0, 1.0) } else { 0.5 };
+        let factor = 1.0 + self.jitter * (2.0 * unit - 1.0);
+        d.mul_f64(factor.max(0.0))
+    }
+
+    /// The give-up deadline of an order sent at `sent_at`.
+    pub fn deadline(&self, sent_at: DateTime<Utc>) -> DateTime<Utc> {
+        sent_at + chrono::Duration::from_std(self.give_up_after).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// Decide the next step for an open order after `checks_done` checks, at time `now`.
+    pub fn next_step(&self, sent_at: DateTime<Utc>, checks_done: u32, now: DateTime<Utc>, unit: f64) -> NextStep {
+        let deadline = self.deadline(sent_at);
+        if now >= deadline {
+            return NextStep::GiveUpNow;
+        }
+        if checks_done >= self.max_checks {
+            return NextStep::GiveUpAt(deadline);
+        }
+        let delay = chrono::Duration::from_std(self.jittered_delay(checks_done, unit)).unwrap_or(chrono::Duration::MAX);
+        let at = now.checked_add_signed(delay).unwrap_or(deadline);
+        if at >= deadline {
+            NextStep::GiveUpAt(deadline)
+        } else {
+            NextStep::CheckAt(at)
+        }
+    }
+
+    /// The message recorded when an order is given up, e.g. "no final answer after 24h".
+    pub fn give_up_message(&self) -> String {
+        format!("no final answer after {}", short_duration(self.give_up_after))
+    }
+}
+
+/// "24h", "90m", "45s": how operators write durations (humantime would say "1day").
+pub fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_nanos() != 0 || s == 0 {
+        humantime::format_duration(d).to_string()
+    } else if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn default_schedule_is_60s_then_30s_doubling_capped_at_10m() {
+        let p = BackoffPolicy::default();
+        let secs: Vec<u64> = (0..8).map(|n| p.nominal_delay(n).as_secs()).collect();
+        assert_eq!(secs, vec![60, 30, 60, 120, 240, 480, 600, 600]);
+    }
+
+    #[test]
+    fn give_up_message_reads_like_the_domain_says() {
+        assert_eq!(BackoffPolicy::default().give_up_message(), "no final answer after 24h");
+        let p = BackoffPolicy { give_up_after: Duration::from_secs(3600 * 23), ..Default::default() };
+        assert_eq!(p.give_up_message(), "no final answer after 23h");
+    }
+
+    #[test]
+    fn after_max_checks_the_order_waits_for_its_deadline() {
+        let p = BackoffPolicy { max_checks: 3, ..Default::default() };
+        let now = t0() + chrono::Duration::minutes(10);
+        assert_eq!(p.next_step(t0(), 3, now, 0.5), NextStep::GiveUpAt(p.deadline(t0())));
+        assert_eq!(p.next_step(t0(), 0, p.deadline(t0()), 0.5), NextStep::GiveUpNow);
+    }
+
+    #[test]
+    fn bad_policies_are_refused_with_the_flag_names() {
+        let p = BackoffPolicy { backoff_max: Duration::from_secs(1), ..Default::default() };
+        assert!(p.validate().unwrap_err().contains("--backoff-max"));
+        let p = BackoffPolicy { max_checks: 0, ..Default::default() };
+        assert!(p.validate().unwrap_err().contains("--max-checks"));
+    }
+
+    proptest! {
+        #[test]
+        fn delays_grow_and_never_exceed_the_cap(base in 1u64..100_000, max_mult in 1u64..1000, n in 0u32..200) {
+            let p = BackoffPolicy {
+                backoff_base: Duration::from_millis(base),
+                backoff_max: Duration::from_millis(base * max_mult),
+                ..Default::default()
+            };
+            if n >= 1 {
+                prop_assert!(p.nominal_delay(n + 1) >= p.nominal_delay(n));
+                prop_assert!(p.nominal_delay(n) <= p.backoff_max);
+                prop_assert!(p.nominal_delay(n) >= p.backoff_base);
+            }
+        }
+
+        #[test]
+        fn jitter_stays_within_its_band(n in 0u32..50, unit in 0.0f64..1.0) {
+            let p = BackoffPolicy::default();
+            let nominal = p.nominal_delay(n).as_secs_f64();
+            let j = p.jittered_delay(n, unit).as_secs_f64();
+            prop_assert!(j >= nominal * 0.9 - 1e-6 && j <= nominal * 1.1 + 1e-6);
+        }
+
+        #[test]
+        fn next_check_never_passes_the_deadline_and_never_goes_back(
+            checks in 0u32..30, elapsed_s in 0i64..200_000, unit in 0.0f64..1.0
+        ) {
+            let p = BackoffPolicy::default();
+            let now = t0() + chrono::Duration::seconds(elapsed_s);
+            match p.next_step(t0(), checks, now, unit) {
+                NextStep::CheckAt(at) => {
+                    prop_assert!(at > now);
+                    prop_assert!(at < p.deadline(t0()));
+                    prop_assert!(checks < p.max_checks);
+                }
+                NextStep::GiveUpAt(at) => {
+                    prop_assert_eq!(at, p.deadline(t0()));
+                    prop_assert!(now < at);
+                }
+                NextStep::GiveUpNow => prop_assert!(now >= p.deadline(t0())),
+            }
+        }
+
+        #[test]
+        fn a_full_schedule_uses_at_most_max_checks(max_checks in 1u32..40, first in 0u64..120) {
+            let p = BackoffPolicy { max_checks, first_check: Duration::from_secs(first), ..Default::default() };
+            let mut now = t0();
+            let mut checks = 0;
+            loop {
+                match p.next_step(t0(), checks, now, 0.5) {
+                    NextStep::CheckAt(at) => { now = at; checks += 1; }
+                    NextStep::GiveUpAt(at) => { now = at; }
+                    NextStep::GiveUpNow => break,
+                }
+                prop_assert!(checks <= max_checks);
+            }
+            prop_assert_eq!(now, p.deadline(t0()));
+        }
+    }
+}

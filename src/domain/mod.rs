@@ -1,0 +1,8 @@
+//! The pure core: statuses and their transitions, routing rules and their diagnosis, the
+//! backoff policy. No I/O here, so every rule can be unit- and property-tested.
+
+pub mod backoff;
+pub mod diagnosis;
+pub mod money;
+pub mod routing;
+pub mod status;

@@ -1,0 +1,311 @@
+//! Package routing: how an order for a package reaches its goods, and every way a routing can
+//! be unusable. The same rules serve `apply` (refuse to save), `routing check` (find what is in
+//! the database), `dispatch` (stop with a reason) and `inspect` (explain a stuck order).
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutingMode {
+    Auto,
+    Manual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderType {
+    External,
+    Codes,
+    Manual,
+}
+
+impl RoutingMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoutingMode::Auto => "auto",
+            RoutingMode::Manual => "manual",
+        }
+    }
+}
+
+impl ProviderType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderType::External => "external",
+            ProviderType::Codes => "codes",
+            ProviderType::Manual => "manual",
+        }
+    }
+}
+
+impl FromStr for RoutingMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(RoutingMode::Auto),
+            "manual" => Ok(RoutingMode::Manual),
+            _ => Err(format!("routing mode '{s}' is unknown; use auto or manual")),
+        }
+    }
+}
+
+impl FromStr for ProviderType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "external" => Ok(ProviderType::External),
+            "codes" => Ok(ProviderType::Codes),
+            "manual" => Ok(ProviderType::Manual),
+            _ => Err(format!("provider_type '{s}' is unknown; use external, codes or manual")),
+        }
+    }
+}
+
+impl fmt::Display for RoutingMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl fmt::Display for ProviderType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A provider as routing sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedProvider {
+    pub name: String,
+    pub enabled: bool,
+    /// The package has a mapping for this provider.
+    pub has_mapping: bool,
+}
+
+/// A package's routing with what it points at, as loaded from the database or a setup file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingView {
+    pub tenant: String,
+    pub package: String,
+    pub mode: RoutingMode,
+    pub provider_type: ProviderType,
+    pub primary: Option<RoutedProvider>,
+    pub fallback: Option<RoutedProvider>,
+    /// Name and number of available codes.
+    pub code_group: Option<(String, i64)>,
+}
+
+/// Every way a routing can be unusable or contradictory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutingProblem {
+    /// The incident in domain.md: auto routing with provider_type manual.
+    AutoWithManualProviderType { has_primary: bool },
+    /// auto + external without a primary provider.
+    ExternalWithoutPrimary,
+    /// provider_type codes without a code group.
+    CodesWithoutCodeGroup,
+    PrimaryDisabled { provider: String },
+    FallbackDisabled { provider: String },
+    MissingMapping { provider: String },
+    FallbackEqualsPrimary { provider: String },
+    EmptyCodeGroup { group: String },
+}
+
+impl RoutingProblem {
+    /// A stable identifier for JSON output and tests.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RoutingProblem::AutoWithManualProviderType { .. } => "auto_with_manual_provider_type",
+            RoutingProblem::ExternalWithoutPrimary => "external_without_primary",
+            RoutingProblem::CodesWithoutCodeGroup => "codes_without_code_group",
+            RoutingProblem::PrimaryDisabled { .. } => "primary_disabled",
+            RoutingProblem::FallbackDisabled { .. } => "fallback_disabled",
+            RoutingProblem::MissingMapping { .. } => "missing_mapping",
+            RoutingProblem::FallbackEqualsPrimary { .. } => "fallback_equals_primary",
+            RoutingProblem::EmptyCodeGroup { .. } => "empty_code_group",
+        }
+    }
+
+    /// Blocks dispatch of a new order (as opposed to a warning such as a disabled fallback).
+    pub fn blocks_dispatch(&self) -> bool {
+        !matches!(self, RoutingProblem::FallbackDisabled { .. } | RoutingProblem::FallbackEqualsPrimary { .. })
+    }
+
+    /// What is wrong, without the tenant/package prefix.
+    pub fn problem(&self) -> String {
+        match self {
+            RoutingProblem::AutoWithManualProviderType { has_primary: false } => {
+                "routing mode is auto but provider_type is manual and no primary provider is set".into()
+            }
+            RoutingProblem::AutoWithManualProviderType { has_primary: true } => {
+                "routing mode is auto but provider_type is manual, so nothing would ever send the order".into()
+            }
+            RoutingProblem::ExternalWithoutPrimary => {
+                "routing mode is auto with provider_type external but no primary provider is set".into()
+            }
+            RoutingProblem::CodesWithoutCodeGroup => "provider_type is codes but no code group is set".into(),
+            RoutingProblem::PrimaryDisabled { provider } => format!("primary provider {provider} is disabled"),
+            RoutingProblem::FallbackDisabled { provider } => format!("fallback provider {provider} is disabled"),
+            RoutingProblem::MissingMapping { provider } => {
+                format!("there is no mapping for provider {provider}, so it cannot be told which product to deliver")
+            }
+            RoutingProblem::FallbackEqualsPrimary { provider } => {
+                format!("the fallback provider is the primary provider ({provider})")
+            }
+            RoutingProblem::EmptyCodeGroup { group } => format!("code group {group} has no available codes"),
+        }
+    }
+
+    /// What to do about it.
+    pub fn fix(&self) -> String {
+        match self {
+            RoutingProblem::AutoWithManualProviderType { .. } => {
+                "set routing.primary with provider_type external, or use mode manual".into()
+            }
+            RoutingProblem::ExternalWithoutPrimary => "set routing.primary, or use mode manual".into(),
+            RoutingProblem::CodesWithoutCodeGroup => "set routing.code_group to a code group of this tenant".into(),
+            RoutingProblem::PrimaryDisabled { provider } => {
+                format!("enable provider {provider}, or route the package to another provider")
+            }
+            RoutingProblem::FallbackDisabled { provider } => {
+                format!("enable provider {provider}, or remove it as routing.fallback")
+            }
+            RoutingProblem::MissingMapping { provider } => {
+                format!("add mappings.{provider} to the package (znet: oyun and kupur; xstor: product_id)")
+            }
+            RoutingProblem::FallbackEqualsPrimary { .. } => {
+                "choose a different routing.fallback or remove it".into()
+            }
+            RoutingProblem::EmptyCodeGroup { group } => format!("add codes to code group {group}"),
+        }
+    }
+
+    /// One sentence: "tenant T, package P: <problem>; <fix>".
+    pub fn sentence(&self, tenant: &str, package: &str) -> String {
+        format!("tenant {tenant}, package {package}: {}; {}", self.problem(), self.fix())
+    }
+}
+
+/// All problems of one routing, most serious first. Empty when the routing is usable.
+pub fn check_routing(r: &RoutingView) -> Vec<RoutingProblem> {
+    let mut problems = Vec::new();
+    match (r.mode, r.provider_type) {
+        (RoutingMode::Auto, ProviderType::Manual) => {
+            problems.push(RoutingProblem::AutoWithManualProviderType { has_primary: r.primary.is_some() });
+        }
+        (RoutingMode::Auto, ProviderType::External) if r.primary.is_none() => {
+            problems.push(RoutingProblem::ExternalWithoutPrimary);
+        }
+        _ => {}
+    }
+    if r.provider_type == ProviderType::External {
+        if let Some(p) = &r.primary {
+            if !p.enabled {
+                problems.push(RoutingProblem::PrimaryDisabled { provider: p.name.clone() });
+            }
+            if !p.has_mapping {
+                problems.push(RoutingProblem::MissingMapping { provider: p.name.clone() });
+            }
+        }
+        if let Some(f) = &r.fallback {
+            if r.primary.as_ref().map(|p| p.name == f.name).unwrap_or(false) {
+                problems.push(RoutingProblem::FallbackEqualsPrimary { provider: f.name.clone() });
+            } else {
+                if !f.enabled {
+                    problems.push(RoutingProblem::FallbackDisabled { provider: f.name.clone() });
+                }
+                if !f.has_mapping {
+                    problems.push(RoutingProblem::MissingMapping { provider: f.name.clone() });
+                }
+            }
+        }
+    }
+    if r.provider_type == ProviderType::Codes {
+        match &r.code_group {
+            None => problems.push(RoutingProblem::CodesWithoutCodeGroup),
+            Some((group, available)) if *available <= 0 => {
+                problems.push(RoutingProblem::EmptyCodeGroup { group: group.clone() })
+            }
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
+/// Problems the database itself refuses (CHECK constraints). `apply` must never try to write
+/// these; `routing check` still looks for them in case constraints were dropped by hand.
+pub fn is_contradiction(p: &RoutingProblem) -> bool {
+    matches!(
+        p,
+        RoutingProblem::AutoWithManualProviderType { .. }
+            | RoutingProblem::ExternalWithoutPrimary
+            | RoutingProblem::CodesWithoutCodeGroup
+            | RoutingProblem::FallbackEqualsPrimary { .. }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(name: &str) -> RoutedProvider {
+        RoutedProvider { name: name.into(), enabled: true, has_mapping: true }
+    }
+
+    fn view(mode: RoutingMode, pt: ProviderType) -> RoutingView {
+        RoutingView {
+            tenant: "alsham".into(),
+            package: "pubg-60".into(),
+            mode,
+            provider_type: pt,
+            primary: None,
+            fallback: None,
+            code_group: None,
+        }
+    }
+
+    #[test]
+    fn the_incident_routing_is_found_and_explained() {
+        let r = view(RoutingMode::Auto, ProviderType::Manual);
+        let problems = check_routing(&r);
+        assert_eq!(problems, vec![RoutingProblem::AutoWithManualProviderType { has_primary: false }]);
+        assert_eq!(
+            problems[0].sentence("alsham", "pubg-60"),
+            "tenant alsham, package pubg-60: routing mode is auto but provider_type is manual and no primary \
+             provider is set; set routing.primary with provider_type external, or use mode manual"
+        );
+    }
+
+    #[test]
+    fn a_good_external_routing_has_no_problems() {
+        let mut r = view(RoutingMode::Auto, ProviderType::External);
+        r.primary = Some(provider("znet-main"));
+        r.fallback = Some(provider("xstor"));
+        assert!(check_routing(&r).is_empty());
+    }
+
+    #[test]
+    fn every_external_problem_is_found() {
+        let mut r = view(RoutingMode::Auto, ProviderType::External);
+        assert_eq!(check_routing(&r), vec![RoutingProblem::ExternalWithoutPrimary]);
+        r.primary = Some(RoutedProvider { name: "z".into(), enabled: false, has_mapping: false });
+        r.fallback = Some(RoutedProvider { name: "x".into(), enabled: false, has_mapping: true });
+        let codes: Vec<&str> = check_routing(&r).iter().map(|p| p.code()).collect();
+        assert_eq!(codes, vec!["primary_disabled", "missing_mapping", "fallback_disabled"]);
+        r.fallback = Some(RoutedProvider { name: "z".into(), enabled: false, has_mapping: false });
+        assert!(check_routing(&r).contains(&RoutingProblem::FallbackEqualsPrimary { provider: "z".into() }));
+    }
+
+    #[test]
+    fn codes_need_a_group_with_stock() {
+        let mut r = view(RoutingMode::Auto, ProviderType::Codes);
+        assert_eq!(check_routing(&r), vec![RoutingProblem::CodesWithoutCodeGroup]);
+        r.code_group = Some(("itunes-10".into(), 0));
+        assert_eq!(check_routing(&r), vec![RoutingProblem::EmptyCodeGroup { group: "itunes-10".into() }]);
+        r.code_group = Some(("itunes-10".into(), 2));
+        assert!(check_routing(&r).is_empty());
+    }
+
+    #[test]
+    fn manual_routing_is_fine() {
+        assert!(check_routing(&view(RoutingMode::Manual, ProviderType::Manual)).is_empty());
+    }
+}

@@ -1,0 +1,85 @@
+//! orderctl: dispatch orders for digital goods to providers and watch them until done,
+//! directly against Postgres.
+//!
+//! Layout: `cli` (clap definitions) → `settings` (validated once) → `commands` (one module per
+//! subcommand). The work itself: `domain` (pure rules), `db` (every SQL statement),
+//! `provider` (one module per protocol), `dispatch` (placing an order exactly once),
+//! `monitor` (claiming due orders and applying check results), `daemon` (scheduling),
+//! `simulator` (a built-in fake of both provider protocols).
+
+pub mod cli;
+mod commands;
+pub mod daemon;
+pub mod db;
+pub mod dispatch;
+pub mod domain;
+pub mod error;
+pub mod exit_codes;
+pub mod monitor;
+mod output;
+pub mod provider;
+pub mod settings;
+pub mod simulator;
+
+use clap::Parser;
+use std::ffi::OsString;
+
+/// Parse arguments, run the command, report any error on stderr, return the exit code.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit_codes::USAGE } else { exit_codes::SUCCESS };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_logging(&cli.global);
+    let json = cli.global.output == cli::OutputFormat::Json;
+    match commands::run(cli) {
+        Ok(()) => exit_codes::SUCCESS,
+        Err(e) => {
+            report_error(&e, json);
+            e.exit_code()
+        }
+    }
+}
+
+fn report_error(e: &error::Error, json: bool) {
+    if json {
+        eprintln!("{}", e.to_json());
+        return;
+    }
+    eprintln!("error: {}", e.message);
+    if let Some(h) = &e.hint {
+        eprintln!("hint: {h}");
+    }
+}
+
+fn init_logging(g: &cli::GlobalArgs) {
+    let default = if g.quiet {
+        "error"
+    } else {
+        match g.verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }
+    };
+    let mut builder = env_logger::Builder::new();
+    // Our own crate follows -v/-q; RUST_LOG, when set, refines on top.
+    builder.filter_level(log::LevelFilter::Warn);
+    builder.parse_filters(&format!("orderctl={default}"));
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        if !g.quiet && g.verbose == 0 {
+            builder.parse_filters(&spec);
+        }
+    }
+    builder.format_timestamp_millis().target(env_logger::Target::Stderr);
+    let _ = builder.try_init();
+}

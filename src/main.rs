@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(orderctl::run(std::env::args_os()));
+}

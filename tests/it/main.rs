@@ -1,0 +1,5 @@
+//! One integration-test binary (linked once), one module per capability.
+
+mod support;
+
+mod migrate;

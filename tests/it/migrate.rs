@@ -1,0 +1,93 @@
+//! `orderctl migrate`: each file once, in order, safe when concurrent, refuses changed files.
+
+use crate::support::*;
+
+#[test]
+fn migrate_twice_applies_each_file_once() {
+    let db = TestDb::empty();
+    let first = db.cmd().args(["migrate", "--output", "json"]).run().ok().json();
+    assert_eq!(first[0]["state"], "applied");
+    let second = db.cmd().args(["migrate", "--output", "json"]).run().ok().json();
+    assert_eq!(second[0]["state"], "already applied");
+    assert_eq!(db.query_i64("SELECT count(*) FROM orderctl_migrations"), first.as_array().unwrap().len() as i64);
+}
+
+#[test]
+fn dry_run_lists_pending_files_and_changes_nothing() {
+    let db = TestDb::empty();
+    let out = db.cmd().args(["migrate", "--dry-run", "--output", "json"]).run().ok().json();
+    assert_eq!(out[0]["state"], "pending");
+    assert_eq!(out[0]["name"], "0001_schema.sql");
+    assert_eq!(db.query_i64("SELECT count(*) FROM pg_tables WHERE tablename = 'orders'"), 0);
+}
+
+#[test]
+fn concurrent_migrate_runs_are_safe() {
+    let db = TestDb::empty();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            std::thread::spawn(move || Cmd::new().env("DATABASE_URL", &url).args(["migrate"]).run())
+        })
+        .collect();
+    for h in handles {
+        let out = h.join().unwrap();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    assert_eq!(db.query_i64("SELECT count(*) FROM orderctl_migrations"), 1);
+}
+
+#[test]
+fn a_changed_applied_file_is_refused() {
+    let db = TestDb::empty();
+    let dir = tempfile::tempdir().unwrap();
+    let original = include_str!("../../sql/0001_schema.sql");
+    std::fs::write(dir.path().join("0001_schema.sql"), original).unwrap();
+    db.cmd().args(["migrate", "--dir"]).arg(dir.path()).run().ok();
+    std::fs::write(dir.path().join("0001_schema.sql"), format!("{original}\n-- edited\n")).unwrap();
+    let out = db.cmd().args(["migrate", "--dir"]).arg(dir.path()).run().code(5);
+    assert!(out.stderr.contains("0001_schema.sql was already applied but its file has changed"), "{}", out.stderr);
+    assert!(out.stderr.contains("new numbered file"), "{}", out.stderr);
+}
+
+#[test]
+fn a_new_file_is_applied_after_the_old_ones() {
+    let db = TestDb::empty();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("0001_schema.sql"), include_str!("../../sql/0001_schema.sql")).unwrap();
+    db.cmd().args(["migrate", "--dir"]).arg(dir.path()).run().ok();
+    std::fs::write(dir.path().join("0002_more.sql"), "ALTER TABLE orders ADD COLUMN note text;").unwrap();
+    let out = db.cmd().args(["migrate", "--output", "json", "--dir"]).arg(dir.path()).run().ok().json();
+    assert_eq!(out[1]["state"], "applied");
+    assert_eq!(db.query_i64("SELECT count(*) FROM information_schema.columns WHERE table_name='orders' AND column_name='note'"), 1);
+}
+
+#[test]
+fn migrate_works_as_an_ordinary_database_owner() {
+    let db = TestDb::empty();
+    let mut admin = admin();
+    let role = format!("{}_owner", db.name);
+    admin.batch_execute(&format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")).unwrap();
+    admin.batch_execute(&format!("ALTER DATABASE {} OWNER TO {role}", db.name)).unwrap();
+    {
+        let mut c = db.client();
+        c.batch_execute(&format!("ALTER SCHEMA public OWNER TO {role}")).unwrap();
+    }
+    let mut u = url::Url::parse(&db.url).unwrap();
+    u.set_username(&role).unwrap();
+    Cmd::new().env("DATABASE_URL", u.as_str()).args(["migrate"]).run().ok();
+    assert_eq!(db.query_i64("SELECT count(*) FROM orderctl_migrations"), 1);
+    drop(db);
+    admin.batch_execute(&format!("DROP ROLE IF EXISTS {role}")).unwrap();
+}
+
+#[test]
+fn a_dead_database_is_reported_with_its_exit_code_and_no_password() {
+    let out = Cmd::new()
+        .env("DATABASE_URL", "postgres://orderctl:hunter2-db-pass@127.0.0.1:1/nowhere")
+        .args(["migrate"])
+        .run()
+        .code(6);
+    assert!(out.stderr.contains("cannot connect to the database"), "{}", out.stderr);
+    assert!(!out.stderr.contains("hunter2-db-pass"), "{}", out.stderr);
+}

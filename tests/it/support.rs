@@ -1,0 +1,334 @@
+//! Test harness: a database per test cloned from a migrated template on a real Postgres, the
+//! real `orderctl` binary, and the built-in simulator as a real HTTP server on 127.0.0.1.
+
+#![allow(dead_code)]
+
+use postgres::{Client, NoTls};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_orderctl");
+
+/// The server tests use: ORDERCTL_TEST_DATABASE_URL or the machine's local Postgres.
+pub fn admin_url() -> String {
+    std::env::var("ORDERCTL_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// The same server, another database.
+pub fn url_for(db: &str) -> String {
+    let mut u = url::Url::parse(&admin_url()).expect("ORDERCTL_TEST_DATABASE_URL is a URL");
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+pub fn admin() -> Client {
+    Client::connect(&admin_url(), NoTls).expect("test Postgres reachable (see .ci/run)")
+}
+
+fn schema_fingerprint() -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for m in orderctl::db::migrate::built_in() {
+        h.update(m.checksum.as_bytes());
+    }
+    h.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A migrated template database, made once per schema version and reused across runs.
+fn template() -> &'static str {
+    static TEMPLATE: OnceLock<String> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let name = format!("orderctl_tpl_{}", schema_fingerprint());
+        let mut admin = admin();
+        // Serialise template creation across concurrent test processes.
+        admin.execute("SELECT pg_advisory_lock(7300001)", &[]).unwrap();
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .unwrap()
+            .is_some();
+        if !exists {
+            let building = format!("{name}_building");
+            admin.batch_execute(&format!("DROP DATABASE IF EXISTS {building}")).unwrap();
+            admin.batch_execute(&format!("CREATE DATABASE {building}")).unwrap();
+            {
+                let mut c = Client::connect(&url_for(&building), NoTls).unwrap();
+                orderctl::db::migrate::migrate(&mut c, &orderctl::db::migrate::built_in(), false).unwrap();
+            }
+            admin.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}")).unwrap();
+        }
+        admin.execute("SELECT pg_advisory_unlock(7300001)", &[]).unwrap();
+        name
+    })
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A database of its own for one test. Dropped when the test passes; kept (and named on
+/// stderr) when it fails, so it can be inspected.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// A migrated database.
+    pub fn new() -> TestDb {
+        Self::create(Some(template()))
+    }
+    /// An empty database (for migration tests).
+    pub fn empty() -> TestDb {
+        Self::create(None)
+    }
+    fn create(template: Option<&str>) -> TestDb {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("orderctl_t_{}_{}", std::process::id(), n);
+        let mut admin = admin();
+        let sql = match template {
+            Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
+            None => format!("CREATE DATABASE {name}"),
+        };
+        // The template may be busy for a moment while another clone is made.
+        let mut tries = 0;
+        loop {
+            match admin.batch_execute(&sql) {
+                Ok(()) => break,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("cannot create test database: {e}"),
+            }
+        }
+        TestDb { url: url_for(&name), name }
+    }
+    pub fn client(&self) -> Client {
+        Client::connect(&self.url, NoTls).unwrap()
+    }
+    /// Run the real binary against this database.
+    pub fn cmd(&self) -> Cmd {
+        Cmd::new().env("DATABASE_URL", &self.url)
+    }
+    /// Apply a setup document.
+    pub fn apply(&self, setup: &serde_json::Value) {
+        let out = self.cmd().args(["apply", "-f", "-"]).stdin(setup.to_string()).run();
+        assert_eq!(out.code, 0, "apply failed: {}", out.stderr);
+    }
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        self.client().query_one(sql, &[]).unwrap().get(0)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test database kept for inspection: {}", self.url);
+            return;
+        }
+        if let Ok(mut admin) = Client::connect(&admin_url(), NoTls) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+/// The outcome of running the binary.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+    #[track_caller]
+    pub fn ok(self) -> Output {
+        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+    #[track_caller]
+    pub fn code(self, code: i32) -> Output {
+        assert_eq!(self.code, code, "expected exit {code}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// A small builder around the real executable.
+pub struct Cmd {
+    cmd: Command,
+    stdin: Option<String>,
+}
+
+impl Cmd {
+    pub fn new() -> Cmd {
+        let mut cmd = Command::new(BIN);
+        cmd.env_remove("DATABASE_URL")
+            .env_remove("RUST_LOG")
+            .env_remove("ORDERCTL_TENANT")
+            .env_remove("ORDERCTL_OUTPUT")
+            .env("NO_COLOR", "1");
+        Cmd { cmd, stdin: None }
+    }
+    pub fn args<I, S>(mut self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Cmd {
+        self.cmd.arg(a);
+        self
+    }
+    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Cmd {
+        self.cmd.env(k, v);
+        self
+    }
+    pub fn stdin(mut self, input: impl Into<String>) -> Cmd {
+        self.stdin = Some(input.into());
+        self
+    }
+    pub fn run(mut self) -> Output {
+        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.cmd.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        let mut child = self.cmd.spawn().expect("run orderctl");
+        if let Some(input) = self.stdin.take() {
+            let mut si = child.stdin.take().unwrap();
+            std::thread::spawn(move || {
+                let _ = si.write_all(input.as_bytes());
+            });
+        }
+        let out = child.wait_with_output().unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+    /// Start in the background (a daemon); the child is killed when the handle drops.
+    pub fn spawn(mut self) -> Background {
+        self.cmd.stdout(Stdio::null()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let child = self.cmd.spawn().expect("spawn orderctl");
+        Background { child: Some(child) }
+    }
+}
+
+pub struct Background {
+    pub child: Option<Child>,
+}
+
+impl Background {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+    /// SIGTERM and wait; returns the exit code.
+    pub fn terminate(mut self) -> i32 {
+        let mut child = self.child.take().unwrap();
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let status = child.wait().unwrap();
+        status.code().unwrap_or(-1)
+    }
+    /// kill -9.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The built-in simulator as a separate process on a free port.
+pub struct Sim {
+    pub base_url: String,
+    child: Child,
+}
+
+impl Sim {
+    pub fn start(extra: &[&str]) -> Sim {
+        let mut child = Command::new(BIN)
+            .args(["simulate", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start simulator");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().trim_start_matches("listening on ").to_string();
+        assert!(addr.starts_with("127.0.0.1:"), "simulator printed {line:?}");
+        Sim { base_url: format!("http://{addr}"), child }
+    }
+    pub fn stats(&self) -> serde_json::Value {
+        let body = ureq::get(&format!("{}/_sim/stats", self.base_url)).call().unwrap().body_mut().read_to_string().unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+    /// Change fault settings at run time (JSON object of simulator settings).
+    pub fn configure(&self, settings: serde_json::Value) {
+        ureq::post(&format!("{}/_sim/config", self.base_url)).send_json(settings).unwrap();
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wait for a condition instead of sleeping a fixed time.
+#[track_caller]
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The standard setup for tests: one tenant, a buyer, both provider kinds on the simulator,
+/// code stock and a manual package.
+pub fn standard_setup(sim_url: &str) -> serde_json::Value {
+    serde_json::json!({
+      "tenants": [{
+        "name": "alsham",
+        "users": [{"name": "halil", "email": "halil@example.com", "balance": "1000.00", "overdraft_limit": "0"}],
+        "providers": [
+          {"name": "znet-main", "kind": "znet", "base_url": sim_url, "credentials": {"kod": "bayi1", "sifre": "s3cret-znet"}},
+          {"name": "xstor", "kind": "xstor", "base_url": sim_url, "credentials": {"api_token": "tok-secret-123"}, "enabled": true}
+        ],
+        "code_groups": [{"name": "itunes-10", "codes": ["AAAA-1111", "BBBB-2222", "CCCC-3333"]}],
+        "packages": [
+          {"name": "pubg-60", "product": "PUBG Mobile", "price": "1.10",
+           "routing": {"mode": "auto", "provider_type": "external", "primary": "znet-main", "fallback": "xstor"},
+           "mappings": {"znet-main": {"oyun": "7001", "kupur": "60"}, "xstor": {"product_id": "501", "player_param": "playerId"}}},
+          {"name": "freefire-100", "product": "Free Fire", "price": "2.00",
+           "routing": {"mode": "auto", "provider_type": "external", "primary": "xstor"},
+           "mappings": {"xstor": {"product_id": "502", "player_param": "playerId"}}},
+          {"name": "itunes-10", "product": "iTunes", "price": "10.00",
+           "routing": {"mode": "auto", "provider_type": "codes", "code_group": "itunes-10"}},
+          {"name": "jawaker", "product": "Jawaker", "price": "2.00", "routing": {"mode": "manual", "provider_type": "manual"}}
+        ]
+      }]
+    })
+}
