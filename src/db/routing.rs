@@ -1,0 +1,65 @@
+//! Loading package routing with everything it points at, for `routing check`, `dispatch` and
+//! `inspect`.
+
+use crate::domain::routing::{RoutedProvider, RoutingView};
+use crate::error::{Error, Result};
+use postgres::GenericClient;
+
+const ROUTING_VIEWS: &str = "
+    SELECT t.name, pk.name, pk.routing_mode, pk.provider_type,
+           pp.name, pp.enabled, (pm.package_id IS NOT NULL),
+           fp.name, fp.enabled, (fm.package_id IS NOT NULL),
+           cg.name,
+           (SELECT count(*) FROM code_items ci WHERE ci.code_group_id = cg.id AND ci.state = 'available'),
+           pk.id
+      FROM packages pk
+      JOIN tenants t ON t.id = pk.tenant_id
+      LEFT JOIN providers pp ON pp.id = pk.primary_provider_id
+      LEFT JOIN package_mappings pm ON pm.package_id = pk.id AND pm.provider_id = pk.primary_provider_id
+      LEFT JOIN providers fp ON fp.id = pk.fallback_provider_id
+      LEFT JOIN package_mappings fm ON fm.package_id = pk.id AND fm.provider_id = pk.fallback_provider_id
+      LEFT JOIN code_groups cg ON cg.id = pk.code_group_id
+     WHERE ($1::text IS NULL OR t.name = $1)
+       AND ($2::bigint IS NULL OR pk.id = $2)
+     ORDER BY t.name, pk.name";
+
+/// Routing of every package (optionally of one tenant, or one package), with the state of the
+/// providers, mappings and code stock it points at. Returns (package id, view).
+pub fn routing_views(
+    client: &mut impl GenericClient,
+    tenant: Option<&str>,
+    package_id: Option<i64>,
+) -> Result<Vec<(i64, RoutingView)>> {
+    let rows = client.query(ROUTING_VIEWS, &[&tenant, &package_id])?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mode: String = r.get(2);
+        let provider_type: String = r.get(3);
+        let provider = |name: Option<String>, enabled: Option<bool>, mapped: bool| {
+            name.map(|name| RoutedProvider { name, enabled: enabled.unwrap_or(false), has_mapping: mapped })
+        };
+        let view = RoutingView {
+            tenant: r.get(0),
+            package: r.get(1),
+            // The CHECK constraints keep these to known words; anything else is a damaged row.
+            mode: mode.parse().map_err(Error::internal)?,
+            provider_type: provider_type.parse().map_err(Error::internal)?,
+            primary: provider(r.get(4), r.get(5), r.get(6)),
+            fallback: provider(r.get(7), r.get(8), r.get(9)),
+            code_group: r.get::<_, Option<String>>(10).map(|g| (g, r.get::<_, i64>(11))),
+        };
+        out.push((r.get(12), view));
+    }
+    Ok(out)
+}
+
+/// The id of a tenant by name, or a not-found error that says how to list them.
+pub fn tenant_id(client: &mut impl GenericClient, name: &str) -> Result<i64> {
+    client
+        .query_opt("SELECT id FROM tenants WHERE name = $1", &[&name])?
+        .map(|r| r.get(0))
+        .ok_or_else(|| {
+            Error::not_found(format!("tenant '{name}' does not exist"))
+                .with_hint("list tenants with `orderctl tenant list`")
+        })
+}
