@@ -192,9 +192,9 @@ CREATE TABLE placements (
     message      text,
     created_at   timestamptz NOT NULL DEFAULT now(),
     finished_at  timestamptz,
-    UNIQUE (provider_id, referans),
-    UNIQUE (order_id, provider_id)
+    UNIQUE (provider_id, referans)
 );
+CREATE INDEX placements_order ON placements (order_id, id);
 
 -- Money movements. (order_id, kind) is unique for order charges and refunds, so each happens
 -- exactly once whatever retries or crashes; user balances change only together with a row here.

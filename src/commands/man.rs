@@ -1,4 +1,3 @@
 use crate::error::{Error, Result};
-use crate::settings::Settings;
 #[allow(unused_imports)] use crate::cli::*;
 pub fn run(_a: &ManArgs) -> Result<()> { Err(Error::internal("not built yet")) }

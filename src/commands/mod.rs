@@ -54,3 +54,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Man(a) => man::run(&a),
     }
 }
+
+/// The tenant a command needs, or a usage error that says how to give it.
+fn require_tenant<'a>(s: &'a Settings, command: &str) -> Result<&'a str> {
+    s.tenant.as_deref().ok_or_else(|| {
+        crate::error::Error::usage(format!("`orderctl {command}` needs a tenant"))
+            .with_hint("add --tenant NAME (or set ORDERCTL_TENANT)")
+    })
+}

@@ -3,6 +3,9 @@
 
 pub mod migrate;
 pub mod orders;
+pub mod periodic;
+pub mod permits;
+pub mod providers;
 pub mod routing;
 pub mod setup;
 

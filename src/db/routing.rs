@@ -63,3 +63,39 @@ pub fn tenant_id(client: &mut impl GenericClient, name: &str) -> Result<i64> {
                 .with_hint("list tenants with `orderctl tenant list`")
         })
 }
+
+/// The routing columns of one package, with ids, for the dispatch pipeline.
+#[derive(Debug, Clone)]
+pub struct PackageRouting {
+    pub mode: String,
+    pub provider_type: String,
+    pub primary_provider_id: Option<i64>,
+    pub fallback_provider_id: Option<i64>,
+    pub code_group_id: Option<i64>,
+}
+
+pub fn package_routing(client: &mut impl GenericClient, package_id: i64) -> Result<PackageRouting> {
+    let r = client.query_one(
+        "SELECT routing_mode, provider_type, primary_provider_id, fallback_provider_id, code_group_id
+           FROM packages WHERE id = $1",
+        &[&package_id],
+    )?;
+    Ok(PackageRouting {
+        mode: r.get(0),
+        provider_type: r.get(1),
+        primary_provider_id: r.get(2),
+        fallback_provider_id: r.get(3),
+        code_group_id: r.get(4),
+    })
+}
+
+/// A provider of a tenant by name: (id, enabled).
+pub fn provider_by_name(client: &mut impl GenericClient, tenant_id: i64, name: &str) -> Result<(i64, bool)> {
+    client
+        .query_opt("SELECT id, enabled FROM providers WHERE tenant_id = $1 AND name = $2", &[&tenant_id, &name])?
+        .map(|r| (r.get(0), r.get(1)))
+        .ok_or_else(|| {
+            Error::not_found(format!("provider '{name}' does not exist in this order's tenant"))
+                .with_hint("list providers with `orderctl provider list`")
+        })
+}

@@ -1,1 +1,547 @@
-//! (being built)
+//! The monitor: claim due orders, do their work, write the results back.
+//!
+//! A round is: one claim statement (committed before any provider call), the provider calls
+//! (in parallel, batched where the protocol allows, within the per-provider limit held in
+//! Postgres), then one transaction that writes every result back, guarded by the lease each
+//! order was claimed with. Nothing is held in the process between rounds: a crash at any
+//! point leaves orders that simply come due again when their lease runs out.
+//!
+//! "Due work" is one queue: new auto orders to dispatch (`not_sent`), placements awaiting
+//! reconciliation (`dispatching`), and orders with their provider waiting for a status check.
+
+use crate::db::{self, orders::{self, DueOrder, NewEvent, Reschedule}, permits};
+use crate::dispatch::{self, DispatchOptions, DispatchResult};
+use crate::domain::backoff::{BackoffPolicy, NextStep};
+use crate::error::Result;
+use crate::provider::cache::ProviderCache;
+use crate::provider::{scrub, CheckOutcome, Provider};
+use crate::settings::HttpSettings;
+use chrono::Utc;
+use postgres::Client;
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The monitor's settings, resolved once.
+#[derive(Debug, Clone)]
+pub struct MonitorSettings {
+    pub policy: BackoffPolicy,
+    /// How long a claim keeps others off an order (longer than a provider call can take).
+    pub lease: Duration,
+    /// Orders claimed per round.
+    pub batch_size: i64,
+    /// Provider calls in flight at once from this process.
+    pub concurrency: usize,
+    /// Restrict to one tenant.
+    pub tenant_id: Option<i64>,
+}
+
+/// What a round (or a sweep) did. Serialised for `sweep --output json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RoundReport {
+    pub claimed: usize,
+    pub dispatched: usize,
+    pub dispatch_stopped: usize,
+    pub checks: usize,
+    pub provider_calls: usize,
+    pub approved: usize,
+    pub rejected: usize,
+    pub waiting: usize,
+    pub no_news: usize,
+    pub reconciled: usize,
+    pub replaced: usize,
+    pub given_up: usize,
+    /// Results dropped because another worker owned the order by the time they came back.
+    pub stale_dropped: usize,
+    /// Orders put back because the provider's limit on calls in flight was reached.
+    pub deferred: usize,
+}
+
+impl RoundReport {
+    pub fn add(&mut self, o: &RoundReport) {
+        self.claimed += o.claimed;
+        self.dispatched += o.dispatched;
+        self.dispatch_stopped += o.dispatch_stopped;
+        self.checks += o.checks;
+        self.provider_calls += o.provider_calls;
+        self.approved += o.approved;
+        self.rejected += o.rejected;
+        self.waiting += o.waiting;
+        self.no_news += o.no_news;
+        self.reconciled += o.reconciled;
+        self.replaced += o.replaced;
+        self.given_up += o.given_up;
+        self.stale_dropped += o.stale_dropped;
+        self.deferred += o.deferred;
+    }
+    pub fn is_idle(&self) -> bool {
+        self.claimed == 0
+    }
+}
+
+/// The outcome of checking one claimed order.
+struct Checked {
+    order: DueOrder,
+    outcome: CheckOutcome,
+}
+
+enum Job {
+    Dispatch(DueOrder),
+    Check { provider: Arc<dyn Provider>, orders: Vec<DueOrder> },
+}
+
+pub struct Monitor {
+    url: String,
+    main: Client,
+    /// Connections for dispatch jobs, one per worker thread, opened on first need.
+    workers: Vec<Client>,
+    providers: ProviderCache,
+    pub settings: MonitorSettings,
+    holder: String,
+}
+
+impl Monitor {
+    pub fn new(url: &str, http: HttpSettings, settings: MonitorSettings) -> Result<Monitor> {
+        Ok(Monitor {
+            url: url.to_string(),
+            main: db::connect(url)?,
+            workers: Vec::new(),
+            providers: ProviderCache::new(http),
+            settings,
+            holder: format!("{}:{}:{}", hostname(), std::process::id(), Uuid::new_v4().simple()),
+        })
+    }
+
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.main
+    }
+
+    pub fn providers(&self) -> &ProviderCache {
+        &self.providers
+    }
+
+    fn dispatch_options(&self) -> DispatchOptions {
+        DispatchOptions {
+            provider_override: None,
+            dry_run: false,
+            policy: self.settings.policy.clone(),
+            placement_lease: self.settings.lease,
+            operator: false,
+        }
+    }
+
+    /// One round over due work.
+    pub fn round(&mut self) -> Result<RoundReport> {
+        let due = orders::claim_due(&mut self.main, self.settings.batch_size, self.settings.lease, self.settings.tenant_id)?;
+        self.process(due)
+    }
+
+    /// One round over these due orders (those another worker holds are skipped).
+    pub fn round_of(&mut self, ids: &[Uuid]) -> Result<RoundReport> {
+        let due = orders::claim_due_ids(&mut self.main, ids, self.settings.lease)?;
+        self.process(due)
+    }
+
+    /// Check these orders now, whatever their schedule (poll, batch safety sweep).
+    pub fn check_now(&mut self, ids: &[Uuid]) -> Result<RoundReport> {
+        let claimed = orders::claim_orders(&mut self.main, ids, self.settings.lease)?;
+        self.process(claimed)
+    }
+
+    fn process(&mut self, due: Vec<DueOrder>) -> Result<RoundReport> {
+        let mut report = RoundReport { claimed: due.len(), ..Default::default() };
+        if due.is_empty() {
+            return Ok(report);
+        }
+        let now = Utc::now();
+        let policy = self.settings.policy.clone();
+        let mut jobs: VecDeque<Job> = VecDeque::new();
+        let mut give_ups: Vec<DueOrder> = Vec::new();
+        let mut by_provider: BTreeMap<i64, Vec<DueOrder>> = BTreeMap::new();
+        for o in due {
+            match (o.external_status.as_str(), o.provider_id, o.provider_referans.is_some()) {
+                ("not_sent", _, _) => jobs.push_back(Job::Dispatch(o)),
+                (_, Some(pid), true) => {
+                    // Out of checks and past the deadline: give up without asking again.
+                    let since = o.sent_at.or(o.dispatched_at).unwrap_or(now);
+                    if now >= policy.deadline(since) && o.checks as u32 >= policy.max_checks {
+                        give_ups.push(o);
+                    } else {
+                        by_provider.entry(pid).or_default().push(o);
+                    }
+                }
+                _ => {
+                    // Nothing the monitor can do (e.g. a row edited by hand); take it off the queue.
+                    log::warn!("order {}: due but {} without provider reference; unscheduled", o.number, o.external_status);
+                    self.main.execute(
+                        "UPDATE orders SET next_check_at = NULL WHERE id = $1 AND lease = $2",
+                        &[&o.id, &o.lease],
+                    )?;
+                }
+            }
+        }
+
+        // Provider calls, within each provider's limit across all processes.
+        let mut held: Vec<(i64, Vec<i32>)> = Vec::new();
+        let mut deferred: Vec<DueOrder> = Vec::new();
+        for (pid, list) in by_provider {
+            let provider = match self.providers.get(&mut self.main, pid) {
+                Ok(p) => p,
+                Err(e) => {
+                    log::warn!("provider {pid} cannot be used: {}", e.message);
+                    for o in list {
+                        let outcome = CheckOutcome::NoNews { reason: format!("provider cannot be used: {}", e.message) };
+                        jobs.push_back(Job::Check { provider: Arc::new(Unusable), orders: vec![o] });
+                        let _ = outcome;
+                    }
+                    continue;
+                }
+            };
+            let chunk = provider.batch_limit().max(1);
+            let calls: Vec<Vec<DueOrder>> = list.chunks(chunk).map(|c| c.to_vec()).collect();
+            let wanted = calls.len().min(self.settings.concurrency) as i64;
+            let slots = permits::acquire(&mut self.main, pid, &self.holder, wanted, self.settings.lease)?;
+            if slots.is_empty() {
+                deferred.extend(calls.into_iter().flatten());
+                continue;
+            }
+            held.push((pid, slots));
+            for c in calls {
+                jobs.push_back(Job::Check { provider: provider.clone(), orders: c });
+            }
+        }
+
+        let results = self.run_jobs(jobs, &mut report);
+        for (pid, slots) in &held {
+            permits::release(&mut self.main, *pid, &self.holder, slots)?;
+        }
+        let results = results?;
+        report.deferred = deferred.len();
+        let replace = self.write_back(results, give_ups, deferred, &mut report)?;
+
+        // Reconciliation showed the provider never got these: place them again, same reference.
+        let opts = self.dispatch_options();
+        for o in replace {
+            match dispatch::replace_absent(&mut self.main, &self.providers, o.id, o.lease, &opts)? {
+                DispatchResult::NotDispatchable { .. } => {}
+                _ => report.replaced += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Run dispatch and check jobs on up to `concurrency` threads.
+    fn run_jobs(&mut self, jobs: VecDeque<Job>, report: &mut RoundReport) -> Result<Vec<Checked>> {
+        let threads = self.settings.concurrency.min(jobs.len()).max(1);
+        let needs_db = jobs.iter().filter(|j| matches!(j, Job::Dispatch(_))).count().min(threads);
+        while self.workers.len() < needs_db {
+            self.workers.push(db::connect(&self.url)?);
+        }
+        let queue = Mutex::new(jobs);
+        let results: Mutex<Vec<Checked>> = Mutex::new(Vec::new());
+        let tally: Mutex<RoundReport> = Mutex::new(RoundReport::default());
+        let first_error: Mutex<Option<crate::error::Error>> = Mutex::new(None);
+        let opts = self.dispatch_options();
+        let providers = &self.providers;
+        let mut conns: Vec<Option<&mut Client>> = self.workers.iter_mut().map(Some).collect();
+        conns.resize_with(threads, || None);
+        std::thread::scope(|scope| {
+            for conn in conns.into_iter() {
+                let (queue, results, tally, first_error, opts) = (&queue, &results, &tally, &first_error, &opts);
+                scope.spawn(move || {
+                    let mut conn = conn;
+                    loop {
+                        // Threads without a connection leave dispatch jobs to those with one.
+                        let job = {
+                            let mut q = queue.lock().unwrap();
+                            let pos = q.iter().position(|j| conn.is_some() || matches!(j, Job::Check { .. }));
+                            match pos {
+                                Some(i) => q.remove(i),
+                                None => None,
+                            }
+                        };
+                        let Some(job) = job else { break };
+                        match job {
+                            Job::Dispatch(o) => {
+                                let c = conn.as_deref_mut().expect("dispatch jobs go to threads with a connection");
+                                match dispatch::dispatch(c, providers, o.id, opts) {
+                                    Ok(r) => {
+                                        let mut t = tally.lock().unwrap();
+                                        match r.result {
+                                            DispatchResult::Stopped { .. } => t.dispatch_stopped += 1,
+                                            DispatchResult::NotDispatchable { .. } => {}
+                                            DispatchResult::Approved { .. } => {
+                                                t.dispatched += 1;
+                                                t.approved += 1;
+                                            }
+                                            _ => t.dispatched += 1,
+                                        }
+                                        t.provider_calls += 1;
+                                    }
+                                    Err(e) => {
+                                        log::error!("order {}: dispatch failed: {}", o.number, e.message);
+                                        first_error.lock().unwrap().get_or_insert(e);
+                                    }
+                                }
+                            }
+                            Job::Check { provider, orders } => {
+                                let refs: Vec<String> = orders.iter().map(|o| o.provider_referans.clone().unwrap_or_default()).collect();
+                                let outcomes = if refs.len() == 1 { vec![provider.check(&refs[0])] } else { provider.check_many(&refs) };
+                                let secrets = provider.config().secrets();
+                                let mut r = results.lock().unwrap();
+                                tally.lock().unwrap().provider_calls += 1;
+                                for (order, outcome) in orders.into_iter().zip(outcomes) {
+                                    r.push(Checked { order, outcome: scrub_check(outcome, &secrets) });
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        report.add(&tally.into_inner().unwrap());
+        // A lost database connection in a worker is reported; other jobs' results still count.
+        if let Some(e) = first_error.into_inner().unwrap() {
+            if e.kind == crate::error::ErrorKind::DatabaseUnavailable {
+                self.workers.clear();
+                return Err(e);
+            }
+        }
+        Ok(results.into_inner().unwrap())
+    }
+
+    /// Write every result back in one transaction, guarded by lease. Returns the orders whose
+    /// reconciliation showed the provider never got them (to be placed again).
+    fn write_back(
+        &mut self,
+        results: Vec<Checked>,
+        give_ups: Vec<DueOrder>,
+        deferred: Vec<DueOrder>,
+        report: &mut RoundReport,
+    ) -> Result<Vec<DueOrder>> {
+        let policy = self.settings.policy.clone();
+        let now = Utc::now();
+        let mut approvals: Vec<(Uuid, i64, Option<String>, String)> = Vec::new();
+        let mut approval_events: Vec<NewEvent> = Vec::new();
+        let mut reschedules: Vec<Reschedule> = Vec::new();
+        let mut reschedule_events: Vec<NewEvent> = Vec::new();
+        let mut replace: Vec<DueOrder> = Vec::new();
+        let mut tx = self.main.transaction()?;
+        let mut other_events: Vec<NewEvent> = Vec::new();
+
+        for o in deferred {
+            reschedules.push(Reschedule {
+                order_id: o.id,
+                lease: o.lease,
+                external_status: o.external_status.clone(),
+                next_check_at: Some(now + chrono::Duration::seconds(1)),
+                message: "provider busy: its limit on calls in flight is reached; checking again shortly".into(),
+                no_news: false,
+                counted: false,
+            });
+            reschedule_events.push(NewEvent::new(o.id, "check.deferred", "provider limit on calls in flight reached"));
+        }
+
+        for o in give_ups {
+            let message = policy.give_up_message();
+            if orders::give_up(&mut tx, o.id, o.lease, &message)? {
+                report.given_up += 1;
+                other_events.push(NewEvent::new(o.id, "gave_up", format!("{message}; the provider may still deliver: an operator decides (no refund)")));
+                log::warn!("order {}: {message}; flagged for an operator", o.number);
+            } else {
+                report.stale_dropped += 1;
+            }
+        }
+
+        for Checked { order: o, outcome } in results {
+            report.checks += 1;
+            let n = o.checks + 1;
+            let reconciling = o.external_status == "dispatching";
+            match outcome {
+                CheckOutcome::Approved { pin, message } => {
+                    let text = if message.is_empty() { "approved by the provider".to_string() } else { message };
+                    approval_events.push(NewEvent::new(
+                        o.id,
+                        "check.approved",
+                        format!("check #{n}: approved{} ({text})", if pin.is_some() { ", PIN received" } else { "" }),
+                    ));
+                    if reconciling {
+                        orders::set_placement_outcome(&mut tx, o.provider_id.unwrap_or_default(), o.provider_referans.as_deref().unwrap_or(""), "accepted", "found by reconciliation")?;
+                    }
+                    approvals.push((o.id, o.lease, pin, text));
+                }
+                CheckOutcome::Cancelled { message } => {
+                    if reconciling {
+                        orders::set_placement_outcome(&mut tx, o.provider_id.unwrap_or_default(), o.provider_referans.as_deref().unwrap_or(""), "accepted", "found by reconciliation (cancelled)")?;
+                    }
+                    let text = if message.is_empty() { "cancelled by the provider".to_string() } else { format!("cancelled by the provider: {message}") };
+                    match orders::finish_rejected(&mut tx, o.id, Some(o.lease), &text)? {
+                        Some(amount) => {
+                            report.rejected += 1;
+                            other_events.push(NewEvent::new(o.id, "check.cancelled", format!("check #{n}: {text}; refunded {amount}")));
+                            log::info!("order {}: {text}; refunded {amount}", o.number);
+                        }
+                        None => report.stale_dropped += 1,
+                    }
+                }
+                CheckOutcome::NotFound { message } if reconciling => {
+                    // The provider has no order with this reference: the placement never arrived.
+                    orders::set_placement_outcome(&mut tx, o.provider_id.unwrap_or_default(), o.provider_referans.as_deref().unwrap_or(""), "absent", &message)?;
+                    other_events.push(NewEvent::new(
+                        o.id,
+                        "reconcile.absent",
+                        format!("the provider has no order with reference {} ({message}): placing it again with the same reference", o.provider_referans.as_deref().unwrap_or("?")),
+                    ));
+                    report.reconciled += 1;
+                    replace.push(o);
+                }
+                other => {
+                    let (no_news, word) = match &other {
+                        CheckOutcome::Waiting { .. } => (false, "waiting"),
+                        CheckOutcome::NotFound { .. } => (true, "not found (no news)"),
+                        _ => (true, "no news"),
+                    };
+                    let message = other.message().to_string();
+                    if no_news {
+                        report.no_news += 1;
+                    } else {
+                        report.waiting += 1;
+                        if reconciling {
+                            report.reconciled += 1;
+                            orders::set_placement_outcome(&mut tx, o.provider_id.unwrap_or_default(), o.provider_referans.as_deref().unwrap_or(""), "accepted", "found by reconciliation")?;
+                        }
+                    }
+                    // Reconciling an order and no news: it stays dispatching, awaiting reconciliation.
+                    let new_status = match (o.external_status.as_str(), no_news) {
+                        ("dispatching", true) => "dispatching",
+                        (_, false) => "processing",
+                        (s, true) => s,
+                    };
+                    let since = o.sent_at.or(o.dispatched_at).unwrap_or(now);
+                    let step = policy.next_step(since, n as u32, now, rand::random::<f64>());
+                    match step {
+                        NextStep::GiveUpNow => {
+                            let text = policy.give_up_message();
+                            if orders::give_up(&mut tx, o.id, o.lease, &text)? {
+                                report.given_up += 1;
+                                other_events.push(NewEvent::new(o.id, "gave_up", format!("check #{n}: {word}; {text}; the provider may still deliver: an operator decides (no refund)")));
+                            } else {
+                                report.stale_dropped += 1;
+                            }
+                        }
+                        NextStep::CheckAt(at) | NextStep::GiveUpAt(at) => {
+                            let what = if matches!(step, NextStep::GiveUpAt(_)) { "no checks left; giving up at" } else { "next check at" };
+                            reschedule_events.push(NewEvent::new(
+                                o.id,
+                                if no_news { "check.no_news" } else { "check.waiting" },
+                                format!("check #{n}: {word}{}; {what} {}", if message.is_empty() { String::new() } else { format!(" ({message})") }, at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                            ));
+                            reschedules.push(Reschedule {
+                                order_id: o.id,
+                                lease: o.lease,
+                                external_status: new_status.to_string(),
+                                next_check_at: Some(at),
+                                message: if message.is_empty() { word.to_string() } else { message },
+                                no_news,
+                                counted: true,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+
+        let approved = orders::approve_many(&mut tx, &approvals)?;
+        report.approved += approved.len();
+        report.stale_dropped += approvals.len() - approved.len();
+        let rescheduled = orders::reschedule_many(&mut tx, &reschedules)?;
+        report.stale_dropped += reschedules.len() - rescheduled.len();
+        let keep = |events: Vec<NewEvent>, ok: &[Uuid]| -> Vec<NewEvent> {
+            let ok: std::collections::HashSet<&Uuid> = ok.iter().collect();
+            events.into_iter().filter(|e| ok.contains(&e.order_id)).collect()
+        };
+        let mut events = keep(approval_events, &approved);
+        events.extend(keep(reschedule_events, &rescheduled));
+        events.extend(other_events);
+        orders::record_events(&mut tx, &events)?;
+        tx.commit()?;
+        Ok(replace)
+    }
+}
+
+/// Stands in for a provider whose adapter cannot be built (bad credentials in its row): every
+/// check is no news, so orders back off instead of being judged.
+struct Unusable;
+
+static UNUSABLE_CONFIG: std::sync::OnceLock<crate::provider::ProviderConfig> = std::sync::OnceLock::new();
+
+impl Provider for Unusable {
+    fn config(&self) -> &crate::provider::ProviderConfig {
+        UNUSABLE_CONFIG.get_or_init(|| crate::provider::ProviderConfig {
+            name: "unusable".into(),
+            kind: crate::provider::ProviderKind::Znet,
+            base_url: String::new(),
+            credentials: serde_json::json!({}),
+            http: HttpSettings::default(),
+        })
+    }
+    fn place(&self, _req: &crate::provider::PlacementRequest) -> crate::provider::PlacementOutcome {
+        crate::provider::PlacementOutcome::Rejected { message: "provider configuration is unusable".into() }
+    }
+    fn check(&self, _reference: &str) -> CheckOutcome {
+        CheckOutcome::NoNews { reason: "provider configuration is unusable; fix its row (see `orderctl provider check`)".into() }
+    }
+    fn balance(&self) -> std::result::Result<crate::provider::Balance, crate::provider::ProviderError> {
+        Err(crate::provider::ProviderError::Refused("unusable".into()))
+    }
+    fn catalogue(&self) -> std::result::Result<Vec<crate::provider::CatalogueItem>, crate::provider::ProviderError> {
+        Err(crate::provider::ProviderError::Refused("unusable".into()))
+    }
+    fn describe_placement(&self, _req: &crate::provider::PlacementRequest) -> String {
+        String::new()
+    }
+}
+
+fn scrub_check(o: CheckOutcome, secrets: &[String]) -> CheckOutcome {
+    match o {
+        CheckOutcome::Waiting { message } => CheckOutcome::Waiting { message: scrub(&message, secrets) },
+        CheckOutcome::Approved { pin, message } => CheckOutcome::Approved { pin, message: scrub(&message, secrets) },
+        CheckOutcome::Cancelled { message } => CheckOutcome::Cancelled { message: scrub(&message, secrets) },
+        CheckOutcome::NotFound { message } => CheckOutcome::NotFound { message: scrub(&message, secrets) },
+        CheckOutcome::NoNews { reason } => CheckOutcome::NoNews { reason: scrub(&reason, secrets) },
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "host".into())
+}
+
+/// The batch safety sweep: up to `batch_size` of the oldest open orders sent between
+/// `give_up_after` and one minute ago are checked even if their own schedule was lost. Runs
+/// once per slot across all processes (deduplicated in the database). None: another process
+/// already ran this slot.
+pub fn safety_sweep(monitor: &mut Monitor, slot_length: Duration) -> Result<Option<RoundReport>> {
+    safety_sweep_at(monitor, db::periodic::slot_of(Utc::now(), slot_length))
+}
+
+/// The batch safety sweep for a given slot (the daemon uses the time its cron job fired).
+pub fn safety_sweep_at(monitor: &mut Monitor, slot: chrono::DateTime<Utc>) -> Result<Option<RoundReport>> {
+    let holder = monitor.holder.clone();
+    if !db::periodic::try_start(&mut monitor.main, "safety_sweep", slot, &holder)? {
+        log::debug!("batch safety sweep for slot {slot} already ran elsewhere");
+        return Ok(None);
+    }
+    let ids = orders::safety_sweep_candidates(
+        &mut monitor.main,
+        monitor.settings.batch_size,
+        Duration::from_secs(60),
+        monitor.settings.policy.give_up_after,
+    )?;
+    let report = monitor.check_now(&ids)?;
+    log::info!("batch safety sweep (slot {slot}): {} candidate(s), {} checked", ids.len(), report.checks);
+    let summary = serde_json::to_value(&report).unwrap_or_default();
+    db::periodic::finish(&mut monitor.main, "safety_sweep", slot, &summary)?;
+    Ok(Some(report))
+}

@@ -6,6 +6,7 @@
 //! `codes` (our own PIN stock) and `manual` routing do not talk to anyone; they live in
 //! `codes.rs` and in the dispatch pipeline.
 
+pub mod cache;
 pub mod codes;
 pub mod http;
 pub mod xstor;

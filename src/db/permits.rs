@@ -1,0 +1,40 @@
+//! Per-provider limit on calls in flight, held in Postgres so it holds across every daemon and
+//! cron sweep on every host. A permit is a row (provider, slot) with an expiry: a crashed
+//! holder's permits lapse by themselves, no cleanup needed.
+
+use crate::error::Result;
+use postgres::GenericClient;
+use std::time::Duration;
+
+/// Take up to `wanted` free slots of the provider's `max_in_flight`. Returns the slots won
+/// (possibly none, when other processes hold them all).
+pub fn acquire(client: &mut impl GenericClient, provider_id: i64, holder: &str, wanted: i64, ttl: Duration) -> Result<Vec<i32>> {
+    let ms = ttl.as_millis() as i64;
+    let rows = client.query(
+        "WITH free AS (
+             SELECT s AS slot
+               FROM providers p, generate_series(0, p.max_in_flight - 1) s
+              WHERE p.id = $1
+                AND NOT EXISTS (SELECT 1 FROM provider_permits pp
+                                 WHERE pp.provider_id = $1 AND pp.slot = s AND pp.expires_at > now())
+              LIMIT $3)
+         INSERT INTO provider_permits (provider_id, slot, holder, expires_at)
+         SELECT $1, slot, $2, now() + make_interval(secs => $4::bigint / 1000.0) FROM free
+         ON CONFLICT (provider_id, slot) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+            WHERE provider_permits.expires_at <= now()
+         RETURNING slot",
+        &[&provider_id, &holder, &wanted, &ms],
+    )?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+pub fn release(client: &mut impl GenericClient, provider_id: i64, holder: &str, slots: &[i32]) -> Result<()> {
+    if slots.is_empty() {
+        return Ok(());
+    }
+    client.execute(
+        "DELETE FROM provider_permits WHERE provider_id = $1 AND holder = $2 AND slot = ANY($3)",
+        &[&provider_id, &holder, &slots],
+    )?;
+    Ok(())
+}
