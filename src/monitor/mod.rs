@@ -100,6 +100,7 @@ pub struct Monitor {
     providers: ProviderCache,
     pub settings: MonitorSettings,
     holder: String,
+    request_timeout: Duration,
 }
 
 impl Monitor {
@@ -111,6 +112,7 @@ impl Monitor {
             providers: ProviderCache::new(http),
             settings,
             holder: format!("{}:{}:{}", hostname(), std::process::id(), Uuid::new_v4().simple()),
+            request_timeout: http.request_timeout,
         })
     }
 
@@ -386,7 +388,12 @@ impl Monitor {
                         None => report.stale_dropped += 1,
                     }
                 }
-                CheckOutcome::NotFound { message } if reconciling => {
+                // Only once our own placement call is surely over (its timeout has passed since
+                // the claim) does "not found" mean the placement never arrived.
+                CheckOutcome::NotFound { message }
+                    if reconciling
+                        && o.dispatched_at.map(|t| now - t >= chrono::Duration::from_std(self.request_timeout).unwrap_or_default()).unwrap_or(true) =>
+                {
                     // The provider has no order with this reference: the placement never arrived.
                     orders::set_placement_outcome(&mut tx, o.provider_id.unwrap_or_default(), o.provider_referans.as_deref().unwrap_or(""), "absent", &message)?;
                     other_events.push(NewEvent::new(

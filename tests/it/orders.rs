@@ -1,0 +1,386 @@
+//! Create and dispatch: money, exactly-once placement, fallback, reconciliation, codes,
+//! operator decisions, and `inspect` explaining every state.
+
+use crate::support::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+pub fn setup(sim: &Sim) -> TestDb {
+    let db = TestDb::new();
+    db.apply(&standard_setup(&sim.base_url));
+    db
+}
+
+/// `orderctl create` as JSON; extra args (e.g. --no-dispatch) appended.
+pub fn create(db: &TestDb, package: &str, extra: &[&str]) -> Value {
+    db.cmd()
+        .args(["--tenant", "alsham", "--output", "json", "create", "--user", "halil", "--package", package, "--player", "123456"])
+        .args(extra)
+        .run()
+        .ok()
+        .json()
+}
+
+pub fn inspect(db: &TestDb, order: &str) -> Value {
+    db.cmd().args(["--output", "json", "inspect", order]).run().ok().json()
+}
+
+fn balance(db: &TestDb) -> String {
+    db.client()
+        .query_one("SELECT balance::text FROM users WHERE name = 'halil'", &[])
+        .unwrap()
+        .get(0)
+}
+
+fn placements_at_sim(sim: &Sim) -> (u64, u64, u64) {
+    let s = sim.stats();
+    (s["orders_placed"].as_u64().unwrap(), s["placement_calls"].as_u64().unwrap(), s["double_placements"].as_u64().unwrap())
+}
+
+#[test]
+fn create_charges_the_buyer_and_places_the_order_once() {
+    let sim = Sim::start(&["--complete-after", "1h"]);
+    let db = setup(&sim);
+    let o = create(&db, "pubg-60", &["--first-check", "60s"]);
+    assert_eq!(o["status"], "pending");
+    assert_eq!(o["external_status"], "sent");
+    assert_eq!(o["provider"], "znet-main");
+    assert_eq!(o["price"], "1.10");
+    assert_eq!(o["provider_referans"], o["id"], "the first reference is the order's own id");
+    assert!(o["number"].as_i64().unwrap() >= 1000);
+    assert_eq!(o["diagnosis"]["code"], "waiting_for_check");
+    assert_eq!(balance(&db), "998.90");
+    assert_eq!(db.query_i64("SELECT count(*) FROM ledger WHERE kind = 'charge'"), 1);
+    assert_eq!(placements_at_sim(&sim), (1, 1, 0));
+    // Every named step is in the order's history.
+    let events: Vec<String> = inspect(&db, o["id"].as_str().unwrap())["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    for step in ["created", "dispatch.load_order", "dispatch.check_dispatchable", "dispatch.resolve_routing", "dispatch.resolve_mapping",
+        "dispatch.resolve_provider", "dispatch.write_reference", "dispatch.place", "dispatch.record_outcome", "dispatch.schedule_first_check"]
+    {
+        assert!(events.contains(&step.to_string()), "missing {step} in {events:?}");
+    }
+}
+
+#[test]
+fn a_failed_create_writes_nothing_and_charges_nothing() {
+    let sim = Sim::start(&[]);
+    let db = setup(&sim);
+    let base = ["--tenant", "alsham", "create", "--player", "1"];
+    let out = db.cmd().args(base).args(["--user", "halil", "--package", "nope"]).run().code(3);
+    assert!(out.stderr.contains("package 'nope' does not exist in tenant alsham"), "{}", out.stderr);
+    db.cmd().args(base).args(["--user", "ghost", "--package", "pubg-60"]).run().code(3);
+    let out = db.cmd().args(base).args(["--user", "halil", "--package", "itunes-10", "--quantity", "101"]).run().code(5);
+    assert!(out.stderr.contains("insufficient balance"), "{}", out.stderr);
+    db.cmd().args(base).args(["--user", "halil", "--package", "pubg-60", "--quantity", "-1"]).run().code(4);
+    db.client().execute("UPDATE packages SET enabled = false WHERE name = 'jawaker'", &[]).unwrap();
+    let out = db.cmd().args(base).args(["--user", "halil", "--package", "jawaker"]).run().code(5);
+    assert!(out.stderr.contains("disabled"), "{}", out.stderr);
+    assert_eq!(db.query_i64("SELECT count(*) FROM orders"), 0);
+    assert_eq!(db.query_i64("SELECT count(*) FROM ledger WHERE kind = 'charge'"), 0);
+    assert_eq!(balance(&db), "1000.00");
+}
+
+#[test]
+fn ten_concurrent_dispatches_of_one_order_place_it_exactly_once() {
+    let sim = Sim::start(&["--complete-after", "1h", "--latency", "50ms"]);
+    let db = setup(&sim);
+    let o = create(&db, "pubg-60", &["--no-dispatch"]);
+    let number = o["number"].to_string();
+    let handles: Vec<_> = (0..10)
+        .map(|_| {
+            let url = db.url.clone();
+            let number = number.clone();
+            std::thread::spawn(move || Cmd::new().env("DATABASE_URL", &url).args(["dispatch", &number]).run())
+        })
+        .collect();
+    let codes: Vec<i32> = handles.into_iter().map(|h| h.join().unwrap().code).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "exactly one dispatch wins: {codes:?}");
+    assert!(codes.iter().all(|c| *c == 0 || *c == 5), "the others are refused: {codes:?}");
+    assert_eq!(placements_at_sim(&sim), (1, 1, 0));
+    assert_eq!(db.query_i64("SELECT count(*) FROM placements"), 1);
+}
+
+#[test]
+fn fallback_provider_takes_the_order_when_the_primary_rejects_it() {
+    let sim = Sim::start(&["--complete-after", "1h"]);
+    let db = setup(&sim);
+    // Znet does not know this game: a definite rejection.
+    db.client()
+        .execute("UPDATE package_mappings SET params = '{\"oyun\": \"9999\", \"kupur\": \"60\"}' WHERE params ? 'oyun'", &[])
+        .unwrap();
+    let o = create(&db, "pubg-60", &[]);
+    assert_eq!(o["external_status"], "sent");
+    assert_eq!(o["provider"], "xstor");
+    assert_ne!(o["provider_referans"], o["id"], "the fallback gets a reference of its own");
+    let i = inspect(&db, o["id"].as_str().unwrap());
+    let outcomes: Vec<(&str, &str)> = i["placements"].as_array().unwrap().iter()
+        .map(|p| (p["provider"].as_str().unwrap(), p["outcome"].as_str().unwrap())).collect();
+    assert_eq!(outcomes, vec![("znet-main", "rejected"), ("xstor", "accepted")]);
+    assert_eq!(placements_at_sim(&sim).0, 1);
+}
+
+#[test]
+fn a_rejection_without_fallback_leaves_the_order_for_an_operator_without_refund() {
+    let sim = Sim::start(&["--complete-after", "1h"]);
+    let db = setup(&sim);
+    db.client().execute("UPDATE package_mappings SET params = '{\"product_id\": \"999\"}' WHERE params ? 'product_id'", &[]).unwrap();
+    let out = db.cmd().args(["--tenant", "alsham", "--output", "json", "create", "--user", "halil", "--package", "freefire-100", "--player", "7"]).run().ok();
+    let o = out.json();
+    assert_eq!(o["status"], "pending");
+    assert_eq!(o["external_status"], "failed");
+    assert_eq!(o["diagnosis"]["code"], "placement_rejected");
+    let sentence = o["diagnosis"]["sentence"].as_str().unwrap();
+    assert!(sentence.contains("product not found") && sentence.contains("orderctl reject"), "{sentence}");
+    assert_eq!(balance(&db), "998.00", "no silent refund");
+    // The operator fixes the mapping and dispatches again: a new reference, placed once.
+    db.client().execute("UPDATE package_mappings SET params = '{\"product_id\": \"502\"}' WHERE params ? 'product_id'", &[]).unwrap();
+    let again = db.cmd().args(["--output", "json", "dispatch", o["id"].as_str().unwrap(), "--first-check", "1h"]).run().ok().json();
+    assert_eq!(again["external_status"], "sent");
+    assert_ne!(again["provider_referans"], o["provider_referans"]);
+    assert_eq!(placements_at_sim(&sim).0, 1);
+}
+
+#[test]
+fn a_dispatch_killed_after_committing_its_reference_is_reconciled_without_a_second_placement() {
+    let sim = Sim::start(&["--complete-after", "0s"]);
+    let db = setup(&sim);
+    // Two orders claimed by a dispatcher that then died: one reached the provider, one did not.
+    let reached = create(&db, "pubg-60", &["--no-dispatch"]);
+    let lost = create(&db, "pubg-60", &["--no-dispatch"]);
+    for o in [&reached, &lost] {
+        db.client()
+            .execute(
+                "UPDATE orders SET external_status = 'dispatching', provider_id = (SELECT id FROM providers WHERE name = 'znet-main'),
+                        provider_referans = id::text, dispatched_at = now() - interval '10 minutes',
+                        next_check_at = now() - interval '1 second'
+                  WHERE number = $1",
+                &[&o["number"].as_i64().unwrap()],
+            )
+            .unwrap();
+        db.client()
+            .execute(
+                "INSERT INTO placements (order_id, provider_id, referans)
+                 SELECT id, provider_id, provider_referans FROM orders WHERE number = $1",
+                &[&o["number"].as_i64().unwrap()],
+            )
+            .unwrap();
+    }
+    // The first one did reach the provider before the crash.
+    let url = format!(
+        "{}/servis/pin_ekle.php?kod=bayi1&sifre=s3cret-znet&oyun=7001&kupur=60&referans={}&musteri_tel=&oyuncu_bilgi=123456",
+        sim.base_url,
+        reached["id"].as_str().unwrap()
+    );
+    let body = ureq::get(&url).call().unwrap().body_mut().read_to_string().unwrap();
+    assert!(body.starts_with("OK|"), "{body}");
+
+    db.cmd().args(["sweep", "--first-check", "0s"]).run().ok();
+    let (placed, _, doubles) = placements_at_sim(&sim);
+    assert_eq!(doubles, 0, "never placed twice");
+    assert_eq!(placed, 2, "the lost one was placed again (with its own reference), the other was found");
+    for o in [&reached, &lost] {
+        let i = inspect(&db, o["id"].as_str().unwrap());
+        assert_eq!(i["provider_referans"], o["id"], "the reference is kept");
+        assert!(matches!(i["external_status"].as_str().unwrap(), "sent" | "processing" | "done"), "{i}");
+    }
+    let lost_events = inspect(&db, lost["id"].as_str().unwrap())["events"].to_string();
+    assert!(lost_events.contains("reconcile.absent"), "{lost_events}");
+}
+
+#[test]
+fn an_ambiguous_placement_is_reconciled_both_ways() {
+    // Hang: the provider took the order but the answer never came in time.
+    let sim = Sim::start(&["--complete-after", "0s", "--hang-share", "1", "--hang", "2s"]);
+    let db = setup(&sim);
+    let out = db
+        .cmd()
+        .args(["--request-timeout", "300ms", "--tenant", "alsham", "--output", "json", "create", "--user", "halil", "--package", "freefire-100", "--player", "9"])
+        .run()
+        .ok();
+    let o = out.json();
+    assert_eq!(o["external_status"], "dispatching");
+    assert_eq!(o["awaiting_reconciliation"], true);
+    assert_eq!(o["diagnosis"]["code"], "awaiting_reconciliation");
+    // A second dispatch never places it blindly.
+    let again = db.cmd().args(["dispatch", &o["number"].to_string()]).run().code(5);
+    assert!(again.stderr.contains("awaits reconciliation"), "{}", again.stderr);
+    sim.configure(json!({"hang_share": 0.0}));
+    let polled = db.cmd().args(["--output", "json", "poll", &o["number"].to_string()]).run().ok().json();
+    assert_eq!(polled["status"], "approved", "found at the provider and finished: {polled}");
+    assert_eq!(placements_at_sim(&sim), (1, 1, 0));
+
+    // 500: the provider never took it. Reconciliation finds nothing and places it again, same reference.
+    sim.configure(json!({"error_share": 1.0}));
+    let o2 = create(&db, "freefire-100", &[]);
+    assert_eq!(o2["awaiting_reconciliation"], true);
+    sim.configure(json!({"error_share": 0.0}));
+    // "Not found" counts only once the lost call is surely over (its timeout has passed); until
+    // then it is no news, and poll --wait keeps asking.
+    db.cmd()
+        .args(["--request-timeout", "300ms", "poll", &o2["number"].to_string(), "--wait", "--timeout", "20s"])
+        .args(["--first-check", "0s", "--backoff-base", "100ms", "--backoff-max", "200ms"])
+        .run()
+        .ok();
+    let i = inspect(&db, o2["id"].as_str().unwrap());
+    assert_eq!(i["status"], "approved", "{i}");
+    assert_eq!(i["provider_referans"], o2["id"]);
+    let (placed, calls, doubles) = placements_at_sim(&sim);
+    assert_eq!((placed, doubles), (2, 0));
+    assert_eq!(calls, 3, "one lost call, one re-placement, plus the first order");
+}
+
+#[test]
+fn codes_are_handed_out_under_concurrency_without_ever_giving_one_twice() {
+    let sim = Sim::start(&[]);
+    let db = setup(&sim);
+    let handles: Vec<_> = (0..6)
+        .map(|i| {
+            let url = db.url.clone();
+            std::thread::spawn(move || {
+                Cmd::new()
+                    .env("DATABASE_URL", &url)
+                    .args(["--tenant", "alsham", "--output", "json", "create", "--user", "halil", "--package", "itunes-10", "--player", &format!("p{i}")])
+                    .run()
+            })
+        })
+        .collect();
+    let outs: Vec<Output> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut pins: Vec<String> = Vec::new();
+    let mut empty = 0;
+    for out in &outs {
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let o = out.json();
+        match o["status"].as_str().unwrap() {
+            "approved" => pins.push(o["pin_code"].as_str().unwrap().to_string()),
+            "pending" => {
+                assert_eq!(o["diagnosis"]["code"], "code_stock_empty");
+                empty += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    pins.sort();
+    assert_eq!(pins, vec!["AAAA-1111", "BBBB-2222", "CCCC-3333"]);
+    assert_eq!(empty, 3);
+    assert_eq!(db.query_i64("SELECT count(*) FROM code_items WHERE state = 'used'"), 3);
+}
+
+#[test]
+fn reject_refunds_exactly_once_and_finished_orders_never_flip() {
+    let sim = Sim::start(&[]);
+    let db = setup(&sim);
+    let o = create(&db, "jawaker", &[]);
+    assert_eq!(o["diagnosis"]["code"], "waiting_for_operator");
+    assert_eq!(balance(&db), "998.00");
+    let n = o["number"].to_string();
+    db.cmd().args(["reject", &n, "--reason", "player id does not exist"]).run().ok();
+    db.cmd().args(["reject", &n, "--reason", "again"]).run().ok();
+    assert_eq!(balance(&db), "1000.00");
+    assert_eq!(db.query_i64("SELECT count(*) FROM ledger WHERE kind = 'refund'"), 1);
+    let out = db.cmd().args(["approve", &n, "--pin", "X"]).run().code(5);
+    assert!(out.stderr.contains("already rejected"), "{}", out.stderr);
+    let i = inspect(&db, &n);
+    assert_eq!(i["status"], "rejected");
+    assert_eq!(i["refunded"], "2.00");
+    assert_eq!(i["diagnosis"]["code"], "rejected_refunded");
+
+    let o = create(&db, "jawaker", &[]);
+    let n = o["number"].to_string();
+    let a = db.cmd().args(["--output", "json", "approve", &n, "--pin", "PIN-42"]).run().ok().json();
+    assert_eq!(a["status"], "approved");
+    assert_eq!(a["pin_code"], "PIN-42");
+    db.cmd().args(["reject", &n, "--reason", "oops"]).run().code(5);
+    assert_eq!(balance(&db), "998.00");
+}
+
+#[test]
+fn the_incident_order_explains_itself_instead_of_staying_silently_pending() {
+    let sim = Sim::start(&[]);
+    let db = setup(&sim);
+    // Older data, written before the constraint existed.
+    let mut c = db.client();
+    c.batch_execute(
+        "ALTER TABLE packages DROP CONSTRAINT routing_auto_cannot_be_manual;
+         UPDATE packages SET routing_mode = 'auto', provider_type = 'manual', primary_provider_id = NULL, fallback_provider_id = NULL
+          WHERE name = 'pubg-60';",
+    )
+    .unwrap();
+    let o = create(&db, "pubg-60", &[]);
+    assert_eq!(o["external_status"], "not_sent");
+    assert_eq!(o["diagnosis"]["code"], "routing_auto_without_provider");
+    assert!(o["diagnosis"]["stuck"].as_bool().unwrap());
+    let sentence = o["diagnosis"]["sentence"].as_str().unwrap();
+    assert!(sentence.contains("routing for package pubg-60 is auto but has no provider"), "{sentence}");
+    assert!(sentence.contains("set routing.primary"), "{sentence}");
+    let stuck = db.cmd().args(["--output", "json", "list", "--stuck"]).run().ok().json();
+    assert_eq!(stuck[0]["number"], o["number"]);
+}
+
+#[test]
+fn inspect_diagnoses_every_configuration_stop() {
+    let sim = Sim::start(&["--complete-after", "1h"]);
+    let db = setup(&sim);
+    let mut c = db.client();
+
+    c.execute("DELETE FROM package_mappings WHERE params ? 'product_id'", &[]).unwrap();
+    let o = create(&db, "freefire-100", &[]);
+    assert_eq!(o["diagnosis"]["code"], "no_mapping");
+    assert!(o["diagnosis"]["sentence"].as_str().unwrap().contains("no mapping for provider xstor"));
+
+    c.execute("UPDATE providers SET enabled = false WHERE name = 'znet-main'", &[]).unwrap();
+    c.execute("UPDATE packages SET fallback_provider_id = NULL WHERE name = 'pubg-60'", &[]).unwrap();
+    let o = create(&db, "pubg-60", &[]);
+    assert_eq!(o["diagnosis"]["code"], "provider_disabled");
+    assert!(o["diagnosis"]["sentence"].as_str().unwrap().contains("provider znet-main is disabled"));
+
+    c.execute("UPDATE code_items SET state = 'used', order_id = gen_random_uuid()", &[]).unwrap();
+    let o = create(&db, "itunes-10", &[]);
+    assert_eq!(o["diagnosis"]["code"], "code_stock_empty");
+
+    // Fixed: enabling the provider lets an operator send the order.
+    c.execute("UPDATE providers SET enabled = true WHERE name = 'znet-main'", &[]).unwrap();
+    let pubg = db.cmd().args(["--output", "json", "list", "--package", "pubg-60"]).run().ok().json();
+    let n = pubg[0]["number"].to_string();
+    let sent = db.cmd().args(["--output", "json", "dispatch", &n]).run().ok().json();
+    assert_eq!(sent["external_status"], "sent");
+    assert_eq!(sent["diagnosis"]["code"], "waiting_for_check");
+}
+
+#[test]
+fn dry_run_shows_the_request_with_secrets_masked_and_changes_nothing() {
+    let sim = Sim::start(&[]);
+    let db = setup(&sim);
+    let o = create(&db, "pubg-60", &["--no-dispatch"]);
+    let out = db.cmd().args(["-vv", "dispatch", &o["number"].to_string(), "--dry-run"]).run().ok();
+    assert!(out.stdout.contains("pin_ekle.php"), "{}", out.stdout);
+    assert!(out.stdout.contains("oyun=7001"), "{}", out.stdout);
+    assert!(!out.stdout.contains("s3cret-znet") && !out.stderr.contains("s3cret-znet"), "{}{}", out.stdout, out.stderr);
+    assert_eq!(placements_at_sim(&sim).1, 0);
+    let i = inspect(&db, o["id"].as_str().unwrap());
+    assert_eq!(i["external_status"], "not_sent");
+    assert_eq!(i["events"].as_array().unwrap().len(), 1, "only the created event");
+}
+
+#[test]
+fn order_ids_are_checked_and_tenant_scope_hides_other_tenants_orders() {
+    let sim = Sim::start(&[]);
+    let db = setup(&sim);
+    let o = create(&db, "jawaker", &[]);
+    let out = db.cmd().args(["inspect", "not-an-id"]).run().code(4);
+    assert!(out.stderr.contains("neither an order uuid nor an order number"), "{}", out.stderr);
+    db.cmd().args(["inspect", "999999"]).run().code(3);
+    db.cmd().args(["inspect", "00000000-0000-0000-0000-000000000000"]).run().code(3);
+    let mut other = standard_setup(&sim.base_url);
+    other["tenants"][0]["name"] = json!("other");
+    db.apply(&other);
+    let out = db.cmd().args(["--tenant", "other", "inspect", &o["number"].to_string()]).run().code(3);
+    assert!(out.stderr.contains("does not exist in tenant other"), "{}", out.stderr);
+    db.cmd().args(["--tenant", "other", "reject", o["id"].as_str().unwrap(), "--reason", "x"]).run().code(3);
+    assert_eq!(inspect(&db, &o["number"].to_string())["status"], "pending");
+    let _ = Duration::ZERO;
+}
