@@ -3,6 +3,7 @@
 
 pub mod migrate;
 pub mod orders;
+pub mod providers;
 pub mod routing;
 pub mod setup;
 
