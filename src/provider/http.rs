@@ -159,6 +159,10 @@ pub fn mask_url(url: &str, secrets: &[String]) -> String {
     let Ok(mut parsed) = url::Url::parse(url) else {
         return scrub(url, secrets);
     };
+    // Shown as configured when there is nothing to mask in the URL's structure.
+    if parsed.query().is_none() && parsed.password().is_none() {
+        return scrub(url, secrets);
+    }
     if parsed.query().is_some() {
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()
