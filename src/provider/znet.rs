@@ -62,14 +62,22 @@ fn garbage(what: &str, body: &str) -> String {
     format!("Znet {what} reply not understood: '{}'", excerpt(body))
 }
 
+/// The `|` fields of a usable reply, or the reason it is not usable.
+fn reply_fields(status: u16, body: &str) -> std::result::Result<(&str, Vec<&str>), String> {
+    if let Some(reason) = unusable(status, body) {
+        return Err(reason);
+    }
+    let text = body.trim_start_matches('\u{feff}').trim();
+    Ok((text, text.split('|').collect()))
+}
+
 /// Classify a `pin_ekle.php` reply. Only `OK|cost|remaining` is an acceptance and only `3|text`
 /// a definite rejection; everything else leaves the order's existence unknown.
 pub fn classify_placement(status: u16, body: &str) -> PlacementOutcome {
-    if let Some(reason) = unusable(status, body) {
-        return PlacementOutcome::Ambiguous { reason };
-    }
-    let text = body.trim_start_matches('\u{feff}').trim();
-    let fields: Vec<&str> = text.split('|').collect();
+    let (text, fields) = match reply_fields(status, body) {
+        Ok(f) => f,
+        Err(reason) => return PlacementOutcome::Ambiguous { reason },
+    };
     match fields.as_slice() {
         ["OK", cost, remaining, ..] => PlacementOutcome::Accepted {
             external_order_id: None,
@@ -98,11 +106,10 @@ fn says_not_found(text: &str) -> bool {
 
 /// Classify a `pin_kontrol.php` reply: `OK|state|pin|text...`, or `3|text` (a failed query).
 pub fn classify_check(status: u16, body: &str) -> CheckOutcome {
-    if let Some(reason) = unusable(status, body) {
-        return CheckOutcome::NoNews { reason };
-    }
-    let text = body.trim_start_matches('\u{feff}').trim();
-    let fields: Vec<&str> = text.split('|').collect();
+    let (text, fields) = match reply_fields(status, body) {
+        Ok(f) => f,
+        Err(reason) => return CheckOutcome::NoNews { reason },
+    };
     match fields.as_slice() {
         ["OK", state, pin, rest @ ..] => {
             let message = rest.join("|").trim().to_string();
@@ -278,6 +285,20 @@ impl Znet {
         format!("{}/{call}.php?{}", self.servis, q.finish())
     }
 
+    /// The full `pin_ekle` URL, or the reason this placement cannot be sent at all.
+    fn placement_url(&self, req: &PlacementRequest) -> std::result::Result<String, String> {
+        let (oyun, kupur) = Self::placement_params(req)?;
+        let params = [
+            ("oyun", oyun.as_str()),
+            ("kupur", kupur.as_str()),
+            ("referans", req.reference.as_str()),
+            // Not ours to give; every known integration sends it empty.
+            ("musteri_tel", ""),
+            ("oyuncu_bilgi", req.player.as_str()),
+        ];
+        Ok(self.url("pin_ekle", &params))
+    }
+
     fn call(&self, call: &str, params: &[(&str, &str)]) -> std::result::Result<HttpReply, TransportError> {
         self.http.get(&self.url(call, params), &[])
     }
@@ -305,19 +326,13 @@ impl Provider for Znet {
     }
 
     fn place(&self, req: &PlacementRequest) -> PlacementOutcome {
-        let (oyun, kupur) = match Self::placement_params(req) {
-            Ok(p) => p,
+        let url = match self.placement_url(req) {
+            Ok(u) => u,
             Err(message) => return PlacementOutcome::Rejected { message },
         };
-        let params = [
-            ("oyun", oyun.as_str()),
-            ("kupur", kupur.as_str()),
-            ("referans", req.reference.as_str()),
-            ("musteri_tel", ""),
-            ("oyuncu_bilgi", req.player.as_str()),
-        ];
-        match self.call("pin_ekle", &params) {
-            Ok(r) => scrub_placement(classify_placement(r.status, &r.body), &self.http),
+        // Bodies come back scrubbed of secrets from the HTTP client.
+        match self.http.get(&url, &[]) {
+            Ok(r) => classify_placement(r.status, &r.body),
             Err(e) => PlacementOutcome::Ambiguous { reason: format!("Znet placement: {e}") },
         }
     }
@@ -340,29 +355,10 @@ impl Provider for Znet {
     }
 
     fn describe_placement(&self, req: &PlacementRequest) -> String {
-        match Self::placement_params(req) {
-            Ok((oyun, kupur)) => {
-                let params = [
-                    ("oyun", oyun.as_str()),
-                    ("kupur", kupur.as_str()),
-                    ("referans", req.reference.as_str()),
-                    ("musteri_tel", ""),
-                    ("oyuncu_bilgi", req.player.as_str()),
-                ];
-                format!("GET {}", self.http.mask(&self.url("pin_ekle", &params)))
-            }
+        match self.placement_url(req) {
+            Ok(url) => format!("GET {}", self.http.mask(&url)),
             Err(message) => format!("nothing would be sent: {message}"),
         }
-    }
-}
-
-/// Placement texts are already scrubbed by the HTTP client; this keeps the rule in one place
-/// should a classifier ever compose text from elsewhere.
-fn scrub_placement(outcome: PlacementOutcome, http: &HttpClient) -> PlacementOutcome {
-    match outcome {
-        PlacementOutcome::Rejected { message } => PlacementOutcome::Rejected { message: http.scrub(&message) },
-        PlacementOutcome::Ambiguous { reason } => PlacementOutcome::Ambiguous { reason: http.scrub(&reason) },
-        other => other,
     }
 }
 

@@ -106,6 +106,22 @@ impl From<&SimulateArgs> for SimSettings {
     }
 }
 
+impl SimSettings {
+    fn dynamic(&self) -> Dynamic {
+        Dynamic {
+            complete_after: self.complete_after,
+            jitter: self.jitter,
+            cancel_share: self.cancel_share,
+            error_share: self.error_share,
+            garbage_share: self.garbage_share,
+            empty_share: self.empty_share,
+            hang_share: self.hang_share,
+            hang: self.hang,
+            latency: self.latency,
+        }
+    }
+}
+
 /// The settings that can change at run time, copied out for each request.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Dynamic {
@@ -459,17 +475,7 @@ pub struct Simulator {
 impl Simulator {
     /// Listen on `listen` (port 0 picks a free port) and serve with `settings.threads` workers.
     pub fn start(settings: SimSettings, listen: &str) -> Result<Simulator> {
-        let dynamic = Dynamic {
-            complete_after: settings.complete_after,
-            jitter: settings.jitter,
-            cancel_share: settings.cancel_share,
-            error_share: settings.error_share,
-            garbage_share: settings.garbage_share,
-            empty_share: settings.empty_share,
-            hang_share: settings.hang_share,
-            hang: settings.hang,
-            latency: settings.latency,
-        };
+        let dynamic = settings.dynamic();
         dynamic.validate().map_err(Error::invalid)?;
         if settings.threads == 0 || settings.threads > 1024 {
             return Err(Error::invalid(format!("--threads must be between 1 and 1024, got {}", settings.threads)));
@@ -573,17 +579,7 @@ mod tests {
 
     #[test]
     fn config_documents_are_validated() {
-        let d = Dynamic {
-            complete_after: Duration::ZERO,
-            jitter: Duration::ZERO,
-            cancel_share: 0.0,
-            error_share: 0.0,
-            garbage_share: 0.0,
-            empty_share: 0.0,
-            hang_share: 0.0,
-            hang: Duration::ZERO,
-            latency: Duration::ZERO,
-        };
+        let d = SimSettings::default().dynamic();
         let n = d.apply(&json!({"error_share": 0.5, "hang": "2s", "latency": 10})).unwrap();
         assert_eq!((n.error_share, n.hang, n.latency), (0.5, Duration::from_secs(2), Duration::from_millis(10)));
         assert!(d.apply(&json!({"error_share": 1.5})).is_err());
@@ -596,17 +592,8 @@ mod tests {
     #[test]
     fn faults_follow_the_shares() {
         let mut rng = Rng(3);
-        let mut d = Dynamic {
-            complete_after: Duration::ZERO,
-            jitter: Duration::ZERO,
-            cancel_share: 0.0,
-            error_share: 0.25,
-            garbage_share: 0.25,
-            empty_share: 0.25,
-            hang_share: 0.25,
-            hang: Duration::ZERO,
-            latency: Duration::ZERO,
-        };
+        let mut d = SimSettings { error_share: 0.25, garbage_share: 0.25, empty_share: 0.25, hang_share: 0.25, ..SimSettings::default() }
+            .dynamic();
         let draws: Vec<Fault> = (0..4000).map(|_| draw_fault(&mut rng, &d)).collect();
         for f in [Fault::Error, Fault::Garbage, Fault::Empty, Fault::Hang] {
             let n = draws.iter().filter(|x| **x == f).count();
