@@ -1,4 +1,86 @@
+//! `orderctl provider check NAME`: call a provider's balance and catalogue and print them, or
+//! explain in an operator's words why the provider cannot be used.
+
+use crate::cli::ProviderCheckArgs;
+use crate::db;
 use crate::error::{Error, Result};
+use crate::output;
+use crate::provider::{self, http::mask_url, ProviderConfig, ProviderError, ProviderKind};
 use crate::settings::Settings;
-#[allow(unused_imports)] use crate::cli::*;
-pub fn run(_s: &Settings, _a: &ProviderCheckArgs) -> Result<()> { Err(Error::internal("not built yet")) }
+use serde_json::json;
+
+pub fn run(s: &Settings, a: &ProviderCheckArgs) -> Result<()> {
+    let mut client = db::connect(&s.database_url)?;
+    let (_, enabled, config) = db::providers::load_provider_config(&mut client, s.tenant.as_deref(), &a.name, s.http)?;
+    // The database is not needed while waiting for the provider.
+    drop(client);
+    let shown_url = mask_url(&config.base_url, &config.secrets());
+    if !enabled {
+        log::warn!("provider {} is disabled; checking it anyway", config.name);
+    }
+    let adapter = provider::build(config.clone())?;
+    let balance = adapter.balance().map_err(|e| explain(&config, &shown_url, "balance", e))?;
+    let catalogue = adapter.catalogue().map_err(|e| explain(&config, &shown_url, "catalogue", e))?;
+
+    if s.json() {
+        output::print_json(&json!({
+            "provider": config.name,
+            "kind": config.kind,
+            "base_url": shown_url,
+            "enabled": enabled,
+            "balance": balance,
+            "catalogue": catalogue,
+        }));
+        return Ok(());
+    }
+    let mut summary = output::table(&["provider", "kind", "base URL", "enabled", "balance", "debt", "account"]);
+    let amount = match &balance.currency {
+        Some(c) => format!("{} {c}", balance.balance),
+        None => balance.balance.clone(),
+    };
+    summary.add_row(vec![
+        config.name.clone(),
+        config.kind.to_string(),
+        shown_url,
+        if enabled { "yes" } else { "no" }.to_string(),
+        amount,
+        balance.debt.clone().unwrap_or_default(),
+        balance.account.clone().unwrap_or_default(),
+    ]);
+    println!("{summary}");
+    let mut items = output::table(&["id", "name", "price", "detail", "available"]);
+    for i in &catalogue {
+        items.add_row(vec![
+            i.id.clone(),
+            i.name.clone(),
+            i.price.clone(),
+            i.detail.clone(),
+            if i.available { "yes" } else { "no" }.to_string(),
+        ]);
+    }
+    println!("{items}");
+    println!("{} catalogue item(s)", catalogue.len());
+    Ok(())
+}
+
+/// The failure as an exit-7 error with what to do next.
+fn explain(config: &ProviderConfig, shown_url: &str, call: &str, e: ProviderError) -> Error {
+    let message = format!("provider {} ({} at {shown_url}): the {call} call failed: {e}", config.name, config.kind);
+    let hint = match (&e, config.kind) {
+        (ProviderError::Auth(_), ProviderKind::Znet) => {
+            "check kod and sifre in the setup file, ask the dealer to switch API access on for this dealer, \
+             and ask them to allow this machine's public IP address"
+        }
+        (ProviderError::Auth(_), ProviderKind::Xstor) => {
+            "check credentials.api_token in the setup file; for 123 ask the provider to allow this machine's IP address"
+        }
+        (ProviderError::WrongBaseUrl(_), ProviderKind::Znet) => {
+            "set base_url to the dealer site root (e.g. http://bayi.example.com); /servis is optional"
+        }
+        (ProviderError::WrongBaseUrl(_), ProviderKind::Xstor) => "set base_url to the API root (e.g. https://api.x-stor.net)",
+        (ProviderError::Unreachable(_), _) => "check base_url and the network from this machine, then try again",
+        (ProviderError::Garbage(_), _) => "check that base_url points at the provider's API, not a proxy or another site",
+        (ProviderError::Refused(_), _) => "read the provider's message above; it comes from the provider itself",
+    };
+    Error::provider(message).with_hint(hint)
+}

@@ -1,19 +1,64 @@
-//! Provider rows (temporary minimal version; replaced by the providers branch).
+//! Loading a provider's configuration (with its secret credentials) for the adapters.
+
+use crate::db::routing::tenant_id;
 use crate::error::{Error, Result};
 use crate::provider::{ProviderConfig, ProviderKind};
 use crate::settings::HttpSettings;
-use postgres::GenericClient;
+use postgres::{GenericClient, Row};
 
-pub fn load_provider_config_by_id(client: &mut impl GenericClient, id: i64, http: HttpSettings) -> Result<ProviderConfig> {
-    let r = client
-        .query_opt("SELECT name, kind, base_url, credentials FROM providers WHERE id = $1", &[&id])?
-        .ok_or_else(|| Error::not_found(format!("provider {id} does not exist")))?;
-    let kind: String = r.get(1);
+const SELECT: &str = "SELECT p.id, p.enabled, p.name, p.kind, p.base_url, p.credentials, t.name
+                        FROM providers p JOIN tenants t ON t.id = p.tenant_id";
+
+fn config_from_row(r: &Row, http: HttpSettings) -> Result<ProviderConfig> {
+    let kind: String = r.get(3);
     Ok(ProviderConfig {
-        name: r.get(0),
+        name: r.get(2),
+        // The CHECK constraint keeps kind to known words; anything else is a damaged row.
         kind: ProviderKind::parse(&kind).map_err(Error::internal)?,
-        base_url: r.get(2),
-        credentials: r.get(3),
+        base_url: r.get(4),
+        credentials: r.get(5),
         http,
     })
+}
+
+/// The provider named `name` (in `tenant`, when given): (id, enabled, config). A name used by
+/// several tenants needs `--tenant`; an unknown name is not-found with a hint.
+pub fn load_provider_config(
+    client: &mut impl GenericClient,
+    tenant: Option<&str>,
+    name: &str,
+    http: HttpSettings,
+) -> Result<(i64, bool, ProviderConfig)> {
+    let sql = format!("{SELECT} WHERE p.name = $1 AND ($2::text IS NULL OR t.name = $2) ORDER BY t.name");
+    let rows = client.query(sql.as_str(), &[&name, &tenant])?;
+    match rows.as_slice() {
+        [r] => Ok((r.get(0), r.get(1), config_from_row(r, http)?)),
+        [] => {
+            if let Some(t) = tenant {
+                // Say which of the two is missing.
+                tenant_id(client, t)?;
+                return Err(Error::not_found(format!("tenant '{t}' has no provider named '{name}'"))
+                    .with_hint("list providers with `orderctl provider list --tenant TENANT`"));
+            }
+            Err(Error::not_found(format!("no provider is named '{name}'"))
+                .with_hint("list providers with `orderctl provider list`"))
+        }
+        many => {
+            let tenants: Vec<String> = many.iter().map(|r| r.get::<_, String>(6)).collect();
+            Err(Error::usage(format!(
+                "provider '{name}' exists in several tenants ({}); say which one",
+                tenants.join(", ")
+            ))
+            .with_hint(format!("add --tenant {}", tenants[0])))
+        }
+    }
+}
+
+/// The provider with this id (for orders, which store the provider id).
+pub fn load_provider_config_by_id(client: &mut impl GenericClient, id: i64, http: HttpSettings) -> Result<ProviderConfig> {
+    let sql = format!("{SELECT} WHERE p.id = $1");
+    let row = client
+        .query_opt(sql.as_str(), &[&id])?
+        .ok_or_else(|| Error::not_found(format!("provider id {id} does not exist")))?;
+    config_from_row(&row, http)
 }

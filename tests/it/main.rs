@@ -5,3 +5,4 @@ mod support;
 mod migrate;
 mod monitor;
 mod orders;
+mod providers;

@@ -1,0 +1,322 @@
+//! The simulator's memory: orders by protocol and reference, counters, and each order's fate.
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Which protocol an order was placed through. The same reference placed through both is two
+/// orders (a fallback provider may reuse it), never a double placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Znet,
+    Xstor,
+}
+
+impl Proto {
+    fn as_str(self) -> &'static str {
+        match self {
+            Proto::Znet => "znet",
+            Proto::Xstor => "xstor",
+        }
+    }
+}
+
+/// How an order ends, derived from (seed, reference) alone so tests can predict it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fate {
+    pub cancelled: bool,
+    pub pin: String,
+    /// How long after placement the order turns final.
+    pub final_after: Duration,
+}
+
+fn mix(mut z: u64) -> u64 {
+    // splitmix64 finaliser: spreads every input bit over the output.
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn unit(x: u64) -> f64 {
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The fate of the order with this reference: cancelled when its hash falls under
+/// `cancel_share`, final `complete_after + jitter * fraction` after placement, and a PIN of the
+/// form `XXXX-XXXX-XXXX-XXXX` (hex).
+pub fn order_fate(seed: u64, reference: &str, cancel_share: f64, complete_after: Duration, jitter: Duration) -> Fate {
+    // FNV-1a over the reference, keyed by the seed; stable across Rust versions (unlike std's hasher).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ mix(seed);
+    for b in reference.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let (a, b, c) = (mix(h), mix(h ^ 0x5151), mix(h ^ 0xa3a3));
+    let pin = format!("{:04X}-{:04X}-{:04X}-{:04X}", c >> 48, (c >> 32) & 0xffff, (c >> 16) & 0xffff, c & 0xffff);
+    Fate { cancelled: unit(a) < cancel_share, pin, final_after: complete_after + jitter.mul_f64(unit(b)) }
+}
+
+/// Where an order is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Waiting,
+    Approved,
+    Cancelled,
+}
+
+pub struct Order {
+    pub reference: String,
+    pub order_id: u64,
+    pub fate: Fate,
+    pub price_cents: i64,
+    placed: Instant,
+    placed_at_ms: u64,
+    pub status_calls: u64,
+}
+
+impl Order {
+    pub fn state(&self, now: Instant) -> State {
+        if now.duration_since(self.placed) < self.fate.final_after {
+            State::Waiting
+        } else if self.fate.cancelled {
+            State::Cancelled
+        } else {
+            State::Approved
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub placement_calls: AtomicU64,
+    pub status_calls: AtomicU64,
+    pub double_placements: AtomicU64,
+    pub faults_injected: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Starting balance of each simulated account, in cents.
+const OPENING_BALANCE_CENTS: i64 = 10_000_000;
+
+#[derive(Default)]
+struct Orders {
+    znet: HashMap<String, Order>,
+    xstor: HashMap<String, Order>,
+    /// x-stor order id -> reference, for checks without `uuid=1`.
+    xstor_ids: HashMap<u64, String>,
+    next_id: u64,
+}
+
+impl Orders {
+    fn map(&mut self, proto: Proto) -> &mut HashMap<String, Order> {
+        match proto {
+            Proto::Znet => &mut self.znet,
+            Proto::Xstor => &mut self.xstor,
+        }
+    }
+}
+
+pub struct Store {
+    orders: Mutex<Orders>,
+    pub counters: Counters,
+    balances: [AtomicI64; 2],
+}
+
+/// A placement that reused a reference.
+pub struct Double;
+
+/// What a status lookup found.
+pub struct Found {
+    pub reference: String,
+    pub order_id: u64,
+    pub state: State,
+    pub pin: String,
+    pub price_cents: i64,
+}
+
+impl Store {
+    pub fn new() -> Store {
+        Store {
+            orders: Mutex::new(Orders::default()),
+            counters: Counters::default(),
+            balances: [AtomicI64::new(OPENING_BALANCE_CENTS), AtomicI64::new(OPENING_BALANCE_CENTS)],
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Orders> {
+        // A panicking worker must not take the simulator down with it.
+        self.orders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn placement_call(&self) {
+        bump(&self.counters.placement_calls);
+    }
+    pub fn status_call(&self) {
+        bump(&self.counters.status_calls);
+    }
+    pub fn fault(&self) {
+        bump(&self.counters.faults_injected);
+    }
+
+    pub fn balance_cents(&self, proto: Proto) -> i64 {
+        self.balances[proto as usize].load(Ordering::Relaxed)
+    }
+
+    /// Record a new order; a reference seen before through the same protocol is a double
+    /// placement and leaves the original untouched. Returns the order id and its state now.
+    pub fn place(&self, proto: Proto, reference: &str, fate: Fate, price_cents: i64) -> Result<(u64, State), Double> {
+        let placed = Instant::now();
+        let placed_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let mut orders = self.lock();
+        if orders.map(proto).contains_key(reference) {
+            drop(orders);
+            bump(&self.counters.double_placements);
+            return Err(Double);
+        }
+        orders.next_id += 1;
+        let order_id = orders.next_id;
+        let order = Order {
+            reference: reference.to_string(),
+            order_id,
+            fate,
+            price_cents,
+            placed,
+            placed_at_ms,
+            status_calls: 0,
+        };
+        let state = order.state(placed);
+        orders.map(proto).insert(reference.to_string(), order);
+        if proto == Proto::Xstor {
+            orders.xstor_ids.insert(order_id, reference.to_string());
+        }
+        drop(orders);
+        self.balances[proto as usize].fetch_sub(price_cents, Ordering::Relaxed);
+        Ok((order_id, state))
+    }
+
+    /// Look up orders by reference (or, for x-stor without `uuid=1`, by order id), counting
+    /// one status call on each order found.
+    pub fn lookup(&self, proto: Proto, keys: &[&str], by_order_id: bool) -> Vec<Option<Found>> {
+        let now = Instant::now();
+        let mut orders = self.lock();
+        keys.iter()
+            .map(|k| {
+                let reference = if by_order_id {
+                    k.parse::<u64>().ok().and_then(|id| orders.xstor_ids.get(&id).cloned())?
+                } else {
+                    k.to_string()
+                };
+                let o = orders.map(proto).get_mut(&reference)?;
+                o.status_calls += 1;
+                Some(Found {
+                    reference,
+                    order_id: o.order_id,
+                    state: o.state(now),
+                    pin: o.fate.pin.clone(),
+                    price_cents: o.price_cents,
+                })
+            })
+            .collect()
+    }
+
+    pub fn reset(&self) {
+        *self.lock() = Orders::default();
+        for c in [
+            &self.counters.placement_calls,
+            &self.counters.status_calls,
+            &self.counters.double_placements,
+            &self.counters.faults_injected,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        for b in &self.balances {
+            b.store(OPENING_BALANCE_CENTS, Ordering::Relaxed);
+        }
+    }
+
+    /// The `/_sim/stats` document.
+    pub fn stats(&self) -> Value {
+        let orders = self.lock();
+        let mut all: Vec<(Proto, &Order)> = orders
+            .znet
+            .values()
+            .map(|o| (Proto::Znet, o))
+            .chain(orders.xstor.values().map(|o| (Proto::Xstor, o)))
+            .collect();
+        all.sort_by_key(|(_, o)| o.order_id);
+        let now = Instant::now();
+        let mut by_order = serde_json::Map::new();
+        for (_, o) in &all {
+            let n = by_order.get(&o.reference).and_then(|v| v.as_u64()).unwrap_or(0);
+            by_order.insert(o.reference.clone(), json!(n + o.status_calls));
+        }
+        let list: Vec<Value> = all
+            .iter()
+            .map(|(p, o)| {
+                json!({
+                    "reference": o.reference,
+                    "provider": p.as_str(),
+                    "order_id": o.order_id,
+                    "outcome": if o.fate.cancelled { "cancelled" } else { "approved" },
+                    "final": o.state(now) != State::Waiting,
+                    "pin": o.fate.pin,
+                    "status_calls": o.status_calls,
+                    "placed_at_ms": o.placed_at_ms,
+                })
+            })
+            .collect();
+        let c = &self.counters;
+        json!({
+            "orders_placed": all.len(),
+            "placement_calls": c.placement_calls.load(Ordering::Relaxed),
+            "double_placements": c.double_placements.load(Ordering::Relaxed),
+            "status_calls": c.status_calls.load(Ordering::Relaxed),
+            "status_checks_by_order": by_order,
+            "faults_injected": c.faults_injected.load(Ordering::Relaxed),
+            "orders": list,
+        })
+    }
+}
+
+/// Cents as a decimal string.
+pub fn money(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    format!("{sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fates_are_deterministic_and_follow_the_share() {
+        let d = Duration::from_secs(1);
+        let a = order_fate(7, "ref-1", 0.5, d, d);
+        assert_eq!(a, order_fate(7, "ref-1", 0.5, d, d));
+        assert_ne!(a.pin, order_fate(8, "ref-1", 0.5, d, d).pin);
+        assert!(a.final_after >= d && a.final_after < 2 * d);
+        let cancelled = (0..1000).filter(|i| order_fate(1, &format!("r{i}"), 0.3, d, d).cancelled).count();
+        assert!((200..400).contains(&cancelled), "{cancelled}");
+        assert!((0..100).all(|i| !order_fate(1, &format!("r{i}"), 0.0, d, d).cancelled));
+        assert!((0..100).all(|i| order_fate(1, &format!("r{i}"), 1.0, d, d).cancelled));
+    }
+
+    #[test]
+    fn double_placement_keeps_the_original() {
+        let s = Store::new();
+        let f = order_fate(1, "r", 0.0, Duration::ZERO, Duration::ZERO);
+        assert!(s.place(Proto::Znet, "r", f.clone(), 100).is_ok());
+        assert!(s.place(Proto::Znet, "r", f.clone(), 100).is_err());
+        assert!(s.place(Proto::Xstor, "r", f, 100).is_ok(), "another protocol, another order");
+        let st = s.stats();
+        assert_eq!(st["double_placements"], 1);
+        assert_eq!(st["orders_placed"], 2);
+        assert_eq!(money(-1234), "-12.34");
+    }
+}
