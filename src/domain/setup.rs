@@ -187,7 +187,7 @@ struct PackageDoc {
     #[serde(default = "yes")]
     enabled: bool,
     #[serde(default)]
-    routing: Option<RoutingDoc>,
+    routing: Option<Value>,
     #[serde(default)]
     mappings: Map<String, Value>,
 }
@@ -203,6 +203,37 @@ struct RoutingDoc {
     fallback: Option<String>,
     #[serde(default)]
     code_group: Option<String>,
+}
+
+/// A part of the file decoded on its own, with the fields it may have.
+trait Element: serde::de::DeserializeOwned {
+    const WHAT: &'static str;
+    const FIELDS: &'static [&'static str];
+}
+
+impl Element for TenantDoc {
+    const WHAT: &'static str = "a tenant";
+    const FIELDS: &'static [&'static str] = &["name", "users", "providers", "code_groups", "packages"];
+}
+impl Element for UserDoc {
+    const WHAT: &'static str = "a user";
+    const FIELDS: &'static [&'static str] = &["name", "email", "balance", "overdraft_limit"];
+}
+impl Element for ProviderDoc {
+    const WHAT: &'static str = "a provider";
+    const FIELDS: &'static [&'static str] = &["name", "kind", "base_url", "credentials", "enabled", "max_in_flight"];
+}
+impl Element for CodeGroupDoc {
+    const WHAT: &'static str = "a code group";
+    const FIELDS: &'static [&'static str] = &["name", "codes"];
+}
+impl Element for PackageDoc {
+    const WHAT: &'static str = "a package";
+    const FIELDS: &'static [&'static str] = &["name", "product", "price", "enabled", "routing", "mappings"];
+}
+impl Element for RoutingDoc {
+    const WHAT: &'static str = "routing";
+    const FIELDS: &'static [&'static str] = &["mode", "provider_type", "primary", "fallback", "code_group"];
 }
 
 fn yes() -> bool {
@@ -308,8 +339,21 @@ fn parse_document(text: &str) -> Result<FileDoc, Vec<SetupProblem>> {
 /// Decode one element; a structural problem (unknown field, missing field, wrong type) is
 /// reported at its place. Elements that hold secrets decode them as plain JSON values, so
 /// serde's message never quotes one.
-fn decode<T: serde::de::DeserializeOwned>(value: &Value, at: &Place, problems: &mut Problems) -> Option<T> {
-    match serde_json::from_value::<T>(value.clone()) {
+fn decode<T: Element>(value: &Value, at: &Place, problems: &mut Problems) -> Option<T> {
+    // Unknown fields (typos, mostly) are reported one by one and set aside, so the element's
+    // other problems are still found.
+    let mut value = value.clone();
+    if let Value::Object(map) = &mut value {
+        let unknown: Vec<String> = map.keys().filter(|k| !T::FIELDS.contains(&k.as_str())).cloned().collect();
+        for field in unknown {
+            map.remove(&field);
+            problems.add(
+                &at.field(&field),
+                format!("unknown field `{field}` in {}; its fields are {}, correct or remove it", T::WHAT, T::FIELDS.join(", ")),
+            );
+        }
+    }
+    match serde_json::from_value::<T>(value) {
         Ok(t) => Some(t),
         Err(e) => {
             problems.add(at, format!("{e}; {FORMAT_HINT}"));
@@ -406,12 +450,13 @@ fn validate_tenant(
     // What routing and mappings may point at: the file's providers and groups, then the database's.
     let mut known_providers: BTreeMap<String, ProviderKind> =
         existing.providers.get(tenant).cloned().unwrap_or_default();
-    let mut file_provider_names = BTreeSet::new();
+    let mut file_provider_names = BTreeMap::new();
     // Names of providers that failed validation still count as declared, so a bad credential
     // is not reported a second time as "unknown provider" by every package that uses it.
     for v in &t.providers {
         if let Some(name) = v.get("name").and_then(Value::as_str).map(str::trim) {
-            file_provider_names.insert(name.to_string());
+            let kind = v.get("kind").and_then(Value::as_str).and_then(|k| ProviderKind::parse(k.trim()).ok());
+            file_provider_names.insert(name.to_string(), kind);
         }
     }
     for p in &providers {
@@ -576,17 +621,20 @@ struct References<'a> {
     tenant: &'a str,
     /// Valid providers of the file and the database, with their kind.
     providers: &'a BTreeMap<String, ProviderKind>,
-    /// Every provider name the file declares, valid or not.
-    declared: &'a BTreeSet<String>,
+    /// Every provider name the file declares, valid or not, with its kind when readable.
+    declared: &'a BTreeMap<String, Option<ProviderKind>>,
     groups: &'a BTreeSet<String>,
 }
 
 impl References<'_> {
     fn has_provider(&self, name: &str) -> bool {
-        self.providers.contains_key(name) || self.declared.contains(name)
+        self.providers.contains_key(name) || self.declared.contains_key(name)
+    }
+    fn kind(&self, name: &str) -> Option<ProviderKind> {
+        self.providers.get(name).copied().or_else(|| self.declared.get(name).copied().flatten())
     }
     fn provider_list(&self) -> String {
-        let names: BTreeSet<&String> = self.providers.keys().chain(self.declared.iter()).collect();
+        let names: BTreeSet<&String> = self.providers.keys().chain(self.declared.keys()).collect();
         if names.is_empty() {
             "it has none".into()
         } else {
@@ -609,14 +657,17 @@ fn validate_package(name: String, p: PackageDoc, at: &Place, refs: &References, 
         v => non_negative(Some(v), "price", at, problems),
     };
 
-    let routing = p.routing.unwrap_or(RoutingDoc {
-        mode: "manual".into(),
-        provider_type: "manual".into(),
-        primary: None,
-        fallback: None,
-        code_group: None,
-    });
     let rat = at.field("routing");
+    let routing = match &p.routing {
+        None | Some(Value::Null) => RoutingDoc {
+            mode: "manual".into(),
+            provider_type: "manual".into(),
+            primary: None,
+            fallback: None,
+            code_group: None,
+        },
+        Some(v) => decode::<RoutingDoc>(v, &rat, problems)?,
+    };
     let mode = routing.mode.trim().parse::<RoutingMode>().map_err(|m| problems.add(&rat.field("mode"), m)).ok();
     let provider_type =
         routing.provider_type.trim().parse::<ProviderType>().map_err(|m| problems.add(&rat.field("provider_type"), m)).ok();
@@ -662,8 +713,8 @@ fn validate_package(name: String, p: PackageDoc, at: &Place, refs: &References, 
             );
             continue;
         }
-        // A provider that failed its own validation has no kind to check against.
-        let Some(kind) = refs.providers.get(provider) else { continue };
+        // A provider whose kind is unreadable has no fields to check against (its kind is reported).
+        let Some(kind) = refs.kind(provider) else { continue };
         let needed = kind.required_mapping_fields();
         let Value::Object(fields) = params else {
             let example: Vec<String> = needed.iter().map(|f| format!("\"{f}\": \"...\"")).collect();
