@@ -3,3 +3,5 @@
 mod support;
 
 mod migrate;
+mod routing;
+mod setup;
