@@ -3,14 +3,16 @@
 //! means nothing is written. See `db::setup` for the write rules (and how declared balances
 //! reach the ledger) and `domain::setup` for the format and its validation.
 //!
+//! With the global `--tenant T`, a file that declares any other tenant is refused.
+//!
 //! Output: a summary of what changed (stdout). Problems: one line each on stderr and exit 4;
 //! with `--output json` the problems are a JSON array of `{path, message}` on stdout, followed
 //! by the usual error object on stderr. Routing warnings (disabled provider, empty code stock)
 //! go to stderr and, in JSON, into the summary's `warnings`.
 
 use crate::cli::ApplyArgs;
-use crate::db::setup::{apply_text, ApplyOutcome, ApplySummary, Changes};
 use crate::db;
+use crate::db::setup::{apply_text, ApplyOutcome, ApplySummary, Changes};
 use crate::error::{Error, Result};
 use crate::output;
 use crate::settings::Settings;
@@ -18,6 +20,17 @@ use std::io::Read;
 
 pub fn run(s: &Settings, a: &ApplyArgs) -> Result<()> {
     let (text, source) = read_file(&a.file)?;
+    if let Some(only) = &s.tenant {
+        // --tenant restricts every write; a file for other tenants is refused before any.
+        if let Ok(names) = crate::domain::setup::tenant_names(&text) {
+            if let Some(other) = names.iter().find(|n| n.as_str() != only.as_str()) {
+                return Err(Error::invalid(format!(
+                    "{source} declares tenant {other}, but --tenant {only} restricts apply to tenant {only}; nothing was written"
+                ))
+                .with_hint("apply the file without --tenant (and without ORDERCTL_TENANT), or keep only that tenant in it"));
+            }
+        }
+    }
     let mut client = db::connect(&s.database_url)?;
     match apply_text(&mut client, &text, a.dry_run)? {
         ApplyOutcome::Invalid(problems) => {

@@ -7,15 +7,13 @@ use crate::domain::routing::{check_routing, RoutingView};
 use crate::error::{Error, Result};
 use crate::output;
 use crate::settings::Settings;
+use postgres::Client;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 pub fn tenants(s: &Settings) -> Result<()> {
-    let mut client = db::connect(&s.database_url)?;
-    if let Some(t) = &s.tenant {
-        routing::tenant_id(&mut client, t)?;
-    }
+    let mut client = connect_scoped(s)?;
     let rows = listings::tenants(&mut client, s.tenant.as_deref())?;
     if s.json() {
         output::print_json(&rows);
@@ -30,9 +28,7 @@ pub fn tenants(s: &Settings) -> Result<()> {
 }
 
 pub fn users(s: &Settings) -> Result<()> {
-    let tenant = required_tenant(s, "user list")?;
-    let mut client = db::connect(&s.database_url)?;
-    let tenant_id = routing::tenant_id(&mut client, tenant)?;
+    let (mut client, _, tenant_id) = connect_to_tenant(s, "user list")?;
     let rows = listings::users(&mut client, tenant_id)?;
     if s.json() {
         output::print_json(&rows);
@@ -47,10 +43,7 @@ pub fn users(s: &Settings) -> Result<()> {
 }
 
 pub fn providers(s: &Settings) -> Result<()> {
-    let mut client = db::connect(&s.database_url)?;
-    if let Some(t) = &s.tenant {
-        routing::tenant_id(&mut client, t)?;
-    }
+    let mut client = connect_scoped(s)?;
     let rows = listings::providers(&mut client, s.tenant.as_deref())?;
     if s.json() {
         output::print_json(&rows);
@@ -99,9 +92,7 @@ struct PackageProblem {
 }
 
 pub fn packages(s: &Settings) -> Result<()> {
-    let tenant = required_tenant(s, "package list")?;
-    let mut client = db::connect(&s.database_url)?;
-    let tenant_id = routing::tenant_id(&mut client, tenant)?;
+    let (mut client, tenant, tenant_id) = connect_to_tenant(s, "package list")?;
     let rows = listings::packages(&mut client, tenant_id)?;
     let mut views: BTreeMap<i64, RoutingView> = routing::routing_views(&mut client, Some(tenant), None)?.into_iter().collect();
     let mut list = Vec::with_capacity(rows.len());
@@ -141,11 +132,24 @@ pub fn packages(s: &Settings) -> Result<()> {
     Ok(())
 }
 
-fn required_tenant<'a>(s: &'a Settings, command: &str) -> Result<&'a str> {
-    s.tenant.as_deref().ok_or_else(|| {
+/// A connection for a command that takes an optional `--tenant`: a named tenant must exist.
+pub(super) fn connect_scoped(s: &Settings) -> Result<Client> {
+    let mut client = db::connect(&s.database_url)?;
+    if let Some(t) = &s.tenant {
+        routing::tenant_id(&mut client, t)?;
+    }
+    Ok(client)
+}
+
+/// A connection for a command that needs `--tenant`, with the tenant's name and id.
+fn connect_to_tenant<'a>(s: &'a Settings, command: &str) -> Result<(Client, &'a str, i64)> {
+    let tenant = s.tenant.as_deref().ok_or_else(|| {
         Error::usage(format!("`orderctl {command}` needs a tenant"))
             .with_hint("add --tenant NAME (or set ORDERCTL_TENANT); `orderctl tenant list` shows the names")
-    })
+    })?;
+    let mut client = db::connect(&s.database_url)?;
+    let tenant_id = routing::tenant_id(&mut client, tenant)?;
+    Ok((client, tenant, tenant_id))
 }
 
 fn money(d: Decimal) -> String {

@@ -2,7 +2,7 @@
 //! (apply, raw SQL, older data, constraints dropped by hand). One line per problem with its fix;
 //! exit 0 when clean, 8 (needs action) when anything was found, after printing the findings.
 
-use crate::db::{self, routing};
+use crate::db::routing;
 use crate::domain::routing::check_routing;
 use crate::error::{Error, Result};
 use crate::output;
@@ -21,10 +21,7 @@ struct Finding {
 }
 
 pub fn run(s: &Settings) -> Result<()> {
-    let mut client = db::connect(&s.database_url)?;
-    if let Some(t) = &s.tenant {
-        routing::tenant_id(&mut client, t)?;
-    }
+    let mut client = super::listings::connect_scoped(s)?;
     let views = routing::routing_views(&mut client, s.tenant.as_deref(), None)?;
     let findings: Vec<Finding> = views
         .iter()

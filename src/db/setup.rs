@@ -111,7 +111,7 @@ pub enum ApplyOutcome {
     /// The file has problems; nothing was written.
     Invalid(Vec<SetupProblem>),
     /// Written (or, for a dry run, rolled back).
-    Applied(ApplySummary),
+    Applied(Box<ApplySummary>),
 }
 
 /// Validate a setup file and write it in one transaction (rolled back when `dry_run`).
@@ -135,7 +135,7 @@ pub fn apply_text(client: &mut Client, text: &str, dry_run: bool) -> Result<Appl
     } else {
         tx.commit()?;
     }
-    Ok(ApplyOutcome::Applied(summary))
+    Ok(ApplyOutcome::Applied(Box::new(summary)))
 }
 
 /// The providers and code groups the named tenants already have.

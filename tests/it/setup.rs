@@ -210,6 +210,15 @@ fn one_bad_tenant_keeps_the_good_one_from_being_written() {
 }
 
 #[test]
+fn tenant_option_restricts_apply_to_that_tenant() {
+    let db = TestDb::new();
+    let out = db.cmd().args(["apply", "-f", &example_path(), "--tenant", "zeta"]).run().code(4);
+    assert!(out.stderr.contains("declares tenant alsham, but --tenant zeta restricts apply to tenant zeta"), "{}", out.stderr);
+    assert_eq!(rows_written(&db), 0);
+    db.cmd().args(["apply", "-f", &example_path(), "--tenant", "alsham"]).run().ok();
+}
+
+#[test]
 fn routing_may_point_at_providers_already_in_the_database() {
     let db = TestDb::new();
     db.apply(&standard_setup(SIM));
