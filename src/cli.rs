@@ -159,7 +159,29 @@ pub struct MigrateArgs {
     pub dir: Option<PathBuf>,
 }
 
+pub const APPLY_HELP: &str = r#"Format (JSON; amounts are decimal strings; names are unique within a tenant):
+  {"tenants": [{"name": "alsham",
+    "users": [{"name": "halil", "email": "halil@example.com", "balance": "100.00", "overdraft_limit": "0"}],
+    "providers": [{"name": "znet-main", "kind": "znet", "base_url": "http://127.0.0.1:18080",
+                   "credentials": {"kod": "...", "sifre": "..."}, "enabled": true, "max_in_flight": 16},
+                  {"name": "xstor", "kind": "xstor", "base_url": "http://127.0.0.1:18080",
+                   "credentials": {"api_token": "..."}}],
+    "code_groups": [{"name": "itunes-10", "codes": ["AAAA-1111"]}],
+    "packages": [{"name": "pubg-60", "product": "PUBG Mobile", "price": "1.10", "enabled": true,
+                  "routing": {"mode": "auto", "provider_type": "external", "primary": "znet-main", "fallback": "xstor"},
+                  "mappings": {"znet-main": {"oyun": "7001", "kupur": "60"}, "xstor": {"product_id": "501"}}}]}]}
+
+The whole file is validated first; any problem means nothing is written (exit 4). Problems go to
+stderr, one per line; with --output json they are a JSON array of {path, message} on stdout.
+Re-applying a file changes nothing. Code stock only grows; a package's mappings are replaced.
+Credentials are stored and never printed.
+
+Balances: a user's first apply credits the declared balance as an opening_balance ledger row;
+re-applying the same declared balance changes nothing (orders may have spent since); a different
+declared balance posts the difference as an adjustment row."#;
+
 #[derive(Debug, Args)]
+#[command(after_help = APPLY_HELP)]
 pub struct ApplyArgs {
     /// Setup file (JSON); - reads stdin
     #[arg(long, short = 'f', value_name = "FILE")]

@@ -1,4 +1,118 @@
+//! `orderctl apply -f FILE`: declarative, idempotent setup of tenants, users, providers, code
+//! stock, products, packages and routing. The file is validated as a whole first; any problem
+//! means nothing is written. See `db::setup` for the write rules (and how declared balances
+//! reach the ledger) and `domain::setup` for the format and its validation.
+//!
+//! With the global `--tenant T`, a file that declares any other tenant is refused.
+//!
+//! Output: a summary of what changed (stdout). Problems: one line each on stderr and exit 4;
+//! with `--output json` the problems are a JSON array of `{path, message}` on stdout, followed
+//! by the usual error object on stderr. Routing warnings (disabled provider, empty code stock)
+//! go to stderr and, in JSON, into the summary's `warnings`.
+
+use crate::cli::ApplyArgs;
+use crate::db;
+use crate::db::setup::{apply_text, ApplyOutcome, ApplySummary, Changes};
 use crate::error::{Error, Result};
+use crate::output;
 use crate::settings::Settings;
-#[allow(unused_imports)] use crate::cli::*;
-pub fn run(_s: &Settings, _a: &ApplyArgs) -> Result<()> { Err(Error::internal("not built yet")) }
+use std::io::Read;
+
+pub fn run(s: &Settings, a: &ApplyArgs) -> Result<()> {
+    let (text, source) = read_file(&a.file)?;
+    if let Some(only) = &s.tenant {
+        // --tenant restricts every write; a file for other tenants is refused before any.
+        if let Ok(names) = crate::domain::setup::tenant_names(&text) {
+            if let Some(other) = names.iter().find(|n| n.as_str() != only.as_str()) {
+                return Err(Error::invalid(format!(
+                    "{source} declares tenant {other}, but --tenant {only} restricts apply to tenant {only}; nothing was written"
+                ))
+                .with_hint("apply the file without --tenant (and without ORDERCTL_TENANT), or keep only that tenant in it"));
+            }
+        }
+    }
+    let mut client = db::connect(&s.database_url)?;
+    match apply_text(&mut client, &text, a.dry_run)? {
+        ApplyOutcome::Invalid(problems) => {
+            if s.json() {
+                output::print_json(&problems);
+            } else {
+                for p in &problems {
+                    eprintln!("{source}: {}", p.message);
+                }
+            }
+            Err(Error::invalid(format!("{source} has {} problem(s); nothing was written", problems.len()))
+                .with_hint("fix every problem listed, then apply again (`orderctl apply --dry-run -f FILE` checks a file without writing)"))
+        }
+        ApplyOutcome::Applied(summary) => {
+            for w in &summary.warnings {
+                log::warn!("{}", w.message);
+            }
+            if s.json() {
+                output::print_json(&summary);
+            } else {
+                print_summary(&summary);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The file's text and how to name it in messages. `-` is standard input.
+fn read_file(path: &str) -> Result<(String, String)> {
+    if path == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map_err(|e| {
+            Error::invalid(format!("cannot read the setup file from standard input: {e}"))
+                .with_hint("pipe a UTF-8 JSON document into `orderctl apply -f -`")
+        })?;
+        return Ok((text, "<stdin>".into()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::invalid(format!("cannot read setup file {path}: {e}"))
+            .with_hint("check the path (it must be a UTF-8 JSON file), or use -f - to read standard input")
+    })?;
+    Ok((text, path.to_string()))
+}
+
+fn print_summary(s: &ApplySummary) {
+    let mut t = output::table(&["kind", "created", "updated", "unchanged", "changed names"]);
+    let kinds: [(&str, &Changes); 6] = [
+        ("tenants", &s.tenants),
+        ("users", &s.users),
+        ("providers", &s.providers),
+        ("code groups", &s.code_groups),
+        ("products", &s.products),
+        ("packages", &s.packages),
+    ];
+    for (kind, c) in kinds {
+        let mut names: Vec<String> = c.created.iter().map(|n| format!("+{n}")).collect();
+        names.extend(c.updated.iter().map(|n| format!("~{n}")));
+        t.add_row(vec![
+            kind.to_string(),
+            c.created.len().to_string(),
+            c.updated.len().to_string(),
+            c.unchanged.len().to_string(),
+            names.join(" "),
+        ]);
+    }
+    println!("{t}");
+    if s.codes_added > 0 {
+        println!("stock codes added: {}", s.codes_added);
+    }
+    if !s.ledger.is_empty() {
+        let mut l = output::table(&["tenant", "user", "ledger", "amount", "balance after"]);
+        for p in &s.ledger {
+            l.add_row(vec![p.tenant.clone(), p.user.clone(), p.kind.to_string(), format!("{:+.2}", p.amount), format!("{:.2}", p.balance)]);
+        }
+        println!("{l}");
+        println!("{}", s.balance_rule);
+    }
+    let verdict = match (s.dry_run, s.changes) {
+        (true, 0) => "dry run: no changes; the database already matches the file".to_string(),
+        (true, n) => format!("dry run: {n} change(s) would be made; nothing was written"),
+        (false, 0) => "no changes: the database already matches the file".to_string(),
+        (false, n) => format!("applied: {n} change(s)"),
+    };
+    println!("{verdict}");
+}

@@ -1,4 +1,61 @@
+//! `orderctl routing check`: every routing problem in the database, wherever it came from
+//! (apply, raw SQL, older data, constraints dropped by hand). One line per problem with its fix;
+//! exit 0 when clean, 8 (needs action) when anything was found, after printing the findings.
+
+use crate::db::routing;
+use crate::domain::routing::check_routing;
 use crate::error::{Error, Result};
+use crate::output;
 use crate::settings::Settings;
-#[allow(unused_imports)] use crate::cli::*;
-pub fn run(_s: &Settings) -> Result<()> { Err(Error::internal("not built yet")) }
+use serde::Serialize;
+
+/// One finding, as `routing check --output json` prints it.
+#[derive(Debug, Serialize)]
+struct Finding {
+    tenant: String,
+    package: String,
+    /// `RoutingProblem::code`, stable for scripts.
+    code: &'static str,
+    problem: String,
+    fix: String,
+}
+
+pub fn run(s: &Settings) -> Result<()> {
+    let mut client = super::listings::connect_scoped(s)?;
+    let views = routing::routing_views(&mut client, s.tenant.as_deref(), None)?;
+    let findings: Vec<Finding> = views
+        .iter()
+        .flat_map(|(_, v)| {
+            check_routing(v).into_iter().map(move |p| Finding {
+                tenant: v.tenant.clone(),
+                package: v.package.clone(),
+                code: p.code(),
+                problem: p.problem(),
+                fix: p.fix(),
+            })
+        })
+        .collect();
+    if s.json() {
+        output::print_json(&findings);
+    } else if findings.is_empty() {
+        println!("routing of {} package(s) checked: no problems", views.len());
+    } else {
+        let mut t = output::table(&["tenant", "package", "problem", "fix"]);
+        for f in &findings {
+            t.add_row(vec![f.tenant.clone(), f.package.clone(), f.problem.clone(), f.fix.clone()]);
+        }
+        println!("{t}");
+    }
+    if findings.is_empty() {
+        return Ok(());
+    }
+    let packages: std::collections::BTreeSet<(&str, &str)> =
+        findings.iter().map(|f| (f.tenant.as_str(), f.package.as_str())).collect();
+    Err(Error::needs_action(format!(
+        "{} routing problem(s) in {} of {} package(s)",
+        findings.len(),
+        packages.len(),
+        views.len()
+    ))
+    .with_hint("fix each as its line says (edit the setup file and `orderctl apply` it), then run `orderctl routing check` again"))
+}

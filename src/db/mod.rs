@@ -1,6 +1,7 @@
 //! Every SQL statement orderctl runs lives under this module, named after what it does. The
 //! schema itself is plain SQL in `sql/`.
 
+pub mod listings;
 pub mod migrate;
 pub mod orders;
 pub mod periodic;

@@ -1,1 +1,456 @@
-//! (being built)
+//! Writing a setup file (`orderctl apply`): validate the whole file against what the database
+//! holds, then write all of it in one transaction, or nothing.
+//!
+//! Every write is an upsert by (tenant, name) that first compares: a row that already matches
+//! the file is not touched, so applying the same file twice changes nothing and reports zero
+//! changes. Code stock only grows (missing codes are added; codes are never removed and their
+//! state is never reset). A package's mappings are replaced by the file's.
+//!
+//! Balances and the ledger (the rule `apply` prints too, see [`BALANCE_RULE`]):
+//! - a user's first apply credits the declared balance through the ledger as an
+//!   `opening_balance` row and remembers it in `users.declared_balance`;
+//! - a later apply that declares the same balance changes nothing, whatever orders have spent
+//!   since: a balance is never reset;
+//! - a different declared balance posts the difference (new − previously declared) as an
+//!   `adjustment` row, moves `balance` by that difference and remembers the new declaration.
+//!   An adjustment that would take the balance below −overdraft_limit is refused.
+//!
+//! Concurrent applies are serialised by a transaction-scoped advisory lock.
+
+use crate::db::routing::routing_views;
+use crate::domain::routing::check_routing;
+use crate::domain::setup::{self, CodeGroupSetup, Existing, PackageSetup, ProviderSetup, Setup, SetupProblem, UserSetup};
+use crate::error::{Error, Result};
+use crate::provider::ProviderKind;
+use postgres::{Client, Transaction};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// How a declared balance reaches the ledger, in one sentence for `apply`'s output.
+pub const BALANCE_RULE: &str = "balances: a user's first apply credits the declared balance as an opening_balance \
+     ledger row; re-applying the same declared balance changes nothing (orders may have spent since); a different \
+     declared balance posts the difference as an adjustment row";
+
+/// One key for every `apply`, so two runs never interleave their compare-then-write.
+const APPLY_LOCK_KEY: i64 = 0x6f72_6465_7261_7070; // "orderapp"
+
+/// What `apply` did, or would do with `--dry-run`.
+#[derive(Debug, Default, Serialize)]
+pub struct ApplySummary {
+    pub dry_run: bool,
+    /// Rows created or updated (a code group counts as updated when codes were added).
+    /// 0 means the database already matched the file.
+    pub changes: usize,
+    pub tenants: Changes,
+    pub users: Changes,
+    pub providers: Changes,
+    pub code_groups: Changes,
+    pub products: Changes,
+    pub packages: Changes,
+    /// Stock codes added to code groups.
+    pub codes_added: u64,
+    /// Balance movements posted to the ledger.
+    pub ledger: Vec<BalancePosting>,
+    /// Routing problems of the applied tenants that do not block saving (disabled provider,
+    /// empty code stock, or anything planted by other means): `routing check` reports them too.
+    pub warnings: Vec<RoutingWarning>,
+    pub balance_rule: &'static str,
+}
+
+/// Names (`tenant/name`, or the tenant's own name) by what happened to them.
+#[derive(Debug, Default, Serialize)]
+pub struct Changes {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+impl Changes {
+    fn record(&mut self, change: Change, name: String) {
+        match change {
+            Change::Created => self.created.push(name),
+            Change::Updated => self.updated.push(name),
+            Change::Unchanged => self.unchanged.push(name),
+        }
+    }
+    pub fn changed(&self) -> usize {
+        self.created.len() + self.updated.len()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BalancePosting {
+    pub tenant: String,
+    pub user: String,
+    /// `opening_balance` or `adjustment`.
+    pub kind: &'static str,
+    pub amount: Decimal,
+    /// The user's balance after the posting.
+    pub balance: Decimal,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoutingWarning {
+    pub tenant: String,
+    pub package: String,
+    /// `RoutingProblem::code`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+pub enum ApplyOutcome {
+    /// The file has problems; nothing was written.
+    Invalid(Vec<SetupProblem>),
+    /// Written (or, for a dry run, rolled back).
+    Applied(Box<ApplySummary>),
+}
+
+/// Validate a setup file and write it in one transaction (rolled back when `dry_run`).
+pub fn apply_text(client: &mut Client, text: &str, dry_run: bool) -> Result<ApplyOutcome> {
+    let names = match setup::tenant_names(text) {
+        Ok(names) => names,
+        Err(problems) => return Ok(ApplyOutcome::Invalid(problems)),
+    };
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPLY_LOCK_KEY])?;
+    let existing = load_existing(&mut tx, &names)?;
+    let setup = match setup::validate(text, &existing) {
+        Ok(setup) => setup,
+        Err(problems) => return Ok(ApplyOutcome::Invalid(problems)),
+    };
+    let mut summary = write(&mut tx, &setup)?;
+    summary.warnings = routing_warnings(&mut tx, &setup)?;
+    summary.dry_run = dry_run;
+    if dry_run {
+        tx.rollback()?;
+    } else {
+        tx.commit()?;
+    }
+    Ok(ApplyOutcome::Applied(Box::new(summary)))
+}
+
+/// The providers and code groups the named tenants already have.
+fn load_existing(tx: &mut Transaction, tenants: &[String]) -> Result<Existing> {
+    let mut existing = Existing::default();
+    let rows = tx.query(
+        "SELECT t.name, p.name, p.kind FROM providers p JOIN tenants t ON t.id = p.tenant_id WHERE t.name = ANY($1)",
+        &[&tenants],
+    )?;
+    for r in rows {
+        // The kind column is CHECKed to known words; anything else is a damaged row.
+        let kind = ProviderKind::parse(r.get(2)).map_err(Error::internal)?;
+        existing.providers.entry(r.get(0)).or_default().insert(r.get(1), kind);
+    }
+    let rows = tx.query(
+        "SELECT t.name, g.name FROM code_groups g JOIN tenants t ON t.id = g.tenant_id WHERE t.name = ANY($1)",
+        &[&tenants],
+    )?;
+    for r in rows {
+        existing.code_groups.entry(r.get(0)).or_default().insert(r.get(1));
+    }
+    Ok(existing)
+}
+
+fn write(tx: &mut Transaction, setup: &Setup) -> Result<ApplySummary> {
+    let mut s = ApplySummary { balance_rule: BALANCE_RULE, ..ApplySummary::default() };
+    for t in &setup.tenants {
+        let (tenant_id, change) = write_tenant(tx, &t.name)?;
+        s.tenants.record(change, t.name.clone());
+        let named = |n: &str| format!("{}/{n}", t.name);
+        for u in &t.users {
+            let change = write_user(tx, &t.name, tenant_id, u, &mut s.ledger)?;
+            s.users.record(change, named(&u.name));
+        }
+        for p in &t.providers {
+            s.providers.record(write_provider(tx, tenant_id, p)?, named(&p.name));
+        }
+        for g in &t.code_groups {
+            let (change, added) = write_code_group(tx, tenant_id, g)?;
+            s.codes_added += added;
+            s.code_groups.record(change, named(&g.name));
+        }
+        let mut products: Vec<&str> = Vec::new();
+        for p in &t.packages {
+            if !products.contains(&p.product.as_str()) {
+                products.push(&p.product);
+            }
+        }
+        for product in products {
+            s.products.record(write_product(tx, tenant_id, product)?, named(product));
+        }
+        let ids = TenantIds::load(tx, tenant_id)?;
+        for p in &t.packages {
+            s.packages.record(write_package(tx, tenant_id, &ids, p)?, named(&p.name));
+        }
+    }
+    s.changes = [&s.tenants, &s.users, &s.providers, &s.code_groups, &s.products, &s.packages]
+        .iter()
+        .map(|c| c.changed())
+        .sum();
+    Ok(s)
+}
+
+fn write_tenant(tx: &mut Transaction, name: &str) -> Result<(i64, Change)> {
+    if let Some(r) = tx.query_opt("SELECT id FROM tenants WHERE name = $1", &[&name])? {
+        return Ok((r.get(0), Change::Unchanged));
+    }
+    let id = tx.query_one("INSERT INTO tenants (name) VALUES ($1) RETURNING id", &[&name])?.get(0);
+    Ok((id, Change::Created))
+}
+
+/// A user, with the balance rule of the module doc.
+fn write_user(tx: &mut Transaction, tenant: &str, tenant_id: i64, u: &UserSetup, ledger: &mut Vec<BalancePosting>) -> Result<Change> {
+    let current = tx.query_opt(
+        "SELECT id, email, overdraft_limit, declared_balance, balance FROM users
+          WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
+        &[&tenant_id, &u.name],
+    )?;
+    let Some(r) = current else {
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO users (tenant_id, name, email, balance, overdraft_limit, declared_balance)
+                 VALUES ($1, $2, $3, $4, $5, $4) RETURNING id",
+                &[&tenant_id, &u.name, &u.email, &u.balance, &u.overdraft_limit],
+            )?
+            .get(0);
+        post_ledger(tx, tenant_id, id, "opening_balance", u.balance, "opening balance declared by the setup file")?;
+        ledger.push(BalancePosting {
+            tenant: tenant.into(),
+            user: u.name.clone(),
+            kind: "opening_balance",
+            amount: u.balance,
+            balance: u.balance,
+        });
+        return Ok(Change::Created);
+    };
+    let (id, email, overdraft, declared, balance): (i64, String, Decimal, Decimal, Decimal) =
+        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+    let difference = u.balance - declared;
+    if email == u.email && overdraft == u.overdraft_limit && difference.is_zero() {
+        return Ok(Change::Unchanged);
+    }
+    let new_balance = balance + difference;
+    if new_balance < -u.overdraft_limit {
+        return Err(Error::refused(format!(
+            "tenant {tenant}, user {}: declaring balance {:.2} (previously {declared:.2}) would take the balance from \
+             {balance:.2} to {new_balance:.2}, below the overdraft limit of {:.2}; nothing was written",
+            u.name, u.balance, u.overdraft_limit
+        ))
+        .with_hint("declare a higher balance or a higher overdraft_limit for this user, then apply again"));
+    }
+    tx.execute(
+        "UPDATE users SET email = $2, overdraft_limit = $3, balance = balance + $4, declared_balance = $5 WHERE id = $1",
+        &[&id, &u.email, &u.overdraft_limit, &difference, &u.balance],
+    )?;
+    if !difference.is_zero() {
+        let note = format!("declared balance changed from {declared:.2} to {:.2} by the setup file", u.balance);
+        post_ledger(tx, tenant_id, id, "adjustment", difference, &note)?;
+        ledger.push(BalancePosting {
+            tenant: tenant.into(),
+            user: u.name.clone(),
+            kind: "adjustment",
+            amount: difference,
+            balance: new_balance,
+        });
+    }
+    Ok(Change::Updated)
+}
+
+fn post_ledger(tx: &mut Transaction, tenant_id: i64, user_id: i64, kind: &str, amount: Decimal, note: &str) -> Result<()> {
+    tx.execute(
+        "INSERT INTO ledger (tenant_id, user_id, kind, amount, note) VALUES ($1, $2, $3, $4, $5)",
+        &[&tenant_id, &user_id, &kind, &amount, &note],
+    )?;
+    Ok(())
+}
+
+fn write_provider(tx: &mut Transaction, tenant_id: i64, p: &ProviderSetup) -> Result<Change> {
+    let current = tx.query_opt(
+        "SELECT id, kind, base_url, credentials, enabled, max_in_flight FROM providers
+          WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
+        &[&tenant_id, &p.name],
+    )?;
+    let kind = p.kind.as_str();
+    let Some(r) = current else {
+        tx.execute(
+            "INSERT INTO providers (tenant_id, name, kind, base_url, credentials, enabled, max_in_flight)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&tenant_id, &p.name, &kind, &p.base_url, &p.credentials, &p.enabled, &p.max_in_flight],
+        )?;
+        return Ok(Change::Created);
+    };
+    let id: i64 = r.get(0);
+    let same = r.get::<_, String>(1) == kind
+        && r.get::<_, String>(2) == p.base_url
+        && r.get::<_, Value>(3) == p.credentials
+        && r.get::<_, bool>(4) == p.enabled
+        && r.get::<_, i32>(5) == p.max_in_flight;
+    if same {
+        return Ok(Change::Unchanged);
+    }
+    tx.execute(
+        "UPDATE providers SET kind = $2, base_url = $3, credentials = $4, enabled = $5, max_in_flight = $6 WHERE id = $1",
+        &[&id, &kind, &p.base_url, &p.credentials, &p.enabled, &p.max_in_flight],
+    )?;
+    Ok(Change::Updated)
+}
+
+/// A code group and the codes it lacks. Existing codes keep their state, whatever it is.
+fn write_code_group(tx: &mut Transaction, tenant_id: i64, g: &CodeGroupSetup) -> Result<(Change, u64)> {
+    let (id, created): (i64, bool) =
+        match tx.query_opt("SELECT id FROM code_groups WHERE tenant_id = $1 AND name = $2", &[&tenant_id, &g.name])? {
+            Some(r) => (r.get(0), false),
+            None => (
+                tx.query_one("INSERT INTO code_groups (tenant_id, name) VALUES ($1, $2) RETURNING id", &[&tenant_id, &g.name])?
+                    .get(0),
+                true,
+            ),
+        };
+    let added = tx.execute(
+        "INSERT INTO code_items (code_group_id, code) SELECT $1, c FROM unnest($2::text[]) AS c
+             ON CONFLICT (code_group_id, code) DO NOTHING",
+        &[&id, &g.codes],
+    )?;
+    let change = match (created, added) {
+        (true, _) => Change::Created,
+        (false, 0) => Change::Unchanged,
+        (false, _) => Change::Updated,
+    };
+    Ok((change, added))
+}
+
+fn write_product(tx: &mut Transaction, tenant_id: i64, name: &str) -> Result<Change> {
+    let inserted = tx.execute(
+        "INSERT INTO products (tenant_id, name) VALUES ($1, $2) ON CONFLICT (tenant_id, name) DO NOTHING",
+        &[&tenant_id, &name],
+    )?;
+    Ok(if inserted == 1 { Change::Created } else { Change::Unchanged })
+}
+
+/// Ids by name of what packages point at, once the tenant's other rows are written.
+struct TenantIds {
+    products: BTreeMap<String, i64>,
+    providers: BTreeMap<String, i64>,
+    code_groups: BTreeMap<String, i64>,
+}
+
+impl TenantIds {
+    fn load(tx: &mut Transaction, tenant_id: i64) -> Result<TenantIds> {
+        let mut by_name = |sql: &str| -> Result<BTreeMap<String, i64>> {
+            Ok(tx.query(sql, &[&tenant_id])?.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        };
+        Ok(TenantIds {
+            products: by_name("SELECT name, id FROM products WHERE tenant_id = $1")?,
+            providers: by_name("SELECT name, id FROM providers WHERE tenant_id = $1")?,
+            code_groups: by_name("SELECT name, id FROM code_groups WHERE tenant_id = $1")?,
+        })
+    }
+
+    /// Validation checked every reference; a miss here means the database changed under us.
+    fn id(map: &BTreeMap<String, i64>, what: &str, name: &str) -> Result<i64> {
+        map.get(name).copied().ok_or_else(|| Error::internal(format!("{what} {name} vanished while applying the setup file")))
+    }
+
+    fn optional(map: &BTreeMap<String, i64>, what: &str, name: &Option<String>) -> Result<Option<i64>> {
+        name.as_deref().map(|n| Self::id(map, what, n)).transpose()
+    }
+}
+
+fn write_package(tx: &mut Transaction, tenant_id: i64, ids: &TenantIds, p: &PackageSetup) -> Result<Change> {
+    let product_id = TenantIds::id(&ids.products, "product", &p.product)?;
+    let primary = TenantIds::optional(&ids.providers, "provider", &p.primary)?;
+    let fallback = TenantIds::optional(&ids.providers, "provider", &p.fallback)?;
+    let code_group = TenantIds::optional(&ids.code_groups, "code group", &p.code_group)?;
+    let mut mappings = BTreeMap::new();
+    for (provider, params) in &p.mappings {
+        mappings.insert(TenantIds::id(&ids.providers, "provider", provider)?, params.clone());
+    }
+    let (mode, provider_type) = (p.mode.as_str(), p.provider_type.as_str());
+
+    let current = tx.query_opt(
+        "SELECT id, product_id, price, enabled, routing_mode, provider_type,
+                primary_provider_id, fallback_provider_id, code_group_id
+           FROM packages WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
+        &[&tenant_id, &p.name],
+    )?;
+    let (id, mut change) = match current {
+        None => {
+            let id: i64 = tx
+                .query_one(
+                    "INSERT INTO packages (tenant_id, product_id, name, price, enabled, routing_mode, provider_type,
+                                           primary_provider_id, fallback_provider_id, code_group_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                    &[&tenant_id, &product_id, &p.name, &p.price, &p.enabled, &mode, &provider_type, &primary, &fallback, &code_group],
+                )?
+                .get(0);
+            (id, Change::Created)
+        }
+        Some(r) => {
+            let id: i64 = r.get(0);
+            let same = r.get::<_, i64>(1) == product_id
+                && r.get::<_, Decimal>(2) == p.price
+                && r.get::<_, bool>(3) == p.enabled
+                && r.get::<_, String>(4) == mode
+                && r.get::<_, String>(5) == provider_type
+                && r.get::<_, Option<i64>>(6) == primary
+                && r.get::<_, Option<i64>>(7) == fallback
+                && r.get::<_, Option<i64>>(8) == code_group;
+            if !same {
+                tx.execute(
+                    "UPDATE packages SET product_id = $2, price = $3, enabled = $4, routing_mode = $5, provider_type = $6,
+                            primary_provider_id = $7, fallback_provider_id = $8, code_group_id = $9
+                      WHERE id = $1",
+                    &[&id, &product_id, &p.price, &p.enabled, &mode, &provider_type, &primary, &fallback, &code_group],
+                )?;
+            }
+            (id, if same { Change::Unchanged } else { Change::Updated })
+        }
+    };
+
+    let stored: BTreeMap<i64, Value> = tx
+        .query("SELECT provider_id, params FROM package_mappings WHERE package_id = $1", &[&id])?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    if stored != mappings {
+        tx.execute("DELETE FROM package_mappings WHERE package_id = $1", &[&id])?;
+        for (provider_id, params) in &mappings {
+            tx.execute(
+                "INSERT INTO package_mappings (package_id, provider_id, params) VALUES ($1, $2, $3)",
+                &[&id, provider_id, params],
+            )?;
+        }
+        if change == Change::Unchanged {
+            change = Change::Updated;
+        }
+    }
+    Ok(change)
+}
+
+/// Every routing finding of the applied tenants after the write. Validation already refused
+/// contradictions in the file, so these are the states of the moment `routing check` reports.
+fn routing_warnings(tx: &mut Transaction, setup: &Setup) -> Result<Vec<RoutingWarning>> {
+    let mut warnings = Vec::new();
+    for t in &setup.tenants {
+        for (_, view) in routing_views(tx, Some(&t.name), None)? {
+            for problem in check_routing(&view) {
+                warnings.push(RoutingWarning {
+                    tenant: view.tenant.clone(),
+                    package: view.package.clone(),
+                    code: problem.code(),
+                    message: problem.sentence(&view.tenant, &view.package),
+                });
+            }
+        }
+    }
+    Ok(warnings)
+}

@@ -5,4 +5,5 @@ pub mod backoff;
 pub mod diagnosis;
 pub mod money;
 pub mod routing;
+pub mod setup;
 pub mod status;

@@ -11,7 +11,13 @@ pub fn max_amount() -> Decimal {
 /// Parse a decimal amount ("100.00", "0", "1.5"). `what` names the field in the error.
 pub fn parse_amount(s: &str, what: &str) -> Result<Decimal, String> {
     let t = s.trim();
-    let d = Decimal::from_str(t).map_err(|_| format!("{what} '{s}' is not a decimal amount; write it like \"100.00\""))?;
+    // Plain digits with an optional sign and point: Decimal::from_str also takes "1e3".
+    let digits = t.strip_prefix('-').or_else(|| t.strip_prefix('+')).unwrap_or(t);
+    let plain = !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let d = Some(t)
+        .filter(|_| plain)
+        .ok_or(())
+        .and_then(|t| Decimal::from_str(t).map_err(|_| ())).map_err(|_| format!("{what} '{s}' is not a decimal amount; write it like \"100.00\""))?;
     if d.scale() > 2 && d.normalize().scale() > 2 {
         return Err(format!("{what} '{s}' has more than two decimal places"));
     }

@@ -242,6 +242,29 @@ pub fn is_contradiction(p: &RoutingProblem) -> bool {
     )
 }
 
+impl RoutingView {
+    /// One line for listings: `auto → external znet-main (fallback xstor)`,
+    /// `auto → codes itunes-10 (2 available)`, `manual`.
+    pub fn summary(&self) -> String {
+        let target = match self.provider_type {
+            ProviderType::External => {
+                let primary = self.primary.as_ref().map(|p| p.name.as_str()).unwrap_or("(no primary)");
+                match &self.fallback {
+                    Some(f) => format!("external {primary} (fallback {})", f.name),
+                    None => format!("external {primary}"),
+                }
+            }
+            ProviderType::Codes => match &self.code_group {
+                Some((group, available)) => format!("codes {group} ({available} available)"),
+                None => "codes (no code group)".into(),
+            },
+            ProviderType::Manual if self.mode == RoutingMode::Manual => return "manual".into(),
+            ProviderType::Manual => "manual".into(),
+        };
+        format!("{} → {target}", self.mode)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +325,19 @@ mod tests {
         assert_eq!(check_routing(&r), vec![RoutingProblem::EmptyCodeGroup { group: "itunes-10".into() }]);
         r.code_group = Some(("itunes-10".into(), 2));
         assert!(check_routing(&r).is_empty());
+    }
+
+    #[test]
+    fn summaries_read_like_the_routing() {
+        let mut r = view(RoutingMode::Auto, ProviderType::External);
+        r.primary = Some(provider("znet-main"));
+        r.fallback = Some(provider("xstor"));
+        assert_eq!(r.summary(), "auto → external znet-main (fallback xstor)");
+        let mut c = view(RoutingMode::Auto, ProviderType::Codes);
+        c.code_group = Some(("itunes-10".into(), 2));
+        assert_eq!(c.summary(), "auto → codes itunes-10 (2 available)");
+        assert_eq!(view(RoutingMode::Manual, ProviderType::Manual).summary(), "manual");
+        assert_eq!(view(RoutingMode::Auto, ProviderType::Manual).summary(), "auto → manual");
     }
 
     #[test]

@@ -6,3 +6,5 @@ mod migrate;
 mod monitor;
 mod orders;
 mod providers;
+mod routing;
+mod setup;

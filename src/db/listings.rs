@@ -1,0 +1,120 @@
+//! Read-only listings an operator needs while setting up: tenants, users, providers, packages.
+//! No statement here ever selects a credential value: providers come with their credential
+//! field names only.
+
+use crate::error::Result;
+use postgres::GenericClient;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantRow {
+    pub name: String,
+    pub users: i64,
+    pub providers: i64,
+    pub packages: i64,
+    /// Orders still pending (not approved or rejected).
+    pub open_orders: i64,
+}
+
+/// Every tenant (or only `tenant`) with counts of what it holds.
+pub fn tenants(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<TenantRow>> {
+    let rows = client.query(
+        "SELECT t.name,
+                (SELECT count(*) FROM users u WHERE u.tenant_id = t.id),
+                (SELECT count(*) FROM providers p WHERE p.tenant_id = t.id),
+                (SELECT count(*) FROM packages pk WHERE pk.tenant_id = t.id),
+                (SELECT count(*) FROM orders o WHERE o.tenant_id = t.id AND o.status = 'pending')
+           FROM tenants t
+          WHERE ($1::text IS NULL OR t.name = $1)
+          ORDER BY t.name",
+        &[&tenant],
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|r| TenantRow { name: r.get(0), users: r.get(1), providers: r.get(2), packages: r.get(3), open_orders: r.get(4) })
+        .collect())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserRow {
+    pub name: String,
+    pub email: String,
+    pub balance: Decimal,
+    pub overdraft_limit: Decimal,
+    /// What the user can spend: balance + overdraft_limit.
+    pub available: Decimal,
+}
+
+pub fn users(client: &mut impl GenericClient, tenant_id: i64) -> Result<Vec<UserRow>> {
+    let rows = client.query(
+        "SELECT name, email, balance, overdraft_limit, balance + overdraft_limit
+           FROM users WHERE tenant_id = $1 ORDER BY name",
+        &[&tenant_id],
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|r| UserRow { name: r.get(0), email: r.get(1), balance: r.get(2), overdraft_limit: r.get(3), available: r.get(4) })
+        .collect())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderRow {
+    pub tenant: String,
+    pub name: String,
+    pub kind: String,
+    pub base_url: String,
+    pub enabled: bool,
+    pub max_in_flight: i32,
+    /// Names of the credential fields that are set. Never their values.
+    pub credential_fields: Vec<String>,
+}
+
+/// Providers of every tenant (or only `tenant`).
+pub fn providers(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<ProviderRow>> {
+    let rows = client.query(
+        "SELECT t.name, p.name, p.kind, p.base_url, p.enabled, p.max_in_flight,
+                ARRAY(SELECT k FROM jsonb_object_keys(
+                          CASE WHEN jsonb_typeof(p.credentials) = 'object' THEN p.credentials ELSE '{}'::jsonb END
+                      ) AS k ORDER BY k)
+           FROM providers p JOIN tenants t ON t.id = p.tenant_id
+          WHERE ($1::text IS NULL OR t.name = $1)
+          ORDER BY t.name, p.name",
+        &[&tenant],
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ProviderRow {
+            tenant: r.get(0),
+            name: r.get(1),
+            kind: r.get(2),
+            base_url: r.get(3),
+            enabled: r.get(4),
+            max_in_flight: r.get(5),
+            credential_fields: r.get(6),
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone)]
+pub struct PackageRow {
+    pub id: i64,
+    pub name: String,
+    pub product: String,
+    pub price: Decimal,
+    pub enabled: bool,
+}
+
+/// Packages of a tenant; their routing comes from `db::routing::routing_views` by id.
+pub fn packages(client: &mut impl GenericClient, tenant_id: i64) -> Result<Vec<PackageRow>> {
+    let rows = client.query(
+        "SELECT pk.id, pk.name, pr.name, pk.price, pk.enabled
+           FROM packages pk JOIN products pr ON pr.id = pk.product_id
+          WHERE pk.tenant_id = $1 ORDER BY pk.name",
+        &[&tenant_id],
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|r| PackageRow { id: r.get(0), name: r.get(1), product: r.get(2), price: r.get(3), enabled: r.get(4) })
+        .collect())
+}

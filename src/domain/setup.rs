@@ -1,0 +1,876 @@
+//! The declarative setup file read by `orderctl apply`: its format and its validation into a
+//! ready-to-write [`Setup`]. Pure: the little it must know about the database (which providers
+//! and code groups a tenant already has) comes in as [`Existing`].
+//!
+//! Validation never stops at the first problem: it collects every one, each with where it is
+//! (`path`, like `tenants[0].users[1].balance`) and a sentence that names the tenant and the
+//! thing and says how to fix it. Routing contradictions use [`RoutingProblem::sentence`], so
+//! `apply` and `routing check` word them identically.
+//!
+//! Credentials are secret: no message here ever quotes a credential value, and the structural
+//! parts of the file that hold them are checked by hand instead of by serde (whose messages
+//! quote the offending value).
+
+use crate::domain::money::parse_amount;
+use crate::domain::routing::{check_routing, is_contradiction, ProviderType, RoutedProvider, RoutingMode, RoutingProblem, RoutingView};
+use crate::provider::ProviderKind;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// One problem in a setup file: where it is and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SetupProblem {
+    /// Where in the file, like `tenants[0].packages[2].routing` (empty for the file as a whole).
+    pub path: String,
+    /// "tenant T, package P: what is wrong; how to fix it".
+    pub message: String,
+}
+
+/// What the database already holds for a tenant named in the file. Routing and mappings may
+/// point at providers and code groups that are not repeated in the file.
+#[derive(Debug, Clone, Default)]
+pub struct Existing {
+    /// tenant → provider name → kind.
+    pub providers: BTreeMap<String, BTreeMap<String, ProviderKind>>,
+    /// tenant → code group names.
+    pub code_groups: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// A valid setup file, every value parsed and every reference checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setup {
+    pub tenants: Vec<TenantSetup>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantSetup {
+    pub name: String,
+    pub users: Vec<UserSetup>,
+    pub providers: Vec<ProviderSetup>,
+    pub code_groups: Vec<CodeGroupSetup>,
+    pub packages: Vec<PackageSetup>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserSetup {
+    pub name: String,
+    pub email: String,
+    /// The declared balance (see `db::setup` for how it reaches the ledger).
+    pub balance: Decimal,
+    pub overdraft_limit: Decimal,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct ProviderSetup {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    /// Secret: an object of field name → non-empty string. Never printed.
+    pub credentials: Value,
+    pub enabled: bool,
+    pub max_in_flight: i32,
+}
+
+impl fmt::Debug for ProviderSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderSetup")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("credentials", &"***")
+            .field("enabled", &self.enabled)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish()
+    }
+}
+
+#[derive(Clone, PartialEq)]
+pub struct CodeGroupSetup {
+    pub name: String,
+    /// Stock PINs to add when missing. Never printed.
+    pub codes: Vec<String>,
+}
+
+impl fmt::Debug for CodeGroupSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CodeGroupSetup").field("name", &self.name).field("codes", &self.codes.len()).finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackageSetup {
+    pub name: String,
+    pub product: String,
+    pub price: Decimal,
+    pub enabled: bool,
+    pub mode: RoutingMode,
+    pub provider_type: ProviderType,
+    pub primary: Option<String>,
+    pub fallback: Option<String>,
+    pub code_group: Option<String>,
+    /// provider name → the provider's parameters for this package. Replaces what is stored.
+    pub mappings: BTreeMap<String, Value>,
+}
+
+/// Default `max_in_flight` of a provider.
+pub const DEFAULT_MAX_IN_FLIGHT: i32 = 16;
+
+// ---------------------------------------------------------------------------------------------
+// The file format. Each element is decoded on its own so one bad entry does not hide the others.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    tenants: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantDoc {
+    name: String,
+    #[serde(default)]
+    users: Vec<Value>,
+    #[serde(default)]
+    providers: Vec<Value>,
+    #[serde(default)]
+    code_groups: Vec<Value>,
+    #[serde(default)]
+    packages: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserDoc {
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    balance: Option<Value>,
+    #[serde(default)]
+    overdraft_limit: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderDoc {
+    name: String,
+    kind: String,
+    base_url: String,
+    // A Value, checked by hand: serde's type errors would quote the secret.
+    #[serde(default)]
+    credentials: Value,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    max_in_flight: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeGroupDoc {
+    name: String,
+    // Values, checked by hand: a type error would quote the PIN.
+    #[serde(default)]
+    codes: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackageDoc {
+    name: String,
+    #[serde(default)]
+    product: String,
+    price: Value,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    routing: Option<Value>,
+    #[serde(default)]
+    mappings: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutingDoc {
+    mode: String,
+    provider_type: String,
+    #[serde(default)]
+    primary: Option<String>,
+    #[serde(default)]
+    fallback: Option<String>,
+    #[serde(default)]
+    code_group: Option<String>,
+}
+
+/// A part of the file decoded on its own, with the fields it may have.
+trait Element: serde::de::DeserializeOwned {
+    const WHAT: &'static str;
+    const FIELDS: &'static [&'static str];
+}
+
+impl Element for TenantDoc {
+    const WHAT: &'static str = "a tenant";
+    const FIELDS: &'static [&'static str] = &["name", "users", "providers", "code_groups", "packages"];
+}
+impl Element for UserDoc {
+    const WHAT: &'static str = "a user";
+    const FIELDS: &'static [&'static str] = &["name", "email", "balance", "overdraft_limit"];
+}
+impl Element for ProviderDoc {
+    const WHAT: &'static str = "a provider";
+    const FIELDS: &'static [&'static str] = &["name", "kind", "base_url", "credentials", "enabled", "max_in_flight"];
+}
+impl Element for CodeGroupDoc {
+    const WHAT: &'static str = "a code group";
+    const FIELDS: &'static [&'static str] = &["name", "codes"];
+}
+impl Element for PackageDoc {
+    const WHAT: &'static str = "a package";
+    const FIELDS: &'static [&'static str] = &["name", "product", "price", "enabled", "routing", "mappings"];
+}
+impl Element for RoutingDoc {
+    const WHAT: &'static str = "routing";
+    const FIELDS: &'static [&'static str] = &["mode", "provider_type", "primary", "fallback", "code_group"];
+}
+
+fn yes() -> bool {
+    true
+}
+
+const FORMAT_HINT: &str = "compare with the format shown by `orderctl apply --help`";
+
+// ---------------------------------------------------------------------------------------------
+
+/// Where a problem is: a JSON path and the words an operator reads ("tenant alsham, user halil").
+#[derive(Clone)]
+struct Place {
+    path: String,
+    words: String,
+}
+
+impl Place {
+    fn child(&self, path: &str, words: String) -> Place {
+        Place { path: format!("{}.{path}", self.path), words }
+    }
+    fn field(&self, field: &str) -> Place {
+        Place { path: format!("{}.{field}", self.path), words: self.words.clone() }
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<SetupProblem>);
+
+impl Problems {
+    fn add(&mut self, at: &Place, message: impl fmt::Display) {
+        self.0.push(SetupProblem { path: at.path.clone(), message: format!("{}: {message}", at.words) });
+    }
+}
+
+/// Parse and validate a setup file. `existing` says what the database holds for the tenants the
+/// file names (see [`tenant_names`]). Returns the setup, or every problem found.
+pub fn validate(text: &str, existing: &Existing) -> Result<Setup, Vec<SetupProblem>> {
+    let doc = parse_document(text)?;
+    let mut problems = Problems::default();
+    let root = Place { path: "tenants".into(), words: String::new() };
+    let mut tenants = Vec::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, value) in doc.tenants.iter().enumerate() {
+        let at = Place { path: format!("{}[{i}]", root.path), words: format!("tenants[{i}]") };
+        let Some(t) = decode::<TenantDoc>(value, &at, &mut problems) else { continue };
+        let name = t.name.trim().to_string();
+        if name.is_empty() {
+            problems.add(&at.field("name"), "name is empty; give every tenant a name");
+            continue;
+        }
+        let at = Place { path: at.path, words: format!("tenant {name}") };
+        if let Some(first) = seen.insert(name.clone(), i) {
+            problems.add(&at, format!("the tenant is declared twice (tenants[{first}] and tenants[{i}]); merge them into one entry"));
+            continue;
+        }
+        if let Some(t) = validate_tenant(&name, &t, &at, existing, &mut problems) {
+            tenants.push(t);
+        }
+    }
+    if problems.0.is_empty() {
+        Ok(Setup { tenants })
+    } else {
+        Err(problems.0)
+    }
+}
+
+/// The tenant names a file declares, so the caller can load [`Existing`] before [`validate`].
+/// Returns the parse problems when the file is not even structurally readable.
+pub fn tenant_names(text: &str) -> Result<Vec<String>, Vec<SetupProblem>> {
+    let doc = parse_document(text)?;
+    Ok(doc
+        .tenants
+        .iter()
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect())
+}
+
+fn parse_document(text: &str) -> Result<FileDoc, Vec<SetupProblem>> {
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let what = e.to_string();
+        let what = what.strip_suffix(&suffix).unwrap_or(&what).to_string();
+        vec![SetupProblem {
+            path: String::new(),
+            message: format!(
+                "line {}, column {}: the file is not valid JSON ({what}); fix the syntax there",
+                e.line(),
+                e.column()
+            ),
+        }]
+    })?;
+    serde_json::from_value::<FileDoc>(value).map_err(|e| {
+        vec![SetupProblem {
+            path: String::new(),
+            message: format!("the file must be an object {{\"tenants\": [...]}}, but {e}; {FORMAT_HINT}"),
+        }]
+    })
+}
+
+/// Decode one element; a structural problem (unknown field, missing field, wrong type) is
+/// reported at its place. Elements that hold secrets decode them as plain JSON values, so
+/// serde's message never quotes one.
+fn decode<T: Element>(value: &Value, at: &Place, problems: &mut Problems) -> Option<T> {
+    // Unknown fields (typos, mostly) are reported one by one and set aside, so the element's
+    // other problems are still found.
+    let mut value = value.clone();
+    if let Value::Object(map) = &mut value {
+        let unknown: Vec<String> = map.keys().filter(|k| !T::FIELDS.contains(&k.as_str())).cloned().collect();
+        for field in unknown {
+            map.remove(&field);
+            problems.add(
+                &at.field(&field),
+                format!("unknown field `{field}` in {}; its fields are {}, correct or remove it", T::WHAT, T::FIELDS.join(", ")),
+            );
+        }
+    }
+    match serde_json::from_value::<T>(value) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            problems.add(at, format!("{e}; {FORMAT_HINT}"));
+            None
+        }
+    }
+}
+
+/// A name of a thing inside a tenant: non-empty and unique among its kind.
+fn check_name(
+    name: &str,
+    kind: &str,
+    list: &str,
+    i: usize,
+    tenant_at: &Place,
+    seen: &mut BTreeMap<String, usize>,
+    problems: &mut Problems,
+) -> Option<(String, Place)> {
+    let name = name.trim().to_string();
+    let element = Place { path: format!("{}.{list}[{i}]", tenant_at.path), words: tenant_at.words.clone() };
+    if name.is_empty() {
+        let at = Place { path: format!("{}.name", element.path), words: format!("{}, {list}[{i}]", tenant_at.words) };
+        problems.add(&at, format!("name is empty; give every {kind} a name"));
+        return None;
+    }
+    let at = Place { path: element.path, words: format!("{}, {kind} {name}", tenant_at.words) };
+    if let Some(first) = seen.insert(name.clone(), i) {
+        problems.add(
+            &at,
+            format!("the name is used twice ({list}[{first}] and {list}[{i}]); names are unique within a tenant, rename or merge one"),
+        );
+        return None;
+    }
+    Some((name, at))
+}
+
+/// The place of an element, named if it has a name, for structural problems.
+fn element_place(value: &Value, list: &str, i: usize, tenant_at: &Place) -> Place {
+    let words = match value.get("name").and_then(Value::as_str).map(str::trim).filter(|n| !n.is_empty()) {
+        Some(n) => format!("{}, {list}[{i}] ({n})", tenant_at.words),
+        None => format!("{}, {list}[{i}]", tenant_at.words),
+    };
+    tenant_at.child(&format!("{list}[{i}]"), words)
+}
+
+fn validate_tenant(
+    tenant: &str,
+    t: &TenantDoc,
+    at: &Place,
+    existing: &Existing,
+    problems: &mut Problems,
+) -> Option<TenantSetup> {
+    let before = problems.0.len();
+
+    let mut users = Vec::new();
+    let mut seen = BTreeMap::new();
+    for (i, v) in t.users.iter().enumerate() {
+        let Some(u) = decode::<UserDoc>(v, &element_place(v, "users", i, at), problems) else { continue };
+        let Some((name, uat)) = check_name(&u.name, "user", "users", i, at, &mut seen, problems) else { continue };
+        let balance = amount(u.balance.as_ref(), "balance", &uat, problems);
+        if let Some(b) = balance {
+            if b.is_sign_negative() && !b.is_zero() {
+                problems.add(
+                    &uat.field("balance"),
+                    format!("balance '{b}' is negative; declare 0 or more (spending below zero is what overdraft_limit allows)"),
+                );
+            }
+        }
+        let overdraft = non_negative(u.overdraft_limit.as_ref(), "overdraft_limit", &uat, problems);
+        if let (Some(balance), Some(overdraft_limit)) = (balance, overdraft) {
+            users.push(UserSetup { name, email: u.email.trim().to_string(), balance, overdraft_limit });
+        }
+    }
+
+    let mut providers = Vec::new();
+    let mut seen = BTreeMap::new();
+    for (i, v) in t.providers.iter().enumerate() {
+        let Some(p) = decode::<ProviderDoc>(v, &element_place(v, "providers", i, at), problems) else { continue };
+        let Some((name, pat)) = check_name(&p.name, "provider", "providers", i, at, &mut seen, problems) else { continue };
+        if let Some(p) = validate_provider(name, p, &pat, problems) {
+            providers.push(p);
+        }
+    }
+
+    let mut code_groups = Vec::new();
+    let mut seen = BTreeMap::new();
+    for (i, v) in t.code_groups.iter().enumerate() {
+        let Some(g) = decode::<CodeGroupDoc>(v, &element_place(v, "code_groups", i, at), problems) else { continue };
+        let Some((name, gat)) = check_name(&g.name, "code group", "code_groups", i, at, &mut seen, problems) else { continue };
+        let codes = validate_codes(&g.codes, &gat, problems);
+        code_groups.push(CodeGroupSetup { name, codes });
+    }
+
+    // What routing and mappings may point at: the file's providers and groups, then the database's.
+    let mut known_providers: BTreeMap<String, ProviderKind> =
+        existing.providers.get(tenant).cloned().unwrap_or_default();
+    let mut file_provider_names = BTreeMap::new();
+    // Names of providers that failed validation still count as declared, so a bad credential
+    // is not reported a second time as "unknown provider" by every package that uses it.
+    for v in &t.providers {
+        if let Some(name) = v.get("name").and_then(Value::as_str).map(str::trim) {
+            let kind = v.get("kind").and_then(Value::as_str).and_then(|k| ProviderKind::parse(k.trim()).ok());
+            file_provider_names.insert(name.to_string(), kind);
+        }
+    }
+    for p in &providers {
+        known_providers.insert(p.name.clone(), p.kind);
+    }
+    let mut known_groups: BTreeSet<String> = existing.code_groups.get(tenant).cloned().unwrap_or_default();
+    for v in &t.code_groups {
+        if let Some(name) = v.get("name").and_then(Value::as_str).map(str::trim) {
+            known_groups.insert(name.to_string());
+        }
+    }
+    let refs = References { tenant, providers: &known_providers, declared: &file_provider_names, groups: &known_groups };
+
+    let mut packages = Vec::new();
+    let mut seen = BTreeMap::new();
+    for (i, v) in t.packages.iter().enumerate() {
+        let Some(p) = decode::<PackageDoc>(v, &element_place(v, "packages", i, at), problems) else { continue };
+        let Some((name, pat)) = check_name(&p.name, "package", "packages", i, at, &mut seen, problems) else { continue };
+        if let Some(p) = validate_package(name, p, &pat, &refs, problems) {
+            packages.push(p);
+        }
+    }
+
+    (problems.0.len() == before).then(|| TenantSetup { name: tenant.to_string(), users, providers, code_groups, packages })
+}
+
+/// An amount written as a decimal string. Absent means 0.
+fn amount(v: Option<&Value>, what: &str, at: &Place, problems: &mut Problems) -> Option<Decimal> {
+    match v {
+        None | Some(Value::Null) => Some(Decimal::ZERO),
+        Some(Value::String(s)) => match parse_amount(s, what) {
+            Ok(mut d) => {
+                // Always two places, as the database stores it: "100" and "100.00" are one amount.
+                d.rescale(2);
+                Some(d)
+            }
+            Err(m) => {
+                problems.add(&at.field(what), m);
+                None
+            }
+        },
+        Some(Value::Number(n)) => {
+            problems.add(
+                &at.field(what),
+                format!("{what} is the JSON number {n}; write amounts as decimal strings like \"{n}\" (numbers can lose cents)"),
+            );
+            None
+        }
+        Some(_) => {
+            problems.add(&at.field(what), format!("{what} must be a decimal string like \"100.00\""));
+            None
+        }
+    }
+}
+
+fn non_negative(v: Option<&Value>, what: &str, at: &Place, problems: &mut Problems) -> Option<Decimal> {
+    let d = amount(v, what, at, problems)?;
+    if d < Decimal::ZERO {
+        problems.add(&at.field(what), format!("{what} '{d}' is negative; write 0 or a positive amount"));
+        return None;
+    }
+    Some(d)
+}
+
+fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Problems) -> Option<ProviderSetup> {
+    let before = problems.0.len();
+    let kind = match ProviderKind::parse(p.kind.trim()) {
+        Ok(k) => Some(k),
+        Err(m) => {
+            problems.add(&at.field("kind"), m);
+            None
+        }
+    };
+    let base_url = p.base_url.trim().to_string();
+    match url::Url::parse(&base_url) {
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            // Not quoted: it carries a secret.
+            problems.add(&at.field("base_url"), "base_url carries a user or password; put secrets in credentials instead");
+        }
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {}
+        _ => problems.add(
+            &at.field("base_url"),
+            format!("base_url '{base_url}' is not an http(s) URL; write it like http://127.0.0.1:18080"),
+        ),
+    }
+    let max_in_flight = match p.max_in_flight {
+        None => DEFAULT_MAX_IN_FLIGHT,
+        Some(n) if (1..=10_000).contains(&n) => n as i32,
+        Some(n) => {
+            problems.add(&at.field("max_in_flight"), format!("max_in_flight is {n}; write a number from 1 to 10000 (default 16)"));
+            0
+        }
+    };
+    if let Some(kind) = kind {
+        check_credentials(&p.credentials, kind, &at.field("credentials"), problems);
+    }
+    (problems.0.len() == before).then(|| ProviderSetup {
+        name,
+        kind: kind.expect("checked above"),
+        base_url,
+        credentials: p.credentials,
+        enabled: p.enabled,
+        max_in_flight,
+    })
+}
+
+fn check_credentials(credentials: &Value, kind: ProviderKind, at: &Place, problems: &mut Problems) {
+    let needed = kind.credential_fields();
+    let example: Vec<String> = needed.iter().map(|f| format!("\"{f}\": \"...\"")).collect();
+    let Value::Object(map) = credentials else {
+        problems.add(
+            at,
+            format!("credentials must be an object of strings; {kind} providers need {{{}}}", example.join(", ")),
+        );
+        return;
+    };
+    for field in needed {
+        match map.get(*field) {
+            None => problems.add(
+                &at.field(field),
+                format!("credentials.{field} is missing; {kind} providers need {}", needed.join(" and ")),
+            ),
+            Some(Value::String(s)) if !s.is_empty() => {}
+            Some(_) => problems.add(&at.field(field), format!("credentials.{field} must be a non-empty string")),
+        }
+    }
+    for field in map.keys() {
+        if !needed.contains(&field.as_str()) {
+            problems.add(
+                &at.field(field),
+                format!(
+                    "credentials.{field} is not used by {kind} providers (they use {}); remove it or correct its name",
+                    needed.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+fn validate_codes(codes: &[Value], at: &Place, problems: &mut Problems) -> Vec<String> {
+    let mut out = Vec::with_capacity(codes.len());
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, v) in codes.iter().enumerate() {
+        // Codes are goods: messages name their position, never their value.
+        match v.as_str().map(str::trim) {
+            Some(c) if !c.is_empty() => {
+                if let Some(first) = seen.insert(c, i) {
+                    problems.add(&at.field(&format!("codes[{i}]")), format!("codes[{i}] repeats codes[{first}]; remove the duplicate"));
+                } else {
+                    out.push(c.to_string());
+                }
+            }
+            Some(_) => problems.add(&at.field(&format!("codes[{i}]")), format!("codes[{i}] is empty; remove it or fill it in")),
+            None => problems.add(&at.field(&format!("codes[{i}]")), format!("codes[{i}] is not a string; write every code in quotes")),
+        }
+    }
+    out
+}
+
+/// What a tenant's routing and mappings may point at.
+struct References<'a> {
+    tenant: &'a str,
+    /// Valid providers of the file and the database, with their kind.
+    providers: &'a BTreeMap<String, ProviderKind>,
+    /// Every provider name the file declares, valid or not, with its kind when readable.
+    declared: &'a BTreeMap<String, Option<ProviderKind>>,
+    groups: &'a BTreeSet<String>,
+}
+
+impl References<'_> {
+    fn has_provider(&self, name: &str) -> bool {
+        self.providers.contains_key(name) || self.declared.contains_key(name)
+    }
+    fn kind(&self, name: &str) -> Option<ProviderKind> {
+        self.providers.get(name).copied().or_else(|| self.declared.get(name).copied().flatten())
+    }
+    fn provider_list(&self) -> String {
+        let names: BTreeSet<&String> = self.providers.keys().chain(self.declared.keys()).collect();
+        if names.is_empty() {
+            "it has none".into()
+        } else {
+            format!("it has {}", names.into_iter().map(String::as_str).collect::<Vec<_>>().join(", "))
+        }
+    }
+}
+
+fn validate_package(name: String, p: PackageDoc, at: &Place, refs: &References, problems: &mut Problems) -> Option<PackageSetup> {
+    let before = problems.0.len();
+    let product = p.product.trim().to_string();
+    if product.is_empty() {
+        problems.add(&at.field("product"), "product is empty; name the product this package belongs to, like \"PUBG Mobile\"");
+    }
+    let price = match &p.price {
+        Value::Null => {
+            problems.add(&at.field("price"), "price is missing; write it like \"1.10\"");
+            None
+        }
+        v => non_negative(Some(v), "price", at, problems),
+    };
+
+    let rat = at.field("routing");
+    let routing = match &p.routing {
+        None | Some(Value::Null) => RoutingDoc {
+            mode: "manual".into(),
+            provider_type: "manual".into(),
+            primary: None,
+            fallback: None,
+            code_group: None,
+        },
+        Some(v) => decode::<RoutingDoc>(v, &rat, problems)?,
+    };
+    let mode = routing.mode.trim().parse::<RoutingMode>().map_err(|m| problems.add(&rat.field("mode"), m)).ok();
+    let provider_type =
+        routing.provider_type.trim().parse::<ProviderType>().map_err(|m| problems.add(&rat.field("provider_type"), m)).ok();
+    let clean = |o: Option<String>| o.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let (primary, fallback, code_group) = (clean(routing.primary), clean(routing.fallback), clean(routing.code_group));
+    for (field, provider) in [("primary", &primary), ("fallback", &fallback)] {
+        if let Some(provider) = provider {
+            if !refs.has_provider(provider) {
+                problems.add(
+                    &rat.field(field),
+                    format!(
+                        "routing.{field} names provider {provider}, which tenant {} does not have ({}); add it to providers or correct the name",
+                        refs.tenant,
+                        refs.provider_list()
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(group) = &code_group {
+        if !refs.groups.contains(group) {
+            problems.add(
+                &rat.field("code_group"),
+                format!(
+                    "routing.code_group names code group {group}, which tenant {} does not have; add it to code_groups or correct the name",
+                    refs.tenant
+                ),
+            );
+        }
+    }
+
+    let mut mappings = BTreeMap::new();
+    for (provider, params) in &p.mappings {
+        let mat = at.field(&format!("mappings.{provider}"));
+        if !refs.has_provider(provider) {
+            problems.add(
+                &mat,
+                format!(
+                    "mappings.{provider} is for provider {provider}, which tenant {} does not have ({}); add the provider or remove the mapping",
+                    refs.tenant,
+                    refs.provider_list()
+                ),
+            );
+            continue;
+        }
+        // A provider whose kind is unreadable has no fields to check against (its kind is reported).
+        let Some(kind) = refs.kind(provider) else { continue };
+        let needed = kind.required_mapping_fields();
+        let Value::Object(fields) = params else {
+            let example: Vec<String> = needed.iter().map(|f| format!("\"{f}\": \"...\"")).collect();
+            problems.add(&mat, format!("mappings.{provider} must be an object like {{{}}}", example.join(", ")));
+            continue;
+        };
+        for field in needed {
+            let ok = match fields.get(*field) {
+                Some(Value::String(s)) => !s.trim().is_empty(),
+                Some(Value::Number(_)) => true,
+                _ => false,
+            };
+            if !ok {
+                problems.add(
+                    &mat.field(field),
+                    format!("mappings.{provider}.{field} is missing or empty; {kind} mappings need {}", needed.join(" and ")),
+                );
+            }
+        }
+        mappings.insert(provider.clone(), params.clone());
+    }
+
+    // Contradictions and a routed provider without a mapping are refused; a disabled provider
+    // or an empty code group is a state of the moment, reported as a warning after the write.
+    if let (Some(mode), Some(provider_type)) = (mode, provider_type) {
+        let routed = |name: &Option<String>| {
+            name.as_ref().map(|n| RoutedProvider { name: n.clone(), enabled: true, has_mapping: p.mappings.contains_key(n) })
+        };
+        let view = RoutingView {
+            tenant: refs.tenant.to_string(),
+            package: name.clone(),
+            mode,
+            provider_type,
+            primary: routed(&primary),
+            fallback: routed(&fallback),
+            code_group: code_group.clone().map(|g| (g, 1)),
+        };
+        for problem in check_routing(&view) {
+            let refused = match &problem {
+                RoutingProblem::MissingMapping { provider } => refs.has_provider(provider),
+                p => is_contradiction(p),
+            };
+            if refused {
+                problems.0.push(SetupProblem { path: rat.path.clone(), message: problem.sentence(refs.tenant, &name) });
+            }
+        }
+    }
+
+    (problems.0.len() == before).then(|| PackageSetup {
+        name,
+        product,
+        price: price.expect("checked above"),
+        enabled: p.enabled,
+        mode: mode.expect("checked above"),
+        provider_type: provider_type.expect("checked above"),
+        primary,
+        fallback,
+        code_group,
+        mappings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn example() -> Value {
+        json!({"tenants": [{
+            "name": "alsham",
+            "users": [{"name": "halil", "email": "halil@example.com", "balance": "100.00", "overdraft_limit": "0"}],
+            "providers": [
+                {"name": "znet-main", "kind": "znet", "base_url": "http://127.0.0.1:18080", "credentials": {"kod": "bayi1", "sifre": "s3cret"}},
+                {"name": "xstor", "kind": "xstor", "base_url": "http://127.0.0.1:18080", "credentials": {"api_token": "tok-123"}, "enabled": true}
+            ],
+            "code_groups": [{"name": "itunes-10", "codes": ["AAAA-1111", "BBBB-2222"]}],
+            "packages": [
+                {"name": "pubg-60", "product": "PUBG Mobile", "price": "1.10",
+                 "routing": {"mode": "auto", "provider_type": "external", "primary": "znet-main", "fallback": "xstor"},
+                 "mappings": {"znet-main": {"oyun": "7001", "kupur": "60"}, "xstor": {"product_id": "501", "player_param": "playerId"}}},
+                {"name": "itunes-10", "product": "iTunes", "price": "10.00",
+                 "routing": {"mode": "auto", "provider_type": "codes", "code_group": "itunes-10"}},
+                {"name": "jawaker", "product": "Jawaker", "price": "2.00", "routing": {"mode": "manual", "provider_type": "manual"}}
+            ]
+        }]})
+    }
+
+    fn problems_of(doc: &Value) -> Vec<SetupProblem> {
+        validate(&doc.to_string(), &Existing::default()).expect_err("the document is invalid")
+    }
+
+    #[test]
+    fn the_issue_example_is_valid() {
+        let setup = validate(&example().to_string(), &Existing::default()).unwrap();
+        let t = &setup.tenants[0];
+        assert_eq!((t.users.len(), t.providers.len(), t.code_groups.len(), t.packages.len()), (1, 2, 1, 3));
+        assert_eq!(t.users[0].balance, Decimal::new(10000, 2));
+        assert_eq!(t.providers[0].max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(t.packages[0].fallback.as_deref(), Some("xstor"));
+    }
+
+    #[test]
+    fn the_incident_routing_is_refused_with_the_routing_check_sentence() {
+        let mut doc = example();
+        doc["tenants"][0]["packages"][2]["routing"]["mode"] = json!("auto");
+        let problems = problems_of(&doc);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "tenants[0].packages[2].routing");
+        assert_eq!(
+            problems[0].message,
+            RoutingProblem::AutoWithManualProviderType { has_primary: false }.sentence("alsham", "jawaker")
+        );
+    }
+
+    #[test]
+    fn every_problem_is_collected_not_only_the_first() {
+        let mut doc = example();
+        doc["tenants"][0]["users"][0]["balance"] = json!("abc");
+        doc["tenants"][0]["providers"][0]["kind"] = json!("zent");
+        doc["tenants"][0]["packages"][1]["price"] = json!("-1");
+        let messages: Vec<String> = problems_of(&doc).into_iter().map(|p| p.message).collect();
+        assert_eq!(messages.len(), 3, "{messages:#?}");
+        assert!(messages[0].starts_with("tenant alsham, user halil: balance 'abc' is not a decimal amount"));
+        assert!(messages[1].starts_with("tenant alsham, provider znet-main: provider kind 'zent' is unknown"));
+        assert!(messages[2].starts_with("tenant alsham, package itunes-10: price '-1.00' is negative"), "{messages:#?}");
+    }
+
+    #[test]
+    fn no_message_quotes_a_secret() {
+        let mut doc = example();
+        doc["tenants"][0]["providers"][0]["credentials"] = json!("s3cret-as-a-string");
+        doc["tenants"][0]["providers"][1]["credentials"] = json!({"api_token": 12345678, "apitoken": "tok-typo-secret"});
+        doc["tenants"][0]["code_groups"][0]["codes"] = json!(["PIN-SECRET-1", "PIN-SECRET-1", 99887766]);
+        let all = format!("{:?}", problems_of(&doc));
+        for secret in ["s3cret-as-a-string", "12345678", "tok-typo-secret", "PIN-SECRET-1", "99887766"] {
+            assert!(!all.contains(secret), "{secret} leaked: {all}");
+        }
+        assert!(all.contains("credentials.apitoken is not used by xstor providers"), "{all}");
+        assert!(all.contains("codes[1] repeats codes[0]"), "{all}");
+    }
+
+    #[test]
+    fn routing_may_point_at_what_the_database_already_has() {
+        let doc = json!({"tenants": [{"name": "alsham", "packages": [
+            {"name": "p", "product": "P", "price": "1", "routing": {"mode": "auto", "provider_type": "external", "primary": "old"},
+             "mappings": {"old": {"oyun": "1", "kupur": "2"}}}]}]});
+        assert!(validate(&doc.to_string(), &Existing::default()).is_err());
+        let mut existing = Existing::default();
+        existing.providers.entry("alsham".into()).or_default().insert("old".into(), ProviderKind::Znet);
+        assert!(validate(&doc.to_string(), &existing).is_ok());
+    }
+
+    #[test]
+    fn syntax_errors_name_line_and_column() {
+        let problems = validate("{\"tenants\": [\n  {\"name\": \"a\",}\n]}", &Existing::default()).unwrap_err();
+        assert!(problems[0].message.starts_with("line 2, column "), "{problems:?}");
+        assert!(problems[0].message.contains("not valid JSON"), "{problems:?}");
+    }
+}
