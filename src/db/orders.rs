@@ -478,9 +478,10 @@ pub fn record_waiting_for_operator(client: &mut impl GenericClient, order_id: Uu
 /// nothing. Returns the codes, or None when there were not enough.
 pub fn take_codes(client: &mut postgres::Client, order_id: Uuid, code_group_id: i64, quantity: i32) -> Result<Option<Vec<String>>> {
     let mut tx = client.transaction()?;
-    // Claim the order first: only one dispatcher gets to hand out its codes.
+    // Claim the order first (its row lock is held to the end of the transaction): only one
+    // dispatcher gets to hand out its codes.
     let claimed = tx.execute(
-        "UPDATE orders SET external_status = 'dispatching', dispatched_at = now(), lease = lease + 1
+        "UPDATE orders SET dispatched_at = now(), lease = lease + 1
           WHERE id = $1 AND status = 'pending' AND external_status = 'not_sent'",
         &[&order_id],
     )?;

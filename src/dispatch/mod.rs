@@ -190,7 +190,15 @@ fn resolve_routing(
         .filter(|p| p.blocks_dispatch() && !matches!(p, RoutingProblem::MissingMapping { .. } | RoutingProblem::PrimaryDisabled { .. } | RoutingProblem::EmptyCodeGroup { .. }))
         .collect();
     if let Some(problem) = blocking.first() {
-        let message = format!("routing for package {} cannot be followed: {}; {}", order.package, problem.problem(), problem.fix());
+        let message = match problem {
+            RoutingProblem::AutoWithManualProviderType { .. } | RoutingProblem::ExternalWithoutPrimary => format!(
+                "routing for package {} is auto but has no provider ({}): {}",
+                order.package,
+                problem.problem(),
+                problem.fix()
+            ),
+            _ => format!("routing for package {} cannot be followed: {}; {}", order.package, problem.problem(), problem.fix()),
+        };
         return stop(client, order, "resolve_routing", "routing", message, steps, opts);
     }
     let waits_for_operator = routing.provider_type == "manual" || (routing.mode == "manual" && !opts.operator);

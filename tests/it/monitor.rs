@@ -16,7 +16,7 @@ fn insert_orders(db: &TestDb, package: &str, n: i64) {
             "WITH new AS (
                  INSERT INTO orders (id, tenant_id, user_id, package_id, user_identifier, price)
                  SELECT gen_random_uuid(), u.tenant_id, u.id, p.id, 'player-' || g, p.price
-                   FROM users u JOIN packages p ON p.tenant_id = u.tenant_id AND p.name = $1, generate_series(1, $2) g
+                   FROM users u JOIN packages p ON p.tenant_id = u.tenant_id AND p.name = $1, generate_series(1, $2::bigint) g
                   WHERE u.name = 'halil'
                  RETURNING id, tenant_id, user_id, price)
              , charge AS (INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount)

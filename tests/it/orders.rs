@@ -76,7 +76,7 @@ fn a_failed_create_writes_nothing_and_charges_nothing() {
     db.cmd().args(base).args(["--user", "ghost", "--package", "pubg-60"]).run().code(3);
     let out = db.cmd().args(base).args(["--user", "halil", "--package", "itunes-10", "--quantity", "101"]).run().code(5);
     assert!(out.stderr.contains("insufficient balance"), "{}", out.stderr);
-    db.cmd().args(base).args(["--user", "halil", "--package", "pubg-60", "--quantity", "-1"]).run().code(4);
+    db.cmd().args(base).args(["--user", "halil", "--package", "pubg-60", "--quantity=-1"]).run().code(4);
     db.client().execute("UPDATE packages SET enabled = false WHERE name = 'jawaker'", &[]).unwrap();
     let out = db.cmd().args(base).args(["--user", "halil", "--package", "jawaker"]).run().code(5);
     assert!(out.stderr.contains("disabled"), "{}", out.stderr);
