@@ -841,3 +841,13 @@ pub fn stuck_candidates(
         .map(order_from_row)
         .collect())
 }
+
+/// Put a not-yet-claimed order back in the queue a little later (its provider was busy).
+pub fn defer(client: &mut impl GenericClient, order_id: Uuid, after: Duration) -> Result<()> {
+    client.execute(
+        "UPDATE orders SET next_check_at = now() + make_interval(secs => $2::bigint / 1000.0)
+          WHERE id = $1 AND status = 'pending' AND external_status = 'not_sent'",
+        &[&order_id, &(after.as_millis() as i64)],
+    )?;
+    Ok(())
+}

@@ -13,6 +13,7 @@
 //! never placed blindly again.
 
 use crate::db::orders::{self, NewEvent, OrderRow};
+use crate::db::permits;
 use crate::db::routing::{self as routing_db, PackageRouting};
 use crate::domain::backoff::BackoffPolicy;
 use crate::domain::routing::{check_routing, RoutingProblem};
@@ -78,12 +79,20 @@ struct Steps {
     number: i64,
     events: Vec<NewEvent>,
     record: bool,
+    /// An operator's dispatch shows its steps with -v; the daemon's only with -vv (it logs one
+    /// line per order at info instead).
+    level: log::Level,
 }
 
 impl Steps {
+    fn new(order_id: Uuid, number: i64, opts: &DispatchOptions) -> Steps {
+        let level = if opts.operator { log::Level::Info } else { log::Level::Debug };
+        Steps { order_id, number, events: vec![], record: !opts.dry_run, level }
+    }
+
     fn step(&mut self, name: &str, message: impl Into<String>) {
         let message = message.into();
-        log::info!("order {}: {name}: {message}", self.number);
+        log::log!(self.level, "order {}: {name}: {message}", self.number);
         if self.record {
             self.events.push(NewEvent::new(self.order_id, format!("dispatch.{name}"), message));
         }
@@ -106,7 +115,7 @@ struct Candidate {
 pub fn dispatch(client: &mut Client, providers: &ProviderCache, order_id: Uuid, opts: &DispatchOptions) -> Result<DispatchReport> {
     // load_order
     let order = orders::load_order(client, order_id)?;
-    let mut steps = Steps { order_id, number: order.number, events: vec![], record: !opts.dry_run };
+    let mut steps = Steps::new(order_id, order.number, opts);
     steps.step(
         "load_order",
         format!("order {} of tenant {}: {} × {} for player {}", order.number, order.tenant, order.quantity, order.package, order.user_identifier),
@@ -127,7 +136,24 @@ pub fn dispatch(client: &mut Client, providers: &ProviderCache, order_id: Uuid, 
         Routed::Done(result) => return Ok(report(result)),
     };
 
-    place_with_candidates(client, providers, &order, candidates, None, opts, steps).map(report)
+    let result = place_with_candidates(client, providers, &order, candidates, None, opts, steps)?;
+    log::info!("order {}: dispatch: {}", order.number, result_summary(&result));
+    Ok(report(result))
+}
+
+/// One line per order for the logs.
+fn result_summary(r: &DispatchResult) -> String {
+    match r {
+        DispatchResult::Sent { provider, reference } => format!("sent to {provider} (reference {reference})"),
+        DispatchResult::Approved { .. } => "approved at once".into(),
+        DispatchResult::Rejected { message } => format!("cancelled at once and refunded: {message}"),
+        DispatchResult::WaitingForOperator => "waiting for an operator (manual routing)".into(),
+        DispatchResult::PlacementRejected { provider, message } => format!("rejected by {provider}: {message}; waits for an operator"),
+        DispatchResult::AwaitingReconciliation { provider, message, .. } => format!("outcome unknown at {provider} ({message}); awaiting reconciliation"),
+        DispatchResult::Stopped { step, message, .. } => format!("stopped at {step}: {message}"),
+        DispatchResult::NotDispatchable { message } => format!("not dispatched: {message}"),
+        DispatchResult::DryRun { provider, .. } => format!("dry run for {provider}"),
+    }
 }
 
 enum Routed {
@@ -360,81 +386,155 @@ fn place_with_candidates(
             return Ok(DispatchResult::DryRun { provider: provider_name, request: adapter.describe_placement(&request) });
         }
 
-        // write_reference: the claim, committed before the call.
-        let lease = {
-            let mut tx = client.transaction()?;
-            let won = orders::claim_for_placement(&mut tx, order.id, candidate.provider_id, &reference, reuse, owned_lease, opts.placement_lease)?;
-            let Some(lease) = won else {
-                tx.rollback()?;
-                log::info!("order {}: another process claimed the order first; nothing sent", order.number);
-                return Ok(DispatchResult::NotDispatchable { message: "another process dispatched the order first".into() });
-            };
-            steps.step("write_reference", format!("reference {reference} for {provider_name} committed before sending{}", if reuse { " (reused: the provider never got it)" } else { "" }));
-            orders::record_events(&mut tx, &steps.take())?;
-            tx.commit()?;
-            lease
-        };
-
-        // place
-        let outcome = adapter.place(&request);
-        let secrets = adapter.config().secrets();
-        let outcome = scrub_placement(outcome, &secrets);
-        steps.step("place", format!("{provider_name} answered: {}", placement_summary(&outcome)));
-
-        // record_outcome (+ schedule_first_check)
-        let mut tx = client.transaction()?;
-        let result = match outcome {
-            PlacementOutcome::Accepted { external_order_id, message, early } => {
-                orders::set_placement_outcome(&mut tx, candidate.provider_id, &reference, "accepted", &message)?;
-                let Some(new_lease) = orders::record_accepted(&mut tx, order.id, lease, external_order_id.as_deref(), &message, opts.policy.first_check)? else {
-                    tx.commit()?;
-                    log::warn!("order {}: accepted by {provider_name}, but another process took the order over meanwhile; its result stands", order.number);
-                    return Ok(DispatchResult::Sent { provider: provider_name, reference });
-                };
-                steps.step("record_outcome", format!("accepted by {provider_name}: status sent"));
-                match early {
-                    Some(CheckOutcome::Approved { pin, message }) => {
-                        orders::finish_approved(&mut tx, order.id, Some(new_lease), pin.as_deref(), &message)?;
-                        steps.step("record_outcome", "the provider delivered at once: order approved");
-                        DispatchResult::Approved { pin }
-                    }
-                    Some(CheckOutcome::Cancelled { message }) => {
-                        let refund = orders::finish_rejected(&mut tx, order.id, Some(new_lease), &message)?;
-                        steps.step("record_outcome", format!("the provider cancelled at once: order rejected, refunded {}", refund.unwrap_or_default()));
-                        DispatchResult::Rejected { message }
-                    }
-                    _ => {
-                        steps.step("schedule_first_check", format!("first status check in {}", humantime::format_duration(opts.policy.first_check)));
-                        DispatchResult::Sent { provider: provider_name.clone(), reference: reference.clone() }
-                    }
-                }
+        // The provider's limit on calls in flight holds across every process: take a permit
+        // before claiming, so an order that has to wait is not yet bound to this provider.
+        let Some(slot) = wait_for_permit(client, candidate.provider_id, opts)? else {
+            let message = format!("provider {provider_name} is at its limit of calls in flight; trying again shortly");
+            log::info!("order {}: {message}", order.number);
+            if owned_lease.is_none() {
+                orders::defer(client, order.id, Duration::from_secs(1))?;
             }
-            PlacementOutcome::Rejected { message } if !reuse => {
-                orders::set_placement_outcome(&mut tx, candidate.provider_id, &reference, "rejected", &message)?;
-                steps.step("record_outcome", format!("rejected by {provider_name}: {message}"));
-                orders::record_events(&mut tx, &steps.take())?;
-                tx.commit()?;
-                // Still ours: the next candidate is claimed under this lease.
-                owned_lease = Some(lease);
-                last_rejection = Some((provider_name, message));
+            return Ok(DispatchResult::NotDispatchable { message });
+        };
+        let result = claim_place_record(client, order, &candidate, &provider_name, &adapter, request, reuse, &mut owned_lease, opts, &mut steps);
+        permits::release(client, candidate.provider_id, &permit_holder(), &[slot])?;
+        match result? {
+            Some(ControlFlow::Done(r)) => return Ok(r),
+            Some(ControlFlow::NextCandidate(provider, message)) => {
+                last_rejection = Some((provider, message));
                 continue;
             }
-            PlacementOutcome::Rejected { message } | PlacementOutcome::Ambiguous { reason: message } => {
-                // A rejection of a reused reference may mean "already placed": only a check knows.
-                let message = if reuse { format!("re-placement rejected ({message}); the first attempt may exist") } else { message };
-                orders::set_placement_outcome(&mut tx, candidate.provider_id, &reference, "ambiguous", &message)?;
-                let reconcile_after = opts.policy.first_check.min(Duration::from_secs(60));
-                orders::record_ambiguous(&mut tx, order.id, lease, &message, reconcile_after)?;
-                steps.step("record_outcome", format!("outcome unknown ({message}): awaiting reconciliation by a status check with reference {reference}"));
-                DispatchResult::AwaitingReconciliation { provider: provider_name, reference, message }
-            }
+            None => return Ok(DispatchResult::NotDispatchable { message: "another process dispatched the order first".into() }),
+        }
+    }
+    finish_without_candidate(client, order, owned_lease, last_rejection, first_stop, steps)
+}
+
+enum ControlFlow {
+    Done(DispatchResult),
+    /// Rejected by this provider: try the next one.
+    NextCandidate(String, String),
+}
+
+/// One process's identity for permits.
+fn permit_holder() -> String {
+    format!("{}:{}", std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(), std::process::id())
+}
+
+/// Take one permit for the provider, waiting a little when all are held.
+fn wait_for_permit(client: &mut Client, provider_id: i64, opts: &DispatchOptions) -> Result<Option<i32>> {
+    let deadline = std::time::Instant::now() + if opts.operator { Duration::from_secs(10) } else { Duration::from_millis(500) };
+    loop {
+        if let Some(slot) = permits::acquire(client, provider_id, &permit_holder(), 1, opts.placement_lease)?.first() {
+            return Ok(Some(*slot));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// write_reference → place → record_outcome (→ schedule_first_check). None: another process
+/// won the claim and nothing was sent.
+#[allow(clippy::too_many_arguments)]
+fn claim_place_record(
+    client: &mut Client,
+    order: &OrderRow,
+    candidate: &Candidate,
+    provider_name: &str,
+    adapter: &std::sync::Arc<dyn crate::provider::Provider>,
+    request: PlacementRequest,
+    reuse: bool,
+    owned_lease: &mut Option<i64>,
+    opts: &DispatchOptions,
+    steps: &mut Steps,
+) -> Result<Option<ControlFlow>> {
+    let reference = request.reference.clone();
+    // write_reference: the claim, committed before the call.
+    let lease = {
+        let mut tx = client.transaction()?;
+        let won = orders::claim_for_placement(&mut tx, order.id, candidate.provider_id, &reference, reuse, *owned_lease, opts.placement_lease)?;
+        let Some(lease) = won else {
+            tx.rollback()?;
+            log::info!("order {}: another process claimed the order first; nothing sent", order.number);
+            return Ok(None);
         };
+        steps.step(
+            "write_reference",
+            format!("reference {reference} for {provider_name} committed before sending{}", if reuse { " (reused: the provider never got it)" } else { "" }),
+        );
         orders::record_events(&mut tx, &steps.take())?;
         tx.commit()?;
-        return Ok(result);
-    }
+        lease
+    };
 
-    // No candidate took the order.
+    // place
+    let outcome = scrub_placement(adapter.place(&request), &adapter.config().secrets());
+    steps.step("place", format!("{provider_name} answered: {}", placement_summary(&outcome)));
+
+    // record_outcome (+ schedule_first_check)
+    let mut tx = client.transaction()?;
+    let result = match outcome {
+        PlacementOutcome::Accepted { external_order_id, message, early } => {
+            orders::set_placement_outcome(&mut tx, candidate.provider_id, &reference, "accepted", &message)?;
+            let Some(new_lease) = orders::record_accepted(&mut tx, order.id, lease, external_order_id.as_deref(), &message, opts.policy.first_check)? else {
+                tx.commit()?;
+                log::warn!("order {}: accepted by {provider_name}, but another process took the order over meanwhile; its result stands", order.number);
+                return Ok(Some(ControlFlow::Done(DispatchResult::Sent { provider: provider_name.into(), reference })));
+            };
+            steps.step("record_outcome", format!("accepted by {provider_name}: status sent"));
+            match early {
+                Some(CheckOutcome::Approved { pin, message }) => {
+                    orders::finish_approved(&mut tx, order.id, Some(new_lease), pin.as_deref(), &message)?;
+                    steps.step("record_outcome", "the provider delivered at once: order approved");
+                    DispatchResult::Approved { pin }
+                }
+                Some(CheckOutcome::Cancelled { message }) => {
+                    let refund = orders::finish_rejected(&mut tx, order.id, Some(new_lease), &message)?;
+                    steps.step("record_outcome", format!("the provider cancelled at once: order rejected, refunded {}", refund.unwrap_or_default()));
+                    DispatchResult::Rejected { message }
+                }
+                _ => {
+                    steps.step("schedule_first_check", format!("first status check in {}", humantime::format_duration(opts.policy.first_check)));
+                    DispatchResult::Sent { provider: provider_name.into(), reference: reference.clone() }
+                }
+            }
+        }
+        PlacementOutcome::Rejected { message } if !reuse => {
+            orders::set_placement_outcome(&mut tx, candidate.provider_id, &reference, "rejected", &message)?;
+            steps.step("record_outcome", format!("rejected by {provider_name}: {message}"));
+            orders::record_events(&mut tx, &steps.take())?;
+            tx.commit()?;
+            // Still ours: the next candidate is claimed under this lease.
+            *owned_lease = Some(lease);
+            return Ok(Some(ControlFlow::NextCandidate(provider_name.into(), message)));
+        }
+        PlacementOutcome::Rejected { message } | PlacementOutcome::Ambiguous { reason: message } => {
+            // A rejection of a reused reference may mean "already placed": only a check knows.
+            let message = if reuse { format!("re-placement rejected ({message}); the first attempt may exist") } else { message };
+            orders::set_placement_outcome(&mut tx, candidate.provider_id, &reference, "ambiguous", &message)?;
+            let reconcile_after = opts.policy.first_check.min(Duration::from_secs(60));
+            orders::record_ambiguous(&mut tx, order.id, lease, &message, reconcile_after)?;
+            steps.step("record_outcome", format!("outcome unknown ({message}): awaiting reconciliation by a status check with reference {reference}"));
+            DispatchResult::AwaitingReconciliation { provider: provider_name.into(), reference, message }
+        }
+    };
+    orders::record_events(&mut tx, &steps.take())?;
+    tx.commit()?;
+    Ok(Some(ControlFlow::Done(result)))
+}
+
+/// No candidate took the order: the last rejection, or the first configuration stop, is what
+/// the operator gets to see.
+fn finish_without_candidate(
+    client: &mut Client,
+    order: &OrderRow,
+    owned_lease: Option<i64>,
+    last_rejection: Option<(String, String)>,
+    first_stop: Option<(String, String, String)>,
+    mut steps: Steps,
+) -> Result<DispatchResult> {
     let mut tx = client.transaction()?;
     let result = if let Some((provider, message)) = last_rejection {
         let lease = owned_lease.ok_or_else(|| Error::internal("rejection without a claim"))?;
@@ -469,7 +569,7 @@ pub fn replace_absent(
     let (Some(pid), Some(reference)) = (order.provider_id, order.provider_referans.clone()) else {
         return Err(Error::internal("re-placement of an order without a reference"));
     };
-    let steps = Steps { order_id, number: order.number, events: vec![], record: true };
+    let steps = Steps::new(order_id, order.number, opts);
     let candidate = Candidate { provider_id: pid, reuse_reference: Some(reference), role: "retry" };
     place_with_candidates(client, providers, &order, vec![candidate], Some(lease), opts, steps)
 }

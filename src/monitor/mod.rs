@@ -192,12 +192,10 @@ impl Monitor {
             let provider = match self.providers.get(&mut self.main, pid) {
                 Ok(p) => p,
                 Err(e) => {
+                    // Its row is broken (e.g. credentials missing): every check is no news, so its
+                    // orders back off instead of being judged, and the warning says why.
                     log::warn!("provider {pid} cannot be used: {}", e.message);
-                    for o in list {
-                        let outcome = CheckOutcome::NoNews { reason: format!("provider cannot be used: {}", e.message) };
-                        jobs.push_back(Job::Check { provider: Arc::new(Unusable), orders: vec![o] });
-                        let _ = outcome;
-                    }
+                    jobs.push_back(Job::Check { provider: Arc::new(Unusable), orders: list });
                     continue;
                 }
             };
