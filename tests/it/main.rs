@@ -2,6 +2,7 @@
 
 mod support;
 
+mod cli;
 mod migrate;
 mod monitor;
 mod orders;
