@@ -350,6 +350,9 @@ pub struct WorkArgs {
     /// An auto order still not sent after this long is reported as stuck
     #[arg(long, env = "ORDERCTL_STUCK_AFTER", default_value = "5m", value_name = "DURATION")]
     pub stuck_after: humantime::Duration,
+    /// Provider calls in flight at once from this process
+    #[arg(long, env = "ORDERCTL_CONCURRENCY", default_value_t = 16, value_name = "N")]
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Args)]
@@ -358,9 +361,6 @@ pub struct SweepArgs {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub work: WorkArgs,
-    /// Provider calls in flight at once from this process
-    #[arg(long, env = "ORDERCTL_CONCURRENCY", default_value_t = 16, value_name = "N")]
-    pub concurrency: usize,
 }
 
 #[derive(Debug, Args)]
@@ -369,9 +369,6 @@ pub struct DaemonArgs {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub work: WorkArgs,
-    /// Provider calls in flight at once from this process
-    #[arg(long, env = "ORDERCTL_CONCURRENCY", default_value_t = 16, value_name = "N")]
-    pub concurrency: usize,
     /// When the batch safety sweep runs (cron with seconds, UTC): sec min hour day month weekday
     #[arg(long, env = "ORDERCTL_SWEEP_SCHEDULE", default_value = "0 */5 * * * *", value_name = "CRON")]
     pub sweep_schedule: String,

@@ -81,7 +81,8 @@ pub struct WorkSettings {
 }
 
 impl WorkArgs {
-    pub fn settings(&self, concurrency: usize, http: &HttpSettings) -> Result<WorkSettings> {
+    pub fn settings(&self, http: &HttpSettings) -> Result<WorkSettings> {
+        let concurrency = self.concurrency;
         if self.batch_size < 1 || self.batch_size > 10_000 {
             return Err(Error::invalid(format!("--batch-size must be between 1 and 10000, got {}", self.batch_size)));
         }

@@ -9,7 +9,7 @@ use crate::settings::Settings;
 
 pub fn run(s: &Settings, a: &DaemonArgs) -> Result<()> {
     let policy = a.policy.policy()?;
-    let work = a.work.settings(a.concurrency, &s.http)?;
+    let work = a.work.settings(&s.http)?;
     let schedule = SweepSchedule::parse(&a.sweep_schedule)?;
     let idle_poll: std::time::Duration = a.idle_poll.into();
     if idle_poll.is_zero() {

@@ -32,7 +32,7 @@ struct SweepReport {
 
 pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
     let policy = a.policy.policy()?;
-    let work = a.work.settings(a.concurrency, &s.http)?;
+    let work = a.work.settings(&s.http)?;
     let started = Instant::now();
     let mut client = db::connect(&s.database_url)?;
     let tenant_id = match &s.tenant {
