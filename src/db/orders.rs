@@ -654,6 +654,7 @@ pub fn safety_sweep_candidates(
     limit: i64,
     min_age: Duration,
     max_age: Duration,
+    tenant: Option<i64>,
 ) -> Result<Vec<Uuid>> {
     Ok(client
         .query(
@@ -661,8 +662,9 @@ pub fn safety_sweep_candidates(
               WHERE status = 'pending' AND external_status IN ('sent', 'processing')
                 AND sent_at BETWEEN now() - make_interval(secs => $2::bigint / 1000.0)
                                 AND now() - make_interval(secs => $3::bigint / 1000.0)
+                AND ($4::bigint IS NULL OR tenant_id = $4)
               ORDER BY sent_at LIMIT $1",
-            &[&limit, &(max_age.as_millis() as i64), &(min_age.as_millis() as i64)],
+            &[&limit, &(max_age.as_millis() as i64), &(min_age.as_millis() as i64), &tenant],
         )?
         .iter()
         .map(|r| r.get(0))

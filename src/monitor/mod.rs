@@ -534,7 +534,12 @@ pub fn safety_sweep(monitor: &mut Monitor, slot_length: Duration) -> Result<Opti
 /// The batch safety sweep for a given slot (the daemon uses the time its cron job fired).
 pub fn safety_sweep_at(monitor: &mut Monitor, slot: chrono::DateTime<Utc>) -> Result<Option<RoundReport>> {
     let holder = monitor.holder.clone();
-    if !db::periodic::try_start(&mut monitor.main, "safety_sweep", slot, &holder)? {
+    // A tenant-scoped sweep is its own job: it must neither stand in for nor block the others.
+    let job = match monitor.settings.tenant_id {
+        Some(t) => format!("safety_sweep:tenant:{t}"),
+        None => "safety_sweep".to_string(),
+    };
+    if !db::periodic::try_start(&mut monitor.main, &job, slot, &holder)? {
         log::debug!("batch safety sweep for slot {slot} already ran elsewhere");
         return Ok(None);
     }
@@ -543,10 +548,11 @@ pub fn safety_sweep_at(monitor: &mut Monitor, slot: chrono::DateTime<Utc>) -> Re
         monitor.settings.batch_size,
         Duration::from_secs(60),
         monitor.settings.policy.give_up_after,
+        monitor.settings.tenant_id,
     )?;
     let report = monitor.check_now(&ids)?;
     log::info!("batch safety sweep (slot {slot}): {} candidate(s), {} checked", ids.len(), report.checks);
     let summary = serde_json::to_value(&report).unwrap_or_default();
-    db::periodic::finish(&mut monitor.main, "safety_sweep", slot, &summary)?;
+    db::periodic::finish(&mut monitor.main, &job, slot, &summary)?;
     Ok(Some(report))
 }
