@@ -325,6 +325,7 @@ impl Monitor {
         let now = Utc::now();
         let mut approvals: Vec<(Uuid, i64, Option<String>, String)> = Vec::new();
         let mut approval_events: Vec<NewEvent> = Vec::new();
+        let mut approval_numbers: Vec<(Uuid, i64)> = Vec::new();
         let mut reschedules: Vec<Reschedule> = Vec::new();
         let mut reschedule_events: Vec<NewEvent> = Vec::new();
         let mut replace: Vec<DueOrder> = Vec::new();
@@ -371,6 +372,7 @@ impl Monitor {
                         orders::set_placement_outcome(&mut tx, o.provider_id.unwrap_or_default(), o.provider_referans.as_deref().unwrap_or(""), "accepted", "found by reconciliation")?;
                     }
                     approvals.push((o.id, o.lease, pin, text));
+                    approval_numbers.push((o.id, o.number));
                 }
                 CheckOutcome::Cancelled { message } => {
                     if reconciling {
@@ -411,7 +413,9 @@ impl Monitor {
                     let message = other.message().to_string();
                     if no_news {
                         report.no_news += 1;
+                        log::info!("order {}: check #{n}: no news ({message}); backing off", o.number);
                     } else {
+                        log::debug!("order {}: check #{n}: waiting", o.number);
                         report.waiting += 1;
                         if reconciling {
                             report.reconciled += 1;
@@ -458,7 +462,11 @@ impl Monitor {
             }
         }
 
+        let numbers: std::collections::HashMap<Uuid, i64> = approval_numbers.into_iter().collect();
         let approved = orders::approve_many(&mut tx, &approvals)?;
+        for id in &approved {
+            log::info!("order {}: approved by the provider", numbers.get(id).copied().unwrap_or_default());
+        }
         report.approved += approved.len();
         report.stale_dropped += approvals.len() - approved.len();
         let rescheduled = orders::reschedule_many(&mut tx, &reschedules)?;
