@@ -186,16 +186,20 @@ pub struct NewEvent {
     pub order_id: Uuid,
     pub kind: String,
     pub message: String,
+    /// When it happened (events of a step are written later, with the step's outcome).
+    pub at: DateTime<Utc>,
+    /// The external status at that moment, when it differs from the row's at write time.
+    pub external_status: Option<String>,
 }
 
 impl NewEvent {
     pub fn new(order_id: Uuid, kind: impl Into<String>, message: impl Into<String>) -> NewEvent {
-        NewEvent { order_id, kind: kind.into(), message: message.into() }
+        NewEvent { order_id, kind: kind.into(), message: message.into(), at: Utc::now(), external_status: None }
     }
 }
 
 /// Record events; each carries the order's status as it is when the statement runs (after the
-/// changes made earlier in the same transaction).
+/// changes made earlier in the same transaction), unless the event says otherwise.
 pub fn record_events(client: &mut impl GenericClient, events: &[NewEvent]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
@@ -203,13 +207,16 @@ pub fn record_events(client: &mut impl GenericClient, events: &[NewEvent]) -> Re
     let ids: Vec<Uuid> = events.iter().map(|e| e.order_id).collect();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
+    let at: Vec<DateTime<Utc>> = events.iter().map(|e| e.at).collect();
+    let ext: Vec<Option<&str>> = events.iter().map(|e| e.external_status.as_deref()).collect();
     client.execute(
-        "INSERT INTO order_events (order_id, kind, status, external_status, message)
-         SELECT e.order_id, e.kind, o.status, o.external_status, e.message
-           FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS e(order_id, kind, message, n)
+        "INSERT INTO order_events (order_id, at, kind, status, external_status, message)
+         SELECT e.order_id, e.at, e.kind, o.status, coalesce(e.ext, o.external_status), e.message
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+                WITH ORDINALITY AS e(order_id, kind, message, at, ext, n)
            JOIN orders o ON o.id = e.order_id
           ORDER BY e.n",
-        &[&ids, &kinds, &messages],
+        &[&ids, &kinds, &messages, &at, &ext],
     )?;
     Ok(())
 }

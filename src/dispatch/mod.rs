@@ -82,19 +82,24 @@ struct Steps {
     /// An operator's dispatch shows its steps with -v; the daemon's only with -vv (it logs one
     /// line per order at info instead).
     level: log::Level,
+    /// Where the order stands with its provider as the steps run (events keep it); None once
+    /// the outcome is written, when the row itself says.
+    external_status: Option<String>,
 }
 
 impl Steps {
     fn new(order_id: Uuid, number: i64, opts: &DispatchOptions) -> Steps {
         let level = if opts.operator { log::Level::Info } else { log::Level::Debug };
-        Steps { order_id, number, events: vec![], record: !opts.dry_run, level }
+        Steps { order_id, number, events: vec![], record: !opts.dry_run, level, external_status: Some("not_sent".into()) }
     }
 
     fn step(&mut self, name: &str, message: impl Into<String>) {
         let message = message.into();
         log::log!(self.level, "order {}: {name}: {message}", self.number);
         if self.record {
-            self.events.push(NewEvent::new(self.order_id, format!("dispatch.{name}"), message));
+            let mut event = NewEvent::new(self.order_id, format!("dispatch.{name}"), message);
+            event.external_status = self.external_status.clone();
+            self.events.push(event);
         }
     }
     fn take(&mut self) -> Vec<NewEvent> {
@@ -116,6 +121,7 @@ pub fn dispatch(client: &mut Client, providers: &ProviderCache, order_id: Uuid, 
     // load_order
     let order = orders::load_order(client, order_id)?;
     let mut steps = Steps::new(order_id, order.number, opts);
+    steps.external_status = Some(order.external_status.clone());
     steps.step(
         "load_order",
         format!("order {} of tenant {}: {} × {} for player {}", order.number, order.tenant, order.quantity, order.package, order.user_identifier),
@@ -460,6 +466,7 @@ fn claim_place_record(
             log::info!("order {}: another process claimed the order first; nothing sent", order.number);
             return Ok(None);
         };
+        steps.external_status = Some("dispatching".into());
         steps.step(
             "write_reference",
             format!("reference {reference} for {provider_name} committed before sending{}", if reuse { " (reused: the provider never got it)" } else { "" }),
@@ -472,6 +479,7 @@ fn claim_place_record(
     // place
     let outcome = scrub_placement(adapter.place(&request), &adapter.config().secrets());
     steps.step("place", format!("{provider_name} answered: {}", placement_summary(&outcome)));
+    steps.external_status = None;
 
     // record_outcome (+ schedule_first_check)
     let mut tx = client.transaction()?;
