@@ -171,7 +171,11 @@ impl FreshDatabase {
         })?;
         u.set_path(&format!("/{name}"));
         let mut admin = db::connect(admin_url)?;
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}")).map_err(|e| {
+        // Two statements: DROP/CREATE DATABASE cannot share an implicit transaction.
+        let fresh = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .and_then(|()| admin.batch_execute(&format!("CREATE DATABASE {name}")));
+        fresh.map_err(|e| {
             let inner = db::classify_error(&e);
             Error::new(inner.kind, format!("cannot create the demo database {name}: {}", inner.message))
                 .with_hint("the demo needs a role that may CREATE DATABASE; or run `orderctl demo` without a database URL for a private cluster")
@@ -555,15 +559,18 @@ fn print_summary(all: &[orders::OrderRow], settled: &stats::Settlement, refusals
 
 fn print_next_steps(database: &DemoDatabase, keep: bool, all: &[orders::OrderRow]) {
     let example = all.iter().find(|o| o.status == "pending").or(all.first()).map(|o| o.number).unwrap_or(1000);
-    let prefix = if keep { format!("DATABASE_URL={} ", database.url()) } else { String::new() };
     println!("\nWhere to look next:");
+    if keep {
+        // Masked: a password in the operator's URL is never printed.
+        println!("  export DATABASE_URL={}", db::mask_url(database.url()));
+    }
     for (cmd, what) in [
         ("orderctl list --stuck".to_string(), "orders that are not moving, each with the reason"),
         (format!("orderctl inspect {example}"), "one order: its fields, placements, history and diagnosis"),
         ("orderctl stats".to_string(), "counts, lateness and timings of the whole operation"),
         ("orderctl doctor".to_string(), "everything that needs an operator, with the fix"),
     ] {
-        println!("  {prefix}{cmd:<24}  {what}");
+        println!("  {cmd:<24}  {what}");
     }
     if keep {
         match database {
