@@ -4,6 +4,7 @@ mod support;
 
 mod migrate;
 mod monitor;
+mod operator;
 mod orders;
 mod providers;
 mod routing;
