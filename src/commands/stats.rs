@@ -150,20 +150,21 @@ pub fn render(st: &Stats) -> String {
             "cancelled", "given up",
         ]);
         for p in &st.providers {
-            t.add_row(vec![
-                p.tenant.clone(),
-                p.provider.clone(),
-                p.placements.to_string(),
-                p.placements_accepted.to_string(),
-                p.placements_rejected.to_string(),
-                p.placements_ambiguous.to_string(),
-                p.checks.to_string(),
-                p.checks_waiting.to_string(),
-                p.checks_no_news.to_string(),
-                p.checks_approved.to_string(),
-                p.checks_cancelled.to_string(),
-                p.given_up.to_string(),
-            ]);
+            let counts = [
+                p.placements,
+                p.placements_accepted,
+                p.placements_rejected,
+                p.placements_ambiguous,
+                p.checks,
+                p.checks_waiting,
+                p.checks_no_news,
+                p.checks_approved,
+                p.checks_cancelled,
+                p.given_up,
+            ];
+            let mut row = vec![p.tenant.clone(), p.provider.clone()];
+            row.extend(counts.iter().map(i64::to_string));
+            t.add_row(row);
         }
         let _ = writeln!(o, "\nproviders in the window:\n{t}");
     }
