@@ -28,7 +28,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The sample setup; `SIMULATOR_URL` is replaced by the simulator's address.
+/// The sample setup; `SIMULATOR_URL` is replaced by the simulator's address and the code
+/// stock is sized to the number of orders.
 const DEMO_SETUP: &str = include_str!("../../examples/demo-setup.json");
 const TENANT: &str = "demo-shop";
 /// The incident from the domain notes: auto routing with nowhere to send an order.
@@ -80,7 +81,7 @@ fn demo(s: &Settings, a: &DemoArgs, interrupt: &Interrupt) -> Result<()> {
     )?;
     say(&format!("provider simulator (Znet and x-stor) listening on {}", sim.base_url()));
 
-    let setup = DEMO_SETUP.replace("SIMULATOR_URL", &sim.base_url());
+    let setup = demo_setup(&sim.base_url(), a.orders)?;
     match apply_text(&mut client, &setup, false)? {
         ApplyOutcome::Applied(summary) => say(&format!("sample setup applied ({} rows created)", summary.changes)),
         ApplyOutcome::Invalid(problems) => {
@@ -105,6 +106,16 @@ fn demo(s: &Settings, a: &DemoArgs, interrupt: &Interrupt) -> Result<()> {
     drop(client);
     drop(sim);
     Ok(())
+}
+
+/// The sample setup pointed at the simulator, with enough code stock for the orders.
+fn demo_setup(simulator_url: &str, orders: usize) -> Result<String> {
+    let mut doc: serde_json::Value = serde_json::from_str(&DEMO_SETUP.replace("SIMULATOR_URL", simulator_url))
+        .map_err(|e| Error::internal(format!("the built-in demo setup is not JSON: {e}")))?;
+    let code_orders = orders.div_ceil(ROTATION.len());
+    let codes: Vec<String> = (1..=code_orders.max(10)).map(|i| format!("ITN-{i:04}-DEMO")).collect();
+    doc["tenants"][0]["code_groups"][0]["codes"] = serde_json::json!(codes);
+    Ok(doc.to_string())
 }
 
 /// Progress lines on stderr (the summary is data, on stdout).
