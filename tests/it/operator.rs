@@ -164,7 +164,8 @@ fn assert_demo_summary(out: &Output, orders: usize) {
     }
     assert!(s.contains("routing mode is auto but provider_type is manual"), "apply's refusal:\n{s}");
     assert!(s.contains("routing_auto_cannot_be_manual"), "the database's refusal:\n{s}");
-    assert!(s.contains("(0 duplicate(s))"), "{s}");
+    // Exactly-once placement, as the simulator saw it (stderr holds the dispatch log if not).
+    assert!(s.contains("(0 duplicate(s))"), "{s}\nstderr:\n{}", out.stderr);
     assert!(s.contains("orderctl list --stuck") && s.contains("orderctl doctor"), "where to look next:\n{s}");
     // Every order settled: the `all` row adds up to the orders created.
     let all = s.lines().find(|l| l.contains(" all ")).unwrap_or_else(|| panic!("{s}"));
