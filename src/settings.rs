@@ -13,6 +13,8 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postg
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: String,
+    /// True when --database-url or DATABASE_URL was given (false: `database_url` is the default).
+    pub database_url_given: bool,
     pub output: OutputFormat,
     pub tenant: Option<String>,
     pub http: HttpSettings,
@@ -45,6 +47,7 @@ impl Settings {
         }
         Ok(Settings {
             database_url: g.database_url.clone().unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
+            database_url_given: g.database_url.is_some(),
             output: g.output,
             tenant: g.tenant.clone(),
             http: HttpSettings { connect_timeout, request_timeout, ..HttpSettings::default() },

@@ -1,4 +1,320 @@
+//! `orderctl doctor`: everything that needs an operator, one line per finding with its fix.
+//! Database reachable and migrated, routing, (with `--providers`) every enabled provider
+//! answering, stuck orders, and the Postgres health that kills job queues: dead tuples on
+//! `orders`, the oldest open transaction, vacuum, the hot `orders_due` index.
+//!
+//! Exit 0 when every finding is ok; 8 (needs action) when any is warn or fail; 6 when the
+//! database cannot be reached at all.
+
+use crate::cli::DoctorArgs;
+use crate::commands::list::stuck_orders;
+use crate::commands::provider_check::explain;
+use crate::db::{self, listings, migrate, routing, stats};
+use crate::domain::diagnosis::StuckThresholds;
+use crate::domain::routing::check_routing;
 use crate::error::{Error, Result};
-use crate::settings::Settings;
-#[allow(unused_imports)] use crate::cli::*;
-pub fn run(_s: &Settings, _a: &DoctorArgs) -> Result<()> { Err(Error::internal("not built yet")) }
+use crate::output;
+use crate::provider::{self, http::mask_url};
+use crate::settings::{HttpSettings, Settings};
+use chrono::Utc;
+use postgres::Client;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Stuck orders named one per line; the rest are counted in one more line.
+const STUCK_LINES: usize = 20;
+/// Dead tuples on `orders` become a finding above this count and this share of all tuples.
+const DEAD_TUPLES_MIN: i64 = 10_000;
+const DEAD_RATIO_MAX: f64 = 0.2;
+/// An open transaction older than this holds back vacuum long enough to matter.
+const OLD_TRANSACTION_WARN: Duration = Duration::from_secs(5 * 60);
+const OLD_TRANSACTION_FAIL: Duration = Duration::from_secs(60 * 60);
+/// Dead tuples worth vacuuming but no vacuum for this long.
+const VACUUM_STALE: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Ok,
+    /// Needs action, not urgent yet.
+    Warn,
+    /// Broken now: orders are affected.
+    Fail,
+}
+
+impl Severity {
+    fn word(self) -> &'static str {
+        match self {
+            Severity::Ok => "ok",
+            Severity::Warn => "warn",
+            Severity::Fail => "fail",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    /// Which check: database, migrations, routing, provider, stuck, dead-tuples, vacuum,
+    /// old-transaction, due-index.
+    pub check: &'static str,
+    pub message: String,
+    pub fix: Option<String>,
+}
+
+fn ok(check: &'static str, message: impl Into<String>) -> Finding {
+    Finding { severity: Severity::Ok, check, message: message.into(), fix: None }
+}
+
+fn problem(severity: Severity, check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
+    Finding { severity, check, message: message.into(), fix: Some(fix.into()) }
+}
+
+pub fn run(s: &Settings, a: &DoctorArgs) -> Result<()> {
+    let mut findings = Vec::new();
+    let shown = db::mask_url(&s.database_url);
+    let mut client = match db::connect(&s.database_url) {
+        Ok(c) => c,
+        Err(e) => {
+            findings.push(problem(
+                Severity::Fail,
+                "database",
+                e.message.clone(),
+                e.hint.clone().unwrap_or_else(|| "check --database-url / DATABASE_URL and that Postgres is running".into()),
+            ));
+            report(s, &findings);
+            return Err(e);
+        }
+    };
+    if let Some(t) = &s.tenant {
+        routing::tenant_id(&mut client, t)?;
+    }
+    let version: String = client.query_one("SHOW server_version", &[])?.get(0);
+    findings.push(ok("database", format!("reachable at {shown} (PostgreSQL {version})")));
+
+    let pending = migrate::pending(&mut client)?;
+    let schema_present: bool = client.query_one("SELECT to_regclass('orders') IS NOT NULL", &[])?.get(0);
+    if pending.is_empty() {
+        findings.push(ok("migrations", format!("schema current ({} migration(s) applied)", migrate::built_in().len())));
+    } else {
+        findings.push(problem(
+            Severity::Fail,
+            "migrations",
+            format!("{} migration(s) not applied: {}", pending.len(), pending.join(", ")),
+            "run `orderctl migrate` (as the database owner; no superuser needed)",
+        ));
+    }
+    if schema_present {
+        findings.extend(routing_findings(&mut client, s.tenant.as_deref())?);
+        if a.providers {
+            findings.extend(provider_findings(&mut client, s.tenant.as_deref(), s.http)?);
+        }
+        let limits = StuckThresholds { undispatched_after: a.stuck_after.into(), overdue_after: a.stuck_after.into() };
+        findings.extend(stuck_findings(&mut client, s.tenant.as_deref(), limits)?);
+        findings.extend(health_findings(&mut client)?);
+    }
+    report(s, &findings);
+    let needing = findings.iter().filter(|f| f.severity != Severity::Ok).count();
+    if needing == 0 {
+        return Ok(());
+    }
+    Err(Error::needs_action(format!("doctor found {needing} thing(s) that need action"))
+        .with_hint("fix each as its line says, then run `orderctl doctor` again"))
+}
+
+fn report(s: &Settings, findings: &[Finding]) {
+    let count = |sev: Severity| findings.iter().filter(|f| f.severity == sev).count();
+    if s.json() {
+        output::print_json(&serde_json::json!({
+            "ok": count(Severity::Ok),
+            "warn": count(Severity::Warn),
+            "fail": count(Severity::Fail),
+            "needs_action": findings.iter().any(|f| f.severity != Severity::Ok),
+            "findings": findings,
+        }));
+        return;
+    }
+    let colour = output::colour_enabled();
+    for f in findings {
+        let word = format!("{:<4}", f.severity.word());
+        let word = match (colour, f.severity) {
+            (false, _) => word,
+            (true, Severity::Ok) => format!("\x1b[32m{word}\x1b[0m"),
+            (true, Severity::Warn) => format!("\x1b[33m{word}\x1b[0m"),
+            (true, Severity::Fail) => format!("\x1b[31m{word}\x1b[0m"),
+        };
+        match &f.fix {
+            Some(fix) => println!("{word}  {:<15} {} — fix: {fix}", f.check, f.message),
+            None => println!("{word}  {:<15} {}", f.check, f.message),
+        }
+    }
+}
+
+fn routing_findings(client: &mut Client, tenant: Option<&str>) -> Result<Vec<Finding>> {
+    let views = routing::routing_views(client, tenant, None)?;
+    let mut out = Vec::new();
+    for (_, v) in &views {
+        for p in check_routing(v) {
+            let severity = if p.blocks_dispatch() { Severity::Fail } else { Severity::Warn };
+            out.push(problem(severity, "routing", format!("tenant {}, package {}: {}", v.tenant, v.package, p.problem()), p.fix()));
+        }
+    }
+    if out.is_empty() {
+        out.push(ok("routing", format!("routing of {} package(s) checked: no problems", views.len())));
+    }
+    Ok(out)
+}
+
+/// Every enabled provider's balance call, all at once (a slow provider costs one timeout, not
+/// one per provider).
+fn provider_findings(client: &mut Client, tenant: Option<&str>, http: HttpSettings) -> Result<Vec<Finding>> {
+    let mut configs = Vec::new();
+    for p in listings::providers(client, tenant)?.into_iter().filter(|p| p.enabled) {
+        let (_, _, config) = db::providers::load_provider_config(client, Some(&p.tenant), &p.name, http)?;
+        configs.push((p.tenant, config));
+    }
+    if configs.is_empty() {
+        return Ok(vec![ok("provider", "no enabled providers to call")]);
+    }
+    let findings = std::thread::scope(|scope| {
+        let calls: Vec<_> = configs
+            .iter()
+            .map(|(tenant, config)| {
+                scope.spawn(move || {
+                    let shown_url = mask_url(&config.base_url, &config.secrets());
+                    let who = format!("tenant {tenant}, provider {} ({})", config.name, config.kind);
+                    let outcome = provider::build(config.clone()).and_then(|adapter| {
+                        adapter.balance().map_err(|e| explain(config, &shown_url, "balance", e))
+                    });
+                    match outcome {
+                        Ok(b) => ok("provider", format!("{who} answers: balance {}{}", b.balance, b.currency.map(|c| format!(" {c}")).unwrap_or_default())),
+                        Err(e) => problem(
+                            Severity::Fail,
+                            "provider",
+                            e.message,
+                            e.hint.unwrap_or_else(|| format!("run `orderctl provider check {}` for details", config.name)),
+                        ),
+                    }
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().expect("a provider balance call panicked")).collect::<Vec<_>>()
+    });
+    Ok(findings)
+}
+
+fn stuck_findings(client: &mut Client, tenant: Option<&str>, limits: StuckThresholds) -> Result<Vec<Finding>> {
+    let stuck = stuck_orders(client, tenant, limits, 1000)?;
+    if stuck.is_empty() {
+        return Ok(vec![ok("stuck", "no stuck orders")]);
+    }
+    let mut out: Vec<Finding> = stuck
+        .iter()
+        .take(STUCK_LINES)
+        .map(|o| {
+            problem(
+                Severity::Fail,
+                "stuck",
+                format!(
+                    "order {} ({}, {}): {}",
+                    o["number"],
+                    o["tenant"].as_str().unwrap_or("-"),
+                    o["package"].as_str().unwrap_or("-"),
+                    o["diagnosis"]["sentence"].as_str().unwrap_or("")
+                ),
+                format!("act as the sentence says; `orderctl inspect {}` shows its history", o["number"]),
+            )
+        })
+        .collect();
+    if stuck.len() > STUCK_LINES {
+        out.push(problem(
+            Severity::Fail,
+            "stuck",
+            format!("{} more stuck order(s) not listed here", stuck.len() - STUCK_LINES),
+            "`orderctl list --stuck` lists them all with their reasons",
+        ));
+    }
+    Ok(out)
+}
+
+fn health_findings(client: &mut Client) -> Result<Vec<Finding>> {
+    let mut out = Vec::new();
+    let t = stats::orders_table_health(client)?;
+    let total = t.live_tuples + t.dead_tuples;
+    let ratio = if total > 0 { t.dead_tuples as f64 / total as f64 } else { 0.0 };
+    let tuples = format!("orders has {} dead of {} row versions ({:.0}%)", t.dead_tuples, total, ratio * 100.0);
+    if t.dead_tuples >= DEAD_TUPLES_MIN && ratio >= DEAD_RATIO_MAX {
+        out.push(problem(
+            Severity::Warn,
+            "dead-tuples",
+            format!("{tuples}: every claim wades through them"),
+            "run `VACUUM (ANALYZE) orders;`, end any long transaction (see old-transaction), and make autovacuum more eager on orders \
+             (ALTER TABLE orders SET (autovacuum_vacuum_scale_factor = 0.05))",
+        ));
+    } else {
+        out.push(ok("dead-tuples", tuples));
+    }
+
+    let when = |t: Option<chrono::DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "never".into());
+    let vacuumed = when(t.last_autovacuum.max(t.last_vacuum));
+    let analyzed = when(t.last_autoanalyze.max(t.last_analyze));
+    let last_vacuum = t.last_autovacuum.max(t.last_vacuum);
+    let stale = last_vacuum.map(|v| (Utc::now() - v).to_std().map(|d| d > VACUUM_STALE).unwrap_or(false)).unwrap_or(true);
+    if !t.autovacuum_on {
+        out.push(problem(
+            Severity::Warn,
+            "vacuum",
+            format!("autovacuum is off on this server (orders last vacuumed {vacuumed}, analyzed {analyzed})"),
+            "set `autovacuum = on` in postgresql.conf and reload; a job queue without it bloats",
+        ));
+    } else if stale && t.dead_tuples >= DEAD_TUPLES_MIN / 10 {
+        out.push(problem(
+            Severity::Warn,
+            "vacuum",
+            format!("orders has {} dead row versions and was last vacuumed {vacuumed}", t.dead_tuples),
+            "check that autovacuum workers are not blocked (see old-transaction) or run `VACUUM (ANALYZE) orders;`",
+        ));
+    } else {
+        out.push(ok("vacuum", format!("autovacuum on; orders last vacuumed {vacuumed}, analyzed {analyzed}")));
+    }
+
+    match stats::oldest_transaction(client)? {
+        Some(x) if Duration::from_millis(x.age_ms.max(0) as u64) > OLD_TRANSACTION_WARN => {
+            let age = humantime::format_duration(Duration::from_secs((x.age_ms / 1000).max(0) as u64));
+            let severity = if Duration::from_millis(x.age_ms as u64) > OLD_TRANSACTION_FAIL { Severity::Fail } else { Severity::Warn };
+            let app = if x.application_name.is_empty() { String::new() } else { format!(" by {}", x.application_name) };
+            out.push(problem(
+                severity,
+                "old-transaction",
+                format!("a transaction has been open for {age} (pid {}{app}, {}): vacuum cannot remove rows it might still see", x.pid, x.state),
+                format!(
+                    "find out what it is (SELECT query FROM pg_stat_activity WHERE pid = {0}); if it is stuck, end it with SELECT pg_terminate_backend({0}); \
+                     set idle_in_transaction_session_timeout for the application that opened it",
+                    x.pid
+                ),
+            ));
+        }
+        Some(x) => out.push(ok(
+            "old-transaction",
+            format!("oldest open transaction: {} old", humantime::format_duration(Duration::from_secs((x.age_ms / 1000).max(0) as u64))),
+        )),
+        None => out.push(ok("old-transaction", "no other open transaction in this database")),
+    }
+
+    match stats::due_index_valid(client)? {
+        Some(true) => out.push(ok("due-index", "the orders_due partial index (the claim's hot index) is valid")),
+        Some(false) => out.push(problem(
+            Severity::Fail,
+            "due-index",
+            "the orders_due index is invalid (an interrupted CREATE INDEX CONCURRENTLY?): claims scan the whole table",
+            "run `REINDEX INDEX CONCURRENTLY orders_due;`",
+        )),
+        None => out.push(problem(
+            Severity::Fail,
+            "due-index",
+            "the orders_due index is missing: every claim scans the whole orders table",
+            "run `CREATE INDEX CONCURRENTLY orders_due ON orders (next_check_at) WHERE next_check_at IS NOT NULL;`",
+        )),
+    }
+    Ok(out)
+}

@@ -64,7 +64,7 @@ pub fn run(s: &Settings, a: &ProviderCheckArgs) -> Result<()> {
 }
 
 /// The failure as an exit-7 error with what to do next.
-fn explain(config: &ProviderConfig, shown_url: &str, call: &str, e: ProviderError) -> Error {
+pub(super) fn explain(config: &ProviderConfig, shown_url: &str, call: &str, e: ProviderError) -> Error {
     let message = format!("provider {} ({} at {shown_url}): the {call} call failed: {e}", config.name, config.kind);
     let hint = match (&e, config.kind) {
         (ProviderError::Auth(_), ProviderKind::Znet) => {

@@ -9,6 +9,7 @@ pub mod permits;
 pub mod providers;
 pub mod routing;
 pub mod setup;
+pub mod stats;
 
 use crate::error::{Error, ErrorKind};
 use postgres::{Client, NoTls};

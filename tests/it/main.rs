@@ -5,6 +5,7 @@ mod support;
 mod cli;
 mod migrate;
 mod monitor;
+mod operator;
 mod orders;
 mod providers;
 mod routing;

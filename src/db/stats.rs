@@ -1,0 +1,283 @@
+//! The read-only statements behind `orderctl stats` and `orderctl doctor`: counts, lateness and
+//! timings of the whole operation, and the Postgres health numbers that kill job queues.
+
+use crate::error::Result;
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
+use serde::Serialize;
+
+/// Orders of one (status, external status) pair.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusCount {
+    pub status: String,
+    pub external_status: String,
+    pub orders: i64,
+}
+
+pub fn orders_by_status(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<StatusCount>> {
+    let rows = client.query(
+        "SELECT o.status, o.external_status, count(*)
+           FROM orders o JOIN tenants t ON t.id = o.tenant_id
+          WHERE ($1::text IS NULL OR t.name = $1)
+          GROUP BY 1, 2
+          ORDER BY array_position(ARRAY['pending', 'approved', 'rejected'], o.status),
+                   array_position(ARRAY['not_sent', 'dispatching', 'sent', 'processing', 'done', 'failed'], o.external_status)",
+        &[&tenant],
+    )?;
+    Ok(rows.iter().map(|r| StatusCount { status: r.get(0), external_status: r.get(1), orders: r.get(2) }).collect())
+}
+
+/// Orders of one provider by status (orders never sent to a provider count under `-`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderOrders {
+    pub tenant: String,
+    pub provider: String,
+    pub open: i64,
+    pub approved: i64,
+    pub rejected: i64,
+}
+
+pub fn orders_by_provider(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<ProviderOrders>> {
+    let rows = client.query(
+        "SELECT t.name, coalesce(p.name, '-'),
+                count(*) FILTER (WHERE o.status = 'pending'),
+                count(*) FILTER (WHERE o.status = 'approved'),
+                count(*) FILTER (WHERE o.status = 'rejected')
+           FROM orders o JOIN tenants t ON t.id = o.tenant_id
+           LEFT JOIN providers p ON p.id = o.provider_id
+          WHERE ($1::text IS NULL OR t.name = $1)
+          GROUP BY 1, 2
+          ORDER BY 1, 2",
+        &[&tenant],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| ProviderOrders { tenant: r.get(0), provider: r.get(1), open: r.get(2), approved: r.get(3), rejected: r.get(4) })
+        .collect())
+}
+
+/// Work that is due now, and how late the oldest of it is (how far behind the system is).
+#[derive(Debug, Clone, Serialize)]
+pub struct Due {
+    pub due_now: i64,
+    /// The earliest `next_check_at` that has passed.
+    pub oldest_due_at: Option<DateTime<Utc>>,
+    /// now − oldest_due_at, in milliseconds.
+    pub oldest_late_ms: Option<i64>,
+    /// Work scheduled for later.
+    pub scheduled_later: i64,
+}
+
+pub fn due(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Due> {
+    // Uses the partial `orders_due` index: only orders with work scheduled are in it.
+    let r = client.query_one(
+        "SELECT count(*) FILTER (WHERE o.next_check_at <= now()),
+                min(o.next_check_at) FILTER (WHERE o.next_check_at <= now()),
+                (extract(epoch FROM now() - min(o.next_check_at) FILTER (WHERE o.next_check_at <= now())) * 1000)::bigint,
+                count(*) FILTER (WHERE o.next_check_at > now())
+           FROM orders o JOIN tenants t ON t.id = o.tenant_id
+          WHERE o.next_check_at IS NOT NULL AND ($1::text IS NULL OR t.name = $1)",
+        &[&tenant],
+    )?;
+    Ok(Due { due_now: r.get(0), oldest_due_at: r.get(1), oldest_late_ms: r.get(2), scheduled_later: r.get(3) })
+}
+
+/// Orders that reached a final status in the window, and how long they took from creation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finished {
+    pub approved: i64,
+    pub rejected: i64,
+    pub median_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+}
+
+pub fn finished_since(client: &mut impl GenericClient, tenant: Option<&str>, since: DateTime<Utc>) -> Result<Finished> {
+    let r = client.query_one(
+        "SELECT count(*) FILTER (WHERE o.status = 'approved'),
+                count(*) FILTER (WHERE o.status = 'rejected'),
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY o.duration_ms),
+                percentile_cont(0.9) WITHIN GROUP (ORDER BY o.duration_ms)
+           FROM orders o JOIN tenants t ON t.id = o.tenant_id
+          WHERE o.status <> 'pending' AND o.completed_at >= $2
+            AND ($1::text IS NULL OR t.name = $1)",
+        &[&tenant, &since],
+    )?;
+    Ok(Finished { approved: r.get(0), rejected: r.get(1), median_ms: r.get(2), p90_ms: r.get(3) })
+}
+
+/// What each provider did in the window: placements (from `placements`) and status checks
+/// (from the order events the monitor writes).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProviderActivity {
+    pub tenant: String,
+    pub provider: String,
+    pub placements: i64,
+    pub placements_accepted: i64,
+    pub placements_rejected: i64,
+    /// Timeouts, 5xx, garbage: outcome unknown until reconciled.
+    pub placements_ambiguous: i64,
+    pub checks: i64,
+    pub checks_waiting: i64,
+    /// The check failed or made no sense (counted, backed off, order kept open).
+    pub checks_no_news: i64,
+    pub checks_approved: i64,
+    pub checks_cancelled: i64,
+    /// Orders given up after the time limit.
+    pub given_up: i64,
+}
+
+pub fn provider_activity(client: &mut impl GenericClient, tenant: Option<&str>, since: DateTime<Utc>) -> Result<Vec<ProviderActivity>> {
+    let rows = client.query(
+        "WITH placed AS (
+             SELECT pl.provider_id,
+                    count(*) AS placements,
+                    count(*) FILTER (WHERE pl.outcome = 'accepted') AS accepted,
+                    count(*) FILTER (WHERE pl.outcome = 'rejected') AS rejected,
+                    count(*) FILTER (WHERE pl.outcome = 'ambiguous') AS ambiguous
+               FROM placements pl
+              WHERE pl.created_at >= $2
+              GROUP BY 1),
+         checked AS (
+             SELECT o.provider_id,
+                    count(*) FILTER (WHERE e.kind = 'check.waiting') AS waiting,
+                    count(*) FILTER (WHERE e.kind = 'check.no_news') AS no_news,
+                    count(*) FILTER (WHERE e.kind = 'check.approved') AS approved,
+                    count(*) FILTER (WHERE e.kind = 'check.cancelled') AS cancelled,
+                    count(*) FILTER (WHERE e.kind = 'gave_up') AS given_up
+               FROM order_events e JOIN orders o ON o.id = e.order_id
+              WHERE e.at >= $2
+                AND e.kind IN ('check.waiting', 'check.no_news', 'check.approved', 'check.cancelled', 'gave_up')
+                AND o.provider_id IS NOT NULL
+              GROUP BY 1)
+         SELECT t.name, p.name,
+                coalesce(pl.placements, 0), coalesce(pl.accepted, 0), coalesce(pl.rejected, 0), coalesce(pl.ambiguous, 0),
+                coalesce(c.waiting, 0), coalesce(c.no_news, 0), coalesce(c.approved, 0), coalesce(c.cancelled, 0),
+                coalesce(c.given_up, 0)
+           FROM providers p JOIN tenants t ON t.id = p.tenant_id
+           LEFT JOIN placed pl ON pl.provider_id = p.id
+           LEFT JOIN checked c ON c.provider_id = p.id
+          WHERE ($1::text IS NULL OR t.name = $1)
+          ORDER BY 1, 2",
+        &[&tenant, &since],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let (waiting, no_news, approved, cancelled): (i64, i64, i64, i64) = (r.get(6), r.get(7), r.get(8), r.get(9));
+            ProviderActivity {
+                tenant: r.get(0),
+                provider: r.get(1),
+                placements: r.get(2),
+                placements_accepted: r.get(3),
+                placements_rejected: r.get(4),
+                placements_ambiguous: r.get(5),
+                checks: waiting + no_news + approved + cancelled,
+                checks_waiting: waiting,
+                checks_no_news: no_news,
+                checks_approved: approved,
+                checks_cancelled: cancelled,
+                given_up: r.get(10),
+            }
+        })
+        .collect())
+}
+
+/// Vacuum state of the `orders` table, from `pg_stat_user_tables`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableHealth {
+    pub live_tuples: i64,
+    pub dead_tuples: i64,
+    pub last_autovacuum: Option<DateTime<Utc>>,
+    pub last_vacuum: Option<DateTime<Utc>>,
+    pub last_autoanalyze: Option<DateTime<Utc>>,
+    pub last_analyze: Option<DateTime<Utc>>,
+    /// The server's `autovacuum` setting is on.
+    pub autovacuum_on: bool,
+}
+
+pub fn orders_table_health(client: &mut impl GenericClient) -> Result<TableHealth> {
+    let r = client.query_one(
+        "SELECT coalesce(s.n_live_tup, 0), coalesce(s.n_dead_tup, 0),
+                s.last_autovacuum, s.last_vacuum, s.last_autoanalyze, s.last_analyze,
+                current_setting('autovacuum') = 'on'
+           FROM (SELECT 1) one
+           LEFT JOIN pg_stat_user_tables s ON s.relid = to_regclass('orders')",
+        &[],
+    )?;
+    Ok(TableHealth {
+        live_tuples: r.get(0),
+        dead_tuples: r.get(1),
+        last_autovacuum: r.get(2),
+        last_vacuum: r.get(3),
+        last_autoanalyze: r.get(4),
+        last_analyze: r.get(5),
+        autovacuum_on: r.get(6),
+    })
+}
+
+/// The oldest transaction open in this database (other than ours): it holds back vacuum.
+#[derive(Debug, Clone, Serialize)]
+pub struct OldestTransaction {
+    pub pid: i32,
+    pub age_ms: i64,
+    pub state: String,
+    pub application_name: String,
+}
+
+pub fn oldest_transaction(client: &mut impl GenericClient) -> Result<Option<OldestTransaction>> {
+    let row = client.query_opt(
+        "SELECT pid, (extract(epoch FROM now() - xact_start) * 1000)::bigint,
+                coalesce(state, ''), coalesce(application_name, '')
+           FROM pg_stat_activity
+          WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() AND datname = current_database()
+          ORDER BY xact_start
+          LIMIT 1",
+        &[],
+    )?;
+    Ok(row.map(|r| OldestTransaction { pid: r.get(0), age_ms: r.get(1), state: r.get(2), application_name: r.get(3) }))
+}
+
+/// Whether the `orders_due` partial index (the claim's hot index) exists, and is valid.
+/// None: it does not exist.
+pub fn due_index_valid(client: &mut impl GenericClient) -> Result<Option<bool>> {
+    Ok(client
+        .query_opt(
+            "SELECT i.indisvalid AND i.indisready FROM pg_index i WHERE i.indexrelid = to_regclass('orders_due')",
+            &[],
+        )?
+        .map(|r| r.get(0)))
+}
+
+/// Where the orders of a tenant are, as four numbers that add up to all of them.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Settlement {
+    pub approved: i64,
+    pub rejected: i64,
+    /// Pending with nothing scheduled: only an operator moves them.
+    pub waiting_for_operator: i64,
+    /// Pending with work scheduled (dispatch, status checks).
+    pub moving: i64,
+}
+
+impl Settlement {
+    pub fn total(&self) -> i64 {
+        self.approved + self.rejected + self.waiting_for_operator + self.moving
+    }
+    /// Final or waiting for an operator: the automatic part is over.
+    pub fn settled(&self) -> i64 {
+        self.approved + self.rejected + self.waiting_for_operator
+    }
+}
+
+pub fn settlement(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Settlement> {
+    let r = client.query_one(
+        "SELECT count(*) FILTER (WHERE o.status = 'approved'),
+                count(*) FILTER (WHERE o.status = 'rejected'),
+                count(*) FILTER (WHERE o.status = 'pending' AND o.next_check_at IS NULL),
+                count(*) FILTER (WHERE o.status = 'pending' AND o.next_check_at IS NOT NULL)
+           FROM orders o JOIN tenants t ON t.id = o.tenant_id
+          WHERE ($1::text IS NULL OR t.name = $1)",
+        &[&tenant],
+    )?;
+    Ok(Settlement { approved: r.get(0), rejected: r.get(1), waiting_for_operator: r.get(2), moving: r.get(3) })
+}
