@@ -116,6 +116,11 @@ impl Monitor {
         })
     }
 
+    /// How long after a placement was claimed a "not found" answer means it never arrived.
+    fn absent_after(&self) -> Duration {
+        self.settings.lease.max(self.request_timeout * 2)
+    }
+
     pub fn client(&mut self) -> &mut Client {
         &mut self.main
     }
@@ -329,6 +334,7 @@ impl Monitor {
         let mut reschedules: Vec<Reschedule> = Vec::new();
         let mut reschedule_events: Vec<NewEvent> = Vec::new();
         let mut replace: Vec<DueOrder> = Vec::new();
+        let absent_after = chrono::Duration::from_std(self.absent_after()).unwrap_or_default();
         let mut tx = self.main.transaction()?;
         let mut other_events: Vec<NewEvent> = Vec::new();
 
@@ -388,11 +394,13 @@ impl Monitor {
                         None => report.stale_dropped += 1,
                     }
                 }
-                // Only once our own placement call is surely over (its timeout has passed since
-                // the claim) does "not found" mean the placement never arrived.
+                // "Not found" means the placement never arrived only once a late arrival is no
+                // longer plausible: our call timed out long ago, and a provider that queued it
+                // has had a whole lease to process it. Before that it is no news, and placing
+                // again could reach the provider twice.
                 CheckOutcome::NotFound { message }
                     if reconciling
-                        && o.dispatched_at.map(|t| now - t >= chrono::Duration::from_std(self.request_timeout).unwrap_or_default()).unwrap_or(true) =>
+                        && o.dispatched_at.map(|t| now - t >= absent_after).unwrap_or(true) =>
                 {
                     // The provider has no order with this reference: the placement never arrived.
                     orders::set_placement_outcome(&mut tx, o.provider_id.unwrap_or_default(), o.provider_referans.as_deref().unwrap_or(""), "absent", &message)?;
