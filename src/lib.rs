@@ -39,6 +39,7 @@ where
         }
     };
     init_logging(&cli.global);
+    quiet_on_closed_stdout();
     let json = cli.global.output == cli::OutputFormat::Json;
     match commands::run(cli) {
         Ok(()) => exit_codes::SUCCESS,
@@ -82,4 +83,24 @@ fn init_logging(g: &cli::GlobalArgs) {
     }
     builder.format_timestamp_millis().target(env_logger::Target::Stderr);
     let _ = builder.try_init();
+}
+
+/// `orderctl list -o json | head` closes stdout early; `println!` then panics. The reader had
+/// what it wanted, so end quietly like other Unix tools instead of printing a panic. (Not by
+/// restoring SIGPIPE's default action: that would also kill a daemon whose provider socket
+/// closes.)
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.contains("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(exit_codes::SUCCESS);
+        }
+        default(info);
+    }));
 }
