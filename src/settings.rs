@@ -69,7 +69,7 @@ impl PolicyArgs {
             give_up_after: self.give_up_after.into(),
             jitter: 0.1,
         };
-        p.validate().map_err(|m| Error::invalid(m))?;
+        p.validate().map_err(Error::invalid)?;
         Ok(p)
     }
 }
@@ -89,7 +89,7 @@ impl WorkArgs {
         if self.batch_size < 1 || self.batch_size > 10_000 {
             return Err(Error::invalid(format!("--batch-size must be between 1 and 10000, got {}", self.batch_size)));
         }
-        if concurrency < 1 || concurrency > 1024 {
+        if !(1..=1024).contains(&concurrency) {
             return Err(Error::invalid(format!("--concurrency must be between 1 and 1024, got {concurrency}")));
         }
         let lease: Duration = self.lease.into();

@@ -238,19 +238,19 @@ fn not_sent(f: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> Diag
             true,
         );
     }
-    if r.provider_type == ProviderType::Manual || r.mode == RoutingMode::Manual {
-        if f.next_check_at.is_none() || r.provider_type == ProviderType::Manual {
-            return d(
-                "waiting_for_operator",
-                format!(
-                    "waiting for an operator: package {} is routed manually; deliver it, then `orderctl approve {n} --pin PIN`, \
-                     or `orderctl reject {n} --reason TEXT`{}",
-                    f.package,
-                    if r.provider_type == ProviderType::External { format!(", or send it with `orderctl dispatch {n}`") } else { String::new() }
-                ),
-                false,
-            );
-        }
+    // Manual routing: an operator delivers it (manual-mode packages with a provider may also be
+    // sent by hand, which schedules them).
+    if r.provider_type == ProviderType::Manual || (r.mode == RoutingMode::Manual && f.next_check_at.is_none()) {
+        return d(
+            "waiting_for_operator",
+            format!(
+                "waiting for an operator: package {} is routed manually; deliver it, then `orderctl approve {n} --pin PIN`, \
+                 or `orderctl reject {n} --reason TEXT`{}",
+                f.package,
+                if r.provider_type == ProviderType::External { format!(", or send it with `orderctl dispatch {n}`") } else { String::new() }
+            ),
+            false,
+        );
     }
     if late(now, f.created_at, limits.undispatched_after) {
         return d(
