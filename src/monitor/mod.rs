@@ -190,6 +190,7 @@ impl Monitor {
         if due.is_empty() {
             return Ok(report);
         }
+        let started = std::time::Instant::now();
         let now = Utc::now();
         let policy = self.settings.policy.clone();
         let opts = self.dispatch_options();
@@ -296,7 +297,9 @@ impl Monitor {
         jobs.extend(claimed.into_iter().map(Job::Place));
         jobs.extend(check_calls.into_iter().map(|(pid, provider, orders)| Job::Check { provider, provider_id: Some(pid), orders }));
 
+        let prepared = started.elapsed();
         let results = self.run_jobs(jobs, &limits, &mut report);
+        let called = started.elapsed();
         let (checked, placed) = match results {
             Ok(r) => r,
             Err(e) => {
@@ -313,6 +316,13 @@ impl Monitor {
             }
         };
 
+        log::debug!(
+            "round of {}: prepared and claimed in {} ms, calls in {} ms, written back in {} ms",
+            report.claimed,
+            prepared.as_millis(),
+            (called - prepared).as_millis(),
+            (started.elapsed() - called).as_millis()
+        );
         // A definite rejection goes on to the order's fallback, one order at a time (rare).
         for (claimed, provider, message) in rejected {
             let result = dispatch::continue_after_rejection(&mut self.main, &self.providers, claimed, provider, message, &opts)?;
