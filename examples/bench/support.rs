@@ -203,6 +203,13 @@ pub fn final_count(c: &mut Client) -> i64 {
     c.query_one("SELECT count(*) FROM orders WHERE status <> 'pending'", &[]).unwrap().get(0)
 }
 
+/// True while any order has work scheduled. A probe of the small partial index, cheap enough
+/// to poll every few milliseconds without taking CPU from what is measured (counting final
+/// orders scans the table).
+pub fn work_left(c: &mut Client) -> bool {
+    c.query_one("SELECT EXISTS (SELECT 1 FROM orders WHERE next_check_at IS NOT NULL)", &[]).unwrap().get(0)
+}
+
 /// Poll every 10 ms until `done` or the timeout.
 pub fn wait_until(c: &mut Client, timeout: Duration, mut done: impl FnMut(&mut Client) -> bool) -> bool {
     let deadline = Instant::now() + timeout;
