@@ -94,7 +94,7 @@ enum Job {
     /// The one-order pipeline (routing other than plain external), on a worker connection.
     Dispatch(Uuid),
     /// A placement of the round's batch, already claimed.
-    Place(dispatch::Claimed),
+    Place(Box<dispatch::Claimed>),
     /// Status checks of one provider call (a batch for x-stor).
     Check { provider: Arc<dyn Provider>, provider_id: Option<i64>, orders: Vec<DueOrder> },
 }
@@ -294,7 +294,7 @@ impl Monitor {
                 return Err(e);
             }
         };
-        jobs.extend(claimed.into_iter().map(Job::Place));
+        jobs.extend(claimed.into_iter().map(|c| Job::Place(Box::new(c))));
         jobs.extend(check_calls.into_iter().map(|(pid, provider, orders)| Job::Check { provider, provider_id: Some(pid), orders }));
 
         let prepared = started.elapsed();
@@ -416,7 +416,7 @@ impl Monitor {
                             Job::Place(claimed) => {
                                 let outcome = claimed.place();
                                 tally.lock().unwrap().provider_calls += 1;
-                                placed.lock().unwrap().push((claimed, outcome));
+                                placed.lock().unwrap().push((*claimed, outcome));
                             }
                             Job::Check { provider, orders, .. } => {
                                 let refs: Vec<String> = orders.iter().map(|o| o.provider_referans.clone().unwrap_or_default()).collect();
