@@ -1,5 +1,5 @@
 //! Every statement that reads or changes an order. The hot paths are few and short:
-//! `claim_due` (one statement), `claim_for_placement`, `record_*` and the batched write-backs.
+//! `claim_due` (one statement), `claim_placements`, `record_*` and the batched write-backs.
 //!
 //! Two rules hold everywhere:
 //! - a finished order (approved / rejected) is never changed again (`status = 'pending'` guards);
@@ -157,6 +157,11 @@ pub fn find_order(client: &mut impl GenericClient, order: &OrderRef, tenant: Opt
 
 pub fn load_order(client: &mut impl GenericClient, id: Uuid) -> Result<OrderRow> {
     find_order(client, &OrderRef::Id(id), None)
+}
+
+/// Load many orders by id in one query (missing ones are simply absent).
+pub fn load_orders(client: &mut impl GenericClient, ids: &[Uuid]) -> Result<Vec<OrderRow>> {
+    Ok(client.query(&format!("{ORDER_SELECT} WHERE o.id = ANY($1)"), &[&ids])?.iter().map(order_from_row).collect())
 }
 
 /// One entry of an order's history.
@@ -345,50 +350,78 @@ pub fn mapping(client: &mut impl GenericClient, package_id: i64, provider_id: i6
         .map(|r| r.get(0)))
 }
 
-/// The claim that makes a placement at most once: move the order into `dispatching` with the
-/// provider and the reference, record the placement row, commit, and only then call the
-/// provider. Exactly one caller can win: the update only matches an order that is still
-/// waiting to be placed (or, for `expected_lease`, one this caller already owns).
+/// A placement to claim: the order, the provider and the reference to send.
+#[derive(Debug, Clone)]
+pub struct PlacementClaim {
+    pub order_id: Uuid,
+    pub provider_id: i64,
+    pub reference: String,
+    /// The reference was shown absent at the provider and is sent again: its placement row exists.
+    pub reuse_reference: bool,
+    /// The order is already `dispatching` under this lease (a fallback or a re-placement).
+    pub expected_lease: Option<i64>,
+}
+
+/// The claim that makes a placement at most once: move each order into `dispatching` with the
+/// provider and the reference, record its placement row, and (the caller) commit, and only then
+/// call the provider. Exactly one caller can win an order: the update only matches an order that
+/// is still waiting to be placed (or, with `expected_lease`, one this caller already owns).
+/// Many orders are claimed in two statements whatever their number.
 ///
-/// Returns the new lease when this caller won, None when somebody else got there first.
-pub fn claim_for_placement(
+/// Returns the new lease of every order this caller won; the others were taken by someone else.
+pub fn claim_placements(
     client: &mut impl GenericClient,
-    order_id: Uuid,
-    provider_id: i64,
-    reference: &str,
-    reuse_reference: bool,
-    expected_lease: Option<i64>,
+    claims: &[PlacementClaim],
     placement_lease: Duration,
-) -> Result<Option<i64>> {
+) -> Result<std::collections::HashMap<Uuid, i64>> {
+    if claims.is_empty() {
+        return Ok(Default::default());
+    }
     let lease_ms = placement_lease.as_millis() as i64;
-    let row = client.query_opt(
-        "UPDATE orders
-            SET external_status = 'dispatching', provider_id = $2, provider_referans = $3,
+    let ids: Vec<Uuid> = claims.iter().map(|c| c.order_id).collect();
+    let providers: Vec<i64> = claims.iter().map(|c| c.provider_id).collect();
+    let references: Vec<&str> = claims.iter().map(|c| c.reference.as_str()).collect();
+    let expected: Vec<Option<i64>> = claims.iter().map(|c| c.expected_lease).collect();
+    let rows = client.query(
+        "UPDATE orders o
+            SET external_status = 'dispatching', provider_id = c.provider_id, provider_referans = c.reference,
                 dispatched_at = now(), attention = NULL, awaiting_reconciliation = false,
-                lease = lease + 1,
+                lease = o.lease + 1,
                 next_check_at = now() + make_interval(secs => $5::bigint / 1000.0),
                 last_message = NULL
-          WHERE id = $1 AND status = 'pending'
-            AND CASE WHEN $4::bigint IS NULL
-                     THEN external_status = 'not_sent'
-                          OR (external_status = 'failed' AND attention = 'placement_rejected')
-                     ELSE external_status = 'dispatching' AND lease = $4 END
-          RETURNING lease",
-        &[&order_id, &provider_id, &reference, &expected_lease, &lease_ms],
+           FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[]) AS c(id, provider_id, reference, expected_lease)
+          WHERE o.id = c.id AND o.status = 'pending'
+            AND CASE WHEN c.expected_lease IS NULL
+                     THEN o.external_status = 'not_sent'
+                          OR (o.external_status = 'failed' AND o.attention = 'placement_rejected')
+                     ELSE o.external_status = 'dispatching' AND o.lease = c.expected_lease END
+          RETURNING o.id, o.lease",
+        &[&ids, &providers, &references, &expected, &lease_ms],
     )?;
-    let Some(row) = row else { return Ok(None) };
-    if reuse_reference {
+    let won: std::collections::HashMap<Uuid, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let (reused, fresh): (Vec<&PlacementClaim>, Vec<&PlacementClaim>) =
+        claims.iter().filter(|c| won.contains_key(&c.order_id)).partition(|c| c.reuse_reference);
+    if !reused.is_empty() {
+        let providers: Vec<i64> = reused.iter().map(|c| c.provider_id).collect();
+        let references: Vec<&str> = reused.iter().map(|c| c.reference.as_str()).collect();
         client.execute(
-            "UPDATE placements SET outcome = 'in_flight', finished_at = NULL WHERE provider_id = $1 AND referans = $2",
-            &[&provider_id, &reference],
-        )?;
-    } else {
-        client.execute(
-            "INSERT INTO placements (order_id, provider_id, referans) VALUES ($1, $2, $3)",
-            &[&order_id, &provider_id, &reference],
+            "UPDATE placements p SET outcome = 'in_flight', finished_at = NULL
+               FROM unnest($1::bigint[], $2::text[]) AS c(provider_id, reference)
+              WHERE p.provider_id = c.provider_id AND p.referans = c.reference",
+            &[&providers, &references],
         )?;
     }
-    Ok(Some(row.get(0)))
+    if !fresh.is_empty() {
+        let ids: Vec<Uuid> = fresh.iter().map(|c| c.order_id).collect();
+        let providers: Vec<i64> = fresh.iter().map(|c| c.provider_id).collect();
+        let references: Vec<&str> = fresh.iter().map(|c| c.reference.as_str()).collect();
+        client.execute(
+            "INSERT INTO placements (order_id, provider_id, referans)
+             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[])",
+            &[&ids, &providers, &references],
+        )?;
+    }
+    Ok(won)
 }
 
 /// Set the outcome of a placement row.
@@ -399,34 +432,60 @@ pub fn set_placement_outcome(
     outcome: &str,
     message: &str,
 ) -> Result<()> {
+    set_placement_outcomes(client, &[(provider_id, reference.to_string(), outcome, message.to_string())])
+}
+
+/// Set the outcomes of many placement rows in one statement: (provider, reference, outcome, message).
+pub fn set_placement_outcomes(client: &mut impl GenericClient, items: &[(i64, String, &str, String)]) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let providers: Vec<i64> = items.iter().map(|i| i.0).collect();
+    let references: Vec<&str> = items.iter().map(|i| i.1.as_str()).collect();
+    let outcomes: Vec<&str> = items.iter().map(|i| i.2).collect();
+    let messages: Vec<&str> = items.iter().map(|i| i.3.as_str()).collect();
     client.execute(
-        "UPDATE placements SET outcome = $3, message = $4, finished_at = now() WHERE provider_id = $1 AND referans = $2",
-        &[&provider_id, &reference, &outcome, &message],
+        "UPDATE placements p SET outcome = u.outcome, message = u.message, finished_at = now()
+           FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(provider_id, reference, outcome, message)
+          WHERE p.provider_id = u.provider_id AND p.referans = u.reference",
+        &[&providers, &references, &outcomes, &messages],
     )?;
     Ok(())
 }
 
-/// Accepted: the provider owns the order. First check scheduled.
-pub fn record_accepted(
+/// An accepted placement to record: (order, lease it was claimed with, provider's order id, message).
+pub type Accepted = (Uuid, i64, Option<String>, String);
+
+/// Accepted: the provider owns the order. First check scheduled. Many orders in one statement,
+/// each guarded by its lease; returns the new lease of every order recorded (the others were
+/// taken over meanwhile).
+pub fn record_accepted_many(
     client: &mut impl GenericClient,
-    order_id: Uuid,
-    lease: i64,
-    external_order_id: Option<&str>,
-    message: &str,
+    items: &[Accepted],
     first_check: Duration,
-) -> Result<Option<i64>> {
+) -> Result<std::collections::HashMap<Uuid, i64>> {
+    if items.is_empty() {
+        return Ok(Default::default());
+    }
     let ms = first_check.as_millis() as i64;
+    let ids: Vec<Uuid> = items.iter().map(|i| i.0).collect();
+    let leases: Vec<i64> = items.iter().map(|i| i.1).collect();
+    let external: Vec<Option<&str>> = items.iter().map(|i| i.2.as_deref()).collect();
+    let messages: Vec<&str> = items.iter().map(|i| i.3.as_str()).collect();
     Ok(client
-        .query_opt(
-            "UPDATE orders SET external_status = 'sent', sent_at = coalesce(sent_at, now()), last_sync_at = now(),
-                    external_order_id = coalesce($3, external_order_id), last_message = $4,
-                    awaiting_reconciliation = false, lease = lease + 1,
+        .query(
+            "UPDATE orders o SET external_status = 'sent', sent_at = coalesce(o.sent_at, now()), last_sync_at = now(),
+                    external_order_id = coalesce(u.external_order_id, o.external_order_id), last_message = u.message,
+                    awaiting_reconciliation = false, lease = o.lease + 1,
                     next_check_at = now() + make_interval(secs => $5::bigint / 1000.0)
-              WHERE id = $1 AND lease = $2 AND status = 'pending'
-              RETURNING lease",
-            &[&order_id, &lease, &external_order_id, &message, &ms],
+               FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[]) AS u(id, lease, external_order_id, message)
+              WHERE o.id = u.id AND o.lease = u.lease AND o.status = 'pending'
+              RETURNING o.id, o.lease",
+            &[&ids, &leases, &external, &messages, &ms],
         )?
-        .map(|r| r.get(0)))
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
 }
 
 /// Rejected with nowhere else to go: the order stays pending for an operator; no refund.

@@ -16,12 +16,14 @@ use crate::db::orders::{self, NewEvent, OrderRow};
 use crate::db::permits;
 use crate::db::routing::{self as routing_db, PackageRouting};
 use crate::domain::backoff::BackoffPolicy;
-use crate::domain::routing::{check_routing, RoutingProblem};
+use crate::domain::routing::{check_routing, RoutingProblem, RoutingView};
 use crate::error::{Error, Result};
 use crate::provider::cache::ProviderCache;
-use crate::provider::{CheckOutcome, PlacementOutcome, PlacementRequest};
+use crate::provider::{CheckOutcome, PlacementOutcome, PlacementRequest, Provider};
 use postgres::Client;
 use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -121,34 +123,61 @@ pub fn dispatch(client: &mut Client, providers: &ProviderCache, order_id: Uuid, 
     // load_order
     let order = orders::load_order(client, order_id)?;
     let mut steps = Steps::new(order_id, order.number, opts);
-    steps.external_status = Some(order.external_status.clone());
-    steps.step(
-        "load_order",
-        format!("order {} of tenant {}: {} × {} for player {}", order.number, order.tenant, order.quantity, order.package, order.user_identifier),
-    );
     let report = |result| DispatchReport { id: order.id, number: order.number, result };
 
     // check_dispatchable
     if let Err(why) = check_dispatchable(&order) {
+        steps.step("load_order", load_order_message(&order));
         log::info!("order {}: check_dispatchable: {why}", order.number);
         return Ok(report(DispatchResult::NotDispatchable { message: why }));
     }
-    steps.step("check_dispatchable", format!("status {} / {}: can be placed", order.status, order.external_status));
+    record_first_steps(&order, &mut steps);
 
     // resolve_routing
-    let routing = routing_db::package_routing(client, order.package_id)?;
-    let candidates = match resolve_routing(client, &order, &routing, opts, &mut steps)? {
+    let mut lookups = Lookups::default();
+    let candidates = match resolve_routing(client, &mut lookups, &order, opts, &mut steps)? {
         Routed::Candidates(c) => c,
         Routed::Done(result) => return Ok(report(result)),
     };
 
-    let result = place_with_candidates(client, providers, &order, candidates, None, opts, steps)?;
+    let result = place_with_candidates(client, providers, &order, candidates, None, None, opts, steps)?;
     log::info!("order {}: dispatch: {}", order.number, result_summary(&result));
     Ok(report(result))
 }
 
+fn load_order_message(order: &OrderRow) -> String {
+    format!("order {} of tenant {}: {} × {} for player {}", order.number, order.tenant, order.quantity, order.package, order.user_identifier)
+}
+
+/// load_order and check_dispatchable, for an order that can be placed.
+fn record_first_steps(order: &OrderRow, steps: &mut Steps) {
+    steps.external_status = Some(order.external_status.clone());
+    steps.step("load_order", load_order_message(order));
+    steps.step("check_dispatchable", format!("status {} / {}: can be placed", order.status, order.external_status));
+}
+
+/// A routing problem that stops automatic dispatch before any provider is tried. (A missing
+/// mapping or a disabled primary only skips that provider; an empty code group is found when
+/// taking codes.)
+fn blocks_external(p: &RoutingProblem) -> bool {
+    p.blocks_dispatch() && !matches!(p, RoutingProblem::MissingMapping { .. } | RoutingProblem::PrimaryDisabled { .. } | RoutingProblem::EmptyCodeGroup { .. })
+}
+
+/// The providers of external routing in order (primary, then fallback), and the step's message.
+fn external_candidates(routing: &PackageRouting, view: &RoutingView) -> (Vec<Candidate>, String) {
+    let mut candidates = Vec::new();
+    if let Some(p) = routing.primary_provider_id {
+        candidates.push(Candidate { provider_id: p, reuse_reference: None, role: "primary" });
+    }
+    if let Some(f) = routing.fallback_provider_id {
+        candidates.push(Candidate { provider_id: f, reuse_reference: None, role: "fallback" });
+    }
+    let names: Vec<String> = [view.primary.as_ref(), view.fallback.as_ref()].iter().flatten().map(|p| p.name.clone()).collect();
+    (candidates, format!("{} → external: {}", routing.mode, names.join(", then ")))
+}
+
 /// One line per order for the logs.
-fn result_summary(r: &DispatchResult) -> String {
+pub fn result_summary(r: &DispatchResult) -> String {
     match r {
         DispatchResult::Sent { provider, reference } => format!("sent to {provider} (reference {reference})"),
         DispatchResult::Approved { .. } => "approved at once".into(),
@@ -204,8 +233,8 @@ fn check_dispatchable(order: &OrderRow) -> std::result::Result<(), String> {
 
 fn resolve_routing(
     client: &mut Client,
+    lookups: &mut Lookups,
     order: &OrderRow,
-    routing: &PackageRouting,
     opts: &DispatchOptions,
     steps: &mut Steps,
 ) -> Result<Routed> {
@@ -214,13 +243,10 @@ fn resolve_routing(
         steps.step("resolve_routing", format!("operator override: provider {name}"));
         return Ok(Routed::Candidates(vec![Candidate { provider_id: id, reuse_reference: None, role: "override" }]));
     }
-    let views = routing_db::routing_views(client, Some(&order.tenant), Some(order.package_id))?;
-    let view = &views.first().ok_or_else(|| Error::internal("package vanished during dispatch"))?.1;
+    let (routing, view) = lookups.routing(client, order.package_id, &order.tenant)?;
+    let (routing, view) = (&routing, &view);
     let problems = check_routing(view);
-    let blocking: Vec<&RoutingProblem> = problems
-        .iter()
-        .filter(|p| p.blocks_dispatch() && !matches!(p, RoutingProblem::MissingMapping { .. } | RoutingProblem::PrimaryDisabled { .. } | RoutingProblem::EmptyCodeGroup { .. }))
-        .collect();
+    let blocking: Vec<&RoutingProblem> = problems.iter().filter(|p| blocks_external(p)).collect();
     if let Some(problem) = blocking.first() {
         let message = match problem {
             RoutingProblem::AutoWithManualProviderType { .. } | RoutingProblem::ExternalWithoutPrimary => format!(
@@ -286,20 +312,11 @@ fn resolve_routing(
                     candidates.push(Candidate { provider_id: pid, reuse_reference: Some(reference.clone()), role: "retry" });
                 }
             }
+            let (plain, message) = external_candidates(routing, view);
             if candidates.is_empty() {
-                if let Some(p) = routing.primary_provider_id {
-                    candidates.push(Candidate { provider_id: p, reuse_reference: None, role: "primary" });
-                }
-                if let Some(f) = routing.fallback_provider_id {
-                    candidates.push(Candidate { provider_id: f, reuse_reference: None, role: "fallback" });
-                }
+                candidates = plain;
             }
-            let names: Vec<String> = [view.primary.as_ref(), view.fallback.as_ref()]
-                .iter()
-                .flatten()
-                .map(|p| p.name.clone())
-                .collect();
-            steps.step("resolve_routing", format!("{} → external: {}", routing.mode, names.join(", then ")));
+            steps.step("resolve_routing", message);
             Ok(Routed::Candidates(candidates))
         }
     }
@@ -326,27 +343,116 @@ fn stop(
     Ok(Routed::Done(DispatchResult::Stopped { step: step.into(), attention: attention.into(), message }))
 }
 
-/// Try the candidates in order: resolve mapping and provider, write the reference, place,
-/// record. A definite rejection moves on to the next candidate (the fallback) with its own
-/// reference; anything else ends the dispatch.
-///
-/// `owned_lease`: the order is already `dispatching` under this lease (the monitor
-/// re-placing after reconciliation showed the provider never got it).
-fn place_with_candidates(
+/// One placement ready to be made: the order bound to a candidate provider, with the request
+/// to send and the steps recorded so far. The monitor makes many at once (one claim
+/// transaction, calls in parallel, one record transaction); `orderctl dispatch` makes one.
+pub struct Attempt {
+    order: OrderRow,
+    candidate: Candidate,
+    provider_name: String,
+    adapter: Arc<dyn Provider>,
+    request: PlacementRequest,
+    reuse: bool,
+    /// The lease the order is already `dispatching` under (fallback, re-placement).
+    owned_lease: Option<i64>,
+    /// Candidates after this one, for a definite rejection.
+    rest: Vec<Candidate>,
+    steps: Steps,
+}
+
+impl Attempt {
+    pub fn provider_id(&self) -> i64 {
+        self.candidate.provider_id
+    }
+    pub fn number(&self) -> i64 {
+        self.order.number
+    }
+    pub fn order_id(&self) -> Uuid {
+        self.order.id
+    }
+}
+
+/// An attempt whose reference is committed: it may now be sent.
+pub struct Claimed {
+    attempt: Attempt,
+    lease: i64,
+}
+
+impl Claimed {
+    pub fn provider_id(&self) -> i64 {
+        self.attempt.candidate.provider_id
+    }
+    pub fn number(&self) -> i64 {
+        self.attempt.order.number
+    }
+    /// place: the provider call. Holds no database connection; runs on a worker thread.
+    pub fn place(&self) -> PlacementOutcome {
+        scrub_placement(self.attempt.adapter.place(&self.attempt.request), &self.attempt.adapter.config().secrets())
+    }
+}
+
+/// Where a recorded placement leaves its order.
+pub enum Recorded {
+    Done(DispatchResult),
+    /// Rejected by this provider; the order is still ours under the lease: try the next candidate.
+    NextCandidate { provider: String, message: String },
+}
+
+/// Per-round memory of what the pipeline looks up per (package, provider): the mapping and the
+/// provider's name and switch. Keeps a round of many orders for one package to one lookup.
+#[derive(Default)]
+pub struct Lookups {
+    targets: HashMap<(i64, i64), (String, Option<serde_json::Value>, bool)>,
+    routing: HashMap<i64, (PackageRouting, RoutingView)>,
+}
+
+impl Lookups {
+    fn target(&mut self, client: &mut Client, package_id: i64, provider_id: i64) -> Result<(String, Option<serde_json::Value>, bool)> {
+        if let Some(t) = self.targets.get(&(package_id, provider_id)) {
+            return Ok(t.clone());
+        }
+        let r = client.query_one(
+            "SELECT pr.name, pm.params, pr.enabled
+               FROM providers pr LEFT JOIN package_mappings pm ON pm.package_id = $1 AND pm.provider_id = pr.id
+              WHERE pr.id = $2",
+            &[&package_id, &provider_id],
+        )?;
+        let t: (String, Option<serde_json::Value>, bool) = (r.get(0), r.get(1), r.get(2));
+        self.targets.insert((package_id, provider_id), t.clone());
+        Ok(t)
+    }
+
+    fn routing(&mut self, client: &mut Client, package_id: i64, tenant: &str) -> Result<(PackageRouting, RoutingView)> {
+        if let Some(r) = self.routing.get(&package_id) {
+            return Ok(r.clone());
+        }
+        let routing = routing_db::package_routing(client, package_id)?;
+        let views = routing_db::routing_views(client, Some(tenant), Some(package_id))?;
+        let view = views.into_iter().next().ok_or_else(|| Error::internal("package vanished during dispatch"))?.1;
+        self.routing.insert(package_id, (routing.clone(), view.clone()));
+        Ok((routing, view))
+    }
+}
+
+/// Resolve candidates in order until one can be sent to (resolve_mapping → resolve_provider),
+/// building its attempt. A candidate without a mapping, disabled, or unusable is recorded as
+/// the first stop and skipped. None: no candidate left.
+#[allow(clippy::too_many_arguments)]
+fn next_attempt(
     client: &mut Client,
     providers: &ProviderCache,
+    lookups: &mut Lookups,
     order: &OrderRow,
-    candidates: Vec<Candidate>,
-    mut owned_lease: Option<i64>,
-    opts: &DispatchOptions,
+    candidates: &mut std::vec::IntoIter<Candidate>,
+    owned_lease: Option<i64>,
+    later_attempt: bool,
+    first_stop: &mut Option<(String, String, String)>,
     mut steps: Steps,
-) -> Result<DispatchResult> {
-    let mut first_stop: Option<(String, String, String)> = None;
-    let mut last_rejection: Option<(String, String)> = None;
-    for candidate in candidates {
+) -> Result<std::result::Result<Attempt, Steps>> {
+    for candidate in candidates.by_ref() {
         // resolve_mapping
-        let provider_name = provider_name(client, candidate.provider_id)?;
-        let Some(mapping) = orders::mapping(client, order.package_id, candidate.provider_id)? else {
+        let (provider_name, mapping, enabled) = lookups.target(client, order.package_id, candidate.provider_id)?;
+        let Some(mapping) = mapping else {
             let message = format!(
                 "package {} has no mapping for provider {provider_name}; add mappings.{provider_name} to the package and apply the setup, then `orderctl dispatch {}`",
                 order.package, order.number
@@ -358,7 +464,6 @@ fn place_with_candidates(
         steps.step("resolve_mapping", format!("{} {provider_name}: {}", candidate.role, mapping_summary(&mapping)));
 
         // resolve_provider
-        let enabled: bool = provider_enabled(client, candidate.provider_id)?;
         if !enabled {
             let message = format!(
                 "provider {provider_name} is disabled; enable it (or route package {} elsewhere), then `orderctl dispatch {}`",
@@ -380,58 +485,98 @@ fn place_with_candidates(
         steps.step("resolve_provider", format!("{provider_name} ({}) with its stored credentials", adapter.config().kind));
 
         let reuse = candidate.reuse_reference.is_some();
-        let reference = candidate.reuse_reference.clone().unwrap_or_else(|| new_reference(order, owned_lease.is_some() || last_rejection.is_some()));
+        let reference = candidate.reuse_reference.clone().unwrap_or_else(|| new_reference(order, later_attempt));
         let request = PlacementRequest {
-            reference: reference.clone(),
+            reference,
             player: order.user_identifier.clone(),
             extra: order.extra_field.clone(),
             quantity: order.quantity,
             mapping,
         };
+        return Ok(Ok(Attempt {
+            order: order.clone(),
+            candidate,
+            provider_name,
+            adapter,
+            request,
+            reuse,
+            owned_lease,
+            rest: candidates.collect(),
+            steps,
+        }));
+    }
+    Ok(Err(steps))
+}
+
+/// Try the candidates in order: resolve mapping and provider, write the reference, place,
+/// record. A definite rejection moves on to the next candidate (the fallback) with its own
+/// reference; anything else ends the dispatch.
+///
+/// `owned_lease`: the order is already `dispatching` under this lease (the monitor
+/// re-placing after reconciliation showed the provider never got it, or a fallback after a
+/// rejection). `last_rejection`: the rejection that led here, if any.
+#[allow(clippy::too_many_arguments)]
+fn place_with_candidates(
+    client: &mut Client,
+    providers: &ProviderCache,
+    order: &OrderRow,
+    candidates: Vec<Candidate>,
+    mut owned_lease: Option<i64>,
+    mut last_rejection: Option<(String, String)>,
+    opts: &DispatchOptions,
+    mut steps: Steps,
+) -> Result<DispatchResult> {
+    let mut first_stop: Option<(String, String, String)> = None;
+    let mut lookups = Lookups::default();
+    let mut candidates = candidates.into_iter();
+    loop {
+        let later = owned_lease.is_some() || last_rejection.is_some();
+        let attempt = match next_attempt(client, providers, &mut lookups, order, &mut candidates, owned_lease, later, &mut first_stop, steps)? {
+            Ok(a) => a,
+            Err(s) => return finish_without_candidate(client, order, owned_lease, last_rejection, first_stop, s),
+        };
         if opts.dry_run {
-            return Ok(DispatchResult::DryRun { provider: provider_name, request: adapter.describe_placement(&request) });
+            return Ok(DispatchResult::DryRun { provider: attempt.provider_name.clone(), request: attempt.adapter.describe_placement(&attempt.request) });
         }
 
         // The provider's limit on calls in flight holds across every process: take a permit
         // before claiming, so an order that has to wait is not yet bound to this provider.
-        let Some(slot) = wait_for_permit(client, candidate.provider_id, opts)? else {
-            let message = format!("provider {provider_name} is at its limit of calls in flight; trying again shortly");
+        let provider_id = attempt.provider_id();
+        let Some(slot) = wait_for_permit(client, provider_id, opts)? else {
+            let message = format!("provider {} is at its limit of calls in flight; trying again shortly", attempt.provider_name);
             log::info!("order {}: {message}", order.number);
             if owned_lease.is_none() {
                 orders::defer(client, order.id, Duration::from_secs(1))?;
             }
             return Ok(DispatchResult::NotDispatchable { message });
         };
-        let result = claim_place_record(client, order, &candidate, &provider_name, &adapter, request, reuse, &mut owned_lease, opts, &mut steps);
-        permits::release(client, candidate.provider_id, &permit_holder(), &[slot])?;
+        let result = claim_place_record(client, attempt, opts);
+        permits::release(client, provider_id, permit_holder(), &[slot])?;
         match result? {
-            Some(ControlFlow::Done(r)) => return Ok(r),
-            Some(ControlFlow::NextCandidate(provider, message)) => {
-                last_rejection = Some((provider, message));
-                continue;
-            }
             None => return Ok(DispatchResult::NotDispatchable { message: "another process dispatched the order first".into() }),
+            Some((_, _, Recorded::Done(r))) => return Ok(r),
+            Some((attempt, lease, Recorded::NextCandidate { provider, message })) => {
+                last_rejection = Some((provider, message));
+                owned_lease = Some(lease);
+                // The attempt took the candidates after it along.
+                candidates = attempt.rest.into_iter();
+                steps = attempt.steps;
+            }
         }
     }
-    finish_without_candidate(client, order, owned_lease, last_rejection, first_stop, steps)
 }
 
-enum ControlFlow {
-    Done(DispatchResult),
-    /// Rejected by this provider: try the next one.
-    NextCandidate(String, String),
-}
-
-/// One process's identity for permits.
-fn permit_holder() -> String {
-    format!("{}:{}", std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(), std::process::id())
+/// One process's identity for permits (read once: it is asked for on every placement).
+fn permit_holder() -> &'static str {
+    static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOLDER.get_or_init(|| format!("{}:{}", std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(), std::process::id()))
 }
 
 /// Take one permit for the provider, waiting a little when all are held.
 fn wait_for_permit(client: &mut Client, provider_id: i64, opts: &DispatchOptions) -> Result<Option<i32>> {
     let deadline = std::time::Instant::now() + if opts.operator { Duration::from_secs(10) } else { Duration::from_millis(500) };
     loop {
-        if let Some(slot) = permits::acquire(client, provider_id, &permit_holder(), 1, opts.placement_lease)?.first() {
+        if let Some(slot) = permits::acquire(client, provider_id, permit_holder(), 1, opts.placement_lease)?.first() {
             return Ok(Some(*slot));
         }
         if std::time::Instant::now() >= deadline {
@@ -441,96 +586,217 @@ fn wait_for_permit(client: &mut Client, provider_id: i64, opts: &DispatchOptions
     }
 }
 
-/// write_reference → place → record_outcome (→ schedule_first_check). None: another process
-/// won the claim and nothing was sent.
-#[allow(clippy::too_many_arguments)]
-fn claim_place_record(
-    client: &mut Client,
-    order: &OrderRow,
-    candidate: &Candidate,
-    provider_name: &str,
-    adapter: &std::sync::Arc<dyn crate::provider::Provider>,
-    request: PlacementRequest,
-    reuse: bool,
-    owned_lease: &mut Option<i64>,
-    opts: &DispatchOptions,
-    steps: &mut Steps,
-) -> Result<Option<ControlFlow>> {
-    let reference = request.reference.clone();
-    // write_reference: the claim, committed before the call.
-    let lease = {
-        let mut tx = client.transaction()?;
-        let won = orders::claim_for_placement(&mut tx, order.id, candidate.provider_id, &reference, reuse, *owned_lease, opts.placement_lease)?;
-        let Some(lease) = won else {
-            tx.rollback()?;
-            log::info!("order {}: another process claimed the order first; nothing sent", order.number);
-            return Ok(None);
-        };
-        steps.external_status = Some("dispatching".into());
-        steps.step(
-            "write_reference",
-            format!("reference {reference} for {provider_name} committed before sending{}", if reuse { " (reused: the provider never got it)" } else { "" }),
-        );
-        orders::record_events(&mut tx, &steps.take())?;
-        tx.commit()?;
-        lease
+/// write_reference → place → record_outcome for one attempt. None: another process won the
+/// claim and nothing was sent.
+fn claim_place_record(client: &mut Client, attempt: Attempt, opts: &DispatchOptions) -> Result<Option<(Attempt, i64, Recorded)>> {
+    let Some(claimed) = claim_attempts(client, vec![attempt], opts)?.pop() else {
+        return Ok(None);
     };
-
-    // place
-    let outcome = scrub_placement(adapter.place(&request), &adapter.config().secrets());
-    steps.step("place", format!("{provider_name} answered: {}", placement_summary(&outcome)));
-    steps.external_status = None;
-
-    // record_outcome (+ schedule_first_check)
+    let outcome = claimed.place();
     let mut tx = client.transaction()?;
-    let result = match outcome {
-        PlacementOutcome::Accepted { external_order_id, message, early } => {
-            orders::set_placement_outcome(&mut tx, candidate.provider_id, &reference, "accepted", &message)?;
-            let Some(new_lease) = orders::record_accepted(&mut tx, order.id, lease, external_order_id.as_deref(), &message, opts.policy.first_check)? else {
-                tx.commit()?;
-                log::warn!("order {}: accepted by {provider_name}, but another process took the order over meanwhile; its result stands", order.number);
-                return Ok(Some(ControlFlow::Done(DispatchResult::Sent { provider: provider_name.into(), reference })));
+    let recorded = record_placed(&mut tx, vec![(claimed, outcome)], opts)?;
+    tx.commit()?;
+    Ok(recorded.into_iter().next().map(|(c, r)| (c.attempt, c.lease, r)))
+}
+
+/// write_reference for many attempts: the claims, their placement rows and their steps, in one
+/// transaction committed before any call. Attempts another process won are dropped (logged).
+pub fn claim_attempts(client: &mut Client, attempts: Vec<Attempt>, opts: &DispatchOptions) -> Result<Vec<Claimed>> {
+    if attempts.is_empty() {
+        return Ok(vec![]);
+    }
+    let claims: Vec<orders::PlacementClaim> = attempts
+        .iter()
+        .map(|a| orders::PlacementClaim {
+            order_id: a.order.id,
+            provider_id: a.candidate.provider_id,
+            reference: a.request.reference.clone(),
+            reuse_reference: a.reuse,
+            expected_lease: a.owned_lease,
+        })
+        .collect();
+    let mut tx = client.transaction()?;
+    let won = orders::claim_placements(&mut tx, &claims, opts.placement_lease)?;
+    let mut events = Vec::new();
+    let mut claimed = Vec::with_capacity(won.len());
+    for mut a in attempts {
+        let Some(&lease) = won.get(&a.order.id) else {
+            log::info!("order {}: another process claimed the order first; nothing sent", a.order.number);
+            continue;
+        };
+        a.steps.external_status = Some("dispatching".into());
+        a.steps.step(
+            "write_reference",
+            format!(
+                "reference {} for {} committed before sending{}",
+                a.request.reference,
+                a.provider_name,
+                if a.reuse { " (reused: the provider never got it)" } else { "" }
+            ),
+        );
+        events.extend(a.steps.take());
+        claimed.push(Claimed { attempt: a, lease });
+    }
+    orders::record_events(&mut tx, &events)?;
+    tx.commit()?;
+    Ok(claimed)
+}
+
+/// record_outcome (+ schedule_first_check) for many placements, inside the caller's
+/// transaction: the placement rows and the accepted orders in one statement each, the rare
+/// outcomes (at-once verdicts, unknown outcomes) per order, every step as an event.
+pub fn record_placed(
+    tx: &mut postgres::Transaction<'_>,
+    placed: Vec<(Claimed, PlacementOutcome)>,
+    opts: &DispatchOptions,
+) -> Result<Vec<(Claimed, Recorded)>> {
+    // A rejection of a reused reference may mean "already placed": only a check knows.
+    let placed: Vec<(Claimed, PlacementOutcome)> = placed
+        .into_iter()
+        .map(|(c, o)| match o {
+            PlacementOutcome::Rejected { message } if c.attempt.reuse => {
+                (c, PlacementOutcome::Ambiguous { reason: format!("re-placement rejected ({message}); the first attempt may exist") })
+            }
+            o => (c, o),
+        })
+        .collect();
+    let rows: Vec<(i64, String, &str, String)> = placed
+        .iter()
+        .map(|(c, o)| {
+            let (outcome, message) = match o {
+                PlacementOutcome::Accepted { message, .. } => ("accepted", message),
+                PlacementOutcome::Rejected { message } => ("rejected", message),
+                PlacementOutcome::Ambiguous { reason } => ("ambiguous", reason),
             };
-            steps.step("record_outcome", format!("accepted by {provider_name}: status sent"));
-            match early {
-                Some(CheckOutcome::Approved { pin, message }) => {
-                    orders::finish_approved(&mut tx, order.id, Some(new_lease), pin.as_deref(), &message)?;
-                    steps.step("record_outcome", "the provider delivered at once: order approved");
-                    DispatchResult::Approved { pin }
-                }
-                Some(CheckOutcome::Cancelled { message }) => {
-                    let refund = orders::finish_rejected(&mut tx, order.id, Some(new_lease), &message)?;
-                    steps.step("record_outcome", format!("the provider cancelled at once: order rejected, refunded {}", refund.unwrap_or_default()));
-                    DispatchResult::Rejected { message }
-                }
-                _ => {
-                    steps.step("schedule_first_check", format!("first status check in {}", humantime::format_duration(opts.policy.first_check)));
-                    DispatchResult::Sent { provider: provider_name.into(), reference: reference.clone() }
+            (c.attempt.candidate.provider_id, c.attempt.request.reference.clone(), outcome, message.clone())
+        })
+        .collect();
+    orders::set_placement_outcomes(tx, &rows)?;
+    let accepted: Vec<orders::Accepted> = placed
+        .iter()
+        .filter_map(|(c, o)| match o {
+            PlacementOutcome::Accepted { external_order_id, message, .. } => {
+                Some((c.attempt.order.id, c.lease, external_order_id.clone(), message.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let recorded = orders::record_accepted_many(tx, &accepted, opts.policy.first_check)?;
+
+    let mut events = Vec::new();
+    let mut out = Vec::with_capacity(placed.len());
+    for (mut c, outcome) in placed {
+        let provider_name = c.attempt.provider_name.clone();
+        let reference = c.attempt.request.reference.clone();
+        let order_id = c.attempt.order.id;
+        let number = c.attempt.order.number;
+        let steps = &mut c.attempt.steps;
+        steps.step("place", format!("{provider_name} answered: {}", placement_summary(&outcome)));
+        // From here on the events take the status the row has once the outcome is written.
+        steps.external_status = None;
+        let result = match outcome {
+            PlacementOutcome::Accepted { early, .. } => {
+                let Some(&new_lease) = recorded.get(&order_id) else {
+                    log::warn!("order {number}: accepted by {provider_name}, but another process took the order over meanwhile; its result stands");
+                    steps.take();
+                    out.push((c, Recorded::Done(DispatchResult::Sent { provider: provider_name, reference })));
+                    continue;
+                };
+                steps.step("record_outcome", format!("accepted by {provider_name}: status sent"));
+                match early {
+                    Some(CheckOutcome::Approved { pin, message }) => {
+                        orders::finish_approved(tx, order_id, Some(new_lease), pin.as_deref(), &message)?;
+                        steps.step("record_outcome", "the provider delivered at once: order approved");
+                        Recorded::Done(DispatchResult::Approved { pin })
+                    }
+                    Some(CheckOutcome::Cancelled { message }) => {
+                        let refund = orders::finish_rejected(tx, order_id, Some(new_lease), &message)?;
+                        steps.step("record_outcome", format!("the provider cancelled at once: order rejected, refunded {}", refund.unwrap_or_default()));
+                        Recorded::Done(DispatchResult::Rejected { message })
+                    }
+                    _ => {
+                        steps.step("schedule_first_check", format!("first status check in {}", humantime::format_duration(opts.policy.first_check)));
+                        Recorded::Done(DispatchResult::Sent { provider: provider_name, reference })
+                    }
                 }
             }
+            PlacementOutcome::Rejected { message } => {
+                steps.step("record_outcome", format!("rejected by {provider_name}: {message}"));
+                Recorded::NextCandidate { provider: provider_name, message }
+            }
+            PlacementOutcome::Ambiguous { reason: message } => {
+                let reconcile_after = opts.policy.first_check.min(Duration::from_secs(60));
+                orders::record_ambiguous(tx, order_id, c.lease, &message, reconcile_after)?;
+                steps.step("record_outcome", format!("outcome unknown ({message}): awaiting reconciliation by a status check with reference {reference}"));
+                Recorded::Done(DispatchResult::AwaitingReconciliation { provider: provider_name, reference, message })
+            }
+        };
+        events.extend(steps.take());
+        out.push((c, result));
+    }
+    orders::record_events(tx, &events)?;
+    Ok(out)
+}
+
+/// After a batch: a rejected placement goes on to the order's next candidate (its fallback)
+/// under the lease it holds, through the one-order pipeline.
+pub fn continue_after_rejection(
+    client: &mut Client,
+    providers: &ProviderCache,
+    claimed: Claimed,
+    provider: String,
+    message: String,
+    opts: &DispatchOptions,
+) -> Result<DispatchResult> {
+    let Claimed { attempt, lease } = claimed;
+    let result = place_with_candidates(client, providers, &attempt.order, attempt.rest, Some(lease), Some((provider, message)), opts, attempt.steps)?;
+    log::info!("order {}: dispatch: {}", attempt.order.number, result_summary(&result));
+    Ok(result)
+}
+
+/// The monitor's batch: the new orders of a round whose routing is plain (automatic, to an
+/// external provider, first attempt) become attempts, resolved with one query for the orders
+/// and one lookup per package and provider. Anything else (manual or code routing, operator
+/// stops, retries of absent placements) is returned to go through the one-order pipeline,
+/// which records exactly why. Orders that cannot be dispatched at all are left alone, as the
+/// one-order pipeline leaves them.
+pub fn prepare_batch(
+    client: &mut Client,
+    providers: &ProviderCache,
+    ids: &[Uuid],
+    opts: &DispatchOptions,
+) -> Result<(Vec<Attempt>, Vec<Uuid>)> {
+    let mut lookups = Lookups::default();
+    let mut attempts = Vec::new();
+    let mut others = Vec::new();
+    for order in orders::load_orders(client, ids)? {
+        if let Err(why) = check_dispatchable(&order) {
+            log::info!("order {}: check_dispatchable: {why}", order.number);
+            continue;
         }
-        PlacementOutcome::Rejected { message } if !reuse => {
-            orders::set_placement_outcome(&mut tx, candidate.provider_id, &reference, "rejected", &message)?;
-            steps.step("record_outcome", format!("rejected by {provider_name}: {message}"));
-            orders::record_events(&mut tx, &steps.take())?;
-            tx.commit()?;
-            // Still ours: the next candidate is claimed under this lease.
-            *owned_lease = Some(lease);
-            return Ok(Some(ControlFlow::NextCandidate(provider_name.into(), message)));
+        let (routing, view) = lookups.routing(client, order.package_id, &order.tenant)?;
+        let plain = opts.provider_override.is_none()
+            && !opts.operator
+            && routing.mode == "auto"
+            && routing.provider_type == "external"
+            && order.provider_referans.is_none()
+            && check_routing(&view).iter().all(|p| !blocks_external(p));
+        if !plain {
+            others.push(order.id);
+            continue;
         }
-        PlacementOutcome::Rejected { message } | PlacementOutcome::Ambiguous { reason: message } => {
-            // A rejection of a reused reference may mean "already placed": only a check knows.
-            let message = if reuse { format!("re-placement rejected ({message}); the first attempt may exist") } else { message };
-            orders::set_placement_outcome(&mut tx, candidate.provider_id, &reference, "ambiguous", &message)?;
-            let reconcile_after = opts.policy.first_check.min(Duration::from_secs(60));
-            orders::record_ambiguous(&mut tx, order.id, lease, &message, reconcile_after)?;
-            steps.step("record_outcome", format!("outcome unknown ({message}): awaiting reconciliation by a status check with reference {reference}"));
-            DispatchResult::AwaitingReconciliation { provider: provider_name.into(), reference, message }
+        let mut steps = Steps::new(order.id, order.number, opts);
+        record_first_steps(&order, &mut steps);
+        let (candidates, message) = external_candidates(&routing, &view);
+        steps.step("resolve_routing", message);
+        let mut first_stop = None;
+        match next_attempt(client, providers, &mut lookups, &order, &mut candidates.into_iter(), None, false, &mut first_stop, steps)? {
+            Ok(a) if first_stop.is_none() => attempts.push(a),
+            // The primary cannot take it: the one-order pipeline records the stop or the fallback.
+            _ => others.push(order.id),
         }
-    };
-    orders::record_events(&mut tx, &steps.take())?;
-    tx.commit()?;
-    Ok(Some(ControlFlow::Done(result)))
+    }
+    Ok((attempts, others))
 }
 
 /// No candidate took the order: the last rejection, or the first configuration stop, is what
@@ -579,7 +845,7 @@ pub fn replace_absent(
     };
     let steps = Steps::new(order_id, order.number, opts);
     let candidate = Candidate { provider_id: pid, reuse_reference: Some(reference), role: "retry" };
-    place_with_candidates(client, providers, &order, vec![candidate], Some(lease), opts, steps)
+    place_with_candidates(client, providers, &order, vec![candidate], Some(lease), None, opts, steps)
 }
 
 /// The first reference of an order is its own uuid, so provider support can find it by our
@@ -590,14 +856,6 @@ fn new_reference(order: &OrderRow, later_attempt: bool) -> String {
     } else {
         order.id.to_string()
     }
-}
-
-fn provider_name(client: &mut Client, id: i64) -> Result<String> {
-    Ok(client.query_one("SELECT name FROM providers WHERE id = $1", &[&id])?.get(0))
-}
-
-fn provider_enabled(client: &mut Client, id: i64) -> Result<bool> {
-    Ok(client.query_one("SELECT enabled FROM providers WHERE id = $1", &[&id])?.get(0))
 }
 
 fn mapping_summary(mapping: &serde_json::Value) -> String {

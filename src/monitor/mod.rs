@@ -14,13 +14,13 @@ use crate::dispatch::{self, DispatchOptions, DispatchResult};
 use crate::domain::backoff::{BackoffPolicy, NextStep};
 use crate::error::Result;
 use crate::provider::cache::ProviderCache;
-use crate::provider::{scrub, CheckOutcome, Provider};
+use crate::provider::{scrub, CheckOutcome, PlacementOutcome, Provider};
 use crate::settings::HttpSettings;
 use chrono::Utc;
 use postgres::Client;
 use serde::Serialize;
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -87,9 +87,42 @@ struct Checked {
     outcome: CheckOutcome,
 }
 
+/// A placement made in this round, with what the provider answered.
+type Placed = (dispatch::Claimed, PlacementOutcome);
+
 enum Job {
-    Dispatch(DueOrder),
-    Check { provider: Arc<dyn Provider>, orders: Vec<DueOrder> },
+    /// The one-order pipeline (routing other than plain external), on a worker connection.
+    Dispatch(Uuid),
+    /// A placement of the round's batch, already claimed.
+    Place(Box<dispatch::Claimed>),
+    /// Status checks of one provider call (a batch for x-stor).
+    Check { provider: Arc<dyn Provider>, provider_id: Option<i64>, orders: Vec<DueOrder> },
+}
+
+impl Job {
+    /// The provider whose limit on calls in flight this job counts against, if any. (The
+    /// one-order pipeline takes its own permit.)
+    fn provider_id(&self) -> Option<i64> {
+        match self {
+            Job::Dispatch(_) => None,
+            Job::Place(c) => Some(c.provider_id()),
+            Job::Check { provider_id, .. } => *provider_id,
+        }
+    }
+}
+
+/// Count a dispatch's result in a round's report.
+fn tally_dispatch(t: &mut RoundReport, result: &DispatchResult) {
+    match result {
+        DispatchResult::Stopped { .. } => t.dispatch_stopped += 1,
+        DispatchResult::NotDispatchable { .. } => {}
+        DispatchResult::Approved { .. } => {
+            t.dispatched += 1;
+            t.approved += 1;
+        }
+        _ => t.dispatched += 1,
+    }
+    t.provider_calls += 1;
 }
 
 pub struct Monitor {
@@ -162,14 +195,17 @@ impl Monitor {
         if due.is_empty() {
             return Ok(report);
         }
+        let started = std::time::Instant::now();
         let now = Utc::now();
         let policy = self.settings.policy.clone();
+        let opts = self.dispatch_options();
         let mut jobs: VecDeque<Job> = VecDeque::new();
         let mut give_ups: Vec<DueOrder> = Vec::new();
         let mut by_provider: BTreeMap<i64, Vec<DueOrder>> = BTreeMap::new();
+        let mut new_orders: Vec<Uuid> = Vec::new();
         for o in due {
             match (o.external_status.as_str(), o.provider_id, o.provider_referans.is_some()) {
-                ("not_sent", _, _) => jobs.push_back(Job::Dispatch(o)),
+                ("not_sent", _, _) => new_orders.push(o.id),
                 (_, Some(pid), true) => {
                     // Out of checks and past the deadline: give up without asking again.
                     let since = o.sent_at.or(o.dispatched_at).unwrap_or(now);
@@ -190,44 +226,114 @@ impl Monitor {
             }
         }
 
-        // Provider calls, within each provider's limit across all processes.
+        // New orders with plain routing are placed as one batch; the rest take the one-order
+        // pipeline on a worker connection.
+        let (attempts, others) = if new_orders.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            dispatch::prepare_batch(&mut self.main, &self.providers, &new_orders, &opts)?
+        };
+        jobs.extend(others.into_iter().map(Job::Dispatch));
+        let mut attempts_by_provider: BTreeMap<i64, Vec<dispatch::Attempt>> = BTreeMap::new();
+        for a in attempts {
+            attempts_by_provider.entry(a.provider_id()).or_default().push(a);
+        }
+
+        // Provider calls, within each provider's limit across all processes: one permit
+        // request per provider per round covers its placements and its checks, and no more
+        // calls run against it at once than permits were granted.
         let mut held: Vec<(i64, Vec<i32>)> = Vec::new();
+        let mut limits: HashMap<i64, usize> = HashMap::new();
         let mut deferred: Vec<DueOrder> = Vec::new();
-        for (pid, list) in by_provider {
-            let provider = match self.providers.get(&mut self.main, pid) {
-                Ok(p) => p,
-                Err(e) => {
-                    // Its row is broken (e.g. credentials missing): every check is no news, so its
-                    // orders back off instead of being judged, and the warning says why.
-                    log::warn!("provider {pid} cannot be used: {}", e.message);
-                    jobs.push_back(Job::Check { provider: Arc::new(Unusable), orders: list });
-                    continue;
+        let mut to_claim: Vec<dispatch::Attempt> = Vec::new();
+        let mut check_calls: Vec<(i64, Arc<dyn Provider>, Vec<DueOrder>)> = Vec::new();
+        let pids: std::collections::BTreeSet<i64> = by_provider.keys().chain(attempts_by_provider.keys()).copied().collect();
+        for pid in pids {
+            let list = by_provider.remove(&pid).unwrap_or_default();
+            let placements = attempts_by_provider.remove(&pid).unwrap_or_default();
+            let provider = if list.is_empty() {
+                None
+            } else {
+                match self.providers.get(&mut self.main, pid) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        // Its row is broken (e.g. credentials missing): every check is no news, so its
+                        // orders back off instead of being judged, and the warning says why.
+                        log::warn!("provider {pid} cannot be used: {}", e.message);
+                        jobs.push_back(Job::Check { provider: Arc::new(Unusable), provider_id: None, orders: list.clone() });
+                        None
+                    }
                 }
             };
-            let chunk = provider.batch_limit().max(1);
-            let calls: Vec<Vec<DueOrder>> = list.chunks(chunk).map(|c| c.to_vec()).collect();
-            let wanted = calls.len().min(self.settings.concurrency) as i64;
+            let calls: Vec<Vec<DueOrder>> = match &provider {
+                Some(p) => list.chunks(p.batch_limit().max(1)).map(|c| c.to_vec()).collect(),
+                None => Vec::new(),
+            };
+            let wanted = (calls.len() + placements.len()).min(self.settings.concurrency) as i64;
+            if wanted == 0 {
+                continue;
+            }
             let slots = permits::acquire(&mut self.main, pid, &self.holder, wanted, self.settings.lease)?;
             if slots.is_empty() {
                 deferred.extend(calls.into_iter().flatten());
+                for a in placements {
+                    log::info!("order {}: provider {pid} is at its limit of calls in flight; trying again shortly", a.number());
+                    orders::defer(&mut self.main, a.order_id(), Duration::from_secs(1))?;
+                    report.deferred += 1;
+                }
                 continue;
             }
+            limits.insert(pid, slots.len());
             held.push((pid, slots));
-            for c in calls {
-                jobs.push_back(Job::Check { provider: provider.clone(), orders: c });
+            to_claim.extend(placements);
+            if let Some(p) = provider {
+                check_calls.extend(calls.into_iter().map(|c| (pid, p.clone(), c)));
             }
         }
 
-        let results = self.run_jobs(jobs, &mut report);
-        for (pid, slots) in &held {
-            permits::release(&mut self.main, *pid, &self.holder, slots)?;
-        }
-        let results = results?;
-        report.deferred = deferred.len();
-        let replace = self.write_back(results, give_ups, deferred, &mut report)?;
+        // write_reference for the whole batch, committed before any call.
+        let claimed = match dispatch::claim_attempts(&mut self.main, to_claim, &opts) {
+            Ok(c) => c,
+            Err(e) => {
+                self.release(&held);
+                return Err(e);
+            }
+        };
+        jobs.extend(claimed.into_iter().map(|c| Job::Place(Box::new(c))));
+        jobs.extend(check_calls.into_iter().map(|(pid, provider, orders)| Job::Check { provider, provider_id: Some(pid), orders }));
 
+        let prepared = started.elapsed();
+        let results = self.run_jobs(jobs, &limits, &mut report);
+        let called = started.elapsed();
+        let (checked, placed) = match results {
+            Ok(r) => r,
+            Err(e) => {
+                self.release(&held);
+                return Err(e);
+            }
+        };
+        report.deferred += deferred.len();
+        let (replace, rejected) = match self.write_back(checked, placed, give_ups, deferred, &held, &mut report) {
+            Ok(r) => r,
+            Err(e) => {
+                self.release(&held);
+                return Err(e);
+            }
+        };
+
+        log::debug!(
+            "round of {}: prepared and claimed in {} ms, calls in {} ms, written back in {} ms",
+            report.claimed,
+            prepared.as_millis(),
+            (called - prepared).as_millis(),
+            (started.elapsed() - called).as_millis()
+        );
+        // A definite rejection goes on to the order's fallback, one order at a time (rare).
+        for (claimed, provider, message) in rejected {
+            let result = dispatch::continue_after_rejection(&mut self.main, &self.providers, claimed, provider, message, &opts)?;
+            tally_dispatch(&mut report, &result);
+        }
         // Reconciliation showed the provider never got these: place them again, same reference.
-        let opts = self.dispatch_options();
         for o in replace {
             match dispatch::replace_absent(&mut self.main, &self.providers, o.id, o.lease, &opts)? {
                 DispatchResult::NotDispatchable { .. } => {}
@@ -237,15 +343,29 @@ impl Monitor {
         Ok(report)
     }
 
-    /// Run dispatch and check jobs on up to `concurrency` threads.
-    fn run_jobs(&mut self, jobs: VecDeque<Job>, report: &mut RoundReport) -> Result<Vec<Checked>> {
+    /// Give permits back when a round fails part-way (they would lapse by themselves after the
+    /// lease; this keeps the provider usable meanwhile). Best effort: the connection may be gone.
+    fn release(&mut self, held: &[(i64, Vec<i32>)]) {
+        for (pid, slots) in held {
+            if let Err(e) = permits::release(&mut self.main, *pid, &self.holder, slots) {
+                log::debug!("permits of provider {pid} not released ({}); they lapse with the lease", e.message);
+                return;
+            }
+        }
+    }
+
+    /// Run dispatch, placement and check jobs on up to `concurrency` threads, with no more
+    /// calls in flight against a provider than `limits` allows.
+    fn run_jobs(&mut self, jobs: VecDeque<Job>, limits: &HashMap<i64, usize>, report: &mut RoundReport) -> Result<(Vec<Checked>, Vec<Placed>)> {
         let threads = self.settings.concurrency.min(jobs.len()).max(1);
         let needs_db = jobs.iter().filter(|j| matches!(j, Job::Dispatch(_))).count().min(threads);
         while self.workers.len() < needs_db {
             self.workers.push(db::connect(&self.url)?);
         }
-        let queue = Mutex::new(jobs);
+        let queue = Mutex::new((jobs, HashMap::<i64, usize>::new()));
+        let freed = Condvar::new();
         let results: Mutex<Vec<Checked>> = Mutex::new(Vec::new());
+        let placed: Mutex<Vec<Placed>> = Mutex::new(Vec::new());
         let tally: Mutex<RoundReport> = Mutex::new(RoundReport::default());
         let first_error: Mutex<Option<crate::error::Error>> = Mutex::new(None);
         let opts = self.dispatch_options();
@@ -254,44 +374,56 @@ impl Monitor {
         conns.resize_with(threads, || None);
         std::thread::scope(|scope| {
             for conn in conns.into_iter() {
-                let (queue, results, tally, first_error, opts) = (&queue, &results, &tally, &first_error, &opts);
+                let (queue, freed, results, placed, tally, first_error, opts) = (&queue, &freed, &results, &placed, &tally, &first_error, &opts);
                 scope.spawn(move || {
                     let mut conn = conn;
                     loop {
-                        // Threads without a connection leave dispatch jobs to those with one.
+                        // Threads without a connection leave dispatch jobs to those with one; a
+                        // provider at its limit of calls in flight waits for one to finish.
                         let job = {
-                            let mut q = queue.lock().unwrap();
-                            let pos = q.iter().position(|j| conn.is_some() || matches!(j, Job::Check { .. }));
-                            match pos {
-                                Some(i) => q.remove(i),
-                                None => None,
+                            let mut guard = queue.lock().unwrap();
+                            loop {
+                                let (q, in_flight) = &mut *guard;
+                                if q.is_empty() {
+                                    break None;
+                                }
+                                let pos = q.iter().position(|j| match j.provider_id() {
+                                    Some(pid) => in_flight.get(&pid).copied().unwrap_or(0) < limits.get(&pid).copied().unwrap_or(usize::MAX),
+                                    None => conn.is_some() || !matches!(j, Job::Dispatch(_)),
+                                });
+                                match pos {
+                                    Some(i) => {
+                                        let job = q.remove(i).expect("position is in range");
+                                        if let Some(pid) = job.provider_id() {
+                                            *in_flight.entry(pid).or_default() += 1;
+                                        }
+                                        break Some(job);
+                                    }
+                                    // Only dispatch jobs left and no connection here: done.
+                                    None if q.iter().all(|j| matches!(j, Job::Dispatch(_))) => break None,
+                                    None => guard = freed.wait(guard).unwrap(),
+                                }
                             }
                         };
                         let Some(job) = job else { break };
+                        let pid = job.provider_id();
                         match job {
-                            Job::Dispatch(o) => {
+                            Job::Dispatch(id) => {
                                 let c = conn.as_deref_mut().expect("dispatch jobs go to threads with a connection");
-                                match dispatch::dispatch(c, providers, o.id, opts) {
-                                    Ok(r) => {
-                                        let mut t = tally.lock().unwrap();
-                                        match r.result {
-                                            DispatchResult::Stopped { .. } => t.dispatch_stopped += 1,
-                                            DispatchResult::NotDispatchable { .. } => {}
-                                            DispatchResult::Approved { .. } => {
-                                                t.dispatched += 1;
-                                                t.approved += 1;
-                                            }
-                                            _ => t.dispatched += 1,
-                                        }
-                                        t.provider_calls += 1;
-                                    }
+                                match dispatch::dispatch(c, providers, id, opts) {
+                                    Ok(r) => tally_dispatch(&mut tally.lock().unwrap(), &r.result),
                                     Err(e) => {
-                                        log::error!("order {}: dispatch failed: {}", o.number, e.message);
+                                        log::error!("order {id}: dispatch failed: {}", e.message);
                                         first_error.lock().unwrap().get_or_insert(e);
                                     }
                                 }
                             }
-                            Job::Check { provider, orders } => {
+                            Job::Place(claimed) => {
+                                let outcome = claimed.place();
+                                tally.lock().unwrap().provider_calls += 1;
+                                placed.lock().unwrap().push((*claimed, outcome));
+                            }
+                            Job::Check { provider, orders, .. } => {
                                 let refs: Vec<String> = orders.iter().map(|o| o.provider_referans.clone().unwrap_or_default()).collect();
                                 let outcomes = if refs.len() == 1 { vec![provider.check(&refs[0])] } else { provider.check_many(&refs) };
                                 let secrets = provider.config().secrets();
@@ -301,6 +433,13 @@ impl Monitor {
                                     r.push(Checked { order, outcome: scrub_check(outcome, &secrets) });
                                 }
                             }
+                        }
+                        if let Some(pid) = pid {
+                            let mut guard = queue.lock().unwrap();
+                            if let Some(n) = guard.1.get_mut(&pid) {
+                                *n -= 1;
+                            }
+                            freed.notify_all();
                         }
                     }
                 });
@@ -314,18 +453,22 @@ impl Monitor {
                 return Err(e);
             }
         }
-        Ok(results.into_inner().unwrap())
+        Ok((results.into_inner().unwrap(), placed.into_inner().unwrap()))
     }
 
     /// Write every result back in one transaction, guarded by lease. Returns the orders whose
     /// reconciliation showed the provider never got them (to be placed again).
+    #[allow(clippy::type_complexity)]
     fn write_back(
         &mut self,
         results: Vec<Checked>,
+        placed: Vec<Placed>,
         give_ups: Vec<DueOrder>,
         deferred: Vec<DueOrder>,
+        held: &[(i64, Vec<i32>)],
         report: &mut RoundReport,
-    ) -> Result<Vec<DueOrder>> {
+    ) -> Result<(Vec<DueOrder>, Vec<(dispatch::Claimed, String, String)>)> {
+        let opts = self.dispatch_options();
         let policy = self.settings.policy.clone();
         let now = Utc::now();
         let mut approvals: Vec<(Uuid, i64, Option<String>, String)> = Vec::new();
@@ -487,8 +630,28 @@ impl Monitor {
         events.extend(keep(reschedule_events, &rescheduled));
         events.extend(other_events);
         orders::record_events(&mut tx, &events)?;
+
+        // The round's placements: their outcomes and steps, in the same transaction.
+        let mut rejected = Vec::new();
+        for (claimed, recorded) in dispatch::record_placed(&mut tx, placed, &opts)? {
+            match recorded {
+                dispatch::Recorded::Done(result) => {
+                    log::info!("order {}: dispatch: {}", claimed.number(), dispatch::result_summary(&result));
+                    let mut t = RoundReport::default();
+                    tally_dispatch(&mut t, &result);
+                    // The call itself was counted when it was made.
+                    t.provider_calls = 0;
+                    report.add(&t);
+                }
+                dispatch::Recorded::NextCandidate { provider, message } => rejected.push((claimed, provider, message)),
+            }
+        }
+        // The permits go back with the results: one commit for both.
+        for (pid, slots) in held {
+            permits::release(&mut tx, *pid, &self.holder, slots)?;
+        }
         tx.commit()?;
-        Ok(replace)
+        Ok((replace, rejected))
     }
 }
 

@@ -26,10 +26,11 @@
 //!   site's front page, so an adapter pointed at the wrong base URL sees HTML.
 //! - **Control:** `GET /_sim/stats`, `POST /_sim/config` (a JSON object of fault, latency and
 //!   timing settings; durations as "300ms" or milliseconds), `POST /_sim/reset`.
-//! - **Speed.** Worker threads take requests from tiny_http; the order map lock is held only
+//! - **Speed.** Worker threads take requests from the connections (see `http`); the order map lock is held only
 //!   for the map operation, never while sleeping for latency or a hang. Credentials and query
 //!   strings are never logged.
 
+mod http;
 mod state;
 mod xstor;
 mod znet;
@@ -40,7 +41,6 @@ use crate::cli::SimulateArgs;
 use crate::error::{Error, Result};
 use serde_json::{json, Value};
 use state::Store;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -216,9 +216,6 @@ impl Stopper {
     fn stop(&self) {
         *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
         self.cv.notify_all();
-    }
-    fn is_stopped(&self) -> bool {
-        *self.stopped.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -409,8 +406,8 @@ fn protocol(shared: &Shared, rng: &mut Rng, call: Call, query: &str, token: Opti
     }
 }
 
-fn control(shared: &Shared, req: &mut tiny_http::Request, path: &str) -> Reply {
-    let post = *req.method() == tiny_http::Method::Post;
+fn control(shared: &Shared, req: &http::Request, path: &str) -> Reply {
+    let post = req.method == "POST";
     match (path, post) {
         ("/_sim/stats", false) => Reply::json(200, &shared.store.stats()),
         ("/_sim/reset", true) => {
@@ -418,11 +415,10 @@ fn control(shared: &Shared, req: &mut tiny_http::Request, path: &str) -> Reply {
             Reply::json(200, &json!({"reset": true}))
         }
         ("/_sim/config", true) => {
-            let mut body = String::new();
-            if req.as_reader().take(64 * 1024).read_to_string(&mut body).is_err() {
+            let Ok(body) = std::str::from_utf8(&req.body) else {
                 return Reply::json(400, &json!({"error": "the body is not UTF-8 text"}));
-            }
-            let parsed = serde_json::from_str::<Value>(&body).map_err(|e| format!("the body is not JSON: {e}"));
+            };
+            let parsed = serde_json::from_str::<Value>(body).map_err(|e| format!("the body is not JSON: {e}"));
             match parsed.and_then(|v| configure(shared, &v)) {
                 Ok(now) => Reply::json(200, &now),
                 Err(e) => Reply::json(400, &json!({"error": e})),
@@ -439,35 +435,26 @@ fn configure(shared: &Shared, v: &Value) -> std::result::Result<Value, String> {
     Ok(guard.to_json())
 }
 
-fn handle(shared: &Shared, rng: &mut Rng, mut req: tiny_http::Request) {
-    let url = req.url().to_string();
+fn handle(shared: &Shared, rng: &mut Rng, req: http::Request) {
+    let url = req.url.clone();
     let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
     // The path only: queries carry Znet passwords.
-    log::debug!("simulator: {} {path}", req.method());
+    log::debug!("simulator: {} {path}", req.method);
     let reply = if path.starts_with("/_sim/") {
-        control(shared, &mut req, path)
+        control(shared, &req, path)
     } else if let Some(call) = Call::route(path) {
-        let token = req
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv("api-token"))
-            .map(|h| h.value.as_str().to_string());
+        let token = req.header("api-token").map(str::to_string);
         protocol(shared, rng, call, query, token.as_deref())
     } else {
         Reply::html(200)
     };
-    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], reply.content_type.as_bytes())
-        .expect("static content types are valid headers");
-    let response = tiny_http::Response::from_data(reply.body).with_status_code(reply.status).with_header(header);
-    if let Err(e) = req.respond(response) {
-        log::debug!("simulator: client went away before the reply: {e}");
-    }
+    req.respond(reply.status, reply.content_type, &reply.body);
 }
 
 /// A running simulator. Stops (and waits for its workers) when dropped.
 pub struct Simulator {
     addr: SocketAddr,
-    server: Arc<tiny_http::Server>,
+    server: Arc<http::Server>,
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -494,14 +481,11 @@ impl Simulator {
         if settings.xstor_tokens.iter().any(|t| t.trim().is_empty()) {
             return Err(Error::invalid("an --xstor-token is empty"));
         }
-        let server = tiny_http::Server::http(listen).map_err(|e| {
+        let server = http::Server::bind(listen).map_err(|e| {
             Error::invalid(format!("the simulator cannot listen on {listen}: {e}"))
                 .with_hint("pick another address, or port 0 for a free one (e.g. --listen 127.0.0.1:0)")
         })?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| Error::internal("the simulator is not listening on an IP address"))?;
+        let addr = server.addr();
         let server = Arc::new(server);
         let shared = Arc::new(Shared {
             dynamic: RwLock::new(dynamic),
@@ -517,11 +501,9 @@ impl Simulator {
                 let mut rng = Rng(settings.seed ^ (i as u64 + 1).wrapping_mul(0xd1b5_4a32_d192_ed03));
                 std::thread::Builder::new()
                     .name(format!("sim-{i}"))
-                    .spawn(move || loop {
-                        match server.recv() {
-                            Ok(req) => handle(&shared, &mut rng, req),
-                            Err(_) if shared.stopper.is_stopped() => break,
-                            Err(e) => log::debug!("simulator: receive failed: {e}"),
+                    .spawn(move || {
+                        while let Some(req) = server.recv() {
+                            handle(&shared, &mut rng, req);
                         }
                     })
                     .map_err(|e| Error::internal(format!("cannot start a simulator thread: {e}")))
@@ -564,9 +546,7 @@ impl Simulator {
 impl Drop for Simulator {
     fn drop(&mut self) {
         self.shared.stopper.stop();
-        for _ in &self.workers {
-            self.server.unblock();
-        }
+        self.server.stop();
         for w in self.workers.drain(..) {
             let _ = w.join();
         }

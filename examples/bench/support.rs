@@ -1,0 +1,493 @@
+//! The benchmark's plumbing: databases, processes, the simulator, statistics and the table.
+
+use postgres::{Client, NoTls};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use uuid::Uuid;
+
+use super::ProviderKind;
+
+pub fn die(msg: &str) -> ! {
+    eprintln!("bench: {msg}");
+    std::process::exit(2)
+}
+
+pub fn connect(url: &str) -> Client {
+    Client::connect(url, NoTls).unwrap_or_else(|e| die(&format!("cannot connect to {url}: {e}")))
+}
+
+/// Build the release binary the processes run (a no-op when it is up to date) and return its path.
+pub fn build_orderctl() -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--bin", "orderctl"])
+        .status()
+        .unwrap_or_else(|e| die(&format!("cannot run cargo: {e}")));
+    if !status.success() {
+        die("cargo build --release --bin orderctl failed");
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/release/examples/bench -> target/release/orderctl
+    let bin = exe.parent().and_then(|p| p.parent()).map(|p| p.join("orderctl")).unwrap();
+    if !bin.exists() {
+        die(&format!("{} not found after the build", bin.display()));
+    }
+    bin.to_string_lossy().into_owned()
+}
+
+pub fn run_checked(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| die(&format!("cannot run {cmd:?}: {e}")));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        die(&format!("{cmd:?} failed:\n{text}"));
+    }
+    text
+}
+
+/// The number after `prefix` in a tool's output ("tps = 1234.5 (...)").
+pub fn parse_after(text: &str, prefix: &str) -> Option<f64> {
+    let rest = &text[text.find(prefix)? + prefix.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+pub fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+pub fn now_ms() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0
+}
+
+/// The machine, as BENCHMARKS.md describes it.
+pub fn machine(admin_url: &str) -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("?").trim().to_string();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kb: f64 = meminfo.lines().find(|l| l.starts_with("MemTotal")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let mut c = connect(admin_url);
+    let setting = |c: &mut Client, name: &str| -> String { c.query_one(&format!("SHOW {name}"), &[]).map(|r| r.get(0)).unwrap_or_default() };
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": model,
+        "memory_gb": (mem_kb / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+        "postgres": setting(&mut c, "server_version"),
+        "shared_buffers": setting(&mut c, "shared_buffers"),
+        "synchronous_commit": setting(&mut c, "synchronous_commit"),
+        "fsync": setting(&mut c, "fsync"),
+        "wal_sync_method": setting(&mut c, "wal_sync_method"),
+        "commit_delay": setting(&mut c, "commit_delay"),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Databases
+
+pub struct Server {
+    admin_url: String,
+    prefix: String,
+    counter: std::cell::Cell<usize>,
+}
+
+impl Server {
+    pub fn new(admin_url: &str) -> Server {
+        Server { admin_url: admin_url.to_string(), prefix: format!("orderctl_bench_{}", std::process::id()), counter: std::cell::Cell::new(0) }
+    }
+
+    pub fn url_for(&self, db: &str) -> String {
+        let mut u = url::Url::parse(&self.admin_url).unwrap_or_else(|e| die(&format!("the database URL is not a URL: {e}")));
+        u.set_path(&format!("/{db}"));
+        u.to_string()
+    }
+
+    fn name(&self, what: &str) -> String {
+        let n = self.counter.get();
+        self.counter.set(n + 1);
+        format!("{}_{what}_{n}", self.prefix)
+    }
+
+    pub fn create_empty(&self, what: &str) -> String {
+        let name = self.name(what);
+        connect(&self.admin_url).batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        name
+    }
+
+    /// A migrated database with the benchmark's setup applied, cloned for every run.
+    pub fn template(&self, sim_url: &str) -> String {
+        let name = self.create_empty("template");
+        let mut c = connect(&self.url_for(&name));
+        orderctl::db::migrate::migrate(&mut c, &orderctl::db::migrate::built_in(), false)
+            .unwrap_or_else(|e| die(&format!("migrate: {}", e.message)));
+        match orderctl::db::setup::apply_text(&mut c, &setup(sim_url).to_string(), false) {
+            Ok(orderctl::db::setup::ApplyOutcome::Applied(_)) => {}
+            Ok(orderctl::db::setup::ApplyOutcome::Invalid(p)) => die(&format!("setup refused: {p:?}")),
+            Err(e) => die(&format!("apply: {}", e.message)),
+        }
+        name
+    }
+
+    pub fn clone_of(&self, template: &str, what: &str) -> String {
+        let name = self.name(what);
+        connect(&self.admin_url).batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}")).unwrap();
+        name
+    }
+
+    pub fn drop_database(&self, name: &str) {
+        let _ = connect(&self.admin_url).batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
+}
+
+/// Two providers on the simulator; a Znet package (x-stor fallback) and an x-stor package.
+/// Balances large enough for every order any scenario inserts.
+fn setup(sim_url: &str) -> Value {
+    json!({
+      "tenants": [{
+        "name": "bench",
+        "users": [{"name": "buyer", "email": "buyer@example.com", "balance": "100000000.00", "overdraft_limit": "0"}],
+        "providers": [
+          {"name": "znet-main", "kind": "znet", "base_url": sim_url, "credentials": {"kod": "bayi1", "sifre": "s3cret"}},
+          {"name": "xstor", "kind": "xstor", "base_url": sim_url, "credentials": {"api_token": "tok-bench"}}
+        ],
+        "packages": [
+          {"name": "pubg-60", "product": "PUBG Mobile", "price": "1.10",
+           "routing": {"mode": "auto", "provider_type": "external", "primary": "znet-main", "fallback": "xstor"},
+           "mappings": {"znet-main": {"oyun": "7001", "kupur": "60"}, "xstor": {"product_id": "501", "player_param": "playerId"}}},
+          {"name": "freefire-100", "product": "Free Fire", "price": "2.00",
+           "routing": {"mode": "auto", "provider_type": "external", "primary": "xstor"},
+           "mappings": {"xstor": {"product_id": "502", "player_param": "playerId"}}}
+        ]
+      }]
+    })
+}
+
+/// Insert orders by SQL as the shop's web app would: the order rows and their ledger charges in
+/// one statement. Returns the new ids.
+pub fn insert_orders(c: &mut Client, package: &str, n: i64) -> Vec<Uuid> {
+    c.query(
+        "WITH new AS (
+             INSERT INTO orders (id, tenant_id, user_id, package_id, user_identifier, price)
+             SELECT gen_random_uuid(), u.tenant_id, u.id, p.id, 'player-' || g, p.price
+               FROM users u JOIN packages p ON p.tenant_id = u.tenant_id AND p.name = $1, generate_series(1, $2::bigint) g
+              WHERE u.name = 'buyer'
+             RETURNING id, tenant_id, user_id, price)
+         , charge AS (INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount)
+                      SELECT tenant_id, user_id, id, 'charge', -price FROM new RETURNING amount)
+         , paid AS (UPDATE users SET balance = balance + (SELECT sum(amount) FROM charge) WHERE name = 'buyer')
+         SELECT id FROM new",
+        &[&package, &n],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+pub fn final_count(c: &mut Client) -> i64 {
+    c.query_one("SELECT count(*) FROM orders WHERE status <> 'pending'", &[]).unwrap().get(0)
+}
+
+/// True while any order has work scheduled. A probe of the small partial index, cheap enough
+/// to poll every few milliseconds without taking CPU from what is measured (counting final
+/// orders scans the table).
+pub fn work_left(c: &mut Client) -> bool {
+    c.query_one("SELECT EXISTS (SELECT 1 FROM orders WHERE next_check_at IS NOT NULL)", &[]).unwrap().get(0)
+}
+
+/// Poll every 10 ms until `done` or the timeout.
+pub fn wait_until(c: &mut Client, timeout: Duration, mut done: impl FnMut(&mut Client) -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done(c) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    done(c)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+fn terminate(child: &mut Child) {
+    // SAFETY: kill(2) on the pid of a child we started and have not reaped.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `orderctl daemon` as a process against one database.
+pub struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    pub fn start(bin: &str, url: &str, extra: &[&str]) -> Daemon {
+        let child = Command::new(bin)
+            .arg("daemon")
+            .args(extra)
+            .env("DATABASE_URL", url)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| die(&format!("cannot start the daemon: {e}")));
+        Daemon { child }
+    }
+
+    /// Wait until the daemon's connections are open (it shows up in pg_stat_activity).
+    pub fn wait_ready(&self, c: &mut Client) {
+        let ok = wait_until(c, Duration::from_secs(10), |c| {
+            let n: i64 = c
+                .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'orderctl'", &[])
+                .unwrap()
+                .get(0);
+            n >= 2
+        });
+        if !ok {
+            die("the daemon did not connect within 10 s");
+        }
+    }
+
+    /// The peak resident set size so far (VmHWM), in kB.
+    pub fn peak_rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+/// Wall time of one short command run as a process, in ms.
+pub fn time_process(bin: &str, url: &str, args: &[&str]) -> f64 {
+    let t = Instant::now();
+    let out = Command::new(bin).args(args).env("DATABASE_URL", url).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    if !out.success() {
+        die(&format!("orderctl {args:?} failed"));
+    }
+    ms
+}
+
+// ---------------------------------------------------------------------------------------------
+// The simulator, as a subprocess
+
+pub struct Sim {
+    child: Child,
+    pub base: String,
+    agent: ureq::Agent,
+}
+
+impl Sim {
+    pub fn start(bin: &str) -> Sim {
+        let mut child = Command::new(bin)
+            .args(["simulate", "--listen", "127.0.0.1:0", "--threads", "8", "--complete-after", "0s"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| die(&format!("cannot start the simulator: {e}")));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| die(&format!("simulator said {line:?}"))).to_string();
+        let agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(30))).http_status_as_error(false).build().new_agent();
+        Sim { child, base: format!("http://{addr}"), agent }
+    }
+
+    /// Forget all orders and apply a configuration.
+    pub fn reset(&self, config: Value) {
+        self.agent.post(&format!("{}/_sim/reset", self.base)).send_empty().unwrap();
+        self.agent.post(&format!("{}/_sim/config", self.base)).send_json(&config).unwrap();
+    }
+
+    pub fn stats(&self) -> Value {
+        self.agent.get(&format!("{}/_sim/stats", self.base)).call().unwrap().body_mut().read_json().unwrap()
+    }
+
+    pub fn status_calls(&self) -> u64 {
+        self.stats()["status_calls"].as_u64().unwrap_or(0)
+    }
+
+    /// Place these references at the simulator (setup for the status-check scenario, untimed).
+    pub fn place_all(&self, kind: ProviderKind, ids: &[Uuid]) {
+        std::thread::scope(|s| {
+            for chunk in ids.chunks(ids.len().div_ceil(4).max(1)) {
+                s.spawn(move || {
+                    for id in chunk {
+                        let req = match kind {
+                            ProviderKind::Znet => self.agent.get(&format!(
+                                "{}/servis/pin_ekle.php?kod=bayi1&sifre=s3cret&oyun=7001&kupur=60&referans={id}",
+                                self.base
+                            )),
+                            ProviderKind::Xstor => self
+                                .agent
+                                .get(&format!("{}/client/api/newOrder/502/params?qty=1&playerId=p&order_uuid={id}", self.base))
+                                .header("api-token", "tok-bench"),
+                        };
+                        let body = req.call().unwrap().body_mut().read_to_string().unwrap();
+                        if !(body.starts_with("OK") || body.contains("\"OK\"") || body.contains("\"status\"")) {
+                            die(&format!("placing at the simulator failed: {body}"));
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    /// Znet status lookups per second from `threads` tight client loops.
+    pub fn request_rate(&self, window: Duration, threads: usize) -> f64 {
+        let total: u64 = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(move || {
+                        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+                        let url = format!("{}/servis/pin_kontrol.php?kod=bayi1&sifre=s3cret&tahsilat_api_islem_id=none", self.base);
+                        let stop = Instant::now() + window;
+                        let mut n = 0u64;
+                        while Instant::now() < stop {
+                            agent.get(&url).call().unwrap().body_mut().read_to_string().unwrap();
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        total as f64 / window.as_secs_f64()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+#[derive(Clone, Copy)]
+pub enum Target {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Target {
+    fn met(self, v: f64) -> bool {
+        match self {
+            Target::AtLeast(t) => v >= t,
+            Target::AtMost(t) => v <= t,
+        }
+    }
+    fn show(self) -> String {
+        match self {
+            Target::AtLeast(t) => format!(">= {}", fmt(t)),
+            Target::AtMost(t) => format!("<= {}", fmt(t)),
+        }
+    }
+}
+
+pub struct Row {
+    name: String,
+    value: f64,
+    unit: String,
+    target: Option<Target>,
+    ratio: Option<(f64, String)>,
+    note: String,
+}
+
+#[derive(Default)]
+pub struct Results {
+    pub rows: Vec<Row>,
+    pub floor_tps: f64,
+    pub floor_commit_ms: f64,
+    pub floor_unnest: f64,
+    pub floor_sim: f64,
+    pub checks_znet: f64,
+}
+
+fn fmt(v: f64) -> String {
+    if v.is_nan() {
+        "n/a".into()
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+impl Results {
+    pub fn add(&mut self, name: &str, value: f64, unit: &str, target: Option<Target>, ratio: Option<(f64, &str)>, note: &str) {
+        self.rows.push(Row {
+            name: name.into(),
+            value,
+            unit: unit.into(),
+            target,
+            ratio: ratio.map(|(r, s)| (r, s.to_string())),
+            note: note.into(),
+        });
+    }
+
+    pub fn print(&self) {
+        println!("| figure | median | target | met | ratio to the floor | note |");
+        println!("|---|---|---|---|---|---|");
+        for r in &self.rows {
+            let target = r.target.map(|t| t.show()).unwrap_or_default();
+            let met = match r.target {
+                Some(t) if t.met(r.value) => "yes",
+                Some(_) => "**no**",
+                None => "",
+            };
+            let ratio = r.ratio.as_ref().map(|(v, s)| format!("{} {s}", fmt(*v))).unwrap_or_default();
+            println!("| {} | {} {} | {target} | {met} | {ratio} | {} |", r.name, fmt(r.value), r.unit, r.note);
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        Value::Array(
+            self.rows
+                .iter()
+                .map(|r| {
+                    json!({
+                        "figure": r.name, "median": r.value, "unit": r.unit,
+                        "target": r.target.map(|t| t.show()), "met": r.target.map(|t| t.met(r.value)),
+                        "ratio": r.ratio.as_ref().map(|(v, s)| json!({"value": v, "of": s})), "note": r.note,
+                    })
+                })
+                .collect(),
+        )
+    }
+}

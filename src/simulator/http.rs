@@ -1,0 +1,188 @@
+//! The simulator's HTTP/1.1 server: a thread per connection reads requests (keep-alive) and
+//! hands each to the worker threads, which answer it.
+//!
+//! Why not tiny_http, which this replaced: its connection task pool counts a waiting thread
+//! as free until that thread wakes, so two connections accepted close together can both be
+//! given to one thread; the second then waits until the first (a keep-alive connection) is
+//! closed by its client. Under load one request in a few thousand hung for the client's whole
+//! timeout (20 s), which made benchmarks and timing-sensitive tests lie.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Longest request head (request line and headers) and body accepted.
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_BODY: usize = 1024 * 1024;
+
+pub struct Request {
+    pub method: String,
+    /// Path and query, as sent.
+    pub url: String,
+    headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    reply_to: SyncSender<Vec<u8>>,
+}
+
+impl Request {
+    /// The value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn respond(self, status: u16, content_type: &str, body: &[u8]) {
+        let mut out = format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            reason(status),
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(body);
+        // The connection may be gone already; nothing to tell anyone then.
+        let _ = self.reply_to.send(out);
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        _ => "Status",
+    }
+}
+
+pub struct Server {
+    addr: SocketAddr,
+    queue: Mutex<Receiver<Request>>,
+    stopped: Arc<AtomicBool>,
+}
+
+impl Server {
+    pub fn bind(listen: &str) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(listen)?;
+        let addr = listener.local_addr()?;
+        // Bounded: a flood of requests waits in the connections, not in memory.
+        let (tx, rx) = sync_channel::<Request>(1024);
+        let stopped = Arc::new(AtomicBool::new(false));
+        let stop = stopped.clone();
+        std::thread::Builder::new().name("sim-accept".into()).spawn(move || {
+            for stream in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let (tx, stop) = (tx.clone(), stop.clone());
+                let _ = std::thread::Builder::new().name("sim-conn".into()).spawn(move || serve_connection(stream, tx, stop));
+            }
+        })?;
+        Ok(Server { addr, queue: Mutex::new(rx), stopped })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The next request; None once the server is stopped.
+    pub fn recv(&self) -> Option<Request> {
+        loop {
+            if self.stopped.load(Ordering::SeqCst) {
+                return None;
+            }
+            let r = self.queue.lock().unwrap_or_else(|p| p.into_inner()).recv_timeout(Duration::from_millis(100));
+            match r {
+                Ok(req) => return Some(req),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Stop accepting and serving; workers see None from `recv` within 100 ms.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+fn serve_connection(stream: TcpStream, queue: SyncSender<Request>, stopped: Arc<AtomicBool>) {
+    let _ = stream.set_nodelay(true);
+    // An idle keep-alive connection is checked for shutdown now and then.
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let Ok(mut writer) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(stream);
+    while !stopped.load(Ordering::SeqCst) {
+        let (req, rx, keep_alive) = match read_request(&mut reader) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(_) => {
+                let _ = writer.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                return;
+            }
+        };
+        if queue.send(req).is_err() {
+            return;
+        }
+        let Ok(response) = rx.recv() else { return };
+        if writer.write_all(&response).is_err() || !keep_alive {
+            return;
+        }
+    }
+}
+
+/// Read one request. Ok(None): the client closed the connection between requests.
+#[allow(clippy::type_complexity)]
+fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<(Request, Receiver<Vec<u8>>, bool)>> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    // Once a request has started, a slow client is waited for rather than dropped mid-request.
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(url), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad("malformed request line"));
+    };
+    let (method, url, version) = (method.to_string(), url.to_string(), version.to_string());
+    let mut headers = Vec::new();
+    let mut head = line.len();
+    loop {
+        let mut h = String::new();
+        loop {
+            match reader.read_line(&mut h) {
+                Ok(0) => return Err(bad("connection closed inside the headers")),
+                Ok(_) => break,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        head += h.len();
+        if head > MAX_HEAD {
+            return Err(bad("request head too long"));
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let header = |name: &str| headers.iter().find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    if length > MAX_BODY {
+        return Err(bad("request body too long"));
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    let connection = header("connection").unwrap_or_default().to_ascii_lowercase();
+    let keep_alive = if version == "HTTP/1.0" { connection == "keep-alive" } else { connection != "close" };
+    let (reply_to, rx) = sync_channel(1);
+    Ok(Some((Request { method, url, headers, body, reply_to }, rx, keep_alive)))
+}
