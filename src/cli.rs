@@ -341,9 +341,12 @@ pub struct PollArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct WorkArgs {
-    /// Orders in the batch safety sweep, and orders claimed per round
+    /// Orders checked by the batch safety sweep (the oldest open ones)
     #[arg(long, env = "ORDERCTL_BATCH_SIZE", default_value_t = 100, value_name = "N")]
     pub batch_size: i64,
+    /// Due orders claimed per round; larger rounds spread each round's fixed cost (see BENCHMARKS.md)
+    #[arg(long, env = "ORDERCTL_ROUND_SIZE", default_value_t = 500, value_name = "N")]
+    pub round_size: i64,
     /// How long a claim keeps other workers off an order (must exceed --request-timeout)
     #[arg(long, env = "ORDERCTL_LEASE", default_value = "60s", value_name = "DURATION")]
     pub lease: humantime::Duration,

@@ -78,6 +78,7 @@ impl PolicyArgs {
 #[derive(Debug, Clone)]
 pub struct WorkSettings {
     pub batch_size: i64,
+    pub round_size: i64,
     pub lease: Duration,
     pub stuck_after: Duration,
     pub concurrency: usize,
@@ -88,6 +89,9 @@ impl WorkArgs {
         let concurrency = self.concurrency;
         if self.batch_size < 1 || self.batch_size > 10_000 {
             return Err(Error::invalid(format!("--batch-size must be between 1 and 10000, got {}", self.batch_size)));
+        }
+        if self.round_size < 1 || self.round_size > 10_000 {
+            return Err(Error::invalid(format!("--round-size must be between 1 and 10000, got {}", self.round_size)));
         }
         if !(1..=1024).contains(&concurrency) {
             return Err(Error::invalid(format!("--concurrency must be between 1 and 1024, got {concurrency}")));
@@ -100,6 +104,6 @@ impl WorkArgs {
                 humantime::format_duration(http.request_timeout)
             )));
         }
-        Ok(WorkSettings { batch_size: self.batch_size, lease, stuck_after: self.stuck_after.into(), concurrency })
+        Ok(WorkSettings { batch_size: self.batch_size, round_size: self.round_size, lease, stuck_after: self.stuck_after.into(), concurrency })
     }
 }

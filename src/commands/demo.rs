@@ -414,7 +414,7 @@ fn run_monitor(url: &str, total: u64, interrupt: &Interrupt) -> Result<stats::Se
         give_up_after: Duration::from_secs(60),
         jitter: 0.1,
     };
-    let settings = MonitorSettings { policy, lease: Duration::from_secs(15), batch_size: 100, concurrency: 8, tenant_id: None };
+    let settings = MonitorSettings { policy, lease: Duration::from_secs(15), batch_size: 100, round_size: 100, concurrency: 8, tenant_id: None };
     let mut monitor = Monitor::new(url, http, settings)?;
     let progress = Progress::new(total);
     let started = Instant::now();

@@ -18,6 +18,7 @@ pub fn run(s: &Settings, a: &PollArgs) -> Result<()> {
         policy,
         lease: s.http.request_timeout * 3,
         batch_size: 1,
+        round_size: 1,
         concurrency: 1,
         tenant_id: None,
     };

@@ -40,7 +40,7 @@ pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
         None => None,
     };
     drop(client);
-    let settings = MonitorSettings { policy, lease: work.lease, batch_size: work.batch_size, concurrency: work.concurrency, tenant_id };
+    let settings = MonitorSettings { policy, lease: work.lease, batch_size: work.batch_size, round_size: work.round_size, concurrency: work.concurrency, tenant_id };
     let mut monitor = Monitor::new(&s.database_url, s.http, settings)?;
 
     // Due work, round after round, until nothing is due. An order handled once in this sweep is
@@ -49,7 +49,7 @@ pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
     let mut rounds = 0;
     let mut seen: HashSet<uuid::Uuid> = HashSet::new();
     while started.elapsed() < MAX_SWEEP_TIME {
-        let batch = monitor.settings.batch_size;
+        let batch = monitor.settings.round_size;
         let ids = db::orders::peek_due(monitor.client(), batch, tenant_id)?;
         let fresh: Vec<uuid::Uuid> = ids.into_iter().filter(|id| !seen.contains(id)).collect();
         if fresh.is_empty() {

@@ -188,7 +188,7 @@ fn work_loop(settings: &DaemonSettings, shared: &Shared) -> Result<()> {
                     if announced_ready {
                         log::warn!("reconnected to the database; carrying on");
                     } else {
-                        log::info!("connected; working (concurrency {}, batch {})", settings.monitor.concurrency, settings.monitor.batch_size);
+                        log::info!("connected; working (concurrency {}, round size {})", settings.monitor.concurrency, settings.monitor.round_size);
                         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                         announced_ready = true;
                     }

@@ -31,7 +31,10 @@ pub struct MonitorSettings {
     /// How long a claim keeps others off an order (longer than a provider call can take).
     pub lease: Duration,
     /// Orders claimed per round.
+    /// Orders checked by the batch safety sweep.
     pub batch_size: i64,
+    /// Due orders claimed per round.
+    pub round_size: i64,
     /// Provider calls in flight at once from this process.
     pub concurrency: usize,
     /// Restrict to one tenant.
@@ -174,7 +177,7 @@ impl Monitor {
 
     /// One round over due work.
     pub fn round(&mut self) -> Result<RoundReport> {
-        let due = orders::claim_due(&mut self.main, self.settings.batch_size, self.settings.lease, self.settings.tenant_id)?;
+        let due = orders::claim_due(&mut self.main, self.settings.round_size, self.settings.lease, self.settings.tenant_id)?;
         self.process(due)
     }
 

@@ -234,7 +234,7 @@ impl Shared {
     }
 }
 
-/// One reply before it becomes a tiny_http response.
+/// One reply before it is written out.
 pub(crate) struct Reply {
     status: u16,
     body: Vec<u8>,
