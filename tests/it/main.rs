@@ -8,3 +8,4 @@ mod orders;
 mod providers;
 mod routing;
 mod setup;
+mod reliability;
