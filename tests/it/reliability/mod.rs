@@ -13,19 +13,19 @@ use crate::support::*;
 use std::path::Path;
 use std::time::Duration;
 
-/// Fast schedule and a short lease, so work claimed by a killed process comes back quickly.
-/// (`--lease` must exceed `--request-timeout`.)
-pub const FAST_WORK: &[&str] = &[
-    "--first-check", "0s", "--backoff-base", "100ms", "--backoff-max", "300ms",
-    "--lease", "2s", "--request-timeout", "500ms",
-];
+/// A fast schedule and a short provider timeout (every command that checks orders takes these).
+pub const FAST_POLICY: &[&str] = &["--first-check", "0s", "--backoff-base", "100ms", "--backoff-max", "300ms", "--request-timeout", "500ms"];
+/// A short lease, so work claimed by a killed process comes back quickly (daemon and sweep;
+/// it must exceed `--request-timeout`).
+pub const SHORT_LEASE: &[&str] = &["--lease", "2s"];
 
 /// A daemon on `url` with the fast settings, its stderr appended to `log`.
 pub fn daemon(url: &str, log: &Path, extra: &[&str]) -> Background {
     Cmd::new()
         .env("DATABASE_URL", url)
         .args(["daemon", "--idle-poll", "50ms", "--concurrency", "4", "--sweep-schedule", "*/1 * * * * *"])
-        .args(FAST_WORK)
+        .args(FAST_POLICY)
+        .args(SHORT_LEASE)
         .args(extra)
         .spawn_logged(log)
 }
