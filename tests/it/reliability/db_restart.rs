@@ -91,7 +91,7 @@ fn the_daemon_survives(interrupt: impl FnOnce(&PrivateCluster, &TestDb)) {
     let db = cluster.migrated_db();
     let sim = Sim::start(&["--complete-after", "1500ms", "--jitter", "1s", "--cancel-share", "0.2", "--seed", "5"]);
     db.apply(&standard_setup(&sim.base_url));
-    let log = tempfile::NamedTempFile::new().unwrap();
+    let log = DaemonLog::new();
     let d = daemon(&db.url, log.path(), &[]);
     insert_orders(&db, "pubg-60", 100);
     insert_orders(&db, "freefire-100", 100);
@@ -102,7 +102,7 @@ fn the_daemon_survives(interrupt: impl FnOnce(&PrivateCluster, &TestDb)) {
 
     insert_orders(&db, "freefire-100", 50);
     wait_all_final(&db, Duration::from_secs(90));
-    let text = std::fs::read_to_string(log.path()).unwrap();
+    let text = log.text();
     assert!(text.contains("reconnected to the database"), "the daemon noticed and reconnected by itself:\n{text}");
     assert_eq!(d.terminate(), 0, "still the same, healthy daemon");
     assert_no_panic(log.path());

@@ -13,19 +13,24 @@ use crate::support::*;
 use std::path::Path;
 use std::time::Duration;
 
-/// A fast schedule and a short provider timeout (every command that checks orders takes these).
-pub const FAST_POLICY: &[&str] = &["--first-check", "0s", "--backoff-base", "100ms", "--backoff-max", "300ms", "--request-timeout", "500ms"];
-/// A short lease, so work claimed by a killed process comes back quickly (daemon and sweep;
-/// it must exceed `--request-timeout`).
-pub const SHORT_LEASE: &[&str] = &["--lease", "2s"];
+/// A fast schedule (every command that checks orders takes these).
+pub const FAST_POLICY: &[&str] = &["--first-check", "0s", "--backoff-base", "100ms", "--backoff-max", "300ms"];
+/// A short provider timeout and a short lease, so work claimed by a killed process comes back
+/// quickly (daemon and sweep; the lease must exceed the request timeout).
+pub const SHORT_TIMEOUTS: &[&str] = &["--request-timeout", "500ms", "--lease", "2s"];
 
-/// A daemon on `url` with the fast settings, its stderr appended to `log`.
+/// A daemon on `url` with the fast settings and short timeouts, its stderr appended to `log`.
 pub fn daemon(url: &str, log: &Path, extra: &[&str]) -> Background {
+    daemon_timed(url, log, SHORT_TIMEOUTS, extra)
+}
+
+/// A daemon with the fast settings and these `--request-timeout` / `--lease` arguments.
+pub fn daemon_timed(url: &str, log: &Path, timeouts: &[&str], extra: &[&str]) -> Background {
     Cmd::new()
         .env("DATABASE_URL", url)
         .args(["daemon", "--idle-poll", "50ms", "--concurrency", "4", "--sweep-schedule", "*/1 * * * * *"])
         .args(FAST_POLICY)
-        .args(SHORT_LEASE)
+        .args(timeouts)
         .args(extra)
         .spawn_logged(log)
 }
@@ -77,4 +82,30 @@ pub fn assert_event_logs_consistent(db: &TestDb) {
 #[track_caller]
 pub fn wait_all_final(db: &TestDb, timeout: Duration) {
     wait_until(&format!("all orders of {} final", db.name), timeout, || open_orders(db) == 0);
+}
+
+/// A daemon's log file: kept readable while the test runs, and its end printed on stderr if
+/// the test fails, so a failure in CI can be understood.
+pub struct DaemonLog(tempfile::NamedTempFile);
+
+impl DaemonLog {
+    pub fn new() -> DaemonLog {
+        DaemonLog(tempfile::NamedTempFile::new().unwrap())
+    }
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(self.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for DaemonLog {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let text = self.text();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("--- daemon log, last 200 of {} lines ---\n{}", lines.len(), lines[lines.len().saturating_sub(200)..].join("\n"));
+        }
+    }
 }

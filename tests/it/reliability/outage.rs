@@ -35,17 +35,18 @@ fn an_outage_of_errors_hangs_empty_garbage_and_html_fails_no_order_and_everythin
     let out = db.cmd().args(["--tenant", "alsham", "provider", "check", "znet-site"]).run().code(7);
     assert!(out.stderr.contains("HTML"), "a wrong base URL is named as such: {}", out.stderr);
 
-    let log = tempfile::NamedTempFile::new().unwrap();
+    let log = DaemonLog::new();
     // Enough checks for the whole outage: no-news answers count as checks, and running out of
     // checks (then waiting for the give-up limit) is not what is tested here.
-    let enough_checks = ["--max-checks", "1000"];
+    let enough_checks = ["-v", "--max-checks", "1000", "--batch-size", "25"];
     let d = daemon(&db.url, log.path(), &enough_checks);
     insert_orders(&db, "pubg-60", 40);
     insert_orders(&db, "freefire-100", 40);
     insert_orders(&db, "pubg-325", 10);
     wait_until("healthy orders placed", Duration::from_secs(30), || sim.stats()["orders_placed"] == 80);
 
-    // The outage: each kind of bad answer for a stretch; new orders keep arriving.
+    // The outage: each kind of bad answer for a stretch (at least a second, until the orders
+    // have seen it); new orders keep arriving.
     let outage_started = Instant::now();
     let stretches = [
         ("HTTP 500", json!({"error_share": 1.0})),
@@ -57,10 +58,13 @@ fn an_outage_of_errors_hangs_empty_garbage_and_html_fails_no_order_and_everythin
     for (i, (what, settings)) in stretches.into_iter().enumerate() {
         sim.configure(settings);
         insert_orders(&db, if i % 2 == 0 { "pubg-60" } else { "freefire-100" }, 5);
-        std::thread::sleep(Duration::from_millis(1500));
-        let now = sum_no_news(&db);
-        assert!(now > no_news, "{what}: no news is counted ({no_news} -> {now})");
-        no_news = now;
+        // A round writes its results back when its slowest call is over: with every call
+        // hanging until the timeout, that takes a while.
+        let stretch = Instant::now();
+        wait_until(&format!("{what}: no news counted"), Duration::from_secs(30), || {
+            sum_no_news(&db) > no_news + 20 && stretch.elapsed() > Duration::from_millis(1000)
+        });
+        no_news = sum_no_news(&db);
     }
     let outage = outage_started.elapsed();
     assert_eq!(db.query_i64("SELECT count(*) FROM orders WHERE status <> 'pending'"), 0, "no order finished on a bad answer");

@@ -49,7 +49,7 @@ fn no_command_prints_a_secret_even_verbose_and_failing() {
     url.set_password(Some(DB_PASSWORD)).unwrap();
     let url = url.to_string();
     let setup = setup_with_secrets(&sim).to_string();
-    let daemon_log = tempfile::NamedTempFile::new().unwrap();
+    let daemon_log = DaemonLog::new();
     let mut transcript: Vec<(String, String)> = Vec::new();
 
     for (round, rust_log) in [(0, None), (1, Some("trace,orderctl=trace"))] {
@@ -121,7 +121,7 @@ fn no_command_prints_a_secret_even_verbose_and_failing() {
             .args(["--database-url", &format!("postgres://postgres:{DB_PASSWORD}@127.0.0.1:1/x"), "daemon"])
             .spawn_logged(daemon_log.path());
         wait_until("the daemon reported the database unavailable", Duration::from_secs(20), || {
-            std::fs::read_to_string(daemon_log.path()).unwrap().matches("database unavailable").count() > round
+            daemon_log.text().matches("database unavailable").count() > round
         });
         assert_eq!(d.terminate(), 0);
 
@@ -129,7 +129,7 @@ fn no_command_prints_a_secret_even_verbose_and_failing() {
         let d = loud(Cmd::new().env("DATABASE_URL", &url), rust_log)
             .args(["daemon", "--idle-poll", "50ms"])
             .args(FAST_POLICY)
-            .args(SHORT_LEASE)
+            .args(SHORT_TIMEOUTS)
             .spawn_logged(daemon_log.path());
         create(t, "pubg-60", &["--no-dispatch"]);
         create(t, "freefire-100", &["--no-dispatch"]);
@@ -138,7 +138,7 @@ fn no_command_prints_a_secret_even_verbose_and_failing() {
         });
         assert_eq!(d.terminate(), 0);
     }
-    transcript.push(("daemon".into(), std::fs::read_to_string(daemon_log.path()).unwrap()));
+    transcript.push(("daemon".into(), daemon_log.text()));
     // The history operators read is output too.
     let history: Vec<String> = db
         .client()
