@@ -87,7 +87,7 @@ fn bad_input_gets_a_clear_message_its_exit_code_and_writes_nothing() {
         case(&create_args("nobody", "p1", &[]), NOT_FOUND, &["user 'nobody' does not exist in tenant alsham"]),
         case(&["--tenant", "alsham", "create", "--user", "halil", "--package", "nope", "--player", "1"], NOT_FOUND, &["package 'nope' does not exist in tenant alsham"]),
         case(&["--tenant", "alsham", "provider", "check", "nope"], NOT_FOUND, &["no provider named 'nope'"]),
-        case(&(vec!["dispatch".into(), n.clone(), "--provider".into(), "nope".into()]), NOT_FOUND, &["provider 'nope' does not exist"]),
+        case(&["dispatch", &n, "--provider", "nope"], NOT_FOUND, &["provider 'nope' does not exist"]),
         case(&["user", "list"], USAGE, &["needs a tenant"]),
         // Quantities.
         case(&(create(&["--quantity=-1"])), INVALID, &["--quantity -1 is out of range", "1 to 1000"]),
@@ -110,9 +110,9 @@ fn bad_input_gets_a_clear_message_its_exit_code_and_writes_nothing() {
         case(&create_args("halil", &long, &[]), INVALID, &["player id (--player) is 10000 characters long; at most 200"]),
         case(&(create(&["--extra", &long])), INVALID, &["--extra is 10000 characters long; at most 2000"]),
         case(&create_args("halil", " ", &[]), INVALID, &["player id (--player) is empty"]),
-        case(&(vec!["reject".into(), n.clone(), "--reason".into(), long.clone()]), INVALID, &["--reason is 10000 characters long"]),
-        case(&(vec!["approve".into(), n.clone(), "--pin".into(), long.clone()]), INVALID, &["--pin is 10000 characters long"]),
-        case(&(vec!["approve".into(), n.clone(), "--pin".into(), String::new()]), INVALID, &["--pin is empty"]),
+        case(&["reject", &n, "--reason", &long], INVALID, &["--reason is 10000 characters long"]),
+        case(&["approve", &n, "--pin", &long], INVALID, &["--pin is 10000 characters long"]),
+        case(&["approve", &n, "--pin", ""], INVALID, &["--pin is empty"]),
         // Setup files.
         Case { args: vec!["apply".into(), "-f".into(), "-".into()], stdin: Some("{\"tenants\": [".into()), code: INVALID, says: &["not valid JSON", "nothing was written"] },
         Case { args: vec!["apply".into(), "-f".into(), "-".into()], stdin: Some(json!({"tenants": [{"name": "x", "colour": 1}]}).to_string()), code: INVALID, says: &["unknown field `colour`"] },

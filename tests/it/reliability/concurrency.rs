@@ -31,20 +31,12 @@ fn three_daemons_cron_sweeps_and_operators_at_once_never_double_anything() {
     insert_orders(&db, "pubg-60", 150);
     insert_orders(&db, "freefire-100", 150);
     insert_orders(&db, "jawaker", 20);
-    let numbers: Vec<String> = db
-        .client()
-        .query("SELECT number::text FROM orders o JOIN packages p ON p.id = o.package_id WHERE p.name <> 'jawaker' ORDER BY number LIMIT 40", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let manual: Vec<String> = db
-        .client()
-        .query("SELECT number::text FROM orders o JOIN packages p ON p.id = o.package_id WHERE p.name = 'jawaker'", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let numbers_where = |condition: &str| -> Vec<String> {
+        let sql = format!("SELECT number::text FROM orders o JOIN packages p ON p.id = o.package_id WHERE {condition} ORDER BY number LIMIT 40");
+        db.client().query(&sql, &[]).unwrap().iter().map(|r| r.get(0)).collect()
+    };
+    let numbers = numbers_where("p.name <> 'jawaker'");
+    let manual = numbers_where("p.name = 'jawaker'");
 
     let stop = Arc::new(AtomicBool::new(false));
     let cron = {
