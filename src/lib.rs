@@ -82,7 +82,42 @@ fn init_logging(g: &cli::GlobalArgs) {
         }
     }
     builder.format_timestamp_millis().target(env_logger::Target::Stderr);
-    let _ = builder.try_init();
+    let logger = builder.build();
+    let max = logger.filter();
+    if log::set_boxed_logger(Box::new(NoWireLogs(logger))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// Libraries that log what goes over the wire at debug and trace level: request URLs with
+/// query strings (Znet's `sifre`), headers (x-stor's `api-token`), SQL parameters (credentials
+/// written by `apply`). Their records below warn are dropped whatever RUST_LOG asks for, so no
+/// log level prints a secret.
+const WIRE_LOGGERS: &[&str] = &["ureq", "ureq_proto", "tokio_postgres", "postgres", "postgres_protocol", "tiny_http", "rustls"];
+
+struct NoWireLogs(env_logger::Logger);
+
+impl NoWireLogs {
+    fn allowed(metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn || {
+            let crate_name = metadata.target().split("::").next().unwrap_or("");
+            !WIRE_LOGGERS.contains(&crate_name)
+        }
+    }
+}
+
+impl log::Log for NoWireLogs {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        Self::allowed(metadata) && self.0.enabled(metadata)
+    }
+    fn log(&self, record: &log::Record) {
+        if Self::allowed(record.metadata()) {
+            self.0.log(record);
+        }
+    }
+    fn flush(&self) {
+        self.0.flush();
+    }
 }
 
 /// `orderctl list -o json | head` closes stdout early; `println!` then panics. The reader had

@@ -27,7 +27,12 @@ pub fn parse_quantity(s: &str) -> Result<i32> {
 
 pub fn validate_text(what: &str, s: &str, max: usize, required: bool) -> Result<()> {
     if required && s.trim().is_empty() {
-        return Err(Error::invalid(format!("{what} is empty")).with_hint(format!("give the {what} the goods go to")));
+        let hint = if what.starts_with("player id") {
+            "give the player id (the account the goods go to)".to_string()
+        } else {
+            format!("give a non-empty {what}")
+        };
+        return Err(Error::invalid(format!("{what} is empty")).with_hint(hint));
     }
     if s.chars().count() > max {
         return Err(Error::invalid(format!("{what} is {} characters long; at most {max} are accepted", s.chars().count())));

@@ -25,6 +25,7 @@ pub fn run(s: &Settings, a: &PollArgs) -> Result<()> {
     let mut monitor = Monitor::new(&s.database_url, s.http, settings)?;
     let order = orders::find_order(monitor.client(), &order_ref, s.tenant.as_deref())?;
     let started = Instant::now();
+    let mut first = true;
     loop {
         let current = orders::load_order(monitor.client(), order.id)?;
         let checkable = current.status == "pending"
@@ -32,13 +33,14 @@ pub fn run(s: &Settings, a: &PollArgs) -> Result<()> {
         if checkable {
             let due = current.next_check_at.map(|t| t <= Utc::now()).unwrap_or(true);
             // Without --wait: check now. With --wait: the first check now, then by the schedule.
-            if !a.wait || due || started.elapsed().is_zero() || current.checks == 0 {
+            if !a.wait || due || first || current.checks == 0 {
                 let r = monitor.check_now(&[order.id])?;
                 if r.claimed == 0 {
                     log::info!("order {} is being checked by another process right now", current.number);
                 }
             }
         }
+        first = false;
         let after = orders::load_order(monitor.client(), order.id)?;
         let final_state = after.status != "pending";
         if !a.wait || final_state {

@@ -10,3 +10,4 @@ mod orders;
 mod providers;
 mod routing;
 mod setup;
+mod reliability;

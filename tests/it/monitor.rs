@@ -4,70 +4,9 @@
 use crate::orders::{create, inspect, setup};
 use crate::support::*;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::time::Duration;
 
 const FAST: &[&str] = &["--first-check", "0s", "--backoff-base", "100ms", "--backoff-max", "300ms"];
-
-/// Insert `n` orders by SQL, as the shop's web app would (charged through the ledger).
-fn insert_orders(db: &TestDb, package: &str, n: i64) {
-    db.client()
-        .execute(
-            "WITH new AS (
-                 INSERT INTO orders (id, tenant_id, user_id, package_id, user_identifier, price)
-                 SELECT gen_random_uuid(), u.tenant_id, u.id, p.id, 'player-' || g, p.price
-                   FROM users u JOIN packages p ON p.tenant_id = u.tenant_id AND p.name = $1, generate_series(1, $2::bigint) g
-                  WHERE u.name = 'halil'
-                 RETURNING id, tenant_id, user_id, price)
-             , charge AS (INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount)
-                          SELECT tenant_id, user_id, id, 'charge', -price FROM new RETURNING amount)
-             UPDATE users SET balance = balance + (SELECT sum(amount) FROM charge) WHERE name = 'halil'",
-            &[&package, &n],
-        )
-        .unwrap();
-}
-
-fn open_orders(db: &TestDb) -> i64 {
-    db.query_i64("SELECT count(*) FROM orders WHERE status = 'pending'")
-}
-
-/// Money conserved: balance + charges - refunds = opening balance.
-fn assert_money_conserved(db: &TestDb) {
-    let row = db
-        .client()
-        .query_one(
-            "SELECT (SELECT balance FROM users WHERE name = 'halil')::text,
-                    (SELECT coalesce(sum(amount), 0) FROM ledger l JOIN users u ON u.id = l.user_id WHERE u.name = 'halil')::text",
-            &[],
-        )
-        .unwrap();
-    let (balance, ledger): (String, String) = (row.get(0), row.get(1));
-    assert_eq!(balance, ledger, "the balance equals the sum of its ledger");
-    let refunds_per_rejected = db.query_i64(
-        "SELECT count(*) FROM orders o WHERE status = 'rejected'
-            AND (SELECT count(*) FROM ledger l WHERE l.order_id = o.id AND kind = 'refund') <> 1",
-    );
-    assert_eq!(refunds_per_rejected, 0, "every rejected order refunded exactly once");
-    assert_eq!(db.query_i64("SELECT count(*) FROM ledger l JOIN orders o ON o.id = l.order_id WHERE l.kind = 'refund' AND o.status <> 'rejected'"), 0);
-}
-
-/// Every order's PIN and outcome match what the provider decided.
-fn assert_outcomes_match_the_provider(db: &TestDb, sim: &Sim) {
-    let stats = sim.stats();
-    let by_ref: HashMap<String, &Value> =
-        stats["orders"].as_array().unwrap().iter().map(|o| (o["reference"].as_str().unwrap().to_string(), o)).collect();
-    for r in db.client().query("SELECT provider_referans, status, pin_code FROM orders WHERE provider_referans IS NOT NULL", &[]).unwrap() {
-        let (reference, status, pin): (String, String, Option<String>) = (r.get(0), r.get(1), r.get(2));
-        let truth = by_ref.get(&reference).unwrap_or_else(|| panic!("order {reference} unknown to the provider"));
-        match truth["outcome"].as_str().unwrap() {
-            "approved" => {
-                assert_eq!(status, "approved", "{reference}");
-                assert_eq!(pin.as_deref(), truth["pin"].as_str(), "{reference}");
-            }
-            _ => assert_eq!(status, "rejected", "{reference}"),
-        }
-    }
-}
 
 #[test]
 fn sweep_from_cron_brings_every_order_to_its_final_state() {

@@ -213,6 +213,14 @@ impl Cmd {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+    /// Start in the background with stderr appended to `log` (read it afterwards: nothing
+    /// blocks on a full pipe, and every byte is kept).
+    pub fn spawn_logged(mut self, log: &std::path::Path) -> Background {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open daemon log");
+        self.cmd.stdout(file.try_clone().unwrap()).stderr(file).stdin(Stdio::null());
+        let child = self.cmd.spawn().expect("spawn orderctl");
+        Background { child: Some(child) }
+    }
     /// Start in the background (a daemon); the child is killed when the handle drops.
     pub fn spawn(mut self) -> Background {
         self.cmd.stdout(Stdio::null()).stderr(Stdio::piped()).stdin(Stdio::null());
@@ -331,4 +339,84 @@ pub fn standard_setup(sim_url: &str) -> serde_json::Value {
         ]
       }]
     })
+}
+
+/// Insert `n` orders by SQL for user halil of `tenant`, as the shop's web app would (charged
+/// through the ledger; no `created` event, the web app writes none).
+pub fn insert_orders_in(db: &TestDb, tenant: &str, package: &str, n: i64) {
+    db.client()
+        .execute(
+            "WITH buyer AS (
+                 SELECT u.id, u.tenant_id FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.name = $1 AND u.name = 'halil')
+             , new AS (
+                 INSERT INTO orders (id, tenant_id, user_id, package_id, user_identifier, price)
+                 SELECT gen_random_uuid(), b.tenant_id, b.id, p.id, 'player-' || g, p.price
+                   FROM buyer b JOIN packages p ON p.tenant_id = b.tenant_id AND p.name = $2, generate_series(1, $3::bigint) g
+                 RETURNING id, tenant_id, user_id, price)
+             , charge AS (INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount)
+                          SELECT tenant_id, user_id, id, 'charge', -price FROM new RETURNING amount)
+             UPDATE users SET balance = balance + (SELECT sum(amount) FROM charge) WHERE id = (SELECT id FROM buyer)",
+            &[&tenant, &package, &n],
+        )
+        .unwrap();
+}
+
+/// `insert_orders_in` for the standard setup's tenant.
+pub fn insert_orders(db: &TestDb, package: &str, n: i64) {
+    insert_orders_in(db, "alsham", package, n)
+}
+
+pub fn open_orders(db: &TestDb) -> i64 {
+    db.query_i64("SELECT count(*) FROM orders WHERE status = 'pending'")
+}
+
+/// Money conserved, for every user of every tenant: the balance equals the sum of its ledger
+/// (opening balance + adjustments + charges + refunds); every order is charged its price exactly once;
+/// every rejected order is refunded exactly once, and nothing else.
+pub fn assert_money_conserved(db: &TestDb) {
+    let off: Vec<String> = db
+        .client()
+        .query(
+            "SELECT u.name || ': balance ' || u.balance || ' but ledger sums to ' || coalesce(sum(l.amount), 0)
+               FROM users u LEFT JOIN ledger l ON l.user_id = u.id
+              GROUP BY u.id HAVING u.balance <> coalesce(sum(l.amount), 0)",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(off.is_empty(), "every balance equals the sum of its ledger: {off:?}");
+    assert_eq!(
+        db.query_i64(
+            "SELECT count(*) FROM orders o
+              WHERE (SELECT count(*) FROM ledger l WHERE l.order_id = o.id AND kind = 'charge' AND l.amount = -o.price) <> 1"
+        ),
+        0,
+        "every order charged exactly once, its price"
+    );
+    let refunds_per_rejected = db.query_i64(
+        "SELECT count(*) FROM orders o WHERE status = 'rejected'
+            AND (SELECT count(*) FROM ledger l WHERE l.order_id = o.id AND kind = 'refund' AND l.amount = o.price) <> 1",
+    );
+    assert_eq!(refunds_per_rejected, 0, "every rejected order refunded exactly once");
+    assert_eq!(db.query_i64("SELECT count(*) FROM ledger l JOIN orders o ON o.id = l.order_id WHERE l.kind = 'refund' AND o.status <> 'rejected'"), 0);
+}
+
+/// Every order's PIN and outcome match what the provider decided.
+pub fn assert_outcomes_match_the_provider(db: &TestDb, sim: &Sim) {
+    let stats = sim.stats();
+    let by_ref: std::collections::HashMap<String, &serde_json::Value> =
+        stats["orders"].as_array().unwrap().iter().map(|o| (o["reference"].as_str().unwrap().to_string(), o)).collect();
+    for r in db.client().query("SELECT provider_referans, status, pin_code FROM orders WHERE provider_referans IS NOT NULL", &[]).unwrap() {
+        let (reference, status, pin): (String, String, Option<String>) = (r.get(0), r.get(1), r.get(2));
+        let truth = by_ref.get(&reference).unwrap_or_else(|| panic!("order {reference} unknown to the provider"));
+        match truth["outcome"].as_str().unwrap() {
+            "approved" => {
+                assert_eq!(status, "approved", "{reference}");
+                assert_eq!(pin.as_deref(), truth["pin"].as_str(), "{reference}");
+            }
+            _ => assert_eq!(status, "rejected", "{reference}"),
+        }
+    }
 }
