@@ -142,8 +142,6 @@ fn tenant_a_never_reads_lists_counts_or_changes_tenant_b() {
 
 /// The batch safety sweep of `sweep --tenant A` must check only A's open orders.
 #[test]
-#[ignore = "bug (core, reported): monitor::safety_sweep_at ignores MonitorSettings.tenant_id; \
-            db::orders::safety_sweep_candidates has no tenant filter, so `sweep --tenant A` checks B's orders"]
 fn the_safety_sweep_of_a_tenant_scoped_sweep_leaves_other_tenants_alone() {
     let sim = Sim::start(&["--complete-after", "1h"]);
     let db = setup(&sim);
