@@ -660,6 +660,8 @@ pub struct DueOrder {
     pub checks: i32,
     pub sent_at: Option<DateTime<Utc>>,
     pub dispatched_at: Option<DateTime<Utc>>,
+    /// Checks that brought no news; they stretch the backoff but do not use up `--max-checks`.
+    pub no_news: i32,
 }
 
 /// Claim up to `limit` due orders: one statement, committed before any provider call. Their
@@ -675,7 +677,7 @@ pub fn claim_due(client: &mut impl GenericClient, limit: i64, lease: Duration, t
                   ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED) due
           WHERE o.id = due.id
           RETURNING o.id, o.number, o.lease, o.external_status, o.provider_id, o.provider_referans,
-                    o.awaiting_reconciliation, o.checks, o.sent_at, o.dispatched_at",
+                    o.awaiting_reconciliation, o.checks, o.sent_at, o.dispatched_at, o.no_news",
         &[&limit, &ms, &tenant],
     )?;
     Ok(rows.iter().map(due_from_row).collect())
@@ -693,6 +695,7 @@ fn due_from_row(r: &postgres::Row) -> DueOrder {
         checks: r.get(7),
         sent_at: r.get(8),
         dispatched_at: r.get(9),
+        no_news: r.get(10),
     }
 }
 
@@ -707,7 +710,7 @@ pub fn claim_orders(client: &mut impl GenericClient, ids: &[Uuid], lease: Durati
                   FOR UPDATE SKIP LOCKED) c
           WHERE o.id = c.id
           RETURNING o.id, o.number, o.lease, o.external_status, o.provider_id, o.provider_referans,
-                    o.awaiting_reconciliation, o.checks, o.sent_at, o.dispatched_at",
+                    o.awaiting_reconciliation, o.checks, o.sent_at, o.dispatched_at, o.no_news",
         &[&ids, &ms],
     )?;
     Ok(rows.iter().map(due_from_row).collect())
@@ -846,7 +849,7 @@ pub fn claim_due_ids(client: &mut impl GenericClient, ids: &[Uuid], lease: Durat
                   FOR UPDATE SKIP LOCKED) c
           WHERE o.id = c.id
           RETURNING o.id, o.number, o.lease, o.external_status, o.provider_id, o.provider_referans,
-                    o.awaiting_reconciliation, o.checks, o.sent_at, o.dispatched_at",
+                    o.awaiting_reconciliation, o.checks, o.sent_at, o.dispatched_at, o.no_news",
         &[&ids, &ms],
     )?;
     Ok(rows.iter().map(due_from_row).collect())

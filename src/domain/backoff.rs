@@ -95,14 +95,22 @@ impl BackoffPolicy {
 
     /// Decide the next step for an open order after `checks_done` checks, at time `now`.
     pub fn next_step(&self, sent_at: DateTime<Utc>, checks_done: u32, now: DateTime<Utc>, unit: f64) -> NextStep {
+        self.next_step_with_no_news(sent_at, checks_done, 0, now, unit)
+    }
+
+    /// The same, when some attempts brought no news (a failed query, garbage, an outage): they
+    /// stretch the delay like any check, but only answers count against `max_checks`, so an
+    /// outage does not use up an order's checks and leave it waiting for the deadline.
+    pub fn next_step_with_no_news(&self, sent_at: DateTime<Utc>, answered: u32, no_news: u32, now: DateTime<Utc>, unit: f64) -> NextStep {
         let deadline = self.deadline(sent_at);
         if now >= deadline {
             return NextStep::GiveUpNow;
         }
-        if checks_done >= self.max_checks {
+        if answered >= self.max_checks {
             return NextStep::GiveUpAt(deadline);
         }
-        let delay = chrono::Duration::from_std(self.jittered_delay(checks_done, unit)).unwrap_or(chrono::Duration::MAX);
+        let attempts = answered.saturating_add(no_news);
+        let delay = chrono::Duration::from_std(self.jittered_delay(attempts, unit)).unwrap_or(chrono::Duration::MAX);
         let at = now.checked_add_signed(delay).unwrap_or(deadline);
         if at >= deadline {
             NextStep::GiveUpAt(deadline)
@@ -160,6 +168,19 @@ mod tests {
         let now = t0() + chrono::Duration::minutes(10);
         assert_eq!(p.next_step(t0(), 3, now, 0.5), NextStep::GiveUpAt(p.deadline(t0())));
         assert_eq!(p.next_step(t0(), 0, p.deadline(t0()), 0.5), NextStep::GiveUpNow);
+    }
+
+    #[test]
+    fn no_news_stretches_the_delay_but_keeps_the_check_budget() {
+        let p = BackoffPolicy { max_checks: 3, jitter: 0.0, ..Default::default() };
+        let now = t0() + chrono::Duration::minutes(10);
+        // 3 answers: budget used up.
+        assert_eq!(p.next_step_with_no_news(t0(), 3, 0, now, 0.5), NextStep::GiveUpAt(p.deadline(t0())));
+        // 1 answer and 10 no-news attempts: still checking, at the capped delay.
+        assert_eq!(
+            p.next_step_with_no_news(t0(), 1, 10, now, 0.5),
+            NextStep::CheckAt(now + chrono::Duration::seconds(600))
+        );
     }
 
     #[test]

@@ -306,15 +306,22 @@ impl Monitor {
         jobs.extend(check_calls.into_iter().map(|(pid, provider, orders)| Job::Check { provider, provider_id: Some(pid), orders }));
 
         let prepared = started.elapsed();
-        let results = self.run_jobs(jobs, &limits, &mut report);
+        // Calls start until the cutoff; the last ones may take a whole request timeout more, and
+        // the round must still write back before its claims' leases end.
+        let budget = self.settings.lease.saturating_sub(self.request_timeout).mul_f64(0.8);
+        let results = self.run_jobs(jobs, &limits, started + budget, &mut report);
         let called = started.elapsed();
-        let (checked, placed) = match results {
+        let (checked, placed, postponed) = match results {
             Ok(r) => r,
             Err(e) => {
                 self.release(&held);
                 return Err(e);
             }
         };
+        if !postponed.is_empty() {
+            log::info!("{} check(s) postponed to a later round: the provider is slow and the round near its lease", postponed.len());
+        }
+        deferred.extend(postponed);
         report.deferred += deferred.len();
         let (replace, rejected) = match self.write_back(checked, placed, give_ups, deferred, &held, &mut report) {
             Ok(r) => r,
@@ -359,7 +366,14 @@ impl Monitor {
 
     /// Run dispatch, placement and check jobs on up to `concurrency` threads, with no more
     /// calls in flight against a provider than `limits` allows.
-    fn run_jobs(&mut self, jobs: VecDeque<Job>, limits: &HashMap<i64, usize>, report: &mut RoundReport) -> Result<(Vec<Checked>, Vec<Placed>)> {
+    #[allow(clippy::type_complexity)]
+    fn run_jobs(
+        &mut self,
+        jobs: VecDeque<Job>,
+        limits: &HashMap<i64, usize>,
+        cutoff: std::time::Instant,
+        report: &mut RoundReport,
+    ) -> Result<(Vec<Checked>, Vec<Placed>, Vec<DueOrder>)> {
         let threads = self.settings.concurrency.min(jobs.len()).max(1);
         let needs_db = jobs.iter().filter(|j| matches!(j, Job::Dispatch(_))).count().min(threads);
         while self.workers.len() < needs_db {
@@ -369,6 +383,7 @@ impl Monitor {
         let freed = Condvar::new();
         let results: Mutex<Vec<Checked>> = Mutex::new(Vec::new());
         let placed: Mutex<Vec<Placed>> = Mutex::new(Vec::new());
+        let postponed: Mutex<Vec<DueOrder>> = Mutex::new(Vec::new());
         let tally: Mutex<RoundReport> = Mutex::new(RoundReport::default());
         let first_error: Mutex<Option<crate::error::Error>> = Mutex::new(None);
         let opts = self.dispatch_options();
@@ -377,7 +392,8 @@ impl Monitor {
         conns.resize_with(threads, || None);
         std::thread::scope(|scope| {
             for conn in conns.into_iter() {
-                let (queue, freed, results, placed, tally, first_error, opts) = (&queue, &freed, &results, &placed, &tally, &first_error, &opts);
+                let (queue, freed, results, placed, postponed, tally, first_error, opts) =
+                    (&queue, &freed, &results, &placed, &postponed, &tally, &first_error, &opts);
                 scope.spawn(move || {
                     let mut conn = conn;
                     loop {
@@ -426,6 +442,13 @@ impl Monitor {
                                 tally.lock().unwrap().provider_calls += 1;
                                 placed.lock().unwrap().push((*claimed, outcome));
                             }
+                            // A slow provider must not stretch the round past the leases it
+                                // holds (the write-back would be dropped as stale and the orders
+                                // checked again elsewhere): checks not started by the cutoff wait
+                                // for a later round. Claimed placements always go out.
+                                Job::Check { orders, .. } if std::time::Instant::now() >= cutoff => {
+                                    postponed.lock().unwrap().extend(orders);
+                                }
                             Job::Check { provider, orders, .. } => {
                                 let refs: Vec<String> = orders.iter().map(|o| o.provider_referans.clone().unwrap_or_default()).collect();
                                 let outcomes = if refs.len() == 1 { vec![provider.check(&refs[0])] } else { provider.check_many(&refs) };
@@ -456,7 +479,7 @@ impl Monitor {
                 return Err(e);
             }
         }
-        Ok((results.into_inner().unwrap(), placed.into_inner().unwrap()))
+        Ok((results.into_inner().unwrap(), placed.into_inner().unwrap(), postponed.into_inner().unwrap()))
     }
 
     /// Write every result back in one transaction, guarded by lease. Returns the orders whose
@@ -490,11 +513,11 @@ impl Monitor {
                 lease: o.lease,
                 external_status: o.external_status.clone(),
                 next_check_at: Some(now + chrono::Duration::seconds(1)),
-                message: "provider busy: its limit on calls in flight is reached; checking again shortly".into(),
+                message: "not checked this round (the provider is at its limit of calls in flight, or slow); checking again shortly".into(),
                 no_news: false,
                 counted: false,
             });
-            reschedule_events.push(NewEvent::new(o.id, "check.deferred", "provider limit on calls in flight reached"));
+            reschedule_events.push(NewEvent::new(o.id, "check.deferred", "not checked this round: provider at its limit of calls in flight, or slow"));
         }
 
         for o in give_ups {
@@ -510,7 +533,8 @@ impl Monitor {
 
         for Checked { order: o, outcome } in results {
             report.checks += 1;
-            let n = o.checks + 1;
+            // The attempt number, answered or not (for the history).
+            let n = o.checks + o.no_news + 1;
             let reconciling = o.external_status == "dispatching";
             match outcome {
                 CheckOutcome::Approved { pin, message } => {
@@ -583,7 +607,9 @@ impl Monitor {
                         (s, true) => s,
                     };
                     let since = o.sent_at.or(o.dispatched_at).unwrap_or(now);
-                    let step = policy.next_step(since, n as u32, now, rand::random::<f64>());
+                    let answered = (o.checks + i32::from(!no_news)).max(0) as u32;
+                    let silent = (o.no_news + i32::from(no_news)).max(0) as u32;
+                    let step = policy.next_step_with_no_news(since, answered, silent, now, rand::random::<f64>());
                     match step {
                         NextStep::GiveUpNow => {
                             let text = policy.give_up_message();
@@ -608,7 +634,7 @@ impl Monitor {
                                 next_check_at: Some(at),
                                 message: if message.is_empty() { word.to_string() } else { message },
                                 no_news,
-                                counted: true,
+                                counted: !no_news,
                             });
                         }
                     }
