@@ -118,14 +118,19 @@ impl Job {
 fn tally_dispatch(t: &mut RoundReport, result: &DispatchResult) {
     match result {
         DispatchResult::Stopped { .. } => t.dispatch_stopped += 1,
-        DispatchResult::NotDispatchable { .. } => {}
+        // Nothing was sent: another process had it, or it waits for an operator.
+        DispatchResult::NotDispatchable { .. } | DispatchResult::WaitingForOperator | DispatchResult::DryRun { .. } => {}
+        // On this one-order path an at-once approval is nearly always code stock, which calls
+        // no provider (batched placements are counted where they are made).
         DispatchResult::Approved { .. } => {
             t.dispatched += 1;
             t.approved += 1;
         }
-        _ => t.dispatched += 1,
+        _ => {
+            t.dispatched += 1;
+            t.provider_calls += 1;
+        }
     }
-    t.provider_calls += 1;
 }
 
 pub struct Monitor {
