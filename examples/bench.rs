@@ -32,7 +32,7 @@ struct Options {
     pgbench_secs: u32,
     only: Option<Vec<String>>,
     json: Option<String>,
-    /// Extra arguments for every daemon (e.g. "--batch-size 500"), to compare settings.
+    /// Extra arguments for every daemon (e.g. "--round-size 100"), to compare settings.
     daemon_args: Vec<String>,
 }
 
@@ -216,7 +216,7 @@ fn floor(o: &Options, server: &Server, sim: &Sim, results: &mut Results) {
 fn end_to_end(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str, results: &mut Results) {
     // The defaults, then larger rounds: a round's fixed cost (claim, load, two commits) is
     // what bounds throughput at 100 orders a round.
-    for (variant, extra) in [("default settings", &[][..]), ("--batch-size 500", &["--batch-size", "500"][..])] {
+    for (variant, extra) in [("default settings", &[][..]), ("--round-size 100", &["--round-size", "100"][..])] {
         eprintln!("== end-to-end: {} orders, {variant}", o.orders);
         let mut rates = Vec::new();
         let mut rss = Vec::new();
