@@ -444,7 +444,12 @@ fn handle(shared: &Shared, rng: &mut Rng, req: http::Request) {
         control(shared, &req, path)
     } else if let Some(call) = Call::route(path) {
         let token = req.header("api-token").map(str::to_string);
-        protocol(shared, rng, call, query, token.as_deref())
+        let counters = &shared.store.counters;
+        let now = counters.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        counters.peak_in_flight.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+        let reply = protocol(shared, rng, call, query, token.as_deref());
+        counters.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        reply
     } else {
         Reply::html(200)
     };

@@ -95,6 +95,10 @@ pub struct Counters {
     pub status_calls: AtomicU64,
     pub double_placements: AtomicU64,
     pub faults_injected: AtomicU64,
+    /// Protocol calls being answered right now, and the most there ever were at once: what a
+    /// test reads to prove a limit on calls in flight held across every client.
+    pub in_flight: AtomicU64,
+    pub peak_in_flight: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -232,6 +236,7 @@ impl Store {
             &self.counters.status_calls,
             &self.counters.double_placements,
             &self.counters.faults_injected,
+            &self.counters.peak_in_flight,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -275,6 +280,7 @@ impl Store {
         json!({
             "orders_placed": all.len(),
             "placement_calls": c.placement_calls.load(Ordering::Relaxed),
+            "peak_in_flight": c.peak_in_flight.load(Ordering::Relaxed),
             "double_placements": c.double_placements.load(Ordering::Relaxed),
             "status_calls": c.status_calls.load(Ordering::Relaxed),
             "status_checks_by_order": by_order,

@@ -200,3 +200,38 @@ fn a_stale_result_never_overwrites_a_finished_order() {
     assert_eq!(i["status"], "approved");
     assert_eq!(i["pin_code"], "BY-HAND");
 }
+
+#[test]
+fn a_providers_limit_on_calls_in_flight_holds_across_daemons() {
+    let sim = Sim::start(&["--complete-after", "0s", "--latency", "100ms", "--threads", "16"]);
+    let db = TestDb::new();
+    let mut doc = standard_setup(&sim.base_url);
+    doc["tenants"][0]["providers"][0]["max_in_flight"] = serde_json::json!(2);
+    db.apply(&doc);
+    let daemon = |db: &TestDb| db.cmd().args(["daemon", "--concurrency", "8", "--idle-poll", "50ms"]).args(FAST).spawn();
+    let (d1, d2) = (daemon(&db), daemon(&db));
+    insert_orders(&db, "pubg-60", 30);
+    wait_until("all orders final", Duration::from_secs(60), || open_orders(&db) == 0);
+    assert_eq!(d1.terminate(), 0);
+    assert_eq!(d2.terminate(), 0);
+    let stats = sim.stats();
+    assert_eq!(stats["orders_placed"], 30);
+    // 16 threads of two daemons wanted to call at once; Postgres let two through at a time.
+    assert_eq!(stats["peak_in_flight"], 2, "{stats}");
+}
+
+#[test]
+fn the_daemon_tells_systemd_when_it_is_ready_and_when_it_stops() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let daemon = db.cmd().env("NOTIFY_SOCKET", &path).args(["daemon"]).spawn();
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    assert_eq!(daemon.terminate(), 0);
+    let n = socket.recv(&mut buf).expect("STOPPING=1 on the way out");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+}

@@ -384,3 +384,19 @@ fn order_ids_are_checked_and_tenant_scope_hides_other_tenants_orders() {
     assert_eq!(inspect(&db, &o["number"].to_string())["status"], "pending");
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn an_operator_can_send_an_order_to_another_provider_than_routing_names() {
+    let sim = Sim::start(&["--complete-after", "1h"]);
+    let db = setup(&sim);
+    let o = create(&db, "pubg-60", &["--no-dispatch"]);
+    let out = db.cmd().args(["-v", "--output", "json", "dispatch", &o["number"].to_string(), "--provider", "xstor"]).run().ok();
+    let sent = out.json();
+    assert_eq!(sent["provider"], "xstor");
+    assert_eq!(sent["external_status"], "sent");
+    assert!(out.stderr.contains("operator override: provider xstor"), "steps are logged with -v: {}", out.stderr);
+    let stats = sim.stats();
+    assert_eq!(stats["orders"][0]["provider"], "xstor");
+    let out = db.cmd().args(["dispatch", &o["number"].to_string(), "--provider", "nope"]).run().code(5);
+    assert!(out.stderr.contains("already with provider xstor"), "{}", out.stderr);
+}
