@@ -669,18 +669,35 @@ pub struct DueOrder {
 /// orders simply come due again; no rescuer, no heartbeat. `SKIP LOCKED` lets any number of
 /// workers claim at once without waiting on each other.
 pub fn claim_due(client: &mut impl GenericClient, limit: i64, lease: Duration, tenant: Option<i64>) -> Result<Vec<DueOrder>> {
+    claim(
+        client,
+        "SELECT id FROM orders WHERE next_check_at <= now() AND ($3::bigint IS NULL OR tenant_id = $3)
+          ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+        lease,
+        &[&limit, &tenant],
+    )
+}
+
+/// The one claim statement: the selected rows (locked by the selection, `SKIP LOCKED`) get
+/// their next check pushed forward by the lease and their lease token bumped. `$2` is the
+/// lease in milliseconds; the selection's own parameters are `$1` and `$3`.
+fn claim(
+    client: &mut impl GenericClient,
+    selection: &str,
+    lease: Duration,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<Vec<DueOrder>> {
     let ms = lease.as_millis() as i64;
-    let rows = client.query(
+    let sql = format!(
         "UPDATE orders o SET next_check_at = now() + make_interval(secs => $2::bigint / 1000.0), lease = o.lease + 1
-           FROM (SELECT id FROM orders
-                  WHERE next_check_at <= now() AND ($3::bigint IS NULL OR tenant_id = $3)
-                  ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED) due
-          WHERE o.id = due.id
+           FROM ({selection}) c
+          WHERE o.id = c.id
           RETURNING o.id, o.number, o.lease, o.external_status, o.provider_id, o.provider_referans,
-                    o.awaiting_reconciliation, o.checks, o.sent_at, o.dispatched_at, o.no_news",
-        &[&limit, &ms, &tenant],
-    )?;
-    Ok(rows.iter().map(due_from_row).collect())
+                    o.awaiting_reconciliation, o.checks, o.sent_at, o.dispatched_at, o.no_news"
+    );
+    let mut all: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![params[0], &ms];
+    all.extend_from_slice(&params[1..]);
+    Ok(client.query(&sql, &all)?.iter().map(due_from_row).collect())
 }
 
 fn due_from_row(r: &postgres::Row) -> DueOrder {
@@ -702,18 +719,14 @@ fn due_from_row(r: &postgres::Row) -> DueOrder {
 /// Claim specific orders (for `poll` and the batch safety sweep), whatever their schedule,
 /// as long as they are open with a provider. Same lease rules as `claim_due`.
 pub fn claim_orders(client: &mut impl GenericClient, ids: &[Uuid], lease: Duration) -> Result<Vec<DueOrder>> {
-    let ms = lease.as_millis() as i64;
-    let rows = client.query(
-        "UPDATE orders o SET next_check_at = now() + make_interval(secs => $2::bigint / 1000.0), lease = o.lease + 1
-           FROM (SELECT id FROM orders WHERE id = ANY($1) AND status = 'pending'
-                    AND external_status IN ('dispatching', 'sent', 'processing')
-                  FOR UPDATE SKIP LOCKED) c
-          WHERE o.id = c.id
-          RETURNING o.id, o.number, o.lease, o.external_status, o.provider_id, o.provider_referans,
-                    o.awaiting_reconciliation, o.checks, o.sent_at, o.dispatched_at, o.no_news",
-        &[&ids, &ms],
-    )?;
-    Ok(rows.iter().map(due_from_row).collect())
+    claim(
+        client,
+        "SELECT id FROM orders WHERE id = ANY($1) AND status = 'pending'
+            AND external_status IN ('dispatching', 'sent', 'processing')
+          FOR UPDATE SKIP LOCKED",
+        lease,
+        &[&ids],
+    )
 }
 
 /// The batch safety sweep's selection: the oldest open orders sent between `max_age` and
@@ -842,17 +855,12 @@ pub fn peek_due(client: &mut impl GenericClient, limit: i64, tenant: Option<i64>
 
 /// Claim specific due orders (any kind of due work), skipping ones another worker holds.
 pub fn claim_due_ids(client: &mut impl GenericClient, ids: &[Uuid], lease: Duration) -> Result<Vec<DueOrder>> {
-    let ms = lease.as_millis() as i64;
-    let rows = client.query(
-        "UPDATE orders o SET next_check_at = now() + make_interval(secs => $2::bigint / 1000.0), lease = o.lease + 1
-           FROM (SELECT id FROM orders WHERE id = ANY($1) AND next_check_at <= now()
-                  FOR UPDATE SKIP LOCKED) c
-          WHERE o.id = c.id
-          RETURNING o.id, o.number, o.lease, o.external_status, o.provider_id, o.provider_referans,
-                    o.awaiting_reconciliation, o.checks, o.sent_at, o.dispatched_at, o.no_news",
-        &[&ids, &ms],
-    )?;
-    Ok(rows.iter().map(due_from_row).collect())
+    claim(
+        client,
+        "SELECT id FROM orders WHERE id = ANY($1) AND next_check_at <= now() FOR UPDATE SKIP LOCKED",
+        lease,
+        &[&ids],
+    )
 }
 
 /// Filters for `orderctl list`. Every field narrows the result; None means any.
