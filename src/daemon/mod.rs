@@ -195,6 +195,8 @@ fn work_loop(settings: &DaemonSettings, shared: &Shared) -> Result<()> {
                     reconnect_backoff = Duration::from_millis(100);
                     monitor.insert(m)
                 }
+                // A URL that cannot work will not start working: say so and stop.
+                Err(e) if e.kind == ErrorKind::InvalidInput => return Err(e),
                 Err(e) => {
                     log::warn!("database unavailable: {} (retrying in {})", e.message, humantime::format_duration(reconnect_backoff));
                     shared.wake.wait(reconnect_backoff);

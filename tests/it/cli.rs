@@ -23,6 +23,12 @@ fn help_never_shows_the_database_url_and_usage_errors_exit_2() {
 }
 
 #[test]
+fn a_daemon_with_a_database_url_that_cannot_work_stops_at_once() {
+    let out = Cmd::new().env("DATABASE_URL", "definitely not a url").args(["daemon"]).run().code(4);
+    assert!(out.stderr.contains("the database URL is not valid"), "{}", out.stderr);
+}
+
+#[test]
 fn json_errors_are_machine_readable() {
     let db = TestDb::new();
     let out = db.cmd().args(["--output", "json", "inspect", "424242"]).run().code(3);
