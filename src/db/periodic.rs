@@ -27,6 +27,9 @@ pub fn finish(client: &mut impl GenericClient, job: &str, slot: DateTime<Utc>, s
         "UPDATE periodic_runs SET finished_at = now(), summary = $3 WHERE job = $1 AND slot = $2",
         &[&job, &slot, &summary],
     )?;
+    // A slot only has to be remembered while a late runner could still try it; a week of
+    // history is kept for `stats` and for people, the rest would only grow.
+    client.execute("DELETE FROM periodic_runs WHERE job = $1 AND slot < now() - interval '7 days'", &[&job])?;
     Ok(())
 }
 
