@@ -569,7 +569,7 @@ pub fn take_codes(client: &mut postgres::Client, order_id: Uuid, code_group_id: 
         tx.rollback()?;
         return Ok(None);
     }
-    let pin = codes.join(", ");
+    let pin = crate::provider::codes::CodeHandout::pin(&codes);
     tx.execute(
         "UPDATE orders SET status = 'approved', external_status = 'done', pin_code = $2, completed_at = now(),
                 sent_at = now(), last_sync_at = now(),

@@ -19,6 +19,8 @@ use crate::domain::backoff::BackoffPolicy;
 use crate::domain::routing::{check_routing, RoutingProblem, RoutingView};
 use crate::error::{Error, Result};
 use crate::provider::cache::ProviderCache;
+use crate::provider::codes::{self, CodeHandout};
+use crate::provider::manual;
 use crate::provider::{CheckOutcome, PlacementOutcome, PlacementRequest, Provider};
 use postgres::Client;
 use serde::Serialize;
@@ -259,13 +261,13 @@ fn resolve_routing(
         };
         return stop(client, order, "resolve_routing", "routing", message, steps, opts);
     }
-    let waits_for_operator = routing.provider_type == "manual" || (routing.mode == "manual" && !opts.operator);
+    let waits_for_operator = manual::waits_for_operator(&routing.mode, &routing.provider_type, opts.operator);
     match routing.provider_type.as_str() {
         _ if waits_for_operator => {
             steps.step("resolve_routing", format!("package {} is routed manually: waiting for an operator", order.package));
             if !opts.dry_run {
                 let mut tx = client.transaction()?;
-                orders::record_waiting_for_operator(&mut tx, order.id, "manual routing: waiting for an operator")?;
+                manual::leave_for_operator(&mut tx, order.id)?;
                 orders::record_events(&mut tx, &steps.take())?;
                 tx.commit()?;
             }
@@ -285,12 +287,12 @@ fn resolve_routing(
                 orders::record_events(&mut tx, &steps.take())?;
                 tx.commit()?;
             }
-            match orders::take_codes(client, order.id, group, order.quantity)? {
-                Some(codes) if codes.is_empty() => Ok(Routed::Done(DispatchResult::NotDispatchable {
+            match codes::hand_out(client, order.id, group, order.quantity)? {
+                CodeHandout::AlreadyTaken => Ok(Routed::Done(DispatchResult::NotDispatchable {
                     message: "another process dispatched the order first".into(),
                 })),
-                Some(codes) => Ok(Routed::Done(DispatchResult::Approved { pin: Some(codes.join(", ")) })),
-                None => {
+                CodeHandout::Delivered(codes) => Ok(Routed::Done(DispatchResult::Approved { pin: Some(CodeHandout::pin(&codes)) })),
+                CodeHandout::StockEmpty => {
                     let group_name = view.code_group.as_ref().map(|g| g.0.clone()).unwrap_or_default();
                     let message = format!(
                         "code group {group_name} has fewer than {} available code(s); add codes to it, then `orderctl dispatch {}`",

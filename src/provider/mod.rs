@@ -3,12 +3,14 @@
 //! below by a pure function of the HTTP status and body, and anything unexpected is ambiguous
 //! (at placement) or no news (at a check), never a verdict.
 //!
-//! `codes` (our own PIN stock) and `manual` routing do not talk to anyone; they live in
-//! `codes.rs` and in the dispatch pipeline.
+//! `codes` (our own PIN stock, `codes.rs`) and `manual` routing (`manual.rs`) talk to no one
+//! over the network, but they are provider kinds all the same: the dispatch pipeline hands an
+//! order to one of the four.
 
 pub mod cache;
 pub mod codes;
 pub mod http;
+pub mod manual;
 pub mod xstor;
 pub mod znet;
 
