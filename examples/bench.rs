@@ -57,9 +57,13 @@ fn options() -> Options {
             "--database-url" => o.admin_url = value(i),
             "--runs" => o.runs = value(i).parse().unwrap_or_else(|_| die("--runs takes a number")),
             "--orders" => o.orders = value(i).parse().unwrap_or_else(|_| die("--orders takes a number")),
-            "--latency-samples" => o.latency_samples = value(i).parse().unwrap_or_else(|_| die("--latency-samples takes a number")),
+            "--latency-samples" => {
+                o.latency_samples = value(i).parse().unwrap_or_else(|_| die("--latency-samples takes a number"))
+            }
             "--check-orders" => o.check_orders = value(i).parse().unwrap_or_else(|_| die("--check-orders takes a number")),
-            "--check-window" => o.check_window = Duration::from_secs(value(i).parse().unwrap_or_else(|_| die("--check-window takes seconds"))),
+            "--check-window" => {
+                o.check_window = Duration::from_secs(value(i).parse().unwrap_or_else(|_| die("--check-window takes seconds")))
+            }
             "--pgbench-secs" => o.pgbench_secs = value(i).parse().unwrap_or_else(|_| die("--pgbench-secs takes seconds")),
             "--only" => o.only = Some(value(i).split(',').map(str::to_string).collect()),
             "--json" => o.json = Some(value(i)),
@@ -118,7 +122,8 @@ fn main() {
     results.print();
     if let Some(path) = &o.json {
         let doc = json!({"machine": machine, "runs": o.runs, "results": results.to_json()});
-        std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()).unwrap_or_else(|e| die(&format!("cannot write {path}: {e}")));
+        std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap())
+            .unwrap_or_else(|e| die(&format!("cannot write {path}: {e}")));
         eprintln!("wrote {path}");
     }
 }
@@ -133,12 +138,25 @@ fn floor(o: &Options, server: &Server, sim: &Sim, results: &mut Results) {
     // pgbench: single-row UPDATE transactions, autocommit, 2 clients on 2 threads.
     run_checked(std::process::Command::new("pgbench").args(["-i", "-q", "-s", "1", &url]));
     let script = std::env::temp_dir().join(format!("orderctl-bench-{}.sql", std::process::id()));
-    std::fs::write(&script, "\\set aid random(1, 100000)\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\n").unwrap();
+    std::fs::write(
+        &script,
+        "\\set aid random(1, 100000)\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\n",
+    )
+    .unwrap();
     let mut tps = Vec::new();
     let mut lat = Vec::new();
     for run in 0..o.runs {
         let out = run_checked(std::process::Command::new("pgbench").args([
-            "-n", "-c", "2", "-j", "2", "-T", &o.pgbench_secs.to_string(), "-f", script.to_str().unwrap(), &url,
+            "-n",
+            "-c",
+            "2",
+            "-j",
+            "2",
+            "-T",
+            &o.pgbench_secs.to_string(),
+            "-f",
+            script.to_str().unwrap(),
+            &url,
         ]));
         let t = parse_after(&out, "tps = ").unwrap_or_else(|| die(&format!("pgbench printed no tps:\n{out}")));
         let l = parse_after(&out, "latency average = ").unwrap_or(f64::NAN);
@@ -243,7 +261,12 @@ fn end_to_end(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str
             }
             verify_all_approved(&mut c, sim, o.orders);
             let rate = o.orders as f64 / elapsed.as_secs_f64();
-            eprintln!("   run {}: {:.2} s, {rate:.0} orders/s, daemon peak RSS {:.1} MB", run + 1, elapsed.as_secs_f64(), peak_kb as f64 / 1024.0);
+            eprintln!(
+                "   run {}: {:.2} s, {rate:.0} orders/s, daemon peak RSS {:.1} MB",
+                run + 1,
+                elapsed.as_secs_f64(),
+                peak_kb as f64 / 1024.0
+            );
             rates.push(rate);
             rss.push(peak_kb as f64 / 1024.0);
 
@@ -271,7 +294,14 @@ fn end_to_end(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str
         if footprint {
             let ins = median(&inspect_ms);
             let ver = median(&version_ms);
-            results.add("`orderctl inspect N` wall time (process)", ins, "ms", Some(Target::AtMost(20.0)), Some((ins / ver, "× `orderctl --version`")), "");
+            results.add(
+                "`orderctl inspect N` wall time (process)",
+                ins,
+                "ms",
+                Some(Target::AtMost(20.0)),
+                Some((ins / ver, "× `orderctl --version`")),
+                "",
+            );
             results.add("floor: `orderctl --version` wall time", ver, "ms", None, None, "");
         }
     }
@@ -340,7 +370,14 @@ fn dispatch_latency(o: &Options, server: &Server, template: &str, sim: &Sim, bin
     }
     let (p50, p99) = (median(&p50s), median(&p99s));
     let floor = results.floor_commit_ms;
-    results.add("dispatch latency p50 (insert commit → placed)", p50, "ms", Some(Target::AtMost(50.0)), Some((p50 / floor, "× commit latency")), "");
+    results.add(
+        "dispatch latency p50 (insert commit → placed)",
+        p50,
+        "ms",
+        Some(Target::AtMost(50.0)),
+        Some((p50 / floor, "× commit latency")),
+        "",
+    );
     results.add("dispatch latency p99", p99, "ms", Some(Target::AtMost(500.0)), Some((p99 / floor, "× commit latency")), "");
 }
 
@@ -377,7 +414,14 @@ fn status_checks(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &
         )
         .unwrap();
         c.batch_execute("VACUUM ANALYZE orders").unwrap();
-        let daemon = Daemon::start(bin, &url, &with(&o.daemon_args, &["--first-check", "0s", "--backoff-base", "0s", "--backoff-max", "0s", "--max-checks", "1000000"]));
+        let daemon = Daemon::start(
+            bin,
+            &url,
+            &with(
+                &o.daemon_args,
+                &["--first-check", "0s", "--backoff-base", "0s", "--backoff-max", "0s", "--max-checks", "1000000"],
+            ),
+        );
         daemon.wait_ready(&mut c);
         std::thread::sleep(Duration::from_secs(2));
         let (e0, s0, t0) = (check_events(&mut c), sim.status_calls(), Instant::now());
@@ -433,7 +477,14 @@ fn claim_cost(o: &Options, server: &Server, template: &str, results: &mut Result
     drop(c);
     server.drop_database(&db);
     results.add("claim 100 due, 10k finished orders", small, "ms", None, None, "");
-    results.add("claim 100 due, 1M finished orders", large, "ms", Some(Target::AtMost(5.0)), Some((large / (100.0 / results.floor_unnest * 1000.0), "× one 100-row unnest UPDATE")), "");
+    results.add(
+        "claim 100 due, 1M finished orders",
+        large,
+        "ms",
+        Some(Target::AtMost(5.0)),
+        Some((large / (100.0 / results.floor_unnest * 1000.0), "× one 100-row unnest UPDATE")),
+        "",
+    );
     results.add("claim cost ratio 1M / 10k", large / small, "×", Some(Target::AtMost(1.5)), None, "");
 }
 

@@ -30,7 +30,11 @@ pub const TABLE: &[(i32, &str, &str)] = &[
     (USAGE, "usage", "the command line is wrong: unknown flag, missing argument, bad value"),
     (NOT_FOUND, "not-found", "an order, tenant, user, package or provider does not exist (in this tenant)"),
     (INVALID_INPUT, "invalid-input", "input data is invalid; nothing was written"),
-    (REFUSED, "refused", "the current state refuses the request (insufficient balance, finished order, changed migration); nothing was written"),
+    (
+        REFUSED,
+        "refused",
+        "the current state refuses the request (insufficient balance, finished order, changed migration); nothing was written",
+    ),
     (DATABASE_UNAVAILABLE, "database-unavailable", "the database cannot be reached or stopped answering"),
     (PROVIDER_UNAVAILABLE, "provider-unavailable", "a provider cannot be reached, refused the credentials or answered garbage"),
     (NEEDS_ACTION, "needs-action", "a check found problems that need an operator (routing check, doctor, list --stuck)"),

@@ -104,6 +104,12 @@ impl WorkArgs {
                 humantime::format_duration(http.request_timeout)
             )));
         }
-        Ok(WorkSettings { batch_size: self.batch_size, round_size: self.round_size, lease, stuck_after: self.stuck_after.into(), concurrency })
+        Ok(WorkSettings {
+            batch_size: self.batch_size,
+            round_size: self.round_size,
+            lease,
+            stuck_after: self.stuck_after.into(),
+            concurrency,
+        })
     }
 }

@@ -79,11 +79,19 @@ pub fn now_ms() -> f64 {
 /// The machine, as BENCHMARKS.md describes it.
 pub fn machine(admin_url: &str) -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("?").trim().to_string();
+    let model =
+        cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("?").trim().to_string();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_kb: f64 = meminfo.lines().find(|l| l.starts_with("MemTotal")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let mem_kb: f64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     let mut c = connect(admin_url);
-    let setting = |c: &mut Client, name: &str| -> String { c.query_one(&format!("SHOW {name}"), &[]).map(|r| r.get(0)).unwrap_or_default() };
+    let setting = |c: &mut Client, name: &str| -> String {
+        c.query_one(&format!("SHOW {name}"), &[]).map(|r| r.get(0)).unwrap_or_default()
+    };
     json!({
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu_model": model,
@@ -108,7 +116,11 @@ pub struct Server {
 
 impl Server {
     pub fn new(admin_url: &str) -> Server {
-        Server { admin_url: admin_url.to_string(), prefix: format!("orderctl_bench_{}", std::process::id()), counter: std::cell::Cell::new(0) }
+        Server {
+            admin_url: admin_url.to_string(),
+            prefix: format!("orderctl_bench_{}", std::process::id()),
+            counter: std::cell::Cell::new(0),
+        }
     }
 
     pub fn url_for(&self, db: &str) -> String {
@@ -265,7 +277,10 @@ impl Daemon {
     pub fn wait_ready(&self, c: &mut Client) {
         let ok = wait_until(c, Duration::from_secs(10), |c| {
             let n: i64 = c
-                .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'orderctl'", &[])
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'orderctl'",
+                    &[],
+                )
                 .unwrap()
                 .get(0);
             n >= 2
@@ -278,7 +293,12 @@ impl Daemon {
     /// The peak resident set size so far (VmHWM), in kB.
     pub fn peak_rss_kb(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -319,8 +339,13 @@ impl Sim {
             .unwrap_or_else(|e| die(&format!("cannot start the simulator: {e}")));
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| die(&format!("simulator said {line:?}"))).to_string();
-        let agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(30))).http_status_as_error(false).build().new_agent();
+        let addr =
+            line.trim().strip_prefix("listening on ").unwrap_or_else(|| die(&format!("simulator said {line:?}"))).to_string();
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
         Sim { child, base: format!("http://{addr}"), agent }
     }
 
@@ -371,7 +396,8 @@ impl Sim {
                 .map(|_| {
                     s.spawn(move || {
                         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-                        let url = format!("{}/servis/pin_kontrol.php?kod=bayi1&sifre=s3cret&tahsilat_api_islem_id=none", self.base);
+                        let url =
+                            format!("{}/servis/pin_kontrol.php?kod=bayi1&sifre=s3cret&tahsilat_api_islem_id=none", self.base);
                         let stop = Instant::now() + window;
                         let mut n = 0u64;
                         while Instant::now() < stop {

@@ -41,8 +41,9 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<()> {
                     eprintln!("{source}: {}", p.message);
                 }
             }
-            Err(Error::invalid(format!("{source} has {} problem(s); nothing was written", problems.len()))
-                .with_hint("fix every problem listed, then apply again (`orderctl apply --dry-run -f FILE` checks a file without writing)"))
+            Err(Error::invalid(format!("{source} has {} problem(s); nothing was written", problems.len())).with_hint(
+                "fix every problem listed, then apply again (`orderctl apply --dry-run -f FILE` checks a file without writing)",
+            ))
         }
         ApplyOutcome::Applied(summary) => {
             for w in &summary.warnings {
@@ -103,7 +104,13 @@ fn print_summary(s: &ApplySummary) {
     if !s.ledger.is_empty() {
         let mut l = output::table(&["tenant", "user", "ledger", "amount", "balance after"]);
         for p in &s.ledger {
-            l.add_row(vec![p.tenant.clone(), p.user.clone(), p.kind.to_string(), format!("{:+.2}", p.amount), format!("{:.2}", p.balance)]);
+            l.add_row(vec![
+                p.tenant.clone(),
+                p.user.clone(),
+                p.kind.to_string(),
+                format!("{:+.2}", p.amount),
+                format!("{:.2}", p.balance),
+            ]);
         }
         println!("{l}");
         println!("{}", s.balance_rule);

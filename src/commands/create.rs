@@ -20,7 +20,8 @@ pub fn parse_quantity(s: &str) -> Result<i32> {
             .with_hint(format!("give a number from 1 to {MAX_QUANTITY}"))
     })?;
     if !(1..=MAX_QUANTITY as i64).contains(&q) {
-        return Err(Error::invalid(format!("--quantity {q} is out of range")).with_hint(format!("give a number from 1 to {MAX_QUANTITY}")));
+        return Err(Error::invalid(format!("--quantity {q} is out of range"))
+            .with_hint(format!("give a number from 1 to {MAX_QUANTITY}")));
     }
     Ok(q as i32)
 }

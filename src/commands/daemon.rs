@@ -26,7 +26,14 @@ pub fn run(s: &Settings, a: &DaemonArgs) -> Result<()> {
     daemon::run(DaemonSettings {
         database_url: s.database_url.clone(),
         http: s.http,
-        monitor: MonitorSettings { policy, lease: work.lease, batch_size: work.batch_size, round_size: work.round_size, concurrency: work.concurrency, tenant_id },
+        monitor: MonitorSettings {
+            policy,
+            lease: work.lease,
+            batch_size: work.batch_size,
+            round_size: work.round_size,
+            concurrency: work.concurrency,
+            tenant_id,
+        },
         schedule,
         idle_poll,
         shutdown_grace: a.shutdown_grace.into(),

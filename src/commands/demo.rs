@@ -12,7 +12,11 @@
 //!    an error), unless `--keep`.
 
 use crate::cli::DemoArgs;
-use crate::db::{self, migrate, orders, setup::{apply_text, ApplyOutcome}, stats};
+use crate::db::{
+    self, migrate, orders,
+    setup::{apply_text, ApplyOutcome},
+    stats,
+};
 use crate::domain::backoff::BackoffPolicy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::{Monitor, MonitorSettings};
@@ -204,7 +208,10 @@ impl Drop for FreshDatabase {
             .and_then(|mut c| Ok(c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))?));
         match dropped {
             Ok(()) => say(&format!("demo database {} dropped", self.name)),
-            Err(e) => eprintln!("demo: could not drop the demo database {} ({}); drop it by hand: DROP DATABASE {};", self.name, e.message, self.name),
+            Err(e) => eprintln!(
+                "demo: could not drop the demo database {} ({}); drop it by hand: DROP DATABASE {};",
+                self.name, e.message, self.name
+            ),
         }
     }
 }
@@ -248,7 +255,9 @@ impl PrivateCluster {
                 path_str(&cluster.dir)?
             );
             let log = cluster.dir.join("server.log");
-            match cluster.run_tool("pg_ctl", &["-D", path_str(&data)?, "-l", path_str(&log)?, "-w", "-t", "30", "-o", &options, "start"]) {
+            match cluster
+                .run_tool("pg_ctl", &["-D", path_str(&data)?, "-l", path_str(&log)?, "-w", "-t", "30", "-o", &options, "start"])
+            {
                 Ok(()) => {
                     cluster.running = true;
                     cluster.url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
@@ -275,8 +284,11 @@ impl PrivateCluster {
         };
         // The server gets its own session from pg_ctl; keep our terminal out of the tools.
         let out = cmd.args(args).current_dir(&self.dir).stdin(Stdio::null()).output().map_err(|e| {
-            Error::internal(format!("cannot run {}: {e}", program.display()))
-                .with_hint(if self.as_postgres { "running as root needs `runuser` (util-linux) and a postgres user" } else { "check the PostgreSQL installation" })
+            Error::internal(format!("cannot run {}: {e}", program.display())).with_hint(if self.as_postgres {
+                "running as root needs `runuser` (util-linux) and a postgres user"
+            } else {
+                "check the PostgreSQL installation"
+            })
         })?;
         if out.status.success() {
             return Ok(());
@@ -284,7 +296,10 @@ impl PrivateCluster {
         let mut text = String::from_utf8_lossy(&out.stderr).trim().to_string();
         if let Ok(log) = std::fs::read_to_string(self.dir.join("server.log")) {
             if tool == "pg_ctl" {
-                text.push_str(&format!("\nserver log:\n{}", log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")));
+                text.push_str(&format!(
+                    "\nserver log:\n{}",
+                    log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+                ));
             }
         }
         Err(Error::new(ErrorKind::DatabaseUnavailable, format!("{tool} failed ({}): {text}", out.status))
@@ -350,12 +365,18 @@ fn chown_to_postgres(dir: &Path) -> Result<()> {
     // SAFETY: getpwnam gets a valid C string; the result is read at once, before any other call.
     let pw = unsafe { libc::getpwnam(name.as_ptr()) };
     if pw.is_null() {
-        return Err(Error::new(ErrorKind::DatabaseUnavailable, "running as root, but there is no `postgres` user to own the private cluster")
-            .with_hint("create it (useradd --system postgres), run the demo as an ordinary user, or give it a server with --database-url"));
+        return Err(Error::new(
+            ErrorKind::DatabaseUnavailable,
+            "running as root, but there is no `postgres` user to own the private cluster",
+        )
+        .with_hint(
+            "create it (useradd --system postgres), run the demo as an ordinary user, or give it a server with --database-url",
+        ));
     }
     // SAFETY: pw is non-null and points at getpwnam's static record.
     let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
-    std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| Error::internal(format!("cannot hand {} to the postgres user: {e}", dir.display())))
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+        .map_err(|e| Error::internal(format!("cannot hand {} to the postgres user: {e}", dir.display())))
 }
 
 fn free_port() -> Result<u16> {
@@ -375,7 +396,9 @@ struct Refusals {
 fn show_refused_routing(client: &mut postgres::Client) -> Result<Refusals> {
     let by_apply = match apply_text(client, INCIDENT_SETUP, false)? {
         ApplyOutcome::Invalid(problems) => problems.into_iter().map(|p| p.message).collect(),
-        ApplyOutcome::Applied(_) => return Err(Error::internal("the contradictory routing of the incident was accepted by apply")),
+        ApplyOutcome::Applied(_) => {
+            return Err(Error::internal("the contradictory routing of the incident was accepted by apply"))
+        }
     };
     // The same contradiction written by other software, straight into the table.
     let mut tx = client.transaction()?;
@@ -398,14 +421,21 @@ fn create_orders(client: &mut postgres::Client, n: usize) -> Result<usize> {
         let package = ROTATION[i % ROTATION.len()];
         let user = if i % 2 == 0 { "halil" } else { "ayse" };
         let player = format!("{}", 5_100_000 + i * 37);
-        orders::create_order(client, &orders::NewOrder { tenant: TENANT, user, package, player: &player, extra: "", quantity: 1 })?;
+        orders::create_order(
+            client,
+            &orders::NewOrder { tenant: TENANT, user, package, player: &player, extra: "", quantity: 1 },
+        )?;
     }
     Ok(n)
 }
 
 /// Run monitor rounds until every order is final or waiting for an operator.
 fn run_monitor(url: &str, total: u64, interrupt: &Interrupt) -> Result<stats::Settlement> {
-    let http = HttpSettings { connect_timeout: Duration::from_secs(2), request_timeout: Duration::from_secs(5), ..HttpSettings::default() };
+    let http = HttpSettings {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+        ..HttpSettings::default()
+    };
     let policy = BackoffPolicy {
         first_check: Duration::ZERO,
         backoff_base: Duration::from_millis(200),
@@ -414,7 +444,14 @@ fn run_monitor(url: &str, total: u64, interrupt: &Interrupt) -> Result<stats::Se
         give_up_after: Duration::from_secs(60),
         jitter: 0.1,
     };
-    let settings = MonitorSettings { policy, lease: Duration::from_secs(15), batch_size: 100, round_size: 100, concurrency: 8, tenant_id: None };
+    let settings = MonitorSettings {
+        policy,
+        lease: Duration::from_secs(15),
+        batch_size: 100,
+        round_size: 100,
+        concurrency: 8,
+        tenant_id: None,
+    };
     let mut monitor = Monitor::new(url, http, settings)?;
     let progress = Progress::new(total);
     let started = Instant::now();
@@ -429,8 +466,11 @@ fn run_monitor(url: &str, total: u64, interrupt: &Interrupt) -> Result<stats::Se
         }
         if started.elapsed() > SETTLE_TIMEOUT {
             progress.finish(&now);
-            return Err(Error::new(ErrorKind::TimedOut, format!("{} order(s) were still moving after {}s", now.moving, SETTLE_TIMEOUT.as_secs()))
-                .with_hint("this machine may be overloaded; run `orderctl demo --keep` and `orderctl list --stuck` to see why"));
+            return Err(Error::new(
+                ErrorKind::TimedOut,
+                format!("{} order(s) were still moving after {}s", now.moving, SETTLE_TIMEOUT.as_secs()),
+            )
+            .with_hint("this machine may be overloaded; run `orderctl demo --keep` and `orderctl list --stuck` to see why"));
         }
         if round.is_idle() {
             std::thread::sleep(Duration::from_millis(50));
@@ -457,7 +497,10 @@ impl Progress {
         Progress { bar, last_line: std::cell::Cell::new(None), total }
     }
     fn text(s: &stats::Settlement) -> String {
-        format!("{} approved, {} rejected, {} waiting for an operator, {} moving", s.approved, s.rejected, s.waiting_for_operator, s.moving)
+        format!(
+            "{} approved, {} rejected, {} waiting for an operator, {} moving",
+            s.approved, s.rejected, s.waiting_for_operator, s.moving
+        )
     }
     fn update(&self, s: &stats::Settlement) {
         match &self.bar {
@@ -500,7 +543,13 @@ fn route_of(o: &orders::OrderRow) -> String {
     }
 }
 
-fn print_summary(all: &[orders::OrderRow], settled: &stats::Settlement, refusals: &Refusals, sim: &serde_json::Value, took: Duration) {
+fn print_summary(
+    all: &[orders::OrderRow],
+    settled: &stats::Settlement,
+    refusals: &Refusals,
+    sim: &serde_json::Value,
+    took: Duration,
+) {
     println!("orderctl demo: {} orders in {:.1}s\n", all.len(), took.as_secs_f64());
     println!("The incident's routing (auto, provider type manual, no provider) was refused:");
     for m in &refusals.by_apply {
@@ -563,7 +612,13 @@ fn print_summary(all: &[orders::OrderRow], settled: &stats::Settlement, refusals
             (None, Some(m)) => m.clone(),
             (None, None) => "-".into(),
         };
-        t.add_row(vec![Cell::new(o.number), Cell::new(&o.package), Cell::new(route_of(o)), output::status_cell(&o.status), Cell::new(detail)]);
+        t.add_row(vec![
+            Cell::new(o.number),
+            Cell::new(&o.package),
+            Cell::new(route_of(o)),
+            output::status_cell(&o.status),
+            Cell::new(detail),
+        ]);
     }
     println!("Sample orders:\n{t}");
 }
@@ -592,9 +647,13 @@ fn print_next_steps(database: &DemoDatabase, keep: bool, all: &[orders::OrderRow
                 c.dir.join("data").display(),
                 c.dir.display()
             ),
-            DemoDatabase::Fresh(d) => println!("\nThe demo database {} is kept (--keep). Drop it with: DROP DATABASE {};", d.name, d.name),
+            DemoDatabase::Fresh(d) => {
+                println!("\nThe demo database {} is kept (--keep). Drop it with: DROP DATABASE {};", d.name, d.name)
+            }
         }
     } else {
-        println!("\nThe demo's database is removed when it ends; run `orderctl demo --keep` to keep it and try these commands on it.");
+        println!(
+            "\nThe demo's database is removed when it ends; run `orderctl demo --keep` to keep it and try these commands on it."
+        );
     }
 }

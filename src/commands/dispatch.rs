@@ -2,7 +2,10 @@
 
 use crate::cli::DispatchArgs;
 use crate::commands::inspect;
-use crate::db::{self, orders::{self, OrderRef}};
+use crate::db::{
+    self,
+    orders::{self, OrderRef},
+};
 use crate::dispatch::{self, DispatchOptions, DispatchResult};
 use crate::error::{Error, Result};
 use crate::output;
@@ -39,17 +42,27 @@ pub fn run(s: &Settings, a: &DispatchArgs) -> Result<()> {
 /// The exit status of a dispatch: scripts branch on it.
 pub fn outcome_error(r: &DispatchResult, number: i64) -> Result<()> {
     match r {
-        DispatchResult::Sent { .. } | DispatchResult::Approved { .. } | DispatchResult::WaitingForOperator | DispatchResult::DryRun { .. } => Ok(()),
-        DispatchResult::Rejected { message } => Err(Error::refused(format!("order {number} was cancelled by the provider at once and refunded: {message}"))),
-        DispatchResult::NotDispatchable { message } => Err(Error::refused(format!("order {number} was not dispatched: {message}"))),
+        DispatchResult::Sent { .. }
+        | DispatchResult::Approved { .. }
+        | DispatchResult::WaitingForOperator
+        | DispatchResult::DryRun { .. } => Ok(()),
+        DispatchResult::Rejected { message } => {
+            Err(Error::refused(format!("order {number} was cancelled by the provider at once and refunded: {message}")))
+        }
+        DispatchResult::NotDispatchable { message } => {
+            Err(Error::refused(format!("order {number} was not dispatched: {message}")))
+        }
         DispatchResult::Stopped { message, .. } => Err(Error::needs_action(format!("order {number} was not sent: {message}"))),
-        DispatchResult::PlacementRejected { provider, message } => Err(Error::provider(format!(
-            "{provider} rejected order {number}: {message}"
-        ))
-        .with_hint(format!("fix the cause and `orderctl dispatch {number} --provider NAME`, or `orderctl reject {number} --reason TEXT`"))),
-        DispatchResult::AwaitingReconciliation { provider, reference, message } => Err(Error::provider(format!(
-            "the placement of order {number} with {provider} had an unknown outcome ({message})"
-        ))
-        .with_hint(format!("it keeps reference {reference} and is reconciled by a status check; `orderctl poll {number}` checks now"))),
+        DispatchResult::PlacementRejected { provider, message } => {
+            Err(Error::provider(format!("{provider} rejected order {number}: {message}")).with_hint(format!(
+                "fix the cause and `orderctl dispatch {number} --provider NAME`, or `orderctl reject {number} --reason TEXT`"
+            )))
+        }
+        DispatchResult::AwaitingReconciliation { provider, reference, message } => {
+            Err(Error::provider(format!("the placement of order {number} with {provider} had an unknown outcome ({message})"))
+                .with_hint(format!(
+                    "it keeps reference {reference} and is reconciled by a status check; `orderctl poll {number}` checks now"
+                )))
+        }
     }
 }

@@ -156,7 +156,12 @@ fn routing_findings(client: &mut Client, tenant: Option<&str>) -> Result<Vec<Fin
     for (_, v) in &views {
         for p in check_routing(v) {
             let severity = if p.blocks_dispatch() { Severity::Fail } else { Severity::Warn };
-            out.push(problem(severity, "routing", format!("tenant {}, package {}: {}", v.tenant, v.package, p.problem()), p.fix()));
+            out.push(problem(
+                severity,
+                "routing",
+                format!("tenant {}, package {}: {}", v.tenant, v.package, p.problem()),
+                p.fix(),
+            ));
         }
     }
     if out.is_empty() {
@@ -183,11 +188,17 @@ fn provider_findings(client: &mut Client, tenant: Option<&str>, http: HttpSettin
                 scope.spawn(move || {
                     let shown_url = mask_url(&config.base_url, &config.secrets());
                     let who = format!("tenant {tenant}, provider {} ({})", config.name, config.kind);
-                    let outcome = provider::build(config.clone()).and_then(|adapter| {
-                        adapter.balance().map_err(|e| explain(config, &shown_url, "balance", e))
-                    });
+                    let outcome = provider::build(config.clone())
+                        .and_then(|adapter| adapter.balance().map_err(|e| explain(config, &shown_url, "balance", e)));
                     match outcome {
-                        Ok(b) => ok("provider", format!("{who} answers: balance {}{}", b.balance, b.currency.map(|c| format!(" {c}")).unwrap_or_default())),
+                        Ok(b) => ok(
+                            "provider",
+                            format!(
+                                "{who} answers: balance {}{}",
+                                b.balance,
+                                b.currency.map(|c| format!(" {c}")).unwrap_or_default()
+                            ),
+                        ),
                         Err(e) => problem(
                             Severity::Fail,
                             "provider",
@@ -255,7 +266,9 @@ fn health_findings(client: &mut Client) -> Result<Vec<Finding>> {
         out.push(ok("dead-tuples", tuples));
     }
 
-    let when = |t: Option<chrono::DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "never".into());
+    let when = |t: Option<chrono::DateTime<Utc>>| {
+        t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "never".into())
+    };
     let vacuumed = when(t.last_autovacuum.max(t.last_vacuum));
     let analyzed = when(t.last_autoanalyze.max(t.last_analyze));
     let last_vacuum = t.last_autovacuum.max(t.last_vacuum);
@@ -281,7 +294,8 @@ fn health_findings(client: &mut Client) -> Result<Vec<Finding>> {
     match stats::oldest_transaction(client)? {
         Some(x) if Duration::from_millis(x.age_ms.max(0) as u64) > OLD_TRANSACTION_WARN => {
             let age = humantime::format_duration(Duration::from_secs((x.age_ms / 1000).max(0) as u64));
-            let severity = if Duration::from_millis(x.age_ms as u64) > OLD_TRANSACTION_FAIL { Severity::Fail } else { Severity::Warn };
+            let severity =
+                if Duration::from_millis(x.age_ms as u64) > OLD_TRANSACTION_FAIL { Severity::Fail } else { Severity::Warn };
             let app = if x.application_name.is_empty() { String::new() } else { format!(" by {}", x.application_name) };
             out.push(problem(
                 severity,
@@ -296,7 +310,10 @@ fn health_findings(client: &mut Client) -> Result<Vec<Finding>> {
         }
         Some(x) => out.push(ok(
             "old-transaction",
-            format!("oldest open transaction: {} old", humantime::format_duration(Duration::from_secs((x.age_ms / 1000).max(0) as u64))),
+            format!(
+                "oldest open transaction: {} old",
+                humantime::format_duration(Duration::from_secs((x.age_ms / 1000).max(0) as u64))
+            ),
         )),
         None => out.push(ok("old-transaction", "no other open transaction in this database")),
     }

@@ -2,7 +2,10 @@
 //! event timeline, and above all a diagnosis: why it is where it is and what to do.
 
 use crate::cli::InspectArgs;
-use crate::db::{self, orders::{self, OrderRef, OrderRow}};
+use crate::db::{
+    self,
+    orders::{self, OrderRef, OrderRow},
+};
 use crate::dispatch::DispatchResult;
 use crate::domain::diagnosis::{diagnose, Diagnosis, OrderFacts, StuckThresholds};
 use crate::error::Result;
@@ -99,7 +102,12 @@ fn rfc(t: Option<DateTime<Utc>>) -> Value {
 }
 
 /// The diagnosis of an order, loading its routing.
-pub fn diagnosis_of(client: &mut impl GenericClient, o: &OrderRow, now: DateTime<Utc>, limits: StuckThresholds) -> Result<Diagnosis> {
+pub fn diagnosis_of(
+    client: &mut impl GenericClient,
+    o: &OrderRow,
+    now: DateTime<Utc>,
+    limits: StuckThresholds,
+) -> Result<Diagnosis> {
     let routing = db::routing::routing_views(client, Some(&o.tenant), Some(o.package_id))?;
     let refunded = if o.status == "rejected" { orders::refunded(client, o.id)?.map(|d| d.to_string()) } else { None };
     let facts = OrderFacts {
@@ -126,7 +134,12 @@ pub fn diagnosis_of(client: &mut impl GenericClient, o: &OrderRow, now: DateTime
 
 /// The order as JSON with stable field names: what `inspect --output json` and `list
 /// --output json` print (inspect adds placements and events).
-pub fn order_summary(client: &mut impl GenericClient, o: &OrderRow, now: DateTime<Utc>, limits: StuckThresholds) -> Result<Value> {
+pub fn order_summary(
+    client: &mut impl GenericClient,
+    o: &OrderRow,
+    now: DateTime<Utc>,
+    limits: StuckThresholds,
+) -> Result<Value> {
     let diagnosis = diagnosis_of(client, o, now, limits)?;
     let refunded = if o.status == "rejected" { orders::refunded(client, o.id)? } else { None };
     Ok(json!({
@@ -165,7 +178,12 @@ pub fn order_summary(client: &mut impl GenericClient, o: &OrderRow, now: DateTim
 }
 
 /// A short view of one order after a command changed it (create, dispatch, approve, reject, poll).
-pub fn print_order_brief(s: &Settings, client: &mut impl GenericClient, o: &OrderRow, dispatch: Option<&DispatchResult>) -> Result<()> {
+pub fn print_order_brief(
+    s: &Settings,
+    client: &mut impl GenericClient,
+    o: &OrderRow,
+    dispatch: Option<&DispatchResult>,
+) -> Result<()> {
     let mut summary = order_summary(client, o, Utc::now(), StuckThresholds::default())?;
     if let Some(d) = dispatch {
         summary["dispatch"] = serde_json::to_value(d).unwrap_or_default();

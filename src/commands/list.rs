@@ -3,7 +3,10 @@
 
 use crate::cli::ListArgs;
 use crate::commands::inspect::order_summary;
-use crate::db::{self, orders::{self, OrderFilter}};
+use crate::db::{
+    self,
+    orders::{self, OrderFilter},
+};
 use crate::domain::diagnosis::StuckThresholds;
 use crate::domain::status::{ExternalStatus, OrderStatus};
 use crate::error::{Error, Result};
@@ -34,7 +37,9 @@ pub fn run(s: &Settings, a: &ListArgs) -> Result<()> {
     let rows: Vec<Value> = if a.stuck {
         stuck_orders(&mut client, s.tenant.as_deref(), limits, a.limit)?
     } else {
-        let ago = |d: Option<humantime::Duration>| d.map(|d| now - chrono::Duration::from_std(d.into()).unwrap_or(chrono::Duration::MAX));
+        let ago = |d: Option<humantime::Duration>| {
+            d.map(|d| now - chrono::Duration::from_std(d.into()).unwrap_or(chrono::Duration::MAX))
+        };
         let filter = OrderFilter {
             tenant: s.tenant.clone(),
             status: a.status.clone(),
@@ -79,7 +84,12 @@ pub fn run(s: &Settings, a: &ListArgs) -> Result<()> {
 }
 
 /// The orders that are not moving, with their diagnosis, oldest first.
-pub fn stuck_orders(client: &mut impl GenericClient, tenant: Option<&str>, limits: StuckThresholds, limit: i64) -> Result<Vec<Value>> {
+pub fn stuck_orders(
+    client: &mut impl GenericClient,
+    tenant: Option<&str>,
+    limits: StuckThresholds,
+    limit: i64,
+) -> Result<Vec<Value>> {
     let now = Utc::now();
     let mut out = Vec::new();
     for o in orders::stuck_candidates(client, tenant, limits.undispatched_after, limits.overdue_after, limit)? {

@@ -21,7 +21,13 @@ pub fn tenants(s: &Settings) -> Result<()> {
     }
     let mut t = output::table(&["tenant", "users", "providers", "packages", "open orders"]);
     for r in &rows {
-        t.add_row(vec![r.name.clone(), r.users.to_string(), r.providers.to_string(), r.packages.to_string(), r.open_orders.to_string()]);
+        t.add_row(vec![
+            r.name.clone(),
+            r.users.to_string(),
+            r.providers.to_string(),
+            r.packages.to_string(),
+            r.open_orders.to_string(),
+        ]);
     }
     println!("{t}");
     Ok(())
@@ -126,7 +132,14 @@ pub fn packages(s: &Settings) -> Result<()> {
     let mut t = output::table(&["package", "product", "price", "enabled", "routing", "problems"]);
     for p in &list {
         let problems: Vec<&str> = p.problems.iter().map(|p| p.problem.as_str()).collect();
-        t.add_row(vec![p.name.clone(), p.product.clone(), money(p.price), yes_no(p.enabled), p.routing.clone(), problems.join("; ")]);
+        t.add_row(vec![
+            p.name.clone(),
+            p.product.clone(),
+            money(p.price),
+            yes_no(p.enabled),
+            p.routing.clone(),
+            problems.join("; "),
+        ]);
     }
     println!("{t}");
     Ok(())

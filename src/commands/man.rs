@@ -23,7 +23,8 @@ pub fn run(a: &ManArgs) -> Result<()> {
     let pages = pages()?;
     remove_stale(dir, &pages)?;
     for (name, text) in &pages {
-        std::fs::write(dir.join(name), text).map_err(|e| Error::internal(format!("cannot write {}: {e}", dir.join(name).display())))?;
+        std::fs::write(dir.join(name), text)
+            .map_err(|e| Error::internal(format!("cannot write {}: {e}", dir.join(name).display())))?;
     }
     eprintln!("wrote {} man pages to {}", pages.len(), dir.display());
     Ok(())
@@ -48,9 +49,7 @@ fn collect(cmd: &clap::Command, is_root: bool, out: &mut BTreeMap<String, String
     } else {
         cmd.clone()
     };
-    let man = clap_mangen::Man::new(page_cmd)
-        .source(format!("orderctl {}", env!("CARGO_PKG_VERSION")))
-        .manual("orderctl manual");
+    let man = clap_mangen::Man::new(page_cmd).source(format!("orderctl {}", env!("CARGO_PKG_VERSION"))).manual("orderctl manual");
     let mut buf = Vec::new();
     man.render(&mut buf).map_err(|e| Error::internal(format!("cannot render a man page: {e}")))?;
     let text = String::from_utf8(buf).map_err(|e| Error::internal(format!("a man page is not UTF-8: {e}")))?;

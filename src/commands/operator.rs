@@ -5,7 +5,10 @@
 use crate::cli::{ApproveArgs, RejectArgs};
 use crate::commands::create::validate_text;
 use crate::commands::inspect;
-use crate::db::{self, orders::{self, NewEvent, OrderRef}};
+use crate::db::{
+    self,
+    orders::{self, NewEvent, OrderRef},
+};
 use crate::domain::status::{operator_can_finish, OrderStatus};
 use crate::error::{Error, Result};
 use crate::settings::Settings;
@@ -51,7 +54,10 @@ pub fn reject(s: &Settings, a: &RejectArgs) -> Result<()> {
         _ => {
             let text = format!("rejected by an operator: {}", a.reason);
             let refunded = orders::finish_rejected(&mut tx, order.id, None, &text)?.unwrap_or_default();
-            orders::record_events(&mut tx, &[NewEvent::new(order.id, "operator.rejected", format!("{text}; refunded {refunded}"))])?;
+            orders::record_events(
+                &mut tx,
+                &[NewEvent::new(order.id, "operator.rejected", format!("{text}; refunded {refunded}"))],
+            )?;
             tx.commit()?;
             log::info!("order {} rejected by an operator; refunded {refunded}", order.number);
         }

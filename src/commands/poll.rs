@@ -28,8 +28,8 @@ pub fn run(s: &Settings, a: &PollArgs) -> Result<()> {
     let mut first = true;
     loop {
         let current = orders::load_order(monitor.client(), order.id)?;
-        let checkable = current.status == "pending"
-            && matches!(current.external_status.as_str(), "dispatching" | "sent" | "processing");
+        let checkable =
+            current.status == "pending" && matches!(current.external_status.as_str(), "dispatching" | "sent" | "processing");
         if checkable {
             let due = current.next_check_at.map(|t| t <= Utc::now()).unwrap_or(true);
             // Without --wait: check now. With --wait: the first check now, then by the schedule.
@@ -46,7 +46,12 @@ pub fn run(s: &Settings, a: &PollArgs) -> Result<()> {
         if !a.wait || final_state {
             inspect::print_order_brief(s, monitor.client(), &after, None)?;
             if !a.wait && !checkable && !final_state {
-                log::warn!("order {} is {} / {}: nothing to check with a provider", after.number, after.status, after.external_status);
+                log::warn!(
+                    "order {} is {} / {}: nothing to check with a provider",
+                    after.number,
+                    after.status,
+                    after.external_status
+                );
             }
             return Ok(());
         }
@@ -55,16 +60,19 @@ pub fn run(s: &Settings, a: &PollArgs) -> Result<()> {
             inspect::print_order_brief(s, monitor.client(), &after, None)?;
             return Err(Error::new(
                 ErrorKind::TimedOut,
-                format!("order {} is still {} / {} after {}", after.number, after.status, after.external_status, humantime::format_duration(timeout)),
+                format!(
+                    "order {} is still {} / {} after {}",
+                    after.number,
+                    after.status,
+                    after.external_status,
+                    humantime::format_duration(timeout)
+                ),
             )
             .with_hint(format!("`orderctl inspect {}` says why", after.number)));
         }
         // Sleep until the next scheduled check (or a short while when nothing is scheduled,
         // e.g. an order waiting for dispatch or an operator), never past the timeout.
-        let until_next = after
-            .next_check_at
-            .and_then(|t| (t - Utc::now()).to_std().ok())
-            .unwrap_or(Duration::from_millis(200));
+        let until_next = after.next_check_at.and_then(|t| (t - Utc::now()).to_std().ok()).unwrap_or(Duration::from_millis(200));
         let nap = until_next.clamp(Duration::from_millis(20), Duration::from_secs(5)).min(timeout - elapsed);
         std::thread::sleep(nap);
     }

@@ -51,11 +51,8 @@ pub fn run(s: &Settings) -> Result<()> {
     }
     let packages: std::collections::BTreeSet<(&str, &str)> =
         findings.iter().map(|f| (f.tenant.as_str(), f.package.as_str())).collect();
-    Err(Error::needs_action(format!(
-        "{} routing problem(s) in {} of {} package(s)",
-        findings.len(),
-        packages.len(),
-        views.len()
-    ))
-    .with_hint("fix each as its line says (edit the setup file and `orderctl apply` it), then run `orderctl routing check` again"))
+    Err(Error::needs_action(format!("{} routing problem(s) in {} of {} package(s)", findings.len(), packages.len(), views.len()))
+        .with_hint(
+            "fix each as its line says (edit the setup file and `orderctl apply` it), then run `orderctl routing check` again",
+        ))
 }

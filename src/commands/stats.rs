@@ -114,7 +114,8 @@ pub fn millis(ms: f64) -> String {
 pub fn render(st: &Stats) -> String {
     let mut o = String::new();
     let scope = st.tenant.as_deref().map(|t| format!("tenant {t}")).unwrap_or_else(|| "all tenants".into());
-    let _ = writeln!(o, "orderctl stats: {scope}, window {} (since {})", st.window, st.window_start.format("%Y-%m-%d %H:%M:%S UTC"));
+    let _ =
+        writeln!(o, "orderctl stats: {scope}, window {} (since {})", st.window, st.window_start.format("%Y-%m-%d %H:%M:%S UTC"));
 
     let total: i64 = st.orders_by_status.iter().map(|c| c.orders).sum();
     let mut t = output::table(&["status", "external status", "orders"]);
@@ -126,7 +127,13 @@ pub fn render(st: &Stats) -> String {
     if !st.orders_by_provider.is_empty() {
         let mut t = output::table(&["tenant", "provider", "open", "approved", "rejected"]);
         for p in &st.orders_by_provider {
-            t.add_row(vec![p.tenant.clone(), p.provider.clone(), p.open.to_string(), p.approved.to_string(), p.rejected.to_string()]);
+            t.add_row(vec![
+                p.tenant.clone(),
+                p.provider.clone(),
+                p.open.to_string(),
+                p.approved.to_string(),
+                p.rejected.to_string(),
+            ]);
         }
         let _ = writeln!(o, "\norders by provider (- = never sent to a provider: codes, manual, not dispatched yet):\n{t}");
     }
@@ -146,8 +153,18 @@ pub fn render(st: &Stats) -> String {
 
     if !st.providers.is_empty() {
         let mut t = output::table(&[
-            "tenant", "provider", "placements", "accepted", "rejected", "ambiguous", "checks", "waiting", "no news", "approved",
-            "cancelled", "given up",
+            "tenant",
+            "provider",
+            "placements",
+            "accepted",
+            "rejected",
+            "ambiguous",
+            "checks",
+            "waiting",
+            "no news",
+            "approved",
+            "cancelled",
+            "given up",
         ]);
         for p in &st.providers {
             let counts = [
@@ -182,7 +199,11 @@ pub fn render(st: &Stats) -> String {
                 Cell::new(r["diagnosis"]["sentence"].as_str().unwrap_or("")),
             ]);
         }
-        let more = if st.stuck_count > STUCK_SHOWN { format!(", the oldest {STUCK_SHOWN} shown; see `orderctl list --stuck`") } else { String::new() };
+        let more = if st.stuck_count > STUCK_SHOWN {
+            format!(", the oldest {STUCK_SHOWN} shown; see `orderctl list --stuck`")
+        } else {
+            String::new()
+        };
         let _ = writeln!(o, "\nstuck orders ({}{more}):\n{t}", st.stuck_count);
     }
     o

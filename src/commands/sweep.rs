@@ -40,7 +40,14 @@ pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
         None => None,
     };
     drop(client);
-    let settings = MonitorSettings { policy, lease: work.lease, batch_size: work.batch_size, round_size: work.round_size, concurrency: work.concurrency, tenant_id };
+    let settings = MonitorSettings {
+        policy,
+        lease: work.lease,
+        batch_size: work.batch_size,
+        round_size: work.round_size,
+        concurrency: work.concurrency,
+        tenant_id,
+    };
     let mut monitor = Monitor::new(&s.database_url, s.http, settings)?;
 
     // Due work, round after round, until nothing is due. An order handled once in this sweep is

@@ -15,11 +15,11 @@
 pub mod schedule;
 
 use crate::db;
-use postgres::fallible_iterator::FallibleIterator;
 use crate::error::{Error, ErrorKind, Result};
 use crate::monitor::{self, Monitor, MonitorSettings, RoundReport};
 use crate::settings::HttpSettings;
 use chrono::Utc;
+use postgres::fallible_iterator::FallibleIterator;
 use schedule::SweepSchedule;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -113,7 +113,9 @@ pub fn run(settings: DaemonSettings) -> Result<()> {
 
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // shutdown() does not wait for running jobs; ours only raise a flag, so nothing is lost.
-    runtime.block_on(async { let _ = scheduler.shutdown().await; });
+    runtime.block_on(async {
+        let _ = scheduler.shutdown().await;
+    });
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }
@@ -188,7 +190,11 @@ fn work_loop(settings: &DaemonSettings, shared: &Shared) -> Result<()> {
                     if announced_ready {
                         log::warn!("reconnected to the database; carrying on");
                     } else {
-                        log::info!("connected; working (concurrency {}, round size {})", settings.monitor.concurrency, settings.monitor.round_size);
+                        log::info!(
+                            "connected; working (concurrency {}, round size {})",
+                            settings.monitor.concurrency,
+                            settings.monitor.round_size
+                        );
                         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                         announced_ready = true;
                     }
@@ -198,7 +204,11 @@ fn work_loop(settings: &DaemonSettings, shared: &Shared) -> Result<()> {
                 // A URL that cannot work will not start working: say so and stop.
                 Err(e) if e.kind == ErrorKind::InvalidInput => return Err(e),
                 Err(e) => {
-                    log::warn!("database unavailable: {} (retrying in {})", e.message, humantime::format_duration(reconnect_backoff));
+                    log::warn!(
+                        "database unavailable: {} (retrying in {})",
+                        e.message,
+                        humantime::format_duration(reconnect_backoff)
+                    );
                     shared.wake.wait(reconnect_backoff);
                     reconnect_backoff = (reconnect_backoff * 2).min(Duration::from_secs(10));
                     continue;
@@ -236,7 +246,12 @@ fn work_loop(settings: &DaemonSettings, shared: &Shared) -> Result<()> {
         if last_summary.elapsed() > Duration::from_secs(60) && !totals.is_idle() {
             log::info!(
                 "last minute: {} dispatched, {} checks, {} approved, {} rejected, {} no news, {} given up",
-                totals.dispatched, totals.checks, totals.approved, totals.rejected, totals.no_news, totals.given_up
+                totals.dispatched,
+                totals.checks,
+                totals.approved,
+                totals.rejected,
+                totals.no_news,
+                totals.given_up
             );
             totals = RoundReport::default();
             last_summary = Instant::now();

@@ -24,7 +24,9 @@ impl SweepSchedule {
             .dom_and_dow(true)
             .build()
             .parse(expression)
-            .map_err(|e| Error::invalid(format!("--sweep-schedule '{expression}' is not a valid cron expression: {e}")).with_hint(hint))?;
+            .map_err(|e| {
+                Error::invalid(format!("--sweep-schedule '{expression}' is not a valid cron expression: {e}")).with_hint(hint)
+            })?;
         if cron.find_next_occurrence(&Utc::now(), false).is_err() {
             return Err(Error::invalid(format!("--sweep-schedule '{expression}' never fires")).with_hint(hint));
         }

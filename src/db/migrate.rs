@@ -38,9 +38,7 @@ fn checksum(sql: &str) -> String {
 fn parse_name(name: &str) -> Result<i32> {
     let digits: String = name.chars().take_while(|c| c.is_ascii_digit()).collect();
     if digits.is_empty() || !name.ends_with(".sql") {
-        return Err(Error::invalid(format!(
-            "migration file {name} is not named NNNN_description.sql"
-        )));
+        return Err(Error::invalid(format!("migration file {name} is not named NNNN_description.sql")));
     }
     digits.parse().map_err(|_| Error::invalid(format!("migration file {name} has a version number that is too large")))
 }
@@ -106,7 +104,9 @@ pub fn migrate(client: &mut Client, migrations: &[Migration], dry_run: bool) -> 
                     &sum[..12.min(sum.len())],
                     &m.checksum[..12]
                 ))
-                .with_hint("never edit an applied migration: restore the original file and put the change in a new numbered file"));
+                .with_hint(
+                    "never edit an applied migration: restore the original file and put the change in a new numbered file",
+                ));
             }
             Some(_) => {}
             None => {
@@ -121,7 +121,12 @@ pub fn migrate(client: &mut Client, migrations: &[Migration], dry_run: bool) -> 
     let mut report = Vec::new();
     for m in migrations {
         if applied.iter().any(|(v, _, _)| *v == m.version) {
-            report.push(MigrationReport { version: m.version, name: m.name.clone(), checksum: m.checksum.clone(), state: "already applied".into() });
+            report.push(MigrationReport {
+                version: m.version,
+                name: m.name.clone(),
+                checksum: m.checksum.clone(),
+                state: "already applied".into(),
+            });
             continue;
         }
         if !dry_run {
@@ -152,9 +157,7 @@ pub fn migrate(client: &mut Client, migrations: &[Migration], dry_run: bool) -> 
 
 /// Versions known to this binary but not applied; an error when the schema is missing entirely.
 pub fn pending(client: &mut Client) -> Result<Vec<String>> {
-    let exists: bool = client
-        .query_one("SELECT to_regclass('orderctl_migrations') IS NOT NULL", &[])?
-        .get(0);
+    let exists: bool = client.query_one("SELECT to_regclass('orderctl_migrations') IS NOT NULL", &[])?.get(0);
     let applied: Vec<i32> = if exists {
         client.query("SELECT version FROM orderctl_migrations", &[])?.iter().map(|r| r.get(0)).collect()
     } else {

@@ -31,8 +31,11 @@ pub fn connect(url: &str) -> Result<Client, Error> {
         config.application_name("orderctl");
     }
     let mut client = config.connect(NoTls).map_err(|e| {
-        Error::new(ErrorKind::DatabaseUnavailable, format!("cannot connect to the database at {}: {}", mask_url(url), short_pg_error(&e)))
-            .with_hint("check that Postgres is running and that --database-url / DATABASE_URL is right")
+        Error::new(
+            ErrorKind::DatabaseUnavailable,
+            format!("cannot connect to the database at {}: {}", mask_url(url), short_pg_error(&e)),
+        )
+        .with_hint("check that Postgres is running and that --database-url / DATABASE_URL is right")
     })?;
     client.batch_execute(SESSION_SETUP)?;
     Ok(client)

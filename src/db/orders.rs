@@ -517,12 +517,7 @@ pub fn record_ambiguous(
 
 /// Dispatch stopped before anything was sent (routing, mapping, provider, code stock): the
 /// order needs an operator; `attention` says why.
-pub fn record_dispatch_stopped(
-    client: &mut impl GenericClient,
-    order_id: Uuid,
-    attention: &str,
-    message: &str,
-) -> Result<bool> {
+pub fn record_dispatch_stopped(client: &mut impl GenericClient, order_id: Uuid, attention: &str, message: &str) -> Result<bool> {
     Ok(client.execute(
         "UPDATE orders SET attention = $2, last_message = $3, next_check_at = NULL, lease = lease + 1
           WHERE id = $1 AND status = 'pending' AND external_status IN ('not_sent', 'failed')",
@@ -542,7 +537,12 @@ pub fn record_waiting_for_operator(client: &mut impl GenericClient, order_id: Uu
 /// Hand out `quantity` codes from a group and approve the order, atomically. Two concurrent
 /// orders never get the same code (row locks with SKIP LOCKED); an empty group hands out
 /// nothing. Returns the codes, or None when there were not enough.
-pub fn take_codes(client: &mut postgres::Client, order_id: Uuid, code_group_id: i64, quantity: i32) -> Result<Option<Vec<String>>> {
+pub fn take_codes(
+    client: &mut postgres::Client,
+    order_id: Uuid,
+    code_group_id: i64,
+    quantity: i32,
+) -> Result<Option<Vec<String>>> {
     let mut tx = client.transaction()?;
     // Claim the order first (its row lock is held to the end of the transaction): only one
     // dispatcher gets to hand out its codes.
@@ -835,9 +835,7 @@ pub fn give_up(client: &mut impl GenericClient, order_id: Uuid, lease: i64, mess
 
 /// What was refunded for an order, if anything.
 pub fn refunded(client: &mut impl GenericClient, order_id: Uuid) -> Result<Option<Decimal>> {
-    Ok(client
-        .query_opt("SELECT amount FROM ledger WHERE order_id = $1 AND kind = 'refund'", &[&order_id])?
-        .map(|r| r.get(0)))
+    Ok(client.query_opt("SELECT amount FROM ledger WHERE order_id = $1 AND kind = 'refund'", &[&order_id])?.map(|r| r.get(0)))
 }
 
 /// The ids of due orders, oldest due first, without claiming them.
@@ -855,12 +853,7 @@ pub fn peek_due(client: &mut impl GenericClient, limit: i64, tenant: Option<i64>
 
 /// Claim specific due orders (any kind of due work), skipping ones another worker holds.
 pub fn claim_due_ids(client: &mut impl GenericClient, ids: &[Uuid], lease: Duration) -> Result<Vec<DueOrder>> {
-    claim(
-        client,
-        "SELECT id FROM orders WHERE id = ANY($1) AND next_check_at <= now() FOR UPDATE SKIP LOCKED",
-        lease,
-        &[&ids],
-    )
+    claim(client, "SELECT id FROM orders WHERE id = ANY($1) AND next_check_at <= now() FOR UPDATE SKIP LOCKED", lease, &[&ids])
 }
 
 /// Filters for `orderctl list`. Every field narrows the result; None means any.
@@ -889,7 +882,17 @@ pub fn list_orders(client: &mut impl GenericClient, f: &OrderFilter) -> Result<V
     Ok(client
         .query(
             &sql,
-            &[&f.tenant, &f.status, &f.external_status, &f.provider, &f.package, &f.user, &f.created_after, &f.created_before, &f.limit],
+            &[
+                &f.tenant,
+                &f.status,
+                &f.external_status,
+                &f.provider,
+                &f.package,
+                &f.user,
+                &f.created_after,
+                &f.created_before,
+                &f.limit,
+            ],
         )?
         .iter()
         .map(order_from_row)

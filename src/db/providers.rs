@@ -45,11 +45,8 @@ pub fn load_provider_config(
         }
         many => {
             let tenants: Vec<String> = many.iter().map(|r| r.get::<_, String>(6)).collect();
-            Err(Error::usage(format!(
-                "provider '{name}' exists in several tenants ({}); say which one",
-                tenants.join(", ")
-            ))
-            .with_hint(format!("add --tenant {}", tenants[0])))
+            Err(Error::usage(format!("provider '{name}' exists in several tenants ({}); say which one", tenants.join(", ")))
+                .with_hint(format!("add --tenant {}", tenants[0])))
         }
     }
 }
@@ -57,8 +54,7 @@ pub fn load_provider_config(
 /// The provider with this id (for orders, which store the provider id).
 pub fn load_provider_config_by_id(client: &mut impl GenericClient, id: i64, http: HttpSettings) -> Result<ProviderConfig> {
     let sql = format!("{SELECT} WHERE p.id = $1");
-    let row = client
-        .query_opt(sql.as_str(), &[&id])?
-        .ok_or_else(|| Error::not_found(format!("provider id {id} does not exist")))?;
+    let row =
+        client.query_opt(sql.as_str(), &[&id])?.ok_or_else(|| Error::not_found(format!("provider id {id} does not exist")))?;
     config_from_row(&row, http)
 }

@@ -55,13 +55,9 @@ pub fn routing_views(
 
 /// The id of a tenant by name, or a not-found error that says how to list them.
 pub fn tenant_id(client: &mut impl GenericClient, name: &str) -> Result<i64> {
-    client
-        .query_opt("SELECT id FROM tenants WHERE name = $1", &[&name])?
-        .map(|r| r.get(0))
-        .ok_or_else(|| {
-            Error::not_found(format!("tenant '{name}' does not exist"))
-                .with_hint("list tenants with `orderctl tenant list`")
-        })
+    client.query_opt("SELECT id FROM tenants WHERE name = $1", &[&name])?.map(|r| r.get(0)).ok_or_else(|| {
+        Error::not_found(format!("tenant '{name}' does not exist")).with_hint("list tenants with `orderctl tenant list`")
+    })
 }
 
 /// The routing columns of one package, with ids, for the dispatch pipeline.

@@ -192,10 +192,7 @@ fn write(tx: &mut Transaction, setup: &Setup) -> Result<ApplySummary> {
             s.packages.record(write_package(tx, tenant_id, &ids, p)?, named(&p.name));
         }
     }
-    s.changes = [&s.tenants, &s.users, &s.providers, &s.code_groups, &s.products, &s.packages]
-        .iter()
-        .map(|c| c.changed())
-        .sum();
+    s.changes = [&s.tenants, &s.users, &s.providers, &s.code_groups, &s.products, &s.packages].iter().map(|c| c.changed()).sum();
     Ok(s)
 }
 
@@ -208,7 +205,13 @@ fn write_tenant(tx: &mut Transaction, name: &str) -> Result<(i64, Change)> {
 }
 
 /// A user, with the balance rule of the module doc.
-fn write_user(tx: &mut Transaction, tenant: &str, tenant_id: i64, u: &UserSetup, ledger: &mut Vec<BalancePosting>) -> Result<Change> {
+fn write_user(
+    tx: &mut Transaction,
+    tenant: &str,
+    tenant_id: i64,
+    u: &UserSetup,
+    ledger: &mut Vec<BalancePosting>,
+) -> Result<Change> {
     let current = tx.query_opt(
         "SELECT id, email, overdraft_limit, declared_balance, balance FROM users
           WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
@@ -389,7 +392,18 @@ fn write_package(tx: &mut Transaction, tenant_id: i64, ids: &TenantIds, p: &Pack
                     "INSERT INTO packages (tenant_id, product_id, name, price, enabled, routing_mode, provider_type,
                                            primary_provider_id, fallback_provider_id, code_group_id)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-                    &[&tenant_id, &product_id, &p.name, &p.price, &p.enabled, &mode, &provider_type, &primary, &fallback, &code_group],
+                    &[
+                        &tenant_id,
+                        &product_id,
+                        &p.name,
+                        &p.price,
+                        &p.enabled,
+                        &mode,
+                        &provider_type,
+                        &primary,
+                        &fallback,
+                        &code_group,
+                    ],
                 )?
                 .get(0);
             (id, Change::Created)

@@ -126,7 +126,11 @@ pub struct ProviderActivity {
     pub given_up: i64,
 }
 
-pub fn provider_activity(client: &mut impl GenericClient, tenant: Option<&str>, since: DateTime<Utc>) -> Result<Vec<ProviderActivity>> {
+pub fn provider_activity(
+    client: &mut impl GenericClient,
+    tenant: Option<&str>,
+    since: DateTime<Utc>,
+) -> Result<Vec<ProviderActivity>> {
     let rows = client.query(
         "WITH placed AS (
              SELECT pl.provider_id,
@@ -241,10 +245,7 @@ pub fn oldest_transaction(client: &mut impl GenericClient) -> Result<Option<Olde
 /// None: it does not exist.
 pub fn due_index_valid(client: &mut impl GenericClient) -> Result<Option<bool>> {
     Ok(client
-        .query_opt(
-            "SELECT i.indisvalid AND i.indisready FROM pg_index i WHERE i.indexrelid = to_regclass('orders_due')",
-            &[],
-        )?
+        .query_opt("SELECT i.indisvalid AND i.indisready FROM pg_index i WHERE i.indexrelid = to_regclass('orders_due')", &[])?
         .map(|r| r.get(0)))
 }
 

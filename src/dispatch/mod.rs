@@ -121,7 +121,12 @@ struct Candidate {
 }
 
 /// Run the dispatch pipeline for one order.
-pub fn dispatch(client: &mut Client, providers: &ProviderCache, order_id: Uuid, opts: &DispatchOptions) -> Result<DispatchReport> {
+pub fn dispatch(
+    client: &mut Client,
+    providers: &ProviderCache,
+    order_id: Uuid,
+    opts: &DispatchOptions,
+) -> Result<DispatchReport> {
     // load_order
     let order = orders::load_order(client, order_id)?;
     let mut steps = Steps::new(order_id, order.number, opts);
@@ -148,7 +153,10 @@ pub fn dispatch(client: &mut Client, providers: &ProviderCache, order_id: Uuid, 
 }
 
 fn load_order_message(order: &OrderRow) -> String {
-    format!("order {} of tenant {}: {} × {} for player {}", order.number, order.tenant, order.quantity, order.package, order.user_identifier)
+    format!(
+        "order {} of tenant {}: {} × {} for player {}",
+        order.number, order.tenant, order.quantity, order.package, order.user_identifier
+    )
 }
 
 /// load_order and check_dispatchable, for an order that can be placed.
@@ -162,7 +170,13 @@ fn record_first_steps(order: &OrderRow, steps: &mut Steps) {
 /// mapping or a disabled primary only skips that provider; an empty code group is found when
 /// taking codes.)
 fn blocks_external(p: &RoutingProblem) -> bool {
-    p.blocks_dispatch() && !matches!(p, RoutingProblem::MissingMapping { .. } | RoutingProblem::PrimaryDisabled { .. } | RoutingProblem::EmptyCodeGroup { .. })
+    p.blocks_dispatch()
+        && !matches!(
+            p,
+            RoutingProblem::MissingMapping { .. }
+                | RoutingProblem::PrimaryDisabled { .. }
+                | RoutingProblem::EmptyCodeGroup { .. }
+        )
 }
 
 /// The providers of external routing in order (primary, then fallback), and the step's message.
@@ -185,8 +199,12 @@ pub fn result_summary(r: &DispatchResult) -> String {
         DispatchResult::Approved { .. } => "approved at once".into(),
         DispatchResult::Rejected { message } => format!("cancelled at once and refunded: {message}"),
         DispatchResult::WaitingForOperator => "waiting for an operator (manual routing)".into(),
-        DispatchResult::PlacementRejected { provider, message } => format!("rejected by {provider}: {message}; waits for an operator"),
-        DispatchResult::AwaitingReconciliation { provider, message, .. } => format!("outcome unknown at {provider} ({message}); awaiting reconciliation"),
+        DispatchResult::PlacementRejected { provider, message } => {
+            format!("rejected by {provider}: {message}; waits for an operator")
+        }
+        DispatchResult::AwaitingReconciliation { provider, message, .. } => {
+            format!("outcome unknown at {provider} ({message}); awaiting reconciliation")
+        }
         DispatchResult::Stopped { step, message, .. } => format!("stopped at {step}: {message}"),
         DispatchResult::NotDispatchable { message } => format!("not dispatched: {message}"),
         DispatchResult::DryRun { provider, .. } => format!("dry run for {provider}"),
@@ -279,7 +297,11 @@ fn resolve_routing(
             if opts.dry_run {
                 return Ok(Routed::Done(DispatchResult::DryRun {
                     provider: "codes".into(),
-                    request: format!("take {} code(s) from code group {}", order.quantity, view.code_group.as_ref().map(|g| g.0.as_str()).unwrap_or("?")),
+                    request: format!(
+                        "take {} code(s) from code group {}",
+                        order.quantity,
+                        view.code_group.as_ref().map(|g| g.0.as_str()).unwrap_or("?")
+                    ),
                 }));
             }
             {
@@ -291,7 +313,9 @@ fn resolve_routing(
                 CodeHandout::AlreadyTaken => Ok(Routed::Done(DispatchResult::NotDispatchable {
                     message: "another process dispatched the order first".into(),
                 })),
-                CodeHandout::Delivered(codes) => Ok(Routed::Done(DispatchResult::Approved { pin: Some(CodeHandout::pin(&codes)) })),
+                CodeHandout::Delivered(codes) => {
+                    Ok(Routed::Done(DispatchResult::Approved { pin: Some(CodeHandout::pin(&codes)) }))
+                }
                 CodeHandout::StockEmpty => {
                     let group_name = view.code_group.as_ref().map(|g| g.0.clone()).unwrap_or_default();
                     let message = format!(
@@ -397,7 +421,10 @@ impl Claimed {
 pub enum Recorded {
     Done(DispatchResult),
     /// Rejected by this provider; the order is still ours under the lease: try the next candidate.
-    NextCandidate { provider: String, message: String },
+    NextCandidate {
+        provider: String,
+        message: String,
+    },
 }
 
 /// Per-round memory of what the pipeline looks up per (package, provider): the mapping and the
@@ -409,7 +436,12 @@ pub struct Lookups {
 }
 
 impl Lookups {
-    fn target(&mut self, client: &mut Client, package_id: i64, provider_id: i64) -> Result<(String, Option<serde_json::Value>, bool)> {
+    fn target(
+        &mut self,
+        client: &mut Client,
+        package_id: i64,
+        provider_id: i64,
+    ) -> Result<(String, Option<serde_json::Value>, bool)> {
         if let Some(t) = self.targets.get(&(package_id, provider_id)) {
             return Ok(t.clone());
         }
@@ -533,12 +565,25 @@ fn place_with_candidates(
     let mut candidates = candidates.into_iter();
     loop {
         let later = owned_lease.is_some() || last_rejection.is_some();
-        let attempt = match next_attempt(client, providers, &mut lookups, order, &mut candidates, owned_lease, later, &mut first_stop, steps)? {
+        let attempt = match next_attempt(
+            client,
+            providers,
+            &mut lookups,
+            order,
+            &mut candidates,
+            owned_lease,
+            later,
+            &mut first_stop,
+            steps,
+        )? {
             Ok(a) => a,
             Err(s) => return finish_without_candidate(client, order, owned_lease, last_rejection, first_stop, s),
         };
         if opts.dry_run {
-            return Ok(DispatchResult::DryRun { provider: attempt.provider_name.clone(), request: attempt.adapter.describe_placement(&attempt.request) });
+            return Ok(DispatchResult::DryRun {
+                provider: attempt.provider_name.clone(),
+                request: attempt.adapter.describe_placement(&attempt.request),
+            });
         }
 
         // The provider's limit on calls in flight holds across every process: take a permit
@@ -571,7 +616,9 @@ fn place_with_candidates(
 /// One process's identity for permits (read once: it is asked for on every placement).
 fn permit_holder() -> &'static str {
     static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HOLDER.get_or_init(|| format!("{}:{}", std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(), std::process::id()))
+    HOLDER.get_or_init(|| {
+        format!("{}:{}", std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(), std::process::id())
+    })
 }
 
 /// Take one permit for the provider, waiting a little when all are held.
@@ -656,9 +703,10 @@ pub fn record_placed(
     let placed: Vec<(Claimed, PlacementOutcome)> = placed
         .into_iter()
         .map(|(c, o)| match o {
-            PlacementOutcome::Rejected { message } if c.attempt.reuse => {
-                (c, PlacementOutcome::Ambiguous { reason: format!("re-placement rejected ({message}); the first attempt may exist") })
-            }
+            PlacementOutcome::Rejected { message } if c.attempt.reuse => (
+                c,
+                PlacementOutcome::Ambiguous { reason: format!("re-placement rejected ({message}); the first attempt may exist") },
+            ),
             o => (c, o),
         })
         .collect();
@@ -713,11 +761,17 @@ pub fn record_placed(
                     }
                     Some(CheckOutcome::Cancelled { message }) => {
                         let refund = orders::finish_rejected(tx, order_id, Some(new_lease), &message)?;
-                        steps.step("record_outcome", format!("the provider cancelled at once: order rejected, refunded {}", refund.unwrap_or_default()));
+                        steps.step(
+                            "record_outcome",
+                            format!("the provider cancelled at once: order rejected, refunded {}", refund.unwrap_or_default()),
+                        );
                         Recorded::Done(DispatchResult::Rejected { message })
                     }
                     _ => {
-                        steps.step("schedule_first_check", format!("first status check in {}", humantime::format_duration(opts.policy.first_check)));
+                        steps.step(
+                            "schedule_first_check",
+                            format!("first status check in {}", humantime::format_duration(opts.policy.first_check)),
+                        );
                         Recorded::Done(DispatchResult::Sent { provider: provider_name, reference })
                     }
                 }
@@ -729,7 +783,10 @@ pub fn record_placed(
             PlacementOutcome::Ambiguous { reason: message } => {
                 let reconcile_after = opts.policy.first_check.min(Duration::from_secs(60));
                 orders::record_ambiguous(tx, order_id, c.lease, &message, reconcile_after)?;
-                steps.step("record_outcome", format!("outcome unknown ({message}): awaiting reconciliation by a status check with reference {reference}"));
+                steps.step(
+                    "record_outcome",
+                    format!("outcome unknown ({message}): awaiting reconciliation by a status check with reference {reference}"),
+                );
                 Recorded::Done(DispatchResult::AwaitingReconciliation { provider: provider_name, reference, message })
             }
         };
@@ -751,7 +808,16 @@ pub fn continue_after_rejection(
     opts: &DispatchOptions,
 ) -> Result<DispatchResult> {
     let Claimed { attempt, lease } = claimed;
-    let result = place_with_candidates(client, providers, &attempt.order, attempt.rest, Some(lease), Some((provider, message)), opts, attempt.steps)?;
+    let result = place_with_candidates(
+        client,
+        providers,
+        &attempt.order,
+        attempt.rest,
+        Some(lease),
+        Some((provider, message)),
+        opts,
+        attempt.steps,
+    )?;
     log::info!("order {}: dispatch: {}", attempt.order.number, result_summary(&result));
     Ok(result)
 }
@@ -792,7 +858,17 @@ pub fn prepare_batch(
         let (candidates, message) = external_candidates(&routing, &view);
         steps.step("resolve_routing", message);
         let mut first_stop = None;
-        match next_attempt(client, providers, &mut lookups, &order, &mut candidates.into_iter(), None, false, &mut first_stop, steps)? {
+        match next_attempt(
+            client,
+            providers,
+            &mut lookups,
+            &order,
+            &mut candidates.into_iter(),
+            None,
+            false,
+            &mut first_stop,
+            steps,
+        )? {
             Ok(a) if first_stop.is_none() => attempts.push(a),
             // The primary cannot take it: the one-order pipeline records the stop or the fallback.
             _ => others.push(order.id),
@@ -816,7 +892,10 @@ fn finish_without_candidate(
         let lease = owned_lease.ok_or_else(|| Error::internal("rejection without a claim"))?;
         let text = format!("placement rejected by {provider}: {message}");
         orders::record_rejected(&mut tx, order.id, lease, &text)?;
-        steps.step("record_outcome", format!("{text}; no fallback left: the order waits for an operator (no refund until `orderctl reject`)"));
+        steps.step(
+            "record_outcome",
+            format!("{text}; no fallback left: the order waits for an operator (no refund until `orderctl reject`)"),
+        );
         DispatchResult::PlacementRejected { provider, message }
     } else if let Some((step, attention, message)) = first_stop {
         orders::record_dispatch_stopped(&mut tx, order.id, &attention, &message)?;

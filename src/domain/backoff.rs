@@ -101,7 +101,14 @@ impl BackoffPolicy {
     /// The same, when some attempts brought no news (a failed query, garbage, an outage): they
     /// stretch the delay like any check, but only answers count against `max_checks`, so an
     /// outage does not use up an order's checks and leave it waiting for the deadline.
-    pub fn next_step_with_no_news(&self, sent_at: DateTime<Utc>, answered: u32, no_news: u32, now: DateTime<Utc>, unit: f64) -> NextStep {
+    pub fn next_step_with_no_news(
+        &self,
+        sent_at: DateTime<Utc>,
+        answered: u32,
+        no_news: u32,
+        now: DateTime<Utc>,
+        unit: f64,
+    ) -> NextStep {
         let deadline = self.deadline(sent_at);
         if now >= deadline {
             return NextStep::GiveUpNow;
@@ -177,10 +184,7 @@ mod tests {
         // 3 answers: budget used up.
         assert_eq!(p.next_step_with_no_news(t0(), 3, 0, now, 0.5), NextStep::GiveUpAt(p.deadline(t0())));
         // 1 answer and 10 no-news attempts: still checking, at the capped delay.
-        assert_eq!(
-            p.next_step_with_no_news(t0(), 1, 10, now, 0.5),
-            NextStep::CheckAt(now + chrono::Duration::seconds(600))
-        );
+        assert_eq!(p.next_step_with_no_news(t0(), 1, 10, now, 0.5), NextStep::CheckAt(now + chrono::Duration::seconds(600)));
     }
 
     #[test]

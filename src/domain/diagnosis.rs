@@ -2,7 +2,7 @@
 //! the order's fields, its package routing and the clock. `inspect`, `list --stuck`, `stats`
 //! and `doctor` all speak with these words.
 
-use crate::domain::routing::{check_routing, RoutingMode, RoutingProblem, RoutingView, ProviderType};
+use crate::domain::routing::{check_routing, ProviderType, RoutingMode, RoutingProblem, RoutingView};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
@@ -225,7 +225,12 @@ fn not_sent(f: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> Diag
     };
     // The incident: routing that has nowhere to send the order, found before anyone waits.
     if let Some(p) = check_routing(r).into_iter().find(|p| {
-        matches!(p, RoutingProblem::AutoWithManualProviderType { .. } | RoutingProblem::ExternalWithoutPrimary | RoutingProblem::CodesWithoutCodeGroup)
+        matches!(
+            p,
+            RoutingProblem::AutoWithManualProviderType { .. }
+                | RoutingProblem::ExternalWithoutPrimary
+                | RoutingProblem::CodesWithoutCodeGroup
+        )
     }) {
         return d(
             "routing_auto_without_provider",
@@ -247,7 +252,11 @@ fn not_sent(f: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> Diag
                 "waiting for an operator: package {} is routed manually; deliver it, then `orderctl approve {n} --pin PIN`, \
                  or `orderctl reject {n} --reason TEXT`{}",
                 f.package,
-                if r.provider_type == ProviderType::External { format!(", or send it with `orderctl dispatch {n}`") } else { String::new() }
+                if r.provider_type == ProviderType::External {
+                    format!(", or send it with `orderctl dispatch {n}`")
+                } else {
+                    String::new()
+                }
             ),
             false,
         );

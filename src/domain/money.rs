@@ -17,7 +17,8 @@ pub fn parse_amount(s: &str, what: &str) -> Result<Decimal, String> {
     let d = Some(t)
         .filter(|_| plain)
         .ok_or(())
-        .and_then(|t| Decimal::from_str(t).map_err(|_| ())).map_err(|_| format!("{what} '{s}' is not a decimal amount; write it like \"100.00\""))?;
+        .and_then(|t| Decimal::from_str(t).map_err(|_| ()))
+        .map_err(|_| format!("{what} '{s}' is not a decimal amount; write it like \"100.00\""))?;
     if d.scale() > 2 && d.normalize().scale() > 2 {
         return Err(format!("{what} '{s}' has more than two decimal places"));
     }

@@ -97,16 +97,28 @@ pub struct RoutingView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoutingProblem {
     /// The incident in domain.md: auto routing with provider_type manual.
-    AutoWithManualProviderType { has_primary: bool },
+    AutoWithManualProviderType {
+        has_primary: bool,
+    },
     /// auto + external without a primary provider.
     ExternalWithoutPrimary,
     /// provider_type codes without a code group.
     CodesWithoutCodeGroup,
-    PrimaryDisabled { provider: String },
-    FallbackDisabled { provider: String },
-    MissingMapping { provider: String },
-    FallbackEqualsPrimary { provider: String },
-    EmptyCodeGroup { group: String },
+    PrimaryDisabled {
+        provider: String,
+    },
+    FallbackDisabled {
+        provider: String,
+    },
+    MissingMapping {
+        provider: String,
+    },
+    FallbackEqualsPrimary {
+        provider: String,
+    },
+    EmptyCodeGroup {
+        group: String,
+    },
 }
 
 impl RoutingProblem {
@@ -171,9 +183,7 @@ impl RoutingProblem {
             RoutingProblem::MissingMapping { provider } => {
                 format!("add mappings.{provider} to the package (znet: oyun and kupur; xstor: product_id)")
             }
-            RoutingProblem::FallbackEqualsPrimary { .. } => {
-                "choose a different routing.fallback or remove it".into()
-            }
+            RoutingProblem::FallbackEqualsPrimary { .. } => "choose a different routing.fallback or remove it".into(),
             RoutingProblem::EmptyCodeGroup { group } => format!("add codes to code group {group}"),
         }
     }
@@ -221,9 +231,7 @@ pub fn check_routing(r: &RoutingView) -> Vec<RoutingProblem> {
     if r.provider_type == ProviderType::Codes {
         match &r.code_group {
             None => problems.push(RoutingProblem::CodesWithoutCodeGroup),
-            Some((group, available)) if *available <= 0 => {
-                problems.push(RoutingProblem::EmptyCodeGroup { group: group.clone() })
-            }
+            Some((group, available)) if *available <= 0 => problems.push(RoutingProblem::EmptyCodeGroup { group: group.clone() }),
             Some(_) => {}
         }
     }

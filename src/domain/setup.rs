@@ -12,7 +12,9 @@
 //! quote the offending value).
 
 use crate::domain::money::parse_amount;
-use crate::domain::routing::{check_routing, is_contradiction, ProviderType, RoutedProvider, RoutingMode, RoutingProblem, RoutingView};
+use crate::domain::routing::{
+    check_routing, is_contradiction, ProviderType, RoutedProvider, RoutingMode, RoutingProblem, RoutingView,
+};
 use crate::provider::ProviderKind;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -287,7 +289,8 @@ pub fn validate(text: &str, existing: &Existing) -> Result<Setup, Vec<SetupProbl
         }
         let at = Place { path: at.path, words: format!("tenant {name}") };
         if let Some(first) = seen.insert(name.clone(), i) {
-            problems.add(&at, format!("the tenant is declared twice (tenants[{first}] and tenants[{i}]); merge them into one entry"));
+            problems
+                .add(&at, format!("the tenant is declared twice (tenants[{first}] and tenants[{i}]); merge them into one entry"));
             continue;
         }
         if let Some(t) = validate_tenant(&name, &t, &at, existing, &mut problems) {
@@ -383,7 +386,9 @@ fn check_name(
     if let Some(first) = seen.insert(name.clone(), i) {
         problems.add(
             &at,
-            format!("the name is used twice ({list}[{first}] and {list}[{i}]); names are unique within a tenant, rename or merge one"),
+            format!(
+                "the name is used twice ({list}[{first}] and {list}[{i}]); names are unique within a tenant, rename or merge one"
+            ),
         );
         return None;
     }
@@ -399,13 +404,7 @@ fn element_place(value: &Value, list: &str, i: usize, tenant_at: &Place) -> Plac
     tenant_at.child(&format!("{list}[{i}]"), words)
 }
 
-fn validate_tenant(
-    tenant: &str,
-    t: &TenantDoc,
-    at: &Place,
-    existing: &Existing,
-    problems: &mut Problems,
-) -> Option<TenantSetup> {
+fn validate_tenant(tenant: &str, t: &TenantDoc, at: &Place, existing: &Existing, problems: &mut Problems) -> Option<TenantSetup> {
     let before = problems.0.len();
 
     let mut users = Vec::new();
@@ -448,8 +447,7 @@ fn validate_tenant(
     }
 
     // What routing and mappings may point at: the file's providers and groups, then the database's.
-    let mut known_providers: BTreeMap<String, ProviderKind> =
-        existing.providers.get(tenant).cloned().unwrap_or_default();
+    let mut known_providers: BTreeMap<String, ProviderKind> = existing.providers.get(tenant).cloned().unwrap_or_default();
     let mut file_provider_names = BTreeMap::new();
     // Names of providers that failed validation still count as declared, so a bad credential
     // is not reported a second time as "unknown provider" by every package that uses it.
@@ -546,7 +544,8 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
         None => DEFAULT_MAX_IN_FLIGHT,
         Some(n) if (1..=10_000).contains(&n) => n as i32,
         Some(n) => {
-            problems.add(&at.field("max_in_flight"), format!("max_in_flight is {n}; write a number from 1 to 10000 (default 16)"));
+            problems
+                .add(&at.field("max_in_flight"), format!("max_in_flight is {n}; write a number from 1 to 10000 (default 16)"));
             0
         }
     };
@@ -567,18 +566,13 @@ fn check_credentials(credentials: &Value, kind: ProviderKind, at: &Place, proble
     let needed = kind.credential_fields();
     let example: Vec<String> = needed.iter().map(|f| format!("\"{f}\": \"...\"")).collect();
     let Value::Object(map) = credentials else {
-        problems.add(
-            at,
-            format!("credentials must be an object of strings; {kind} providers need {{{}}}", example.join(", ")),
-        );
+        problems.add(at, format!("credentials must be an object of strings; {kind} providers need {{{}}}", example.join(", ")));
         return;
     };
     for field in needed {
         match map.get(*field) {
-            None => problems.add(
-                &at.field(field),
-                format!("credentials.{field} is missing; {kind} providers need {}", needed.join(" and ")),
-            ),
+            None => problems
+                .add(&at.field(field), format!("credentials.{field} is missing; {kind} providers need {}", needed.join(" and "))),
             Some(Value::String(s)) if !s.is_empty() => {}
             Some(_) => problems.add(&at.field(field), format!("credentials.{field} must be a non-empty string")),
         }
@@ -604,13 +598,18 @@ fn validate_codes(codes: &[Value], at: &Place, problems: &mut Problems) -> Vec<S
         match v.as_str().map(str::trim) {
             Some(c) if !c.is_empty() => {
                 if let Some(first) = seen.insert(c, i) {
-                    problems.add(&at.field(&format!("codes[{i}]")), format!("codes[{i}] repeats codes[{first}]; remove the duplicate"));
+                    problems.add(
+                        &at.field(&format!("codes[{i}]")),
+                        format!("codes[{i}] repeats codes[{first}]; remove the duplicate"),
+                    );
                 } else {
                     out.push(c.to_string());
                 }
             }
             Some(_) => problems.add(&at.field(&format!("codes[{i}]")), format!("codes[{i}] is empty; remove it or fill it in")),
-            None => problems.add(&at.field(&format!("codes[{i}]")), format!("codes[{i}] is not a string; write every code in quotes")),
+            None => {
+                problems.add(&at.field(&format!("codes[{i}]")), format!("codes[{i}] is not a string; write every code in quotes"))
+            }
         }
     }
     out
@@ -659,13 +658,9 @@ fn validate_package(name: String, p: PackageDoc, at: &Place, refs: &References, 
 
     let rat = at.field("routing");
     let routing = match &p.routing {
-        None | Some(Value::Null) => RoutingDoc {
-            mode: "manual".into(),
-            provider_type: "manual".into(),
-            primary: None,
-            fallback: None,
-            code_group: None,
-        },
+        None | Some(Value::Null) => {
+            RoutingDoc { mode: "manual".into(), provider_type: "manual".into(), primary: None, fallback: None, code_group: None }
+        }
         Some(v) => decode::<RoutingDoc>(v, &rat, problems)?,
     };
     let mode = routing.mode.trim().parse::<RoutingMode>().map_err(|m| problems.add(&rat.field("mode"), m)).ok();

@@ -9,7 +9,11 @@
 //! "Due work" is one queue: new auto orders to dispatch (`not_sent`), placements awaiting
 //! reconciliation (`dispatching`), and orders with their provider waiting for a status check.
 
-use crate::db::{self, orders::{self, DueOrder, NewEvent, Reschedule}, permits};
+use crate::db::{
+    self,
+    orders::{self, DueOrder, NewEvent, Reschedule},
+    permits,
+};
 use crate::dispatch::{self, DispatchOptions, DispatchResult};
 use crate::domain::backoff::{BackoffPolicy, NextStep};
 use crate::error::Result;
@@ -226,10 +230,8 @@ impl Monitor {
                 _ => {
                     // Nothing the monitor can do (e.g. a row edited by hand); take it off the queue.
                     log::warn!("order {}: due but {} without provider reference; unscheduled", o.number, o.external_status);
-                    self.main.execute(
-                        "UPDATE orders SET next_check_at = NULL WHERE id = $1 AND lease = $2",
-                        &[&o.id, &o.lease],
-                    )?;
+                    self.main
+                        .execute("UPDATE orders SET next_check_at = NULL WHERE id = $1 AND lease = $2", &[&o.id, &o.lease])?;
                 }
             }
         }
@@ -308,7 +310,11 @@ impl Monitor {
             }
         };
         jobs.extend(claimed.into_iter().map(|c| Job::Place(Box::new(c))));
-        jobs.extend(check_calls.into_iter().map(|(pid, provider, orders)| Job::Check { provider, provider_id: Some(pid), orders }));
+        jobs.extend(check_calls.into_iter().map(|(pid, provider, orders)| Job::Check {
+            provider,
+            provider_id: Some(pid),
+            orders,
+        }));
 
         let prepared = started.elapsed();
         // Calls start until the cutoff; the last ones may take a whole request timeout more, and
@@ -324,7 +330,10 @@ impl Monitor {
             }
         };
         if !postponed.is_empty() {
-            log::info!("{} check(s) postponed to a later round: the provider is slow and the round near its lease", postponed.len());
+            log::info!(
+                "{} check(s) postponed to a later round: the provider is slow and the round near its lease",
+                postponed.len()
+            );
         }
         deferred.extend(postponed);
         report.deferred += deferred.len();
@@ -412,7 +421,10 @@ impl Monitor {
                                     break None;
                                 }
                                 let pos = q.iter().position(|j| match j.provider_id() {
-                                    Some(pid) => in_flight.get(&pid).copied().unwrap_or(0) < limits.get(&pid).copied().unwrap_or(usize::MAX),
+                                    Some(pid) => {
+                                        in_flight.get(&pid).copied().unwrap_or(0)
+                                            < limits.get(&pid).copied().unwrap_or(usize::MAX)
+                                    }
                                     None => conn.is_some() || !matches!(j, Job::Dispatch(_)),
                                 });
                                 match pos {
@@ -448,15 +460,17 @@ impl Monitor {
                                 placed.lock().unwrap().push((*claimed, outcome));
                             }
                             // A slow provider must not stretch the round past the leases it
-                                // holds (the write-back would be dropped as stale and the orders
-                                // checked again elsewhere): checks not started by the cutoff wait
-                                // for a later round. Claimed placements always go out.
-                                Job::Check { orders, .. } if std::time::Instant::now() >= cutoff => {
-                                    postponed.lock().unwrap().extend(orders);
-                                }
+                            // holds (the write-back would be dropped as stale and the orders
+                            // checked again elsewhere): checks not started by the cutoff wait
+                            // for a later round. Claimed placements always go out.
+                            Job::Check { orders, .. } if std::time::Instant::now() >= cutoff => {
+                                postponed.lock().unwrap().extend(orders);
+                            }
                             Job::Check { provider, orders, .. } => {
-                                let refs: Vec<String> = orders.iter().map(|o| o.provider_referans.clone().unwrap_or_default()).collect();
-                                let outcomes = if refs.len() == 1 { vec![provider.check(&refs[0])] } else { provider.check_many(&refs) };
+                                let refs: Vec<String> =
+                                    orders.iter().map(|o| o.provider_referans.clone().unwrap_or_default()).collect();
+                                let outcomes =
+                                    if refs.len() == 1 { vec![provider.check(&refs[0])] } else { provider.check_many(&refs) };
                                 let secrets = provider.config().secrets();
                                 let mut r = results.lock().unwrap();
                                 tally.lock().unwrap().provider_calls += 1;
@@ -518,18 +532,28 @@ impl Monitor {
                 lease: o.lease,
                 external_status: o.external_status.clone(),
                 next_check_at: Some(now + chrono::Duration::seconds(1)),
-                message: "not checked this round (the provider is at its limit of calls in flight, or slow); checking again shortly".into(),
+                message:
+                    "not checked this round (the provider is at its limit of calls in flight, or slow); checking again shortly"
+                        .into(),
                 no_news: false,
                 counted: false,
             });
-            reschedule_events.push(NewEvent::new(o.id, "check.deferred", "not checked this round: provider at its limit of calls in flight, or slow"));
+            reschedule_events.push(NewEvent::new(
+                o.id,
+                "check.deferred",
+                "not checked this round: provider at its limit of calls in flight, or slow",
+            ));
         }
 
         for o in give_ups {
             let message = policy.give_up_message();
             if orders::give_up(&mut tx, o.id, o.lease, &message)? {
                 report.given_up += 1;
-                other_events.push(NewEvent::new(o.id, "gave_up", format!("{message}; the provider may still deliver: an operator decides (no refund)")));
+                other_events.push(NewEvent::new(
+                    o.id,
+                    "gave_up",
+                    format!("{message}; the provider may still deliver: an operator decides (no refund)"),
+                ));
                 log::warn!("order {}: {message}; flagged for an operator", o.number);
             } else {
                 report.stale_dropped += 1;
@@ -550,20 +574,40 @@ impl Monitor {
                         format!("check #{n}: approved{} ({text})", if pin.is_some() { ", PIN received" } else { "" }),
                     ));
                     if reconciling {
-                        orders::set_placement_outcome(&mut tx, o.provider_id.unwrap_or_default(), o.provider_referans.as_deref().unwrap_or(""), "accepted", "found by reconciliation")?;
+                        orders::set_placement_outcome(
+                            &mut tx,
+                            o.provider_id.unwrap_or_default(),
+                            o.provider_referans.as_deref().unwrap_or(""),
+                            "accepted",
+                            "found by reconciliation",
+                        )?;
                     }
                     approvals.push((o.id, o.lease, pin, text));
                     approval_numbers.push((o.id, o.number));
                 }
                 CheckOutcome::Cancelled { message } => {
                     if reconciling {
-                        orders::set_placement_outcome(&mut tx, o.provider_id.unwrap_or_default(), o.provider_referans.as_deref().unwrap_or(""), "accepted", "found by reconciliation (cancelled)")?;
+                        orders::set_placement_outcome(
+                            &mut tx,
+                            o.provider_id.unwrap_or_default(),
+                            o.provider_referans.as_deref().unwrap_or(""),
+                            "accepted",
+                            "found by reconciliation (cancelled)",
+                        )?;
                     }
-                    let text = if message.is_empty() { "cancelled by the provider".to_string() } else { format!("cancelled by the provider: {message}") };
+                    let text = if message.is_empty() {
+                        "cancelled by the provider".to_string()
+                    } else {
+                        format!("cancelled by the provider: {message}")
+                    };
                     match orders::finish_rejected(&mut tx, o.id, Some(o.lease), &text)? {
                         Some(amount) => {
                             report.rejected += 1;
-                            other_events.push(NewEvent::new(o.id, "check.cancelled", format!("check #{n}: {text}; refunded {amount}")));
+                            other_events.push(NewEvent::new(
+                                o.id,
+                                "check.cancelled",
+                                format!("check #{n}: {text}; refunded {amount}"),
+                            ));
                             log::info!("order {}: {text}; refunded {amount}", o.number);
                         }
                         None => report.stale_dropped += 1,
@@ -574,15 +618,23 @@ impl Monitor {
                 // has had a whole lease to process it. Before that it is no news, and placing
                 // again could reach the provider twice.
                 CheckOutcome::NotFound { message }
-                    if reconciling
-                        && o.dispatched_at.map(|t| now - t >= absent_after).unwrap_or(true) =>
+                    if reconciling && o.dispatched_at.map(|t| now - t >= absent_after).unwrap_or(true) =>
                 {
                     // The provider has no order with this reference: the placement never arrived.
-                    orders::set_placement_outcome(&mut tx, o.provider_id.unwrap_or_default(), o.provider_referans.as_deref().unwrap_or(""), "absent", &message)?;
+                    orders::set_placement_outcome(
+                        &mut tx,
+                        o.provider_id.unwrap_or_default(),
+                        o.provider_referans.as_deref().unwrap_or(""),
+                        "absent",
+                        &message,
+                    )?;
                     other_events.push(NewEvent::new(
                         o.id,
                         "reconcile.absent",
-                        format!("the provider has no order with reference {} ({message}): placing it again with the same reference", o.provider_referans.as_deref().unwrap_or("?")),
+                        format!(
+                            "the provider has no order with reference {} ({message}): placing it again with the same reference",
+                            o.provider_referans.as_deref().unwrap_or("?")
+                        ),
                     ));
                     report.reconciled += 1;
                     replace.push(o);
@@ -602,7 +654,13 @@ impl Monitor {
                         report.waiting += 1;
                         if reconciling {
                             report.reconciled += 1;
-                            orders::set_placement_outcome(&mut tx, o.provider_id.unwrap_or_default(), o.provider_referans.as_deref().unwrap_or(""), "accepted", "found by reconciliation")?;
+                            orders::set_placement_outcome(
+                                &mut tx,
+                                o.provider_id.unwrap_or_default(),
+                                o.provider_referans.as_deref().unwrap_or(""),
+                                "accepted",
+                                "found by reconciliation",
+                            )?;
                         }
                     }
                     // Reconciling an order and no news: it stays dispatching, awaiting reconciliation.
@@ -626,11 +684,19 @@ impl Monitor {
                             }
                         }
                         NextStep::CheckAt(at) | NextStep::GiveUpAt(at) => {
-                            let what = if matches!(step, NextStep::GiveUpAt(_)) { "no checks left; giving up at" } else { "next check at" };
+                            let what = if matches!(step, NextStep::GiveUpAt(_)) {
+                                "no checks left; giving up at"
+                            } else {
+                                "next check at"
+                            };
                             reschedule_events.push(NewEvent::new(
                                 o.id,
                                 if no_news { "check.no_news" } else { "check.waiting" },
-                                format!("check #{n}: {word}{}; {what} {}", if message.is_empty() { String::new() } else { format!(" ({message})") }, at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                                format!(
+                                    "check #{n}: {word}{}; {what} {}",
+                                    if message.is_empty() { String::new() } else { format!(" ({message})") },
+                                    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                                ),
                             ));
                             reschedules.push(Reschedule {
                                 order_id: o.id,

@@ -78,12 +78,7 @@ impl HttpClient {
             .user_agent(concat!("orderctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        HttpClient {
-            agent,
-            max_bytes: config.http.max_response_bytes,
-            secrets: config.secrets(),
-            provider: config.name.clone(),
-        }
+        HttpClient { agent, max_bytes: config.http.max_response_bytes, secrets: config.secrets(), provider: config.name.clone() }
     }
 
     /// The URL as it may be shown: secret parameters and secret values masked.

@@ -129,14 +129,25 @@ pub enum PlacementOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum CheckOutcome {
-    Waiting { message: String },
-    Approved { pin: Option<String>, message: String },
-    Cancelled { message: String },
+    Waiting {
+        message: String,
+    },
+    Approved {
+        pin: Option<String>,
+        message: String,
+    },
+    Cancelled {
+        message: String,
+    },
     /// The provider says it has no order with this reference. For an order it accepted this is
     /// only no news; for an ambiguous placement, reconciliation reads it as "never arrived".
-    NotFound { message: String },
+    NotFound {
+        message: String,
+    },
     /// The query failed or the reply made no sense: count it, back off, keep the order open.
-    NoNews { reason: String },
+    NoNews {
+        reason: String,
+    },
 }
 
 impl CheckOutcome {
@@ -231,11 +242,8 @@ pub fn build(config: ProviderConfig) -> Result<Box<dyn Provider>> {
     for field in config.kind.credential_fields() {
         let ok = config.credentials.get(*field).and_then(|v| v.as_str()).map(|s| !s.is_empty()).unwrap_or(false);
         if !ok {
-            return Err(Error::invalid(format!(
-                "provider {} ({}) has no credential '{field}'",
-                config.name, config.kind
-            ))
-            .with_hint(format!("set providers[].credentials.{field} in the setup file and apply it again")));
+            return Err(Error::invalid(format!("provider {} ({}) has no credential '{field}'", config.name, config.kind))
+                .with_hint(format!("set providers[].credentials.{field} in the setup file and apply it again")));
         }
     }
     Ok(match config.kind {

@@ -187,7 +187,9 @@ pub fn classify_check_many(status: u16, body: &str, references: &[String]) -> Ve
         .iter()
         .map(|r| match by_ref.get(r.as_str()) {
             Some(entry) => entry_outcome(entry),
-            None if unidentified.is_empty() => CheckOutcome::NotFound { message: "x-stor has no order with this order_uuid".to_string() },
+            None if unidentified.is_empty() => {
+                CheckOutcome::NotFound { message: "x-stor has no order with this order_uuid".to_string() }
+            }
             None => CheckOutcome::NoNews { reason: "x-stor's reply did not say which entry is which order".to_string() },
         })
         .collect()
@@ -195,9 +197,9 @@ pub fn classify_check_many(status: u16, body: &str, references: &[String]) -> Ve
 
 /// Classify a single-reference check reply.
 pub fn classify_check(status: u16, body: &str, reference: &str) -> CheckOutcome {
-    classify_check_many(status, body, &[reference.to_string()]).pop().unwrap_or(CheckOutcome::NoNews {
-        reason: "x-stor status reply not understood".to_string(),
-    })
+    classify_check_many(status, body, &[reference.to_string()])
+        .pop()
+        .unwrap_or(CheckOutcome::NoNews { reason: "x-stor status reply not understood".to_string() })
 }
 
 /// The operator-facing error of an ERROR reply to a balance or catalogue call.
@@ -307,11 +309,11 @@ impl Xstor {
         }
         let product = json_text(req.mapping.get("product_id")).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         let Some(product) = product else {
-            return Err("the package mapping for this x-stor provider needs \"product_id\"; fix the mapping in the setup file".to_string());
+            return Err("the package mapping for this x-stor provider needs \"product_id\"; fix the mapping in the setup file"
+                .to_string());
         };
-        let player_param = json_text(req.mapping.get("player_param"))
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| "playerId".to_string());
+        let player_param =
+            json_text(req.mapping.get("player_param")).filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "playerId".to_string());
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         q.append_pair("qty", &req.quantity.to_string());
         q.append_pair(&player_param, &req.player);
@@ -375,9 +377,9 @@ impl Provider for Xstor {
     }
 
     fn check(&self, reference: &str) -> CheckOutcome {
-        self.check_chunk(&[reference.to_string()]).pop().unwrap_or(CheckOutcome::NoNews {
-            reason: "x-stor status reply not understood".to_string(),
-        })
+        self.check_chunk(&[reference.to_string()])
+            .pop()
+            .unwrap_or(CheckOutcome::NoNews { reason: "x-stor status reply not understood".to_string() })
     }
 
     fn batch_limit(&self) -> usize {
@@ -400,10 +402,7 @@ impl Provider for Xstor {
 
     fn describe_placement(&self, req: &PlacementRequest) -> String {
         match Self::placement_path(req) {
-            Ok(path) => format!(
-                "GET {} with header api-token: ***",
-                self.http.mask(&format!("{}/client/api/{path}", self.base))
-            ),
+            Ok(path) => format!("GET {} with header api-token: ***", self.http.mask(&format!("{}/client/api/{path}", self.base))),
             Err(message) => format!("nothing would be sent: {message}"),
         }
     }
@@ -420,7 +419,10 @@ mod tests {
 
     #[test]
     fn placement_ok_waiting_is_accepted_without_early_state() {
-        let o = classify_placement(200, r#"{"status":"OK","data":{"order_id":77,"status":"wait","price":"1.10","replay_api":[],"note":""}}"#);
+        let o = classify_placement(
+            200,
+            r#"{"status":"OK","data":{"order_id":77,"status":"wait","price":"1.10","replay_api":[],"note":""}}"#,
+        );
         match o {
             PlacementOutcome::Accepted { external_order_id, early, message } => {
                 assert_eq!(external_order_id.as_deref(), Some("77"));
@@ -433,7 +435,8 @@ mod tests {
 
     #[test]
     fn placement_ok_accept_with_pin_is_early_approved() {
-        let o = classify_placement(200, r#"{"status":"OK","data":{"order_id":"5","status":"accept","pin":"XYZ-1","note":"done"}}"#);
+        let o =
+            classify_placement(200, r#"{"status":"OK","data":{"order_id":"5","status":"accept","pin":"XYZ-1","note":"done"}}"#);
         assert!(matches!(
             o,
             PlacementOutcome::Accepted { early: Some(CheckOutcome::Approved { pin: Some(ref p), .. }), .. } if p == "XYZ-1"
@@ -445,9 +448,14 @@ mod tests {
     #[test]
     fn placement_errors() {
         let o = classify_placement(200, r#"{"status":"ERROR","code":109,"message":"product not found"}"#);
-        assert!(matches!(&o, PlacementOutcome::Rejected { message } if message.contains("109") && message.contains("product not found")));
+        assert!(
+            matches!(&o, PlacementOutcome::Rejected { message } if message.contains("109") && message.contains("product not found"))
+        );
         let o = classify_placement(401, r#"{"status":"ERROR","code":121,"message":"token error"}"#);
-        assert!(matches!(&o, PlacementOutcome::Rejected { message } if message.contains("121 token error: check the provider's api_token")), "{o:?}");
+        assert!(
+            matches!(&o, PlacementOutcome::Rejected { message } if message.contains("121 token error: check the provider's api_token")),
+            "{o:?}"
+        );
         for code in [120, 122, 123, 130, 110, 105, 106, 112, 113, 114] {
             let o = classify_placement(200, &format!(r#"{{"status":"ERROR","code":{code},"message":"m"}}"#));
             assert!(matches!(&o, PlacementOutcome::Rejected { message } if message.contains(&code.to_string())), "{code}: {o:?}");

@@ -174,12 +174,9 @@ pub fn parse_balance(status: u16, body: &str) -> std::result::Result<Balance, Pr
     let text = body.trim_start_matches('\u{feff}').trim();
     let fields: Vec<&str> = text.split('|').map(str::trim).collect();
     match fields.as_slice() {
-        ["OK", balance] if is_amount(balance) => Ok(Balance {
-            balance: balance.to_string(),
-            debt: None,
-            currency: Some("TRY".to_string()),
-            account: None,
-        }),
+        ["OK", balance] if is_amount(balance) => {
+            Ok(Balance { balance: balance.to_string(), debt: None, currency: Some("TRY".to_string()), account: None })
+        }
         ["OK", balance, debt] if is_amount(balance) => Ok(Balance {
             balance: balance.to_string(),
             debt: if debt.is_empty() { None } else { Some(debt.to_string()) },
@@ -209,8 +206,7 @@ pub fn parse_catalogue(status: u16, body: &str) -> std::result::Result<Vec<Catal
         return Err(e);
     }
     let text = body.trim_start_matches('\u{feff}').trim();
-    let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|_| ProviderError::Garbage(garbage("catalogue", text)))?;
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|_| ProviderError::Garbage(garbage("catalogue", text)))?;
     if v.get("success").and_then(|s| s.as_bool()) != Some(true) {
         let reason = json_text(v.get("error")).unwrap_or_else(|| excerpt(text));
         return Err(ProviderError::Refused(format!("Znet refused the catalogue call: {reason}")));
@@ -315,7 +311,10 @@ impl Znet {
         let kupur = json_text(req.mapping.get("kupur")).filter(|s| !s.trim().is_empty());
         match (oyun, kupur) {
             (Some(o), Some(k)) => Ok((o, k)),
-            _ => Err("the package mapping for this Znet provider needs \"oyun\" and \"kupur\"; fix the mapping in the setup file".to_string()),
+            _ => {
+                Err("the package mapping for this Znet provider needs \"oyun\" and \"kupur\"; fix the mapping in the setup file"
+                    .to_string())
+            }
         }
     }
 }
@@ -418,7 +417,9 @@ mod tests {
         assert!(matches!(&html, PlacementOutcome::Ambiguous { reason } if reason.contains("base URL")), "{html:?}");
         assert!(ambiguous(&classify_placement(500, "OK|1|2")));
         let four = classify_placement(403, "IP engellendi");
-        assert!(matches!(&four, PlacementOutcome::Ambiguous { reason } if reason.contains("IP engellendi") && reason.contains("403")));
+        assert!(
+            matches!(&four, PlacementOutcome::Ambiguous { reason } if reason.contains("IP engellendi") && reason.contains("403"))
+        );
         for g in ["OK", "OK|10.12", "ok|1|2", "1|Yetersiz bakiye", "garbage", "\u{fffd}\u{fffd}", "{\"a\":1}", "|||"] {
             assert!(ambiguous(&classify_placement(200, g)), "{g:?}");
         }

@@ -174,7 +174,8 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<(Re
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let header = |name: &str| headers.iter().find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    let header =
+        |name: &str| headers.iter().find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
     let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
     if length > MAX_BODY {
         return Err(bad("request body too long"));

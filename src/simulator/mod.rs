@@ -577,8 +577,9 @@ mod tests {
     #[test]
     fn faults_follow_the_shares() {
         let mut rng = Rng(3);
-        let mut d = SimSettings { error_share: 0.25, garbage_share: 0.25, empty_share: 0.25, hang_share: 0.25, ..SimSettings::default() }
-            .dynamic();
+        let mut d =
+            SimSettings { error_share: 0.25, garbage_share: 0.25, empty_share: 0.25, hang_share: 0.25, ..SimSettings::default() }
+                .dynamic();
         let draws: Vec<Fault> = (0..4000).map(|_| draw_fault(&mut rng, &d)).collect();
         for f in [Fault::Error, Fault::Garbage, Fault::Empty, Fault::Hang] {
             let n = draws.iter().filter(|x| **x == f).count();

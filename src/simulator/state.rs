@@ -185,15 +185,8 @@ impl Store {
         }
         orders.next_id += 1;
         let order_id = orders.next_id;
-        let order = Order {
-            reference: reference.to_string(),
-            order_id,
-            fate,
-            price_cents,
-            placed,
-            placed_at_ms,
-            status_calls: 0,
-        };
+        let order =
+            Order { reference: reference.to_string(), order_id, fate, price_cents, placed, placed_at_ms, status_calls: 0 };
         let state = order.state(placed);
         orders.map(proto).insert(reference.to_string(), order);
         if proto == Proto::Xstor {
@@ -248,12 +241,8 @@ impl Store {
     /// The `/_sim/stats` document.
     pub fn stats(&self) -> Value {
         let orders = self.lock();
-        let mut all: Vec<(Proto, &Order)> = orders
-            .znet
-            .values()
-            .map(|o| (Proto::Znet, o))
-            .chain(orders.xstor.values().map(|o| (Proto::Xstor, o)))
-            .collect();
+        let mut all: Vec<(Proto, &Order)> =
+            orders.znet.values().map(|o| (Proto::Znet, o)).chain(orders.xstor.values().map(|o| (Proto::Xstor, o))).collect();
         all.sort_by_key(|(_, o)| o.order_id);
         let now = Instant::now();
         let mut by_order = serde_json::Map::new();

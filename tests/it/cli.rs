@@ -16,9 +16,16 @@ fn help_never_shows_the_database_url_and_usage_errors_exit_2() {
     assert!(out.stderr.contains("unrecognized subcommand"), "{}", out.stderr);
     let out = Cmd::new().args(["create", "--user"]).run().code(2);
     assert!(out.stderr.contains("--user"), "{}", out.stderr);
-    let out = Cmd::new().args(["--tenant", "alsham", "create", "--user", "u", "--package", "p", "--player", "1", "--first-check", "soon"]).run().code(2);
+    let out = Cmd::new()
+        .args(["--tenant", "alsham", "create", "--user", "u", "--package", "p", "--player", "1", "--first-check", "soon"])
+        .run()
+        .code(2);
     assert!(out.stderr.contains("--first-check"), "{}", out.stderr);
-    let out = Cmd::new().env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres").args(["create", "--user", "u", "--package", "p", "--player", "1"]).run().code(2);
+    let out = Cmd::new()
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+        .args(["create", "--user", "u", "--package", "p", "--player", "1"])
+        .run()
+        .code(2);
     assert!(out.stderr.contains("needs a tenant"), "{}", out.stderr);
 }
 
@@ -54,7 +61,12 @@ fn concurrent_claims_never_hand_one_order_to_two_workers() {
                 let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
                 let mut mine = Vec::new();
                 for _ in 0..5 {
-                    mine.extend(orderctl::db::orders::claim_due(&mut c, 3, Duration::from_secs(60), None).unwrap().into_iter().map(|o| o.id));
+                    mine.extend(
+                        orderctl::db::orders::claim_due(&mut c, 3, Duration::from_secs(60), None)
+                            .unwrap()
+                            .into_iter()
+                            .map(|o| o.id),
+                    );
                 }
                 mine
             })
@@ -64,14 +76,19 @@ fn concurrent_claims_never_hand_one_order_to_two_workers() {
     let unique: HashSet<_> = all.iter().collect();
     assert_eq!(all.len(), unique.len(), "an order was claimed twice within its lease");
     assert_eq!(unique.len(), 40, "every due order was claimed once");
-    assert_eq!(orderctl::db::orders::claim_due(&mut db.client(), 100, Duration::from_secs(60), None).unwrap().len(), 0, "nothing comes due again before its lease ends");
+    assert_eq!(
+        orderctl::db::orders::claim_due(&mut db.client(), 100, Duration::from_secs(60), None).unwrap().len(),
+        0,
+        "nothing comes due again before its lease ends"
+    );
 }
 
 #[test]
 fn sigterm_during_work_exits_0_and_leaves_nothing_half_done() {
     let sim = Sim::start(&["--complete-after", "0s", "--latency", "300ms"]);
     let db = setup(&sim);
-    let fast = ["--first-check", "0s", "--backoff-base", "100ms", "--backoff-max", "200ms", "--lease", "3s", "--request-timeout", "2s"];
+    let fast =
+        ["--first-check", "0s", "--backoff-base", "100ms", "--backoff-max", "200ms", "--lease", "3s", "--request-timeout", "2s"];
     let daemon = db.cmd().args(["daemon", "--concurrency", "8", "--idle-poll", "50ms"]).args(fast).spawn();
     for _ in 0..16 {
         create(&db, "pubg-60", &["--no-dispatch"]);

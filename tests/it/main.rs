@@ -8,6 +8,6 @@ mod monitor;
 mod operator;
 mod orders;
 mod providers;
+mod reliability;
 mod routing;
 mod setup;
-mod reliability;

@@ -59,7 +59,10 @@ fn a_new_file_is_applied_after_the_old_ones() {
     std::fs::write(dir.path().join("0002_more.sql"), "ALTER TABLE orders ADD COLUMN note text;").unwrap();
     let out = db.cmd().args(["migrate", "--output", "json", "--dir"]).arg(dir.path()).run().ok().json();
     assert_eq!(out[1]["state"], "applied");
-    assert_eq!(db.query_i64("SELECT count(*) FROM information_schema.columns WHERE table_name='orders' AND column_name='note'"), 1);
+    assert_eq!(
+        db.query_i64("SELECT count(*) FROM information_schema.columns WHERE table_name='orders' AND column_name='note'"),
+        1
+    );
 }
 
 #[test]
@@ -67,7 +70,9 @@ fn migrate_works_as_an_ordinary_database_owner() {
     let db = TestDb::empty();
     let mut admin = admin();
     let role = format!("{}_owner", db.name);
-    admin.batch_execute(&format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")).unwrap();
+    admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"))
+        .unwrap();
     admin.batch_execute(&format!("ALTER DATABASE {} OWNER TO {role}", db.name)).unwrap();
     {
         let mut c = db.client();
@@ -83,11 +88,8 @@ fn migrate_works_as_an_ordinary_database_owner() {
 
 #[test]
 fn a_dead_database_is_reported_with_its_exit_code_and_no_password() {
-    let out = Cmd::new()
-        .env("DATABASE_URL", "postgres://orderctl:hunter2-db-pass@127.0.0.1:1/nowhere")
-        .args(["migrate"])
-        .run()
-        .code(6);
+    let out =
+        Cmd::new().env("DATABASE_URL", "postgres://orderctl:hunter2-db-pass@127.0.0.1:1/nowhere").args(["migrate"]).run().code(6);
     assert!(out.stderr.contains("cannot connect to the database"), "{}", out.stderr);
     assert!(!out.stderr.contains("hunter2-db-pass"), "{}", out.stderr);
 }

@@ -51,15 +51,24 @@ fn the_backoff_schedule_is_followed_and_recorded_in_events() {
     let n = o["number"].to_string();
     // poll --wait checks by the schedule until the timeout.
     db.cmd()
-        .args(["poll", &n, "--wait", "--timeout", "2500ms", "--first-check", "0s", "--backoff-base", "200ms", "--backoff-max", "800ms"])
+        .args([
+            "poll",
+            &n,
+            "--wait",
+            "--timeout",
+            "2500ms",
+            "--first-check",
+            "0s",
+            "--backoff-base",
+            "200ms",
+            "--backoff-max",
+            "800ms",
+        ])
         .run()
         .code(9);
     let events = inspect(&db, &n)["events"].as_array().unwrap().clone();
-    let checks: Vec<chrono::DateTime<chrono::Utc>> = events
-        .iter()
-        .filter(|e| e["kind"] == "check.waiting")
-        .map(|e| e["at"].as_str().unwrap().parse().unwrap())
-        .collect();
+    let checks: Vec<chrono::DateTime<chrono::Utc>> =
+        events.iter().filter(|e| e["kind"] == "check.waiting").map(|e| e["at"].as_str().unwrap().parse().unwrap()).collect();
     assert!(checks.len() >= 4, "{events:?}");
     let gaps: Vec<i64> = checks.windows(2).map(|w| (w[1] - w[0]).num_milliseconds()).collect();
     // 200ms, 400ms, 800ms, 800ms ... each within 10% jitter (plus scheduling slack).
@@ -75,11 +84,8 @@ fn an_order_without_a_final_answer_is_given_up_and_flagged_without_refund() {
     let db = setup(&sim);
     let o = create(&db, "freefire-100", &["--first-check", "0s"]);
     let n = o["number"].to_string();
-    let out = db
-        .cmd()
-        .args(["--output", "json", "poll", &n, "--wait", "--timeout", "10s", "--give-up-after", "1s"])
-        .args(FAST)
-        .run();
+    let out =
+        db.cmd().args(["--output", "json", "poll", &n, "--wait", "--timeout", "10s", "--give-up-after", "1s"]).args(FAST).run();
     assert_eq!(out.code, 9, "still pending after giving up: {}", out.stderr);
     let i = inspect(&db, &n);
     assert_eq!(i["status"], "pending");
@@ -151,7 +157,8 @@ fn the_daemon_dispatches_an_order_inserted_by_another_program_promptly() {
     let daemon = db.cmd().args(["daemon", "--idle-poll", "1s"]).spawn();
     // Wait until the daemon is up (it has a LISTEN connection), then insert.
     wait_until("daemon connected", Duration::from_secs(20), || {
-        db.query_i64("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'orderctl' AND datname = current_database()") >= 2
+        db.query_i64("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'orderctl' AND datname = current_database()")
+            >= 2
     });
     insert_orders(&db, "pubg-60", 1);
     let start = std::time::Instant::now();

@@ -35,7 +35,9 @@ fn problems(report: &Value) -> Vec<&Value> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|f| f["severity"] != "ok" && !(f["check"] == "vacuum" && f["message"].as_str().unwrap().contains("autovacuum is off")))
+        .filter(|f| {
+            f["severity"] != "ok" && !(f["check"] == "vacuum" && f["message"].as_str().unwrap().contains("autovacuum is off"))
+        })
         .collect()
 }
 
@@ -65,7 +67,8 @@ fn stats_counts_orders_by_status_and_provider_and_names_the_stuck_ones() {
     };
     assert_eq!(count("approved", "done"), 3, "{s:#}");
     assert_eq!(count("pending", "not_sent"), 2, "the manual order and the planted one: {s:#}");
-    let by_provider = |name: &str| s["orders_by_provider"].as_array().unwrap().iter().find(|p| p["provider"] == name).cloned().unwrap();
+    let by_provider =
+        |name: &str| s["orders_by_provider"].as_array().unwrap().iter().find(|p| p["provider"] == name).cloned().unwrap();
     assert_eq!(by_provider("znet-main")["approved"], 1);
     assert_eq!(by_provider("xstor")["approved"], 1);
     assert_eq!(s["finished"]["approved"], 3);
@@ -128,7 +131,8 @@ fn doctor_is_quiet_on_a_healthy_database_and_names_every_problem_with_a_fix() {
 
     // The table form: one line per finding, each problem with its fix.
     let out = db.cmd().args(["doctor"]).run().code(8);
-    let stuck_line = out.stdout.lines().find(|l| l.starts_with("fail") && l.contains("stuck")).unwrap_or_else(|| panic!("{}", out.stdout));
+    let stuck_line =
+        out.stdout.lines().find(|l| l.starts_with("fail") && l.contains("stuck")).unwrap_or_else(|| panic!("{}", out.stdout));
     assert!(stuck_line.contains("fix: "), "{stuck_line}");
     assert!(out.stderr.contains("need action"), "{}", out.stderr);
 }
@@ -190,7 +194,8 @@ fn can_run_private_cluster() -> bool {
     let bins = Path::new("/usr/lib/postgresql").exists()
         || std::process::Command::new("pg_config").arg("--bindir").output().map(|o| o.status.success()).unwrap_or(false);
     let root = unsafe { libc::geteuid() } == 0;
-    let postgres_user = std::fs::read_to_string("/etc/passwd").map(|p| p.lines().any(|l| l.starts_with("postgres:"))).unwrap_or(false);
+    let postgres_user =
+        std::fs::read_to_string("/etc/passwd").map(|p| p.lines().any(|l| l.starts_with("postgres:"))).unwrap_or(false);
     bins && (!root || postgres_user)
 }
 
@@ -204,7 +209,11 @@ fn demo_without_a_database_url_runs_a_private_cluster_and_leaves_nothing_behind(
     let out = Cmd::new().args(["demo", "--orders", "12"]).run().ok();
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "the demo took {:?}", started.elapsed());
     assert_demo_summary(&out, 12);
-    let line = out.stderr.lines().find(|l| l.contains("private PostgreSQL cluster running in")).unwrap_or_else(|| panic!("{}", out.stderr));
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("private PostgreSQL cluster running in"))
+        .unwrap_or_else(|| panic!("{}", out.stderr));
     let dir = line.split(" running in ").nth(1).unwrap().split(" on port ").next().unwrap();
     assert!(!Path::new(dir).exists(), "{dir} removed");
     // No server process of that cluster is left.
@@ -274,7 +283,10 @@ fn man_renders_the_dispatch_page() {
 fn completions_are_printed_for_bash_zsh_and_fish() {
     for shell in ["bash", "zsh", "fish"] {
         let out = Cmd::new().args(["completions", shell]).run().ok();
-        assert!(out.stdout.contains("orderctl") && out.stdout.contains("dispatch") && out.stdout.contains("database-url"), "{shell}");
+        assert!(
+            out.stdout.contains("orderctl") && out.stdout.contains("dispatch") && out.stdout.contains("database-url"),
+            "{shell}"
+        );
     }
     Cmd::new().args(["completions", "tcsh"]).run().code(2);
 }

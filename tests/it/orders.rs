@@ -26,10 +26,7 @@ pub fn inspect(db: &TestDb, order: &str) -> Value {
 }
 
 fn balance(db: &TestDb) -> String {
-    db.client()
-        .query_one("SELECT balance::text FROM users WHERE name = 'halil'", &[])
-        .unwrap()
-        .get(0)
+    db.client().query_one("SELECT balance::text FROM users WHERE name = 'halil'", &[]).unwrap().get(0)
 }
 
 fn placements_at_sim(sim: &Sim) -> (u64, u64, u64) {
@@ -59,9 +56,18 @@ fn create_charges_the_buyer_and_places_the_order_once() {
         .iter()
         .map(|e| e["kind"].as_str().unwrap().to_string())
         .collect();
-    for step in ["created", "dispatch.load_order", "dispatch.check_dispatchable", "dispatch.resolve_routing", "dispatch.resolve_mapping",
-        "dispatch.resolve_provider", "dispatch.write_reference", "dispatch.place", "dispatch.record_outcome", "dispatch.schedule_first_check"]
-    {
+    for step in [
+        "created",
+        "dispatch.load_order",
+        "dispatch.check_dispatchable",
+        "dispatch.resolve_routing",
+        "dispatch.resolve_mapping",
+        "dispatch.resolve_provider",
+        "dispatch.write_reference",
+        "dispatch.place",
+        "dispatch.record_outcome",
+        "dispatch.schedule_first_check",
+    ] {
         assert!(events.contains(&step.to_string()), "missing {step} in {events:?}");
     }
 }
@@ -118,8 +124,12 @@ fn fallback_provider_takes_the_order_when_the_primary_rejects_it() {
     assert_eq!(o["provider"], "xstor");
     assert_ne!(o["provider_referans"], o["id"], "the fallback gets a reference of its own");
     let i = inspect(&db, o["id"].as_str().unwrap());
-    let outcomes: Vec<(&str, &str)> = i["placements"].as_array().unwrap().iter()
-        .map(|p| (p["provider"].as_str().unwrap(), p["outcome"].as_str().unwrap())).collect();
+    let outcomes: Vec<(&str, &str)> = i["placements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["provider"].as_str().unwrap(), p["outcome"].as_str().unwrap()))
+        .collect();
     assert_eq!(outcomes, vec![("znet-main", "rejected"), ("xstor", "accepted")]);
     assert_eq!(placements_at_sim(&sim).0, 1);
 }
@@ -128,8 +138,26 @@ fn fallback_provider_takes_the_order_when_the_primary_rejects_it() {
 fn a_rejection_without_fallback_leaves_the_order_for_an_operator_without_refund() {
     let sim = Sim::start(&["--complete-after", "1h"]);
     let db = setup(&sim);
-    db.client().execute("UPDATE package_mappings SET params = '{\"product_id\": \"999\"}' WHERE params ? 'product_id'", &[]).unwrap();
-    let out = db.cmd().args(["--tenant", "alsham", "--output", "json", "create", "--user", "halil", "--package", "freefire-100", "--player", "7"]).run().ok();
+    db.client()
+        .execute("UPDATE package_mappings SET params = '{\"product_id\": \"999\"}' WHERE params ? 'product_id'", &[])
+        .unwrap();
+    let out = db
+        .cmd()
+        .args([
+            "--tenant",
+            "alsham",
+            "--output",
+            "json",
+            "create",
+            "--user",
+            "halil",
+            "--package",
+            "freefire-100",
+            "--player",
+            "7",
+        ])
+        .run()
+        .ok();
     let o = out.json();
     assert_eq!(o["status"], "pending");
     assert_eq!(o["external_status"], "failed");
@@ -138,8 +166,11 @@ fn a_rejection_without_fallback_leaves_the_order_for_an_operator_without_refund(
     assert!(sentence.contains("product not found") && sentence.contains("orderctl reject"), "{sentence}");
     assert_eq!(balance(&db), "998.00", "no silent refund");
     // The operator fixes the mapping and dispatches again: a new reference, placed once.
-    db.client().execute("UPDATE package_mappings SET params = '{\"product_id\": \"502\"}' WHERE params ? 'product_id'", &[]).unwrap();
-    let again = db.cmd().args(["--output", "json", "dispatch", o["id"].as_str().unwrap(), "--first-check", "1h"]).run().ok().json();
+    db.client()
+        .execute("UPDATE package_mappings SET params = '{\"product_id\": \"502\"}' WHERE params ? 'product_id'", &[])
+        .unwrap();
+    let again =
+        db.cmd().args(["--output", "json", "dispatch", o["id"].as_str().unwrap(), "--first-check", "1h"]).run().ok().json();
     assert_eq!(again["external_status"], "sent");
     assert_ne!(again["provider_referans"], o["provider_referans"]);
     assert_eq!(placements_at_sim(&sim).0, 1);
@@ -199,7 +230,21 @@ fn an_ambiguous_placement_is_reconciled_both_ways() {
     let db = setup(&sim);
     let out = db
         .cmd()
-        .args(["--request-timeout", "300ms", "--tenant", "alsham", "--output", "json", "create", "--user", "halil", "--package", "freefire-100", "--player", "9"])
+        .args([
+            "--request-timeout",
+            "300ms",
+            "--tenant",
+            "alsham",
+            "--output",
+            "json",
+            "create",
+            "--user",
+            "halil",
+            "--package",
+            "freefire-100",
+            "--player",
+            "9",
+        ])
         .run()
         .ok();
     let o = out.json();
@@ -244,7 +289,19 @@ fn codes_are_handed_out_under_concurrency_without_ever_giving_one_twice() {
             std::thread::spawn(move || {
                 Cmd::new()
                     .env("DATABASE_URL", &url)
-                    .args(["--tenant", "alsham", "--output", "json", "create", "--user", "halil", "--package", "itunes-10", "--player", &format!("p{i}")])
+                    .args([
+                        "--tenant",
+                        "alsham",
+                        "--output",
+                        "json",
+                        "create",
+                        "--user",
+                        "halil",
+                        "--package",
+                        "itunes-10",
+                        "--player",
+                        &format!("p{i}"),
+                    ])
                     .run()
             })
         })

@@ -2,7 +2,9 @@
 //! and `orderctl provider check`.
 
 use crate::support::*;
-use orderctl::provider::{self, CheckOutcome, PlacementOutcome, PlacementRequest, Provider, ProviderConfig, ProviderError, ProviderKind};
+use orderctl::provider::{
+    self, CheckOutcome, PlacementOutcome, PlacementRequest, Provider, ProviderConfig, ProviderError, ProviderKind,
+};
 use orderctl::settings::HttpSettings;
 use orderctl::simulator::{order_fate, SimSettings, Simulator};
 use serde_json::json;
@@ -89,10 +91,7 @@ fn znet_places_and_checks_until_approved_with_the_predicted_pin() {
     let z = znet_at(&s.base_url(), ZNET_PASSWORD);
     let o = z.place(&znet_order("zr-1"));
     assert!(accepted(&o), "{o:?}");
-    assert_eq!(
-        z.check("zr-1"),
-        CheckOutcome::Approved { pin: Some(pin_of(1, "zr-1")), message: "Onaylandı".into() }
-    );
+    assert_eq!(z.check("zr-1"), CheckOutcome::Approved { pin: Some(pin_of(1, "zr-1")), message: "Onaylandı".into() });
     let st = s.stats();
     assert_eq!((st["orders_placed"].as_u64(), st["placement_calls"].as_u64()), (Some(1), Some(1)));
     assert_eq!(st["status_checks_by_order"]["zr-1"], 1);
@@ -211,7 +210,10 @@ fn double_placement_is_counted_and_rejected_for_both_protocols() {
     assert_eq!(z.place(&znet_order("dup-1")), PlacementOutcome::Rejected { message: "Referans daha önce kullanılmış".into() });
     assert!(accepted(&x.place(&xstor_order("dup-2"))));
     let o = x.place(&xstor_order("dup-2"));
-    assert!(matches!(&o, PlacementOutcome::Rejected { message } if message.contains("114") && message.contains("already used")), "{o:?}");
+    assert!(
+        matches!(&o, PlacementOutcome::Rejected { message } if message.contains("114") && message.contains("already used")),
+        "{o:?}"
+    );
     let st = s.stats();
     assert_eq!((st["double_placements"].as_u64(), st["orders_placed"].as_u64()), (Some(2), Some(2)));
 }
@@ -223,7 +225,11 @@ fn xstor_places_with_an_early_pin_and_checks_by_reference() {
     let o = x.place(&xstor_order("xr-1"));
     let pin = pin_of(1, "xr-1");
     match &o {
-        PlacementOutcome::Accepted { external_order_id: Some(_), early: Some(CheckOutcome::Approved { pin: Some(p), .. }), .. } => {
+        PlacementOutcome::Accepted {
+            external_order_id: Some(_),
+            early: Some(CheckOutcome::Approved { pin: Some(p), .. }),
+            ..
+        } => {
             assert_eq!(p, &pin)
         }
         other => panic!("{other:?}"),
@@ -276,7 +282,10 @@ fn xstor_bad_token_unknown_product_and_wrong_base_url() {
     let s = sim(instant());
     let bad = xstor_at(&s.base_url(), "wrong-token");
     let o = bad.place(&xstor_order("bt-1"));
-    assert!(matches!(&o, PlacementOutcome::Rejected { message } if message.contains("121 token error: check the provider's api_token")), "{o:?}");
+    assert!(
+        matches!(&o, PlacementOutcome::Rejected { message } if message.contains("121 token error: check the provider's api_token")),
+        "{o:?}"
+    );
     assert!(matches!(bad.balance(), Err(ProviderError::Auth(_))));
     assert!(bad.check_many(&["a".into(), "b".into()]).iter().all(|o| matches!(o, CheckOutcome::NoNews { .. })));
 
@@ -338,7 +347,10 @@ fn simulator_process_announces_its_address_and_takes_config_at_run_time() {
     assert!(ambiguous(&z.place(&znet_order("p-2"))));
     s.configure(json!({"error_share": 0}));
     let st = s.stats();
-    assert_eq!((st["orders_placed"].as_u64(), st["placement_calls"].as_u64(), st["faults_injected"].as_u64()), (Some(1), Some(2), Some(1)));
+    assert_eq!(
+        (st["orders_placed"].as_u64(), st["placement_calls"].as_u64(), st["faults_injected"].as_u64()),
+        (Some(1), Some(2), Some(1))
+    );
     assert_eq!(st["orders"][0]["pin"], pin_of(9, "p-1"));
 }
 
@@ -419,7 +431,12 @@ fn provider_check_explains_an_empty_znet_reply_and_never_shows_secrets() {
     for args in [["-vv", "provider", "check", "znet-main"], ["-vv", "provider", "check", "xstor"]] {
         let out = ok.cmd().args(args).run().ok();
         for secret in [ZNET_PASSWORD, XSTOR_TOKEN] {
-            assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret), "{secret} leaked:\n{}\n{}", out.stdout, out.stderr);
+            assert!(
+                !out.stdout.contains(secret) && !out.stderr.contains(secret),
+                "{secret} leaked:\n{}\n{}",
+                out.stdout,
+                out.stderr
+            );
         }
     }
 }
@@ -432,7 +449,9 @@ fn provider_check_wrong_base_url_and_bad_token_are_explained() {
     assert!(out.stderr.contains("base URL points at a web page"), "{}", out.stderr);
 
     let db = db_with_providers(&s.base_url(), ZNET_PASSWORD);
-    db.client().execute("UPDATE providers SET credentials = '{\"api_token\": \"nope-token\"}' WHERE name = 'xstor'", &[]).unwrap();
+    db.client()
+        .execute("UPDATE providers SET credentials = '{\"api_token\": \"nope-token\"}' WHERE name = 'xstor'", &[])
+        .unwrap();
     let out = db.cmd().args(["provider", "check", "xstor"]).run().code(7);
     assert!(out.stderr.contains("121 token error"), "{}", out.stderr);
     assert!(!out.stderr.contains("nope-token"), "{}", out.stderr);

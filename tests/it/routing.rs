@@ -121,7 +121,10 @@ fn routing_check_finds_every_problem_planted_by_sql() {
     finding(findings, "no-group", "codes_without_code_group");
     let same = finding(findings, "same-fallback", "fallback_equals_primary");
     assert_eq!(same["problem"], "the fallback provider is the primary provider (znet-main)");
-    assert_eq!(finding(findings, "freefire-100", "primary_disabled")["fix"], "enable provider xstor, or route the package to another provider");
+    assert_eq!(
+        finding(findings, "freefire-100", "primary_disabled")["fix"],
+        "enable provider xstor, or route the package to another provider"
+    );
     finding(findings, "fallback-off", "fallback_disabled");
     let unmapped = finding(findings, "pubg-60", "missing_mapping");
     assert_eq!(unmapped["problem"], "there is no mapping for provider znet-main, so it cannot be told which product to deliver");
@@ -183,7 +186,14 @@ fn apply_and_routing_check_word_a_contradiction_identically() {
         )
         .unwrap();
     let found = db.cmd().args(["routing", "check", "--output", "json"]).run().code(8).json();
-    assert_eq!(sentence, format!("tenant alsham, package pubg-60: {}; {}", found[0]["problem"].as_str().unwrap(), found[0]["fix"].as_str().unwrap()));
+    assert_eq!(
+        sentence,
+        format!(
+            "tenant alsham, package pubg-60: {}; {}",
+            found[0]["problem"].as_str().unwrap(),
+            found[0]["fix"].as_str().unwrap()
+        )
+    );
     assert_eq!(
         sentence,
         "tenant alsham, package pubg-60: routing mode is auto but provider_type is manual and no primary provider is set; \

@@ -10,12 +10,10 @@ const SIM: &str = "http://127.0.0.1:18080";
 pub fn dump(db: &TestDb) -> String {
     let mut c = db.client();
     let mut out = String::new();
-    for table in [
-        "tenants", "users", "providers", "code_groups", "code_items", "products", "packages", "package_mappings", "ledger",
-    ] {
-        let sql = format!(
-            "SELECT coalesce(string_agg(to_jsonb(t)::text, E'\\n' ORDER BY to_jsonb(t)::text), '') FROM {table} t"
-        );
+    for table in
+        ["tenants", "users", "providers", "code_groups", "code_items", "products", "packages", "package_mappings", "ledger"]
+    {
+        let sql = format!("SELECT coalesce(string_agg(to_jsonb(t)::text, E'\\n' ORDER BY to_jsonb(t)::text), '') FROM {table} t");
         let rows: String = c.query_one(sql.as_str(), &[]).unwrap().get(0);
         out.push_str(&format!("== {table}\n{rows}\n"));
     }
@@ -238,7 +236,10 @@ fn balances_follow_the_declared_balance_rule() {
     let db = TestDb::new();
     let doc = standard_setup(SIM); // halil declares 1000.00
     let first = apply_json(&db, &doc);
-    assert_eq!(first["ledger"], json!([{"tenant": "alsham", "user": "halil", "kind": "opening_balance", "amount": "1000.00", "balance": "1000.00"}]));
+    assert_eq!(
+        first["ledger"],
+        json!([{"tenant": "alsham", "user": "halil", "kind": "opening_balance", "amount": "1000.00", "balance": "1000.00"}])
+    );
     assert_eq!(db.query_i64("SELECT count(*) FROM ledger WHERE kind = 'opening_balance' AND amount = 1000"), 1);
 
     // Orders spend (simulated by SQL); re-applying the same file must not refill the balance.
@@ -253,7 +254,10 @@ fn balances_follow_the_declared_balance_rule() {
     raised["tenants"][0]["users"][0]["balance"] = json!("1200.50");
     let out = apply_json(&db, &raised);
     assert_eq!(out["users"]["updated"], json!(["alsham/halil"]));
-    assert_eq!(out["ledger"], json!([{"tenant": "alsham", "user": "halil", "kind": "adjustment", "amount": "200.50", "balance": "950.50"}]));
+    assert_eq!(
+        out["ledger"],
+        json!([{"tenant": "alsham", "user": "halil", "kind": "adjustment", "amount": "200.50", "balance": "950.50"}])
+    );
     assert_eq!(db.query_i64("SELECT (balance * 100)::bigint FROM users WHERE name = 'halil'"), 95050);
     assert_eq!(db.query_i64("SELECT (declared_balance * 100)::bigint FROM users WHERE name = 'halil'"), 120050);
     assert_eq!(db.query_i64("SELECT (amount * 100)::bigint FROM ledger WHERE kind = 'adjustment'"), 20050);
@@ -282,7 +286,11 @@ fn credentials_never_appear_in_any_output() {
     let mut doc = standard_setup(SIM);
     doc["tenants"][0]["providers"][0]["credentials"] = json!({"kod": secrets[0], "sifre": secrets[1]});
     let mut outputs = Vec::new();
-    for args in [vec!["apply", "-f", "-", "-vvv"], vec!["apply", "-f", "-", "--output", "json", "-vv"], vec!["apply", "-f", "-", "--dry-run", "-v"]] {
+    for args in [
+        vec!["apply", "-f", "-", "-vvv"],
+        vec!["apply", "-f", "-", "--output", "json", "-vv"],
+        vec!["apply", "-f", "-", "--dry-run", "-v"],
+    ] {
         outputs.push(db.cmd().args(args).stdin(doc.to_string()).run().ok());
     }
     for args in [
@@ -329,7 +337,9 @@ fn code_stock_only_grows_and_used_codes_keep_their_state() {
     let doc = standard_setup(SIM);
     db.apply(&doc);
     db.client()
-        .batch_execute("UPDATE code_items SET state = 'used', order_id = gen_random_uuid(), used_at = now() WHERE code = 'AAAA-1111'")
+        .batch_execute(
+            "UPDATE code_items SET state = 'used', order_id = gen_random_uuid(), used_at = now() WHERE code = 'AAAA-1111'",
+        )
         .unwrap();
     let mut fewer = doc.clone();
     fewer["tenants"][0]["code_groups"][0]["codes"] = json!(["AAAA-1111", "DDDD-4444"]);
@@ -356,8 +366,14 @@ fn a_package_gets_exactly_the_files_mappings_and_updates_are_reported() {
     assert_eq!(out["packages"]["updated"], json!(["alsham/pubg-60"]));
     assert_eq!(out["providers"]["updated"], json!(["alsham/xstor"]));
     assert_eq!(out["changes"], 2);
-    assert_eq!(db.query_i64("SELECT count(*) FROM package_mappings pm JOIN packages p ON p.id = pm.package_id WHERE p.name = 'pubg-60'"), 1);
-    assert_eq!(db.query_i64("SELECT count(*) FROM packages WHERE name = 'pubg-60' AND fallback_provider_id IS NULL AND price = 1.25"), 1);
+    assert_eq!(
+        db.query_i64("SELECT count(*) FROM package_mappings pm JOIN packages p ON p.id = pm.package_id WHERE p.name = 'pubg-60'"),
+        1
+    );
+    assert_eq!(
+        db.query_i64("SELECT count(*) FROM packages WHERE name = 'pubg-60' AND fallback_provider_id IS NULL AND price = 1.25"),
+        1
+    );
     // xstor is now disabled and still the primary of freefire-100: saved, with a warning.
     assert_eq!(out["warnings"][0]["code"], "primary_disabled", "{out:#}");
     assert_eq!(out["warnings"][0]["package"], "freefire-100");
@@ -375,8 +391,11 @@ fn an_empty_code_group_is_a_warning_not_an_error() {
     let doc = json!({"tenants": [{"name": "alsham", "code_groups": [{"name": "g"}], "packages": [
         {"name": "gift", "product": "Gift", "price": "5", "routing": {"mode": "auto", "provider_type": "codes", "code_group": "g"}}]}]});
     let out = apply_json(&db, &doc);
-    assert_eq!(out["warnings"], json!([{"tenant": "alsham", "package": "gift", "code": "empty_code_group",
-        "message": "tenant alsham, package gift: code group g has no available codes; add codes to code group g"}]));
+    assert_eq!(
+        out["warnings"],
+        json!([{"tenant": "alsham", "package": "gift", "code": "empty_code_group",
+        "message": "tenant alsham, package gift: code group g has no available codes; add codes to code group g"}])
+    );
     assert_eq!(db.query_i64("SELECT count(*) FROM packages"), 1);
 }
 
@@ -394,23 +413,32 @@ fn listings_show_tables_and_json_scoped_to_the_tenant() {
     two_tenants(&db);
 
     let tenants = db.cmd().args(["tenant", "list", "--output", "json"]).run().ok().json();
-    assert_eq!(tenants, json!([
-        {"name": "alsham", "users": 1, "providers": 2, "packages": 4, "open_orders": 0},
-        {"name": "zeta", "users": 1, "providers": 1, "packages": 1, "open_orders": 0}
-    ]));
+    assert_eq!(
+        tenants,
+        json!([
+            {"name": "alsham", "users": 1, "providers": 2, "packages": 4, "open_orders": 0},
+            {"name": "zeta", "users": 1, "providers": 1, "packages": 1, "open_orders": 0}
+        ])
+    );
     let one = db.cmd().args(["tenant", "list", "--tenant", "zeta", "--output", "json"]).run().ok().json();
     assert_eq!(one.as_array().unwrap().len(), 1);
     let table = db.cmd().args(["tenant", "list"]).run().ok().stdout;
     assert!(table.contains("alsham") && table.contains("open orders"), "{table}");
 
     let users = db.cmd().args(["user", "list", "--tenant", "zeta", "--output", "json"]).run().ok().json();
-    assert_eq!(users, json!([{"name": "zed", "email": "zed@example.com", "balance": "5.00", "overdraft_limit": "2.50", "available": "7.50"}]));
+    assert_eq!(
+        users,
+        json!([{"name": "zed", "email": "zed@example.com", "balance": "5.00", "overdraft_limit": "2.50", "available": "7.50"}])
+    );
     let table = db.cmd().args(["user", "list", "--tenant", "alsham"]).run().ok().stdout;
     assert!(table.contains("halil") && table.contains("1000.00") && !table.contains("zed"), "{table}");
 
     let providers = db.cmd().args(["provider", "list", "--tenant", "zeta", "--output", "json"]).run().ok().json();
-    assert_eq!(providers, json!([{"tenant": "zeta", "name": "zeta-znet", "kind": "znet", "base_url": SIM,
-        "enabled": true, "max_in_flight": 16, "credential_fields": ["kod", "sifre"]}]));
+    assert_eq!(
+        providers,
+        json!([{"tenant": "zeta", "name": "zeta-znet", "kind": "znet", "base_url": SIM,
+        "enabled": true, "max_in_flight": 16, "credential_fields": ["kod", "sifre"]}])
+    );
     let all = db.cmd().args(["provider", "list", "--output", "json"]).run().ok().json();
     assert_eq!(all.as_array().unwrap().len(), 3);
     let table = db.cmd().args(["provider", "list", "--tenant", "alsham"]).run().ok().stdout;

@@ -14,8 +14,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_orderctl");
 
 /// The server tests use: ORDERCTL_TEST_DATABASE_URL or the machine's local Postgres.
 pub fn admin_url() -> String {
-    std::env::var("ORDERCTL_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+    std::env::var("ORDERCTL_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
 /// The same server, another database.
@@ -46,10 +45,7 @@ fn template() -> &'static str {
         let mut admin = admin();
         // Serialise template creation across concurrent test processes.
         admin.execute("SELECT pg_advisory_lock(7300001)", &[]).unwrap();
-        let exists = admin
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-            .unwrap()
-            .is_some();
+        let exists = admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).unwrap().is_some();
         if !exists {
             let building = format!("{name}_building");
             admin.batch_execute(&format!("DROP DATABASE IF EXISTS {building}")).unwrap();
@@ -400,7 +396,12 @@ pub fn assert_money_conserved(db: &TestDb) {
             AND (SELECT count(*) FROM ledger l WHERE l.order_id = o.id AND kind = 'refund' AND l.amount = o.price) <> 1",
     );
     assert_eq!(refunds_per_rejected, 0, "every rejected order refunded exactly once");
-    assert_eq!(db.query_i64("SELECT count(*) FROM ledger l JOIN orders o ON o.id = l.order_id WHERE l.kind = 'refund' AND o.status <> 'rejected'"), 0);
+    assert_eq!(
+        db.query_i64(
+            "SELECT count(*) FROM ledger l JOIN orders o ON o.id = l.order_id WHERE l.kind = 'refund' AND o.status <> 'rejected'"
+        ),
+        0
+    );
 }
 
 /// Every order's PIN and outcome match what the provider decided.
@@ -408,7 +409,11 @@ pub fn assert_outcomes_match_the_provider(db: &TestDb, sim: &Sim) {
     let stats = sim.stats();
     let by_ref: std::collections::HashMap<String, &serde_json::Value> =
         stats["orders"].as_array().unwrap().iter().map(|o| (o["reference"].as_str().unwrap().to_string(), o)).collect();
-    for r in db.client().query("SELECT provider_referans, status, pin_code FROM orders WHERE provider_referans IS NOT NULL", &[]).unwrap() {
+    for r in db
+        .client()
+        .query("SELECT provider_referans, status, pin_code FROM orders WHERE provider_referans IS NOT NULL", &[])
+        .unwrap()
+    {
         let (reference, status, pin): (String, String, Option<String>) = (r.get(0), r.get(1), r.get(2));
         let truth = by_ref.get(&reference).unwrap_or_else(|| panic!("order {reference} unknown to the provider"));
         match truth["outcome"].as_str().unwrap() {

@@ -85,7 +85,11 @@ fn bad_input_gets_a_clear_message_its_exit_code_and_writes_nothing() {
         case(&["--tenant", "nope", "list"], NOT_FOUND, &["tenant 'nope' does not exist"]),
         case(&["--tenant", "'; DROP TABLE tenants; --", "user", "list"], NOT_FOUND, &["does not exist"]),
         case(&create_args("nobody", "p1", &[]), NOT_FOUND, &["user 'nobody' does not exist in tenant alsham"]),
-        case(&["--tenant", "alsham", "create", "--user", "halil", "--package", "nope", "--player", "1"], NOT_FOUND, &["package 'nope' does not exist in tenant alsham"]),
+        case(
+            &["--tenant", "alsham", "create", "--user", "halil", "--package", "nope", "--player", "1"],
+            NOT_FOUND,
+            &["package 'nope' does not exist in tenant alsham"],
+        ),
         case(&["--tenant", "alsham", "provider", "check", "nope"], NOT_FOUND, &["no provider named 'nope'"]),
         case(&["dispatch", &n, "--provider", "nope"], NOT_FOUND, &["provider 'nope' does not exist"]),
         case(&["user", "list"], USAGE, &["needs a tenant"]),
@@ -100,7 +104,11 @@ fn bad_input_gets_a_clear_message_its_exit_code_and_writes_nothing() {
         case(&(create(&["--first-check", "soon"])), USAGE, &["invalid value 'soon' for '--first-check"]),
         case(&["list", "--since", "yesterday"], USAGE, &["'--since"]),
         case(&["--request-timeout", "0s", "list"], INVALID, &["must be greater than 0"]),
-        case(&["daemon", "--sweep-schedule", "nonsense"], INVALID, &["--sweep-schedule 'nonsense' has 1 field(s)", "seconds first"]),
+        case(
+            &["daemon", "--sweep-schedule", "nonsense"],
+            INVALID,
+            &["--sweep-schedule 'nonsense' has 1 field(s)", "seconds first"],
+        ),
         case(&["daemon", "--sweep-schedule", "*/5 * * * *"], INVALID, &["has 5 field(s)"]),
         case(&["daemon", "--sweep-schedule", "0 61 * * * *"], INVALID, &["not a valid cron expression"]),
         case(&["daemon", "--lease", "1s", "--request-timeout", "5s"], INVALID, &["--lease"]),
@@ -114,9 +122,24 @@ fn bad_input_gets_a_clear_message_its_exit_code_and_writes_nothing() {
         case(&["approve", &n, "--pin", &long], INVALID, &["--pin is 10000 characters long"]),
         case(&["approve", &n, "--pin", ""], INVALID, &["--pin is empty"]),
         // Setup files.
-        Case { args: vec!["apply".into(), "-f".into(), "-".into()], stdin: Some("{\"tenants\": [".into()), code: INVALID, says: &["not valid JSON", "nothing was written"] },
-        Case { args: vec!["apply".into(), "-f".into(), "-".into()], stdin: Some(json!({"tenants": [{"name": "x", "colour": 1}]}).to_string()), code: INVALID, says: &["unknown field `colour`"] },
-        Case { args: vec!["apply".into(), "-f".into(), "-".into()], stdin: Some(json!({"tenants": [{"name": ""}]}).to_string()), code: INVALID, says: &["name is empty"] },
+        Case {
+            args: vec!["apply".into(), "-f".into(), "-".into()],
+            stdin: Some("{\"tenants\": [".into()),
+            code: INVALID,
+            says: &["not valid JSON", "nothing was written"],
+        },
+        Case {
+            args: vec!["apply".into(), "-f".into(), "-".into()],
+            stdin: Some(json!({"tenants": [{"name": "x", "colour": 1}]}).to_string()),
+            code: INVALID,
+            says: &["unknown field `colour`"],
+        },
+        Case {
+            args: vec!["apply".into(), "-f".into(), "-".into()],
+            stdin: Some(json!({"tenants": [{"name": ""}]}).to_string()),
+            code: INVALID,
+            says: &["name is empty"],
+        },
         Case {
             args: vec!["apply".into(), "-f".into(), "-".into()],
             stdin: Some(broken_setup().to_string()),
@@ -184,7 +207,21 @@ fn accepted_text_is_stored_verbatim() {
         let extra = format!("{text} / extra {i}");
         let o = db
             .cmd()
-            .args(["--tenant", "alsham", "--output", "json", "create", "--user", "halil", "--package", "jawaker", "--player", text, "--extra", &extra])
+            .args([
+                "--tenant",
+                "alsham",
+                "--output",
+                "json",
+                "create",
+                "--user",
+                "halil",
+                "--package",
+                "jawaker",
+                "--player",
+                text,
+                "--extra",
+                &extra,
+            ])
             .run()
             .ok()
             .json();

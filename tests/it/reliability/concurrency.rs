@@ -24,15 +24,31 @@ const ROOMY_TIMEOUTS: &[&str] = &["--request-timeout", "3s", "--lease", "6s"];
 
 #[test]
 fn three_daemons_cron_sweeps_and_operators_at_once_never_double_anything() {
-    let sim = Sim::start(&["--complete-after", "500ms", "--jitter", "1s", "--cancel-share", "0.2", "--seed", "9", "--latency", "10ms", "--threads", "16"]);
+    let sim = Sim::start(&[
+        "--complete-after",
+        "500ms",
+        "--jitter",
+        "1s",
+        "--cancel-share",
+        "0.2",
+        "--seed",
+        "9",
+        "--latency",
+        "10ms",
+        "--threads",
+        "16",
+    ]);
     let db = setup(&sim);
     let logs: Vec<DaemonLog> = (0..3).map(|_| DaemonLog::new()).collect();
-    let daemons: Vec<Background> = logs.iter().map(|l| daemon_timed(&db.url, l.path(), ROOMY_TIMEOUTS, &["-v", "--batch-size", "20"])).collect();
+    let daemons: Vec<Background> =
+        logs.iter().map(|l| daemon_timed(&db.url, l.path(), ROOMY_TIMEOUTS, &["-v", "--batch-size", "20"])).collect();
     insert_orders(&db, "pubg-60", 150);
     insert_orders(&db, "freefire-100", 150);
     insert_orders(&db, "jawaker", 20);
     let numbers_where = |condition: &str| -> Vec<String> {
-        let sql = format!("SELECT number::text FROM orders o JOIN packages p ON p.id = o.package_id WHERE {condition} ORDER BY number LIMIT 40");
+        let sql = format!(
+            "SELECT number::text FROM orders o JOIN packages p ON p.id = o.package_id WHERE {condition} ORDER BY number LIMIT 40"
+        );
         db.client().query(&sql, &[]).unwrap().iter().map(|r| r.get(0)).collect()
     };
     let numbers = numbers_where("p.name <> 'jawaker'");
@@ -45,7 +61,9 @@ fn three_daemons_cron_sweeps_and_operators_at_once_never_double_anything() {
             let mut outs = Vec::new();
             while !stop.load(Ordering::Relaxed) && outs.len() < 60 {
                 let started = std::time::Instant::now();
-                outs.push(Cmd::new().env("DATABASE_URL", &url).args(["-v", "sweep"]).args(FAST_POLICY).args(ROOMY_TIMEOUTS).run());
+                outs.push(
+                    Cmd::new().env("DATABASE_URL", &url).args(["-v", "sweep"]).args(FAST_POLICY).args(ROOMY_TIMEOUTS).run(),
+                );
                 std::thread::sleep(Duration::from_secs(1).saturating_sub(started.elapsed()));
             }
             outs
@@ -59,7 +77,13 @@ fn three_daemons_cron_sweeps_and_operators_at_once_never_double_anything() {
             targets
                 .iter()
                 .map(|n| {
-                    let out = Cmd::new().env("DATABASE_URL", &url).args(cmd).arg(n).args(if cmd[0] == "reject" { &["--reason", "out of stock"][..] } else { FAST_POLICY }).args(&ROOMY_TIMEOUTS[..2]).run();
+                    let out = Cmd::new()
+                        .env("DATABASE_URL", &url)
+                        .args(cmd)
+                        .arg(n)
+                        .args(if cmd[0] == "reject" { &["--reason", "out of stock"][..] } else { FAST_POLICY })
+                        .args(&ROOMY_TIMEOUTS[..2])
+                        .run();
                     (cmd[0], n.clone(), out)
                 })
                 .collect::<Vec<_>>()
@@ -93,7 +117,11 @@ fn three_daemons_cron_sweeps_and_operators_at_once_never_double_anything() {
     assert_money_conserved(&db);
     assert_event_logs_consistent(&db);
     assert_eq!(db.query_i64("SELECT count(*) FROM orders o JOIN packages p ON p.id = o.package_id WHERE p.name = 'jawaker' AND status = 'rejected'"), 20);
-    assert_eq!(db.query_i64("SELECT count(*) FROM order_events WHERE kind = 'operator.rejected'"), 20, "each manual order rejected once");
+    assert_eq!(
+        db.query_i64("SELECT count(*) FROM order_events WHERE kind = 'operator.rejected'"),
+        20,
+        "each manual order rejected once"
+    );
 
     // One batch safety sweep per slot: every run a process reports is in its own slot, and
     // each matches a row of periodic_runs.

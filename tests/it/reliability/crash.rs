@@ -15,7 +15,8 @@ struct KillPoint {
 
 #[test]
 fn kill_9_at_random_moments_loses_nothing_and_places_nothing_twice() {
-    let sim = Sim::start(&["--complete-after", "1s", "--jitter", "2s", "--cancel-share", "0.2", "--seed", "11", "--latency", "5ms"]);
+    let sim =
+        Sim::start(&["--complete-after", "1s", "--jitter", "2s", "--cancel-share", "0.2", "--seed", "11", "--latency", "5ms"]);
     let db = setup(&sim);
     let opening = db.query_i64("SELECT (sum(amount) * 100)::bigint FROM ledger");
     let log = DaemonLog::new();

@@ -34,13 +34,18 @@ impl PrivateCluster {
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
         let data = dir.path().join("data");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let cluster = PrivateCluster {
-            url: format!("postgres://postgres@127.0.0.1:{port}/orderctl"),
-            bin,
-            data,
-            _dir: dir,
-        };
-        cluster.pg(&["initdb", "-D", cluster.data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        let cluster = PrivateCluster { url: format!("postgres://postgres@127.0.0.1:{port}/orderctl"), bin, data, _dir: dir };
+        cluster.pg(&[
+            "initdb",
+            "-D",
+            cluster.data.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
         let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", cluster._dir.path().display());
         cluster.pg_ctl(&["start", "-o", &opts]);
         let mut c = postgres::Client::connect(&cluster.url.replace("/orderctl", "/postgres"), postgres::NoTls).unwrap();
@@ -56,7 +61,12 @@ impl PrivateCluster {
             .args(&args[1..])
             .output()
             .expect("runuser");
-        assert!(out.status.success(), "{args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn pg_ctl(&self, args: &[&str]) {

@@ -105,7 +105,11 @@ impl Drop for DaemonLog {
         if std::thread::panicking() {
             let text = self.text();
             let lines: Vec<&str> = text.lines().collect();
-            eprintln!("--- daemon log, last 200 of {} lines ---\n{}", lines.len(), lines[lines.len().saturating_sub(200)..].join("\n"));
+            eprintln!(
+                "--- daemon log, last 200 of {} lines ---\n{}",
+                lines.len(),
+                lines[lines.len().saturating_sub(200)..].join("\n")
+            );
         }
     }
 }

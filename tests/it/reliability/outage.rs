@@ -68,13 +68,20 @@ fn an_outage_of_errors_hangs_empty_garbage_and_html_fails_no_order_and_everythin
     }
     let outage = outage_started.elapsed();
     assert_eq!(db.query_i64("SELECT count(*) FROM orders WHERE status <> 'pending'"), 0, "no order finished on a bad answer");
-    assert_eq!(db.query_i64("SELECT count(*) FROM orders WHERE external_status = 'failed' OR attention IS NOT NULL"), 0, "none failed or flagged");
+    assert_eq!(
+        db.query_i64("SELECT count(*) FROM orders WHERE external_status = 'failed' OR attention IS NOT NULL"),
+        0,
+        "none failed or flagged"
+    );
     assert_eq!(db.query_i64("SELECT count(*) FROM ledger WHERE kind = 'refund'"), 0, "nothing refunded");
     assert_eq!(db.query_i64("SELECT count(*) FROM orders WHERE next_check_at IS NULL"), 0, "every order still scheduled");
     // Backing off, not hammering: no order was asked more often than the base delay allows.
     let most = db.query_i64("SELECT max(no_news)::bigint FROM orders");
     let bound = (outage.as_millis() / 100) as i64 + 2;
-    assert!(most >= 2 && most <= bound, "an order saw {most} no-news answers in {outage:?} (at most {bound} with a 100ms base delay)");
+    assert!(
+        most >= 2 && most <= bound,
+        "an order saw {most} no-news answers in {outage:?} (at most {bound} with a 100ms base delay)"
+    );
     let html = db.query_i64(
         "SELECT count(*) FROM orders o JOIN packages p ON p.id = o.package_id
           WHERE p.name = 'pubg-325' AND o.external_status = 'dispatching' AND o.awaiting_reconciliation AND o.last_message LIKE '%HTML%'",

@@ -42,7 +42,14 @@ fn loud(cmd: Cmd, rust_log: Option<&str>) -> Cmd {
 
 #[test]
 fn no_command_prints_a_secret_even_verbose_and_failing() {
-    let sim = Sim::start(&["--complete-after", "300ms", "--znet-login", &format!("bayi1:{ZNET_PASSWORD}"), "--xstor-token", XSTOR_TOKEN]);
+    let sim = Sim::start(&[
+        "--complete-after",
+        "300ms",
+        "--znet-login",
+        &format!("bayi1:{ZNET_PASSWORD}"),
+        "--xstor-token",
+        XSTOR_TOKEN,
+    ]);
     let db = TestDb::new();
     // Trust authentication ignores the password, so every command runs with one in its URL.
     let mut url = url::Url::parse(&db.url).unwrap();
@@ -77,7 +84,15 @@ fn no_command_prints_a_secret_even_verbose_and_failing() {
         assert_eq!(run(t, &["--tenant", "alsham", "provider", "check", "xstor-bad"], None).code, 7, "{:?}", t.last());
         run(t, &["routing", "check"], None);
         let create = |t: &mut Vec<(String, String)>, package: &str, extra: &[&str]| -> String {
-            let out = run(t, &[&["--tenant", "alsham", "-o", "json", "create", "--user", "halil", "--package", package, "--player", "42"], extra].concat(), None);
+            let out = run(
+                t,
+                &[
+                    &["--tenant", "alsham", "-o", "json", "create", "--user", "halil", "--package", package, "--player", "42"],
+                    extra,
+                ]
+                .concat(),
+                None,
+            );
             assert_eq!(out.code, 0, "{}", out.stderr);
             out.json()["number"].to_string()
         };
@@ -93,7 +108,23 @@ fn no_command_prints_a_secret_even_verbose_and_failing() {
         run(t, &["dispatch", &manual2, "--provider", "xstor-bad"], None);
         for n in [&znet, &xstor] {
             run(t, &["poll", n], None);
-            let out = run(t, &["poll", n, "--wait", "--timeout", "10s", "--first-check", "0s", "--backoff-base", "100ms", "--backoff-max", "200ms"], None);
+            let out = run(
+                t,
+                &[
+                    "poll",
+                    n,
+                    "--wait",
+                    "--timeout",
+                    "10s",
+                    "--first-check",
+                    "0s",
+                    "--backoff-base",
+                    "100ms",
+                    "--backoff-max",
+                    "200ms",
+                ],
+                None,
+            );
             assert_eq!(out.code, 0, "poll --wait checks at once, then by its own schedule: {}", out.stderr);
             run(t, &["inspect", n], None);
             run(t, &["-o", "json", "inspect", n], None);
@@ -113,7 +144,11 @@ fn no_command_prints_a_secret_even_verbose_and_failing() {
         // Failures that name the database: wrong port, in URL and key=value form, flag and env.
         run(t, &["--database-url", &format!("postgres://postgres:{DB_PASSWORD}@127.0.0.1:1/x"), "list"], None);
         run(t, &["--database-url", &format!("host=127.0.0.1 port=1 user=postgres password={DB_PASSWORD}"), "list"], None);
-        run(t, &["--database-url", &format!("postgres://postgres:{DB_PASSWORD}@127.0.0.1:5432/no_such_db_{round}"), "inspect", "1"], None);
+        run(
+            t,
+            &["--database-url", &format!("postgres://postgres:{DB_PASSWORD}@127.0.0.1:5432/no_such_db_{round}"), "inspect", "1"],
+            None,
+        );
         run(t, &["--database-url", &format!("postgres://postgres:{DB_PASSWORD}@[::1"), "list"], None);
 
         // A daemon without its database retries until stopped, saying so.

@@ -50,7 +50,12 @@ const B_WORDS: &[&str] = &["beta", "777", "B111", "B222", "B333"];
 #[track_caller]
 fn shows_nothing_of_b(what: &str, out: &Output) {
     for w in B_WORDS {
-        assert!(!out.stdout.contains(w) && !out.stderr.contains(w), "{what} shows tenant B ({w}):\n{}\n{}", out.stdout, out.stderr);
+        assert!(
+            !out.stdout.contains(w) && !out.stderr.contains(w),
+            "{what} shows tenant B ({w}):\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
     }
 }
 
@@ -61,7 +66,19 @@ fn tenant_a_never_reads_lists_counts_or_changes_tenant_b() {
     db.apply(&tenant_b(&sim));
     let b_order = db
         .cmd()
-        .args(["--tenant", "beta", "-o", "json", "create", "--user", "halil", "--package", "beta-jawaker", "--player", "b-player"])
+        .args([
+            "--tenant",
+            "beta",
+            "-o",
+            "json",
+            "create",
+            "--user",
+            "halil",
+            "--package",
+            "beta-jawaker",
+            "--player",
+            "b-player",
+        ])
         .run()
         .ok()
         .json();
