@@ -84,6 +84,20 @@ pub struct WorkSettings {
     pub concurrency: usize,
 }
 
+impl WorkSettings {
+    /// The monitor's settings for `sweep` and `daemon`.
+    pub fn monitor(&self, policy: BackoffPolicy, tenant_id: Option<i64>) -> crate::monitor::MonitorSettings {
+        crate::monitor::MonitorSettings {
+            policy,
+            lease: self.lease,
+            batch_size: self.batch_size,
+            round_size: self.round_size,
+            concurrency: self.concurrency,
+            tenant_id,
+        }
+    }
+}
+
 impl WorkArgs {
     pub fn settings(&self, http: &HttpSettings) -> Result<WorkSettings> {
         let concurrency = self.concurrency;

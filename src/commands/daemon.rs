@@ -4,7 +4,6 @@ use crate::cli::DaemonArgs;
 use crate::daemon::{self, schedule::SweepSchedule, DaemonSettings};
 use crate::db;
 use crate::error::{Error, Result};
-use crate::monitor::MonitorSettings;
 use crate::settings::Settings;
 
 pub fn run(s: &Settings, a: &DaemonArgs) -> Result<()> {
@@ -26,14 +25,7 @@ pub fn run(s: &Settings, a: &DaemonArgs) -> Result<()> {
     daemon::run(DaemonSettings {
         database_url: s.database_url.clone(),
         http: s.http,
-        monitor: MonitorSettings {
-            policy,
-            lease: work.lease,
-            batch_size: work.batch_size,
-            round_size: work.round_size,
-            concurrency: work.concurrency,
-            tenant_id,
-        },
+        monitor: work.monitor(policy, tenant_id),
         schedule,
         idle_poll,
         shutdown_grace: a.shutdown_grace.into(),

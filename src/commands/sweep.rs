@@ -6,7 +6,7 @@ use crate::cli::SweepArgs;
 use crate::db;
 use crate::domain::diagnosis::StuckThresholds;
 use crate::error::Result;
-use crate::monitor::{self, Monitor, MonitorSettings, RoundReport};
+use crate::monitor::{self, Monitor, RoundReport};
 use crate::output;
 use crate::settings::Settings;
 use serde::Serialize;
@@ -40,14 +40,7 @@ pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
         None => None,
     };
     drop(client);
-    let settings = MonitorSettings {
-        policy,
-        lease: work.lease,
-        batch_size: work.batch_size,
-        round_size: work.round_size,
-        concurrency: work.concurrency,
-        tenant_id,
-    };
+    let settings = work.monitor(policy, tenant_id);
     let mut monitor = Monitor::new(&s.database_url, s.http, settings)?;
 
     // Due work, round after round, until nothing is due. An order handled once in this sweep is

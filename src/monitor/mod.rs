@@ -574,26 +574,14 @@ impl Monitor {
                         format!("check #{n}: approved{} ({text})", if pin.is_some() { ", PIN received" } else { "" }),
                     ));
                     if reconciling {
-                        orders::set_placement_outcome(
-                            &mut tx,
-                            o.provider_id.unwrap_or_default(),
-                            o.provider_referans.as_deref().unwrap_or(""),
-                            "accepted",
-                            "found by reconciliation",
-                        )?;
+                        found_by_reconciliation(&mut tx, &o, "found by reconciliation")?;
                     }
                     approvals.push((o.id, o.lease, pin, text));
                     approval_numbers.push((o.id, o.number));
                 }
                 CheckOutcome::Cancelled { message } => {
                     if reconciling {
-                        orders::set_placement_outcome(
-                            &mut tx,
-                            o.provider_id.unwrap_or_default(),
-                            o.provider_referans.as_deref().unwrap_or(""),
-                            "accepted",
-                            "found by reconciliation (cancelled)",
-                        )?;
+                        found_by_reconciliation(&mut tx, &o, "found by reconciliation (cancelled)")?;
                     }
                     let text = if message.is_empty() {
                         "cancelled by the provider".to_string()
@@ -654,13 +642,7 @@ impl Monitor {
                         report.waiting += 1;
                         if reconciling {
                             report.reconciled += 1;
-                            orders::set_placement_outcome(
-                                &mut tx,
-                                o.provider_id.unwrap_or_default(),
-                                o.provider_referans.as_deref().unwrap_or(""),
-                                "accepted",
-                                "found by reconciliation",
-                            )?;
+                            found_by_reconciliation(&mut tx, &o, "found by reconciliation")?;
                         }
                     }
                     // Reconciling an order and no news: it stays dispatching, awaiting reconciliation.
@@ -753,6 +735,17 @@ impl Monitor {
         tx.commit()?;
         Ok((replace, rejected))
     }
+}
+
+/// Reconciliation found the order at its provider: the placement did arrive after all.
+fn found_by_reconciliation(tx: &mut postgres::Transaction<'_>, o: &DueOrder, note: &str) -> Result<()> {
+    orders::set_placement_outcome(
+        tx,
+        o.provider_id.unwrap_or_default(),
+        o.provider_referans.as_deref().unwrap_or(""),
+        "accepted",
+        note,
+    )
 }
 
 /// Stands in for a provider whose adapter cannot be built (bad credentials in its row): every

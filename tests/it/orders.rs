@@ -141,23 +141,7 @@ fn a_rejection_without_fallback_leaves_the_order_for_an_operator_without_refund(
     db.client()
         .execute("UPDATE package_mappings SET params = '{\"product_id\": \"999\"}' WHERE params ? 'product_id'", &[])
         .unwrap();
-    let out = db
-        .cmd()
-        .args([
-            "--tenant",
-            "alsham",
-            "--output",
-            "json",
-            "create",
-            "--user",
-            "halil",
-            "--package",
-            "freefire-100",
-            "--player",
-            "7",
-        ])
-        .run()
-        .ok();
+    let out = db.cmd().args(CREATE_AS_HALIL).args(["--package", "freefire-100", "--player", "7"]).run().ok();
     let o = out.json();
     assert_eq!(o["status"], "pending");
     assert_eq!(o["external_status"], "failed");
@@ -230,21 +214,9 @@ fn an_ambiguous_placement_is_reconciled_both_ways() {
     let db = setup(&sim);
     let out = db
         .cmd()
-        .args([
-            "--request-timeout",
-            "300ms",
-            "--tenant",
-            "alsham",
-            "--output",
-            "json",
-            "create",
-            "--user",
-            "halil",
-            "--package",
-            "freefire-100",
-            "--player",
-            "9",
-        ])
+        .args(["--request-timeout", "300ms"])
+        .args(CREATE_AS_HALIL)
+        .args(["--package", "freefire-100", "--player", "9"])
         .run()
         .ok();
     let o = out.json();
@@ -289,19 +261,8 @@ fn codes_are_handed_out_under_concurrency_without_ever_giving_one_twice() {
             std::thread::spawn(move || {
                 Cmd::new()
                     .env("DATABASE_URL", &url)
-                    .args([
-                        "--tenant",
-                        "alsham",
-                        "--output",
-                        "json",
-                        "create",
-                        "--user",
-                        "halil",
-                        "--package",
-                        "itunes-10",
-                        "--player",
-                        &format!("p{i}"),
-                    ])
+                    .args(CREATE_AS_HALIL)
+                    .args(["--package", "itunes-10", "--player", &format!("p{i}")])
                     .run()
             })
         })

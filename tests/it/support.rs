@@ -425,3 +425,6 @@ pub fn assert_outcomes_match_the_provider(db: &TestDb, sim: &Sim) {
         }
     }
 }
+
+/// `orderctl create` as the standard setup's buyer, with JSON output; add `--package` etc.
+pub const CREATE_AS_HALIL: [&str; 7] = ["--tenant", "alsham", "--output", "json", "create", "--user", "halil"];

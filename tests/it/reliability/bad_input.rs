@@ -205,26 +205,8 @@ fn accepted_text_is_stored_verbatim() {
     ];
     for (i, text) in texts.iter().enumerate() {
         let extra = format!("{text} / extra {i}");
-        let o = db
-            .cmd()
-            .args([
-                "--tenant",
-                "alsham",
-                "--output",
-                "json",
-                "create",
-                "--user",
-                "halil",
-                "--package",
-                "jawaker",
-                "--player",
-                text,
-                "--extra",
-                &extra,
-            ])
-            .run()
-            .ok()
-            .json();
+        let o =
+            db.cmd().args(CREATE_AS_HALIL).args(["--package", "jawaker", "--player", text, "--extra", &extra]).run().ok().json();
         let id: uuid::Uuid = o["id"].as_str().unwrap().parse().unwrap();
         let row = db.client().query_one("SELECT user_identifier, extra_field FROM orders WHERE id = $1", &[&id]).unwrap();
         assert_eq!(row.get::<_, String>(0), *text, "player id stored verbatim");
