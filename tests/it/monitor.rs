@@ -242,3 +242,21 @@ fn the_daemon_tells_systemd_when_it_is_ready_and_when_it_stops() {
     let n = socket.recv(&mut buf).expect("STOPPING=1 on the way out");
     assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
 }
+
+#[test]
+fn a_batch_of_new_orders_moves_to_the_fallback_when_the_primary_rejects_them() {
+    let sim = Sim::start(&["--complete-after", "1h"]);
+    let db = setup(&sim);
+    // Znet does not know this game: every placement there is a definite rejection.
+    db.client()
+        .execute("UPDATE package_mappings SET params = '{\"oyun\": \"9999\", \"kupur\": \"60\"}' WHERE params ? 'oyun'", &[])
+        .unwrap();
+    insert_orders(&db, "pubg-60", 20);
+    db.cmd().args(["sweep", "--first-check", "1h"]).run().ok();
+    assert_eq!(db.query_i64("SELECT count(*) FROM orders o JOIN providers p ON p.id = o.provider_id WHERE p.name = 'xstor' AND external_status = 'sent'"), 20);
+    assert_eq!(db.query_i64("SELECT count(*) FROM placements WHERE outcome = 'rejected'"), 20);
+    assert_eq!(db.query_i64("SELECT count(*) FROM placements WHERE outcome = 'accepted'"), 20);
+    let stats = sim.stats();
+    assert_eq!(stats["orders_placed"], 20);
+    assert_eq!(stats["double_placements"], 0);
+}
