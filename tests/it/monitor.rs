@@ -36,7 +36,7 @@ fn xstor_orders_are_checked_in_batches() {
     assert_eq!(sim.stats()["orders_placed"], 150);
     let before = sim.stats()["status_calls"].as_u64().unwrap();
     db.client().execute("UPDATE orders SET next_check_at = now() - interval '1 second'", &[]).unwrap();
-    let out = db.cmd().args(["--output", "json", "sweep", "--batch-size", "200"]).args(FAST).run().ok().json();
+    let out = db.cmd().args(["--output", "json", "sweep", "--round-size", "200"]).args(FAST).run().ok().json();
     assert_eq!(out["checks"], 150);
     let calls = sim.stats()["status_calls"].as_u64().unwrap() - before;
     assert!(calls <= 2, "150 x-stor orders need at most 2 batch requests, not {calls}");

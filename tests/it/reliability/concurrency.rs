@@ -41,7 +41,7 @@ fn three_daemons_cron_sweeps_and_operators_at_once_never_double_anything() {
     let db = setup(&sim);
     let logs: Vec<DaemonLog> = (0..3).map(|_| DaemonLog::new()).collect();
     let daemons: Vec<Background> =
-        logs.iter().map(|l| daemon_timed(&db.url, l.path(), ROOMY_TIMEOUTS, &["-v", "--batch-size", "20"])).collect();
+        logs.iter().map(|l| daemon_timed(&db.url, l.path(), ROOMY_TIMEOUTS, &["-v", "--round-size", "20"])).collect();
     insert_orders(&db, "pubg-60", 150);
     insert_orders(&db, "freefire-100", 150);
     insert_orders(&db, "jawaker", 20);

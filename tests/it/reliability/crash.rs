@@ -16,7 +16,7 @@ struct KillPoint {
 #[test]
 fn kill_9_at_random_moments_loses_nothing_and_places_nothing_twice() {
     let sim =
-        Sim::start(&["--complete-after", "1s", "--jitter", "2s", "--cancel-share", "0.2", "--seed", "11", "--latency", "5ms"]);
+        Sim::start(&["--complete-after", "1s", "--jitter", "2s", "--cancel-share", "0.2", "--seed", "11", "--latency", "40ms"]);
     let db = setup(&sim);
     let opening = db.query_i64("SELECT (sum(amount) * 100)::bigint FROM ledger");
     let log = DaemonLog::new();
@@ -36,18 +36,13 @@ fn kill_9_at_random_moments_loses_nothing_and_places_nothing_twice() {
     };
 
     for round in 0..12 {
-        let d = daemon(&db.url, log.path(), &["--batch-size", "40"]);
+        let d = daemon(&db.url, log.path(), &["--round-size", "40"]);
         // New orders arrive while daemons come and go: kills land during dispatch too.
-        match round {
-            0 => {
-                insert_orders(&db, "pubg-60", 150);
-                insert_orders(&db, "freefire-100", 100);
-            }
-            4 => {
-                insert_orders(&db, "pubg-60", 100);
-                insert_orders(&db, "freefire-100", 150);
-            }
-            _ => {}
+        // Every other daemon gets 100 new orders right after it starts, so several kills can
+        // land while a batch is being claimed, placed or recorded.
+        if round % 2 == 0 && round < 10 {
+            insert_orders(&db, "pubg-60", 50);
+            insert_orders(&db, "freefire-100", 50);
         }
         let after_ms = rng.random_range(150..900);
         std::thread::sleep(Duration::from_millis(after_ms));

@@ -38,7 +38,7 @@ fn an_outage_of_errors_hangs_empty_garbage_and_html_fails_no_order_and_everythin
     let log = DaemonLog::new();
     // Enough checks for the whole outage: no-news answers count as checks, and running out of
     // checks (then waiting for the give-up limit) is not what is tested here.
-    let enough_checks = ["-v", "--max-checks", "1000", "--batch-size", "25"];
+    let enough_checks = ["-v", "--max-checks", "1000", "--round-size", "25"];
     let d = daemon(&db.url, log.path(), &enough_checks);
     insert_orders(&db, "pubg-60", 40);
     insert_orders(&db, "freefire-100", 40);
