@@ -46,7 +46,7 @@ fn unit(x: u64) -> f64 {
 
 /// The fate of the order with this reference: cancelled when its hash falls under
 /// `cancel_share`, final `complete_after + jitter * fraction` after placement, and a PIN of the
-/// form `XXXX-XXXX-XXXX-XXXX` (hex).
+/// four groups of four hex digits, like `09CF-F4E2-ACA3-B2E8`.
 pub fn order_fate(seed: u64, reference: &str, cancel_share: f64, complete_after: Duration, jitter: Duration) -> Fate {
     // FNV-1a over the reference, keyed by the seed; stable across Rust versions (unlike std's hasher).
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ mix(seed);
