@@ -10,7 +10,6 @@ use crate::monitor::{self, Monitor, RoundReport};
 use crate::output;
 use crate::settings::Settings;
 use serde::Serialize;
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// The safety sweep runs once per slot of this length, whoever runs first (the domain's
@@ -43,20 +42,18 @@ pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
     let settings = work.monitor(policy, tenant_id);
     let mut monitor = Monitor::new(&s.database_url, s.http, settings)?;
 
-    // Due work, round after round, until nothing is due. An order handled once in this sweep is
-    // not handled again by it (with --first-check 0s it would be due again at once).
+    // Work that was due when the sweep started, round after round. An order handled here is
+    // rescheduled after that moment (with --first-check 0s, for right now), so one pass never
+    // loops over its own work; what comes due meanwhile is the next pass's. The database's
+    // clock decides, so a skewed host clock cannot stretch or cut the pass.
+    let due_by: chrono::DateTime<chrono::Utc> = monitor.client().query_one("SELECT now()", &[])?.get(0);
     let mut total = RoundReport::default();
     let mut rounds = 0;
-    let mut seen: HashSet<uuid::Uuid> = HashSet::new();
     while started.elapsed() < MAX_SWEEP_TIME {
-        let batch = monitor.settings.round_size;
-        let ids = db::orders::peek_due(monitor.client(), batch, tenant_id)?;
-        let fresh: Vec<uuid::Uuid> = ids.into_iter().filter(|id| !seen.contains(id)).collect();
-        if fresh.is_empty() {
+        let r = monitor.round_due_by(due_by)?;
+        if r.is_idle() {
             break;
         }
-        seen.extend(fresh.iter().copied());
-        let r = monitor.round_of(&fresh)?;
         rounds += 1;
         total.add(&r);
     }

@@ -669,12 +669,25 @@ pub struct DueOrder {
 /// orders simply come due again; no rescuer, no heartbeat. `SKIP LOCKED` lets any number of
 /// workers claim at once without waiting on each other.
 pub fn claim_due(client: &mut impl GenericClient, limit: i64, lease: Duration, tenant: Option<i64>) -> Result<Vec<DueOrder>> {
+    claim_due_by(client, limit, lease, tenant, None)
+}
+
+/// The same, for work that was due by `due_by` (a sweep's start): anything this pass handled is
+/// rescheduled after it, so one pass never loops over its own work.
+pub fn claim_due_by(
+    client: &mut impl GenericClient,
+    limit: i64,
+    lease: Duration,
+    tenant: Option<i64>,
+    due_by: Option<DateTime<Utc>>,
+) -> Result<Vec<DueOrder>> {
     claim(
         client,
-        "SELECT id FROM orders WHERE next_check_at <= now() AND ($3::bigint IS NULL OR tenant_id = $3)
+        "SELECT id FROM orders
+          WHERE next_check_at <= coalesce($4::timestamptz, now()) AND ($3::bigint IS NULL OR tenant_id = $3)
           ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED",
         lease,
-        &[&limit, &tenant],
+        &[&limit, &tenant, &due_by],
     )
 }
 
@@ -836,24 +849,6 @@ pub fn give_up(client: &mut impl GenericClient, order_id: Uuid, lease: i64, mess
 /// What was refunded for an order, if anything.
 pub fn refunded(client: &mut impl GenericClient, order_id: Uuid) -> Result<Option<Decimal>> {
     Ok(client.query_opt("SELECT amount FROM ledger WHERE order_id = $1 AND kind = 'refund'", &[&order_id])?.map(|r| r.get(0)))
-}
-
-/// The ids of due orders, oldest due first, without claiming them.
-pub fn peek_due(client: &mut impl GenericClient, limit: i64, tenant: Option<i64>) -> Result<Vec<Uuid>> {
-    Ok(client
-        .query(
-            "SELECT id FROM orders WHERE next_check_at <= now() AND ($2::bigint IS NULL OR tenant_id = $2)
-              ORDER BY next_check_at LIMIT $1",
-            &[&limit, &tenant],
-        )?
-        .iter()
-        .map(|r| r.get(0))
-        .collect())
-}
-
-/// Claim specific due orders (any kind of due work), skipping ones another worker holds.
-pub fn claim_due_ids(client: &mut impl GenericClient, ids: &[Uuid], lease: Duration) -> Result<Vec<DueOrder>> {
-    claim(client, "SELECT id FROM orders WHERE id = ANY($1) AND next_check_at <= now() FOR UPDATE SKIP LOCKED", lease, &[&ids])
 }
 
 /// Filters for `orderctl list`. Every field narrows the result; None means any.

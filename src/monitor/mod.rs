@@ -190,9 +190,15 @@ impl Monitor {
         self.process(due)
     }
 
-    /// One round over these due orders (those another worker holds are skipped).
-    pub fn round_of(&mut self, ids: &[Uuid]) -> Result<RoundReport> {
-        let due = orders::claim_due_ids(&mut self.main, ids, self.settings.lease)?;
+    /// One round over work that was due by `due_by` (a sweep's start).
+    pub fn round_due_by(&mut self, due_by: chrono::DateTime<Utc>) -> Result<RoundReport> {
+        let due = orders::claim_due_by(
+            &mut self.main,
+            self.settings.round_size,
+            self.settings.lease,
+            self.settings.tenant_id,
+            Some(due_by),
+        )?;
         self.process(due)
     }
 
