@@ -508,16 +508,18 @@ fn add_history(c: &mut Client, n: i64) {
 /// commits (as the daemon's does); the claimed orders are then made due again.
 fn measure_claims(c: &mut Client, runs: usize) -> f64 {
     let lease = Duration::from_secs(60);
+    let lane: i64 = c.query_one("SELECT id FROM providers WHERE name = 'znet-main'", &[]).unwrap().get(0);
+    let q = orderctl::db::claims::LaneQuery { lane, tenant: None, due_by: None };
     let mut medians = Vec::new();
     for run in 0..runs {
         c.batch_execute("VACUUM orders").unwrap();
         let mut times = Vec::new();
         for _ in 0..200 {
             let t = Instant::now();
-            let due = orderctl::db::orders::claim_due(c, 100, lease, None).unwrap();
+            let due = orderctl::db::claims::claim_due(c, q, 100, lease).unwrap();
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             assert_eq!(due.len(), 100, "100 due orders claimed");
-            let ids: Vec<uuid::Uuid> = due.iter().map(|d| d.id).collect();
+            let ids: Vec<uuid::Uuid> = due.iter().map(|d| d.0).collect();
             c.execute("UPDATE orders SET next_check_at = now() - interval '1 hour' WHERE id = ANY($1)", &[&ids]).unwrap();
         }
         let m = median(&times);

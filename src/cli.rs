@@ -124,6 +124,8 @@ pub enum Command {
     Approve(ApproveArgs),
     /// Reject an open order and refund the buyer (exactly once)
     Reject(RejectArgs),
+    /// Settle a provider's delivery that came after an operator's decision
+    Settle(SettleArgs),
     /// Show everything about one order, its history and why it is where it is
     Inspect(InspectArgs),
     /// List orders, or the ones that are not moving (--stuck)
@@ -249,6 +251,10 @@ pub struct CreateArgs {
     /// Only create and charge; leave dispatch to the daemon, sweep or an operator
     #[arg(long)]
     pub no_dispatch: bool,
+    /// Your key for this create (unique per tenant): repeating a create with the same key
+    /// returns the order made the first time and charges nothing, so a script can retry safely
+    #[arg(long, value_name = "KEY")]
+    pub request_id: Option<String>,
     #[command(flatten)]
     pub policy: PolicyArgs,
 }
@@ -267,22 +273,48 @@ pub struct DispatchArgs {
     pub policy: PolicyArgs,
 }
 
+pub const FORCE_HELP: &str = "While a provider holds an order (a placement was sent and not refused), approving or \
+rejecting it is refused (exit 5): the provider may still deliver, so the buyer could get it twice or be refunded for \
+what they then receive. With --force the decision is made anyway and the order keeps being watched; a late delivery \
+is stored (late PIN) and flagged for `orderctl settle`.";
+
 #[derive(Debug, Args)]
+#[command(after_help = FORCE_HELP)]
 pub struct ApproveArgs {
     /// Order uuid or order number
     pub order: String,
     /// The PIN or confirmation delivered to the buyer
     #[arg(long)]
     pub pin: String,
+    /// Approve even though a provider holds the order (it keeps being watched)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = FORCE_HELP)]
 pub struct RejectArgs {
     /// Order uuid or order number
     pub order: String,
     /// Why: stored on the order and shown in its history
     #[arg(long)]
     pub reason: String,
+    /// Reject (and refund) even though a provider holds the order (it keeps being watched)
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("how").required(true).args(["recharge", "write_off"])))]
+pub struct SettleArgs {
+    /// Order uuid or order number
+    pub order: String,
+    /// The buyer keeps the late delivery and is charged again (only after a refund)
+    #[arg(long)]
+    pub recharge: bool,
+    /// The business absorbs the provider's cost (recorded in the ledger with amount 0)
+    #[arg(long)]
+    pub write_off: bool,
 }
 
 #[derive(Debug, Args)]
@@ -344,7 +376,7 @@ pub struct WorkArgs {
     /// Orders checked by the batch safety sweep (the oldest open ones)
     #[arg(long, env = "ORDERCTL_BATCH_SIZE", default_value_t = 100, value_name = "N")]
     pub batch_size: i64,
-    /// Due orders claimed per round; larger rounds spread each round's fixed cost (see BENCHMARKS.md)
+    /// Most results a lane writes back in one transaction (and most orders routed at once)
     #[arg(long, env = "ORDERCTL_ROUND_SIZE", default_value_t = 500, value_name = "N")]
     pub round_size: i64,
     /// How long a claim keeps other workers off an order (must exceed --request-timeout)
@@ -353,7 +385,8 @@ pub struct WorkArgs {
     /// An auto order still not sent after this long is reported as stuck
     #[arg(long, env = "ORDERCTL_STUCK_AFTER", default_value = "5m", value_name = "DURATION")]
     pub stuck_after: humantime::Duration,
-    /// Provider calls in flight at once from this process
+    /// Provider calls in flight at once from this process, per provider (each provider's
+    /// max_in_flight also holds across every process)
     #[arg(long, env = "ORDERCTL_CONCURRENCY", default_value_t = 16, value_name = "N")]
     pub concurrency: usize,
 }
@@ -378,7 +411,8 @@ pub struct DaemonArgs {
     /// How often to look for due work when nothing woke the daemon
     #[arg(long, env = "ORDERCTL_IDLE_POLL", default_value = "100ms", value_name = "DURATION")]
     pub idle_poll: humantime::Duration,
-    /// On SIGTERM/SIGINT, wait this long for in-flight calls before exiting
+    /// On SIGTERM/SIGINT, stop claiming at once and wait at most this long for calls in flight
+    /// (what comes back is written; the rest is reconciled after its lease)
     #[arg(long, env = "ORDERCTL_SHUTDOWN_GRACE", default_value = "25s", value_name = "DURATION")]
     pub shutdown_grace: humantime::Duration,
 }
@@ -416,7 +450,73 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
+pub const SIMULATE_HELP: &str = r#"Protocols, strictly as the providers' own documents show them (where they are
+silent, the least helpful reading):
+
+Znet under /servis/ (plain text; kod and sifre in the query):
+  bakiye_kontrol.php  OK|<balance>
+  pin_listesi.php     {"success": true, "result": [{"id", "adi", "fiyat", "oyun_adi",
+                      "oyun_bilgi_id", "kupur"}]}, all values strings; games (oyun) 7001, 7002,
+                      7003, each with kupur 60, 325, 660
+  pin_ekle.php        OK|<cost>|<remaining>
+                      referans not a number of at most 18 digits: 3|Referans Bilgisi Geçersiz
+                      (leading zeros are dropped, as a numeric column would)
+                      unknown oyun or kupur: 3|Kupur Bilgisi Bulunamadı
+                      a referans placed before: 4|Daha Önce Gönderilmiş (<its order id>)
+  pin_kontrol.php     waiting OK|1| - |İşlem bekleniyor, approved OK|2|<PIN>|Onaylandı,
+                      cancelled OK|3| - |İşlem iptal edildi, unknown 3|Sipariş bulunamadı
+  Bad credentials: HTTP 200 with an empty body (unknown dealer, API off, IP not allowed).
+
+x-stor under /client/api/ (JSON; header api-token):
+  profile             {"balance": "<string>", "email": "..."}
+  products            [{"id": "501", "name", "price": "<string>", "category_name",
+                      "available", "params": ["playerId"], "product_type": "package",
+                      "qty_values": {"min": 1, "max": 100}}]; products 501, 502, 503
+  newOrder/<id>/params?qty=..&playerId=..&order_uuid=..
+                      {"status": "OK", "data": {"order_id": "<string>", "status",
+                      "price": "<string>", "pin"?, "replay_api": [...], "note"}}
+  check?orders=[...]  a URL-encoded JSON array of order ids; with &uuid=1, of order_uuids;
+                      {"status": "OK", "data": [{"order_id", "status", "price"?, "pin"?,
+                      "note"}]}; price and pin only when approved; unknown ones are missing
+  No reply ever names the order_uuid. Status words: waiting wait or pending, approved
+  accept or success, cancelled reject or cancelled (one of each pair per order, chosen by
+  its reference).
+  Errors: HTTP 200 {"status": "ERROR", "message": "<text>", "error": "<snake_case>"},
+  never a numeric code (the documented example has none): "api-token required",
+  "Invalid api-token", "Product not found", "Invalid quantity", "Missing parameter:
+  <name>", "Invalid orders parameter", "Duplicate order_uuid" (an order_uuid placed
+  before), "Insufficient balance".
+
+Anything else is an HTML web page (HTTP 200), like a dealer site's front page.
+
+Beyond the documents (testing aids; every share is drawn per call):
+  --error-share       HTTP 500 "before taking the order": nothing is recorded
+  --empty-share       HTTP 200 with an empty body: nothing is recorded
+  --garbage-share     garbage bytes: the order IS recorded (the reply got mangled)
+  --hang-share        the answer comes after --hang: the order IS recorded first
+  --reject-share      a definite rejection, nothing recorded: Znet 3|Yetersiz Bakiye,
+                      x-stor ERROR "Insufficient balance"
+  --reject-replacements
+                      a placement whose reference an earlier call saw but recorded nothing
+                      for (a 500, an empty reply, a refusal) is refused: Znet 8|Bağlantı
+                      hatası veya yetersiz bakiye, x-stor ERROR "Duplicate order_uuid"
+  --waiting-note      the text of every waiting reply (Znet message, x-stor note)
+A reference placed through one protocol is unknown to the other. Outcomes and PINs are
+derived from (--seed, reference).
+
+Control API (never faulted):
+  GET  /_sim/stats    orders placed, calls, double placements (placements of a reference
+                      already recorded), faults injected, peak calls in flight, every order
+  GET  /_sim/config   the settings that can change at run time
+  POST /_sim/config   a JSON object with any of: complete_after, jitter, hang, latency
+                      (durations as "300ms" or milliseconds); cancel_share, error_share,
+                      garbage_share, empty_share, hang_share, reject_share (0..1);
+                      reject_replacements (true/false); waiting_note (a string, or null
+                      for the defaults)
+  POST /_sim/reset    forget every order and counter"#;
+
 #[derive(Debug, Args, Clone)]
+#[command(after_help = SIMULATE_HELP)]
 pub struct SimulateArgs {
     /// Address to listen on (port 0 picks a free one; the chosen address is printed on stdout)
     #[arg(long, default_value = "127.0.0.1:18080", value_name = "ADDR")]
@@ -430,21 +530,30 @@ pub struct SimulateArgs {
     /// Share of orders that end cancelled (0..1)
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     pub cancel_share: f64,
-    /// Share of calls answered with HTTP 500
+    /// Share of calls answered with HTTP 500 (nothing recorded)
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     pub error_share: f64,
-    /// Share of calls answered with garbage bytes
+    /// Share of calls answered with garbage bytes (order recorded)
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     pub garbage_share: f64,
-    /// Share of calls answered with an empty body
+    /// Share of calls answered with an empty body (nothing recorded)
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     pub empty_share: f64,
-    /// Share of calls answered only after --hang
+    /// Share of calls answered only after --hang (order recorded)
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     pub hang_share: f64,
     /// How long a hanging call hangs
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub hang: humantime::Duration,
+    /// Share of placements refused with a definite rejection; nothing recorded
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub reject_share: f64,
+    /// Refuse a placement whose reference an earlier call saw without recording it
+    #[arg(long)]
+    pub reject_replacements: bool,
+    /// Text of every waiting status reply [default: Znet "İşlem bekleniyor", x-stor "Processing..."]
+    #[arg(long, value_name = "TEXT")]
+    pub waiting_note: Option<String>,
     /// Latency added to every call
     #[arg(long, default_value = "0s", value_name = "DURATION")]
     pub latency: humantime::Duration,

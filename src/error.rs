@@ -53,6 +53,10 @@ pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
     pub hint: Option<String>,
+    /// The database's SQLSTATE and constraint, when the database refused something (callers
+    /// tell a duplicate key from a lost connection by them).
+    pub sqlstate: Option<String>,
+    pub constraint: Option<String>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -65,7 +69,7 @@ impl fmt::Display for Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), hint: None }
+        Error { kind, message: message.into(), hint: None, sqlstate: None, constraint: None }
     }
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -95,6 +99,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         self.kind.exit_code()
     }
+    /// The database refused a duplicate of this unique constraint (or index).
+    pub fn unique_violation_of(&self, constraint: &str) -> bool {
+        self.sqlstate.as_deref() == Some("23505") && self.constraint.as_deref() == Some(constraint)
+    }
     /// JSON form for `--output json` consumers reading stderr.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
@@ -110,7 +118,61 @@ impl Error {
 /// server); anything else is reported with the server's own words.
 impl From<postgres::Error> for Error {
     fn from(e: postgres::Error) -> Self {
-        crate::db::classify_error(&e)
+        let mut out = classify(&e);
+        if let Some(db) = e.as_db_error() {
+            out.sqlstate = Some(db.code().code().to_string());
+            out.constraint = db.constraint().map(str::to_string);
+        }
+        out
+    }
+}
+
+fn classify(e: &postgres::Error) -> Error {
+    use postgres::error::SqlState;
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        let kind = if *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || *code == SqlState::TOO_MANY_CONNECTIONS
+            || code.code().starts_with("08")
+        {
+            ErrorKind::DatabaseUnavailable
+        } else if *code == SqlState::UNDEFINED_TABLE
+            || *code == SqlState::UNDEFINED_COLUMN
+            || *code == SqlState::UNDEFINED_FUNCTION
+        {
+            return Error::new(ErrorKind::Refused, format!("database error: {}", db.message()))
+                .with_hint("the schema is missing or old: run `orderctl migrate`");
+        } else {
+            ErrorKind::Internal
+        };
+        let mut msg = format!("database error: {}", db.message());
+        if let Some(d) = db.detail() {
+            msg.push_str(&format!(" ({d})"));
+        }
+        return Error::new(kind, msg);
+    }
+    let lost = e.is_closed() || std::error::Error::source(e).map(|s| s.is::<std::io::Error>()).unwrap_or(false);
+    let text = short_message(e);
+    if lost {
+        return Error::new(ErrorKind::DatabaseUnavailable, format!("lost the database connection: {text}"))
+            .with_hint("check that Postgres is running; orderctl changed nothing it did not commit");
+    }
+    Error::new(ErrorKind::DatabaseUnavailable, format!("database connection error: {text}"))
+}
+
+/// A database error in one line: the server's message, or the client's with its cause.
+pub fn short_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => {
+            let s = e.to_string();
+            match std::error::Error::source(e) {
+                Some(src) if !s.contains(&src.to_string()) => format!("{s}: {src}"),
+                _ => s,
+            }
+        }
     }
 }
 

@@ -2,10 +2,11 @@
 //! directly against Postgres.
 //!
 //! Layout: `cli` (clap definitions) → `settings` (validated once) → `commands` (one module per
-//! subcommand). The work itself: `domain` (pure rules), `db` (every SQL statement),
-//! `provider` (one module per protocol), `dispatch` (placing an order exactly once),
-//! `monitor` (claiming due orders and applying check results), `daemon` (scheduling),
-//! `simulator` (a built-in fake of both provider protocols).
+//! subcommand). The work itself: `domain` (pure rules: the order lifecycle, routing, the backoff
+//! policy), `db` (every SQL statement), `provider` (one module per protocol), `dispatch` (the
+//! stages: route, claim, place, record), `lane` (each provider's work on its own: claim → call
+//! → write back), `daemon` (when work runs, and the watchdog), `simulator` (a built-in fake of
+//! both provider protocols, as their documents describe them).
 
 pub mod cli;
 mod commands;
@@ -15,7 +16,7 @@ pub mod dispatch;
 pub mod domain;
 pub mod error;
 pub mod exit_codes;
-pub mod monitor;
+pub mod lane;
 mod output;
 pub mod provider;
 pub mod settings;

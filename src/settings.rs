@@ -74,7 +74,7 @@ impl PolicyArgs {
     }
 }
 
-/// Settings of the work loop shared by `sweep` and `daemon`.
+/// Settings of the work shared by `sweep` and `daemon`.
 #[derive(Debug, Clone)]
 pub struct WorkSettings {
     pub batch_size: i64,
@@ -85,16 +85,33 @@ pub struct WorkSettings {
 }
 
 impl WorkSettings {
-    /// The monitor's settings for `sweep` and `daemon`.
-    pub fn monitor(&self, policy: BackoffPolicy, tenant_id: Option<i64>) -> crate::monitor::MonitorSettings {
-        crate::monitor::MonitorSettings {
-            policy,
-            lease: self.lease,
-            batch_size: self.batch_size,
-            round_size: self.round_size,
-            concurrency: self.concurrency,
-            tenant_id,
+    /// The lanes' settings for this process.
+    pub fn lanes(
+        &self,
+        s: &Settings,
+        tenant: Option<i64>,
+        drain: Option<chrono::DateTime<chrono::Utc>>,
+        idle_poll: Duration,
+    ) -> crate::lane::LaneSettings {
+        crate::lane::LaneSettings {
+            database_url: s.database_url.clone(),
+            timing: crate::dispatch::Timing { lease: self.lease, request_timeout: s.http.request_timeout },
+            capacity: self.concurrency,
+            tenant,
+            drain,
+            idle_poll,
+            holder: crate::lane::LaneSettings::holder(),
+            write_batch: self.round_size as usize,
+            write_delay: Duration::from_millis(5),
         }
+    }
+}
+
+impl Settings {
+    /// The timing of one-order commands (`create`, `dispatch`, `poll`): a lease of three
+    /// request timeouts, so a slow call finishes long before anyone reconciles it.
+    pub fn one_order_timing(&self) -> crate::dispatch::Timing {
+        crate::dispatch::Timing { lease: self.http.request_timeout * 3, request_timeout: self.http.request_timeout }
     }
 }
 

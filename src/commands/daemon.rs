@@ -1,9 +1,11 @@
-//! `orderctl daemon`: dispatch, status checks and the batch safety sweep, continuously.
+//! `orderctl daemon`: every lane, continuously, with the batch safety sweep on its schedule.
 
 use crate::cli::DaemonArgs;
 use crate::daemon::{self, schedule::SweepSchedule, DaemonSettings};
 use crate::db;
+use crate::dispatch::Providers;
 use crate::error::{Error, Result};
+use crate::lane::sweep::SafetySweepSettings;
 use crate::settings::Settings;
 
 pub fn run(s: &Settings, a: &DaemonArgs) -> Result<()> {
@@ -22,12 +24,18 @@ pub fn run(s: &Settings, a: &DaemonArgs) -> Result<()> {
         }
         None => None,
     };
+    let lanes = work.lanes(s, tenant_id, None, idle_poll);
+    let safety_sweep = SafetySweepSettings {
+        batch_size: work.batch_size,
+        give_up_after: policy.give_up_after,
+        tenant: tenant_id,
+        holder: lanes.holder.clone(),
+    };
     daemon::run(DaemonSettings {
-        database_url: s.database_url.clone(),
-        http: s.http,
-        monitor: work.monitor(policy, tenant_id),
+        lanes,
+        providers: Providers::new(s.http, policy),
         schedule,
-        idle_poll,
+        safety_sweep,
         shutdown_grace: a.shutdown_grace.into(),
     })
 }

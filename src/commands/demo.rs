@@ -17,9 +17,10 @@ use crate::db::{
     setup::{apply_text, ApplyOutcome},
     stats,
 };
+use crate::dispatch::{Providers, Timing};
 use crate::domain::backoff::BackoffPolicy;
 use crate::error::{Error, ErrorKind, Result};
-use crate::monitor::{Monitor, MonitorSettings};
+use crate::lane::{LaneSettings, Pool};
 use crate::output;
 use crate::settings::{HttpSettings, Settings};
 use crate::simulator::{SimSettings, Simulator};
@@ -191,7 +192,7 @@ impl FreshDatabase {
             .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .and_then(|()| admin.batch_execute(&format!("CREATE DATABASE {name}")));
         fresh.map_err(|e| {
-            let inner = db::classify_error(&e);
+            let inner = crate::error::Error::from(e);
             Error::new(inner.kind, format!("cannot create the demo database {name}: {}", inner.message))
                 .with_hint("the demo needs a role that may CREATE DATABASE; or run `orderctl demo` without a database URL for a private cluster")
         })?;
@@ -423,13 +424,13 @@ fn create_orders(client: &mut postgres::Client, n: usize) -> Result<usize> {
         let player = format!("{}", 5_100_000 + i * 37);
         orders::create_order(
             client,
-            &orders::NewOrder { tenant: TENANT, user, package, player: &player, extra: "", quantity: 1 },
+            &orders::NewOrder { tenant: TENANT, user, package, player: &player, extra: "", quantity: 1, request_id: None },
         )?;
     }
     Ok(n)
 }
 
-/// Run monitor rounds until every order is final or waiting for an operator.
+/// Run the lanes until every order is final or waiting for an operator.
 fn run_monitor(url: &str, total: u64, interrupt: &Interrupt) -> Result<stats::Settlement> {
     let http = HttpSettings {
         connect_timeout: Duration::from_secs(2),
@@ -444,38 +445,47 @@ fn run_monitor(url: &str, total: u64, interrupt: &Interrupt) -> Result<stats::Se
         give_up_after: Duration::from_secs(60),
         jitter: 0.1,
     };
-    let settings = MonitorSettings {
-        policy,
-        lease: Duration::from_secs(15),
-        batch_size: 100,
-        round_size: 100,
-        concurrency: 8,
-        tenant_id: None,
+    let settings = LaneSettings {
+        database_url: url.to_string(),
+        timing: Timing { lease: Duration::from_secs(15), request_timeout: http.request_timeout },
+        capacity: 8,
+        tenant: None,
+        drain: None,
+        idle_poll: Duration::from_millis(50),
+        holder: LaneSettings::holder(),
+        write_batch: 100,
+        write_delay: Duration::from_millis(5),
     };
-    let mut monitor = Monitor::new(url, http, settings)?;
+    let mut client = db::connect(url)?;
+    let ids = db::providers::lane_ids(&mut client, None)?;
+    let pool = Pool::start(&settings, &Providers::new(http, policy), &ids, Duration::from_secs(5));
     let progress = Progress::new(total);
     let started = Instant::now();
-    loop {
-        interrupt.check()?;
-        let round = monitor.round()?;
-        let now = stats::settlement(monitor.client(), Some(TENANT))?;
+    let result = loop {
+        if let Err(e) = interrupt.check() {
+            break Err(e);
+        }
+        let now = match stats::settlement(&mut client, Some(TENANT)) {
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
         progress.update(&now);
         if now.moving == 0 {
             progress.finish(&now);
-            return Ok(now);
+            break Ok(now);
         }
         if started.elapsed() > SETTLE_TIMEOUT {
             progress.finish(&now);
-            return Err(Error::new(
+            break Err(Error::new(
                 ErrorKind::TimedOut,
                 format!("{} order(s) were still moving after {}s", now.moving, SETTLE_TIMEOUT.as_secs()),
             )
             .with_hint("this machine may be overloaded; run `orderctl demo --keep` and `orderctl list --stuck` to see why"));
         }
-        if round.is_idle() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    pool.stop();
+    result
 }
 
 /// A progress bar on a terminal, plain lines (at most one per second) otherwise.

@@ -109,7 +109,7 @@ pub fn run(s: &Settings, a: &DoctorArgs) -> Result<()> {
         if a.providers {
             findings.extend(provider_findings(&mut client, s.tenant.as_deref(), s.http)?);
         }
-        let limits = StuckThresholds { undispatched_after: a.stuck_after.into(), overdue_after: a.stuck_after.into() };
+        let limits = StuckThresholds { overdue_after: a.stuck_after.into() };
         findings.extend(stuck_findings(&mut client, s.tenant.as_deref(), limits)?);
         findings.extend(health_findings(&mut client)?);
     }
@@ -215,7 +215,8 @@ fn provider_findings(client: &mut Client, tenant: Option<&str>, http: HttpSettin
 }
 
 fn stuck_findings(client: &mut Client, tenant: Option<&str>, limits: StuckThresholds) -> Result<Vec<Finding>> {
-    let stuck = stuck_orders(client, tenant, limits, 1000)?;
+    let stuck = stuck_orders(client, tenant, limits, STUCK_LINES as i64)?;
+    let count = crate::db::orders::count_stuck(client, tenant, limits.overdue_after)? as usize;
     if stuck.is_empty() {
         return Ok(vec![ok("stuck", "no stuck orders")]);
     }
@@ -237,11 +238,11 @@ fn stuck_findings(client: &mut Client, tenant: Option<&str>, limits: StuckThresh
             )
         })
         .collect();
-    if stuck.len() > STUCK_LINES {
+    if count > STUCK_LINES {
         out.push(problem(
             Severity::Fail,
             "stuck",
-            format!("{} more stuck order(s) not listed here", stuck.len() - STUCK_LINES),
+            format!("{} more stuck order(s) not listed here", count - STUCK_LINES),
             "`orderctl list --stuck` lists them all with their reasons",
         ));
     }
@@ -330,7 +331,7 @@ fn health_findings(client: &mut Client) -> Result<Vec<Finding>> {
             Severity::Fail,
             "due-index",
             "the orders_due index is missing: every claim scans the whole orders table",
-            "run `CREATE INDEX CONCURRENTLY orders_due ON orders (next_check_at) WHERE next_check_at IS NOT NULL;`",
+            "run `CREATE INDEX CONCURRENTLY orders_due ON orders (lane, next_check_at) WHERE next_check_at IS NOT NULL;`",
         )),
     }
     Ok(out)

@@ -6,20 +6,21 @@ use crate::db::{
     self,
     orders::{self, OrderRef, OrderRow},
 };
-use crate::dispatch::DispatchResult;
 use crate::domain::diagnosis::{diagnose, Diagnosis, OrderFacts, StuckThresholds};
+use crate::domain::routing::RoutingView;
 use crate::error::Result;
 use crate::output;
 use crate::settings::Settings;
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
     let order_ref = OrderRef::parse(&a.order)?;
     let mut client = db::connect(&s.database_url)?;
     let order = orders::find_order(&mut client, &order_ref, s.tenant.as_deref())?;
-    let summary = order_summary(&mut client, &order, Utc::now(), StuckThresholds::default())?;
+    let summary = order_summary(&mut client, &order, StuckThresholds::default())?;
     let events = orders::events(&mut client, order.id)?;
     let placements = orders::placements(&mut client, order.id)?;
     if s.json() {
@@ -46,8 +47,10 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
         ("external order id", "external_order_id"),
         ("PIN", "pin_code"),
         ("last message", "last_message"),
+        ("attention", "attention"),
         ("checks", "checks"),
         ("no-news answers", "no_news"),
+        ("placements here", "placement_attempts"),
         ("next check", "next_check_at"),
         ("created", "created_at"),
         ("dispatched", "dispatched_at"),
@@ -56,6 +59,8 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
         ("completed", "completed_at"),
         ("duration", "duration"),
         ("refunded", "refunded"),
+        ("late PIN", "late_pin"),
+        ("request id", "request_id"),
     ];
     let mut t = output::table(&["field", "value"]);
     for (label, key) in fields {
@@ -84,6 +89,15 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
             format!("{} / {}", e.status.as_deref().unwrap_or("-"), e.external_status.as_deref().unwrap_or("-")),
             e.message.clone(),
         ]);
+        // A dispatch's steps, one row each under the entry that carries them.
+        for step in &e.steps {
+            t.add_row(vec![
+                format!("  {}", step.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                format!("  {}", step.step),
+                String::new(),
+                step.message.clone(),
+            ]);
+        }
     }
     println!("\nevents:\n{t}");
     Ok(())
@@ -101,48 +115,56 @@ fn rfc(t: Option<DateTime<Utc>>) -> Value {
     t.map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))).unwrap_or(Value::Null)
 }
 
-/// The diagnosis of an order, loading its routing.
-pub fn diagnosis_of(
-    client: &mut impl GenericClient,
+/// The orders as JSON with stable field names, each with its diagnosis: what `inspect`, `list`
+/// (and `list --stuck`), `stats` and every command's brief print. A constant number of queries
+/// whatever the number of orders: routing and refunds are loaded for all of them at once.
+pub fn order_summaries(client: &mut impl GenericClient, rows: &[OrderRow], limits: StuckThresholds) -> Result<Vec<Value>> {
+    let mut packages: Vec<i64> = rows.iter().map(|o| o.package_id).collect();
+    packages.sort_unstable();
+    packages.dedup();
+    let routing: HashMap<i64, RoutingView> = db::routing::routing_views_of(client, &packages)?.into_iter().collect();
+    let rejected: Vec<uuid::Uuid> = rows.iter().filter(|o| o.status == "rejected").map(|o| o.id).collect();
+    let refunds = orders::refunds(client, &rejected)?;
+    rows.iter()
+        .map(|o| {
+            let refunded = refunds.get(&o.id).map(|d| d.to_string());
+            let diagnosis = diagnosis_of(o, routing.get(&o.package_id), refunded.clone(), limits)?;
+            Ok(summary(o, refunded, diagnosis))
+        })
+        .collect()
+}
+
+/// One order's summary (see `order_summaries`).
+pub fn order_summary(client: &mut impl GenericClient, o: &OrderRow, limits: StuckThresholds) -> Result<Value> {
+    Ok(order_summaries(client, std::slice::from_ref(o), limits)?.pop().unwrap_or(Value::Null))
+}
+
+fn diagnosis_of(
     o: &OrderRow,
-    now: DateTime<Utc>,
+    routing: Option<&RoutingView>,
+    refunded: Option<String>,
     limits: StuckThresholds,
 ) -> Result<Diagnosis> {
-    let routing = db::routing::routing_views(client, Some(&o.tenant), Some(o.package_id))?;
-    let refunded = if o.status == "rejected" { orders::refunded(client, o.id)?.map(|d| d.to_string()) } else { None };
-    let facts = OrderFacts {
-        number: o.number,
+    let facts = o.facts()?;
+    let of = OrderFacts {
+        facts: &facts,
         package: &o.package,
-        status: &o.status,
-        external_status: &o.external_status,
-        attention: o.attention.as_deref(),
-        awaiting_reconciliation: o.awaiting_reconciliation,
         provider: o.provider.as_deref(),
-        reference: o.provider_referans.as_deref(),
         last_message: o.last_message.as_deref(),
-        checks: o.checks,
         created_at: o.created_at,
         dispatched_at: o.dispatched_at,
         completed_at: o.completed_at,
         next_check_at: o.next_check_at,
-        routing: routing.first().map(|(_, v)| v),
+        routing,
         pin_delivered: o.pin_code.is_some(),
         refunded,
     };
-    Ok(diagnose(&facts, now, limits))
+    // The database's clock when the row was read: the same clock the stuck query uses.
+    Ok(diagnose(&of, o.read_at, limits))
 }
 
-/// The order as JSON with stable field names: what `inspect --output json` and `list
-/// --output json` print (inspect adds placements and events).
-pub fn order_summary(
-    client: &mut impl GenericClient,
-    o: &OrderRow,
-    now: DateTime<Utc>,
-    limits: StuckThresholds,
-) -> Result<Value> {
-    let diagnosis = diagnosis_of(client, o, now, limits)?;
-    let refunded = if o.status == "rejected" { orders::refunded(client, o.id)? } else { None };
-    Ok(json!({
+fn summary(o: &OrderRow, refunded: Option<String>, diagnosis: Diagnosis) -> Value {
+    json!({
         "id": o.id,
         "number": o.number,
         "tenant": o.tenant,
@@ -171,22 +193,22 @@ pub fn order_summary(
         "completed_at": rfc(o.completed_at),
         "duration_ms": o.duration_ms,
         "duration": o.duration_ms.map(|ms| humantime::format_duration(std::time::Duration::from_millis(ms.max(0) as u64)).to_string()),
-        "refunded": refunded.map(|d| d.to_string()),
+        "refunded": refunded,
+        "placement_attempts": o.placement_attempts,
+        "operator_forced": o.operator_forced,
+        "late_pin": o.late_pin,
+        "request_id": o.request_id,
         "final": o.status != "pending",
         "diagnosis": diagnosis,
-    }))
+    })
 }
 
-/// A short view of one order after a command changed it (create, dispatch, approve, reject, poll).
-pub fn print_order_brief(
-    s: &Settings,
-    client: &mut impl GenericClient,
-    o: &OrderRow,
-    dispatch: Option<&DispatchResult>,
-) -> Result<()> {
-    let mut summary = order_summary(client, o, Utc::now(), StuckThresholds::default())?;
-    if let Some(d) = dispatch {
-        summary["dispatch"] = serde_json::to_value(d).unwrap_or_default();
+/// A short view of one order after a command changed it (create, dispatch, approve, reject,
+/// settle, poll); `note` (JSON) says what the command did.
+pub fn print_order_brief(s: &Settings, client: &mut impl GenericClient, o: &OrderRow, note: Option<Value>) -> Result<()> {
+    let mut summary = order_summary(client, o, StuckThresholds::default())?;
+    if let Some(n) = note {
+        summary["dispatch"] = n;
     }
     if s.json() {
         output::print_json(&summary);

@@ -2,7 +2,7 @@
 //! each with its diagnosis.
 
 use crate::cli::ListArgs;
-use crate::commands::inspect::order_summary;
+use crate::commands::inspect::order_summaries;
 use crate::db::{
     self,
     orders::{self, OrderFilter},
@@ -32,8 +32,7 @@ pub fn run(s: &Settings, a: &ListArgs) -> Result<()> {
         db::routing::tenant_id(&mut client, t)?;
     }
     let now = Utc::now();
-    let stuck_after: std::time::Duration = a.stuck_after.into();
-    let limits = StuckThresholds { undispatched_after: stuck_after, overdue_after: stuck_after };
+    let limits = StuckThresholds { overdue_after: a.stuck_after.into() };
     let rows: Vec<Value> = if a.stuck {
         stuck_orders(&mut client, s.tenant.as_deref(), limits, a.limit)?
     } else {
@@ -51,11 +50,8 @@ pub fn run(s: &Settings, a: &ListArgs) -> Result<()> {
             created_before: ago(a.until),
             limit: a.limit,
         };
-        let mut out = Vec::new();
-        for o in orders::list_orders(&mut client, &filter)? {
-            out.push(order_summary(&mut client, &o, now, limits)?);
-        }
-        out
+        let found = orders::list_orders(&mut client, &filter)?;
+        order_summaries(&mut client, &found, limits)?
     };
     if s.json() {
         output::print_json(&rows);
@@ -83,20 +79,14 @@ pub fn run(s: &Settings, a: &ListArgs) -> Result<()> {
     Ok(())
 }
 
-/// The orders that are not moving, with their diagnosis, oldest first.
+/// The orders that are not moving, with their diagnosis, oldest first: the stuck predicate runs
+/// in SQL before the limit, so no number of orders waiting for an operator by design hides them.
 pub fn stuck_orders(
     client: &mut impl GenericClient,
     tenant: Option<&str>,
     limits: StuckThresholds,
     limit: i64,
 ) -> Result<Vec<Value>> {
-    let now = Utc::now();
-    let mut out = Vec::new();
-    for o in orders::stuck_candidates(client, tenant, limits.undispatched_after, limits.overdue_after, limit)? {
-        let v = order_summary(client, &o, now, limits)?;
-        if v["diagnosis"]["stuck"].as_bool().unwrap_or(false) {
-            out.push(v);
-        }
-    }
-    Ok(out)
+    let found = orders::stuck_orders(client, tenant, limits.overdue_after, limit)?;
+    order_summaries(client, &found, limits)
 }

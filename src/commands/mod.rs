@@ -41,6 +41,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dispatch(a) => dispatch::run(s, &a),
         Command::Approve(a) => operator::approve(s, &a),
         Command::Reject(a) => operator::reject(s, &a),
+        Command::Settle(a) => operator::settle(s, &a),
         Command::Inspect(a) => inspect::run(s, &a),
         Command::List(a) => list::run(s, &a),
         Command::Poll(a) => poll::run(s, &a),

@@ -1,63 +1,60 @@
-//! `orderctl poll ORDER [--wait]`: check one order with its provider now; with `--wait`, keep
-//! checking by the backoff policy until it is final or the timeout passes (exit 9).
+//! `orderctl poll ORDER [--wait]`: ask the order's provider now; with `--wait`, keep asking by
+//! the backoff policy (on the database's clock) until it is final or the timeout passes (exit 9).
 
 use crate::cli::PollArgs;
 use crate::commands::inspect;
-use crate::db::orders::{self, OrderRef};
+use crate::db::{
+    self,
+    orders::{self, OrderRef, OrderRow},
+};
+use crate::dispatch::{run_one, OneMode, OneOptions, Providers};
+use crate::domain::lifecycle::State;
 use crate::error::{Error, ErrorKind, Result};
-use crate::monitor::{Monitor, MonitorSettings};
 use crate::settings::Settings;
-use chrono::Utc;
 use std::time::{Duration, Instant};
+
+/// Whether the order has a provider to ask (or a placement to send again).
+fn askable(o: &OrderRow) -> Result<bool> {
+    Ok(matches!(
+        State::of(&o.facts()?),
+        State::Placing | State::Reconciling | State::WithProvider | State::Watched | State::ToPlace { reuse: true }
+    ))
+}
+
+/// How long until the order's next work is due, on the database's clock (None: nothing scheduled).
+fn until_due(o: &OrderRow) -> Option<Duration> {
+    o.next_check_at.map(|t| (t - o.read_at).to_std().unwrap_or(Duration::ZERO))
+}
 
 pub fn run(s: &Settings, a: &PollArgs) -> Result<()> {
     let order_ref = OrderRef::parse(&a.order)?;
     let policy = a.policy.policy()?;
     let timeout: Duration = a.timeout.into();
-    let settings = MonitorSettings {
-        policy,
-        lease: s.http.request_timeout * 3,
-        batch_size: 1,
-        round_size: 1,
-        concurrency: 1,
-        tenant_id: None,
-    };
-    let mut monitor = Monitor::new(&s.database_url, s.http, settings)?;
-    let order = orders::find_order(monitor.client(), &order_ref, s.tenant.as_deref())?;
+    let mut client = db::connect(&s.database_url)?;
+    let order = orders::find_order(&mut client, &order_ref, s.tenant.as_deref())?;
+    let providers = Providers::new(s.http, policy);
+    let opts = OneOptions { mode: OneMode::Poll, timing: s.one_order_timing() };
     let started = Instant::now();
     let mut first = true;
     loop {
-        let current = orders::load_order(monitor.client(), order.id)?;
-        let checkable =
-            current.status == "pending" && matches!(current.external_status.as_str(), "dispatching" | "sent" | "processing");
-        if checkable {
-            let due = current.next_check_at.map(|t| t <= Utc::now()).unwrap_or(true);
-            // Without --wait: check now. With --wait: the first check now, then by the schedule.
-            if !a.wait || due || first || current.checks == 0 {
-                let r = monitor.check_now(&[order.id])?;
-                if r.claimed == 0 {
-                    log::info!("order {} is being checked by another process right now", current.number);
-                }
-            }
+        let current = orders::load_order(&mut client, order.id)?;
+        let ask = askable(&current)?;
+        // The first ask is now; after that, only when the schedule says so.
+        if ask && (first || until_due(&current) == Some(Duration::ZERO)) {
+            run_one(&mut client, &providers, order.id, &opts)?;
         }
         first = false;
-        let after = orders::load_order(monitor.client(), order.id)?;
+        let after = orders::load_order(&mut client, order.id)?;
         let final_state = after.status != "pending";
         if !a.wait || final_state {
-            inspect::print_order_brief(s, monitor.client(), &after, None)?;
-            if !a.wait && !checkable && !final_state {
-                log::warn!(
-                    "order {} is {} / {}: nothing to check with a provider",
-                    after.number,
-                    after.status,
-                    after.external_status
-                );
+            if !a.wait && !ask && !final_state {
+                log::warn!("order {} is {} / {}: nothing to ask a provider", after.number, after.status, after.external_status);
             }
-            return Ok(());
+            return inspect::print_order_brief(s, &mut client, &after, None);
         }
         let elapsed = started.elapsed();
         if elapsed >= timeout {
-            inspect::print_order_brief(s, monitor.client(), &after, None)?;
+            inspect::print_order_brief(s, &mut client, &after, None)?;
             return Err(Error::new(
                 ErrorKind::TimedOut,
                 format!(
@@ -70,10 +67,10 @@ pub fn run(s: &Settings, a: &PollArgs) -> Result<()> {
             )
             .with_hint(format!("`orderctl inspect {}` says why", after.number)));
         }
-        // Sleep until the next scheduled check (or a short while when nothing is scheduled,
-        // e.g. an order waiting for dispatch or an operator), never past the timeout.
-        let until_next = after.next_check_at.and_then(|t| (t - Utc::now()).to_std().ok()).unwrap_or(Duration::from_millis(200));
-        let nap = until_next.clamp(Duration::from_millis(20), Duration::from_secs(5)).min(timeout - elapsed);
-        std::thread::sleep(nap);
+        // Sleep until the next scheduled work (a while when nothing is scheduled, e.g. an
+        // order waiting for an operator or for the daemon), never past the timeout.
+        let nap =
+            until_due(&after).unwrap_or(Duration::from_millis(500)).clamp(Duration::from_millis(10), Duration::from_secs(5));
+        std::thread::sleep(nap.min(timeout - elapsed));
     }
 }

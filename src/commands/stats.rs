@@ -20,9 +20,8 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::time::Duration;
 
-/// Stuck orders listed in the table (all of them are counted, up to `STUCK_LIMIT`).
+/// Stuck orders listed (all of them are counted).
 const STUCK_SHOWN: usize = 20;
-const STUCK_LIMIT: i64 = 1000;
 const WATCH_EVERY: Duration = Duration::from_secs(2);
 
 /// Everything `stats` prints; `--output json` prints exactly this object.
@@ -38,15 +37,15 @@ pub struct Stats {
     pub due: stats::Due,
     pub finished: stats::Finished,
     pub providers: Vec<stats::ProviderActivity>,
-    /// Number of stuck orders (at most 1000 are looked at).
+    /// Number of stuck orders (all of them, counted in SQL).
     pub stuck_count: usize,
-    /// Stuck orders, oldest first, each with its diagnosis (as `list --stuck --output json`).
+    /// The oldest stuck orders (at most 20), each with its diagnosis (as `list --stuck --output json`).
     pub stuck: Vec<Value>,
 }
 
 pub fn run(s: &Settings, a: &StatsArgs) -> Result<()> {
     let window: Duration = a.since.into();
-    let limits = StuckThresholds { undispatched_after: a.stuck_after.into(), overdue_after: a.stuck_after.into() };
+    let limits = StuckThresholds { overdue_after: a.stuck_after.into() };
     if a.watch {
         if s.json() {
             return Err(Error::usage("--watch redraws a table; it cannot be combined with --output json")
@@ -83,7 +82,8 @@ pub fn run(s: &Settings, a: &StatsArgs) -> Result<()> {
 pub fn collect(client: &mut Client, tenant: Option<&str>, window: Duration, limits: StuckThresholds) -> Result<Stats> {
     let now = Utc::now();
     let window_start = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-    let stuck = stuck_orders(client, tenant, limits, STUCK_LIMIT)?;
+    let stuck = stuck_orders(client, tenant, limits, STUCK_SHOWN as i64)?;
+    let stuck_count = crate::db::orders::count_stuck(client, tenant, limits.overdue_after)? as usize;
     Ok(Stats {
         generated_at: now,
         tenant: tenant.map(str::to_string),
@@ -94,7 +94,7 @@ pub fn collect(client: &mut Client, tenant: Option<&str>, window: Duration, limi
         due: stats::due(client, tenant)?,
         finished: stats::finished_since(client, tenant, window_start)?,
         providers: stats::provider_activity(client, tenant, window_start)?,
-        stuck_count: stuck.len(),
+        stuck_count,
         stuck,
     })
 }

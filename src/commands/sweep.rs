@@ -1,12 +1,14 @@
-//! `orderctl sweep`: one pass of all periodic work, for system cron and systemd timers.
-//! Dispatch new auto orders, check every order that is due (this gives up expired ones),
-//! run the batch safety sweep once per slot across all hosts, report stuck orders.
+//! `orderctl sweep`: one pass of all periodic work, for system cron and systemd timers: the
+//! batch safety sweep (once per slot across all hosts), then every lane until the work due when
+//! the pass started is done (new orders placed, checks made, what they made due at once
+//! handled), then a report of stuck orders.
 
 use crate::cli::SweepArgs;
 use crate::db;
+use crate::dispatch::Providers;
 use crate::domain::diagnosis::StuckThresholds;
 use crate::error::Result;
-use crate::monitor::{self, Monitor, RoundReport};
+use crate::lane::{self, sweep::SafetySweepSettings, WorkReport};
 use crate::output;
 use crate::settings::Settings;
 use serde::Serialize;
@@ -21,9 +23,8 @@ const MAX_SWEEP_TIME: Duration = Duration::from_secs(240);
 #[derive(Debug, Serialize)]
 struct SweepReport {
     #[serde(flatten)]
-    work: RoundReport,
-    rounds: usize,
-    safety_sweep: Option<RoundReport>,
+    work: WorkReport,
+    safety_sweep: Option<lane::sweep::SafetySweep>,
     safety_sweep_ran_elsewhere: bool,
     stuck: Vec<serde_json::Value>,
     elapsed_ms: u128,
@@ -38,34 +39,24 @@ pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
         Some(t) => Some(db::routing::tenant_id(&mut client, t)?),
         None => None,
     };
-    drop(client);
-    let settings = work.monitor(policy, tenant_id);
-    let mut monitor = Monitor::new(&s.database_url, s.http, settings)?;
-
-    // Work that was due when the sweep started, round after round. An order handled here is
-    // rescheduled after that moment (with --first-check 0s, for right now), so one pass never
-    // loops over its own work; what comes due meanwhile is the next pass's. The database's
-    // clock decides, so a skewed host clock cannot stretch or cut the pass.
-    let due_by: chrono::DateTime<chrono::Utc> = monitor.client().query_one("SELECT now()", &[])?.get(0);
-    let mut total = RoundReport::default();
-    let mut rounds = 0;
-    while started.elapsed() < MAX_SWEEP_TIME {
-        let r = monitor.round_due_by(due_by)?;
-        if r.is_idle() {
-            break;
-        }
-        rounds += 1;
-        total.add(&r);
-    }
-
-    let safety = monitor::safety_sweep(&mut monitor, SAFETY_SWEEP_SLOT)?;
-    let limits = StuckThresholds { undispatched_after: work.stuck_after, overdue_after: work.stuck_after };
-    let stuck = crate::commands::list::stuck_orders(monitor.client(), s.tenant.as_deref(), limits, 50)?;
+    let holder = lane::LaneSettings::holder();
+    let sweep =
+        SafetySweepSettings { batch_size: work.batch_size, give_up_after: policy.give_up_after, tenant: tenant_id, holder };
+    let slot = db::periodic::slot_of(chrono::Utc::now(), SAFETY_SWEEP_SLOT);
+    let safety = lane::sweep::run(&mut client, slot, &sweep)?;
+    // Checks due when the pass started (after the safety sweep made its orders due), on the
+    // database's clock: an order checked here is rescheduled after that moment, so one pass
+    // never loops over its own work; what comes due meanwhile is the next pass's.
+    let due_by: chrono::DateTime<chrono::Utc> = client.query_one("SELECT now()", &[])?.get(0);
+    let settings = work.lanes(s, tenant_id, Some(due_by), Duration::from_millis(50));
+    let providers = Providers::new(s.http, policy);
+    let total = lane::drain(&settings, &providers, started + MAX_SWEEP_TIME)?;
+    let limits = StuckThresholds { overdue_after: work.stuck_after };
+    let stuck = crate::commands::list::stuck_orders(&mut client, s.tenant.as_deref(), limits, 50)?;
     let report = SweepReport {
         work: total,
-        rounds,
         safety_sweep_ran_elsewhere: safety.is_none(),
-        safety_sweep: safety,
+        safety_sweep: safety.map(|(r, _)| r),
         stuck,
         elapsed_ms: started.elapsed().as_millis(),
     };
@@ -77,12 +68,17 @@ pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
     } else {
         let w = &report.work;
         eprintln!(
-            "sweep: {} claimed in {} round(s): {} dispatched, {} checks ({} provider calls): {} approved, {} rejected, {} waiting, \
-             {} no news, {} reconciled, {} given up; safety sweep: {}; {} stuck order(s); {} ms",
-            w.claimed, report.rounds, w.dispatched, w.checks, w.provider_calls, w.approved, w.rejected, w.waiting, w.no_news,
-            w.reconciled, w.given_up,
+            "sweep: {} claimed: {} placements, {} checks ({} provider calls): {} approved, {} rejected, {} flagged for an operator; \
+             safety sweep: {}; {} stuck order(s); {} ms",
+            w.claimed,
+            w.placements,
+            w.checks,
+            w.provider_calls,
+            w.approved,
+            w.rejected,
+            w.flagged,
             match &report.safety_sweep {
-                Some(r) => format!("{} checked", r.checks),
+                Some(r) => format!("{} made due", r.made_due),
                 None => "already ran in this slot".into(),
             },
             report.stuck.len(),

@@ -1,133 +1,276 @@
-//! The daemon: when work runs. What the work is lives in `monitor` and `dispatch`.
+//! The daemon: when work runs, and who watches over it. The work itself is the lanes'.
 //!
-//! - The work loop (a plain thread: the sync Postgres client must never run on a tokio task)
-//!   claims due work round after round. When a round finds nothing it sleeps until a new order
-//!   wakes it (LISTEN, a hint only) or `--idle-poll` passes (so it never depends on LISTEN,
-//!   which connection poolers break).
-//! - The batch safety sweep fires on `--sweep-schedule` via tokio-cron-scheduler; the cron job
-//!   only raises a flag, the work loop runs the sweep, so a sweep never overlaps another in
-//!   this process, and the database deduplicates it across processes.
-//! - SIGTERM/SIGINT: stop claiming, finish the round in flight (bounded by the request
-//!   timeout), exit 0. Anything claimed and not finished simply comes due again.
-//! - Postgres gone: log, back off, reconnect, carry on.
-//! - systemd: READY=1 when connected, WATCHDOG=1 while the loop runs, STOPPING=1 on the way out.
+//! - One lane per provider (started as providers appear), and the routing lane, each on its
+//!   own threads with its own connections (`lane`). A slow provider holds up only its lane.
+//! - New orders wake their lane (LISTEN, a hint only: lanes also poll, so a connection pooler
+//!   that drops LISTEN costs latency, never an order).
+//! - The batch safety sweep fires on `--sweep-schedule` via tokio-cron-scheduler (`schedule`
+//!   validates the expression); the cron job only raises a flag and the supervisor runs the
+//!   sweep, so it never overlaps itself here, and the database deduplicates it across hosts.
+//! - The supervisor pings the systemd watchdog only while every lane makes progress (a lane
+//!   stuck past its bound stops the pings, and systemd restarts the daemon).
+//! - SIGTERM/SIGINT: every lane stops claiming at once; calls in flight get `--shutdown-grace`
+//!   to come back; what came back is written; exit 0. What did not come back is left to
+//!   reconciliation (its order comes due again after its lease).
 
 pub mod schedule;
 
 use crate::db;
+use crate::dispatch::Providers;
 use crate::error::{Error, ErrorKind, Result};
-use crate::monitor::{self, Monitor, MonitorSettings, RoundReport};
-use crate::settings::HttpSettings;
+use crate::lane::sweep::{self as safety, SafetySweepSettings};
+use crate::lane::{self, LaneControl, LaneSettings, Wakers, WorkReport};
 use chrono::Utc;
 use postgres::fallible_iterator::FallibleIterator;
 use schedule::SweepSchedule;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub struct DaemonSettings {
-    pub database_url: String,
-    pub http: HttpSettings,
-    pub monitor: MonitorSettings,
+    pub lanes: LaneSettings,
+    pub providers: Providers,
     pub schedule: SweepSchedule,
-    pub idle_poll: Duration,
+    pub safety_sweep: SafetySweepSettings,
     pub shutdown_grace: Duration,
 }
 
-/// Wakes the work loop early.
-#[derive(Default)]
-struct Wake {
-    flag: Mutex<bool>,
-    cond: Condvar,
+/// Look for new providers this often.
+const LANE_SCAN: Duration = Duration::from_secs(5);
+/// A lane part that has not looped for this long is stuck.
+const STALL: Duration = Duration::from_secs(15);
+
+struct Running {
+    control: Arc<LaneControl>,
+    thread: JoinHandle<()>,
 }
 
-impl Wake {
-    fn notify(&self) {
-        *self.flag.lock().unwrap() = true;
-        self.cond.notify_all();
-    }
-    fn wait(&self, timeout: Duration) {
-        let guard = self.flag.lock().unwrap();
-        let (mut guard, _) = self.cond.wait_timeout_while(guard, timeout, |woken| !*woken).unwrap();
-        *guard = false;
-    }
-}
-
-struct Shared {
-    stop: Arc<AtomicBool>,
-    wake: Wake,
-    sweep_requested: AtomicBool,
-    /// When the cron job last fired (ms since epoch): the sweep's slot.
+/// Everything the supervisor and the health endpoint share.
+pub struct Supervision {
+    pub stop: Arc<AtomicBool>,
+    pub wakers: Wakers,
+    /// When the cron job last fired (ms since epoch), 0 when it has not: the sweep's slot.
     sweep_fired_ms: AtomicI64,
+    sweep_requested: AtomicBool,
+    /// Why the daemon is not healthy, if it is not (updated by the supervisor).
+    pub unhealthy: std::sync::Mutex<Option<String>>,
+    pub database_ok: AtomicBool,
 }
 
 pub fn run(settings: DaemonSettings) -> Result<()> {
-    let shared = Arc::new(Shared {
+    let sup = Arc::new(Supervision {
         stop: Arc::new(AtomicBool::new(false)),
-        wake: Wake::default(),
-        sweep_requested: AtomicBool::new(false),
+        wakers: Wakers::default(),
         sweep_fired_ms: AtomicI64::new(0),
+        sweep_requested: AtomicBool::new(false),
+        unhealthy: std::sync::Mutex::new(None),
+        database_ok: AtomicBool::new(false),
     });
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, shared.stop.clone())
+        signal_hook::flag::register(sig, sup.stop.clone())
             .map_err(|e| Error::internal(format!("cannot install signal handler: {e}")))?;
     }
-    // Wake the loop when a signal arrives, so shutdown does not wait for an idle timeout.
-    {
-        let shared = shared.clone();
-        std::thread::Builder::new()
-            .name("signal-watch".into())
-            .spawn(move || {
-                while !shared.stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                shared.wake.notify();
-            })
-            .map_err(|e| Error::internal(format!("cannot start thread: {e}")))?;
-    }
+    // A URL that cannot work will not start working: say so and stop (exit 4). An unreachable
+    // database is waited for.
+    let mut client = connect_or_wait(&settings.lanes.database_url, &sup)?;
+    let Some(c) = client.as_mut() else { return Ok(()) };
+    sup.database_ok.store(true, Ordering::SeqCst);
+    log::info!("connected; working (lanes of up to {} calls in flight each)", settings.lanes.capacity);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
-    // The scheduler runs on a small tokio runtime of its own.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .thread_name("orderctl-cron")
         .build()
         .map_err(|e| Error::internal(format!("cannot start the scheduler runtime: {e}")))?;
-    let mut scheduler = runtime.block_on(start_scheduler(&settings.schedule.expression, shared.clone()))?;
+    let mut scheduler = runtime.block_on(start_scheduler(&settings.schedule.expression, sup.clone()))?;
     log::info!(
         "batch safety sweep scheduled by '{}' (UTC); next at {}",
         settings.schedule.expression,
         settings.schedule.next_after(Utc::now()).map(|t| t.to_rfc3339()).unwrap_or_default()
     );
+    start_listener(&settings.lanes.database_url, sup.clone());
 
-    if settings.shutdown_grace < settings.http.request_timeout {
-        log::warn!(
-            "--shutdown-grace ({}) is shorter than --request-timeout ({}): a provider call in flight at shutdown may outlive it \
-             (it is still safe: its order comes due again and is reconciled)",
-            humantime::format_duration(settings.shutdown_grace),
-            humantime::format_duration(settings.http.request_timeout)
-        );
-    }
-    start_listener(&settings.database_url, shared.clone());
-    let result = work_loop(&settings, &shared);
+    let mut lanes: HashMap<i64, Running> = HashMap::new();
+    lanes.insert(0, start_routing_lane(&settings, &sup));
+    supervise(&settings, &sup, c, &mut lanes);
 
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    // shutdown() does not wait for running jobs; ours only raise a flag, so nothing is lost.
+    log::info!(
+        "stopping: no new claims; calls in flight get up to {} to come back",
+        humantime::format_duration(settings.shutdown_grace)
+    );
+    for r in lanes.values() {
+        r.control.stop();
+    }
+    for (_, r) in lanes {
+        let _ = r.thread.join();
+    }
     runtime.block_on(async {
         let _ = scheduler.shutdown().await;
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
-    result
+    log::info!("stopped");
+    Ok(())
 }
 
-async fn start_scheduler(expression: &str, shared: Arc<Shared>) -> Result<tokio_cron_scheduler::JobScheduler> {
+/// Connect, waiting while the database is unreachable (and stopping on a signal). None: stopped.
+fn connect_or_wait(url: &str, sup: &Supervision) -> Result<Option<postgres::Client>> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match db::connect(url) {
+            Ok(c) => return Ok(Some(c)),
+            Err(e) if e.kind == ErrorKind::InvalidInput => return Err(e),
+            Err(e) => {
+                log::warn!("database unavailable: {} (retrying in {})", e.message, humantime::format_duration(backoff));
+                let until = Instant::now() + backoff;
+                while Instant::now() < until {
+                    if sup.stop.load(Ordering::SeqCst) {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+fn start_routing_lane(settings: &DaemonSettings, sup: &Supervision) -> Running {
+    let control = LaneControl::new();
+    sup.wakers.register(0, control.clone());
+    let (s, c, w) = (settings.lanes.clone(), control.clone(), sup.wakers.clone());
+    let thread = std::thread::Builder::new()
+        .name("lane-routing".into())
+        .spawn(move || lane::routing::run(s, c, w))
+        .expect("start a thread");
+    Running { control, thread }
+}
+
+fn start_provider_lane(id: i64, settings: &DaemonSettings, sup: &Supervision) -> Running {
+    let control = LaneControl::new();
+    sup.wakers.register(id, control.clone());
+    let (p, s, c, w, grace) =
+        (settings.providers.clone(), settings.lanes.clone(), control.clone(), sup.wakers.clone(), settings.shutdown_grace);
+    let thread = std::thread::Builder::new()
+        .name(format!("lane-{id}"))
+        .spawn(move || lane::provider::run(id, p, s, c, w, grace))
+        .expect("start a thread");
+    log::info!("lane of provider {id} started");
+    Running { control, thread }
+}
+
+/// The supervisor: lanes for new providers, the safety sweep when cron says, the watchdog
+/// while every lane makes progress, a summary now and then. Returns on a signal.
+fn supervise(
+    settings: &DaemonSettings,
+    sup: &Arc<Supervision>,
+    client: &mut postgres::Client,
+    lanes: &mut HashMap<i64, Running>,
+) {
+    let watchdog = sd_notify::watchdog_enabled();
+    let call_bound = settings.lanes.timing.request_timeout + Duration::from_secs(5);
+    if let Some(w) = watchdog {
+        if w <= call_bound + Duration::from_secs(5) {
+            log::warn!(
+                "WatchdogSec ({}) is not comfortably longer than --request-timeout + 5s ({}): a slow call could look like a stuck lane",
+                humantime::format_duration(w),
+                humantime::format_duration(call_bound)
+            );
+        }
+    }
+    let mut last_ping = Instant::now();
+    let mut last_scan: Option<Instant> = None;
+    let mut last_summary = Instant::now();
+    let mut reported = WorkReport::default();
+    while !sup.stop.load(Ordering::SeqCst) {
+        if last_scan.map(|t| t.elapsed() >= LANE_SCAN).unwrap_or(true) {
+            last_scan = Some(Instant::now());
+            let conn_ok = match db::providers::lane_ids(client, settings.lanes.tenant) {
+                Ok(ids) => {
+                    for id in ids {
+                        lanes.entry(id).or_insert_with(|| start_provider_lane(id, settings, sup));
+                    }
+                    true
+                }
+                Err(e) => {
+                    log::warn!("supervisor: {}", e.message);
+                    if let Ok(c) = db::connect(&settings.lanes.database_url) {
+                        *client = c;
+                    }
+                    false
+                }
+            };
+            sup.database_ok.store(conn_ok, Ordering::SeqCst);
+        }
+        if sup.sweep_requested.swap(false, Ordering::SeqCst) {
+            run_safety_sweep(settings, sup, client);
+        }
+        let trouble =
+            lanes.iter().find_map(|(id, r)| r.control.progress.stalled(STALL, call_bound).map(|why| format!("lane {id}: {why}")));
+        if let Some(why) = &trouble {
+            if sup.unhealthy.lock().unwrap().is_none() {
+                log::error!("{why}; the systemd watchdog is no longer told all is well");
+            }
+        }
+        *sup.unhealthy.lock().unwrap() = trouble.clone();
+        if let Some(interval) = watchdog {
+            if trouble.is_none() && last_ping.elapsed() >= interval / 2 {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                last_ping = Instant::now();
+            }
+        }
+        if last_summary.elapsed() >= Duration::from_secs(60) {
+            let mut now = WorkReport::default();
+            for r in lanes.values() {
+                now.add(&WorkReport::of(&r.control.progress));
+            }
+            let d = now.since(&reported);
+            if d.claimed > 0 {
+                log::info!(
+                    "last minute: {} placements, {} checks, {} approved, {} rejected, {} flagged for an operator, {} stale results dropped",
+                    d.placements, d.checks, d.approved, d.rejected, d.flagged, d.stale_dropped
+                );
+            }
+            reported = now;
+            last_summary = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn run_safety_sweep(settings: &DaemonSettings, sup: &Supervision, client: &mut postgres::Client) {
+    // All daemons with the same schedule fire at the same second: that second is the slot.
+    let fired = sup.sweep_fired_ms.load(Ordering::SeqCst);
+    let slot = chrono::DateTime::from_timestamp_millis(fired - fired.rem_euclid(1000)).unwrap_or_else(Utc::now);
+    match safety::run(client, slot, &settings.safety_sweep) {
+        Ok(Some((_, lanes))) => {
+            for l in lanes {
+                sup.wakers.wake(l);
+            }
+        }
+        Ok(None) => log::debug!("batch safety sweep for {slot} ran in another process"),
+        Err(e) => {
+            log::warn!("batch safety sweep for {slot} failed: {} (the next slot runs it)", e.message);
+            if e.kind == ErrorKind::DatabaseUnavailable {
+                if let Ok(c) = db::connect(&settings.lanes.database_url) {
+                    *client = c;
+                }
+            }
+        }
+    }
+}
+
+async fn start_scheduler(expression: &str, sup: Arc<Supervision>) -> Result<tokio_cron_scheduler::JobScheduler> {
     use tokio_cron_scheduler::{Job, JobScheduler};
     let fail = |e: tokio_cron_scheduler::JobSchedulerError| Error::internal(format!("scheduler: {e}"));
     let scheduler = JobScheduler::new().await.map_err(fail)?;
     let job = Job::new(expression, move |_id, _lock| {
-        shared.sweep_fired_ms.store(Utc::now().timestamp_millis(), Ordering::SeqCst);
-        shared.sweep_requested.store(true, Ordering::SeqCst);
-        shared.wake.notify();
+        sup.sweep_fired_ms.store(Utc::now().timestamp_millis(), Ordering::SeqCst);
+        sup.sweep_requested.store(true, Ordering::SeqCst);
     })
     .map_err(|e| Error::invalid(format!("--sweep-schedule '{expression}' was refused by the scheduler: {e}")))?;
     scheduler.add(job).await.map_err(fail)?;
@@ -135,26 +278,32 @@ async fn start_scheduler(expression: &str, shared: Arc<Shared>) -> Result<tokio_
     Ok(scheduler)
 }
 
-/// LISTEN for new orders on a connection of its own; reconnects when it drops.
-fn start_listener(url: &str, shared: Arc<Shared>) {
+/// LISTEN for new orders on a connection of its own and wake their lanes; reconnects when it
+/// drops. The payload names the lanes (`3,7`).
+fn start_listener(url: &str, sup: Arc<Supervision>) {
     let url = url.to_string();
     let _ = std::thread::Builder::new().name("listen".into()).spawn(move || {
         let mut backoff = Duration::from_millis(200);
-        while !shared.stop.load(Ordering::Relaxed) {
-            match db::connect(&url).and_then(|mut c| {
+        while !sup.stop.load(Ordering::Relaxed) {
+            let result = db::connect(&url).and_then(|mut c| {
                 c.batch_execute("LISTEN orderctl_work")?;
                 backoff = Duration::from_millis(200);
-                while !shared.stop.load(Ordering::Relaxed) {
+                while !sup.stop.load(Ordering::Relaxed) {
                     let mut n = c.notifications();
                     let mut it = n.timeout_iter(Duration::from_millis(500));
                     match it.next() {
-                        Ok(Some(_)) => shared.wake.notify(),
+                        Ok(Some(note)) => {
+                            for lane in note.payload().split(',').filter_map(|l| l.trim().parse::<i64>().ok()) {
+                                sup.wakers.wake(lane);
+                            }
+                        }
                         Ok(None) => {}
                         Err(e) => return Err(Error::from(e)),
                     }
                 }
                 Ok(())
-            }) {
+            });
+            match result {
                 Ok(()) => break,
                 Err(e) => {
                     log::debug!("listener: {} (retrying; polling covers the gap)", e.message);
@@ -164,110 +313,4 @@ fn start_listener(url: &str, shared: Arc<Shared>) {
             }
         }
     });
-}
-
-fn work_loop(settings: &DaemonSettings, shared: &Shared) -> Result<()> {
-    let watchdog = sd_notify::watchdog_enabled();
-    let mut last_watchdog = Instant::now();
-    let mut monitor: Option<Monitor> = None;
-    let mut reconnect_backoff = Duration::from_millis(100);
-    let mut announced_ready = false;
-    let mut last_cache_clear = Instant::now();
-    let mut totals = RoundReport::default();
-    let mut last_summary = Instant::now();
-
-    while !shared.stop.load(Ordering::Relaxed) {
-        if let Some(interval) = watchdog {
-            if last_watchdog.elapsed() >= interval / 2 {
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-                last_watchdog = Instant::now();
-            }
-        }
-        let m = match monitor.as_mut() {
-            Some(m) => m,
-            None => match Monitor::new(&settings.database_url, settings.http, settings.monitor.clone()) {
-                Ok(m) => {
-                    if announced_ready {
-                        log::warn!("reconnected to the database; carrying on");
-                    } else {
-                        log::info!(
-                            "connected; working (concurrency {}, round size {})",
-                            settings.monitor.concurrency,
-                            settings.monitor.round_size
-                        );
-                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-                        announced_ready = true;
-                    }
-                    reconnect_backoff = Duration::from_millis(100);
-                    monitor.insert(m)
-                }
-                // A URL that cannot work will not start working: say so and stop.
-                Err(e) if e.kind == ErrorKind::InvalidInput => return Err(e),
-                Err(e) => {
-                    log::warn!(
-                        "database unavailable: {} (retrying in {})",
-                        e.message,
-                        humantime::format_duration(reconnect_backoff)
-                    );
-                    shared.wake.wait(reconnect_backoff);
-                    reconnect_backoff = (reconnect_backoff * 2).min(Duration::from_secs(10));
-                    continue;
-                }
-            },
-        };
-        // Pick up changed provider settings now and then.
-        if last_cache_clear.elapsed() > Duration::from_secs(60) {
-            m.providers().clear();
-            last_cache_clear = Instant::now();
-        }
-
-        let result = if shared.sweep_requested.swap(false, Ordering::SeqCst) {
-            run_safety_sweep(m, shared).map(|_| RoundReport { claimed: 1, ..Default::default() })
-        } else {
-            m.round()
-        };
-        match result {
-            Ok(r) if r.is_idle() => shared.wake.wait(settings.idle_poll),
-            Ok(r) => {
-                log::debug!("round: {r:?}");
-                totals.add(&r);
-            }
-            Err(e) if e.kind == ErrorKind::DatabaseUnavailable => {
-                log::warn!("lost the database: {}; reconnecting", e.message);
-                monitor = None;
-            }
-            Err(e) => {
-                log::error!("round failed: {}{}", e.message, e.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default());
-                // A connection that errored may be in a bad state; start fresh after a pause.
-                monitor = None;
-                shared.wake.wait(Duration::from_secs(1));
-            }
-        }
-        if last_summary.elapsed() > Duration::from_secs(60) && !totals.is_idle() {
-            log::info!(
-                "last minute: {} dispatched, {} checks, {} approved, {} rejected, {} no news, {} given up",
-                totals.dispatched,
-                totals.checks,
-                totals.approved,
-                totals.rejected,
-                totals.no_news,
-                totals.given_up
-            );
-            totals = RoundReport::default();
-            last_summary = Instant::now();
-        }
-    }
-    log::info!("stopping: no new claims; orders claimed and not finished come due again after their lease");
-    Ok(())
-}
-
-fn run_safety_sweep(m: &mut Monitor, shared: &Shared) -> Result<()> {
-    // All daemons with the same schedule fire at the same second: that second is the slot.
-    let fired = shared.sweep_fired_ms.load(Ordering::SeqCst);
-    let slot = chrono::DateTime::from_timestamp_millis(fired - fired.rem_euclid(1000)).unwrap_or_else(Utc::now);
-    match monitor::safety_sweep_at(m, slot)? {
-        Some(r) => log::info!("batch safety sweep: {} order(s) checked", r.checks),
-        None => log::debug!("batch safety sweep for {slot} ran in another process"),
-    }
-    Ok(())
 }

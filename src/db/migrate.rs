@@ -8,7 +8,10 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The migrations built into the binary, in order.
-const BUILT_IN: &[(&str, &str)] = &[("0001_schema.sql", include_str!("../../sql/0001_schema.sql"))];
+const BUILT_IN: &[(&str, &str)] = &[
+    ("0001_schema.sql", include_str!("../../sql/0001_schema.sql")),
+    ("0002_lifecycle_and_lanes.sql", include_str!("../../sql/0002_lifecycle_and_lanes.sql")),
+];
 
 /// One key for every orderctl migrate run, whatever the database.
 const MIGRATE_LOCK_KEY: i64 = 0x6f72_6465_7263_746c; // "orderctl"
@@ -131,7 +134,7 @@ pub fn migrate(client: &mut Client, migrations: &[Migration], dry_run: bool) -> 
         }
         if !dry_run {
             tx.batch_execute(&m.sql).map_err(|e| {
-                let inner = crate::db::classify_error(&e);
+                let inner = crate::error::Error::from(e);
                 Error::new(inner.kind, format!("migration {} failed: {}", m.name, inner.message))
                     .with_hint("nothing of it was applied; fix the SQL or the database and run migrate again")
             })?;

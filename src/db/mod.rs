@@ -1,17 +1,22 @@
 //! Every SQL statement orderctl runs lives under this module, named after what it does. The
 //! schema itself is plain SQL in `sql/`.
 
+pub mod claims;
+pub mod codes;
 pub mod listings;
 pub mod migrate;
 pub mod orders;
+pub mod outbox;
 pub mod periodic;
 pub mod permits;
 pub mod providers;
 pub mod routing;
 pub mod setup;
 pub mod stats;
+pub mod transitions;
 
 use crate::error::{Error, ErrorKind};
+
 use postgres::{Client, NoTls};
 use std::time::Duration;
 
@@ -61,48 +66,8 @@ pub fn mask_url(url: &str) -> String {
     }
 }
 
-fn short_pg_error(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.message().to_string(),
-        None => {
-            let s = e.to_string();
-            match std::error::Error::source(e) {
-                Some(src) if !s.contains(&src.to_string()) => format!("{s}: {src}"),
-                _ => s,
-            }
-        }
-    }
-}
-
-/// Lost connections are "database unavailable"; a server error keeps the server's words.
-pub fn classify_error(e: &postgres::Error) -> Error {
-    if let Some(db) = e.as_db_error() {
-        use postgres::error::SqlState;
-        let code = db.code();
-        let kind = if *code == SqlState::ADMIN_SHUTDOWN
-            || *code == SqlState::CRASH_SHUTDOWN
-            || *code == SqlState::CANNOT_CONNECT_NOW
-            || *code == SqlState::TOO_MANY_CONNECTIONS
-            || code.code().starts_with("08")
-        {
-            ErrorKind::DatabaseUnavailable
-        } else if *code == SqlState::UNDEFINED_TABLE {
-            return Error::new(ErrorKind::Refused, format!("database error: {}", db.message()))
-                .with_hint("the schema is missing or old: run `orderctl migrate`");
-        } else {
-            ErrorKind::Internal
-        };
-        let mut msg = format!("database error: {}", db.message());
-        if let Some(d) = db.detail() {
-            msg.push_str(&format!(" ({d})"));
-        }
-        return Error::new(kind, msg);
-    }
-    if e.is_closed() || std::error::Error::source(e).map(|s| s.is::<std::io::Error>()).unwrap_or(false) {
-        return Error::new(ErrorKind::DatabaseUnavailable, format!("lost the database connection: {}", short_pg_error(e)))
-            .with_hint("check that Postgres is running; orderctl changed nothing it did not commit");
-    }
-    Error::new(ErrorKind::DatabaseUnavailable, format!("database connection error: {}", short_pg_error(e)))
+pub(crate) fn short_pg_error(e: &postgres::Error) -> String {
+    crate::error::short_message(e)
 }
 
 /// True when the error means the connection is gone and a new one should be opened.

@@ -38,3 +38,19 @@ pub fn release(client: &mut impl GenericClient, provider_id: i64, holder: &str, 
     )?;
     Ok(())
 }
+
+/// Push the expiry of the slots this holder still has; returns the ones it still has.
+pub fn renew(client: &mut impl GenericClient, provider_id: i64, holder: &str, slots: &[i32], ttl: Duration) -> Result<Vec<i32>> {
+    if slots.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(client
+        .query(
+            "UPDATE provider_permits SET expires_at = now() + make_interval(secs => $4::bigint / 1000.0)
+              WHERE provider_id = $1 AND holder = $2 AND slot = ANY($3) RETURNING slot",
+            &[&provider_id, &holder, &slots, &(ttl.as_millis() as i64)],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}

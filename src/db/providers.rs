@@ -51,10 +51,30 @@ pub fn load_provider_config(
     }
 }
 
-/// The provider with this id (for orders, which store the provider id).
-pub fn load_provider_config_by_id(client: &mut impl GenericClient, id: i64, http: HttpSettings) -> Result<ProviderConfig> {
+/// The provider with this id (for orders, which store the provider id): (enabled, config).
+pub fn load_provider_config_by_id(
+    client: &mut impl GenericClient,
+    id: i64,
+    http: HttpSettings,
+) -> Result<(bool, ProviderConfig)> {
     let sql = format!("{SELECT} WHERE p.id = $1");
     let row =
         client.query_opt(sql.as_str(), &[&id])?.ok_or_else(|| Error::not_found(format!("provider id {id} does not exist")))?;
-    config_from_row(&row, http)
+    Ok((row.get(1), config_from_row(&row, http)?))
+}
+
+/// The providers whose lanes a daemon runs (of one tenant, or all): every enabled provider,
+/// and any other that still has work scheduled.
+pub fn lane_ids(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<Vec<i64>> {
+    Ok(client
+        .query(
+            "SELECT p.id FROM providers p
+              WHERE ($1::bigint IS NULL OR p.tenant_id = $1)
+                AND (p.enabled OR EXISTS (SELECT 1 FROM orders o WHERE o.lane = p.id AND o.next_check_at IS NOT NULL))
+              ORDER BY p.id",
+            &[&tenant],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }

@@ -21,6 +21,7 @@ const ROUTING_VIEWS: &str = "
       LEFT JOIN code_groups cg ON cg.id = pk.code_group_id
      WHERE ($1::text IS NULL OR t.name = $1)
        AND ($2::bigint IS NULL OR pk.id = $2)
+       AND ($3::bigint[] IS NULL OR pk.id = ANY($3))
      ORDER BY t.name, pk.name";
 
 /// Routing of every package (optionally of one tenant, or one package), with the state of the
@@ -30,7 +31,24 @@ pub fn routing_views(
     tenant: Option<&str>,
     package_id: Option<i64>,
 ) -> Result<Vec<(i64, RoutingView)>> {
-    let rows = client.query(ROUTING_VIEWS, &[&tenant, &package_id])?;
+    views(client, tenant, package_id, None)
+}
+
+/// The routing views of these packages, in one query.
+pub fn routing_views_of(client: &mut impl GenericClient, packages: &[i64]) -> Result<Vec<(i64, RoutingView)>> {
+    if packages.is_empty() {
+        return Ok(vec![]);
+    }
+    views(client, None, None, Some(packages))
+}
+
+fn views(
+    client: &mut impl GenericClient,
+    tenant: Option<&str>,
+    package_id: Option<i64>,
+    packages: Option<&[i64]>,
+) -> Result<Vec<(i64, RoutingView)>> {
+    let rows = client.query(ROUTING_VIEWS, &[&tenant, &package_id, &packages])?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let mode: String = r.get(2);
@@ -94,4 +112,24 @@ pub fn provider_by_name(client: &mut impl GenericClient, tenant_id: i64, name: &
             Error::not_found(format!("provider '{name}' does not exist in this order's tenant"))
                 .with_hint("list providers with `orderctl provider list`")
         })
+}
+
+/// The fallback for an order that provider `current` cannot take: its package's fallback
+/// provider, unless that is `current` itself or has already refused this order. So a chain of
+/// fallbacks always ends.
+pub fn fallback_for(
+    client: &mut impl GenericClient,
+    order_id: uuid::Uuid,
+    package_id: i64,
+    current: i64,
+) -> Result<Option<crate::domain::lifecycle::Fallback>> {
+    Ok(client
+        .query_opt(
+            "SELECT pr.id, pr.name FROM packages pk JOIN providers pr ON pr.id = pk.fallback_provider_id
+              WHERE pk.id = $1 AND pk.provider_type = 'external' AND pr.id <> $3
+                AND NOT EXISTS (SELECT 1 FROM placements p
+                                 WHERE p.order_id = $2 AND p.provider_id = pr.id AND p.outcome = 'rejected')",
+            &[&package_id, &order_id, &current],
+        )?
+        .map(|r| crate::domain::lifecycle::Fallback { provider_id: r.get(0), name: r.get(1) }))
 }

@@ -2,7 +2,6 @@
 //! stops waiting for it. Pure: everything it needs comes from the order row (checks done, sent
 //! time) and the clock value passed in, never from state held in a process.
 
-use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -35,13 +34,14 @@ impl Default for BackoffPolicy {
     }
 }
 
-/// What to do with an order that has no final answer yet.
+/// What to do with an order that has no final answer yet. Every value is a duration from now,
+/// on the database's clock: the policy never reads a clock of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NextStep {
-    /// Check again at this time.
-    CheckAt(DateTime<Utc>),
-    /// No checks left: wait until the deadline, then give up.
-    GiveUpAt(DateTime<Utc>),
+    /// Check again this long from now.
+    CheckIn(Duration),
+    /// No checks left: wait this long (until the deadline), then give up.
+    GiveUpIn(Duration),
     /// The deadline has passed: give up now.
     GiveUpNow,
 }
@@ -60,6 +60,13 @@ impl BackoffPolicy {
         }
         if self.give_up_after.is_zero() {
             return Err("--give-up-after must be greater than 0".into());
+        }
+        if self.first_check > self.give_up_after {
+            return Err(format!(
+                "--first-check ({}) must not be longer than --give-up-after ({})",
+                humantime::format_duration(self.first_check),
+                humantime::format_duration(self.give_up_after)
+            ));
         }
         if !(0.0..=0.5).contains(&self.jitter) {
             return Err("jitter must be between 0 and 0.5".into());
@@ -88,41 +95,22 @@ impl BackoffPolicy {
         d.mul_f64(factor.max(0.0))
     }
 
-    /// The give-up deadline of an order sent at `sent_at`.
-    pub fn deadline(&self, sent_at: DateTime<Utc>) -> DateTime<Utc> {
-        sent_at + chrono::Duration::from_std(self.give_up_after).unwrap_or(chrono::Duration::MAX)
-    }
-
-    /// Decide the next step for an open order after `checks_done` checks, at time `now`.
-    pub fn next_step(&self, sent_at: DateTime<Utc>, checks_done: u32, now: DateTime<Utc>, unit: f64) -> NextStep {
-        self.next_step_with_no_news(sent_at, checks_done, 0, now, unit)
-    }
-
-    /// The same, when some attempts brought no news (a failed query, garbage, an outage): they
-    /// stretch the delay like any check, but only answers count against `max_checks`, so an
-    /// outage does not use up an order's checks and leave it waiting for the deadline.
-    pub fn next_step_with_no_news(
-        &self,
-        sent_at: DateTime<Utc>,
-        answered: u32,
-        no_news: u32,
-        now: DateTime<Utc>,
-        unit: f64,
-    ) -> NextStep {
-        let deadline = self.deadline(sent_at);
-        if now >= deadline {
+    /// Decide the next step of an order first dispatched `elapsed` ago, after `answered` checks
+    /// that the provider answered and `no_news` attempts that brought nothing (a failed query,
+    /// garbage, an outage). No-news attempts stretch the delay like any check, but only answers
+    /// count against `max_checks`, so an outage does not use up an order's checks.
+    pub fn next_step(&self, elapsed: Duration, answered: u32, no_news: u32, unit: f64) -> NextStep {
+        let Some(left) = self.give_up_after.checked_sub(elapsed).filter(|d| !d.is_zero()) else {
             return NextStep::GiveUpNow;
-        }
+        };
         if answered >= self.max_checks {
-            return NextStep::GiveUpAt(deadline);
+            return NextStep::GiveUpIn(left);
         }
-        let attempts = answered.saturating_add(no_news);
-        let delay = chrono::Duration::from_std(self.jittered_delay(attempts, unit)).unwrap_or(chrono::Duration::MAX);
-        let at = now.checked_add_signed(delay).unwrap_or(deadline);
-        if at >= deadline {
-            NextStep::GiveUpAt(deadline)
+        let delay = self.jittered_delay(answered.saturating_add(no_news), unit);
+        if delay >= left {
+            NextStep::GiveUpIn(left)
         } else {
-            NextStep::CheckAt(at)
+            NextStep::CheckIn(delay)
         }
     }
 
@@ -151,9 +139,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn t0() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().with_timezone(&Utc)
-    }
+    const MIN: Duration = Duration::from_secs(60);
 
     #[test]
     fn default_schedule_is_60s_then_30s_doubling_capped_at_10m() {
@@ -172,19 +158,18 @@ mod tests {
     #[test]
     fn after_max_checks_the_order_waits_for_its_deadline() {
         let p = BackoffPolicy { max_checks: 3, ..Default::default() };
-        let now = t0() + chrono::Duration::minutes(10);
-        assert_eq!(p.next_step(t0(), 3, now, 0.5), NextStep::GiveUpAt(p.deadline(t0())));
-        assert_eq!(p.next_step(t0(), 0, p.deadline(t0()), 0.5), NextStep::GiveUpNow);
+        let elapsed = 10 * MIN;
+        assert_eq!(p.next_step(elapsed, 3, 0, 0.5), NextStep::GiveUpIn(p.give_up_after - elapsed));
+        assert_eq!(p.next_step(p.give_up_after, 0, 0, 0.5), NextStep::GiveUpNow);
+        assert_eq!(p.next_step(p.give_up_after * 2, 0, 0, 0.5), NextStep::GiveUpNow);
     }
 
     #[test]
     fn no_news_stretches_the_delay_but_keeps_the_check_budget() {
         let p = BackoffPolicy { max_checks: 3, jitter: 0.0, ..Default::default() };
-        let now = t0() + chrono::Duration::minutes(10);
-        // 3 answers: budget used up.
-        assert_eq!(p.next_step_with_no_news(t0(), 3, 0, now, 0.5), NextStep::GiveUpAt(p.deadline(t0())));
+        assert_eq!(p.next_step(10 * MIN, 3, 0, 0.5), NextStep::GiveUpIn(p.give_up_after - 10 * MIN));
         // 1 answer and 10 no-news attempts: still checking, at the capped delay.
-        assert_eq!(p.next_step_with_no_news(t0(), 1, 10, now, 0.5), NextStep::CheckAt(now + chrono::Duration::seconds(600)));
+        assert_eq!(p.next_step(10 * MIN, 1, 10, 0.5), NextStep::CheckIn(Duration::from_secs(600)));
     }
 
     #[test]
@@ -193,6 +178,12 @@ mod tests {
         assert!(p.validate().unwrap_err().contains("--backoff-max"));
         let p = BackoffPolicy { max_checks: 0, ..Default::default() };
         assert!(p.validate().unwrap_err().contains("--max-checks"));
+        let p = BackoffPolicy {
+            first_check: Duration::from_secs(7200),
+            give_up_after: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        assert!(p.validate().unwrap_err().contains("--first-check"));
     }
 
     proptest! {
@@ -219,39 +210,33 @@ mod tests {
         }
 
         #[test]
-        fn next_check_never_passes_the_deadline_and_never_goes_back(
-            checks in 0u32..30, elapsed_s in 0i64..200_000, unit in 0.0f64..1.0
-        ) {
+        fn next_check_never_passes_the_deadline(checks in 0u32..30, no_news in 0u32..30, elapsed_s in 0u64..200_000, unit in 0.0f64..1.0) {
             let p = BackoffPolicy::default();
-            let now = t0() + chrono::Duration::seconds(elapsed_s);
-            match p.next_step(t0(), checks, now, unit) {
-                NextStep::CheckAt(at) => {
-                    prop_assert!(at > now);
-                    prop_assert!(at < p.deadline(t0()));
+            let elapsed = Duration::from_secs(elapsed_s);
+            match p.next_step(elapsed, checks, no_news, unit) {
+                NextStep::CheckIn(d) => {
+                    prop_assert!(elapsed + d < p.give_up_after);
                     prop_assert!(checks < p.max_checks);
                 }
-                NextStep::GiveUpAt(at) => {
-                    prop_assert_eq!(at, p.deadline(t0()));
-                    prop_assert!(now < at);
-                }
-                NextStep::GiveUpNow => prop_assert!(now >= p.deadline(t0())),
+                NextStep::GiveUpIn(d) => prop_assert_eq!(elapsed + d, p.give_up_after),
+                NextStep::GiveUpNow => prop_assert!(elapsed >= p.give_up_after),
             }
         }
 
         #[test]
-        fn a_full_schedule_uses_at_most_max_checks(max_checks in 1u32..40, first in 0u64..120) {
+        fn a_full_schedule_uses_at_most_max_checks_and_ends_at_the_deadline(max_checks in 1u32..40, first in 0u64..120) {
             let p = BackoffPolicy { max_checks, first_check: Duration::from_secs(first), ..Default::default() };
-            let mut now = t0();
+            let mut elapsed = Duration::ZERO;
             let mut checks = 0;
             loop {
-                match p.next_step(t0(), checks, now, 0.5) {
-                    NextStep::CheckAt(at) => { now = at; checks += 1; }
-                    NextStep::GiveUpAt(at) => { now = at; }
+                match p.next_step(elapsed, checks, 0, 0.5) {
+                    NextStep::CheckIn(d) => { elapsed += d; checks += 1; }
+                    NextStep::GiveUpIn(d) => { elapsed += d; }
                     NextStep::GiveUpNow => break,
                 }
                 prop_assert!(checks <= max_checks);
             }
-            prop_assert_eq!(now, p.deadline(t0()));
+            prop_assert_eq!(elapsed, p.give_up_after);
         }
     }
 }

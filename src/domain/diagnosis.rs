@@ -1,25 +1,24 @@
 //! Why an order is where it is, and what an operator can do, in one sentence. Pure: built from
-//! the order's fields, its package routing and the clock. `inspect`, `list --stuck`, `stats`
-//! and `doctor` all speak with these words.
+//! the order's lifecycle state, its package routing and the database's clock. `inspect`,
+//! `list --stuck`, `stats` and `doctor` all speak with these words.
+//!
+//! Whether an order is stuck is decided by the same rule as the SQL that finds stuck orders
+//! (`db::orders::stuck_orders`); a test holds the two together.
 
+use crate::domain::lifecycle::{Attention, Facts, State, MAX_PLACEMENTS};
 use crate::domain::routing::{check_routing, ProviderType, RoutingMode, RoutingProblem, RoutingView};
+use crate::domain::status::{ExternalStatus, OrderStatus};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
 
-/// The facts a diagnosis needs.
+/// The facts a diagnosis needs beyond the lifecycle's.
 #[derive(Debug, Clone)]
 pub struct OrderFacts<'a> {
-    pub number: i64,
+    pub facts: &'a Facts,
     pub package: &'a str,
-    pub status: &'a str,
-    pub external_status: &'a str,
-    pub attention: Option<&'a str>,
-    pub awaiting_reconciliation: bool,
     pub provider: Option<&'a str>,
-    pub reference: Option<&'a str>,
     pub last_message: Option<&'a str>,
-    pub checks: i32,
     pub created_at: DateTime<Utc>,
     pub dispatched_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -39,18 +38,15 @@ pub struct Diagnosis {
     pub stuck: bool,
 }
 
-/// How late an expected event may be before the order counts as stuck.
+/// How late work may be before the order counts as stuck.
 #[derive(Debug, Clone, Copy)]
 pub struct StuckThresholds {
-    /// An auto order still not sent after this long.
-    pub undispatched_after: Duration,
-    /// A status check this late.
     pub overdue_after: Duration,
 }
 
 impl Default for StuckThresholds {
     fn default() -> Self {
-        StuckThresholds { undispatched_after: Duration::from_secs(300), overdue_after: Duration::from_secs(300) }
+        StuckThresholds { overdue_after: Duration::from_secs(300) }
     }
 }
 
@@ -58,123 +54,154 @@ fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn d(code: &'static str, sentence: String, stuck: bool) -> Diagnosis {
-    Diagnosis { code, sentence, stuck }
+fn ago(now: DateTime<Utc>, since: DateTime<Utc>) -> String {
+    let secs = (now - since).num_seconds().max(0) as u64;
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
 
 fn late(now: DateTime<Utc>, since: DateTime<Utc>, limit: Duration) -> bool {
     (now - since).to_std().map(|e| e > limit).unwrap_or(false)
 }
 
-fn ago(now: DateTime<Utc>, since: DateTime<Utc>) -> String {
-    let secs = (now - since).num_seconds().max(0) as u64;
-    humantime::format_duration(Duration::from_secs(secs)).to_string()
+/// Routing that cannot be followed at all (the incident), as `stuck_orders` finds it.
+fn contradictory(r: Option<&RoutingView>) -> Option<RoutingProblem> {
+    check_routing(r?).into_iter().find(|p| {
+        matches!(
+            p,
+            RoutingProblem::AutoWithManualProviderType { .. }
+                | RoutingProblem::ExternalWithoutPrimary
+                | RoutingProblem::CodesWithoutCodeGroup
+        ) && r.map(|r| r.mode == RoutingMode::Auto).unwrap_or(false)
+    })
 }
 
-pub fn diagnose(f: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> Diagnosis {
+/// The stuck rule (the SQL of `db::orders::stuck_orders` says the same): flagged for an
+/// operator; held by a provider with nothing scheduled; work overdue; not sent with routing
+/// that cannot be followed; or not sent, automatic, and nothing scheduled (lost).
+pub fn is_stuck(o: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> bool {
+    let f = o.facts;
+    let held = matches!(f.external, ExternalStatus::Dispatching | ExternalStatus::Sent | ExternalStatus::Processing);
+    let waiting_to_send = f.status == OrderStatus::Pending && f.external == ExternalStatus::NotSent && f.attention.is_none();
+    f.attention.is_some()
+        || (f.status == OrderStatus::Pending && o.next_check_at.is_none() && held)
+        || o.next_check_at.map(|t| late(now, t, limits.overdue_after)).unwrap_or(false)
+        || (waiting_to_send && contradictory(o.routing).is_some())
+        || (waiting_to_send && o.next_check_at.is_none() && lost(f, o.routing))
+}
+
+/// An order waiting to be sent that routing says goes automatically, with nothing scheduled:
+/// no lane will ever pick it up.
+fn lost(f: &Facts, routing: Option<&RoutingView>) -> bool {
+    f.lane != 0 || routing.map(|r| r.mode == RoutingMode::Auto).unwrap_or(false)
+}
+
+pub fn diagnose(o: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> Diagnosis {
+    let stuck = is_stuck(o, now, limits);
+    let (code, sentence) = explain(o, now, limits);
+    Diagnosis { code, sentence, stuck }
+}
+
+fn explain(o: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> (&'static str, String) {
+    let f = o.facts;
     let n = f.number;
-    match f.status {
-        "approved" => {
-            return d(
-                "approved",
-                format!(
-                    "approved{}{}: nothing to do",
-                    f.completed_at.map(|t| format!(" at {}", ts(t))).unwrap_or_default(),
-                    if f.pin_delivered { " with its PIN" } else { "" }
-                ),
-                false,
-            )
-        }
-        "rejected" => {
-            return d(
-                "rejected_refunded",
-                format!(
-                    "rejected{} and refunded {}{}: nothing to do",
-                    f.completed_at.map(|t| format!(" at {}", ts(t))).unwrap_or_default(),
-                    f.refunded.as_deref().unwrap_or("0.00"),
-                    f.last_message.map(|m| format!(" ({m})")).unwrap_or_default()
-                ),
-                false,
-            )
-        }
-        _ => {}
-    }
-    let provider = f.provider.unwrap_or("?");
-    let reference = f.reference.unwrap_or("?");
-    match (f.external_status, f.attention) {
-        (_, Some("given_up")) => d(
-            "given_up",
-            format!(
-                "given up: {} from {provider} (reference {reference}); the provider may still deliver, so no refund was made: \
-                 ask {provider}, then `orderctl approve {n} --pin PIN` or `orderctl reject {n} --reason TEXT`",
-                f.last_message.unwrap_or("no final answer in time")
-            ),
-            true,
+    let provider = o.provider.unwrap_or("?");
+    let reference = f.reference.as_deref().unwrap_or("?");
+    let at = |t: Option<DateTime<Utc>>| t.map(|t| format!(" at {}", ts(t))).unwrap_or_default();
+    match State::of(f) {
+        State::Approved => (
+            "approved",
+            format!("approved{}{}: nothing to do", at(o.completed_at), if o.pin_delivered { " with its PIN" } else { "" }),
         ),
-        (_, Some("placement_rejected")) => d(
-            "placement_rejected",
+        State::Rejected => (
+            "rejected_refunded",
             format!(
-                "{}; no fallback left, the order waits for an operator: fix the cause and `orderctl dispatch {n} --provider NAME`, \
-                 or `orderctl reject {n} --reason TEXT` to refund",
-                f.last_message.unwrap_or("placement rejected by the provider")
+                "rejected{} and refunded {}{}: nothing to do",
+                at(o.completed_at),
+                o.refunded.as_deref().unwrap_or("0.00"),
+                o.last_message.map(|m| format!(" ({m})")).unwrap_or_default()
             ),
-            true,
         ),
-        (_, Some("routing")) | (_, Some("no_mapping")) | (_, Some("provider_disabled")) | (_, Some("code_stock_empty")) => {
-            let code = match f.attention {
-                Some("no_mapping") => "no_mapping",
-                Some("provider_disabled") => "provider_disabled",
-                Some("code_stock_empty") => "code_stock_empty",
-                _ => routing_code(f.routing),
-            };
-            d(code, format!("not sent: {}", f.last_message.unwrap_or("dispatch stopped on a configuration problem")), true)
-        }
-        ("not_sent", None) => not_sent(f, now, limits),
-        ("dispatching", None) if f.awaiting_reconciliation => d(
+        State::Watched => (
+            "watched_after_decision",
+            format!(
+                "{} by an operator while {provider} still held it (reference {reference}); still watched: if {provider} delivers, \
+                 the delivery is recorded and flagged for `orderctl settle {n}`",
+                f.status
+            ),
+        ),
+        State::NeedsOperator(a) => attention(o, a),
+        State::New => not_sent(o, now, limits),
+        State::ToPlace { .. } | State::WaitingForOperator if o.next_check_at.is_none() && lost(f, o.routing) => (
+            "undispatched",
+            format!(
+                "not sent {} after it was created, and nothing is scheduled to send it (its schedule was lost): \
+                 `orderctl dispatch {n}` sends it now",
+                ago(now, o.created_at)
+            ),
+        ),
+        State::ToPlace { reuse } => match o.next_check_at {
+            Some(t) if late(now, t, limits.overdue_after) => (
+                "undispatched",
+                format!(
+                    "waiting {} to be placed with {provider} although its lane should have taken it: is `orderctl daemon` or \
+                     `orderctl sweep` running? (`orderctl dispatch {n}` sends it now)",
+                    ago(now, t)
+                ),
+            ),
+            _ => (
+                "waiting_for_dispatch",
+                format!(
+                    "waiting to be placed with {provider}{} (created {} ago)",
+                    if reuse {
+                        format!(" again with reference {reference}, which it never received (placement {} of {MAX_PLACEMENTS})", f.placement_attempts + 1)
+                    } else {
+                        String::new()
+                    },
+                    ago(now, o.created_at)
+                ),
+            ),
+        },
+        State::Reconciling => (
             "awaiting_reconciliation",
             format!(
                 "placement with {provider} had an unknown outcome ({}); a status check with reference {reference} {} decides whether \
                  it exists; it is never placed blindly again (`orderctl poll {n}` checks now)",
-                f.last_message.unwrap_or("no clear answer"),
-                match f.next_check_at {
+                o.last_message.unwrap_or("no clear answer"),
+                match o.next_check_at {
                     Some(t) if t > now => format!("at {}", ts(t)),
                     _ => "is due now".into(),
                 }
             ),
-            f.next_check_at.map(|t| late(now, t, limits.overdue_after)).unwrap_or(true),
         ),
-        ("dispatching", None) => match f.next_check_at {
-            Some(t) if t > now => d(
+        State::Placing => match o.next_check_at {
+            Some(t) if t > now => (
                 "dispatching",
                 format!(
-                    "being placed with {provider} (reference {reference}, claimed {} ago); if that process died, the order is \
-                     reconciled by a status check at {}",
-                    f.dispatched_at.map(|s| ago(now, s)).unwrap_or_default(),
+                    "being placed with {provider} (reference {reference}, placement {} of {MAX_PLACEMENTS}); if that process died, the \
+                     order is reconciled by a status check at {}",
+                    f.placement_attempts,
                     ts(t)
                 ),
-                false,
             ),
-            _ => d(
+            _ => (
                 "dispatch_interrupted",
                 format!(
-                    "a dispatch to {provider} (reference {reference}) did not finish; it is due for reconciliation by a status check \
+                    "a placement with {provider} (reference {reference}) did not finish; it is due for reconciliation by a status check \
                      with that reference: is `orderctl daemon` or `orderctl sweep` running? (`orderctl poll {n}` checks now)"
                 ),
-                true,
             ),
         },
-        ("sent" | "processing", None) => match f.next_check_at {
-            Some(t) if t > now => d(
+        State::WithProvider => match o.next_check_at {
+            Some(t) if t > now => (
                 "waiting_for_check",
                 format!(
                     "with {provider} (reference {reference}), {}; {} check(s) so far, next status check at {}",
-                    if f.external_status == "sent" { "sent" } else { "in progress" },
+                    if f.external == ExternalStatus::Sent { "sent" } else { "in progress" },
                     f.checks,
                     ts(t)
                 ),
-                false,
             ),
-            Some(t) if late(now, t, limits.overdue_after) => d(
+            Some(t) if late(now, t, limits.overdue_after) => (
                 "check_overdue",
                 format!(
                     "with {provider} (reference {reference}); its status check is overdue since {} ({} late): is `orderctl daemon` \
@@ -182,27 +209,87 @@ pub fn diagnose(f: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> 
                     ts(t),
                     ago(now, t)
                 ),
-                true,
             ),
-            Some(_) => d(
-                "check_due",
-                format!("with {provider} (reference {reference}); its status check is due now ({} so far)", f.checks),
-                false,
-            ),
-            None => d(
+            Some(_) => ("check_due", format!("with {provider} (reference {reference}); its status check is due now ({} so far)", f.checks)),
+            None => (
                 "unscheduled",
                 format!(
-                    "with {provider} (reference {reference}) but no status check is scheduled; `orderctl poll {n}` checks it now \
-                     and the batch safety sweep will pick it up"
+                    "with {provider} (reference {reference}) but no status check is scheduled; `orderctl poll {n}` checks it now and \
+                     the batch safety sweep will pick it up"
                 ),
-                true,
             ),
         },
-        (other, _) => d(
+        State::WaitingForOperator => waiting_for_operator(o),
+        State::Inconsistent => (
             "unknown_state",
-            format!("in state {} / {other}, which orderctl does not expect; inspect its events", f.status),
-            true,
+            format!("in state {} / {}, which orderctl does not expect; inspect its events", f.status, f.external),
         ),
+    }
+}
+
+fn attention(o: &OrderFacts, a: Attention) -> (&'static str, String) {
+    let f = o.facts;
+    let n = f.number;
+    let provider = o.provider.unwrap_or("?");
+    let reference = f.reference.as_deref().unwrap_or("?");
+    let message = |default: &str| o.last_message.unwrap_or(default).to_string();
+    match a {
+        Attention::GivenUp => (
+            "given_up",
+            format!(
+                "given up: {} from {provider} (reference {reference}); the provider may still deliver, so no refund was made: ask \
+                 {provider}, then `orderctl approve {n} --pin PIN` or `orderctl reject {n} --reason TEXT`",
+                message("no final answer in time")
+            ),
+        ),
+        Attention::PlacementRejected => (
+            "placement_rejected",
+            format!(
+                "{}; no fallback left, the order waits for an operator: fix the cause and `orderctl dispatch {n}` (or \
+                 `--provider NAME`), or `orderctl reject {n} --reason TEXT` to refund",
+                message("placement rejected by the provider")
+            ),
+        ),
+        Attention::PlacementLimit => (
+            "placement_limit",
+            format!(
+                "{}: the placement budget with {provider} ({MAX_PLACEMENTS}) is used up without a confirmed order; ask {provider} \
+                 about reference {reference}, then `orderctl dispatch {n}` (or `--provider NAME`) or `orderctl reject {n} --reason TEXT`",
+                message("placements never confirmed")
+            ),
+        ),
+        Attention::DeliveredAfterRefund => (
+            "delivered_after_refund",
+            format!(
+                "{provider} delivered (reference {reference}) after an operator rejected and refunded the order; the late PIN is \
+                 stored: `orderctl settle {n} --recharge` (the buyer gets it and pays again) or `orderctl settle {n} --write-off`"
+            ),
+        ),
+        Attention::DeliveredAfterManualApproval => (
+            "delivered_after_manual_approval",
+            format!(
+                "{provider} delivered (reference {reference}) after an operator approved the order by hand; the provider's PIN is \
+                 stored as the late PIN: `orderctl settle {n} --write-off` records its cost"
+            ),
+        ),
+        Attention::WriteRefused => (
+            "write_refused",
+            format!(
+                "{}; inspect its history, then `orderctl dispatch {n}`, `orderctl approve {n} --pin PIN` or `orderctl reject {n} --reason TEXT`",
+                message("the database refused a result for this order")
+            ),
+        ),
+        Attention::Routing | Attention::NoMapping | Attention::ProviderDisabled | Attention::CodeStockEmpty => {
+            let code = match a {
+                Attention::NoMapping => "no_mapping",
+                Attention::ProviderDisabled => "provider_disabled",
+                Attention::CodeStockEmpty => "code_stock_empty",
+                _ => routing_code(o.routing),
+            };
+            let text = message("dispatch stopped on a configuration problem");
+            let text = text.strip_prefix("not sent: ").unwrap_or(&text);
+            (code, format!("not sent: {text}"))
+        }
     }
 }
 
@@ -218,84 +305,68 @@ fn routing_code(r: Option<&RoutingView>) -> &'static str {
     }
 }
 
-fn not_sent(f: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> Diagnosis {
-    let n = f.number;
-    let Some(r) = f.routing else {
-        return d("not_sent", format!("not sent yet (created {} ago)", ago(now, f.created_at)), false);
-    };
+fn waiting_for_operator(o: &OrderFacts) -> (&'static str, String) {
+    let n = o.facts.number;
+    let sendable = o.routing.map(|r| r.provider_type == ProviderType::External).unwrap_or(false);
+    (
+        "waiting_for_operator",
+        format!(
+            "waiting for an operator: package {} is routed manually; deliver it, then `orderctl approve {n} --pin PIN`, or \
+             `orderctl reject {n} --reason TEXT`{}",
+            o.package,
+            if sendable { format!(", or send it with `orderctl dispatch {n}`") } else { String::new() }
+        ),
+    )
+}
+
+fn not_sent(o: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> (&'static str, String) {
+    let n = o.facts.number;
     // The incident: routing that has nowhere to send the order, found before anyone waits.
-    if let Some(p) = check_routing(r).into_iter().find(|p| {
-        matches!(
-            p,
-            RoutingProblem::AutoWithManualProviderType { .. }
-                | RoutingProblem::ExternalWithoutPrimary
-                | RoutingProblem::CodesWithoutCodeGroup
-        )
-    }) {
-        return d(
+    if let Some(p) = contradictory(o.routing) {
+        return (
             "routing_auto_without_provider",
             format!(
                 "not sent: routing for package {} is auto but has no provider ({}): {}; then `orderctl dispatch {n}`",
-                f.package,
+                o.package,
                 p.problem(),
                 p.fix()
             ),
-            true,
         );
     }
-    // Manual routing: an operator delivers it (manual-mode packages with a provider may also be
-    // sent by hand, which schedules them).
-    if r.provider_type == ProviderType::Manual || (r.mode == RoutingMode::Manual && f.next_check_at.is_none()) {
-        return d(
-            "waiting_for_operator",
-            format!(
-                "waiting for an operator: package {} is routed manually; deliver it, then `orderctl approve {n} --pin PIN`, \
-                 or `orderctl reject {n} --reason TEXT`{}",
-                f.package,
-                if r.provider_type == ProviderType::External {
-                    format!(", or send it with `orderctl dispatch {n}`")
-                } else {
-                    String::new()
-                }
-            ),
-            false,
-        );
+    if let Some(r) = o.routing {
+        if r.provider_type == ProviderType::Manual || r.mode == RoutingMode::Manual {
+            return waiting_for_operator(o);
+        }
     }
-    if late(now, f.created_at, limits.undispatched_after) {
-        return d(
+    match o.next_check_at {
+        Some(t) if late(now, t, limits.overdue_after) => (
             "undispatched",
             format!(
                 "not dispatched {} after it was created although routing is auto: is `orderctl daemon` or `orderctl sweep` running? \
                  (`orderctl dispatch {n}` sends it now)",
-                ago(now, f.created_at)
+                ago(now, o.created_at)
             ),
-            true,
-        );
+        ),
+        _ => ("waiting_for_dispatch", format!("waiting to be dispatched (created {} ago)", ago(now, o.created_at))),
     }
-    d("waiting_for_dispatch", format!("waiting to be dispatched (created {} ago)", ago(now, f.created_at)), false)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::lifecycle::tests::facts;
     use crate::domain::routing::RoutedProvider;
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z").unwrap().with_timezone(&Utc)
     }
 
-    fn facts<'a>(routing: Option<&'a RoutingView>) -> OrderFacts<'a> {
+    fn order<'a>(f: &'a Facts, routing: Option<&'a RoutingView>) -> OrderFacts<'a> {
         OrderFacts {
-            number: 1042,
+            facts: f,
             package: "pubg-60",
-            status: "pending",
-            external_status: "not_sent",
-            attention: None,
-            awaiting_reconciliation: false,
-            provider: None,
-            reference: None,
+            provider: Some("znet-main"),
             last_message: None,
-            checks: 0,
             created_at: now() - chrono::Duration::hours(2),
             dispatched_at: None,
             completed_at: None,
@@ -321,7 +392,8 @@ mod tests {
     #[test]
     fn the_incident_order_explains_itself() {
         let r = routing(RoutingMode::Auto, ProviderType::Manual, false);
-        let dg = diagnose(&facts(Some(&r)), now(), StuckThresholds::default());
+        let f = facts();
+        let dg = diagnose(&order(&f, Some(&r)), now(), StuckThresholds::default());
         assert_eq!(dg.code, "routing_auto_without_provider");
         assert!(dg.stuck);
         assert!(dg.sentence.contains("routing for package pubg-60 is auto but has no provider"), "{}", dg.sentence);
@@ -331,52 +403,47 @@ mod tests {
     #[test]
     fn manual_routing_waits_for_an_operator_and_is_not_stuck() {
         let r = routing(RoutingMode::Manual, ProviderType::Manual, false);
-        let dg = diagnose(&facts(Some(&r)), now(), StuckThresholds::default());
+        let f = Facts { scheduled: false, ..facts() };
+        let dg = diagnose(&order(&f, Some(&r)), now(), StuckThresholds::default());
         assert_eq!(dg.code, "waiting_for_operator");
         assert!(!dg.stuck);
         assert!(dg.sentence.contains("orderctl approve 1042 --pin PIN"));
     }
 
     #[test]
-    fn an_old_undispatched_auto_order_is_stuck() {
+    fn work_waiting_too_long_is_stuck() {
         let r = routing(RoutingMode::Auto, ProviderType::External, true);
-        let mut f = facts(Some(&r));
-        f.next_check_at = Some(now() - chrono::Duration::hours(2));
-        let dg = diagnose(&f, now(), StuckThresholds::default());
+        let f = Facts { lane: 7, provider_id: Some(7), ..facts() };
+        let mut o = order(&f, Some(&r));
+        o.next_check_at = Some(now() - chrono::Duration::hours(2));
+        let dg = diagnose(&o, now(), StuckThresholds::default());
         assert_eq!(dg.code, "undispatched");
         assert!(dg.stuck);
-        f.created_at = now() - chrono::Duration::seconds(5);
-        assert_eq!(diagnose(&f, now(), StuckThresholds::default()).code, "waiting_for_dispatch");
+        o.next_check_at = Some(now() - chrono::Duration::seconds(5));
+        let dg = diagnose(&o, now(), StuckThresholds::default());
+        assert_eq!((dg.code, dg.stuck), ("waiting_for_dispatch", false));
     }
 
     #[test]
     fn checks_are_waiting_then_overdue() {
-        let r = routing(RoutingMode::Auto, ProviderType::External, true);
-        let mut f = facts(Some(&r));
-        f.external_status = "sent";
-        f.provider = Some("znet-main");
-        f.reference = Some("ref-1");
-        f.next_check_at = Some(now() + chrono::Duration::seconds(30));
-        let dg = diagnose(&f, now(), StuckThresholds::default());
+        let f =
+            Facts { external: ExternalStatus::Sent, lane: 7, provider_id: Some(7), reference: Some("ref-1".into()), ..facts() };
+        let mut o = order(&f, None);
+        o.next_check_at = Some(now() + chrono::Duration::seconds(30));
+        let dg = diagnose(&o, now(), StuckThresholds::default());
         assert_eq!(dg.code, "waiting_for_check");
         assert!(dg.sentence.contains("next status check at 2026-11-22T12:00:30Z"), "{}", dg.sentence);
-        f.next_check_at = Some(now() - chrono::Duration::hours(1));
-        assert_eq!(diagnose(&f, now(), StuckThresholds::default()).code, "check_overdue");
+        o.next_check_at = Some(now() - chrono::Duration::hours(1));
+        assert_eq!(diagnose(&o, now(), StuckThresholds::default()).code, "check_overdue");
     }
 
     #[test]
-    fn given_up_and_rejected_placements_name_the_operator_commands() {
-        let mut f = facts(None);
-        f.external_status = "failed";
-        f.attention = Some("given_up");
-        f.last_message = Some("no final answer after 24h");
-        let dg = diagnose(&f, now(), StuckThresholds::default());
-        assert_eq!(dg.code, "given_up");
-        assert!(dg.sentence.contains("no final answer after 24h") && dg.sentence.contains("no refund"));
-        f.attention = Some("placement_rejected");
-        f.last_message = Some("placement rejected by znet-main: Kupur Bilgisi Bulunamadı");
-        let dg = diagnose(&f, now(), StuckThresholds::default());
-        assert_eq!(dg.code, "placement_rejected");
-        assert!(dg.sentence.contains("Kupur Bilgisi Bulunamadı"));
+    fn every_attention_is_stuck_and_names_what_to_do() {
+        for a in Attention::ALL {
+            let f = Facts { attention: Some(a), external: ExternalStatus::Failed, reference: Some("r".into()), ..facts() };
+            let dg = diagnose(&order(&f, None), now(), StuckThresholds::default());
+            assert!(dg.stuck, "{a}");
+            assert!(dg.sentence.contains("orderctl") || dg.sentence.starts_with("not sent"), "{a}: {}", dg.sentence);
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod diagnosis;
+pub mod lifecycle;
 pub mod money;
 pub mod routing;
 pub mod setup;

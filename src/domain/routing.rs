@@ -250,6 +250,49 @@ pub fn is_contradiction(p: &RoutingProblem) -> bool {
     )
 }
 
+/// Where an order of a package goes next, decided by its routing alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteDecision {
+    /// To the primary provider's lane (its lane finds a missing mapping or a disabled provider
+    /// and hands the order to the fallback, or to an operator).
+    External { primary: String },
+    /// Codes from our own stock.
+    Codes { group: String },
+    /// An operator delivers it.
+    Manual,
+    /// Routing cannot be followed: the order needs an operator.
+    Stop(RoutingProblem),
+}
+
+/// Route an order. `operator`: an operator dispatches it by hand, so a manual-mode package
+/// that names a provider is sent there (automatic dispatch leaves it for an operator).
+pub fn route(r: &RoutingView, operator: bool) -> RouteDecision {
+    let stopping = check_routing(r).into_iter().find(|p| {
+        matches!(
+            p,
+            RoutingProblem::AutoWithManualProviderType { .. }
+                | RoutingProblem::ExternalWithoutPrimary
+                | RoutingProblem::CodesWithoutCodeGroup
+        )
+    });
+    if let Some(p) = stopping {
+        return RouteDecision::Stop(p);
+    }
+    match r.provider_type {
+        ProviderType::Manual => RouteDecision::Manual,
+        _ if r.mode == RoutingMode::Manual && !operator => RouteDecision::Manual,
+        ProviderType::Codes => match &r.code_group {
+            Some((group, _)) => RouteDecision::Codes { group: group.clone() },
+            None => RouteDecision::Stop(RoutingProblem::CodesWithoutCodeGroup),
+        },
+        ProviderType::External => match &r.primary {
+            Some(p) => RouteDecision::External { primary: p.name.clone() },
+            // Manual mode with provider_type external and no primary: only an operator sends it.
+            None => RouteDecision::Stop(RoutingProblem::ExternalWithoutPrimary),
+        },
+    }
+}
+
 impl RoutingView {
     /// One line for listings: `auto → external znet-main (fallback xstor)`,
     /// `auto → codes itunes-10 (2 available)`, `manual`.
@@ -346,6 +389,21 @@ mod tests {
         assert_eq!(c.summary(), "auto → codes itunes-10 (2 available)");
         assert_eq!(view(RoutingMode::Manual, ProviderType::Manual).summary(), "manual");
         assert_eq!(view(RoutingMode::Auto, ProviderType::Manual).summary(), "auto → manual");
+    }
+
+    #[test]
+    fn orders_are_routed_by_mode_and_provider_type() {
+        let mut r = view(RoutingMode::Auto, ProviderType::External);
+        r.primary = Some(provider("znet-main"));
+        assert_eq!(route(&r, false), RouteDecision::External { primary: "znet-main".into() });
+        r.mode = RoutingMode::Manual;
+        assert_eq!(route(&r, false), RouteDecision::Manual);
+        assert_eq!(route(&r, true), RouteDecision::External { primary: "znet-main".into() });
+        let incident = view(RoutingMode::Auto, ProviderType::Manual);
+        assert!(matches!(route(&incident, false), RouteDecision::Stop(RoutingProblem::AutoWithManualProviderType { .. })));
+        let mut c = view(RoutingMode::Auto, ProviderType::Codes);
+        c.code_group = Some(("itunes-10".into(), 0));
+        assert_eq!(route(&c, false), RouteDecision::Codes { group: "itunes-10".into() });
     }
 
     #[test]

@@ -45,6 +45,11 @@ fn json_errors_are_machine_readable() {
     assert!(err["hint"].as_str().unwrap().contains("orderctl list"));
 }
 
+/// Manual orders wait in the routing lane (0).
+fn routing_lane() -> orderctl::db::claims::LaneQuery {
+    orderctl::db::claims::LaneQuery { lane: 0, tenant: None, due_by: None }
+}
+
 #[test]
 fn concurrent_claims_never_hand_one_order_to_two_workers() {
     let sim = Sim::start(&["--complete-after", "1h"]);
@@ -62,10 +67,10 @@ fn concurrent_claims_never_hand_one_order_to_two_workers() {
                 let mut mine = Vec::new();
                 for _ in 0..5 {
                     mine.extend(
-                        orderctl::db::orders::claim_due(&mut c, 3, Duration::from_secs(60), None)
+                        orderctl::db::claims::claim_due(&mut c, routing_lane(), 3, Duration::from_secs(60))
                             .unwrap()
                             .into_iter()
-                            .map(|o| o.id),
+                            .map(|(id, _)| id),
                     );
                 }
                 mine
@@ -77,7 +82,7 @@ fn concurrent_claims_never_hand_one_order_to_two_workers() {
     assert_eq!(all.len(), unique.len(), "an order was claimed twice within its lease");
     assert_eq!(unique.len(), 40, "every due order was claimed once");
     assert_eq!(
-        orderctl::db::orders::claim_due(&mut db.client(), 100, Duration::from_secs(60), None).unwrap().len(),
+        orderctl::db::claims::claim_due(&mut db.client(), routing_lane(), 100, Duration::from_secs(60)).unwrap().len(),
         0,
         "nothing comes due again before its lease ends"
     );

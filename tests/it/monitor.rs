@@ -186,19 +186,24 @@ fn a_stale_result_never_overwrites_a_finished_order() {
     let id: uuid::Uuid = o["id"].as_str().unwrap().parse().unwrap();
     // A worker claims the order, then an operator finishes it, then the worker writes back.
     let mut c = db.client();
-    let claimed = orderctl::db::orders::claim_due(&mut c, 10, Duration::from_secs(60), None).unwrap();
+    let lane: i64 = db.query_i64("SELECT id FROM providers WHERE name = 'znet-main'");
+    let q = orderctl::db::claims::LaneQuery { lane, tenant: None, due_by: None };
+    let claimed = orderctl::db::claims::claim_due(&mut c, q, 10, Duration::from_secs(60)).unwrap();
     assert_eq!(claimed.len(), 1);
-    db.cmd().args(["approve", &o["number"].to_string(), "--pin", "BY-HAND"]).run().ok();
-    let written = orderctl::db::orders::reschedule_many(
+    db.cmd().args(["approve", &o["number"].to_string(), "--pin", "BY-HAND", "--force"]).run().ok();
+    let late = orderctl::domain::lifecycle::Transition {
+        external: Some(orderctl::domain::status::ExternalStatus::Processing),
+        message: Some("late".into()),
+        ..Default::default()
+    };
+    let written = orderctl::db::transitions::apply(
         &mut c,
-        &[orderctl::db::orders::Reschedule {
+        &[orderctl::db::transitions::Write {
             order_id: id,
-            lease: claimed[0].lease,
-            external_status: "processing".into(),
-            next_check_at: Some(chrono::Utc::now()),
-            message: "late".into(),
-            no_news: false,
-            counted: true,
+            lease: Some(claimed[0].1),
+            placement: None,
+            transition: late,
+            steps: vec![],
         }],
     )
     .unwrap();

@@ -52,7 +52,7 @@ pub fn assert_placed_once(sim: &Sim, expected: u64) {
 
 /// Event kinds that finish an order.
 const FINAL_EVENT: &str = "(kind IN ('check.approved', 'check.cancelled', 'operator.approved', 'operator.rejected')
-     OR (kind = 'dispatch.record_outcome' AND (message LIKE '%order approved%' OR message LIKE '%order rejected%')))";
+     OR (kind = 'dispatch' AND (message LIKE '%order approved%' OR message LIKE '%order rejected%')))";
 
 /// The event logs tell one consistent story per order: at most one `created` event; a
 /// finished order has exactly one event that finished it, matching its status, and no
@@ -73,7 +73,7 @@ pub fn assert_event_logs_consistent(db: &TestDb) {
     let after_final = format!(
         "SELECT count(*) FROM order_events e JOIN (SELECT order_id, min(id) AS fin FROM order_events WHERE {FINAL_EVENT} GROUP BY order_id) f
             ON f.order_id = e.order_id AND e.id > f.fin
-          WHERE e.kind LIKE 'check.%' OR e.kind LIKE 'reconcile.%' OR e.kind = 'gave_up' OR e.kind = 'dispatch.place'"
+          WHERE e.kind LIKE 'check.%' OR e.kind LIKE 'reconcile.%' OR e.kind = 'gave_up' OR e.kind = 'dispatch'"
     );
     assert_eq!(q(&after_final), 0, "no provider work recorded after an order was finished");
 }

@@ -1,0 +1,251 @@
+//! Claiming work: the only statements that take orders off the queue for a while.
+//!
+//! A lane locks its due orders (`FOR UPDATE SKIP LOCKED`, so any number of workers claim at
+//! once without waiting on each other), decides what each needs (`domain::lifecycle::work_for`),
+//! and in the same transaction claims them: a placement writes its reference and moves the
+//! order to `dispatching`; a check only pushes the order's schedule a lease ahead. Both bump
+//! the lease token, and every write-back carries it: a crashed worker's orders simply come due
+//! again, no rescuer, no heartbeat table. The transaction commits before any provider call.
+
+use crate::domain::lifecycle::Facts;
+use crate::error::Result;
+use postgres::GenericClient;
+use rust_decimal::Decimal;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A locked order with everything its work needs.
+#[derive(Debug, Clone)]
+pub struct DueRow {
+    pub id: Uuid,
+    pub number: i64,
+    pub tenant_id: i64,
+    pub package_id: i64,
+    pub quantity: i32,
+    pub player: String,
+    pub extra: String,
+    pub lease: i64,
+    pub external_order_id: Option<String>,
+    /// Due now (`next_check_at` has passed).
+    pub due: bool,
+    /// Since the first dispatch, on the database's clock (zero when never dispatched).
+    pub since_dispatch: Duration,
+    /// Since the current placement was claimed (zero when none was).
+    pub since_placement: Duration,
+    pub facts: Facts,
+}
+
+const COLUMNS: &str = "o.id, o.number, o.tenant_id, o.package_id, o.quantity, o.user_identifier, o.extra_field, o.lease,
+       o.external_order_id, coalesce(o.next_check_at <= now(), false),
+       (extract(epoch FROM now() - coalesce(o.dispatched_at, now())) * 1000)::bigint,
+       (extract(epoch FROM now() - coalesce(o.placed_at, o.dispatched_at, now())) * 1000)::bigint,
+       o.status, o.external_status, o.attention, o.awaiting_reconciliation, o.operator_forced, o.lane,
+       o.provider_id, o.provider_referans, o.next_check_at IS NOT NULL, o.checks, o.no_news, o.placement_attempts,
+       o.price, o.late_pin";
+
+fn ms(v: i64) -> Duration {
+    Duration::from_millis(v.max(0) as u64)
+}
+
+fn count(v: i32) -> u32 {
+    v.max(0) as u32
+}
+
+fn due_row(r: &postgres::Row) -> Result<DueRow> {
+    let internal = crate::error::Error::internal;
+    let status: String = r.get(12);
+    let external: String = r.get(13);
+    let attention: Option<String> = r.get(14);
+    Ok(DueRow {
+        id: r.get(0),
+        number: r.get(1),
+        tenant_id: r.get(2),
+        package_id: r.get(3),
+        quantity: r.get(4),
+        player: r.get(5),
+        extra: r.get(6),
+        lease: r.get(7),
+        external_order_id: r.get(8),
+        due: r.get(9),
+        since_dispatch: ms(r.get(10)),
+        since_placement: ms(r.get(11)),
+        facts: Facts {
+            number: r.get(1),
+            status: status.parse().map_err(internal)?,
+            external: external.parse().map_err(internal)?,
+            attention: match attention {
+                Some(a) => Some(
+                    crate::domain::lifecycle::Attention::parse(&a)
+                        .ok_or_else(|| internal(format!("unknown attention '{a}' on an order")))?,
+                ),
+                None => None,
+            },
+            reconciling: r.get(15),
+            operator_forced: r.get(16),
+            lane: r.get(17),
+            provider_id: r.get(18),
+            reference: r.get(19),
+            scheduled: r.get(20),
+            checks: count(r.get(21)),
+            no_news: count(r.get(22)),
+            placement_attempts: count(r.get(23)),
+            price: r.get::<_, Decimal>(24),
+            late_pin: r.get(25),
+        },
+    })
+}
+
+/// Where a lane looks for work.
+#[derive(Debug, Clone, Copy)]
+pub struct LaneQuery {
+    pub lane: i64,
+    pub tenant: Option<i64>,
+    /// Only work due by this moment (a sweep's start); None: due now.
+    pub due_by: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Lock up to `places` due orders waiting to be placed and up to `checks` other due orders of
+/// a lane, oldest due first. Locked rows stay the caller's until its transaction ends.
+pub fn lock_due(tx: &mut impl GenericClient, q: LaneQuery, places: i64, checks: i64) -> Result<Vec<DueRow>> {
+    let mut out = Vec::new();
+    for (limit, placing) in [(places, true), (checks, false)] {
+        if limit <= 0 {
+            continue;
+        }
+        // A drain takes placements due now (a placement is never a loop) and checks due by its start.
+        let due_by = if placing { None } else { q.due_by };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM orders o
+              WHERE o.lane = $1 AND o.next_check_at <= coalesce($2::timestamptz, now())
+                AND ($3::bigint IS NULL OR o.tenant_id = $3)
+                AND (o.external_status = 'not_sent') = $4
+              ORDER BY o.next_check_at LIMIT $5 FOR UPDATE SKIP LOCKED"
+        );
+        for r in tx.query(&sql, &[&q.lane, &due_by, &q.tenant, &placing, &limit])? {
+            out.push(due_row(&r)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Is any work of the lane due? (Cheap: decides whether a lane asks for permits at all.)
+pub fn any_due(client: &mut impl GenericClient, q: LaneQuery) -> Result<bool> {
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM orders WHERE lane = $1 AND ($3::bigint IS NULL OR tenant_id = $3)
+                AND next_check_at <= CASE WHEN external_status = 'not_sent' THEN now() ELSE coalesce($2::timestamptz, now()) END
+              LIMIT 1",
+            &[&q.lane, &q.due_by, &q.tenant],
+        )?
+        .is_some())
+}
+
+/// Lock these orders, whatever their schedule (an operator's command, `poll`, `create`).
+/// `wait`: block on an order another transaction holds instead of skipping it.
+pub fn lock_ids(tx: &mut impl GenericClient, ids: &[Uuid], wait: bool) -> Result<Vec<DueRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders o WHERE o.id = ANY($1) ORDER BY o.id FOR UPDATE{}",
+        if wait { "" } else { " SKIP LOCKED" }
+    );
+    tx.query(&sql, &[&ids])?.iter().map(due_row).collect()
+}
+
+/// The work-queue side of a claim: the orders' schedule moves a lease ahead and their lease
+/// token is bumped. Returns (order, new lease).
+pub fn claim_checks(tx: &mut impl GenericClient, ids: &[Uuid], lease: Duration) -> Result<Vec<(Uuid, i64)>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(tx
+        .query(
+            "UPDATE orders SET next_check_at = now() + make_interval(secs => $2::bigint / 1000.0), lease = lease + 1
+              WHERE id = ANY($1) RETURNING id, lease",
+            &[&ids, &(lease.as_millis() as i64)],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// A placement to claim.
+#[derive(Debug, Clone)]
+pub struct PlacementClaim {
+    pub order_id: Uuid,
+    pub provider_id: i64,
+    /// Send the order's reference again (the provider was shown not to have it).
+    pub reuse: bool,
+}
+
+/// The claim that makes a placement at most once: the reference is written (a new one in the
+/// provider's style, or the order's own when it is sent again), the order moves to
+/// `dispatching`, and its placement row is recorded — all committed before any call. The
+/// first dispatch's time is kept; the deadline runs from it. Returns (order, new lease,
+/// reference).
+pub fn claim_placements(
+    tx: &mut impl GenericClient,
+    claims: &[PlacementClaim],
+    style: &str,
+    lease: Duration,
+) -> Result<Vec<(Uuid, i64, String)>> {
+    if claims.is_empty() {
+        return Ok(vec![]);
+    }
+    let ids: Vec<Uuid> = claims.iter().map(|c| c.order_id).collect();
+    let providers: Vec<i64> = claims.iter().map(|c| c.provider_id).collect();
+    let reuse: Vec<bool> = claims.iter().map(|c| c.reuse).collect();
+    let rows = tx.query(
+        "WITH claimed AS (
+             UPDATE orders o
+                SET external_status = 'dispatching', awaiting_reconciliation = false, provider_id = c.provider_id,
+                    provider_referans = CASE WHEN c.reuse AND o.provider_referans IS NOT NULL THEN o.provider_referans
+                                             ELSE orderctl_new_reference($4, o.id, c.provider_id) END,
+                    placement_attempts = o.placement_attempts + 1,
+                    dispatched_at = coalesce(o.dispatched_at, now()), placed_at = now(),
+                    next_check_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = o.lease + 1
+               FROM unnest($1::uuid[], $2::bigint[], $3::bool[]) AS c(id, provider_id, reuse)
+              WHERE o.id = c.id
+          RETURNING o.id, o.lease, o.provider_id, o.provider_referans
+         ), recorded AS (
+             INSERT INTO placements (order_id, provider_id, referans)
+             SELECT id, provider_id, provider_referans FROM claimed
+             ON CONFLICT (provider_id, referans) DO UPDATE SET outcome = 'in_flight', message = NULL, finished_at = NULL,
+                                                             created_at = now()
+         )
+         SELECT id, lease, provider_referans FROM claimed",
+        &[&ids, &providers, &reuse, &style, &(lease.as_millis() as i64)],
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+}
+
+/// Provider lanes with work due: placements due now, checks due by `checks_due_by` (or now).
+pub fn lanes_with_work(
+    client: &mut impl GenericClient,
+    tenant: Option<i64>,
+    checks_due_by: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Vec<i64>> {
+    Ok(client
+        .query(
+            "SELECT DISTINCT lane FROM orders
+              WHERE lane <> 0 AND next_check_at IS NOT NULL AND ($1::bigint IS NULL OR tenant_id = $1)
+                AND next_check_at <= CASE WHEN external_status = 'not_sent' THEN now() ELSE coalesce($2::timestamptz, now()) END
+              ORDER BY lane",
+            &[&tenant, &checks_due_by],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// Claim up to `limit` due orders of a lane for a lease, whatever their work, in one
+/// transaction: (order, new lease). The lanes claim with `lock_due` and the dispatch stages;
+/// this is the bare queue mechanics (benchmarks and tests measure and prove it).
+pub fn claim_due(client: &mut postgres::Client, q: LaneQuery, limit: i64, lease: Duration) -> Result<Vec<(Uuid, i64)>> {
+    let mut tx = client.transaction()?;
+    let sql = "SELECT o.id FROM orders o
+          WHERE o.lane = $1 AND o.next_check_at <= coalesce($2::timestamptz, now()) AND ($3::bigint IS NULL OR o.tenant_id = $3)
+          ORDER BY o.next_check_at LIMIT $4 FOR UPDATE SKIP LOCKED";
+    let ids: Vec<Uuid> = tx.query(sql, &[&q.lane, &q.due_by, &q.tenant, &limit])?.iter().map(|r| r.get(0)).collect();
+    let claimed = claim_checks(&mut tx, &ids, lease)?;
+    tx.commit()?;
+    Ok(claimed)
+}

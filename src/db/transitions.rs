@@ -1,0 +1,338 @@
+//! The one writer of an order's state: it persists the lifecycle's transitions, many in one
+//! statement, each guarded by the lease its work was claimed with (zero rows updated means
+//! somebody else owns the order now, and the stale result is dropped), on the database's clock.
+//! Its side effects go in the same transaction: the placement row's outcome, money (unique
+//! ledger rows: exactly once), the history entry and the shop's notice.
+
+use crate::domain::lifecycle::{Money, Schedule, Set, Transition};
+use crate::error::Result;
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// One transition to write.
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub order_id: Uuid,
+    /// The lease the work was claimed with; None when the caller holds the row's lock.
+    pub lease: Option<i64>,
+    /// The placement row the transition's placement outcome applies to: (provider, reference).
+    pub placement: Option<(i64, String)>,
+    pub transition: Transition,
+    /// The steps of a dispatch, carried by the history entry.
+    pub steps: Vec<StepRecord>,
+}
+
+/// One step of a dispatch, as `inspect` shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct StepRecord {
+    pub at: DateTime<Utc>,
+    pub step: String,
+    pub message: String,
+}
+
+impl StepRecord {
+    pub fn now(step: &str, message: impl Into<String>) -> StepRecord {
+        StepRecord { at: Utc::now(), step: step.to_string(), message: message.into() }
+    }
+}
+
+/// A write that reached its order: (order, its new lease).
+pub type Applied = (Uuid, i64);
+
+/// Write the transitions; those whose lease moved on are dropped. Returns the ones written.
+/// An order may appear once per call.
+pub fn apply(tx: &mut impl GenericClient, writes: &[Write]) -> Result<Vec<Applied>> {
+    Ok(apply_pg(tx, writes)?)
+}
+
+fn apply_pg(tx: &mut impl GenericClient, writes: &[Write]) -> std::result::Result<Vec<Applied>, postgres::Error> {
+    if writes.is_empty() {
+        return Ok(vec![]);
+    }
+    let applied = update_orders(tx, writes)?;
+    let written: std::collections::HashSet<Uuid> = applied.iter().map(|(id, _)| *id).collect();
+    let done: Vec<&Write> = writes.iter().filter(|w| written.contains(&w.order_id)).collect();
+    record_placements(tx, &done)?;
+    move_money(tx, &done)?;
+    record_events(tx, &done)?;
+    crate::db::outbox::enqueue(tx, &done)?;
+    Ok(applied)
+}
+
+fn update_orders(tx: &mut impl GenericClient, writes: &[Write]) -> std::result::Result<Vec<Applied>, postgres::Error> {
+    let ids: Vec<Uuid> = writes.iter().map(|w| w.order_id).collect();
+    let leases: Vec<Option<i64>> = writes.iter().map(|w| w.lease).collect();
+    let t = |w: &Write| w.transition.clone();
+    let all: Vec<Transition> = writes.iter().map(t).collect();
+    let status: Vec<Option<&str>> = all.iter().map(|t| t.status.map(|s| s.as_str())).collect();
+    let external: Vec<Option<&str>> = all.iter().map(|t| t.external.map(|s| s.as_str())).collect();
+    let (att_op, att): (Vec<&str>, Vec<Option<&str>>) = all.iter().map(|t| set_op(&t.attention, |a| a.as_str())).unzip();
+    let reconciling: Vec<Option<bool>> = all.iter().map(|t| t.reconciling).collect();
+    let (sched_op, sched_ms): (Vec<&str>, Vec<i64>) = all
+        .iter()
+        .map(|t| match t.schedule {
+            Schedule::Keep => ("keep", 0),
+            Schedule::Off => ("off", 0),
+            Schedule::Now => ("at", 0),
+            Schedule::In(d) => ("at", d.as_millis().min(i64::MAX as u128) as i64),
+        })
+        .unzip();
+    let lane: Vec<Option<i64>> = all.iter().map(|t| t.lane).collect();
+    let provider: Vec<Option<i64>> = all.iter().map(|t| t.provider_id).collect();
+    let (ref_op, reference): (Vec<&str>, Vec<Option<&str>>) = all.iter().map(|t| set_op(&t.reference, String::as_str)).unzip();
+    let ext_id: Vec<Option<&str>> = all.iter().map(|t| t.external_order_id.as_deref()).collect();
+    let num = |v: Option<u32>| v.map(|n| n.min(i32::MAX as u32) as i32);
+    let checks: Vec<Option<i32>> = all.iter().map(|t| num(t.checks)).collect();
+    let no_news: Vec<Option<i32>> = all.iter().map(|t| num(t.no_news)).collect();
+    let attempts: Vec<Option<i32>> = all.iter().map(|t| num(t.placement_attempts)).collect();
+    let message: Vec<Option<&str>> = all.iter().map(|t| t.message.as_deref()).collect();
+    let pin: Vec<Option<&str>> = all.iter().map(|t| t.pin.as_deref()).collect();
+    let late_pin: Vec<Option<&str>> = all.iter().map(|t| t.late_pin.as_deref()).collect();
+    let sent: Vec<bool> = all.iter().map(|t| t.sent).collect();
+    let completed: Vec<bool> = all.iter().map(|t| t.completed).collect();
+    let forced: Vec<Option<bool>> = all.iter().map(|t| t.operator_forced).collect();
+    let rows = tx.query(
+        "UPDATE orders o SET
+            status = coalesce(u.status, o.status),
+            external_status = coalesce(u.external, o.external_status),
+            attention = CASE u.att_op WHEN 'set' THEN u.att WHEN 'clear' THEN NULL ELSE o.attention END,
+            awaiting_reconciliation = coalesce(u.reconciling, o.awaiting_reconciliation),
+            next_check_at = CASE u.sched_op WHEN 'off' THEN NULL
+                                 WHEN 'at' THEN now() + make_interval(secs => u.sched_ms / 1000.0)
+                                 ELSE o.next_check_at END,
+            lane = coalesce(u.lane, o.lane),
+            provider_id = coalesce(u.provider, o.provider_id),
+            provider_referans = CASE u.ref_op WHEN 'set' THEN u.ref WHEN 'clear' THEN NULL ELSE o.provider_referans END,
+            external_order_id = CASE WHEN u.ref_op = 'clear' THEN NULL ELSE coalesce(u.ext_id, o.external_order_id) END,
+            checks = coalesce(u.checks, o.checks),
+            no_news = coalesce(u.no_news, o.no_news),
+            placement_attempts = coalesce(u.attempts, o.placement_attempts),
+            last_message = coalesce(u.message, o.last_message),
+            pin_code = coalesce(u.pin, o.pin_code),
+            late_pin = coalesce(u.late_pin, o.late_pin),
+            sent_at = CASE WHEN u.sent THEN coalesce(o.sent_at, now()) ELSE o.sent_at END,
+            completed_at = CASE WHEN u.completed THEN now() ELSE o.completed_at END,
+            duration_ms = CASE WHEN u.completed
+                               THEN (extract(epoch FROM now() - coalesce(o.sent_at, o.dispatched_at, o.created_at)) * 1000)::bigint
+                               ELSE o.duration_ms END,
+            operator_forced = coalesce(u.forced, o.operator_forced),
+            last_sync_at = now(),
+            lease = o.lease + 1
+           FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::text[],
+                       $9::bigint[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[], $15::int[],
+                       $16::int[], $17::int[], $18::text[], $19::text[], $20::text[], $21::bool[], $22::bool[], $23::bool[])
+                AS u(id, lease, status, external, att_op, att, reconciling, sched_op, sched_ms, lane, provider, ref_op, ref,
+                     ext_id, checks, no_news, attempts, message, pin, late_pin, sent, completed, forced)
+          WHERE o.id = u.id AND (u.lease IS NULL OR o.lease = u.lease)
+          RETURNING o.id, o.lease",
+        &[
+            &ids,
+            &leases,
+            &status,
+            &external,
+            &att_op,
+            &att,
+            &reconciling,
+            &sched_op,
+            &sched_ms,
+            &lane,
+            &provider,
+            &ref_op,
+            &reference,
+            &ext_id,
+            &checks,
+            &no_news,
+            &attempts,
+            &message,
+            &pin,
+            &late_pin,
+            &sent,
+            &completed,
+            &forced,
+        ],
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+fn set_op<T, F: Fn(&T) -> &str>(s: &Set<T>, f: F) -> (&'static str, Option<&str>) {
+    match s {
+        Set::Keep => ("keep", None),
+        Set::To(v) => ("set", Some(f(v))),
+        Set::Clear => ("clear", None),
+    }
+}
+
+fn record_placements(tx: &mut impl GenericClient, done: &[&Write]) -> std::result::Result<(), postgres::Error> {
+    let items: Vec<(i64, &str, &str, &str)> = done
+        .iter()
+        .filter_map(|w| {
+            let word = w.transition.placement?;
+            let (provider, reference) = w.placement.as_ref()?;
+            let message = w.transition.message.as_deref().or(w.transition.event.as_ref().map(|e| e.message.as_str()));
+            Some((*provider, reference.as_str(), word.as_str(), message.unwrap_or("")))
+        })
+        .collect();
+    if items.is_empty() {
+        return Ok(());
+    }
+    let providers: Vec<i64> = items.iter().map(|i| i.0).collect();
+    let references: Vec<&str> = items.iter().map(|i| i.1).collect();
+    let outcomes: Vec<&str> = items.iter().map(|i| i.2).collect();
+    let messages: Vec<&str> = items.iter().map(|i| i.3).collect();
+    tx.execute(
+        "UPDATE placements p SET outcome = u.outcome, message = u.message, finished_at = now()
+           FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(provider_id, reference, outcome, message)
+          WHERE p.provider_id = u.provider_id AND p.referans = u.reference",
+        &[&providers, &references, &outcomes, &messages],
+    )?;
+    Ok(())
+}
+
+/// Money, exactly once: every movement is a ledger row whose unique (order, kind) key makes a
+/// repeat a no-op, and a balance moves only together with a row that is new.
+fn move_money(tx: &mut impl GenericClient, done: &[&Write]) -> std::result::Result<(), postgres::Error> {
+    let of = |m: Money| -> Vec<Uuid> { done.iter().filter(|w| w.transition.money == m).map(|w| w.order_id).collect() };
+    let refunds = of(Money::Refund);
+    if !refunds.is_empty() {
+        tx.execute(
+            "WITH charge AS (
+                 SELECT order_id, tenant_id, user_id, -amount AS amount FROM ledger WHERE order_id = ANY($1) AND kind = 'charge'
+             ), refund AS (
+                 INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount, note)
+                 SELECT tenant_id, user_id, order_id, 'refund', amount, 'order rejected' FROM charge
+                 ON CONFLICT (order_id, kind) WHERE order_id IS NOT NULL DO NOTHING
+                 RETURNING user_id, amount
+             )
+             UPDATE users u SET balance = u.balance + r.amount
+               FROM (SELECT user_id, sum(amount) AS amount FROM refund GROUP BY user_id) r
+              WHERE u.id = r.user_id",
+            &[&refunds],
+        )?;
+    }
+    // A recharge can take the balance below the overdraft: the users CHECK then refuses it,
+    // and the operator's command says so.
+    for id in of(Money::Recharge) {
+        tx.execute(
+            "WITH charge AS (
+                 SELECT tenant_id, user_id, amount FROM ledger WHERE order_id = $1 AND kind = 'charge'
+             ), recharge AS (
+                 INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount, note)
+                 SELECT tenant_id, user_id, $1, 'recharge', amount, 'delivered after a refund: charged again' FROM charge
+                 ON CONFLICT (order_id, kind) WHERE order_id IS NOT NULL DO NOTHING
+                 RETURNING user_id, amount
+             )
+             UPDATE users u SET balance = u.balance + r.amount FROM recharge r WHERE u.id = r.user_id",
+            &[&id],
+        )?;
+    }
+    for id in of(Money::WriteOff) {
+        tx.execute(
+            "INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount, note)
+             SELECT tenant_id, user_id, $1, 'write_off', 0,
+                    'provider delivered after the operator''s decision; its cost (' || (-amount)::text || ') written off'
+               FROM ledger WHERE order_id = $1 AND kind = 'charge'
+             ON CONFLICT (order_id, kind) WHERE order_id IS NOT NULL DO NOTHING",
+            &[&id],
+        )?;
+    }
+    Ok(())
+}
+
+fn record_events(tx: &mut impl GenericClient, done: &[&Write]) -> std::result::Result<(), postgres::Error> {
+    let events: Vec<(&Write, &crate::domain::lifecycle::Step)> =
+        done.iter().filter_map(|w| w.transition.event.as_ref().map(|e| (*w, e))).collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = events.iter().map(|(w, _)| w.order_id).collect();
+    let kinds: Vec<&str> = events.iter().map(|(_, e)| e.kind).collect();
+    let messages: Vec<&str> = events.iter().map(|(_, e)| e.message.as_str()).collect();
+    let steps: Vec<Option<serde_json::Value>> =
+        events.iter().map(|(w, _)| (!w.steps.is_empty()).then(|| serde_json::to_value(&w.steps).unwrap_or_default())).collect();
+    tx.execute(
+        "INSERT INTO order_events (order_id, kind, status, external_status, message, steps)
+         SELECT e.order_id, e.kind, o.status, o.external_status, e.message, e.steps
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[]) WITH ORDINALITY AS e(order_id, kind, message, steps, n)
+           JOIN orders o ON o.id = e.order_id
+          ORDER BY e.n",
+        &[&ids, &kinds, &messages, &steps],
+    )?;
+    Ok(())
+}
+
+/// The database refused to store a result for one order (a value it cannot take, a constraint):
+/// the order is flagged with the reason instead, so the rest of its batch goes through.
+pub fn refused_write(order_id: Uuid, lease: Option<i64>, why: &str) -> Write {
+    use crate::domain::lifecycle::{Attention, Notice, Step};
+    let why = crate::provider::text::clean(why, crate::provider::text::MESSAGE_MAX);
+    Write {
+        order_id,
+        lease,
+        placement: None,
+        transition: Transition {
+            attention: Set::To(Attention::WriteRefused),
+            schedule: Schedule::Off,
+            message: Some(format!("the database refused a result for this order: {why}")),
+            notice: Some(Notice::NeedsAction),
+            event: Some(Step {
+                kind: "write_refused",
+                message: format!(
+                    "the database refused to store a result ({why}); the order waits for an operator (`orderctl inspect` then dispatch, approve or reject)"
+                ),
+            }),
+            ..Transition::default()
+        },
+        steps: vec![],
+    }
+}
+
+/// True for errors that one order's values cause (and that repeating will not cure): data
+/// exceptions (class 22: a value Postgres cannot store) and integrity violations (class 23).
+pub fn refused_by_data(e: &postgres::Error) -> bool {
+    e.code().map(|c| c.code().starts_with("22") || c.code().starts_with("23")).unwrap_or(false)
+}
+
+/// Apply a batch in its own transaction. When the database refuses it because of one order's
+/// values, the batch is written again one order at a time, each behind a savepoint, and every
+/// order whose write is refused is flagged with the reason: one bad value never blocks the
+/// others. Returns what was written.
+pub fn apply_isolated(client: &mut postgres::Client, writes: &[Write]) -> Result<Vec<Applied>> {
+    let first = {
+        let mut tx = client.transaction()?;
+        match apply_pg(&mut tx, writes) {
+            Ok(applied) => {
+                tx.commit()?;
+                return Ok(applied);
+            }
+            Err(e) if refused_by_data(&e) => e,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    log::warn!(
+        "a batch of {} result(s) was refused ({}); writing them one by one",
+        writes.len(),
+        crate::db::short_pg_error(&first)
+    );
+    let mut tx = client.transaction()?;
+    let mut applied = Vec::new();
+    for w in writes {
+        let mut sp = tx.savepoint("one_write")?;
+        match apply_pg(&mut sp, std::slice::from_ref(w)) {
+            Ok(a) => {
+                sp.commit()?;
+                applied.extend(a);
+            }
+            Err(e) if refused_by_data(&e) => {
+                sp.rollback()?;
+                let why = crate::db::short_pg_error(&e);
+                log::error!("order {}: the database refused its result ({why}); flagged for an operator", w.order_id);
+                applied.extend(apply(&mut tx, &[refused_write(w.order_id, w.lease, &why)])?);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tx.commit()?;
+    Ok(applied)
+}

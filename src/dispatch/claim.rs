@@ -1,0 +1,176 @@
+//! Claim: locked due orders of a provider's lane become work. Placements get their reference
+//! written and committed before any call; checks only take a lease; orders that need no call
+//! (a configuration stop, a used-up placement budget) get their transition at once. All of it
+//! in the caller's transaction, which commits before any provider is called.
+
+use super::{LaneProvider, Timing};
+use crate::db::claims::{self, DueRow, PlacementClaim};
+use crate::db::routing::fallback_for;
+use crate::db::transitions::{StepRecord, Write};
+use crate::domain::lifecycle::{self, work_for, Attention, Work, MAX_PLACEMENTS};
+use crate::error::Result;
+use crate::provider::{CheckKey, PlacementRequest};
+use postgres::GenericClient;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// A placement whose reference is committed: it may now be sent, once.
+#[derive(Debug, Clone)]
+pub struct PlaceJob {
+    pub row: DueRow,
+    /// The lease the placement was claimed with.
+    pub lease: i64,
+    pub request: PlacementRequest,
+    /// When the claim committed (this process's monotonic clock: only its age matters).
+    pub claimed: Instant,
+    pub steps: Vec<StepRecord>,
+}
+
+impl PlaceJob {
+    pub fn reference(&self) -> &str {
+        &self.request.reference
+    }
+}
+
+/// A status check under a lease.
+#[derive(Debug, Clone)]
+pub struct CheckJob {
+    pub row: DueRow,
+    pub lease: i64,
+    pub key: CheckKey,
+    pub claimed: Instant,
+}
+
+/// What one claim produced.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub places: Vec<PlaceJob>,
+    pub checks: Vec<CheckJob>,
+    /// Transitions decided without a call, to write in the claim's transaction.
+    pub decided: Vec<Write>,
+}
+
+/// Turn locked rows of `lp`'s lane into work (in the caller's transaction), and write the
+/// decided transitions there too.
+pub fn claim_for_provider(tx: &mut impl GenericClient, lp: &LaneProvider, rows: Vec<DueRow>, timing: Timing) -> Result<Claimed> {
+    let mut out = Claimed::default();
+    let mut to_place: Vec<(DueRow, bool)> = Vec::new();
+    let mut to_check: Vec<DueRow> = Vec::new();
+    for row in rows {
+        match work_for(&row.facts) {
+            Work::Place { reuse } => to_place.push((row, reuse)),
+            Work::Check { .. } => to_check.push(row),
+            Work::Decide(t) => out.decided.push(write(&row, *t)),
+            // A new order in a provider's lane (a row edited by hand): back to routing.
+            Work::Route => out.decided.push(write(
+                &row,
+                lifecycle::Transition { lane: Some(0), schedule: lifecycle::Schedule::Now, ..Default::default() },
+            )),
+        }
+    }
+    let mappings = mappings(tx, lp.id, &to_place)?;
+    let mut claims = Vec::new();
+    let mut placeable = Vec::new();
+    for (row, reuse) in to_place {
+        match stop_reason(lp, mappings.get(&row.package_id)) {
+            Some((attention, message)) => {
+                let fallback = fallback_for(tx, row.id, row.package_id, lp.id)?;
+                out.decided.push(write(&row, lifecycle::config_stop(&row.facts, attention, &message, fallback.as_ref())));
+            }
+            None => {
+                // A reference this provider cannot take (a Znet order sent with a UUID before
+                // references were numbers) is not sent again: the provider never got it, so a
+                // fresh one is just as safe.
+                let reuse = reuse && row.facts.reference.as_deref().map(|r| lp.accepts_reference(r)).unwrap_or(false);
+                claims.push(PlacementClaim { order_id: row.id, provider_id: lp.id, reuse });
+                placeable.push((row, reuse));
+            }
+        }
+    }
+    let written = claims::claim_placements(tx, &claims, lp.reference_style(), timing.lease)?;
+    let by_id: HashMap<_, _> = written.into_iter().map(|(id, lease, reference)| (id, (lease, reference))).collect();
+    let now = Instant::now();
+    for (mut row, reuse) in placeable {
+        let Some((lease, reference)) = by_id.get(&row.id).cloned() else { continue };
+        let mapping = mappings.get(&row.package_id).cloned().flatten().unwrap_or_default();
+        // The row as the claim left it: the lifecycle judges the answer from here.
+        row.facts.external = crate::domain::status::ExternalStatus::Dispatching;
+        row.facts.reconciling = false;
+        row.facts.provider_id = Some(lp.id);
+        row.facts.reference = Some(reference.clone());
+        row.facts.placement_attempts += 1;
+        row.since_placement = std::time::Duration::ZERO;
+        let step = StepRecord::now(
+            "claim",
+            format!(
+                "reference {reference} for {} committed before sending{} (placement {} of {MAX_PLACEMENTS})",
+                lp.name,
+                if reuse { ", sent again: the provider never got it" } else { "" },
+                row.facts.placement_attempts
+            ),
+        );
+        let request =
+            PlacementRequest { reference, player: row.player.clone(), extra: row.extra.clone(), quantity: row.quantity, mapping };
+        out.places.push(PlaceJob { row, lease, request, claimed: now, steps: vec![step] });
+    }
+    let ids: Vec<_> = to_check.iter().map(|r| r.id).collect();
+    let leases: HashMap<_, _> = claims::claim_checks(tx, &ids, timing.lease)?.into_iter().collect();
+    for row in to_check {
+        let Some(&lease) = leases.get(&row.id) else { continue };
+        let key = CheckKey {
+            reference: row.facts.reference.clone().unwrap_or_default(),
+            external_order_id: row.external_order_id.clone(),
+        };
+        out.checks.push(CheckJob { row, lease, key, claimed: now });
+    }
+    crate::db::transitions::apply(tx, &out.decided)?;
+    Ok(out)
+}
+
+/// A transition decided for a locked row (guarded by the lease it was locked with).
+pub fn write(row: &DueRow, transition: lifecycle::Transition) -> Write {
+    let placement = row.facts.provider_id.zip(row.facts.reference.clone());
+    Write { order_id: row.id, lease: Some(row.lease), placement, transition, steps: vec![] }
+}
+
+/// The package mappings for this provider of the packages to place (None: no mapping).
+fn mappings(
+    tx: &mut impl GenericClient,
+    provider_id: i64,
+    rows: &[(DueRow, bool)],
+) -> Result<HashMap<i64, Option<serde_json::Value>>> {
+    let mut packages: Vec<i64> = rows.iter().map(|(r, _)| r.package_id).collect();
+    packages.sort_unstable();
+    packages.dedup();
+    let mut out: HashMap<i64, Option<serde_json::Value>> = packages.iter().map(|p| (*p, None)).collect();
+    if packages.is_empty() {
+        return Ok(out);
+    }
+    for r in tx.query(
+        "SELECT package_id, params FROM package_mappings WHERE provider_id = $1 AND package_id = ANY($2)",
+        &[&provider_id, &packages],
+    )? {
+        out.insert(r.get(0), Some(r.get(1)));
+    }
+    Ok(out)
+}
+
+/// Why this provider cannot take a placement now, if it cannot.
+fn stop_reason(lp: &LaneProvider, mapping: Option<&Option<serde_json::Value>>) -> Option<(Attention, String)> {
+    if !lp.enabled {
+        return Some((
+            Attention::ProviderDisabled,
+            format!("provider {} is disabled; enable it (or route the package elsewhere), then `orderctl dispatch`", lp.name),
+        ));
+    }
+    if let Err(why) = &lp.adapter {
+        return Some((Attention::ProviderDisabled, format!("provider {} cannot be used: {why}", lp.name)));
+    }
+    match mapping {
+        Some(Some(_)) => None,
+        _ => Some((
+            Attention::NoMapping,
+            format!("the package has no mapping for provider {0}; add mappings.{0} to the package and apply the setup, then `orderctl dispatch`", lp.name),
+        )),
+    }
+}

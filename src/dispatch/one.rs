@@ -1,0 +1,237 @@
+//! One order through the stages in a row, for the commands that act on one order: `create`
+//! (place it now), `dispatch` (an operator sends it), `poll` (ask its provider now). The same
+//! stages the lanes run, with the same claims and the same lease guard, so a command and any
+//! number of daemons can act on one order at once and it is still placed once.
+
+use super::claim::{claim_for_provider, PlaceJob};
+use super::route::{route_rows, Override};
+use super::{place, record, Providers, Timing};
+use crate::db::claims::{self, DueRow};
+use crate::db::transitions::{self, Write};
+use crate::domain::lifecycle::{self, work_for, OperatorAction, State, Work};
+use crate::error::{Error, Result};
+use postgres::Client;
+use uuid::Uuid;
+
+/// Steps at most per command: a route, a placement refused and its fallback's, an answer that
+/// makes a reconciliation due at once... then the lanes carry on.
+const MAX_STEPS: usize = 8;
+
+#[derive(Debug, Clone)]
+pub enum OneMode {
+    /// Right after `create`: route and place it (no status checks).
+    Create,
+    /// An operator's `dispatch`: the lifecycle decides whether it may be sent, then it is
+    /// routed (or sent to the provider the operator chose) and placed. `dry_run`: everything
+    /// is resolved and the request described, and nothing is kept.
+    Operator { chosen: Option<Override>, dry_run: bool },
+    /// `poll`: ask the order's provider now, and do what the answer makes due at once.
+    Poll,
+}
+
+#[derive(Debug, Clone)]
+pub struct OneOptions {
+    pub mode: OneMode,
+    pub timing: Timing,
+}
+
+/// What a command did to the order.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct OneReport {
+    /// One line per step, in order (the history has them too).
+    pub steps: Vec<String>,
+    /// Provider calls made.
+    pub calls: usize,
+    /// `--dry-run`: the provider and the request that would be sent.
+    pub dry_run: Option<(String, String)>,
+}
+
+pub fn run_one(client: &mut Client, providers: &Providers, order_id: Uuid, opts: &OneOptions) -> Result<OneReport> {
+    let mut report = OneReport::default();
+    for step in 0..MAX_STEPS {
+        let first = step == 0;
+        let mut tx = client.transaction()?;
+        // Claims are short (no transaction is ever held across a provider call): wait for one
+        // that holds the order, then see what it did.
+        let wait = true;
+        let Some(mut row) = claims::lock_ids(&mut tx, &[order_id], wait)?.pop() else {
+            return Err(Error::not_found(format!("order {order_id} does not exist")));
+        };
+        if first {
+            if let OneMode::Operator { .. } = opts.mode {
+                let t = lifecycle::operator(&row.facts, &OperatorAction::Dispatch).map_err(refusal)?;
+                row = write_and_relock(&mut tx, &row, t, None, &mut report)?;
+            }
+        }
+        let poll_now = first && matches!(opts.mode, OneMode::Poll);
+        // Only due work, except poll's first ask (never an in-flight placement's).
+        let asked_now = poll_now && State::of(&row.facts) != State::Placing;
+        if !(row.due || asked_now) {
+            break;
+        }
+        let work = work_for(&row.facts);
+        if !allowed(&opts.mode, &work, &row) {
+            break;
+        }
+        match work {
+            Work::Route => {
+                let (operator, chosen) = match &opts.mode {
+                    OneMode::Operator { chosen, .. } => (true, chosen.as_ref()),
+                    _ => (false, None),
+                };
+                for w in route_rows(&mut tx, std::slice::from_ref(&row), operator, chosen)? {
+                    note(&mut report, &w);
+                }
+                row = relock(&mut tx, order_id)?;
+                // Routed to a provider: claim the placement in the same transaction, so two
+                // operators dispatching at once never both get that far.
+                if !matches!(work_for(&row.facts), Work::Place { .. }) {
+                    finish(tx, opts)?;
+                    continue;
+                }
+                match claim_placement(tx, providers, row, opts, &mut report)? {
+                    Some((lp, job)) => send_and_record(client, &lp, job, opts, &mut report)?,
+                    None => break,
+                }
+            }
+            Work::Place { .. } => match claim_placement(tx, providers, row, opts, &mut report)? {
+                Some((lp, job)) => send_and_record(client, &lp, job, opts, &mut report)?,
+                None => break,
+            },
+            Work::Check { .. } => {
+                let lp = providers.get(&mut tx, row.facts.provider_id.unwrap_or(row.facts.lane))?;
+                let claimed = claim_for_provider(&mut tx, &lp, vec![row], opts.timing)?;
+                tx.commit()?;
+                let Ok(adapter) = lp.adapter.clone() else {
+                    report.steps.push(format!("provider {} cannot be used: nothing was asked", lp.name));
+                    break;
+                };
+                report.calls += usize::from(!claimed.checks.is_empty());
+                let answers = place::checks(claimed.checks, adapter.as_ref());
+                let writes: Vec<Write> =
+                    answers.into_iter().map(|c| record::checked(&lp, opts.timing, c, rand::random())).collect();
+                write(client, &writes, &mut report)?;
+            }
+            Work::Decide(t) => {
+                let w = super::claim::write(&row, *t);
+                transitions::apply(&mut tx, std::slice::from_ref(&w))?;
+                note(&mut report, &w);
+                finish(tx, opts)?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// What each mode may do.
+fn allowed(mode: &OneMode, work: &Work, row: &DueRow) -> bool {
+    match (mode, work) {
+        (_, Work::Decide(_)) => true,
+        (OneMode::Poll, Work::Route) => false,
+        (OneMode::Poll, _) => true,
+        // Dispatching never checks, except the reconciliation a "sent before" answer makes due at once.
+        (_, Work::Check { .. }) => row.facts.reconciling,
+        _ => true,
+    }
+}
+
+/// Claim the placement in `tx` and commit it (or, for a dry run, describe it and roll back).
+/// None: nothing is to be sent (a configuration stop, or a dry run).
+fn claim_placement(
+    mut tx: postgres::Transaction<'_>,
+    providers: &Providers,
+    row: DueRow,
+    opts: &OneOptions,
+    report: &mut OneReport,
+) -> Result<Option<(super::LaneProvider, PlaceJob)>> {
+    let lp = providers.get(&mut tx, row.facts.lane)?;
+    let claimed = claim_for_provider(&mut tx, &lp, vec![row], opts.timing)?;
+    for w in &claimed.decided {
+        note(report, w);
+    }
+    let Some(job) = claimed.places.into_iter().next() else {
+        finish(tx, opts)?;
+        return Ok(None);
+    };
+    if let OneMode::Operator { dry_run: true, .. } = opts.mode {
+        let described = match &lp.adapter {
+            Ok(a) => a.describe_placement(&job.request),
+            Err(why) => format!("nothing would be sent: {why}"),
+        };
+        report.dry_run = Some((lp.name.clone(), described));
+        tx.rollback()?;
+        return Ok(None);
+    }
+    tx.commit()?;
+    Ok(Some((lp, job)))
+}
+
+/// The call, then its answer written under the placement's lease.
+fn send_and_record(
+    client: &mut Client,
+    lp: &super::LaneProvider,
+    job: PlaceJob,
+    opts: &OneOptions,
+    report: &mut OneReport,
+) -> Result<()> {
+    let adapter = lp.adapter.clone().map_err(Error::internal)?;
+    report.calls += 1;
+    let placed = place::placement(job, adapter.as_ref(), opts.timing);
+    let mut tx = client.transaction()?;
+    let w = record::placed(&mut tx, lp, placed)?;
+    transitions::apply(&mut tx, std::slice::from_ref(&w))?;
+    tx.commit()?;
+    note(report, &w);
+    Ok(())
+}
+
+fn write(client: &mut Client, writes: &[Write], report: &mut OneReport) -> Result<()> {
+    let mut tx = client.transaction()?;
+    transitions::apply(&mut tx, writes)?;
+    tx.commit()?;
+    for w in writes {
+        note(report, w);
+    }
+    Ok(())
+}
+
+fn write_and_relock(
+    tx: &mut postgres::Transaction<'_>,
+    row: &DueRow,
+    t: lifecycle::Transition,
+    lease: Option<i64>,
+    report: &mut OneReport,
+) -> Result<DueRow> {
+    let w = Write { order_id: row.id, lease, placement: None, transition: t, steps: vec![] };
+    transitions::apply(tx, std::slice::from_ref(&w))?;
+    note(report, &w);
+    relock(tx, row.id)
+}
+
+fn relock(tx: &mut postgres::Transaction<'_>, id: Uuid) -> Result<DueRow> {
+    claims::lock_ids(tx, &[id], true)?.pop().ok_or_else(|| Error::internal("an order vanished while it was locked"))
+}
+
+/// Keep a written step for the command's report, and say it on stderr (`-v`).
+fn note(report: &mut OneReport, w: &Write) {
+    if let Some(e) = &w.transition.event {
+        log::info!("order {}: {}", w.order_id, e.message);
+        for s in &w.steps {
+            log::debug!("order {}:   {}: {}", w.order_id, s.step, s.message);
+        }
+        report.steps.push(e.message.clone());
+    }
+}
+
+fn finish(tx: postgres::Transaction<'_>, opts: &OneOptions) -> Result<()> {
+    match opts.mode {
+        OneMode::Operator { dry_run: true, .. } => tx.rollback()?,
+        _ => tx.commit()?,
+    }
+    Ok(())
+}
+
+/// An operator's command the lifecycle refuses: exit 5 with what to do instead.
+pub fn refusal(r: lifecycle::Refusal) -> Error {
+    Error::refused(r.message).with_hint(r.hint)
+}

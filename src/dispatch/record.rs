@@ -1,0 +1,51 @@
+//! Record: a provider's answer becomes the lifecycle's transition, ready for the one writer
+//! (`db::transitions`). The only database read here is the fallback of a refused placement.
+
+use super::place::{Checked, Placed, Sent};
+use super::{LaneProvider, Timing};
+use crate::db::routing::fallback_for;
+use crate::db::transitions::{StepRecord, Write};
+use crate::domain::lifecycle::{self, CheckContext, PlacementContext};
+use crate::error::Result;
+use crate::provider::PlacementOutcome;
+use postgres::GenericClient;
+
+/// The transition of a placement's answer. A definite rejection looks up the fallback that has
+/// not refused this order yet, so the refusal and the move are one write.
+pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: Placed) -> Result<Write> {
+    let Placed { job, sent, .. } = p;
+    let facts = &job.row.facts;
+    let placement = Some((lp.id, job.request.reference.clone()));
+    let transition = match &sent {
+        Sent::NotSent(why) => lifecycle::not_sent(facts, why, &lp.name),
+        Sent::Answered(outcome) => {
+            let fallback = match outcome {
+                PlacementOutcome::Rejected { .. } => fallback_for(tx, job.row.id, job.row.package_id, lp.id)?,
+                _ => None,
+            };
+            lifecycle::placed(facts, outcome, &PlacementContext { provider: &lp.name, policy: &lp.policy, fallback })
+        }
+    };
+    let mut steps = job.steps;
+    if let Some(e) = &transition.event {
+        steps.push(StepRecord::now("record", e.message.clone()));
+    }
+    Ok(Write { order_id: job.row.id, lease: Some(job.lease), placement, transition, steps })
+}
+
+/// The transition of a status check's answer.
+pub fn checked(lp: &LaneProvider, timing: Timing, c: Checked, unit: f64) -> Write {
+    let Checked { job, answer, took } = c;
+    let since_claim = job.claimed.elapsed().max(took);
+    let ctx = CheckContext {
+        provider: &lp.name,
+        policy: &lp.policy,
+        since_dispatch: job.row.since_dispatch + since_claim,
+        since_placement: job.row.since_placement + since_claim,
+        absent_after: timing.absent_after(),
+        unit,
+    };
+    let transition = lifecycle::checked(&job.row.facts, &answer.outcome, answer.external_order_id.as_deref(), &ctx);
+    let placement = job.row.facts.provider_id.zip(job.row.facts.reference.clone());
+    Write { order_id: job.row.id, lease: Some(job.lease), placement, transition, steps: vec![] }
+}

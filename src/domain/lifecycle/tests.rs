@@ -1,0 +1,727 @@
+//! The lifecycle's proof: examples of every rule, and a model-based property test that drives
+//! one order through random interleavings of provider behaviour, crashes, lease expiries, late
+//! answers, several workers and operator commands, and checks what must always hold.
+
+use super::*;
+use crate::domain::backoff::BackoffPolicy;
+use crate::provider::{CheckOutcome, PlacementOutcome};
+
+pub(crate) fn facts() -> Facts {
+    Facts {
+        number: 1042,
+        status: OrderStatus::Pending,
+        external: ExternalStatus::NotSent,
+        attention: None,
+        reconciling: false,
+        operator_forced: false,
+        lane: 0,
+        provider_id: None,
+        reference: None,
+        scheduled: true,
+        checks: 0,
+        no_news: 0,
+        placement_attempts: 0,
+        price: Decimal::new(110, 2),
+        late_pin: None,
+    }
+}
+
+fn placing(attempts: u32) -> Facts {
+    Facts {
+        external: ExternalStatus::Dispatching,
+        lane: 7,
+        provider_id: Some(7),
+        reference: Some("170000000000000001".into()),
+        placement_attempts: attempts,
+        ..facts()
+    }
+}
+
+fn with_provider() -> Facts {
+    Facts { external: ExternalStatus::Sent, ..placing(1) }
+}
+
+fn policy() -> BackoffPolicy {
+    BackoffPolicy { jitter: 0.0, ..BackoffPolicy::default() }
+}
+
+fn pctx<'a>(p: &'a BackoffPolicy, fallback: Option<Fallback>) -> PlacementContext<'a> {
+    PlacementContext { provider: "znet-main", policy: p, fallback }
+}
+
+fn cctx(p: &BackoffPolicy, since_placement: Duration) -> CheckContext<'_> {
+    CheckContext {
+        provider: "znet-main",
+        policy: p,
+        since_dispatch: Duration::from_secs(120),
+        since_placement,
+        absent_after: Duration::from_secs(60),
+        unit: 0.5,
+    }
+}
+
+fn xstor() -> Option<Fallback> {
+    Some(Fallback { provider_id: 8, name: "xstor".into() })
+}
+
+fn rejected(m: &str) -> PlacementOutcome {
+    PlacementOutcome::Rejected { message: m.into() }
+}
+
+#[test]
+fn states_are_derived_from_the_row() {
+    assert_eq!(State::of(&facts()), State::New);
+    assert_eq!(State::of(&Facts { scheduled: false, ..facts() }), State::WaitingForOperator);
+    assert_eq!(State::of(&Facts { lane: 7, ..facts() }), State::ToPlace { reuse: false });
+    assert_eq!(State::of(&Facts { lane: 7, reference: Some("r".into()), ..facts() }), State::ToPlace { reuse: true });
+    assert_eq!(State::of(&placing(1)), State::Placing);
+    assert_eq!(State::of(&Facts { reconciling: true, ..placing(1) }), State::Reconciling);
+    assert_eq!(State::of(&with_provider()), State::WithProvider);
+    let forced = Facts { status: OrderStatus::Rejected, operator_forced: true, ..with_provider() };
+    assert_eq!(State::of(&forced), State::Watched);
+    let late = Facts { external: ExternalStatus::Done, attention: Some(Attention::DeliveredAfterRefund), ..forced };
+    assert_eq!(State::of(&late), State::NeedsOperator(Attention::DeliveredAfterRefund));
+    assert_eq!(State::of(&Facts { external: ExternalStatus::Failed, ..facts() }), State::Inconsistent);
+}
+
+#[test]
+fn a_rejected_re_placement_is_a_rejection_by_that_provider() {
+    // Scenario 1: placement 2 (same reference, after reconciliation found nothing) is refused.
+    let p = policy();
+    let f = placing(2);
+    let t = placed(&f, &rejected("3: Yetersiz Bakiye"), &pctx(&p, None));
+    assert_eq!(t.attention, Set::To(Attention::PlacementRejected));
+    assert_eq!(t.schedule, Schedule::Off);
+    assert_eq!(t.placement, Some(PlacementWord::Rejected));
+    assert_eq!(t.money, Money::None, "no silent refund");
+    assert_eq!(t.notice, Some(Notice::NeedsAction));
+    // With a fallback, the same answer moves the order there.
+    let t = placed(&f, &rejected("3: Yetersiz Bakiye"), &pctx(&p, xstor()));
+    assert_eq!((t.lane, t.provider_id, t.reference.clone(), t.schedule), (Some(8), Some(8), Set::Clear, Schedule::Now));
+}
+
+#[test]
+fn the_rejection_and_the_move_to_the_fallback_are_one_transition() {
+    // Scenario 2: one write records the refusal and makes the fallback's lane due.
+    let p = policy();
+    let t = placed(&placing(1), &rejected("3: Kupur Bilgisi Bulunamadı"), &pctx(&p, xstor()));
+    assert_eq!(t.placement, Some(PlacementWord::Rejected));
+    assert_eq!(t.external, Some(ExternalStatus::NotSent));
+    assert_eq!(t.placement_attempts, Some(0));
+    assert_eq!(t.attention, Set::Keep);
+    assert!(t.event.unwrap().message.contains("moving to fallback xstor"));
+}
+
+#[test]
+fn a_configuration_stop_on_a_re_placement_is_recorded() {
+    // Scenario 3: the provider got disabled between the placements.
+    let f = Facts { external: ExternalStatus::NotSent, reference: Some("r1".into()), ..placing(1) };
+    let t = config_stop(&f, Attention::ProviderDisabled, "provider znet-main is disabled", None);
+    assert_eq!((t.attention, t.schedule), (Set::To(Attention::ProviderDisabled), Schedule::Off));
+    assert_eq!(t.notice, Some(Notice::NeedsAction));
+}
+
+#[test]
+fn an_order_the_provider_holds_is_not_decided_by_an_operator_unless_forced() {
+    // Scenario 5.
+    let f = with_provider();
+    let refused = operator(&f, &OperatorAction::Reject { reason: "buyer asked", force: false }).unwrap_err();
+    assert!(refused.message.contains("its provider holds it"), "{}", refused.message);
+    assert!(refused.hint.contains("--force"));
+    let t = operator(&f, &OperatorAction::Reject { reason: "buyer asked", force: true }).unwrap();
+    assert_eq!(
+        (t.status, t.money, t.operator_forced, t.schedule),
+        (Some(OrderStatus::Rejected), Money::Refund, Some(true), Schedule::Keep)
+    );
+    assert_eq!(t.external, None, "the provider's side stays as it is: still watched");
+    // The provider delivers later: recorded and flagged.
+    let watched = Facts { status: OrderStatus::Rejected, operator_forced: true, ..f };
+    let late = checked(
+        &watched,
+        &CheckOutcome::Approved { pin: Some("PIN-9".into()), message: String::new() },
+        None,
+        &cctx(&policy(), Duration::ZERO),
+    );
+    assert_eq!(late.late_pin.as_deref(), Some("PIN-9"));
+    assert_eq!(late.attention, Set::To(Attention::DeliveredAfterRefund));
+    assert_eq!(late.external, Some(ExternalStatus::Done));
+    // ... and settled by an operator, once.
+    let flagged = Facts {
+        external: ExternalStatus::Done,
+        attention: Some(Attention::DeliveredAfterRefund),
+        late_pin: Some("PIN-9".into()),
+        ..watched
+    };
+    let t = operator(&flagged, &OperatorAction::Settle(Settlement::Recharge)).unwrap();
+    assert_eq!((t.status, t.money, t.pin.as_deref()), (Some(OrderStatus::Approved), Money::Recharge, Some("PIN-9")));
+    let t = operator(&flagged, &OperatorAction::Settle(Settlement::WriteOff)).unwrap();
+    assert_eq!((t.status, t.money), (None, Money::WriteOff));
+}
+
+#[test]
+fn a_placement_rejected_order_stays_dispatchable_after_a_configuration_stop() {
+    // Scenario 6: the re-dispatch stops on configuration; dispatch is still possible afterwards.
+    let f =
+        Facts { external: ExternalStatus::Failed, attention: Some(Attention::PlacementRejected), scheduled: false, ..placing(1) };
+    assert!(operator(&f, &OperatorAction::Dispatch).is_ok());
+    let stopped = Facts { attention: Some(Attention::ProviderDisabled), external: ExternalStatus::NotSent, ..f };
+    assert!(operator(&stopped, &OperatorAction::Dispatch).is_ok());
+    for a in Attention::ALL {
+        let f = Facts { attention: Some(a), ..facts() };
+        let allowed = operator(&f, &OperatorAction::Dispatch).is_ok();
+        assert_eq!(
+            allowed,
+            a.is_configuration()
+                || matches!(a, Attention::PlacementRejected | Attention::PlacementLimit | Attention::WriteRefused),
+            "{a}"
+        );
+    }
+}
+
+#[test]
+fn reconciliation_reads_not_found_as_absent_only_after_a_late_arrival_is_implausible() {
+    let p = policy();
+    let f = Facts { reconciling: true, ..placing(1) };
+    let early =
+        checked(&f, &CheckOutcome::NotFound { message: "İşlem Bulunamadı".into() }, None, &cctx(&p, Duration::from_secs(10)));
+    assert_eq!(early.no_news, Some(1));
+    assert!(matches!(early.schedule, Schedule::In(_)));
+    let late =
+        checked(&f, &CheckOutcome::NotFound { message: "İşlem Bulunamadı".into() }, None, &cctx(&p, Duration::from_secs(61)));
+    assert_eq!(
+        (late.placement, late.external, late.schedule),
+        (Some(PlacementWord::Absent), Some(ExternalStatus::NotSent), Schedule::Now)
+    );
+    // The budget: the third unconfirmed placement flags the order instead.
+    let t = checked(
+        &Facts { placement_attempts: MAX_PLACEMENTS, ..f },
+        &CheckOutcome::NotFound { message: String::new() },
+        None,
+        &cctx(&p, Duration::from_secs(61)),
+    );
+    assert_eq!((t.attention, t.schedule), (Set::To(Attention::PlacementLimit), Schedule::Off));
+}
+
+#[test]
+fn a_re_placement_restarts_the_schedule_and_extra_checks_never_pass_the_budget() {
+    let p = BackoffPolicy { max_checks: 3, ..policy() };
+    let f = Facts { checks: 2, no_news: 5, ..placing(2) };
+    let t =
+        placed(&f, &PlacementOutcome::Accepted { external_order_id: None, message: String::new(), early: None }, &pctx(&p, None));
+    assert_eq!((t.checks, t.no_news, t.schedule), (Some(0), Some(0), Schedule::In(p.first_check)));
+    // A safety sweep's check of an order whose checks are used up does not count past the budget.
+    let f = Facts { checks: 3, ..with_provider() };
+    let t = checked(&f, &CheckOutcome::Waiting { message: String::new() }, None, &cctx(&p, Duration::ZERO));
+    assert_eq!(t.checks, Some(3));
+}
+
+#[test]
+fn the_deadline_runs_from_the_first_dispatch_and_flags_without_refund() {
+    let p = BackoffPolicy { give_up_after: Duration::from_secs(3600), ..policy() };
+    let ctx = CheckContext { since_dispatch: Duration::from_secs(3601), ..cctx(&p, Duration::ZERO) };
+    let t = checked(&with_provider(), &CheckOutcome::Waiting { message: String::new() }, None, &ctx);
+    assert_eq!((t.attention, t.external, t.money), (Set::To(Attention::GivenUp), Some(ExternalStatus::Failed), Money::None));
+    assert_eq!(t.message.as_deref(), Some("no final answer after 1h"));
+}
+
+#[test]
+fn a_sent_before_answer_reconciles_now_and_a_stale_claim_is_never_sent() {
+    let p = policy();
+    let t = placed(
+        &placing(1),
+        &PlacementOutcome::SentBefore { message: "4: Daha Önce Gönderilmiş (166189)".into() },
+        &pctx(&p, xstor()),
+    );
+    assert_eq!((t.reconciling, t.schedule, t.placement), (Some(true), Schedule::Now, Some(PlacementWord::SentBefore)));
+    let t = not_sent(&placing(1), "the claim is older than its lease", "znet-main");
+    assert_eq!(
+        (t.external, t.placement, t.schedule),
+        (Some(ExternalStatus::NotSent), Some(PlacementWord::NotSent), Schedule::Now)
+    );
+}
+
+#[test]
+fn every_attention_round_trips_through_its_name() {
+    for a in Attention::ALL {
+        assert_eq!(Attention::parse(a.as_str()), Some(a));
+    }
+}
+
+/// The model: one order, two providers, random behaviour, workers that crash, operators.
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    const LEASE: u64 = 5_000;
+    const ABSENT_AFTER: u64 = 10_000;
+    const PRIMARY: i64 = 1;
+    const FALLBACK: i64 = 2;
+
+    /// How a provider treats one placement call.
+    #[derive(Debug, Clone, Copy)]
+    enum Placement {
+        Accept,
+        AcceptFinishedAtOnce,
+        Reject,
+        /// HTTP 500 before the provider took the order.
+        ErrorBefore,
+        /// HTTP 500 (or garbage) after the provider took it.
+        ErrorAfter,
+        /// The reply never comes in time; the provider takes the order a little later.
+        Hang(u64),
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Step {
+        /// The due order is claimed by a worker that answers after `delay` ms (maybe after its
+        /// lease: a slow or hanging call), or never (`crash`).
+        Work {
+            delay: u64,
+            crash: bool,
+            placement: Placement,
+            noise: bool,
+        },
+        Wait(u64),
+        Approve {
+            force: bool,
+        },
+        Reject {
+            force: bool,
+        },
+        Dispatch,
+        Settle {
+            recharge: bool,
+        },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let placement = prop_oneof![
+            4 => Just(Placement::Accept),
+            1 => Just(Placement::AcceptFinishedAtOnce),
+            2 => Just(Placement::Reject),
+            2 => Just(Placement::ErrorBefore),
+            2 => Just(Placement::ErrorAfter),
+            1 => (0u64..ABSENT_AFTER - LEASE).prop_map(Placement::Hang),
+        ];
+        prop_oneof![
+            12 => (0u64..8_000, prop::bool::weighted(0.1), placement, prop::bool::weighted(0.2))
+                .prop_map(|(delay, crash, placement, noise)| Step::Work { delay, crash, placement, noise }),
+            4 => (0u64..20_000).prop_map(Step::Wait),
+            1 => any::<bool>().prop_map(|force| Step::Approve { force }),
+            1 => any::<bool>().prop_map(|force| Step::Reject { force }),
+            1 => Just(Step::Dispatch),
+            1 => any::<bool>().prop_map(|recharge| Step::Settle { recharge }),
+        ]
+    }
+
+    /// What a provider knows about one reference.
+    #[derive(Debug, Clone)]
+    struct Held {
+        /// When the placement took effect there.
+        arrived: u64,
+        approved: bool,
+        final_at: u64,
+    }
+
+    struct World {
+        now: u64,
+        row: Facts,
+        lease: i64,
+        due_at: Option<u64>,
+        dispatched_at: Option<u64>,
+        placed_at: u64,
+        pin: Option<String>,
+        /// (provider, reference) → what the provider holds.
+        held: HashMap<(i64, String), Held>,
+        placements: Vec<(i64, String, &'static str)>,
+        charges: i32,
+        refunds: i32,
+        recharges: i32,
+        write_offs: i32,
+        calls: u32,
+        next_ref: u64,
+        /// Write-backs under way: (when, lease they claimed with, what they will write).
+        pending: Vec<(u64, i64, Pending)>,
+        violations: Vec<String>,
+        seed: u64,
+        /// An operator decided a given-up order: the diagnosis tells them to ask the provider
+        /// first, and the decision (its PIN) is theirs.
+        decided_given_up: bool,
+    }
+
+    #[derive(Debug, Clone)]
+    enum Pending {
+        Placed { facts: Facts, outcome: PlacementOutcome, provider: i64 },
+        Checked { facts: Facts, answer: CheckOutcome, since_placement: u64 },
+    }
+
+    impl World {
+        fn new(seed: u64) -> World {
+            World {
+                now: 0,
+                row: Facts { lane: PRIMARY, provider_id: Some(PRIMARY), ..facts() },
+                lease: 0,
+                due_at: Some(0),
+                dispatched_at: None,
+                placed_at: 0,
+                pin: None,
+                held: HashMap::new(),
+                placements: vec![],
+                charges: 1,
+                refunds: 0,
+                recharges: 0,
+                write_offs: 0,
+                calls: 0,
+                next_ref: 0,
+                pending: vec![],
+                violations: vec![],
+                seed,
+                decided_given_up: false,
+            }
+        }
+
+        fn rand(&mut self) -> u64 {
+            self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.seed >> 33
+        }
+
+        fn policy() -> BackoffPolicy {
+            BackoffPolicy {
+                first_check: Duration::from_secs(1),
+                backoff_base: Duration::from_secs(2),
+                backoff_max: Duration::from_secs(8),
+                max_checks: 5,
+                give_up_after: Duration::from_secs(120),
+                jitter: 0.0,
+            }
+        }
+
+        /// What `db::transitions` does with a transition: the persistence semantics in small.
+        fn apply(&mut self, t: &Transition, placement_key: Option<(i64, String)>) {
+            let r = &mut self.row;
+            if let Some(s) = t.status {
+                r.status = s;
+            }
+            if let Some(e) = t.external {
+                r.external = e;
+            }
+            match t.attention {
+                Set::Keep => {}
+                Set::To(a) => r.attention = Some(a),
+                Set::Clear => r.attention = None,
+            }
+            if let Some(v) = t.reconciling {
+                r.reconciling = v;
+            }
+            match t.schedule {
+                Schedule::Keep => {}
+                Schedule::Off => self.due_at = None,
+                Schedule::Now => self.due_at = Some(self.now),
+                Schedule::In(d) => self.due_at = Some(self.now + d.as_millis() as u64),
+            }
+            r.scheduled = self.due_at.is_some();
+            if let Some(l) = t.lane {
+                r.lane = l;
+            }
+            if let Some(p) = t.provider_id {
+                r.provider_id = Some(p);
+            }
+            match &t.reference {
+                Set::Keep => {}
+                Set::To(x) => r.reference = Some(x.clone()),
+                Set::Clear => r.reference = None,
+            }
+            if let Some(c) = t.checks {
+                r.checks = c;
+            }
+            if let Some(c) = t.no_news {
+                r.no_news = c;
+            }
+            if let Some(c) = t.placement_attempts {
+                r.placement_attempts = c;
+            }
+            if let Some(p) = &t.pin {
+                self.pin = Some(p.clone());
+            }
+            if let Some(p) = &t.late_pin {
+                r.late_pin = Some(p.clone());
+            }
+            if let Some(v) = t.operator_forced {
+                r.operator_forced = v;
+            }
+            if let (Some(word), Some((p, reference))) = (t.placement, placement_key) {
+                if let Some(row) = self.placements.iter_mut().find(|(pp, rr, _)| *pp == p && *rr == reference) {
+                    row.2 = word.as_str();
+                }
+            }
+            match t.money {
+                Money::None => {}
+                // Unique ledger rows: a second refund is a no-op.
+                Money::Refund => self.refunds = 1,
+                Money::Recharge => self.recharges = 1,
+                Money::WriteOff => self.write_offs = 1,
+            }
+            if t.money == Money::Refund && self.refunds > 1 {
+                self.violations.push("refunded twice".into());
+            }
+            self.lease += 1;
+        }
+
+        fn placement_key(&self) -> Option<(i64, String)> {
+            Some((self.row.provider_id?, self.row.reference.clone()?))
+        }
+
+        fn truth(&self, provider: i64, reference: &str, at: u64) -> CheckOutcome {
+            match self.held.get(&(provider, reference.to_string())) {
+                Some(h) if h.arrived <= at && h.final_at <= at && h.approved => {
+                    CheckOutcome::Approved { pin: Some(format!("PIN-{reference}")), message: String::new() }
+                }
+                Some(h) if h.arrived <= at && h.final_at <= at => CheckOutcome::Cancelled { message: "iptal".into() },
+                Some(h) if h.arrived <= at => CheckOutcome::Waiting { message: String::new() },
+                _ => CheckOutcome::NotFound { message: "İşlem Bulunamadı".into() },
+            }
+        }
+
+        fn take(&mut self, provider: i64, reference: &str, at: u64) {
+            let approved = self.rand() % 4 != 0;
+            let final_at = at + self.rand() % 30_000;
+            self.held.insert((provider, reference.to_string()), Held { arrived: at, approved, final_at });
+        }
+
+        fn work(&mut self, delay: u64, crash: bool, placement: Placement, noise: bool) {
+            match self.due_at {
+                Some(t) if t <= self.now => {}
+                _ => return,
+            }
+            // The claim: lease bumped, pushed a lease ahead.
+            self.lease += 1;
+            let lease = self.lease;
+            self.due_at = Some(self.now + LEASE);
+            let policy = Self::policy();
+            match work_for(&self.row) {
+                Work::Route => unreachable!("the model's order starts in its provider's lane"),
+                Work::Decide(t) => {
+                    let key = self.placement_key();
+                    self.apply(&t, key);
+                }
+                Work::Place { reuse } => {
+                    // write_reference, committed before the call.
+                    let provider = self.row.lane;
+                    let reference = if reuse {
+                        self.row.reference.clone().unwrap()
+                    } else {
+                        self.next_ref += 1;
+                        format!("{provider}-{}", self.next_ref)
+                    };
+                    self.row.external = ExternalStatus::Dispatching;
+                    self.row.provider_id = Some(provider);
+                    self.row.reference = Some(reference.clone());
+                    self.row.placement_attempts += 1;
+                    self.dispatched_at.get_or_insert(self.now);
+                    self.placed_at = self.now;
+                    self.lease += 1;
+                    let lease = self.lease;
+                    if !reuse {
+                        self.placements.push((provider, reference.clone(), "in_flight"));
+                    } else if let Some(p) = self.placements.iter_mut().find(|(pp, rr, _)| *pp == provider && *rr == reference) {
+                        p.2 = "in_flight";
+                    }
+                    // The call.
+                    self.calls += 1;
+                    let key = (provider, reference.clone());
+                    if self.held.contains_key(&key) {
+                        self.violations.push(format!("reference {reference} placed again after {provider} took it"));
+                    }
+                    let outcome = match placement {
+                        _ if self.held.contains_key(&key) => PlacementOutcome::SentBefore { message: "4|sent before".into() },
+                        Placement::Accept => {
+                            self.take(provider, &reference, self.now);
+                            PlacementOutcome::Accepted { external_order_id: None, message: String::new(), early: None }
+                        }
+                        Placement::AcceptFinishedAtOnce => {
+                            self.held.insert(key, Held { arrived: self.now, approved: true, final_at: self.now });
+                            PlacementOutcome::Accepted {
+                                external_order_id: None,
+                                message: String::new(),
+                                early: Some(CheckOutcome::Approved {
+                                    pin: Some(format!("PIN-{reference}")),
+                                    message: String::new(),
+                                }),
+                            }
+                        }
+                        Placement::Reject => PlacementOutcome::Rejected { message: "3|Yetersiz Bakiye".into() },
+                        Placement::ErrorBefore => PlacementOutcome::Ambiguous { reason: "HTTP 500".into() },
+                        Placement::ErrorAfter => {
+                            self.take(provider, &reference, self.now);
+                            PlacementOutcome::Ambiguous { reason: "garbage".into() }
+                        }
+                        Placement::Hang(after) => {
+                            self.take(provider, &reference, self.now + after);
+                            PlacementOutcome::Ambiguous { reason: "timeout".into() }
+                        }
+                    };
+                    let facts = self.row.clone();
+                    if !crash {
+                        self.pending.push((self.now + delay, lease, Pending::Placed { facts, outcome, provider }));
+                    }
+                }
+                Work::Check { .. } => {
+                    self.calls += 1;
+                    let provider = self.row.provider_id.unwrap();
+                    let reference = self.row.reference.clone().unwrap();
+                    let answer = if noise {
+                        CheckOutcome::NoNews { reason: "garbage".into() }
+                    } else {
+                        self.truth(provider, &reference, self.now)
+                    };
+                    let _ = policy;
+                    let facts = self.row.clone();
+                    let since_placement = self.now - self.placed_at;
+                    if !crash {
+                        self.pending.push((self.now + delay, lease, Pending::Checked { facts, answer, since_placement }));
+                    }
+                }
+            }
+        }
+
+        /// Write-backs whose time has come; a stale one (the lease moved on) is dropped.
+        fn deliver(&mut self) {
+            self.pending.sort_by_key(|p| p.0);
+            while let Some(pos) = self.pending.iter().position(|p| p.0 <= self.now) {
+                let (_, lease, pending) = self.pending.remove(pos);
+                if lease != self.lease {
+                    continue;
+                }
+                let policy = Self::policy();
+                let since_dispatch = Duration::from_millis(self.now - self.dispatched_at.unwrap_or(self.now));
+                let key = self.placement_key();
+                let t = match pending {
+                    Pending::Placed { facts, outcome, provider, .. } => {
+                        let fallback = (provider == PRIMARY).then(|| Fallback { provider_id: FALLBACK, name: "fallback".into() });
+                        placed(&facts, &outcome, &PlacementContext { provider: "p", policy: &policy, fallback })
+                    }
+                    Pending::Checked { facts, answer, since_placement } => {
+                        let ctx = CheckContext {
+                            provider: "p",
+                            policy: &policy,
+                            since_dispatch,
+                            since_placement: Duration::from_millis(since_placement),
+                            absent_after: Duration::from_millis(ABSENT_AFTER),
+                            unit: 0.5,
+                        };
+                        let learned = None;
+                        checked(&facts, &answer, learned, &ctx)
+                    }
+                };
+                self.apply(&t, key);
+            }
+        }
+
+        fn operator(&mut self, action: OperatorAction) {
+            let given_up = State::of(&self.row) == State::NeedsOperator(Attention::GivenUp);
+            if let Ok(t) = operator(&self.row, &action) {
+                if given_up && matches!(action, OperatorAction::Approve { .. } | OperatorAction::Reject { .. }) {
+                    self.decided_given_up = true;
+                }
+                let key = self.placement_key();
+                if action == OperatorAction::Dispatch {
+                    // The command routes it at once: back to the primary's lane.
+                    self.apply(&t, key.clone());
+                    let r = routed_to_provider(&self.row, PRIMARY, "p", "operator");
+                    self.apply(&r, key);
+                } else {
+                    self.apply(&t, key);
+                }
+            }
+        }
+
+        fn run(&mut self, steps: &[Step]) {
+            for s in steps {
+                match *s {
+                    Step::Work { delay, crash, placement, noise } => self.work(delay, crash, placement, noise),
+                    Step::Wait(ms) => self.now += ms,
+                    Step::Approve { force } => self.operator(OperatorAction::Approve { pin: "BY-HAND", force }),
+                    Step::Reject { force } => self.operator(OperatorAction::Reject { reason: "asked", force }),
+                    Step::Dispatch => self.operator(OperatorAction::Dispatch),
+                    Step::Settle { recharge } => {
+                        self.operator(OperatorAction::Settle(if recharge { Settlement::Recharge } else { Settlement::WriteOff }))
+                    }
+                }
+                self.deliver();
+            }
+            // Then nobody but the provider and the workers: everything must come to rest.
+            let mut rounds = 0;
+            while self.due_at.is_some() || !self.pending.is_empty() {
+                rounds += 1;
+                if rounds > 2_000 {
+                    self.violations.push(format!("no rest after 2000 rounds: {:?}", State::of(&self.row)));
+                    break;
+                }
+                if let Some(t) = self.due_at {
+                    self.now = self.now.max(t);
+                }
+                self.deliver();
+                self.work(100, false, Placement::Accept, false);
+                self.now += 100;
+                self.deliver();
+            }
+        }
+
+        fn check_invariants(&mut self) {
+            let state = State::of(&self.row);
+            // At rest: final, flagged, or waiting for an operator by design.
+            let at_rest = state.is_final()
+                || matches!(state, State::NeedsOperator(_) | State::WaitingForOperator)
+                || (self.row.operator_forced && self.due_at.is_none());
+            if !at_rest {
+                self.violations.push(format!("not final nor flagged at rest: {state:?}"));
+            }
+            // Bounded provider calls: placements per provider and checks per deadline.
+            let max_calls = 2 * MAX_PLACEMENTS * 4 + 200;
+            if self.calls > max_calls {
+                self.violations.push(format!("{} provider calls", self.calls));
+            }
+            // Money: one charge; a refund exactly when rejected (or settled by a recharge).
+            let rejected = self.row.status == OrderStatus::Rejected;
+            if self.charges != 1 || (self.refunds == 1) != (rejected || self.recharges == 1) {
+                self.violations
+                    .push(format!("money: status {} refunds {} recharges {}", self.row.status, self.refunds, self.recharges));
+            }
+            // Every delivery by a provider is the order's PIN, or recorded and flagged, or settled.
+            let delivered: Vec<String> = self
+                .held
+                .iter()
+                .filter(|(_, h)| h.approved && h.final_at <= self.now && h.arrived <= self.now)
+                .map(|((_, r), _)| format!("PIN-{r}"))
+                .collect();
+            if delivered.len() > 1 {
+                self.violations.push(format!("delivered twice: {delivered:?}"));
+            }
+            for pin in &delivered {
+                let ours = self.pin.as_deref() == Some(pin.as_str())
+                    && self.row.status == OrderStatus::Approved
+                    && !self.row.operator_forced;
+                let recorded = self.row.late_pin.as_deref() == Some(pin.as_str()) || self.write_offs == 1 || self.recharges == 1;
+                let flagged = matches!(self.row.attention, Some(Attention::GivenUp));
+                if !(ours || recorded || flagged || self.decided_given_up || self.row.status == OrderStatus::Pending) {
+                    self.violations.push(format!("provider delivered {pin} but the order does not show it: {:?}", self.row));
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+        #[test]
+        fn every_order_ends_final_or_flagged_with_money_and_placements_exactly_once(
+            steps in prop::collection::vec(step(), 1..60),
+            seed in any::<u64>(),
+        ) {
+            let mut w = World::new(seed);
+            w.run(&steps);
+            w.check_invariants();
+            prop_assert!(w.violations.is_empty(), "{:?}\nrow {:?}\nplacements {:?}\nheld {:?}", w.violations, w.row, w.placements, w.held);
+        }
+    }
+}

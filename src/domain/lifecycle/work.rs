@@ -1,0 +1,43 @@
+//! What a claimed order needs next. A lane claims due orders and asks this module what each one
+//! is for; the answer never depends on anything but the order's own row.
+
+use super::{Attention, Facts, Notice, Schedule, Set, State, Transition, MAX_PLACEMENTS};
+use crate::domain::status::ExternalStatus;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// Decide where it goes (routing lane).
+    Route,
+    /// Place it with the lane's provider; `reuse`: send the order's reference again (the
+    /// provider was shown not to have it).
+    Place { reuse: bool },
+    /// Ask the provider for its status; `reconcile`: a placement whose outcome is unknown (or
+    /// whose claim ran out without a recorded outcome) is looked up by its reference.
+    Check { reconcile: bool },
+    /// Nothing to ask anyone: write this transition now.
+    Decide(Box<Transition>),
+}
+
+pub fn work_for(f: &Facts) -> Work {
+    match State::of(f) {
+        State::New => Work::Route,
+        State::ToPlace { .. } if f.placement_attempts >= MAX_PLACEMENTS => Work::Decide(Box::new(
+            Transition {
+                external: Some(ExternalStatus::Failed),
+                attention: Set::To(Attention::PlacementLimit),
+                schedule: Schedule::Off,
+                message: Some(format!("{MAX_PLACEMENTS} placements without a confirmed outcome")),
+                notice: Some(Notice::NeedsAction),
+                ..Transition::default()
+            }
+            .event("dispatch", format!("the placement budget ({MAX_PLACEMENTS}) is used up: the order waits for an operator")),
+        )),
+        State::ToPlace { reuse } => Work::Place { reuse },
+        State::Placing | State::Reconciling => Work::Check { reconcile: true },
+        State::WithProvider | State::Watched => Work::Check { reconcile: false },
+        other => Work::Decide(Box::new(
+            Transition { schedule: Schedule::Off, ..Transition::default() }
+                .event("unscheduled", format!("due, but {other:?} has no work to do: taken off the queue")),
+        )),
+    }
+}

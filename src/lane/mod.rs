@@ -1,0 +1,369 @@
+//! Lanes: the work of one provider, claimed, called and written back on its own, so a provider
+//! that answers slowly (or not at all) never delays another's placements, checks or
+//! write-backs. The work that needs no HTTP has lanes of its own: routing (`routing.rs`: new
+//! orders, code stock, manual routing) and the batch safety sweep (`sweep.rs`).
+//!
+//! Inside a provider lane (`provider.rs`) three parts overlap:
+//! - the claimer claims due work as call slots free up (it never waits for a call);
+//! - callers make the calls, no more at once than the lane holds permits for
+//!   (`permits.rs`: the provider's `max_in_flight`, held in Postgres across every process);
+//! - the writer writes results back in batches (by size, or after a few milliseconds,
+//!   whichever comes first), each guarded by its lease (`writer.rs`).
+//!
+//! Postgres stays the only coordinator: claims with `SKIP LOCKED` and leases, permits in a
+//! table. Any number of daemons (and cron sweeps) share the work safely.
+
+mod permits;
+pub mod provider;
+pub mod routing;
+pub mod sweep;
+mod writer;
+
+use crate::dispatch::Timing;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How lanes work, resolved once.
+#[derive(Debug, Clone)]
+pub struct LaneSettings {
+    pub database_url: String,
+    pub timing: Timing,
+    /// Provider calls in flight at once from this process, per provider lane.
+    pub capacity: usize,
+    pub tenant: Option<i64>,
+    /// A drain (`orderctl sweep`): checks due by this moment, then stop when nothing is left.
+    /// None: run until stopped (the daemon).
+    pub drain: Option<DateTime<Utc>>,
+    /// How long an idle lane waits before looking again when nothing wakes it.
+    pub idle_poll: Duration,
+    /// Who holds permits: host, process and a random part.
+    pub holder: String,
+    /// Results written back per transaction, at most.
+    pub write_batch: usize,
+    /// How long the writer waits for more results before it writes what it has.
+    pub write_delay: Duration,
+}
+
+impl LaneSettings {
+    pub fn holder() -> String {
+        let host =
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "host".into());
+        format!("{host}:{}:{}", std::process::id(), uuid::Uuid::new_v4().simple())
+    }
+}
+
+/// Milliseconds since a process-wide start, for heartbeats (monotonic).
+fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// What a lane reports about itself: heartbeats of its parts and its oldest call in flight,
+/// for the supervisor (the systemd watchdog, `/healthz`) and for metrics.
+#[derive(Default)]
+pub struct Progress {
+    claimer: AtomicU64,
+    writer: AtomicU64,
+    /// Start of each call in flight (ms), by caller slot.
+    calls: Mutex<HashMap<usize, u64>>,
+    pub claimed: AtomicU64,
+    pub calls_made: AtomicU64,
+    pub written: AtomicU64,
+    pub stale: AtomicU64,
+    /// Written results by what they were.
+    pub placements: AtomicU64,
+    pub checks: AtomicU64,
+    pub approved: AtomicU64,
+    pub rejected: AtomicU64,
+    pub flagged: AtomicU64,
+}
+
+/// What lanes did, summed (for `sweep`'s report and the daemon's log).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct WorkReport {
+    pub claimed: u64,
+    pub provider_calls: u64,
+    pub placements: u64,
+    pub checks: u64,
+    pub approved: u64,
+    pub rejected: u64,
+    /// Orders flagged for an operator.
+    pub flagged: u64,
+    /// Results dropped because another worker owned the order by then.
+    pub stale_dropped: u64,
+}
+
+impl WorkReport {
+    pub fn of(p: &Progress) -> WorkReport {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WorkReport {
+            claimed: g(&p.claimed),
+            provider_calls: g(&p.calls_made),
+            placements: g(&p.placements),
+            checks: g(&p.checks),
+            approved: g(&p.approved),
+            rejected: g(&p.rejected),
+            flagged: g(&p.flagged),
+            stale_dropped: g(&p.stale),
+        }
+    }
+    pub fn add(&mut self, o: &WorkReport) {
+        self.claimed += o.claimed;
+        self.provider_calls += o.provider_calls;
+        self.placements += o.placements;
+        self.checks += o.checks;
+        self.approved += o.approved;
+        self.rejected += o.rejected;
+        self.flagged += o.flagged;
+        self.stale_dropped += o.stale_dropped;
+    }
+    /// The difference since `before` (counters only grow).
+    pub fn since(&self, before: &WorkReport) -> WorkReport {
+        WorkReport {
+            claimed: self.claimed - before.claimed,
+            provider_calls: self.provider_calls - before.provider_calls,
+            placements: self.placements - before.placements,
+            checks: self.checks - before.checks,
+            approved: self.approved - before.approved,
+            rejected: self.rejected - before.rejected,
+            flagged: self.flagged - before.flagged,
+            stale_dropped: self.stale_dropped - before.stale_dropped,
+        }
+    }
+}
+
+impl Progress {
+    pub fn beat_claimer(&self) {
+        self.claimer.store(now_ms(), Ordering::Relaxed);
+    }
+    pub fn beat_writer(&self) {
+        self.writer.store(now_ms(), Ordering::Relaxed);
+    }
+    fn call_started(&self, slot: usize) {
+        self.calls.lock().unwrap().insert(slot, now_ms());
+    }
+    fn call_ended(&self, slot: usize) {
+        self.calls.lock().unwrap().remove(&slot);
+    }
+
+    /// Why the lane is not making progress, if it is not: a part that has not looped for
+    /// `stall`, or a call in flight longer than `call_bound` (the request timeout ends every
+    /// call well before that).
+    pub fn stalled(&self, stall: Duration, call_bound: Duration) -> Option<String> {
+        let now = now_ms();
+        let age = |t: u64| Duration::from_millis(now.saturating_sub(t));
+        for (part, beat) in [("claimer", &self.claimer), ("writer", &self.writer)] {
+            let t = beat.load(Ordering::Relaxed);
+            if t != 0 && age(t) > stall {
+                return Some(format!(
+                    "its {part} has not moved for {}",
+                    humantime::format_duration(Duration::from_secs(age(t).as_secs()))
+                ));
+            }
+        }
+        let oldest = self.calls.lock().unwrap().values().min().copied();
+        match oldest {
+            Some(t) if age(t) > call_bound => Some(format!(
+                "a provider call has been in flight for {}",
+                humantime::format_duration(Duration::from_secs(age(t).as_secs()))
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Stop and wake-up signals of one lane.
+#[derive(Default)]
+pub struct LaneControl {
+    stop: AtomicBool,
+    woken: Mutex<bool>,
+    cond: Condvar,
+    pub progress: Progress,
+}
+
+impl LaneControl {
+    pub fn new() -> Arc<LaneControl> {
+        Arc::new(LaneControl::default())
+    }
+    /// Stop claiming; what is in flight finishes and is written back.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+    /// There may be new work: look now instead of after the idle poll.
+    pub fn wake(&self) {
+        *self.woken.lock().unwrap() = true;
+        self.cond.notify_all();
+    }
+    /// Wait until woken or `timeout` passes.
+    pub fn wait(&self, timeout: Duration) {
+        let guard = self.woken.lock().unwrap();
+        let (mut guard, _) = self.cond.wait_timeout_while(guard, timeout, |woken| !*woken).unwrap();
+        *guard = false;
+    }
+}
+
+/// Wakes lanes by lane id (a transition that makes another lane's work due now, a LISTEN
+/// notification). Lanes of other processes find the work by polling.
+#[derive(Clone, Default)]
+pub struct Wakers(Arc<Mutex<HashMap<i64, Arc<LaneControl>>>>);
+
+impl Wakers {
+    pub fn register(&self, lane: i64, control: Arc<LaneControl>) {
+        self.0.lock().unwrap().insert(lane, control);
+    }
+    pub fn wake(&self, lane: i64) {
+        if let Some(c) = self.0.lock().unwrap().get(&lane) {
+            c.wake();
+        }
+    }
+    pub fn all(&self) -> Vec<(i64, Arc<LaneControl>)> {
+        self.0.lock().unwrap().iter().map(|(k, v)| (*k, v.clone())).collect()
+    }
+}
+
+/// A counting semaphore whose size can change (the permits a lane holds).
+#[derive(Default)]
+struct Slots {
+    state: Mutex<(usize, usize)>,
+    cond: Condvar,
+}
+
+impl Slots {
+    fn set_limit(&self, limit: usize) {
+        self.state.lock().unwrap().0 = limit;
+        self.cond.notify_all();
+    }
+    fn limit(&self) -> usize {
+        self.state.lock().unwrap().0
+    }
+    fn in_use(&self) -> usize {
+        self.state.lock().unwrap().1
+    }
+    /// Take a slot, waiting at most `timeout`.
+    fn take(&self, timeout: Duration) -> bool {
+        let guard = self.state.lock().unwrap();
+        let (mut guard, r) = self.cond.wait_timeout_while(guard, timeout, |(limit, used)| *used >= *limit).unwrap();
+        if r.timed_out() && guard.1 >= guard.0 {
+            return false;
+        }
+        guard.1 += 1;
+        true
+    }
+    fn give(&self) {
+        let mut guard = self.state.lock().unwrap();
+        guard.1 = guard.1.saturating_sub(1);
+        self.cond.notify_all();
+    }
+}
+
+/// Claimed work not yet written back, with a wake-up when it goes down.
+#[derive(Default)]
+struct Outstanding {
+    count: AtomicUsize,
+    lock: Mutex<()>,
+    cond: Condvar,
+}
+
+impl Outstanding {
+    fn add(&self, n: usize) {
+        self.count.fetch_add(n, Ordering::SeqCst);
+    }
+    fn done(&self, n: usize) {
+        self.count.fetch_sub(n, Ordering::SeqCst);
+        let _g = self.lock.lock().unwrap();
+        self.cond.notify_all();
+    }
+    fn get(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+    /// Wait until it is below `n` or `timeout` passes.
+    fn wait_below(&self, n: usize, timeout: Duration) {
+        let g = self.lock.lock().unwrap();
+        let _ = self.cond.wait_timeout_while(g, timeout, |_| self.get() >= n).unwrap();
+    }
+}
+
+/// Run every lane until the work due is done (`orderctl sweep`): the routing lane first, then
+/// every provider's lane at once (a slow provider delays only its own orders), and again while
+/// one lane's results made work due in another (a fallback), until `deadline`.
+pub fn drain(
+    settings: &LaneSettings,
+    providers: &crate::dispatch::Providers,
+    deadline: Instant,
+) -> crate::error::Result<WorkReport> {
+    let mut total = WorkReport::default();
+    let mut client = crate::db::connect(&settings.database_url)?;
+    while Instant::now() < deadline {
+        let wakers = Wakers::default();
+        let routing = LaneControl::new();
+        routing::run(settings.clone(), routing.clone(), wakers.clone());
+        total.add(&WorkReport::of(&routing.progress));
+        let lanes = crate::db::claims::lanes_with_work(&mut client, settings.tenant, settings.drain)?;
+        if lanes.is_empty() {
+            break;
+        }
+        let grace = settings.timing.request_timeout * 2;
+        let controls: Vec<_> = lanes
+            .iter()
+            .map(|&id| {
+                let control = LaneControl::new();
+                wakers.register(id, control.clone());
+                (id, control)
+            })
+            .collect();
+        std::thread::scope(|scope| {
+            for (id, control) in &controls {
+                let (providers, settings, wakers, control) =
+                    (providers.clone(), settings.clone(), wakers.clone(), control.clone());
+                let id = *id;
+                scope.spawn(move || provider::run(id, providers, settings, control, wakers, grace));
+            }
+        });
+        for (_, c) in &controls {
+            total.add(&WorkReport::of(&c.progress));
+        }
+    }
+    Ok(total)
+}
+
+/// Lanes running in the background of one process (the demo): the routing lane and one lane
+/// per provider given, until `stop`.
+pub struct Pool {
+    wakers: Wakers,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Pool {
+    pub fn start(settings: &LaneSettings, providers: &crate::dispatch::Providers, provider_ids: &[i64], grace: Duration) -> Pool {
+        let wakers = Wakers::default();
+        let mut threads = Vec::new();
+        let routing_control = LaneControl::new();
+        wakers.register(0, routing_control.clone());
+        let (s, w) = (settings.clone(), wakers.clone());
+        threads.push(std::thread::spawn(move || routing::run(s, routing_control, w)));
+        for &id in provider_ids {
+            let control = LaneControl::new();
+            wakers.register(id, control.clone());
+            let (p, s, w) = (providers.clone(), settings.clone(), wakers.clone());
+            threads.push(std::thread::spawn(move || provider::run(id, p, s, control, w, grace)));
+        }
+        Pool { wakers, threads }
+    }
+
+    /// Stop claiming, let what is in flight finish, and wait for every lane.
+    pub fn stop(self) {
+        for (_, c) in self.wakers.all() {
+            c.stop();
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}

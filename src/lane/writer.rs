@@ -1,0 +1,187 @@
+//! A provider lane's writer: results come in from the callers and go to the database in
+//! batches — as soon as `write_batch` have arrived, or `write_delay` after the first, whichever
+//! comes first — each result guarded by the lease its work was claimed with. One value the
+//! database refuses flags its own order and never blocks the others (`apply_isolated`).
+
+use super::{LaneControl, LaneSettings, Outstanding, Wakers};
+use crate::db;
+use crate::db::transitions::{self, Write};
+use crate::dispatch::place::{Checked, Placed};
+use crate::dispatch::{record, LaneProvider};
+use crate::domain::lifecycle::Schedule;
+use crate::error::{ErrorKind, Result};
+use postgres::Client;
+use std::collections::HashSet;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a caller hands to the writer.
+pub enum Done {
+    Placed(Arc<LaneProvider>, Box<Placed>),
+    Checked(Arc<LaneProvider>, Vec<Checked>),
+}
+
+/// Tries of one batch when the connection is lost; after that its results are dropped and the
+/// orders come due again after their lease (placements are then reconciled, never resent blindly).
+const TRIES: u32 = 4;
+
+pub struct Writer {
+    pub settings: LaneSettings,
+    pub lane: i64,
+    pub control: Arc<LaneControl>,
+    pub outstanding: Arc<Outstanding>,
+    pub wakers: Wakers,
+    /// After this moment (a shutdown's grace), the writer stops waiting for late results.
+    pub give_up_at: Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+impl Writer {
+    pub fn run(self, rx: Receiver<Done>) {
+        let mut conn: Option<Client> = None;
+        loop {
+            self.control.progress.beat_writer();
+            let first = match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(d) => d,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.give_up_at.lock().unwrap().map(|t| Instant::now() >= t).unwrap_or(false) {
+                        break;
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch = vec![first];
+            let deadline = Instant::now() + self.settings.write_delay;
+            while batch.iter().map(size).sum::<usize>() < self.settings.write_batch {
+                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(d) => batch.push(d),
+                    Err(_) => break,
+                }
+            }
+            let jobs = batch.len();
+            if let Err(e) = self.write(&mut conn, batch) {
+                log::error!(
+                    "lane {}: {} result(s) not written ({}); their orders come due again after their lease",
+                    self.lane,
+                    jobs,
+                    e.message
+                );
+            }
+            self.outstanding.done(jobs);
+        }
+    }
+
+    fn write(&self, conn: &mut Option<Client>, batch: Vec<Done>) -> Result<()> {
+        let mut last = None;
+        for attempt in 0..TRIES {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(200 << attempt));
+            }
+            let c = match conn {
+                Some(c) => c,
+                None => match db::connect(&self.settings.database_url) {
+                    Ok(c) => conn.insert(c),
+                    Err(e) => {
+                        last = Some(e);
+                        continue;
+                    }
+                },
+            };
+            match self.write_once(c, &batch) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind == ErrorKind::DatabaseUnavailable => {
+                    *conn = None;
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| crate::error::Error::internal("no attempt made")))
+    }
+
+    fn write_once(&self, c: &mut Client, batch: &[Done]) -> Result<()> {
+        let mut writes = Vec::new();
+        for d in batch {
+            match d {
+                Done::Placed(lp, p) => writes.push(record::placed(c, lp, (**p).clone())?),
+                Done::Checked(lp, cs) => {
+                    writes.extend(cs.iter().map(|x| record::checked(lp, self.settings.timing, x.clone(), rand::random())))
+                }
+            }
+        }
+        let mut written = 0;
+        // One statement may carry an order once: a second result for it waits for the next wave.
+        for wave in waves(writes) {
+            let applied = transitions::apply_isolated(c, &wave)?;
+            written += applied.len();
+            self.count(&wave, &applied);
+            self.wake_due(&wave, &applied);
+        }
+        log::debug!("lane {}: wrote {written} result(s)", self.lane);
+        Ok(())
+    }
+
+    fn count(&self, wave: &[Write], applied: &[transitions::Applied]) {
+        use crate::domain::lifecycle::Set;
+        use crate::domain::status::OrderStatus;
+        use std::sync::atomic::Ordering::Relaxed;
+        let p = &self.control.progress;
+        let ok: HashSet<_> = applied.iter().map(|(id, _)| *id).collect();
+        p.written.fetch_add(applied.len() as u64, Relaxed);
+        p.stale.fetch_add((wave.len() - applied.len()) as u64, Relaxed);
+        for w in wave.iter().filter(|w| ok.contains(&w.order_id)) {
+            let t = &w.transition;
+            if w.steps.is_empty() { &p.checks } else { &p.placements }.fetch_add(1, Relaxed);
+            match t.status {
+                Some(OrderStatus::Approved) => p.approved.fetch_add(1, Relaxed),
+                Some(OrderStatus::Rejected) => p.rejected.fetch_add(1, Relaxed),
+                _ => 0,
+            };
+            if matches!(t.attention, Set::To(_)) {
+                p.flagged.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Work made due now goes to its lane at once: this lane's claimer, or another lane's
+    /// (a fallback).
+    fn wake_due(&self, wave: &[Write], applied: &[transitions::Applied]) {
+        let ok: HashSet<_> = applied.iter().map(|(id, _)| *id).collect();
+        let mut lanes = HashSet::new();
+        for w in wave.iter().filter(|w| ok.contains(&w.order_id)) {
+            if w.transition.schedule == Schedule::Now {
+                lanes.insert(w.transition.lane.unwrap_or(self.lane));
+            }
+        }
+        for lane in lanes {
+            if lane == self.lane {
+                self.control.wake();
+            } else {
+                self.wakers.wake(lane);
+            }
+        }
+    }
+}
+
+fn size(d: &Done) -> usize {
+    match d {
+        Done::Placed(..) => 1,
+        Done::Checked(_, c) => c.len(),
+    }
+}
+
+/// Split writes so no order appears twice in one statement (the later result goes after).
+pub fn waves(writes: Vec<Write>) -> Vec<Vec<Write>> {
+    let mut waves: Vec<(HashSet<uuid::Uuid>, Vec<Write>)> = Vec::new();
+    for w in writes {
+        match waves.iter_mut().find(|(ids, _)| !ids.contains(&w.order_id)) {
+            Some((ids, list)) => {
+                ids.insert(w.order_id);
+                list.push(w);
+            }
+            None => waves.push((HashSet::from([w.order_id]), vec![w])),
+        }
+    }
+    waves.into_iter().map(|(_, w)| w).collect()
+}
