@@ -11,6 +11,7 @@ pub mod cache;
 pub mod codes;
 pub mod http;
 pub mod manual;
+pub mod text;
 pub mod xstor;
 pub mod znet;
 
