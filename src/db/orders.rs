@@ -656,6 +656,8 @@ pub struct DueOrder {
     pub external_status: String,
     pub provider_id: Option<i64>,
     pub provider_referans: Option<String>,
+    /// The provider's own id for the order (x-stor `order_id`), when its placement reply gave one.
+    pub external_order_id: Option<String>,
     pub awaiting_reconciliation: bool,
     pub checks: i32,
     pub sent_at: Option<DateTime<Utc>>,
@@ -706,7 +708,7 @@ fn claim(
            FROM ({selection}) c
           WHERE o.id = c.id
           RETURNING o.id, o.number, o.lease, o.external_status, o.provider_id, o.provider_referans,
-                    o.awaiting_reconciliation, o.checks, o.sent_at, o.dispatched_at, o.no_news"
+                    o.awaiting_reconciliation, o.checks, o.sent_at, o.dispatched_at, o.no_news, o.external_order_id"
     );
     let mut all: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![params[0], &ms];
     all.extend_from_slice(&params[1..]);
@@ -726,6 +728,7 @@ fn due_from_row(r: &postgres::Row) -> DueOrder {
         sent_at: r.get(8),
         dispatched_at: r.get(9),
         no_news: r.get(10),
+        external_order_id: r.get(11),
     }
 }
 

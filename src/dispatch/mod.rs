@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::provider::cache::ProviderCache;
 use crate::provider::codes::{self, CodeHandout};
 use crate::provider::manual;
-use crate::provider::{CheckOutcome, PlacementOutcome, PlacementRequest, Provider};
+use crate::provider::{self, CheckOutcome, PlacementOutcome, PlacementRequest, Provider, ReferenceStyle};
 use postgres::Client;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -519,7 +519,8 @@ fn next_attempt(
         steps.step("resolve_provider", format!("{provider_name} ({}) with its stored credentials", adapter.config().kind));
 
         let reuse = candidate.reuse_reference.is_some();
-        let reference = candidate.reuse_reference.clone().unwrap_or_else(|| new_reference(order, later_attempt));
+        let reference =
+            candidate.reuse_reference.clone().unwrap_or_else(|| new_reference(order, later_attempt, adapter.reference_style()));
         let request = PlacementRequest {
             reference,
             player: order.user_identifier.clone(),
@@ -707,6 +708,11 @@ pub fn record_placed(
                 c,
                 PlacementOutcome::Ambiguous { reason: format!("re-placement rejected ({message}); the first attempt may exist") },
             ),
+            // "Placed before": only a status check with the reference tells how it stands.
+            PlacementOutcome::SentBefore { message } => (
+                c,
+                PlacementOutcome::Ambiguous { reason: format!("the provider says this reference was sent before ({message})") },
+            ),
             o => (c, o),
         })
         .collect();
@@ -716,7 +722,9 @@ pub fn record_placed(
             let (outcome, message) = match o {
                 PlacementOutcome::Accepted { message, .. } => ("accepted", message),
                 PlacementOutcome::Rejected { message } => ("rejected", message),
-                PlacementOutcome::Ambiguous { reason } => ("ambiguous", reason),
+                PlacementOutcome::Ambiguous { reason } | PlacementOutcome::SentBefore { message: reason } => {
+                    ("ambiguous", reason)
+                }
             };
             (c.attempt.candidate.provider_id, c.attempt.request.reference.clone(), outcome, message.clone())
         })
@@ -780,7 +788,7 @@ pub fn record_placed(
                 steps.step("record_outcome", format!("rejected by {provider_name}: {message}"));
                 Recorded::NextCandidate { provider: provider_name, message }
             }
-            PlacementOutcome::Ambiguous { reason: message } => {
+            PlacementOutcome::Ambiguous { reason: message } | PlacementOutcome::SentBefore { message } => {
                 let reconcile_after = opts.policy.first_check.min(Duration::from_secs(60));
                 orders::record_ambiguous(tx, order_id, c.lease, &message, reconcile_after)?;
                 steps.step(
@@ -929,13 +937,31 @@ pub fn replace_absent(
     place_with_candidates(client, providers, &order, vec![candidate], Some(lease), None, opts, steps)
 }
 
-/// The first reference of an order is its own uuid, so provider support can find it by our
-/// id; later attempts (fallback, operator re-dispatch) get a fresh one each.
-fn new_reference(order: &OrderRow, later_attempt: bool) -> String {
-    if later_attempt || order.provider_referans.is_some() {
-        Uuid::new_v4().to_string()
-    } else {
-        order.id.to_string()
+/// For a provider that takes UUIDs, the first reference of an order is its own uuid, so
+/// provider support can find it by our id; later attempts (fallback, operator re-dispatch) get a
+/// fresh one each. A provider that takes only numbers (Znet) gets
+/// `epoch_ms * 100000 + (order number % 100000)`, the milliseconds strictly increasing within
+/// this process, so no two attempts here share one and orders differ by number across processes.
+fn new_reference(order: &OrderRow, later_attempt: bool, style: ReferenceStyle) -> String {
+    match style {
+        ReferenceStyle::Uuid if later_attempt || order.provider_referans.is_some() => Uuid::new_v4().to_string(),
+        ReferenceStyle::Uuid => order.id.to_string(),
+        ReferenceStyle::Numeric => provider::new_reference(style, unique_millis(), order.number.unsigned_abs()),
+    }
+}
+
+/// Milliseconds since the epoch, never the same twice in this process.
+fn unique_millis() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
     }
 }
 
@@ -958,6 +984,7 @@ fn placement_summary(o: &PlacementOutcome) -> String {
             if message.is_empty() { String::new() } else { format!(" ({message})") }
         ),
         PlacementOutcome::Rejected { message } => format!("rejected: {message}"),
+        PlacementOutcome::SentBefore { message } => format!("sent before: {message}"),
         PlacementOutcome::Ambiguous { reason } => format!("unknown outcome: {reason}"),
     }
 }
@@ -969,6 +996,7 @@ fn scrub_placement(o: PlacementOutcome, secrets: &[String]) -> PlacementOutcome 
             PlacementOutcome::Accepted { external_order_id, message: scrub(&message, secrets), early }
         }
         PlacementOutcome::Rejected { message } => PlacementOutcome::Rejected { message: scrub(&message, secrets) },
+        PlacementOutcome::SentBefore { message } => PlacementOutcome::SentBefore { message: scrub(&message, secrets) },
         PlacementOutcome::Ambiguous { reason } => PlacementOutcome::Ambiguous { reason: scrub(&reason, secrets) },
     }
 }

@@ -18,7 +18,7 @@ use crate::dispatch::{self, DispatchOptions, DispatchResult};
 use crate::domain::backoff::{BackoffPolicy, NextStep};
 use crate::error::Result;
 use crate::provider::cache::ProviderCache;
-use crate::provider::{scrub, CheckOutcome, PlacementOutcome, Provider};
+use crate::provider::{scrub, CheckKey, CheckOutcome, PlacementOutcome, Provider};
 use crate::settings::HttpSettings;
 use chrono::Utc;
 use postgres::Client;
@@ -473,10 +473,16 @@ impl Monitor {
                                 postponed.lock().unwrap().extend(orders);
                             }
                             Job::Check { provider, orders, .. } => {
-                                let refs: Vec<String> =
-                                    orders.iter().map(|o| o.provider_referans.clone().unwrap_or_default()).collect();
-                                let outcomes =
-                                    if refs.len() == 1 { vec![provider.check(&refs[0])] } else { provider.check_many(&refs) };
+                                let keys: Vec<CheckKey> = orders
+                                    .iter()
+                                    .map(|o| CheckKey {
+                                        reference: o.provider_referans.clone().unwrap_or_default(),
+                                        external_order_id: o.external_order_id.clone(),
+                                    })
+                                    .collect();
+                                let answers =
+                                    if keys.len() == 1 { vec![provider.check(&keys[0])] } else { provider.check_many(&keys) };
+                                let outcomes = answers.into_iter().map(|a| a.outcome);
                                 let secrets = provider.config().secrets();
                                 let mut r = results.lock().unwrap();
                                 tally.lock().unwrap().provider_calls += 1;
@@ -773,8 +779,13 @@ impl Provider for Unusable {
     fn place(&self, _req: &crate::provider::PlacementRequest) -> crate::provider::PlacementOutcome {
         crate::provider::PlacementOutcome::Rejected { message: "provider configuration is unusable".into() }
     }
-    fn check(&self, _reference: &str) -> CheckOutcome {
-        CheckOutcome::NoNews { reason: "provider configuration is unusable; fix its row (see `orderctl provider check`)".into() }
+    fn reference_style(&self) -> crate::provider::ReferenceStyle {
+        crate::provider::ReferenceStyle::Uuid
+    }
+    fn check(&self, _key: &CheckKey) -> crate::provider::CheckAnswer {
+        crate::provider::CheckAnswer::of(CheckOutcome::NoNews {
+            reason: "provider configuration is unusable; fix its row (see `orderctl provider check`)".into(),
+        })
     }
     fn balance(&self) -> std::result::Result<crate::provider::Balance, crate::provider::ProviderError> {
         Err(crate::provider::ProviderError::Refused("unusable".into()))

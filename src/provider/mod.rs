@@ -9,6 +9,8 @@
 
 pub mod cache;
 pub mod codes;
+#[cfg(test)]
+mod conformance;
 pub mod http;
 pub mod manual;
 pub mod text;
@@ -120,10 +122,32 @@ pub enum PlacementOutcome {
     /// The provider owns the order now. Some providers already know its state (x-stor may
     /// answer `accept` with a PIN at once); `early` carries that.
     Accepted { external_order_id: Option<String>, message: String, early: Option<CheckOutcome> },
-    /// The provider did not take the order and said so.
+    /// The provider did not take the order and said so. The message starts with the provider's
+    /// error code when it gave one (`8: Bağlantı hatası veya yetersiz bakiye`).
     Rejected { message: String },
+    /// The provider says this reference was placed before (Znet `4|Daha Önce Gönderilmiş (…)`,
+    /// `OK|8|Bu İşlem Daha Önce Gönderildi`). Neither an acceptance nor a rejection: whether
+    /// the earlier placement exists, and how it stands, only a status check can tell.
+    SentBefore { message: String },
     /// We do not know whether the order exists (timeout, reset, 5xx, empty, HTML, garbage).
     Ambiguous { reason: String },
+}
+
+impl PlacementOutcome {
+    /// Every provider-derived text through [`text::clean`].
+    pub fn cleaned(self) -> PlacementOutcome {
+        use text::{clean, clean_opt, MESSAGE_MAX, NAME_MAX};
+        match self {
+            PlacementOutcome::Accepted { external_order_id, message, early } => PlacementOutcome::Accepted {
+                external_order_id: clean_opt(external_order_id.as_deref(), NAME_MAX),
+                message: clean(&message, MESSAGE_MAX),
+                early: early.map(CheckOutcome::cleaned),
+            },
+            PlacementOutcome::Rejected { message } => PlacementOutcome::Rejected { message: clean(&message, MESSAGE_MAX) },
+            PlacementOutcome::SentBefore { message } => PlacementOutcome::SentBefore { message: clean(&message, MESSAGE_MAX) },
+            PlacementOutcome::Ambiguous { reason } => PlacementOutcome::Ambiguous { reason: clean(&reason, MESSAGE_MAX) },
+        }
+    }
 }
 
 /// What a status check means.
@@ -173,6 +197,110 @@ impl CheckOutcome {
             CheckOutcome::NoNews { reason } => reason,
         }
     }
+    /// Every provider-derived text through [`text::clean`]; a PIN that cleans to nothing is none.
+    pub fn cleaned(self) -> CheckOutcome {
+        use text::{clean, clean_opt, MESSAGE_MAX, PIN_MAX};
+        match self {
+            CheckOutcome::Waiting { message } => CheckOutcome::Waiting { message: clean(&message, MESSAGE_MAX) },
+            CheckOutcome::Approved { pin, message } => {
+                CheckOutcome::Approved { pin: clean_opt(pin.as_deref(), PIN_MAX), message: clean(&message, MESSAGE_MAX) }
+            }
+            CheckOutcome::Cancelled { message } => CheckOutcome::Cancelled { message: clean(&message, MESSAGE_MAX) },
+            CheckOutcome::NotFound { message } => CheckOutcome::NotFound { message: clean(&message, MESSAGE_MAX) },
+            CheckOutcome::NoNews { reason } => CheckOutcome::NoNews { reason: clean(&reason, MESSAGE_MAX) },
+        }
+    }
+}
+
+/// How a status check names an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckKey {
+    /// Our reference (Znet `referans` / x-stor `order_uuid`), always known.
+    pub reference: String,
+    /// The provider's own order id from the placement reply (x-stor `order_id`), when known.
+    pub external_order_id: Option<String>,
+}
+
+impl CheckKey {
+    /// A key with our reference only (a placement whose reply was lost, or a provider without
+    /// order ids of its own).
+    pub fn reference(reference: impl Into<String>) -> CheckKey {
+        CheckKey { reference: reference.into(), external_order_id: None }
+    }
+    /// A key with our reference and the provider's order id.
+    pub fn with_order_id(reference: impl Into<String>, external_order_id: impl Into<String>) -> CheckKey {
+        CheckKey { reference: reference.into(), external_order_id: Some(external_order_id.into()) }
+    }
+}
+
+/// What a status check learned: the outcome, and the provider's order id when the reply named it
+/// (x-stor reconciliation by order_uuid learns the order_id this way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckAnswer {
+    pub outcome: CheckOutcome,
+    pub external_order_id: Option<String>,
+}
+
+impl CheckAnswer {
+    /// An answer that names no provider order id.
+    pub fn of(outcome: CheckOutcome) -> CheckAnswer {
+        CheckAnswer { outcome, external_order_id: None }
+    }
+    /// Every provider-derived text through [`text::clean`].
+    pub fn cleaned(self) -> CheckAnswer {
+        CheckAnswer {
+            outcome: self.outcome.cleaned(),
+            external_order_id: text::clean_opt(self.external_order_id.as_deref(), text::NAME_MAX),
+        }
+    }
+}
+
+/// The form of the references a provider accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferenceStyle {
+    /// digits only, at most 18 (Znet)
+    Numeric,
+    /// a UUID (x-stor order_uuid)
+    Uuid,
+}
+
+/// Most digits a numeric reference has: `epoch_ms * 100000 + n` has 18 until the year 5138,
+/// and any 18-digit number fits a signed 64-bit column.
+pub const NUMERIC_REFERENCE_MAX_DIGITS: usize = 18;
+
+impl ReferenceStyle {
+    /// Whether a provider of this style can be sent `reference`. Numeric: 1 to 18 ASCII digits
+    /// without a leading zero (a numeric column would drop it, and the reference would come back
+    /// different). Uuid: anything non-empty, since x-stor's `order_uuid` is the caller's string
+    /// (its own example is `uuid-123`); we send UUIDs.
+    pub fn accepts(self, reference: &str) -> bool {
+        match self {
+            ReferenceStyle::Numeric => {
+                !reference.is_empty()
+                    && reference.len() <= NUMERIC_REFERENCE_MAX_DIGITS
+                    && reference.bytes().all(|b| b.is_ascii_digit())
+                    && (reference == "0" || !reference.starts_with('0'))
+            }
+            ReferenceStyle::Uuid => !reference.trim().is_empty(),
+        }
+    }
+}
+
+/// A new reference of the given style from the time and a counter.
+///
+/// Numeric: `millis_since_epoch * 100000 + counter % 100000` (18 digits today), the format the
+/// core generates in SQL from a sequence; unique as long as two references made in the same
+/// millisecond have different counters modulo 100000. Uuid: a version-7 UUID holding the
+/// millisecond and the counter, unique under the same condition.
+pub fn new_reference(style: ReferenceStyle, millis_since_epoch: u64, counter: u64) -> String {
+    match style {
+        ReferenceStyle::Numeric => millis_since_epoch.saturating_mul(100_000).saturating_add(counter % 100_000).to_string(),
+        ReferenceStyle::Uuid => {
+            let mut bytes = [0u8; 10];
+            bytes[2..].copy_from_slice(&counter.to_be_bytes());
+            uuid::Builder::from_unix_timestamp_millis(millis_since_epoch, &bytes).into_uuid().to_string()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -210,6 +338,58 @@ pub enum ProviderError {
     Refused(String),
 }
 
+impl Balance {
+    /// Every provider-derived text through [`text::clean`].
+    pub fn cleaned(self) -> Balance {
+        use text::{clean, clean_opt, NAME_MAX};
+        Balance {
+            balance: clean(&self.balance, NAME_MAX),
+            debt: clean_opt(self.debt.as_deref(), NAME_MAX),
+            currency: clean_opt(self.currency.as_deref(), NAME_MAX),
+            account: clean_opt(self.account.as_deref(), NAME_MAX),
+        }
+    }
+}
+
+impl CatalogueItem {
+    /// Every provider-derived text through [`text::clean`].
+    pub fn cleaned(self) -> CatalogueItem {
+        use text::{clean, NAME_MAX};
+        CatalogueItem {
+            id: clean(&self.id, NAME_MAX),
+            name: clean(&self.name, NAME_MAX),
+            price: clean(&self.price, NAME_MAX),
+            detail: clean(&self.detail, NAME_MAX),
+            available: self.available,
+        }
+    }
+}
+
+impl ProviderError {
+    /// The error's text through [`text::clean`].
+    pub fn cleaned(self) -> ProviderError {
+        use text::{clean, MESSAGE_MAX};
+        match self {
+            ProviderError::Auth(m) => ProviderError::Auth(clean(&m, MESSAGE_MAX)),
+            ProviderError::WrongBaseUrl(m) => ProviderError::WrongBaseUrl(clean(&m, MESSAGE_MAX)),
+            ProviderError::Unreachable(m) => ProviderError::Unreachable(clean(&m, MESSAGE_MAX)),
+            ProviderError::Garbage(m) => ProviderError::Garbage(clean(&m, MESSAGE_MAX)),
+            ProviderError::Refused(m) => ProviderError::Refused(clean(&m, MESSAGE_MAX)),
+        }
+    }
+}
+
+/// A balance or catalogue result with every provider-derived text cleaned.
+pub(crate) fn cleaned_balance(r: std::result::Result<Balance, ProviderError>) -> std::result::Result<Balance, ProviderError> {
+    r.map(Balance::cleaned).map_err(ProviderError::cleaned)
+}
+
+pub(crate) fn cleaned_catalogue(
+    r: std::result::Result<Vec<CatalogueItem>, ProviderError>,
+) -> std::result::Result<Vec<CatalogueItem>, ProviderError> {
+    r.map(|items| items.into_iter().map(CatalogueItem::cleaned).collect()).map_err(ProviderError::cleaned)
+}
+
 impl From<ProviderError> for Error {
     fn from(e: ProviderError) -> Error {
         Error::provider(e.to_string())
@@ -217,20 +397,23 @@ impl From<ProviderError> for Error {
 }
 
 /// The small trait every HTTP provider implements. Methods never panic and never return a
-/// verdict that the reply does not support.
+/// verdict that the reply does not support. Every provider-derived text they return has passed
+/// [`text::clean`].
 pub trait Provider: Send + Sync {
     fn config(&self) -> &ProviderConfig;
+    /// The form of reference this provider accepts (see [`new_reference`]).
+    fn reference_style(&self) -> ReferenceStyle;
     /// Place an order with our reference.
     fn place(&self, req: &PlacementRequest) -> PlacementOutcome;
-    /// Check one order by our reference.
-    fn check(&self, reference: &str) -> CheckOutcome;
+    /// Check one order.
+    fn check(&self, key: &CheckKey) -> CheckAnswer;
     /// How many orders one `check_many` call can cover (1: no batch call).
     fn batch_limit(&self) -> usize {
         1
     }
-    /// Check several orders; the result has one outcome per reference, in order.
-    fn check_many(&self, references: &[String]) -> Vec<CheckOutcome> {
-        references.iter().map(|r| self.check(r)).collect()
+    /// One answer per key, in order.
+    fn check_many(&self, keys: &[CheckKey]) -> Vec<CheckAnswer> {
+        keys.iter().map(|k| self.check(k)).collect()
     }
     fn balance(&self) -> std::result::Result<Balance, ProviderError>;
     fn catalogue(&self) -> std::result::Result<Vec<CatalogueItem>, ProviderError>;
@@ -263,4 +446,58 @@ pub fn scrub(text: &str, secrets: &[String]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_references_are_epoch_millis_and_a_counter_in_18_digits() {
+        let r = new_reference(ReferenceStyle::Numeric, 1_767_225_600_123, 1_234_567);
+        assert_eq!(r, "176722560012334567");
+        assert_eq!(r.len(), 18);
+        assert!(ReferenceStyle::Numeric.accepts(&r));
+        assert_ne!(r, new_reference(ReferenceStyle::Numeric, 1_767_225_600_123, 1_234_568));
+        assert_ne!(r, new_reference(ReferenceStyle::Numeric, 1_767_225_600_124, 1_234_567));
+    }
+
+    #[test]
+    fn uuid_references_are_uuids_unique_per_millisecond_and_counter() {
+        let a = new_reference(ReferenceStyle::Uuid, 1_767_225_600_123, 7);
+        assert!(uuid::Uuid::parse_str(&a).is_ok(), "{a}");
+        assert_ne!(a, new_reference(ReferenceStyle::Uuid, 1_767_225_600_123, 8));
+        assert!(ReferenceStyle::Uuid.accepts(&a));
+    }
+
+    #[test]
+    fn numeric_style_accepts_only_plain_numbers() {
+        for ok in ["0", "7", "123456", "1699999999123", "999999999999999999"] {
+            assert!(ReferenceStyle::Numeric.accepts(ok), "{ok}");
+        }
+        for bad in ["", "1234567890123456789", "0123", "12a", "-1", "1.5", " 12", "d3f0c9a2-7b1e-4c1e-9f0a-1b2c3d4e5f60", "١٢٣"]
+        {
+            assert!(!ReferenceStyle::Numeric.accepts(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cleaning_an_outcome_cleans_every_text_and_drops_an_empty_pin() {
+        let o = CheckOutcome::Approved { pin: Some(" \u{0} ".into()), message: "ok\u{1b}[2J".into() }.cleaned();
+        assert_eq!(o, CheckOutcome::Approved { pin: None, message: "ok [2J".into() });
+        let p = PlacementOutcome::Accepted {
+            external_order_id: Some("67\u{0}890".into()),
+            message: "a\nb".into(),
+            early: Some(CheckOutcome::Waiting { message: "x".repeat(900) }),
+        }
+        .cleaned();
+        match p {
+            PlacementOutcome::Accepted { external_order_id, message, early: Some(CheckOutcome::Waiting { message: w }) } => {
+                assert_eq!(external_order_id.as_deref(), Some("67 890"));
+                assert_eq!(message, "a b");
+                assert_eq!(w.chars().count(), text::MESSAGE_MAX);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

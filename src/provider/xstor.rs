@@ -1,17 +1,34 @@
 //! x-stor / Barakat client API adapter (see `shared/notes/providers.md`).
 //!
-//! JSON over GET with an `api-token` header. Our reference travels as `order_uuid` (the
-//! idempotency key) and status checks look orders up by it (`uuid=1`), many per request. Replies
-//! are classified by the pure functions at the top of this file; an unexpected reply is
-//! ambiguous at placement and no news at a check, never a verdict.
+//! JSON over GET with an `api-token` header. What the adapter relies on, all from the
+//! provider's documentation:
+//!
+//! - **Placement** `newOrder/{product}/params?qty=..&<player param>=..&order_uuid=<our reference>`
+//!   answers `{"status":"OK","data":{"order_id","status","price","pin"?,"replay_api","note"}}`
+//!   (already finished, with its PIN, or still waiting) or `{"status":"ERROR","message",...}`.
+//!   An ERROR is a definite rejection with or without a numeric code (the documented example has
+//!   none); only code 500 ("unknown") leaves the order's existence unknown. Ids, prices and codes
+//!   may be strings or numbers.
+//! - **Status checks** name orders by the provider's `order_id` from the placement reply:
+//!   `check?orders=[67890,67891]` is one request for many orders, and its entries carry
+//!   `order_id` and no `order_uuid`. Each entry is matched to the order it names; an entry naming
+//!   an order we did not ask for is never taken as ours; an order missing from `data` is "not
+//!   found" only when every entry names its order. An order whose placement reply was lost has no
+//!   `order_id` yet: it is looked up by our reference with `&uuid=1`, one per request, and the
+//!   single entry that comes back (if it names no other `order_uuid`) is ours; its `order_id` is
+//!   learned from it.
+//! - **Status words** `wait`/`accept`/`reject` and the synonyms seen in the wild.
+//!
+//! Replies are classified by the pure functions at the top of this file; an unexpected reply is
+//! ambiguous at placement and no news at a check, never a verdict. Every text that leaves the
+//! adapter has passed [`super::text::clean`].
 
 use super::http::{excerpt, looks_like_html, HttpClient, HttpReply, TransportError};
 use super::znet::{json_text, transport_to_provider_error};
 use super::*;
 use serde_json::Value;
-use std::collections::HashMap;
 
-/// Most references one `check` request carries. Requests are also split so that the URL stays
+/// Most orders one `check` request carries. Requests are also split so that the URL stays
 /// under `MAX_CHECK_QUERY_BYTES`, which common front servers (8 KiB request lines) accept.
 pub const BATCH_LIMIT: usize = 200;
 const MAX_CHECK_QUERY_BYTES: usize = 7000;
@@ -51,15 +68,40 @@ pub fn status_word(word: &str) -> StatusWord {
     }
 }
 
-/// `{"status":"ERROR","code":121,"message":"token error"}` as one readable sentence.
+/// A whole number given as a number or as a string of digits.
+fn json_code(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The code and text of an ERROR reply, with or without a code:
+/// `{"status":"ERROR","message":"Insufficient balance","error":"..."}` (documented) and
+/// `{"status":"ERROR","code":121,"message":"token error"}` (other members of the family).
+/// The code may also come as `error_code`, or as a number in `error`.
 fn describe_error(v: &Value) -> (Option<i64>, String) {
-    let code = v.get("code").and_then(|c| c.as_i64().or_else(|| c.as_str().and_then(|s| s.trim().parse().ok())));
-    let message = json_text(v.get("message")).or_else(|| json_text(v.get("error"))).unwrap_or_default();
+    let code = json_code(v.get("code")).or_else(|| json_code(v.get("error_code"))).or_else(|| json_code(v.get("error")));
+    let text_of = |key: &str| json_text(v.get(key)).map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    let message = text_of("message").or_else(|| text_of("msg"));
+    let error = text_of("error").filter(|_| json_code(v.get("error")).is_none());
+    // `"error": "insufficient_balance"` next to `"message": "Insufficient balance"` adds nothing.
+    let same = |a: &str, b: &str| {
+        let norm = |t: &str| t.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>();
+        norm(a) == norm(b)
+    };
+    let said = match (message, error) {
+        (Some(m), Some(e)) if !same(&m, &e) => format!("{m} ({e})"),
+        (Some(m), _) => m,
+        (None, Some(e)) => e,
+        (None, None) => String::new(),
+    };
     let text = match (code, code.and_then(error_code_meaning)) {
-        (Some(c), Some(meaning)) if message.is_empty() => format!("{c} {meaning}"),
-        (Some(c), Some(meaning)) => format!("{c} {meaning} (x-stor said: {message})"),
-        (Some(c), None) => format!("error {c}: {}", if message.is_empty() { "no message" } else { &message }),
-        (None, _) => format!("error: {}", if message.is_empty() { "no message" } else { &message }),
+        (Some(c), Some(meaning)) if said.is_empty() => format!("{c} {meaning}"),
+        (Some(c), Some(meaning)) => format!("{c} {meaning} (x-stor said: {said})"),
+        (Some(c), None) => format!("{c}: {}", if said.is_empty() { "x-stor gave no message" } else { &said }),
+        (None, _) => format!("x-stor: {}", if said.is_empty() { "error without a message" } else { &said }),
     };
     (code, text)
 }
@@ -90,7 +132,22 @@ fn or_none(s: &str) -> &str {
 }
 
 fn is_status(v: &Value, word: &str) -> bool {
-    v.get("status").and_then(|s| s.as_str()).map(|s| s.eq_ignore_ascii_case(word)).unwrap_or(false)
+    v.get("status").and_then(|s| s.as_str()).map(|s| s.trim().eq_ignore_ascii_case(word)).unwrap_or(false)
+}
+
+/// A PIN field: a string, a number, or a list of them (several codes for a quantity above one).
+fn pin_text(v: Option<&Value>) -> Option<String> {
+    let pin = match v? {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| json_text(Some(i)))
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => json_text(Some(other))?.trim().to_string(),
+    };
+    Some(pin).filter(|p| !p.is_empty())
 }
 
 /// One order entry of a placement or check reply, as a check outcome.
@@ -100,10 +157,7 @@ fn entry_outcome(entry: &Value) -> CheckOutcome {
     let message = if note.trim().is_empty() { word.clone() } else { note };
     match status_word(&word) {
         StatusWord::Waiting => CheckOutcome::Waiting { message },
-        StatusWord::Approved => CheckOutcome::Approved {
-            pin: json_text(entry.get("pin")).map(|p| p.trim().to_string()).filter(|p| !p.is_empty()),
-            message,
-        },
+        StatusWord::Approved => CheckOutcome::Approved { pin: pin_text(entry.get("pin")), message },
         StatusWord::Cancelled => CheckOutcome::Cancelled { message },
         StatusWord::Unknown => CheckOutcome::NoNews { reason: format!("x-stor status '{}' is unknown", excerpt(&word)) },
     }
@@ -111,6 +165,10 @@ fn entry_outcome(entry: &Value) -> CheckOutcome {
 
 /// Classify a `newOrder` reply.
 pub fn classify_placement(status: u16, body: &str) -> PlacementOutcome {
+    classify_placement_raw(status, body).cleaned()
+}
+
+fn classify_placement_raw(status: u16, body: &str) -> PlacementOutcome {
     let v = match json_reply(status, body) {
         Ok(v) => v,
         Err(reason) => return PlacementOutcome::Ambiguous { reason },
@@ -123,7 +181,7 @@ pub fn classify_placement(status: u16, body: &str) -> PlacementOutcome {
             CheckOutcome::NoNews { .. } | CheckOutcome::Waiting { .. } => None,
             known => Some(known),
         };
-        let order_id = json_text(data.get("order_id"));
+        let order_id = json_text(data.get("order_id")).map(|id| id.trim().to_string()).filter(|id| !id.is_empty());
         let price = json_text(data.get("price"));
         let mut message = "accepted".to_string();
         if let Some(id) = &order_id {
@@ -138,76 +196,134 @@ pub fn classify_placement(status: u16, body: &str) -> PlacementOutcome {
         let (code, text) = describe_error(&v);
         return match code {
             // "Unknown error" says nothing about whether the order was taken.
-            Some(500) => PlacementOutcome::Ambiguous { reason: format!("x-stor: {text}") },
+            Some(500) => PlacementOutcome::Ambiguous { reason: text },
             _ => PlacementOutcome::Rejected { message: text },
         };
     }
     PlacementOutcome::Ambiguous { reason: format!("x-stor reply not understood (HTTP {status}): '{}'", excerpt(body)) }
 }
 
-/// Classify a batch `check?...&uuid=1` reply: one outcome per reference, in order. A reference
-/// missing from `data` is `NotFound`, but only when every entry says which order it is;
-/// otherwise it cannot be told apart and is no news.
-pub fn classify_check_many(status: u16, body: &str, references: &[String]) -> Vec<CheckOutcome> {
-    let all = |o: CheckOutcome| references.iter().map(|_| o.clone()).collect();
-    let v = match json_reply(status, body) {
-        Ok(v) => v,
-        Err(reason) => return all(CheckOutcome::NoNews { reason }),
-    };
+/// The entries of a `check` reply, or why it says nothing about any order.
+fn check_entries(status: u16, body: &str) -> std::result::Result<Vec<Value>, String> {
+    let mut v = json_reply(status, body)?;
     if is_status(&v, "ERROR") {
         let (_, text) = describe_error(&v);
-        return all(CheckOutcome::NoNews { reason: format!("x-stor status query failed: {text}") });
+        return Err(format!("x-stor status query failed: {text}"));
     }
-    let data = match v.get("data").and_then(|d| d.as_array()) {
-        Some(d) if is_status(&v, "OK") && (200..300).contains(&status) => d,
-        _ => {
-            return all(CheckOutcome::NoNews {
-                reason: format!("x-stor status reply not understood (HTTP {status}): '{}'", excerpt(body)),
-            })
+    if !is_status(&v, "OK") || !(200..300).contains(&status) {
+        return Err(format!("x-stor status reply not understood (HTTP {status}): '{}'", excerpt(body)));
+    }
+    match v.get_mut("data").map(Value::take) {
+        Some(Value::Array(entries)) => Ok(entries),
+        _ => Err(format!("x-stor status reply has no list of orders: '{}'", excerpt(body))),
+    }
+}
+
+/// Whether two order ids are the same order: equal text, or the same number written
+/// differently (`67890` and `"67890"` both come as text here).
+fn same_id(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim(), b.trim());
+    a == b || matches!((a.parse::<u64>(), b.parse::<u64>()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Classify a `check?orders=[...]` reply (looked up by `order_id`): one answer per asked id,
+/// in order. An entry counts only for the id it names; an asked id missing from `data` is
+/// "not found" only when every entry names an `order_id` (else it could be one of the unnamed).
+pub fn classify_check_by_order_id(status: u16, body: &str, order_ids: &[String]) -> Vec<CheckAnswer> {
+    classify_check_by_order_id_raw(status, body, order_ids).into_iter().map(CheckAnswer::cleaned).collect()
+}
+
+fn classify_check_by_order_id_raw(status: u16, body: &str, order_ids: &[String]) -> Vec<CheckAnswer> {
+    let entries = match check_entries(status, body) {
+        Ok(e) => e,
+        Err(reason) => {
+            return order_ids.iter().map(|_| CheckAnswer::of(CheckOutcome::NoNews { reason: reason.clone() })).collect()
         }
     };
-    let mut by_ref: HashMap<&str, &Value> = HashMap::new();
-    let mut unidentified = Vec::new();
-    for entry in data {
-        let id = json_text(entry.get("order_uuid"))
-            .or_else(|| json_text(entry.get("order_id")))
-            .and_then(|id| references.iter().find(|r| **r == id));
-        match id {
-            Some(r) => {
-                by_ref.insert(r.as_str(), entry);
-            }
-            None => unidentified.push(entry),
-        }
-    }
-    // One reference, one entry: the entry can only be about that order.
-    if references.len() == 1 && by_ref.is_empty() && unidentified.len() == 1 {
-        return vec![entry_outcome(unidentified[0])];
-    }
-    references
+    let named: Vec<(Option<String>, &Value)> = entries
         .iter()
-        .map(|r| match by_ref.get(r.as_str()) {
-            Some(entry) => entry_outcome(entry),
-            None if unidentified.is_empty() => {
-                CheckOutcome::NotFound { message: "x-stor has no order with this order_uuid".to_string() }
+        .map(|e| (json_text(e.get("order_id")).map(|id| id.trim().to_string()).filter(|id| !id.is_empty()), e))
+        .collect();
+    let unnamed = named.iter().filter(|(id, _)| id.is_none()).count();
+    order_ids
+        .iter()
+        .map(|asked| {
+            let matches: Vec<&Value> = named
+                .iter()
+                .filter(|(id, _)| id.as_deref().map(|id| same_id(id, asked)).unwrap_or(false))
+                .map(|(_, e)| *e)
+                .collect();
+            match matches.as_slice() {
+                [entry] => CheckAnswer { outcome: entry_outcome(entry), external_order_id: Some(asked.trim().to_string()) },
+                [first, rest @ ..] => {
+                    let outcome = entry_outcome(first);
+                    if rest.iter().all(|e| entry_outcome(e) == outcome) {
+                        CheckAnswer { outcome, external_order_id: Some(asked.trim().to_string()) }
+                    } else {
+                        CheckAnswer::of(CheckOutcome::NoNews {
+                            reason: format!("x-stor listed order {asked} more than once, with different states"),
+                        })
+                    }
+                }
+                [] if unnamed == 0 => {
+                    CheckAnswer::of(CheckOutcome::NotFound { message: format!("x-stor has no order with order_id {asked}") })
+                }
+                [] => CheckAnswer::of(CheckOutcome::NoNews {
+                    reason: format!(
+                        "x-stor's reply has {unnamed} entr(ies) without an order_id: cannot tell whether one is order {asked}"
+                    ),
+                }),
             }
-            None => CheckOutcome::NoNews { reason: "x-stor's reply did not say which entry is which order".to_string() },
         })
         .collect()
 }
 
-/// Classify a single-reference check reply.
-pub fn classify_check(status: u16, body: &str, reference: &str) -> CheckOutcome {
-    classify_check_many(status, body, &[reference.to_string()])
-        .pop()
-        .unwrap_or(CheckOutcome::NoNews { reason: "x-stor status reply not understood".to_string() })
+/// Classify a `check?orders=[<reference>]&uuid=1` reply, asked about one reference: the
+/// documentation does not promise that entries name the `order_uuid`, so the reply's entry is
+/// ours only when it is the only one and names no other `order_uuid`. Its `order_id` is learned.
+pub fn classify_check_by_uuid(status: u16, body: &str, reference: &str) -> CheckAnswer {
+    classify_check_by_uuid_raw(status, body, reference).cleaned()
 }
 
-/// The operator-facing error of an ERROR reply to a balance or catalogue call.
+fn classify_check_by_uuid_raw(status: u16, body: &str, reference: &str) -> CheckAnswer {
+    let entries = match check_entries(status, body) {
+        Ok(e) => e,
+        Err(reason) => return CheckAnswer::of(CheckOutcome::NoNews { reason }),
+    };
+    match entries.as_slice() {
+        [] => CheckAnswer::of(CheckOutcome::NotFound { message: "x-stor has no order with this order_uuid".to_string() }),
+        [entry] => {
+            let names_other = json_text(entry.get("order_uuid")).map(|u| u.trim() != reference.trim()).unwrap_or(false);
+            if names_other {
+                return CheckAnswer::of(CheckOutcome::NoNews {
+                    reason: "x-stor answered about another order_uuid than the one asked for".to_string(),
+                });
+            }
+            let order_id = json_text(entry.get("order_id")).map(|id| id.trim().to_string()).filter(|id| !id.is_empty());
+            CheckAnswer { outcome: entry_outcome(entry), external_order_id: order_id }
+        }
+        many => CheckAnswer::of(CheckOutcome::NoNews {
+            reason: format!("x-stor answered {} entries for one order_uuid: cannot tell which is ours", many.len()),
+        }),
+    }
+}
+
+/// The operator-facing error of an ERROR reply to a balance or catalogue call. Without a code,
+/// the words say what to look at.
 fn account_error(v: &Value) -> ProviderError {
     let (code, text) = describe_error(v);
+    let lower = text.to_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).collect();
     match code {
         Some(120..=123) => ProviderError::Auth(format!("x-stor refused the API token: {text}")),
         Some(130) => ProviderError::Unreachable(format!("x-stor: {text}")),
+        None if lower.contains("token") => {
+            ProviderError::Auth(format!("x-stor refused the API token: {text}; check the provider's api_token"))
+        }
+        None if words.contains(&"ip") => {
+            ProviderError::Auth(format!("x-stor refused this machine: {text}; add its IP address to the provider's allow list"))
+        }
+        None if lower.contains("maintenance") => ProviderError::Unreachable(format!("{text}; try again later")),
         _ => ProviderError::Refused(format!("x-stor refused the call: {text}")),
     }
 }
@@ -233,6 +349,10 @@ fn account_reply(status: u16, body: &str) -> std::result::Result<Value, Provider
 
 /// Parse a `profile` reply: `{"balance": "...", "email": "..."}`.
 pub fn parse_balance(status: u16, body: &str) -> std::result::Result<Balance, ProviderError> {
+    cleaned_balance(parse_balance_raw(status, body))
+}
+
+fn parse_balance_raw(status: u16, body: &str) -> std::result::Result<Balance, ProviderError> {
     let v = account_reply(status, body)?;
     // Some sites wrap the profile in {"status":"OK","data":{...}}.
     let p = v.get("data").filter(|d| d.is_object()).unwrap_or(&v);
@@ -243,6 +363,10 @@ pub fn parse_balance(status: u16, body: &str) -> std::result::Result<Balance, Pr
 
 /// Parse a `products` reply: an array of products (or `{"status":"OK","data":[...]}`).
 pub fn parse_catalogue(status: u16, body: &str) -> std::result::Result<Vec<CatalogueItem>, ProviderError> {
+    cleaned_catalogue(parse_catalogue_raw(status, body))
+}
+
+fn parse_catalogue_raw(status: u16, body: &str) -> std::result::Result<Vec<CatalogueItem>, ProviderError> {
     let v = account_reply(status, body)?;
     let items = v
         .as_array()
@@ -258,7 +382,7 @@ pub fn parse_catalogue(status: u16, body: &str) -> std::result::Result<Vec<Catal
             available: match p.get("available") {
                 Some(Value::Bool(b)) => *b,
                 Some(Value::Number(n)) => n.as_i64() != Some(0),
-                Some(Value::String(s)) => !matches!(s.trim(), "0" | "false" | "no" | ""),
+                Some(Value::String(s)) => !matches!(s.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no" | ""),
                 _ => true,
             },
         })
@@ -283,6 +407,30 @@ impl std::fmt::Debug for Xstor {
 pub fn api_root(base: &str) -> String {
     let t = base.trim().trim_end_matches('/');
     t.strip_suffix("/client/api").unwrap_or(t).to_string()
+}
+
+/// One element of the `orders=[...]` JSON array: a number when the id is one (as the
+/// documentation writes `[67890,67891]`), else a JSON string.
+fn order_list_element(id: &str) -> String {
+    let id = id.trim();
+    let numeric =
+        !id.is_empty() && id.len() <= 18 && id.bytes().all(|b| b.is_ascii_digit()) && (id == "0" || !id.starts_with('0'));
+    if numeric {
+        id.to_string()
+    } else {
+        Value::String(id.to_string()).to_string()
+    }
+}
+
+/// The `check` query for these ids (or, with `by_uuid`, our references).
+pub fn check_query(ids: &[String], by_uuid: bool) -> String {
+    let list = format!("[{}]", ids.iter().map(|id| order_list_element(id)).collect::<Vec<_>>().join(","));
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("orders", &list);
+    if by_uuid {
+        q.append_pair("uuid", "1");
+    }
+    format!("check?{}", q.finish())
 }
 
 impl Xstor {
@@ -322,40 +470,45 @@ impl Xstor {
         Ok(format!("newOrder/{product}/params?{}", q.finish()))
     }
 
-    /// One `check` request for a chunk of references.
-    fn check_chunk(&self, references: &[String]) -> Vec<CheckOutcome> {
-        let list = format!("[{}]", references.join(","));
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        q.append_pair("orders", &list);
-        q.append_pair("uuid", "1");
-        match self.get(&format!("check?{}", q.finish())) {
-            Ok(r) => classify_check_many(r.status, &r.body, references),
+    /// One `check` request for a chunk of the provider's order ids.
+    fn check_by_order_id(&self, ids: &[String]) -> Vec<CheckAnswer> {
+        match self.get(&check_query(ids, false)) {
+            Ok(r) => classify_check_by_order_id(r.status, &r.body, ids),
             Err(e) => {
-                let o = CheckOutcome::NoNews { reason: format!("x-stor status check: {e}") };
-                references.iter().map(|_| o.clone()).collect()
+                let o = CheckOutcome::NoNews { reason: format!("x-stor status check: {e}") }.cleaned();
+                ids.iter().map(|_| CheckAnswer::of(o.clone())).collect()
             }
+        }
+    }
+
+    /// One `check ... &uuid=1` request for one of our references.
+    fn check_by_uuid(&self, reference: &str) -> CheckAnswer {
+        match self.get(&check_query(&[reference.to_string()], true)) {
+            Ok(r) => classify_check_by_uuid(r.status, &r.body, reference),
+            Err(e) => CheckAnswer::of(CheckOutcome::NoNews { reason: format!("x-stor status check: {e}") }.cleaned()),
         }
     }
 }
 
-/// Split references into request-sized chunks: at most `BATCH_LIMIT` each and a URL-encoded
-/// list no longer than `MAX_CHECK_QUERY_BYTES`.
-pub fn check_chunks(references: &[String]) -> Vec<&[String]> {
+/// Split ids into request-sized chunks: at most `BATCH_LIMIT` each and a URL-encoded list no
+/// longer than `MAX_CHECK_QUERY_BYTES`.
+pub fn check_chunks(ids: &[String]) -> Vec<&[String]> {
     let mut chunks = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
-    for (i, r) in references.iter().enumerate() {
-        // Each reference costs its encoded length plus an encoded comma (3 bytes).
-        let cost = url::form_urlencoded::byte_serialize(r.as_bytes()).map(str::len).sum::<usize>() + 3;
+    for (i, id) in ids.iter().enumerate() {
+        // Each element costs its encoded length plus an encoded comma (3 bytes).
+        let element = order_list_element(id);
+        let cost = url::form_urlencoded::byte_serialize(element.as_bytes()).map(str::len).sum::<usize>() + 3;
         if i > start && (i - start >= BATCH_LIMIT || bytes + cost > MAX_CHECK_QUERY_BYTES) {
-            chunks.push(&references[start..i]);
+            chunks.push(&ids[start..i]);
             start = i;
             bytes = 0;
         }
         bytes += cost;
     }
-    if start < references.len() {
-        chunks.push(&references[start..]);
+    if start < ids.len() {
+        chunks.push(&ids[start..]);
     }
     chunks
 }
@@ -365,38 +518,69 @@ impl Provider for Xstor {
         &self.config
     }
 
+    fn reference_style(&self) -> ReferenceStyle {
+        ReferenceStyle::Uuid
+    }
+
     fn place(&self, req: &PlacementRequest) -> PlacementOutcome {
         let path = match Self::placement_path(req) {
             Ok(p) => p,
-            Err(message) => return PlacementOutcome::Rejected { message },
+            Err(message) => return PlacementOutcome::Rejected { message }.cleaned(),
         };
         match self.get(&path) {
             Ok(r) => classify_placement(r.status, &r.body),
-            Err(e) => PlacementOutcome::Ambiguous { reason: format!("x-stor placement: {e}") },
+            Err(e) => PlacementOutcome::Ambiguous { reason: format!("x-stor placement: {e}") }.cleaned(),
         }
     }
 
-    fn check(&self, reference: &str) -> CheckOutcome {
-        self.check_chunk(&[reference.to_string()])
+    fn check(&self, key: &CheckKey) -> CheckAnswer {
+        self.check_many(std::slice::from_ref(key))
             .pop()
-            .unwrap_or(CheckOutcome::NoNews { reason: "x-stor status reply not understood".to_string() })
+            .unwrap_or_else(|| CheckAnswer::of(CheckOutcome::NoNews { reason: "x-stor status reply not understood".to_string() }))
     }
 
     fn batch_limit(&self) -> usize {
         BATCH_LIMIT
     }
 
-    fn check_many(&self, references: &[String]) -> Vec<CheckOutcome> {
-        check_chunks(references).into_iter().flat_map(|chunk| self.check_chunk(chunk)).collect()
+    /// Orders with a known `order_id` in batches by order id; the others one by one by our
+    /// reference (`uuid=1`).
+    fn check_many(&self, keys: &[CheckKey]) -> Vec<CheckAnswer> {
+        let mut answers: Vec<Option<CheckAnswer>> = vec![None; keys.len()];
+        // (position, order id) of the keys that have one.
+        let with_id: Vec<(usize, String)> = keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| {
+                k.external_order_id.as_deref().map(str::trim).filter(|id| !id.is_empty()).map(|id| (i, id.to_string()))
+            })
+            .collect();
+        let ids: Vec<String> = with_id.iter().map(|(_, id)| id.clone()).collect();
+        let mut done = 0;
+        for chunk in check_chunks(&ids) {
+            for (j, answer) in self.check_by_order_id(chunk).into_iter().enumerate() {
+                answers[with_id[done + j].0] = Some(answer);
+            }
+            done += chunk.len();
+        }
+        for (i, key) in keys.iter().enumerate() {
+            if answers[i].is_none() {
+                answers[i] = Some(self.check_by_uuid(&key.reference));
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| CheckAnswer::of(CheckOutcome::NoNews { reason: "x-stor was not asked".to_string() })))
+            .collect()
     }
 
     fn balance(&self) -> std::result::Result<Balance, ProviderError> {
-        let r = self.get("profile").map_err(transport_to_provider_error)?;
+        let r = self.get("profile").map_err(|e| transport_to_provider_error(e).cleaned())?;
         parse_balance(r.status, &r.body)
     }
 
     fn catalogue(&self) -> std::result::Result<Vec<CatalogueItem>, ProviderError> {
-        let r = self.get("products").map_err(transport_to_provider_error)?;
+        let r = self.get("products").map_err(|e| transport_to_provider_error(e).cleaned())?;
         parse_catalogue(r.status, &r.body)
     }
 
@@ -413,8 +597,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn refs(r: &[&str]) -> Vec<String> {
+    fn ids(r: &[&str]) -> Vec<String> {
         r.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn outcomes(answers: Vec<CheckAnswer>) -> Vec<CheckOutcome> {
+        answers.into_iter().map(|a| a.outcome).collect()
     }
 
     #[test]
@@ -443,10 +631,16 @@ mod tests {
         ));
         let o = classify_placement(200, r#"{"status":"OK","data":{"order_id":"5","status":"reject"}}"#);
         assert!(matches!(o, PlacementOutcome::Accepted { early: Some(CheckOutcome::Cancelled { .. }), .. }));
+        // Several codes for a quantity above one.
+        let o = classify_placement(200, r#"{"status":"ok","data":{"order_id":"6","status":"success","pin":["A-1"," B-2"]}}"#);
+        assert!(matches!(
+            o,
+            PlacementOutcome::Accepted { early: Some(CheckOutcome::Approved { pin: Some(ref p), .. }), .. } if p == "A-1, B-2"
+        ));
     }
 
     #[test]
-    fn placement_errors() {
+    fn placement_errors_with_and_without_a_code() {
         let o = classify_placement(200, r#"{"status":"ERROR","code":109,"message":"product not found"}"#);
         assert!(
             matches!(&o, PlacementOutcome::Rejected { message } if message.contains("109") && message.contains("product not found"))
@@ -456,14 +650,20 @@ mod tests {
             matches!(&o, PlacementOutcome::Rejected { message } if message.contains("121 token error: check the provider's api_token")),
             "{o:?}"
         );
-        for code in [120, 122, 123, 130, 110, 105, 106, 112, 113, 114] {
-            let o = classify_placement(200, &format!(r#"{{"status":"ERROR","code":{code},"message":"m"}}"#));
-            assert!(matches!(&o, PlacementOutcome::Rejected { message } if message.contains(&code.to_string())), "{code}: {o:?}");
-        }
         let o = classify_placement(200, r#"{"status":"ERROR","code":"500","message":"unknown"}"#);
         assert!(matches!(o, PlacementOutcome::Ambiguous { .. }), "{o:?}");
         let o = classify_placement(200, r#"{"status":"ERROR","message":"no balance"}"#);
-        assert!(matches!(&o, PlacementOutcome::Rejected { message } if message.contains("no balance")));
+        assert_eq!(o, PlacementOutcome::Rejected { message: "x-stor: no balance".into() });
+        let o = classify_placement(200, r#"{"status":"ERROR","message":"Insufficient balance","error":"insufficient_balance"}"#);
+        assert_eq!(o, PlacementOutcome::Rejected { message: "x-stor: Insufficient balance".into() });
+        let o = classify_placement(200, r#"{"status":"ERROR","error":"Wallet locked"}"#);
+        assert_eq!(o, PlacementOutcome::Rejected { message: "x-stor: Wallet locked".into() });
+        let o = classify_placement(200, r#"{"status":"ERROR","error":114,"message":"bad uid"}"#);
+        assert!(matches!(&o, PlacementOutcome::Rejected { message } if message.starts_with("114 missing or invalid parameter")));
+        let o = classify_placement(200, r#"{"status":"ERROR","error_code":"999"}"#);
+        assert_eq!(o, PlacementOutcome::Rejected { message: "999: x-stor gave no message".into() });
+        let o = classify_placement(200, r#"{"status":"ERROR"}"#);
+        assert_eq!(o, PlacementOutcome::Rejected { message: "x-stor: error without a message".into() });
     }
 
     #[test]
@@ -486,61 +686,106 @@ mod tests {
 
     #[test]
     fn status_words_and_synonyms() {
-        for w in ["wait", "pending", "Processing", "queued"] {
+        for w in ["wait", "pending", "Processing", "queued", " waiting "] {
             assert_eq!(status_word(w), StatusWord::Waiting, "{w}");
         }
-        for w in ["accept", "success", "OK", "done", "completed"] {
+        for w in ["accept", "success", "OK", "done", "completed", "Accepted"] {
             assert_eq!(status_word(w), StatusWord::Approved, "{w}");
         }
-        for w in ["reject", "failed", "rejected", "error", "cancelled", "canceled"] {
+        for w in ["reject", "failed", "rejected", "error", "cancelled", "canceled", "REJECT"] {
             assert_eq!(status_word(w), StatusWord::Cancelled, "{w}");
         }
         assert_eq!(status_word("refunding"), StatusWord::Unknown);
+        assert_eq!(status_word(""), StatusWord::Unknown);
     }
 
     #[test]
-    fn batch_check_maps_each_reference_and_missing_ones_are_not_found() {
+    fn batch_check_by_order_id_maps_each_entry_to_the_id_it_names() {
         let body = r#"{"status":"OK","data":[
-            {"order_id":"1","order_uuid":"a","status":"accept","pin":"P-1","note":""},
-            {"order_id":"2","order_uuid":"b","status":"wait"},
-            {"order_id":"3","order_uuid":"c","status":"reject","note":"out of stock"},
-            {"order_id":"4","order_uuid":"d","status":"teleported"}]}"#;
-        let out = classify_check_many(200, body, &refs(&["c", "a", "x", "b", "d"]));
-        assert_eq!(out[0], CheckOutcome::Cancelled { message: "out of stock".into() });
-        assert_eq!(out[1], CheckOutcome::Approved { pin: Some("P-1".into()), message: "accept".into() });
-        assert!(matches!(out[2], CheckOutcome::NotFound { .. }));
-        assert_eq!(out[3], CheckOutcome::Waiting { message: "wait".into() });
-        assert!(matches!(out[4], CheckOutcome::NoNews { .. }));
-        // Approved without a pin (a top-up) is still approved.
-        let out = classify_check(200, r#"{"status":"OK","data":[{"order_uuid":"a","status":"success"}]}"#, "a");
-        assert_eq!(out, CheckOutcome::Approved { pin: None, message: "success".into() });
+            {"order_id":"1","status":"accept","pin":"P-1","note":""},
+            {"order_id":2,"status":"wait"},
+            {"order_id":"3","status":"reject","note":"out of stock"},
+            {"order_id":"4","status":"teleported"}]}"#;
+        let answers = classify_check_by_order_id(200, body, &ids(&["3", "1", "9", "2", "4"]));
+        assert_eq!(answers[0].outcome, CheckOutcome::Cancelled { message: "out of stock".into() });
+        assert_eq!(answers[0].external_order_id.as_deref(), Some("3"));
+        assert_eq!(answers[1].outcome, CheckOutcome::Approved { pin: Some("P-1".into()), message: "accept".into() });
+        assert!(matches!(answers[2].outcome, CheckOutcome::NotFound { .. }), "every entry names its order: 9 is missing");
+        assert_eq!(answers[2].external_order_id, None);
+        assert_eq!(answers[3].outcome, CheckOutcome::Waiting { message: "wait".into() });
+        assert!(matches!(answers[4].outcome, CheckOutcome::NoNews { .. }));
     }
 
     #[test]
-    fn batch_check_with_unidentified_entries_is_not_a_verdict() {
+    fn an_entry_naming_another_order_is_never_taken_as_ours() {
+        let body = r#"{"status":"OK","data":[{"order_id":"555","status":"accept","pin":"NOT-YOURS"}]}"#;
+        let out = outcomes(classify_check_by_order_id(200, body, &ids(&["67890"])));
+        assert!(matches!(out[0], CheckOutcome::NotFound { .. }), "{out:?}");
+        // An entry without an order_id could be anyone's: no verdict, not even "not found".
         let body = r#"{"status":"OK","data":[{"status":"accept","pin":"P"}]}"#;
-        assert!(matches!(classify_check(200, body, "a"), CheckOutcome::Approved { .. }));
-        let out = classify_check_many(200, body, &refs(&["a", "b"]));
+        let out = outcomes(classify_check_by_order_id(200, body, &ids(&["67890", "67891"])));
         assert!(out.iter().all(|o| matches!(o, CheckOutcome::NoNews { .. })), "{out:?}");
-        let out = classify_check_many(200, r#"{"status":"OK","data":[]}"#, &refs(&["a", "b"]));
+        let out = outcomes(classify_check_by_order_id(200, body, &ids(&["67890"])));
+        assert!(matches!(out[0], CheckOutcome::NoNews { .. }), "{out:?}");
+        // The same order twice with different states: no verdict.
+        let body = r#"{"status":"OK","data":[{"order_id":"1","status":"accept"},{"order_id":"1","status":"reject"}]}"#;
+        assert!(matches!(outcomes(classify_check_by_order_id(200, body, &ids(&["1"])))[0], CheckOutcome::NoNews { .. }));
+        let out = outcomes(classify_check_by_order_id(200, r#"{"status":"OK","data":[]}"#, &ids(&["a", "b"])));
         assert!(out.iter().all(|o| matches!(o, CheckOutcome::NotFound { .. })));
     }
 
     #[test]
-    fn check_failures_are_no_news_for_every_reference() {
+    fn reconciliation_by_uuid_takes_the_single_entry_and_learns_its_order_id() {
+        let r = "d3f0c9a2-7b1e-4c1e-9f0a-1b2c3d4e5f60";
+        let a = classify_check_by_uuid(
+            200,
+            r#"{"status":"OK","data":[{"order_id":"67890","status":"pending","note":"Processing..."}]}"#,
+            r,
+        );
+        assert_eq!(a.outcome, CheckOutcome::Waiting { message: "Processing...".into() });
+        assert_eq!(a.external_order_id.as_deref(), Some("67890"));
+        // An entry naming our own uuid is ours too; one naming another is not.
+        let a = classify_check_by_uuid(
+            200,
+            &format!(r#"{{"status":"OK","data":[{{"order_id":7,"order_uuid":"{r}","status":"success","pin":"P"}}]}}"#),
+            r,
+        );
+        assert_eq!((a.outcome.label(), a.external_order_id.as_deref()), ("approved", Some("7")));
+        let a =
+            classify_check_by_uuid(200, r#"{"status":"OK","data":[{"order_id":7,"order_uuid":"other","status":"success"}]}"#, r);
+        assert!(matches!(a.outcome, CheckOutcome::NoNews { .. }));
+        assert_eq!(a.external_order_id, None);
+        let a = classify_check_by_uuid(200, r#"{"status":"OK","data":[]}"#, r);
+        assert!(matches!(a.outcome, CheckOutcome::NotFound { .. }));
+        let two = r#"{"status":"OK","data":[{"order_id":"1","status":"wait"},{"order_id":"2","status":"wait"}]}"#;
+        assert!(matches!(classify_check_by_uuid(200, two, r).outcome, CheckOutcome::NoNews { .. }));
+    }
+
+    #[test]
+    fn check_failures_are_no_news_for_every_order() {
         for (s, b) in [
             (200, ""),
             (200, "<html>"),
             (500, "x"),
             (200, "{]"),
             (200, r#"{"status":"ERROR","code":121,"message":"token error"}"#),
+            (200, r#"{"status":"ERROR","message":"Invalid orders parameter","error":"invalid_orders_parameter"}"#),
             (200, r#"{"status":"OK","data":{}}"#),
+            (200, r#"{"status":"OK"}"#),
             (403, r#"{"status":"OK","data":[]}"#),
         ] {
-            let out = classify_check_many(s, b, &refs(&["a", "b"]));
+            let out = outcomes(classify_check_by_order_id(s, b, &ids(&["1", "2"])));
             assert_eq!(out.len(), 2);
             assert!(out.iter().all(|o| matches!(o, CheckOutcome::NoNews { .. })), "{s} {b:?}: {out:?}");
+            assert!(matches!(classify_check_by_uuid(s, b, "u").outcome, CheckOutcome::NoNews { .. }), "{s} {b:?}");
         }
+    }
+
+    #[test]
+    fn check_queries_are_json_arrays() {
+        assert_eq!(check_query(&ids(&["67890", "67891"]), false), "check?orders=%5B67890%2C67891%5D");
+        assert_eq!(check_query(&ids(&["uuid-123"]), true), "check?orders=%5B%22uuid-123%22%5D&uuid=1");
+        assert_eq!(check_query(&ids(&["0012", "A1"]), false), "check?orders=%5B%220012%22%2C%22A1%22%5D");
     }
 
     #[test]
@@ -553,7 +798,15 @@ mod tests {
             Err(ProviderError::Auth(m)) if m.contains("api_token")
         ));
         assert!(matches!(
+            parse_balance(200, r#"{"status":"ERROR","message":"Invalid api-token","error":"invalid_api_token"}"#),
+            Err(ProviderError::Auth(m)) if m.contains("api_token")
+        ));
+        assert!(matches!(
             parse_balance(403, r#"{"status":"ERROR","code":123,"message":"ip"}"#),
+            Err(ProviderError::Auth(m)) if m.contains("allow list")
+        ));
+        assert!(matches!(
+            parse_balance(200, r#"{"status":"ERROR","message":"Your IP is not allowed"}"#),
             Err(ProviderError::Auth(m)) if m.contains("allow list")
         ));
         assert!(matches!(parse_balance(200, "<html>"), Err(ProviderError::WrongBaseUrl(_))));
@@ -573,11 +826,15 @@ mod tests {
 
     #[test]
     fn chunks_respect_count_and_url_length() {
-        let many: Vec<String> = (0..450).map(|i| format!("{:08}-0000-4000-8000-000000000000", i)).collect();
+        let many: Vec<String> = (0..450).map(|i| format!("{}", 1_000_000 + i)).collect();
         let chunks = check_chunks(&many);
         assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 450);
-        assert!(chunks.iter().all(|c| c.len() <= BATCH_LIMIT && c.len() * 39 <= MAX_CHECK_QUERY_BYTES));
-        assert_eq!(check_chunks(&many[..150]).len(), 1, "150 uuids fit one request");
+        assert!(chunks.iter().all(|c| c.len() <= BATCH_LIMIT));
+        assert_eq!(check_chunks(&many[..150]).len(), 1, "150 order ids fit one request");
+        let long: Vec<String> = (0..300).map(|i| format!("{:08}-0000-4000-8000-000000000000", i)).collect();
+        for c in check_chunks(&long) {
+            assert!(check_query(c, false).len() <= MAX_CHECK_QUERY_BYTES + 20);
+        }
         assert!(check_chunks(&[]).is_empty());
     }
 
@@ -594,6 +851,7 @@ mod tests {
     #[test]
     fn placement_url_and_masking() {
         let x = Xstor::new(config()).unwrap();
+        assert_eq!(x.reference_style(), ReferenceStyle::Uuid);
         let req = PlacementRequest {
             reference: "r-1".into(),
             player: "P 1".into(),
@@ -615,18 +873,27 @@ mod tests {
         fn no_byte_sequence_panics_a_parser(bytes in proptest::collection::vec(any::<u8>(), 0..256), status in 0u16..1000) {
             let body = String::from_utf8_lossy(&bytes);
             let _ = classify_placement(status, &body);
-            let out = classify_check_many(status, &body, &refs(&["a", "b"]));
+            let out = classify_check_by_order_id(status, &body, &ids(&["1", "2"]));
             prop_assert_eq!(out.len(), 2);
+            let _ = classify_check_by_uuid(status, &body, "u");
             let _ = parse_balance(status, &body);
             let _ = parse_catalogue(status, &body);
         }
 
         #[test]
-        fn json_shaped_replies_never_panic(status_word in "[a-zA-Z]{0,8}", code in any::<i64>(), pin in "[ -~]{0,10}") {
-            let body = serde_json::json!({"status": "OK", "data": [{"order_uuid": "a", "status": status_word, "pin": pin}]}).to_string();
-            prop_assert_eq!(classify_check_many(200, &body, &refs(&["a"])).len(), 1);
-            let err = serde_json::json!({"status": "ERROR", "code": code, "message": pin}).to_string();
-            let _ = classify_placement(200, &err);
+        fn json_shaped_replies_never_panic_and_come_out_clean(status_word in "[a-zA-Z]{0,8}", code in any::<i64>(), text in any::<String>()) {
+            let body = serde_json::json!({"status": "OK", "data": [{"order_id": "1", "status": status_word, "pin": text, "note": text}]}).to_string();
+            let out = classify_check_by_order_id(200, &body, &ids(&["1"]));
+            prop_assert_eq!(out.len(), 1);
+            if let CheckOutcome::Approved { pin, message } = &out[0].outcome {
+                prop_assert!(!pin.clone().unwrap_or_default().chars().any(char::is_control));
+                prop_assert!(!message.chars().any(char::is_control));
+            }
+            let err = serde_json::json!({"status": "ERROR", "code": code, "message": text}).to_string();
+            if let PlacementOutcome::Rejected { message } | PlacementOutcome::Ambiguous { reason: message } = classify_placement(200, &err) {
+                prop_assert!(!message.chars().any(char::is_control));
+                prop_assert!(message.chars().count() <= super::super::text::MESSAGE_MAX);
+            }
             let _ = parse_balance(200, &err);
         }
     }

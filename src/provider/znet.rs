@@ -1,11 +1,28 @@
 //! Znet dealer API adapter (see `shared/notes/providers.md`).
 //!
 //! Every call is `GET {base}/servis/<name>.php` with `kod` and `sifre` in the query, and every
-//! reply is classified by the pure functions at the top of this file. The quirks that matter:
-//! an empty body is an authentication/configuration problem (unknown dealer, API off, IP not
-//! allowed), an HTML body means the base URL points at a web page, `3|...` on a status check is a
-//! failed query (not a cancellation), and anything unrecognised is garbage: ambiguous at
-//! placement, no news at a check, never a verdict.
+//! reply is classified by the pure functions at the top of this file. What the adapter relies on,
+//! all from the vendor's document and the integration notes:
+//!
+//! - **References are numbers.** `referans` (and `tahsilat_api_islem_id` at a status check) is
+//!   the dealer's numeric unique id; letters or dashes are never sent (a placement with such a
+//!   reference is refused before any call). orderctl's Znet references are
+//!   `epoch_ms * 100000 + (sequence % 100000)`: 18 digits, no leading zero, unique as long as
+//!   one millisecond sees fewer than 100000 references (see [`super::new_reference`]).
+//! - **Placement.** `OK|<cost>|<remaining>` (two amounts) is an acceptance. Every other
+//!   `<digits>|<text>` is an error with that code (`{error_code}|{error_message}`): `4|…` and
+//!   `OK|8|… Daha Önce Gönderildi` say the reference was placed before
+//!   ([`PlacementOutcome::SentBefore`]); any other code is a definite rejection, its message
+//!   `<code>: <text>`. Anything else (an empty body = unknown dealer, API off or IP not allowed;
+//!   an HTML page = wrong base URL; other text) leaves the order's existence unknown.
+//! - **Status.** `OK|<state>|<pin>|<text…>`: 1 waiting, 2 approved, 3 cancelled; an empty PIN
+//!   field is a space or ` - `. A `<code>|<text>` reply is a failed query: "not found" only when
+//!   the text says the order or reference is not found (`3|Sipariş bulunamadı`), never for a
+//!   dealer or login problem (`3|Bayi bulunamadı`); otherwise no news.
+//! - **Balance** `OK|<balance>` or `OK|<balance>|<debt>`; `<code>|<text>` or `ERROR|<text>` is a
+//!   refusal. **Catalogue** is JSON `{"success": true, "result": [...]}` with string values.
+//!
+//! Every text that leaves the adapter has passed [`super::text::clean`].
 
 use super::http::{excerpt, looks_like_html, HttpClient, HttpReply, TransportError};
 use super::*;
@@ -71,41 +88,127 @@ fn reply_fields(status: u16, body: &str) -> std::result::Result<(&str, Vec<&str>
     Ok((text, text.split('|').collect()))
 }
 
-/// Classify a `pin_ekle.php` reply. Only `OK|cost|remaining` is an acceptance and only `3|text`
-/// a definite rejection; everything else leaves the order's existence unknown.
+/// True for a Znet error code: one or more ASCII digits.
+fn is_code(field: &str) -> bool {
+    let f = field.trim();
+    !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Lower case with the Turkish letters folded to ASCII, so `Önce`, `ÖNCE` and `Once` compare
+/// alike (Turkish sites are not consistent about diacritics or case).
+fn fold(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            'ı' | 'İ' | 'I' => 'i',
+            'ö' | 'Ö' => 'o',
+            'ü' | 'Ü' => 'u',
+            'ş' | 'Ş' => 's',
+            'ç' | 'Ç' => 'c',
+            'ğ' | 'Ğ' => 'g',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// True when a text says "this was sent before" (`Bu İşlem Daha Önce Gönderildi`,
+/// `Daha Önce Gönderilmiş`).
+fn says_sent_before(text: &str) -> bool {
+    fold(text).contains("daha once gonderil")
+}
+
+/// `<code>: <text>`, or a sentence when the provider gave no text.
+fn coded(code: &str, text: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() {
+        format!("{}: Znet gave no reason", code.trim())
+    } else {
+        format!("{}: {text}", code.trim())
+    }
+}
+
+/// Classify a `pin_ekle.php` reply (see the module doc).
 pub fn classify_placement(status: u16, body: &str) -> PlacementOutcome {
+    classify_placement_raw(status, body).cleaned()
+}
+
+fn classify_placement_raw(status: u16, body: &str) -> PlacementOutcome {
     let (text, fields) = match reply_fields(status, body) {
         Ok(f) => f,
         Err(reason) => return PlacementOutcome::Ambiguous { reason },
     };
     match fields.as_slice() {
-        ["OK", cost, remaining, ..] => PlacementOutcome::Accepted {
-            external_order_id: None,
-            message: format!("accepted: dealer cost {}, remaining balance {}", cost.trim(), remaining.trim()),
-            early: None,
-        },
-        ["3", rest @ ..] => {
-            let text = rest.join("|").trim().to_string();
-            PlacementOutcome::Rejected {
-                message: if text.is_empty() { "Znet rejected the order without a reason".to_string() } else { text },
+        ["OK", cost, remaining, rest @ ..] if is_amount(cost) && is_amount(remaining) => {
+            let mut message = format!("accepted: dealer cost {}, remaining balance {}", cost.trim(), remaining.trim());
+            let extra = rest.join("|");
+            if !extra.trim().is_empty() {
+                message.push_str(&format!(" ({})", extra.trim()));
             }
+            PlacementOutcome::Accepted { external_order_id: None, message, early: None }
+        }
+        // `OK|8|Bu İşlem Daha Önce Gönderildi`: "OK" here only means the call went through.
+        ["OK", code, rest @ ..] if is_code(code) && says_sent_before(&rest.join("|")) => {
+            PlacementOutcome::SentBefore { message: coded(code, &rest.join("|")) }
+        }
+        [code, rest @ ..] if code.trim() == "4" && !rest.is_empty() => {
+            PlacementOutcome::SentBefore { message: coded(code, &rest.join("|")) }
+        }
+        [code, rest @ ..] if is_code(code) && !rest.is_empty() => {
+            PlacementOutcome::Rejected { message: coded(code, &rest.join("|")) }
         }
         _ => PlacementOutcome::Ambiguous { reason: garbage("placement", text) },
     }
 }
 
-/// True when a failed status query's text says the reference does not exist.
-fn says_not_found(text: &str) -> bool {
-    let lower = text.to_lowercase();
-    lower.contains("bulunamad")
-        || lower.contains("bulunmad")
-        || lower.contains("not found")
-        || lower.contains("no such")
-        || lower.split(|c: char| !c.is_alphanumeric()).any(|w| w == "yok")
+/// True when a failed status query's text says the *order* (reference, record, transaction)
+/// does not exist. A text about the dealer, the login or the API (`Bayi bulunamadı`: dealer not
+/// found) is not about the order and never counts, nor does a bare "not found" that names no
+/// subject.
+fn says_order_not_found(text: &str) -> bool {
+    let folded = fold(text);
+    let words: Vec<&str> = folded.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    let any = |prefixes: &[&str]| words.iter().any(|w| prefixes.iter().any(|p| w.starts_with(p)));
+    const NOT_ORDER: &[&str] = &[
+        "bayi",
+        "dealer",
+        "kullanici",
+        "user",
+        "sifre",
+        "parola",
+        "password",
+        "yetki",
+        "auth",
+        "login",
+        "giris",
+        "hesap",
+        "account",
+        "credential",
+        "token",
+        "api",
+        "servis",
+        "service",
+        "oyun",
+        "kupur",
+        "urun",
+        "product",
+    ];
+    if any(NOT_ORDER) || words.iter().any(|w| matches!(*w, "ip" | "kod")) {
+        return false;
+    }
+    const ORDER: &[&str] = &["siparis", "islem", "referans", "kayit", "order", "reference", "record", "transaction", "tahsilat"];
+    let missing = any(&["bulunamad", "bulunmad", "bulunmuyor", "yok"])
+        || folded.contains("not found")
+        || folded.contains("no such")
+        || folded.contains("does not exist")
+        || folded.contains("mevcut degil");
+    missing && any(ORDER)
 }
 
-/// Classify a `pin_kontrol.php` reply: `OK|state|pin|text...`, or `3|text` (a failed query).
+/// Classify a `pin_kontrol.php` reply: `OK|state|pin|text...`, or `<code>|text` (a failed query).
 pub fn classify_check(status: u16, body: &str) -> CheckOutcome {
+    classify_check_raw(status, body).cleaned()
+}
+
+fn classify_check_raw(status: u16, body: &str) -> CheckOutcome {
     let (text, fields) = match reply_fields(status, body) {
         Ok(f) => f,
         Err(reason) => return CheckOutcome::NoNews { reason },
@@ -113,23 +216,22 @@ pub fn classify_check(status: u16, body: &str) -> CheckOutcome {
     match fields.as_slice() {
         ["OK", state, pin, rest @ ..] => {
             let message = rest.join("|").trim().to_string();
+            // The empty PIN field is a space or ` - `.
             let pin = pin.trim();
+            let pin = if pin.is_empty() || pin == "-" { None } else { Some(pin.to_string()) };
             match state.trim() {
                 "1" => CheckOutcome::Waiting { message: or(message, "waiting") },
-                "2" => CheckOutcome::Approved {
-                    pin: if pin.is_empty() { None } else { Some(pin.to_string()) },
-                    message: or(message, "approved"),
-                },
+                "2" => CheckOutcome::Approved { pin, message: or(message, "approved") },
                 "3" => CheckOutcome::Cancelled { message: or(message, "cancelled by Znet") },
                 _ => CheckOutcome::NoNews { reason: garbage("status", text) },
             }
         }
-        ["3", rest @ ..] => {
-            let message = rest.join("|").trim().to_string();
-            if says_not_found(&message) {
+        [code, rest @ ..] if is_code(code) && !rest.is_empty() => {
+            let message = coded(code, &rest.join("|"));
+            if says_order_not_found(&rest.join("|")) {
                 CheckOutcome::NotFound { message }
             } else {
-                CheckOutcome::NoNews { reason: format!("Znet status query failed: {}", or(message, "no reason given")) }
+                CheckOutcome::NoNews { reason: format!("Znet status query failed: {message}") }
             }
         }
         _ => CheckOutcome::NoNews { reason: garbage("status", text) },
@@ -165,9 +267,13 @@ fn is_amount(s: &str) -> bool {
     !s.is_empty() && s.replace(',', ".").parse::<f64>().map(|v| v.is_finite()).unwrap_or(false)
 }
 
-/// Parse a `bakiye_kontrol.php` reply: `OK|balance` or `OK|balance|debt`; `<code>|<text>` is a
-/// refusal with the dealer's words.
+/// Parse a `bakiye_kontrol.php` reply: `OK|balance` or `OK|balance|debt`; `<code>|<text>` or
+/// `ERROR|<text>` is a refusal with the dealer's words.
 pub fn parse_balance(status: u16, body: &str) -> std::result::Result<Balance, ProviderError> {
+    cleaned_balance(parse_balance_raw(status, body))
+}
+
+fn parse_balance_raw(status: u16, body: &str) -> std::result::Result<Balance, ProviderError> {
     if let Some(e) = balance_or_catalogue_error(status, body) {
         return Err(e);
     }
@@ -183,9 +289,13 @@ pub fn parse_balance(status: u16, body: &str) -> std::result::Result<Balance, Pr
             currency: Some("TRY".to_string()),
             account: None,
         }),
-        [code, rest @ ..] if !rest.is_empty() && !code.is_empty() && code.chars().all(|c| c.is_ascii_digit()) => {
+        [code, rest @ ..] if !rest.is_empty() && is_code(code) => {
             Err(ProviderError::Refused(format!("Znet refused the balance call (code {code}): {}", rest.join("|"))))
         }
+        ["ERROR", rest @ ..] if !rest.is_empty() => Err(ProviderError::Refused(format!(
+            "Znet refused the balance call: {} (check the dealer code and password)",
+            rest.join("|")
+        ))),
         _ => Err(ProviderError::Garbage(garbage("balance", text))),
     }
 }
@@ -202,6 +312,10 @@ pub(crate) fn json_text(v: Option<&serde_json::Value>) -> Option<String> {
 
 /// Parse a `pin_listesi.php` reply: `{"success":true,"result":[...],"error":null}`.
 pub fn parse_catalogue(status: u16, body: &str) -> std::result::Result<Vec<CatalogueItem>, ProviderError> {
+    cleaned_catalogue(parse_catalogue_raw(status, body))
+}
+
+fn parse_catalogue_raw(status: u16, body: &str) -> std::result::Result<Vec<CatalogueItem>, ProviderError> {
     if let Some(e) = balance_or_catalogue_error(status, body) {
         return Err(e);
     }
@@ -301,6 +415,13 @@ impl Znet {
 
     /// The placement parameters, or the reason this placement cannot be sent at all.
     fn placement_params(req: &PlacementRequest) -> std::result::Result<(String, String), String> {
+        if !ReferenceStyle::Numeric.accepts(&req.reference) {
+            return Err(format!(
+                "Znet takes only numeric references (up to {NUMERIC_REFERENCE_MAX_DIGITS} digits, no leading zero) and '{}' is not one; \
+                 nothing was sent",
+                super::text::clean(&req.reference, 80)
+            ));
+        }
         if req.quantity != 1 {
             return Err(format!(
                 "Znet cannot place a quantity of {} (its API has no quantity parameter); only quantity 1 can go to a Znet provider",
@@ -324,32 +445,38 @@ impl Provider for Znet {
         &self.config
     }
 
+    fn reference_style(&self) -> ReferenceStyle {
+        ReferenceStyle::Numeric
+    }
+
     fn place(&self, req: &PlacementRequest) -> PlacementOutcome {
         let url = match self.placement_url(req) {
             Ok(u) => u,
-            Err(message) => return PlacementOutcome::Rejected { message },
+            Err(message) => return PlacementOutcome::Rejected { message }.cleaned(),
         };
         // Bodies come back scrubbed of secrets from the HTTP client.
         match self.http.get(&url, &[]) {
             Ok(r) => classify_placement(r.status, &r.body),
-            Err(e) => PlacementOutcome::Ambiguous { reason: format!("Znet placement: {e}") },
+            Err(e) => PlacementOutcome::Ambiguous { reason: format!("Znet placement: {e}") }.cleaned(),
         }
     }
 
-    fn check(&self, reference: &str) -> CheckOutcome {
-        match self.call("pin_kontrol", &[("tahsilat_api_islem_id", reference)]) {
+    fn check(&self, key: &CheckKey) -> CheckAnswer {
+        // Znet knows orders only by our reference; it has no order id of its own to learn.
+        let outcome = match self.call("pin_kontrol", &[("tahsilat_api_islem_id", key.reference.as_str())]) {
             Ok(r) => classify_check(r.status, &r.body),
-            Err(e) => CheckOutcome::NoNews { reason: format!("Znet status check: {e}") },
-        }
+            Err(e) => CheckOutcome::NoNews { reason: format!("Znet status check: {e}") }.cleaned(),
+        };
+        CheckAnswer::of(outcome)
     }
 
     fn balance(&self) -> std::result::Result<Balance, ProviderError> {
-        let r = self.call("bakiye_kontrol", &[]).map_err(transport_to_provider_error)?;
+        let r = self.call("bakiye_kontrol", &[]).map_err(|e| transport_to_provider_error(e).cleaned())?;
         parse_balance(r.status, &r.body)
     }
 
     fn catalogue(&self) -> std::result::Result<Vec<CatalogueItem>, ProviderError> {
-        let r = self.call("pin_listesi", &[]).map_err(transport_to_provider_error)?;
+        let r = self.call("pin_listesi", &[]).map_err(|e| transport_to_provider_error(e).cleaned())?;
         parse_catalogue(r.status, &r.body)
     }
 
@@ -385,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn placement_ok_is_accepted() {
+    fn placement_ok_with_two_amounts_is_accepted() {
         let o = classify_placement(200, "OK|10.12|980.88");
         assert!(accepted(&o), "{o:?}");
         if let PlacementOutcome::Accepted { message, early, external_order_id } = o {
@@ -394,16 +521,35 @@ mod tests {
             assert_eq!(external_order_id, None);
         }
         assert!(accepted(&classify_placement(200, "\u{feff}OK|10.12|980.88\r\n")));
+        assert!(accepted(&classify_placement(200, "OK|10,12|980,88")));
     }
 
     #[test]
-    fn placement_3_is_a_definite_rejection_with_turkish_text() {
+    fn every_coded_placement_reply_is_a_rejection_with_its_code_except_sent_before() {
         assert_eq!(
             classify_placement(200, "3|Kupur Bilgisi Bulunamadı"),
-            PlacementOutcome::Rejected { message: "Kupur Bilgisi Bulunamadı".into() }
+            PlacementOutcome::Rejected { message: "3: Kupur Bilgisi Bulunamadı".into() }
         );
-        assert_eq!(classify_placement(200, "3|a|b"), PlacementOutcome::Rejected { message: "a|b".into() });
-        assert!(matches!(classify_placement(200, "3|"), PlacementOutcome::Rejected { .. }));
+        assert_eq!(classify_placement(200, "3|a|b"), PlacementOutcome::Rejected { message: "3: a|b".into() });
+        assert_eq!(classify_placement(200, "3|"), PlacementOutcome::Rejected { message: "3: Znet gave no reason".into() });
+        assert_eq!(
+            classify_placement(200, "1|Yetersiz bakiye"),
+            PlacementOutcome::Rejected { message: "1: Yetersiz bakiye".into() }
+        );
+        assert_eq!(classify_placement(200, "12|x"), PlacementOutcome::Rejected { message: "12: x".into() });
+        assert_eq!(
+            classify_placement(200, "4|Daha Önce Gönderilmiş (166189)"),
+            PlacementOutcome::SentBefore { message: "4: Daha Önce Gönderilmiş (166189)".into() }
+        );
+        assert!(matches!(classify_placement(200, "4|anything"), PlacementOutcome::SentBefore { .. }));
+        assert_eq!(
+            classify_placement(200, "OK|8|Bu İşlem Daha Önce Gönderildi"),
+            PlacementOutcome::SentBefore { message: "8: Bu İşlem Daha Önce Gönderildi".into() }
+        );
+        // Case and diacritics vary between sites.
+        assert!(matches!(classify_placement(200, "OK|8|BU ISLEM DAHA ONCE GONDERILDI"), PlacementOutcome::SentBefore { .. }));
+        // `OK|8|<other text>` is neither an acceptance (no amounts) nor a documented error.
+        assert!(ambiguous(&classify_placement(200, "OK|8|Bilinmeyen durum")));
     }
 
     #[test]
@@ -420,7 +566,20 @@ mod tests {
         assert!(
             matches!(&four, PlacementOutcome::Ambiguous { reason } if reason.contains("IP engellendi") && reason.contains("403"))
         );
-        for g in ["OK", "OK|10.12", "ok|1|2", "1|Yetersiz bakiye", "garbage", "\u{fffd}\u{fffd}", "{\"a\":1}", "|||"] {
+        for g in [
+            "OK",
+            "OK|10.12",
+            "ok|1|2",
+            "OK|a|b",
+            "4",
+            "3",
+            "ERROR|Invalid credentials",
+            "garbage",
+            "\u{fffd}\u{fffd}",
+            "{\"a\":1}",
+            "|||",
+            "1234567890|x",
+        ] {
             assert!(ambiguous(&classify_placement(200, g)), "{g:?}");
         }
     }
@@ -428,6 +587,10 @@ mod tests {
     #[test]
     fn check_states() {
         assert_eq!(classify_check(200, "OK|1| |Beklemede"), CheckOutcome::Waiting { message: "Beklemede".into() });
+        assert_eq!(
+            classify_check(200, "OK|1| - |İşlem bekleniyor"),
+            CheckOutcome::Waiting { message: "İşlem bekleniyor".into() }
+        );
         assert_eq!(
             classify_check(200, "OK|2|ABCD-1234|Onaylandı"),
             CheckOutcome::Approved { pin: Some("ABCD-1234".into()), message: "Onaylandı".into() }
@@ -437,18 +600,43 @@ mod tests {
             CheckOutcome::Approved { pin: Some("P".into()), message: "Onay|lı".into() }
         );
         assert_eq!(classify_check(200, "OK|2| |Onaylandı"), CheckOutcome::Approved { pin: None, message: "Onaylandı".into() });
+        assert_eq!(classify_check(200, "OK|2| - |Yüklendi"), CheckOutcome::Approved { pin: None, message: "Yüklendi".into() });
         assert_eq!(classify_check(200, "OK|3| |İptal edildi"), CheckOutcome::Cancelled { message: "İptal edildi".into() });
+        assert_eq!(
+            classify_check(200, "OK|3| - |İşlem iptal edildi"),
+            CheckOutcome::Cancelled { message: "İşlem iptal edildi".into() }
+        );
         assert_eq!(classify_check(200, "OK|1| "), CheckOutcome::Waiting { message: "waiting".into() });
     }
 
     #[test]
-    fn check_3_is_a_failed_query_unless_it_says_not_found() {
-        assert!(matches!(classify_check(200, "3|Sipariş bulunamadı"), CheckOutcome::NotFound { .. }));
-        assert!(matches!(classify_check(200, "3|SİPARİŞ BULUNAMADI"), CheckOutcome::NotFound { .. }));
-        assert!(matches!(classify_check(200, "3|order not found"), CheckOutcome::NotFound { .. }));
-        assert!(matches!(classify_check(200, "3|Kayıt yok"), CheckOutcome::NotFound { .. }));
-        assert!(matches!(classify_check(200, "3|Sistem meşgul"), CheckOutcome::NoNews { .. }));
-        assert!(matches!(classify_check(200, "3|"), CheckOutcome::NoNews { .. }));
+    fn a_failed_query_is_not_found_only_when_it_says_the_order_is_not_found() {
+        for t in [
+            "3|Sipariş bulunamadı",
+            "3|SİPARİŞ BULUNAMADI",
+            "3|Siparis bulunamadi",
+            "3|order not found",
+            "3|Kayıt yok",
+            "3|İşlem bulunamadı",
+            "3|Referans bulunamadı",
+        ] {
+            assert!(matches!(classify_check(200, t), CheckOutcome::NotFound { .. }), "{t}");
+        }
+        for t in [
+            "3|Bayi bulunamadı",
+            "3|BAYİ BULUNAMADI",
+            "3|Kullanıcı bulunamadı",
+            "3|Bayi kaydı bulunamadı",
+            "3|Dealer not found",
+            "3|API kullanıcısı bulunamadı",
+            "3|IP adresi bulunamadı",
+            "3|Bulunamadı",
+            "3|Sistem meşgul",
+            "3|",
+            "8|Bağlantı hatası veya yetersiz bakiye",
+        ] {
+            assert!(matches!(classify_check(200, t), CheckOutcome::NoNews { .. }), "{t}");
+        }
     }
 
     #[test]
@@ -462,9 +650,29 @@ mod tests {
             (200, "OK|2"),
             (200, "OK"),
             (200, "2|x"),
+            (200, "ERROR|Invalid credentials"),
             (200, "\u{fffd}garbage"),
         ] {
             assert!(matches!(classify_check(s, b), CheckOutcome::NoNews { .. }), "{s} {b:?}");
+        }
+    }
+
+    #[test]
+    fn provider_text_comes_out_clean() {
+        assert_eq!(
+            classify_check(200, "OK|1| - |Sıra\u{0}da \u{1b}[31mbekliyor"),
+            CheckOutcome::Waiting { message: "Sıra da [31mbekliyor".into() }
+        );
+        assert_eq!(
+            classify_check(200, "OK|2|AB\u{0}12|ok"),
+            CheckOutcome::Approved { pin: Some("AB 12".into()), message: "ok".into() }
+        );
+        match classify_placement(200, &format!("3|{}", "ç".repeat(5000))) {
+            PlacementOutcome::Rejected { message } => {
+                assert_eq!(message.chars().count(), super::super::text::MESSAGE_MAX);
+                assert!(message.ends_with(super::super::text::CUT_MARKER));
+            }
+            other => panic!("{other:?}"),
         }
     }
 
@@ -477,6 +685,10 @@ mod tests {
         assert!(matches!(parse_balance(200, ""), Err(ProviderError::Auth(m)) if m.contains("allow list")));
         assert!(matches!(parse_balance(200, "<html>"), Err(ProviderError::WrongBaseUrl(_))));
         assert!(matches!(parse_balance(200, "2|Bayi pasif"), Err(ProviderError::Refused(m)) if m.contains("Bayi pasif")));
+        assert!(matches!(
+            parse_balance(200, "ERROR|Invalid credentials"),
+            Err(ProviderError::Refused(m)) if m.contains("Invalid credentials")
+        ));
         assert!(matches!(parse_balance(502, "Bad gateway"), Err(ProviderError::Unreachable(m)) if m.contains("Bad gateway")));
         assert!(matches!(parse_balance(403, "Yasak"), Err(ProviderError::Refused(m)) if m.contains("Yasak")));
         for g in ["OK|abc", "OK", "hello", "OK|1|2|3"] {
@@ -523,24 +735,39 @@ mod tests {
         }
     }
 
-    fn request(quantity: i32, mapping: serde_json::Value) -> PlacementRequest {
-        PlacementRequest { reference: "ref-1".into(), player: "p1".into(), extra: String::new(), quantity, mapping }
+    fn request(reference: &str, quantity: i32, mapping: serde_json::Value) -> PlacementRequest {
+        PlacementRequest { reference: reference.into(), player: "p1".into(), extra: String::new(), quantity, mapping }
     }
 
     #[test]
     fn quantity_other_than_one_is_rejected_before_any_call() {
         let z = Znet::new(config("bayi1", "sifre-xyz")).unwrap();
-        let o = z.place(&request(2, serde_json::json!({"oyun": "7001", "kupur": "60"})));
+        let o = z.place(&request("123456", 2, serde_json::json!({"oyun": "7001", "kupur": "60"})));
         assert!(matches!(&o, PlacementOutcome::Rejected { message } if message.contains("quantity")), "{o:?}");
-        let o = z.place(&request(1, serde_json::json!({"oyun": 7001})));
+        let o = z.place(&request("123456", 1, serde_json::json!({"oyun": 7001})));
         assert!(matches!(&o, PlacementOutcome::Rejected { message } if message.contains("kupur")), "{o:?}");
+    }
+
+    #[test]
+    fn a_reference_that_is_not_a_number_is_never_sent() {
+        let z = Znet::new(config("bayi1", "sifre-xyz")).unwrap();
+        assert_eq!(z.reference_style(), ReferenceStyle::Numeric);
+        let mapping = serde_json::json!({"oyun": "7001", "kupur": "60"});
+        for bad in ["d3f0c9a2-7b1e-4c1e-9f0a-1b2c3d4e5f60", "ref-1", "0123", "1234567890123456789", ""] {
+            let o = z.place(&request(bad, 1, mapping.clone()));
+            assert!(
+                matches!(&o, PlacementOutcome::Rejected { message } if message.contains("numeric references")),
+                "{bad}: {o:?}"
+            );
+            assert!(z.describe_placement(&request(bad, 1, mapping.clone())).starts_with("nothing would be sent"));
+        }
     }
 
     #[test]
     fn password_is_masked_in_descriptions_and_debug() {
         let z = Znet::new(config("bayi1", "sifre-xyz")).unwrap();
-        let d = z.describe_placement(&request(1, serde_json::json!({"oyun": 7001, "kupur": "60"})));
-        assert!(d.contains("pin_ekle.php") && d.contains("oyun=7001") && d.contains("referans=ref-1"), "{d}");
+        let d = z.describe_placement(&request("176722560012300042", 1, serde_json::json!({"oyun": 7001, "kupur": "60"})));
+        assert!(d.contains("pin_ekle.php") && d.contains("oyun=7001") && d.contains("referans=176722560012300042"), "{d}");
         assert!(!d.contains("sifre-xyz"), "{d}");
         assert!(!format!("{z:?}").contains("sifre-xyz"));
     }
@@ -561,6 +788,25 @@ mod tests {
             let _ = classify_placement(status, &body);
             let _ = classify_check(status, &body);
             let _ = parse_balance(status, &body);
+        }
+
+        #[test]
+        fn no_control_character_leaves_the_adapter(bytes in proptest::collection::vec(any::<u8>(), 0..128), prefix in "(OK\\|[123]\\|[A-Z0-9 -]{0,5}\\||[0-9]\\||OK\\|)") {
+            let body = format!("{prefix}{}", String::from_utf8_lossy(&bytes));
+            let texts = |o: &CheckOutcome| match o {
+                CheckOutcome::Approved { pin, message } => vec![pin.clone().unwrap_or_default(), message.clone()],
+                other => vec![other.message().to_string()],
+            };
+            for t in texts(&classify_check(200, &body)) {
+                prop_assert!(!t.chars().any(char::is_control), "{:?}", t);
+            }
+            let placed = match classify_placement(200, &body) {
+                PlacementOutcome::Accepted { message, .. }
+                | PlacementOutcome::Rejected { message }
+                | PlacementOutcome::SentBefore { message }
+                | PlacementOutcome::Ambiguous { reason: message } => message,
+            };
+            prop_assert!(!placed.chars().any(char::is_control), "{:?}", placed);
         }
     }
 }

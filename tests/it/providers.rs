@@ -1,9 +1,14 @@
 //! Provider adapters against the built-in simulator over real HTTP on 127.0.0.1, every fault,
 //! and `orderctl provider check`.
+//!
+//! The simulator answers strictly as `shared/notes/providers.md` documents the providers, so
+//! these tests show that the adapters work with what the documents promise and nothing more.
+//! Znet references are numbers; x-stor orders are checked by the provider's `order_id`.
 
 use crate::support::*;
 use orderctl::provider::{
-    self, CheckOutcome, PlacementOutcome, PlacementRequest, Provider, ProviderConfig, ProviderError, ProviderKind,
+    self, CheckAnswer, CheckKey, CheckOutcome, PlacementOutcome, PlacementRequest, Provider, ProviderConfig, ProviderError,
+    ProviderKind,
 };
 use orderctl::settings::HttpSettings;
 use orderctl::simulator::{order_fate, SimSettings, Simulator};
@@ -73,6 +78,16 @@ fn xstor_order(reference: &str) -> PlacementRequest {
     }
 }
 
+/// A check by our reference alone (a Znet order, or an x-stor placement whose reply was lost).
+fn by_ref(reference: &str) -> CheckKey {
+    CheckKey::reference(reference)
+}
+
+/// A uuid-shaped x-stor reference.
+fn uuid_ref(i: u64) -> String {
+    format!("{:08x}-0000-4000-8000-{:012x}", i, i)
+}
+
 fn accepted(o: &PlacementOutcome) -> bool {
     matches!(o, PlacementOutcome::Accepted { .. })
 }
@@ -81,51 +96,120 @@ fn ambiguous(o: &PlacementOutcome) -> bool {
     matches!(o, PlacementOutcome::Ambiguous { .. })
 }
 
+/// The provider's order id from an accepted placement.
+fn order_id_of(o: &PlacementOutcome) -> String {
+    match o {
+        PlacementOutcome::Accepted { external_order_id: Some(id), .. } => id.clone(),
+        other => panic!("not accepted with an order id: {other:?}"),
+    }
+}
+
 fn pin_of(seed: u64, reference: &str) -> String {
     order_fate(seed, reference, 0.0, Duration::ZERO, Duration::ZERO).pin
+}
+
+/// A raw GET to the simulator: (status, body).
+fn raw_get(url: &str, token: Option<&str>) -> (u16, String) {
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let mut req = agent.get(url);
+    if let Some(t) = token {
+        req = req.header("api-token", t);
+    }
+    let mut resp = req.call().unwrap();
+    (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap())
 }
 
 #[test]
 fn znet_places_and_checks_until_approved_with_the_predicted_pin() {
     let s = sim(instant());
     let z = znet_at(&s.base_url(), ZNET_PASSWORD);
-    let o = z.place(&znet_order("zr-1"));
+    let o = z.place(&znet_order("100001"));
     assert!(accepted(&o), "{o:?}");
-    assert_eq!(z.check("zr-1"), CheckOutcome::Approved { pin: Some(pin_of(1, "zr-1")), message: "Onaylandı".into() });
+    assert_eq!(
+        z.check(&by_ref("100001")),
+        CheckAnswer {
+            outcome: CheckOutcome::Approved { pin: Some(pin_of(1, "100001")), message: "Onaylandı".into() },
+            external_order_id: None
+        }
+    );
     let st = s.stats();
     assert_eq!((st["orders_placed"].as_u64(), st["placement_calls"].as_u64()), (Some(1), Some(1)));
-    assert_eq!(st["status_checks_by_order"]["zr-1"], 1);
+    assert_eq!(st["status_checks_by_order"]["100001"], 1);
     assert_eq!(st["orders"][0]["provider"], "znet");
+    assert_eq!(st["orders"][0]["reference"], "100001");
 }
 
 #[test]
-fn znet_waiting_and_cancelled_orders() {
+fn znet_waiting_and_cancelled_orders_in_the_documented_forms() {
     let s = sim(SimSettings { complete_after: Duration::from_secs(3600), ..instant() });
     let z = znet_at(&s.base_url(), ZNET_PASSWORD);
-    assert!(accepted(&z.place(&znet_order("wait-1"))));
-    assert_eq!(z.check("wait-1"), CheckOutcome::Waiting { message: "Beklemede".into() });
+    assert!(accepted(&z.place(&znet_order("200001"))));
+    // The simulator answers `OK|1| - |İşlem bekleniyor`: the ` - ` PIN field is no PIN.
+    assert_eq!(z.check(&by_ref("200001")).outcome, CheckOutcome::Waiting { message: "İşlem bekleniyor".into() });
 
     s.configure(&json!({"complete_after": 0, "cancel_share": 1.0})).unwrap();
-    assert!(accepted(&z.place(&znet_order("cancel-1"))));
-    assert_eq!(z.check("cancel-1"), CheckOutcome::Cancelled { message: "İptal edildi".into() });
+    assert!(accepted(&z.place(&znet_order("200002"))));
+    assert_eq!(z.check(&by_ref("200002")).outcome, CheckOutcome::Cancelled { message: "İşlem iptal edildi".into() });
     assert_eq!(s.stats()["orders"][1]["outcome"], "cancelled");
 }
 
 #[test]
-fn znet_unknown_reference_is_not_found_and_unknown_denomination_is_rejected() {
+fn znet_unknown_reference_is_not_found_and_unknown_denomination_is_rejected_with_its_code() {
     let s = sim(instant());
     let z = znet_at(&s.base_url(), ZNET_PASSWORD);
-    assert!(matches!(z.check("never-placed"), CheckOutcome::NotFound { .. }));
-    let o = z.place(&PlacementRequest { mapping: json!({"oyun": "7001", "kupur": "61"}), ..znet_order("bad-kupur") });
-    assert_eq!(o, PlacementOutcome::Rejected { message: "Kupur Bilgisi Bulunamadı".into() });
+    assert!(matches!(z.check(&by_ref("999999")).outcome, CheckOutcome::NotFound { .. }));
+    let o = z.place(&PlacementRequest { mapping: json!({"oyun": "7001", "kupur": "61"}), ..znet_order("300001") });
+    assert_eq!(o, PlacementOutcome::Rejected { message: "3: Kupur Bilgisi Bulunamadı".into() });
     assert_eq!(s.stats()["orders_placed"], 0);
+}
+
+#[test]
+fn znet_takes_numeric_references_and_the_simulator_refuses_others() {
+    let s = sim(instant());
+    let z = znet_at(&s.base_url(), ZNET_PASSWORD);
+    assert_eq!(z.reference_style(), provider::ReferenceStyle::Numeric);
+    // What the core generates: epoch milliseconds and a sequence, 18 digits.
+    let reference = provider::new_reference(provider::ReferenceStyle::Numeric, 1_767_225_600_123, 42);
+    assert_eq!(reference.len(), 18);
+    assert!(accepted(&z.place(&znet_order(&reference))));
+    assert!(matches!(z.check(&by_ref(&reference)).outcome, CheckOutcome::Approved { .. }));
+
+    // The adapter never sends a reference with letters or dashes...
+    let uuid = "d3f0c9a2-7b1e-4c1e-9f0a-1b2c3d4e5f60";
+    let o = z.place(&znet_order(uuid));
+    assert!(matches!(&o, PlacementOutcome::Rejected { message } if message.contains("numeric references")), "{o:?}");
+    assert_eq!(s.stats()["placement_calls"], 1, "nothing sent");
+    // ...and a dealer whose id column is numeric would refuse it, as the simulator does.
+    let url = format!(
+        "{}/servis/pin_ekle.php?kod=bayi1&sifre={ZNET_PASSWORD}&oyun=7001&kupur=60&referans={uuid}&musteri_tel=&oyuncu_bilgi=1",
+        s.base_url()
+    );
+    assert_eq!(raw_get(&url, None), (200, "3|Referans Bilgisi Geçersiz".to_string()));
+    assert!(matches!(znet_at(&s.base_url(), ZNET_PASSWORD).check(&by_ref(uuid)).outcome, CheckOutcome::NotFound { .. }));
+    assert_eq!(s.stats()["orders_placed"], 1);
+}
+
+#[test]
+fn znet_repeated_reference_is_sent_before_never_a_rejection() {
+    let s = sim(instant());
+    let z = znet_at(&s.base_url(), ZNET_PASSWORD);
+    assert!(accepted(&z.place(&znet_order("400001"))));
+    let id = s.stats()["orders"][0]["order_id"].as_u64().unwrap();
+    assert_eq!(
+        z.place(&znet_order("400001")),
+        PlacementOutcome::SentBefore { message: format!("4: Daha Önce Gönderilmiş ({id})") }
+    );
+    // The original is untouched and a status check tells how it stands.
+    assert!(matches!(z.check(&by_ref("400001")).outcome, CheckOutcome::Approved { .. }));
+    let st = s.stats();
+    assert_eq!((st["orders_placed"].as_u64(), st["double_placements"].as_u64()), (Some(1), Some(1)));
 }
 
 #[test]
 fn znet_quantity_above_one_is_rejected_without_a_call() {
     let s = sim(instant());
     let z = znet_at(&s.base_url(), ZNET_PASSWORD);
-    let o = z.place(&PlacementRequest { quantity: 3, ..znet_order("q-3") });
+    let o = z.place(&PlacementRequest { quantity: 3, ..znet_order("500001") });
     assert!(matches!(&o, PlacementOutcome::Rejected { message } if message.contains("quantity")), "{o:?}");
     assert_eq!(s.stats()["placement_calls"], 0);
 }
@@ -150,7 +234,7 @@ fn znet_wrong_base_url_says_so() {
         Err(ProviderError::WrongBaseUrl(m)) => assert!(m.contains("base URL"), "{m}"),
         other => panic!("{other:?}"),
     }
-    let o = z.place(&znet_order("html-1"));
+    let o = z.place(&znet_order("600001"));
     assert!(matches!(&o, PlacementOutcome::Ambiguous { reason } if reason.contains("base URL")), "{o:?}");
 }
 
@@ -164,8 +248,8 @@ fn znet_bad_credentials_are_an_authentication_problem_never_a_verdict() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(ambiguous(&z.place(&znet_order("auth-1"))));
-    assert!(matches!(z.check("auth-1"), CheckOutcome::NoNews { .. }));
+    assert!(ambiguous(&z.place(&znet_order("700001"))));
+    assert!(matches!(z.check(&by_ref("700001")).outcome, CheckOutcome::NoNews { .. }));
     assert_eq!(s.stats()["orders_placed"], 0);
 }
 
@@ -175,55 +259,55 @@ fn znet_faults_are_ambiguous_at_placement_and_reconcile_by_reference() {
     let z = znet_at(&s.base_url(), ZNET_PASSWORD);
 
     s.configure(&json!({"error_share": 1.0})).unwrap();
-    assert!(ambiguous(&z.place(&znet_order("f-500"))));
-    assert!(matches!(z.check("f-500"), CheckOutcome::NoNews { .. }));
+    assert!(ambiguous(&z.place(&znet_order("800001"))));
+    assert!(matches!(z.check(&by_ref("800001")).outcome, CheckOutcome::NoNews { .. }));
 
     s.configure(&json!({"error_share": 0, "empty_share": 1.0})).unwrap();
-    assert!(ambiguous(&z.place(&znet_order("f-empty"))));
+    assert!(ambiguous(&z.place(&znet_order("800002"))));
 
     s.configure(&json!({"empty_share": 0, "garbage_share": 1.0})).unwrap();
-    assert!(ambiguous(&z.place(&znet_order("f-garbage"))));
-    assert!(matches!(z.check("f-garbage"), CheckOutcome::NoNews { .. }));
+    assert!(ambiguous(&z.place(&znet_order("800003"))));
+    assert!(matches!(z.check(&by_ref("800003")).outcome, CheckOutcome::NoNews { .. }));
 
     s.configure(&json!({"garbage_share": 0, "hang_share": 1.0})).unwrap();
-    let o = z.place(&znet_order("f-hang"));
+    let o = z.place(&znet_order("800004"));
     assert!(matches!(&o, PlacementOutcome::Ambiguous { reason } if reason.contains("timeout")), "{o:?}");
 
     // Reconciliation: the same reference tells which placements exist. 500 and empty were not
     // recorded; garbage and hang were.
     s.configure(&json!({"hang_share": 0})).unwrap();
-    assert!(matches!(z.check("f-500"), CheckOutcome::NotFound { .. }));
-    assert!(matches!(z.check("f-empty"), CheckOutcome::NotFound { .. }));
-    assert!(matches!(z.check("f-garbage"), CheckOutcome::Approved { .. }));
-    assert!(matches!(z.check("f-hang"), CheckOutcome::Approved { .. }));
+    assert!(matches!(z.check(&by_ref("800001")).outcome, CheckOutcome::NotFound { .. }));
+    assert!(matches!(z.check(&by_ref("800002")).outcome, CheckOutcome::NotFound { .. }));
+    assert!(matches!(z.check(&by_ref("800003")).outcome, CheckOutcome::Approved { .. }));
+    assert!(matches!(z.check(&by_ref("800004")).outcome, CheckOutcome::Approved { .. }));
     let st = s.stats();
     assert_eq!(st["orders_placed"], 2);
     assert_eq!(st["faults_injected"], 6);
 }
 
 #[test]
-fn double_placement_is_counted_and_rejected_for_both_protocols() {
+fn double_placement_is_counted_and_refused_for_both_protocols() {
     let s = sim(instant());
     let z = znet_at(&s.base_url(), ZNET_PASSWORD);
     let x = xstor_at(&s.base_url(), XSTOR_TOKEN);
-    assert!(accepted(&z.place(&znet_order("dup-1"))));
-    assert_eq!(z.place(&znet_order("dup-1")), PlacementOutcome::Rejected { message: "Referans daha önce kullanılmış".into() });
+    assert!(accepted(&z.place(&znet_order("900001"))));
+    assert!(matches!(z.place(&znet_order("900001")), PlacementOutcome::SentBefore { .. }));
     assert!(accepted(&x.place(&xstor_order("dup-2"))));
-    let o = x.place(&xstor_order("dup-2"));
-    assert!(
-        matches!(&o, PlacementOutcome::Rejected { message } if message.contains("114") && message.contains("already used")),
-        "{o:?}"
-    );
+    // The x-stor documentation says nothing about a repeated order_uuid: the simulator refuses it
+    // in the documented error shape, which reads as a rejection.
+    assert_eq!(x.place(&xstor_order("dup-2")), PlacementOutcome::Rejected { message: "x-stor: Duplicate order_uuid".into() });
     let st = s.stats();
     assert_eq!((st["double_placements"].as_u64(), st["orders_placed"].as_u64()), (Some(2), Some(2)));
 }
 
 #[test]
-fn xstor_places_with_an_early_pin_and_checks_by_reference() {
+fn xstor_places_with_an_early_pin_and_checks_by_order_id() {
     let s = sim(instant());
     let x = xstor_at(&format!("{}/", s.base_url()), XSTOR_TOKEN);
-    let o = x.place(&xstor_order("xr-1"));
-    let pin = pin_of(1, "xr-1");
+    assert_eq!(x.reference_style(), provider::ReferenceStyle::Uuid);
+    let reference = uuid_ref(1);
+    let o = x.place(&xstor_order(&reference));
+    let pin = pin_of(1, &reference);
     match &o {
         PlacementOutcome::Accepted {
             external_order_id: Some(_),
@@ -234,8 +318,13 @@ fn xstor_places_with_an_early_pin_and_checks_by_reference() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(x.check("xr-1"), CheckOutcome::Approved { pin: Some(p), .. } if p == pin));
-    assert!(matches!(x.check("xr-unknown"), CheckOutcome::NotFound { .. }));
+    let id = order_id_of(&o);
+    assert_eq!(id, s.stats()["orders"][0]["order_id"].to_string());
+    let a = x.check(&CheckKey::with_order_id(&reference, &id));
+    assert!(matches!(&a.outcome, CheckOutcome::Approved { pin: Some(p), .. } if *p == pin), "{a:?}");
+    assert_eq!(a.external_order_id.as_deref(), Some(id.as_str()));
+    assert!(matches!(x.check(&CheckKey::with_order_id(uuid_ref(2), "424242")).outcome, CheckOutcome::NotFound { .. }));
+    assert!(matches!(x.check(&by_ref(&uuid_ref(3))).outcome, CheckOutcome::NotFound { .. }));
     assert_eq!(x.balance().unwrap().account.as_deref(), Some("simulator@x-stor.test"));
     assert_eq!(x.catalogue().unwrap().iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["501", "502", "503"]);
 }
@@ -244,37 +333,116 @@ fn xstor_places_with_an_early_pin_and_checks_by_reference() {
 fn xstor_waiting_and_cancelled_orders() {
     let s = sim(SimSettings { complete_after: Duration::from_secs(3600), ..instant() });
     let x = xstor_at(&s.base_url(), XSTOR_TOKEN);
-    assert!(matches!(x.place(&xstor_order("xw-1")), PlacementOutcome::Accepted { early: None, .. }));
-    assert!(matches!(x.check("xw-1"), CheckOutcome::Waiting { .. }));
+    let o = x.place(&xstor_order(&uuid_ref(10)));
+    assert!(matches!(o, PlacementOutcome::Accepted { early: None, .. }), "{o:?}");
+    let a = x.check(&CheckKey::with_order_id(uuid_ref(10), order_id_of(&o)));
+    assert_eq!(a.outcome, CheckOutcome::Waiting { message: "Processing...".into() });
     s.configure(&json!({"complete_after": "0s", "cancel_share": 1.0})).unwrap();
-    assert!(accepted(&x.place(&xstor_order("xc-1"))));
-    assert!(matches!(x.check("xc-1"), CheckOutcome::Cancelled { .. }));
+    let o = x.place(&xstor_order(&uuid_ref(11)));
+    assert!(matches!(o, PlacementOutcome::Accepted { early: Some(CheckOutcome::Cancelled { .. }), .. }), "{o:?}");
+    assert!(matches!(x.check(&CheckKey::with_order_id(uuid_ref(11), order_id_of(&o))).outcome, CheckOutcome::Cancelled { .. }));
 }
 
 #[test]
-fn xstor_batch_checks_150_orders_in_one_request() {
-    let s = sim(SimSettings { cancel_share: 0.3, ..instant() });
+fn xstor_batch_checks_150_orders_by_order_id_in_one_request() {
+    let s = sim(SimSettings { cancel_share: 0.3, complete_after: Duration::from_millis(300), ..instant() });
     let x = xstor_at(&s.base_url(), XSTOR_TOKEN);
-    let refs: Vec<String> = (0..150).map(|i| format!("{:08x}-0000-4000-8000-{:012x}", i, i)).collect();
-    for r in &refs {
-        assert!(accepted(&x.place(&xstor_order(r))), "{r}");
-    }
-    let mut asked = refs.clone();
-    asked.push("not-placed".to_string());
+    let mut keys: Vec<CheckKey> = (0..150)
+        .map(|i| {
+            let reference = uuid_ref(i);
+            let o = x.place(&xstor_order(&reference));
+            CheckKey::with_order_id(reference, order_id_of(&o))
+        })
+        .collect();
+    keys.push(CheckKey::with_order_id(uuid_ref(999), "99999999"));
+    std::thread::sleep(Duration::from_millis(400));
     let before = s.stats()["status_calls"].as_u64().unwrap();
-    let out = x.check_many(&asked);
-    assert_eq!(s.stats()["status_calls"].as_u64().unwrap() - before, 1, "one request for 151 references");
+    let out = x.check_many(&keys);
+    assert_eq!(s.stats()["status_calls"].as_u64().unwrap() - before, 1, "one request for 151 orders");
     assert_eq!(out.len(), 151);
-    for (r, o) in refs.iter().zip(&out) {
-        let fate = order_fate(1, r, 0.3, Duration::ZERO, Duration::ZERO);
-        match o {
-            CheckOutcome::Approved { pin, .. } => assert!(!fate.cancelled && pin.as_deref() == Some(fate.pin.as_str()), "{r}"),
-            CheckOutcome::Cancelled { .. } => assert!(fate.cancelled, "{r}"),
-            other => panic!("{r}: {other:?}"),
+    for (k, a) in keys.iter().zip(&out).take(150) {
+        let fate = order_fate(1, &k.reference, 0.3, Duration::ZERO, Duration::ZERO);
+        match &a.outcome {
+            CheckOutcome::Approved { pin, .. } => {
+                assert!(!fate.cancelled && pin.as_deref() == Some(fate.pin.as_str()), "{}", k.reference)
+            }
+            CheckOutcome::Cancelled { .. } => assert!(fate.cancelled, "{}", k.reference),
+            other => panic!("{}: {other:?}", k.reference),
         }
+        assert_eq!(a.external_order_id, k.external_order_id);
     }
-    assert!(matches!(out[150], CheckOutcome::NotFound { .. }));
+    assert!(matches!(out[150].outcome, CheckOutcome::NotFound { .. }), "{:?}", out[150]);
     assert!(x.batch_limit() >= 150);
+    // Every order was looked up once, by its order id.
+    let st = s.stats();
+    assert!(keys.iter().take(150).all(|k| st["status_checks_by_order"][&k.reference] == 1));
+}
+
+#[test]
+fn xstor_reconciliation_by_order_uuid_learns_the_order_id() {
+    let s = sim(SimSettings { complete_after: Duration::from_secs(3600), ..instant() });
+    let x = xstor_at(&s.base_url(), XSTOR_TOKEN);
+    // The provider took the order but the reply was mangled: we know only our reference.
+    s.configure(&json!({"garbage_share": 1.0})).unwrap();
+    let (lost, other) = (uuid_ref(20), uuid_ref(21));
+    assert!(ambiguous(&x.place(&xstor_order(&lost))));
+    s.configure(&json!({"garbage_share": 0.0})).unwrap();
+    let placed = x.place(&xstor_order(&other));
+    let before = s.stats()["status_calls"].as_u64().unwrap();
+    let out = x.check_many(&[by_ref(&lost), CheckKey::with_order_id(&other, order_id_of(&placed)), by_ref(&uuid_ref(22))]);
+    let st = s.stats();
+    let lost_id =
+        st["orders"].as_array().unwrap().iter().find(|o| o["reference"] == lost.as_str()).unwrap()["order_id"].to_string();
+    assert_eq!(
+        out[0],
+        CheckAnswer { outcome: CheckOutcome::Waiting { message: "Processing...".into() }, external_order_id: Some(lost_id) }
+    );
+    assert_eq!(out[1].outcome, CheckOutcome::Waiting { message: "Processing...".into() });
+    assert_eq!(out[1].external_order_id, Some(order_id_of(&placed)));
+    assert!(matches!(out[2].outcome, CheckOutcome::NotFound { .. }), "{:?}", out[2]);
+    assert_eq!(out[2].external_order_id, None);
+    assert_eq!(st["status_calls"].as_u64().unwrap() - before, 3, "one request by order id, one per reference by uuid");
+}
+
+#[test]
+fn the_simulator_answers_x_stor_in_the_documented_shapes_only() {
+    let s = sim(instant());
+    let base = s.base_url();
+    let reference = uuid_ref(30);
+    let (status, body) =
+        raw_get(&format!("{base}/client/api/newOrder/501/params?qty=1&playerId=7&order_uuid={reference}"), Some(XSTOR_TOKEN));
+    assert_eq!(status, 200);
+    let placed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(placed["status"], "OK");
+    let data = placed["data"].as_object().unwrap();
+    let mut fields: Vec<&str> = data.keys().map(String::as_str).collect();
+    fields.sort();
+    assert_eq!(fields, ["note", "order_id", "pin", "price", "replay_api", "status"], "{body}");
+    assert!(data["order_id"].is_string() && data["price"].is_string(), "{body}");
+    assert!(!body.contains("order_uuid") && !body.contains(&reference), "{body}");
+
+    let id = data["order_id"].as_str().unwrap();
+    for query in [format!("orders=%5B{id}%5D"), format!("orders=%5B%22{reference}%22%5D&uuid=1")] {
+        let (_, body) = raw_get(&format!("{base}/client/api/check?{query}"), Some(XSTOR_TOKEN));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let entries = v["data"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{query}: {body}");
+        assert_eq!(entries[0]["order_id"], id);
+        assert!(!body.contains("order_uuid") && !body.contains(&reference), "{query}: {body}");
+    }
+    // Without uuid=1 the values are order ids: our reference finds nothing.
+    let (_, body) = raw_get(&format!("{base}/client/api/check?orders=%5B%22{reference}%22%5D"), Some(XSTOR_TOKEN));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), json!({"status": "OK", "data": []}));
+    // Errors in the documented shape, without a numeric code.
+    let (status, body) = raw_get(&format!("{base}/client/api/check?orders=%5Bnot-json%5D"), Some(XSTOR_TOKEN));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, v["status"].as_str()), (200, Some("ERROR")));
+    assert!(v["message"].is_string() && v["error"].is_string() && v.get("code").is_none(), "{body}");
+    let (_, body) = raw_get(&format!("{base}/client/api/profile"), Some("wrong"));
+    assert!(body.contains("\"ERROR\"") && !body.contains("\"code\""), "{body}");
+    let (_, body) = raw_get(&format!("{base}/client/api/products"), Some(XSTOR_TOKEN));
+    let products: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(products.as_array().unwrap().iter().all(|p| p["id"].is_string() && p["price"].is_string()), "{body}");
 }
 
 #[test]
@@ -282,16 +450,16 @@ fn xstor_bad_token_unknown_product_and_wrong_base_url() {
     let s = sim(instant());
     let bad = xstor_at(&s.base_url(), "wrong-token");
     let o = bad.place(&xstor_order("bt-1"));
-    assert!(
-        matches!(&o, PlacementOutcome::Rejected { message } if message.contains("121 token error: check the provider's api_token")),
-        "{o:?}"
-    );
-    assert!(matches!(bad.balance(), Err(ProviderError::Auth(_))));
-    assert!(bad.check_many(&["a".into(), "b".into()]).iter().all(|o| matches!(o, CheckOutcome::NoNews { .. })));
+    assert_eq!(o, PlacementOutcome::Rejected { message: "x-stor: Invalid api-token".into() });
+    assert!(matches!(bad.balance(), Err(ProviderError::Auth(m)) if m.contains("api_token")));
+    assert!(bad
+        .check_many(&[by_ref("a"), CheckKey::with_order_id("b", "1")])
+        .iter()
+        .all(|a| matches!(a.outcome, CheckOutcome::NoNews { .. })));
 
     let x = xstor_at(&s.base_url(), XSTOR_TOKEN);
     let o = x.place(&PlacementRequest { mapping: json!({"product_id": 999}), ..xstor_order("np-1") });
-    assert!(matches!(&o, PlacementOutcome::Rejected { message } if message.contains("109")), "{o:?}");
+    assert_eq!(o, PlacementOutcome::Rejected { message: "x-stor: Product not found".into() });
 
     let html = xstor_at(&format!("{}/shop", s.base_url()), XSTOR_TOKEN);
     assert!(matches!(html.balance(), Err(ProviderError::WrongBaseUrl(_))));
@@ -307,24 +475,96 @@ fn one(key: &str, value: f64) -> serde_json::Value {
 
 #[test]
 fn xstor_faults_are_never_a_verdict() {
-    let s = sim(SimSettings { hang: Duration::from_secs(2), ..instant() });
+    let s = sim(SimSettings { hang: Duration::from_secs(1), ..instant() });
     let x = xstor_at(&s.base_url(), XSTOR_TOKEN);
     for (i, fault) in ["error_share", "garbage_share", "empty_share", "hang_share"].iter().enumerate() {
         s.configure(&one(fault, 1.0)).unwrap();
-        let reference = format!("xf-{i}");
+        let reference = uuid_ref(40 + i as u64);
         let o = x.place(&xstor_order(&reference));
         assert!(ambiguous(&o), "{fault}: {o:?}");
-        let checks = x.check_many(&[reference.clone(), "other".into()]);
-        assert!(checks.iter().all(|c| matches!(c, CheckOutcome::NoNews { .. })), "{fault}: {checks:?}");
+        let checks = x.check_many(&[by_ref(&reference), CheckKey::with_order_id("other", "1")]);
+        assert!(checks.iter().all(|c| matches!(c.outcome, CheckOutcome::NoNews { .. })), "{fault}: {checks:?}");
         assert!(x.balance().is_err(), "{fault}");
         s.configure(&one(fault, 0.0)).unwrap();
     }
+    // The hanging calls hold the simulator's four workers until the hang is over.
+    std::thread::sleep(Duration::from_millis(1100));
     // Garbage and hang were recorded by the provider, 500 and empty were not.
-    let out = x.check_many(&(0..4).map(|i| format!("xf-{i}")).collect::<Vec<_>>());
-    assert!(matches!(out[0], CheckOutcome::NotFound { .. }), "{out:?}");
-    assert!(matches!(out[1], CheckOutcome::Approved { .. }), "{out:?}");
-    assert!(matches!(out[2], CheckOutcome::NotFound { .. }), "{out:?}");
-    assert!(matches!(out[3], CheckOutcome::Approved { .. }), "{out:?}");
+    let out = x.check_many(&(0..4).map(|i| by_ref(&uuid_ref(40 + i))).collect::<Vec<_>>());
+    assert!(matches!(out[0].outcome, CheckOutcome::NotFound { .. }), "{out:?}");
+    assert!(matches!(out[1].outcome, CheckOutcome::Approved { .. }), "{out:?}");
+    assert!(matches!(out[2].outcome, CheckOutcome::NotFound { .. }), "{out:?}");
+    assert!(matches!(out[3].outcome, CheckOutcome::Approved { .. }), "{out:?}");
+    assert!(out[1].external_order_id.is_some() && out[3].external_order_id.is_some(), "{out:?}");
+}
+
+#[test]
+fn a_waiting_note_with_a_nul_byte_and_escapes_comes_out_of_both_adapters_clean() {
+    let s = sim(SimSettings { complete_after: Duration::from_secs(3600), ..instant() });
+    s.configure(&json!({"waiting_note": "Sıra\u{0}da \u{1b}[31mbekliyor\r\n"})).unwrap();
+    let z = znet_at(&s.base_url(), ZNET_PASSWORD);
+    let x = xstor_at(&s.base_url(), XSTOR_TOKEN);
+    assert!(accepted(&z.place(&znet_order("110001"))));
+    let o = x.place(&xstor_order(&uuid_ref(50)));
+    let expected = CheckOutcome::Waiting { message: "Sıra da [31mbekliyor".into() };
+    assert_eq!(z.check(&by_ref("110001")).outcome, expected);
+    assert_eq!(x.check(&CheckKey::with_order_id(uuid_ref(50), order_id_of(&o))).outcome, expected);
+    assert_eq!(x.check(&by_ref(&uuid_ref(50))).outcome, expected);
+    // A note too long is cut, visibly.
+    s.configure(&json!({"waiting_note": "ş".repeat(5000)})).unwrap();
+    let message = z.check(&by_ref("110001")).outcome.message().to_string();
+    assert_eq!(message.chars().count(), provider::text::MESSAGE_MAX);
+    assert!(message.ends_with(provider::text::CUT_MARKER), "{message}");
+}
+
+#[test]
+fn reject_share_answers_a_definite_documented_rejection_and_records_nothing() {
+    let s = sim(instant());
+    s.configure(&json!({"reject_share": 1.0})).unwrap();
+    let z = znet_at(&s.base_url(), ZNET_PASSWORD);
+    let x = xstor_at(&s.base_url(), XSTOR_TOKEN);
+    assert_eq!(z.place(&znet_order("120001")), PlacementOutcome::Rejected { message: "3: Yetersiz Bakiye".into() });
+    assert_eq!(
+        x.place(&xstor_order(&uuid_ref(60))),
+        PlacementOutcome::Rejected { message: "x-stor: Insufficient balance".into() }
+    );
+    assert!(matches!(z.check(&by_ref("120001")).outcome, CheckOutcome::NotFound { .. }));
+    assert_eq!(s.stats()["orders_placed"], 0);
+    // Without it (and without reject_replacements) the same references go through.
+    s.configure(&json!({"reject_share": 0.0})).unwrap();
+    assert!(accepted(&z.place(&znet_order("120001"))));
+    assert!(accepted(&x.place(&xstor_order(&uuid_ref(60)))));
+    assert_eq!(s.stats()["orders_placed"], 2);
+}
+
+#[test]
+fn reject_replacements_refuses_a_reference_seen_in_a_call_that_recorded_nothing() {
+    let s = sim(instant());
+    let z = znet_at(&s.base_url(), ZNET_PASSWORD);
+    let x = xstor_at(&s.base_url(), XSTOR_TOKEN);
+    // A 500 "before taking the order": nothing recorded, the reference is remembered as seen.
+    s.configure(&json!({"error_share": 1.0})).unwrap();
+    assert!(ambiguous(&z.place(&znet_order("130001"))));
+    assert!(ambiguous(&x.place(&xstor_order(&uuid_ref(70)))));
+    s.configure(&json!({"error_share": 0.0, "reject_replacements": true})).unwrap();
+    assert!(matches!(z.check(&by_ref("130001")).outcome, CheckOutcome::NotFound { .. }), "never recorded");
+    assert_eq!(
+        z.place(&znet_order("130001")),
+        PlacementOutcome::Rejected { message: "8: Bağlantı hatası veya yetersiz bakiye".into() }
+    );
+    assert_eq!(
+        x.place(&xstor_order(&uuid_ref(70))),
+        PlacementOutcome::Rejected { message: "x-stor: Duplicate order_uuid".into() }
+    );
+    // A reference never seen is placed as usual.
+    assert!(accepted(&z.place(&znet_order("130002"))));
+    assert!(accepted(&x.place(&xstor_order(&uuid_ref(71)))));
+    let st = s.stats();
+    assert_eq!((st["orders_placed"].as_u64(), st["double_placements"].as_u64()), (Some(2), Some(0)));
+    // Switched off, the provider takes the re-placement.
+    s.configure(&json!({"reject_replacements": false})).unwrap();
+    assert!(accepted(&z.place(&znet_order("130001"))));
+    assert!(accepted(&x.place(&xstor_order(&uuid_ref(70)))));
 }
 
 #[test]
@@ -332,26 +572,45 @@ fn connection_refused_is_ambiguous_and_no_news() {
     // Bind and drop to find a port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let z = znet_at(&format!("http://127.0.0.1:{port}"), ZNET_PASSWORD);
-    assert!(matches!(z.place(&znet_order("cr-1")), PlacementOutcome::Ambiguous { .. }));
-    assert!(matches!(z.check("cr-1"), CheckOutcome::NoNews { .. }));
+    assert!(matches!(z.place(&znet_order("140001")), PlacementOutcome::Ambiguous { .. }));
+    assert!(matches!(z.check(&by_ref("140001")).outcome, CheckOutcome::NoNews { .. }));
     assert!(matches!(z.balance(), Err(ProviderError::Unreachable(_))));
 }
 
 #[test]
 fn simulator_process_announces_its_address_and_takes_config_at_run_time() {
-    let s = Sim::start(&["--complete-after", "0s", "--seed", "9", "--znet-login", "bayi1:pw"]);
+    let s = Sim::start(&[
+        "--complete-after",
+        "0s",
+        "--seed",
+        "9",
+        "--znet-login",
+        "bayi1:pw",
+        "--reject-replacements",
+        "--waiting-note",
+        "Sırada",
+    ]);
     let z = znet_at(&s.base_url, "pw");
-    assert!(accepted(&z.place(&znet_order("p-1"))));
-    assert_eq!(z.check("p-1"), CheckOutcome::Approved { pin: Some(pin_of(9, "p-1")), message: "Onaylandı".into() });
+    assert!(accepted(&z.place(&znet_order("150001"))));
+    assert_eq!(
+        z.check(&by_ref("150001")).outcome,
+        CheckOutcome::Approved { pin: Some(pin_of(9, "150001")), message: "Onaylandı".into() }
+    );
     s.configure(json!({"error_share": 1.0}));
-    assert!(ambiguous(&z.place(&znet_order("p-2"))));
+    assert!(ambiguous(&z.place(&znet_order("150002"))));
     s.configure(json!({"error_share": 0}));
+    assert!(matches!(z.place(&znet_order("150002")), PlacementOutcome::Rejected { .. }), "--reject-replacements");
+    let config: serde_json::Value = serde_json::from_str(
+        &ureq::get(&format!("{}/_sim/config", s.base_url)).call().unwrap().body_mut().read_to_string().unwrap(),
+    )
+    .unwrap();
+    assert_eq!((config["reject_replacements"].as_bool(), config["waiting_note"].as_str()), (Some(true), Some("Sırada")));
     let st = s.stats();
     assert_eq!(
         (st["orders_placed"].as_u64(), st["placement_calls"].as_u64(), st["faults_injected"].as_u64()),
-        (Some(1), Some(2), Some(1))
+        (Some(1), Some(3), Some(1))
     );
-    assert_eq!(st["orders"][0]["pin"], pin_of(9, "p-1"));
+    assert_eq!(st["orders"][0]["pin"], pin_of(9, "150001"));
 }
 
 #[test]
@@ -364,7 +623,7 @@ fn simulator_serves_thousands_of_requests_per_second() {
             std::thread::spawn(move || {
                 let z = znet_at(&base, "pw");
                 for i in 0..500 {
-                    assert!(accepted(&z.place(&znet_order(&format!("perf-{t}-{i}")))));
+                    assert!(accepted(&z.place(&znet_order(&format!("{}{i:04}", t + 1)))));
                 }
             })
         })
@@ -453,7 +712,7 @@ fn provider_check_wrong_base_url_and_bad_token_are_explained() {
         .execute("UPDATE providers SET credentials = '{\"api_token\": \"nope-token\"}' WHERE name = 'xstor'", &[])
         .unwrap();
     let out = db.cmd().args(["provider", "check", "xstor"]).run().code(7);
-    assert!(out.stderr.contains("121 token error"), "{}", out.stderr);
+    assert!(out.stderr.contains("Invalid api-token") && out.stderr.contains("api_token"), "{}", out.stderr);
     assert!(!out.stderr.contains("nope-token"), "{}", out.stderr);
 }
 
