@@ -416,7 +416,73 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
+pub const SIMULATE_HELP: &str = r#"Protocols, strictly as the providers' own documents show them (where they are
+silent, the least helpful reading):
+
+Znet under /servis/ (plain text; kod and sifre in the query):
+  bakiye_kontrol.php  OK|<balance>
+  pin_listesi.php     {"success": true, "result": [{"id", "adi", "fiyat", "oyun_adi",
+                      "oyun_bilgi_id", "kupur"}]}, all values strings; games (oyun) 7001, 7002,
+                      7003, each with kupur 60, 325, 660
+  pin_ekle.php        OK|<cost>|<remaining>
+                      referans not a number of at most 18 digits: 3|Referans Bilgisi Geçersiz
+                      (leading zeros are dropped, as a numeric column would)
+                      unknown oyun or kupur: 3|Kupur Bilgisi Bulunamadı
+                      a referans placed before: 4|Daha Önce Gönderilmiş (<its order id>)
+  pin_kontrol.php     waiting OK|1| - |İşlem bekleniyor, approved OK|2|<PIN>|Onaylandı,
+                      cancelled OK|3| - |İşlem iptal edildi, unknown 3|Sipariş bulunamadı
+  Bad credentials: HTTP 200 with an empty body (unknown dealer, API off, IP not allowed).
+
+x-stor under /client/api/ (JSON; header api-token):
+  profile             {"balance": "<string>", "email": "..."}
+  products            [{"id": "501", "name", "price": "<string>", "category_name",
+                      "available", "params": ["playerId"], "product_type": "package",
+                      "qty_values": {"min": 1, "max": 100}}]; products 501, 502, 503
+  newOrder/<id>/params?qty=..&playerId=..&order_uuid=..
+                      {"status": "OK", "data": {"order_id": "<string>", "status",
+                      "price": "<string>", "pin"?, "replay_api": [...], "note"}}
+  check?orders=[...]  a URL-encoded JSON array of order ids; with &uuid=1, of order_uuids;
+                      {"status": "OK", "data": [{"order_id", "status", "price"?, "pin"?,
+                      "note"}]}; price and pin only when approved; unknown ones are missing
+  No reply ever names the order_uuid. Status words: waiting wait or pending, approved
+  accept or success, cancelled reject or cancelled (one of each pair per order, chosen by
+  its reference).
+  Errors: HTTP 200 {"status": "ERROR", "message": "<text>", "error": "<snake_case>"},
+  never a numeric code (the documented example has none): "api-token required",
+  "Invalid api-token", "Product not found", "Invalid quantity", "Missing parameter:
+  <name>", "Invalid orders parameter", "Duplicate order_uuid" (an order_uuid placed
+  before), "Insufficient balance".
+
+Anything else is an HTML web page (HTTP 200), like a dealer site's front page.
+
+Beyond the documents (testing aids; every share is drawn per call):
+  --error-share       HTTP 500 "before taking the order": nothing is recorded
+  --empty-share       HTTP 200 with an empty body: nothing is recorded
+  --garbage-share     garbage bytes: the order IS recorded (the reply got mangled)
+  --hang-share        the answer comes after --hang: the order IS recorded first
+  --reject-share      a definite rejection, nothing recorded: Znet 3|Yetersiz Bakiye,
+                      x-stor ERROR "Insufficient balance"
+  --reject-replacements
+                      a placement whose reference an earlier call saw but recorded nothing
+                      for (a 500, an empty reply, a refusal) is refused: Znet 8|Bağlantı
+                      hatası veya yetersiz bakiye, x-stor ERROR "Duplicate order_uuid"
+  --waiting-note      the text of every waiting reply (Znet message, x-stor note)
+A reference placed through one protocol is unknown to the other. Outcomes and PINs are
+derived from (--seed, reference).
+
+Control API (never faulted):
+  GET  /_sim/stats    orders placed, calls, double placements (placements of a reference
+                      already recorded), faults injected, peak calls in flight, every order
+  GET  /_sim/config   the settings that can change at run time
+  POST /_sim/config   a JSON object with any of: complete_after, jitter, hang, latency
+                      (durations as "300ms" or milliseconds); cancel_share, error_share,
+                      garbage_share, empty_share, hang_share, reject_share (0..1);
+                      reject_replacements (true/false); waiting_note (a string, or null
+                      for the defaults)
+  POST /_sim/reset    forget every order and counter"#;
+
 #[derive(Debug, Args, Clone)]
+#[command(after_help = SIMULATE_HELP)]
 pub struct SimulateArgs {
     /// Address to listen on (port 0 picks a free one; the chosen address is printed on stdout)
     #[arg(long, default_value = "127.0.0.1:18080", value_name = "ADDR")]
@@ -430,21 +496,30 @@ pub struct SimulateArgs {
     /// Share of orders that end cancelled (0..1)
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     pub cancel_share: f64,
-    /// Share of calls answered with HTTP 500
+    /// Share of calls answered with HTTP 500 (nothing recorded)
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     pub error_share: f64,
-    /// Share of calls answered with garbage bytes
+    /// Share of calls answered with garbage bytes (order recorded)
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     pub garbage_share: f64,
-    /// Share of calls answered with an empty body
+    /// Share of calls answered with an empty body (nothing recorded)
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     pub empty_share: f64,
-    /// Share of calls answered only after --hang
+    /// Share of calls answered only after --hang (order recorded)
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     pub hang_share: f64,
     /// How long a hanging call hangs
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub hang: humantime::Duration,
+    /// Share of placements refused with a definite rejection; nothing recorded
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub reject_share: f64,
+    /// Refuse a placement whose reference an earlier call saw without recording it
+    #[arg(long)]
+    pub reject_replacements: bool,
+    /// Text of every waiting status reply [default: Znet "İşlem bekleniyor", x-stor "Processing..."]
+    #[arg(long, value_name = "TEXT")]
+    pub waiting_note: Option<String>,
     /// Latency added to every call
     #[arg(long, default_value = "0s", value_name = "DURATION")]
     pub latency: humantime::Duration,

@@ -1,34 +1,58 @@
 //! The built-in provider simulator: Znet (`/servis/*.php`) and x-stor (`/client/api/...`) on
-//! one port, exactly as `shared/notes/providers.md` describes them, for tests, the demo,
-//! benchmarks and users' own CI.
+//! one port, for tests, the demo, benchmarks and users' own CI.
 //!
-//! Choices worth knowing:
+//! **It follows `shared/notes/providers.md` strictly**, never the adapters: every reply has
+//! exactly the documented shape (fields, types, status words, error forms) and no field the
+//! documents do not show; where the documents are silent it takes the least helpful reading, so
+//! an adapter that works here relies only on what the documents promise. The exact replies are
+//! listed in `orderctl simulate --help` ([`crate::cli::SIMULATE_HELP`]); the choices:
+//!
+//! - **Znet.** `referans` is a number (the dealer's numeric id column): anything but digits, or
+//!   more than 18 of them, is refused with `3|Referans Bilgisi Geçersiz`, and leading zeros are
+//!   dropped as the column would. A referans placed before gets `4|Daha Önce Gönderilmiş (<its
+//!   id>)` (counted in `double_placements`). Waiting `OK|1| - |İşlem bekleniyor`, approved
+//!   `OK|2|<PIN>|Onaylandı`, cancelled `OK|3| - |İşlem iptal edildi`, unknown `3|Sipariş
+//!   bulunamadı`. Catalogue values are all strings and the optional fields are left out. Bad
+//!   credentials: HTTP 200 with an empty body.
+//! - **x-stor.** No `order_uuid` in any reply. `check` looks the listed values up as `order_id`s,
+//!   or with `uuid=1` as `order_uuid`s; its `orders` must be a JSON array. Ids and prices are
+//!   strings. Errors are HTTP 200 `{"status":"ERROR","message":...,"error":...}` without a
+//!   numeric code, as in the documented example. Each order answers with one of two documented
+//!   words per state (`wait`/`pending`, `accept`/`success`, `reject`/`cancelled`), picked by its
+//!   reference. Check entries carry `price` and `pin` only when approved, as in the documented
+//!   example. A repeated `order_uuid` is refused ("Duplicate order_uuid", counted in
+//!   `double_placements`).
 //! - **Fates are predictable.** Whether an order ends approved or cancelled, its PIN and when it
 //!   turns final are derived from (seed, reference) by [`order_fate`]; it is final
 //!   `complete_after + jitter * fraction` after placement.
 //! - **Catalogue.** Znet games `oyun` 7001, 7002, 7003, each with `kupur` 60, 325, 660; x-stor
-//!   products 501, 502, 503 (player parameter `playerId`, qty 1..100). Anything else is a
-//!   definite rejection (`3|Kupur Bilgisi Bulunamadı`, x-stor code 109).
+//!   products 501, 502, 503 (player parameter `playerId`, qty 1..100).
 //! - **Credentials.** With no accepted logins/tokens configured, any non-empty pair/token is
-//!   accepted. Bad Znet credentials get HTTP 200 with an empty body; a bad x-stor token gets
-//!   `{"status":"ERROR","code":121,"message":"token error"}` (120 when missing).
-//! - **Double placements.** A reference already placed through the same protocol is counted in
-//!   `double_placements` and rejected (Znet `3|Referans daha önce kullanılmış`, x-stor code 114
-//!   "order_uuid already used"); the original order is unchanged.
+//!   accepted.
+//!
+//! Beyond the documents (all documented in `--help` too):
 //! - **Faults**, drawn per protocol call from the shares (control endpoints and web pages never
-//!   fault): HTTP 500 (order NOT recorded), garbage bytes (order recorded: the provider acted
-//!   but the reply got mangled), an empty body (NOT recorded), a hang of `hang` before a normal
-//!   answer (recorded *before* the hang, like a provider that acted but answered late).
-//!   `placement_calls` and `status_calls` count every call that arrives, faulted or not; an
-//!   order's own `status_calls` counts the lookups that reached it. A batch check is one status
-//!   call.
+//!   fault): HTTP 500 "before taking the order" (nothing recorded), an empty body (nothing
+//!   recorded), garbage bytes (order recorded: the provider acted but the reply got mangled), a
+//!   hang of `hang` before a normal answer (recorded *before* the hang, like a provider that acted
+//!   but answered late). `placement_calls` and `status_calls` count every call that arrives,
+//!   faulted or not; an order's own `status_calls` counts the lookups that reached it. A batch
+//!   check is one status call.
+//! - **`reject_share`**: that share of placements gets a definite documented rejection (Znet
+//!   `3|Yetersiz Bakiye`, x-stor ERROR "Insufficient balance"); nothing recorded.
+//! - **`reject_replacements`**: every placement call that records nothing (a 500, an empty reply,
+//!   any refusal) leaves its reference "seen"; with this on, a later placement of a seen reference
+//!   is refused definitely (Znet `8|Bağlantı hatası veya yetersiz bakiye`, x-stor ERROR
+//!   "Duplicate order_uuid"): a provider that will not take a re-placement.
+//! - **`waiting_note`**: the text of every waiting reply (Znet message field, x-stor `note`), e.g.
+//!   with a NUL byte or ANSI escapes to test what an adapter lets through.
 //! - **Everything else** (`/`, unknown paths) is an HTML web page with status 200, like a dealer
 //!   site's front page, so an adapter pointed at the wrong base URL sees HTML.
-//! - **Control:** `GET /_sim/stats`, `POST /_sim/config` (a JSON object of fault, latency and
-//!   timing settings; durations as "300ms" or milliseconds), `POST /_sim/reset`.
-//! - **Speed.** Worker threads take requests from the connections (see `http`); the order map lock is held only
-//!   for the map operation, never while sleeping for latency or a hang. Credentials and query
-//!   strings are never logged.
+//! - **Control:** `GET /_sim/stats`, `GET`/`POST /_sim/config` (a JSON object of the settings
+//!   above; durations as "300ms" or milliseconds), `POST /_sim/reset`.
+//! - **Speed.** Worker threads take requests from the connections (see `http`); the order map
+//!   lock is held only for the map operation, never while sleeping for latency or a hang.
+//!   Credentials and query strings are never logged.
 
 mod http;
 mod state;
@@ -40,7 +64,7 @@ pub use state::{order_fate, Fate};
 use crate::cli::SimulateArgs;
 use crate::error::{Error, Result};
 use serde_json::{json, Value};
-use state::Store;
+use state::{Proto, Store};
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -58,6 +82,12 @@ pub struct SimSettings {
     pub hang_share: f64,
     pub hang: Duration,
     pub latency: Duration,
+    /// Share of placements refused with a definite documented rejection (nothing recorded).
+    pub reject_share: f64,
+    /// Refuse a placement whose reference was seen before in a call that recorded nothing.
+    pub reject_replacements: bool,
+    /// The text of every waiting status reply; `None`: the documented defaults.
+    pub waiting_note: Option<String>,
     /// Accepted Znet logins as `KOD:SIFRE`; empty accepts any non-empty pair.
     pub znet_logins: Vec<String>,
     /// Accepted x-stor tokens; empty accepts any non-empty token.
@@ -78,6 +108,9 @@ impl Default for SimSettings {
             hang_share: 0.0,
             hang: Duration::from_secs(30),
             latency: Duration::ZERO,
+            reject_share: 0.0,
+            reject_replacements: false,
+            waiting_note: None,
             znet_logins: vec![],
             xstor_tokens: vec![],
             seed: 1,
@@ -98,6 +131,9 @@ impl From<&SimulateArgs> for SimSettings {
             hang_share: a.hang_share,
             hang: a.hang.into(),
             latency: a.latency.into(),
+            reject_share: a.reject_share,
+            reject_replacements: a.reject_replacements,
+            waiting_note: a.waiting_note.clone(),
             znet_logins: a.znet_logins.clone(),
             xstor_tokens: a.xstor_tokens.clone(),
             seed: a.seed,
@@ -118,12 +154,15 @@ impl SimSettings {
             hang_share: self.hang_share,
             hang: self.hang,
             latency: self.latency,
+            reject_share: self.reject_share,
+            reject_replacements: self.reject_replacements,
+            waiting_note: self.waiting_note.clone(),
         }
     }
 }
 
 /// The settings that can change at run time, copied out for each request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Dynamic {
     complete_after: Duration,
     jitter: Duration,
@@ -134,6 +173,9 @@ pub(crate) struct Dynamic {
     hang_share: f64,
     hang: Duration,
     latency: Duration,
+    reject_share: f64,
+    reject_replacements: bool,
+    waiting_note: Option<String>,
 }
 
 impl Dynamic {
@@ -144,6 +186,7 @@ impl Dynamic {
             ("garbage_share", self.garbage_share),
             ("empty_share", self.empty_share),
             ("hang_share", self.hang_share),
+            ("reject_share", self.reject_share),
         ];
         for (name, v) in shares {
             if !(0.0..=1.0).contains(&v) {
@@ -157,12 +200,14 @@ impl Dynamic {
         Ok(())
     }
 
-    fn to_json(self) -> Value {
+    fn to_json(&self) -> Value {
         let d = |d: Duration| humantime::format_duration(d).to_string();
         json!({
             "complete_after": d(self.complete_after), "jitter": d(self.jitter), "cancel_share": self.cancel_share,
             "error_share": self.error_share, "garbage_share": self.garbage_share, "empty_share": self.empty_share,
             "hang_share": self.hang_share, "hang": d(self.hang), "latency": d(self.latency),
+            "reject_share": self.reject_share, "reject_replacements": self.reject_replacements,
+            "waiting_note": self.waiting_note,
         })
     }
 
@@ -191,6 +236,15 @@ impl Dynamic {
                 "garbage_share" => self.garbage_share = share()?,
                 "empty_share" => self.empty_share = share()?,
                 "hang_share" => self.hang_share = share()?,
+                "reject_share" => self.reject_share = share()?,
+                "reject_replacements" => self.reject_replacements = val.as_bool().ok_or(format!("{k} must be true or false"))?,
+                "waiting_note" => {
+                    self.waiting_note = match val {
+                        Value::Null => None,
+                        Value::String(s) => Some(s.clone()),
+                        _ => return Err(format!("{k} must be a string (or null for the documented defaults)")),
+                    }
+                }
                 other => return Err(format!("unknown setting '{other}'")),
             }
         }
@@ -230,7 +284,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn dynamic(&self) -> Dynamic {
-        *self.dynamic.read().unwrap_or_else(|p| p.into_inner())
+        self.dynamic.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -355,31 +409,59 @@ impl Call<'_> {
     }
 }
 
-fn answer(shared: &Shared, d: &Dynamic, call: &Call, pairs: &[(String, String)], token: Option<&str>) -> Reply {
+/// What a placement call may be answered with, drawn before the answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Draw {
+    /// Refuse this placement (`reject_share`).
+    pub reject: bool,
+}
+
+/// The answer to a protocol call, and whether it recorded an order.
+fn answer(
+    shared: &Shared,
+    d: &Dynamic,
+    draw: Draw,
+    call: &Call,
+    pairs: &[(String, String)],
+    token: Option<&str>,
+) -> (Reply, bool) {
     if call.is_znet() && !znet::authorised(shared, pairs) {
         // The real dealer software's answer to unknown dealer / API off / IP not allowed.
-        return Reply::text(200, String::new());
+        return (Reply::text(200, String::new()), false);
     }
     if !call.is_znet() {
         if let Some(r) = xstor::auth_error(shared, token) {
-            return r;
+            return (r, false);
         }
     }
+    let answered = |r: Reply| (r, false);
     match call {
-        Call::ZnetBalance => znet::balance(shared),
-        Call::ZnetCatalogue => znet::catalogue(),
-        Call::ZnetPlace => znet::place(shared, d, pairs),
-        Call::ZnetCheck => znet::check(shared, pairs),
-        Call::XstorProfile => xstor::profile(shared),
-        Call::XstorProducts => xstor::products(),
-        Call::XstorPlace(product) => xstor::new_order(shared, d, product, pairs),
-        Call::XstorCheck => xstor::check(shared, pairs),
+        Call::ZnetBalance => answered(znet::balance(shared)),
+        Call::ZnetCatalogue => answered(znet::catalogue()),
+        Call::ZnetPlace => znet::place(shared, d, draw, pairs),
+        Call::ZnetCheck => answered(znet::check(shared, d, pairs)),
+        Call::XstorProfile => answered(xstor::profile(shared)),
+        Call::XstorProducts => answered(xstor::products()),
+        Call::XstorPlace(product) => xstor::new_order(shared, d, draw, product, pairs),
+        Call::XstorCheck => answered(xstor::check(shared, d, pairs)),
+    }
+}
+
+/// The reference a placement call carries, as the protocol's store knows it.
+fn placement_reference(call: &Call, pairs: &[(String, String)]) -> Option<(Proto, String)> {
+    match call {
+        Call::ZnetPlace => param(pairs, "referans").and_then(znet::canonical_referans).map(|r| (Proto::Znet, r)),
+        Call::XstorPlace(_) => {
+            param(pairs, "order_uuid").map(str::trim).filter(|r| !r.is_empty()).map(|r| (Proto::Xstor, r.to_string()))
+        }
+        _ => None,
     }
 }
 
 fn protocol(shared: &Shared, rng: &mut Rng, call: Call, query: &str, token: Option<&str>) -> Reply {
     let d = shared.dynamic();
     shared.stopper.sleep(d.latency);
+    let placement = matches!(call, Call::ZnetPlace | Call::XstorPlace(_));
     match call {
         Call::ZnetPlace | Call::XstorPlace(_) => shared.store.placement_call(),
         Call::ZnetCheck | Call::XstorCheck => shared.store.status_call(),
@@ -389,13 +471,30 @@ fn protocol(shared: &Shared, rng: &mut Rng, call: Call, query: &str, token: Opti
     if fault != Fault::None {
         shared.store.fault();
     }
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    // A placement that records nothing leaves its reference "seen" (for `reject_replacements`).
+    let seen = |recorded: bool| {
+        if placement && !recorded {
+            if let Some((proto, reference)) = placement_reference(&call, &pairs) {
+                shared.store.seen_unrecorded(proto, &reference);
+            }
+        }
+    };
     match fault {
-        Fault::Error => return Reply::text(500, "Internal Server Error".to_string()),
-        Fault::Empty => return Reply::text(200, String::new()),
+        // "Before taking the order": nothing recorded.
+        Fault::Error => {
+            seen(false);
+            return Reply::text(500, "Internal Server Error".to_string());
+        }
+        Fault::Empty => {
+            seen(false);
+            return Reply::text(200, String::new());
+        }
         _ => {}
     }
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-    let reply = answer(shared, &d, &call, &pairs, token);
+    let draw = Draw { reject: placement && d.reject_share > 0.0 && rng.unit() < d.reject_share };
+    let (reply, recorded) = answer(shared, &d, draw, &call, &pairs, token);
+    seen(recorded);
     match fault {
         Fault::Garbage => Reply { status: 200, body: rng.garbage(), content_type: "text/plain" },
         Fault::Hang => {
@@ -431,7 +530,7 @@ fn control(shared: &Shared, req: &http::Request, path: &str) -> Reply {
 
 fn configure(shared: &Shared, v: &Value) -> std::result::Result<Value, String> {
     let mut guard = shared.dynamic.write().unwrap_or_else(|p| p.into_inner());
-    *guard = guard.apply(v)?;
+    *guard = guard.clone().apply(v)?;
     Ok(guard.to_json())
 }
 
@@ -565,13 +664,21 @@ mod tests {
     #[test]
     fn config_documents_are_validated() {
         let d = SimSettings::default().dynamic();
-        let n = d.apply(&json!({"error_share": 0.5, "hang": "2s", "latency": 10})).unwrap();
+        let n = d.clone().apply(&json!({"error_share": 0.5, "hang": "2s", "latency": 10})).unwrap();
         assert_eq!((n.error_share, n.hang, n.latency), (0.5, Duration::from_secs(2), Duration::from_millis(10)));
-        assert!(d.apply(&json!({"error_share": 1.5})).is_err());
-        assert!(d.apply(&json!({"error_share": 0.6, "empty_share": 0.6})).is_err());
-        assert!(d.apply(&json!({"nonsense": 1})).is_err());
-        assert!(d.apply(&json!({"hang": "soon"})).is_err());
-        assert!(d.apply(&json!([1])).is_err());
+        let n =
+            d.clone().apply(&json!({"reject_share": 0.25, "reject_replacements": true, "waiting_note": "Sıra\u{0}da"})).unwrap();
+        assert_eq!((n.reject_share, n.reject_replacements, n.waiting_note.as_deref()), (0.25, true, Some("Sıra\u{0}da")));
+        assert_eq!(n.to_json()["waiting_note"], "Sıra\u{0}da");
+        assert_eq!(n.clone().apply(&json!({"waiting_note": null})).unwrap().waiting_note, None);
+        assert!(d.clone().apply(&json!({"reject_share": 2})).is_err());
+        assert!(d.clone().apply(&json!({"reject_replacements": "yes"})).is_err());
+        assert!(d.clone().apply(&json!({"waiting_note": 5})).is_err());
+        assert!(d.clone().apply(&json!({"error_share": 1.5})).is_err());
+        assert!(d.clone().apply(&json!({"error_share": 0.6, "empty_share": 0.6})).is_err());
+        assert!(d.clone().apply(&json!({"nonsense": 1})).is_err());
+        assert!(d.clone().apply(&json!({"hang": "soon"})).is_err());
+        assert!(d.clone().apply(&json!([1])).is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The simulator's memory: orders by protocol and reference, counters, and each order's fate.
 
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -114,6 +114,9 @@ struct Orders {
     xstor: HashMap<String, Order>,
     /// x-stor order id -> reference, for checks without `uuid=1`.
     xstor_ids: HashMap<u64, String>,
+    /// References of placement calls that recorded nothing (a 500, an empty reply, a refusal).
+    znet_seen: HashSet<String>,
+    xstor_seen: HashSet<String>,
     next_id: u64,
 }
 
@@ -124,6 +127,12 @@ impl Orders {
             Proto::Xstor => &mut self.xstor,
         }
     }
+    fn seen(&mut self, proto: Proto) -> &mut HashSet<String> {
+        match proto {
+            Proto::Znet => &mut self.znet_seen,
+            Proto::Xstor => &mut self.xstor_seen,
+        }
+    }
 }
 
 pub struct Store {
@@ -132,8 +141,8 @@ pub struct Store {
     balances: [AtomicI64; 2],
 }
 
-/// A placement that reused a reference.
-pub struct Double;
+/// A placement that reused a recorded reference: the original order's id.
+pub struct Double(pub u64);
 
 /// What a status lookup found.
 pub struct Found {
@@ -178,10 +187,11 @@ impl Store {
         let placed = Instant::now();
         let placed_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let mut orders = self.lock();
-        if orders.map(proto).contains_key(reference) {
+        if let Some(existing) = orders.map(proto).get(reference) {
+            let id = existing.order_id;
             drop(orders);
             bump(&self.counters.double_placements);
-            return Err(Double);
+            return Err(Double(id));
         }
         orders.next_id += 1;
         let order_id = orders.next_id;
@@ -195,6 +205,27 @@ impl Store {
         drop(orders);
         self.balances[proto as usize].fetch_sub(price_cents, Ordering::Relaxed);
         Ok((order_id, state))
+    }
+
+    /// The id of the order recorded with this reference, counting a double placement when there
+    /// is one (the caller refuses the placement).
+    pub fn double_placement(&self, proto: Proto, reference: &str) -> Option<u64> {
+        let id = self.lock().map(proto).get(reference).map(|o| o.order_id)?;
+        bump(&self.counters.double_placements);
+        Some(id)
+    }
+
+    /// Remember that a placement call with this reference recorded nothing.
+    pub fn seen_unrecorded(&self, proto: Proto, reference: &str) {
+        let mut orders = self.lock();
+        if !orders.map(proto).contains_key(reference) {
+            orders.seen(proto).insert(reference.to_string());
+        }
+    }
+
+    /// Whether an earlier placement call with this reference recorded nothing.
+    pub fn was_seen_unrecorded(&self, proto: Proto, reference: &str) -> bool {
+        self.lock().seen(proto).contains(reference)
     }
 
     /// Look up orders by reference (or, for x-stor without `uuid=1`, by order id), counting
@@ -306,12 +337,26 @@ mod tests {
     fn double_placement_keeps_the_original() {
         let s = Store::new();
         let f = order_fate(1, "r", 0.0, Duration::ZERO, Duration::ZERO);
-        assert!(s.place(Proto::Znet, "r", f.clone(), 100).is_ok());
-        assert!(s.place(Proto::Znet, "r", f.clone(), 100).is_err());
+        let (id, _) = s.place(Proto::Znet, "r", f.clone(), 100).ok().unwrap();
+        assert!(matches!(s.place(Proto::Znet, "r", f.clone(), 100), Err(Double(d)) if d == id));
         assert!(s.place(Proto::Xstor, "r", f, 100).is_ok(), "another protocol, another order");
         let st = s.stats();
         assert_eq!(st["double_placements"], 1);
         assert_eq!(st["orders_placed"], 2);
         assert_eq!(money(-1234), "-12.34");
+    }
+
+    #[test]
+    fn references_seen_without_an_order_are_remembered_per_protocol_until_reset() {
+        let s = Store::new();
+        s.seen_unrecorded(Proto::Znet, "17");
+        assert!(s.was_seen_unrecorded(Proto::Znet, "17"));
+        assert!(!s.was_seen_unrecorded(Proto::Xstor, "17"));
+        let f = order_fate(1, "18", 0.0, Duration::ZERO, Duration::ZERO);
+        s.place(Proto::Znet, "18", f, 100).ok().unwrap();
+        s.seen_unrecorded(Proto::Znet, "18");
+        assert!(!s.was_seen_unrecorded(Proto::Znet, "18"), "a recorded order is not 'seen without an order'");
+        s.reset();
+        assert!(!s.was_seen_unrecorded(Proto::Znet, "17"));
     }
 }
