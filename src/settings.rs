@@ -4,6 +4,7 @@
 use crate::cli::{GlobalArgs, OutputFormat, PolicyArgs, WorkArgs};
 use crate::domain::backoff::BackoffPolicy;
 use crate::error::{Error, Result};
+pub use crate::provider::HttpSettings;
 use std::time::Duration;
 
 /// Default database when neither --database-url nor DATABASE_URL is given: the machine's own
@@ -18,24 +19,6 @@ pub struct Settings {
     pub output: OutputFormat,
     pub tenant: Option<String>,
     pub http: HttpSettings,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct HttpSettings {
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    /// Largest provider reply read; anything longer is cut and treated as garbage.
-    pub max_response_bytes: u64,
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        HttpSettings {
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(20),
-            max_response_bytes: 4 * 1024 * 1024,
-        }
-    }
 }
 
 impl Settings {
@@ -82,37 +65,6 @@ pub struct WorkSettings {
     pub lease: Duration,
     pub stuck_after: Duration,
     pub concurrency: usize,
-}
-
-impl WorkSettings {
-    /// The lanes' settings for this process.
-    pub fn lanes(
-        &self,
-        s: &Settings,
-        tenant: Option<i64>,
-        drain: Option<chrono::DateTime<chrono::Utc>>,
-        idle_poll: Duration,
-    ) -> crate::lane::LaneSettings {
-        crate::lane::LaneSettings {
-            database_url: s.database_url.clone(),
-            timing: crate::dispatch::Timing { lease: self.lease, request_timeout: s.http.request_timeout },
-            capacity: self.concurrency,
-            tenant,
-            drain,
-            idle_poll,
-            holder: crate::lane::LaneSettings::holder(),
-            write_batch: self.round_size as usize,
-            write_delay: Duration::from_millis(5),
-        }
-    }
-}
-
-impl Settings {
-    /// The timing of one-order commands (`create`, `dispatch`, `poll`): a lease of three
-    /// request timeouts, so a slow call finishes long before anyone reconciles it.
-    pub fn one_order_timing(&self) -> crate::dispatch::Timing {
-        crate::dispatch::Timing { lease: self.http.request_timeout * 3, request_timeout: self.http.request_timeout }
-    }
 }
 
 impl WorkArgs {

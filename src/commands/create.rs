@@ -4,7 +4,7 @@
 use crate::cli::CreateArgs;
 use crate::commands::{inspect, require_tenant};
 use crate::db::{self, orders};
-use crate::dispatch::{run_one, OneMode, OneOptions, Providers};
+use crate::dispatch::{run_one, OneMode, OneOptions, Providers, Timing};
 use crate::error::{Error, Result};
 use crate::output;
 use crate::settings::Settings;
@@ -78,7 +78,7 @@ pub fn run(s: &Settings, a: &CreateArgs) -> Result<()> {
     }
     let note = if created.routing_mode == "auto" && !a.no_dispatch && !created.existed {
         let providers = Providers::new(s.http, policy);
-        let opts = OneOptions { mode: OneMode::Create, timing: s.one_order_timing() };
+        let opts = OneOptions { mode: OneMode::Create, timing: Timing::one_order(&s.http) };
         match run_one(&mut client, &providers, created.id, &opts) {
             Ok(report) => serde_json::to_value(&report).unwrap_or_default(),
             Err(e) => {

@@ -24,7 +24,7 @@ pub fn run(s: &Settings, a: &DaemonArgs) -> Result<()> {
         }
         None => None,
     };
-    let lanes = work.lanes(s, tenant_id, None, idle_poll);
+    let lanes = crate::lane::LaneSettings::new(&work, s, tenant_id, None, idle_poll);
     let safety_sweep = SafetySweepSettings {
         batch_size: work.batch_size,
         give_up_after: policy.give_up_after,

@@ -9,7 +9,7 @@ use crate::db::{
     self,
     orders::{self, OrderRef, OrderRow},
 };
-use crate::dispatch::{route::Override, run_one, OneMode, OneOptions, OneReport, Providers};
+use crate::dispatch::{route::Override, run_one, OneMode, OneOptions, OneReport, Providers, Timing};
 use crate::domain::lifecycle::{self, Attention, State};
 use crate::error::{Error, Result};
 use crate::output;
@@ -31,7 +31,7 @@ pub fn run(s: &Settings, a: &DispatchArgs) -> Result<()> {
         None => None,
     };
     let providers = Providers::new(s.http, policy);
-    let opts = OneOptions { mode: OneMode::Operator { chosen, dry_run: a.dry_run }, timing: s.one_order_timing() };
+    let opts = OneOptions { mode: OneMode::Operator { chosen, dry_run: a.dry_run }, timing: Timing::one_order(&s.http) };
     let report = run_one(&mut client, &providers, order.id, &opts)?;
     if a.dry_run {
         let Some((provider, request)) = &report.dry_run else {

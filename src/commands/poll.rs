@@ -7,7 +7,7 @@ use crate::db::{
     self,
     orders::{self, OrderRef, OrderRow},
 };
-use crate::dispatch::{run_one, OneMode, OneOptions, Providers};
+use crate::dispatch::{run_one, OneMode, OneOptions, Providers, Timing};
 use crate::domain::lifecycle::State;
 use crate::error::{Error, ErrorKind, Result};
 use crate::settings::Settings;
@@ -33,7 +33,7 @@ pub fn run(s: &Settings, a: &PollArgs) -> Result<()> {
     let mut client = db::connect(&s.database_url)?;
     let order = orders::find_order(&mut client, &order_ref, s.tenant.as_deref())?;
     let providers = Providers::new(s.http, policy);
-    let opts = OneOptions { mode: OneMode::Poll, timing: s.one_order_timing() };
+    let opts = OneOptions { mode: OneMode::Poll, timing: Timing::one_order(&s.http) };
     let started = Instant::now();
     let mut first = true;
     loop {

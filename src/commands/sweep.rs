@@ -48,7 +48,7 @@ pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
     // database's clock: an order checked here is rescheduled after that moment, so one pass
     // never loops over its own work; what comes due meanwhile is the next pass's.
     let due_by: chrono::DateTime<chrono::Utc> = client.query_one("SELECT now()", &[])?.get(0);
-    let settings = work.lanes(s, tenant_id, Some(due_by), Duration::from_millis(50));
+    let settings = lane::LaneSettings::new(&work, s, tenant_id, Some(due_by), Duration::from_millis(50));
     let providers = Providers::new(s.http, policy);
     let total = lane::drain(&settings, &providers, started + MAX_SWEEP_TIME)?;
     let limits = StuckThresholds { overdue_after: work.stuck_after };

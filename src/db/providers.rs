@@ -2,8 +2,8 @@
 
 use crate::db::routing::tenant_id;
 use crate::error::{Error, Result};
+use crate::provider::HttpSettings;
 use crate::provider::{ProviderConfig, ProviderKind};
-use crate::settings::HttpSettings;
 use postgres::{GenericClient, Row};
 
 const SELECT: &str = "SELECT p.id, p.enabled, p.name, p.kind, p.base_url, p.credentials, t.name

@@ -266,7 +266,7 @@ fn record_events(tx: &mut impl GenericClient, done: &[&Write]) -> std::result::R
 /// the order is flagged with the reason instead, so the rest of its batch goes through.
 pub fn refused_write(order_id: Uuid, lease: Option<i64>, why: &str) -> Write {
     use crate::domain::lifecycle::{Attention, Notice, Step};
-    let why = crate::provider::text::clean(why, crate::provider::text::MESSAGE_MAX);
+    let why = crate::domain::text::clean(why, crate::domain::text::MESSAGE_MAX);
     Write {
         order_id,
         lease,

@@ -75,6 +75,12 @@ pub struct Timing {
 }
 
 impl Timing {
+    /// The timing of one-order commands (`create`, `dispatch`, `poll`): a lease of three
+    /// request timeouts, so a slow call finishes long before anyone reconciles it.
+    pub fn one_order(http: &crate::provider::HttpSettings) -> Timing {
+        Timing { lease: http.request_timeout * 3, request_timeout: http.request_timeout }
+    }
+
     /// How long after a placement was claimed a "not found" answer means it never arrived: a
     /// whole lease, and never less than twice the request timeout (the lost call is surely
     /// over, and a provider that queued it has had time to process it).

@@ -1,6 +1,7 @@
 //! The pure core: statuses and their transitions, routing rules and their diagnosis, the
 //! backoff policy. No I/O here, so every rule can be unit- and property-tested.
 
+pub mod answers;
 pub mod backoff;
 pub mod diagnosis;
 pub mod lifecycle;
@@ -8,3 +9,4 @@ pub mod money;
 pub mod routing;
 pub mod setup;
 pub mod status;
+pub mod text;

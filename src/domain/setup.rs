@@ -11,11 +11,11 @@
 //! parts of the file that hold them are checked by hand instead of by serde (whose messages
 //! quote the offending value).
 
+use crate::domain::answers::ProviderKind;
 use crate::domain::money::parse_amount;
 use crate::domain::routing::{
     check_routing, is_contradiction, ProviderType, RoutedProvider, RoutingMode, RoutingProblem, RoutingView,
 };
-use crate::provider::ProviderKind;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -367,3 +367,26 @@ impl Pool {
         }
     }
 }
+
+impl LaneSettings {
+    /// The lanes' settings of this process.
+    pub fn new(
+        work: &crate::settings::WorkSettings,
+        s: &crate::settings::Settings,
+        tenant: Option<i64>,
+        drain: Option<DateTime<Utc>>,
+        idle_poll: Duration,
+    ) -> LaneSettings {
+        LaneSettings {
+            database_url: s.database_url.clone(),
+            timing: Timing { lease: work.lease, request_timeout: s.http.request_timeout },
+            capacity: work.concurrency,
+            tenant,
+            drain,
+            idle_poll,
+            holder: LaneSettings::holder(),
+            write_batch: work.round_size as usize,
+            write_delay: Duration::from_millis(5),
+        }
+    }
+}

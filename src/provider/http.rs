@@ -6,7 +6,26 @@
 
 use super::{scrub, ProviderConfig};
 use std::io::Read;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How provider calls are made: timeouts and the largest reply read.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpSettings {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Largest provider reply read; anything longer is cut and treated as garbage.
+    pub max_response_bytes: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(20),
+            max_response_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
 
 /// Query parameters whose value is a secret whatever it is.
 const SECRET_PARAMS: &[&str] = &["sifre", "api_token", "token", "password", "pass"];

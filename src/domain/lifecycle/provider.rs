@@ -3,9 +3,9 @@
 //! grew too old to send, and a configuration problem found while placing.
 
 use super::{short, Attention, Facts, Money, Notice, PlacementWord, Schedule, Set, State, Transition, MAX_PLACEMENTS};
+use crate::domain::answers::{CheckOutcome, PlacementOutcome};
 use crate::domain::backoff::{BackoffPolicy, NextStep};
 use crate::domain::status::{ExternalStatus, OrderStatus};
-use crate::provider::{CheckOutcome, PlacementOutcome};
 use std::time::Duration;
 
 /// The next provider routing offers when the current one cannot take the order (a definite

@@ -3,8 +3,8 @@
 //! answers, several workers and operator commands, and checks what must always hold.
 
 use super::*;
+use crate::domain::answers::{CheckOutcome, PlacementOutcome};
 use crate::domain::backoff::BackoffPolicy;
-use crate::provider::{CheckOutcome, PlacementOutcome};
 
 pub(crate) fn facts() -> Facts {
     Facts {

@@ -1,0 +1,148 @@
+//! What a provider's answers mean to an order, in the lifecycle's words: the outcome of a
+//! placement and of a status check, and the protocols a provider can speak. The adapters in
+//! `provider` produce these from HTTP replies; `lifecycle` decides what they do.
+
+use crate::domain::text;
+use serde::Serialize;
+use std::fmt;
+
+/// The protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Znet,
+    Xstor,
+}
+
+impl ProviderKind {
+    pub fn parse(s: &str) -> std::result::Result<ProviderKind, String> {
+        match s {
+            "znet" => Ok(ProviderKind::Znet),
+            "xstor" => Ok(ProviderKind::Xstor),
+            _ => Err(format!("provider kind '{s}' is unknown; use znet or xstor")),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Znet => "znet",
+            ProviderKind::Xstor => "xstor",
+        }
+    }
+    /// The credential fields this kind needs, all secret.
+    pub fn credential_fields(self) -> &'static [&'static str] {
+        match self {
+            ProviderKind::Znet => &["kod", "sifre"],
+            ProviderKind::Xstor => &["api_token"],
+        }
+    }
+    /// The mapping fields a package needs for this kind.
+    pub fn required_mapping_fields(self) -> &'static [&'static str] {
+        match self {
+            ProviderKind::Znet => &["oyun", "kupur"],
+            ProviderKind::Xstor => &["product_id"],
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a placement call means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum PlacementOutcome {
+    /// The provider owns the order now. Some providers already know its state (x-stor may
+    /// answer `accept` with a PIN at once); `early` carries that.
+    Accepted { external_order_id: Option<String>, message: String, early: Option<CheckOutcome> },
+    /// The provider did not take the order and said so. The message starts with the provider's
+    /// error code when it gave one (`8: Bağlantı hatası veya yetersiz bakiye`).
+    Rejected { message: String },
+    /// The provider says this reference was placed before (Znet `4|Daha Önce Gönderilmiş (…)`,
+    /// `OK|8|Bu İşlem Daha Önce Gönderildi`). Neither an acceptance nor a rejection: whether
+    /// the earlier placement exists, and how it stands, only a status check can tell.
+    SentBefore { message: String },
+    /// We do not know whether the order exists (timeout, reset, 5xx, empty, HTML, garbage).
+    Ambiguous { reason: String },
+}
+
+impl PlacementOutcome {
+    /// Every provider-derived text through [`text::clean`].
+    pub fn cleaned(self) -> PlacementOutcome {
+        use text::{clean, clean_opt, MESSAGE_MAX, NAME_MAX};
+        match self {
+            PlacementOutcome::Accepted { external_order_id, message, early } => PlacementOutcome::Accepted {
+                external_order_id: clean_opt(external_order_id.as_deref(), NAME_MAX),
+                message: clean(&message, MESSAGE_MAX),
+                early: early.map(CheckOutcome::cleaned),
+            },
+            PlacementOutcome::Rejected { message } => PlacementOutcome::Rejected { message: clean(&message, MESSAGE_MAX) },
+            PlacementOutcome::SentBefore { message } => PlacementOutcome::SentBefore { message: clean(&message, MESSAGE_MAX) },
+            PlacementOutcome::Ambiguous { reason } => PlacementOutcome::Ambiguous { reason: clean(&reason, MESSAGE_MAX) },
+        }
+    }
+}
+
+/// What a status check means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum CheckOutcome {
+    Waiting {
+        message: String,
+    },
+    Approved {
+        pin: Option<String>,
+        message: String,
+    },
+    Cancelled {
+        message: String,
+    },
+    /// The provider says it has no order with this reference. For an order it accepted this is
+    /// only no news; for an ambiguous placement, reconciliation reads it as "never arrived".
+    NotFound {
+        message: String,
+    },
+    /// The query failed or the reply made no sense: count it, back off, keep the order open.
+    NoNews {
+        reason: String,
+    },
+}
+
+impl CheckOutcome {
+    pub fn is_final(&self) -> bool {
+        matches!(self, CheckOutcome::Approved { .. } | CheckOutcome::Cancelled { .. })
+    }
+    pub fn label(&self) -> &'static str {
+        match self {
+            CheckOutcome::Waiting { .. } => "waiting",
+            CheckOutcome::Approved { .. } => "approved",
+            CheckOutcome::Cancelled { .. } => "cancelled",
+            CheckOutcome::NotFound { .. } => "not_found",
+            CheckOutcome::NoNews { .. } => "no_news",
+        }
+    }
+    pub fn message(&self) -> &str {
+        match self {
+            CheckOutcome::Waiting { message }
+            | CheckOutcome::Approved { message, .. }
+            | CheckOutcome::Cancelled { message }
+            | CheckOutcome::NotFound { message } => message,
+            CheckOutcome::NoNews { reason } => reason,
+        }
+    }
+    /// Every provider-derived text through [`text::clean`]; a PIN that cleans to nothing is none.
+    pub fn cleaned(self) -> CheckOutcome {
+        use text::{clean, clean_opt, MESSAGE_MAX, PIN_MAX};
+        match self {
+            CheckOutcome::Waiting { message } => CheckOutcome::Waiting { message: clean(&message, MESSAGE_MAX) },
+            CheckOutcome::Approved { pin, message } => {
+                CheckOutcome::Approved { pin: clean_opt(pin.as_deref(), PIN_MAX), message: clean(&message, MESSAGE_MAX) }
+            }
+            CheckOutcome::Cancelled { message } => CheckOutcome::Cancelled { message: clean(&message, MESSAGE_MAX) },
+            CheckOutcome::NotFound { message } => CheckOutcome::NotFound { message: clean(&message, MESSAGE_MAX) },
+            CheckOutcome::NoNews { reason } => CheckOutcome::NoNews { reason: clean(&reason, MESSAGE_MAX) },
+        }
+    }
+}
