@@ -24,6 +24,9 @@ enum Job {
 /// Run the lane of provider `id` until stopped (or, draining, until its due work is done).
 /// Whatever is claimed when it stops is called (for at most `grace`) and written back.
 pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<LaneControl>, wakers: Wakers, grace: Duration) {
+    // Claimed jobs whose call has not finished (they bound what the claimer takes on), and
+    // claimed jobs whose result is not written yet (a stop or a drain waits for these).
+    let queued = Arc::new(Outstanding::default());
     let outstanding = Arc::new(Outstanding::default());
     let slots = Arc::new(Slots::default());
     let (job_tx, job_rx) = mpsc::channel::<Job>();
@@ -40,10 +43,11 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
     let writer = std::thread::Builder::new().name(format!("lane-{id}-writer")).spawn(move || writer.run(done_rx)).ok();
     let job_rx = Arc::new(Mutex::new(job_rx));
     for slot in 0..settings.capacity {
-        let (rx, tx, slots, control, timing) = (job_rx.clone(), done_tx.clone(), slots.clone(), control.clone(), settings.timing);
+        let (rx, tx, slots, control, timing, queued) =
+            (job_rx.clone(), done_tx.clone(), slots.clone(), control.clone(), settings.timing, queued.clone());
         let _ = std::thread::Builder::new()
             .name(format!("lane-{id}-call-{slot}"))
-            .spawn(move || call_loop(slot, rx, tx, slots, control, timing));
+            .spawn(move || call_loop(slot, rx, tx, slots, control, timing, queued));
     }
     drop(done_tx);
 
@@ -53,6 +57,7 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
         settings,
         control: control.clone(),
         outstanding: outstanding.clone(),
+        queued,
         slots,
         jobs: Some(job_tx),
         session: None,
@@ -85,6 +90,7 @@ struct Claimer {
     settings: LaneSettings,
     control: Arc<LaneControl>,
     outstanding: Arc<Outstanding>,
+    queued: Arc<Outstanding>,
     slots: Arc<Slots>,
     jobs: Option<Sender<Job>>,
     session: Option<Session>,
@@ -147,7 +153,7 @@ impl Claimer {
                 }
                 Ok(Step::Full) => {
                     let held = self.slots.limit().max(1);
-                    self.outstanding.wait_below(2 * held, Duration::from_millis(200));
+                    self.queued.wait_below(2 * held, Duration::from_millis(200));
                 }
                 Err(e) if e.kind == ErrorKind::DatabaseUnavailable => {
                     log::warn!("lane {}: lost the database ({}); reconnecting", self.id, e.message);
@@ -181,7 +187,7 @@ impl Claimer {
         self.slots.set_limit(s.permits.held());
         // Twice the calls the permits allow may wait claimed, so callers never wait for the claimer.
         let room = 2 * s.permits.held();
-        let queued = self.outstanding.get();
+        let queued = self.queued.get();
         if queued >= room {
             return Ok(Step::Full);
         }
@@ -191,7 +197,7 @@ impl Claimer {
         let rows = claims::lock_due(&mut tx, q, free as i64, (free * batch) as i64)?;
         if rows.is_empty() {
             tx.commit()?;
-            s.permits.release_if_idle(&mut s.client, queued)?;
+            s.permits.release_if_idle(&mut s.client, self.outstanding.get())?;
             self.slots.set_limit(s.permits.held());
             return Ok(Step::Idle);
         }
@@ -207,10 +213,12 @@ impl Claimer {
             checks = rest;
         }
         self.outstanding.add(jobs.len());
+        self.queued.add(jobs.len());
         let tx = self.jobs.as_ref().expect("the claimer sends until it finishes");
         for j in jobs {
             if tx.send(j).is_err() {
                 self.outstanding.done(1);
+                self.queued.done(1);
             }
         }
         Ok(if n >= free { Step::More } else { Step::Idle })
@@ -235,6 +243,7 @@ fn call_loop(
     slots: Arc<Slots>,
     control: Arc<LaneControl>,
     timing: crate::dispatch::Timing,
+    queued: Arc<Outstanding>,
 ) {
     loop {
         let job = match jobs.lock().unwrap().recv_timeout(Duration::from_millis(500)) {
@@ -274,6 +283,7 @@ fn call_loop(
         control.progress.calls_made.fetch_add(1, Ordering::Relaxed);
         control.progress.call_ended(slot);
         slots.give();
+        queued.done(1);
         if done.send(result).is_err() {
             return;
         }
