@@ -80,12 +80,17 @@ impl WorkArgs {
             return Err(Error::invalid(format!("--concurrency must be between 1 and 1024, got {concurrency}")));
         }
         let lease: Duration = self.lease.into();
-        if lease <= http.request_timeout {
+        // A claimed call may wait for one call ahead of it and then take a whole request
+        // timeout itself: both must fit in the lease, or another worker could reconcile (and
+        // place) the order while the call is still under way.
+        if lease < http.request_timeout * 2 {
             return Err(Error::invalid(format!(
-                "--lease ({}) must be longer than --request-timeout ({}), or a slow call could be checked twice at once",
+                "--lease ({}) must be at least twice --request-timeout ({}): a claimed call may wait for one call ahead of it, \
+                 then take its whole timeout, and both must end inside the lease",
                 humantime::format_duration(lease),
                 humantime::format_duration(http.request_timeout)
-            )));
+            ))
+            .with_hint("raise --lease or lower --request-timeout"));
         }
         Ok(WorkSettings {
             batch_size: self.batch_size,

@@ -6,6 +6,17 @@ use crate::error::Result;
 use postgres::GenericClient;
 use std::time::Duration;
 
+/// This process's name as a permit holder: host, process id and a random part (a restarted
+/// process with the same pid never mistakes its predecessor's permits for its own).
+pub fn this_process() -> &'static str {
+    static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOLDER.get_or_init(|| {
+        let host =
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "host".into());
+        format!("{host}:{}:{}", std::process::id(), uuid::Uuid::new_v4().simple())
+    })
+}
+
 /// Take up to `wanted` free slots of the provider's `max_in_flight`. Returns the slots won
 /// (possibly none, when other processes hold them all).
 pub fn acquire(client: &mut impl GenericClient, provider_id: i64, holder: &str, wanted: i64, ttl: Duration) -> Result<Vec<i32>> {

@@ -294,17 +294,25 @@ pub fn refused_by_data(e: &postgres::Error) -> bool {
     e.code().map(|c| c.code().starts_with("22") || c.code().starts_with("23")).unwrap_or(false)
 }
 
+/// What `apply_isolated` wrote: the writes that reached their order, and the orders whose
+/// write the database refused (flagged instead).
+#[derive(Debug, Default)]
+pub struct Written {
+    pub applied: Vec<Applied>,
+    pub refused: Vec<Uuid>,
+}
+
 /// Apply a batch in its own transaction. When the database refuses it because of one order's
 /// values, the batch is written again one order at a time, each behind a savepoint, and every
 /// order whose write is refused is flagged with the reason: one bad value never blocks the
-/// others. Returns what was written.
-pub fn apply_isolated(client: &mut postgres::Client, writes: &[Write]) -> Result<Vec<Applied>> {
+/// others.
+pub fn apply_isolated(client: &mut postgres::Client, writes: &[Write]) -> Result<Written> {
     let first = {
         let mut tx = client.transaction()?;
         match apply_pg(&mut tx, writes) {
             Ok(applied) => {
                 tx.commit()?;
-                return Ok(applied);
+                return Ok(Written { applied, refused: vec![] });
             }
             Err(e) if refused_by_data(&e) => e,
             Err(e) => return Err(e.into()),
@@ -316,23 +324,25 @@ pub fn apply_isolated(client: &mut postgres::Client, writes: &[Write]) -> Result
         crate::db::short_pg_error(&first)
     );
     let mut tx = client.transaction()?;
-    let mut applied = Vec::new();
+    let mut out = Written::default();
     for w in writes {
         let mut sp = tx.savepoint("one_write")?;
         match apply_pg(&mut sp, std::slice::from_ref(w)) {
             Ok(a) => {
                 sp.commit()?;
-                applied.extend(a);
+                out.applied.extend(a);
             }
             Err(e) if refused_by_data(&e) => {
                 sp.rollback()?;
                 let why = crate::db::short_pg_error(&e);
                 log::error!("order {}: the database refused its result ({why}); flagged for an operator", w.order_id);
-                applied.extend(apply(&mut tx, &[refused_write(w.order_id, w.lease, &why)])?);
+                if !apply(&mut tx, &[refused_write(w.order_id, w.lease, &why)])?.is_empty() {
+                    out.refused.push(w.order_id);
+                }
             }
             Err(e) => return Err(e.into()),
         }
     }
     tx.commit()?;
-    Ok(applied)
+    Ok(out)
 }

@@ -7,10 +7,12 @@ use super::claim::{claim_for_provider, PlaceJob};
 use super::route::{route_rows, Override};
 use super::{place, record, Providers, Timing};
 use crate::db::claims::{self, DueRow};
+use crate::db::permits;
 use crate::db::transitions::{self, Write};
 use crate::domain::lifecycle::{self, work_for, OperatorAction, State, Work};
 use crate::error::{Error, Result};
 use postgres::Client;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// Steps at most per command: a route, a placement refused and its fallback's, an answer that
@@ -27,6 +29,18 @@ pub enum OneMode {
     Operator { chosen: Option<Override>, dry_run: bool },
     /// `poll`: ask the order's provider now, and do what the answer makes due at once.
     Poll,
+}
+
+impl OneMode {
+    /// How long a command waits for a permit when its provider is at its limit of calls in
+    /// flight: an operator waits a while; `create` hardly (the daemon carries on).
+    fn permit_wait(&self) -> Duration {
+        match self {
+            OneMode::Operator { .. } => Duration::from_secs(10),
+            OneMode::Poll => Duration::from_secs(2),
+            OneMode::Create => Duration::from_millis(500),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -48,8 +62,11 @@ pub struct OneReport {
 
 pub fn run_one(client: &mut Client, providers: &Providers, order_id: Uuid, opts: &OneOptions) -> Result<OneReport> {
     let mut report = OneReport::default();
-    for step in 0..MAX_STEPS {
+    let permit_wait = Instant::now() + opts.mode.permit_wait();
+    let mut step = 0;
+    while step < MAX_STEPS {
         let first = step == 0;
+        step += 1;
         let mut tx = client.transaction()?;
         // Claims are short (no transaction is ever held across a provider call): wait for one
         // that holds the order, then see what it did.
@@ -90,27 +107,40 @@ pub fn run_one(client: &mut Client, providers: &Providers, order_id: Uuid, opts:
                     continue;
                 }
                 match claim_placement(tx, providers, row, opts, &mut report)? {
-                    Some((lp, job)) => send_and_record(client, &lp, job, opts, &mut report)?,
-                    None => break,
+                    Claim::Job(lp, job, slot) => send_and_record(client, &lp, *job, slot, opts, &mut report)?,
+                    Claim::Nothing => break,
+                    Claim::NoPermit(name) if wait_for_permit(&name, permit_wait, &mut report) => step -= 1,
+                    Claim::NoPermit(_) => break,
                 }
             }
             Work::Place { .. } => match claim_placement(tx, providers, row, opts, &mut report)? {
-                Some((lp, job)) => send_and_record(client, &lp, job, opts, &mut report)?,
-                None => break,
+                Claim::Job(lp, job, slot) => send_and_record(client, &lp, *job, slot, opts, &mut report)?,
+                Claim::Nothing => break,
+                Claim::NoPermit(name) if wait_for_permit(&name, permit_wait, &mut report) => step -= 1,
+                Claim::NoPermit(_) => break,
             },
             Work::Check { .. } => {
                 let lp = providers.get(&mut tx, row.facts.provider_id.unwrap_or(row.facts.lane))?;
-                let claimed = claim_for_provider(&mut tx, &lp, vec![row], opts.timing)?;
-                tx.commit()?;
                 let Ok(adapter) = lp.adapter.clone() else {
                     report.steps.push(format!("provider {} cannot be used: nothing was asked", lp.name));
                     break;
                 };
+                let Some(slot) = permits::acquire(&mut tx, lp.id, permits::this_process(), 1, opts.timing.lease)?.pop() else {
+                    tx.commit()?;
+                    if wait_for_permit(&lp.name, permit_wait, &mut report) {
+                        step -= 1;
+                        continue;
+                    }
+                    break;
+                };
+                let claimed = claim_for_provider(&mut tx, &lp, vec![row], opts.timing)?;
+                tx.commit()?;
                 report.calls += usize::from(!claimed.checks.is_empty());
                 let answers = place::checks(claimed.checks, adapter.as_ref());
                 let writes: Vec<Write> =
                     answers.into_iter().map(|c| record::checked(&lp, opts.timing, c, rand::random())).collect();
                 write(client, &writes, &mut report)?;
+                permits::release(client, lp.id, permits::this_process(), &[slot])?;
             }
             Work::Decide(t) => {
                 let w = super::claim::write(&row, *t);
@@ -135,42 +165,77 @@ fn allowed(mode: &OneMode, work: &Work, row: &DueRow) -> bool {
     }
 }
 
+/// What claiming a placement came to.
+enum Claim {
+    /// Claimed and committed, with a permit of the provider's: send it.
+    Job(super::LaneProvider, Box<PlaceJob>, i32),
+    /// Nothing to send (a configuration stop, or a dry run).
+    Nothing,
+    /// The provider is at its limit of calls in flight (this provider's name): nothing claimed.
+    NoPermit(String),
+}
+
 /// Claim the placement in `tx` and commit it (or, for a dry run, describe it and roll back).
-/// None: nothing is to be sent (a configuration stop, or a dry run).
+/// A permit of the provider's is taken first: its limit on calls in flight holds for commands
+/// too.
 fn claim_placement(
     mut tx: postgres::Transaction<'_>,
     providers: &Providers,
     row: DueRow,
     opts: &OneOptions,
     report: &mut OneReport,
-) -> Result<Option<(super::LaneProvider, PlaceJob)>> {
+) -> Result<Claim> {
     let lp = providers.get(&mut tx, row.facts.lane)?;
+    let dry_run = matches!(opts.mode, OneMode::Operator { dry_run: true, .. });
+    let slot =
+        if dry_run { Some(-1) } else { permits::acquire(&mut tx, lp.id, permits::this_process(), 1, opts.timing.lease)?.pop() };
+    let Some(slot) = slot else {
+        finish(tx, opts)?;
+        return Ok(Claim::NoPermit(lp.name));
+    };
     let claimed = claim_for_provider(&mut tx, &lp, vec![row], opts.timing)?;
     for w in &claimed.decided {
         note(report, w);
     }
     let Some(job) = claimed.places.into_iter().next() else {
+        if !dry_run {
+            permits::release(&mut tx, lp.id, permits::this_process(), &[slot])?;
+        }
         finish(tx, opts)?;
-        return Ok(None);
+        return Ok(Claim::Nothing);
     };
-    if let OneMode::Operator { dry_run: true, .. } = opts.mode {
+    if dry_run {
         let described = match &lp.adapter {
             Ok(a) => a.describe_placement(&job.request),
             Err(why) => format!("nothing would be sent: {why}"),
         };
         report.dry_run = Some((lp.name.clone(), described));
         tx.rollback()?;
-        return Ok(None);
+        return Ok(Claim::Nothing);
     }
     tx.commit()?;
-    Ok(Some((lp, job)))
+    Ok(Claim::Job(lp, Box::new(job), slot))
 }
 
-/// The call, then its answer written under the placement's lease.
+/// Wait a little for a permit, until `until`; false when the time is up (the lanes place the
+/// order when a permit frees up: it stays due).
+fn wait_for_permit(provider: &str, until: Instant, report: &mut OneReport) -> bool {
+    if Instant::now() >= until {
+        report.steps.push(format!(
+            "provider {provider} is at its limit of calls in flight: the order stays due, and the daemon or `orderctl sweep` sends it"
+        ));
+        return false;
+    }
+    std::thread::sleep(Duration::from_millis(25));
+    true
+}
+
+/// The call, then its answer written under the placement's lease, and the permit given back.
 fn send_and_record(
     client: &mut Client,
     lp: &super::LaneProvider,
     job: PlaceJob,
+    slot: i32,
     opts: &OneOptions,
     report: &mut OneReport,
 ) -> Result<()> {
@@ -180,6 +245,7 @@ fn send_and_record(
     let mut tx = client.transaction()?;
     let w = record::placed(&mut tx, lp, placed)?;
     transitions::apply(&mut tx, std::slice::from_ref(&w))?;
+    permits::release(&mut tx, lp.id, permits::this_process(), &[slot])?;
     tx.commit()?;
     note(report, &w);
     Ok(())

@@ -120,17 +120,28 @@ impl BackoffPolicy {
     }
 }
 
-/// "24h", "90m", "45s": how operators write durations (humantime would say "1day").
+/// "24h", "90m", "45s", "31.4s", "250ms": how operators write durations (humantime would say
+/// "1day", or "31s 435ms 464us").
 pub fn short_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    if d.subsec_nanos() != 0 || s == 0 {
-        humantime::format_duration(d).to_string()
-    } else if s % 3600 == 0 {
-        format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".to_string(),
+        _ if ms < 1000 => format!("{ms}ms"),
+        _ if ms % 1000 != 0 && ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => {
+            let s = d.as_secs();
+            if s % 3600 == 0 {
+                format!("{}h", s / 3600)
+            } else if s % 60 == 0 {
+                format!("{}m", s / 60)
+            } else if s >= 3600 {
+                format!("{}h{}m", s / 3600, (s % 3600) / 60)
+            } else if s >= 60 {
+                format!("{}m{}s", s / 60, s % 60)
+            } else {
+                format!("{s}s")
+            }
+        }
     }
 }
 
@@ -146,6 +157,16 @@ mod tests {
         let p = BackoffPolicy::default();
         let secs: Vec<u64> = (0..8).map(|n| p.nominal_delay(n).as_secs()).collect();
         assert_eq!(secs, vec![60, 30, 60, 120, 240, 480, 600, 600]);
+    }
+
+    #[test]
+    fn durations_read_the_way_operators_write_them() {
+        let f = |ms: u64| short_duration(Duration::from_millis(ms));
+        assert_eq!(
+            [f(0), f(250), f(31_435), f(45_000), f(90_000), f(150_000), f(86_400_000)],
+            ["0s", "250ms", "31.4s", "45s", "1m30s", "2m30s", "24h"]
+        );
+        assert_eq!(f(5_400_000), "90m");
     }
 
     #[test]

@@ -9,10 +9,49 @@ use crate::dispatch::claim::{claim_for_provider, CheckJob, PlaceJob};
 use crate::dispatch::{place, LaneProvider, Providers};
 use crate::error::{ErrorKind, Result};
 use postgres::Client;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Condvar;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Claimed jobs waiting for a caller. Placements go first: a claimed placement must start
+/// well inside its lease (one that no longer can is not sent at all), while a late check only
+/// costs a little freshness.
+#[derive(Default)]
+struct JobQueue {
+    jobs: Mutex<(VecDeque<Job>, bool)>,
+    cond: Condvar,
+}
+
+impl JobQueue {
+    fn push(&self, job: Job) {
+        let mut g = self.jobs.lock().unwrap();
+        match job {
+            Job::Place(..) => g.0.push_front(job),
+            Job::Check(..) => g.0.push_back(job),
+        }
+        self.cond.notify_one();
+    }
+    /// The next job; None once closed and empty.
+    fn pop(&self) -> Option<Job> {
+        let mut g = self.jobs.lock().unwrap();
+        loop {
+            if let Some(j) = g.0.pop_front() {
+                return Some(j);
+            }
+            if g.1 {
+                return None;
+            }
+            g = self.cond.wait(g).unwrap();
+        }
+    }
+    fn close(&self) {
+        self.jobs.lock().unwrap().1 = true;
+        self.cond.notify_all();
+    }
+}
 
 /// One unit of calling: a placement, or a batch of checks (one request where the protocol has
 /// a batch call).
@@ -29,7 +68,7 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
     let queued = Arc::new(Outstanding::default());
     let outstanding = Arc::new(Outstanding::default());
     let slots = Arc::new(Slots::default());
-    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let jobs = Arc::new(JobQueue::default());
     let (done_tx, done_rx) = mpsc::channel::<Done>();
     let give_up_at = Arc::new(Mutex::new(None));
     let writer = Writer {
@@ -41,10 +80,9 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
         give_up_at: give_up_at.clone(),
     };
     let writer = std::thread::Builder::new().name(format!("lane-{id}-writer")).spawn(move || writer.run(done_rx)).ok();
-    let job_rx = Arc::new(Mutex::new(job_rx));
     for slot in 0..settings.capacity {
         let (rx, tx, slots, control, timing, queued) =
-            (job_rx.clone(), done_tx.clone(), slots.clone(), control.clone(), settings.timing, queued.clone());
+            (jobs.clone(), done_tx.clone(), slots.clone(), control.clone(), settings.timing, queued.clone());
         let _ = std::thread::Builder::new()
             .name(format!("lane-{id}-call-{slot}"))
             .spawn(move || call_loop(slot, rx, tx, slots, control, timing, queued));
@@ -59,7 +97,7 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
         outstanding: outstanding.clone(),
         queued,
         slots,
-        jobs: Some(job_tx),
+        jobs,
         session: None,
     };
     claimer.run();
@@ -92,7 +130,7 @@ struct Claimer {
     outstanding: Arc<Outstanding>,
     queued: Arc<Outstanding>,
     slots: Arc<Slots>,
-    jobs: Option<Sender<Job>>,
+    jobs: Arc<JobQueue>,
     session: Option<Session>,
 }
 
@@ -214,12 +252,8 @@ impl Claimer {
         }
         self.outstanding.add(jobs.len());
         self.queued.add(jobs.len());
-        let tx = self.jobs.as_ref().expect("the claimer sends until it finishes");
         for j in jobs {
-            if tx.send(j).is_err() {
-                self.outstanding.done(1);
-                self.queued.done(1);
-            }
+            self.jobs.push(j);
         }
         Ok(if n >= free { Step::More } else { Step::Idle })
     }
@@ -231,26 +265,21 @@ impl Claimer {
                 log::debug!("lane {}: permits not released ({}); they lapse by themselves", self.id, e.message);
             }
         }
-        self.jobs = None;
+        self.jobs.close();
     }
 }
 
 /// A caller: takes a job, waits for a permit slot, makes the call, hands the answer to the writer.
 fn call_loop(
     slot: usize,
-    jobs: Arc<Mutex<Receiver<Job>>>,
+    jobs: Arc<JobQueue>,
     done: Sender<Done>,
     slots: Arc<Slots>,
     control: Arc<LaneControl>,
     timing: crate::dispatch::Timing,
     queued: Arc<Outstanding>,
 ) {
-    loop {
-        let job = match jobs.lock().unwrap().recv_timeout(Duration::from_millis(500)) {
-            Ok(j) => j,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
+    while let Some(job) = jobs.pop() {
         while !slots.take(Duration::from_millis(500)) {}
         control.progress.call_started(slot);
         let result = match job {

@@ -113,23 +113,24 @@ impl Writer {
         let mut written = 0;
         // One statement may carry an order once: a second result for it waits for the next wave.
         for wave in waves(writes) {
-            let applied = transitions::apply_isolated(c, &wave)?;
-            written += applied.len();
-            self.count(&wave, &applied);
-            self.wake_due(&wave, &applied);
+            let w = transitions::apply_isolated(c, &wave)?;
+            written += w.applied.len();
+            self.count(&wave, &w.applied, &w.refused);
+            self.wake_due(&wave, &w.applied);
         }
         log::debug!("lane {}: wrote {written} result(s)", self.lane);
         Ok(())
     }
 
-    fn count(&self, wave: &[Write], applied: &[transitions::Applied]) {
+    fn count(&self, wave: &[Write], applied: &[transitions::Applied], refused: &[uuid::Uuid]) {
         use crate::domain::lifecycle::Set;
         use crate::domain::status::OrderStatus;
         use std::sync::atomic::Ordering::Relaxed;
         let p = &self.control.progress;
         let ok: HashSet<_> = applied.iter().map(|(id, _)| *id).collect();
         p.written.fetch_add(applied.len() as u64, Relaxed);
-        p.stale.fetch_add((wave.len() - applied.len()) as u64, Relaxed);
+        p.stale.fetch_add((wave.len() - applied.len() - refused.len()) as u64, Relaxed);
+        p.flagged.fetch_add(refused.len() as u64, Relaxed);
         for w in wave.iter().filter(|w| ok.contains(&w.order_id)) {
             let t = &w.transition;
             if w.steps.is_empty() { &p.checks } else { &p.placements }.fetch_add(1, Relaxed);

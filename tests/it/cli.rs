@@ -93,7 +93,7 @@ fn sigterm_during_work_exits_0_and_leaves_nothing_half_done() {
     let sim = Sim::start(&["--complete-after", "0s", "--latency", "300ms"]);
     let db = setup(&sim);
     let fast =
-        ["--first-check", "0s", "--backoff-base", "100ms", "--backoff-max", "200ms", "--lease", "3s", "--request-timeout", "2s"];
+        ["--first-check", "0s", "--backoff-base", "100ms", "--backoff-max", "200ms", "--lease", "4s", "--request-timeout", "2s"];
     let daemon = db.cmd().args(["daemon", "--concurrency", "8", "--idle-poll", "50ms"]).args(fast).spawn();
     for _ in 0..16 {
         create(&db, "pubg-60", &["--no-dispatch"]);

@@ -3,6 +3,8 @@
 mod support;
 
 mod cli;
+mod fidelity;
+mod lifecycle;
 mod migrate;
 mod monitor;
 mod operator;
