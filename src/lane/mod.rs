@@ -55,10 +55,11 @@ impl LaneSettings {
     }
 }
 
-/// Milliseconds since a process-wide start, for heartbeats (monotonic).
+/// Milliseconds since a process-wide start, for heartbeats (monotonic; never 0, which means
+/// "never beat").
 fn now_ms() -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 /// What a lane reports about itself: heartbeats of its parts and its oldest call in flight,
@@ -388,5 +389,36 @@ impl LaneSettings {
             write_batch: work.round_size as usize,
             write_delay: Duration::from_millis(5),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lane_part_that_stops_looping_or_a_call_that_never_ends_is_stalled() {
+        let p = Progress::default();
+        assert_eq!(p.stalled(Duration::ZERO, Duration::ZERO), None, "a part that never beat yet is not stalled");
+        p.beat_claimer();
+        p.beat_writer();
+        assert_eq!(p.stalled(Duration::from_secs(60), Duration::from_secs(60)), None);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(p.stalled(Duration::from_millis(1), Duration::from_secs(60)).unwrap().contains("claimer"));
+        p.call_started(3);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(p.stalled(Duration::from_secs(60), Duration::from_millis(1)).unwrap().contains("provider call"));
+        p.call_ended(3);
+        assert_eq!(p.stalled(Duration::from_secs(60), Duration::from_millis(1)), None);
+    }
+
+    #[test]
+    fn calls_never_outnumber_the_permits_held() {
+        let s = Slots::default();
+        s.set_limit(1);
+        assert!(s.take(Duration::ZERO));
+        assert!(!s.take(Duration::from_millis(1)), "one slot only");
+        s.give();
+        assert!(s.take(Duration::ZERO));
     }
 }

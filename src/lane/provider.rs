@@ -318,3 +318,57 @@ fn call_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placements_go_before_checks_and_a_closed_queue_ends_its_callers() {
+        let lp = Arc::new(LaneProvider {
+            id: 1,
+            name: "p".into(),
+            kind: crate::provider::ProviderKind::Znet,
+            enabled: true,
+            adapter: Err("not needed".into()),
+            policy: Default::default(),
+        });
+        let q = JobQueue::default();
+        q.push(Job::Check(lp.clone(), vec![]));
+        q.push(Job::Check(lp.clone(), vec![]));
+        let row = crate::db::claims::DueRow {
+            id: uuid::Uuid::nil(),
+            number: 1,
+            tenant_id: 1,
+            package_id: 1,
+            quantity: 1,
+            player: String::new(),
+            extra: String::new(),
+            lease: 1,
+            external_order_id: None,
+            due: true,
+            since_dispatch: Duration::ZERO,
+            since_placement: Duration::ZERO,
+            facts: crate::domain::lifecycle::tests::facts(),
+        };
+        let place = PlaceJob {
+            row,
+            lease: 1,
+            request: crate::provider::PlacementRequest {
+                reference: "1".into(),
+                player: String::new(),
+                extra: String::new(),
+                quantity: 1,
+                mapping: serde_json::json!({}),
+            },
+            claimed: std::time::Instant::now(),
+            steps: vec![],
+        };
+        q.push(Job::Place(lp, Box::new(place)));
+        assert!(matches!(q.pop(), Some(Job::Place(..))), "the placement first");
+        assert!(matches!(q.pop(), Some(Job::Check(..))));
+        q.close();
+        assert!(matches!(q.pop(), Some(Job::Check(..))), "what was queued is still handed out");
+        assert!(q.pop().is_none());
+    }
+}

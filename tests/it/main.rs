@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod fidelity;
+mod lanes;
 mod lifecycle;
 mod migrate;
 mod monitor;

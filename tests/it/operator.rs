@@ -324,6 +324,23 @@ fn systemd_units_and_crontab_line_have_what_they_promise() {
         assert!(has(&daemon, "Service", key, value), "daemon unit: {key}={value}");
     }
     assert!(has(&daemon, "Install", "WantedBy", "multi-user.target"));
+    // The unit's bounds match the daemon's: the watchdog outlasts the longest call plus the
+    // supervisor's margin (a lane is stuck only past request timeout + 5 s), and systemd waits
+    // longer than the shutdown grace before it kills.
+    let seconds = |v: &str| humantime::parse_duration(v.trim_matches('"')).unwrap().as_secs();
+    let setting = |unit: &[(String, String, String)], key: &str| {
+        unit.iter().find(|(_, k, _)| k == key).map(|(_, _, v)| seconds(v)).unwrap()
+    };
+    let env_text = std::fs::read_to_string(repo().join("examples/orderctl.env")).unwrap();
+    let env = |var: &str| {
+        env_text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{var}=")))
+            .map(seconds)
+            .unwrap_or_else(|| panic!("{var} in orderctl.env"))
+    };
+    assert!(setting(&daemon, "WatchdogSec") > env("ORDERCTL_REQUEST_TIMEOUT") + 5, "WatchdogSec must outlast a call");
+    assert!(setting(&daemon, "TimeoutStopSec") >= env("ORDERCTL_SHUTDOWN_GRACE") + 10, "TimeoutStopSec must outlast the grace");
 
     let sweep = unit("examples/orderctl-sweep.service");
     assert!(has(&sweep, "Service", "Type", "oneshot") && has(&sweep, "Service", "ExecStart", "orderctl sweep"));
