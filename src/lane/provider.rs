@@ -67,6 +67,8 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
     // claimed jobs whose result is not written yet (a stop or a drain waits for these).
     let queued = Arc::new(Outstanding::default());
     let outstanding = Arc::new(Outstanding::default());
+    // Start from a whole request timeout per call: cautious until calls show they are quick.
+    let call_time = Arc::new(std::sync::atomic::AtomicU64::new(settings.timing.request_timeout.as_micros() as u64));
     let slots = Arc::new(Slots::default());
     let jobs = Arc::new(JobQueue::default());
     let (done_tx, done_rx) = mpsc::channel::<Done>();
@@ -81,11 +83,17 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
     };
     let writer = std::thread::Builder::new().name(format!("lane-{id}-writer")).spawn(move || writer.run(done_rx)).ok();
     for slot in 0..settings.capacity {
-        let (rx, tx, slots, control, timing, queued) =
-            (jobs.clone(), done_tx.clone(), slots.clone(), control.clone(), settings.timing, queued.clone());
-        let _ = std::thread::Builder::new()
-            .name(format!("lane-{id}-call-{slot}"))
-            .spawn(move || call_loop(slot, rx, tx, slots, control, timing, queued));
+        let caller = Caller {
+            slot,
+            jobs: jobs.clone(),
+            done: done_tx.clone(),
+            slots: slots.clone(),
+            control: control.clone(),
+            timing: settings.timing,
+            queued: queued.clone(),
+            call_time: call_time.clone(),
+        };
+        let _ = std::thread::Builder::new().name(format!("lane-{id}-call-{slot}")).spawn(move || caller.run());
     }
     drop(done_tx);
 
@@ -99,6 +107,7 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
         slots,
         jobs,
         session: None,
+        call_time,
     };
     claimer.run();
 
@@ -132,6 +141,8 @@ struct Claimer {
     slots: Arc<Slots>,
     jobs: Arc<JobQueue>,
     session: Option<Session>,
+    /// The calls' recent duration (µs, a moving average kept by the callers).
+    call_time: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The claimer's connection and the permits held through it.
@@ -190,8 +201,12 @@ impl Claimer {
                     self.control.wait(if before > 0 { Duration::from_millis(20) } else { self.settings.idle_poll });
                 }
                 Ok(Step::Full) => {
-                    let held = self.slots.limit().max(1);
-                    self.queued.wait_below(2 * held, Duration::from_millis(200));
+                    let room = self.slots.limit().max(1) * self.depth();
+                    if self.queued.get() >= room {
+                        self.queued.wait_below(room, Duration::from_millis(200));
+                    } else {
+                        self.outstanding.wait_below(4 * self.settings.write_batch.max(room), Duration::from_millis(200));
+                    }
                 }
                 Err(e) if e.kind == ErrorKind::DatabaseUnavailable => {
                     log::warn!("lane {}: lost the database ({}); reconnecting", self.id, e.message);
@@ -208,6 +223,7 @@ impl Claimer {
     }
 
     fn step(&mut self) -> Result<Step> {
+        let depth = self.depth();
         let s = self.session.as_mut().expect("connected above");
         let lp = Arc::new(self.providers.get(&mut s.client, self.id)?);
         s.permits.keep(&mut s.client)?;
@@ -223,10 +239,11 @@ impl Claimer {
             s.permits.grow(&mut s.client, capacity)?;
         }
         self.slots.set_limit(s.permits.held());
-        // Twice the calls the permits allow may wait claimed, so callers never wait for the claimer.
-        let room = 2 * s.permits.held();
+        let room = s.permits.held() * depth;
         let queued = self.queued.get();
-        if queued >= room {
+        // Results the writer has not written yet hold memory and leases: never more than a few
+        // of its batches (the writer sets the pace when the database is the slower side).
+        if queued >= room || self.outstanding.get() >= 4 * self.settings.write_batch.max(room) {
             return Ok(Step::Full);
         }
         let free = room - queued;
@@ -258,6 +275,16 @@ impl Claimer {
         Ok(if n >= free { Step::More } else { Step::Idle })
     }
 
+    /// How many calls per permit may wait claimed: enough that callers never wait for the
+    /// claimer (a fast provider answers a queue of them in milliseconds), and few enough that a
+    /// claimed call starts well inside its lease (a slow provider gets two per permit: one in
+    /// flight, one next). From the calls' recent duration.
+    fn depth(&self) -> usize {
+        let call = self.call_time.load(Ordering::Relaxed).max(1) as u128;
+        let budget = (self.settings.timing.lease / 4).as_micros();
+        (budget / call).clamp(2, 64) as usize
+    }
+
     /// Give the permits back and let the callers go.
     fn finish(&mut self) {
         if let Some(s) = self.session.as_mut() {
@@ -270,7 +297,7 @@ impl Claimer {
 }
 
 /// A caller: takes a job, waits for a permit slot, makes the call, hands the answer to the writer.
-fn call_loop(
+struct Caller {
     slot: usize,
     jobs: Arc<JobQueue>,
     done: Sender<Done>,
@@ -278,44 +305,56 @@ fn call_loop(
     control: Arc<LaneControl>,
     timing: crate::dispatch::Timing,
     queued: Arc<Outstanding>,
-) {
-    while let Some(job) = jobs.pop() {
-        while !slots.take(Duration::from_millis(500)) {}
-        control.progress.call_started(slot);
-        let result = match job {
-            Job::Place(lp, p) => match &lp.adapter {
-                Ok(a) => Done::Placed(lp.clone(), Box::new(place::placement(*p, a.as_ref(), timing))),
-                // Claims never place with an unusable adapter; a provider changed since the claim.
-                Err(why) => Done::Placed(
-                    lp.clone(),
-                    Box::new(place::Placed {
-                        job: *p,
-                        sent: place::Sent::NotSent(format!("provider unusable: {why}")),
-                        took: Duration::ZERO,
-                    }),
-                ),
-            },
-            Job::Check(lp, c) => match &lp.adapter {
-                Ok(a) => Done::Checked(lp.clone(), place::checks(c, a.as_ref())),
-                Err(why) => {
-                    let answer = crate::provider::CheckAnswer {
-                        outcome: crate::provider::CheckOutcome::NoNews { reason: format!("provider unusable: {why}") },
-                        external_order_id: None,
-                    };
-                    Done::Checked(
-                        lp.clone(),
-                        c.into_iter().map(|job| place::Checked { job, answer: answer.clone(), took: Duration::ZERO }).collect(),
-                    )
-                }
-            },
-        };
-        control.progress.calls_made.fetch_add(1, Ordering::Relaxed);
-        control.progress.call_ended(slot);
-        slots.give();
-        queued.done(1);
-        if done.send(result).is_err() {
-            return;
+    call_time: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Caller {
+    fn run(self) {
+        while let Some(job) = self.jobs.pop() {
+            while !self.slots.take(Duration::from_millis(500)) {}
+            self.control.progress.call_started(self.slot);
+            let started = Instant::now();
+            let result = call(job, self.timing);
+            let took = started.elapsed().as_micros() as u64;
+            let avg = self.call_time.load(Ordering::Relaxed);
+            self.call_time.store(avg - avg / 8 + took / 8, Ordering::Relaxed);
+            self.control.progress.calls_made.fetch_add(1, Ordering::Relaxed);
+            self.control.progress.call_ended(self.slot);
+            self.slots.give();
+            self.queued.done(1);
+            if self.done.send(result).is_err() {
+                return;
+            }
         }
+    }
+}
+
+/// One job's call(s), and what came of them.
+fn call(job: Job, timing: crate::dispatch::Timing) -> Done {
+    match job {
+        Job::Place(lp, p) => match &lp.adapter {
+            Ok(a) => Done::Placed(lp.clone(), Box::new(place::placement(*p, a.as_ref(), timing))),
+            // Claims never place with an unusable adapter; a provider changed since the claim.
+            Err(why) => Done::Placed(
+                lp.clone(),
+                Box::new(place::Placed {
+                    job: *p,
+                    sent: place::Sent::NotSent(format!("provider unusable: {why}")),
+                    took: Duration::ZERO,
+                }),
+            ),
+        },
+        Job::Check(lp, c) => match &lp.adapter {
+            Ok(a) => Done::Checked(lp.clone(), place::checks(c, a.as_ref())),
+            Err(why) => {
+                let answer = crate::provider::CheckAnswer {
+                    outcome: crate::provider::CheckOutcome::NoNews { reason: format!("provider unusable: {why}") },
+                    external_order_id: None,
+                };
+                let checked = c.into_iter().map(|job| place::Checked { job, answer: answer.clone(), took: Duration::ZERO });
+                Done::Checked(lp.clone(), checked.collect())
+            }
+        },
     }
 }
 
