@@ -13,6 +13,7 @@ pub mod providers;
 pub mod routing;
 pub mod setup;
 pub mod stats;
+pub mod summaries;
 pub mod transitions;
 
 use crate::error::{Error, ErrorKind};
