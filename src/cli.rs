@@ -99,7 +99,7 @@ pub struct PolicyArgs {
 pub enum Command {
     /// Apply pending schema migrations from sql/
     Migrate(MigrateArgs),
-    /// Apply a declarative setup file (tenants, users, providers, code stock, packages, routing)
+    /// Apply a declarative setup file (tenants, users, providers, code stock, packages, routing, webhooks)
     Apply(ApplyArgs),
     /// Routing checks
     #[command(subcommand)]
@@ -171,12 +171,16 @@ pub const APPLY_HELP: &str = r#"Format (JSON; amounts are decimal strings; names
     "code_groups": [{"name": "itunes-10", "codes": ["AAAA-1111"]}],
     "packages": [{"name": "pubg-60", "product": "PUBG Mobile", "price": "1.10", "enabled": true,
                   "routing": {"mode": "auto", "provider_type": "external", "primary": "znet-main", "fallback": "xstor"},
-                  "mappings": {"znet-main": {"oyun": "7001", "kupur": "60"}, "xstor": {"product_id": "501"}}}]}]}
+                  "mappings": {"znet-main": {"oyun": "7001", "kupur": "60"}, "xstor": {"product_id": "501"}}}],
+    "webhooks": [{"url": "https://shop.example/hooks/orders", "secret": "...",
+                  "events": ["order.approved", "order.rejected", "order.needs_action"], "enabled": true}]}]}
 
 The whole file is validated first; any problem means nothing is written (exit 4). Problems go to
 stderr, one per line; with --output json they are a JSON array of {path, message} on stdout.
 Re-applying a file changes nothing. Code stock only grows; a package's mappings are replaced.
-Credentials are stored and never printed.
+Credentials and webhook secrets are stored and never printed. A webhook is named by its url;
+`events` defaults to all of them; one no longer declared stays as it is (disable it with
+"enabled": false).
 
 Balances: a user's first apply credits the declared balance as an opening_balance ledger row;
 re-applying the same declared balance changes nothing (orders may have spent since); a different
