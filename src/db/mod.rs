@@ -15,6 +15,7 @@ pub mod setup;
 pub mod stats;
 pub mod summaries;
 pub mod transitions;
+pub mod webhooks;
 
 use crate::error::{Error, ErrorKind};
 

@@ -62,6 +62,25 @@ impl fmt::Display for EventType {
 /// stored or retried.
 pub const PING: &str = "ping";
 
+/// A webhook's secret: shown nowhere (its Debug is `***`), read only to sign.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// The request headers.
 pub const SIGNATURE_HEADER: &str = "Orderctl-Signature";
 pub const EVENT_ID_HEADER: &str = "Orderctl-Event-Id";

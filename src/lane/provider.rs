@@ -187,6 +187,7 @@ impl Claimer {
         }
         let free = room - queued;
         let batch = lp.batch_limit();
+        let claiming = Instant::now();
         let mut tx = s.client.transaction()?;
         let rows = claims::lock_due(&mut tx, q, free as i64, (free * batch) as i64)?;
         if rows.is_empty() {
@@ -198,6 +199,7 @@ impl Claimer {
         let n = rows.len();
         let claimed = claim_for_provider(&mut tx, &lp, rows, self.settings.timing)?;
         tx.commit()?;
+        crate::metrics::get().observe_claim(&lp.name, claiming.elapsed());
         self.control.progress.claimed.fetch_add(n as u64, Ordering::Relaxed);
         let mut jobs: Vec<Job> = claimed.places.into_iter().map(|p| Job::Place(lp.clone(), Box::new(p))).collect();
         let mut checks = claimed.checks;
@@ -271,11 +273,37 @@ fn call_loop(
                 }
             },
         };
+        observe(&result);
         control.progress.calls_made.fetch_add(1, Ordering::Relaxed);
         control.progress.call_ended(slot);
         slots.give();
         if done.send(result).is_err() {
             return;
+        }
+    }
+}
+
+/// A provider call in the metrics: its outcome and how long it took. A placement that was not
+/// sent made no call.
+fn observe(done: &Done) {
+    use crate::provider::{CheckOutcome, PlacementOutcome};
+    let m = crate::metrics::get();
+    match done {
+        Done::Placed(lp, p) => {
+            let place::Sent::Answered(outcome) = &p.sent else { return };
+            let word = match outcome {
+                PlacementOutcome::Accepted { .. } => "accepted",
+                PlacementOutcome::Rejected { .. } => "rejected",
+                PlacementOutcome::SentBefore { .. } => "sent_before",
+                PlacementOutcome::Ambiguous { .. } => "ambiguous",
+            };
+            m.observe_call(&lp.name, "place", word, p.took);
+        }
+        // One request checks the whole batch: it failed when no order got an answer from it.
+        Done::Checked(lp, checks) => {
+            let Some(first) = checks.first() else { return };
+            let answered = checks.iter().any(|c| !matches!(c.answer.outcome, CheckOutcome::NoNews { .. }));
+            m.observe_call(&lp.name, "check", if answered { "answered" } else { "no_news" }, first.took);
         }
     }
 }
