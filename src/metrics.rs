@@ -126,11 +126,7 @@ impl Metrics {
         };
         let r = &mut m.registry;
         r.register("orders_finished", "Orders this process finished, by tenant and final status", m.orders_finished.clone());
-        r.register(
-            "provider_calls",
-            "Provider calls by provider, call (place, check) and outcome",
-            m.provider_calls.clone(),
-        );
+        r.register("provider_calls", "Provider calls by provider, call (place, check) and outcome", m.provider_calls.clone());
         r.register(
             "provider_call_duration_seconds",
             "How long provider calls took, by provider and call",
@@ -210,7 +206,9 @@ impl Metrics {
             self.orders_needing_action.get_or_create(gone).set(0);
         }
         for (tenant, attention, n) in counts {
-            self.orders_needing_action.get_or_create(&NeedingAction { tenant: tenant.clone(), attention: attention.clone() }).set(*n);
+            self.orders_needing_action
+                .get_or_create(&NeedingAction { tenant: tenant.clone(), attention: attention.clone() })
+                .set(*n);
         }
         seen.extend(now);
     }
@@ -244,6 +242,9 @@ mod tests {
         assert!(text.contains("orderctl_oldest_due_seconds 2.5"), "{text}");
         assert!(text.contains("orderctl_orders_needing_action{tenant=\"alsham\",attention=\"given_up\"} 0"), "{text}");
         assert!(text.contains("orderctl_orders_needing_action{tenant=\"alsham\",attention=\"routing\"} 1"), "{text}");
-        assert!(text.contains("orderctl_provider_call_duration_seconds_count{provider=\"znet-main\",call=\"check\"} 1"), "{text}");
+        assert!(
+            text.contains("orderctl_provider_call_duration_seconds_count{provider=\"znet-main\",call=\"check\"} 1"),
+            "{text}"
+        );
     }
 }

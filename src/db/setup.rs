@@ -333,8 +333,7 @@ fn write_webhook(tx: &mut Transaction, tenant_id: i64, w: &WebhookSetup) -> Resu
         return Ok(Change::Created);
     };
     let id: i64 = r.get(0);
-    let same =
-        r.get::<_, String>(1) == w.secret && r.get::<_, Vec<String>>(2) == events && r.get::<_, bool>(3) == w.enabled;
+    let same = r.get::<_, String>(1) == w.secret && r.get::<_, Vec<String>>(2) == events && r.get::<_, bool>(3) == w.enabled;
     if same {
         return Ok(Change::Unchanged);
     }

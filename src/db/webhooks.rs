@@ -87,11 +87,20 @@ pub fn any_due(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<b
 /// What became of one attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Delivered { status: u16 },
+    Delivered {
+        status: u16,
+    },
     /// Not delivered; tried again after this long.
-    Retry { after: Duration, status: Option<u16>, error: String },
+    Retry {
+        after: Duration,
+        status: Option<u16>,
+        error: String,
+    },
     /// Not delivered, and its retries are used up.
-    Failed { status: Option<u16>, error: String },
+    Failed {
+        status: Option<u16>,
+        error: String,
+    },
 }
 
 impl Outcome {
@@ -175,7 +184,12 @@ pub struct DeliveryListing {
 }
 
 /// Deliveries, newest first, at most `limit` (only failed ones with `failed_only`).
-pub fn list(client: &mut impl GenericClient, tenant: Option<&str>, failed_only: bool, limit: i64) -> Result<Vec<DeliveryListing>> {
+pub fn list(
+    client: &mut impl GenericClient,
+    tenant: Option<&str>,
+    failed_only: bool,
+    limit: i64,
+) -> Result<Vec<DeliveryListing>> {
     let rows = client.query(
         "SELECT d.id, d.event_id, d.event_type, t.name, w.url, d.order_id, o.number, d.state, d.attempts,
                 d.next_attempt_at, d.last_status, d.last_error, d.created_at, d.delivered_at

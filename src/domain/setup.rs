@@ -13,10 +13,10 @@
 
 use crate::domain::answers::ProviderKind;
 use crate::domain::money::parse_amount;
-use crate::domain::webhook::EventType;
 use crate::domain::routing::{
     check_routing, is_contradiction, ProviderType, RoutedProvider, RoutingMode, RoutingProblem, RoutingView,
 };
+use crate::domain::webhook::EventType;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -523,7 +523,14 @@ fn validate_tenant(tenant: &str, t: &TenantDoc, at: &Place, existing: &Existing,
 
     let webhooks = validate_webhooks(&t.webhooks, at, problems);
 
-    (problems.0.len() == before).then(|| TenantSetup { name: tenant.to_string(), users, providers, code_groups, packages, webhooks })
+    (problems.0.len() == before).then(|| TenantSetup {
+        name: tenant.to_string(),
+        users,
+        providers,
+        code_groups,
+        packages,
+        webhooks,
+    })
 }
 
 fn validate_webhooks(values: &[Value], tenant_at: &Place, problems: &mut Problems) -> Vec<WebhookSetup> {
@@ -551,16 +558,15 @@ fn validate_webhook(w: WebhookDoc, at: &Place, problems: &mut Problems) -> Optio
             problems.add(&at.field("url"), "url carries a user or password; the secret field is how a shop checks requests");
         }
         Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {}
-        _ => problems.add(
-            &at.field("url"),
-            format!("url '{url}' is not an http(s) URL; write it like https://shop.example/hooks/orders"),
-        ),
+        _ => problems
+            .add(&at.field("url"), format!("url '{url}' is not an http(s) URL; write it like https://shop.example/hooks/orders")),
     }
     // The secret is never quoted, whatever is wrong with it.
     let secret = match &w.secret {
         Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
         Value::Null => {
-            problems.add(&at.field("secret"), "secret is missing; give every webhook a secret that the shop checks signatures with");
+            problems
+                .add(&at.field("secret"), "secret is missing; give every webhook a secret that the shop checks signatures with");
             None
         }
         _ => {
@@ -597,10 +603,8 @@ fn webhook_events(v: Option<&Value>, at: &Place, problems: &mut Problems) -> Opt
         match e.as_str().map(str::trim).and_then(EventType::parse) {
             Some(kind) if !out.contains(&kind) => out.push(kind),
             Some(kind) => problems.add(at, format!("events[{i}] repeats {kind}; remove the duplicate")),
-            None => problems.add(
-                at,
-                format!("events[{i}] ({e}) is not an event orderctl sends; the events are {}", EventType::names()),
-            ),
+            None => problems
+                .add(at, format!("events[{i}] ({e}) is not an event orderctl sends; the events are {}", EventType::names())),
         }
     }
     (out.len() == list.len()).then_some(out)
@@ -1001,9 +1005,18 @@ mod tests {
         for secret in ["whsec-SECRET-1", "12345678", "pw-SECRET-2", "whsec-SECRET-3", "whsec-SECRET-4"] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
-        let at = |path: &str| problems.iter().find(|p| p.path == path).map(|p| p.message.clone()).unwrap_or_else(|| panic!("no problem at {path}: {problems:#?}"));
+        let at = |path: &str| {
+            problems
+                .iter()
+                .find(|p| p.path == path)
+                .map(|p| p.message.clone())
+                .unwrap_or_else(|| panic!("no problem at {path}: {problems:#?}"))
+        };
         assert!(at("tenants[0].webhooks[0].url").contains("is not an http(s) URL"));
-        assert!(at("tenants[0].webhooks[0].events[0]").contains("order.created") && at("tenants[0].webhooks[0].events[0]").contains("order.needs_action"));
+        assert!(
+            at("tenants[0].webhooks[0].events[0]").contains("order.created")
+                && at("tenants[0].webhooks[0].events[0]").contains("order.needs_action")
+        );
         assert!(at("tenants[0].webhooks[0].events[2]").contains("repeats order.approved"));
         assert!(at("tenants[0].webhooks[1].secret").contains("non-empty string"));
         assert!(at("tenants[0].webhooks[2].url").contains("user or password"));

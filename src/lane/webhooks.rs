@@ -7,8 +7,8 @@
 //! event id (receivers deduplicate by it).
 
 use super::LaneControl;
-use crate::db::{self, webhooks as store};
 use crate::db::webhooks::{DeliveryQuery, DueDelivery, Outcome};
+use crate::db::{self, webhooks as store};
 use crate::domain::webhook::{Retry, RetryPolicy};
 use crate::error::{ErrorKind, Result};
 use crate::webhook::{Attempt, Request, SendSettings, Sender};
@@ -138,16 +138,14 @@ pub fn round(c: &mut Client, sender: &Sender, s: &WebhookSettings, q: DeliveryQu
             .map(|d| {
                 scope.spawn(move || {
                     let event_id = d.event_id.to_string();
-                    let attempt =
-                        sender.send(&Request { url: &d.url, secret: &d.secret, event_id: &event_id, body: &d.body });
+                    let attempt = sender.send(&Request { url: &d.url, secret: &d.secret, event_id: &event_id, body: &d.body });
                     (d, attempt)
                 })
             })
             .collect();
         calls.into_iter().map(|h| h.join().expect("a webhook request thread panicked")).collect()
     });
-    let results: Vec<(i64, i64, Outcome)> =
-        attempts.iter().map(|(d, a)| (d.id, d.lease, outcome(&s.retry, d, a))).collect();
+    let results: Vec<(i64, i64, Outcome)> = attempts.iter().map(|(d, a)| (d.id, d.lease, outcome(&s.retry, d, a))).collect();
     let writing = Instant::now();
     let written = store::record(c, &results)?;
     crate::metrics::get().observe_write("webhooks", writing.elapsed());
