@@ -11,3 +11,4 @@ mod providers;
 mod reliability;
 mod routing;
 mod setup;
+mod webhooks;
