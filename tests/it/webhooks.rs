@@ -178,7 +178,7 @@ fn fifty_orders_give_one_signed_event_each_even_when_first_attempts_fail() {
         .collect();
     assert_eq!(finished.len(), 50);
     let rejected = finished.values().filter(|(s, _)| s == "rejected").count();
-    assert!(rejected >= 5 + 3, "cancellations by the provider and by the operator: {rejected}");
+    assert!(rejected > 5, "cancellations by the provider as well as by the operator: {rejected}");
 
     // Exactly one distinct event per finished order, of the right type, describing the order as
     // its transition left it.
