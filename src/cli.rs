@@ -99,7 +99,7 @@ pub struct PolicyArgs {
 pub enum Command {
     /// Apply pending schema migrations from sql/
     Migrate(MigrateArgs),
-    /// Apply a declarative setup file (tenants, users, providers, code stock, packages, routing)
+    /// Apply a declarative setup file (tenants, users, providers, code stock, packages, routing, webhooks)
     Apply(ApplyArgs),
     /// Routing checks
     #[command(subcommand)]
@@ -140,6 +140,9 @@ pub enum Command {
     Stats(StatsArgs),
     /// Find everything that needs an operator: database, migrations, routing, providers, stuck orders
     Doctor(DoctorArgs),
+    /// Webhook deliveries: list them, retry failed ones, test a tenant's endpoints
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Run the whole job end to end on a throwaway database and the built-in simulator
     Demo(DemoArgs),
     /// Run the built-in provider simulator (Znet and x-stor on one port)
@@ -171,12 +174,16 @@ pub const APPLY_HELP: &str = r#"Format (JSON; amounts are decimal strings; names
     "code_groups": [{"name": "itunes-10", "codes": ["AAAA-1111"]}],
     "packages": [{"name": "pubg-60", "product": "PUBG Mobile", "price": "1.10", "enabled": true,
                   "routing": {"mode": "auto", "provider_type": "external", "primary": "znet-main", "fallback": "xstor"},
-                  "mappings": {"znet-main": {"oyun": "7001", "kupur": "60"}, "xstor": {"product_id": "501"}}}]}]}
+                  "mappings": {"znet-main": {"oyun": "7001", "kupur": "60"}, "xstor": {"product_id": "501"}}}],
+    "webhooks": [{"url": "https://shop.example/hooks/orders", "secret": "...",
+                  "events": ["order.approved", "order.rejected", "order.needs_action"], "enabled": true}]}]}
 
 The whole file is validated first; any problem means nothing is written (exit 4). Problems go to
 stderr, one per line; with --output json they are a JSON array of {path, message} on stdout.
 Re-applying a file changes nothing. Code stock only grows; a package's mappings are replaced.
-Credentials are stored and never printed.
+Credentials and webhook secrets are stored and never printed. A webhook is named by its url;
+`events` defaults to all of them; one no longer declared stays as it is (disable it with
+"enabled": false).
 
 Balances: a user's first apply credits the declared balance as an opening_balance ledger row;
 re-applying the same declared balance changes nothing (orders may have spent since); a different
@@ -391,12 +398,34 @@ pub struct WorkArgs {
     pub concurrency: usize,
 }
 
+/// How webhooks are delivered (`sweep`, `daemon`, `webhook retry`, `webhook test`).
+#[derive(Debug, Args, Clone)]
+pub struct WebhookArgs {
+    /// Webhook request timeout (connect + send + answer); a 2xx within it is delivered
+    #[arg(long, env = "ORDERCTL_WEBHOOK_TIMEOUT", default_value = "10s", value_name = "DURATION")]
+    pub webhook_timeout: humantime::Duration,
+    /// Delay before the first retry of a delivery that failed; doubles with every retry
+    #[arg(long, env = "ORDERCTL_WEBHOOK_RETRY_FIRST", default_value = "10s", value_name = "DURATION")]
+    pub webhook_retry_first: humantime::Duration,
+    /// Upper bound for the delay between two attempts of a delivery
+    #[arg(long, env = "ORDERCTL_WEBHOOK_RETRY_MAX", default_value = "1h", value_name = "DURATION")]
+    pub webhook_retry_max: humantime::Duration,
+    /// A delivery still not delivered this long after its event is marked failed (doctor reports it)
+    #[arg(long, env = "ORDERCTL_WEBHOOK_GIVE_UP_AFTER", default_value = "24h", value_name = "DURATION")]
+    pub webhook_give_up_after: humantime::Duration,
+    /// Webhook requests in flight at once from this process
+    #[arg(long, env = "ORDERCTL_WEBHOOK_CONCURRENCY", default_value_t = 8, value_name = "N")]
+    pub webhook_concurrency: usize,
+}
+
 #[derive(Debug, Args)]
 pub struct SweepArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub work: WorkArgs,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 }
 
 #[derive(Debug, Args)]
@@ -415,6 +444,52 @@ pub struct DaemonArgs {
     /// (what comes back is written; the rest is reconciled after its lease)
     #[arg(long, env = "ORDERCTL_SHUTDOWN_GRACE", default_value = "25s", value_name = "DURATION")]
     pub shutdown_grace: humantime::Duration,
+    /// Serve GET /metrics (Prometheus text format) and GET /healthz on this address, e.g.
+    /// 127.0.0.1:9187 (off when not given)
+    #[arg(long, env = "ORDERCTL_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// List webhook deliveries, newest first (never a secret)
+    List(WebhookListArgs),
+    /// Send failed (or one) deliveries again now, with a fresh retry window
+    Retry(WebhookRetryArgs),
+    /// Send a signed `ping` to each of a tenant's webhooks now and report each answer
+    Test(WebhookTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookListArgs {
+    /// Only deliveries whose retries are used up
+    #[arg(long)]
+    pub failed: bool,
+    /// At most this many deliveries
+    #[arg(long, default_value_t = 100)]
+    pub limit: i64,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["id", "failed"])))]
+pub struct WebhookRetryArgs {
+    /// A delivery id, or an event id (every delivery of that event)
+    pub id: Option<String>,
+    /// Every failed delivery
+    #[arg(long)]
+    pub failed: bool,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookTestArgs {
+    /// Tenant whose webhooks are called
+    pub tenant: String,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 }
 
 #[derive(Debug, Args)]

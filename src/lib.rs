@@ -6,7 +6,9 @@
 //! policy), `db` (every SQL statement), `provider` (one module per protocol), `dispatch` (the
 //! stages: route, claim, place, record), `lane` (each provider's work on its own: claim → call
 //! → write back), `daemon` (when work runs, and the watchdog), `simulator` (a built-in fake of
-//! both provider protocols, as their documents describe them).
+//! both provider protocols, as their documents describe them), `webhook` (signed requests to
+//! the shops' endpoints; `lane::webhooks` delivers them), `metrics` (what `daemon
+//! --metrics-listen` serves).
 
 pub mod cli;
 mod commands;
@@ -17,10 +19,12 @@ pub mod domain;
 pub mod error;
 pub mod exit_codes;
 pub mod lane;
+pub mod metrics;
 mod output;
 pub mod provider;
 pub mod settings;
 pub mod simulator;
+pub mod webhook;
 
 use clap::Parser;
 use std::ffi::OsString;

@@ -1,7 +1,7 @@
 //! Settings resolved once from the command line; the rest of the program never re-parses or
 //! re-checks them.
 
-use crate::cli::{GlobalArgs, OutputFormat, PolicyArgs, WorkArgs};
+use crate::cli::{GlobalArgs, OutputFormat, PolicyArgs, WebhookArgs, WorkArgs};
 use crate::domain::backoff::BackoffPolicy;
 use crate::error::{Error, Result};
 pub use crate::provider::HttpSettings;
@@ -98,6 +98,40 @@ impl WorkArgs {
             lease,
             stuck_after: self.stuck_after.into(),
             concurrency,
+        })
+    }
+}
+
+/// How webhooks are sent and retried, validated once.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookDelivery {
+    pub send: crate::webhook::SendSettings,
+    pub retry: crate::domain::webhook::RetryPolicy,
+    pub concurrency: usize,
+}
+
+impl WebhookArgs {
+    pub fn settings(&self, http: &HttpSettings) -> Result<WebhookDelivery> {
+        let timeout: Duration = self.webhook_timeout.into();
+        if timeout.is_zero() {
+            return Err(Error::invalid("--webhook-timeout must be greater than 0"));
+        }
+        if !(1..=256).contains(&self.webhook_concurrency) {
+            return Err(Error::invalid(format!(
+                "--webhook-concurrency must be between 1 and 256, got {}",
+                self.webhook_concurrency
+            )));
+        }
+        let retry = crate::domain::webhook::RetryPolicy {
+            first: self.webhook_retry_first.into(),
+            max: self.webhook_retry_max.into(),
+            give_up_after: self.webhook_give_up_after.into(),
+        };
+        retry.validate().map_err(Error::invalid)?;
+        Ok(WebhookDelivery {
+            send: crate::webhook::SendSettings { connect_timeout: http.connect_timeout.min(timeout), timeout },
+            retry,
+            concurrency: self.webhook_concurrency,
         })
     }
 }

@@ -78,13 +78,14 @@ fn read_file(path: &str) -> Result<(String, String)> {
 
 fn print_summary(s: &ApplySummary) {
     let mut t = output::table(&["kind", "created", "updated", "unchanged", "changed names"]);
-    let kinds: [(&str, &Changes); 6] = [
+    let kinds: [(&str, &Changes); 7] = [
         ("tenants", &s.tenants),
         ("users", &s.users),
         ("providers", &s.providers),
         ("code groups", &s.code_groups),
         ("products", &s.products),
         ("packages", &s.packages),
+        ("webhooks", &s.webhooks),
     ];
     for (kind, c) in kinds {
         let mut names: Vec<String> = c.created.iter().map(|n| format!("+{n}")).collect();

@@ -6,6 +6,7 @@ use crate::db;
 use crate::dispatch::Providers;
 use crate::error::{Error, Result};
 use crate::lane::sweep::SafetySweepSettings;
+use crate::lane::webhooks::WebhookSettings;
 use crate::settings::Settings;
 
 pub fn run(s: &Settings, a: &DaemonArgs) -> Result<()> {
@@ -25,7 +26,19 @@ pub fn run(s: &Settings, a: &DaemonArgs) -> Result<()> {
         }
         None => None,
     };
+    let delivery = a.webhooks.settings(&s.http)?;
+    // Bound before anything starts: a taken port is a mistake to report now.
+    let metrics = a.metrics_listen.as_deref().map(crate::daemon::health::bind).transpose()?;
     let lanes = crate::lane::LaneSettings::new(&work, s, tenant_id, None, idle_poll);
+    let webhooks = WebhookSettings {
+        database_url: s.database_url.clone(),
+        send: delivery.send,
+        retry: delivery.retry,
+        concurrency: delivery.concurrency,
+        tenant: tenant_id,
+        idle_poll,
+        drain: None,
+    };
     let safety_sweep = SafetySweepSettings {
         batch_size: work.batch_size,
         give_up_after: policy.give_up_after,
@@ -38,6 +51,9 @@ pub fn run(s: &Settings, a: &DaemonArgs) -> Result<()> {
         schedule,
         safety_sweep,
         shutdown_grace: a.shutdown_grace.into(),
+        webhooks,
+        metrics_served: metrics.is_some(),
+        metrics,
     })
 }
 

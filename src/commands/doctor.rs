@@ -1,7 +1,8 @@
 //! `orderctl doctor`: everything that needs an operator, one line per finding with its fix.
 //! Database reachable and migrated, routing, (with `--providers`) every enabled provider
 //! answering, stuck orders, and the Postgres health that kills job queues: dead tuples on
-//! `orders`, the oldest open transaction, vacuum, the hot `orders_due` index.
+//! `orders`, the oldest open transaction, vacuum, the hot `orders_due` index; and webhook
+//! deliveries that failed or that nothing delivers.
 //!
 //! Exit 0 when every finding is ok; 8 (needs action) when any is warn or fail; 6 when the
 //! database cannot be reached at all.
@@ -29,6 +30,8 @@ const DEAD_RATIO_MAX: f64 = 0.2;
 /// An open transaction older than this holds back vacuum long enough to matter.
 const OLD_TRANSACTION_WARN: Duration = Duration::from_secs(5 * 60);
 const OLD_TRANSACTION_FAIL: Duration = Duration::from_secs(60 * 60);
+/// A pending webhook delivery this late means nothing is delivering.
+const WEBHOOK_OVERDUE: Duration = Duration::from_secs(10 * 60);
 /// Dead tuples worth vacuuming but no vacuum for this long.
 const VACUUM_STALE: Duration = Duration::from_secs(24 * 3600);
 
@@ -55,8 +58,8 @@ impl Severity {
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
     pub severity: Severity,
-    /// Which check: database, migrations, routing, provider, stuck, dead-tuples, vacuum,
-    /// old-transaction, due-index.
+    /// Which check: database, migrations, routing, provider, stuck, webhooks, dead-tuples,
+    /// vacuum, old-transaction, due-index.
     pub check: &'static str,
     pub message: String,
     pub fix: Option<String>,
@@ -111,6 +114,7 @@ pub fn run(s: &Settings, a: &DoctorArgs) -> Result<()> {
         }
         let limits = StuckThresholds { overdue_after: a.stuck_after.into() };
         findings.extend(stuck_findings(&mut client, s.tenant.as_deref(), limits)?);
+        findings.extend(webhook_findings(&mut client, s.tenant.as_deref())?);
         findings.extend(health_findings(&mut client)?);
     }
     report(s, &findings);
@@ -245,6 +249,41 @@ fn stuck_findings(client: &mut Client, tenant: Option<&str>, limits: StuckThresh
             format!("{} more stuck order(s) not listed here", count - STUCK_LINES),
             "`orderctl list --stuck` lists them all with their reasons",
         ));
+    }
+    Ok(out)
+}
+
+/// Failed webhook deliveries (a shop was not told), and pending ones long overdue (nothing is
+/// delivering them).
+fn webhook_findings(client: &mut Client, tenant: Option<&str>) -> Result<Vec<Finding>> {
+    let present: bool = client.query_one("SELECT to_regclass('webhook_deliveries') IS NOT NULL", &[])?.get(0);
+    if !present {
+        return Ok(vec![]);
+    }
+    let c = db::webhooks::counts(client, tenant, WEBHOOK_OVERDUE)?;
+    let mut out = Vec::new();
+    if c.failed > 0 {
+        out.push(problem(
+            Severity::Fail,
+            "webhooks",
+            format!("{} webhook delivery(ies) failed: their retries are used up and the shop was not told", c.failed),
+            "`orderctl webhook list --failed` shows why; fix the endpoint (`orderctl webhook test TENANT`), then `orderctl webhook retry --failed`",
+        ));
+    }
+    if c.overdue > 0 {
+        out.push(problem(
+            Severity::Warn,
+            "webhooks",
+            format!(
+                "{} webhook delivery(ies) are more than {} overdue: nothing is delivering them",
+                c.overdue,
+                humantime::format_duration(WEBHOOK_OVERDUE)
+            ),
+            "run `orderctl daemon` (or `orderctl sweep` from cron); a disabled webhook's deliveries wait until it is enabled",
+        ));
+    }
+    if out.is_empty() {
+        out.push(ok("webhooks", format!("no failed webhook deliveries; {} pending", c.pending)));
     }
     Ok(out)
 }

@@ -2,7 +2,7 @@
 //! each with its diagnosis.
 
 use crate::cli::ListArgs;
-use crate::commands::inspect::order_summaries;
+use crate::db::summaries::order_summaries;
 use crate::db::{
     self,
     orders::{self, OrderFilter},

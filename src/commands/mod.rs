@@ -20,8 +20,9 @@ mod routing_check;
 mod simulate;
 mod stats;
 mod sweep;
+mod webhook;
 
-use crate::cli::{Cli, Command, PackageCommand, ProviderCommand, RoutingCommand, TenantCommand, UserCommand};
+use crate::cli::{Cli, Command, PackageCommand, ProviderCommand, RoutingCommand, TenantCommand, UserCommand, WebhookCommand};
 use crate::error::Result;
 use crate::settings::Settings;
 
@@ -49,6 +50,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Daemon(a) => daemon::run(s, &a),
         Command::Stats(a) => stats::run(s, &a),
         Command::Doctor(a) => doctor::run(s, &a),
+        Command::Webhook(WebhookCommand::List(a)) => webhook::list(s, &a),
+        Command::Webhook(WebhookCommand::Retry(a)) => webhook::retry(s, &a),
+        Command::Webhook(WebhookCommand::Test(a)) => webhook::test(s, &a),
         Command::Demo(a) => demo::run(s, &a),
         Command::Simulate(a) => simulate::run(s, &a),
         Command::Completions(a) => completions::run(&a),

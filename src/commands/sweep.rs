@@ -1,7 +1,8 @@
 //! `orderctl sweep`: one pass of all periodic work, for system cron and systemd timers: the
 //! batch safety sweep (once per slot across all hosts), then every lane until the work due when
 //! the pass started is done (new orders placed, checks made, what they made due at once
-//! handled), then a report of stuck orders.
+//! handled), then the webhook deliveries due by then (what that work enqueued included), then a
+//! report of stuck orders.
 
 use crate::cli::SweepArgs;
 use crate::db;
@@ -26,6 +27,7 @@ struct SweepReport {
     work: WorkReport,
     safety_sweep: Option<lane::sweep::SafetySweep>,
     safety_sweep_ran_elsewhere: bool,
+    webhooks: lane::webhooks::DeliveryReport,
     stuck: Vec<serde_json::Value>,
     elapsed_ms: u128,
 }
@@ -33,6 +35,7 @@ struct SweepReport {
 pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
     let policy = a.policy.policy()?;
     let work = a.work.settings(&s.http)?;
+    let delivery = a.webhooks.settings(&s.http)?;
     let started = Instant::now();
     let mut client = db::connect(&s.database_url)?;
     let tenant_id = match &s.tenant {
@@ -51,12 +54,29 @@ pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
     let settings = lane::LaneSettings::new(&work, s, tenant_id, Some(due_by), Duration::from_millis(50));
     let providers = Providers::new(s.http, policy);
     let total = lane::drain(&settings, &providers, started + MAX_SWEEP_TIME)?;
+    // Deliveries due now, including the events the work above just wrote; each at most once in
+    // this pass (a failed attempt is due again only later), within the pass's time.
+    let webhooks_due_by: chrono::DateTime<chrono::Utc> = client.query_one("SELECT now()", &[])?.get(0);
+    let webhooks = lane::webhooks::run(
+        lane::webhooks::WebhookSettings {
+            database_url: s.database_url.clone(),
+            send: delivery.send,
+            retry: delivery.retry,
+            concurrency: delivery.concurrency,
+            tenant: tenant_id,
+            idle_poll: Duration::from_millis(50),
+            drain: Some(webhooks_due_by),
+        },
+        lane::LaneControl::new(),
+        Some(started + MAX_SWEEP_TIME),
+    );
     let limits = StuckThresholds { overdue_after: work.stuck_after };
     let stuck = crate::commands::list::stuck_orders(&mut client, s.tenant.as_deref(), limits, 50)?;
     let report = SweepReport {
         work: total,
         safety_sweep_ran_elsewhere: safety.is_none(),
         safety_sweep: safety.map(|(r, _)| r),
+        webhooks,
         stuck,
         elapsed_ms: started.elapsed().as_millis(),
     };
@@ -69,7 +89,7 @@ pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
         let w = &report.work;
         eprintln!(
             "sweep: {} claimed: {} placements, {} checks ({} provider calls): {} approved, {} rejected, {} flagged for an operator; \
-             safety sweep: {}; {} stuck order(s); {} ms",
+             safety sweep: {}; webhooks: {} delivered, {} to retry, {} failed; {} stuck order(s); {} ms",
             w.claimed,
             w.placements,
             w.checks,
@@ -81,6 +101,9 @@ pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
                 Some(r) => format!("{} made due", r.made_due),
                 None => "already ran in this slot".into(),
             },
+            report.webhooks.delivered,
+            report.webhooks.retrying,
+            report.webhooks.failed,
             report.stuck.len(),
             report.elapsed_ms
         );

@@ -9,16 +9,22 @@
 //!   sweep, so it never overlaps itself here, and the database deduplicates it across hosts.
 //! - The supervisor pings the systemd watchdog only while every lane makes progress (a lane
 //!   stuck past its bound stops the pings, and systemd restarts the daemon).
+//! - The webhook lane delivers the shops' webhooks on its own thread and connection, so a slow
+//!   endpoint never delays an order (`lane::webhooks`).
+//! - With `--metrics-listen`, `/metrics` and `/healthz` are served (`health`); the supervisor
+//!   refreshes the gauges that need SQL every few seconds.
 //! - SIGTERM/SIGINT: every lane stops claiming at once; calls in flight get `--shutdown-grace`
 //!   to come back; what came back is written; exit 0. What did not come back is left to
 //!   reconciliation (its order comes due again after its lease).
 
+pub mod health;
 pub mod schedule;
 
 use crate::db;
 use crate::dispatch::Providers;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lane::sweep::{self as safety, SafetySweepSettings};
+use crate::lane::webhooks::WebhookSettings;
 use crate::lane::{self, LaneControl, LaneSettings, Wakers, WorkReport};
 use chrono::Utc;
 use postgres::fallible_iterator::FallibleIterator;
@@ -35,12 +41,19 @@ pub struct DaemonSettings {
     pub schedule: SweepSchedule,
     pub safety_sweep: SafetySweepSettings,
     pub shutdown_grace: Duration,
+    pub webhooks: WebhookSettings,
+    /// Whether `/metrics` is served (the gauges are refreshed only then).
+    pub metrics_served: bool,
+    /// Where `/metrics` and `/healthz` are served, bound at start (None: not served).
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 /// Look for new providers this often.
 const LANE_SCAN: Duration = Duration::from_secs(5);
 /// A lane part that has not looped for this long is stuck.
 const STALL: Duration = Duration::from_secs(15);
+/// How often the gauges that need SQL are refreshed (a few cheap, indexed queries).
+const GAUGES: Duration = Duration::from_secs(5);
 
 struct Running {
     control: Arc<LaneControl>,
@@ -57,9 +70,18 @@ pub struct Supervision {
     /// Why the daemon is not healthy, if it is not (updated by the supervisor).
     pub unhealthy: std::sync::Mutex<Option<String>>,
     pub database_ok: AtomicBool,
+    /// Why the database did not answer last time (for `/healthz`).
+    pub database_error: std::sync::Mutex<Option<String>>,
 }
 
-pub fn run(settings: DaemonSettings) -> Result<()> {
+impl Supervision {
+    fn database(&self, result: std::result::Result<(), String>) {
+        self.database_ok.store(result.is_ok(), Ordering::SeqCst);
+        *self.database_error.lock().unwrap_or_else(|p| p.into_inner()) = result.err();
+    }
+}
+
+pub fn run(mut settings: DaemonSettings) -> Result<()> {
     let sup = Arc::new(Supervision {
         stop: Arc::new(AtomicBool::new(false)),
         wakers: Wakers::default(),
@@ -67,16 +89,21 @@ pub fn run(settings: DaemonSettings) -> Result<()> {
         sweep_requested: AtomicBool::new(false),
         unhealthy: std::sync::Mutex::new(None),
         database_ok: AtomicBool::new(false),
+        database_error: std::sync::Mutex::new(Some("not connected yet".into())),
     });
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, sup.stop.clone())
             .map_err(|e| Error::internal(format!("cannot install signal handler: {e}")))?;
     }
+    // Served from the start: while the database is awaited, /healthz says so.
+    if let Some(listener) = settings.metrics.take() {
+        health::serve(listener, sup.clone());
+    }
     // A URL that cannot work will not start working: say so and stop (exit 4). An unreachable
     // database is waited for.
     let mut client = connect_or_wait(&settings.lanes.database_url, &sup)?;
     let Some(c) = client.as_mut() else { return Ok(()) };
-    sup.database_ok.store(true, Ordering::SeqCst);
+    sup.database(Ok(()));
     log::info!("connected; working (lanes of up to {} calls in flight each)", settings.lanes.capacity);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
@@ -96,19 +123,21 @@ pub fn run(settings: DaemonSettings) -> Result<()> {
 
     let mut lanes: HashMap<i64, Running> = HashMap::new();
     lanes.insert(0, start_routing_lane(&settings, &sup));
-    supervise(&settings, &sup, c, &mut lanes);
+    let webhooks = start_webhook_lane(&settings);
+    supervise(&settings, &sup, c, &mut lanes, &webhooks);
 
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     log::info!(
         "stopping: no new claims; calls in flight get up to {} to come back",
         humantime::format_duration(settings.shutdown_grace)
     );
-    for r in lanes.values() {
+    for r in lanes.values().chain([&webhooks]) {
         r.control.stop();
     }
     for (_, r) in lanes {
         let _ = r.thread.join();
     }
+    let _ = webhooks.thread.join();
     runtime.block_on(async {
         let _ = scheduler.shutdown().await;
     });
@@ -125,6 +154,7 @@ fn connect_or_wait(url: &str, sup: &Supervision) -> Result<Option<postgres::Clie
             Ok(c) => return Ok(Some(c)),
             Err(e) if e.kind == ErrorKind::InvalidInput => return Err(e),
             Err(e) => {
+                sup.database(Err(e.message.clone()));
                 log::warn!("database unavailable: {} (retrying in {})", e.message, humantime::format_duration(backoff));
                 let until = Instant::now() + backoff;
                 while Instant::now() < until {
@@ -150,6 +180,18 @@ fn start_routing_lane(settings: &DaemonSettings, sup: &Supervision) -> Running {
     Running { control, thread }
 }
 
+fn start_webhook_lane(settings: &DaemonSettings) -> Running {
+    let control = LaneControl::new();
+    let (s, c) = (settings.webhooks.clone(), control.clone());
+    let thread = std::thread::Builder::new()
+        .name("lane-webhooks".into())
+        .spawn(move || {
+            lane::webhooks::run(s, c, None);
+        })
+        .expect("start a thread");
+    Running { control, thread }
+}
+
 fn start_provider_lane(id: i64, settings: &DaemonSettings, sup: &Supervision) -> Running {
     let control = LaneControl::new();
     sup.wakers.register(id, control.clone());
@@ -170,6 +212,7 @@ fn supervise(
     sup: &Arc<Supervision>,
     client: &mut postgres::Client,
     lanes: &mut HashMap<i64, Running>,
+    webhooks: &Running,
 ) {
     let watchdog = sd_notify::watchdog_enabled();
     let call_bound = settings.lanes.timing.request_timeout + Duration::from_secs(5);
@@ -185,32 +228,42 @@ fn supervise(
     let mut last_ping = Instant::now();
     let mut last_scan: Option<Instant> = None;
     let mut last_summary = Instant::now();
+    let mut last_gauges: Option<Instant> = None;
     let mut reported = WorkReport::default();
     while !sup.stop.load(Ordering::SeqCst) {
         if last_scan.map(|t| t.elapsed() >= LANE_SCAN).unwrap_or(true) {
             last_scan = Some(Instant::now());
-            let conn_ok = match db::providers::lane_ids(client, settings.lanes.tenant) {
+            let conn_ok: std::result::Result<(), String> = match db::providers::lane_ids(client, settings.lanes.tenant) {
                 Ok(ids) => {
                     for id in ids {
                         lanes.entry(id).or_insert_with(|| start_provider_lane(id, settings, sup));
                     }
-                    true
+                    Ok(())
                 }
                 Err(e) => {
                     log::warn!("supervisor: {}", e.message);
                     if let Ok(c) = db::connect(&settings.lanes.database_url) {
                         *client = c;
                     }
-                    false
+                    Err(e.message)
                 }
             };
-            sup.database_ok.store(conn_ok, Ordering::SeqCst);
+            sup.database(conn_ok.map(|_| ()));
+        }
+        if settings.metrics_served && last_gauges.map(|t| t.elapsed() >= GAUGES).unwrap_or(true) {
+            last_gauges = Some(Instant::now());
+            refresh_gauges(client, settings.lanes.tenant);
         }
         if sup.sweep_requested.swap(false, Ordering::SeqCst) {
             run_safety_sweep(settings, sup, client);
         }
-        let trouble =
-            lanes.iter().find_map(|(id, r)| r.control.progress.stalled(STALL, call_bound).map(|why| format!("lane {id}: {why}")));
+        let trouble = lanes
+            .iter()
+            .find_map(|(id, r)| r.control.progress.stalled(STALL, call_bound).map(|why| format!("lane {id}: {why}")))
+            .or_else(|| {
+                let bound = settings.webhooks.stall_bound();
+                webhooks.control.progress.stalled(bound, bound).map(|why| format!("webhook lane: {why}"))
+            });
         if let Some(why) = &trouble {
             if sup.unhealthy.lock().unwrap().is_none() {
                 log::error!("{why}; the systemd watchdog is no longer told all is well");
@@ -239,6 +292,20 @@ fn supervise(
             last_summary = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The gauges that need SQL: the due backlog, orders needing an operator, webhook deliveries
+/// waiting or failed. A failure leaves the last values (the health check reports the database).
+fn refresh_gauges(client: &mut postgres::Client, tenant: Option<i64>) {
+    match db::stats::metric_gauges(client, tenant) {
+        Ok(g) => {
+            let m = crate::metrics::get();
+            m.set_backlog(g.due, Duration::from_millis(g.oldest_late_ms.max(0) as u64));
+            m.set_needing_action(&g.needing_action);
+            m.set_webhook_backlog(g.webhooks_pending, g.webhooks_failed);
+        }
+        Err(e) => log::debug!("metrics gauges not refreshed: {}", e.message),
     }
 }
 

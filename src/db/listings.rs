@@ -118,3 +118,8 @@ pub fn packages(client: &mut impl GenericClient, tenant_id: i64) -> Result<Vec<P
         .map(|r| PackageRow { id: r.get(0), name: r.get(1), product: r.get(2), price: r.get(3), enabled: r.get(4) })
         .collect())
 }
+
+/// The names of these tenants, by id.
+pub fn tenant_names(client: &mut impl GenericClient, ids: &[i64]) -> Result<std::collections::HashMap<i64, String>> {
+    Ok(client.query("SELECT id, name FROM tenants WHERE id = ANY($1)", &[&ids])?.iter().map(|r| (r.get(0), r.get(1))).collect())
+}

@@ -13,7 +13,9 @@ pub mod providers;
 pub mod routing;
 pub mod setup;
 pub mod stats;
+pub mod summaries;
 pub mod transitions;
+pub mod webhooks;
 
 use crate::error::{Error, ErrorKind};
 

@@ -388,6 +388,30 @@ pub fn placements(client: &mut impl GenericClient, order_id: Uuid) -> Result<Vec
         .collect())
 }
 
+/// The placements of these orders, each order's in the order they were made, in one query.
+pub fn placements_of(client: &mut impl GenericClient, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, Vec<Placement>>> {
+    let mut out: std::collections::HashMap<Uuid, Vec<Placement>> = Default::default();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    for r in client.query(
+        "SELECT p.order_id, p.provider_id, pr.name, p.referans, p.outcome, p.message, p.created_at
+           FROM placements p JOIN providers pr ON pr.id = p.provider_id
+          WHERE p.order_id = ANY($1) ORDER BY p.id",
+        &[&ids],
+    )? {
+        out.entry(r.get(0)).or_default().push(Placement {
+            provider_id: r.get(1),
+            provider: r.get(2),
+            referans: r.get(3),
+            outcome: r.get(4),
+            message: r.get(5),
+            created_at: r.get(6),
+        });
+    }
+    Ok(out)
+}
+
 /// What was refunded for each of these orders (those refunded), in one query.
 pub fn refunds(client: &mut impl GenericClient, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, Decimal>> {
     if ids.is_empty() {

@@ -19,7 +19,9 @@
 
 use crate::db::routing::routing_views;
 use crate::domain::routing::check_routing;
-use crate::domain::setup::{self, CodeGroupSetup, Existing, PackageSetup, ProviderSetup, Setup, SetupProblem, UserSetup};
+use crate::domain::setup::{
+    self, CodeGroupSetup, Existing, PackageSetup, ProviderSetup, Setup, SetupProblem, UserSetup, WebhookSetup,
+};
 use crate::error::{Error, Result};
 use crate::provider::ProviderKind;
 use postgres::{Client, Transaction};
@@ -49,6 +51,8 @@ pub struct ApplySummary {
     pub code_groups: Changes,
     pub products: Changes,
     pub packages: Changes,
+    /// Webhooks by `tenant/url` (their secrets are never shown).
+    pub webhooks: Changes,
     /// Stock codes added to code groups.
     pub codes_added: u64,
     /// Balance movements posted to the ledger.
@@ -191,8 +195,14 @@ fn write(tx: &mut Transaction, setup: &Setup) -> Result<ApplySummary> {
         for p in &t.packages {
             s.packages.record(write_package(tx, tenant_id, &ids, p)?, named(&p.name));
         }
+        for w in &t.webhooks {
+            s.webhooks.record(write_webhook(tx, tenant_id, w)?, named(&w.url));
+        }
     }
-    s.changes = [&s.tenants, &s.users, &s.providers, &s.code_groups, &s.products, &s.packages].iter().map(|c| c.changed()).sum();
+    s.changes = [&s.tenants, &s.users, &s.providers, &s.code_groups, &s.products, &s.packages, &s.webhooks]
+        .iter()
+        .map(|c| c.changed())
+        .sum();
     Ok(s)
 }
 
@@ -303,6 +313,33 @@ fn write_provider(tx: &mut Transaction, tenant_id: i64, p: &ProviderSetup) -> Re
     tx.execute(
         "UPDATE providers SET kind = $2, base_url = $3, credentials = $4, enabled = $5, max_in_flight = $6 WHERE id = $1",
         &[&id, &kind, &p.base_url, &p.credentials, &p.enabled, &p.max_in_flight],
+    )?;
+    Ok(Change::Updated)
+}
+
+/// A webhook, by (tenant, url). One that is no longer declared is left as it is: disable it
+/// with `"enabled": false` (its pending deliveries then wait until it is enabled again).
+fn write_webhook(tx: &mut Transaction, tenant_id: i64, w: &WebhookSetup) -> Result<Change> {
+    let events: Vec<&str> = w.events.iter().map(|e| e.as_str()).collect();
+    let current = tx.query_opt(
+        "SELECT id, secret, events, enabled FROM webhooks WHERE tenant_id = $1 AND url = $2 FOR UPDATE",
+        &[&tenant_id, &w.url],
+    )?;
+    let Some(r) = current else {
+        tx.execute(
+            "INSERT INTO webhooks (tenant_id, url, secret, events, enabled) VALUES ($1, $2, $3, $4, $5)",
+            &[&tenant_id, &w.url, &w.secret, &events, &w.enabled],
+        )?;
+        return Ok(Change::Created);
+    };
+    let id: i64 = r.get(0);
+    let same = r.get::<_, String>(1) == w.secret && r.get::<_, Vec<String>>(2) == events && r.get::<_, bool>(3) == w.enabled;
+    if same {
+        return Ok(Change::Unchanged);
+    }
+    tx.execute(
+        "UPDATE webhooks SET secret = $2, events = $3, enabled = $4 WHERE id = $1",
+        &[&id, &w.secret, &events, &w.enabled],
     )?;
     Ok(Change::Updated)
 }

@@ -282,3 +282,47 @@ pub fn settlement(client: &mut impl GenericClient, tenant: Option<&str>) -> Resu
     )?;
     Ok(Settlement { approved: r.get(0), rejected: r.get(1), waiting_for_operator: r.get(2), moving: r.get(3) })
 }
+
+/// What the metrics' gauges show, read in a few indexed queries (the supervisor refreshes them
+/// every few seconds, never per order).
+#[derive(Debug, Clone, Default)]
+pub struct MetricGauges {
+    /// Orders whose next work is due now.
+    pub due: i64,
+    /// now − the earliest due `next_check_at`, in milliseconds (0 when nothing is due).
+    pub oldest_late_ms: i64,
+    /// (tenant, attention, orders).
+    pub needing_action: Vec<(String, String, i64)>,
+    pub webhooks_pending: i64,
+    pub webhooks_failed: i64,
+}
+
+pub fn metric_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<MetricGauges> {
+    let due = client.query_one(
+        "SELECT count(*), coalesce((extract(epoch FROM now() - min(next_check_at)) * 1000)::bigint, 0)
+           FROM orders WHERE next_check_at <= now() AND ($1::bigint IS NULL OR tenant_id = $1)",
+        &[&tenant],
+    )?;
+    let needing_action = client
+        .query(
+            "SELECT t.name, o.attention, count(*) FROM orders o JOIN tenants t ON t.id = o.tenant_id
+              WHERE o.attention IS NOT NULL AND ($1::bigint IS NULL OR o.tenant_id = $1)
+              GROUP BY 1, 2 ORDER BY 1, 2",
+            &[&tenant],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let webhooks = client.query_one(
+        "SELECT (SELECT count(*) FROM webhook_deliveries WHERE state = 'pending' AND ($1::bigint IS NULL OR tenant_id = $1)),
+                (SELECT count(*) FROM webhook_deliveries WHERE state = 'failed' AND ($1::bigint IS NULL OR tenant_id = $1))",
+        &[&tenant],
+    )?;
+    Ok(MetricGauges {
+        due: due.get(0),
+        oldest_late_ms: due.get(1),
+        needing_action,
+        webhooks_pending: webhooks.get(0),
+        webhooks_failed: webhooks.get(1),
+    })
+}

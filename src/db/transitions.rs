@@ -2,7 +2,7 @@
 //! statement, each guarded by the lease its work was claimed with (zero rows updated means
 //! somebody else owns the order now, and the stale result is dropped), on the database's clock.
 //! Its side effects go in the same transaction: the placement row's outcome, money (unique
-//! ledger rows: exactly once), the history entry and the shop's notice.
+//! ledger rows: exactly once), the history entry and the shop's notice (`outbox`).
 
 use crate::domain::lifecycle::{Money, Schedule, Set, Transition};
 use crate::error::Result;
@@ -44,21 +44,33 @@ pub type Applied = (Uuid, i64);
 /// Write the transitions; those whose lease moved on are dropped. Returns the ones written.
 /// An order may appear once per call.
 pub fn apply(tx: &mut impl GenericClient, writes: &[Write]) -> Result<Vec<Applied>> {
-    Ok(apply_pg(tx, writes)?)
+    let applied = apply_pg(tx, writes)?;
+    enqueue_notices(tx, writes, &applied)?;
+    Ok(applied)
 }
 
+/// The row changes and their side effects in SQL (its errors keep the SQLSTATE that tells one
+/// order's bad value from a lost connection, see `apply_isolated`).
 fn apply_pg(tx: &mut impl GenericClient, writes: &[Write]) -> std::result::Result<Vec<Applied>, postgres::Error> {
     if writes.is_empty() {
         return Ok(vec![]);
     }
     let applied = update_orders(tx, writes)?;
-    let written: std::collections::HashSet<Uuid> = applied.iter().map(|(id, _)| *id).collect();
-    let done: Vec<&Write> = writes.iter().filter(|w| written.contains(&w.order_id)).collect();
+    let done = written(writes, &applied);
     record_placements(tx, &done)?;
     move_money(tx, &done)?;
     record_events(tx, &done)?;
-    crate::db::outbox::enqueue(tx, &done)?;
     Ok(applied)
+}
+
+fn written<'a>(writes: &'a [Write], applied: &[Applied]) -> Vec<&'a Write> {
+    let ids: std::collections::HashSet<Uuid> = applied.iter().map(|(id, _)| *id).collect();
+    writes.iter().filter(|w| ids.contains(&w.order_id)).collect()
+}
+
+/// The shop's notices of what was written, in the same transaction (the webhook outbox).
+fn enqueue_notices(tx: &mut impl GenericClient, writes: &[Write], applied: &[Applied]) -> Result<()> {
+    crate::db::outbox::enqueue(tx, &written(writes, applied))
 }
 
 fn update_orders(tx: &mut impl GenericClient, writes: &[Write]) -> std::result::Result<Vec<Applied>, postgres::Error> {
@@ -311,6 +323,7 @@ pub fn apply_isolated(client: &mut postgres::Client, writes: &[Write]) -> Result
         let mut tx = client.transaction()?;
         match apply_pg(&mut tx, writes) {
             Ok(applied) => {
+                enqueue_notices(&mut tx, writes, &applied)?;
                 tx.commit()?;
                 return Ok(Written { applied, refused: vec![] });
             }
@@ -329,6 +342,7 @@ pub fn apply_isolated(client: &mut postgres::Client, writes: &[Write]) -> Result
         let mut sp = tx.savepoint("one_write")?;
         match apply_pg(&mut sp, std::slice::from_ref(w)) {
             Ok(a) => {
+                enqueue_notices(&mut sp, std::slice::from_ref(w), &a)?;
                 sp.commit()?;
                 out.applied.extend(a);
             }

@@ -10,3 +10,4 @@ pub mod routing;
 pub mod setup;
 pub mod status;
 pub mod text;
+pub mod webhook;

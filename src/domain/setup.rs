@@ -16,6 +16,7 @@ use crate::domain::money::parse_amount;
 use crate::domain::routing::{
     check_routing, is_contradiction, ProviderType, RoutedProvider, RoutingMode, RoutingProblem, RoutingView,
 };
+use crate::domain::webhook::EventType;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -54,6 +55,7 @@ pub struct TenantSetup {
     pub providers: Vec<ProviderSetup>,
     pub code_groups: Vec<CodeGroupSetup>,
     pub packages: Vec<PackageSetup>,
+    pub webhooks: Vec<WebhookSetup>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +87,28 @@ impl fmt::Debug for ProviderSetup {
             .field("credentials", &"***")
             .field("enabled", &self.enabled)
             .field("max_in_flight", &self.max_in_flight)
+            .finish()
+    }
+}
+
+/// A webhook of the tenant, named by its URL (unique within the tenant).
+#[derive(Clone, PartialEq)]
+pub struct WebhookSetup {
+    pub url: String,
+    /// Secret: the key every request is signed with. Never printed.
+    pub secret: String,
+    /// The event types it receives (all when the file names none).
+    pub events: Vec<EventType>,
+    pub enabled: bool,
+}
+
+impl fmt::Debug for WebhookSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSetup")
+            .field("url", &self.url)
+            .field("secret", &"***")
+            .field("events", &self.events)
+            .field("enabled", &self.enabled)
             .finish()
     }
 }
@@ -141,6 +165,8 @@ struct TenantDoc {
     code_groups: Vec<Value>,
     #[serde(default)]
     packages: Vec<Value>,
+    #[serde(default)]
+    webhooks: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +194,19 @@ struct ProviderDoc {
     enabled: bool,
     #[serde(default)]
     max_in_flight: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookDoc {
+    url: String,
+    // A Value, checked by hand: serde's type errors would quote the secret.
+    #[serde(default)]
+    secret: Value,
+    #[serde(default)]
+    events: Option<Value>,
+    #[serde(default = "yes")]
+    enabled: bool,
 }
 
 #[derive(Deserialize)]
@@ -215,7 +254,11 @@ trait Element: serde::de::DeserializeOwned {
 
 impl Element for TenantDoc {
     const WHAT: &'static str = "a tenant";
-    const FIELDS: &'static [&'static str] = &["name", "users", "providers", "code_groups", "packages"];
+    const FIELDS: &'static [&'static str] = &["name", "users", "providers", "code_groups", "packages", "webhooks"];
+}
+impl Element for WebhookDoc {
+    const WHAT: &'static str = "a webhook";
+    const FIELDS: &'static [&'static str] = &["url", "secret", "events", "enabled"];
 }
 impl Element for UserDoc {
     const WHAT: &'static str = "a user";
@@ -478,7 +521,93 @@ fn validate_tenant(tenant: &str, t: &TenantDoc, at: &Place, existing: &Existing,
         }
     }
 
-    (problems.0.len() == before).then(|| TenantSetup { name: tenant.to_string(), users, providers, code_groups, packages })
+    let webhooks = validate_webhooks(&t.webhooks, at, problems);
+
+    (problems.0.len() == before).then(|| TenantSetup {
+        name: tenant.to_string(),
+        users,
+        providers,
+        code_groups,
+        packages,
+        webhooks,
+    })
+}
+
+fn validate_webhooks(values: &[Value], tenant_at: &Place, problems: &mut Problems) -> Vec<WebhookSetup> {
+    let mut out = Vec::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, v) in values.iter().enumerate() {
+        let at = tenant_at.child(&format!("webhooks[{i}]"), format!("{}, webhooks[{i}]", tenant_at.words));
+        let Some(w) = decode::<WebhookDoc>(v, &at, problems) else { continue };
+        if let Some(first) = seen.insert(w.url.trim().to_string(), i) {
+            let message = format!("the url is declared twice (webhooks[{first}] and webhooks[{i}]); merge them into one entry");
+            problems.add(&at.field("url"), message);
+            continue;
+        }
+        out.extend(validate_webhook(w, &at, problems));
+    }
+    out
+}
+
+fn validate_webhook(w: WebhookDoc, at: &Place, problems: &mut Problems) -> Option<WebhookSetup> {
+    let before = problems.0.len();
+    let url = w.url.trim().to_string();
+    match url::Url::parse(&url) {
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            // Not quoted: it carries a secret.
+            problems.add(&at.field("url"), "url carries a user or password; the secret field is how a shop checks requests");
+        }
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {}
+        _ => problems
+            .add(&at.field("url"), format!("url '{url}' is not an http(s) URL; write it like https://shop.example/hooks/orders")),
+    }
+    // The secret is never quoted, whatever is wrong with it.
+    let secret = match &w.secret {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Null => {
+            problems
+                .add(&at.field("secret"), "secret is missing; give every webhook a secret that the shop checks signatures with");
+            None
+        }
+        _ => {
+            problems.add(&at.field("secret"), "secret must be a non-empty string");
+            None
+        }
+    };
+    let events = webhook_events(w.events.as_ref(), &at.field("events"), problems);
+    (problems.0.len() == before).then(|| WebhookSetup {
+        url,
+        secret: secret.expect("checked above"),
+        events: events.expect("checked above"),
+        enabled: w.enabled,
+    })
+}
+
+/// The event names of a webhook; absent means all of them.
+fn webhook_events(v: Option<&Value>, at: &Place, problems: &mut Problems) -> Option<Vec<EventType>> {
+    let list = match v {
+        None | Some(Value::Null) => return Some(EventType::ALL.to_vec()),
+        Some(Value::Array(list)) if !list.is_empty() => list,
+        Some(Value::Array(_)) => {
+            problems.add(at, format!("events is empty; list some of {} or leave the field out for all", EventType::names()));
+            return None;
+        }
+        Some(_) => {
+            problems.add(at, format!("events must be a list of event names, some of {}", EventType::names()));
+            return None;
+        }
+    };
+    let mut out = Vec::new();
+    for (i, e) in list.iter().enumerate() {
+        let at = &Place { path: format!("{}[{i}]", at.path), words: at.words.clone() };
+        match e.as_str().map(str::trim).and_then(EventType::parse) {
+            Some(kind) if !out.contains(&kind) => out.push(kind),
+            Some(kind) => problems.add(at, format!("events[{i}] repeats {kind}; remove the duplicate")),
+            None => problems
+                .add(at, format!("events[{i}] ({e}) is not an event orderctl sends; the events are {}", EventType::names())),
+        }
+    }
+    (out.len() == list.len()).then_some(out)
 }
 
 /// An amount written as a decimal string. Absent means 0.
@@ -849,6 +978,53 @@ mod tests {
         }
         assert!(all.contains("credentials.apitoken is not used by xstor providers"), "{all}");
         assert!(all.contains("codes[1] repeats codes[0]"), "{all}");
+    }
+
+    #[test]
+    fn webhooks_are_validated_with_their_places_and_never_quote_a_secret() {
+        let mut doc = example();
+        doc["tenants"][0]["webhooks"] = json!([
+            {"url": "https://shop.example/hooks", "secret": "whsec-ok"},
+            {"url": "https://shop.example/only", "secret": "whsec-ok2", "events": ["order.approved"], "enabled": false},
+        ]);
+        let setup = validate(&doc.to_string(), &Existing::default()).unwrap();
+        let hooks = &setup.tenants[0].webhooks;
+        assert_eq!(hooks[0].events, EventType::ALL.to_vec(), "all events by default");
+        assert_eq!((hooks[1].events.clone(), hooks[1].enabled), (vec![EventType::Approved], false));
+        assert!(!format!("{hooks:?}").contains("whsec-ok"), "Debug masks the secret");
+
+        doc["tenants"][0]["webhooks"] = json!([
+            {"url": "ftp://shop.example/hooks", "secret": "whsec-SECRET-1", "events": ["order.created", "order.approved", "order.approved"]},
+            {"url": "https://shop.example/b", "secret": 12345678},
+            {"url": "https://user:pw-SECRET-2@shop.example/c", "secret": ""},
+            {"url": "https://shop.example/d", "secret": "whsec-SECRET-3", "events": []},
+            {"url": "https://shop.example/d", "secret": "whsec-SECRET-3", "sekret": "whsec-SECRET-4"}
+        ]);
+        let problems = problems_of(&doc);
+        let text = format!("{problems:?}");
+        for secret in ["whsec-SECRET-1", "12345678", "pw-SECRET-2", "whsec-SECRET-3", "whsec-SECRET-4"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        let at = |path: &str| {
+            problems
+                .iter()
+                .find(|p| p.path == path)
+                .map(|p| p.message.clone())
+                .unwrap_or_else(|| panic!("no problem at {path}: {problems:#?}"))
+        };
+        assert!(at("tenants[0].webhooks[0].url").contains("is not an http(s) URL"));
+        assert!(
+            at("tenants[0].webhooks[0].events[0]").contains("order.created")
+                && at("tenants[0].webhooks[0].events[0]").contains("order.needs_action")
+        );
+        assert!(at("tenants[0].webhooks[0].events[2]").contains("repeats order.approved"));
+        assert!(at("tenants[0].webhooks[1].secret").contains("non-empty string"));
+        assert!(at("tenants[0].webhooks[2].url").contains("user or password"));
+        assert!(at("tenants[0].webhooks[2].secret").contains("non-empty string"));
+        assert!(at("tenants[0].webhooks[3].events").contains("events is empty"));
+        assert!(at("tenants[0].webhooks[4].sekret").contains("unknown field `sekret`"));
+        assert!(at("tenants[0].webhooks[4].url").contains("declared twice"));
+        assert!(problems.iter().all(|p| p.message.starts_with("tenant alsham, webhooks[")), "{problems:#?}");
     }
 
     #[test]

@@ -248,6 +248,7 @@ impl Claimer {
         }
         let free = room - queued;
         let batch = lp.batch_limit();
+        let claiming = Instant::now();
         let mut tx = s.client.transaction()?;
         let rows = claims::lock_due(&mut tx, q, free as i64, (free * batch) as i64)?;
         if rows.is_empty() {
@@ -259,6 +260,7 @@ impl Claimer {
         let n = rows.len();
         let claimed = claim_for_provider(&mut tx, &lp, rows, self.settings.timing)?;
         tx.commit()?;
+        crate::metrics::get().observe_claim(&lp.name, claiming.elapsed());
         self.control.progress.claimed.fetch_add(n as u64, Ordering::Relaxed);
         let mut jobs: Vec<Job> = claimed.places.into_iter().map(|p| Job::Place(lp.clone(), Box::new(p))).collect();
         let mut checks = claimed.checks;
@@ -315,6 +317,7 @@ impl Caller {
             self.control.progress.call_started(self.slot);
             let started = Instant::now();
             let result = call(job, self.timing);
+            observe(&result);
             let took = started.elapsed().as_micros() as u64;
             let avg = self.call_time.load(Ordering::Relaxed);
             self.call_time.store(avg - avg / 8 + took / 8, Ordering::Relaxed);
@@ -355,6 +358,31 @@ fn call(job: Job, timing: crate::dispatch::Timing) -> Done {
                 Done::Checked(lp.clone(), checked.collect())
             }
         },
+    }
+}
+
+/// A provider call in the metrics: its outcome and how long it took. A placement that was not
+/// sent made no call.
+fn observe(done: &Done) {
+    use crate::provider::{CheckOutcome, PlacementOutcome};
+    let m = crate::metrics::get();
+    match done {
+        Done::Placed(lp, p) => {
+            let place::Sent::Answered(outcome) = &p.sent else { return };
+            let word = match outcome {
+                PlacementOutcome::Accepted { .. } => "accepted",
+                PlacementOutcome::Rejected { .. } => "rejected",
+                PlacementOutcome::SentBefore { .. } => "sent_before",
+                PlacementOutcome::Ambiguous { .. } => "ambiguous",
+            };
+            m.observe_call(&lp.name, "place", word, p.took);
+        }
+        // One request checks the whole batch: it failed when no order got an answer from it.
+        Done::Checked(lp, checks) => {
+            let Some(first) = checks.first() else { return };
+            let answered = checks.iter().any(|c| !matches!(c.answer.outcome, CheckOutcome::NoNews { .. }));
+            m.observe_call(&lp.name, "check", if answered { "answered" } else { "no_news" }, first.took);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Secrets never leak: the whole command surface, with -vv and with RUST_LOG=trace, including
 //! failures, never prints a provider password, an API token or the database password (raw or
-//! URL-encoded), and none is written into an order's history.
+//! URL-encoded), nor a webhook secret, and none is written into an order's history, a webhook
+//! delivery or a request a shop receives.
 
 use super::*;
 use serde_json::json;
@@ -10,8 +11,9 @@ const XSTOR_TOKEN: &str = "xst0r-T0ken-9q";
 const BAD_ZNET_PASSWORD: &str = "Zn3tWr0ngPass!y";
 const BAD_XSTOR_TOKEN: &str = "xst0r-Wr0ng-7z";
 const DB_PASSWORD: &str = "S3cretDbPass";
+const WEBHOOK_SECRET: &str = "whsec-N0tPr1nted-5k";
 
-fn setup_with_secrets(sim: &Sim) -> serde_json::Value {
+fn setup_with_secrets(sim: &Sim, receiver_url: &str) -> serde_json::Value {
     let mut s = standard_setup(&sim.base_url);
     let t = &mut s["tenants"][0];
     t["providers"] = json!([
@@ -21,6 +23,7 @@ fn setup_with_secrets(sim: &Sim) -> serde_json::Value {
         {"name": "xstor-bad", "kind": "xstor", "base_url": sim.base_url, "credentials": {"api_token": BAD_XSTOR_TOKEN}}
     ]);
     t["packages"][3]["mappings"] = json!({"znet-bad": {"oyun": "7001", "kupur": "60"}, "xstor-bad": {"product_id": "501"}});
+    t["webhooks"] = json!([{"url": receiver_url, "secret": WEBHOOK_SECRET}]);
     s
 }
 
@@ -55,7 +58,9 @@ fn no_command_prints_a_secret_even_verbose_and_failing() {
     let mut url = url::Url::parse(&db.url).unwrap();
     url.set_password(Some(DB_PASSWORD)).unwrap();
     let url = url.to_string();
-    let setup = setup_with_secrets(&sim).to_string();
+    // A receiver that refuses every other request: deliveries are retried and their errors stored.
+    let receiver = crate::webhooks::Receiver::start(|_, nth| (if nth % 2 == 1 { 500 } else { 200 }, Duration::ZERO));
+    let setup = setup_with_secrets(&sim, &receiver.url).to_string();
     let daemon_log = DaemonLog::new();
     let mut transcript: Vec<(String, String)> = Vec::new();
 
@@ -141,6 +146,17 @@ fn no_command_prints_a_secret_even_verbose_and_failing() {
         run(t, &["reject", &refused, "--reason", "no such player"], None);
         run(t, &["stats"], None);
         run(t, &["doctor", "--providers"], None);
+        for args in [
+            &["webhook", "list"][..],
+            &["webhook", "list", "--failed"],
+            &["webhook", "retry", "--failed"],
+            &["webhook", "test", "alsham"],
+        ] {
+            run(t, args, None);
+            run(t, &[&["-o", "json"], args].concat(), None);
+        }
+        run(t, &["webhook", "retry", "1"], None);
+        run(t, &["webhook", "test", "alsham", "--webhook-timeout", "1ms"], None);
         // Failures that name the database: wrong port, in URL and key=value form, flag and env.
         run(t, &["--database-url", &format!("postgres://postgres:{DB_PASSWORD}@127.0.0.1:1/x"), "list"], None);
         run(t, &["--database-url", &format!("host=127.0.0.1 port=1 user=postgres password={DB_PASSWORD}"), "list"], None);
@@ -195,7 +211,21 @@ fn no_command_prints_a_secret_even_verbose_and_failing() {
         transcript.iter().any(|(what, text)| what.starts_with("Some(\"trace") && text.contains("DEBUG")),
         "RUST_LOG=trace logged (orderctl's own debug lines)"
     );
-    for secret in [ZNET_PASSWORD, XSTOR_TOKEN, BAD_ZNET_PASSWORD, BAD_XSTOR_TOKEN, DB_PASSWORD] {
+    assert!(db.query_i64("SELECT count(*) FROM webhook_deliveries") > 0, "webhooks were enqueued");
+    assert!(!receiver.requests().is_empty(), "and sent");
+    // What the shop receives carries a signature, never the secret.
+    for r in receiver.requests() {
+        transcript.push(("webhook request".into(), format!("{}\n{}", r.signature, r.body)));
+    }
+    let stored: Vec<String> = db
+        .client()
+        .query("SELECT body || coalesce(last_error, '') FROM webhook_deliveries", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    transcript.push(("webhook deliveries".into(), stored.join("\n")));
+    for secret in [ZNET_PASSWORD, XSTOR_TOKEN, BAD_ZNET_PASSWORD, BAD_XSTOR_TOKEN, DB_PASSWORD, WEBHOOK_SECRET] {
         for form in forms(secret) {
             for (what, text) in &transcript {
                 assert!(!text.contains(&form), "{what} leaked {form:?}:\n{text}");
