@@ -43,9 +43,12 @@ ALTER TABLE orders ADD CONSTRAINT orders_approved_is_done CHECK (status <> 'appr
 ALTER TABLE orders ADD CONSTRAINT orders_rejected_is_failed CHECK (status <> 'rejected' OR external_status = 'failed' OR operator_forced);
 ALTER TABLE orders ADD CONSTRAINT orders_final_unscheduled CHECK (status = 'pending' OR next_check_at IS NULL OR operator_forced);
 
--- The hot index, by lane: each lane claims its own due work.
+-- The hot indexes, by lane: each lane claims its own due work, placements and checks apart
+-- (a lane with thousands of new orders due never walks past them to find a check, nor the
+-- other way round).
 DROP INDEX orders_due;
-CREATE INDEX orders_due ON orders (lane, next_check_at) WHERE next_check_at IS NOT NULL;
+CREATE INDEX orders_due ON orders (lane, next_check_at) WHERE next_check_at IS NOT NULL AND external_status <> 'not_sent';
+CREATE INDEX orders_due_placements ON orders (lane, next_check_at) WHERE next_check_at IS NOT NULL AND external_status = 'not_sent';
 -- Orders that need an operator: `list --stuck`, `doctor` and `stats` find them before any LIMIT.
 CREATE INDEX orders_attention ON orders (created_at) WHERE attention IS NOT NULL;
 

@@ -1,7 +1,7 @@
 //! `orderctl doctor`: everything that needs an operator, one line per finding with its fix.
 //! Database reachable and migrated, routing, (with `--providers`) every enabled provider
 //! answering, stuck orders, and the Postgres health that kills job queues: dead tuples on
-//! `orders`, the oldest open transaction, vacuum, the hot `orders_due` index; and webhook
+//! `orders`, the oldest open transaction, vacuum, the claims' hot `orders_due` indexes; and webhook
 //! deliveries that failed or that nothing delivers.
 //!
 //! Exit 0 when every finding is ok; 8 (needs action) when any is warn or fail; 6 when the
@@ -358,20 +358,22 @@ fn health_findings(client: &mut Client) -> Result<Vec<Finding>> {
         None => out.push(ok("old-transaction", "no other open transaction in this database")),
     }
 
-    match stats::due_index_valid(client)? {
-        Some(true) => out.push(ok("due-index", "the orders_due partial index (the claim's hot index) is valid")),
-        Some(false) => out.push(problem(
-            Severity::Fail,
-            "due-index",
-            "the orders_due index is invalid (an interrupted CREATE INDEX CONCURRENTLY?): claims scan the whole table",
-            "run `REINDEX INDEX CONCURRENTLY orders_due;`",
-        )),
-        None => out.push(problem(
-            Severity::Fail,
-            "due-index",
-            "the orders_due index is missing: every claim scans the whole orders table",
-            "run `CREATE INDEX CONCURRENTLY orders_due ON orders (lane, next_check_at) WHERE next_check_at IS NOT NULL;`",
-        )),
+    for (name, create) in stats::DUE_INDEXES {
+        match stats::index_valid(client, name)? {
+            Some(true) => out.push(ok("due-index", format!("the {name} partial index (a claim's hot index) is valid"))),
+            Some(false) => out.push(problem(
+                Severity::Fail,
+                "due-index",
+                format!("the {name} index is invalid (an interrupted CREATE INDEX CONCURRENTLY?): claims scan the whole table"),
+                format!("run `REINDEX INDEX CONCURRENTLY {name};`"),
+            )),
+            None => out.push(problem(
+                Severity::Fail,
+                "due-index",
+                format!("the {name} index is missing: claims scan the whole orders table"),
+                format!("run `{create}`"),
+            )),
+        }
     }
     Ok(out)
 }

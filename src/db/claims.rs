@@ -114,14 +114,15 @@ pub fn lock_due(tx: &mut impl GenericClient, q: LaneQuery, places: i64, checks: 
         }
         // A drain takes placements due now (a placement is never a loop) and checks due by its start.
         let due_by = if placing { None } else { q.due_by };
+        // The kind is spelled out (not a parameter) so each query walks its own partial index.
+        let kind = if placing { "o.external_status = 'not_sent'" } else { "o.external_status <> 'not_sent'" };
         let sql = format!(
             "SELECT {COLUMNS} FROM orders o
-              WHERE o.lane = $1 AND o.next_check_at <= coalesce($2::timestamptz, now())
-                AND ($3::bigint IS NULL OR o.tenant_id = $3)
-                AND (o.external_status = 'not_sent') = $4
-              ORDER BY o.next_check_at LIMIT $5 FOR UPDATE SKIP LOCKED"
+              WHERE o.lane = $1 AND o.next_check_at IS NOT NULL AND o.next_check_at <= coalesce($2::timestamptz, now())
+                AND ($3::bigint IS NULL OR o.tenant_id = $3) AND {kind}
+              ORDER BY o.next_check_at LIMIT $4 FOR UPDATE SKIP LOCKED"
         );
-        for r in tx.query(&sql, &[&q.lane, &due_by, &q.tenant, &placing, &limit])? {
+        for r in tx.query(&sql, &[&q.lane, &due_by, &q.tenant, &limit])? {
             out.push(due_row(&r)?);
         }
     }
@@ -130,14 +131,16 @@ pub fn lock_due(tx: &mut impl GenericClient, q: LaneQuery, places: i64, checks: 
 
 /// Is any work of the lane due? (Cheap: decides whether a lane asks for permits at all.)
 pub fn any_due(client: &mut impl GenericClient, q: LaneQuery) -> Result<bool> {
+    // Two probes, one per partial index (a CASE over both kinds would scan the table).
     Ok(client
-        .query_opt(
-            "SELECT 1 FROM orders WHERE lane = $1 AND ($3::bigint IS NULL OR tenant_id = $3)
-                AND next_check_at <= CASE WHEN external_status = 'not_sent' THEN now() ELSE coalesce($2::timestamptz, now()) END
-              LIMIT 1",
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM orders WHERE lane = $1 AND next_check_at IS NOT NULL AND external_status = 'not_sent'
+                               AND next_check_at <= now() AND ($3::bigint IS NULL OR tenant_id = $3))
+                 OR EXISTS (SELECT 1 FROM orders WHERE lane = $1 AND next_check_at IS NOT NULL AND external_status <> 'not_sent'
+                               AND next_check_at <= coalesce($2::timestamptz, now()) AND ($3::bigint IS NULL OR tenant_id = $3))",
             &[&q.lane, &q.due_by, &q.tenant],
         )?
-        .is_some())
+        .get(0))
 }
 
 /// Lock these orders, whatever their schedule (an operator's command, `poll`, `create`).

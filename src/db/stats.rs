@@ -241,11 +241,22 @@ pub fn oldest_transaction(client: &mut impl GenericClient) -> Result<Option<Olde
     Ok(row.map(|r| OldestTransaction { pid: r.get(0), age_ms: r.get(1), state: r.get(2), application_name: r.get(3) }))
 }
 
-/// Whether the `orders_due` partial index (the claim's hot index) exists, and is valid.
-/// None: it does not exist.
-pub fn due_index_valid(client: &mut impl GenericClient) -> Result<Option<bool>> {
+/// The claims' hot partial indexes, and how to build each again.
+pub const DUE_INDEXES: &[(&str, &str)] = &[
+    (
+        "orders_due",
+        "CREATE INDEX CONCURRENTLY orders_due ON orders (lane, next_check_at) WHERE next_check_at IS NOT NULL AND external_status <> 'not_sent';",
+    ),
+    (
+        "orders_due_placements",
+        "CREATE INDEX CONCURRENTLY orders_due_placements ON orders (lane, next_check_at) WHERE next_check_at IS NOT NULL AND external_status = 'not_sent';",
+    ),
+];
+
+/// Whether a hot index exists, and is valid. None: it does not exist.
+pub fn index_valid(client: &mut impl GenericClient, name: &str) -> Result<Option<bool>> {
     Ok(client
-        .query_opt("SELECT i.indisvalid AND i.indisready FROM pg_index i WHERE i.indexrelid = to_regclass('orders_due')", &[])?
+        .query_opt("SELECT i.indisvalid AND i.indisready FROM pg_index i WHERE i.indexrelid = to_regclass($1)", &[&name])?
         .map(|r| r.get(0)))
 }
 

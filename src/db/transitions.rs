@@ -76,8 +76,7 @@ fn enqueue_notices(tx: &mut impl GenericClient, writes: &[Write], applied: &[App
 fn update_orders(tx: &mut impl GenericClient, writes: &[Write]) -> std::result::Result<Vec<Applied>, postgres::Error> {
     let ids: Vec<Uuid> = writes.iter().map(|w| w.order_id).collect();
     let leases: Vec<Option<i64>> = writes.iter().map(|w| w.lease).collect();
-    let t = |w: &Write| w.transition.clone();
-    let all: Vec<Transition> = writes.iter().map(t).collect();
+    let all: Vec<&Transition> = writes.iter().map(|w| &w.transition).collect();
     let status: Vec<Option<&str>> = all.iter().map(|t| t.status.map(|s| s.as_str())).collect();
     let external: Vec<Option<&str>> = all.iter().map(|t| t.external.map(|s| s.as_str())).collect();
     let (att_op, att): (Vec<&str>, Vec<Option<&str>>) = all.iter().map(|t| set_op(&t.attention, |a| a.as_str())).unzip();

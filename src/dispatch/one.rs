@@ -137,8 +137,7 @@ pub fn run_one(client: &mut Client, providers: &Providers, order_id: Uuid, opts:
                 tx.commit()?;
                 report.calls += usize::from(!claimed.checks.is_empty());
                 let answers = place::checks(claimed.checks, adapter.as_ref());
-                let writes: Vec<Write> =
-                    answers.into_iter().map(|c| record::checked(&lp, opts.timing, c, rand::random())).collect();
+                let writes: Vec<Write> = answers.iter().map(|c| record::checked(&lp, opts.timing, c, rand::random())).collect();
                 write(client, &writes, &mut report)?;
                 permits::release(client, lp.id, permits::this_process(), &[slot])?;
             }
@@ -243,7 +242,7 @@ fn send_and_record(
     report.calls += 1;
     let placed = place::placement(job, adapter.as_ref(), opts.timing);
     let mut tx = client.transaction()?;
-    let w = record::placed(&mut tx, lp, placed)?;
+    let w = record::placed(&mut tx, lp, &placed)?;
     transitions::apply(&mut tx, std::slice::from_ref(&w))?;
     permits::release(&mut tx, lp.id, permits::this_process(), &[slot])?;
     tx.commit()?;

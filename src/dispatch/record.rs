@@ -12,11 +12,11 @@ use postgres::GenericClient;
 
 /// The transition of a placement's answer. A definite rejection looks up the fallback that has
 /// not refused this order yet, so the refusal and the move are one write.
-pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: Placed) -> Result<Write> {
+pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: &Placed) -> Result<Write> {
     let Placed { job, sent, .. } = p;
     let facts = &job.row.facts;
     let placement = Some((lp.id, job.request.reference.clone()));
-    let transition = match &sent {
+    let transition = match sent {
         Sent::NotSent(why) => lifecycle::not_sent(facts, why, &lp.name),
         Sent::Answered(outcome) => {
             let fallback = match outcome {
@@ -26,7 +26,7 @@ pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: Placed) -> Resu
             lifecycle::placed(facts, outcome, &PlacementContext { provider: &lp.name, policy: &lp.policy, fallback })
         }
     };
-    let mut steps = job.steps;
+    let mut steps = job.steps.clone();
     if let Some(e) = &transition.event {
         steps.push(StepRecord::now("record", e.message.clone()));
     }
@@ -34,9 +34,9 @@ pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: Placed) -> Resu
 }
 
 /// The transition of a status check's answer.
-pub fn checked(lp: &LaneProvider, timing: Timing, c: Checked, unit: f64) -> Write {
+pub fn checked(lp: &LaneProvider, timing: Timing, c: &Checked, unit: f64) -> Write {
     let Checked { job, answer, took } = c;
-    let since_claim = job.claimed.elapsed().max(took);
+    let since_claim = job.claimed.elapsed().max(*took);
     let ctx = CheckContext {
         provider: &lp.name,
         policy: &lp.policy,

@@ -114,9 +114,9 @@ impl Writer {
         }
         for d in batch {
             match d {
-                Done::Placed(lp, p) => writes.push(record::placed(c, lp, (**p).clone())?),
+                Done::Placed(lp, p) => writes.push(record::placed(c, lp, p)?),
                 Done::Checked(lp, cs) => {
-                    writes.extend(cs.iter().map(|x| record::checked(lp, self.settings.timing, x.clone(), rand::random())))
+                    writes.extend(cs.iter().map(|x| record::checked(lp, self.settings.timing, x, rand::random())))
                 }
             }
         }

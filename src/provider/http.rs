@@ -93,7 +93,8 @@ impl HttpClient {
             // Provider error bodies carry the reason; a 4xx/5xx must stay a readable reply.
             .http_status_as_error(false)
             // Many calls in flight to one provider reuse connections instead of reconnecting.
-            .max_idle_connections_per_host(64)
+            .max_idle_connections(256)
+            .max_idle_connections_per_host(256)
             .user_agent(concat!("orderctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();

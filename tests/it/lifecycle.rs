@@ -154,7 +154,7 @@ fn scenario_4_a_placement_older_than_its_lease_is_never_sent() {
     assert!(matches!(placed.sent, place::Sent::NotSent(_)), "{:?}", placed.sent);
     assert_eq!(sim.stats()["placement_calls"], 0, "nothing went out");
     let mut tx = c.transaction().unwrap();
-    let w = record::placed(&mut tx, &lp, placed).unwrap();
+    let w = record::placed(&mut tx, &lp, &placed).unwrap();
     assert_eq!(transitions::apply(&mut tx, &[w]).unwrap().len(), 1, "its lease still held: the write counts");
     tx.commit().unwrap();
     let i = inspect(&db, &o["number"].to_string());
