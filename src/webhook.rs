@@ -73,16 +73,17 @@ const EXCERPT_BYTES: u64 = 4096;
 
 impl Sender {
     pub fn new(settings: SendSettings) -> Sender {
-        let agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(settings.connect_timeout))
-            .timeout_global(Some(settings.timeout))
-            // A non-2xx answer is an answer: its status and excerpt go into `last_error`.
-            .http_status_as_error(false)
-            // A redirect is not a delivery (and a POST must not turn into a GET elsewhere).
-            .max_redirects(0)
-            .user_agent(concat!("orderctl/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        let agent = crate::provider::resolve::agent(
+            ureq::Agent::config_builder()
+                .timeout_connect(Some(settings.connect_timeout))
+                .timeout_global(Some(settings.timeout))
+                // A non-2xx answer is an answer: its status and excerpt go into `last_error`.
+                .http_status_as_error(false)
+                // A redirect is not a delivery (and a POST must not turn into a GET elsewhere).
+                .max_redirects(0)
+                .user_agent(concat!("orderctl/", env!("CARGO_PKG_VERSION")))
+                .build(),
+        );
         Sender { agent }
     }
 

@@ -206,7 +206,7 @@ pub fn claim_placements(
                     dispatched_at = coalesce(o.dispatched_at, now()), placed_at = now(),
                     next_check_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = o.lease + 1
                FROM unnest($1::uuid[], $2::bigint[], $3::bool[]) AS c(id, provider_id, reuse)
-              WHERE o.id = c.id
+              WHERE o.id = c.id AND o.id = ANY($1)
           RETURNING o.id, o.lease, o.provider_id, o.provider_referans
          ), recorded AS (
              INSERT INTO placements (order_id, provider_id, referans)

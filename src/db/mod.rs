@@ -23,9 +23,11 @@ use postgres::{Client, NoTls};
 use std::time::Duration;
 
 /// Session settings for every orderctl connection. A forgotten open transaction must not hold
-/// back vacuum (the bloat that kills job queues), and no statement may hang forever.
+/// back vacuum (the bloat that kills job queues), and no statement may hang forever. No JIT:
+/// a batch statement on a young table can look costly enough to compile, and compiling takes
+/// longer than running it.
 const SESSION_SETUP: &str = "SET idle_in_transaction_session_timeout = '60s'; \
-     SET statement_timeout = '30s'; SET lock_timeout = '10s'; SET application_name = 'orderctl'";
+     SET statement_timeout = '30s'; SET lock_timeout = '10s'; SET application_name = 'orderctl'; SET jit = off";
 
 /// Open a connection. rust-postgres does not read PG* variables or ~/.pgpass: the URL is all.
 pub fn connect(url: &str) -> Result<Client, Error> {

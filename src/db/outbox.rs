@@ -33,7 +33,7 @@ pub fn enqueue(tx: &mut impl GenericClient, done: &[&Write]) -> Result<()> {
         .query(
             "SELECT DISTINCT n.order_id
                FROM unnest($1::uuid[], $2::text[]) AS n(order_id, event_type)
-               JOIN orders o ON o.id = n.order_id
+               JOIN orders o ON o.id = n.order_id AND o.id = ANY($1)
                JOIN webhooks w ON w.tenant_id = o.tenant_id AND w.enabled AND n.event_type = ANY(w.events)",
             &[&ids, &types],
         )?
@@ -66,7 +66,7 @@ pub fn enqueue(tx: &mut impl GenericClient, done: &[&Write]) -> Result<()> {
          SELECT e.event_id, o.tenant_id, w.id, e.event_type, e.order_id, e.created_at, e.body, e.created_at
            FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[])
                 AS e(event_id, order_id, event_type, body, created_at)
-           JOIN orders o ON o.id = e.order_id
+           JOIN orders o ON o.id = e.order_id AND o.id = ANY($2)
            JOIN webhooks w ON w.tenant_id = o.tenant_id AND w.enabled AND e.event_type = ANY(w.events)",
         &[&event_ids, &order_ids, &event_types, &bodies, &created],
     )?;

@@ -261,14 +261,10 @@ impl Claimer {
         let claimed = claim_for_provider(&mut tx, &lp, rows, self.settings.timing)?;
         tx.commit()?;
         crate::metrics::get().observe_claim(&lp.name, claiming.elapsed());
+        log::debug!("lane {}: claimed {n} order(s) in {} ms", self.id, claiming.elapsed().as_millis());
         self.control.progress.claimed.fetch_add(n as u64, Ordering::Relaxed);
         let mut jobs: Vec<Job> = claimed.places.into_iter().map(|p| Job::Place(lp.clone(), Box::new(p))).collect();
-        let mut checks = claimed.checks;
-        while !checks.is_empty() {
-            let rest = checks.split_off(checks.len().min(batch));
-            jobs.push(Job::Check(lp.clone(), checks));
-            checks = rest;
-        }
+        jobs.extend(batches(claimed.checks, batch).into_iter().map(|b| Job::Check(lp.clone(), b)));
         self.outstanding.add(jobs.len());
         self.queued.add(jobs.len());
         for j in jobs {
@@ -296,6 +292,17 @@ impl Claimer {
         }
         self.jobs.close();
     }
+}
+
+/// `items` in batches of at most `size`, each its own right-sized Vec (splitting one Vec kept
+/// its whole capacity in every batch: memory and copying that grew with the square of a claim).
+fn batches<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
+    let mut items = items.into_iter().peekable();
+    let mut out = Vec::new();
+    while items.peek().is_some() {
+        out.push(items.by_ref().take(size.max(1)).collect());
+    }
+    out
 }
 
 /// A caller: takes a job, waits for a permit slot, makes the call, hands the answer to the writer.
@@ -389,6 +396,18 @@ fn observe(done: &Done) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_batches_hold_only_their_own_items() {
+        let b = batches((0..2000).collect::<Vec<u32>>(), 1);
+        assert_eq!(b.len(), 2000);
+        assert!(b.iter().all(|v| v.len() == 1 && v.capacity() <= 4), "a batch of one must not keep the claim's capacity");
+        let b = batches((0..650).collect::<Vec<u32>>(), 300);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![300, 300, 50]);
+        assert_eq!(b.concat(), (0..650).collect::<Vec<_>>(), "every item once, in order");
+        assert!(batches(Vec::<u32>::new(), 10).is_empty());
+        assert_eq!(batches(vec![1, 2], 0).len(), 2, "a zero batch size means one per batch");
+    }
 
     #[test]
     fn placements_go_before_checks_and_a_closed_queue_ends_its_callers() {

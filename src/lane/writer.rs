@@ -132,7 +132,7 @@ impl Writer {
         if let Some(Done::Placed(lp, _) | Done::Checked(lp, _)) = batch.first() {
             crate::metrics::get().observe_write(&lp.name, started.elapsed());
         }
-        log::debug!("lane {}: wrote {written} result(s)", self.lane);
+        log::debug!("lane {}: wrote {written} result(s) in {} ms", self.lane, started.elapsed().as_millis());
         Ok(())
     }
 

@@ -87,17 +87,18 @@ impl std::fmt::Debug for HttpClient {
 
 impl HttpClient {
     pub fn new(config: &ProviderConfig) -> HttpClient {
-        let agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(config.http.connect_timeout))
-            .timeout_global(Some(config.http.request_timeout))
-            // Provider error bodies carry the reason; a 4xx/5xx must stay a readable reply.
-            .http_status_as_error(false)
-            // Many calls in flight to one provider reuse connections instead of reconnecting.
-            .max_idle_connections(256)
-            .max_idle_connections_per_host(256)
-            .user_agent(concat!("orderctl/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        let agent = super::resolve::agent(
+            ureq::Agent::config_builder()
+                .timeout_connect(Some(config.http.connect_timeout))
+                .timeout_global(Some(config.http.request_timeout))
+                // Provider error bodies carry the reason; a 4xx/5xx must stay a readable reply.
+                .http_status_as_error(false)
+                // Many calls in flight to one provider reuse connections instead of reconnecting.
+                .max_idle_connections(256)
+                .max_idle_connections_per_host(256)
+                .user_agent(concat!("orderctl/", env!("CARGO_PKG_VERSION")))
+                .build(),
+        );
         HttpClient { agent, max_bytes: config.http.max_response_bytes, secrets: config.secrets(), provider: config.name.clone() }
     }
 

@@ -10,6 +10,7 @@
 #[cfg(test)]
 mod conformance;
 pub mod http;
+pub(crate) mod resolve;
 pub use crate::domain::text;
 pub mod xstor;
 pub mod znet;
