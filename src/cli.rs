@@ -213,10 +213,21 @@ pub enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ProviderCommand {
-    /// List providers (credentials masked)
-    List,
+    /// List providers (credentials masked) with the check schedule in force for each
+    List(ProviderListArgs),
     /// Call a provider's balance and catalogue and print them
     Check(ProviderCheckArgs),
+}
+
+pub const SCHEDULE_HELP: &str = "The schedule shown is the one in force for each provider's orders: the provider's own \
+`schedule` from the setup file, over the global one given here (flags or ORDERCTL_* environment variables, else the \
+built-in defaults). Give the same flags or environment as the daemon to see the daemon's schedule.";
+
+#[derive(Debug, Args)]
+#[command(after_help = SCHEDULE_HELP)]
+pub struct ProviderListArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -318,9 +329,12 @@ pub struct SettleArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = SCHEDULE_HELP)]
 pub struct InspectArgs {
     /// Order uuid or order number
     pub order: String,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ use crate::db::{
     self,
     orders::{self, OrderRef, OrderRow},
 };
+use crate::domain::backoff::{merge, SCHEDULE_MARKS};
 use crate::domain::diagnosis::{diagnose, Diagnosis, OrderFacts, StuckThresholds};
 use crate::domain::routing::RoutingView;
 use crate::error::Result;
@@ -18,9 +19,16 @@ use std::collections::HashMap;
 
 pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
     let order_ref = OrderRef::parse(&a.order)?;
+    let global = a.policy.policy()?;
     let mut client = db::connect(&s.database_url)?;
     let order = orders::find_order(&mut client, &order_ref, s.tenant.as_deref())?;
-    let summary = order_summary(&mut client, &order, StuckThresholds::default())?;
+    let mut summary = order_summary(&mut client, &order, StuckThresholds::default())?;
+    // The schedule its provider's orders are checked by (none for an order no provider holds).
+    let schedule = match order.provider_id {
+        Some(id) => Some(merge(&global, &db::providers::schedule_of(&mut client, id)?)),
+        None => None,
+    };
+    summary["schedule"] = schedule.as_ref().map(|s| s.to_json()).unwrap_or(Value::Null);
     let events = orders::events(&mut client, order.id)?;
     let placements = orders::placements(&mut client, order.id)?;
     if s.json() {
@@ -66,7 +74,13 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
     for (label, key) in fields {
         t.add_row(vec![label.to_string(), plain(&summary[*key])]);
     }
+    if let Some(schedule) = &schedule {
+        t.add_row(vec!["check schedule".to_string(), schedule.summary()]);
+    }
     println!("{t}");
+    if schedule.is_some() {
+        println!("{SCHEDULE_MARKS}");
+    }
     println!("diagnosis: {}", summary["diagnosis"]["sentence"].as_str().unwrap_or(""));
     if !placements.is_empty() {
         let mut t = output::table(&["placed at", "provider", "reference", "outcome", "message"]);

@@ -278,16 +278,35 @@ fn post_ledger(tx: &mut Transaction, tenant_id: i64, user_id: i64, kind: &str, a
 
 fn write_provider(tx: &mut Transaction, tenant_id: i64, p: &ProviderSetup) -> Result<Change> {
     let current = tx.query_opt(
-        "SELECT id, kind, base_url, credentials, enabled, max_in_flight FROM providers
-          WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
+        &format!(
+            "SELECT id, kind, base_url, credentials, enabled, max_in_flight, {} FROM providers
+              WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
+            crate::db::providers::SCHEDULE_COLUMNS
+        ),
         &[&tenant_id, &p.name],
     )?;
     let kind = p.kind.as_str();
+    let s = crate::db::providers::ScheduleColumns::of(&p.schedule);
     let Some(r) = current else {
         tx.execute(
-            "INSERT INTO providers (tenant_id, name, kind, base_url, credentials, enabled, max_in_flight)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[&tenant_id, &p.name, &kind, &p.base_url, &p.credentials, &p.enabled, &p.max_in_flight],
+            "INSERT INTO providers (tenant_id, name, kind, base_url, credentials, enabled, max_in_flight,
+                                    schedule_first_check_ms, schedule_backoff_base_ms, schedule_backoff_max_ms,
+                                    schedule_max_checks, schedule_give_up_after_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &[
+                &tenant_id,
+                &p.name,
+                &kind,
+                &p.base_url,
+                &p.credentials,
+                &p.enabled,
+                &p.max_in_flight,
+                &s.first_check_ms,
+                &s.backoff_base_ms,
+                &s.backoff_max_ms,
+                &s.max_checks,
+                &s.give_up_after_ms,
+            ],
         )?;
         return Ok(Change::Created);
     };
@@ -296,13 +315,29 @@ fn write_provider(tx: &mut Transaction, tenant_id: i64, p: &ProviderSetup) -> Re
         && r.get::<_, String>(2) == p.base_url
         && r.get::<_, Value>(3) == p.credentials
         && r.get::<_, bool>(4) == p.enabled
-        && r.get::<_, i32>(5) == p.max_in_flight;
+        && r.get::<_, i32>(5) == p.max_in_flight
+        && crate::db::providers::ScheduleColumns::read(&r, 6) == s;
     if same {
         return Ok(Change::Unchanged);
     }
     tx.execute(
-        "UPDATE providers SET kind = $2, base_url = $3, credentials = $4, enabled = $5, max_in_flight = $6 WHERE id = $1",
-        &[&id, &kind, &p.base_url, &p.credentials, &p.enabled, &p.max_in_flight],
+        "UPDATE providers SET kind = $2, base_url = $3, credentials = $4, enabled = $5, max_in_flight = $6,
+                schedule_first_check_ms = $7, schedule_backoff_base_ms = $8, schedule_backoff_max_ms = $9,
+                schedule_max_checks = $10, schedule_give_up_after_ms = $11
+          WHERE id = $1",
+        &[
+            &id,
+            &kind,
+            &p.base_url,
+            &p.credentials,
+            &p.enabled,
+            &p.max_in_flight,
+            &s.first_check_ms,
+            &s.backoff_base_ms,
+            &s.backoff_max_ms,
+            &s.max_checks,
+            &s.give_up_after_ms,
+        ],
     )?;
     Ok(Change::Updated)
 }

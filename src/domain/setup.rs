@@ -12,6 +12,7 @@
 //! quote the offending value).
 
 use crate::domain::answers::ProviderKind;
+use crate::domain::backoff::ScheduleOverride;
 use crate::domain::money::parse_amount;
 use crate::domain::routing::{
     check_routing, is_contradiction, ProviderType, RoutedProvider, RoutingMode, RoutingProblem, RoutingView,
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::Duration;
 
 /// One problem in a setup file: where it is and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -74,6 +76,8 @@ pub struct ProviderSetup {
     pub credentials: Value,
     pub enabled: bool,
     pub max_in_flight: i32,
+    /// The provider's own check schedule (empty: the global one).
+    pub schedule: ScheduleOverride,
 }
 
 impl fmt::Debug for ProviderSetup {
@@ -85,6 +89,7 @@ impl fmt::Debug for ProviderSetup {
             .field("credentials", &"***")
             .field("enabled", &self.enabled)
             .field("max_in_flight", &self.max_in_flight)
+            .field("schedule", &self.schedule)
             .finish()
     }
 }
@@ -168,6 +173,24 @@ struct ProviderDoc {
     enabled: bool,
     #[serde(default)]
     max_in_flight: Option<i64>,
+    #[serde(default)]
+    schedule: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleDoc {
+    // Values, read by hand: each names what is wrong with it in words.
+    #[serde(default)]
+    first_check: Option<Value>,
+    #[serde(default)]
+    backoff_base: Option<Value>,
+    #[serde(default)]
+    backoff_max: Option<Value>,
+    #[serde(default)]
+    max_checks: Option<Value>,
+    #[serde(default)]
+    give_up_after: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -223,7 +246,11 @@ impl Element for UserDoc {
 }
 impl Element for ProviderDoc {
     const WHAT: &'static str = "a provider";
-    const FIELDS: &'static [&'static str] = &["name", "kind", "base_url", "credentials", "enabled", "max_in_flight"];
+    const FIELDS: &'static [&'static str] = &["name", "kind", "base_url", "credentials", "enabled", "max_in_flight", "schedule"];
+}
+impl Element for ScheduleDoc {
+    const WHAT: &'static str = "a schedule";
+    const FIELDS: &'static [&'static str] = &["first_check", "backoff_base", "backoff_max", "max_checks", "give_up_after"];
 }
 impl Element for CodeGroupDoc {
     const WHAT: &'static str = "a code group";
@@ -552,6 +579,10 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
     if let Some(kind) = kind {
         check_credentials(&p.credentials, kind, &at.field("credentials"), problems);
     }
+    let schedule = match &p.schedule {
+        None | Some(Value::Null) => ScheduleOverride::default(),
+        Some(v) => validate_schedule(v, &at.field("schedule"), problems).unwrap_or_default(),
+    };
     (problems.0.len() == before).then(|| ProviderSetup {
         name,
         kind: kind.expect("checked above"),
@@ -559,7 +590,55 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
         credentials: p.credentials,
         enabled: p.enabled,
         max_in_flight,
+        schedule,
     })
+}
+
+/// A provider's `schedule`: durations as strings ("5s", "2m", "6h"), `max_checks` a number,
+/// each within bounds, `first_check` at most `give_up_after`, `backoff_max` at least `backoff_base`.
+fn validate_schedule(v: &Value, at: &Place, problems: &mut Problems) -> Option<ScheduleOverride> {
+    let before = problems.0.len();
+    let doc = decode::<ScheduleDoc>(v, at, problems)?;
+    let duration = |field: &str, v: &Option<Value>, problems: &mut Problems| -> Option<Duration> {
+        match v {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => match s.trim().parse::<humantime::Duration>() {
+                Ok(d) => Some(d.into()),
+                Err(e) => {
+                    problems.add(
+                        &at.field(field),
+                        format!("schedule.{field} '{s}' is not a duration ({e}); write it like \"5s\", \"2m\" or \"6h\""),
+                    );
+                    None
+                }
+            },
+            Some(other) => {
+                problems.add(
+                    &at.field(field),
+                    format!("schedule.{field} is {other}; write durations as strings like \"5s\", \"2m\" or \"6h\""),
+                );
+                None
+            }
+        }
+    };
+    let schedule = ScheduleOverride {
+        first_check: duration("first_check", &doc.first_check, problems),
+        backoff_base: duration("backoff_base", &doc.backoff_base, problems),
+        backoff_max: duration("backoff_max", &doc.backoff_max, problems),
+        max_checks: match &doc.max_checks {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= u32::MAX as u64) => n.as_u64().map(|n| n as u32),
+            Some(other) => {
+                problems.add(&at.field("max_checks"), format!("schedule.max_checks is {other}; write a whole number like 30"));
+                None
+            }
+        },
+        give_up_after: duration("give_up_after", &doc.give_up_after, problems),
+    };
+    for (field, message) in schedule.problems() {
+        problems.add(&at.field(field), format!("schedule.{message}"));
+    }
+    (problems.0.len() == before).then_some(schedule)
 }
 
 fn check_credentials(credentials: &Value, kind: ProviderKind, at: &Place, problems: &mut Problems) {
@@ -860,6 +939,35 @@ mod tests {
         let mut existing = Existing::default();
         existing.providers.entry("alsham".into()).or_default().insert("old".into(), ProviderKind::Znet);
         assert!(validate(&doc.to_string(), &existing).is_ok());
+    }
+
+    #[test]
+    fn a_provider_schedule_is_read_and_every_problem_is_named_by_its_path() {
+        let mut doc = example();
+        doc["tenants"][0]["providers"][1]["schedule"] =
+            json!({"first_check": "5s", "backoff_base": "5s", "backoff_max": "2m", "max_checks": 30, "give_up_after": "6h"});
+        let setup = validate(&doc.to_string(), &Existing::default()).unwrap();
+        let schedule = setup.tenants[0].providers[1].schedule;
+        assert_eq!((schedule.first_check, schedule.max_checks), (Some(Duration::from_secs(5)), Some(30)));
+        assert!(setup.tenants[0].providers[0].schedule.is_empty());
+        doc["tenants"][0]["providers"][1]["schedule"] = json!({"first_check": "2h", "backoff_base": "soon", "backoff_max": 120,
+            "max_checks": -1, "give_up_after": "1h", "every": "5s"});
+        let problems = problems_of(&doc);
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        let at = "tenants[0].providers[1].schedule";
+        assert_eq!(
+            paths,
+            [
+                format!("{at}.every"),
+                format!("{at}.backoff_base"),
+                format!("{at}.backoff_max"),
+                format!("{at}.max_checks"),
+                format!("{at}.first_check")
+            ],
+            "{problems:#?}"
+        );
+        assert!(problems[4].message.contains("first_check (2h) is longer than give_up_after (1h)"), "{problems:#?}");
+        assert!(problems[1].message.starts_with("tenant alsham, provider xstor: schedule.backoff_base 'soon' is not a duration"));
     }
 
     #[test]

@@ -10,4 +10,5 @@ mod orders;
 mod providers;
 mod reliability;
 mod routing;
+mod schedules;
 mod setup;
