@@ -19,7 +19,9 @@
 
 use crate::db::routing::routing_views;
 use crate::domain::routing::check_routing;
-use crate::domain::setup::{self, CodeGroupSetup, Existing, PackageSetup, ProviderSetup, Setup, SetupProblem, UserSetup};
+use crate::domain::setup::{
+    self, CodeGroupSetup, Existing, PackageSetup, ProviderSetup, Setup, SetupProblem, TenantSetup, UpstreamSetup, UserSetup,
+};
 use crate::error::{Error, Result};
 use crate::provider::ProviderKind;
 use postgres::{Client, Transaction};
@@ -138,9 +140,26 @@ pub fn apply_text(client: &mut Client, text: &str, dry_run: bool) -> Result<Appl
     Ok(ApplyOutcome::Applied(Box::new(summary)))
 }
 
-/// The providers and code groups the named tenants already have.
+/// What the named tenants already have (those the file declares and those it forwards to), and
+/// the forwarding of the whole database.
 fn load_existing(tx: &mut Transaction, tenants: &[String]) -> Result<Existing> {
     let mut existing = Existing::default();
+    for r in tx.query("SELECT name FROM tenants WHERE name = ANY($1)", &[&tenants])? {
+        existing.tenants.insert(r.get(0));
+    }
+    let rows = tx.query(
+        "SELECT t.name, p.name FROM packages p JOIN tenants t ON t.id = p.tenant_id WHERE t.name = ANY($1)",
+        &[&tenants],
+    )?;
+    for r in rows {
+        existing.packages.entry(r.get(0)).or_default().insert(r.get(1));
+    }
+    let rows =
+        tx.query("SELECT t.name, u.name FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.name = ANY($1)", &[&tenants])?;
+    for r in rows {
+        existing.users.entry(r.get(0)).or_default().insert(r.get(1));
+    }
+    existing.forwarding = crate::db::routing::forwarding(tx)?;
     let rows = tx.query(
         "SELECT t.name, p.name, p.kind FROM providers p JOIN tenants t ON t.id = p.tenant_id WHERE t.name = ANY($1)",
         &[&tenants],
@@ -162,6 +181,7 @@ fn load_existing(tx: &mut Transaction, tenants: &[String]) -> Result<Existing> {
 
 fn write(tx: &mut Transaction, setup: &Setup) -> Result<ApplySummary> {
     let mut s = ApplySummary { balance_rule: BALANCE_RULE, ..ApplySummary::default() };
+    let mut tenant_ids = BTreeMap::new();
     for t in &setup.tenants {
         let (tenant_id, change) = write_tenant(tx, &t.name)?;
         s.tenants.record(change, t.name.clone());
@@ -187,10 +207,17 @@ fn write(tx: &mut Transaction, setup: &Setup) -> Result<ApplySummary> {
         for product in products {
             s.products.record(write_product(tx, tenant_id, product)?, named(product));
         }
-        let ids = TenantIds::load(tx, tenant_id)?;
-        for p in &t.packages {
-            s.packages.record(write_package(tx, tenant_id, &ids, p)?, named(&p.name));
-        }
+        tenant_ids.insert(t.name.as_str(), tenant_id);
+    }
+    // Packages last, every tenant's rows written: a package may forward to a package of a tenant
+    // further down the file.
+    let mut ids = BTreeMap::new();
+    for (tenant, tenant_id) in &tenant_ids {
+        ids.insert(*tenant, TenantIds::load(tx, *tenant_id)?);
+    }
+    for (t, p) in packages_in_write_order(setup) {
+        let tenant_id = tenant_ids[t.name.as_str()];
+        s.packages.record(write_package(tx, tenant_id, &ids[t.name.as_str()], p)?, format!("{}/{}", t.name, p.name));
     }
     s.changes = [&s.tenants, &s.users, &s.providers, &s.code_groups, &s.products, &s.packages].iter().map(|c| c.changed()).sum();
     Ok(s)
@@ -374,6 +401,41 @@ fn write_product(tx: &mut Transaction, tenant_id: i64, name: &str) -> Result<Cha
     Ok(if inserted == 1 { Change::Created } else { Change::Unchanged })
 }
 
+/// The file's packages in an order where each one's upstream package (if the file has it) is
+/// written before it, so every package forwards to a row that exists. The forwarding of the
+/// file has no cycle (validated), so every package finds its place.
+fn packages_in_write_order(setup: &Setup) -> Vec<(&TenantSetup, &PackageSetup)> {
+    let all: Vec<(&TenantSetup, &PackageSetup)> =
+        setup.tenants.iter().flat_map(|t| t.packages.iter().map(move |p| (t, p))).collect();
+    let mut written: std::collections::BTreeSet<(&str, &str)> = Default::default();
+    let mut out = Vec::with_capacity(all.len());
+    while out.len() < all.len() {
+        let before = out.len();
+        for &(t, p) in &all {
+            if written.contains(&(t.name.as_str(), p.name.as_str())) {
+                continue;
+            }
+            let ready = match &p.upstream {
+                None => true,
+                Some(u) => {
+                    written.contains(&(u.tenant.as_str(), u.package.as_str()))
+                        || !all.iter().any(|(ut, up)| ut.name == u.tenant && up.name == u.package)
+                }
+            };
+            if ready {
+                written.insert((t.name.as_str(), p.name.as_str()));
+                out.push((t, p));
+            }
+        }
+        if out.len() == before {
+            // Unreachable after validation; write the rest as they come and let the database judge.
+            out.extend(all.iter().filter(|(t, p)| !written.contains(&(t.name.as_str(), p.name.as_str()))).copied());
+            break;
+        }
+    }
+    out
+}
+
 /// Ids by name of what packages point at, once the tenant's other rows are written.
 struct TenantIds {
     products: BTreeMap<String, i64>,
@@ -403,8 +465,27 @@ impl TenantIds {
     }
 }
 
+/// The ids of a package's upstream: (tenant, package, account).
+fn upstream_ids(tx: &mut Transaction, u: &UpstreamSetup) -> Result<(i64, i64, i64)> {
+    let row = tx.query_opt(
+        "SELECT t.id, p.id, u.id FROM tenants t
+           JOIN packages p ON p.tenant_id = t.id AND p.name = $2
+           JOIN users u ON u.tenant_id = t.id AND u.name = $3
+          WHERE t.name = $1",
+        &[&u.tenant, &u.package, &u.account],
+    )?;
+    row.map(|r| (r.get(0), r.get(1), r.get(2))).ok_or_else(|| {
+        Error::internal(format!(
+            "the upstream {}/{} (account {}) vanished while applying the setup file",
+            u.tenant, u.package, u.account
+        ))
+    })
+}
+
 fn write_package(tx: &mut Transaction, tenant_id: i64, ids: &TenantIds, p: &PackageSetup) -> Result<Change> {
     let product_id = TenantIds::id(&ids.products, "product", &p.product)?;
+    let upstream = p.upstream.as_ref().map(|u| upstream_ids(tx, u)).transpose()?;
+    let (up_tenant, up_package, up_user) = (upstream.map(|u| u.0), upstream.map(|u| u.1), upstream.map(|u| u.2));
     let primary = TenantIds::optional(&ids.providers, "provider", &p.primary)?;
     let fallback = TenantIds::optional(&ids.providers, "provider", &p.fallback)?;
     let code_group = TenantIds::optional(&ids.code_groups, "code group", &p.code_group)?;
@@ -416,7 +497,8 @@ fn write_package(tx: &mut Transaction, tenant_id: i64, ids: &TenantIds, p: &Pack
 
     let current = tx.query_opt(
         "SELECT id, product_id, price, enabled, routing_mode, provider_type,
-                primary_provider_id, fallback_provider_id, code_group_id
+                primary_provider_id, fallback_provider_id, code_group_id,
+                upstream_tenant_id, upstream_package_id, upstream_user_id
            FROM packages WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
         &[&tenant_id, &p.name],
     )?;
@@ -425,8 +507,9 @@ fn write_package(tx: &mut Transaction, tenant_id: i64, ids: &TenantIds, p: &Pack
             let id: i64 = tx
                 .query_one(
                     "INSERT INTO packages (tenant_id, product_id, name, price, enabled, routing_mode, provider_type,
-                                           primary_provider_id, fallback_provider_id, code_group_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                                           primary_provider_id, fallback_provider_id, code_group_id,
+                                           upstream_tenant_id, upstream_package_id, upstream_user_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
                     &[
                         &tenant_id,
                         &product_id,
@@ -438,6 +521,9 @@ fn write_package(tx: &mut Transaction, tenant_id: i64, ids: &TenantIds, p: &Pack
                         &primary,
                         &fallback,
                         &code_group,
+                        &up_tenant,
+                        &up_package,
+                        &up_user,
                     ],
                 )?
                 .get(0);
@@ -452,13 +538,30 @@ fn write_package(tx: &mut Transaction, tenant_id: i64, ids: &TenantIds, p: &Pack
                 && r.get::<_, String>(5) == provider_type
                 && r.get::<_, Option<i64>>(6) == primary
                 && r.get::<_, Option<i64>>(7) == fallback
-                && r.get::<_, Option<i64>>(8) == code_group;
+                && r.get::<_, Option<i64>>(8) == code_group
+                && r.get::<_, Option<i64>>(9) == up_tenant
+                && r.get::<_, Option<i64>>(10) == up_package
+                && r.get::<_, Option<i64>>(11) == up_user;
             if !same {
                 tx.execute(
                     "UPDATE packages SET product_id = $2, price = $3, enabled = $4, routing_mode = $5, provider_type = $6,
-                            primary_provider_id = $7, fallback_provider_id = $8, code_group_id = $9
+                            primary_provider_id = $7, fallback_provider_id = $8, code_group_id = $9,
+                            upstream_tenant_id = $10, upstream_package_id = $11, upstream_user_id = $12
                       WHERE id = $1",
-                    &[&id, &product_id, &p.price, &p.enabled, &mode, &provider_type, &primary, &fallback, &code_group],
+                    &[
+                        &id,
+                        &product_id,
+                        &p.price,
+                        &p.enabled,
+                        &mode,
+                        &provider_type,
+                        &primary,
+                        &fallback,
+                        &code_group,
+                        &up_tenant,
+                        &up_package,
+                        &up_user,
+                    ],
                 )?;
             }
             (id, if same { Change::Unchanged } else { Change::Updated })

@@ -3,6 +3,7 @@
 mod support;
 
 mod cli;
+mod forwarding;
 mod migrate;
 mod monitor;
 mod operator;
