@@ -118,7 +118,7 @@ pub enum ApplyOutcome {
 
 /// Validate a setup file and write it in one transaction (rolled back when `dry_run`).
 pub fn apply_text(client: &mut Client, text: &str, dry_run: bool) -> Result<ApplyOutcome> {
-    let names = match setup::tenant_names(text) {
+    let names = match setup::referenced_tenants(text) {
         Ok(names) => names,
         Err(problems) => return Ok(ApplyOutcome::Invalid(problems)),
     };

@@ -334,7 +334,7 @@ impl Problems {
 }
 
 /// Parse and validate a setup file. `existing` says what the database holds for the tenants the
-/// file names (see [`tenant_names`]). Returns the setup, or every problem found.
+/// file names (see [`referenced_tenants`]). Returns the setup, or every problem found.
 pub fn validate(text: &str, existing: &Existing) -> Result<Setup, Vec<SetupProblem>> {
     let doc = parse_document(text)?;
     let mut problems = Problems::default();
@@ -371,10 +371,22 @@ pub fn validate(text: &str, existing: &Existing) -> Result<Setup, Vec<SetupProbl
     }
 }
 
-/// The tenant names a file declares and the ones its routing forwards to, so the caller can
-/// load [`Existing`] before [`validate`]. Returns the parse problems when the file is not even
+/// The tenant names a file declares. Returns the parse problems when the file is not even
 /// structurally readable.
 pub fn tenant_names(text: &str) -> Result<Vec<String>, Vec<SetupProblem>> {
+    let doc = parse_document(text)?;
+    Ok(doc
+        .tenants
+        .iter()
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect())
+}
+
+/// The tenants a file declares and the ones its routing forwards to, so the caller can load
+/// [`Existing`] before [`validate`].
+pub fn referenced_tenants(text: &str) -> Result<Vec<String>, Vec<SetupProblem>> {
     let doc = parse_document(text)?;
     let declared = doc.tenants.iter().filter_map(|t| t.get("name").and_then(Value::as_str));
     let forwarded_to = doc
@@ -1204,7 +1216,7 @@ mod tests {
         let setup = validate(&doc.to_string(), &Existing::default()).unwrap();
         let up = setup.tenants[0].packages[0].upstream.clone().unwrap();
         assert_eq!((up.tenant.as_str(), up.package.as_str(), up.account.as_str()), ("wholesale", "pubg-60-w", "alsham-account"));
-        assert_eq!(tenant_names(&doc.to_string()).unwrap(), vec!["alsham", "wholesale"]);
+        assert_eq!(referenced_tenants(&doc.to_string()).unwrap(), vec!["alsham", "wholesale"]);
         // Unknown names, each at its own path.
         let doc = forwarding(json!({"tenant": "wholesale", "package": "nope", "account": "nobody"}));
         let problems = problems_of(&doc);
