@@ -94,10 +94,13 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
+-- Only a package that forwards can close a cycle: other rows queue nothing (so an ordinary
+-- transaction that updates packages can still ALTER the table afterwards).
 CREATE CONSTRAINT TRIGGER packages_forwarding_acyclic
     AFTER INSERT OR UPDATE OF tenant_id, provider_type, upstream_tenant_id, upstream_package_id ON packages
     DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION packages_forwarding_acyclic();
+    FOR EACH ROW WHEN (NEW.provider_type = 'internal')
+    EXECUTE FUNCTION packages_forwarding_acyclic();
 
 -- The link between a forwarded order (downstream) and the order it became upstream, both ways.
 -- Each order is forwarded at most once and is the upstream of at most one order.
