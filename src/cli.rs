@@ -170,13 +170,34 @@ pub const APPLY_HELP: &str = r#"Format (JSON; amounts are decimal strings; names
     "providers": [{"name": "znet-main", "kind": "znet", "base_url": "http://127.0.0.1:18080",
                    "credentials": {"kod": "...", "sifre": "..."}, "enabled": true, "max_in_flight": 16},
                   {"name": "xstor", "kind": "xstor", "base_url": "http://127.0.0.1:18080",
-                   "credentials": {"api_token": "..."}}],
+                   "credentials": {"api_token": "..."},
+                   "schedule": {"first_check": "5s", "backoff_base": "5s", "backoff_max": "2m",
+                                "max_checks": 30, "give_up_after": "6h"}}],
     "code_groups": [{"name": "itunes-10", "codes": ["AAAA-1111"]}],
     "packages": [{"name": "pubg-60", "product": "PUBG Mobile", "price": "1.10", "enabled": true,
                   "routing": {"mode": "auto", "provider_type": "external", "primary": "znet-main", "fallback": "xstor"},
-                  "mappings": {"znet-main": {"oyun": "7001", "kupur": "60"}, "xstor": {"product_id": "501"}}}],
+                  "mappings": {"znet-main": {"oyun": "7001", "kupur": "60"}, "xstor": {"product_id": "501"}}},
+                 {"name": "pubg-60-fwd", "product": "PUBG Mobile", "price": "1.15",
+                  "routing": {"mode": "auto", "provider_type": "internal",
+                              "upstream": {"tenant": "wholesale", "package": "pubg-60-w", "account": "alsham-account"}}}],
     "webhooks": [{"url": "https://shop.example/hooks/orders", "secret": "...",
                   "events": ["order.approved", "order.rejected", "order.needs_action"], "enabled": true}]}]}
+
+Routing: mode auto (dispatched by itself) or manual (an operator dispatches or delivers it);
+provider_type external (primary, optional fallback, a mapping for each), codes (code_group),
+manual, or internal: forwarded to another tenant's package (upstream), as that tenant's order
+paid by its user `account` (whose balance and overdraft apply there) and routed by that
+tenant's routing; when that order finishes, the forwarded one finishes with the same PIN, or
+rejected and refunded. The upstream tenant, package and account must exist (in the file or the
+database); forwarding that comes back to a tenant it already passed (A -> B -> A, at any depth)
+is refused, here and by the database.
+
+Schedule (optional, per provider): each value given replaces the global --first-check,
+--backoff-base, --backoff-max, --max-checks or --give-up-after for that provider's orders.
+Durations are strings ("500ms", "5s", "2m", "6h") of at most 30 days; backoff_base and
+backoff_max at least 100ms, give_up_after at least 1s, max_checks 1 to 1000; first_check at
+most give_up_after, backoff_max at least backoff_base. `orderctl provider list` shows the
+schedule in force for each provider and where each value came from.
 
 The whole file is validated first; any problem means nothing is written (exit 4). Problems go to
 stderr, one per line; with --output json they are a JSON array of {path, message} on stdout.
@@ -220,10 +241,21 @@ pub enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ProviderCommand {
-    /// List providers (credentials masked)
-    List,
+    /// List providers (credentials masked) with the check schedule in force for each
+    List(ProviderListArgs),
     /// Call a provider's balance and catalogue and print them
     Check(ProviderCheckArgs),
+}
+
+pub const SCHEDULE_HELP: &str = "The schedule shown is the one in force for each provider's orders: the provider's own \
+`schedule` from the setup file, over the global one given here (flags or ORDERCTL_* environment variables, else the \
+built-in defaults). Give the same flags or environment as the daemon to see the daemon's schedule.";
+
+#[derive(Debug, Args)]
+#[command(after_help = SCHEDULE_HELP)]
+pub struct ProviderListArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -325,9 +357,12 @@ pub struct SettleArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = SCHEDULE_HELP)]
 pub struct InspectArgs {
     /// Order uuid or order number
     pub order: String,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 #[derive(Debug, Args)]

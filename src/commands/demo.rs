@@ -6,8 +6,9 @@
 //!    operator's database is never touched.
 //! 2. Migrate, start the built-in simulator on a free port, apply `examples/demo-setup.json`.
 //! 3. Show the incident's contradictory routing being refused, by `apply` and by the database.
-//! 4. Create orders across Znet, x-stor, code stock and manual routing; run the monitor until
-//!    every order is final or waiting for an operator (progress on stderr).
+//! 4. Create orders across Znet, x-stor, code stock and manual routing, and one forwarded to
+//!    another tenant (a wholesaler with its own provider and check schedule); run the monitor
+//!    until every order is final or waiting for an operator (progress on stderr).
 //! 5. Print a summary and where to look next; remove everything it started (also on Ctrl-C or
 //!    an error), unless `--keep`.
 
@@ -42,6 +43,8 @@ const INCIDENT_SETUP: &str = r#"{"tenants": [{"name": "demo-shop", "packages": [
   {"name": "pubg-325", "product": "PUBG Mobile", "price": "5.00", "routing": {"mode": "auto", "provider_type": "manual"}}]}]}"#;
 /// Packages the orders go to, in turn: two thirds external, then code stock, then manual.
 const ROTATION: &[&str] = &["pubg-60", "freefire-100", "pubg-60", "freefire-100", "itunes-10", "jawaker"];
+/// The package the last order goes to: forwarded to the wholesaler (internal routing).
+const FORWARDED: &str = "pubg-60-via-wholesale";
 const MAX_ORDERS: usize = 1000;
 /// The demo gives up waiting for the simulator after this long (it normally needs seconds).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -105,8 +108,15 @@ fn demo(s: &Settings, a: &DemoArgs, interrupt: &Interrupt) -> Result<()> {
         &mut client,
         &orders::OrderFilter { tenant: Some(TENANT.into()), limit: MAX_ORDERS as i64 + 10, ..Default::default() },
     )?;
+    let forwarded = match all.iter().find(|o| o.forwarded_to.is_some()) {
+        Some(o) => Some((o.clone(), orders::load_order(&mut client, o.forwarded_to.expect("found by it"))?)),
+        None => None,
+    };
     let sim_stats = sim.stats();
     print_summary(&all, &settled, &refusals, &sim_stats, started.elapsed());
+    if let Some((down, up)) = &forwarded {
+        print_forwarded(down, up);
+    }
     print_next_steps(&database, a.keep, &all);
     drop(client);
     drop(sim);
@@ -416,10 +426,11 @@ fn show_refused_routing(client: &mut postgres::Client) -> Result<Refusals> {
 }
 
 /// Charge and insert the orders (the monitor dispatches them, as it would orders written by a
-/// shop's web app). Returns how many were created.
+/// shop's web app); the last of two or more is forwarded to the wholesaler. Returns how many
+/// were created.
 fn create_orders(client: &mut postgres::Client, n: usize) -> Result<usize> {
     for i in 0..n {
-        let package = ROTATION[i % ROTATION.len()];
+        let package = if i + 1 == n && n > 1 { FORWARDED } else { ROTATION[i % ROTATION.len()] };
         let user = if i % 2 == 0 { "halil" } else { "ayse" };
         let player = format!("{}", 5_100_000 + i * 37);
         orders::create_order(
@@ -545,6 +556,9 @@ struct Outcome {
 }
 
 fn route_of(o: &orders::OrderRow) -> String {
+    if o.forwarded_to.is_some() {
+        return "forwarded to wholesale".into();
+    }
     match (&o.provider, o.package.as_str()) {
         (Some(p), _) => p.clone(),
         (None, "itunes-10") => "code stock".into(),
@@ -599,9 +613,10 @@ fn print_summary(
     println!("{t}");
     let placed = sim["orders_placed"].as_u64().unwrap_or(0);
     let doubles = sim["double_placements"].as_u64().unwrap_or(0);
-    let sent = all.iter().filter(|o| o.provider.is_some()).count();
+    // A forwarded order reaches the simulator as the wholesaler's order.
+    let sent = all.iter().filter(|o| o.provider.is_some() || o.forwarded_to.is_some()).count();
     println!(
-        "The simulator received {placed} placement(s) for {sent} order(s) sent to a provider ({doubles} duplicate(s)) and answered {} status call(s).\n",
+        "The simulator received {placed} placement(s) for {sent} order(s) sent to a provider, directly or through the wholesaler ({doubles} duplicate(s)) and answered {} status call(s).\n",
         sim["status_calls"].as_u64().unwrap_or(0)
     );
 
@@ -633,8 +648,38 @@ fn print_summary(
     println!("Sample orders:\n{t}");
 }
 
+/// The forwarded order and the wholesaler's order it became, side by side.
+fn print_forwarded(down: &orders::OrderRow, up: &orders::OrderRow) {
+    println!("\nOne order was forwarded to another tenant (internal routing, no provider call of its own):");
+    let mut t = output::table(&["tenant", "order", "package", "paid by", "price", "provider", "status", "PIN"]);
+    for o in [down, up] {
+        t.add_row(vec![
+            Cell::new(&o.tenant),
+            Cell::new(o.number),
+            Cell::new(&o.package),
+            Cell::new(&o.user),
+            Cell::new(o.price),
+            Cell::new(o.provider.as_deref().unwrap_or("-")),
+            output::status_cell(&o.status),
+            Cell::new(o.pin_code.as_deref().unwrap_or("-")),
+        ]);
+    }
+    println!("{t}");
+    let outcome = match (down.status.as_str(), up.status.as_str()) {
+        ("approved", "approved") if down.pin_code == up.pin_code => {
+            "approved on both sides with the same PIN, in one transaction"
+        }
+        ("rejected", "rejected") => {
+            "rejected on both sides: the buyer and the shop's account at the wholesaler were each refunded once"
+        }
+        _ => "still open: it finishes when the wholesaler's order does",
+    };
+    println!("Order {} became the wholesaler's order {}: {outcome}.", down.number, up.number);
+}
+
 fn print_next_steps(database: &DemoDatabase, keep: bool, all: &[orders::OrderRow]) {
     let example = all.iter().find(|o| o.status == "pending").or(all.first()).map(|o| o.number).unwrap_or(1000);
+    let forwarded = all.iter().find(|o| o.forwarded_to.is_some()).map(|o| o.number);
     println!("\nWhere to look next:");
     if keep {
         // Masked: a password in the operator's URL is never printed.
@@ -645,8 +690,12 @@ fn print_next_steps(database: &DemoDatabase, keep: bool, all: &[orders::OrderRow
         (format!("orderctl inspect {example}"), "one order: its fields, placements, history and diagnosis"),
         ("orderctl stats".to_string(), "counts, lateness and timings of the whole operation"),
         ("orderctl doctor".to_string(), "everything that needs an operator, with the fix"),
+        ("orderctl provider list".to_string(), "providers with the check schedule in force for each, and where it came from"),
     ] {
         println!("  {cmd:<24}  {what}");
+    }
+    if let Some(n) = forwarded {
+        println!("  {:<24}  the forwarded order: its link, and the wholesaler's order's state", format!("orderctl inspect {n}"));
     }
     if keep {
         match database {

@@ -58,7 +58,12 @@ pub fn outcome(after: &OrderRow, report: &OneReport) -> Result<()> {
     let provider = after.provider.as_deref().unwrap_or("?");
     let message = after.last_message.clone().unwrap_or_default();
     match State::of(&facts) {
-        State::Approved | State::WithProvider | State::WaitingForOperator | State::ToPlace { .. } | State::New => Ok(()),
+        State::Approved
+        | State::WithProvider
+        | State::Forwarded
+        | State::WaitingForOperator
+        | State::ToPlace { .. }
+        | State::New => Ok(()),
         State::Rejected => {
             Err(Error::refused(format!("order {n} was cancelled by the provider at once and refunded: {message}")))
         }
@@ -73,6 +78,8 @@ pub fn outcome(after: &OrderRow, report: &OneReport) -> Result<()> {
                     after.provider_referans.as_deref().unwrap_or("?")
                 )))
         }
+        State::NeedsOperator(Attention::ForwardRefused) => Err(Error::refused(format!("order {n} was not forwarded: {message}"))
+            .with_hint(format!("fix the cause and `orderctl dispatch {n}`, or `orderctl reject {n} --reason TEXT`"))),
         State::NeedsOperator(Attention::PlacementRejected | Attention::PlacementLimit) => {
             Err(Error::provider(format!("{provider} did not take order {n}: {message}")).with_hint(format!(
                 "fix the cause and `orderctl dispatch {n} [--provider NAME]`, or `orderctl reject {n} --reason TEXT`"

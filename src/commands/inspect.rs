@@ -7,6 +7,7 @@ use crate::db::{
     orders::{self, OrderRef, OrderRow},
     summaries::{order_document, order_summary},
 };
+use crate::domain::backoff::{merge, SCHEDULE_MARKS};
 use crate::domain::diagnosis::StuckThresholds;
 use crate::error::Result;
 use crate::output;
@@ -16,9 +17,16 @@ use serde_json::Value;
 
 pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
     let order_ref = OrderRef::parse(&a.order)?;
+    let global = a.policy.policy()?;
     let mut client = db::connect(&s.database_url)?;
     let order = orders::find_order(&mut client, &order_ref, s.tenant.as_deref())?;
-    let summary = order_document(&mut client, &order, StuckThresholds::default())?;
+    let mut summary = order_document(&mut client, &order, StuckThresholds::default())?;
+    // The schedule its provider's orders are checked by (none for an order no provider holds).
+    let schedule = match order.provider_id {
+        Some(id) => Some(merge(&global, &db::providers::schedule_of(&mut client, id)?)),
+        None => None,
+    };
+    summary["schedule"] = schedule.as_ref().map(|s| s.to_json()).unwrap_or(Value::Null);
     let events = orders::events(&mut client, order.id)?;
     let placements = orders::placements(&mut client, order.id)?;
     if s.json() {
@@ -64,7 +72,22 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
     for (label, key) in fields {
         t.add_row(vec![label.to_string(), plain(&summary[*key])]);
     }
+    if let Some(schedule) = &schedule {
+        t.add_row(vec!["check schedule".to_string(), schedule.summary()]);
+    }
+    let to = &summary["forwarded_to"];
+    if !to.is_null() {
+        let state = format!("{} / {}", plain(&to["status"]), plain(&to["external_status"]));
+        t.add_row(vec!["forwarded to".to_string(), format!("{} order {} ({state})", plain(&to["tenant"]), to["number"])]);
+    }
+    let from = &summary["forwarded_from"];
+    if !from.is_null() {
+        t.add_row(vec!["forwarded from".to_string(), format!("{} order {}", plain(&from["tenant"]), from["number"])]);
+    }
     println!("{t}");
+    if schedule.is_some() {
+        println!("{SCHEDULE_MARKS}");
+    }
     println!("diagnosis: {}", summary["diagnosis"]["sentence"].as_str().unwrap_or(""));
     if !placements.is_empty() {
         let mut t = output::table(&["placed at", "provider", "reference", "outcome", "message"]);

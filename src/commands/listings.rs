@@ -2,7 +2,9 @@
 //! has `--output json` (an array of objects with stable snake_case fields) and respects the
 //! global `--tenant`; `user list` and `package list` need it.
 
+use crate::cli::ProviderListArgs;
 use crate::db::{self, listings, routing};
+use crate::domain::backoff::{merge, ScheduleInForce, SCHEDULE_MARKS};
 use crate::domain::routing::{check_routing, RoutingView};
 use crate::error::{Error, Result};
 use crate::output;
@@ -48,15 +50,27 @@ pub fn users(s: &Settings) -> Result<()> {
     Ok(())
 }
 
-pub fn providers(s: &Settings) -> Result<()> {
+pub fn providers(s: &Settings, a: &ProviderListArgs) -> Result<()> {
+    let global = a.policy.policy()?;
     let mut client = connect_scoped(s)?;
     let rows = listings::providers(&mut client, s.tenant.as_deref())?;
+    let schedules: Vec<ScheduleInForce> = rows.iter().map(|r| merge(&global, &r.schedule)).collect();
     if s.json() {
-        output::print_json(&rows);
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .zip(&schedules)
+            .map(|(r, schedule)| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                v["schedule"] = schedule.to_json();
+                v
+            })
+            .collect();
+        output::print_json(&list);
         return Ok(());
     }
-    let mut t = output::table(&["tenant", "provider", "kind", "base url", "enabled", "max in flight", "credentials"]);
-    for r in &rows {
+    let mut t =
+        output::table(&["tenant", "provider", "kind", "base url", "enabled", "max in flight", "credentials", "check schedule"]);
+    for (r, schedule) in rows.iter().zip(&schedules) {
         let masked: Vec<String> = r.credential_fields.iter().map(|f| format!("{f}=***")).collect();
         t.add_row(vec![
             r.tenant.clone(),
@@ -66,9 +80,11 @@ pub fn providers(s: &Settings) -> Result<()> {
             yes_no(r.enabled),
             r.max_in_flight.to_string(),
             masked.join(", "),
+            schedule.summary(),
         ]);
     }
     println!("{t}");
+    println!("{SCHEDULE_MARKS}");
     Ok(())
 }
 

@@ -35,7 +35,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Routing(RoutingCommand::Check) => routing_check::run(s),
         Command::Tenant(TenantCommand::List) => listings::tenants(s),
         Command::User(UserCommand::List) => listings::users(s),
-        Command::Provider(ProviderCommand::List) => listings::providers(s),
+        Command::Provider(ProviderCommand::List(a)) => listings::providers(s, &a),
         Command::Provider(ProviderCommand::Check(a)) => provider_check::run(s, &a),
         Command::Package(PackageCommand::List) => listings::packages(s),
         Command::Create(a) => create::run(s, &a),

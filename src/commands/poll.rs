@@ -48,7 +48,21 @@ pub fn run(s: &Settings, a: &PollArgs) -> Result<()> {
         let final_state = after.status != "pending";
         if !a.wait || final_state {
             if !a.wait && !ask && !final_state {
-                log::warn!("order {} is {} / {}: nothing to ask a provider", after.number, after.status, after.external_status);
+                if after.forwarded_to.is_some() {
+                    log::warn!(
+                        "order {} was forwarded to another tenant: nothing to ask a provider here; it finishes when that \
+                         order does (`orderctl inspect {}` shows where it is)",
+                        after.number,
+                        after.number
+                    );
+                } else {
+                    log::warn!(
+                        "order {} is {} / {}: nothing to ask a provider",
+                        after.number,
+                        after.status,
+                        after.external_status
+                    );
+                }
             }
             return inspect::print_order_brief(s, &mut client, &after, None);
         }

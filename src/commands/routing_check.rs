@@ -3,7 +3,7 @@
 //! exit 0 when clean, 8 (needs action) when anything was found, after printing the findings.
 
 use crate::db::routing;
-use crate::domain::routing::check_routing;
+use crate::domain::routing::{check_routing, forwarding_cycles};
 use crate::error::{Error, Result};
 use crate::output;
 use crate::settings::Settings;
@@ -35,6 +35,15 @@ pub fn run(s: &Settings) -> Result<()> {
             })
         })
         .collect();
+    // Forwarding cycles span tenants: judged on the whole database, reported at this scope's packages.
+    let mut findings = findings;
+    for cycle in forwarding_cycles(&routing::forwarding(&mut client)?) {
+        let (tenant, package) = cycle.start().clone();
+        if s.tenant.as_deref().is_none_or(|t| t == tenant) {
+            let p = cycle.problem;
+            findings.push(Finding { tenant, package, code: p.code(), problem: p.problem(), fix: p.fix() });
+        }
+    }
     if s.json() {
         output::print_json(&findings);
     } else if findings.is_empty() {

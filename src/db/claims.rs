@@ -41,7 +41,7 @@ const COLUMNS: &str = "o.id, o.number, o.tenant_id, o.package_id, o.quantity, o.
        (extract(epoch FROM now() - coalesce(o.placed_at, o.dispatched_at, now())) * 1000)::bigint,
        o.status, o.external_status, o.attention, o.awaiting_reconciliation, o.operator_forced, o.lane,
        o.provider_id, o.provider_referans, o.next_check_at IS NOT NULL, o.checks, o.no_news, o.placement_attempts,
-       o.price, o.late_pin";
+       o.price, o.late_pin, o.forwarded_to IS NOT NULL";
 
 fn ms(v: i64) -> Duration {
     Duration::from_millis(v.max(0) as u64)
@@ -91,6 +91,7 @@ fn due_row(r: &postgres::Row) -> Result<DueRow> {
             placement_attempts: count(r.get(23)),
             price: r.get::<_, Decimal>(24),
             late_pin: r.get(25),
+            forwarded: r.get(26),
         },
     })
 }

@@ -68,6 +68,9 @@ pub struct ProviderRow {
     pub max_in_flight: i32,
     /// Names of the credential fields that are set. Never their values.
     pub credential_fields: Vec<String>,
+    /// The provider's own check schedule (what it leaves out is global).
+    #[serde(skip)]
+    pub schedule: crate::domain::backoff::ScheduleOverride,
 }
 
 /// Providers of every tenant (or only `tenant`).
@@ -76,7 +79,9 @@ pub fn providers(client: &mut impl GenericClient, tenant: Option<&str>) -> Resul
         "SELECT t.name, p.name, p.kind, p.base_url, p.enabled, p.max_in_flight,
                 ARRAY(SELECT k FROM jsonb_object_keys(
                           CASE WHEN jsonb_typeof(p.credentials) = 'object' THEN p.credentials ELSE '{}'::jsonb END
-                      ) AS k ORDER BY k)
+                      ) AS k ORDER BY k),
+                p.schedule_first_check_ms, p.schedule_backoff_base_ms, p.schedule_backoff_max_ms,
+                p.schedule_max_checks, p.schedule_give_up_after_ms
            FROM providers p JOIN tenants t ON t.id = p.tenant_id
           WHERE ($1::text IS NULL OR t.name = $1)
           ORDER BY t.name, p.name",
@@ -92,6 +97,7 @@ pub fn providers(client: &mut impl GenericClient, tenant: Option<&str>) -> Resul
             enabled: r.get(4),
             max_in_flight: r.get(5),
             credential_fields: r.get(6),
+            schedule: crate::db::providers::ScheduleColumns::read(&r, 7).schedule(),
         })
         .collect())
 }

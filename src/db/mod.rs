@@ -3,6 +3,7 @@
 
 pub mod claims;
 pub mod codes;
+pub mod forwarding;
 pub mod listings;
 pub mod migrate;
 pub mod orders;

@@ -49,6 +49,10 @@ pub struct OrderRow {
     pub operator_forced: bool,
     pub late_pin: Option<String>,
     pub request_id: Option<String>,
+    /// The order this one was forwarded to (internal routing), in another tenant.
+    pub forwarded_to: Option<Uuid>,
+    /// The order of another tenant this one was forwarded from.
+    pub forwarded_from: Option<Uuid>,
     /// The database's clock when the row was read: diagnoses compare times against it.
     pub read_at: DateTime<Utc>,
 }
@@ -60,7 +64,7 @@ pub const ORDER_SELECT: &str = "
            o.last_message, o.awaiting_reconciliation, o.attention, o.checks, o.no_news,
            o.next_check_at, o.lease, o.created_at, o.dispatched_at, o.sent_at, o.last_sync_at,
            o.completed_at, o.duration_ms, o.lane, o.placement_attempts, o.operator_forced, o.late_pin,
-           o.request_id, now()
+           o.request_id, o.forwarded_to, o.forwarded_from, now()
       FROM orders o
       JOIN tenants t ON t.id = o.tenant_id
       JOIN users u ON u.id = o.user_id
@@ -106,7 +110,9 @@ pub fn order_from_row(r: &postgres::Row) -> OrderRow {
         operator_forced: r.get(34),
         late_pin: r.get(35),
         request_id: r.get(36),
-        read_at: r.get(37),
+        forwarded_to: r.get(37),
+        forwarded_from: r.get(38),
+        read_at: r.get(39),
     }
 }
 
@@ -130,6 +136,7 @@ impl OrderRow {
             placement_attempts: self.placement_attempts.max(0) as u32,
             price: self.price,
             late_pin: self.late_pin.clone(),
+            forwarded: self.forwarded_to.is_some(),
         })
     }
 }
@@ -412,6 +419,18 @@ pub fn placements_of(client: &mut impl GenericClient, ids: &[Uuid]) -> Result<st
     Ok(out)
 }
 
+/// The tenant and number of each of these orders (the orders others were forwarded from).
+pub fn forwarded_from(client: &mut impl GenericClient, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, (String, i64)>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    Ok(client
+        .query("SELECT o.id, t.name, o.number FROM orders o JOIN tenants t ON t.id = o.tenant_id WHERE o.id = ANY($1)", &[&ids])?
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect())
+}
+
 /// What was refunded for each of these orders (those refunded), in one query.
 pub fn refunds(client: &mut impl GenericClient, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, Decimal>> {
     if ids.is_empty() {
@@ -476,19 +495,26 @@ pub fn list_orders(client: &mut impl GenericClient, f: &OrderFilter) -> Result<V
 /// predicate is evaluated here, before any limit, so orders that wait for an operator by
 /// design (manual routing) never hide stuck ones. `diagnosis::diagnose` says the same of each
 /// (a test holds the two together): flagged for an operator; held by a provider with nothing
-/// scheduled; work overdue; routing that cannot be followed (the incident); or an order that
-/// routing says is sent automatically but that nothing will pick up (its schedule was lost).
+/// scheduled; work overdue; routing that cannot be followed (the incident); an order that
+/// routing says is sent automatically but that nothing will pick up (its schedule was lost); or
+/// an open order forwarded to a stuck order (up a chain).
 const STUCK_IDS: &str = "
-    SELECT id FROM orders WHERE attention IS NOT NULL
-    UNION SELECT id FROM orders WHERE status = 'pending' AND next_check_at IS NULL
-                                 AND external_status IN ('dispatching', 'sent', 'processing')
-    UNION SELECT id FROM orders WHERE next_check_at < now() - make_interval(secs => $2::bigint / 1000.0)
-    UNION SELECT x.id FROM orders x JOIN packages p ON p.id = x.package_id
-           WHERE x.status = 'pending' AND x.external_status = 'not_sent' AND x.attention IS NULL
-             AND ((p.routing_mode = 'auto'
-                   AND (p.provider_type = 'manual' OR (p.provider_type = 'external' AND p.primary_provider_id IS NULL)
-                        OR (p.provider_type = 'codes' AND p.code_group_id IS NULL)))
-                  OR (x.next_check_at IS NULL AND (x.lane <> 0 OR p.routing_mode = 'auto')))";
+    WITH RECURSIVE own AS (
+        SELECT id FROM orders WHERE attention IS NOT NULL
+        UNION SELECT id FROM orders WHERE status = 'pending' AND next_check_at IS NULL AND forwarded_to IS NULL
+                                     AND external_status IN ('dispatching', 'sent', 'processing')
+        UNION SELECT id FROM orders WHERE next_check_at < now() - make_interval(secs => $2::bigint / 1000.0)
+        UNION SELECT x.id FROM orders x JOIN packages p ON p.id = x.package_id
+               WHERE x.status = 'pending' AND x.external_status = 'not_sent' AND x.attention IS NULL
+                 AND ((p.routing_mode = 'auto'
+                       AND (p.provider_type = 'manual' OR (p.provider_type = 'external' AND p.primary_provider_id IS NULL)
+                            OR (p.provider_type = 'codes' AND p.code_group_id IS NULL)))
+                      OR (x.next_check_at IS NULL AND (x.lane <> 0 OR p.routing_mode = 'auto')))
+    ), chain AS (
+        SELECT id FROM own
+        UNION SELECT d.id FROM orders d JOIN chain c ON d.forwarded_to = c.id WHERE d.status = 'pending'
+    )
+    SELECT id FROM chain";
 
 /// The stuck orders, oldest first, at most `limit`.
 pub fn stuck_orders(
@@ -514,7 +540,7 @@ pub fn count_stuck(client: &mut impl GenericClient, tenant: Option<&str>, overdu
 
 /// The batch safety sweep's work: the oldest open orders sent between `max_age` and `min_age`
 /// ago are made due now (unless due sooner), even if their own schedule was lost. Returns the
-/// lane of each.
+/// lane of each. Forwarded orders have no provider to ask: the sweep takes their upstream orders.
 pub fn make_due_for_safety_sweep(
     client: &mut impl GenericClient,
     limit: i64,
@@ -526,7 +552,7 @@ pub fn make_due_for_safety_sweep(
         .query(
             "UPDATE orders o SET next_check_at = now(), lane = coalesce(o.provider_id, o.lane)
                FROM (SELECT id FROM orders
-                      WHERE status = 'pending' AND external_status IN ('sent', 'processing')
+                      WHERE status = 'pending' AND external_status IN ('sent', 'processing') AND forwarded_to IS NULL
                         AND sent_at BETWEEN now() - make_interval(secs => $2::bigint / 1000.0)
                                         AND now() - make_interval(secs => $3::bigint / 1000.0)
                         AND ($4::bigint IS NULL OR tenant_id = $4)

@@ -1,13 +1,67 @@
 //! Loading a provider's configuration (with its secret credentials) for the adapters.
 
 use crate::db::routing::tenant_id;
+use crate::domain::backoff::ScheduleOverride;
 use crate::error::{Error, Result};
 use crate::provider::HttpSettings;
 use crate::provider::{ProviderConfig, ProviderKind};
 use postgres::{GenericClient, Row};
+use std::time::Duration;
 
-const SELECT: &str = "SELECT p.id, p.enabled, p.name, p.kind, p.base_url, p.credentials, t.name
+const SELECT: &str = "SELECT p.id, p.enabled, p.name, p.kind, p.base_url, p.credentials, t.name,
+                             p.schedule_first_check_ms, p.schedule_backoff_base_ms, p.schedule_backoff_max_ms,
+                             p.schedule_max_checks, p.schedule_give_up_after_ms
                         FROM providers p JOIN tenants t ON t.id = p.tenant_id";
+
+/// The columns of a provider's own check schedule, in the order [`ScheduleColumns::read`] reads them.
+pub const SCHEDULE_COLUMNS: &str =
+    "schedule_first_check_ms, schedule_backoff_base_ms, schedule_backoff_max_ms, schedule_max_checks, schedule_give_up_after_ms";
+
+/// A provider's own check schedule as stored: milliseconds, NULL where the global value holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleColumns {
+    pub first_check_ms: Option<i64>,
+    pub backoff_base_ms: Option<i64>,
+    pub backoff_max_ms: Option<i64>,
+    pub max_checks: Option<i32>,
+    pub give_up_after_ms: Option<i64>,
+}
+
+impl ScheduleColumns {
+    pub fn of(s: &ScheduleOverride) -> ScheduleColumns {
+        // Bounded by `apply` (and the columns' CHECKs) to 30 days: milliseconds fit easily.
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis().min(i64::MAX as u128) as i64);
+        ScheduleColumns {
+            first_check_ms: ms(s.first_check),
+            backoff_base_ms: ms(s.backoff_base),
+            backoff_max_ms: ms(s.backoff_max),
+            max_checks: s.max_checks.map(|n| n.min(i32::MAX as u32) as i32),
+            give_up_after_ms: ms(s.give_up_after),
+        }
+    }
+
+    /// Read the five columns starting at `first` (in [`SCHEDULE_COLUMNS`] order).
+    pub fn read(r: &Row, first: usize) -> ScheduleColumns {
+        ScheduleColumns {
+            first_check_ms: r.get(first),
+            backoff_base_ms: r.get(first + 1),
+            backoff_max_ms: r.get(first + 2),
+            max_checks: r.get(first + 3),
+            give_up_after_ms: r.get(first + 4),
+        }
+    }
+
+    pub fn schedule(&self) -> ScheduleOverride {
+        let d = |ms: Option<i64>| ms.map(|ms| Duration::from_millis(ms.max(0) as u64));
+        ScheduleOverride {
+            first_check: d(self.first_check_ms),
+            backoff_base: d(self.backoff_base_ms),
+            backoff_max: d(self.backoff_max_ms),
+            max_checks: self.max_checks.map(|n| n.max(0) as u32),
+            give_up_after: d(self.give_up_after_ms),
+        }
+    }
+}
 
 fn config_from_row(r: &Row, http: HttpSettings) -> Result<ProviderConfig> {
     let kind: String = r.get(3);
@@ -51,16 +105,24 @@ pub fn load_provider_config(
     }
 }
 
-/// The provider with this id (for orders, which store the provider id): (enabled, config).
+/// The provider with this id (for orders, which store the provider id): (enabled, config, its
+/// own check schedule).
 pub fn load_provider_config_by_id(
     client: &mut impl GenericClient,
     id: i64,
     http: HttpSettings,
-) -> Result<(bool, ProviderConfig)> {
+) -> Result<(bool, ProviderConfig, ScheduleOverride)> {
     let sql = format!("{SELECT} WHERE p.id = $1");
     let row =
         client.query_opt(sql.as_str(), &[&id])?.ok_or_else(|| Error::not_found(format!("provider id {id} does not exist")))?;
-    Ok((row.get(1), config_from_row(&row, http)?))
+    Ok((row.get(1), config_from_row(&row, http)?, ScheduleColumns::read(&row, 7).schedule()))
+}
+
+/// A provider's own check schedule.
+pub fn schedule_of(client: &mut impl GenericClient, id: i64) -> Result<ScheduleOverride> {
+    let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM providers WHERE id = $1");
+    let row = client.query_opt(&sql, &[&id])?.ok_or_else(|| Error::not_found(format!("provider id {id} does not exist")))?;
+    Ok(ScheduleColumns::read(&row, 0).schedule())
 }
 
 /// The providers whose lanes a daemon runs (of one tenant, or all): every enabled provider,

@@ -1,7 +1,7 @@
 //! Loading package routing with everything it points at, for `routing check`, `dispatch` and
 //! `inspect`.
 
-use crate::domain::routing::{RoutedProvider, RoutingView};
+use crate::domain::routing::{Forwarding, RoutedProvider, RoutingView, UpstreamRoute};
 use crate::error::{Error, Result};
 use postgres::GenericClient;
 
@@ -11,7 +11,7 @@ const ROUTING_VIEWS: &str = "
            fp.name, fp.enabled, (fm.package_id IS NOT NULL),
            cg.name,
            (SELECT count(*) FROM code_items ci WHERE ci.code_group_id = cg.id AND ci.state = 'available'),
-           pk.id
+           pk.id, ut.name, up.name, ua.name, up.enabled
       FROM packages pk
       JOIN tenants t ON t.id = pk.tenant_id
       LEFT JOIN providers pp ON pp.id = pk.primary_provider_id
@@ -19,6 +19,9 @@ const ROUTING_VIEWS: &str = "
       LEFT JOIN providers fp ON fp.id = pk.fallback_provider_id
       LEFT JOIN package_mappings fm ON fm.package_id = pk.id AND fm.provider_id = pk.fallback_provider_id
       LEFT JOIN code_groups cg ON cg.id = pk.code_group_id
+      LEFT JOIN tenants ut ON ut.id = pk.upstream_tenant_id
+      LEFT JOIN packages up ON up.id = pk.upstream_package_id
+      LEFT JOIN users ua ON ua.id = pk.upstream_user_id
      WHERE ($1::text IS NULL OR t.name = $1)
        AND ($2::bigint IS NULL OR pk.id = $2)
        AND ($3::bigint[] IS NULL OR pk.id = ANY($3))
@@ -65,6 +68,15 @@ fn views(
             primary: provider(r.get(4), r.get(5), r.get(6)),
             fallback: provider(r.get(7), r.get(8), r.get(9)),
             code_group: r.get::<_, Option<String>>(10).map(|g| (g, r.get::<_, i64>(11))),
+            upstream: match (r.get::<_, Option<String>>(13), r.get::<_, Option<String>>(14), r.get::<_, Option<String>>(15)) {
+                (Some(tenant), Some(package), Some(account)) => Some(UpstreamRoute {
+                    tenant,
+                    package,
+                    account,
+                    package_enabled: r.get::<_, Option<bool>>(16).unwrap_or(false),
+                }),
+                _ => None,
+            },
         };
         out.push((r.get(12), view));
     }
@@ -86,11 +98,22 @@ pub struct PackageRouting {
     pub primary_provider_id: Option<i64>,
     pub fallback_provider_id: Option<i64>,
     pub code_group_id: Option<i64>,
+    /// Internal routing: the upstream tenant, its package and the account that pays.
+    pub upstream: Option<Upstream>,
+}
+
+/// Where an internal routing forwards, by id.
+#[derive(Debug, Clone, Copy)]
+pub struct Upstream {
+    pub tenant_id: i64,
+    pub package_id: i64,
+    pub user_id: i64,
 }
 
 pub fn package_routing(client: &mut impl GenericClient, package_id: i64) -> Result<PackageRouting> {
     let r = client.query_one(
-        "SELECT routing_mode, provider_type, primary_provider_id, fallback_provider_id, code_group_id
+        "SELECT routing_mode, provider_type, primary_provider_id, fallback_provider_id, code_group_id,
+                upstream_tenant_id, upstream_package_id, upstream_user_id
            FROM packages WHERE id = $1",
         &[&package_id],
     )?;
@@ -100,7 +123,26 @@ pub fn package_routing(client: &mut impl GenericClient, package_id: i64) -> Resu
         primary_provider_id: r.get(2),
         fallback_provider_id: r.get(3),
         code_group_id: r.get(4),
+        upstream: match (r.get(5), r.get(6), r.get(7)) {
+            (Some(tenant_id), Some(package_id), Some(user_id)) => Some(Upstream { tenant_id, package_id, user_id }),
+            _ => None,
+        },
     })
+}
+
+/// The forwarding of every package of the database that forwards.
+pub fn forwarding(client: &mut impl GenericClient) -> Result<Forwarding> {
+    Ok(client
+        .query(
+            "SELECT t.name, pk.name, ut.name, up.name
+               FROM packages pk JOIN tenants t ON t.id = pk.tenant_id
+               JOIN packages up ON up.id = pk.upstream_package_id JOIN tenants ut ON ut.id = up.tenant_id
+              WHERE pk.provider_type = 'internal'",
+            &[],
+        )?
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
+        .collect())
 }
 
 /// A provider of a tenant by name: (id, enabled).

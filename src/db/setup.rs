@@ -20,7 +20,8 @@
 use crate::db::routing::routing_views;
 use crate::domain::routing::check_routing;
 use crate::domain::setup::{
-    self, CodeGroupSetup, Existing, PackageSetup, ProviderSetup, Setup, SetupProblem, UserSetup, WebhookSetup,
+    self, CodeGroupSetup, Existing, PackageSetup, ProviderSetup, Setup, SetupProblem, TenantSetup, UpstreamSetup, UserSetup,
+    WebhookSetup,
 };
 use crate::error::{Error, Result};
 use crate::provider::ProviderKind;
@@ -120,7 +121,7 @@ pub enum ApplyOutcome {
 
 /// Validate a setup file and write it in one transaction (rolled back when `dry_run`).
 pub fn apply_text(client: &mut Client, text: &str, dry_run: bool) -> Result<ApplyOutcome> {
-    let names = match setup::tenant_names(text) {
+    let names = match setup::referenced_tenants(text) {
         Ok(names) => names,
         Err(problems) => return Ok(ApplyOutcome::Invalid(problems)),
     };
@@ -142,9 +143,26 @@ pub fn apply_text(client: &mut Client, text: &str, dry_run: bool) -> Result<Appl
     Ok(ApplyOutcome::Applied(Box::new(summary)))
 }
 
-/// The providers and code groups the named tenants already have.
+/// What the named tenants already have (those the file declares and those it forwards to), and
+/// the forwarding of the whole database.
 fn load_existing(tx: &mut Transaction, tenants: &[String]) -> Result<Existing> {
     let mut existing = Existing::default();
+    for r in tx.query("SELECT name FROM tenants WHERE name = ANY($1)", &[&tenants])? {
+        existing.tenants.insert(r.get(0));
+    }
+    let rows = tx.query(
+        "SELECT t.name, p.name FROM packages p JOIN tenants t ON t.id = p.tenant_id WHERE t.name = ANY($1)",
+        &[&tenants],
+    )?;
+    for r in rows {
+        existing.packages.entry(r.get(0)).or_default().insert(r.get(1));
+    }
+    let rows =
+        tx.query("SELECT t.name, u.name FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.name = ANY($1)", &[&tenants])?;
+    for r in rows {
+        existing.users.entry(r.get(0)).or_default().insert(r.get(1));
+    }
+    existing.forwarding = crate::db::routing::forwarding(tx)?;
     let rows = tx.query(
         "SELECT t.name, p.name, p.kind FROM providers p JOIN tenants t ON t.id = p.tenant_id WHERE t.name = ANY($1)",
         &[&tenants],
@@ -166,6 +184,7 @@ fn load_existing(tx: &mut Transaction, tenants: &[String]) -> Result<Existing> {
 
 fn write(tx: &mut Transaction, setup: &Setup) -> Result<ApplySummary> {
     let mut s = ApplySummary { balance_rule: BALANCE_RULE, ..ApplySummary::default() };
+    let mut tenant_ids = BTreeMap::new();
     for t in &setup.tenants {
         let (tenant_id, change) = write_tenant(tx, &t.name)?;
         s.tenants.record(change, t.name.clone());
@@ -191,12 +210,23 @@ fn write(tx: &mut Transaction, setup: &Setup) -> Result<ApplySummary> {
         for product in products {
             s.products.record(write_product(tx, tenant_id, product)?, named(product));
         }
-        let ids = TenantIds::load(tx, tenant_id)?;
-        for p in &t.packages {
-            s.packages.record(write_package(tx, tenant_id, &ids, p)?, named(&p.name));
-        }
+        tenant_ids.insert(t.name.as_str(), tenant_id);
+    }
+    // Packages last, every tenant's rows written: a package may forward to a package of a tenant
+    // further down the file.
+    let mut ids = BTreeMap::new();
+    for (tenant, tenant_id) in &tenant_ids {
+        ids.insert(*tenant, TenantIds::load(tx, *tenant_id)?);
+    }
+    for (t, p) in packages_in_write_order(setup) {
+        let tenant_id = tenant_ids[t.name.as_str()];
+        s.packages.record(write_package(tx, tenant_id, &ids[t.name.as_str()], p)?, format!("{}/{}", t.name, p.name));
+    }
+    // Each tenant's webhooks (named by their url within the tenant).
+    for t in &setup.tenants {
+        let tenant_id = tenant_ids[t.name.as_str()];
         for w in &t.webhooks {
-            s.webhooks.record(write_webhook(tx, tenant_id, w)?, named(&w.url));
+            s.webhooks.record(write_webhook(tx, tenant_id, w)?, format!("{}/{}", t.name, w.url));
         }
     }
     s.changes = [&s.tenants, &s.users, &s.providers, &s.code_groups, &s.products, &s.packages, &s.webhooks]
@@ -288,16 +318,35 @@ fn post_ledger(tx: &mut Transaction, tenant_id: i64, user_id: i64, kind: &str, a
 
 fn write_provider(tx: &mut Transaction, tenant_id: i64, p: &ProviderSetup) -> Result<Change> {
     let current = tx.query_opt(
-        "SELECT id, kind, base_url, credentials, enabled, max_in_flight FROM providers
-          WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
+        &format!(
+            "SELECT id, kind, base_url, credentials, enabled, max_in_flight, {} FROM providers
+              WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
+            crate::db::providers::SCHEDULE_COLUMNS
+        ),
         &[&tenant_id, &p.name],
     )?;
     let kind = p.kind.as_str();
+    let s = crate::db::providers::ScheduleColumns::of(&p.schedule);
     let Some(r) = current else {
         tx.execute(
-            "INSERT INTO providers (tenant_id, name, kind, base_url, credentials, enabled, max_in_flight)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[&tenant_id, &p.name, &kind, &p.base_url, &p.credentials, &p.enabled, &p.max_in_flight],
+            "INSERT INTO providers (tenant_id, name, kind, base_url, credentials, enabled, max_in_flight,
+                                    schedule_first_check_ms, schedule_backoff_base_ms, schedule_backoff_max_ms,
+                                    schedule_max_checks, schedule_give_up_after_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &[
+                &tenant_id,
+                &p.name,
+                &kind,
+                &p.base_url,
+                &p.credentials,
+                &p.enabled,
+                &p.max_in_flight,
+                &s.first_check_ms,
+                &s.backoff_base_ms,
+                &s.backoff_max_ms,
+                &s.max_checks,
+                &s.give_up_after_ms,
+            ],
         )?;
         return Ok(Change::Created);
     };
@@ -306,13 +355,29 @@ fn write_provider(tx: &mut Transaction, tenant_id: i64, p: &ProviderSetup) -> Re
         && r.get::<_, String>(2) == p.base_url
         && r.get::<_, Value>(3) == p.credentials
         && r.get::<_, bool>(4) == p.enabled
-        && r.get::<_, i32>(5) == p.max_in_flight;
+        && r.get::<_, i32>(5) == p.max_in_flight
+        && crate::db::providers::ScheduleColumns::read(&r, 6) == s;
     if same {
         return Ok(Change::Unchanged);
     }
     tx.execute(
-        "UPDATE providers SET kind = $2, base_url = $3, credentials = $4, enabled = $5, max_in_flight = $6 WHERE id = $1",
-        &[&id, &kind, &p.base_url, &p.credentials, &p.enabled, &p.max_in_flight],
+        "UPDATE providers SET kind = $2, base_url = $3, credentials = $4, enabled = $5, max_in_flight = $6,
+                schedule_first_check_ms = $7, schedule_backoff_base_ms = $8, schedule_backoff_max_ms = $9,
+                schedule_max_checks = $10, schedule_give_up_after_ms = $11
+          WHERE id = $1",
+        &[
+            &id,
+            &kind,
+            &p.base_url,
+            &p.credentials,
+            &p.enabled,
+            &p.max_in_flight,
+            &s.first_check_ms,
+            &s.backoff_base_ms,
+            &s.backoff_max_ms,
+            &s.max_checks,
+            &s.give_up_after_ms,
+        ],
     )?;
     Ok(Change::Updated)
 }
@@ -376,6 +441,41 @@ fn write_product(tx: &mut Transaction, tenant_id: i64, name: &str) -> Result<Cha
     Ok(if inserted == 1 { Change::Created } else { Change::Unchanged })
 }
 
+/// The file's packages in an order where each one's upstream package (if the file has it) is
+/// written before it, so every package forwards to a row that exists. The forwarding of the
+/// file has no cycle (validated), so every package finds its place.
+fn packages_in_write_order(setup: &Setup) -> Vec<(&TenantSetup, &PackageSetup)> {
+    let all: Vec<(&TenantSetup, &PackageSetup)> =
+        setup.tenants.iter().flat_map(|t| t.packages.iter().map(move |p| (t, p))).collect();
+    let mut written: std::collections::BTreeSet<(&str, &str)> = Default::default();
+    let mut out = Vec::with_capacity(all.len());
+    while out.len() < all.len() {
+        let before = out.len();
+        for &(t, p) in &all {
+            if written.contains(&(t.name.as_str(), p.name.as_str())) {
+                continue;
+            }
+            let ready = match &p.upstream {
+                None => true,
+                Some(u) => {
+                    written.contains(&(u.tenant.as_str(), u.package.as_str()))
+                        || !all.iter().any(|(ut, up)| ut.name == u.tenant && up.name == u.package)
+                }
+            };
+            if ready {
+                written.insert((t.name.as_str(), p.name.as_str()));
+                out.push((t, p));
+            }
+        }
+        if out.len() == before {
+            // Unreachable after validation; write the rest as they come and let the database judge.
+            out.extend(all.iter().filter(|(t, p)| !written.contains(&(t.name.as_str(), p.name.as_str()))).copied());
+            break;
+        }
+    }
+    out
+}
+
 /// Ids by name of what packages point at, once the tenant's other rows are written.
 struct TenantIds {
     products: BTreeMap<String, i64>,
@@ -405,8 +505,27 @@ impl TenantIds {
     }
 }
 
+/// The ids of a package's upstream: (tenant, package, account).
+fn upstream_ids(tx: &mut Transaction, u: &UpstreamSetup) -> Result<(i64, i64, i64)> {
+    let row = tx.query_opt(
+        "SELECT t.id, p.id, u.id FROM tenants t
+           JOIN packages p ON p.tenant_id = t.id AND p.name = $2
+           JOIN users u ON u.tenant_id = t.id AND u.name = $3
+          WHERE t.name = $1",
+        &[&u.tenant, &u.package, &u.account],
+    )?;
+    row.map(|r| (r.get(0), r.get(1), r.get(2))).ok_or_else(|| {
+        Error::internal(format!(
+            "the upstream {}/{} (account {}) vanished while applying the setup file",
+            u.tenant, u.package, u.account
+        ))
+    })
+}
+
 fn write_package(tx: &mut Transaction, tenant_id: i64, ids: &TenantIds, p: &PackageSetup) -> Result<Change> {
     let product_id = TenantIds::id(&ids.products, "product", &p.product)?;
+    let upstream = p.upstream.as_ref().map(|u| upstream_ids(tx, u)).transpose()?;
+    let (up_tenant, up_package, up_user) = (upstream.map(|u| u.0), upstream.map(|u| u.1), upstream.map(|u| u.2));
     let primary = TenantIds::optional(&ids.providers, "provider", &p.primary)?;
     let fallback = TenantIds::optional(&ids.providers, "provider", &p.fallback)?;
     let code_group = TenantIds::optional(&ids.code_groups, "code group", &p.code_group)?;
@@ -418,7 +537,8 @@ fn write_package(tx: &mut Transaction, tenant_id: i64, ids: &TenantIds, p: &Pack
 
     let current = tx.query_opt(
         "SELECT id, product_id, price, enabled, routing_mode, provider_type,
-                primary_provider_id, fallback_provider_id, code_group_id
+                primary_provider_id, fallback_provider_id, code_group_id,
+                upstream_tenant_id, upstream_package_id, upstream_user_id
            FROM packages WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
         &[&tenant_id, &p.name],
     )?;
@@ -427,8 +547,9 @@ fn write_package(tx: &mut Transaction, tenant_id: i64, ids: &TenantIds, p: &Pack
             let id: i64 = tx
                 .query_one(
                     "INSERT INTO packages (tenant_id, product_id, name, price, enabled, routing_mode, provider_type,
-                                           primary_provider_id, fallback_provider_id, code_group_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                                           primary_provider_id, fallback_provider_id, code_group_id,
+                                           upstream_tenant_id, upstream_package_id, upstream_user_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
                     &[
                         &tenant_id,
                         &product_id,
@@ -440,6 +561,9 @@ fn write_package(tx: &mut Transaction, tenant_id: i64, ids: &TenantIds, p: &Pack
                         &primary,
                         &fallback,
                         &code_group,
+                        &up_tenant,
+                        &up_package,
+                        &up_user,
                     ],
                 )?
                 .get(0);
@@ -454,13 +578,30 @@ fn write_package(tx: &mut Transaction, tenant_id: i64, ids: &TenantIds, p: &Pack
                 && r.get::<_, String>(5) == provider_type
                 && r.get::<_, Option<i64>>(6) == primary
                 && r.get::<_, Option<i64>>(7) == fallback
-                && r.get::<_, Option<i64>>(8) == code_group;
+                && r.get::<_, Option<i64>>(8) == code_group
+                && r.get::<_, Option<i64>>(9) == up_tenant
+                && r.get::<_, Option<i64>>(10) == up_package
+                && r.get::<_, Option<i64>>(11) == up_user;
             if !same {
                 tx.execute(
                     "UPDATE packages SET product_id = $2, price = $3, enabled = $4, routing_mode = $5, provider_type = $6,
-                            primary_provider_id = $7, fallback_provider_id = $8, code_group_id = $9
+                            primary_provider_id = $7, fallback_provider_id = $8, code_group_id = $9,
+                            upstream_tenant_id = $10, upstream_package_id = $11, upstream_user_id = $12
                       WHERE id = $1",
-                    &[&id, &product_id, &p.price, &p.enabled, &mode, &provider_type, &primary, &fallback, &code_group],
+                    &[
+                        &id,
+                        &product_id,
+                        &p.price,
+                        &p.enabled,
+                        &mode,
+                        &provider_type,
+                        &primary,
+                        &fallback,
+                        &code_group,
+                        &up_tenant,
+                        &up_package,
+                        &up_user,
+                    ],
                 )?;
             }
             (id, if same { Change::Unchanged } else { Change::Updated })

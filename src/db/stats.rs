@@ -281,14 +281,23 @@ impl Settlement {
     }
 }
 
+/// A forwarded order moves (or waits for an operator) as the order at the far end of its chain
+/// does: nothing is scheduled for it here, its upstream order finishes it.
 pub fn settlement(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Settlement> {
     let r = client.query_one(
-        "SELECT count(*) FILTER (WHERE o.status = 'approved'),
-                count(*) FILTER (WHERE o.status = 'rejected'),
-                count(*) FILTER (WHERE o.status = 'pending' AND o.next_check_at IS NULL),
-                count(*) FILTER (WHERE o.status = 'pending' AND o.next_check_at IS NOT NULL)
-           FROM orders o JOIN tenants t ON t.id = o.tenant_id
-          WHERE ($1::text IS NULL OR t.name = $1)",
+        "WITH RECURSIVE chain(id, status, at) AS (
+             SELECT o.id, o.status, o.id FROM orders o JOIN tenants t ON t.id = o.tenant_id
+              WHERE ($1::text IS NULL OR t.name = $1)
+             UNION ALL
+             SELECT c.id, c.status, u.forwarded_to FROM chain c JOIN orders u ON u.id = c.at WHERE u.forwarded_to IS NOT NULL
+         ), ends AS (
+             SELECT c.status, e.next_check_at FROM chain c JOIN orders e ON e.id = c.at WHERE e.forwarded_to IS NULL
+         )
+         SELECT count(*) FILTER (WHERE status = 'approved'),
+                count(*) FILTER (WHERE status = 'rejected'),
+                count(*) FILTER (WHERE status = 'pending' AND next_check_at IS NULL),
+                count(*) FILTER (WHERE status = 'pending' AND next_check_at IS NOT NULL)
+           FROM ends",
         &[&tenant],
     )?;
     Ok(Settlement { approved: r.get(0), rejected: r.get(1), waiting_for_operator: r.get(2), moving: r.get(3) })

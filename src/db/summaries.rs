@@ -4,7 +4,7 @@
 
 use crate::db::orders::{self, OrderRow};
 use crate::db::routing::routing_views_of;
-use crate::domain::diagnosis::{diagnose, Diagnosis, OrderFacts, StuckThresholds};
+use crate::domain::diagnosis::{diagnose, Diagnosis, OrderFacts, StuckThresholds, UpstreamView};
 use crate::domain::routing::RoutingView;
 use crate::error::Result;
 use chrono::{DateTime, Utc};
@@ -26,13 +26,81 @@ pub fn order_summaries(client: &mut impl GenericClient, rows: &[OrderRow], limit
     let routing: HashMap<i64, RoutingView> = routing_views_of(client, &packages)?.into_iter().collect();
     let rejected: Vec<uuid::Uuid> = rows.iter().filter(|o| o.status == "rejected").map(|o| o.id).collect();
     let refunds = orders::refunds(client, &rejected)?;
+    let upstream = upstream_views(client, rows, limits)?;
+    let origins = orders::forwarded_from(client, &rows.iter().filter_map(|o| o.forwarded_from).collect::<Vec<_>>())?;
     rows.iter()
         .map(|o| {
             let refunded = refunds.get(&o.id).map(|d| d.to_string());
-            let diagnosis = diagnosis_of(o, routing.get(&o.package_id), refunded.clone(), limits)?;
-            Ok(summary(o, refunded, diagnosis))
+            let up = o.forwarded_to.and_then(|id| upstream.get(&id));
+            let diagnosis = diagnosis_of(o, routing.get(&o.package_id), refunded.clone(), up, limits)?;
+            let mut v = summary(o, refunded, diagnosis);
+            // The link, and the other order's state: nothing else of the other tenant.
+            v["forwarded_to"] = up
+                .map(
+                    |u| json!({"tenant": u.tenant, "number": u.number, "status": u.status, "external_status": u.external_status}),
+                )
+                .unwrap_or(Value::Null);
+            v["forwarded_from"] = o
+                .forwarded_from
+                .and_then(|id| origins.get(&id))
+                .map(|(tenant, number)| json!({"tenant": tenant, "number": number}))
+                .unwrap_or(Value::Null);
+            Ok(v)
         })
         .collect()
+}
+
+/// The orders these were forwarded to, and theirs up each chain, each as an [`UpstreamView`]
+/// (keyed by its id), diagnosed from the far end of its chain back, so an order's view knows
+/// whether the order it was forwarded to is moving.
+fn upstream_views(
+    client: &mut impl GenericClient,
+    rows: &[OrderRow],
+    limits: StuckThresholds,
+) -> Result<HashMap<uuid::Uuid, UpstreamView>> {
+    let mut chain: HashMap<uuid::Uuid, OrderRow> = HashMap::new();
+    let mut next: Vec<uuid::Uuid> = rows.iter().filter_map(|o| o.forwarded_to).collect();
+    // Bounded like the one writer bounds a chain; the database keeps chains acyclic.
+    for _ in 0..64 {
+        next.retain(|id| !chain.contains_key(id));
+        next.sort_unstable();
+        next.dedup();
+        if next.is_empty() {
+            break;
+        }
+        let loaded = orders::load_orders(client, &next)?;
+        next = loaded.iter().filter_map(|o| o.forwarded_to).collect();
+        chain.extend(loaded.into_iter().map(|o| (o.id, o)));
+    }
+    let mut packages: Vec<i64> = chain.values().map(|o| o.package_id).collect();
+    packages.sort_unstable();
+    packages.dedup();
+    let routing: HashMap<i64, RoutingView> = routing_views_of(client, &packages)?.into_iter().collect();
+    let mut views: HashMap<uuid::Uuid, UpstreamView> = HashMap::new();
+    while views.len() < chain.len() {
+        let before = views.len();
+        for o in chain.values() {
+            let ready = o.forwarded_to.is_none_or(|up| views.contains_key(&up) || !chain.contains_key(&up));
+            if views.contains_key(&o.id) || !ready {
+                continue;
+            }
+            let up = o.forwarded_to.and_then(|id| views.get(&id));
+            let d = diagnosis_of(o, routing.get(&o.package_id), None, up, limits)?;
+            let view = UpstreamView {
+                tenant: o.tenant.clone(),
+                number: o.number,
+                status: o.status.clone(),
+                external_status: o.external_status.clone(),
+                code: d.code,
+                stuck: d.stuck,
+            };
+            views.insert(o.id, view);
+        }
+        if views.len() == before {
+            break;
+        }
+    }
+    Ok(views)
 }
 
 /// One order's summary (see `order_summaries`).
@@ -44,6 +112,7 @@ fn diagnosis_of(
     o: &OrderRow,
     routing: Option<&RoutingView>,
     refunded: Option<String>,
+    upstream: Option<&UpstreamView>,
     limits: StuckThresholds,
 ) -> Result<Diagnosis> {
     let facts = o.facts()?;
@@ -59,6 +128,7 @@ fn diagnosis_of(
         routing,
         pin_delivered: o.pin_code.is_some(),
         refunded,
+        upstream,
     };
     // The database's clock when the row was read: the same clock the stuck query uses.
     Ok(diagnose(&of, o.read_at, limits))
@@ -104,7 +174,8 @@ fn summary(o: &OrderRow, refunded: Option<String>, diagnosis: Diagnosis) -> Valu
     })
 }
 
-/// The orders' summaries with their placements: `inspect --output json` without the events,
+/// The orders' summaries with their placements: `inspect --output json` without the events
+/// and the provider's check schedule (settings, not the order's state),
 /// and the `order` of a webhook event. A constant number of queries, like `order_summaries`.
 pub fn order_documents(client: &mut impl GenericClient, rows: &[OrderRow], limits: StuckThresholds) -> Result<Vec<Value>> {
     let ids: Vec<uuid::Uuid> = rows.iter().map(|o| o.id).collect();

@@ -2,7 +2,9 @@
 //! statement, each guarded by the lease its work was claimed with (zero rows updated means
 //! somebody else owns the order now, and the stale result is dropped), on the database's clock.
 //! Its side effects go in the same transaction: the placement row's outcome, money (unique
-//! ledger rows: exactly once), the history entry and the shop's notice (`outbox`).
+//! ledger rows: exactly once), the history entry and the shop's notice (`outbox`). And forwarding:
+//! an order that reaches a final status finishes the order forwarded to it (and that one the
+//! order forwarded to it, up a chain) in the same transaction, by the lifecycle's `upstream_finished`.
 
 use crate::domain::lifecycle::{Money, Schedule, Set, Transition};
 use crate::error::Result;
@@ -41,11 +43,22 @@ impl StepRecord {
 /// A write that reached its order: (order, its new lease).
 pub type Applied = (Uuid, i64);
 
+/// Forwarding chains longer than this are refused as damaged (the database keeps them acyclic,
+/// and each step of a chain is an order of another tenant).
+const MAX_CHAIN: usize = 64;
+
 /// Write the transitions; those whose lease moved on are dropped. Returns the ones written.
 /// An order may appear once per call.
 pub fn apply(tx: &mut impl GenericClient, writes: &[Write]) -> Result<Vec<Applied>> {
+    apply_at(tx, writes, 0)
+}
+
+fn apply_at(tx: &mut impl GenericClient, writes: &[Write], depth: usize) -> Result<Vec<Applied>> {
     let applied = apply_pg(tx, writes)?;
-    enqueue_notices(tx, writes, &applied)?;
+    let done = written(writes, &applied);
+    // The shop's notices of what was written, in the same transaction (the webhook outbox).
+    crate::db::outbox::enqueue(tx, &done)?;
+    finish_forwarded(tx, &done, depth)?;
     Ok(applied)
 }
 
@@ -55,6 +68,7 @@ fn apply_pg(tx: &mut impl GenericClient, writes: &[Write]) -> std::result::Resul
     if writes.is_empty() {
         return Ok(vec![]);
     }
+    link_forwarded(tx, writes)?;
     let applied = update_orders(tx, writes)?;
     let done = written(writes, &applied);
     record_placements(tx, &done)?;
@@ -68,9 +82,54 @@ fn written<'a>(writes: &'a [Write], applied: &[Applied]) -> Vec<&'a Write> {
     writes.iter().filter(|w| ids.contains(&w.order_id)).collect()
 }
 
-/// The shop's notices of what was written, in the same transaction (the webhook outbox).
-fn enqueue_notices(tx: &mut impl GenericClient, writes: &[Write], applied: &[Applied]) -> Result<()> {
-    crate::db::outbox::enqueue(tx, &written(writes, applied))
+/// A forwarded order's link to the order it became (created in this transaction). Written
+/// before the row's other changes, under the same lease guard: a `sent` order needs either a
+/// provider reference or this link (`orders_held_has_reference`). Rare, so kept out of the
+/// batched statement every other write goes through.
+fn link_forwarded(tx: &mut impl GenericClient, writes: &[Write]) -> std::result::Result<(), postgres::Error> {
+    for w in writes {
+        if let Some(to) = w.transition.forwarded_to {
+            tx.execute(
+                "UPDATE orders SET forwarded_to = $2 WHERE id = $1 AND ($3::bigint IS NULL OR lease = $3)",
+                &[&w.order_id, &to, &w.lease],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The orders forwarded to orders that just reached a final status finish with them: locked,
+/// judged by the lifecycle, and written here (recursively, down a chain A → B → C).
+fn finish_forwarded(tx: &mut impl GenericClient, done: &[&Write], depth: usize) -> Result<()> {
+    use crate::domain::lifecycle::{upstream_finished, UpstreamOrder, UpstreamOutcome};
+    let finals: Vec<Uuid> = done.iter().filter(|w| w.transition.final_status().is_some()).map(|w| w.order_id).collect();
+    let finished = crate::db::forwarding::finished_upstream(tx, &finals)?;
+    if finished.is_empty() {
+        return Ok(());
+    }
+    if depth >= MAX_CHAIN {
+        return Err(crate::error::Error::internal(format!(
+            "a forwarding chain is longer than {MAX_CHAIN} orders; the database should make that impossible"
+        )));
+    }
+    let ids: Vec<Uuid> = finished.iter().map(|f| f.downstream).collect();
+    let rows = crate::db::claims::lock_ids(tx, &ids, true)?;
+    let mut writes = Vec::new();
+    for row in rows {
+        let Some(up) = finished.iter().find(|f| f.downstream == row.id) else { continue };
+        let outcome = if up.approved {
+            UpstreamOutcome::Approved { pin: up.pin.as_deref() }
+        } else {
+            UpstreamOutcome::Rejected { message: &up.message }
+        };
+        let upstream = UpstreamOrder { tenant: &up.tenant, number: up.number };
+        if let Some(transition) = upstream_finished(&row.facts, upstream, outcome) {
+            // The row is locked here: no lease to guard.
+            writes.push(Write { order_id: row.id, lease: None, placement: None, transition, steps: vec![] });
+        }
+    }
+    apply_at(tx, &writes, depth + 1)?;
+    Ok(())
 }
 
 fn update_orders(tx: &mut impl GenericClient, writes: &[Write]) -> std::result::Result<Vec<Applied>, postgres::Error> {
@@ -305,8 +364,8 @@ pub fn refused_write(order_id: Uuid, lease: Option<i64>, why: &str) -> Write {
 
 /// True for errors that one order's values cause (and that repeating will not cure): data
 /// exceptions (class 22: a value Postgres cannot store) and integrity violations (class 23).
-pub fn refused_by_data(e: &postgres::Error) -> bool {
-    e.code().map(|c| c.code().starts_with("22") || c.code().starts_with("23")).unwrap_or(false)
+pub fn refused_by_data(e: &crate::error::Error) -> bool {
+    e.sqlstate.as_deref().is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
 }
 
 /// What `apply_isolated` wrote: the writes that reached their order, and the orders whose
@@ -324,40 +383,34 @@ pub struct Written {
 pub fn apply_isolated(client: &mut postgres::Client, writes: &[Write]) -> Result<Written> {
     let first = {
         let mut tx = client.transaction()?;
-        match apply_pg(&mut tx, writes) {
+        match apply(&mut tx, writes) {
             Ok(applied) => {
-                enqueue_notices(&mut tx, writes, &applied)?;
                 tx.commit()?;
                 return Ok(Written { applied, refused: vec![] });
             }
             Err(e) if refused_by_data(&e) => e,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     };
-    log::warn!(
-        "a batch of {} result(s) was refused ({}); writing them one by one",
-        writes.len(),
-        crate::db::short_pg_error(&first)
-    );
+    log::warn!("a batch of {} result(s) was refused ({}); writing them one by one", writes.len(), first.message);
     let mut tx = client.transaction()?;
     let mut out = Written::default();
     for w in writes {
         let mut sp = tx.savepoint("one_write")?;
-        match apply_pg(&mut sp, std::slice::from_ref(w)) {
+        match apply(&mut sp, std::slice::from_ref(w)) {
             Ok(a) => {
-                enqueue_notices(&mut sp, std::slice::from_ref(w), &a)?;
                 sp.commit()?;
                 out.applied.extend(a);
             }
             Err(e) if refused_by_data(&e) => {
                 sp.rollback()?;
-                let why = crate::db::short_pg_error(&e);
+                let why = e.message.clone();
                 log::error!("order {}: the database refused its result ({why}); flagged for an operator", w.order_id);
                 if !apply(&mut tx, &[refused_write(w.order_id, w.lease, &why)])?.is_empty() {
                     out.refused.push(w.order_id);
                 }
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     tx.commit()?;

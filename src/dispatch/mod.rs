@@ -35,7 +35,8 @@ pub struct LaneProvider {
     pub enabled: bool,
     /// The adapter, or why it cannot be built (e.g. credentials missing in its row).
     pub adapter: Result<Arc<dyn Provider>, String>,
-    /// The check schedule of this provider's orders.
+    /// The check schedule of this provider's orders: the global policy with the provider's own
+    /// schedule merged over it (`domain::backoff::merge`).
     pub policy: BackoffPolicy,
 }
 

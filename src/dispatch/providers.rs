@@ -1,10 +1,11 @@
 //! The providers work is done for, loaded from their rows and kept for a few seconds: one
 //! adapter (one HTTP agent with its connection pool) per provider per process, rebuilt only
-//! when its configuration changes, so a changed switch, URL or credential is picked up quickly.
+//! when its configuration changes, so a changed switch, URL, credential or check schedule is
+//! picked up quickly.
 
 use super::LaneProvider;
 use crate::db;
-use crate::domain::backoff::BackoffPolicy;
+use crate::domain::backoff::{merge, BackoffPolicy};
 use crate::error::Result;
 use crate::provider::HttpSettings;
 use crate::provider::{self, Provider, ProviderConfig};
@@ -31,7 +32,7 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// `policy`: the check schedule of every provider's orders.
+    /// `policy`: the global check schedule; each provider's own schedule (its row) is merged over it.
     pub fn new(http: HttpSettings, policy: BackoffPolicy) -> Providers {
         Providers { http, policy, entries: Arc::new(Mutex::new(HashMap::new())) }
     }
@@ -47,15 +48,15 @@ impl Providers {
                 return Ok(e.provider.clone());
             }
         }
-        let (enabled, config) = db::providers::load_provider_config_by_id(client, id, self.http)?;
+        let (enabled, config, schedule) = db::providers::load_provider_config_by_id(client, id, self.http)?;
         let fingerprint = format!("{}\u{0}{}\u{0}{}", config.kind, config.base_url, config.credentials);
         let mut entries = self.entries.lock().unwrap();
         let adapter = match entries.get(&id) {
             Some(e) if e.built_from == fingerprint => e.provider.adapter.clone(),
             _ => build(config.clone()),
         };
-        let provider =
-            LaneProvider { id, name: config.name.clone(), kind: config.kind, enabled, adapter, policy: self.policy.clone() };
+        let policy = merge(&self.policy, &schedule).policy;
+        let provider = LaneProvider { id, name: config.name.clone(), kind: config.kind, enabled, adapter, policy };
         entries.insert(id, Entry { loaded: Instant::now(), built_from: fingerprint, provider: provider.clone() });
         Ok(provider)
     }

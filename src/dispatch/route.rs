@@ -1,5 +1,6 @@
 //! Route: the routing lane's work (no HTTP). A new order goes to its provider's lane, gets codes
-//! from our stock, or waits for an operator; routing that cannot be followed flags it.
+//! from our stock, is forwarded to another tenant (internal routing), or waits for an operator;
+//! routing that cannot be followed flags it.
 
 use crate::db::claims::DueRow;
 use crate::db::routing::{self as routing_db, PackageRouting};
@@ -77,6 +78,18 @@ fn decide(
             lifecycle::routed_to_provider(f, id, &primary, &format!("{} → external", view.mode))
         }
         RouteDecision::Manual => lifecycle::waiting_for_operator(f, &package),
+        RouteDecision::Forward { tenant } => {
+            let up = routing.upstream.ok_or_else(|| Error::internal("internal routing without its upstream ids"))?;
+            // The upstream order and this order's move to `sent` commit together, or not at all.
+            match crate::db::forwarding::create_upstream(tx, row, &up)? {
+                Ok(created) => lifecycle::forwarded(
+                    f,
+                    created.id,
+                    lifecycle::UpstreamOrder { tenant: &created.tenant, number: created.number },
+                ),
+                Err(why) => lifecycle::forward_refused(f, &tenant, &why),
+            }
+        }
         RouteDecision::Codes { group } => {
             let group_id = routing.code_group_id.ok_or_else(|| Error::internal("codes routing without a code group id"))?;
             match crate::db::codes::take(tx, row.id, group_id, row.quantity)? {

@@ -26,6 +26,22 @@ pub struct OrderFacts<'a> {
     pub routing: Option<&'a RoutingView>,
     pub pin_delivered: bool,
     pub refunded: Option<String>,
+    /// A forwarded order: the order it was forwarded to, as far as this tenant may see it.
+    pub upstream: Option<&'a UpstreamView>,
+}
+
+/// The order a forwarded order became, as the forwarding tenant sees it: the link and the
+/// order's state, nothing else of the other tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpstreamView {
+    pub tenant: String,
+    pub number: i64,
+    pub status: String,
+    pub external_status: String,
+    /// Its own diagnosis code (`waiting_for_operator`, `given_up`, `forwarded`, ...).
+    pub code: &'static str,
+    /// It is not moving and needs its tenant's operator (and so does the order forwarded to it).
+    pub stuck: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -77,13 +93,17 @@ fn contradictory(r: Option<&RoutingView>) -> Option<RoutingProblem> {
 
 /// The stuck rule (the SQL of `db::orders::stuck_orders` says the same): flagged for an
 /// operator; held by a provider with nothing scheduled; work overdue; not sent with routing
-/// that cannot be followed; or not sent, automatic, and nothing scheduled (lost).
+/// that cannot be followed; not sent, automatic, and nothing scheduled (lost); or forwarded to
+/// an order that is stuck.
 pub fn is_stuck(o: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> bool {
     let f = o.facts;
     let held = matches!(f.external, ExternalStatus::Dispatching | ExternalStatus::Sent | ExternalStatus::Processing);
     let waiting_to_send = f.status == OrderStatus::Pending && f.external == ExternalStatus::NotSent && f.attention.is_none();
+    // A forwarded order moves when the order it was forwarded to moves.
+    let upstream_stuck = f.forwarded && f.status == OrderStatus::Pending && o.upstream.is_some_and(|u| u.stuck);
     f.attention.is_some()
-        || (f.status == OrderStatus::Pending && o.next_check_at.is_none() && held)
+        || upstream_stuck
+        || (f.status == OrderStatus::Pending && o.next_check_at.is_none() && held && !f.forwarded)
         || o.next_check_at.map(|t| late(now, t, limits.overdue_after)).unwrap_or(false)
         || (waiting_to_send && contradictory(o.routing).is_some())
         || (waiting_to_send && o.next_check_at.is_none() && lost(f, o.routing))
@@ -119,6 +139,16 @@ fn explain(o: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> (&'st
                 at(o.completed_at),
                 o.refunded.as_deref().unwrap_or("0.00"),
                 o.last_message.map(|m| format!(" ({m})")).unwrap_or_default()
+            ),
+        ),
+        State::Forwarded => forwarded(o),
+        State::Watched if f.forwarded => (
+            "watched_after_decision",
+            format!(
+                "{} by an operator while the order it was forwarded to{} was still open; if that order is delivered, the \
+                 delivery is recorded and flagged for `orderctl settle {n}`",
+                f.status,
+                o.upstream.map(|u| format!(" ({}'s order {})", u.tenant, u.number)).unwrap_or_default()
             ),
         ),
         State::Watched => (
@@ -272,6 +302,14 @@ fn attention(o: &OrderFacts, a: Attention) -> (&'static str, String) {
                  stored as the late PIN: `orderctl settle {n} --write-off` records its cost"
             ),
         ),
+        Attention::ForwardRefused => (
+            "forward_refused",
+            format!(
+                "{}; nothing was created there and nothing refunded here: fix the cause (the account's balance or overdraft \
+                 there, the package there), then `orderctl dispatch {n}`, or `orderctl reject {n} --reason TEXT` to refund",
+                message("the other tenant refused the forwarded order")
+            ),
+        ),
         Attention::WriteRefused => (
             "write_refused",
             format!(
@@ -302,6 +340,46 @@ fn routing_code(r: Option<&RoutingView>) -> &'static str {
         Some(RoutingProblem::PrimaryDisabled { .. }) => "provider_disabled",
         Some(RoutingProblem::MissingMapping { .. }) => "no_mapping",
         _ => "routing_problem",
+    }
+}
+
+/// A forwarded order: where the order it was forwarded to is, in words this tenant may read.
+fn forwarded(o: &OrderFacts) -> (&'static str, String) {
+    let n = o.facts.number;
+    let Some(u) = o.upstream else {
+        return ("forwarded", "forwarded to another tenant; this order finishes when that order does".to_string());
+    };
+    let (t, un) = (&u.tenant, u.number);
+    match u.code {
+        "waiting_for_operator" => (
+            "forwarded_waiting_for_operator",
+            format!(
+                "waiting for {t}'s operator, order {un}: it was forwarded there and is delivered by hand; this order finishes \
+                 when that one does"
+            ),
+        ),
+        "forwarded_waiting_for_operator" => (
+            "forwarded_waiting_for_operator",
+            format!(
+                "forwarded to {t} as order {un}, which waits for an operator further up the chain; this order finishes when \
+                 that one does"
+            ),
+        ),
+        _ if u.stuck => (
+            "forwarded_stuck",
+            format!(
+                "forwarded to {t} as order {un}, which is not moving ({}): {t}'s operator must act; ask them, or decide here \
+                 with `orderctl approve {n} --pin PIN --force` or `orderctl reject {n} --reason TEXT --force`",
+                u.code
+            ),
+        ),
+        _ => (
+            "forwarded",
+            format!(
+                "forwarded to {t} as order {un} ({} / {} there); this order finishes when that one does",
+                u.status, u.external_status
+            ),
+        ),
     }
 }
 
@@ -374,6 +452,7 @@ mod tests {
             routing,
             pin_delivered: false,
             refunded: None,
+            upstream: None,
         }
     }
 
@@ -386,6 +465,7 @@ mod tests {
             primary: primary.then(|| RoutedProvider { name: "znet-main".into(), enabled: true, has_mapping: true }),
             fallback: None,
             code_group: None,
+            upstream: None,
         }
     }
 
@@ -435,6 +515,34 @@ mod tests {
         assert!(dg.sentence.contains("next status check at 2026-11-22T12:00:30Z"), "{}", dg.sentence);
         o.next_check_at = Some(now() - chrono::Duration::hours(1));
         assert_eq!(diagnose(&o, now(), StuckThresholds::default()).code, "check_overdue");
+    }
+
+    #[test]
+    fn a_forwarded_order_says_where_its_upstream_order_is_and_is_stuck_only_when_that_one_is() {
+        let f = Facts { external: ExternalStatus::Sent, forwarded: true, scheduled: false, ..facts() };
+        let up = |code: &'static str, stuck: bool| UpstreamView {
+            tenant: "wholesale".into(),
+            number: 2041,
+            status: "pending".into(),
+            external_status: "not_sent".into(),
+            code,
+            stuck,
+        };
+        let manual = up("waiting_for_operator", false);
+        let mut o = order(&f, None);
+        o.upstream = Some(&manual);
+        let dg = diagnose(&o, now(), StuckThresholds::default());
+        assert_eq!((dg.code, dg.stuck), ("forwarded_waiting_for_operator", false));
+        assert!(dg.sentence.starts_with("waiting for wholesale's operator, order 2041"), "{}", dg.sentence);
+        let given_up = up("given_up", true);
+        o.upstream = Some(&given_up);
+        let dg = diagnose(&o, now(), StuckThresholds::default());
+        assert_eq!((dg.code, dg.stuck), ("forwarded_stuck", true));
+        assert!(dg.sentence.contains("--force"), "{}", dg.sentence);
+        let moving = up("waiting_for_check", false);
+        o.upstream = Some(&moving);
+        let dg = diagnose(&o, now(), StuckThresholds::default());
+        assert_eq!((dg.code, dg.stuck), ("forwarded", false), "nothing scheduled here is not stuck: {}", dg.sentence);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! be unusable. The same rules serve `apply` (refuse to save), `routing check` (find what is in
 //! the database), `dispatch` (stop with a reason) and `inspect` (explain a stuck order).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -16,6 +17,8 @@ pub enum ProviderType {
     External,
     Codes,
     Manual,
+    /// Forwarded to a package of another tenant, as that tenant's order (the "internal" provider).
+    Internal,
 }
 
 impl RoutingMode {
@@ -33,6 +36,7 @@ impl ProviderType {
             ProviderType::External => "external",
             ProviderType::Codes => "codes",
             ProviderType::Manual => "manual",
+            ProviderType::Internal => "internal",
         }
     }
 }
@@ -55,7 +59,8 @@ impl FromStr for ProviderType {
             "external" => Ok(ProviderType::External),
             "codes" => Ok(ProviderType::Codes),
             "manual" => Ok(ProviderType::Manual),
-            _ => Err(format!("provider_type '{s}' is unknown; use external, codes or manual")),
+            "internal" => Ok(ProviderType::Internal),
+            _ => Err(format!("provider_type '{s}' is unknown; use external, codes, manual or internal")),
         }
     }
 }
@@ -80,6 +85,17 @@ pub struct RoutedProvider {
     pub has_mapping: bool,
 }
 
+/// Where an `internal` routing forwards: a package of another tenant, paid by a user of that
+/// tenant (the account).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRoute {
+    pub tenant: String,
+    pub package: String,
+    pub account: String,
+    /// The upstream package takes orders (it may be disabled by its tenant at any time).
+    pub package_enabled: bool,
+}
+
 /// A package's routing with what it points at, as loaded from the database or a setup file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutingView {
@@ -91,6 +107,8 @@ pub struct RoutingView {
     pub fallback: Option<RoutedProvider>,
     /// Name and number of available codes.
     pub code_group: Option<(String, i64)>,
+    /// Internal routing: where the orders are forwarded.
+    pub upstream: Option<UpstreamRoute>,
 }
 
 /// Every way a routing can be unusable or contradictory.
@@ -119,6 +137,18 @@ pub enum RoutingProblem {
     EmptyCodeGroup {
         group: String,
     },
+    /// provider_type internal without an upstream package and account.
+    InternalWithoutUpstream,
+    /// The upstream package of an internal routing does not take orders.
+    UpstreamPackageDisabled {
+        tenant: String,
+        package: String,
+    },
+    /// Following the forwarding comes back to a tenant already passed; `chain` reads like
+    /// `alsham/pubg-60 → wholesale/pubg-60-w → alsham/pubg-60`.
+    ForwardingCycle {
+        chain: String,
+    },
 }
 
 impl RoutingProblem {
@@ -133,6 +163,9 @@ impl RoutingProblem {
             RoutingProblem::MissingMapping { .. } => "missing_mapping",
             RoutingProblem::FallbackEqualsPrimary { .. } => "fallback_equals_primary",
             RoutingProblem::EmptyCodeGroup { .. } => "empty_code_group",
+            RoutingProblem::InternalWithoutUpstream => "internal_without_upstream",
+            RoutingProblem::UpstreamPackageDisabled { .. } => "upstream_package_disabled",
+            RoutingProblem::ForwardingCycle { .. } => "forwarding_cycle",
         }
     }
 
@@ -163,6 +196,13 @@ impl RoutingProblem {
                 format!("the fallback provider is the primary provider ({provider})")
             }
             RoutingProblem::EmptyCodeGroup { group } => format!("code group {group} has no available codes"),
+            RoutingProblem::InternalWithoutUpstream => "provider_type is internal but no upstream package is set".into(),
+            RoutingProblem::UpstreamPackageDisabled { tenant, package } => {
+                format!("the upstream package {package} of tenant {tenant} is disabled, so forwarded orders are refused there")
+            }
+            RoutingProblem::ForwardingCycle { chain } => {
+                format!("forwarding cycle: {chain} comes back to a tenant it already passed")
+            }
         }
     }
 
@@ -185,6 +225,16 @@ impl RoutingProblem {
             }
             RoutingProblem::FallbackEqualsPrimary { .. } => "choose a different routing.fallback or remove it".into(),
             RoutingProblem::EmptyCodeGroup { group } => format!("add codes to code group {group}"),
+            RoutingProblem::InternalWithoutUpstream => {
+                "set routing.upstream to {\"tenant\", \"package\", \"account\"} of another tenant, or use another provider_type"
+                    .into()
+            }
+            RoutingProblem::UpstreamPackageDisabled { tenant, .. } => {
+                format!("ask tenant {tenant} to enable it, or route the package elsewhere")
+            }
+            RoutingProblem::ForwardingCycle { .. } => {
+                "route one package of the chain to a provider, code stock or an operator instead".into()
+            }
         }
     }
 
@@ -235,7 +285,59 @@ pub fn check_routing(r: &RoutingView) -> Vec<RoutingProblem> {
             Some(_) => {}
         }
     }
+    if r.provider_type == ProviderType::Internal {
+        match &r.upstream {
+            None => problems.push(RoutingProblem::InternalWithoutUpstream),
+            Some(u) if !u.package_enabled => {
+                problems.push(RoutingProblem::UpstreamPackageDisabled { tenant: u.tenant.clone(), package: u.package.clone() })
+            }
+            Some(_) => {}
+        }
+    }
     problems
+}
+
+/// The forwarding of packages: (tenant, package) → (upstream tenant, upstream package).
+pub type Forwarding = BTreeMap<(String, String), (String, String)>;
+
+/// A forwarding chain that comes back to a tenant it already passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cycle {
+    /// The packages of the chain, (tenant, package), from where it starts to where it comes back.
+    pub chain: Vec<(String, String)>,
+    pub problem: RoutingProblem,
+}
+
+impl Cycle {
+    /// Where the chain starts: the package whose orders would come back.
+    pub fn start(&self) -> &(String, String) {
+        &self.chain[0]
+    }
+}
+
+/// Every chain of forwarding, followed package after package from each package that forwards,
+/// that comes back to a tenant it already passed (A → B → A at any depth). The database refuses
+/// the same (`packages_forwarding_acyclic` in sql/0004); `apply` says it first, with the file's
+/// paths.
+pub fn forwarding_cycles(forwarding: &Forwarding) -> Vec<Cycle> {
+    let mut out = Vec::new();
+    for start in forwarding.keys() {
+        let mut passed: BTreeSet<&str> = BTreeSet::from([start.0.as_str()]);
+        let mut chain = vec![start.clone()];
+        let mut at = start;
+        // Each step passes a new tenant, so a chain ends within as many steps as there are packages.
+        for _ in 0..=forwarding.len() {
+            let Some(next) = forwarding.get(at) else { break };
+            chain.push(next.clone());
+            if !passed.insert(next.0.as_str()) {
+                let text: Vec<String> = chain.iter().map(|(t, p)| format!("{t}/{p}")).collect();
+                out.push(Cycle { chain, problem: RoutingProblem::ForwardingCycle { chain: text.join(" → ") } });
+                break;
+            }
+            at = next;
+        }
+    }
+    out
 }
 
 /// Problems the database itself refuses (CHECK constraints). `apply` must never try to write
@@ -247,6 +349,8 @@ pub fn is_contradiction(p: &RoutingProblem) -> bool {
             | RoutingProblem::ExternalWithoutPrimary
             | RoutingProblem::CodesWithoutCodeGroup
             | RoutingProblem::FallbackEqualsPrimary { .. }
+            | RoutingProblem::InternalWithoutUpstream
+            | RoutingProblem::ForwardingCycle { .. }
     )
 }
 
@@ -260,6 +364,8 @@ pub enum RouteDecision {
     Codes { group: String },
     /// An operator delivers it.
     Manual,
+    /// Forwarded to another tenant (its package, paid by its account: see the routing's upstream).
+    Forward { tenant: String },
     /// Routing cannot be followed: the order needs an operator.
     Stop(RoutingProblem),
 }
@@ -273,6 +379,7 @@ pub fn route(r: &RoutingView, operator: bool) -> RouteDecision {
             RoutingProblem::AutoWithManualProviderType { .. }
                 | RoutingProblem::ExternalWithoutPrimary
                 | RoutingProblem::CodesWithoutCodeGroup
+                | RoutingProblem::InternalWithoutUpstream
         )
     });
     if let Some(p) = stopping {
@@ -284,6 +391,10 @@ pub fn route(r: &RoutingView, operator: bool) -> RouteDecision {
         ProviderType::Codes => match &r.code_group {
             Some((group, _)) => RouteDecision::Codes { group: group.clone() },
             None => RouteDecision::Stop(RoutingProblem::CodesWithoutCodeGroup),
+        },
+        ProviderType::Internal => match &r.upstream {
+            Some(u) => RouteDecision::Forward { tenant: u.tenant.clone() },
+            None => RouteDecision::Stop(RoutingProblem::InternalWithoutUpstream),
         },
         ProviderType::External => match &r.primary {
             Some(p) => RouteDecision::External { primary: p.name.clone() },
@@ -311,6 +422,10 @@ impl RoutingView {
             },
             ProviderType::Manual if self.mode == RoutingMode::Manual => return "manual".into(),
             ProviderType::Manual => "manual".into(),
+            ProviderType::Internal => match &self.upstream {
+                Some(u) => format!("internal {}/{} (paid by {})", u.tenant, u.package, u.account),
+                None => "internal (no upstream)".into(),
+            },
         };
         format!("{} → {target}", self.mode)
     }
@@ -333,6 +448,7 @@ mod tests {
             primary: None,
             fallback: None,
             code_group: None,
+            upstream: None,
         }
     }
 
@@ -404,6 +520,57 @@ mod tests {
         let mut c = view(RoutingMode::Auto, ProviderType::Codes);
         c.code_group = Some(("itunes-10".into(), 0));
         assert_eq!(route(&c, false), RouteDecision::Codes { group: "itunes-10".into() });
+    }
+
+    fn upstream(enabled: bool) -> UpstreamRoute {
+        UpstreamRoute {
+            tenant: "wholesale".into(),
+            package: "pubg-60-w".into(),
+            account: "alsham-account".into(),
+            package_enabled: enabled,
+        }
+    }
+
+    #[test]
+    fn internal_routing_forwards_to_its_upstream() {
+        let mut r = view(RoutingMode::Auto, ProviderType::Internal);
+        assert_eq!(check_routing(&r), vec![RoutingProblem::InternalWithoutUpstream]);
+        assert!(matches!(route(&r, false), RouteDecision::Stop(RoutingProblem::InternalWithoutUpstream)));
+        r.upstream = Some(upstream(true));
+        assert!(check_routing(&r).is_empty());
+        assert_eq!(route(&r, false), RouteDecision::Forward { tenant: "wholesale".into() });
+        assert_eq!(r.summary(), "auto → internal wholesale/pubg-60-w (paid by alsham-account)");
+        r.mode = RoutingMode::Manual;
+        assert_eq!(route(&r, false), RouteDecision::Manual);
+        assert_eq!(route(&r, true), RouteDecision::Forward { tenant: "wholesale".into() });
+        r.upstream = Some(upstream(false));
+        assert_eq!(check_routing(&r)[0].code(), "upstream_package_disabled");
+    }
+
+    fn edge(from: (&str, &str), to: (&str, &str)) -> ((String, String), (String, String)) {
+        ((from.0.into(), from.1.into()), (to.0.into(), to.1.into()))
+    }
+
+    #[test]
+    fn a_chain_that_comes_back_to_a_tenant_is_a_cycle_at_any_depth() {
+        let chain: Forwarding = [edge(("a", "p"), ("b", "q")), edge(("b", "q"), ("c", "r"))].into_iter().collect();
+        assert!(forwarding_cycles(&chain).is_empty(), "A → B → C is fine");
+        // Two shops forwarding different packages to each other: no order ever comes back.
+        let crossed: Forwarding = [edge(("a", "p"), ("b", "q")), edge(("b", "r"), ("a", "s"))].into_iter().collect();
+        assert!(forwarding_cycles(&crossed).is_empty());
+        let mut cycle = chain.clone();
+        cycle.insert(("c".into(), "r".into()), ("a".into(), "x".into()));
+        let found = forwarding_cycles(&cycle);
+        assert_eq!(found.len(), 1, "only a/p's orders come back (b/q's go on to a, which they never passed): {found:?}");
+        assert_eq!(found[0].start(), &("a".to_string(), "p".to_string()));
+        assert!(found[0].chain.contains(&("c".to_string(), "r".to_string())));
+        assert_eq!(
+            found[0].problem.sentence("a", "p"),
+            "tenant a, package p: forwarding cycle: a/p → b/q → c/r → a/x comes back to a tenant it already passed; \
+             route one package of the chain to a provider, code stock or an operator instead"
+        );
+        let two: Forwarding = [edge(("a", "p"), ("b", "q")), edge(("b", "q"), ("a", "p"))].into_iter().collect();
+        assert_eq!(forwarding_cycles(&two).len(), 2);
     }
 
     #[test]

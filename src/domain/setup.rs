@@ -12,9 +12,11 @@
 //! quote the offending value).
 
 use crate::domain::answers::ProviderKind;
+use crate::domain::backoff::ScheduleOverride;
 use crate::domain::money::parse_amount;
 use crate::domain::routing::{
-    check_routing, is_contradiction, ProviderType, RoutedProvider, RoutingMode, RoutingProblem, RoutingView,
+    check_routing, forwarding_cycles, is_contradiction, Forwarding, ProviderType, RoutedProvider, RoutingMode, RoutingProblem,
+    RoutingView, UpstreamRoute,
 };
 use crate::domain::webhook::EventType;
 use rust_decimal::Decimal;
@@ -22,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::Duration;
 
 /// One problem in a setup file: where it is and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,14 +35,23 @@ pub struct SetupProblem {
     pub message: String,
 }
 
-/// What the database already holds for a tenant named in the file. Routing and mappings may
-/// point at providers and code groups that are not repeated in the file.
+/// What the database already holds for the tenants the file names (declares, or forwards to).
+/// Routing and mappings may point at providers, code groups, packages and users that are not
+/// repeated in the file.
 #[derive(Debug, Clone, Default)]
 pub struct Existing {
+    /// Which of those tenants exist.
+    pub tenants: BTreeSet<String>,
     /// tenant → provider name → kind.
     pub providers: BTreeMap<String, BTreeMap<String, ProviderKind>>,
     /// tenant → code group names.
     pub code_groups: BTreeMap<String, BTreeSet<String>>,
+    /// tenant → package names.
+    pub packages: BTreeMap<String, BTreeSet<String>>,
+    /// tenant → user names.
+    pub users: BTreeMap<String, BTreeSet<String>>,
+    /// The forwarding of every package of the whole database (cycles are judged on all of it).
+    pub forwarding: Forwarding,
 }
 
 /// A valid setup file, every value parsed and every reference checked.
@@ -76,6 +88,8 @@ pub struct ProviderSetup {
     pub credentials: Value,
     pub enabled: bool,
     pub max_in_flight: i32,
+    /// The provider's own check schedule (empty: the global one).
+    pub schedule: ScheduleOverride,
 }
 
 impl fmt::Debug for ProviderSetup {
@@ -87,6 +101,7 @@ impl fmt::Debug for ProviderSetup {
             .field("credentials", &"***")
             .field("enabled", &self.enabled)
             .field("max_in_flight", &self.max_in_flight)
+            .field("schedule", &self.schedule)
             .finish()
     }
 }
@@ -137,8 +152,19 @@ pub struct PackageSetup {
     pub primary: Option<String>,
     pub fallback: Option<String>,
     pub code_group: Option<String>,
+    /// Internal routing: where its orders are forwarded.
+    pub upstream: Option<UpstreamSetup>,
     /// provider name → the provider's parameters for this package. Replaces what is stored.
     pub mappings: BTreeMap<String, Value>,
+}
+
+/// `routing.upstream`: a package of another tenant, and the user of that tenant who pays for
+/// the forwarded orders (its balance and overdraft apply there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSetup {
+    pub tenant: String,
+    pub package: String,
+    pub account: String,
 }
 
 /// Default `max_in_flight` of a provider.
@@ -194,6 +220,24 @@ struct ProviderDoc {
     enabled: bool,
     #[serde(default)]
     max_in_flight: Option<i64>,
+    #[serde(default)]
+    schedule: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleDoc {
+    // Values, read by hand: each names what is wrong with it in words.
+    #[serde(default)]
+    first_check: Option<Value>,
+    #[serde(default)]
+    backoff_base: Option<Value>,
+    #[serde(default)]
+    backoff_max: Option<Value>,
+    #[serde(default)]
+    max_checks: Option<Value>,
+    #[serde(default)]
+    give_up_after: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +288,16 @@ struct RoutingDoc {
     fallback: Option<String>,
     #[serde(default)]
     code_group: Option<String>,
+    #[serde(default)]
+    upstream: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamDoc {
+    tenant: String,
+    package: String,
+    account: String,
 }
 
 /// A part of the file decoded on its own, with the fields it may have.
@@ -266,7 +320,11 @@ impl Element for UserDoc {
 }
 impl Element for ProviderDoc {
     const WHAT: &'static str = "a provider";
-    const FIELDS: &'static [&'static str] = &["name", "kind", "base_url", "credentials", "enabled", "max_in_flight"];
+    const FIELDS: &'static [&'static str] = &["name", "kind", "base_url", "credentials", "enabled", "max_in_flight", "schedule"];
+}
+impl Element for ScheduleDoc {
+    const WHAT: &'static str = "a schedule";
+    const FIELDS: &'static [&'static str] = &["first_check", "backoff_base", "backoff_max", "max_checks", "give_up_after"];
 }
 impl Element for CodeGroupDoc {
     const WHAT: &'static str = "a code group";
@@ -278,7 +336,11 @@ impl Element for PackageDoc {
 }
 impl Element for RoutingDoc {
     const WHAT: &'static str = "routing";
-    const FIELDS: &'static [&'static str] = &["mode", "provider_type", "primary", "fallback", "code_group"];
+    const FIELDS: &'static [&'static str] = &["mode", "provider_type", "primary", "fallback", "code_group", "upstream"];
+}
+impl Element for UpstreamDoc {
+    const WHAT: &'static str = "routing.upstream";
+    const FIELDS: &'static [&'static str] = &["tenant", "package", "account"];
 }
 
 fn yes() -> bool {
@@ -315,13 +377,15 @@ impl Problems {
 }
 
 /// Parse and validate a setup file. `existing` says what the database holds for the tenants the
-/// file names (see [`tenant_names`]). Returns the setup, or every problem found.
+/// file names (see [`referenced_tenants`]). Returns the setup, or every problem found.
 pub fn validate(text: &str, existing: &Existing) -> Result<Setup, Vec<SetupProblem>> {
     let doc = parse_document(text)?;
     let mut problems = Problems::default();
     let root = Place { path: "tenants".into(), words: String::new() };
     let mut tenants = Vec::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let universe = Universe { existing, file: declared_names(&doc) };
+    let mut upstream_places = BTreeMap::new();
     for (i, value) in doc.tenants.iter().enumerate() {
         let at = Place { path: format!("{}[{i}]", root.path), words: format!("tenants[{i}]") };
         let Some(t) = decode::<TenantDoc>(value, &at, &mut problems) else { continue };
@@ -336,9 +400,12 @@ pub fn validate(text: &str, existing: &Existing) -> Result<Setup, Vec<SetupProbl
                 .add(&at, format!("the tenant is declared twice (tenants[{first}] and tenants[{i}]); merge them into one entry"));
             continue;
         }
-        if let Some(t) = validate_tenant(&name, &t, &at, existing, &mut problems) {
+        if let Some(t) = validate_tenant(&name, &t, &at, &universe, &mut upstream_places, &mut problems) {
             tenants.push(t);
         }
+    }
+    if problems.0.is_empty() {
+        refuse_cycles(&tenants, existing, &upstream_places, &mut problems);
     }
     if problems.0.is_empty() {
         Ok(Setup { tenants })
@@ -347,8 +414,8 @@ pub fn validate(text: &str, existing: &Existing) -> Result<Setup, Vec<SetupProbl
     }
 }
 
-/// The tenant names a file declares, so the caller can load [`Existing`] before [`validate`].
-/// Returns the parse problems when the file is not even structurally readable.
+/// The tenant names a file declares. Returns the parse problems when the file is not even
+/// structurally readable.
 pub fn tenant_names(text: &str) -> Result<Vec<String>, Vec<SetupProblem>> {
     let doc = parse_document(text)?;
     Ok(doc
@@ -358,6 +425,97 @@ pub fn tenant_names(text: &str) -> Result<Vec<String>, Vec<SetupProblem>> {
         .map(|n| n.trim().to_string())
         .filter(|n| !n.is_empty())
         .collect())
+}
+
+/// The tenants a file declares and the ones its routing forwards to, so the caller can load
+/// [`Existing`] before [`validate`].
+pub fn referenced_tenants(text: &str) -> Result<Vec<String>, Vec<SetupProblem>> {
+    let doc = parse_document(text)?;
+    let declared = doc.tenants.iter().filter_map(|t| t.get("name").and_then(Value::as_str));
+    let forwarded_to = doc
+        .tenants
+        .iter()
+        .filter_map(|t| t.get("packages").and_then(Value::as_array))
+        .flatten()
+        .filter_map(|p| p.pointer("/routing/upstream/tenant").and_then(Value::as_str));
+    let names: BTreeSet<String> = declared.chain(forwarded_to).map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+    Ok(names.into_iter().collect())
+}
+
+/// What routing may forward to: the tenants, packages and users of the file and of the database.
+struct Universe<'a> {
+    existing: &'a Existing,
+    /// tenant → (package names, user names) as the file declares them, valid or not (a bad entry
+    /// is reported once, where it is, not again by every package that forwards to it).
+    file: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>,
+}
+
+impl Universe<'_> {
+    fn has_tenant(&self, tenant: &str) -> bool {
+        self.file.contains_key(tenant) || self.existing.tenants.contains(tenant)
+    }
+    fn has_package(&self, tenant: &str, package: &str) -> bool {
+        self.file.get(tenant).is_some_and(|(p, _)| p.contains(package))
+            || self.existing.packages.get(tenant).is_some_and(|p| p.contains(package))
+    }
+    fn has_user(&self, tenant: &str, user: &str) -> bool {
+        self.file.get(tenant).is_some_and(|(_, u)| u.contains(user))
+            || self.existing.users.get(tenant).is_some_and(|u| u.contains(user))
+    }
+}
+
+/// The package and user names each tenant of the file declares.
+fn declared_names(doc: &FileDoc) -> BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> {
+    let names = |t: &Value, list: &str| -> BTreeSet<String> {
+        t.get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("name").and_then(Value::as_str))
+            .map(|n| n.trim().to_string())
+            .collect()
+    };
+    doc.tenants
+        .iter()
+        .filter_map(|t| {
+            let name = t.get("name").and_then(Value::as_str)?.trim().to_string();
+            Some((name, (names(t, "packages"), names(t, "users"))))
+        })
+        .collect()
+}
+
+/// Forwarding cycles of the database as the file leaves it (the file's routing replaces what is
+/// stored for its packages), reported at the file's packages that take part.
+fn refuse_cycles(
+    tenants: &[TenantSetup],
+    existing: &Existing,
+    places: &BTreeMap<(String, String), Place>,
+    problems: &mut Problems,
+) {
+    let mut forwarding = existing.forwarding.clone();
+    for t in tenants {
+        for p in &t.packages {
+            let key = (t.name.clone(), p.name.clone());
+            match &p.upstream {
+                Some(u) => forwarding.insert(key, (u.tenant.clone(), u.package.clone())),
+                None => forwarding.remove(&key),
+            };
+        }
+    }
+    // Reported once at each package of the file on a chain (the one that closes it may be any of
+    // them), with the chain that starts there when there is one.
+    let cycles = forwarding_cycles(&forwarding);
+    let mut reported = BTreeSet::new();
+    let own = cycles.iter().map(|c| (c, &c.chain[..1]));
+    let passing = cycles.iter().map(|c| (c, &c.chain[1..]));
+    for (cycle, packages) in own.chain(passing) {
+        for (tenant, package) in packages {
+            let Some(at) = places.get(&(tenant.clone(), package.clone())) else { continue };
+            if reported.insert(at.path.clone()) {
+                problems.0.push(SetupProblem { path: at.path.clone(), message: cycle.problem.sentence(tenant, package) });
+            }
+        }
+    }
 }
 
 fn parse_document(text: &str) -> Result<FileDoc, Vec<SetupProblem>> {
@@ -447,7 +605,15 @@ fn element_place(value: &Value, list: &str, i: usize, tenant_at: &Place) -> Plac
     tenant_at.child(&format!("{list}[{i}]"), words)
 }
 
-fn validate_tenant(tenant: &str, t: &TenantDoc, at: &Place, existing: &Existing, problems: &mut Problems) -> Option<TenantSetup> {
+fn validate_tenant(
+    tenant: &str,
+    t: &TenantDoc,
+    at: &Place,
+    universe: &Universe,
+    upstream_places: &mut BTreeMap<(String, String), Place>,
+    problems: &mut Problems,
+) -> Option<TenantSetup> {
+    let existing = universe.existing;
     let before = problems.0.len();
 
     let mut users = Vec::new();
@@ -509,7 +675,8 @@ fn validate_tenant(tenant: &str, t: &TenantDoc, at: &Place, existing: &Existing,
             known_groups.insert(name.to_string());
         }
     }
-    let refs = References { tenant, providers: &known_providers, declared: &file_provider_names, groups: &known_groups };
+    let refs =
+        References { tenant, providers: &known_providers, declared: &file_provider_names, groups: &known_groups, universe };
 
     let mut packages = Vec::new();
     let mut seen = BTreeMap::new();
@@ -517,6 +684,9 @@ fn validate_tenant(tenant: &str, t: &TenantDoc, at: &Place, existing: &Existing,
         let Some(p) = decode::<PackageDoc>(v, &element_place(v, "packages", i, at), problems) else { continue };
         let Some((name, pat)) = check_name(&p.name, "package", "packages", i, at, &mut seen, problems) else { continue };
         if let Some(p) = validate_package(name, p, &pat, &refs, problems) {
+            if p.upstream.is_some() {
+                upstream_places.insert((tenant.to_string(), p.name.clone()), pat.field("routing.upstream"));
+            }
             packages.push(p);
         }
     }
@@ -681,6 +851,10 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
     if let Some(kind) = kind {
         check_credentials(&p.credentials, kind, &at.field("credentials"), problems);
     }
+    let schedule = match &p.schedule {
+        None | Some(Value::Null) => ScheduleOverride::default(),
+        Some(v) => validate_schedule(v, &at.field("schedule"), problems).unwrap_or_default(),
+    };
     (problems.0.len() == before).then(|| ProviderSetup {
         name,
         kind: kind.expect("checked above"),
@@ -688,7 +862,55 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
         credentials: p.credentials,
         enabled: p.enabled,
         max_in_flight,
+        schedule,
     })
+}
+
+/// A provider's `schedule`: durations as strings ("5s", "2m", "6h"), `max_checks` a number,
+/// each within bounds, `first_check` at most `give_up_after`, `backoff_max` at least `backoff_base`.
+fn validate_schedule(v: &Value, at: &Place, problems: &mut Problems) -> Option<ScheduleOverride> {
+    let before = problems.0.len();
+    let doc = decode::<ScheduleDoc>(v, at, problems)?;
+    let duration = |field: &str, v: &Option<Value>, problems: &mut Problems| -> Option<Duration> {
+        match v {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => match s.trim().parse::<humantime::Duration>() {
+                Ok(d) => Some(d.into()),
+                Err(e) => {
+                    problems.add(
+                        &at.field(field),
+                        format!("schedule.{field} '{s}' is not a duration ({e}); write it like \"5s\", \"2m\" or \"6h\""),
+                    );
+                    None
+                }
+            },
+            Some(other) => {
+                problems.add(
+                    &at.field(field),
+                    format!("schedule.{field} is {other}; write durations as strings like \"5s\", \"2m\" or \"6h\""),
+                );
+                None
+            }
+        }
+    };
+    let schedule = ScheduleOverride {
+        first_check: duration("first_check", &doc.first_check, problems),
+        backoff_base: duration("backoff_base", &doc.backoff_base, problems),
+        backoff_max: duration("backoff_max", &doc.backoff_max, problems),
+        max_checks: match &doc.max_checks {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= u32::MAX as u64) => n.as_u64().map(|n| n as u32),
+            Some(other) => {
+                problems.add(&at.field("max_checks"), format!("schedule.max_checks is {other}; write a whole number like 30"));
+                None
+            }
+        },
+        give_up_after: duration("give_up_after", &doc.give_up_after, problems),
+    };
+    for (field, message) in schedule.problems() {
+        problems.add(&at.field(field), format!("schedule.{message}"));
+    }
+    (problems.0.len() == before).then_some(schedule)
 }
 
 fn check_credentials(credentials: &Value, kind: ProviderKind, at: &Place, problems: &mut Problems) {
@@ -752,6 +974,8 @@ struct References<'a> {
     /// Every provider name the file declares, valid or not, with its kind when readable.
     declared: &'a BTreeMap<String, Option<ProviderKind>>,
     groups: &'a BTreeSet<String>,
+    /// Tenants, packages and users an internal routing may forward to.
+    universe: &'a Universe<'a>,
 }
 
 impl References<'_> {
@@ -787,9 +1011,14 @@ fn validate_package(name: String, p: PackageDoc, at: &Place, refs: &References, 
 
     let rat = at.field("routing");
     let routing = match &p.routing {
-        None | Some(Value::Null) => {
-            RoutingDoc { mode: "manual".into(), provider_type: "manual".into(), primary: None, fallback: None, code_group: None }
-        }
+        None | Some(Value::Null) => RoutingDoc {
+            mode: "manual".into(),
+            provider_type: "manual".into(),
+            primary: None,
+            fallback: None,
+            code_group: None,
+            upstream: None,
+        },
         Some(v) => decode::<RoutingDoc>(v, &rat, problems)?,
     };
     let mode = routing.mode.trim().parse::<RoutingMode>().map_err(|m| problems.add(&rat.field("mode"), m)).ok();
@@ -820,6 +1049,30 @@ fn validate_package(name: String, p: PackageDoc, at: &Place, refs: &References, 
                     refs.tenant
                 ),
             );
+        }
+    }
+
+    let upstream = match &routing.upstream {
+        None | Some(Value::Null) => None,
+        Some(v) => validate_upstream(v, &rat.field("upstream"), refs, problems),
+    };
+    if let Some(pt) = provider_type {
+        let internal = pt == ProviderType::Internal;
+        if !internal && routing.upstream.as_ref().is_some_and(|v| !v.is_null()) {
+            problems.add(
+                &rat.field("upstream"),
+                format!("routing.upstream is only for provider_type internal (this one is {pt}); remove it or set provider_type internal"),
+            );
+        }
+        if internal {
+            for (field, value) in [("primary", &primary), ("fallback", &fallback), ("code_group", &code_group)] {
+                if value.is_some() {
+                    problems.add(
+                        &rat.field(field),
+                        format!("provider_type internal forwards every order to routing.upstream; remove routing.{field}"),
+                    );
+                }
+            }
         }
     }
 
@@ -875,10 +1128,18 @@ fn validate_package(name: String, p: PackageDoc, at: &Place, refs: &References, 
             primary: routed(&primary),
             fallback: routed(&fallback),
             code_group: code_group.clone().map(|g| (g, 1)),
+            upstream: upstream.as_ref().map(|u| UpstreamRoute {
+                tenant: u.tenant.clone(),
+                package: u.package.clone(),
+                account: u.account.clone(),
+                package_enabled: true,
+            }),
         };
         for problem in check_routing(&view) {
             let refused = match &problem {
                 RoutingProblem::MissingMapping { provider } => refs.has_provider(provider),
+                // An upstream that was given but is wrong is reported where it is wrong.
+                RoutingProblem::InternalWithoutUpstream => routing.upstream.as_ref().is_none_or(Value::is_null),
                 p => is_contradiction(p),
             };
             if refused {
@@ -897,7 +1158,56 @@ fn validate_package(name: String, p: PackageDoc, at: &Place, refs: &References, 
         primary,
         fallback,
         code_group,
+        upstream,
         mappings,
+    })
+}
+
+/// `routing.upstream`: another tenant, one of its packages and one of its users, each existing
+/// in the file or the database.
+fn validate_upstream(v: &Value, at: &Place, refs: &References, problems: &mut Problems) -> Option<UpstreamSetup> {
+    let before = problems.0.len();
+    let doc = decode::<UpstreamDoc>(v, at, problems)?;
+    let (tenant, package, account) = (doc.tenant.trim(), doc.package.trim(), doc.account.trim());
+    if tenant == refs.tenant {
+        problems.add(
+            &at.field("tenant"),
+            format!(
+                "routing.upstream.tenant is tenant {tenant} itself; forwarding goes to another tenant (within a tenant, route \
+                 with provider_type external, codes or manual)"
+            ),
+        );
+    } else if !refs.universe.has_tenant(tenant) {
+        problems.add(
+            &at.field("tenant"),
+            format!(
+                "routing.upstream.tenant names tenant '{tenant}', which does not exist; add it to the file or correct the name"
+            ),
+        );
+    } else {
+        if !refs.universe.has_package(tenant, package) {
+            problems.add(
+                &at.field("package"),
+                format!(
+                    "routing.upstream.package names package '{package}', which tenant {tenant} does not have; add it to tenant \
+                     {tenant} or correct the name"
+                ),
+            );
+        }
+        if !refs.universe.has_user(tenant, account) {
+            problems.add(
+                &at.field("account"),
+                format!(
+                    "routing.upstream.account names user '{account}', which tenant {tenant} does not have; the account is the \
+                     user of {tenant} that pays for forwarded orders: add it to tenant {tenant}'s users or correct the name"
+                ),
+            );
+        }
+    }
+    (problems.0.len() == before).then(|| UpstreamSetup {
+        tenant: tenant.to_string(),
+        package: package.to_string(),
+        account: account.to_string(),
     })
 }
 
@@ -1036,6 +1346,131 @@ mod tests {
         let mut existing = Existing::default();
         existing.providers.entry("alsham".into()).or_default().insert("old".into(), ProviderKind::Znet);
         assert!(validate(&doc.to_string(), &existing).is_ok());
+    }
+
+    #[test]
+    fn a_provider_schedule_is_read_and_every_problem_is_named_by_its_path() {
+        let mut doc = example();
+        doc["tenants"][0]["providers"][1]["schedule"] =
+            json!({"first_check": "5s", "backoff_base": "5s", "backoff_max": "2m", "max_checks": 30, "give_up_after": "6h"});
+        let setup = validate(&doc.to_string(), &Existing::default()).unwrap();
+        let schedule = setup.tenants[0].providers[1].schedule;
+        assert_eq!((schedule.first_check, schedule.max_checks), (Some(Duration::from_secs(5)), Some(30)));
+        assert!(setup.tenants[0].providers[0].schedule.is_empty());
+        doc["tenants"][0]["providers"][1]["schedule"] = json!({"first_check": "2h", "backoff_base": "soon", "backoff_max": 120,
+            "max_checks": -1, "give_up_after": "1h", "every": "5s"});
+        let problems = problems_of(&doc);
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        let at = "tenants[0].providers[1].schedule";
+        assert_eq!(
+            paths,
+            [
+                format!("{at}.every"),
+                format!("{at}.backoff_base"),
+                format!("{at}.backoff_max"),
+                format!("{at}.max_checks"),
+                format!("{at}.first_check")
+            ],
+            "{problems:#?}"
+        );
+        assert!(problems[4].message.contains("first_check (2h) is longer than give_up_after (1h)"), "{problems:#?}");
+        assert!(problems[1].message.starts_with("tenant alsham, provider xstor: schedule.backoff_base 'soon' is not a duration"));
+    }
+
+    fn forwarding(upstream: Value) -> Value {
+        json!({"tenants": [
+            {"name": "alsham", "packages": [{"name": "pubg-60", "product": "PUBG", "price": "1.10",
+                "routing": {"mode": "auto", "provider_type": "internal", "upstream": upstream}}]},
+            {"name": "wholesale", "users": [{"name": "alsham-account", "balance": "100.00"}],
+             "packages": [{"name": "pubg-60-w", "product": "PUBG", "price": "0.95"}]}
+        ]})
+    }
+
+    #[test]
+    fn internal_routing_forwards_to_a_package_and_account_of_another_tenant() {
+        let doc = forwarding(json!({"tenant": "wholesale", "package": "pubg-60-w", "account": "alsham-account"}));
+        let setup = validate(&doc.to_string(), &Existing::default()).unwrap();
+        let up = setup.tenants[0].packages[0].upstream.clone().unwrap();
+        assert_eq!((up.tenant.as_str(), up.package.as_str(), up.account.as_str()), ("wholesale", "pubg-60-w", "alsham-account"));
+        assert_eq!(referenced_tenants(&doc.to_string()).unwrap(), vec!["alsham", "wholesale"]);
+        // Unknown names, each at its own path.
+        let doc = forwarding(json!({"tenant": "wholesale", "package": "nope", "account": "nobody"}));
+        let problems = problems_of(&doc);
+        let at = "tenants[0].packages[0].routing.upstream";
+        assert_eq!(
+            problems.iter().map(|p| p.path.clone()).collect::<Vec<_>>(),
+            [format!("{at}.package"), format!("{at}.account")]
+        );
+        assert!(problems[1].message.contains("names user 'nobody', which tenant wholesale does not have"), "{problems:#?}");
+        let problems = problems_of(&forwarding(json!({"tenant": "elsewhere", "package": "p", "account": "a"})));
+        assert!(problems[0].message.contains("names tenant 'elsewhere', which does not exist"), "{problems:#?}");
+        let problems = problems_of(&forwarding(json!({"tenant": "alsham", "package": "pubg-60", "account": "x"})));
+        assert!(problems[0].message.contains("forwarding goes to another tenant"), "{problems:#?}");
+        // What the database holds counts too.
+        let doc = json!({"tenants": [{"name": "alsham", "packages": [{"name": "pubg-60", "product": "PUBG", "price": "1.10",
+            "routing": {"mode": "auto", "provider_type": "internal",
+                        "upstream": {"tenant": "wholesale", "package": "pubg-60-w", "account": "alsham-account"}}}]}]});
+        assert!(validate(&doc.to_string(), &Existing::default()).is_err());
+        let mut existing = Existing::default();
+        existing.tenants.insert("wholesale".into());
+        existing.packages.entry("wholesale".into()).or_default().insert("pubg-60-w".into());
+        existing.users.entry("wholesale".into()).or_default().insert("alsham-account".into());
+        assert!(validate(&doc.to_string(), &existing).is_ok());
+    }
+
+    #[test]
+    fn internal_routing_takes_no_provider_and_upstream_is_only_for_internal() {
+        let mut doc = forwarding(json!({"tenant": "wholesale", "package": "pubg-60-w", "account": "alsham-account"}));
+        doc["tenants"][0]["packages"][0]["routing"]["primary"] = json!("znet-main");
+        let problems = problems_of(&doc);
+        assert!(
+            problems.iter().any(|p| p
+                .message
+                .contains("provider_type internal forwards every order to routing.upstream; remove routing.primary")),
+            "{problems:#?}"
+        );
+        let mut doc = forwarding(json!({"tenant": "wholesale", "package": "pubg-60-w", "account": "alsham-account"}));
+        doc["tenants"][0]["packages"][0]["routing"]["provider_type"] = json!("manual");
+        doc["tenants"][0]["packages"][0]["routing"]["mode"] = json!("manual");
+        let problems = problems_of(&doc);
+        assert_eq!(problems[0].path, "tenants[0].packages[0].routing.upstream", "{problems:#?}");
+        let mut doc = forwarding(Value::Null);
+        doc["tenants"][0]["packages"][0]["routing"].as_object_mut().unwrap().remove("upstream");
+        let problems = problems_of(&doc);
+        assert!(problems[0].message.contains("provider_type is internal but no upstream package is set"), "{problems:#?}");
+    }
+
+    #[test]
+    fn a_forwarding_cycle_through_the_file_or_the_database_is_refused() {
+        // wholesale forwards back to alsham in the same file.
+        let mut doc = forwarding(json!({"tenant": "wholesale", "package": "pubg-60-w", "account": "alsham-account"}));
+        doc["tenants"][0]["users"] = json!([{"name": "wholesale-account"}]);
+        doc["tenants"][1]["packages"][0]["routing"] = json!({"mode": "auto", "provider_type": "internal",
+            "upstream": {"tenant": "alsham", "package": "pubg-60", "account": "wholesale-account"}});
+        let problems = problems_of(&doc);
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(problems[0].message.contains("forwarding cycle: alsham/pubg-60 → wholesale/pubg-60-w → alsham/pubg-60"));
+        // The database already forwards wholesale's package on, back to alsham: the file closes the cycle.
+        let doc = json!({"tenants": [{"name": "alsham", "packages": [{"name": "pubg-60", "product": "PUBG", "price": "1.10",
+            "routing": {"mode": "auto", "provider_type": "internal",
+                        "upstream": {"tenant": "wholesale", "package": "pubg-60-w", "account": "alsham-account"}}}]}]});
+        let mut existing = Existing::default();
+        existing.tenants.insert("wholesale".into());
+        existing.packages.entry("wholesale".into()).or_default().insert("pubg-60-w".into());
+        existing.users.entry("wholesale".into()).or_default().insert("alsham-account".into());
+        existing.forwarding.insert(("wholesale".into(), "pubg-60-w".into()), ("retail".into(), "x".into()));
+        existing.forwarding.insert(("retail".into(), "x".into()), ("alsham".into(), "other".into()));
+        let problems = problems_of_with(&doc, &existing);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].path, "tenants[0].packages[0].routing.upstream");
+        assert!(problems[0].message.contains("alsham/pubg-60 → wholesale/pubg-60-w → retail/x → alsham/other"), "{problems:#?}");
+        // Once retail forwards elsewhere, the same file is fine.
+        existing.forwarding.insert(("retail".into(), "x".into()), ("supplier".into(), "y".into()));
+        assert!(validate(&doc.to_string(), &existing).is_ok());
+    }
+
+    fn problems_of_with(doc: &Value, existing: &Existing) -> Vec<SetupProblem> {
+        validate(&doc.to_string(), existing).expect_err("the document is invalid")
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Lanes: the work of one provider, claimed, called and written back on its own, so a provider
 //! that answers slowly (or not at all) never delays another's placements, checks or
 //! write-backs. The work that needs no HTTP has lanes of its own: routing (`routing.rs`: new
-//! orders, code stock, manual routing) and the batch safety sweep (`sweep.rs`).
+//! orders, code stock, manual routing, forwarding to another tenant) and the batch safety sweep
+//! (`sweep.rs`).
 //!
 //! Inside a provider lane (`provider.rs`) three parts overlap:
 //! - the claimer claims due work as call slots free up (it never waits for a call);

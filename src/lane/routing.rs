@@ -1,7 +1,9 @@
 //! The routing lane (lane 0): the work that needs no HTTP. New orders whose package routing
-//! names no provider lane at insert (manual mode, code stock, an operator's re-dispatch, routing
-//! that cannot be followed) are decided here and handed to a provider's lane, delivered from
-//! our own stock, left for an operator, or flagged.
+//! names no provider lane at insert (manual mode, code stock, forwarding to another tenant, an
+//! operator's re-dispatch, routing that cannot be followed) are decided here and handed to a
+//! provider's lane, delivered from our own stock, forwarded (the other tenant's order created in
+//! the same transaction), left for an operator, or flagged. Forwarding is database work only, so
+//! it lives here and never waits behind, or holds up, a provider's calls.
 
 use super::{LaneControl, LaneSettings, Wakers};
 use crate::db::{self, claims};

@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod fidelity;
+mod forwarding;
 mod lanes;
 mod lifecycle;
 mod metrics;
@@ -14,5 +15,6 @@ mod orders;
 mod providers;
 mod reliability;
 mod routing;
+mod schedules;
 mod setup;
 mod webhooks;

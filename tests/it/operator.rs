@@ -166,6 +166,13 @@ fn assert_demo_summary(out: &Output, orders: usize) {
     for route in ["znet-main", "xstor", "code stock", "manual"] {
         assert!(s.contains(route), "summary names {route}:\n{s}");
     }
+    // One order forwarded to the wholesaler, finished on both sides alike.
+    let forwarded = s.lines().find(|l| l.contains("became the wholesaler's order")).unwrap_or_else(|| panic!("{s}"));
+    assert!(
+        forwarded.contains("approved on both sides with the same PIN") || forwarded.contains("rejected on both sides"),
+        "{forwarded}"
+    );
+    assert!(s.contains("forwarded to wholesale"), "{s}");
     assert!(s.contains("routing mode is auto but provider_type is manual"), "apply's refusal:\n{s}");
     assert!(s.contains("routing_auto_cannot_be_manual"), "the database's refusal:\n{s}");
     // Exactly-once placement, as the simulator saw it (stderr holds the dispatch log if not).

@@ -437,7 +437,13 @@ fn listings_show_tables_and_json_scoped_to_the_tenant() {
     assert_eq!(
         providers,
         json!([{"tenant": "zeta", "name": "zeta-znet", "kind": "znet", "base_url": SIM,
-        "enabled": true, "max_in_flight": 16, "credential_fields": ["kod", "sifre"]}])
+        "enabled": true, "max_in_flight": 16, "credential_fields": ["kod", "sifre"],
+        "schedule": {
+            "first_check": {"value": "1m", "ms": 60000, "source": "default"},
+            "backoff_base": {"value": "30s", "ms": 30000, "source": "default"},
+            "backoff_max": {"value": "10m", "ms": 600000, "source": "default"},
+            "max_checks": {"value": 20, "source": "default"},
+            "give_up_after": {"value": "24h", "ms": 86400000, "source": "default"}}}])
     );
     let all = db.cmd().args(["provider", "list", "--output", "json"]).run().ok().json();
     assert_eq!(all.as_array().unwrap().len(), 3);

@@ -16,13 +16,16 @@
 //!
 //! Module map: this file holds the vocabulary; `provider.rs` the answers of providers (placements,
 //! checks, lease expiry, deadline); `routing.rs` what the routing lane decides; `operator.rs` the
-//! operator's commands; `work.rs` what a claimed order needs next.
+//! operator's commands; `work.rs` what a claimed order needs next; `forwarding.rs` an order
+//! forwarded to another tenant (internal routing) and the upstream order finishing it.
 
+mod forwarding;
 mod operator;
 mod provider;
 mod routing;
 mod work;
 
+pub use forwarding::{forward_refused, forwarded, upstream_finished, UpstreamOrder, UpstreamOutcome};
 pub use operator::{operator, OperatorAction, Refusal, Settlement};
 pub use provider::{checked, config_stop, not_sent, placed, CheckContext, Fallback, PlacementContext};
 pub use routing::{delivered_from_stock, routed_to_provider, waiting_for_operator};
@@ -59,10 +62,12 @@ pub enum Attention {
     DeliveredAfterManualApproval,
     /// The database refused to store a result for this order (see its last message).
     WriteRefused,
+    /// The upstream tenant refused a forwarded order (the account's balance, a disabled package).
+    ForwardRefused,
 }
 
 impl Attention {
-    pub const ALL: [Attention; 10] = [
+    pub const ALL: [Attention; 11] = [
         Attention::Routing,
         Attention::NoMapping,
         Attention::ProviderDisabled,
@@ -73,6 +78,7 @@ impl Attention {
         Attention::DeliveredAfterRefund,
         Attention::DeliveredAfterManualApproval,
         Attention::WriteRefused,
+        Attention::ForwardRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +93,7 @@ impl Attention {
             Attention::DeliveredAfterRefund => "delivered_after_refund",
             Attention::DeliveredAfterManualApproval => "delivered_after_manual_approval",
             Attention::WriteRefused => "write_refused",
+            Attention::ForwardRefused => "forward_refused",
         }
     }
 
@@ -133,6 +140,8 @@ pub struct Facts {
     pub price: Decimal,
     /// A PIN the provider delivered after an operator's decision.
     pub late_pin: Option<String>,
+    /// The order was forwarded to another tenant (`forwarded_to` is set): that order holds it.
+    pub forwarded: bool,
 }
 
 /// Where an order is, as the lifecycle sees it.
@@ -151,6 +160,8 @@ pub enum State {
     Reconciling,
     /// The provider holds the order and is asked for its status by the backoff policy.
     WithProvider,
+    /// Forwarded to another tenant: the upstream order holds it, and finishes it (no checks here).
+    Forwarded,
     /// Manual routing: an operator delivers it.
     WaitingForOperator,
     /// Flagged: nothing moves until an operator acts.
@@ -180,6 +191,10 @@ impl State {
             }
             OrderStatus::Pending => {}
         }
+        // Before attention: once forwarded, only the upstream order (or a forced decision) ends it.
+        if f.forwarded && held {
+            return State::Forwarded;
+        }
         if let Some(a) = f.attention {
             return State::NeedsOperator(a);
         }
@@ -194,9 +209,10 @@ impl State {
         }
     }
 
-    /// The provider holds (or may hold) the order: a placement was sent and not refused.
+    /// The provider (or, forwarded, the upstream order) holds or may hold the order: a placement
+    /// was sent and not refused, or the order was forwarded.
     pub fn provider_holds(self) -> bool {
-        matches!(self, State::Placing | State::Reconciling | State::WithProvider | State::Watched)
+        matches!(self, State::Placing | State::Reconciling | State::WithProvider | State::Watched | State::Forwarded)
     }
 
     pub fn is_final(self) -> bool {
@@ -313,6 +329,8 @@ pub struct Transition {
     /// The order reached a final status: `completed_at` and its duration are set.
     pub completed: bool,
     pub operator_forced: Option<bool>,
+    /// The order was forwarded to this (upstream) order, created in the same transaction.
+    pub forwarded_to: Option<uuid::Uuid>,
     /// The outcome of the placement row of the order's current provider and reference (as they
     /// are before this transition).
     pub placement: Option<PlacementWord>,

@@ -89,6 +89,16 @@ fn decide(f: &Facts, state: State, force: bool, approving: bool) -> Result<Trans
             format!("order {n} was already decided by an operator ({})", f.status),
             format!("`orderctl inspect {n}` shows what the provider answered since; settle a late delivery with `orderctl settle {n}`"),
         )),
+        State::Forwarded if !force => Err(refuse(
+            format!(
+                "order {n} cannot be {verb} now: it was forwarded to another tenant, whose order is still open and may still {}",
+                if approving { "deliver it, so the buyer could get it twice" } else { "deliver it after the buyer was refunded" }
+            ),
+            format!(
+                "it finishes by itself when that order does (`orderctl inspect {n}` shows where it is); or add --force: decided \
+                 here now, and a later delivery by the other tenant is recorded and flagged for `orderctl settle {n}`"
+            ),
+        )),
         held if held.provider_holds() && !force => Err(refuse(
             format!(
                 "order {n} cannot be {verb} now: its provider holds it (reference {}, {}), and may still {}",
@@ -169,11 +179,25 @@ fn provider_words(f: &Facts) -> String {
 /// order goes back to routing with its attention cleared and a fresh placement budget.
 fn dispatch(f: &Facts, state: State) -> Result<Transition, Refusal> {
     let n = f.number;
+    if f.forwarded {
+        return Err(refuse(
+            format!(
+                "order {n} was already forwarded to another tenant; an order is forwarded once, and finishes with that order"
+            ),
+            format!("`orderctl inspect {n}` shows the order it was forwarded to and where that one is"),
+        ));
+    }
     let allowed = match state {
         State::New | State::ToPlace { .. } | State::WaitingForOperator => true,
         State::NeedsOperator(a) => {
             a.is_configuration()
-                || matches!(a, Attention::PlacementRejected | Attention::PlacementLimit | Attention::WriteRefused)
+                || matches!(
+                    a,
+                    Attention::PlacementRejected
+                        | Attention::PlacementLimit
+                        | Attention::WriteRefused
+                        | Attention::ForwardRefused
+                )
         }
         _ => false,
     };
@@ -236,6 +260,8 @@ fn settle(f: &Facts, state: State, how: Settlement) -> Result<Transition, Refusa
     match (attention, how) {
         (Attention::DeliveredAfterRefund, Settlement::Recharge) => Ok(Transition {
             status: Some(OrderStatus::Approved),
+            // A forwarded order rejected before its upstream delivered is still `failed` here.
+            external: Some(ExternalStatus::Done),
             attention: Set::Clear,
             pin: f.late_pin.clone(),
             money: Money::Recharge,

@@ -23,6 +23,7 @@ pub(crate) fn facts() -> Facts {
         placement_attempts: 0,
         price: Decimal::new(110, 2),
         late_pin: None,
+        forwarded: false,
     }
 }
 
@@ -172,7 +173,13 @@ fn a_placement_rejected_order_stays_dispatchable_after_a_configuration_stop() {
         assert_eq!(
             allowed,
             a.is_configuration()
-                || matches!(a, Attention::PlacementRejected | Attention::PlacementLimit | Attention::WriteRefused),
+                || matches!(
+                    a,
+                    Attention::PlacementRejected
+                        | Attention::PlacementLimit
+                        | Attention::WriteRefused
+                        | Attention::ForwardRefused
+                ),
             "{a}"
         );
     }
@@ -241,6 +248,40 @@ fn a_sent_before_answer_reconciles_now_and_a_stale_claim_is_never_sent() {
 }
 
 #[test]
+fn a_forwarded_order_finishes_with_its_upstream_order_and_only_a_forced_decision_overtakes_it() {
+    let up = UpstreamOrder { tenant: "wholesale", number: 2041 };
+    let f = facts();
+    let t = forwarded(&f, uuid::Uuid::nil(), up);
+    assert_eq!(
+        (t.external, t.schedule, t.sent, t.forwarded_to),
+        (Some(ExternalStatus::Sent), Schedule::Off, true, Some(uuid::Uuid::nil()))
+    );
+    let fwd = Facts { external: ExternalStatus::Sent, scheduled: false, forwarded: true, ..facts() };
+    assert_eq!(State::of(&fwd), State::Forwarded);
+    assert!(matches!(work_for(&fwd), Work::Decide(_)), "nothing to ask anyone");
+    // Approved upstream: approved here with the same PIN; rejected: rejected and refunded.
+    let t = upstream_finished(&fwd, up, UpstreamOutcome::Approved { pin: Some("PIN-7") }).unwrap();
+    assert_eq!((t.status, t.pin.as_deref(), t.notice), (Some(OrderStatus::Approved), Some("PIN-7"), Some(Notice::Approved)));
+    let t = upstream_finished(&fwd, up, UpstreamOutcome::Rejected { message: "cancelled" }).unwrap();
+    assert_eq!((t.status, t.money), (Some(OrderStatus::Rejected), Money::Refund));
+    // An operator here: refused while the upstream order is open, unless forced; never dispatched again.
+    let refused = operator(&fwd, &OperatorAction::Approve { pin: "X", force: false }).unwrap_err();
+    assert!(refused.message.contains("forwarded to another tenant"), "{}", refused.message);
+    assert!(operator(&fwd, &OperatorAction::Dispatch).unwrap_err().message.contains("already forwarded"));
+    let t = operator(&fwd, &OperatorAction::Reject { reason: "buyer asked", force: true }).unwrap();
+    assert_eq!((t.money, t.operator_forced, t.external), (Money::Refund, Some(true), None));
+    // ... and the upstream's later delivery is recorded and flagged, then settled like a provider's.
+    let decided = Facts { status: OrderStatus::Rejected, operator_forced: true, ..fwd.clone() };
+    assert_eq!(State::of(&decided), State::Watched);
+    let t = upstream_finished(&decided, up, UpstreamOutcome::Approved { pin: Some("PIN-7") }).unwrap();
+    assert_eq!((t.attention, t.late_pin.as_deref()), (Set::To(Attention::DeliveredAfterRefund), Some("PIN-7")));
+    // A refusal upstream leaves the order for an operator here, unrefunded.
+    let t = forward_refused(&f, "wholesale", "account alsham-account has 0.00");
+    assert_eq!((t.attention, t.money, t.notice), (Set::To(Attention::ForwardRefused), Money::None, Some(Notice::NeedsAction)));
+    assert!(upstream_finished(&f, up, UpstreamOutcome::Approved { pin: None }).is_none(), "not forwarded: nothing to finish");
+}
+
+#[test]
 fn every_attention_round_trips_through_its_name() {
     for a in Attention::ALL {
         assert_eq!(Attention::parse(a.as_str()), Some(a));
@@ -293,6 +334,28 @@ mod model {
         Settle {
             recharge: bool,
         },
+        /// An operator of the tenant that forwarded the order, acting on its own order.
+        Downstream(DownAction),
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum DownAction {
+        Approve { force: bool },
+        Reject { force: bool },
+        Dispatch,
+        Settle { recharge: bool },
+    }
+
+    /// Steps for a forwarded order: everything that can happen to the upstream order, and the
+    /// forwarding tenant's operator acting on the forwarded one.
+    fn forwarded_step() -> impl Strategy<Value = Step> {
+        let down = prop_oneof![
+            any::<bool>().prop_map(|force| DownAction::Approve { force }),
+            any::<bool>().prop_map(|force| DownAction::Reject { force }),
+            Just(DownAction::Dispatch),
+            any::<bool>().prop_map(|recharge| DownAction::Settle { recharge }),
+        ];
+        prop_oneof![12 => step(), 2 => down.prop_map(Step::Downstream)]
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -348,6 +411,65 @@ mod model {
         /// An operator decided a given-up order: the diagnosis tells them to ask the provider
         /// first, and the decision (its PIN) is theirs.
         decided_given_up: bool,
+        /// The model's order as the upstream of a forwarded order: the order of the tenant that
+        /// forwarded it. `exists` is false until the forwarding happened.
+        down: Option<Downstream>,
+        exists: bool,
+    }
+
+    /// A forwarded order, in the tenant that forwarded it.
+    struct Downstream {
+        row: Facts,
+        pin: Option<String>,
+        refunds: i32,
+        recharges: i32,
+        write_offs: i32,
+        /// Every finish of the upstream order, as it was told to this order.
+        told: Vec<OrderStatus>,
+    }
+
+    impl Downstream {
+        /// What `db::transitions` does with a transition of this order.
+        fn apply(&mut self, t: &Transition) {
+            let r = &mut self.row;
+            if let Some(s) = t.status {
+                r.status = s;
+            }
+            if let Some(e) = t.external {
+                r.external = e;
+            }
+            match t.attention {
+                Set::Keep => {}
+                Set::To(a) => r.attention = Some(a),
+                Set::Clear => r.attention = None,
+            }
+            match t.schedule {
+                Schedule::Keep => {}
+                Schedule::Off => r.scheduled = false,
+                Schedule::Now | Schedule::In(_) => r.scheduled = true,
+            }
+            if let Some(l) = t.lane {
+                r.lane = l;
+            }
+            if let Some(p) = &t.pin {
+                self.pin = Some(p.clone());
+            }
+            if let Some(p) = &t.late_pin {
+                r.late_pin = Some(p.clone());
+            }
+            if let Some(v) = t.operator_forced {
+                r.operator_forced = v;
+            }
+            if t.forwarded_to.is_some() {
+                r.forwarded = true;
+            }
+            match t.money {
+                Money::None => {}
+                Money::Refund => self.refunds = 1,
+                Money::Recharge => self.recharges = 1,
+                Money::WriteOff => self.write_offs = 1,
+            }
+        }
     }
 
     #[derive(Debug, Clone)]
@@ -378,6 +500,77 @@ mod model {
                 violations: vec![],
                 seed,
                 decided_given_up: false,
+                down: None,
+                exists: true,
+            }
+        }
+
+        /// The model's order as the upstream of an order of another tenant, forwarded to it at
+        /// once, or (`refused_first`) refused by the upstream at first and forwarded only when
+        /// an operator dispatches it again.
+        fn forwarded(seed: u64, refused_first: bool) -> World {
+            let mut w = World::new(seed);
+            let mut d = Downstream {
+                row: Facts { number: 77, price: Decimal::new(150, 2), ..facts() },
+                pin: None,
+                refunds: 0,
+                recharges: 0,
+                write_offs: 0,
+                told: vec![],
+            };
+            if refused_first {
+                d.apply(&forward_refused(&d.row, "up", "account has 0.00"));
+                w.exists = false;
+                w.due_at = None;
+                w.row.scheduled = false;
+            } else {
+                d.apply(&forwarded(&d.row, uuid::Uuid::nil(), UpstreamOrder { tenant: "up", number: 1042 }));
+            }
+            w.down = Some(d);
+            w
+        }
+
+        /// The upstream order reached a final status: the forwarded order is told in the same
+        /// transaction (what `db::transitions::finish_forwarded` does).
+        fn tell_downstream(&mut self) {
+            let Some(mut d) = self.down.take() else { return };
+            if d.row.forwarded {
+                let outcome = match self.row.status {
+                    OrderStatus::Approved => UpstreamOutcome::Approved { pin: self.pin.as_deref() },
+                    _ => UpstreamOutcome::Rejected { message: "cancelled" },
+                };
+                d.told.push(self.row.status);
+                if let Some(t) = upstream_finished(&d.row, UpstreamOrder { tenant: "up", number: 1042 }, outcome) {
+                    d.apply(&t);
+                }
+            }
+            self.down = Some(d);
+        }
+
+        fn downstream(&mut self, action: DownAction) {
+            let Some(d) = self.down.as_mut() else { return };
+            let action = match action {
+                DownAction::Approve { force } => OperatorAction::Approve { pin: "DOWN-BY-HAND", force },
+                DownAction::Reject { force } => OperatorAction::Reject { reason: "asked", force },
+                DownAction::Dispatch => OperatorAction::Dispatch,
+                DownAction::Settle { recharge } => {
+                    OperatorAction::Settle(if recharge { Settlement::Recharge } else { Settlement::WriteOff })
+                }
+            };
+            let Ok(t) = operator(&d.row, &action) else { return };
+            d.apply(&t);
+            if action == OperatorAction::Dispatch {
+                // Routed at once: forwarded, and the upstream order exists from now on.
+                if d.row.forwarded {
+                    self.violations.push("a forwarded order was dispatched again".into());
+                }
+                d.apply(&forwarded(&d.row, uuid::Uuid::nil(), UpstreamOrder { tenant: "up", number: 1042 }));
+                if self.exists {
+                    self.violations.push("forwarded twice: a second upstream order".into());
+                }
+                self.exists = true;
+                self.due_at = Some(self.now);
+                self.row.scheduled = true;
             }
         }
 
@@ -466,6 +659,9 @@ mod model {
                 self.violations.push("refunded twice".into());
             }
             self.lease += 1;
+            if t.final_status().is_some() {
+                self.tell_downstream();
+            }
         }
 
         fn placement_key(&self) -> Option<(i64, String)> {
@@ -619,6 +815,9 @@ mod model {
         }
 
         fn operator(&mut self, action: OperatorAction) {
+            if !self.exists {
+                return;
+            }
             let given_up = State::of(&self.row) == State::NeedsOperator(Attention::GivenUp);
             if let Ok(t) = operator(&self.row, &action) {
                 if given_up && matches!(action, OperatorAction::Approve { .. } | OperatorAction::Reject { .. }) {
@@ -647,6 +846,7 @@ mod model {
                     Step::Settle { recharge } => {
                         self.operator(OperatorAction::Settle(if recharge { Settlement::Recharge } else { Settlement::WriteOff }))
                     }
+                    Step::Downstream(action) => self.downstream(action),
                 }
                 self.deliver();
             }
@@ -711,8 +911,82 @@ mod model {
         }
     }
 
+    impl World {
+        /// What must hold of a forwarded order once everything is at rest.
+        fn check_downstream(&mut self) {
+            let Some(d) = self.down.as_ref() else { return };
+            let mut v = Vec::new();
+            let state = State::of(&d.row);
+            let up_final = self.exists && self.row.status.is_final();
+            // At rest: final, flagged, or waiting for an upstream order that is itself at rest
+            // without a final answer (its operator must act there).
+            let waiting_upstream = matches!(state, State::Forwarded | State::Watched) && self.exists && !up_final;
+            if !(state.is_final() || matches!(state, State::NeedsOperator(_)) || waiting_upstream) {
+                v.push(format!("forwarded order not final nor flagged at rest: {state:?}"));
+            }
+            if up_final && state == State::Forwarded {
+                v.push("the upstream order finished but the forwarded order was never told".into());
+            }
+            // Money of the forwarding tenant's buyer: a refund exactly when rejected (or settled by a recharge).
+            let rejected = d.row.status == OrderStatus::Rejected;
+            if d.refunds > 1 || (d.refunds == 1) != (rejected || d.recharges == 1) {
+                v.push(format!("downstream money: status {} refunds {} recharges {}", d.row.status, d.refunds, d.recharges));
+            }
+            // Every delivery upstream reaches the buyer downstream: as the PIN, or recorded as
+            // the late PIN (flagged or settled).
+            if self.exists && self.row.status == OrderStatus::Approved {
+                let delivered = self.pin.as_deref();
+                if d.row.forwarded && d.pin.as_deref() != delivered && d.row.late_pin.as_deref() != delivered {
+                    v.push(format!("upstream delivered {delivered:?}; downstream has pin {:?} late {:?}", d.pin, d.row.late_pin));
+                }
+            }
+            // Approved downstream without a forced decision: the very PIN the upstream delivered.
+            if d.row.forwarded && d.row.status == OrderStatus::Approved && !d.row.operator_forced && d.pin != self.pin {
+                v.push(format!("downstream approved with {:?}, upstream's PIN is {:?}", d.pin, self.pin));
+            }
+            // A rejection upstream never leaves the forwarded order open.
+            if self.exists && self.row.status == OrderStatus::Rejected && d.row.forwarded && d.row.status == OrderStatus::Pending
+            {
+                v.push("upstream rejected, downstream still pending".into());
+            }
+            // Told once per final status the upstream order reached, never while it was open.
+            if d.told.len() > 2 {
+                v.push(format!("told {} times: {:?}", d.told.len(), d.told));
+            }
+            self.violations.extend(v);
+        }
+    }
+
+    /// Cases per property: PROPTEST_CASES when set (for long runs), else `default`.
+    fn cases(default: u32) -> u32 {
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: cases(2000), ..ProptestConfig::default() })]
+        #[test]
+        fn a_forwarded_order_finishes_with_its_upstream_order_exactly_once(
+            steps in prop::collection::vec(forwarded_step(), 1..60),
+            seed in any::<u64>(),
+            refused_first in prop::bool::weighted(0.2),
+        ) {
+            let mut w = World::forwarded(seed, refused_first);
+            w.run(&steps);
+            if w.exists {
+                w.check_invariants();
+            }
+            w.check_downstream();
+            let d = w.down.as_ref().unwrap();
+            prop_assert!(
+                w.violations.is_empty(),
+                "{:?}\nupstream {:?} pin {:?}\ndownstream {:?} pin {:?}",
+                w.violations, w.row, w.pin, d.row, d.pin
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(2000), ..ProptestConfig::default() })]
         #[test]
         fn every_order_ends_final_or_flagged_with_money_and_placements_exactly_once(
             steps in prop::collection::vec(step(), 1..60),

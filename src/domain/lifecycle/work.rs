@@ -34,7 +34,9 @@ pub fn work_for(f: &Facts) -> Work {
         )),
         State::ToPlace { reuse } => Work::Place { reuse },
         State::Placing | State::Reconciling => Work::Check { reconcile: true },
-        State::WithProvider | State::Watched => Work::Check { reconcile: false },
+        // A forwarded order has nothing to ask anyone: its upstream order finishes it.
+        State::Watched if !f.forwarded => Work::Check { reconcile: false },
+        State::WithProvider => Work::Check { reconcile: false },
         other => Work::Decide(Box::new(
             Transition { schedule: Schedule::Off, ..Transition::default() }
                 .event("unscheduled", format!("due, but {other:?} has no work to do: taken off the queue")),

@@ -51,7 +51,8 @@ pub fn assert_placed_once(sim: &Sim, expected: u64) {
 }
 
 /// Event kinds that finish an order.
-const FINAL_EVENT: &str = "(kind IN ('check.approved', 'check.cancelled', 'operator.approved', 'operator.rejected')
+const FINAL_EVENT: &str = "(kind IN ('check.approved', 'check.cancelled', 'operator.approved', 'operator.rejected',
+                   'upstream.approved', 'upstream.rejected')
      OR (kind = 'dispatch' AND (message LIKE '%order approved%' OR message LIKE '%order rejected%')))";
 
 /// The event logs tell one consistent story per order: at most one `created` event; a

@@ -12,6 +12,8 @@ const BAD_ZNET_PASSWORD: &str = "Zn3tWr0ngPass!y";
 const BAD_XSTOR_TOKEN: &str = "xst0r-Wr0ng-7z";
 const DB_PASSWORD: &str = "S3cretDbPass";
 const WEBHOOK_SECRET: &str = "whsec-N0tPr1nted-5k";
+/// The provider password of the tenant orders are forwarded to.
+const WHOLESALE_PASSWORD: &str = "Wh0lesa1ePass!w";
 
 fn setup_with_secrets(sim: &Sim, receiver_url: &str) -> serde_json::Value {
     let mut s = standard_setup(&sim.base_url);
@@ -24,6 +26,19 @@ fn setup_with_secrets(sim: &Sim, receiver_url: &str) -> serde_json::Value {
     ]);
     t["packages"][3]["mappings"] = json!({"znet-bad": {"oyun": "7001", "kupur": "60"}, "xstor-bad": {"product_id": "501"}});
     t["webhooks"] = json!([{"url": receiver_url, "secret": WEBHOOK_SECRET}]);
+    t["packages"].as_array_mut().unwrap().push(json!({"name": "pubg-60-fwd", "product": "PUBG Mobile", "price": "1.10",
+        "routing": {"mode": "auto", "provider_type": "internal",
+                    "upstream": {"tenant": "wholesale", "package": "pubg-60-w", "account": "alsham-account"}}}));
+    s["tenants"].as_array_mut().unwrap().push(json!({
+        "name": "wholesale",
+        "users": [{"name": "alsham-account", "balance": "100.00"}],
+        "providers": [{"name": "znet-wholesale", "kind": "znet", "base_url": sim.base_url,
+                       "credentials": {"kod": "wholesale", "sifre": WHOLESALE_PASSWORD},
+                       "schedule": {"first_check": "100ms", "backoff_base": "100ms", "backoff_max": "200ms"}}],
+        "packages": [{"name": "pubg-60-w", "product": "PUBG Mobile", "price": "0.90",
+                      "routing": {"mode": "auto", "provider_type": "external", "primary": "znet-wholesale"},
+                      "mappings": {"znet-wholesale": {"oyun": "7001", "kupur": "60"}}}]
+    }));
     s
 }
 
@@ -52,6 +67,8 @@ fn no_command_prints_a_secret_even_verbose_and_failing() {
         &format!("bayi1:{ZNET_PASSWORD}"),
         "--xstor-token",
         XSTOR_TOKEN,
+        "--znet-login",
+        &format!("wholesale:{WHOLESALE_PASSWORD}"),
     ]);
     let db = TestDb::new();
     // Trust authentication ignores the password, so every command runs with one in its URL.
@@ -184,10 +201,18 @@ fn no_command_prints_a_secret_even_verbose_and_failing() {
             .spawn_logged(daemon_log.path());
         create(t, "pubg-60", &["--no-dispatch"]);
         create(t, "freefire-100", &["--no-dispatch"]);
+        // Forwarded to the wholesaler, whose own provider (and credentials) deliver it.
+        let forwarded = create(t, "pubg-60-fwd", &[]);
         wait_until("the daemon finished its orders", Duration::from_secs(30), || {
             db.query_i64("SELECT count(*) FROM orders o JOIN packages p ON p.id = o.package_id WHERE status = 'pending' AND p.name <> 'jawaker'") == 0
         });
         assert_eq!(d.terminate(), 0);
+        let upstream = db.query_i64(&format!(
+            "SELECT u.number FROM orders u JOIN orders d ON d.forwarded_to = u.id WHERE d.number = {forwarded}"
+        ));
+        run(t, &["-o", "json", "inspect", &forwarded], None);
+        run(t, &["--tenant", "wholesale", "inspect", &upstream.to_string()], None);
+        run(t, &["--tenant", "wholesale", "-o", "json", "provider", "list"], None);
     }
     transcript.push(("daemon".into(), daemon_log.text()));
     // The history operators read is output too.
@@ -225,7 +250,9 @@ fn no_command_prints_a_secret_even_verbose_and_failing() {
         .map(|r| r.get(0))
         .collect();
     transcript.push(("webhook deliveries".into(), stored.join("\n")));
-    for secret in [ZNET_PASSWORD, XSTOR_TOKEN, BAD_ZNET_PASSWORD, BAD_XSTOR_TOKEN, DB_PASSWORD, WEBHOOK_SECRET] {
+    for secret in
+        [ZNET_PASSWORD, XSTOR_TOKEN, BAD_ZNET_PASSWORD, BAD_XSTOR_TOKEN, DB_PASSWORD, WEBHOOK_SECRET, WHOLESALE_PASSWORD]
+    {
         for form in forms(secret) {
             for (what, text) in &transcript {
                 assert!(!text.contains(&form), "{what} leaked {form:?}:\n{text}");

@@ -177,3 +177,94 @@ fn the_safety_sweep_of_a_tenant_scoped_sweep_leaves_other_tenants_alone() {
     assert_eq!(sim.stats()["status_calls"].as_u64().unwrap(), calls, "B's order was not checked: {}", out.stdout);
     assert_eq!(tenant_b_rows(&db), before);
 }
+
+/// Every string anywhere in a JSON document.
+fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// A tenant that forwards an order sees the link and the upstream order's state, and nothing
+/// else of the upstream tenant: not its other orders, users, providers or prices.
+#[test]
+fn a_forwarding_tenant_sees_the_link_and_the_upstream_orders_state_and_nothing_else_of_that_tenant() {
+    let sim = Sim::start(&["--complete-after", "1h"]);
+    let db = crate::forwarding::setup(&sim);
+    // The wholesaler's own business: another buyer's order.
+    let theirs = db
+        .cmd()
+        .args(["--tenant", "wholesale", "-o", "json", "create", "--user", "secret-buyer", "--package", "pubg-manual-w"])
+        .args(["--player", "W-PLAYER-999"])
+        .run()
+        .ok()
+        .json();
+    let ours = db.cmd().args(CREATE_AS_HALIL).args(["--package", "pubg-60-fwd", "--player", "5550001"]).run().ok().json();
+    let n = ours["number"].to_string();
+    db.cmd().args(["sweep", "--first-check", "1h"]).run().ok();
+    let upstream =
+        db.query_i64(&format!("SELECT u.number FROM orders u JOIN orders d ON d.forwarded_to = u.id WHERE d.number = {n}"));
+    let a = |args: &[&str]| db.cmd().args(["--tenant", "alsham"]).args(args).run();
+
+    // The link and the state of the order it became.
+    let shown = a(&["-o", "json", "inspect", &n]).ok().json();
+    assert_eq!(
+        shown["forwarded_to"],
+        serde_json::json!({"tenant": "wholesale", "number": upstream, "status": "pending", "external_status": "sent"})
+    );
+    assert_eq!(shown["diagnosis"]["code"], "forwarded");
+    let text = a(&["inspect", &n]).ok().stdout;
+    assert!(text.contains(&format!("wholesale order {upstream} (pending / sent)")), "{text}");
+
+    // Nothing else of the wholesaler, in any listing or in the forwarded order's own details.
+    let hidden_words = ["secret-buyer", "W-PLAYER-999", "55.55", "znet-wholesale", "znet-off", "poor-account"];
+    let hidden_values = ["0.87", "0.80", "0.90", "99.13", "100.00"];
+    for cmd in [
+        &["-o", "json", "inspect", &n][..],
+        &["inspect", &n],
+        &["-o", "json", "list"],
+        &["list"],
+        &["-o", "json", "list", "--stuck", "--stuck-after", "0s"],
+        &["-o", "json", "tenant", "list"],
+        &["-o", "json", "user", "list"],
+        &["-o", "json", "provider", "list"],
+        &["-o", "json", "stats"],
+    ] {
+        let out = a(cmd);
+        assert!(out.code == 0 || out.code == 8, "{cmd:?}: exit {}\n{}", out.code, out.stderr);
+        for w in hidden_words {
+            assert!(!out.stdout.contains(w) && !out.stderr.contains(w), "{cmd:?} shows the wholesaler's {w}:\n{}", out.stdout);
+        }
+        if let Ok(json) = serde_json::from_str::<serde_json::Value>(&out.stdout) {
+            let mut all = vec![];
+            strings(&json, &mut all);
+            for v in hidden_values {
+                assert!(!all.iter().any(|s| s == v), "{cmd:?} shows the wholesaler's value {v}:\n{}", out.stdout);
+            }
+            if cmd.contains(&"inspect") {
+                assert!(!all.iter().any(|s| s.contains("alsham-account")), "the paying account is the wholesaler's user");
+            }
+        }
+    }
+    let listed = a(&["-o", "json", "list"]).ok().json();
+    assert!(listed.as_array().unwrap().iter().all(|o| o["tenant"] == "alsham"), "{listed:#}");
+    // The upstream order and the wholesaler's other order, by number: as if they did not exist.
+    for key in [upstream.to_string(), theirs["number"].to_string()] {
+        for cmd in [
+            vec!["inspect", &key],
+            vec!["approve", &key, "--pin", "X"],
+            vec!["reject", &key, "--reason", "x"],
+            vec!["poll", &key],
+        ] {
+            let out = a(&cmd).code(3);
+            assert!(out.stderr.contains("does not exist in tenant alsham"), "{cmd:?}: {}", out.stderr);
+        }
+    }
+    // The wholesaler's operator sees where its order came from, and its own details.
+    let theirs_view = db.cmd().args(["--tenant", "wholesale", "-o", "json", "inspect", &upstream.to_string()]).run().ok().json();
+    assert_eq!(theirs_view["forwarded_from"], serde_json::json!({"tenant": "alsham", "number": ours["number"]}));
+    assert_eq!((theirs_view["user"].as_str(), theirs_view["price"].as_str()), (Some("alsham-account"), Some("0.87")));
+}
