@@ -211,6 +211,8 @@ pub struct LaneControl {
     stop: AtomicBool,
     woken: Mutex<bool>,
     cond: Condvar,
+    /// Why the lane gave up (a sweep's lane after `SWEEP_TRIES` errors in a row).
+    failure: Mutex<Option<crate::error::Error>>,
     pub progress: Progress,
 }
 
@@ -226,6 +228,14 @@ impl LaneControl {
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
+    /// Give up: the lane stops, and `failure` says why.
+    fn fail(&self, e: crate::error::Error) {
+        *self.failure.lock().unwrap() = Some(e);
+        self.stop();
+    }
+    fn failure(&self) -> Option<crate::error::Error> {
+        self.failure.lock().unwrap().clone()
+    }
     /// There may be new work: look now instead of after the idle poll.
     pub fn wake(&self) {
         *self.woken.lock().unwrap() = true;
@@ -236,6 +246,67 @@ impl LaneControl {
         let guard = self.woken.lock().unwrap();
         let (mut guard, _) = self.cond.wait_timeout_while(guard, timeout, |woken| !*woken).unwrap();
         *guard = false;
+    }
+}
+
+/// Tries in a row after which a sweep's lane gives up.
+const SWEEP_TRIES: u32 = 3;
+
+/// Errors in a row in one lane, and what they mean. A daemon retries as long as it runs (an
+/// outage ends), waiting longer each time; an error other than a lost database also stops the
+/// lane's heartbeat, so `/healthz` and the systemd watchdog report the lane instead of it
+/// failing quietly forever. A sweep gives up after `SWEEP_TRIES` in a row: `orderctl sweep`
+/// ends with the error, it never hangs.
+#[derive(Default)]
+struct Failures {
+    in_a_row: u32,
+    /// The last error was not a lost database.
+    broken: bool,
+}
+
+impl Failures {
+    fn ok(&mut self) {
+        *self = Failures::default();
+    }
+    /// Count `e`: how long to wait before the next try, or None to give up (a sweep).
+    fn failed(&mut self, e: &crate::error::Error, draining: bool) -> Option<Duration> {
+        self.in_a_row += 1;
+        self.broken = e.kind != crate::error::ErrorKind::DatabaseUnavailable;
+        if draining && self.in_a_row >= SWEEP_TRIES {
+            return None;
+        }
+        Some((Duration::from_millis(100) * 2u32.pow(self.in_a_row.min(6))).min(Duration::from_secs(5)))
+    }
+    /// Whether the lane may tell the supervisor it is well.
+    fn may_beat(&self) -> bool {
+        !self.broken
+    }
+    /// The database was lost and the lane is trying again.
+    fn after_outage(&self) -> bool {
+        self.in_a_row > 0 && !self.broken
+    }
+
+    /// Log `e` for the lane `who` and wait before the next try; false: give up (a sweep, after
+    /// its tries), with the error on the lane's control for `drain` to report.
+    fn retry(&mut self, who: &str, control: &LaneControl, e: crate::error::Error, draining: bool) -> bool {
+        let hint = e.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
+        match self.failed(&e, draining) {
+            Some(wait) => {
+                let retry = format!("retrying in {}", humantime::format_duration(wait));
+                if e.kind == crate::error::ErrorKind::DatabaseUnavailable {
+                    log::warn!("{who}: database unavailable ({}); {retry}", e.message);
+                } else {
+                    log::error!("{who}: {}{hint}; {retry}", e.message);
+                }
+                control.wait(wait);
+                true
+            }
+            None => {
+                log::error!("{who}: {}{hint}; giving up after {} tries in a row", e.message, self.in_a_row);
+                control.fail(e);
+                false
+            }
+        }
     }
 }
 
@@ -335,6 +406,9 @@ pub fn drain(
         let routing = LaneControl::new();
         routing::run(settings.clone(), routing.clone(), wakers.clone());
         total.add(&WorkReport::of(&routing.progress));
+        if let Some(e) = routing.failure() {
+            return Err(e);
+        }
         let lanes = crate::db::claims::lanes_with_work(&mut client, settings.tenant, settings.drain)?;
         if lanes.is_empty() {
             break;
@@ -349,15 +423,29 @@ pub fn drain(
             })
             .collect();
         std::thread::scope(|scope| {
-            for (id, control) in &controls {
-                let (providers, settings, wakers, control) =
-                    (providers.clone(), settings.clone(), wakers.clone(), control.clone());
-                let id = *id;
-                scope.spawn(move || provider::run(id, providers, settings, control, wakers, grace));
+            let lanes: Vec<_> = controls
+                .iter()
+                .map(|(id, control)| {
+                    let (providers, settings, wakers, control) =
+                        (providers.clone(), settings.clone(), wakers.clone(), control.clone());
+                    let id = *id;
+                    scope.spawn(move || provider::run(id, providers, settings, control, wakers, grace))
+                })
+                .collect();
+            // The sweep's time is up: lanes stop claiming, finish what they hold, and return.
+            while !lanes.iter().all(|l| l.is_finished()) {
+                if Instant::now() >= deadline {
+                    controls.iter().for_each(|(_, c)| c.stop());
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
         });
         for (_, c) in &controls {
             total.add(&WorkReport::of(&c.progress));
+        }
+        if let Some(e) = controls.iter().find_map(|(_, c)| c.failure()) {
+            return Err(e);
         }
     }
     Ok(total)
@@ -424,6 +512,26 @@ impl LaneSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_daemon_lane_retries_for_ever_a_sweep_lane_gives_up_and_only_outages_keep_the_heartbeat() {
+        use crate::error::{Error, ErrorKind};
+        let outage = Error::new(ErrorKind::DatabaseUnavailable, "lost");
+        let broken = Error::new(ErrorKind::Refused, "column does not exist");
+        let mut f = Failures::default();
+        let waits: Vec<_> = (0..50).map(|_| f.failed(&outage, false)).collect();
+        assert!(waits.iter().all(Option::is_some), "a daemon never gives up");
+        assert_eq!(waits.last().unwrap().unwrap(), Duration::from_secs(5), "waits are capped");
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "and grow");
+        assert!(f.may_beat() && f.after_outage(), "an outage keeps the heartbeat");
+        f.failed(&broken, false);
+        assert!(!f.may_beat(), "an error that is not an outage stops it: /healthz and the watchdog see it");
+        f.ok();
+        assert!(f.may_beat() && !f.after_outage());
+        let mut s = Failures::default();
+        assert!(s.failed(&broken, true).is_some() && s.failed(&broken, true).is_some());
+        assert!(s.failed(&broken, true).is_none(), "a sweep gives up at its third error in a row");
+    }
 
     #[test]
     fn a_lane_part_that_stops_looping_or_a_call_that_never_ends_is_stalled() {

@@ -3,11 +3,11 @@
 
 use super::permits::HeldPermits;
 use super::writer::{Done, Writer};
-use super::{LaneControl, LaneSettings, Outstanding, Slots, Wakers};
+use super::{Failures, LaneControl, LaneSettings, Outstanding, Slots, Wakers};
 use crate::db::{self, claims};
 use crate::dispatch::claim::{claim_for_provider, CheckJob, PlaceJob};
 use crate::dispatch::{place, LaneProvider, Providers};
-use crate::error::{ErrorKind, Result};
+use crate::error::Result;
 use postgres::Client;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -162,61 +162,58 @@ enum Step {
 
 impl Claimer {
     fn run(&mut self) {
-        let mut backoff = Duration::from_millis(100);
-        let mut lost = false;
+        let mut failures = Failures::default();
+        let draining = self.settings.drain.is_some();
         while !self.control.stopping() {
-            self.control.progress.beat_claimer();
+            if failures.may_beat() {
+                self.control.progress.beat_claimer();
+            }
             if self.session.is_none() {
                 match db::connect(&self.settings.database_url) {
                     Ok(client) => {
-                        if std::mem::take(&mut lost) {
+                        if failures.after_outage() {
                             log::warn!("lane {}: reconnected to the database; carrying on", self.id);
                         }
-                        backoff = Duration::from_millis(100);
                         let permits = HeldPermits::new(self.id, &self.settings.holder, self.settings.timing.lease);
                         self.session = Some(Session { client, permits });
                     }
                     Err(e) => {
-                        lost = true;
-                        log::warn!(
-                            "lane {}: database unavailable ({}); retrying in {}",
-                            self.id,
-                            e.message,
-                            humantime::format_duration(backoff)
-                        );
-                        self.control.wait(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        if !failures.retry(&format!("lane {}", self.id), &self.control, e, draining) {
+                            break;
+                        }
                         continue;
                     }
                 }
             }
             let before = self.outstanding.get();
             match self.step() {
-                Ok(Step::More) => {}
-                Ok(Step::Idle) => {
-                    // A drain ends when a look found nothing while nothing was under way.
-                    if self.settings.drain.is_some() && before == 0 && self.outstanding.get() == 0 {
-                        break;
+                Ok(step) => {
+                    failures.ok();
+                    match step {
+                        Step::More => {}
+                        Step::Idle => {
+                            // A drain ends when a look found nothing while nothing was under way.
+                            if draining && before == 0 && self.outstanding.get() == 0 {
+                                break;
+                            }
+                            self.control.wait(if before > 0 { Duration::from_millis(20) } else { self.settings.idle_poll });
+                        }
+                        Step::Full => {
+                            let room = self.slots.limit().max(1) * self.depth();
+                            if self.queued.get() >= room {
+                                self.queued.wait_below(room, Duration::from_millis(200));
+                            } else {
+                                self.outstanding.wait_below(4 * self.settings.write_batch.max(room), Duration::from_millis(200));
+                            }
+                        }
                     }
-                    self.control.wait(if before > 0 { Duration::from_millis(20) } else { self.settings.idle_poll });
-                }
-                Ok(Step::Full) => {
-                    let room = self.slots.limit().max(1) * self.depth();
-                    if self.queued.get() >= room {
-                        self.queued.wait_below(room, Duration::from_millis(200));
-                    } else {
-                        self.outstanding.wait_below(4 * self.settings.write_batch.max(room), Duration::from_millis(200));
-                    }
-                }
-                Err(e) if e.kind == ErrorKind::DatabaseUnavailable => {
-                    log::warn!("lane {}: lost the database ({}); reconnecting", self.id, e.message);
-                    self.session = None;
-                    lost = true;
                 }
                 Err(e) => {
-                    log::error!("lane {}: {}{}", self.id, e.message, e.hint.map(|h| format!(" ({h})")).unwrap_or_default());
+                    // A new connection (and a new look at the permits) for the next try.
                     self.session = None;
-                    self.control.wait(Duration::from_secs(1));
+                    if !failures.retry(&format!("lane {}", self.id), &self.control, e, draining) {
+                        break;
+                    }
                 }
             }
         }

@@ -5,57 +5,59 @@
 //! the same transaction), left for an operator, or flagged. Forwarding is database work only, so
 //! it lives here and never waits behind, or holds up, a provider's calls.
 
-use super::{LaneControl, LaneSettings, Wakers};
+use super::{Failures, LaneControl, LaneSettings, Wakers};
 use crate::db::{self, claims};
 use crate::dispatch::route::route_rows;
-use crate::error::{ErrorKind, Result};
+use crate::error::Result;
 use postgres::Client;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Orders routed per transaction, at most.
 const BATCH: i64 = 200;
 
 pub fn run(settings: LaneSettings, control: Arc<LaneControl>, wakers: Wakers) {
     let mut conn: Option<Client> = None;
-    let mut backoff = Duration::from_millis(100);
-    let mut lost = false;
+    let mut failures = Failures::default();
+    let draining = settings.drain.is_some();
     while !control.stopping() {
-        control.progress.beat_claimer();
-        control.progress.beat_writer();
+        if failures.may_beat() {
+            control.progress.beat_claimer();
+            control.progress.beat_writer();
+        }
         let c = match conn.as_mut() {
             Some(c) => c,
             None => match db::connect(&settings.database_url) {
                 Ok(c) => {
-                    if std::mem::take(&mut lost) {
+                    if failures.after_outage() {
                         log::warn!("routing lane: reconnected to the database; carrying on");
                     }
-                    backoff = Duration::from_millis(100);
                     conn.insert(c)
                 }
                 Err(e) => {
-                    lost = true;
-                    log::warn!("routing lane: database unavailable ({}); retrying", e.message);
-                    control.wait(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    if !failures.retry("routing lane", &control, e, draining) {
+                        break;
+                    }
                     continue;
                 }
             },
         };
         match step(c, &settings, &control, &wakers) {
-            Ok(0) if settings.drain.is_some() => break,
-            Ok(0) => control.wait(settings.idle_poll),
-            Ok(_) => {}
-            Err(e) if e.kind == ErrorKind::DatabaseUnavailable => {
-                log::warn!("routing lane: lost the database ({}); reconnecting", e.message);
-                conn = None;
-                lost = true;
+            Ok(n) => {
+                failures.ok();
+                if n == 0 && draining {
+                    break;
+                }
+                if n == 0 {
+                    control.wait(settings.idle_poll);
+                }
             }
             Err(e) => {
-                log::error!("routing lane: {}", e.message);
+                // A new connection for the next try.
                 conn = None;
-                control.wait(Duration::from_secs(1));
+                if !failures.retry("routing lane", &control, e, draining) {
+                    break;
+                }
             }
         }
     }

@@ -120,3 +120,20 @@ fn the_watchdog_is_fed_while_a_provider_is_slow_and_sigterm_ends_within_the_grac
     assert_outcomes_match_the_provider(&db, &sim);
     assert_money_conserved(&db);
 }
+
+/// A sweep whose work fails the same way every time (here the schema is broken under it) gives
+/// up after its tries and says why, with the error's exit code; it never hangs.
+#[test]
+fn a_sweep_whose_work_keeps_failing_ends_with_the_error() {
+    let sim = Sim::start(&[]);
+    let db = TestDb::new();
+    db.apply(&standard_setup(&sim.base_url));
+    insert_orders(&db, "jawaker", 1); // manual: the routing lane's work
+    db.client().batch_execute("ALTER TABLE packages RENAME COLUMN provider_type TO provider_type_gone").unwrap();
+    let started = Instant::now();
+    let out = db.cmd().args(["sweep"]).run();
+    assert_eq!(out.code, 5, "the schema error's exit code (refused)\nstderr:\n{}", out.stderr);
+    assert!(out.stderr.contains("giving up after 3 tries in a row"), "the bound is said:\n{}", out.stderr);
+    assert!(out.stderr.contains("provider_type"), "and what failed:\n{}", out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(30), "bounded: {:?}", started.elapsed());
+}

@@ -1,5 +1,5 @@
 //! The promises, proven under crashes, restarts, outages, bad input and concurrency
-//! (issue 8). Each submodule proves one promise; `docs/guarantees.md` maps promise → test.
+//! (issue 8). Each submodule proves one promise; README.md's "Guarantees" maps promise → test.
 
 mod bad_input;
 mod concurrency;
