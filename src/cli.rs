@@ -394,7 +394,7 @@ pub struct ListArgs {
     /// An auto order still not sent after this long counts as stuck
     #[arg(long, default_value = "5m", value_name = "DURATION")]
     pub stuck_after: humantime::Duration,
-    /// At most this many orders, newest first
+    /// At most this many orders, newest first (by order number)
     #[arg(long, default_value_t = 100)]
     pub limit: i64,
 }

@@ -339,8 +339,14 @@ pub struct Sim {
 
 impl Sim {
     pub fn start(bin: &str) -> Sim {
+        Sim::start_with(bin, &["--threads", "8"])
+    }
+
+    /// A simulator with these extra arguments (`--threads 64` for one that answers slowly).
+    pub fn start_with(bin: &str, extra: &[&str]) -> Sim {
         let mut child = Command::new(bin)
-            .args(["simulate", "--listen", "127.0.0.1:0", "--threads", "8", "--complete-after", "0s"])
+            .args(["simulate", "--listen", "127.0.0.1:0", "--complete-after", "0s"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
