@@ -361,6 +361,7 @@ fn dispatch_latency(o: &Options, server: &Server, template: &str, sim: &Sim, bin
             die("latency: orders did not all finish within 60 s");
         }
         drop(daemon);
+        let committed = by_reference(&mut c, &committed);
         let stats = sim.stats();
         let mut lat: Vec<f64> = stats["orders"]
             .as_array()
@@ -419,11 +420,22 @@ fn status_checks(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &
         // The orders exist at the provider (placed by the harness, not timed) and are open with
         // their reference, due now.
         let ids = insert_orders(&mut c, package, o.check_orders);
-        sim.place_all(kind, &ids);
+        // Each provider's own reference style: Znet takes only numbers (the order number here),
+        // x-stor the order's uuid.
+        let references: Vec<String> = if kind == ProviderKind::Znet {
+            let numbers = c.query("SELECT number FROM orders WHERE id = ANY($1) ORDER BY number", &[&ids]).unwrap();
+            numbers.iter().map(|r| r.get::<_, i64>(0).to_string()).collect()
+        } else {
+            ids.iter().map(|id| id.to_string()).collect()
+        };
+        sim.place_all(kind, &references);
+        let reference = if kind == ProviderKind::Znet { "o.number::text" } else { "o.id::text" };
         c.execute(
-            "UPDATE orders o SET external_status = 'sent', provider_id = p.id, provider_referans = o.id::text,
+            &format!(
+                "UPDATE orders o SET external_status = 'sent', provider_id = p.id, provider_referans = {reference},
                     dispatched_at = now(), sent_at = now(), next_check_at = now()
-               FROM providers p WHERE p.name = $1",
+               FROM providers p WHERE p.name = $1"
+            ),
             &[&provider],
         )
         .unwrap();
@@ -549,7 +561,9 @@ fn explain_claim(c: &mut Client) -> String {
         .query(
             "EXPLAIN (ANALYZE, COSTS OFF)
              UPDATE orders o SET next_check_at = now() + interval '60 seconds', lease = o.lease + 1
-               FROM (SELECT id FROM orders WHERE next_check_at <= now() AND (NULL::bigint IS NULL OR tenant_id = NULL)
+               FROM (SELECT id FROM orders WHERE lane = (SELECT id FROM providers WHERE name = 'znet-main')
+                        AND next_check_at IS NOT NULL AND next_check_at <= now() AND external_status = 'not_sent'
+                        AND (NULL::bigint IS NULL OR tenant_id = NULL)
                       ORDER BY next_check_at LIMIT 100 FOR UPDATE SKIP LOCKED) due
               WHERE o.id = due.id",
             &[],

@@ -57,7 +57,7 @@ pub fn isolation(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &
             if !ok {
                 die("lane isolation: x-stor orders did not finish within 60 s");
             }
-            let placed = placement_latencies(sim, &committed);
+            let placed = placement_latencies(sim, &by_reference(&mut c, &committed));
             let late = check_lateness(&mut c, Duration::from_secs(1));
             drop(daemon);
             let (p99, late99) = (percentile(&placed, 0.99), percentile(&late, 0.99));

@@ -9,8 +9,26 @@ use uuid::Uuid;
 
 use super::ProviderKind;
 
+/// Processes this harness started and has not stopped yet: `die` stops them (an exit runs no
+/// destructors, and a simulator left behind would skew the next run).
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn started(child: &Child) {
+    CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).push(child.id());
+}
+
+fn stopped(child: &Child) {
+    CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).retain(|pid| *pid != child.id());
+}
+
 pub fn die(msg: &str) -> ! {
     eprintln!("bench: {msg}");
+    for pid in CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        // SAFETY: kill(2) on a child this process started and has not reaped.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+    }
     std::process::exit(2)
 }
 
@@ -211,6 +229,16 @@ pub fn insert_orders(c: &mut Client, package: &str, n: i64) -> Vec<Uuid> {
     .collect()
 }
 
+/// Times keyed by order id, re-keyed by the reference each order was placed with (a Znet
+/// reference is a number of its own, not the order's id).
+pub fn by_reference(c: &mut Client, by_id: &std::collections::HashMap<String, f64>) -> std::collections::HashMap<String, f64> {
+    c.query("SELECT id::text, provider_referans FROM orders WHERE provider_referans IS NOT NULL", &[])
+        .unwrap()
+        .iter()
+        .filter_map(|r| Some((r.get::<_, String>(1), *by_id.get(&r.get::<_, String>(0))?)))
+        .collect()
+}
+
 pub fn final_count(c: &mut Client) -> i64 {
     c.query_one("SELECT count(*) FROM orders WHERE status <> 'pending'", &[]).unwrap().get(0)
 }
@@ -247,6 +275,7 @@ pub fn wait_until(c: &mut Client, timeout: Duration, mut done: impl FnMut(&mut C
 // Processes
 
 fn terminate(child: &mut Child) {
+    stopped(child);
     // SAFETY: kill(2) on the pid of a child we started and have not reaped.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
@@ -279,6 +308,7 @@ impl Daemon {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| die(&format!("cannot start the daemon: {e}")));
+        started(&child);
         Daemon { child }
     }
 
@@ -352,6 +382,7 @@ impl Sim {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| die(&format!("cannot start the simulator: {e}")));
+        started(&child);
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let addr =
@@ -379,9 +410,9 @@ impl Sim {
     }
 
     /// Place these references at the simulator (setup for the status-check scenario, untimed).
-    pub fn place_all(&self, kind: ProviderKind, ids: &[Uuid]) {
+    pub fn place_all(&self, kind: ProviderKind, references: &[String]) {
         std::thread::scope(|s| {
-            for chunk in ids.chunks(ids.len().div_ceil(4).max(1)) {
+            for chunk in references.chunks(references.len().div_ceil(4).max(1)) {
                 s.spawn(move || {
                     for id in chunk {
                         let req = match kind {

@@ -69,7 +69,7 @@ pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
         },
         lane::LaneControl::new(),
         Some(started + MAX_SWEEP_TIME),
-    );
+    )?;
     let limits = StuckThresholds { overdue_after: work.stuck_after };
     let stuck = crate::commands::list::stuck_orders(&mut client, s.tenant.as_deref(), limits, 50)?;
     let report = SweepReport {

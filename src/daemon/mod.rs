@@ -186,7 +186,8 @@ fn start_webhook_lane(settings: &DaemonSettings) -> Running {
     let thread = std::thread::Builder::new()
         .name("lane-webhooks".into())
         .spawn(move || {
-            lane::webhooks::run(s, c, None);
+            // A daemon's lane never gives up (it retries as long as the daemon runs).
+            let _ = lane::webhooks::run(s, c, None);
         })
         .expect("start a thread");
     Running { control, thread }

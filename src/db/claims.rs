@@ -130,6 +130,32 @@ pub fn lock_due(tx: &mut impl GenericClient, q: LaneQuery, places: i64, checks: 
     Ok(out)
 }
 
+/// Lock and claim, in one statement, up to `limit` due orders of a lane that a provider
+/// already has (checks, not placements), oldest due first: each order's schedule moves a lease
+/// ahead and its lease token is bumped, and the rows come back as they are now (their `lease`
+/// is the claim's). One row version and one round trip per order instead of a lock and then an
+/// update; the caller still decides what each needs (`claim_for_provider` writes any decision
+/// under the new lease, and does not claim these again).
+pub fn lock_and_claim_checks(tx: &mut impl GenericClient, q: LaneQuery, limit: i64, lease: Duration) -> Result<Vec<DueRow>> {
+    if limit <= 0 {
+        return Ok(vec![]);
+    }
+    // Every row returned was due when it was locked (its schedule has just moved on).
+    let columns = COLUMNS.replace("coalesce(o.next_check_at <= now(), false)", "true");
+    let sql = format!(
+        "WITH due AS (
+             SELECT o.id FROM orders o
+              WHERE o.lane = $1 AND o.next_check_at IS NOT NULL AND o.next_check_at <= coalesce($2::timestamptz, now())
+                AND ($3::bigint IS NULL OR o.tenant_id = $3) AND o.external_status <> 'not_sent'
+              ORDER BY o.next_check_at LIMIT $4 FOR UPDATE SKIP LOCKED
+         )
+         UPDATE orders o SET next_check_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = o.lease + 1
+           FROM due WHERE o.id = due.id
+         RETURNING {columns}"
+    );
+    tx.query(&sql, &[&q.lane, &q.due_by, &q.tenant, &limit, &(lease.as_millis() as i64)])?.iter().map(due_row).collect()
+}
+
 /// Is any work of the lane due? (Cheap: decides whether a lane asks for permits at all.)
 pub fn any_due(client: &mut impl GenericClient, q: LaneQuery) -> Result<bool> {
     // Two probes, one per partial index (a CASE over both kinds would scan the table).
@@ -242,13 +268,13 @@ pub fn lanes_with_work(
 
 /// Claim up to `limit` due orders of a lane for a lease, whatever their work, in one
 /// transaction: (order, new lease). The lanes claim with `lock_due` and the dispatch stages;
-/// this is the bare queue mechanics (benchmarks and tests measure and prove it).
+/// this is the bare queue mechanics on the same locks (placements first, then checks), which
+/// benchmarks and tests measure and prove.
 pub fn claim_due(client: &mut postgres::Client, q: LaneQuery, limit: i64, lease: Duration) -> Result<Vec<(Uuid, i64)>> {
     let mut tx = client.transaction()?;
-    let sql = "SELECT o.id FROM orders o
-          WHERE o.lane = $1 AND o.next_check_at <= coalesce($2::timestamptz, now()) AND ($3::bigint IS NULL OR o.tenant_id = $3)
-          ORDER BY o.next_check_at LIMIT $4 FOR UPDATE SKIP LOCKED";
-    let ids: Vec<Uuid> = tx.query(sql, &[&q.lane, &q.due_by, &q.tenant, &limit])?.iter().map(|r| r.get(0)).collect();
+    let mut ids: Vec<Uuid> = lock_due(&mut tx, q, limit, 0)?.into_iter().map(|r| r.id).collect();
+    let rest = limit - ids.len() as i64;
+    ids.extend(lock_due(&mut tx, q, 0, rest)?.into_iter().map(|r| r.id));
     let claimed = claim_checks(&mut tx, &ids, lease)?;
     tx.commit()?;
     Ok(claimed)

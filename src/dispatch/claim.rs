@@ -53,9 +53,37 @@ pub struct Claimed {
 /// Turn locked rows of `lp`'s lane into work (in the caller's transaction), and write the
 /// decided transitions there too.
 pub fn claim_for_provider(tx: &mut impl GenericClient, lp: &LaneProvider, rows: Vec<DueRow>, timing: Timing) -> Result<Claimed> {
+    claim_rows(tx, lp, rows, Vec::new(), timing)
+}
+
+/// As `claim_for_provider`, with `checked`: rows `lock_and_claim_checks` already claimed (a
+/// check among them needs no claim of its own; any other decision is written under the
+/// lease that claim took).
+pub fn claim_rows(
+    tx: &mut impl GenericClient,
+    lp: &LaneProvider,
+    rows: Vec<DueRow>,
+    checked: Vec<DueRow>,
+    timing: Timing,
+) -> Result<Claimed> {
     let mut out = Claimed::default();
     let mut to_place: Vec<(DueRow, bool)> = Vec::new();
     let mut to_check: Vec<DueRow> = Vec::new();
+    let now = Instant::now();
+    for row in checked {
+        match work_for(&row.facts) {
+            Work::Check { .. } => {
+                let key = check_key(&row);
+                out.checks.push(CheckJob { lease: row.lease, row, key, claimed: now });
+            }
+            Work::Place { reuse } => to_place.push((row, reuse)),
+            Work::Decide(t) => out.decided.push(write(&row, *t)),
+            Work::Route => out.decided.push(write(
+                &row,
+                lifecycle::Transition { lane: Some(0), schedule: lifecycle::Schedule::Now, ..Default::default() },
+            )),
+        }
+    }
     for row in rows {
         match work_for(&row.facts) {
             Work::Place { reuse } => to_place.push((row, reuse)),
@@ -89,7 +117,6 @@ pub fn claim_for_provider(tx: &mut impl GenericClient, lp: &LaneProvider, rows: 
     }
     let written = claims::claim_placements(tx, &claims, lp.reference_style(), timing.lease)?;
     let by_id: HashMap<_, _> = written.into_iter().map(|(id, lease, reference)| (id, (lease, reference))).collect();
-    let now = Instant::now();
     for (mut row, reuse) in placeable {
         let Some((lease, reference)) = by_id.get(&row.id).cloned() else { continue };
         let mapping = mappings.get(&row.package_id).cloned().flatten().unwrap_or_default();
@@ -117,14 +144,16 @@ pub fn claim_for_provider(tx: &mut impl GenericClient, lp: &LaneProvider, rows: 
     let leases: HashMap<_, _> = claims::claim_checks(tx, &ids, timing.lease)?.into_iter().collect();
     for row in to_check {
         let Some(&lease) = leases.get(&row.id) else { continue };
-        let key = CheckKey {
-            reference: row.facts.reference.clone().unwrap_or_default(),
-            external_order_id: row.external_order_id.clone(),
-        };
+        let key = check_key(&row);
         out.checks.push(CheckJob { row, lease, key, claimed: now });
     }
     crate::db::transitions::apply(tx, &out.decided)?;
     Ok(out)
+}
+
+/// What a status check asks the provider about.
+fn check_key(row: &DueRow) -> CheckKey {
+    CheckKey { reference: row.facts.reference.clone().unwrap_or_default(), external_order_id: row.external_order_id.clone() }
 }
 
 /// A transition decided for a locked row (guarded by the lease it was locked with).

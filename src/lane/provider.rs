@@ -5,7 +5,7 @@ use super::permits::HeldPermits;
 use super::writer::{Done, Writer};
 use super::{Failures, LaneControl, LaneSettings, Outstanding, Slots, Wakers};
 use crate::db::{self, claims};
-use crate::dispatch::claim::{claim_for_provider, CheckJob, PlaceJob};
+use crate::dispatch::claim::{claim_rows, CheckJob, PlaceJob};
 use crate::dispatch::{place, LaneProvider, Providers};
 use crate::error::Result;
 use postgres::Client;
@@ -247,15 +247,17 @@ impl Claimer {
         let batch = lp.batch_limit();
         let claiming = Instant::now();
         let mut tx = s.client.transaction()?;
-        let rows = claims::lock_due(&mut tx, q, free as i64, (free * batch) as i64)?;
-        if rows.is_empty() {
+        let rows = claims::lock_due(&mut tx, q, free as i64, 0)?;
+        let checks = (free - rows.len().min(free)) * batch;
+        let checked = claims::lock_and_claim_checks(&mut tx, q, checks as i64, self.settings.timing.lease)?;
+        if rows.is_empty() && checked.is_empty() {
             tx.commit()?;
             s.permits.release_if_idle(&mut s.client, self.outstanding.get())?;
             self.slots.set_limit(s.permits.held());
             return Ok(Step::Idle);
         }
-        let n = rows.len();
-        let claimed = claim_for_provider(&mut tx, &lp, rows, self.settings.timing)?;
+        let n = rows.len() + checked.len();
+        let claimed = claim_rows(&mut tx, &lp, rows, checked, self.settings.timing)?;
         tx.commit()?;
         crate::metrics::get().observe_claim(&lp.name, claiming.elapsed());
         log::debug!("lane {}: claimed {n} order(s) in {} ms", self.id, claiming.elapsed().as_millis());

@@ -6,11 +6,11 @@
 //! delivery claimed; it comes due again when its lease runs out and is sent again with the same
 //! event id (receivers deduplicate by it).
 
-use super::LaneControl;
+use super::{Failures, LaneControl};
 use crate::db::webhooks::{DeliveryQuery, DueDelivery, Outcome};
 use crate::db::{self, webhooks as store};
 use crate::domain::webhook::{Retry, RetryPolicy};
-use crate::error::{ErrorKind, Result};
+use crate::error::Result;
 use crate::webhook::{Attempt, Request, SendSettings, Sender};
 use chrono::{DateTime, Utc};
 use postgres::Client;
@@ -76,51 +76,55 @@ pub struct Delivered {
 }
 
 /// Run until stopped (or, draining, until nothing due by the drain moment is left, or
-/// `deadline`). Returns what it delivered.
-pub fn run(settings: WebhookSettings, control: Arc<LaneControl>, deadline: Option<Instant>) -> DeliveryReport {
+/// `deadline`). Returns what it delivered; an error when a drain gave up on errors in a row
+/// (see `Failures`).
+pub fn run(settings: WebhookSettings, control: Arc<LaneControl>, deadline: Option<Instant>) -> Result<DeliveryReport> {
     let sender = Sender::new(settings.send);
     let mut report = DeliveryReport::default();
     let mut conn: Option<Client> = None;
-    let mut backoff = Duration::from_millis(100);
+    let mut failures = Failures::default();
+    let draining = settings.drain.is_some();
     while !control.stopping() && deadline.map(|d| Instant::now() < d).unwrap_or(true) {
-        control.progress.beat_claimer();
-        control.progress.beat_writer();
+        if failures.may_beat() {
+            control.progress.beat_claimer();
+            control.progress.beat_writer();
+        }
         let c = match conn.as_mut() {
             Some(c) => c,
             None => match db::connect(&settings.database_url) {
-                Ok(c) => {
-                    backoff = Duration::from_millis(100);
-                    conn.insert(c)
-                }
+                Ok(c) => conn.insert(c),
                 Err(e) => {
-                    log::warn!("webhook lane: database unavailable ({}); retrying", e.message);
-                    control.wait(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    if !failures.retry("webhook lane", &control, e, draining) {
+                        break;
+                    }
                     continue;
                 }
             },
         };
         let q = DeliveryQuery { tenant: settings.tenant, due_by: settings.drain, ids: None };
         match round(c, &sender, &settings, q) {
-            Ok(done) if done.is_empty() => {
-                if settings.drain.is_some() {
-                    break;
+            Ok(done) => {
+                failures.ok();
+                if done.is_empty() {
+                    if draining {
+                        break;
+                    }
+                    control.wait(settings.idle_poll);
                 }
-                control.wait(settings.idle_poll);
-            }
-            Ok(done) => done.iter().filter(|d| d.written).for_each(|d| report.add(&d.outcome)),
-            Err(e) if e.kind == ErrorKind::DatabaseUnavailable => {
-                log::warn!("webhook lane: lost the database ({}); reconnecting", e.message);
-                conn = None;
+                done.iter().filter(|d| d.written).for_each(|d| report.add(&d.outcome));
             }
             Err(e) => {
-                log::error!("webhook lane: {}", e.message);
                 conn = None;
-                control.wait(Duration::from_secs(1));
+                if !failures.retry("webhook lane", &control, e, draining) {
+                    break;
+                }
             }
         }
     }
-    report
+    match control.failure() {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
 }
 
 /// Claim what is due (at most `concurrency`), send it all at once, write the outcomes back.

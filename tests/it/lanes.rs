@@ -42,9 +42,10 @@ fn a_slow_provider_never_delays_another_providers_placements() {
     wait_until("Znet calls in flight", Duration::from_secs(10), || slow.stats()["placement_calls"].as_u64().unwrap() >= 10);
     let mut latencies = Vec::new();
     for _ in 0..10 {
+        // Counted before the insert: a placement may land before the insert call returns.
+        let before = fast.stats()["orders_placed"].as_u64().unwrap();
         let inserted = now_ms();
         insert_orders(&db, "freefire-100", 1);
-        let before = fast.stats()["orders_placed"].as_u64().unwrap();
         wait_until("x-stor placement", Duration::from_secs(10), || fast.stats()["orders_placed"].as_u64().unwrap() > before);
         let placed =
             fast.stats()["orders"].as_array().unwrap().iter().map(|o| o["placed_at_ms"].as_f64().unwrap()).fold(0.0, f64::max);
