@@ -286,6 +286,32 @@ impl Failures {
         self.in_a_row > 0 && !self.broken
     }
 
+    /// The lane's connection: the one it has, or a new one (a failure to connect counts like
+    /// any other error, and a reconnection after an outage is logged).
+    fn connection<'a>(
+        &mut self,
+        conn: &'a mut Option<postgres::Client>,
+        url: &str,
+        who: &str,
+        control: &LaneControl,
+        draining: bool,
+    ) -> Connection<'a> {
+        if conn.is_none() {
+            match crate::db::connect(url) {
+                Ok(c) => {
+                    if self.after_outage() {
+                        log::warn!("{who}: reconnected to the database; carrying on");
+                    }
+                    *conn = Some(c);
+                }
+                Err(e) => {
+                    return if self.retry(who, control, e, draining) { Connection::Again } else { Connection::GiveUp };
+                }
+            }
+        }
+        Connection::Ready(conn.as_mut().expect("connected above"))
+    }
+
     /// Log `e` for the lane `who` and wait before the next try; false: give up (a sweep, after
     /// its tries), with the error on the lane's control for `drain` to report.
     fn retry(&mut self, who: &str, control: &LaneControl, e: crate::error::Error, draining: bool) -> bool {
@@ -308,6 +334,15 @@ impl Failures {
             }
         }
     }
+}
+
+/// What `Failures::connection` found.
+enum Connection<'a> {
+    Ready(&'a mut postgres::Client),
+    /// Not connected; the wait before the next try is over.
+    Again,
+    /// Not connected, and a sweep's tries are used up (the control says why).
+    GiveUp,
 }
 
 /// Wakes lanes by lane id (a transition that makes another lane's work due now, a LISTEN

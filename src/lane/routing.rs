@@ -5,8 +5,8 @@
 //! the same transaction), left for an operator, or flagged. Forwarding is database work only, so
 //! it lives here and never waits behind, or holds up, a provider's calls.
 
-use super::{Failures, LaneControl, LaneSettings, Wakers};
-use crate::db::{self, claims};
+use super::{Connection, Failures, LaneControl, LaneSettings, Wakers};
+use crate::db::claims;
 use crate::dispatch::route::route_rows;
 use crate::error::Result;
 use postgres::Client;
@@ -25,22 +25,10 @@ pub fn run(settings: LaneSettings, control: Arc<LaneControl>, wakers: Wakers) {
             control.progress.beat_claimer();
             control.progress.beat_writer();
         }
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match db::connect(&settings.database_url) {
-                Ok(c) => {
-                    if failures.after_outage() {
-                        log::warn!("routing lane: reconnected to the database; carrying on");
-                    }
-                    conn.insert(c)
-                }
-                Err(e) => {
-                    if !failures.retry("routing lane", &control, e, draining) {
-                        break;
-                    }
-                    continue;
-                }
-            },
+        let c = match failures.connection(&mut conn, &settings.database_url, "routing lane", &control, draining) {
+            Connection::Ready(c) => c,
+            Connection::Again => continue,
+            Connection::GiveUp => break,
         };
         match step(c, &settings, &control, &wakers) {
             Ok(n) => {

@@ -6,9 +6,9 @@
 //! delivery claimed; it comes due again when its lease runs out and is sent again with the same
 //! event id (receivers deduplicate by it).
 
-use super::{Failures, LaneControl};
+use super::{Connection, Failures, LaneControl};
+use crate::db::webhooks as store;
 use crate::db::webhooks::{DeliveryQuery, DueDelivery, Outcome};
-use crate::db::{self, webhooks as store};
 use crate::domain::webhook::{Retry, RetryPolicy};
 use crate::error::Result;
 use crate::webhook::{Attempt, Request, SendSettings, Sender};
@@ -89,17 +89,10 @@ pub fn run(settings: WebhookSettings, control: Arc<LaneControl>, deadline: Optio
             control.progress.beat_claimer();
             control.progress.beat_writer();
         }
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match db::connect(&settings.database_url) {
-                Ok(c) => conn.insert(c),
-                Err(e) => {
-                    if !failures.retry("webhook lane", &control, e, draining) {
-                        break;
-                    }
-                    continue;
-                }
-            },
+        let c = match failures.connection(&mut conn, &settings.database_url, "webhook lane", &control, draining) {
+            Connection::Ready(c) => c,
+            Connection::Again => continue,
+            Connection::GiveUp => break,
         };
         let q = DeliveryQuery { tenant: settings.tenant, due_by: settings.drain, ids: None };
         match round(c, &sender, &settings, q) {
