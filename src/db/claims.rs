@@ -8,7 +8,7 @@
 //! again, no rescuer, no heartbeat table. The transaction commits before any provider call.
 
 use crate::domain::lifecycle::Facts;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use postgres::GenericClient;
 use rust_decimal::Decimal;
 use std::time::Duration;
@@ -240,10 +240,23 @@ pub fn claim_placements(
              SELECT id, provider_id, provider_referans FROM claimed
              ON CONFLICT (provider_id, referans) DO UPDATE SET outcome = 'in_flight', message = NULL, finished_at = NULL,
                                                              created_at = now()
+                                                       WHERE placements.order_id = excluded.order_id
+             RETURNING order_id
          )
-         SELECT id, lease, provider_referans FROM claimed",
+         SELECT c.id, c.lease, c.provider_referans, r.order_id IS NOT NULL
+           FROM claimed c LEFT JOIN recorded r ON r.order_id = c.id",
         &[&ids, &providers, &reuse, &style, &(lease.as_millis() as i64)],
     )?;
+    // A reference is the provider's key for an order: one already recorded for another order
+    // (a clock set back under numeric references) must never be sent. The caller's
+    // transaction rolls back with this error and the next claim makes a new one.
+    if let Some(r) = rows.iter().find(|r| !r.get::<_, bool>(3)) {
+        let reference: String = r.get(2);
+        return Err(Error::internal(format!(
+            "the new reference {reference} was already recorded for another order at this provider; nothing was sent"
+        ))
+        .with_hint("the claim is rolled back and the order claimed again with a new reference; if this repeats, check the database server's clock"));
+    }
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 

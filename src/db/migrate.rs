@@ -14,6 +14,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0003_webhooks.sql", include_str!("../../sql/0003_webhooks.sql")),
     ("0004_schedules_and_forwarding.sql", include_str!("../../sql/0004_schedules_and_forwarding.sql")),
     ("0005_lean_order_keys.sql", include_str!("../../sql/0005_lean_order_keys.sql")),
+    ("0006_unread_order_indexes.sql", include_str!("../../sql/0006_unread_order_indexes.sql")),
 ];
 
 /// One key for every orderctl migrate run, whatever the database.

@@ -103,6 +103,35 @@ fn ten_concurrent_dispatches_of_one_order_place_it_exactly_once() {
 }
 
 #[test]
+fn a_new_reference_already_recorded_for_another_order_is_never_sent() {
+    let sim = Sim::start(&["--complete-after", "1h"]);
+    let db = setup(&sim);
+    // x-stor's first reference for an order is the order's own id. Another order's placement
+    // already holds that reference at x-stor (as a clock set back would make a numeric one).
+    let taken = create(&db, "freefire-100", &["--first-check", "1h"]);
+    let o = create(&db, "freefire-100", &["--no-dispatch"]);
+    let id = o["id"].as_str().unwrap();
+    db.client()
+        .execute("UPDATE placements SET referans = $1 WHERE order_id = $2::text::uuid", &[&id, &taken["id"].as_str().unwrap()])
+        .unwrap();
+    let out = db.cmd().args(["dispatch", &o["number"].to_string()]).run();
+    assert_eq!(out.code, 1, "refused as an internal error: {}", out.stderr);
+    assert!(out.stderr.contains("already recorded for another order"), "{}", out.stderr);
+    // Nothing was sent, nothing of the claim stayed, and the other order's placement is its own.
+    assert_eq!(placements_at_sim(&sim).1, 1, "only the first order's placement reached the provider");
+    let row =
+        db.client().query_one("SELECT external_status, provider_referans FROM orders WHERE id = $1::text::uuid", &[&id]).unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, Option<String>>(1)), ("not_sent".to_string(), None));
+    assert_eq!(
+        db.query_i64(&format!(
+            "SELECT count(*) FROM placements WHERE referans = '{id}' AND order_id = '{}'",
+            taken["id"].as_str().unwrap()
+        )),
+        1
+    );
+}
+
+#[test]
 fn fallback_provider_takes_the_order_when_the_primary_rejects_it() {
     let sim = Sim::start(&["--complete-after", "1h"]);
     let db = setup(&sim);
