@@ -113,33 +113,33 @@ fn main() {
         floor(&o, &server, &sim, &mut results);
     }
     if wants("e2e") || wants("inspect") {
-        end_to_end(&o, &server, &template, &sim, &bin, &mut results);
+        end_to_end(&o, &server, &template.name, &sim, &bin, &mut results);
     }
     if wants("latency") {
-        dispatch_latency(&o, &server, &template, &sim, &bin, &mut results);
+        dispatch_latency(&o, &server, &template.name, &sim, &bin, &mut results);
     }
     if wants("checks") {
         for kind in [ProviderKind::Znet, ProviderKind::Xstor] {
-            status_checks(&o, &server, &template, &sim, &bin, kind, &mut results);
+            status_checks(&o, &server, &template.name, &sim, &bin, kind, &mut results);
         }
     }
     if wants("claim") {
-        claim_cost(&o, &server, &template, &mut results);
+        claim_cost(&o, &server, &template.name, &mut results);
     }
     if wants("isolation") {
-        lanes::isolation(&o, &server, &template, &sim, &bin, &mut results);
+        lanes::isolation(&o, &server, &template.name, &sim, &bin, &mut results);
     }
     if wants("slow") {
-        lanes::slow_provider_throughput(&o, &server, &template, &bin, &mut results);
+        lanes::slow_provider_throughput(&o, &server, &template.name, &bin, &mut results);
     }
     if wants("list") {
-        lanes::listing(&o, &server, &template, &bin, &mut results);
+        lanes::listing(&o, &server, &template.name, &bin, &mut results);
     }
     if wants("rss") {
-        lanes::four_providers(&o, &server, &template, &sim, &bin, &mut results);
+        lanes::four_providers(&o, &server, &template.name, &sim, &bin, &mut results);
     }
     drop(sim);
-    server.drop_database(&template);
+    drop(template);
 
     results.print();
     if let Some(path) = &o.json {
@@ -156,7 +156,7 @@ fn main() {
 fn floor(o: &Options, server: &Server, sim: &Sim, results: &mut Results) {
     eprintln!("== floor");
     let db = server.create_empty("floor");
-    let url = server.url_for(&db);
+    let url = db.url.clone();
     // pgbench: single-row UPDATE transactions, autocommit, 2 clients on 2 threads.
     run_checked(std::process::Command::new("pgbench").args(["-i", "-q", "-s", "1", &url]));
     let script = std::env::temp_dir().join(format!("orderctl-bench-{}.sql", std::process::id()));
@@ -236,7 +236,7 @@ fn floor(o: &Options, server: &Server, sim: &Sim, results: &mut Results) {
     results.floor_unnest = median(&rates);
     results.add("floor: UPDATE ... FROM unnest, 100 rows (2 conns)", results.floor_unnest, "rows/s", None, None, "");
     drop(c);
-    server.drop_database(&db);
+    drop(db);
 
     // The simulator's own speed: Znet status lookups from a tight client loop (4 threads,
     // keep-alive), the most a checker could get out of it here.
@@ -273,7 +273,7 @@ fn end_to_end(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str
         for run in 0..o.runs {
             sim.reset(json!({"complete_after": "0s"}));
             let db = server.clone_of(template, "e2e");
-            let url = server.url_for(&db);
+            let url = db.url.clone();
             let mut c = connect(&url);
             let mut args = vec!["--first-check", "0s"];
             args.extend_from_slice(extra);
@@ -314,7 +314,7 @@ fn end_to_end(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str
                 }
             }
             drop(c);
-            server.drop_database(&db);
+            drop(db);
         }
         let e2e = median(&rates);
         results.add(
@@ -366,7 +366,7 @@ fn dispatch_latency(o: &Options, server: &Server, template: &str, sim: &Sim, bin
     for run in 0..o.runs {
         sim.reset(json!({"complete_after": "0s"}));
         let db = server.clone_of(template, "latency");
-        let url = server.url_for(&db);
+        let url = db.url.clone();
         let mut c = connect(&url);
         let daemon = Daemon::start(bin, &url, &with(&o.daemon_args, &["--first-check", "0s"]));
         daemon.wait_ready(&mut c);
@@ -402,7 +402,7 @@ fn dispatch_latency(o: &Options, server: &Server, template: &str, sim: &Sim, bin
         p50s.push(p50);
         p99s.push(p99);
         drop(c);
-        server.drop_database(&db);
+        drop(db);
     }
     let (p50, p99) = (median(&p50s), median(&p99s));
     let floor = results.floor_commit_ms;
@@ -435,7 +435,7 @@ fn status_checks(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &
         // Never final during the run: every check is "waiting" and schedules the next one now.
         sim.reset(json!({"complete_after": "1h"}));
         let db = server.clone_of(template, "checks");
-        let url = server.url_for(&db);
+        let url = db.url.clone();
         let mut c = connect(&url);
         let (package, provider) = if kind == ProviderKind::Znet { ("pubg-60", "znet-main") } else { ("freefire-100", "xstor") };
         // The orders exist at the provider (placed by the harness, not timed) and are open with
@@ -482,7 +482,7 @@ fn status_checks(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &
         rates.push(rate);
         call_rates.push(calls);
         drop(c);
-        server.drop_database(&db);
+        drop(db);
     }
     let rate = median(&rates);
     let (target, ratio) = if kind == ProviderKind::Znet {
@@ -507,7 +507,7 @@ fn check_events(c: &mut Client) -> i64 {
 fn claim_cost(o: &Options, server: &Server, template: &str, results: &mut Results) {
     eprintln!("== claim cost: 100 due orders among 10k, then 1M finished orders");
     let db = server.clone_of(template, "claim");
-    let url = server.url_for(&db);
+    let url = db.url.clone();
     let mut c = connect(&url);
     // 1,000 open orders, all due; claims are put back after each measurement.
     insert_orders(&mut c, "pubg-60", 1000);
@@ -522,7 +522,7 @@ fn claim_cost(o: &Options, server: &Server, template: &str, results: &mut Result
         eprintln!("   WARNING: the claim does not use the orders_due index:\n{plan}");
     }
     drop(c);
-    server.drop_database(&db);
+    drop(db);
     results.add("claim 100 due, 10k finished orders", small, "ms", None, None, "");
     results.add(
         "claim 100 due, 1M finished orders",

@@ -27,7 +27,7 @@ pub fn isolation(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &
             sim.reset(json!({"complete_after": "1500ms"}));
             slow.reset(json!({"complete_after": "0s", "latency": "5s"}));
             let db = server.clone_of(template, "isolation");
-            let url = server.url_for(&db);
+            let url = db.url.clone();
             let mut c = connect(&url);
             move_provider(&mut c, "znet-main", &slow.base, 16);
             let daemon = Daemon::start(bin, &url, &["--first-check", "1s", "--backoff-base", "1s", "--backoff-max", "1s"]);
@@ -72,7 +72,7 @@ pub fn isolation(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &
             f.0.push(p99);
             f.1.push(late99);
             drop(c);
-            server.drop_database(&db);
+            drop(db);
         }
     }
     let (idle_p99, idle_late) = (median(&figures[&false].0), median(&figures[&false].1));
@@ -145,7 +145,7 @@ pub fn slow_provider_throughput(o: &Options, server: &Server, template: &str, bi
     for run in 0..o.runs {
         slow.reset(json!({"complete_after": "0s", "latency": "300ms"}));
         let db = server.clone_of(template, "slow300");
-        let url = server.url_for(&db);
+        let url = db.url.clone();
         let mut c = connect(&url);
         move_provider(&mut c, "znet-main", &slow.base, M);
         let daemon = Daemon::start(bin, &url, &["--first-check", "0s"]);
@@ -166,7 +166,7 @@ pub fn slow_provider_throughput(o: &Options, server: &Server, template: &str, bi
         rates.push(rate);
         ratios.push(rate / bound);
         drop(c);
-        server.drop_database(&db);
+        drop(db);
     }
     let ratio = median(&ratios);
     results.add(
@@ -184,7 +184,7 @@ pub fn slow_provider_throughput(o: &Options, server: &Server, template: &str, bi
 pub fn listing(o: &Options, server: &Server, template: &str, bin: &str, results: &mut Results) {
     eprintln!("== list --limit 1000 on 10,000 orders");
     let db = server.clone_of(template, "list");
-    let url = server.url_for(&db);
+    let url = db.url.clone();
     let mut c = connect(&url);
     insert_orders(&mut c, "pubg-60", 10_000);
     // A realistic mix: most finished, some sent, some flagged.
@@ -206,7 +206,7 @@ pub fn listing(o: &Options, server: &Server, template: &str, bin: &str, results:
         version.push(time_process(bin, &url, &["--version"]));
     }
     drop(c);
-    server.drop_database(&db);
+    drop(db);
     let (t, j, v) = (median(&table), median(&json_ms), median(&version));
     results.add(
         "`list --limit 1000`, 10k orders (process)",
@@ -235,7 +235,7 @@ pub fn four_providers(o: &Options, server: &Server, template: &str, sim: &Sim, b
     for run in 0..o.runs {
         sim.reset(json!({"complete_after": "0s"}));
         let db = server.clone_of(template, "four");
-        let url = server.url_for(&db);
+        let url = db.url.clone();
         let mut c = connect(&url);
         add_two_providers(&mut c, &sim.base);
         let daemon = Daemon::start(bin, &url, &["--first-check", "0s"]);
@@ -259,7 +259,7 @@ pub fn four_providers(o: &Options, server: &Server, template: &str, sim: &Sim, b
         rss.push(peak);
         rates.push(rate);
         drop(c);
-        server.drop_database(&db);
+        drop(db);
     }
     results.add(
         "daemon peak RSS (VmHWM), 4 providers busy",

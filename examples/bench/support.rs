@@ -141,28 +141,29 @@ impl Server {
         }
     }
 
-    pub fn url_for(&self, db: &str) -> String {
+    fn url_for(&self, db: &str) -> String {
         let mut u = url::Url::parse(&self.admin_url).unwrap_or_else(|e| die(&format!("the database URL is not a URL: {e}")));
         u.set_path(&format!("/{db}"));
         u.to_string()
     }
 
-    fn name(&self, what: &str) -> String {
+    fn create(&self, what: &str, template: Option<&str>) -> Scratch<'_> {
         let n = self.counter.get();
         self.counter.set(n + 1);
-        format!("{}_{what}_{n}", self.prefix)
+        let name = format!("{}_{what}_{n}", self.prefix);
+        let from = template.map(|t| format!(" TEMPLATE {t}")).unwrap_or_default();
+        connect(&self.admin_url).batch_execute(&format!("CREATE DATABASE {name}{from}")).unwrap();
+        Scratch { url: self.url_for(&name), name, server: self }
     }
 
-    pub fn create_empty(&self, what: &str) -> String {
-        let name = self.name(what);
-        connect(&self.admin_url).batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        name
+    pub fn create_empty(&self, what: &str) -> Scratch<'_> {
+        self.create(what, None)
     }
 
     /// A migrated database with the benchmark's setup applied, cloned for every run.
-    pub fn template(&self, sim_url: &str) -> String {
-        let name = self.create_empty("template");
-        let mut c = connect(&self.url_for(&name));
+    pub fn template(&self, sim_url: &str) -> Scratch<'_> {
+        let db = self.create_empty("template");
+        let mut c = connect(&db.url);
         orderctl::db::migrate::migrate(&mut c, &orderctl::db::migrate::built_in(), false)
             .unwrap_or_else(|e| die(&format!("migrate: {}", e.message)));
         match orderctl::db::setup::apply_text(&mut c, &setup(sim_url).to_string(), false) {
@@ -170,17 +171,25 @@ impl Server {
             Ok(orderctl::db::setup::ApplyOutcome::Invalid(p)) => die(&format!("setup refused: {p:?}")),
             Err(e) => die(&format!("apply: {}", e.message)),
         }
-        name
+        db
     }
 
-    pub fn clone_of(&self, template: &str, what: &str) -> String {
-        let name = self.name(what);
-        connect(&self.admin_url).batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}")).unwrap();
-        name
+    pub fn clone_of(&self, template: &str, what: &str) -> Scratch<'_> {
+        self.create(what, Some(template))
     }
+}
 
-    pub fn drop_database(&self, name: &str) {
-        let _ = connect(&self.admin_url).batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+/// A database the benchmark created; dropped (with any sessions still on it) when it goes out
+/// of scope, a panicking run included.
+pub struct Scratch<'a> {
+    pub name: String,
+    pub url: String,
+    server: &'a Server,
+}
+
+impl Drop for Scratch<'_> {
+    fn drop(&mut self) {
+        let _ = connect(&self.server.admin_url).batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
     }
 }
 
