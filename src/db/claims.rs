@@ -206,34 +206,52 @@ pub struct PlacementClaim {
     pub reuse: bool,
 }
 
+/// What `claim_placements` did with each order.
+#[derive(Debug, Default)]
+pub struct PlacementsClaimed {
+    /// (order, new lease, reference): committed with the caller's transaction, to be sent once.
+    pub claimed: Vec<(Uuid, i64, String)>,
+    /// (order, reference): the new reference is already recorded for another order at this
+    /// provider (a clock set back under numeric references), so the order was left as it was.
+    pub taken: Vec<(Uuid, String)>,
+}
+
 /// The claim that makes a placement at most once: the reference is written (a new one in the
 /// provider's style, or the order's own when it is sent again), the order moves to
 /// `dispatching`, and its placement row is recorded — all committed before any call. The
-/// first dispatch's time is kept; the deadline runs from it. Returns (order, new lease,
-/// reference).
+/// first dispatch's time is kept; the deadline runs from it. A reference that `placements`
+/// already holds for another order is never written: the provider knows it as that order.
 pub fn claim_placements(
     tx: &mut impl GenericClient,
     claims: &[PlacementClaim],
     style: &str,
     lease: Duration,
-) -> Result<Vec<(Uuid, i64, String)>> {
+) -> Result<PlacementsClaimed> {
     if claims.is_empty() {
-        return Ok(vec![]);
+        return Ok(PlacementsClaimed::default());
     }
     let ids: Vec<Uuid> = claims.iter().map(|c| c.order_id).collect();
     let providers: Vec<i64> = claims.iter().map(|c| c.provider_id).collect();
     let reuse: Vec<bool> = claims.iter().map(|c| c.reuse).collect();
     let rows = tx.query(
-        "WITH claimed AS (
+        "WITH wanted AS (
+             SELECT o.id, c.provider_id,
+                    CASE WHEN c.reuse AND o.provider_referans IS NOT NULL THEN o.provider_referans
+                         ELSE orderctl_new_reference($4, o.id, c.provider_id) END AS referans
+               FROM unnest($1::uuid[], $2::bigint[], $3::bool[]) AS c(id, provider_id, reuse)
+               JOIN orders o ON o.id = c.id AND o.id = ANY($1)
+         ), taken AS (
+             SELECT w.id, w.referans FROM wanted w
+              WHERE EXISTS (SELECT 1 FROM placements p
+                             WHERE p.provider_id = w.provider_id AND p.referans = w.referans AND p.order_id <> w.id)
+         ), claimed AS (
              UPDATE orders o
-                SET external_status = 'dispatching', awaiting_reconciliation = false, provider_id = c.provider_id,
-                    provider_referans = CASE WHEN c.reuse AND o.provider_referans IS NOT NULL THEN o.provider_referans
-                                             ELSE orderctl_new_reference($4, o.id, c.provider_id) END,
-                    placement_attempts = o.placement_attempts + 1,
+                SET external_status = 'dispatching', awaiting_reconciliation = false, provider_id = w.provider_id,
+                    provider_referans = w.referans, placement_attempts = o.placement_attempts + 1,
                     dispatched_at = coalesce(o.dispatched_at, now()), placed_at = now(),
                     next_check_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = o.lease + 1
-               FROM unnest($1::uuid[], $2::bigint[], $3::bool[]) AS c(id, provider_id, reuse)
-              WHERE o.id = c.id AND o.id = ANY($1)
+               FROM wanted w
+              WHERE o.id = w.id AND o.id = ANY($1) AND w.id NOT IN (SELECT id FROM taken)
           RETURNING o.id, o.lease, o.provider_id, o.provider_referans
          ), recorded AS (
              INSERT INTO placements (order_id, provider_id, referans)
@@ -244,20 +262,28 @@ pub fn claim_placements(
              RETURNING order_id
          )
          SELECT c.id, c.lease, c.provider_referans, r.order_id IS NOT NULL
-           FROM claimed c LEFT JOIN recorded r ON r.order_id = c.id",
+           FROM claimed c LEFT JOIN recorded r ON r.order_id = c.id
+         UNION ALL
+         SELECT id, NULL, referans, false FROM taken",
         &[&ids, &providers, &reuse, &style, &(lease.as_millis() as i64)],
     )?;
-    // A reference is the provider's key for an order: one already recorded for another order
-    // (a clock set back under numeric references) must never be sent. The caller's
-    // transaction rolls back with this error and the next claim makes a new one.
-    if let Some(r) = rows.iter().find(|r| !r.get::<_, bool>(3)) {
-        let reference: String = r.get(2);
-        return Err(Error::internal(format!(
-            "the new reference {reference} was already recorded for another order at this provider; nothing was sent"
-        ))
-        .with_hint("the claim is rolled back and the order claimed again with a new reference; if this repeats, check the database server's clock"));
+    let mut out = PlacementsClaimed::default();
+    for r in &rows {
+        match (r.get::<_, Option<i64>>(1), r.get::<_, bool>(3)) {
+            (Some(lease), true) => out.claimed.push((r.get(0), lease, r.get(2))),
+            (None, _) => out.taken.push((r.get(0), r.get(2))),
+            // Another claim recorded the same reference for its order between this statement's
+            // check and its insert: nothing may be sent, so the whole claim rolls back.
+            (Some(_), false) => {
+                return Err(Error::internal(format!(
+                    "the new reference {} was recorded for another order at the same moment; nothing was sent",
+                    r.get::<_, String>(2)
+                ))
+                .with_hint("the claim is rolled back and made again with a new reference"))
+            }
+        }
     }
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    Ok(out)
 }
 
 /// Provider lanes with work due: placements due now, checks due by `checks_due_by` (or now).

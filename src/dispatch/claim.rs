@@ -6,7 +6,7 @@
 use super::{LaneProvider, Timing};
 use crate::db::claims::{self, DueRow, PlacementClaim};
 use crate::db::routing::fallback_for;
-use crate::db::transitions::{StepRecord, Write};
+use crate::db::transitions::{refused_write, StepRecord, Write};
 use crate::domain::lifecycle::{self, work_for, Attention, Work, MAX_PLACEMENTS};
 use crate::error::Result;
 use crate::provider::{CheckKey, PlacementRequest};
@@ -116,8 +116,16 @@ pub fn claim_rows(
         }
     }
     let written = claims::claim_placements(tx, &claims, lp.reference_style(), timing.lease)?;
-    let by_id: HashMap<_, _> = written.into_iter().map(|(id, lease, reference)| (id, (lease, reference))).collect();
+    let taken: HashMap<_, _> = written.taken.into_iter().collect();
+    let by_id: HashMap<_, _> = written.claimed.into_iter().map(|(id, lease, reference)| (id, (lease, reference))).collect();
     for (mut row, reuse) in placeable {
+        if let Some(reference) = taken.get(&row.id) {
+            // Sending it would place another order's reference: flagged, never retried blindly.
+            let why =
+                format!("the new reference {reference} is already recorded for another order at {}; nothing was sent", lp.name);
+            out.decided.push(refused_write(row.id, Some(row.lease), &why));
+            continue;
+        }
         let Some((lease, reference)) = by_id.get(&row.id).cloned() else { continue };
         let mapping = mappings.get(&row.package_id).cloned().flatten().unwrap_or_default();
         // The row as the claim left it: the lifecycle judges the answer from here.

@@ -109,26 +109,40 @@ fn a_new_reference_already_recorded_for_another_order_is_never_sent() {
     // x-stor's first reference for an order is the order's own id. Another order's placement
     // already holds that reference at x-stor (as a clock set back would make a numeric one).
     let taken = create(&db, "freefire-100", &["--first-check", "1h"]);
+    let taken_id = taken["id"].as_str().unwrap();
+    let poison = |id: &str| {
+        db.client().execute("UPDATE placements SET referans = $1 WHERE order_id = $2::text::uuid", &[&id, &taken_id]).unwrap();
+    };
     let o = create(&db, "freefire-100", &["--no-dispatch"]);
     let id = o["id"].as_str().unwrap();
-    db.client()
-        .execute("UPDATE placements SET referans = $1 WHERE order_id = $2::text::uuid", &[&id, &taken["id"].as_str().unwrap()])
-        .unwrap();
+    poison(id);
     let out = db.cmd().args(["dispatch", &o["number"].to_string()]).run();
-    assert_eq!(out.code, 1, "refused as an internal error: {}", out.stderr);
-    assert!(out.stderr.contains("already recorded for another order"), "{}", out.stderr);
-    // Nothing was sent, nothing of the claim stayed, and the other order's placement is its own.
+    assert_eq!(out.code, 8, "flagged for an operator: {}", out.stderr);
+    assert!(out.stderr.contains("already recorded for another order at xstor; nothing was sent"), "{}", out.stderr);
+    // Nothing was sent, the order holds no reference, and the other order's placement is its own.
     assert_eq!(placements_at_sim(&sim).1, 1, "only the first order's placement reached the provider");
     let row =
         db.client().query_one("SELECT external_status, provider_referans FROM orders WHERE id = $1::text::uuid", &[&id]).unwrap();
     assert_eq!((row.get::<_, String>(0), row.get::<_, Option<String>>(1)), ("not_sent".to_string(), None));
-    assert_eq!(
-        db.query_i64(&format!(
-            "SELECT count(*) FROM placements WHERE referans = '{id}' AND order_id = '{}'",
-            taken["id"].as_str().unwrap()
-        )),
-        1
-    );
+    assert_eq!(db.query_i64(&format!("SELECT count(*) FROM placements WHERE referans = '{id}' AND order_id = '{taken_id}'")), 1);
+    let stuck = db.cmd().args(["--output", "json", "list", "--stuck"]).run().ok().json();
+    let flagged: Vec<&str> = stuck.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(flagged, vec![id], "list --stuck shows it: {stuck}");
+
+    // In a batch, only that order stops: the others of the lane are placed.
+    insert_orders(&db, "freefire-100", 3);
+    let batch: Vec<String> = db
+        .client()
+        .query("SELECT id::text FROM orders WHERE external_status = 'not_sent' AND attention IS NULL ORDER BY number", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    poison(&batch[1]);
+    db.cmd().args(["sweep", "--first-check", "1h"]).run().ok();
+    assert_eq!(placements_at_sim(&sim).1, 3, "the two other orders of the batch were placed");
+    assert_eq!(db.query_i64("SELECT count(*) FROM orders WHERE attention = 'write_refused'"), 2);
+    assert_eq!(db.query_i64("SELECT count(*) FROM orders WHERE external_status = 'sent'"), 3);
 }
 
 #[test]
