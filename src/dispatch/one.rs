@@ -64,8 +64,11 @@ pub fn run_one(client: &mut Client, providers: &Providers, order_id: Uuid, opts:
     let mut report = OneReport::default();
     let permit_wait = Instant::now() + opts.mode.permit_wait();
     let mut step = 0;
+    // The command's own first pass (the operator's decision, poll's ask), once: waiting for a
+    // permit starts a pass again but not the command.
+    let mut first_pass = true;
     while step < MAX_STEPS {
-        let first = step == 0;
+        let first = std::mem::replace(&mut first_pass, false);
         step += 1;
         let mut tx = client.transaction()?;
         // Claims are short (no transaction is ever held across a provider call): wait for one
@@ -106,19 +109,21 @@ pub fn run_one(client: &mut Client, providers: &Providers, order_id: Uuid, opts:
                     finish(tx, opts)?;
                     continue;
                 }
-                match claim_placement(tx, providers, row, opts, &mut report)? {
-                    Claim::Job(lp, job, slot) => send_and_record(client, &lp, *job, slot, opts, &mut report)?,
-                    Claim::Nothing => break,
-                    Claim::NoPermit(name) if wait_for_permit(&name, permit_wait, &mut report) => step -= 1,
-                    Claim::NoPermit(_) => break,
+                let claim = claim_placement(tx, providers, row, opts, &mut report)?;
+                match place_claimed(client, claim, opts, permit_wait, &mut report)? {
+                    Next::Go => {}
+                    Next::Waited => step -= 1,
+                    Next::Stop => break,
                 }
             }
-            Work::Place { .. } => match claim_placement(tx, providers, row, opts, &mut report)? {
-                Claim::Job(lp, job, slot) => send_and_record(client, &lp, *job, slot, opts, &mut report)?,
-                Claim::Nothing => break,
-                Claim::NoPermit(name) if wait_for_permit(&name, permit_wait, &mut report) => step -= 1,
-                Claim::NoPermit(_) => break,
-            },
+            Work::Place { .. } => {
+                let claim = claim_placement(tx, providers, row, opts, &mut report)?;
+                match place_claimed(client, claim, opts, permit_wait, &mut report)? {
+                    Next::Go => {}
+                    Next::Waited => step -= 1,
+                    Next::Stop => break,
+                }
+            }
             Work::Check { .. } => {
                 let lp = providers.get(&mut tx, row.facts.provider_id.unwrap_or(row.facts.lane))?;
                 let Ok(adapter) = lp.adapter.clone() else {
@@ -214,6 +219,34 @@ fn claim_placement(
     }
     tx.commit()?;
     Ok(Claim::Job(lp, Box::new(job), slot))
+}
+
+/// What `run_one` does after a placement's claim.
+enum Next {
+    /// The next pass (the placement was sent and recorded).
+    Go,
+    /// The same pass again, after a short wait for a permit (the wait has its own deadline).
+    Waited,
+    Stop,
+}
+
+/// Send a claimed placement, or wait for a permit.
+fn place_claimed(
+    client: &mut Client,
+    claim: Claim,
+    opts: &OneOptions,
+    permit_wait: Instant,
+    report: &mut OneReport,
+) -> Result<Next> {
+    Ok(match claim {
+        Claim::Job(lp, job, slot) => {
+            send_and_record(client, &lp, *job, slot, opts, report)?;
+            Next::Go
+        }
+        Claim::Nothing => Next::Stop,
+        Claim::NoPermit(name) if wait_for_permit(&name, permit_wait, report) => Next::Waited,
+        Claim::NoPermit(_) => Next::Stop,
+    })
 }
 
 /// Wait a little for a permit, until `until`; false when the time is up (the lanes place the

@@ -102,6 +102,35 @@ fn ten_concurrent_dispatches_of_one_order_place_it_exactly_once() {
     assert_eq!(db.query_i64("SELECT count(*) FROM placements"), 1);
 }
 
+/// An operator's dispatch that waits for a permit (every one held by another process, for a
+/// second) decides once and places once: waiting never repeats the decision or its history.
+#[test]
+fn a_dispatch_waiting_for_a_permit_decides_once_and_places_once() {
+    let sim = Sim::start(&["--complete-after", "1h"]);
+    let db = setup(&sim);
+    let o = create(&db, "freefire-100", &["--no-dispatch"]);
+    db.client()
+        .execute(
+            "INSERT INTO provider_permits (provider_id, slot, holder, expires_at)
+             SELECT id, s, 'another-daemon', now() + interval '1 second' FROM providers, generate_series(0, max_in_flight - 1) s
+              WHERE name = 'xstor'",
+            &[],
+        )
+        .unwrap();
+    let out = db.cmd().args(["--output", "json", "dispatch", &o["number"].to_string(), "--first-check", "1h"]).run().ok().json();
+    assert_eq!(out["external_status"], "sent", "{out}");
+    assert_eq!(placements_at_sim(&sim), (1, 1, 0));
+    let kinds: Vec<String> = db
+        .client()
+        .query("SELECT kind FROM order_events WHERE order_id = $1::text::uuid ORDER BY id", &[&o["id"].as_str().unwrap()])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // The charge, the decision, its routing, the placement: however long it waited.
+    assert_eq!(kinds, ["created", "operator.dispatch", "dispatch", "dispatch"], "{kinds:?}");
+}
+
 #[test]
 fn a_new_reference_already_recorded_for_another_order_is_never_sent() {
     let sim = Sim::start(&["--complete-after", "1h"]);
