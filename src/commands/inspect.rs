@@ -28,7 +28,6 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
     };
     summary["schedule"] = schedule.as_ref().map(|s| s.to_json()).unwrap_or(Value::Null);
     let events = orders::events(&mut client, order.id)?;
-    let placements = orders::placements(&mut client, order.id)?;
     if s.json() {
         // The order document (what webhooks send too) and its history.
         let mut v = summary;
@@ -36,6 +35,7 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
         output::print_json(&v);
         return Ok(());
     }
+    let placements = orders::placements_of(&mut client, &[order.id])?.remove(&order.id).unwrap_or_default();
     let fields: &[(&str, &str)] = &[
         ("order", "number"),
         ("id", "id"),

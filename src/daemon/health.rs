@@ -89,9 +89,8 @@ fn answer(stream: TcpStream, sup: &Supervision) -> std::io::Result<()> {
 
 /// Why the daemon is not healthy, in one line; None when it is.
 pub fn health(sup: &Supervision) -> Option<String> {
-    if !sup.database_ok.load(Ordering::SeqCst) {
-        let why = sup.database_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        return Some(format!("database unavailable{}", why.map(|w| format!(": {w}")).unwrap_or_default()));
+    if let Some(why) = sup.database_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        return Some(format!("database unavailable: {why}"));
     }
     sup.unhealthy.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }

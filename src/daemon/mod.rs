@@ -69,14 +69,12 @@ pub struct Supervision {
     sweep_requested: AtomicBool,
     /// Why the daemon is not healthy, if it is not (updated by the supervisor).
     pub unhealthy: std::sync::Mutex<Option<String>>,
-    pub database_ok: AtomicBool,
-    /// Why the database did not answer last time (for `/healthz`).
+    /// Why the database did not answer last time (for `/healthz`); None: it did.
     pub database_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Supervision {
     fn database(&self, result: std::result::Result<(), String>) {
-        self.database_ok.store(result.is_ok(), Ordering::SeqCst);
         *self.database_error.lock().unwrap_or_else(|p| p.into_inner()) = result.err();
     }
 }
@@ -88,7 +86,6 @@ pub fn run(mut settings: DaemonSettings) -> Result<()> {
         sweep_fired_ms: AtomicI64::new(0),
         sweep_requested: AtomicBool::new(false),
         unhealthy: std::sync::Mutex::new(None),
-        database_ok: AtomicBool::new(false),
         database_error: std::sync::Mutex::new(Some("not connected yet".into())),
     });
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -249,7 +246,7 @@ fn supervise(
                     Err(e.message)
                 }
             };
-            sup.database(conn_ok.map(|_| ()));
+            sup.database(conn_ok);
         }
         if settings.metrics_served && last_gauges.map(|t| t.elapsed() >= GAUGES).unwrap_or(true) {
             last_gauges = Some(Instant::now());

@@ -140,8 +140,6 @@ pub fn lock_and_claim_checks(tx: &mut impl GenericClient, q: LaneQuery, limit: i
     if limit <= 0 {
         return Ok(vec![]);
     }
-    // Every row returned was due when it was locked (its schedule has just moved on).
-    let columns = COLUMNS.replace("coalesce(o.next_check_at <= now(), false)", "true");
     let sql = format!(
         "WITH due AS (
              SELECT o.id FROM orders o
@@ -151,9 +149,11 @@ pub fn lock_and_claim_checks(tx: &mut impl GenericClient, q: LaneQuery, limit: i
          )
          UPDATE orders o SET next_check_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = o.lease + 1
            FROM due WHERE o.id = due.id
-         RETURNING {columns}"
+         RETURNING {COLUMNS}"
     );
-    tx.query(&sql, &[&q.lane, &q.due_by, &q.tenant, &limit, &(lease.as_millis() as i64)])?.iter().map(due_row).collect()
+    let rows = tx.query(&sql, &[&q.lane, &q.due_by, &q.tenant, &limit, &(lease.as_millis() as i64)])?;
+    // Every row returned was due when it was locked (the claim has just moved its schedule on).
+    rows.iter().map(|r| due_row(r).map(|row| DueRow { due: true, ..row })).collect()
 }
 
 /// Is any work of the lane due? (Cheap: decides whether a lane asks for permits at all.)

@@ -375,26 +375,6 @@ pub struct Placement {
     pub created_at: DateTime<Utc>,
 }
 
-pub fn placements(client: &mut impl GenericClient, order_id: Uuid) -> Result<Vec<Placement>> {
-    Ok(client
-        .query(
-            "SELECT p.provider_id, pr.name, p.referans, p.outcome, p.message, p.created_at
-               FROM placements p JOIN providers pr ON pr.id = p.provider_id
-              WHERE p.order_id = $1 ORDER BY p.id",
-            &[&order_id],
-        )?
-        .iter()
-        .map(|r| Placement {
-            provider_id: r.get(0),
-            provider: r.get(1),
-            referans: r.get(2),
-            outcome: r.get(3),
-            message: r.get(4),
-            created_at: r.get(5),
-        })
-        .collect())
-}
-
 /// The placements of these orders, each order's in the order they were made, in one query.
 pub fn placements_of(client: &mut impl GenericClient, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, Vec<Placement>>> {
     let mut out: std::collections::HashMap<Uuid, Vec<Placement>> = Default::default();

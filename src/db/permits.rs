@@ -6,15 +6,18 @@ use crate::error::Result;
 use postgres::GenericClient;
 use std::time::Duration;
 
-/// This process's name as a permit holder: host, process id and a random part (a restarted
-/// process with the same pid never mistakes its predecessor's permits for its own).
+/// A new permit holder's name: host, process id and a random part (a restarted process with
+/// the same pid never mistakes its predecessor's permits for its own).
+pub fn new_holder() -> String {
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "host".into());
+    format!("{host}:{}:{}", std::process::id(), uuid::Uuid::new_v4().simple())
+}
+
+/// This process's name as a permit holder for one-off commands (one per process).
 pub fn this_process() -> &'static str {
     static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HOLDER.get_or_init(|| {
-        let host =
-            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "host".into());
-        format!("{host}:{}:{}", std::process::id(), uuid::Uuid::new_v4().simple())
-    })
+    HOLDER.get_or_init(new_holder)
 }
 
 /// Take up to `wanted` free slots of the provider's `max_in_flight`. Returns the slots won

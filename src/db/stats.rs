@@ -318,9 +318,17 @@ pub struct MetricGauges {
 }
 
 pub fn metric_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<MetricGauges> {
+    // One part per partial due index (placements, checks): each reads only the orders with work
+    // scheduled; a bare `next_check_at <= now()` matches neither and scans the table.
     let due = client.query_one(
-        "SELECT count(*), coalesce((extract(epoch FROM now() - min(next_check_at)) * 1000)::bigint, 0)
-           FROM orders WHERE next_check_at <= now() AND ($1::bigint IS NULL OR tenant_id = $1)",
+        "SELECT coalesce(sum(n), 0)::bigint, coalesce((extract(epoch FROM now() - min(oldest)) * 1000)::bigint, 0)
+           FROM (SELECT count(*) AS n, min(next_check_at) AS oldest FROM orders
+                  WHERE next_check_at IS NOT NULL AND external_status = 'not_sent' AND next_check_at <= now()
+                    AND ($1::bigint IS NULL OR tenant_id = $1)
+                 UNION ALL
+                 SELECT count(*), min(next_check_at) FROM orders
+                  WHERE next_check_at IS NOT NULL AND external_status <> 'not_sent' AND next_check_at <= now()
+                    AND ($1::bigint IS NULL OR tenant_id = $1)) parts",
         &[&tenant],
     )?;
     let needing_action = client

@@ -73,17 +73,6 @@ pub fn claim_due(client: &mut impl GenericClient, q: DeliveryQuery, limit: i64, 
         .collect())
 }
 
-/// Whether any delivery is due (cheap: the partial index), so an idle lane claims nothing.
-pub fn any_due(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<bool> {
-    Ok(client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM webhook_deliveries
-                             WHERE state = 'pending' AND next_attempt_at <= now() AND ($1::bigint IS NULL OR tenant_id = $1))",
-            &[&tenant],
-        )?
-        .get(0))
-}
-
 /// What became of one attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

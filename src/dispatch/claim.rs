@@ -70,24 +70,14 @@ pub fn claim_rows(
     let mut to_place: Vec<(DueRow, bool)> = Vec::new();
     let mut to_check: Vec<DueRow> = Vec::new();
     let now = Instant::now();
-    for row in checked {
+    for (row, already_claimed) in checked.into_iter().map(|r| (r, true)).chain(rows.into_iter().map(|r| (r, false))) {
         match work_for(&row.facts) {
-            Work::Check { .. } => {
+            Work::Check { .. } if already_claimed => {
                 let key = check_key(&row);
                 out.checks.push(CheckJob { lease: row.lease, row, key, claimed: now });
             }
-            Work::Place { reuse } => to_place.push((row, reuse)),
-            Work::Decide(t) => out.decided.push(write(&row, *t)),
-            Work::Route => out.decided.push(write(
-                &row,
-                lifecycle::Transition { lane: Some(0), schedule: lifecycle::Schedule::Now, ..Default::default() },
-            )),
-        }
-    }
-    for row in rows {
-        match work_for(&row.facts) {
-            Work::Place { reuse } => to_place.push((row, reuse)),
             Work::Check { .. } => to_check.push(row),
+            Work::Place { reuse } => to_place.push((row, reuse)),
             Work::Decide(t) => out.decided.push(write(&row, *t)),
             // A new order in a provider's lane (a row edited by hand): back to routing.
             Work::Route => out.decided.push(write(

@@ -50,10 +50,9 @@ pub struct LaneSettings {
 }
 
 impl LaneSettings {
+    /// A holder of its own for these lanes' permits and periodic runs.
     pub fn holder() -> String {
-        let host =
-            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "host".into());
-        format!("{host}:{}:{}", std::process::id(), uuid::Uuid::new_v4().simple())
+        crate::db::permits::new_holder()
     }
 }
 
