@@ -41,7 +41,7 @@ const COLUMNS: &str = "o.id, o.number, o.tenant_id, o.package_id, o.quantity, o.
        (extract(epoch FROM now() - coalesce(o.placed_at, o.dispatched_at, now())) * 1000)::bigint,
        o.status, o.external_status, o.attention, o.awaiting_reconciliation, o.operator_forced, o.lane,
        o.provider_id, o.provider_referans, o.next_check_at IS NOT NULL, o.checks, o.no_news, o.placement_attempts,
-       o.price, o.late_pin, o.forwarded_to IS NOT NULL";
+       o.price, o.late_pin, o.forwarded_to IS NOT NULL, o.pin_code, o.operator_reason, o.settlement, o.expects_pin";
 
 fn ms(v: i64) -> Duration {
     Duration::from_millis(v.max(0) as u64)
@@ -92,6 +92,10 @@ fn due_row(r: &postgres::Row) -> Result<DueRow> {
             price: r.get::<_, Decimal>(24),
             late_pin: r.get(25),
             forwarded: r.get(26),
+            pin: r.get(27),
+            operator_reason: r.get(28),
+            settlement: r.get::<_, Option<String>>(29).as_deref().and_then(crate::domain::lifecycle::Settlement::parse),
+            expects_pin: r.get(30),
         },
     })
 }
@@ -147,7 +151,8 @@ pub fn lock_and_claim_checks(tx: &mut impl GenericClient, q: LaneQuery, limit: i
                 AND ($3::bigint IS NULL OR o.tenant_id = $3) AND o.external_status <> 'not_sent'
               ORDER BY o.next_check_at LIMIT $4 FOR UPDATE SKIP LOCKED
          )
-         UPDATE orders o SET next_check_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = o.lease + 1
+         UPDATE orders o SET next_check_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = o.lease + 1,
+                             claimed_at = now()
            FROM due WHERE o.id = due.id
          RETURNING {COLUMNS}"
     );
@@ -188,7 +193,8 @@ pub fn claim_checks(tx: &mut impl GenericClient, ids: &[Uuid], lease: Duration) 
     }
     Ok(tx
         .query(
-            "UPDATE orders SET next_check_at = now() + make_interval(secs => $2::bigint / 1000.0), lease = lease + 1
+            "UPDATE orders SET next_check_at = now() + make_interval(secs => $2::bigint / 1000.0), lease = lease + 1,
+                               claimed_at = now()
               WHERE id = ANY($1) RETURNING id, lease",
             &[&ids, &(lease.as_millis() as i64)],
         )?
@@ -204,13 +210,26 @@ pub struct PlacementClaim {
     pub provider_id: i64,
     /// Send the order's reference again (the provider was shown not to have it).
     pub reuse: bool,
+    /// The mapping says the product delivers PINs.
+    pub expects_pin: bool,
+}
+
+/// A placement claimed and committed, to be sent once.
+#[derive(Debug, Clone)]
+pub struct ClaimedPlacement {
+    pub order_id: Uuid,
+    pub lease: i64,
+    pub reference: String,
+    /// An earlier attempt with this reference may have reached the provider: a refusal of this
+    /// one proves nothing about that one.
+    pub resent: bool,
 }
 
 /// What `claim_placements` did with each order.
 #[derive(Debug, Default)]
 pub struct PlacementsClaimed {
-    /// (order, new lease, reference): committed with the caller's transaction, to be sent once.
-    pub claimed: Vec<(Uuid, i64, String)>,
+    /// Committed with the caller's transaction, to be sent once.
+    pub claimed: Vec<ClaimedPlacement>,
     /// (order, reference): the new reference is already recorded for another order at this
     /// provider (a clock set back under numeric references), so the order was left as it was.
     pub taken: Vec<(Uuid, String)>,
@@ -233,44 +252,53 @@ pub fn claim_placements(
     let ids: Vec<Uuid> = claims.iter().map(|c| c.order_id).collect();
     let providers: Vec<i64> = claims.iter().map(|c| c.provider_id).collect();
     let reuse: Vec<bool> = claims.iter().map(|c| c.reuse).collect();
+    let expects_pin: Vec<bool> = claims.iter().map(|c| c.expects_pin).collect();
+    // Each attempt is its own placement row (the next attempt number of its provider and
+    // reference), so no attempt's recorded outcome is ever overwritten by a later one.
     let rows = tx.query(
         "WITH wanted AS (
-             SELECT o.id, c.provider_id,
+             SELECT o.id, c.provider_id, c.expects_pin,
                     CASE WHEN c.reuse AND o.provider_referans IS NOT NULL THEN o.provider_referans
                          ELSE orderctl_new_reference($4, o.id, c.provider_id) END AS referans
-               FROM unnest($1::uuid[], $2::bigint[], $3::bool[]) AS c(id, provider_id, reuse)
+               FROM unnest($1::uuid[], $2::bigint[], $3::bool[], $6::bool[]) AS c(id, provider_id, reuse, expects_pin)
                JOIN orders o ON o.id = c.id AND o.id = ANY($1)
          ), taken AS (
              SELECT w.id, w.referans FROM wanted w
               WHERE EXISTS (SELECT 1 FROM placements p
                              WHERE p.provider_id = w.provider_id AND p.referans = w.referans AND p.order_id <> w.id)
+         ), earlier AS (
+             SELECT w.id, coalesce(max(p.attempt), 0) AS attempts,
+                    coalesce(bool_or(p.outcome <> 'not_sent'), false) AS reached
+               FROM wanted w LEFT JOIN placements p ON p.provider_id = w.provider_id AND p.referans = w.referans
+              GROUP BY w.id
          ), claimed AS (
              UPDATE orders o
                 SET external_status = 'dispatching', awaiting_reconciliation = false, provider_id = w.provider_id,
                     provider_referans = w.referans, placement_attempts = o.placement_attempts + 1,
-                    dispatched_at = coalesce(o.dispatched_at, now()), placed_at = now(),
+                    dispatched_at = coalesce(o.dispatched_at, now()), placed_at = now(), claimed_at = now(),
+                    expects_pin = w.expects_pin,
                     next_check_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = o.lease + 1
                FROM wanted w
               WHERE o.id = w.id AND o.id = ANY($1) AND w.id NOT IN (SELECT id FROM taken)
           RETURNING o.id, o.lease, o.provider_id, o.provider_referans
          ), recorded AS (
-             INSERT INTO placements (order_id, provider_id, referans)
-             SELECT id, provider_id, provider_referans FROM claimed
-             ON CONFLICT (provider_id, referans) DO UPDATE SET outcome = 'in_flight', message = NULL, finished_at = NULL,
-                                                             created_at = now()
-                                                       WHERE placements.order_id = excluded.order_id
+             INSERT INTO placements (order_id, provider_id, referans, attempt)
+             SELECT c.id, c.provider_id, c.provider_referans, e.attempts + 1 FROM claimed c JOIN earlier e ON e.id = c.id
+             ON CONFLICT (provider_id, referans, attempt) DO NOTHING
              RETURNING order_id
          )
-         SELECT c.id, c.lease, c.provider_referans, r.order_id IS NOT NULL
-           FROM claimed c LEFT JOIN recorded r ON r.order_id = c.id
+         SELECT c.id, c.lease, c.provider_referans, r.order_id IS NOT NULL, e.reached
+           FROM claimed c JOIN earlier e ON e.id = c.id LEFT JOIN recorded r ON r.order_id = c.id
          UNION ALL
-         SELECT id, NULL, referans, false FROM taken",
-        &[&ids, &providers, &reuse, &style, &(lease.as_millis() as i64)],
+         SELECT id, NULL, referans, false, false FROM taken",
+        &[&ids, &providers, &reuse, &style, &(lease.as_millis() as i64), &expects_pin],
     )?;
     let mut out = PlacementsClaimed::default();
     for r in &rows {
         match (r.get::<_, Option<i64>>(1), r.get::<_, bool>(3)) {
-            (Some(lease), true) => out.claimed.push((r.get(0), lease, r.get(2))),
+            (Some(lease), true) => {
+                out.claimed.push(ClaimedPlacement { order_id: r.get(0), lease, reference: r.get(2), resent: r.get(4) })
+            }
             (None, _) => out.taken.push((r.get(0), r.get(2))),
             // Another claim recorded the same reference for its order between this statement's
             // check and its insert: nothing may be sent, so the whole claim rolls back.

@@ -93,7 +93,8 @@ pub struct Finished {
     pub number: i64,
     pub approved: bool,
     pub pin: Option<String>,
-    pub message: String,
+    /// The kind of the upstream order's latest history entry (who finished it).
+    pub finished_by: String,
 }
 
 /// Of these orders (just written with a final status), the ones something was forwarded to them
@@ -104,7 +105,8 @@ pub fn finished_upstream(tx: &mut impl GenericClient, ids: &[Uuid]) -> Result<Ve
     }
     Ok(tx
         .query(
-            "SELECT u.forwarded_from, t.name, u.number, u.status = 'approved', u.pin_code, coalesce(u.last_message, '')
+            "SELECT u.forwarded_from, t.name, u.number, u.status = 'approved', u.pin_code,
+                    coalesce((SELECT e.kind FROM order_events e WHERE e.order_id = u.id ORDER BY e.id DESC LIMIT 1), '')
                FROM orders u JOIN tenants t ON t.id = u.tenant_id
               WHERE u.id = ANY($1) AND u.forwarded_from IS NOT NULL AND u.status <> 'pending'",
             &[&ids],
@@ -116,7 +118,7 @@ pub fn finished_upstream(tx: &mut impl GenericClient, ids: &[Uuid]) -> Result<Ve
             number: r.get(2),
             approved: r.get(3),
             pin: r.get(4),
-            message: r.get(5),
+            finished_by: r.get(5),
         })
         .collect())
 }

@@ -55,6 +55,13 @@ pub struct OrderRow {
     pub forwarded_from: Option<Uuid>,
     /// The database's clock when the row was read: diagnoses compare times against it.
     pub read_at: DateTime<Utc>,
+    /// What the lifecycle compares an operator's repeated command with (not part of the order's documents).
+    #[serde(skip)]
+    pub operator_reason: Option<String>,
+    #[serde(skip)]
+    pub settlement: Option<String>,
+    #[serde(skip)]
+    pub expects_pin: bool,
 }
 
 pub const ORDER_SELECT: &str = "
@@ -64,7 +71,7 @@ pub const ORDER_SELECT: &str = "
            o.last_message, o.awaiting_reconciliation, o.attention, o.checks, o.no_news,
            o.next_check_at, o.lease, o.created_at, o.dispatched_at, o.sent_at, o.last_sync_at,
            o.completed_at, o.duration_ms, o.lane, o.placement_attempts, o.operator_forced, o.late_pin,
-           o.request_id, o.forwarded_to, o.forwarded_from, now()
+           o.request_id, o.forwarded_to, o.forwarded_from, now(), o.operator_reason, o.settlement, o.expects_pin
       FROM orders o
       JOIN tenants t ON t.id = o.tenant_id
       JOIN users u ON u.id = o.user_id
@@ -113,6 +120,9 @@ pub fn order_from_row(r: &postgres::Row) -> OrderRow {
         forwarded_to: r.get(37),
         forwarded_from: r.get(38),
         read_at: r.get(39),
+        operator_reason: r.get(40),
+        settlement: r.get(41),
+        expects_pin: r.get(42),
     }
 }
 
@@ -137,6 +147,10 @@ impl OrderRow {
             price: self.price,
             late_pin: self.late_pin.clone(),
             forwarded: self.forwarded_to.is_some(),
+            pin: self.pin_code.clone(),
+            operator_reason: self.operator_reason.clone(),
+            settlement: self.settlement.as_deref().and_then(crate::domain::lifecycle::Settlement::parse),
+            expects_pin: self.expects_pin,
         })
     }
 }

@@ -118,6 +118,15 @@ pub fn load_provider_config_by_id(
     Ok((row.get(1), config_from_row(&row, http)?, ScheduleColumns::read(&row, 7).schedule()))
 }
 
+/// How long after the latest placement of a reference whose outcome is unknown this provider may
+/// still record it (`reconcile_for` in the setup file; 10 minutes by default).
+pub fn reconcile_for(client: &mut impl GenericClient, id: i64) -> Result<Duration> {
+    let row = client
+        .query_opt("SELECT reconcile_for_ms FROM providers WHERE id = $1", &[&id])?
+        .ok_or_else(|| Error::not_found(format!("provider id {id} does not exist")))?;
+    Ok(Duration::from_millis(row.get::<_, i64>(0).max(0) as u64))
+}
+
 /// A provider's own check schedule.
 pub fn schedule_of(client: &mut impl GenericClient, id: i64) -> Result<ScheduleOverride> {
     let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM providers WHERE id = $1");

@@ -120,7 +120,7 @@ fn finish_forwarded(tx: &mut impl GenericClient, done: &[&Write], depth: usize) 
         let outcome = if up.approved {
             UpstreamOutcome::Approved { pin: up.pin.as_deref() }
         } else {
-            UpstreamOutcome::Rejected { message: &up.message }
+            UpstreamOutcome::Rejected { reason: crate::domain::lifecycle::neutral_reason(&up.finished_by) }
         };
         let upstream = UpstreamOrder { tenant: &up.tenant, number: up.number };
         if let Some(transition) = upstream_finished(&row.facts, upstream, outcome) {
@@ -163,6 +163,8 @@ fn update_orders(tx: &mut impl GenericClient, writes: &[Write]) -> std::result::
     let sent: Vec<bool> = all.iter().map(|t| t.sent).collect();
     let completed: Vec<bool> = all.iter().map(|t| t.completed).collect();
     let forced: Vec<Option<bool>> = all.iter().map(|t| t.operator_forced).collect();
+    let reason: Vec<Option<&str>> = all.iter().map(|t| t.operator_reason.as_deref()).collect();
+    let settlement: Vec<Option<&str>> = all.iter().map(|t| t.settlement.map(|s| s.as_str())).collect();
     // `o.id = ANY($1)` beside the join (here and in every batch statement): the batch's rows
     // are found through the primary key whatever the statistics say; a young or unanalysed
     // table otherwise gets a full scan and hash per batch.
@@ -191,13 +193,17 @@ fn update_orders(tx: &mut impl GenericClient, writes: &[Write]) -> std::result::
                                THEN (extract(epoch FROM now() - coalesce(o.sent_at, o.dispatched_at, o.created_at)) * 1000)::bigint
                                ELSE o.duration_ms END,
             operator_forced = coalesce(u.forced, o.operator_forced),
+            operator_reason = coalesce(u.reason, o.operator_reason),
+            settlement = coalesce(u.settlement, o.settlement),
+            claimed_at = NULL,
             last_sync_at = now(),
             lease = o.lease + 1
            FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::text[],
                        $9::bigint[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[], $15::int[],
-                       $16::int[], $17::int[], $18::text[], $19::text[], $20::text[], $21::bool[], $22::bool[], $23::bool[])
+                       $16::int[], $17::int[], $18::text[], $19::text[], $20::text[], $21::bool[], $22::bool[], $23::bool[],
+                       $24::text[], $25::text[])
                 AS u(id, lease, status, external, att_op, att, reconciling, sched_op, sched_ms, lane, provider, ref_op, ref,
-                     ext_id, checks, no_news, attempts, message, pin, late_pin, sent, completed, forced)
+                     ext_id, checks, no_news, attempts, message, pin, late_pin, sent, completed, forced, reason, settlement)
           WHERE o.id = u.id AND o.id = ANY($1) AND (u.lease IS NULL OR o.lease = u.lease)
           RETURNING o.id, o.lease",
         &[
@@ -224,6 +230,8 @@ fn update_orders(tx: &mut impl GenericClient, writes: &[Write]) -> std::result::
             &sent,
             &completed,
             &forced,
+            &reason,
+            &settlement,
         ],
     )?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
@@ -254,11 +262,26 @@ fn record_placements(tx: &mut impl GenericClient, done: &[&Write]) -> std::resul
     let references: Vec<&str> = items.iter().map(|i| i.1).collect();
     let outcomes: Vec<&str> = items.iter().map(|i| i.2).collect();
     let messages: Vec<&str> = items.iter().map(|i| i.3).collect();
+    // The latest attempt of each (provider, reference). An outcome is recorded once, on an
+    // attempt still in flight; what a status check later finds about an attempt whose outcome
+    // was unknown goes beside it (`reconciled`), never over it.
     tx.execute(
-        "UPDATE placements p SET outcome = u.outcome, message = u.message, finished_at = now()
+        "UPDATE placements p SET
+                outcome = CASE WHEN p.outcome = 'in_flight' THEN u.outcome ELSE p.outcome END,
+                message = CASE WHEN p.outcome = 'in_flight' THEN u.message ELSE p.message END,
+                finished_at = coalesce(p.finished_at, now()),
+                reconciled = CASE WHEN p.outcome NOT IN ('in_flight', 'accepted', 'rejected') AND p.reconciled IS NULL
+                                   AND u.outcome IN ('accepted', 'absent')
+                                  THEN CASE u.outcome WHEN 'accepted' THEN 'found' ELSE 'absent' END
+                                  ELSE p.reconciled END,
+                reconciled_at = CASE WHEN p.outcome NOT IN ('in_flight', 'accepted', 'rejected') AND p.reconciled IS NULL
+                                      AND u.outcome IN ('accepted', 'absent')
+                                     THEN now() ELSE p.reconciled_at END
            FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(provider_id, reference, outcome, message)
           WHERE p.provider_id = u.provider_id AND p.referans = u.reference
-            AND p.provider_id = ANY($1) AND p.referans = ANY($2)",
+            AND p.provider_id = ANY($1) AND p.referans = ANY($2)
+            AND p.attempt = (SELECT max(q.attempt) FROM placements q
+                              WHERE q.provider_id = u.provider_id AND q.referans = u.reference)",
         &[&providers, &references, &outcomes, &messages],
     )?;
     Ok(())

@@ -24,6 +24,8 @@ pub struct PlaceJob {
     /// When the claim committed (this process's monotonic clock: only its age matters).
     pub claimed: Instant,
     pub steps: Vec<StepRecord>,
+    /// An earlier attempt with this reference may have reached the provider.
+    pub resent: bool,
 }
 
 impl PlaceJob {
@@ -100,14 +102,15 @@ pub fn claim_rows(
                 // references were numbers) is not sent again: the provider never got it, so a
                 // fresh one is just as safe.
                 let reuse = reuse && row.facts.reference.as_deref().map(|r| lp.accepts_reference(r)).unwrap_or(false);
-                claims.push(PlacementClaim { order_id: row.id, provider_id: lp.id, reuse });
+                let expects_pin = delivers_pin(mappings.get(&row.package_id));
+                claims.push(PlacementClaim { order_id: row.id, provider_id: lp.id, reuse, expects_pin });
                 placeable.push((row, reuse));
             }
         }
     }
     let written = claims::claim_placements(tx, &claims, lp.reference_style(), timing.lease)?;
     let taken: HashMap<_, _> = written.taken.into_iter().collect();
-    let by_id: HashMap<_, _> = written.claimed.into_iter().map(|(id, lease, reference)| (id, (lease, reference))).collect();
+    let by_id: HashMap<_, _> = written.claimed.into_iter().map(|c| (c.order_id, c)).collect();
     for (mut row, reuse) in placeable {
         if let Some(reference) = taken.get(&row.id) {
             // Sending it would place another order's reference: flagged, never retried blindly.
@@ -116,7 +119,7 @@ pub fn claim_rows(
             out.decided.push(refused_write(row.id, Some(row.lease), &why));
             continue;
         }
-        let Some((lease, reference)) = by_id.get(&row.id).cloned() else { continue };
+        let Some(claims::ClaimedPlacement { lease, reference, resent, .. }) = by_id.get(&row.id).cloned() else { continue };
         let mapping = mappings.get(&row.package_id).cloned().flatten().unwrap_or_default();
         // The row as the claim left it: the lifecycle judges the answer from here.
         row.facts.external = crate::domain::status::ExternalStatus::Dispatching;
@@ -124,6 +127,7 @@ pub fn claim_rows(
         row.facts.provider_id = Some(lp.id);
         row.facts.reference = Some(reference.clone());
         row.facts.placement_attempts += 1;
+        row.facts.expects_pin = delivers_pin(mappings.get(&row.package_id));
         row.since_placement = std::time::Duration::ZERO;
         let step = StepRecord::now(
             "claim",
@@ -136,7 +140,7 @@ pub fn claim_rows(
         );
         let request =
             PlacementRequest { reference, player: row.player.clone(), extra: row.extra.clone(), quantity: row.quantity, mapping };
-        out.places.push(PlaceJob { row, lease, request, claimed: now, steps: vec![step] });
+        out.places.push(PlaceJob { row, lease, request, claimed: now, steps: vec![step], resent });
     }
     let ids: Vec<_> = to_check.iter().map(|r| r.id).collect();
     let leases: HashMap<_, _> = claims::claim_checks(tx, &ids, timing.lease)?.into_iter().collect();
@@ -180,6 +184,11 @@ fn mappings(
         out.insert(r.get(0), Some(r.get(1)));
     }
     Ok(out)
+}
+
+/// The mapping says the product delivers PINs (`delivers_pin: true` in the setup file).
+fn delivers_pin(mapping: Option<&Option<serde_json::Value>>) -> bool {
+    mapping.and_then(|m| m.as_ref()).and_then(|m| m.get("delivers_pin")).and_then(|v| v.as_bool()).unwrap_or(false)
 }
 
 /// Why this provider cannot take a placement now, if it cannot.

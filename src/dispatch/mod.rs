@@ -38,6 +38,10 @@ pub struct LaneProvider {
     /// The check schedule of this provider's orders: the global policy with the provider's own
     /// schedule merged over it (`domain::backoff::merge`).
     pub policy: BackoffPolicy,
+    /// How long after the latest placement of a reference whose outcome is unknown this
+    /// provider may still record it (its row's `reconcile_for_ms`): "not found" before then is
+    /// no news. The same for every caller (daemon, `poll`, `dispatch`, `sweep`).
+    pub reconcile_for: Duration,
 }
 
 impl LaneProvider {
@@ -82,10 +86,4 @@ impl Timing {
         Timing { lease: http.request_timeout * 3, request_timeout: http.request_timeout }
     }
 
-    /// How long after a placement was claimed a "not found" answer means it never arrived: a
-    /// whole lease, and never less than twice the request timeout (the lost call is surely
-    /// over, and a provider that queued it has had time to process it).
-    pub fn absent_after(&self) -> Duration {
-        self.lease.max(self.request_timeout * 2)
-    }
 }

@@ -142,7 +142,7 @@ pub fn run_one(client: &mut Client, providers: &Providers, order_id: Uuid, opts:
                 tx.commit()?;
                 report.calls += usize::from(!claimed.checks.is_empty());
                 let answers = place::checks(claimed.checks, adapter.as_ref());
-                let writes: Vec<Write> = answers.iter().map(|c| record::checked(&lp, opts.timing, c, rand::random())).collect();
+                let writes: Vec<Write> = answers.iter().map(|c| record::checked(&lp, c, rand::random())).collect();
                 write(client, &writes, &mut report)?;
                 permits::release(client, lp.id, permits::this_process(), &[slot])?;
             }
@@ -329,7 +329,9 @@ fn finish(tx: postgres::Transaction<'_>, opts: &OneOptions) -> Result<()> {
     Ok(())
 }
 
-/// An operator's command the lifecycle refuses: exit 5 with what to do instead.
+/// An operator's command the lifecycle refuses: exit 5 with what to do instead (exit 8 when the
+/// order needs an operator's check first).
 pub fn refusal(r: lifecycle::Refusal) -> Error {
-    Error::refused(r.message).with_hint(r.hint)
+    let e = if r.needs_action { Error::needs_action(r.message) } else { Error::refused(r.message) };
+    e.with_hint(r.hint)
 }

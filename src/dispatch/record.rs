@@ -2,7 +2,7 @@
 //! (`db::transitions`). The only database read here is the fallback of a refused placement.
 
 use super::place::{Checked, Placed, Sent};
-use super::{LaneProvider, Timing};
+use super::LaneProvider;
 use crate::db::routing::fallback_for;
 use crate::db::transitions::{StepRecord, Write};
 use crate::domain::lifecycle::{self, CheckContext, PlacementContext};
@@ -20,10 +20,12 @@ pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: &Placed) -> Res
         Sent::NotSent(why) => lifecycle::not_sent(facts, why, &lp.name),
         Sent::Answered(outcome) => {
             let fallback = match outcome {
-                PlacementOutcome::Rejected { .. } => fallback_for(tx, job.row.id, job.row.package_id, lp.id)?,
+                // A re-placement's refusal never moves the order (the first placement may be held).
+                PlacementOutcome::Rejected { .. } if !job.resent => fallback_for(tx, job.row.id, job.row.package_id, lp.id)?,
                 _ => None,
             };
-            lifecycle::placed(facts, outcome, &PlacementContext { provider: &lp.name, policy: &lp.policy, fallback })
+            let ctx = PlacementContext { provider: &lp.name, policy: &lp.policy, fallback, resent: job.resent };
+            lifecycle::placed(facts, outcome, &ctx)
         }
     };
     let mut steps = job.steps.clone();
@@ -34,7 +36,7 @@ pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: &Placed) -> Res
 }
 
 /// The transition of a status check's answer.
-pub fn checked(lp: &LaneProvider, timing: Timing, c: &Checked, unit: f64) -> Write {
+pub fn checked(lp: &LaneProvider, c: &Checked, unit: f64) -> Write {
     let Checked { job, answer, took } = c;
     let since_claim = job.claimed.elapsed().max(*took);
     let ctx = CheckContext {
@@ -42,7 +44,7 @@ pub fn checked(lp: &LaneProvider, timing: Timing, c: &Checked, unit: f64) -> Wri
         policy: &lp.policy,
         since_dispatch: job.row.since_dispatch + since_claim,
         since_placement: job.row.since_placement + since_claim,
-        absent_after: timing.absent_after(),
+        absent_after: lp.reconcile_for,
         unit,
     };
     let transition = lifecycle::checked(&job.row.facts, &answer.outcome, answer.external_order_id.as_deref(), &ctx);

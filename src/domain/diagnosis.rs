@@ -310,6 +310,21 @@ fn attention(o: &OrderFacts, a: Attention) -> (&'static str, String) {
                 message("the other tenant refused the forwarded order")
             ),
         ),
+        Attention::MayBeHeld => (
+            "may_be_held",
+            format!(
+                "may be held by {provider} under reference {reference}: check before rejecting. A re-placement was refused, which \
+                 proves nothing about the first placement; ask {provider} about the reference, then `orderctl approve {n} --pin PIN` \
+                 (it delivered) or `orderctl reject {n} --reason TEXT` (it has no such order); never sent elsewhere meanwhile"
+            ),
+        ),
+        Attention::PinMissing => (
+            "pin_missing",
+            format!(
+                "{provider} approved the order (reference {reference}) without a PIN, but this product delivers PINs: not approved \
+                 yet; ask {provider} for the PIN, then `orderctl approve {n} --pin PIN`"
+            ),
+        ),
         Attention::WriteRefused => (
             "write_refused",
             format!(

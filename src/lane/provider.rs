@@ -417,6 +417,7 @@ mod tests {
             enabled: true,
             adapter: Err("not needed".into()),
             policy: Default::default(),
+            reconcile_for: Duration::from_secs(600),
         });
         let q = JobQueue::default();
         q.push(Job::Check(lp.clone(), vec![]));
@@ -448,6 +449,7 @@ mod tests {
             },
             claimed: std::time::Instant::now(),
             steps: vec![],
+            resent: false,
         };
         q.push(Job::Place(lp, Box::new(place)));
         assert!(matches!(q.pop(), Some(Job::Place(..))), "the placement first");

@@ -116,7 +116,7 @@ impl Writer {
             match d {
                 Done::Placed(lp, p) => writes.push(record::placed(c, lp, p)?),
                 Done::Checked(lp, cs) => {
-                    writes.extend(cs.iter().map(|x| record::checked(lp, self.settings.timing, x, rand::random())))
+                    writes.extend(cs.iter().map(|x| record::checked(lp, x, rand::random())))
                 }
             }
         }

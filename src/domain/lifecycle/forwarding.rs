@@ -15,11 +15,24 @@ pub struct UpstreamOrder<'a> {
     pub number: i64,
 }
 
-/// How the upstream order finished.
+/// How the upstream order finished. A rejection carries only a neutral reason code
+/// ([`neutral_reason`]): the upstream tenant's operator notes, provider names and provider
+/// messages are that tenant's, never the forwarding tenant's (nor its webhooks').
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamOutcome<'a> {
     Approved { pin: Option<&'a str> },
-    Rejected { message: &'a str },
+    Rejected { reason: &'static str },
+}
+
+/// The neutral reason code of an upstream order's rejection, from the kind of the history entry
+/// that rejected it: who decided, never what they wrote.
+pub fn neutral_reason(event_kind: &str) -> &'static str {
+    match event_kind {
+        k if k.starts_with("operator.") => "rejected_by_operator",
+        k if k.starts_with("upstream.") => "rejected_upstream",
+        "check.cancelled" | "dispatch" => "cancelled_by_provider",
+        _ => "rejected",
+    }
 }
 
 /// The order was forwarded: upstream order `to` exists now, paid by the account there.
@@ -91,13 +104,13 @@ pub fn upstream_finished(f: &Facts, up: UpstreamOrder, outcome: UpstreamOutcome)
                 ),
             ),
         ),
-        (State::Forwarded, UpstreamOutcome::Rejected { message }) => Some(
+        (State::Forwarded, UpstreamOutcome::Rejected { reason }) => Some(
             Transition {
                 status: Some(OrderStatus::Rejected),
                 external: Some(ExternalStatus::Failed),
                 attention: Set::Clear,
                 schedule: Schedule::Off,
-                message: Some(format!("rejected by {tenant} (order {number}): {message}")),
+                message: Some(format!("rejected by {tenant} (order {number}): {reason}")),
                 completed: true,
                 money: Money::Refund,
                 notice: Some(Notice::Rejected),
@@ -105,15 +118,15 @@ pub fn upstream_finished(f: &Facts, up: UpstreamOrder, outcome: UpstreamOutcome)
             }
             .event(
                 "upstream.rejected",
-                format!("{tenant} rejected order {number} ({message}): this order is rejected, refunded {}", f.price),
+                format!("{tenant} rejected order {number} ({reason}): this order is rejected, refunded {}", f.price),
             ),
         ),
         // An operator decided this order (--force) while the upstream order was open.
         (State::Watched, UpstreamOutcome::Approved { pin }) if f.forwarded => Some(late_delivery(f, up, pin)),
-        (State::Watched, UpstreamOutcome::Rejected { message }) if f.forwarded => {
+        (State::Watched, UpstreamOutcome::Rejected { reason }) if f.forwarded => {
             Some(Transition { external: Some(ExternalStatus::Failed), schedule: Schedule::Off, ..Transition::default() }.event(
                 "watch.ended",
-                format!("{tenant} rejected order {number} ({message}); the operator's decision stands, nothing to settle"),
+                format!("{tenant} rejected order {number} ({reason}); the operator's decision stands, nothing to settle"),
             ))
         }
         // Rejected and refunded here (or approved by hand, forced), then delivered upstream after

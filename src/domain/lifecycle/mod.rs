@@ -25,7 +25,7 @@ mod provider;
 mod routing;
 mod work;
 
-pub use forwarding::{forward_refused, forwarded, upstream_finished, UpstreamOrder, UpstreamOutcome};
+pub use forwarding::{forward_refused, forwarded, neutral_reason, upstream_finished, UpstreamOrder, UpstreamOutcome};
 pub use operator::{operator, OperatorAction, Refusal, Settlement};
 pub use provider::{checked, config_stop, not_sent, placed, CheckContext, Fallback, PlacementContext};
 pub use routing::{delivered_from_stock, routed_to_provider, waiting_for_operator};
@@ -64,10 +64,16 @@ pub enum Attention {
     WriteRefused,
     /// The upstream tenant refused a forwarded order (the account's balance, a disabled package).
     ForwardRefused,
+    /// A re-placement (same reference, after a window of "not found") was refused: the refusal
+    /// proves nothing, the first placement may still be held. Never sent to a fallback, never
+    /// refunded by itself: an operator checks with the provider first.
+    MayBeHeld,
+    /// The provider approved an order of a product that delivers PINs, without a PIN.
+    PinMissing,
 }
 
 impl Attention {
-    pub const ALL: [Attention; 11] = [
+    pub const ALL: [Attention; 13] = [
         Attention::Routing,
         Attention::NoMapping,
         Attention::ProviderDisabled,
@@ -79,6 +85,8 @@ impl Attention {
         Attention::DeliveredAfterManualApproval,
         Attention::WriteRefused,
         Attention::ForwardRefused,
+        Attention::MayBeHeld,
+        Attention::PinMissing,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +102,8 @@ impl Attention {
             Attention::DeliveredAfterManualApproval => "delivered_after_manual_approval",
             Attention::WriteRefused => "write_refused",
             Attention::ForwardRefused => "forward_refused",
+            Attention::MayBeHeld => "may_be_held",
+            Attention::PinMissing => "pin_missing",
         }
     }
 
@@ -142,6 +152,14 @@ pub struct Facts {
     pub late_pin: Option<String>,
     /// The order was forwarded to another tenant (`forwarded_to` is set): that order holds it.
     pub forwarded: bool,
+    /// The PIN the order was approved with.
+    pub pin: Option<String>,
+    /// The reason an operator gave when rejecting it.
+    pub operator_reason: Option<String>,
+    /// How a late delivery was settled.
+    pub settlement: Option<Settlement>,
+    /// The product delivers PINs: an approval without one is flagged.
+    pub expects_pin: bool,
 }
 
 /// Where an order is, as the lifecycle sees it.
@@ -329,6 +347,9 @@ pub struct Transition {
     /// The order reached a final status: `completed_at` and its duration are set.
     pub completed: bool,
     pub operator_forced: Option<bool>,
+    /// An operator's reject reason, kept so that repeating the command can be told from another one.
+    pub operator_reason: Option<String>,
+    pub settlement: Option<Settlement>,
     /// The order was forwarded to this (upstream) order, created in the same transaction.
     pub forwarded_to: Option<uuid::Uuid>,
     /// The outcome of the placement row of the order's current provider and reference (as they

@@ -33,6 +33,24 @@ pub enum Settlement {
     WriteOff,
 }
 
+impl Settlement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Settlement::Recharge => "recharge",
+            Settlement::WriteOff => "write_off",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Settlement> {
+        [Settlement::Recharge, Settlement::WriteOff].into_iter().find(|x| x.as_str() == s)
+    }
+    fn flag(self) -> &'static str {
+        match self {
+            Settlement::Recharge => "--recharge",
+            Settlement::WriteOff => "--write-off",
+        }
+    }
+}
+
 /// Why an operator's command is refused, and what to do instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -41,19 +59,64 @@ pub struct Refusal {
     /// The command asks for what is already so (rejecting a rejected order): nothing changes,
     /// and that is not an error.
     pub already_done: bool,
+    /// Refused because the order needs an operator's check first (exit 8, not 5).
+    pub needs_action: bool,
 }
 
 fn refuse(message: impl Into<String>, hint: impl Into<String>) -> Refusal {
-    Refusal { message: message.into(), hint: hint.into(), already_done: false }
+    Refusal { message: message.into(), hint: hint.into(), already_done: false, needs_action: false }
+}
+
+fn already(message: String) -> Refusal {
+    Refusal { message, hint: String::new(), already_done: true, needs_action: false }
 }
 
 pub fn operator(f: &Facts, action: &OperatorAction) -> Result<Transition, Refusal> {
     let state = State::of(f);
+    if let Some(r) = decided_before(f, action) {
+        return Err(r);
+    }
     match action {
         OperatorAction::Approve { pin, force } => decide(f, state, *force, true).map(|base| approve(f, base, pin)),
         OperatorAction::Reject { reason, force } => decide(f, state, *force, false).map(|base| reject(f, base, reason)),
         OperatorAction::Dispatch => dispatch(f, state),
         OperatorAction::Settle(s) => settle(f, state, *s),
+    }
+}
+
+/// An approve or reject of an order that is already approved or rejected: the same decision
+/// with the same arguments (a script's retry, with or without --force) is "already done"; any
+/// other is a conflict that says what stands. A finished order never changes.
+fn decided_before(f: &Facts, action: &OperatorAction) -> Option<Refusal> {
+    let n = f.number;
+    let stands = match (f.status, &f.pin, &f.operator_reason) {
+        (OrderStatus::Approved, Some(_), _) => format!("order {n} stands approved with another PIN"),
+        (OrderStatus::Approved, None, _) => format!("order {n} stands approved without a PIN"),
+        (OrderStatus::Rejected, _, Some(r)) => format!("order {n} stands rejected by an operator (reason: {r}) and refunded"),
+        (OrderStatus::Rejected, _, None) => format!("order {n} stands rejected and refunded"),
+        (OrderStatus::Pending, _, _) => return None,
+    };
+    let hint = format!("a finished order never changes; `orderctl inspect {n}` shows it");
+    match action {
+        OperatorAction::Approve { pin, .. } if f.status == OrderStatus::Approved => Some(if f.pin.as_deref() == Some(*pin) {
+            already(format!("order {n} is already approved with this PIN; nothing changed"))
+        } else {
+            refuse(format!("{stands}; this PIN was not stored"), hint)
+        }),
+        OperatorAction::Reject { reason, .. } if f.status == OrderStatus::Rejected => {
+            Some(match f.operator_reason.as_deref() {
+                Some(r) if r != *reason => refuse(format!("{stands}; this reason was not stored"), hint),
+                _ => already(format!("order {n} is already rejected; nothing changed")),
+            })
+        }
+        OperatorAction::Approve { .. } | OperatorAction::Reject { .. } => Some(refuse(
+            format!("{stands}; it cannot be {}", if f.status == OrderStatus::Approved { "rejected" } else { "approved" }),
+            match f.status {
+                OrderStatus::Approved => "if the buyer must be paid back, do it as a separate adjustment".to_string(),
+                _ => "create a new order if the buyer still wants the goods".to_string(),
+            },
+        )),
+        _ => None,
     }
 }
 
@@ -84,6 +147,7 @@ fn decide(f: &Facts, state: State, force: bool, approving: bool) -> Result<Trans
             message: format!("order {n} is already {verb}; nothing changed"),
             hint: String::new(),
             already_done: true,
+            needs_action: false,
         }),
         State::Watched | State::NeedsOperator(Attention::DeliveredAfterRefund | Attention::DeliveredAfterManualApproval) => Err(refuse(
             format!("order {n} was already decided by an operator ({})", f.status),
@@ -127,6 +191,7 @@ fn approve(f: &Facts, base: Transition, pin: &str) -> Transition {
         external: if forced { None } else { Some(ExternalStatus::Done) },
         attention: Set::Clear,
         pin: Some(pin.to_string()),
+        operator_reason: None,
         message: Some("approved by an operator".to_string()),
         completed: true,
         notice: Some(Notice::Approved),
@@ -152,6 +217,7 @@ fn reject(f: &Facts, base: Transition, reason: &str) -> Transition {
         external: if forced { None } else { Some(ExternalStatus::Failed) },
         attention: Set::Clear,
         message: Some(format!("rejected by an operator: {reason}")),
+        operator_reason: Some(reason.to_string()),
         completed: true,
         money: Money::Refund,
         notice: Some(Notice::Rejected),
@@ -179,6 +245,22 @@ fn provider_words(f: &Facts) -> String {
 /// order goes back to routing with its attention cleared and a fresh placement budget.
 fn dispatch(f: &Facts, state: State) -> Result<Transition, Refusal> {
     let n = f.number;
+    if state == State::NeedsOperator(Attention::MayBeHeld) {
+        return Err(Refusal {
+            needs_action: true,
+            ..refuse(
+                format!(
+                    "order {n} may be held by its provider under reference {}: a re-placement was refused, which proves \
+                     nothing about the first placement; it is never sent anywhere else while the provider may hold it",
+                    f.reference.as_deref().unwrap_or("?")
+                ),
+                format!(
+                    "ask the provider about that reference, then `orderctl approve {n} --pin PIN` (it delivered) or \
+                     `orderctl reject {n} --reason TEXT` (it has no such order)"
+                ),
+            )
+        });
+    }
     if f.forwarded {
         return Err(refuse(
             format!(
@@ -188,7 +270,9 @@ fn dispatch(f: &Facts, state: State) -> Result<Transition, Refusal> {
         ));
     }
     let allowed = match state {
-        State::New | State::ToPlace { .. } | State::WaitingForOperator => true,
+        // An order due to be placed again with its reference keeps it: a fresh one (or another
+        // provider) now would make a later refusal look definite while the first may be held.
+        State::New | State::ToPlace { reuse: false } | State::WaitingForOperator => true,
         State::NeedsOperator(a) => {
             a.is_configuration()
                 || matches!(
@@ -218,6 +302,13 @@ fn dispatch(f: &Facts, state: State) -> Result<Transition, Refusal> {
             format!("order {n} is already {}; a finished order is never dispatched again", f.status),
             "create a new order if the buyer still wants the goods",
         ),
+        State::ToPlace { reuse: true } => refuse(
+            format!(
+                "order {n} is already due to be placed again with its reference {} at its provider; it keeps that reference",
+                f.reference.as_deref().unwrap_or("?")
+            ),
+            format!("the daemon or `orderctl sweep` sends it; `orderctl inspect {n}` shows its history"),
+        ),
         State::Reconciling => refuse(
             format!(
                 "the placement of order {n} with reference {} had an unknown outcome and awaits reconciliation; it is never placed blindly again",
@@ -246,6 +337,16 @@ fn dispatch(f: &Facts, state: State) -> Result<Transition, Refusal> {
 
 fn settle(f: &Facts, state: State, how: Settlement) -> Result<Transition, Refusal> {
     let n = f.number;
+    match f.settlement {
+        Some(done) if done == how => return Err(already(format!("order {n} is already settled that way; nothing changed"))),
+        Some(done) => {
+            return Err(refuse(
+                format!("order {n} was already settled with {}; that stands", done.flag()),
+                format!("a settlement is made once; `orderctl inspect {n}` shows it"),
+            ))
+        }
+        None => {}
+    }
     let attention = match state {
         State::NeedsOperator(a) if a.is_late_delivery() => a,
         // A forced decision whose watch ran out: the operator asked the provider and closes it.
@@ -265,6 +366,7 @@ fn settle(f: &Facts, state: State, how: Settlement) -> Result<Transition, Refusa
             attention: Set::Clear,
             pin: f.late_pin.clone(),
             money: Money::Recharge,
+            settlement: Some(Settlement::Recharge),
             message: Some("delivered after a refund; the buyer was charged again".to_string()),
             notice: Some(Notice::Approved),
             ..Transition::default()
@@ -284,6 +386,7 @@ fn settle(f: &Facts, state: State, how: Settlement) -> Result<Transition, Refusa
         (_, Settlement::WriteOff) => Ok(Transition {
             attention: Set::Clear,
             money: Money::WriteOff,
+            settlement: Some(Settlement::WriteOff),
             message: Some("the provider's late delivery was written off".to_string()),
             ..Transition::default()
         }

@@ -24,6 +24,10 @@ pub struct PlacementContext<'a> {
     pub provider: &'a str,
     pub policy: &'a BackoffPolicy,
     pub fallback: Option<Fallback>,
+    /// This reference was sent to this provider before, in an attempt that may have reached it:
+    /// a refusal now proves nothing about that one (providers.md, "A re-placement's answer is
+    /// never proof of absence").
+    pub resent: bool,
 }
 
 /// What a status check's outcome is judged with. Every duration is measured on the database's
@@ -36,8 +40,9 @@ pub struct CheckContext<'a> {
     pub since_dispatch: Duration,
     /// Since the current placement was claimed.
     pub since_placement: Duration,
-    /// How long after a placement was claimed "not found" means it never arrived (before that
-    /// a late arrival is still plausible, so it is no news).
+    /// How long after the latest placement of the reference "not found" means it never arrived
+    /// (before that a late arrival is still plausible, so it is no news): the provider's
+    /// reconcile window, the same for every caller.
     pub absent_after: Duration,
     /// A random number in [0, 1) for the backoff's jitter.
     pub unit: f64,
@@ -50,6 +55,10 @@ fn reconcile_after(policy: &BackoffPolicy) -> Duration {
 
 /// The provider answered a placement.
 pub fn placed(f: &Facts, outcome: &PlacementOutcome, ctx: &PlacementContext) -> Transition {
+    pin_or_flag(f, placed_as_said(f, outcome, ctx), ctx.provider)
+}
+
+fn placed_as_said(f: &Facts, outcome: &PlacementOutcome, ctx: &PlacementContext) -> Transition {
     let reference = f.reference.as_deref().unwrap_or("?");
     match outcome {
         PlacementOutcome::Accepted { external_order_id, message, early } => {
@@ -110,10 +119,26 @@ pub fn placed(f: &Facts, outcome: &PlacementOutcome, ctx: &PlacementContext) -> 
 }
 
 /// A definite rejection: the provider did not take the order. The fallback gets it (one
-/// recorded decision), or an operator does. A re-placement's rejection is a rejection too.
+/// recorded decision), or an operator does. A re-placement's rejection is not: the earlier
+/// placement of the same reference may still be held, so the order waits for an operator who
+/// checks with the provider (no fallback, no refund).
 fn refused(f: &Facts, message: &str, ctx: &PlacementContext) -> Transition {
     let rejected = Transition { placement: Some(PlacementWord::Rejected), ..Transition::default() };
     let text = format!("placement rejected by {}: {message}", ctx.provider);
+    if ctx.resent {
+        let reference = f.reference.as_deref().unwrap_or("?");
+        let held = format!("may be held by {} under reference {reference}: check before rejecting", ctx.provider);
+        return flag(rejected, f, Attention::MayBeHeld, ExternalStatus::Dispatching, &held).event(
+            "dispatch",
+            format!(
+                "the re-placement of reference {reference} was refused by {} ({message}); that proves nothing about the \
+                 first placement, which {held} (no fallback, no refund: ask the provider, then `orderctl approve {n} --pin PIN` \
+                 or `orderctl reject {n} --reason TEXT`)",
+                ctx.provider,
+                n = f.number
+            ),
+        );
+    }
     match &ctx.fallback {
         Some(fb) => to_fallback(rejected, fb).event("dispatch", format!("{text}; moving to fallback {}", fb.name)),
         None => flag(rejected, f, Attention::PlacementRejected, ExternalStatus::Failed, &text).event(
@@ -218,6 +243,24 @@ pub fn config_stop(f: &Facts, attention: Attention, message: &str, fallback: Opt
     }
 }
 
+/// An approval without a PIN for a product that delivers PINs is not an approval: the order is
+/// flagged for an operator, who asks the provider for the PIN.
+fn pin_or_flag(f: &Facts, t: Transition, provider: &str) -> Transition {
+    if !(f.expects_pin && t.status == Some(OrderStatus::Approved) && t.pin.is_none()) {
+        return t;
+    }
+    let text = format!("{provider} approved the order without a PIN, but this product delivers PINs");
+    let what = t.event.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+    let base = Transition { status: None, completed: false, pin: None, ..t };
+    flag(base, f, Attention::PinMissing, ExternalStatus::Done, &text).event(
+        "check.pin_missing",
+        format!(
+            "{what}; {text}: not approved, the order waits for an operator (ask {provider} for the PIN, then `orderctl approve {} --pin PIN`)",
+            f.number
+        ),
+    )
+}
+
 /// The provider answered a status check (`learned_id`: its own order id, when the answer named it).
 pub fn checked(f: &Facts, answer: &CheckOutcome, learned_id: Option<&str>, ctx: &CheckContext) -> Transition {
     let mut t = match State::of(f) {
@@ -230,7 +273,7 @@ pub fn checked(f: &Facts, answer: &CheckOutcome, learned_id: Option<&str>, ctx: 
     if t.external_order_id.is_none() {
         t.external_order_id = learned_id.map(str::to_string);
     }
-    t
+    pin_or_flag(f, t, ctx.provider)
 }
 
 /// The attempt number, answered or not, for the history.

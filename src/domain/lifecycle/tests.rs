@@ -24,6 +24,10 @@ pub(crate) fn facts() -> Facts {
         price: Decimal::new(110, 2),
         late_pin: None,
         forwarded: false,
+        pin: None,
+        operator_reason: None,
+        settlement: None,
+        expects_pin: false,
     }
 }
 
@@ -47,7 +51,7 @@ fn policy() -> BackoffPolicy {
 }
 
 fn pctx<'a>(p: &'a BackoffPolicy, fallback: Option<Fallback>) -> PlacementContext<'a> {
-    PlacementContext { provider: "znet-main", policy: p, fallback }
+    PlacementContext { provider: "znet-main", policy: p, fallback, resent: false }
 }
 
 fn cctx(p: &BackoffPolicy, since_placement: Duration) -> CheckContext<'_> {
@@ -262,7 +266,7 @@ fn a_forwarded_order_finishes_with_its_upstream_order_and_only_a_forced_decision
     // Approved upstream: approved here with the same PIN; rejected: rejected and refunded.
     let t = upstream_finished(&fwd, up, UpstreamOutcome::Approved { pin: Some("PIN-7") }).unwrap();
     assert_eq!((t.status, t.pin.as_deref(), t.notice), (Some(OrderStatus::Approved), Some("PIN-7"), Some(Notice::Approved)));
-    let t = upstream_finished(&fwd, up, UpstreamOutcome::Rejected { message: "cancelled" }).unwrap();
+    let t = upstream_finished(&fwd, up, UpstreamOutcome::Rejected { reason: "cancelled_by_provider" }).unwrap();
     assert_eq!((t.status, t.money), (Some(OrderStatus::Rejected), Money::Refund));
     // An operator here: refused while the upstream order is open, unless forced; never dispatched again.
     let refused = operator(&fwd, &OperatorAction::Approve { pin: "X", force: false }).unwrap_err();
@@ -309,7 +313,9 @@ mod model {
         ErrorBefore,
         /// HTTP 500 (or garbage) after the provider took it.
         ErrorAfter,
-        /// The reply never comes in time; the provider takes the order a little later.
+        /// The reply never comes in time; the provider takes the order later, maybe later than
+        /// the reconcile window (a dealer site that commits minutes after the call). Until then
+        /// it refuses a re-placement of the reference ("3|Bu referans daha önce kullanılmış").
         Hang(u64),
     }
 
@@ -333,6 +339,12 @@ mod model {
         Dispatch,
         Settle {
             recharge: bool,
+        },
+        /// `orderctl poll`: asks the provider now, whether or not the check is due (never an
+        /// in-flight placement's), answering after `delay` ms.
+        Poll {
+            delay: u64,
+            noise: bool,
         },
         /// An operator of the tenant that forwarded the order, acting on its own order.
         Downstream(DownAction),
@@ -365,7 +377,7 @@ mod model {
             2 => Just(Placement::Reject),
             2 => Just(Placement::ErrorBefore),
             2 => Just(Placement::ErrorAfter),
-            1 => (0u64..ABSENT_AFTER - LEASE).prop_map(Placement::Hang),
+            1 => (0u64..3 * ABSENT_AFTER).prop_map(Placement::Hang),
         ];
         prop_oneof![
             12 => (0u64..8_000, prop::bool::weighted(0.1), placement, prop::bool::weighted(0.2))
@@ -375,6 +387,7 @@ mod model {
             1 => any::<bool>().prop_map(|force| Step::Reject { force }),
             1 => Just(Step::Dispatch),
             1 => any::<bool>().prop_map(|recharge| Step::Settle { recharge }),
+            2 => (0u64..8_000, prop::bool::weighted(0.2)).prop_map(|(delay, noise)| Step::Poll { delay, noise }),
         ]
     }
 
@@ -383,6 +396,9 @@ mod model {
     struct Held {
         /// When the placement took effect there.
         arrived: u64,
+        /// It took effect later than the reconcile window after its placement: a re-placement
+        /// of its reference was allowed to happen meanwhile.
+        beyond_window: bool,
         approved: bool,
         final_at: u64,
     }
@@ -474,7 +490,7 @@ mod model {
 
     #[derive(Debug, Clone)]
     enum Pending {
-        Placed { facts: Facts, outcome: PlacementOutcome, provider: i64 },
+        Placed { facts: Facts, outcome: PlacementOutcome, provider: i64, resent: bool },
         Checked { facts: Facts, answer: CheckOutcome, since_placement: u64 },
     }
 
@@ -537,7 +553,7 @@ mod model {
             if d.row.forwarded {
                 let outcome = match self.row.status {
                     OrderStatus::Approved => UpstreamOutcome::Approved { pin: self.pin.as_deref() },
-                    _ => UpstreamOutcome::Rejected { message: "cancelled" },
+                    _ => UpstreamOutcome::Rejected { reason: "cancelled_by_provider" },
                 };
                 d.told.push(self.row.status);
                 if let Some(t) = upstream_finished(&d.row, UpstreamOrder { tenant: "up", number: 1042 }, outcome) {
@@ -643,9 +659,12 @@ mod model {
             if let Some(v) = t.operator_forced {
                 r.operator_forced = v;
             }
+            // The latest attempt of the reference, only while its outcome is unrecorded.
             if let (Some(word), Some((p, reference))) = (t.placement, placement_key) {
-                if let Some(row) = self.placements.iter_mut().find(|(pp, rr, _)| *pp == p && *rr == reference) {
-                    row.2 = word.as_str();
+                if let Some(row) = self.placements.iter_mut().rev().find(|(pp, rr, _)| *pp == p && *rr == reference) {
+                    if row.2 == "in_flight" {
+                        row.2 = word.as_str();
+                    }
                 }
             }
             match t.money {
@@ -682,7 +701,8 @@ mod model {
         fn take(&mut self, provider: i64, reference: &str, at: u64) {
             let approved = self.rand() % 4 != 0;
             let final_at = at + self.rand() % 30_000;
-            self.held.insert((provider, reference.to_string()), Held { arrived: at, approved, final_at });
+            let beyond_window = at >= self.now + ABSENT_AFTER;
+            self.held.insert((provider, reference.to_string()), Held { arrived: at, beyond_window, approved, final_at });
         }
 
         fn work(&mut self, delay: u64, crash: bool, placement: Placement, noise: bool) {
@@ -718,25 +738,31 @@ mod model {
                     self.placed_at = self.now;
                     self.lease += 1;
                     let lease = self.lease;
-                    if !reuse {
-                        self.placements.push((provider, reference.clone(), "in_flight"));
-                    } else if let Some(p) = self.placements.iter_mut().find(|(pp, rr, _)| *pp == provider && *rr == reference) {
-                        p.2 = "in_flight";
-                    }
+                    // Every attempt is its own placement row; an earlier one that may have reached
+                    // the provider makes a refusal of this one prove nothing.
+                    let resent = self.placements.iter().any(|(pp, rr, w)| *pp == provider && *rr == reference && *w != "not_sent");
+                    self.placements.push((provider, reference.clone(), "in_flight"));
                     // The call.
                     self.calls += 1;
                     let key = (provider, reference.clone());
-                    if self.held.contains_key(&key) {
+                    if self.held.get(&key).is_some_and(|h| !h.beyond_window) {
                         self.violations.push(format!("reference {reference} placed again after {provider} took it"));
                     }
                     let outcome = match placement {
-                        _ if self.held.contains_key(&key) => PlacementOutcome::SentBefore { message: "4|sent before".into() },
+                        _ if self.held.get(&key).is_some_and(|h| h.arrived <= self.now) => {
+                            PlacementOutcome::SentBefore { message: "4|sent before".into() }
+                        }
+                        // Seen, not recorded yet: the provider refuses the reference in words that
+                        // look definite.
+                        _ if self.held.contains_key(&key) => {
+                            PlacementOutcome::Rejected { message: "3|Bu referans daha önce kullanılmış".into() }
+                        }
                         Placement::Accept => {
                             self.take(provider, &reference, self.now);
                             PlacementOutcome::Accepted { external_order_id: None, message: String::new(), early: None }
                         }
                         Placement::AcceptFinishedAtOnce => {
-                            self.held.insert(key, Held { arrived: self.now, approved: true, final_at: self.now });
+                            self.held.insert(key, Held { arrived: self.now, beyond_window: false, approved: true, final_at: self.now });
                             PlacementOutcome::Accepted {
                                 external_order_id: None,
                                 message: String::new(),
@@ -759,7 +785,7 @@ mod model {
                     };
                     let facts = self.row.clone();
                     if !crash {
-                        self.pending.push((self.now + delay, lease, Pending::Placed { facts, outcome, provider }));
+                        self.pending.push((self.now + delay, lease, Pending::Placed { facts, outcome, provider, resent }));
                     }
                 }
                 Work::Check { .. } => {
@@ -793,9 +819,11 @@ mod model {
                 let since_dispatch = Duration::from_millis(self.now - self.dispatched_at.unwrap_or(self.now));
                 let key = self.placement_key();
                 let t = match pending {
-                    Pending::Placed { facts, outcome, provider, .. } => {
-                        let fallback = (provider == PRIMARY).then(|| Fallback { provider_id: FALLBACK, name: "fallback".into() });
-                        placed(&facts, &outcome, &PlacementContext { provider: "p", policy: &policy, fallback })
+                    Pending::Placed { facts, outcome, provider, resent } => {
+                        // What `record::placed` does: no fallback for a re-placement's refusal.
+                        let fallback = (provider == PRIMARY && !resent)
+                            .then(|| Fallback { provider_id: FALLBACK, name: "fallback".into() });
+                        placed(&facts, &outcome, &PlacementContext { provider: "p", policy: &policy, fallback, resent })
                     }
                     Pending::Checked { facts, answer, since_placement } => {
                         let ctx = CheckContext {
@@ -818,7 +846,9 @@ mod model {
             if !self.exists {
                 return;
             }
-            let given_up = State::of(&self.row) == State::NeedsOperator(Attention::GivenUp);
+            // Given up, or maybe held after a refused re-placement: the diagnosis tells the
+            // operator to ask the provider first, and the decision is theirs.
+            let given_up = matches!(State::of(&self.row), State::NeedsOperator(Attention::GivenUp | Attention::MayBeHeld));
             if let Ok(t) = operator(&self.row, &action) {
                 if given_up && matches!(action, OperatorAction::Approve { .. } | OperatorAction::Reject { .. }) {
                     self.decided_given_up = true;
@@ -835,6 +865,15 @@ mod model {
             }
         }
 
+        /// `orderctl poll`: the order's check, claimed now whatever its schedule (the same work,
+        /// the same window as every other caller).
+        fn poll(&mut self, delay: u64, noise: bool) {
+            if matches!(work_for(&self.row), Work::Check { .. }) && State::of(&self.row) != State::Placing {
+                self.due_at = Some(self.now);
+                self.work(delay, false, Placement::Accept, noise);
+            }
+        }
+
         fn run(&mut self, steps: &[Step]) {
             for s in steps {
                 match *s {
@@ -847,6 +886,7 @@ mod model {
                         self.operator(OperatorAction::Settle(if recharge { Settlement::Recharge } else { Settlement::WriteOff }))
                     }
                     Step::Downstream(action) => self.downstream(action),
+                    Step::Poll { delay, noise } => self.poll(delay, noise),
                 }
                 self.deliver();
             }
@@ -898,13 +938,25 @@ mod model {
             if delivered.len() > 1 {
                 self.violations.push(format!("delivered twice: {delivered:?}"));
             }
+            // A provider that records a placement later than its own reconcile window breaks the
+            // window's promise: what still holds then is that no second provider gets the order
+            // (below), not that an operator's decision or an ended watch hears of it.
+            let beyond_window = self.held.values().any(|h| h.beyond_window);
+            // Never two providers for one order: at most one provider ever holds it.
+            let mut holders: Vec<i64> = self.held.keys().map(|(p, _)| *p).collect();
+            holders.sort_unstable();
+            holders.dedup();
+            if holders.len() > 1 {
+                self.violations.push(format!("held by {} providers at once: {:?}", holders.len(), self.held));
+            }
             for pin in &delivered {
                 let ours = self.pin.as_deref() == Some(pin.as_str())
                     && self.row.status == OrderStatus::Approved
                     && !self.row.operator_forced;
                 let recorded = self.row.late_pin.as_deref() == Some(pin.as_str()) || self.write_offs == 1 || self.recharges == 1;
-                let flagged = matches!(self.row.attention, Some(Attention::GivenUp));
-                if !(ours || recorded || flagged || self.decided_given_up || self.row.status == OrderStatus::Pending) {
+                let flagged = matches!(self.row.attention, Some(Attention::GivenUp | Attention::MayBeHeld));
+                let excused = beyond_window;
+                if !(ours || recorded || flagged || excused || self.decided_given_up || self.row.status == OrderStatus::Pending) {
                     self.violations.push(format!("provider delivered {pin} but the order does not show it: {:?}", self.row));
                 }
             }
