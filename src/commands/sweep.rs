@@ -25,11 +25,31 @@ const MAX_SWEEP_TIME: Duration = Duration::from_secs(240);
 struct SweepReport {
     #[serde(flatten)]
     work: WorkReport,
+    /// Lanes that failed (the others ran on): "routing" or the provider's name, and why.
+    lanes_failed: Vec<FailedLane>,
     safety_sweep: Option<lane::sweep::SafetySweep>,
     safety_sweep_ran_elsewhere: bool,
     webhooks: lane::webhooks::DeliveryReport,
     stuck: Vec<serde_json::Value>,
     elapsed_ms: u128,
+}
+
+#[derive(Debug, Serialize)]
+struct FailedLane {
+    lane: String,
+    error: String,
+    exit_code: i32,
+}
+
+/// The name a failed lane is reported by.
+fn lane_name(client: &mut postgres::Client, lane: i64) -> String {
+    if lane == 0 {
+        return "routing".to_string();
+    }
+    match client.query_opt("SELECT name FROM providers WHERE id = $1", &[&lane]) {
+        Ok(Some(r)) => r.get(0),
+        _ => format!("provider {lane}"),
+    }
 }
 
 pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
@@ -53,7 +73,13 @@ pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
     let due_by: chrono::DateTime<chrono::Utc> = client.query_one("SELECT now()", &[])?.get(0);
     let settings = lane::LaneSettings::new(&work, s, tenant_id, Some(due_by), Duration::from_millis(50));
     let providers = Providers::new(s.http, policy);
-    let total = lane::drain(&settings, &providers, started + MAX_SWEEP_TIME)?;
+    let drained = lane::drain(&settings, &providers, started + MAX_SWEEP_TIME)?;
+    let total = drained.work;
+    let lanes_failed: Vec<FailedLane> = drained
+        .failed
+        .iter()
+        .map(|f| FailedLane { lane: lane_name(&mut client, f.lane), error: f.error.message.clone(), exit_code: f.error.exit_code() })
+        .collect();
     // Deliveries due now, including the events the work above just wrote; each at most once in
     // this pass (a failed attempt is due again only later), within the pass's time.
     let webhooks_due_by: chrono::DateTime<chrono::Utc> = client.query_one("SELECT now()", &[])?.get(0);
@@ -74,6 +100,7 @@ pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
     let stuck = crate::commands::list::stuck_orders(&mut client, s.tenant.as_deref(), limits, 50)?;
     let report = SweepReport {
         work: total,
+        lanes_failed,
         safety_sweep_ran_elsewhere: safety.is_none(),
         safety_sweep: safety.map(|(r, _)| r),
         webhooks,
@@ -107,6 +134,13 @@ pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
             report.stuck.len(),
             report.elapsed_ms
         );
+        for f in &report.lanes_failed {
+            eprintln!("sweep: lane {} failed: {}", f.lane, f.error);
+        }
     }
-    Ok(())
+    // Every lane ran; the first failure decides the exit status.
+    match drained.failed.into_iter().next() {
+        Some(f) => Err(f.error),
+        None => Ok(()),
+    }
 }

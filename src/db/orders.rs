@@ -538,6 +538,7 @@ pub fn count_stuck(client: &mut impl GenericClient, tenant: Option<&str>, overdu
 /// The batch safety sweep's work: the oldest open orders sent between `max_age` and `min_age`
 /// ago are made due now (unless due sooner), even if their own schedule was lost. Returns the
 /// lane of each. Forwarded orders have no provider to ask: the sweep takes their upstream orders.
+/// An order whose check is in flight is not touched (its claim's lease decides when it is due).
 pub fn make_due_for_safety_sweep(
     client: &mut impl GenericClient,
     limit: i64,
@@ -555,6 +556,9 @@ pub fn make_due_for_safety_sweep(
                         AND ($4::bigint IS NULL OR tenant_id = $4)
                       ORDER BY sent_at LIMIT $1 FOR UPDATE SKIP LOCKED) c
               WHERE o.id = c.id AND (o.next_check_at IS NULL OR o.next_check_at > now())
+                -- A check in flight (claimed, its lease not run out) is left alone: making it due
+                -- again would have it checked twice at once.
+                AND NOT (o.claimed_at IS NOT NULL AND o.next_check_at > now())
               RETURNING o.lane",
             &[&limit, &(max_age.as_millis() as i64), &(min_age.as_millis() as i64), &tenant],
         )?

@@ -58,10 +58,36 @@ pub fn claim_for_provider(tx: &mut impl GenericClient, lp: &LaneProvider, rows: 
     claim_rows(tx, lp, rows, Vec::new(), timing)
 }
 
+impl super::isolate::Batch for Claimed {
+    fn merge(&mut self, other: Self) {
+        self.places.extend(other.places);
+        self.checks.extend(other.checks);
+        self.decided.extend(other.decided);
+    }
+    fn flagged(&mut self, w: Write) {
+        self.decided.push(w);
+    }
+}
+
 /// As `claim_for_provider`, with `checked`: rows `lock_and_claim_checks` already claimed (a
 /// check among them needs no claim of its own; any other decision is written under the
-/// lease that claim took).
+/// lease that claim took). An order whose claim fails is flagged; the rest are claimed.
 pub fn claim_rows(
+    tx: &mut impl GenericClient,
+    lp: &LaneProvider,
+    rows: Vec<DueRow>,
+    checked: Vec<DueRow>,
+    timing: Timing,
+) -> Result<Claimed> {
+    let claimed_ids: std::collections::HashSet<uuid::Uuid> = checked.iter().map(|r| r.id).collect();
+    let all: Vec<DueRow> = checked.into_iter().chain(rows).collect();
+    super::isolate::per_order(tx, all, &format!("claiming work for {}", lp.name), |sp, rows| {
+        let (checked, rows): (Vec<DueRow>, Vec<DueRow>) = rows.into_iter().partition(|r| claimed_ids.contains(&r.id));
+        claim_batch(sp, lp, rows, checked, timing)
+    })
+}
+
+fn claim_batch(
     tx: &mut impl GenericClient,
     lp: &LaneProvider,
     rows: Vec<DueRow>,

@@ -12,6 +12,7 @@
 //! What each answer means lives in `domain::lifecycle`; SQL lives in `db`.
 
 pub mod claim;
+pub mod isolate;
 mod one;
 pub mod place;
 mod providers;

@@ -39,8 +39,13 @@ impl Routings {
 
 /// Decide, for locked rows of the routing lane, and write it (in the caller's transaction).
 /// `operator`: an operator dispatches by hand (manual-mode packages are sent too), possibly to
-/// a provider of their choosing.
+/// a provider of their choosing. An order whose routing fails (a constraint, text the database
+/// refuses, routing that cannot be followed) is flagged with the reason; the others are routed.
 pub fn route_rows(tx: &mut impl GenericClient, rows: &[DueRow], operator: bool, chosen: Option<&Override>) -> Result<Vec<Write>> {
+    super::isolate::per_order(tx, rows.to_vec(), "routing", |sp, rows| route_batch(sp, &rows, operator, chosen))
+}
+
+fn route_batch(tx: &mut impl GenericClient, rows: &[DueRow], operator: bool, chosen: Option<&Override>) -> Result<Vec<Write>> {
     let mut routings = Routings::default();
     let mut writes = Vec::new();
     for row in rows {

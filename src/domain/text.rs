@@ -11,8 +11,9 @@
 
 /// Longest message, note or error text kept from a provider, in characters.
 pub const MESSAGE_MAX: usize = 500;
-/// Longest PIN kept from a provider, in characters.
-pub const PIN_MAX: usize = 200;
+/// A PIN (or the codes of a quantity) is the goods the buyer paid for: never cut, whatever its
+/// length. Only messages are shortened.
+pub const PIN_MAX: usize = usize::MAX;
 /// Longest catalogue name, id, price, balance or account kept from a provider, in characters.
 pub const NAME_MAX: usize = 200;
 /// What ends a text that was cut. Counts towards the maximum.

@@ -425,25 +425,48 @@ impl Outstanding {
     }
 }
 
+/// A lane a drain could not finish: the error that stopped it.
+#[derive(Debug, Clone)]
+pub struct LaneFailure {
+    /// "routing", or the provider's lane id.
+    pub lane: i64,
+    pub error: crate::error::Error,
+}
+
+/// What a drain did: the work of every lane, and the lanes that failed (the others ran on).
+#[derive(Debug, Default)]
+pub struct Drained {
+    pub work: WorkReport,
+    pub failed: Vec<LaneFailure>,
+}
+
 /// Run every lane until the work due is done (`orderctl sweep`): the routing lane first, then
 /// every provider's lane at once (a slow provider delays only its own orders), and again while
-/// one lane's results made work due in another (a fallback), until `deadline`.
+/// one lane's results made work due in another (a fallback), until `deadline`. A lane that
+/// fails is reported and not run again in this drain; every other lane still runs.
 pub fn drain(
     settings: &LaneSettings,
     providers: &crate::dispatch::Providers,
     deadline: Instant,
-) -> crate::error::Result<WorkReport> {
-    let mut total = WorkReport::default();
+) -> crate::error::Result<Drained> {
+    let mut out = Drained::default();
     let mut client = crate::db::connect(&settings.database_url)?;
+    let failed = |out: &Drained, lane: i64| out.failed.iter().any(|f| f.lane == lane);
     while Instant::now() < deadline {
         let wakers = Wakers::default();
-        let routing = LaneControl::new();
-        routing::run(settings.clone(), routing.clone(), wakers.clone());
-        total.add(&WorkReport::of(&routing.progress));
-        if let Some(e) = routing.failure() {
-            return Err(e);
+        if !failed(&out, 0) {
+            let routing = LaneControl::new();
+            routing::run(settings.clone(), routing.clone(), wakers.clone());
+            out.work.add(&WorkReport::of(&routing.progress));
+            if let Some(error) = routing.failure() {
+                log::error!("routing lane failed: {}; the provider lanes run on", error.message);
+                out.failed.push(LaneFailure { lane: 0, error });
+            }
         }
-        let lanes = crate::db::claims::lanes_with_work(&mut client, settings.tenant, settings.drain)?;
+        let lanes: Vec<i64> = crate::db::claims::lanes_with_work(&mut client, settings.tenant, settings.drain)?
+            .into_iter()
+            .filter(|l| !failed(&out, *l))
+            .collect();
         if lanes.is_empty() {
             break;
         }
@@ -475,14 +498,15 @@ pub fn drain(
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
-        for (_, c) in &controls {
-            total.add(&WorkReport::of(&c.progress));
-        }
-        if let Some(e) = controls.iter().find_map(|(_, c)| c.failure()) {
-            return Err(e);
+        for (id, c) in &controls {
+            out.work.add(&WorkReport::of(&c.progress));
+            if let Some(error) = c.failure() {
+                log::error!("provider lane {id} failed: {}; the other lanes ran on", error.message);
+                out.failed.push(LaneFailure { lane: *id, error });
+            }
         }
     }
-    Ok(total)
+    Ok(out)
 }
 
 /// Lanes running in the background of one process (the demo): the routing lane and one lane

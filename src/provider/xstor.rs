@@ -136,8 +136,15 @@ fn is_status(v: &Value, word: &str) -> bool {
 }
 
 /// A PIN field: a string, a number, or a list of them (several codes for a quantity above one).
+/// A PIN given as an object, or a list holding objects (a code with its serial), is kept as the
+/// provider's JSON text: goods are never turned into "no PIN".
 fn pin_text(v: Option<&Value>) -> Option<String> {
     let pin = match v? {
+        Value::Object(o) if o.is_empty() => return None,
+        v @ Value::Object(_) => v.to_string(),
+        Value::Array(items) if items.iter().any(|i| matches!(i, Value::Object(_) | Value::Array(_))) => {
+            Value::Array(items.clone()).to_string()
+        }
         Value::Array(items) => items
             .iter()
             .filter_map(|i| json_text(Some(i)))
