@@ -661,6 +661,13 @@ pub struct SimulateArgs {
     /// Refuse a placement whose reference an earlier call saw without recording it
     #[arg(long)]
     pub reject_replacements: bool,
+    /// Share of placements recorded only after --slow-record (the reply comes after that too;
+    /// until then the reference counts as seen without an order)
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub slow_record_share: f64,
+    /// How long a slowly recorded placement takes to be recorded
+    #[arg(long, default_value = "8s", value_name = "DURATION")]
+    pub slow_record: humantime::Duration,
     /// Text of every waiting status reply [default: Znet "İşlem bekleniyor", x-stor "Processing..."]
     #[arg(long, value_name = "TEXT")]
     pub waiting_note: Option<String>,

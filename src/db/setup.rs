@@ -194,7 +194,9 @@ fn write(tx: &mut Transaction, setup: &Setup) -> Result<ApplySummary> {
             s.users.record(change, named(&u.name));
         }
         for p in &t.providers {
-            s.providers.record(write_provider(tx, tenant_id, p)?, named(&p.name));
+            let change = write_provider(tx, tenant_id, p)?;
+            let change = write_reconcile_for(tx, tenant_id, p, change)?;
+            s.providers.record(change, named(&p.name));
         }
         for g in &t.code_groups {
             let (change, added) = write_code_group(tx, tenant_id, g)?;
@@ -314,6 +316,20 @@ fn post_ledger(tx: &mut Transaction, tenant_id: i64, user_id: i64, kind: &str, a
         &[&tenant_id, &user_id, &kind, &amount, &note],
     )?;
     Ok(())
+}
+
+/// A provider's reconcile window, written beside its other fields: an unchanged provider whose
+/// window changed is updated.
+fn write_reconcile_for(tx: &mut Transaction, tenant_id: i64, p: &ProviderSetup, change: Change) -> Result<Change> {
+    let ms = p.reconcile_for.as_millis().min(i64::MAX as u128) as i64;
+    let n = tx.execute(
+        "UPDATE providers SET reconcile_for_ms = $3 WHERE tenant_id = $1 AND name = $2 AND reconcile_for_ms <> $3",
+        &[&tenant_id, &p.name, &ms],
+    )?;
+    Ok(match change {
+        Change::Unchanged if n > 0 => Change::Updated,
+        other => other,
+    })
 }
 
 fn write_provider(tx: &mut Transaction, tenant_id: i64, p: &ProviderSetup) -> Result<Change> {

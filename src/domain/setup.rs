@@ -90,7 +90,15 @@ pub struct ProviderSetup {
     pub max_in_flight: i32,
     /// The provider's own check schedule (empty: the global one).
     pub schedule: ScheduleOverride,
+    /// How long after a placement of unknown outcome this provider may still record it
+    /// (`reconcile_for`; [`DEFAULT_RECONCILE_FOR`] when the file says nothing).
+    pub reconcile_for: Duration,
 }
+
+/// A provider's reconcile window when the setup file names none.
+pub const DEFAULT_RECONCILE_FOR: Duration = Duration::from_secs(600);
+/// The bounds `reconcile_for` must keep (the column's CHECK holds them too).
+const RECONCILE_FOR_BOUNDS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30 * 24 * 3600));
 
 impl fmt::Debug for ProviderSetup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -102,6 +110,7 @@ impl fmt::Debug for ProviderSetup {
             .field("enabled", &self.enabled)
             .field("max_in_flight", &self.max_in_flight)
             .field("schedule", &self.schedule)
+            .field("reconcile_for", &self.reconcile_for)
             .finish()
     }
 }
@@ -222,6 +231,8 @@ struct ProviderDoc {
     max_in_flight: Option<i64>,
     #[serde(default)]
     schedule: Option<Value>,
+    #[serde(default)]
+    reconcile_for: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -320,7 +331,8 @@ impl Element for UserDoc {
 }
 impl Element for ProviderDoc {
     const WHAT: &'static str = "a provider";
-    const FIELDS: &'static [&'static str] = &["name", "kind", "base_url", "credentials", "enabled", "max_in_flight", "schedule"];
+    const FIELDS: &'static [&'static str] =
+        &["name", "kind", "base_url", "credentials", "enabled", "max_in_flight", "schedule", "reconcile_for"];
 }
 impl Element for ScheduleDoc {
     const WHAT: &'static str = "a schedule";
@@ -855,6 +867,7 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
         None | Some(Value::Null) => ScheduleOverride::default(),
         Some(v) => validate_schedule(v, &at.field("schedule"), problems).unwrap_or_default(),
     };
+    let reconcile_for = validate_reconcile_for(p.reconcile_for.as_ref(), &at.field("reconcile_for"), problems);
     (problems.0.len() == before).then(|| ProviderSetup {
         name,
         kind: kind.expect("checked above"),
@@ -863,7 +876,31 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
         enabled: p.enabled,
         max_in_flight,
         schedule,
+        reconcile_for,
     })
+}
+
+/// A provider's `reconcile_for`: a duration string within bounds ("10m" by default).
+fn validate_reconcile_for(v: Option<&Value>, at: &Place, problems: &mut Problems) -> Duration {
+    let (low, high) = RECONCILE_FOR_BOUNDS;
+    let d = match v {
+        None | Some(Value::Null) => return DEFAULT_RECONCILE_FOR,
+        Some(Value::String(s)) => match s.trim().parse::<humantime::Duration>() {
+            Ok(d) => Duration::from(d),
+            Err(e) => {
+                problems.add(at, format!("reconcile_for '{s}' is not a duration ({e}); write it like \"10m\""));
+                return DEFAULT_RECONCILE_FOR;
+            }
+        },
+        Some(other) => {
+            problems.add(at, format!("reconcile_for is {other}; write a duration as a string like \"10m\""));
+            return DEFAULT_RECONCILE_FOR;
+        }
+    };
+    if d < low || d > high {
+        problems.add(at, format!("reconcile_for is {}; it must be between 1s and 30 days", humantime::format_duration(d)));
+    }
+    d
 }
 
 /// A provider's `schedule`: durations as strings ("5s", "2m", "6h"), `max_checks` a number,
@@ -1110,6 +1147,10 @@ fn validate_package(name: String, p: PackageDoc, at: &Place, refs: &References, 
                     format!("mappings.{provider}.{field} is missing or empty; {kind} mappings need {}", needed.join(" and ")),
                 );
             }
+        }
+        // The product delivers PINs: an approval without one is flagged, never approved.
+        if fields.get("delivers_pin").is_some_and(|v| !v.is_boolean()) {
+            problems.add(&mat.field("delivers_pin"), format!("mappings.{provider}.delivers_pin must be true or false"));
         }
         mappings.insert(provider.clone(), params.clone());
     }

@@ -44,6 +44,10 @@
 //!   any refusal) leaves its reference "seen"; with this on, a later placement of a seen reference
 //!   is refused definitely (Znet `8|Bağlantı hatası veya yetersiz bakiye`, x-stor ERROR
 //!   "Duplicate order_uuid"): a provider that will not take a re-placement.
+//! - **`slow_record_share`** / **`slow_record`**: that share of placements is recorded only after
+//!   `slow_record` (the call is answered then too); meanwhile a status check does not find the
+//!   reference, and its reference counts as seen without an order (for `reject_replacements`): a
+//!   dealer site that hangs, then commits.
 //! - **`waiting_note`**: the text of every waiting reply (Znet message field, x-stor `note`), e.g.
 //!   with a NUL byte or ANSI escapes to test what an adapter lets through.
 //! - **Everything else** (`/`, unknown paths) is an HTML web page with status 200, like a dealer
@@ -86,6 +90,9 @@ pub struct SimSettings {
     pub reject_share: f64,
     /// Refuse a placement whose reference was seen before in a call that recorded nothing.
     pub reject_replacements: bool,
+    /// Share of placements the provider records only after `slow_record` (and answers then).
+    pub slow_record_share: f64,
+    pub slow_record: Duration,
     /// The text of every waiting status reply; `None`: the documented defaults.
     pub waiting_note: Option<String>,
     /// Accepted Znet logins as `KOD:SIFRE`; empty accepts any non-empty pair.
@@ -110,6 +117,8 @@ impl Default for SimSettings {
             latency: Duration::ZERO,
             reject_share: 0.0,
             reject_replacements: false,
+            slow_record_share: 0.0,
+            slow_record: Duration::from_secs(8),
             waiting_note: None,
             znet_logins: vec![],
             xstor_tokens: vec![],
@@ -133,6 +142,8 @@ impl From<&SimulateArgs> for SimSettings {
             latency: a.latency.into(),
             reject_share: a.reject_share,
             reject_replacements: a.reject_replacements,
+            slow_record_share: a.slow_record_share,
+            slow_record: a.slow_record.into(),
             waiting_note: a.waiting_note.clone(),
             znet_logins: a.znet_logins.clone(),
             xstor_tokens: a.xstor_tokens.clone(),
@@ -156,6 +167,8 @@ impl SimSettings {
             latency: self.latency,
             reject_share: self.reject_share,
             reject_replacements: self.reject_replacements,
+            slow_record_share: self.slow_record_share,
+            slow_record: self.slow_record,
             waiting_note: self.waiting_note.clone(),
         }
     }
@@ -175,6 +188,8 @@ pub(crate) struct Dynamic {
     latency: Duration,
     reject_share: f64,
     reject_replacements: bool,
+    slow_record_share: f64,
+    slow_record: Duration,
     waiting_note: Option<String>,
 }
 
@@ -187,6 +202,7 @@ impl Dynamic {
             ("empty_share", self.empty_share),
             ("hang_share", self.hang_share),
             ("reject_share", self.reject_share),
+            ("slow_record_share", self.slow_record_share),
         ];
         for (name, v) in shares {
             if !(0.0..=1.0).contains(&v) {
@@ -207,6 +223,7 @@ impl Dynamic {
             "error_share": self.error_share, "garbage_share": self.garbage_share, "empty_share": self.empty_share,
             "hang_share": self.hang_share, "hang": d(self.hang), "latency": d(self.latency),
             "reject_share": self.reject_share, "reject_replacements": self.reject_replacements,
+            "slow_record_share": self.slow_record_share, "slow_record": d(self.slow_record),
             "waiting_note": self.waiting_note,
         })
     }
@@ -230,6 +247,8 @@ impl Dynamic {
                 "complete_after" => self.complete_after = duration()?,
                 "jitter" => self.jitter = duration()?,
                 "hang" => self.hang = duration()?,
+                "slow_record" => self.slow_record = duration()?,
+                "slow_record_share" => self.slow_record_share = share()?,
                 "latency" => self.latency = duration()?,
                 "cancel_share" => self.cancel_share = share()?,
                 "error_share" => self.error_share = share()?,
@@ -493,6 +512,15 @@ fn protocol(shared: &Shared, rng: &mut Rng, call: Call, query: &str, token: Opti
         _ => {}
     }
     let draw = Draw { reject: placement && d.reject_share > 0.0 && rng.unit() < d.reject_share };
+    // A dealer site that holds the call and records the order late: until then the reference
+    // is seen without an order (a re-placement meanwhile meets `reject_replacements`).
+    if placement && d.slow_record_share > 0.0 && rng.unit() < d.slow_record_share {
+        seen(false);
+        shared.stopper.sleep(d.slow_record);
+        if let Some((proto, reference)) = placement_reference(&call, &pairs) {
+            shared.store.forget_seen(proto, &reference);
+        }
+    }
     let (reply, recorded) = answer(shared, &d, draw, &call, &pairs, token);
     seen(recorded);
     match fault {

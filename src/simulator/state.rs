@@ -223,6 +223,12 @@ impl Store {
         }
     }
 
+    /// A slowly recorded placement is about to be recorded: its reference is no longer "seen
+    /// without an order".
+    pub fn forget_seen(&self, proto: Proto, reference: &str) {
+        self.lock().seen(proto).remove(reference);
+    }
+
     /// Whether an earlier placement call with this reference recorded nothing.
     pub fn was_seen_unrecorded(&self, proto: Proto, reference: &str) -> bool {
         self.lock().seen(proto).contains(reference)
