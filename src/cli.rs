@@ -299,6 +299,8 @@ pub struct CreateArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "An order flagged may_be_held (a re-placement was refused while the first placement may still \
+be held by its provider) is never dispatched elsewhere: `dispatch` exits 8; ask the provider, then approve or reject it.")]
 pub struct DispatchArgs {
     /// Order uuid or order number
     pub order: String,
@@ -315,7 +317,11 @@ pub struct DispatchArgs {
 pub const FORCE_HELP: &str = "While a provider holds an order (a placement was sent and not refused), approving or \
 rejecting it is refused (exit 5): the provider may still deliver, so the buyer could get it twice or be refunded for \
 what they then receive. With --force the decision is made anyway and the order keeps being watched; a late delivery \
-is stored (late PIN) and flagged for `orderctl settle`.";
+is stored (late PIN) and flagged for `orderctl settle`.
+
+Repeating a decision is safe: the same command with the same arguments on an order it already decided exits 0 \
+(\"already done\", nothing changes), with or without --force. Another decision on a decided order (another PIN, \
+another reason, a reject of an approved order) exits 5 and says what stands.";
 
 #[derive(Debug, Args)]
 #[command(after_help = FORCE_HELP)]
@@ -345,6 +351,7 @@ pub struct RejectArgs {
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("how").required(true).args(["recharge", "write_off"])))]
+#[command(after_help = "A settlement is made once: the same settlement again exits 0 (already done), the other one exits 5.")]
 pub struct SettleArgs {
     /// Order uuid or order number
     pub order: String,
@@ -454,6 +461,8 @@ pub struct WebhookArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Every lane runs even when one fails (the routing lane, each provider's lane): the report names \
+the failed lanes (`lanes_failed`), and the exit status is the first failed lane's.")]
 pub struct SweepArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,

@@ -90,13 +90,17 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
     }
     println!("diagnosis: {}", summary["diagnosis"]["sentence"].as_str().unwrap_or(""));
     if !placements.is_empty() {
-        let mut t = output::table(&["placed at", "provider", "reference", "outcome", "message"]);
+        let mut t = output::table(&["placed at", "provider", "reference", "attempt", "outcome", "message"]);
         for p in &placements {
             t.add_row(vec![
                 p.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 p.provider.clone(),
                 p.referans.clone(),
-                p.outcome.clone(),
+                p.attempt.to_string(),
+                match &p.reconciled {
+                    Some(r) => format!("{} (reconciled: {r})", p.outcome),
+                    None => p.outcome.clone(),
+                },
                 p.message.clone().unwrap_or_default(),
             ]);
         }

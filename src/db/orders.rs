@@ -384,7 +384,11 @@ pub struct Placement {
     pub provider_id: i64,
     pub provider: String,
     pub referans: String,
+    /// The attempt with this reference (a re-placement is the next one; each keeps its outcome).
+    pub attempt: i32,
     pub outcome: String,
+    /// What a later status check found about an attempt whose outcome was unknown.
+    pub reconciled: Option<String>,
     pub message: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -396,7 +400,7 @@ pub fn placements_of(client: &mut impl GenericClient, ids: &[Uuid]) -> Result<st
         return Ok(out);
     }
     for r in client.query(
-        "SELECT p.order_id, p.provider_id, pr.name, p.referans, p.outcome, p.message, p.created_at
+        "SELECT p.order_id, p.provider_id, pr.name, p.referans, p.outcome, p.message, p.created_at, p.attempt, p.reconciled
            FROM placements p JOIN providers pr ON pr.id = p.provider_id
           WHERE p.order_id = ANY($1) ORDER BY p.id",
         &[&ids],
@@ -405,7 +409,9 @@ pub fn placements_of(client: &mut impl GenericClient, ids: &[Uuid]) -> Result<st
             provider_id: r.get(1),
             provider: r.get(2),
             referans: r.get(3),
+            attempt: r.get(7),
             outcome: r.get(4),
+            reconciled: r.get(8),
             message: r.get(5),
             created_at: r.get(6),
         });

@@ -2,8 +2,8 @@
 //! when it fails with an error that one order's values or configuration may cause, it runs again
 //! one order at a time, each behind its own savepoint. Every order whose own run fails is
 //! flagged (`write_refused`, with the reason `inspect` and `list --stuck` show); the rest of the
-//! batch goes on. Errors of the database itself (a lost connection, a deadlock, a cancelled
-//! statement, a missing schema) still fail the batch: retrying it later is right for every order.
+//! batch goes on. Errors of the database itself ([`concerns_one_order`] is false) still fail the
+//! batch: retrying it later is right for every order.
 
 use crate::db::claims::DueRow;
 use crate::db::transitions::{self, refused_write, Write};
@@ -26,14 +26,16 @@ impl Batch for Vec<Write> {
     }
 }
 
-/// True when the error may be one order's (a value the database refuses, a constraint, routing
-/// that cannot be followed), false when it is the database's (retry the whole batch later).
+/// True when the error may be one order's: a value the database cannot store (class 22), a
+/// constraint it violates (class 23), or a problem orderctl itself found with it (routing that
+/// cannot be followed: no SQLSTATE). Anything else the database says (a lost connection, a
+/// deadlock, a cancelled statement, a missing schema, a trigger refusing all work) is the
+/// database's: the whole batch is retried later.
 pub fn concerns_one_order(e: &Error) -> bool {
-    if e.kind == ErrorKind::DatabaseUnavailable {
-        return false;
+    match e.sqlstate.as_deref() {
+        Some(code) => code.starts_with("22") || code.starts_with("23"),
+        None => !matches!(e.kind, ErrorKind::DatabaseUnavailable),
     }
-    let systemic = ["08", "25", "40", "42", "53", "54", "55", "57", "58", "XX"];
-    !e.sqlstate.as_deref().is_some_and(|c| systemic.iter().any(|p| c.starts_with(p)))
 }
 
 /// Run `run` over `rows` as one batch, or order by order when the batch fails because of one.

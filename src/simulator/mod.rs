@@ -514,7 +514,11 @@ fn protocol(shared: &Shared, rng: &mut Rng, call: Call, query: &str, token: Opti
     let draw = Draw { reject: placement && d.reject_share > 0.0 && rng.unit() < d.reject_share };
     // A dealer site that holds the call and records the order late: until then the reference
     // is seen without an order (a re-placement meanwhile meets `reject_replacements`).
-    if placement && d.slow_record_share > 0.0 && rng.unit() < d.slow_record_share {
+    // A re-placement of a reference seen without an order is answered at once (its refusal,
+    // under `reject_replacements`): the dealer checks the reference before anything slow.
+    let refused_at_once = d.reject_replacements
+        && placement_reference(&call, &pairs).is_some_and(|(proto, r)| shared.store.was_seen_unrecorded(proto, &r));
+    if placement && !refused_at_once && d.slow_record_share > 0.0 && rng.unit() < d.slow_record_share {
         seen(false);
         shared.stopper.sleep(d.slow_record);
         if let Some((proto, reference)) = placement_reference(&call, &pairs) {

@@ -26,7 +26,7 @@ pub fn forwarding_setup(sim_url: &str) -> Value {
     ] {
         packages.push(json!({"name": name, "product": "PUBG Mobile", "price": "1.10", "routing": routing}));
     }
-    let znet = |name: &str, enabled: bool| json!({"name": name, "kind": "znet", "base_url": sim_url, "credentials": {"kod": "bayi-w", "sifre": "s3cret-w"}, "enabled": enabled});
+    let znet = |name: &str, enabled: bool| json!({"name": name, "kind": "znet", "base_url": sim_url, "credentials": {"kod": "bayi-w", "sifre": "s3cret-w"}, "enabled": enabled, "reconcile_for": SIM_RECONCILE_FOR});
     let mapped = |name: &str, price: &str, provider: &str| {
         json!({"name": name, "product": "PUBG Mobile", "price": price,
                "routing": {"mode": "auto", "provider_type": "external", "primary": provider},

@@ -18,3 +18,8 @@ mod routing;
 mod schedules;
 mod setup;
 mod webhooks;
+mod decisions;
+mod goods;
+mod isolation;
+mod reconcile;
+mod shapes;

@@ -305,11 +305,13 @@ fn an_ambiguous_placement_is_reconciled_both_ways() {
 
     // 500: the provider never took it. Reconciliation finds nothing and places it again, same reference.
     sim.configure(json!({"error_share": 1.0}));
+    // x-stor's reconcile window: 2 s (the default is 10 minutes).
+    db.client().execute("UPDATE providers SET reconcile_for_ms = 2000 WHERE name = 'xstor'", &[]).unwrap();
     let o2 = create(&db, "freefire-100", &[]);
     assert_eq!(o2["awaiting_reconciliation"], true);
     sim.configure(json!({"error_share": 0.0}));
-    // "Not found" counts only once the lost call is surely over (its timeout has passed); until
-    // then it is no news, and poll --wait keeps asking.
+    // "Not found" counts only once the provider's reconcile window has passed since the
+    // placement; until then it is no news, and poll --wait keeps asking.
     db.cmd()
         .args(["--request-timeout", "300ms", "poll", &o2["number"].to_string(), "--wait", "--timeout", "20s"])
         .args(["--first-check", "0s", "--backoff-base", "100ms", "--backoff-max", "200ms"])
@@ -369,11 +371,14 @@ fn reject_refunds_exactly_once_and_finished_orders_never_flip() {
     assert_eq!(balance(&db), "998.00");
     let n = o["number"].to_string();
     db.cmd().args(["reject", &n, "--reason", "player id does not exist"]).run().ok();
-    db.cmd().args(["reject", &n, "--reason", "again"]).run().ok();
+    // The same command again is already done; another reason is a conflict that says what stands.
+    db.cmd().args(["reject", &n, "--reason", "player id does not exist"]).run().ok();
+    let other = db.cmd().args(["reject", &n, "--reason", "again"]).run().code(5);
+    assert!(other.stderr.contains("player id does not exist"), "{}", other.stderr);
     assert_eq!(balance(&db), "1000.00");
     assert_eq!(db.query_i64("SELECT count(*) FROM ledger WHERE kind = 'refund'"), 1);
     let out = db.cmd().args(["approve", &n, "--pin", "X"]).run().code(5);
-    assert!(out.stderr.contains("already rejected"), "{}", out.stderr);
+    assert!(out.stderr.contains("stands rejected"), "{}", out.stderr);
     let i = inspect(&db, &n);
     assert_eq!(i["status"], "rejected");
     assert_eq!(i["refunded"], "2.00");

@@ -310,6 +310,11 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// The reconcile window of providers on the simulator, which records a placement before it
+/// answers (unless told to record late): "not found" 2 s after a placement means it never
+/// arrived. Real dealer sites get the default (10 minutes) or more.
+pub const SIM_RECONCILE_FOR: &str = "2s";
+
 /// The standard setup for tests: one tenant, a buyer, both provider kinds on the simulator,
 /// code stock and a manual package.
 pub fn standard_setup(sim_url: &str) -> serde_json::Value {
@@ -318,8 +323,10 @@ pub fn standard_setup(sim_url: &str) -> serde_json::Value {
         "name": "alsham",
         "users": [{"name": "halil", "email": "halil@example.com", "balance": "1000.00", "overdraft_limit": "0"}],
         "providers": [
-          {"name": "znet-main", "kind": "znet", "base_url": sim_url, "credentials": {"kod": "bayi1", "sifre": "s3cret-znet"}},
-          {"name": "xstor", "kind": "xstor", "base_url": sim_url, "credentials": {"api_token": "tok-secret-123"}, "enabled": true}
+          {"name": "znet-main", "kind": "znet", "base_url": sim_url, "credentials": {"kod": "bayi1", "sifre": "s3cret-znet"},
+           "reconcile_for": SIM_RECONCILE_FOR},
+          {"name": "xstor", "kind": "xstor", "base_url": sim_url, "credentials": {"api_token": "tok-secret-123"}, "enabled": true,
+           "reconcile_for": SIM_RECONCILE_FOR}
         ],
         "code_groups": [{"name": "itunes-10", "codes": ["AAAA-1111", "BBBB-2222", "CCCC-3333"]}],
         "packages": [

@@ -13,7 +13,8 @@ fn with_wrong_base_url(sim: &Sim, base_url: &str) -> serde_json::Value {
     let mut s = standard_setup(&sim.base_url);
     let t = &mut s["tenants"][0];
     t["providers"].as_array_mut().unwrap().push(json!(
-        {"name": "znet-site", "kind": "znet", "base_url": base_url, "credentials": {"kod": "bayi1", "sifre": "s3cret-znet"}}
+        {"name": "znet-site", "kind": "znet", "base_url": base_url, "credentials": {"kod": "bayi1", "sifre": "s3cret-znet"},
+         "reconcile_for": SIM_RECONCILE_FOR}
     ));
     t["packages"].as_array_mut().unwrap().push(json!(
         {"name": "pubg-325", "product": "PUBG Mobile", "price": "5.00",
