@@ -78,7 +78,11 @@ pub fn run(s: &Settings, a: &SweepArgs) -> Result<()> {
     let lanes_failed: Vec<FailedLane> = drained
         .failed
         .iter()
-        .map(|f| FailedLane { lane: lane_name(&mut client, f.lane), error: f.error.message.clone(), exit_code: f.error.exit_code() })
+        .map(|f| FailedLane {
+            lane: lane_name(&mut client, f.lane),
+            error: f.error.message.clone(),
+            exit_code: f.error.exit_code(),
+        })
         .collect();
     // Deliveries due now, including the events the work above just wrote; each at most once in
     // this pass (a failed attempt is due again only later), within the pass's time.

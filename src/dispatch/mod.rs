@@ -86,5 +86,4 @@ impl Timing {
     pub fn one_order(http: &crate::provider::HttpSettings) -> Timing {
         Timing { lease: http.request_timeout * 3, request_timeout: http.request_timeout }
     }
-
 }

@@ -115,9 +115,7 @@ impl Writer {
         for d in batch {
             match d {
                 Done::Placed(lp, p) => writes.push(record::placed(c, lp, p)?),
-                Done::Checked(lp, cs) => {
-                    writes.extend(cs.iter().map(|x| record::checked(lp, x, rand::random())))
-                }
+                Done::Checked(lp, cs) => writes.extend(cs.iter().map(|x| record::checked(lp, x, rand::random()))),
             }
         }
         let mut written = 0;

@@ -37,10 +37,12 @@ fn approve_with_another_pin_is_a_conflict_and_the_same_pin_is_already_done() {
 
     let m = create(&db, "jawaker", &[])["number"].to_string();
     let codes: Vec<i32> = std::thread::scope(|s| {
-        let runs: Vec<_> = (0..10).map(|i| {
-            let (db, m) = (&db, &m);
-            s.spawn(move || approve(db, m, &format!("PIN-{i}")).code)
-        }).collect();
+        let runs: Vec<_> = (0..10)
+            .map(|i| {
+                let (db, m) = (&db, &m);
+                s.spawn(move || approve(db, m, &format!("PIN-{i}")).code)
+            })
+            .collect();
         runs.into_iter().map(|r| r.join().unwrap()).collect()
     });
     assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "one PIN wins: {codes:?}");

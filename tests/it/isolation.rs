@@ -16,17 +16,16 @@ fn a_three_tenant_chain_leaks_no_note_downstream() {
     // The last tenant of the chain processes by hand; the first one has a webhook.
     doc["tenants"][2]["packages"][0]["routing"] = json!({"mode": "manual", "provider_type": "manual"});
     doc["tenants"][2]["packages"][0].as_object_mut().unwrap().remove("mappings");
-    doc["tenants"][0]["webhooks"] = json!([{"url": "http://127.0.0.1:9/hook", "secret": "hook-secret", "events": ["order.rejected"]}]);
+    doc["tenants"][0]["webhooks"] =
+        json!([{"url": "http://127.0.0.1:9/hook", "secret": "hook-secret", "events": ["order.rejected"]}]);
     let db = TestDb::new();
     db.apply(&doc);
     let a = db.cmd().args(CREATE_AS_HALIL).args(["--package", "pubg-chain-fwd", "--player", "5550001"]).run().ok().json();
     let n = a["number"].to_string();
     // The middle tenant's order is forwarded on by the routing lane.
     db.cmd().args(["sweep"]).run().ok();
-    let last = db.query_i64(
-        "SELECT o.number FROM orders o JOIN tenants t ON t.id = o.tenant_id WHERE t.name = 'supplier'",
-    )
-    .to_string();
+    let last =
+        db.query_i64("SELECT o.number FROM orders o JOIN tenants t ON t.id = o.tenant_id WHERE t.name = 'supplier'").to_string();
     db.cmd().args(["--tenant", "supplier", "reject", &last, "--reason", NOTE]).run().ok();
     let alpha = db.cmd().args(["--tenant", "alsham", "--output", "json", "inspect", &n]).run().ok();
     let doc = alpha.json();
@@ -36,18 +35,15 @@ fn a_three_tenant_chain_leaks_no_note_downstream() {
         assert!(!shown.contains(private), "alpha sees {private:?}:\n{shown}");
     }
     assert!(doc["last_message"].as_str().unwrap().contains("rejected_upstream"), "a neutral reason code: {doc}");
-    let middle = inspect(&db, &db.query_i64(
-        "SELECT o.number FROM orders o JOIN tenants t ON t.id = o.tenant_id WHERE t.name = 'wholesale'",
-    ).to_string());
+    let middle = inspect(
+        &db,
+        &db.query_i64("SELECT o.number FROM orders o JOIN tenants t ON t.id = o.tenant_id WHERE t.name = 'wholesale'")
+            .to_string(),
+    );
     assert!(!middle.to_string().contains("SupplierCo"), "{middle}");
     assert!(middle["last_message"].as_str().unwrap().contains("rejected_by_operator"), "{middle}");
-    let bodies: Vec<String> = db
-        .client()
-        .query("SELECT body FROM webhook_deliveries", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let bodies: Vec<String> =
+        db.client().query("SELECT body FROM webhook_deliveries", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(bodies.len(), 1, "alpha's rejection notice");
     for private in ["SupplierCo", "0.40", "rejected by an operator"] {
         assert!(!bodies[0].contains(private), "the webhook body shows {private:?}: {}", bodies[0]);

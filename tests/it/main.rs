@@ -3,8 +3,11 @@
 mod support;
 
 mod cli;
+mod decisions;
 mod fidelity;
 mod forwarding;
+mod goods;
+mod isolation;
 mod lanes;
 mod lifecycle;
 mod metrics;
@@ -13,13 +16,10 @@ mod monitor;
 mod operator;
 mod orders;
 mod providers;
+mod reconcile;
 mod reliability;
 mod routing;
 mod schedules;
 mod setup;
-mod webhooks;
-mod decisions;
-mod goods;
-mod isolation;
-mod reconcile;
 mod shapes;
+mod webhooks;

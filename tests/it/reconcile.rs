@@ -45,7 +45,8 @@ fn providers_placed_at(db: &TestDb) -> i64 {
 /// order, and the order ends approved by Znet.
 #[test]
 fn a_late_recording_provider_is_never_joined_by_the_fallback_daemon_alone() {
-    let sim = Sim::start(&["--complete-after", "500ms", "--slow-record-share", "1", "--slow-record", "3s", "--reject-replacements"]);
+    let sim =
+        Sim::start(&["--complete-after", "500ms", "--slow-record-share", "1", "--slow-record", "3s", "--reject-replacements"]);
     let db = setup_with_window(&sim, None);
     let log = DaemonLog::new();
     let d = daemon(&db.url, log.path(), &[]);
@@ -57,8 +58,10 @@ fn a_late_recording_provider_is_never_joined_by_the_fallback_daemon_alone() {
     assert_eq!(sim.stats()["placement_calls"], 1, "placed once");
     assert_eq!(providers_placed_at(&db), 1);
     // The unknown outcome stays recorded; what the check found is kept beside it.
-    let (outcome, reconciled): (String, Option<String>) =
-        { let r = db.client().query_one("SELECT outcome, reconciled FROM placements", &[]).unwrap(); (r.get(0), r.get(1)) };
+    let (outcome, reconciled): (String, Option<String>) = {
+        let r = db.client().query_one("SELECT outcome, reconciled FROM placements", &[]).unwrap();
+        (r.get(0), r.get(1))
+    };
     assert_eq!((outcome.as_str(), reconciled.as_deref()), ("ambiguous", Some("found")));
     assert_money_conserved(&db);
 }
@@ -68,7 +71,8 @@ fn a_late_recording_provider_is_never_joined_by_the_fallback_daemon_alone() {
 /// request timeouts): it never places again, and the fallback never gets the order.
 #[test]
 fn a_late_recording_provider_is_never_joined_by_the_fallback_with_poll_beside_the_daemon() {
-    let sim = Sim::start(&["--complete-after", "500ms", "--slow-record-share", "1", "--slow-record", "4s", "--reject-replacements"]);
+    let sim =
+        Sim::start(&["--complete-after", "500ms", "--slow-record-share", "1", "--slow-record", "4s", "--reject-replacements"]);
     let db = setup_with_window(&sim, None);
     let log = DaemonLog::new();
     let d = daemon(&db.url, log.path(), &[]);
@@ -127,4 +131,34 @@ fn a_refused_re_placement_flags_may_be_held_and_goes_nowhere_else() {
     let out = db.cmd().args(["dispatch", &n]).run().code(8);
     assert!(out.stderr.contains("may be held"), "{}", out.stderr);
     assert_eq!(recorded_by(&sim).1, 0, "x-stor never got it");
+}
+
+/// The safety sweep never re-opens an order whose check is in flight ("Why" bullet 8): a
+/// claimed check (its lease an hour ahead) of an order sent 10 minutes ago stays claimed through
+/// a sweep, and the provider is not asked about it; the same order unclaimed is checked.
+#[test]
+fn the_safety_sweep_leaves_a_check_in_flight_alone() {
+    let sim = Sim::start(&["--complete-after", "1h"]);
+    let db = setup_with_window(&sim, None);
+    let n = crate::orders::create(&db, "freefire-100", &["--first-check", "1h"])["number"].to_string();
+    assert_eq!(inspect(&db, &n)["external_status"], "sent");
+    // Another worker's check of it is in flight: claimed now, its lease an hour ahead.
+    db.client()
+        .execute(
+            "UPDATE orders SET sent_at = now() - interval '10 minutes', claimed_at = now(),
+                               next_check_at = now() + interval '1 hour', lease = lease + 1",
+            &[],
+        )
+        .unwrap();
+    let before = sim.stats()["status_calls"].as_u64().unwrap();
+    let report = db.cmd().args(["--output", "json", "sweep"]).run().ok().json();
+    assert_eq!(report["safety_sweep"]["made_due"], 0, "{report}");
+    assert_eq!(sim.stats()["status_calls"].as_u64().unwrap(), before, "not checked a second time");
+    assert_eq!(db.query_i64("SELECT count(*) FROM orders WHERE next_check_at > now() + interval '50 minutes'"), 1);
+    // Without a claim in force (its own schedule simply far away), the safety sweep takes it.
+    db.client().execute("UPDATE orders SET claimed_at = NULL", &[]).unwrap();
+    db.client().execute("DELETE FROM periodic_runs", &[]).unwrap();
+    let report = db.cmd().args(["--output", "json", "sweep"]).run().ok().json();
+    assert_eq!(report["safety_sweep"]["made_due"], 1, "{report}");
+    assert!(sim.stats()["status_calls"].as_u64().unwrap() > before);
 }

@@ -61,19 +61,7 @@ fn cases() -> u32 {
 }
 
 fn insert(db: &TestDb, s: &Shape) {
-    db.client()
-        .execute(
-            "WITH b AS (SELECT u.id, u.tenant_id FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.name = 'alsham' AND u.name = 'halil'),
-                  o AS (INSERT INTO orders (id, tenant_id, user_id, package_id, quantity, user_identifier, price)
-                        SELECT gen_random_uuid(), b.tenant_id, b.id, p.id, $2::int, $3, p.price * $2::int
-                          FROM b JOIN packages p ON p.tenant_id = b.tenant_id AND p.name = $1
-                        RETURNING id, tenant_id, user_id, price),
-                  c AS (INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount)
-                        SELECT tenant_id, user_id, id, 'charge', -price FROM o RETURNING user_id, amount)
-             UPDATE users u SET balance = u.balance + c.amount FROM c WHERE u.id = c.user_id",
-            &[&s.package, &s.quantity, &s.player],
-        )
-        .unwrap();
+    insert_order_of(db, "alsham", s.package, s.quantity, &s.player)
 }
 
 /// Orders at rest in none of the allowed places, as sentences.

@@ -364,6 +364,24 @@ pub fn insert_orders_in(db: &TestDb, tenant: &str, package: &str, n: i64) {
         .unwrap();
 }
 
+/// Insert one order of `quantity` for user halil of `tenant` by SQL (the shop's web app),
+/// charged its price × quantity through the ledger.
+pub fn insert_order_of(db: &TestDb, tenant: &str, package: &str, quantity: i32, player: &str) {
+    db.client()
+        .execute(
+            "WITH b AS (SELECT u.id, u.tenant_id FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.name = $1 AND u.name = 'halil'),
+                  o AS (INSERT INTO orders (id, tenant_id, user_id, package_id, quantity, user_identifier, price)
+                        SELECT gen_random_uuid(), b.tenant_id, b.id, p.id, $3::int, $4, p.price * $3::int
+                          FROM b JOIN packages p ON p.tenant_id = b.tenant_id AND p.name = $2
+                        RETURNING id, tenant_id, user_id, price),
+                  c AS (INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount)
+                        SELECT tenant_id, user_id, id, 'charge', -price FROM o RETURNING user_id, amount)
+             UPDATE users u SET balance = u.balance + c.amount FROM c WHERE u.id = c.user_id",
+            &[&tenant, &package, &quantity, &player],
+        )
+        .unwrap();
+}
+
 /// `insert_orders_in` for the standard setup's tenant.
 pub fn insert_orders(db: &TestDb, package: &str, n: i64) {
     insert_orders_in(db, "alsham", package, n)

@@ -103,12 +103,10 @@ fn decided_before(f: &Facts, action: &OperatorAction) -> Option<Refusal> {
         } else {
             refuse(format!("{stands}; this PIN was not stored"), hint)
         }),
-        OperatorAction::Reject { reason, .. } if f.status == OrderStatus::Rejected => {
-            Some(match f.operator_reason.as_deref() {
-                Some(r) if r != *reason => refuse(format!("{stands}; this reason was not stored"), hint),
-                _ => already(format!("order {n} is already rejected; nothing changed")),
-            })
-        }
+        OperatorAction::Reject { reason, .. } if f.status == OrderStatus::Rejected => Some(match f.operator_reason.as_deref() {
+            Some(r) if r != *reason => refuse(format!("{stands}; this reason was not stored"), hint),
+            _ => already(format!("order {n} is already rejected; nothing changed")),
+        }),
         OperatorAction::Approve { .. } | OperatorAction::Reject { .. } => Some(refuse(
             format!("{stands}; it cannot be {}", if f.status == OrderStatus::Approved { "rejected" } else { "approved" }),
             match f.status {

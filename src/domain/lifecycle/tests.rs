@@ -740,7 +740,8 @@ mod model {
                     let lease = self.lease;
                     // Every attempt is its own placement row; an earlier one that may have reached
                     // the provider makes a refusal of this one prove nothing.
-                    let resent = self.placements.iter().any(|(pp, rr, w)| *pp == provider && *rr == reference && *w != "not_sent");
+                    let resent =
+                        self.placements.iter().any(|(pp, rr, w)| *pp == provider && *rr == reference && *w != "not_sent");
                     self.placements.push((provider, reference.clone(), "in_flight"));
                     // The call.
                     self.calls += 1;
@@ -762,7 +763,10 @@ mod model {
                             PlacementOutcome::Accepted { external_order_id: None, message: String::new(), early: None }
                         }
                         Placement::AcceptFinishedAtOnce => {
-                            self.held.insert(key, Held { arrived: self.now, beyond_window: false, approved: true, final_at: self.now });
+                            self.held.insert(
+                                key,
+                                Held { arrived: self.now, beyond_window: false, approved: true, final_at: self.now },
+                            );
                             PlacementOutcome::Accepted {
                                 external_order_id: None,
                                 message: String::new(),
@@ -821,8 +825,8 @@ mod model {
                 let t = match pending {
                     Pending::Placed { facts, outcome, provider, resent } => {
                         // What `record::placed` does: no fallback for a re-placement's refusal.
-                        let fallback = (provider == PRIMARY && !resent)
-                            .then(|| Fallback { provider_id: FALLBACK, name: "fallback".into() });
+                        let fallback =
+                            (provider == PRIMARY && !resent).then(|| Fallback { provider_id: FALLBACK, name: "fallback".into() });
                         placed(&facts, &outcome, &PlacementContext { provider: "p", policy: &policy, fallback, resent })
                     }
                     Pending::Checked { facts, answer, since_placement } => {
