@@ -106,6 +106,55 @@ fn a_rejected_re_placement_is_a_rejection_by_that_provider() {
 }
 
 #[test]
+fn a_refused_re_placement_of_a_reference_that_may_have_arrived_flags_may_be_held() {
+    // Issue 20: the first attempt's outcome was unknown; the provider refuses the same reference
+    // now ("3|Bu referans daha önce kullanılmış"). That proves nothing: no fallback, no refund.
+    let p = policy();
+    let ctx = PlacementContext { resent: true, ..pctx(&p, xstor()) };
+    let t = placed(&placing(2), &rejected("3: Bu referans daha önce kullanılmış"), &ctx);
+    assert_eq!(t.attention, Set::To(Attention::MayBeHeld));
+    assert_eq!((t.lane, t.provider_id, t.reference.clone()), (None, None, Set::Keep), "never moved to the fallback");
+    assert_eq!(t.external, Some(ExternalStatus::Dispatching));
+    assert_eq!((t.money, t.schedule), (Money::None, Schedule::Off));
+    assert_eq!(t.placement, Some(PlacementWord::Rejected), "this attempt's own outcome");
+    assert!(t.message.unwrap().contains("may be held by znet-main under reference 170000000000000001: check before rejecting"));
+    // Dispatching it is refused with exit 8 (needs an operator's check).
+    let flagged = Facts { attention: Some(Attention::MayBeHeld), scheduled: false, ..placing(2) };
+    assert!(operator(&flagged, &OperatorAction::Dispatch).unwrap_err().needs_action);
+}
+
+#[test]
+fn an_approval_without_the_pin_a_product_delivers_is_flagged() {
+    let p = policy();
+    let f = Facts { expects_pin: true, ..with_provider() };
+    let approved = CheckOutcome::Approved { pin: None, message: "ok".into() };
+    let t = checked(&f, &approved, None, &cctx(&p, Duration::from_secs(5)));
+    assert_eq!((t.status, t.attention.clone()), (None, Set::To(Attention::PinMissing)));
+    assert!(!t.completed);
+    let with_pin = CheckOutcome::Approved { pin: Some("P".into()), message: "ok".into() };
+    assert_eq!(checked(&f, &with_pin, None, &cctx(&p, Duration::from_secs(5))).status, Some(OrderStatus::Approved));
+}
+
+#[test]
+fn a_repeated_decision_is_already_done_and_another_one_is_a_conflict() {
+    let approved = Facts { status: OrderStatus::Approved, external: ExternalStatus::Done, pin: Some("A".into()), ..facts() };
+    let same = operator(&approved, &OperatorAction::Approve { pin: "A", force: true }).unwrap_err();
+    assert!(same.already_done);
+    let other = operator(&approved, &OperatorAction::Approve { pin: "B", force: false }).unwrap_err();
+    assert!(!other.already_done && other.message.contains("stands approved"));
+    let rejected = Facts {
+        status: OrderStatus::Rejected,
+        external: ExternalStatus::Sent,
+        operator_forced: true,
+        operator_reason: Some("asked".into()),
+        ..with_provider()
+    };
+    assert!(operator(&rejected, &OperatorAction::Reject { reason: "asked", force: true }).unwrap_err().already_done);
+    let conflict = operator(&rejected, &OperatorAction::Reject { reason: "other", force: true }).unwrap_err();
+    assert!(!conflict.already_done && conflict.message.contains("asked"));
+}
+
+#[test]
 fn the_rejection_and_the_move_to_the_fallback_are_one_transition() {
     // Scenario 2: one write records the refusal and makes the fallback's lane due.
     let p = policy();
