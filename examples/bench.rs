@@ -19,7 +19,7 @@ mod lanes;
 #[path = "bench/support.rs"]
 mod support;
 
-use postgres::Client;
+use orderctl::db::Client;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use support::*;

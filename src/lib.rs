@@ -18,6 +18,7 @@ pub mod dispatch;
 pub mod domain;
 pub mod error;
 pub mod exit_codes;
+pub mod kit;
 pub mod lane;
 pub mod metrics;
 mod output;

@@ -18,7 +18,7 @@ use crate::output;
 use crate::provider::{self, http::mask_url};
 use crate::settings::{HttpSettings, Settings};
 use chrono::Utc;
-use postgres::Client;
+use crate::db::Client;
 use serde::Serialize;
 use std::time::Duration;
 

@@ -9,7 +9,7 @@ use crate::domain::routing::{check_routing, RoutingView};
 use crate::error::{Error, Result};
 use crate::output;
 use crate::settings::Settings;
-use postgres::Client;
+use crate::db::Client;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::collections::BTreeMap;

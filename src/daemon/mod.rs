@@ -144,7 +144,7 @@ pub fn run(mut settings: DaemonSettings) -> Result<()> {
 }
 
 /// Connect, waiting while the database is unreachable (and stopping on a signal). None: stopped.
-fn connect_or_wait(url: &str, sup: &Supervision) -> Result<Option<postgres::Client>> {
+fn connect_or_wait(url: &str, sup: &Supervision) -> Result<Option<crate::db::Client>> {
     let mut backoff = Duration::from_millis(100);
     loop {
         match db::connect(url) {
@@ -208,7 +208,7 @@ fn start_provider_lane(id: i64, settings: &DaemonSettings, sup: &Supervision) ->
 fn supervise(
     settings: &DaemonSettings,
     sup: &Arc<Supervision>,
-    client: &mut postgres::Client,
+    client: &mut crate::db::Client,
     lanes: &mut HashMap<i64, Running>,
     webhooks: &Running,
 ) {
@@ -295,7 +295,7 @@ fn supervise(
 
 /// The gauges that need SQL: the due backlog, orders needing an operator, webhook deliveries
 /// waiting or failed. A failure leaves the last values (the health check reports the database).
-fn refresh_gauges(client: &mut postgres::Client, tenant: Option<i64>) {
+fn refresh_gauges(client: &mut crate::db::Client, tenant: Option<i64>) {
     match db::stats::metric_gauges(client, tenant) {
         Ok(g) => {
             let m = crate::metrics::get();
@@ -307,7 +307,7 @@ fn refresh_gauges(client: &mut postgres::Client, tenant: Option<i64>) {
     }
 }
 
-fn run_safety_sweep(settings: &DaemonSettings, sup: &Supervision, client: &mut postgres::Client) {
+fn run_safety_sweep(settings: &DaemonSettings, sup: &Supervision, client: &mut crate::db::Client) {
     // All daemons with the same schedule fire at the same second: that second is the slot.
     let fired = sup.sweep_fired_ms.load(Ordering::SeqCst);
     let slot = chrono::DateTime::from_timestamp_millis(fired - fired.rem_euclid(1000)).unwrap_or_else(Utc::now);

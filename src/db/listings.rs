@@ -3,7 +3,7 @@
 //! field names only.
 
 use crate::error::Result;
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use rust_decimal::Decimal;
 use serde::Serialize;
 

@@ -3,7 +3,7 @@
 //! the database, never a superuser.
 
 use crate::error::{Error, Result};
-use postgres::Client;
+use crate::db::Client;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 

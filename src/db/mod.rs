@@ -2,6 +2,7 @@
 //! schema itself is plain SQL in `sql/`.
 
 pub mod claims;
+mod client;
 pub mod codes;
 pub mod forwarding;
 pub mod listings;
@@ -18,17 +19,12 @@ pub mod summaries;
 pub mod transitions;
 pub mod webhooks;
 
+pub use client::{Client, GenericClient, Param, PgType, Transaction, SETTINGS_CHANGED};
+
 use crate::error::{Error, ErrorKind};
 
-use postgres::{Client, NoTls};
+use postgres::NoTls;
 use std::time::Duration;
-
-/// Session settings for every orderctl connection. A forgotten open transaction must not hold
-/// back vacuum (the bloat that kills job queues), and no statement may hang forever. No JIT:
-/// a batch statement on a young table can look costly enough to compile, and compiling takes
-/// longer than running it.
-const SESSION_SETUP: &str = "SET idle_in_transaction_session_timeout = '60s'; \
-     SET statement_timeout = '30s'; SET lock_timeout = '10s'; SET application_name = 'orderctl'; SET jit = off";
 
 /// Open a connection. rust-postgres does not read PG* variables or ~/.pgpass: the URL is all.
 pub fn connect(url: &str) -> Result<Client, Error> {
@@ -40,15 +36,14 @@ pub fn connect(url: &str) -> Result<Client, Error> {
     if config.get_application_name().is_none() {
         config.application_name("orderctl");
     }
-    let mut client = config.connect(NoTls).map_err(|e| {
+    let client = config.connect(NoTls).map_err(|e| {
         Error::new(
             ErrorKind::DatabaseUnavailable,
             format!("cannot connect to the database at {}: {}", mask_url(url), short_pg_error(&e)),
         )
         .with_hint("check that Postgres is running and that --database-url / DATABASE_URL is right")
     })?;
-    client.batch_execute(SESSION_SETUP)?;
-    Ok(client)
+    Ok(Client::new(client))
 }
 
 /// The URL with its password replaced, for messages.

@@ -5,7 +5,8 @@ use crate::domain::backoff::ScheduleOverride;
 use crate::error::{Error, Result};
 use crate::provider::HttpSettings;
 use crate::provider::{ProviderConfig, ProviderKind};
-use postgres::{GenericClient, Row};
+use crate::db::GenericClient;
+use postgres::Row;
 use std::time::Duration;
 
 const SELECT: &str = "SELECT p.id, p.enabled, p.name, p.kind, p.base_url, p.credentials, t.name,

@@ -25,7 +25,7 @@ use crate::domain::setup::{
 };
 use crate::error::{Error, Result};
 use crate::provider::ProviderKind;
-use postgres::{Client, Transaction};
+use crate::db::{Client, Transaction};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
