@@ -161,11 +161,16 @@ inherent_statements!(Transaction<'_>);
 /// One connection to the database.
 pub struct Client {
     inner: postgres::Client,
+    encryption: Option<super::tls::Encryption>,
 }
 
 impl Client {
-    pub fn new(inner: postgres::Client) -> Client {
-        Client { inner }
+    pub fn new(inner: postgres::Client, encryption: Option<super::tls::Encryption>) -> Client {
+        Client { inner, encryption }
+    }
+    /// How this connection is encrypted (None: plain text), as its handshake went.
+    pub fn encryption(&self) -> Option<&super::tls::Encryption> {
+        self.encryption.as_ref()
     }
     pub fn is_closed(&self) -> bool {
         self.inner.is_closed()

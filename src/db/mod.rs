@@ -3,6 +3,7 @@
 
 pub mod claims;
 mod client;
+pub mod conninfo;
 pub mod codes;
 pub mod forwarding;
 pub mod listings;
@@ -16,6 +17,7 @@ pub mod routing;
 pub mod setup;
 pub mod stats;
 pub mod summaries;
+pub mod tls;
 pub mod transitions;
 pub mod webhooks;
 
@@ -26,9 +28,11 @@ use crate::error::{Error, ErrorKind};
 use postgres::NoTls;
 use std::time::Duration;
 
-/// Open a connection. rust-postgres does not read PG* variables or ~/.pgpass: the URL is all.
+/// Open a connection, with TLS as the URL's (or the PG* variables') sslmode says, as libpq
+/// would (`conninfo`, `tls`). rust-postgres does not read ~/.pgpass.
 pub fn connect(url: &str) -> Result<Client, Error> {
-    let mut config: postgres::Config = url.parse().map_err(|e| {
+    let info = conninfo::parse(url, &|k| std::env::var(k).ok())?;
+    let mut config: postgres::Config = info.rest.parse().map_err(|e| {
         Error::invalid(format!("the database URL is not valid: {e}"))
             .with_hint("write it as postgres://USER[:PASSWORD]@HOST:PORT/DATABASE")
     })?;
@@ -36,14 +40,34 @@ pub fn connect(url: &str) -> Result<Client, Error> {
     if config.get_application_name().is_none() {
         config.application_name("orderctl");
     }
-    let client = config.connect(NoTls).map_err(|e| {
-        Error::new(
-            ErrorKind::DatabaseUnavailable,
-            format!("cannot connect to the database at {}: {}", mask_url(url), short_pg_error(&e)),
-        )
-        .with_hint("check that Postgres is running and that --database-url / DATABASE_URL is right")
+    config.ssl_mode(match info.tls.mode {
+        conninfo::SslMode::Disable => postgres::config::SslMode::Disable,
+        conninfo::SslMode::Allow | conninfo::SslMode::Prefer => postgres::config::SslMode::Prefer,
+        _ => postgres::config::SslMode::Require,
+    });
+    let (connected, seen) = match tls::connector(&info.tls)? {
+        Some((connector, seen)) => (config.connect(connector), Some(seen)),
+        None => (config.connect(NoTls), None),
+    };
+    let client = connected.map_err(|e| {
+        let host = config.get_hosts().first().map(host_name).unwrap_or_default();
+        tls::explain(&e, &info.tls, &host).unwrap_or_else(|| {
+            Error::new(
+                ErrorKind::DatabaseUnavailable,
+                format!("cannot connect to the database at {}: {}", mask_url(url), short_pg_error(&e)),
+            )
+            .with_hint("check that Postgres is running and that --database-url / DATABASE_URL is right")
+        })
     })?;
-    Ok(Client::new(client))
+    let encryption = seen.and_then(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone());
+    Ok(Client::new(client, encryption))
+}
+
+fn host_name(h: &postgres::config::Host) -> String {
+    match h {
+        postgres::config::Host::Tcp(name) => name.clone(),
+        postgres::config::Host::Unix(path) => path.display().to_string(),
+    }
 }
 
 /// The URL with its password replaced, for messages.
