@@ -65,11 +65,11 @@ pub struct Finding {
     pub fix: Option<String>,
 }
 
-fn ok(check: &'static str, message: impl Into<String>) -> Finding {
+pub(super) fn ok(check: &'static str, message: impl Into<String>) -> Finding {
     Finding { severity: Severity::Ok, check, message: message.into(), fix: None }
 }
 
-fn problem(severity: Severity, check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
+pub(super) fn problem(severity: Severity, check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
     Finding { severity, check, message: message.into(), fix: Some(fix.into()) }
 }
 
@@ -94,6 +94,8 @@ pub fn run(s: &Settings, a: &DoctorArgs) -> Result<()> {
     }
     let version: String = client.query_one("SHOW server_version", &[])?.get(0);
     findings.push(ok("database", format!("reachable at {shown} (PostgreSQL {version})")));
+    findings.push(super::doctor_connection::encryption(&client, &s.database_url));
+    findings.push(super::doctor_connection::pooler(&s.database_url));
 
     let pending = migrate::pending(&mut client)?;
     let schema_present: bool = client.query_one("SELECT to_regclass('orders') IS NOT NULL", &[])?.get(0);

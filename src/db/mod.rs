@@ -11,6 +11,7 @@ pub mod migrate;
 pub mod orders;
 pub mod outbox;
 pub mod periodic;
+pub mod pooler;
 pub mod permits;
 pub mod providers;
 pub mod routing;

@@ -189,7 +189,7 @@ impl ServerCertVerifier for Verifier {
 
 /// A one-line reason naming the setting to fix, for a failed connection that TLS explains.
 pub fn explain(e: &postgres::Error, s: &TlsSettings, host: &str) -> Option<Error> {
-    let text = e.to_string();
+    let text = crate::error::short_message(e);
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(err) = source {
         // tokio-rustls hands rustls's error over inside an io::Error, whose source() skips it.

@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod database;
 pub mod orders;
+pub mod pgbouncer;
 pub mod sim;
 
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 mod support;
 
 mod cli;
+mod deploy;
 mod fidelity;
 mod forwarding;
 mod lanes;
