@@ -46,6 +46,8 @@ pub struct DaemonSettings {
     pub metrics_served: bool,
     /// Where `/metrics` and `/healthz` are served, bound at start (None: not served).
     pub metrics: Option<std::net::TcpListener>,
+    /// Where LISTEN connects (None: no wake-ups, the lanes poll).
+    pub listen_url: Option<String>,
 }
 
 /// Look for new providers this often.
@@ -116,7 +118,9 @@ pub fn run(mut settings: DaemonSettings) -> Result<()> {
         settings.schedule.expression,
         settings.schedule.next_after(Utc::now()).map(|t| t.to_rfc3339()).unwrap_or_default()
     );
-    start_listener(&settings.lanes.database_url, sup.clone());
+    if let Some(url) = &settings.listen_url {
+        start_listener(url, sup.clone());
+    }
 
     let mut lanes: HashMap<i64, Running> = HashMap::new();
     lanes.insert(0, start_routing_lane(&settings, &sup));
