@@ -23,6 +23,7 @@ pub mod lane;
 pub mod metrics;
 mod output;
 pub mod provider;
+pub mod secret;
 pub mod settings;
 pub mod simulator;
 pub mod webhook;

@@ -111,6 +111,7 @@ pub fn run(s: &Settings, a: &DoctorArgs) -> Result<()> {
     }
     if schema_present {
         findings.extend(routing_findings(&mut client, s.tenant.as_deref())?);
+        findings.extend(super::doctor_connection::credentials(&mut client, s.tenant.as_deref())?);
         if a.providers {
             findings.extend(provider_findings(&mut client, s.tenant.as_deref(), s.http)?);
         }

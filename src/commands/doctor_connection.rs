@@ -55,3 +55,30 @@ fn is_loopback(url: &str) -> bool {
         }
     })
 }
+
+/// Providers whose credential references do not resolve on this host (their orders cannot be
+/// placed from here), and those holding plain values in the database (working, but readable by
+/// anyone who can read the table or a dump of it).
+pub fn credentials(client: &mut db::Client, tenant: Option<&str>) -> crate::error::Result<Vec<Finding>> {
+    let mut out = Vec::new();
+    for p in db::listings::providers(client, tenant)? {
+        let who = format!("provider {}/{}", p.tenant, p.name);
+        if let Some(why) = p.credentials.strip_prefix("unresolved: ") {
+            out.push(problem(
+                Severity::Fail,
+                "credentials",
+                format!("{who}: {why} on this host: its orders cannot be placed from here"),
+                "provide it where orderctl runs (environment, or the file LoadCredential= or the container makes)",
+            ));
+        } else if p.credentials == "plain values" {
+            out.push(ok(
+                "credentials",
+                format!("{who}: plain values stored in the database (they work; {{\"env\"}}/{{\"file\"}} references keep them out of it)"),
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push(ok("credentials", "every provider's credential references resolve on this host"));
+    }
+    Ok(out)
+}

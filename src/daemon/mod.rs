@@ -94,6 +94,12 @@ pub fn run(mut settings: DaemonSettings) -> Result<()> {
         signal_hook::flag::register(sig, sup.stop.clone())
             .map_err(|e| Error::internal(format!("cannot install signal handler: {e}")))?;
     }
+    // SIGHUP (systemctl reload) must not end the daemon. Nothing to reload by hand: credential
+    // references are read again whenever a lane (re)loads its provider, so a rotated file is
+    // picked up as the provider's configuration is.
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload)
+        .map_err(|e| Error::internal(format!("cannot install signal handler: {e}")))?;
     // Served from the start: while the database is awaited, /healthz says so.
     if let Some(listener) = settings.metrics.take() {
         health::serve(listener, sup.clone());

@@ -71,7 +71,12 @@ fn config_from_row(r: &Row, http: HttpSettings) -> Result<ProviderConfig> {
         // The CHECK constraint keeps kind to known words; anything else is a damaged row.
         kind: ProviderKind::parse(&kind).map_err(Error::internal)?,
         base_url: r.get(4),
-        credentials: r.get(5),
+        // Resolved now (a reference to a variable or file of this host); one that does not
+        // resolve stays a reference, and building the adapter says why.
+        credentials: {
+            let stored: serde_json::Value = r.get(5);
+            crate::secret::resolve(&stored).unwrap_or(stored)
+        },
         http,
     })
 }

@@ -2,6 +2,7 @@
 //! only: a TLS-only private cluster with certificates made here, and a real pgbouncer.
 
 mod pooler;
+mod secrets;
 mod tls;
 
 use crate::support::*;
