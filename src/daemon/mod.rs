@@ -315,6 +315,10 @@ fn refresh_gauges(client: &mut crate::db::Client, tenant: Option<i64>) {
         }
         Err(e) => log::debug!("metrics gauges not refreshed: {}", e.message),
     }
+    match db::providers::credential_states(client, tenant) {
+        Ok(states) => crate::metrics::get().set_credentials_unresolved(&states),
+        Err(e) => log::debug!("credential gauges not refreshed: {}", e.message),
+    }
 }
 
 fn run_safety_sweep(settings: &DaemonSettings, sup: &Supervision, client: &mut crate::db::Client) {

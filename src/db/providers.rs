@@ -146,3 +146,14 @@ pub fn lane_ids(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<
         .map(|r| r.get(0))
         .collect())
 }
+
+/// (tenant, provider, whether its credentials fail to resolve on this host) for every provider
+/// (of `tenant`, when given). Values are resolved and dropped, never returned.
+pub fn credential_states(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<Vec<(String, String, bool)>> {
+    let rows = client.query(
+        "SELECT t.name, p.name, p.credentials FROM providers p JOIN tenants t ON t.id = p.tenant_id
+          WHERE $1::bigint IS NULL OR p.tenant_id = $1 ORDER BY t.name, p.name",
+        &[&tenant],
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), crate::secret::resolve(&r.get(2)).is_err())).collect())
+}
