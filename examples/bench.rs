@@ -19,7 +19,7 @@ mod lanes;
 #[path = "bench/support.rs"]
 mod support;
 
-use postgres::Client;
+use orderctl::db::Client;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use support::*;
@@ -114,6 +114,9 @@ fn main() {
     }
     if wants("e2e") || wants("inspect") {
         end_to_end(&o, &server, &template.name, &sim, &bin, &mut results);
+    }
+    if wants("deploy") {
+        deployment(&o, &server, &template.name, &sim, &bin, &mut results);
     }
     if wants("latency") {
         dispatch_latency(&o, &server, &template.name, &sim, &bin, &mut results);
@@ -339,6 +342,72 @@ fn end_to_end(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str
             );
             results.add("floor: `orderctl --version` wall time", ver, "ms", None, None, "");
         }
+    }
+}
+
+/// End to end as deployed (issue 21): the daemon through pgbouncer in transaction mode, and over
+/// TLS with verify-full, each next to direct plain text in the same runs (interleaved, so a
+/// slower minute of the machine hits all three). Orders arrive directly, as a web app's.
+/// TLS uses the server's certificate for `localhost` and BENCH_TLS_ROOTCERT (default: Debian's
+/// snakeoil certificate, which signs itself).
+fn deployment(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str, results: &mut Results) {
+    let admin = url::Url::parse(&o.admin_url).unwrap_or_else(|e| die(&format!("not a URL: {e}")));
+    let bouncer = orderctl::kit::pgbouncer::Pgbouncer::start(
+        admin.host_str().unwrap_or("127.0.0.1"),
+        admin.port().unwrap_or(5432),
+        "transaction",
+    )
+    .unwrap_or_else(|e| die(&format!("pgbouncer: {}", e.message)));
+    let root = std::env::var("BENCH_TLS_ROOTCERT").unwrap_or_else(|_| "/etc/ssl/certs/ssl-cert-snakeoil.pem".into());
+    let routes: [(&str, Box<dyn Fn(&str) -> String>); 3] = [
+        ("direct, plain text", Box::new(|u: &str| format!("{u}?sslmode=disable"))),
+        ("through pgbouncer (transaction mode)", Box::new(|u: &str| format!("{}?sslmode=disable", bouncer.url_for(u)))),
+        (
+            "over TLS, sslmode=verify-full",
+            Box::new(|u: &str| {
+                let mut v = url::Url::parse(u).unwrap();
+                let _ = v.set_host(Some("localhost"));
+                format!("{v}?sslmode=verify-full&sslrootcert={root}")
+            }),
+        ),
+    ];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); routes.len()];
+    for run in 0..o.runs {
+        for (i, (name, route)) in routes.iter().enumerate() {
+            sim.reset(json!({"complete_after": "0s"}));
+            let db = server.clone_of(template, "deploy");
+            let mut c = connect(&format!("{}?sslmode=disable", db.url));
+            let daemon = Daemon::start(bin, &route(&db.url), &with(&o.daemon_args, &["--first-check", "0s"]));
+            daemon.wait_ready(&mut c);
+            let started = Instant::now();
+            let mut left = o.orders;
+            while left > 0 {
+                insert_orders(&mut c, "pubg-60", o.arrival_batch.min(left));
+                left -= o.arrival_batch.min(left);
+            }
+            let done = wait_until(&mut c, Duration::from_secs(300), |c| !work_left(c)) && final_count(&mut c) >= o.orders;
+            drop(daemon);
+            if !done {
+                die(&format!("deploy ({name}): only {} of {} orders final after 300 s", final_count(&mut c), o.orders));
+            }
+            verify_all_approved(&mut c, sim, o.orders);
+            let rate = o.orders as f64 / started.elapsed().as_secs_f64();
+            eprintln!("   run {} {name}: {rate:.0} orders/s", run + 1);
+            rates[i].push(rate);
+        }
+    }
+    let direct = median(&rates[0]);
+    results.add("end-to-end throughput, direct, plain text (same runs)", direct, "orders/s", None, None, "");
+    for (i, (name, _)) in routes.iter().enumerate().skip(1) {
+        let r = median(&rates[i]);
+        results.add(
+            &format!("end-to-end throughput, {name}"),
+            r / direct,
+            "× direct",
+            Some(Target::AtLeast(0.8)),
+            Some((r, "orders/s")),
+            "",
+        );
     }
 }
 

@@ -492,8 +492,25 @@ pub struct DaemonArgs {
     /// 127.0.0.1:9187 (off when not given)
     #[arg(long, env = "ORDERCTL_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// A URL straight to Postgres for what needs a session of its own (the LISTEN wake-ups),
+    /// when --database-url goes through a pooler in transaction mode; sslmode etc. as there
+    #[arg(long, env = "ORDERCTL_DIRECT_DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub direct_database_url: Option<String>,
+    /// What sits between orderctl and Postgres: auto (detect at start), none, session,
+    /// transaction. In transaction mode, without --direct-database-url, new orders are found
+    /// by polling (--idle-poll) instead of LISTEN
+    #[arg(long, env = "ORDERCTL_POOLER", value_enum, default_value_t = Pooler::Auto, value_name = "MODE")]
+    pub pooler: Pooler,
     #[command(flatten)]
     pub webhooks: WebhookArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pooler {
+    Auto,
+    None,
+    Session,
+    Transaction,
 }
 
 #[derive(Debug, Subcommand)]

@@ -35,6 +35,7 @@ pub const NAMES: &[&str] = &[
     "orderctl_webhook_failed_deliveries",
     "orderctl_lane_claim_duration_seconds",
     "orderctl_lane_write_duration_seconds",
+    "orderctl_provider_credentials_unresolved",
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -84,8 +85,15 @@ fn round_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 14))
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    tenant: String,
+    provider: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    credentials_unresolved: Family<ProviderLabels, Gauge>,
     orders_finished: Family<Finished, Counter>,
     provider_calls: Family<Call, Counter>,
     provider_call_duration: Histograms<CallKind>,
@@ -111,6 +119,7 @@ impl Metrics {
     fn new() -> Metrics {
         let mut m = Metrics {
             registry: Registry::with_prefix("orderctl"),
+            credentials_unresolved: Family::default(),
             orders_finished: Family::default(),
             provider_calls: Family::default(),
             provider_call_duration: Family::new_with_constructor(call_histogram),
@@ -125,6 +134,11 @@ impl Metrics {
             lane_write_duration: Family::new_with_constructor(round_histogram),
         };
         let r = &mut m.registry;
+        r.register(
+            "provider_credentials_unresolved",
+            "1 for a provider whose credential references do not resolve on this host (its orders are flagged), else 0",
+            m.credentials_unresolved.clone(),
+        );
         r.register("orders_finished", "Orders this process finished, by tenant and final status", m.orders_finished.clone());
         r.register("provider_calls", "Provider calls by provider, call (place, check) and outcome", m.provider_calls.clone());
         r.register(
@@ -213,6 +227,15 @@ impl Metrics {
         seen.extend(now);
     }
 
+    /// (tenant, provider, unresolved) for every provider this daemon serves.
+    pub fn set_credentials_unresolved(&self, providers: &[(String, String, bool)]) {
+        for (tenant, provider, unresolved) in providers {
+            self.credentials_unresolved
+                .get_or_create(&ProviderLabels { tenant: tenant.clone(), provider: provider.clone() })
+                .set(i64::from(*unresolved));
+        }
+    }
+
     pub fn set_webhook_backlog(&self, pending: i64, failed: i64) {
         self.webhook_pending.set(pending);
         self.webhook_failed.set(failed);
@@ -234,6 +257,7 @@ mod tests {
         m.set_backlog(7, Duration::from_millis(2500));
         m.set_needing_action(&[("alsham".into(), "given_up".into(), 2)]);
         m.set_needing_action(&[("alsham".into(), "routing".into(), 1)]);
+        m.set_credentials_unresolved(&[("alsham".into(), "xstor".into(), true)]);
         let text = m.encode();
         let families: HashSet<&str> =
             text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();

@@ -4,7 +4,7 @@
 
 use super::support::*;
 use super::Options;
-use postgres::Client;
+use orderctl::db::Client;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

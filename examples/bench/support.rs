@@ -1,8 +1,9 @@
 //! The benchmark's plumbing: databases, processes, the simulator, statistics and the table.
 
-use postgres::{Client, NoTls};
+use orderctl::db::Client;
+use orderctl::kit::database::ScratchDb;
+use orderctl::kit::sim::SimProcess;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
@@ -13,12 +14,12 @@ use super::ProviderKind;
 /// destructors, and a simulator left behind would skew the next run).
 static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
-fn started(child: &Child) {
-    CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).push(child.id());
+fn started(pid: u32) {
+    CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
 }
 
-fn stopped(child: &Child) {
-    CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).retain(|pid| *pid != child.id());
+fn stopped(pid: u32) {
+    CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).retain(|p| *p != pid);
 }
 
 pub fn die(msg: &str) -> ! {
@@ -33,7 +34,7 @@ pub fn die(msg: &str) -> ! {
 }
 
 pub fn connect(url: &str) -> Client {
-    Client::connect(url, NoTls).unwrap_or_else(|e| die(&format!("cannot connect to {url}: {e}")))
+    orderctl::db::connect(url).unwrap_or_else(|e| die(&format!("cannot connect to {url}: {}", e.message)))
 }
 
 /// Build the release binary the processes run (a no-op when it is up to date) and return its path.
@@ -141,27 +142,21 @@ impl Server {
         }
     }
 
-    fn url_for(&self, db: &str) -> String {
-        let mut u = url::Url::parse(&self.admin_url).unwrap_or_else(|e| die(&format!("the database URL is not a URL: {e}")));
-        u.set_path(&format!("/{db}"));
-        u.to_string()
-    }
-
-    fn create(&self, what: &str, template: Option<&str>) -> Scratch<'_> {
+    /// A database the benchmark created; dropped (with any sessions still on it) when it goes
+    /// out of scope, a panicking run included.
+    fn create(&self, what: &str, template: Option<&str>) -> ScratchDb {
         let n = self.counter.get();
         self.counter.set(n + 1);
         let name = format!("{}_{what}_{n}", self.prefix);
-        let from = template.map(|t| format!(" TEMPLATE {t}")).unwrap_or_default();
-        connect(&self.admin_url).batch_execute(&format!("CREATE DATABASE {name}{from}")).unwrap();
-        Scratch { url: self.url_for(&name), name, server: self }
+        ScratchDb::create(&self.admin_url, &name, template).unwrap_or_else(|e| die(&e.message))
     }
 
-    pub fn create_empty(&self, what: &str) -> Scratch<'_> {
+    pub fn create_empty(&self, what: &str) -> ScratchDb {
         self.create(what, None)
     }
 
     /// A migrated database with the benchmark's setup applied, cloned for every run.
-    pub fn template(&self, sim_url: &str) -> Scratch<'_> {
+    pub fn template(&self, sim_url: &str) -> ScratchDb {
         let db = self.create_empty("template");
         let mut c = connect(&db.url);
         orderctl::db::migrate::migrate(&mut c, &orderctl::db::migrate::built_in(), false)
@@ -174,22 +169,8 @@ impl Server {
         db
     }
 
-    pub fn clone_of(&self, template: &str, what: &str) -> Scratch<'_> {
+    pub fn clone_of(&self, template: &str, what: &str) -> ScratchDb {
         self.create(what, Some(template))
-    }
-}
-
-/// A database the benchmark created; dropped (with any sessions still on it) when it goes out
-/// of scope, a panicking run included.
-pub struct Scratch<'a> {
-    pub name: String,
-    pub url: String,
-    server: &'a Server,
-}
-
-impl Drop for Scratch<'_> {
-    fn drop(&mut self) {
-        let _ = connect(&self.server.admin_url).batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
     }
 }
 
@@ -219,23 +200,7 @@ fn setup(sim_url: &str) -> Value {
 /// Insert orders by SQL as the shop's web app would: the order rows and their ledger charges in
 /// one statement. Returns the new ids.
 pub fn insert_orders(c: &mut Client, package: &str, n: i64) -> Vec<Uuid> {
-    c.query(
-        "WITH new AS (
-             INSERT INTO orders (id, tenant_id, user_id, package_id, user_identifier, price)
-             SELECT gen_random_uuid(), u.tenant_id, u.id, p.id, 'player-' || g, p.price
-               FROM users u JOIN packages p ON p.tenant_id = u.tenant_id AND p.name = $1, generate_series(1, $2::bigint) g
-              WHERE u.name = 'buyer'
-             RETURNING id, tenant_id, user_id, price)
-         , charge AS (INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount)
-                      SELECT tenant_id, user_id, id, 'charge', -price FROM new RETURNING amount)
-         , paid AS (UPDATE users SET balance = balance + (SELECT sum(amount) FROM charge) WHERE name = 'buyer')
-         SELECT id FROM new",
-        &[&package, &n],
-    )
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
+    orderctl::kit::orders::insert_orders(c, "bench", "buyer", package, n).unwrap_or_else(|e| die(&e.message))
 }
 
 /// Times keyed by order id, re-keyed by the reference each order was placed with (a Znet
@@ -270,21 +235,14 @@ pub fn work_left(c: &mut Client) -> bool {
 
 /// Poll every 10 ms until `done` or the timeout.
 pub fn wait_until(c: &mut Client, timeout: Duration, mut done: impl FnMut(&mut Client) -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done(c) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    done(c)
+    orderctl::kit::wait_until(timeout, Duration::from_millis(10), || done(c))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Processes
 
 fn terminate(child: &mut Child) {
-    stopped(child);
+    stopped(child.id());
     // SAFETY: kill(2) on the pid of a child we started and have not reaped.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
@@ -317,7 +275,7 @@ impl Daemon {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| die(&format!("cannot start the daemon: {e}")));
-        started(&child);
+        started(child.id());
         Daemon { child }
     }
 
@@ -371,7 +329,7 @@ pub fn time_process(bin: &str, url: &str, args: &[&str]) -> f64 {
 // The simulator, as a subprocess
 
 pub struct Sim {
-    child: Child,
+    process: SimProcess,
     pub base: String,
     agent: ureq::Agent,
 }
@@ -383,35 +341,25 @@ impl Sim {
 
     /// A simulator with these extra arguments (`--threads 64` for one that answers slowly).
     pub fn start_with(bin: &str, extra: &[&str]) -> Sim {
-        let mut child = Command::new(bin)
-            .args(["simulate", "--listen", "127.0.0.1:0", "--complete-after", "0s"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| die(&format!("cannot start the simulator: {e}")));
-        started(&child);
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr =
-            line.trim().strip_prefix("listening on ").unwrap_or_else(|| die(&format!("simulator said {line:?}"))).to_string();
+        let args: Vec<&str> = ["--complete-after", "0s"].into_iter().chain(extra.iter().copied()).collect();
+        let process = SimProcess::start(std::path::Path::new(bin), &args, true)
+            .unwrap_or_else(|e| die(&format!("cannot start the simulator: {}", e.message)));
+        started(process.pid());
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(30)))
             .http_status_as_error(false)
             .build()
             .new_agent();
-        Sim { child, base: format!("http://{addr}"), agent }
+        Sim { base: process.base_url.clone(), process, agent }
     }
 
     /// Forget all orders and apply a configuration.
     pub fn reset(&self, config: Value) {
-        self.agent.post(&format!("{}/_sim/reset", self.base)).send_empty().unwrap();
-        self.agent.post(&format!("{}/_sim/config", self.base)).send_json(&config).unwrap();
+        self.process.reset(&config);
     }
 
     pub fn stats(&self) -> Value {
-        self.agent.get(&format!("{}/_sim/stats", self.base)).call().unwrap().body_mut().read_json().unwrap()
+        self.process.stats()
     }
 
     pub fn status_calls(&self) -> u64 {
@@ -471,7 +419,8 @@ impl Sim {
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        terminate(&mut self.child);
+        stopped(self.process.pid());
+        self.process.stop(Duration::from_secs(30));
     }
 }
 

@@ -49,6 +49,9 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<()> {
             for w in &summary.warnings {
                 log::warn!("{}", w.message);
             }
+            for w in &summary.credential_warnings {
+                log::warn!("{w}");
+            }
             if s.json() {
                 output::print_json(&summary);
             } else {

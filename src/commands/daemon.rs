@@ -54,7 +54,32 @@ pub fn run(s: &Settings, a: &DaemonArgs) -> Result<()> {
         webhooks,
         metrics_served: metrics.is_some(),
         metrics,
+        listen_url: listen_url(&s.database_url, a),
     })
+}
+
+/// Where the LISTEN wake-ups connect: the direct URL when given; none through a pooler in
+/// transaction mode (LISTEN there is silently wrong; lanes poll); else the database URL.
+fn listen_url(url: &str, a: &DaemonArgs) -> Option<String> {
+    use crate::cli::Pooler;
+    use crate::db::pooler::Pooling;
+    if let Some(direct) = &a.direct_database_url {
+        return Some(direct.clone());
+    }
+    let pooling = match a.pooler {
+        Pooler::None => Pooling::Direct,
+        Pooler::Session => Pooling::Session,
+        Pooler::Transaction => Pooling::Transaction,
+        Pooler::Auto => crate::db::pooler::detect(url).unwrap_or(Pooling::Direct),
+    };
+    if pooling == Pooling::Transaction {
+        log::info!(
+            "a pooler in transaction mode is between orderctl and Postgres: no LISTEN wake-ups (give --direct-database-url for them); lanes look for work every {}",
+            humantime::format_duration(a.idle_poll.into())
+        );
+        return None;
+    }
+    Some(url.to_string())
 }
 
 /// glibc gives each thread that allocates its own malloc arena (up to 8 per core); a daemon

@@ -21,6 +21,7 @@ use crate::db::{
 use crate::dispatch::{Providers, Timing};
 use crate::domain::backoff::BackoffPolicy;
 use crate::error::{Error, ErrorKind, Result};
+use crate::kit::{cluster, database::ScratchDb};
 use crate::lane::{LaneSettings, Pool};
 use crate::output;
 use crate::settings::{HttpSettings, Settings};
@@ -28,8 +29,6 @@ use crate::simulator::{SimSettings, Simulator};
 use comfy_table::Cell;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -174,7 +173,7 @@ enum DemoDatabase {
 impl DemoDatabase {
     fn url(&self) -> &str {
         match self {
-            DemoDatabase::Cluster(c) => &c.url,
+            DemoDatabase::Cluster(c) => &c.0.as_ref().expect("running until dropped").url,
             DemoDatabase::Fresh(d) => &d.url,
         }
     }
@@ -182,8 +181,7 @@ impl DemoDatabase {
 
 /// A database created on the operator's server for the demo, and dropped after it.
 struct FreshDatabase {
-    admin_url: String,
-    name: String,
+    db: ScratchDb,
     url: String,
     keep: bool,
 }
@@ -191,22 +189,14 @@ struct FreshDatabase {
 impl FreshDatabase {
     fn create(admin_url: &str, keep: bool) -> Result<FreshDatabase> {
         let name = format!("orderctl_demo_{}", std::process::id());
-        let mut u = url::Url::parse(admin_url).map_err(|e| {
-            Error::invalid(format!("the database URL is not a URL ({e}); the demo needs one to create its own database"))
-                .with_hint("write it as postgres://USER[:PASSWORD]@HOST:PORT/DATABASE")
+        let mut db = ScratchDb::create(admin_url, &name, None).map_err(|e| {
+            Error::new(e.kind, e.message).with_hint(
+                "the demo needs a role that may CREATE DATABASE; or run `orderctl demo` without a database URL for a private cluster",
+            )
         })?;
-        u.set_path(&format!("/{name}"));
-        let mut admin = db::connect(admin_url)?;
-        // Two statements: DROP/CREATE DATABASE cannot share an implicit transaction.
-        let fresh = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .and_then(|()| admin.batch_execute(&format!("CREATE DATABASE {name}")));
-        fresh.map_err(|e| {
-            let inner = crate::error::Error::from(e);
-            Error::new(inner.kind, format!("cannot create the demo database {name}: {}", inner.message))
-                .with_hint("the demo needs a role that may CREATE DATABASE; or run `orderctl demo` without a database URL for a private cluster")
-        })?;
-        Ok(FreshDatabase { admin_url: admin_url.to_string(), name, url: u.to_string(), keep })
+        // Dropped by our own Drop, which says so.
+        db.keep = true;
+        Ok(FreshDatabase { url: db.url.clone(), db, keep })
     }
 }
 
@@ -215,184 +205,44 @@ impl Drop for FreshDatabase {
         if self.keep {
             return;
         }
-        let dropped = db::connect(&self.admin_url)
-            .and_then(|mut c| Ok(c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))?));
-        match dropped {
-            Ok(()) => say(&format!("demo database {} dropped", self.name)),
+        match self.db.drop_now() {
+            Ok(()) => say(&format!("demo database {} dropped", self.db.name)),
             Err(e) => eprintln!(
                 "demo: could not drop the demo database {} ({}); drop it by hand: DROP DATABASE {};",
-                self.name, e.message, self.name
+                self.db.name, e.message, self.db.name
             ),
         }
     }
 }
 
-/// A PostgreSQL cluster in a temporary directory, listening on 127.0.0.1 on a free port and on
-/// a socket in that directory only. Stopped and deleted when dropped, unless kept.
-struct PrivateCluster {
-    dir: PathBuf,
-    bindir: PathBuf,
-    as_postgres: bool,
-    url: String,
-    running: bool,
-    keep: bool,
-}
+/// The kit's private cluster, saying when it is gone.
+struct PrivateCluster(Option<cluster::PrivateCluster>);
 
 impl PrivateCluster {
     fn start(keep: bool, interrupt: &Interrupt) -> Result<PrivateCluster> {
-        let bindir = server_bindir()?;
-        // SAFETY: geteuid has no preconditions.
-        let as_postgres = unsafe { libc::geteuid() } == 0;
-        let dir = std::env::temp_dir().join(format!("orderctl-demo-{}-{:08x}", std::process::id(), rand::random::<u32>()));
-        std::fs::create_dir(&dir).map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
-        // From here on, Drop removes the directory (and stops the server once it runs).
-        let mut cluster = PrivateCluster { dir, bindir, as_postgres, url: String::new(), running: false, keep };
-        if as_postgres {
-            // initdb refuses to run as root: the cluster belongs to the postgres user.
-            chown_to_postgres(&cluster.dir)?;
-        }
-        let data = cluster.dir.join("data");
-        cluster.run_tool(
-            "initdb",
-            &["-D", path_str(&data)?, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"],
-        )?;
-        interrupt.check()?;
-        // A free port can be taken between our probe and the server's bind: try a few.
-        let mut last = None;
-        for _ in 0..3 {
-            let port = free_port()?;
-            let options = format!(
-                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-                path_str(&cluster.dir)?
-            );
-            let log = cluster.dir.join("server.log");
-            match cluster
-                .run_tool("pg_ctl", &["-D", path_str(&data)?, "-l", path_str(&log)?, "-w", "-t", "30", "-o", &options, "start"])
-            {
-                Ok(()) => {
-                    cluster.running = true;
-                    cluster.url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-                    say(&format!("private PostgreSQL cluster running in {} on port {port}", cluster.dir.display()));
-                    return Ok(cluster);
-                }
-                Err(e) => last = Some(e),
-            }
-            interrupt.check()?;
-        }
-        Err(last.unwrap_or_else(|| Error::internal("the private cluster did not start")))
-    }
-
-    /// Run a server binary (as the postgres user when we are root); its output is kept and shown
-    /// only when it fails.
-    fn run_tool(&self, tool: &str, args: &[&str]) -> Result<()> {
-        let program = self.bindir.join(tool);
-        let mut cmd = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&program);
-            c
-        } else {
-            Command::new(&program)
-        };
-        // The server gets its own session from pg_ctl; keep our terminal out of the tools.
-        let out = cmd.args(args).current_dir(&self.dir).stdin(Stdio::null()).output().map_err(|e| {
-            Error::internal(format!("cannot run {}: {e}", program.display())).with_hint(if self.as_postgres {
-                "running as root needs `runuser` (util-linux) and a postgres user"
-            } else {
-                "check the PostgreSQL installation"
-            })
-        })?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let mut text = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        if let Ok(log) = std::fs::read_to_string(self.dir.join("server.log")) {
-            if tool == "pg_ctl" {
-                text.push_str(&format!(
-                    "\nserver log:\n{}",
-                    log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
-                ));
-            }
-        }
-        Err(Error::new(ErrorKind::DatabaseUnavailable, format!("{tool} failed ({}): {text}", out.status))
-            .with_hint("or point the demo at a running server: orderctl demo --database-url postgres://USER@HOST:PORT/DB"))
+        let c = cluster::PrivateCluster::start(&cluster::ClusterOptions { keep, ..Default::default() }, &|| interrupt.check())
+            .map_err(|e| {
+                let hint = e.hint.clone().unwrap_or_default();
+                Error::new(e.kind, e.message).with_hint(format!(
+                    "{hint}{}or point the demo at a running server: orderctl demo --database-url postgres://USER@HOST:PORT/DB",
+                    if hint.is_empty() { "" } else { "; " }
+                ))
+            })?;
+        say(&format!("private PostgreSQL cluster running in {} on port {}", c.dir.display(), c.port));
+        Ok(PrivateCluster(Some(c)))
     }
 }
 
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
-        if self.keep && self.running {
-            return;
-        }
-        if self.running {
-            let data = self.dir.join("data");
-            if let Err(e) = self.run_tool("pg_ctl", &["-D", &data.to_string_lossy(), "-m", "immediate", "-w", "stop"]) {
-                eprintln!("demo: could not stop the private cluster: {}", e.message);
+        if let Some(c) = self.0.take() {
+            let dir = c.dir.clone();
+            drop(c);
+            if !dir.exists() {
+                say("private cluster stopped and removed");
             }
         }
-        match std::fs::remove_dir_all(&self.dir) {
-            Ok(()) => say("private cluster stopped and removed"),
-            Err(e) => eprintln!("demo: could not remove {} ({e}); remove it by hand", self.dir.display()),
-        }
     }
-}
-
-fn path_str(p: &Path) -> Result<&str> {
-    p.to_str().ok_or_else(|| Error::internal(format!("the path {} is not UTF-8", p.display())))
-}
-
-/// Where initdb and pg_ctl live: `pg_config --bindir`, else the newest
-/// /usr/lib/postgresql/N/bin, else the PATH.
-fn server_bindir() -> Result<PathBuf> {
-    let has_tools = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").stderr(Stdio::null()).output() {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if out.status.success() && has_tools(&dir) {
-            return Ok(dir);
-        }
-    }
-    let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let version: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            has_tools(&bin).then_some((version, bin))
-        })
-        .collect();
-    versioned.sort();
-    if let Some((_, dir)) = versioned.pop() {
-        return Ok(dir);
-    }
-    if let Some(dir) = std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).find(|d| has_tools(d))) {
-        return Ok(dir);
-    }
-    Err(Error::new(ErrorKind::DatabaseUnavailable, "PostgreSQL's server programs (initdb, pg_ctl) are not installed on this machine")
-        .with_hint("install them (Debian/Ubuntu: apt-get install postgresql), or give the demo a server: orderctl demo --database-url postgres://USER@HOST:PORT/DB"))
-}
-
-fn chown_to_postgres(dir: &Path) -> Result<()> {
-    let name = std::ffi::CString::new("postgres").expect("no NUL in a literal");
-    // SAFETY: getpwnam gets a valid C string; the result is read at once, before any other call.
-    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    if pw.is_null() {
-        return Err(Error::new(
-            ErrorKind::DatabaseUnavailable,
-            "running as root, but there is no `postgres` user to own the private cluster",
-        )
-        .with_hint(
-            "create it (useradd --system postgres), run the demo as an ordinary user, or give it a server with --database-url",
-        ));
-    }
-    // SAFETY: pw is non-null and points at getpwnam's static record.
-    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
-    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
-        .map_err(|e| Error::internal(format!("cannot hand {} to the postgres user: {e}", dir.display())))
-}
-
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::internal(format!("cannot find a free port: {e}")))?;
-    Ok(l.local_addr()?.port())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -404,7 +254,7 @@ struct Refusals {
     by_database: String,
 }
 
-fn show_refused_routing(client: &mut postgres::Client) -> Result<Refusals> {
+fn show_refused_routing(client: &mut crate::db::Client) -> Result<Refusals> {
     let by_apply = match apply_text(client, INCIDENT_SETUP, false)? {
         ApplyOutcome::Invalid(problems) => problems.into_iter().map(|p| p.message).collect(),
         ApplyOutcome::Applied(_) => {
@@ -428,7 +278,7 @@ fn show_refused_routing(client: &mut postgres::Client) -> Result<Refusals> {
 /// Charge and insert the orders (the monitor dispatches them, as it would orders written by a
 /// shop's web app); the last of two or more is forwarded to the wholesaler. Returns how many
 /// were created.
-fn create_orders(client: &mut postgres::Client, n: usize) -> Result<usize> {
+fn create_orders(client: &mut crate::db::Client, n: usize) -> Result<usize> {
     for i in 0..n {
         let package = if i + 1 == n && n > 1 { FORWARDED } else { ROTATION[i % ROTATION.len()] };
         let user = if i % 2 == 0 { "halil" } else { "ayse" };
@@ -700,14 +550,11 @@ fn print_next_steps(database: &DemoDatabase, keep: bool, all: &[orders::OrderRow
     if keep {
         match database {
             DemoDatabase::Cluster(c) => println!(
-                "\nThe private cluster keeps running (--keep). Stop and remove it with:\n  {}{} -D {} stop && rm -rf {}",
-                if c.as_postgres { "runuser -u postgres -- " } else { "" },
-                c.bindir.join("pg_ctl").display(),
-                c.dir.join("data").display(),
-                c.dir.display()
+                "\nThe private cluster keeps running (--keep). Stop and remove it with:\n  {}",
+                c.0.as_ref().expect("running until dropped").stop_command()
             ),
             DemoDatabase::Fresh(d) => {
-                println!("\nThe demo database {} is kept (--keep). Drop it with: DROP DATABASE {};", d.name, d.name)
+                println!("\nThe demo database {} is kept (--keep). Drop it with: DROP DATABASE {};", d.db.name, d.db.name)
             }
         }
     } else {

@@ -18,7 +18,7 @@ use crate::output;
 use crate::provider::{self, http::mask_url};
 use crate::settings::{HttpSettings, Settings};
 use chrono::Utc;
-use postgres::Client;
+use crate::db::Client;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -65,11 +65,11 @@ pub struct Finding {
     pub fix: Option<String>,
 }
 
-fn ok(check: &'static str, message: impl Into<String>) -> Finding {
+pub(super) fn ok(check: &'static str, message: impl Into<String>) -> Finding {
     Finding { severity: Severity::Ok, check, message: message.into(), fix: None }
 }
 
-fn problem(severity: Severity, check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
+pub(super) fn problem(severity: Severity, check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
     Finding { severity, check, message: message.into(), fix: Some(fix.into()) }
 }
 
@@ -94,6 +94,8 @@ pub fn run(s: &Settings, a: &DoctorArgs) -> Result<()> {
     }
     let version: String = client.query_one("SHOW server_version", &[])?.get(0);
     findings.push(ok("database", format!("reachable at {shown} (PostgreSQL {version})")));
+    findings.push(super::doctor_connection::encryption(&client, &s.database_url));
+    findings.push(super::doctor_connection::pooler(&s.database_url));
 
     let pending = migrate::pending(&mut client)?;
     let schema_present: bool = client.query_one("SELECT to_regclass('orders') IS NOT NULL", &[])?.get(0);
@@ -109,6 +111,7 @@ pub fn run(s: &Settings, a: &DoctorArgs) -> Result<()> {
     }
     if schema_present {
         findings.extend(routing_findings(&mut client, s.tenant.as_deref())?);
+        findings.extend(super::doctor_connection::credentials(&mut client, s.tenant.as_deref())?);
         if a.providers {
             findings.extend(provider_findings(&mut client, s.tenant.as_deref(), s.http)?);
         }

@@ -12,7 +12,7 @@ use crate::domain::diagnosis::StuckThresholds;
 use crate::error::Result;
 use crate::output;
 use crate::settings::Settings;
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use serde_json::Value;
 
 pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {

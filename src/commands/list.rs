@@ -14,7 +14,7 @@ use crate::output;
 use crate::settings::Settings;
 use chrono::Utc;
 use comfy_table::Cell;
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use serde_json::Value;
 
 pub fn run(s: &Settings, a: &ListArgs) -> Result<()> {

@@ -9,7 +9,7 @@ use crate::domain::routing::{check_routing, RoutingView};
 use crate::error::{Error, Result};
 use crate::output;
 use crate::settings::Settings;
-use postgres::Client;
+use crate::db::Client;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -71,7 +71,8 @@ pub fn providers(s: &Settings, a: &ProviderListArgs) -> Result<()> {
     let mut t =
         output::table(&["tenant", "provider", "kind", "base url", "enabled", "max in flight", "credentials", "check schedule"]);
     for (r, schedule) in rows.iter().zip(&schedules) {
-        let masked: Vec<String> = r.credential_fields.iter().map(|f| format!("{f}=***")).collect();
+        let mut masked: Vec<String> = r.credential_fields.iter().map(|f| format!("{f}=***")).collect();
+        masked.push(format!("({})", r.credentials));
         t.add_row(vec![
             r.tenant.clone(),
             r.name.clone(),

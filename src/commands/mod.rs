@@ -8,6 +8,7 @@ mod daemon;
 mod demo;
 mod dispatch;
 mod doctor;
+mod doctor_connection;
 mod inspect;
 mod list;
 mod listings;

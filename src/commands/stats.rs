@@ -13,7 +13,7 @@ use crate::output;
 use crate::settings::Settings;
 use chrono::{DateTime, Utc};
 use comfy_table::Cell;
-use postgres::Client;
+use crate::db::Client;
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt::Write as _;

@@ -46,6 +46,8 @@ pub struct DaemonSettings {
     pub metrics_served: bool,
     /// Where `/metrics` and `/healthz` are served, bound at start (None: not served).
     pub metrics: Option<std::net::TcpListener>,
+    /// Where LISTEN connects (None: no wake-ups, the lanes poll).
+    pub listen_url: Option<String>,
 }
 
 /// Look for new providers this often.
@@ -92,6 +94,12 @@ pub fn run(mut settings: DaemonSettings) -> Result<()> {
         signal_hook::flag::register(sig, sup.stop.clone())
             .map_err(|e| Error::internal(format!("cannot install signal handler: {e}")))?;
     }
+    // SIGHUP (systemctl reload) must not end the daemon. Nothing to reload by hand: credential
+    // references are read again whenever a lane (re)loads its provider, so a rotated file is
+    // picked up as the provider's configuration is.
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload)
+        .map_err(|e| Error::internal(format!("cannot install signal handler: {e}")))?;
     // Served from the start: while the database is awaited, /healthz says so.
     if let Some(listener) = settings.metrics.take() {
         health::serve(listener, sup.clone());
@@ -116,7 +124,9 @@ pub fn run(mut settings: DaemonSettings) -> Result<()> {
         settings.schedule.expression,
         settings.schedule.next_after(Utc::now()).map(|t| t.to_rfc3339()).unwrap_or_default()
     );
-    start_listener(&settings.lanes.database_url, sup.clone());
+    if let Some(url) = &settings.listen_url {
+        start_listener(url, sup.clone());
+    }
 
     let mut lanes: HashMap<i64, Running> = HashMap::new();
     lanes.insert(0, start_routing_lane(&settings, &sup));
@@ -144,7 +154,7 @@ pub fn run(mut settings: DaemonSettings) -> Result<()> {
 }
 
 /// Connect, waiting while the database is unreachable (and stopping on a signal). None: stopped.
-fn connect_or_wait(url: &str, sup: &Supervision) -> Result<Option<postgres::Client>> {
+fn connect_or_wait(url: &str, sup: &Supervision) -> Result<Option<crate::db::Client>> {
     let mut backoff = Duration::from_millis(100);
     loop {
         match db::connect(url) {
@@ -208,7 +218,7 @@ fn start_provider_lane(id: i64, settings: &DaemonSettings, sup: &Supervision) ->
 fn supervise(
     settings: &DaemonSettings,
     sup: &Arc<Supervision>,
-    client: &mut postgres::Client,
+    client: &mut crate::db::Client,
     lanes: &mut HashMap<i64, Running>,
     webhooks: &Running,
 ) {
@@ -295,7 +305,7 @@ fn supervise(
 
 /// The gauges that need SQL: the due backlog, orders needing an operator, webhook deliveries
 /// waiting or failed. A failure leaves the last values (the health check reports the database).
-fn refresh_gauges(client: &mut postgres::Client, tenant: Option<i64>) {
+fn refresh_gauges(client: &mut crate::db::Client, tenant: Option<i64>) {
     match db::stats::metric_gauges(client, tenant) {
         Ok(g) => {
             let m = crate::metrics::get();
@@ -305,9 +315,13 @@ fn refresh_gauges(client: &mut postgres::Client, tenant: Option<i64>) {
         }
         Err(e) => log::debug!("metrics gauges not refreshed: {}", e.message),
     }
+    match db::providers::credential_states(client, tenant) {
+        Ok(states) => crate::metrics::get().set_credentials_unresolved(&states),
+        Err(e) => log::debug!("credential gauges not refreshed: {}", e.message),
+    }
 }
 
-fn run_safety_sweep(settings: &DaemonSettings, sup: &Supervision, client: &mut postgres::Client) {
+fn run_safety_sweep(settings: &DaemonSettings, sup: &Supervision, client: &mut crate::db::Client) {
     // All daemons with the same schedule fire at the same second: that second is the slot.
     let fired = sup.sweep_fired_ms.load(Ordering::SeqCst);
     let slot = chrono::DateTime::from_timestamp_millis(fired - fired.rem_euclid(1000)).unwrap_or_else(Utc::now);

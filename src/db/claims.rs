@@ -9,7 +9,7 @@
 
 use crate::domain::lifecycle::Facts;
 use crate::error::{Error, Result};
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use rust_decimal::Decimal;
 use std::time::Duration;
 use uuid::Uuid;
@@ -337,7 +337,7 @@ pub fn lanes_with_work(
 /// transaction: (order, new lease). The lanes claim with `lock_due` and the dispatch stages;
 /// this is the bare queue mechanics on the same locks (placements first, then checks), which
 /// benchmarks and tests measure and prove.
-pub fn claim_due(client: &mut postgres::Client, q: LaneQuery, limit: i64, lease: Duration) -> Result<Vec<(Uuid, i64)>> {
+pub fn claim_due(client: &mut crate::db::Client, q: LaneQuery, limit: i64, lease: Duration) -> Result<Vec<(Uuid, i64)>> {
     let mut tx = client.transaction()?;
     let mut ids: Vec<Uuid> = lock_due(&mut tx, q, limit, 0)?.into_iter().map(|r| r.id).collect();
     let rest = limit - ids.len() as i64;

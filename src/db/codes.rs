@@ -2,7 +2,7 @@
 //! `SKIP LOCKED` inside the caller's transaction); a group without enough codes hands out none.
 
 use crate::error::Result;
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use uuid::Uuid;
 
 /// Take `quantity` codes from the group for the order, inside the caller's transaction (which

@@ -6,7 +6,7 @@
 use crate::db::claims::DueRow;
 use crate::db::routing::Upstream;
 use crate::error::{Error, Result};
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 

@@ -3,7 +3,7 @@
 //! field names only.
 
 use crate::error::Result;
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -68,6 +68,9 @@ pub struct ProviderRow {
     pub max_in_flight: i32,
     /// Names of the credential fields that are set. Never their values.
     pub credential_fields: Vec<String>,
+    /// Whether they resolve here: "references", "plain values", or "unresolved: <which
+    /// variable or file, and why>" (never a value).
+    pub credentials: String,
     /// The provider's own check schedule (what it leaves out is global).
     #[serde(skip)]
     pub schedule: crate::domain::backoff::ScheduleOverride,
@@ -81,7 +84,7 @@ pub fn providers(client: &mut impl GenericClient, tenant: Option<&str>) -> Resul
                           CASE WHEN jsonb_typeof(p.credentials) = 'object' THEN p.credentials ELSE '{}'::jsonb END
                       ) AS k ORDER BY k),
                 p.schedule_first_check_ms, p.schedule_backoff_base_ms, p.schedule_backoff_max_ms,
-                p.schedule_max_checks, p.schedule_give_up_after_ms
+                p.schedule_max_checks, p.schedule_give_up_after_ms, p.credentials
            FROM providers p JOIN tenants t ON t.id = p.tenant_id
           WHERE ($1::text IS NULL OR t.name = $1)
           ORDER BY t.name, p.name",
@@ -97,9 +100,19 @@ pub fn providers(client: &mut impl GenericClient, tenant: Option<&str>) -> Resul
             enabled: r.get(4),
             max_in_flight: r.get(5),
             credential_fields: r.get(6),
+            credentials: credentials_state(&r.get(12)),
             schedule: crate::db::providers::ScheduleColumns::read(&r, 7).schedule(),
         })
         .collect())
+}
+
+/// See `ProviderRow::credentials`.
+pub fn credentials_state(stored: &serde_json::Value) -> String {
+    match crate::secret::resolve(stored) {
+        Err(why) => format!("unresolved: {why}"),
+        Ok(_) if !crate::secret::plain_fields(stored).is_empty() => "plain values".into(),
+        Ok(_) => "references".into(),
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! the database, never a superuser.
 
 use crate::error::{Error, Result};
-use postgres::Client;
+use crate::db::Client;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -16,6 +16,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0005_lean_order_keys.sql", include_str!("../../sql/0005_lean_order_keys.sql")),
     ("0006_unread_order_indexes.sql", include_str!("../../sql/0006_unread_order_indexes.sql")),
     ("0007_one_holder_per_order.sql", include_str!("../../sql/0007_one_holder_per_order.sql")),
+    ("0008_credential_references.sql", include_str!("../../sql/0008_credential_references.sql")),
 ];
 
 /// One key for every orderctl migrate run, whatever the database.

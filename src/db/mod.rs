@@ -2,6 +2,8 @@
 //! schema itself is plain SQL in `sql/`.
 
 pub mod claims;
+mod client;
+pub mod conninfo;
 pub mod codes;
 pub mod forwarding;
 pub mod listings;
@@ -9,30 +11,29 @@ pub mod migrate;
 pub mod orders;
 pub mod outbox;
 pub mod periodic;
+pub mod pooler;
 pub mod permits;
 pub mod providers;
 pub mod routing;
 pub mod setup;
 pub mod stats;
 pub mod summaries;
+pub mod tls;
 pub mod transitions;
 pub mod webhooks;
 
+pub use client::{Client, GenericClient, Param, PgType, Transaction, SETTINGS_CHANGED};
+
 use crate::error::{Error, ErrorKind};
 
-use postgres::{Client, NoTls};
+use postgres::NoTls;
 use std::time::Duration;
 
-/// Session settings for every orderctl connection. A forgotten open transaction must not hold
-/// back vacuum (the bloat that kills job queues), and no statement may hang forever. No JIT:
-/// a batch statement on a young table can look costly enough to compile, and compiling takes
-/// longer than running it.
-const SESSION_SETUP: &str = "SET idle_in_transaction_session_timeout = '60s'; \
-     SET statement_timeout = '30s'; SET lock_timeout = '10s'; SET application_name = 'orderctl'; SET jit = off";
-
-/// Open a connection. rust-postgres does not read PG* variables or ~/.pgpass: the URL is all.
+/// Open a connection, with TLS as the URL's (or the PG* variables') sslmode says, as libpq
+/// would (`conninfo`, `tls`). rust-postgres does not read ~/.pgpass.
 pub fn connect(url: &str) -> Result<Client, Error> {
-    let mut config: postgres::Config = url.parse().map_err(|e| {
+    let info = conninfo::parse(url, &|k| std::env::var(k).ok())?;
+    let mut config: postgres::Config = info.rest.parse().map_err(|e| {
         Error::invalid(format!("the database URL is not valid: {e}"))
             .with_hint("write it as postgres://USER[:PASSWORD]@HOST:PORT/DATABASE")
     })?;
@@ -40,15 +41,34 @@ pub fn connect(url: &str) -> Result<Client, Error> {
     if config.get_application_name().is_none() {
         config.application_name("orderctl");
     }
-    let mut client = config.connect(NoTls).map_err(|e| {
-        Error::new(
-            ErrorKind::DatabaseUnavailable,
-            format!("cannot connect to the database at {}: {}", mask_url(url), short_pg_error(&e)),
-        )
-        .with_hint("check that Postgres is running and that --database-url / DATABASE_URL is right")
+    config.ssl_mode(match info.tls.mode {
+        conninfo::SslMode::Disable => postgres::config::SslMode::Disable,
+        conninfo::SslMode::Allow | conninfo::SslMode::Prefer => postgres::config::SslMode::Prefer,
+        _ => postgres::config::SslMode::Require,
+    });
+    let (connected, seen) = match tls::connector(&info.tls)? {
+        Some((connector, seen)) => (config.connect(connector), Some(seen)),
+        None => (config.connect(NoTls), None),
+    };
+    let client = connected.map_err(|e| {
+        let host = config.get_hosts().first().map(host_name).unwrap_or_default();
+        tls::explain(&e, &info.tls, &host).unwrap_or_else(|| {
+            Error::new(
+                ErrorKind::DatabaseUnavailable,
+                format!("cannot connect to the database at {}: {}", mask_url(url), short_pg_error(&e)),
+            )
+            .with_hint("check that Postgres is running and that --database-url / DATABASE_URL is right")
+        })
     })?;
-    client.batch_execute(SESSION_SETUP)?;
-    Ok(client)
+    let encryption = seen.and_then(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone());
+    Ok(Client::new(client, encryption))
+}
+
+fn host_name(h: &postgres::config::Host) -> String {
+    match h {
+        postgres::config::Host::Tcp(name) => name.clone(),
+        postgres::config::Host::Unix(path) => path.display().to_string(),
+    }
 }
 
 /// The URL with its password replaced, for messages.

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::time::Duration;
@@ -278,7 +278,7 @@ pub struct CreatedOrder {
 /// through the ledger, insert the order and its `created` event: one transaction. With a
 /// request id, a create repeated with the same key (and the same order) returns the order
 /// created the first time and charges nothing, even when two arrive at once.
-pub fn create_order(client: &mut postgres::Client, o: &NewOrder) -> Result<CreatedOrder> {
+pub fn create_order(client: &mut crate::db::Client, o: &NewOrder) -> Result<CreatedOrder> {
     if let Some(existing) = existing_request(client, o)? {
         return Ok(existing);
     }
@@ -292,7 +292,7 @@ pub fn create_order(client: &mut postgres::Client, o: &NewOrder) -> Result<Creat
 
 /// The order an earlier create with this request id made, if any. The same key for a
 /// different order is refused: it is a mistake the caller must see.
-fn existing_request(client: &mut postgres::Client, o: &NewOrder) -> Result<Option<CreatedOrder>> {
+fn existing_request(client: &mut crate::db::Client, o: &NewOrder) -> Result<Option<CreatedOrder>> {
     let Some(key) = o.request_id else { return Ok(None) };
     let row = client.query_opt(
         "SELECT o.id, o.number, o.price, pk.routing_mode, u.name, pk.name, o.user_identifier, o.extra_field, o.quantity
@@ -317,7 +317,7 @@ fn existing_request(client: &mut postgres::Client, o: &NewOrder) -> Result<Optio
     Ok(Some(CreatedOrder { id: r.get(0), number, price: r.get(2), routing_mode: r.get(3), existed: true }))
 }
 
-fn insert_order(client: &mut postgres::Client, o: &NewOrder) -> Result<CreatedOrder> {
+fn insert_order(client: &mut crate::db::Client, o: &NewOrder) -> Result<CreatedOrder> {
     let mut tx = client.transaction()?;
     let tenant_id = crate::db::routing::tenant_id(&mut tx, o.tenant)?;
     let user = tx

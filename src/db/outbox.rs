@@ -13,7 +13,7 @@ use crate::domain::diagnosis::StuckThresholds;
 use crate::domain::webhook::EventType;
 use crate::error::Result;
 use chrono::{DateTime, Utc};
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use std::collections::HashMap;
 use uuid::Uuid;
 

@@ -4,7 +4,7 @@
 
 use crate::error::Result;
 use chrono::{DateTime, Utc};
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use std::time::Duration;
 
 /// The start of the slot of length `every` that `now` falls in.

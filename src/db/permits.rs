@@ -3,7 +3,7 @@
 //! holder's permits lapse by themselves, no cleanup needed.
 
 use crate::error::Result;
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use std::time::Duration;
 
 /// A new permit holder's name: host, process id and a random part (a restarted process with

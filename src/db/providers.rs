@@ -5,7 +5,8 @@ use crate::domain::backoff::ScheduleOverride;
 use crate::error::{Error, Result};
 use crate::provider::HttpSettings;
 use crate::provider::{ProviderConfig, ProviderKind};
-use postgres::{GenericClient, Row};
+use crate::db::GenericClient;
+use postgres::Row;
 use std::time::Duration;
 
 const SELECT: &str = "SELECT p.id, p.enabled, p.name, p.kind, p.base_url, p.credentials, t.name,
@@ -70,7 +71,12 @@ fn config_from_row(r: &Row, http: HttpSettings) -> Result<ProviderConfig> {
         // The CHECK constraint keeps kind to known words; anything else is a damaged row.
         kind: ProviderKind::parse(&kind).map_err(Error::internal)?,
         base_url: r.get(4),
-        credentials: r.get(5),
+        // Resolved now (a reference to a variable or file of this host); one that does not
+        // resolve stays a reference, and building the adapter says why.
+        credentials: {
+            let stored: serde_json::Value = r.get(5);
+            crate::secret::resolve(&stored).unwrap_or(stored)
+        },
         http,
     })
 }
@@ -148,4 +154,15 @@ pub fn lane_ids(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<
         .iter()
         .map(|r| r.get(0))
         .collect())
+}
+
+/// (tenant, provider, whether its credentials fail to resolve on this host) for every provider
+/// (of `tenant`, when given). Values are resolved and dropped, never returned.
+pub fn credential_states(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<Vec<(String, String, bool)>> {
+    let rows = client.query(
+        "SELECT t.name, p.name, p.credentials FROM providers p JOIN tenants t ON t.id = p.tenant_id
+          WHERE $1::bigint IS NULL OR p.tenant_id = $1 ORDER BY t.name, p.name",
+        &[&tenant],
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), crate::secret::resolve(&r.get(2)).is_err())).collect())
 }

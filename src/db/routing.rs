@@ -3,7 +3,7 @@
 
 use crate::domain::routing::{Forwarding, RoutedProvider, RoutingView, UpstreamRoute};
 use crate::error::{Error, Result};
-use postgres::GenericClient;
+use crate::db::GenericClient;
 
 const ROUTING_VIEWS: &str = "
     SELECT t.name, pk.name, pk.routing_mode, pk.provider_type,

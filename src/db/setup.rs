@@ -25,7 +25,7 @@ use crate::domain::setup::{
 };
 use crate::error::{Error, Result};
 use crate::provider::ProviderKind;
-use postgres::{Client, Transaction};
+use crate::db::{Client, Transaction};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
@@ -61,6 +61,9 @@ pub struct ApplySummary {
     /// Routing problems of the applied tenants that do not block saving (disabled provider,
     /// empty code stock, or anything planted by other means): `routing check` reports them too.
     pub warnings: Vec<RoutingWarning>,
+    /// Providers whose credentials are written into the file as plain values (they work; a
+    /// reference to an environment variable or file keeps them out of the file and database).
+    pub credential_warnings: Vec<String>,
     pub balance_rule: &'static str,
 }
 
@@ -132,8 +135,13 @@ pub fn apply_text(client: &mut Client, text: &str, dry_run: bool) -> Result<Appl
         Ok(setup) => setup,
         Err(problems) => return Ok(ApplyOutcome::Invalid(problems)),
     };
+    let unresolved = unresolved_references(&setup);
+    if !unresolved.is_empty() {
+        return Ok(ApplyOutcome::Invalid(unresolved));
+    }
     let mut summary = write(&mut tx, &setup)?;
     summary.warnings = routing_warnings(&mut tx, &setup)?;
+    summary.credential_warnings = plain_credentials(&setup);
     summary.dry_run = dry_run;
     if dry_run {
         tx.rollback()?;
@@ -642,6 +650,45 @@ fn write_package(tx: &mut Transaction, tenant_id: i64, ids: &TenantIds, p: &Pack
         }
     }
     Ok(change)
+}
+
+/// References that do not resolve on this machine, named (never a value): a setup that cannot
+/// work here is not saved.
+fn unresolved_references(setup: &Setup) -> Vec<crate::domain::setup::SetupProblem> {
+    let mut out = Vec::new();
+    for (ti, t) in setup.tenants.iter().enumerate() {
+        for (pi, p) in t.providers.iter().enumerate() {
+            if let Err(why) = crate::secret::resolve(&p.credentials) {
+                out.push(crate::domain::setup::SetupProblem {
+                    path: format!("tenants[{ti}].providers[{pi}].credentials"),
+                    message: format!(
+                        "tenant {}, provider {}: {why} on this machine; provide it here (and where the daemon runs), or correct the reference",
+                        t.name, p.name
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn plain_credentials(setup: &Setup) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in &setup.tenants {
+        for p in &t.providers {
+            let plain = crate::secret::plain_fields(&p.credentials);
+            if !plain.is_empty() {
+                out.push(format!(
+                    "tenant {}, provider {}: credentials.{} written as plain value(s) into the file and the database; \
+                     use {{\"env\": \"VARIABLE\"}} or {{\"file\": \"/path\"}} references",
+                    t.name,
+                    p.name,
+                    plain.join(", credentials.")
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Every routing finding of the applied tenants after the write. Validation already refused

@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use chrono::{DateTime, Utc};
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use serde::Serialize;
 
 /// Orders of one (status, external status) pair.

@@ -8,7 +8,7 @@ use crate::domain::diagnosis::{diagnose, Diagnosis, OrderFacts, StuckThresholds,
 use crate::domain::routing::RoutingView;
 use crate::error::Result;
 use chrono::{DateTime, Utc};
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 

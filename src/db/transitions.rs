@@ -9,7 +9,7 @@
 use crate::domain::lifecycle::{Money, Schedule, Set, Transition};
 use crate::error::Result;
 use chrono::{DateTime, Utc};
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -403,7 +403,7 @@ pub struct Written {
 /// values, the batch is written again one order at a time, each behind a savepoint, and every
 /// order whose write is refused is flagged with the reason: one bad value never blocks the
 /// others.
-pub fn apply_isolated(client: &mut postgres::Client, writes: &[Write]) -> Result<Written> {
+pub fn apply_isolated(client: &mut crate::db::Client, writes: &[Write]) -> Result<Written> {
     let first = {
         let mut tx = client.transaction()?;
         match apply(&mut tx, writes) {

@@ -9,7 +9,7 @@
 use crate::domain::webhook::Secret;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use serde::Serialize;
 use std::time::Duration;
 use uuid::Uuid;

@@ -10,7 +10,7 @@ use crate::db::transitions::{refused_write, StepRecord, Write};
 use crate::domain::lifecycle::{self, work_for, Attention, Work, MAX_PLACEMENTS};
 use crate::error::Result;
 use crate::provider::{CheckKey, PlacementRequest};
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use std::collections::HashMap;
 use std::time::Instant;
 

@@ -11,7 +11,7 @@ use crate::db::permits;
 use crate::db::transitions::{self, Write};
 use crate::domain::lifecycle::{self, work_for, OperatorAction, State, Work};
 use crate::error::{Error, Result};
-use postgres::Client;
+use crate::db::Client;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -183,7 +183,7 @@ enum Claim {
 /// A permit of the provider's is taken first: its limit on calls in flight holds for commands
 /// too.
 fn claim_placement(
-    mut tx: postgres::Transaction<'_>,
+    mut tx: crate::db::Transaction<'_>,
     providers: &Providers,
     row: DueRow,
     opts: &OneOptions,
@@ -294,7 +294,7 @@ fn write(client: &mut Client, writes: &[Write], report: &mut OneReport) -> Resul
 }
 
 fn write_and_relock(
-    tx: &mut postgres::Transaction<'_>,
+    tx: &mut crate::db::Transaction<'_>,
     row: &DueRow,
     t: lifecycle::Transition,
     lease: Option<i64>,
@@ -306,7 +306,7 @@ fn write_and_relock(
     relock(tx, row.id)
 }
 
-fn relock(tx: &mut postgres::Transaction<'_>, id: Uuid) -> Result<DueRow> {
+fn relock(tx: &mut crate::db::Transaction<'_>, id: Uuid) -> Result<DueRow> {
     claims::lock_ids(tx, &[id], true)?.pop().ok_or_else(|| Error::internal("an order vanished while it was locked"))
 }
 
@@ -321,7 +321,7 @@ fn note(report: &mut OneReport, w: &Write) {
     }
 }
 
-fn finish(tx: postgres::Transaction<'_>, opts: &OneOptions) -> Result<()> {
+fn finish(tx: crate::db::Transaction<'_>, opts: &OneOptions) -> Result<()> {
     match opts.mode {
         OneMode::Operator { dry_run: true, .. } => tx.rollback()?,
         _ => tx.commit()?,

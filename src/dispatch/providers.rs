@@ -9,7 +9,7 @@ use crate::domain::backoff::{merge, BackoffPolicy};
 use crate::error::Result;
 use crate::provider::HttpSettings;
 use crate::provider::{self, Provider, ProviderConfig};
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

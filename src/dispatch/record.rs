@@ -8,7 +8,7 @@ use crate::db::transitions::{StepRecord, Write};
 use crate::domain::lifecycle::{self, CheckContext, PlacementContext};
 use crate::error::Result;
 use crate::provider::PlacementOutcome;
-use postgres::GenericClient;
+use crate::db::GenericClient;
 
 /// The transition of a placement's answer. A definite rejection looks up the fallback that has
 /// not refused this order yet, so the refusal and the move are one write.

@@ -8,7 +8,7 @@ use crate::db::transitions::Write;
 use crate::domain::lifecycle::{self, work_for, Attention, Work};
 use crate::domain::routing::{route, RouteDecision, RoutingProblem, RoutingView};
 use crate::error::{Error, Result};
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use std::collections::HashMap;
 
 /// An operator's choice of provider, overriding routing.

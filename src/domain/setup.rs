@@ -84,7 +84,7 @@ pub struct ProviderSetup {
     pub name: String,
     pub kind: ProviderKind,
     pub base_url: String,
-    /// Secret: an object of field name → non-empty string. Never printed.
+    /// Secret: an object of field name → non-empty string or a reference (`secret`). Never printed.
     pub credentials: Value,
     pub enabled: bool,
     pub max_in_flight: i32,
@@ -962,7 +962,11 @@ fn check_credentials(credentials: &Value, kind: ProviderKind, at: &Place, proble
             None => problems
                 .add(&at.field(field), format!("credentials.{field} is missing; {kind} providers need {}", needed.join(" and "))),
             Some(Value::String(s)) if !s.is_empty() => {}
-            Some(_) => problems.add(&at.field(field), format!("credentials.{field} must be a non-empty string")),
+            Some(v) if crate::secret::reference(v).is_some() => {}
+            Some(_) => problems.add(
+                &at.field(field),
+                format!("credentials.{field} must be a non-empty string or a reference: {{\"env\": \"VARIABLE\"}} or {{\"file\": \"/path\"}}"),
+            ),
         }
     }
     for field in map.keys() {

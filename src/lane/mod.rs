@@ -59,7 +59,7 @@ impl LaneSettings {
 /// Count finished orders in the metrics by tenant name and status. Tenant names are looked up
 /// once per process (one query for the ids not seen yet); if that fails, the tenant's id
 /// stands in for its name rather than the count being lost.
-fn count_finished(c: &mut postgres::Client, finished: &[(i64, &'static str)]) {
+fn count_finished(c: &mut crate::db::Client, finished: &[(i64, &'static str)]) {
     static NAMES: std::sync::OnceLock<Mutex<HashMap<i64, String>>> = std::sync::OnceLock::new();
     if finished.is_empty() {
         return;
@@ -289,7 +289,7 @@ impl Failures {
     /// any other error, and a reconnection after an outage is logged).
     fn connection<'a>(
         &mut self,
-        conn: &'a mut Option<postgres::Client>,
+        conn: &'a mut Option<crate::db::Client>,
         url: &str,
         who: &str,
         control: &LaneControl,
@@ -337,7 +337,7 @@ impl Failures {
 
 /// What `Failures::connection` found.
 enum Connection<'a> {
-    Ready(&'a mut postgres::Client),
+    Ready(&'a mut crate::db::Client),
     /// Not connected; the wait before the next try is over.
     Again,
     /// Not connected, and a sweep's tries are used up (the control says why).

@@ -6,7 +6,7 @@
 
 use crate::db::permits;
 use crate::error::Result;
-use postgres::Client;
+use crate::db::Client;
 use std::time::{Duration, Instant};
 
 /// Give slots back after this long without work.

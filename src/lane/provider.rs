@@ -8,7 +8,7 @@ use crate::db::{self, claims};
 use crate::dispatch::claim::{claim_rows, CheckJob, PlaceJob};
 use crate::dispatch::{place, LaneProvider, Providers};
 use crate::error::Result;
-use postgres::Client;
+use crate::db::Client;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};

@@ -9,7 +9,7 @@ use super::{Connection, Failures, LaneControl, LaneSettings, Wakers};
 use crate::db::claims;
 use crate::dispatch::route::route_rows;
 use crate::error::Result;
-use postgres::Client;
+use crate::db::Client;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 

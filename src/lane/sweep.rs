@@ -7,7 +7,7 @@
 use crate::db::{self, periodic};
 use crate::error::Result;
 use chrono::{DateTime, Utc};
-use postgres::GenericClient;
+use crate::db::GenericClient;
 use serde::Serialize;
 use std::time::Duration;
 

@@ -13,7 +13,7 @@ use crate::domain::webhook::{Retry, RetryPolicy};
 use crate::error::Result;
 use crate::webhook::{Attempt, Request, SendSettings, Sender};
 use chrono::{DateTime, Utc};
-use postgres::Client;
+use crate::db::Client;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -10,7 +10,7 @@ use crate::dispatch::place::{Checked, Placed};
 use crate::dispatch::{record, LaneProvider};
 use crate::domain::lifecycle::Schedule;
 use crate::error::{ErrorKind, Result};
-use postgres::Client;
+use crate::db::Client;
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;

@@ -63,7 +63,7 @@ fn concurrent_claims_never_hand_one_order_to_two_workers() {
         .map(|_| {
             let url = db.url.clone();
             std::thread::spawn(move || {
-                let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                let mut c = orderctl::db::connect(&url).unwrap();
                 let mut mine = Vec::new();
                 for _ in 0..5 {
                     mine.extend(

@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod decisions;
+mod deploy;
 mod fidelity;
 mod forwarding;
 mod goods;

@@ -3,12 +3,14 @@
 
 #![allow(dead_code)]
 
+use orderctl::kit::database::ScratchDb;
+use orderctl::kit::sim::SimProcess;
 use postgres::{Client, NoTls};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_orderctl");
 
@@ -51,7 +53,7 @@ fn template() -> &'static str {
             admin.batch_execute(&format!("DROP DATABASE IF EXISTS {building}")).unwrap();
             admin.batch_execute(&format!("CREATE DATABASE {building}")).unwrap();
             {
-                let mut c = Client::connect(&url_for(&building), NoTls).unwrap();
+                let mut c = orderctl::db::connect(&url_for(&building)).unwrap();
                 orderctl::db::migrate::migrate(&mut c, &orderctl::db::migrate::built_in(), false).unwrap();
             }
             admin.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}")).unwrap();
@@ -68,6 +70,7 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    scratch: ScratchDb,
 }
 
 impl TestDb {
@@ -79,31 +82,26 @@ impl TestDb {
     pub fn empty() -> TestDb {
         Self::create(None)
     }
+    /// A database on another server (a private cluster), migrated by `orderctl migrate`.
+    pub fn migrated_on(admin_url: &str) -> TestDb {
+        let db = Self::create_on(admin_url, None);
+        db.cmd().args(["migrate"]).run().ok();
+        db
+    }
     fn create(template: Option<&str>) -> TestDb {
+        Self::create_on(&admin_url(), template)
+    }
+    fn create_on(admin_url: &str, template: Option<&str>) -> TestDb {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("orderctl_t_{}_{}", std::process::id(), n);
-        let mut admin = admin();
-        let sql = match template {
-            Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
-            None => format!("CREATE DATABASE {name}"),
-        };
-        // The template may be busy for a moment while another clone is made.
-        let mut tries = 0;
-        loop {
-            match admin.batch_execute(&sql) {
-                Ok(()) => break,
-                Err(e) if tries < 50 => {
-                    tries += 1;
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => panic!("cannot create test database: {e}"),
-            }
-        }
-        TestDb { url: url_for(&name), name }
+        let scratch = ScratchDb::create(admin_url, &name, template)
+            .unwrap_or_else(|e| panic!("cannot create test database: {}", e.message));
+        TestDb { url: scratch.url.clone(), name, scratch }
     }
-    pub fn client(&self) -> Client {
-        Client::connect(&self.url, NoTls).unwrap()
+    /// orderctl's own connection (unnamed statements, as through a pooler), named apart from
+    /// orderctl's processes in pg_stat_activity.
+    pub fn client(&self) -> orderctl::db::Client {
+        orderctl::db::connect(&with_application_name(&self.url, "orderctl-test")).unwrap()
     }
     /// Run the real binary against this database.
     pub fn cmd(&self) -> Cmd {
@@ -119,14 +117,17 @@ impl TestDb {
     }
 }
 
+pub fn with_application_name(url: &str, name: &str) -> String {
+    let mut u = url::Url::parse(url).expect("a URL");
+    u.query_pairs_mut().append_pair("application_name", name);
+    u.to_string()
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            self.scratch.keep = true;
             eprintln!("test database kept for inspection: {}", self.url);
-            return;
-        }
-        if let Ok(mut admin) = Client::connect(&admin_url(), NoTls) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
         }
     }
 }
@@ -262,51 +263,41 @@ impl Drop for Background {
 /// The built-in simulator as a separate process on a free port.
 pub struct Sim {
     pub base_url: String,
-    child: Child,
+    process: SimProcess,
 }
 
 impl Sim {
     pub fn start(extra: &[&str]) -> Sim {
-        let mut child = Command::new(BIN)
-            .args(["simulate", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start simulator");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().trim_start_matches("listening on ").to_string();
-        assert!(addr.starts_with("127.0.0.1:"), "simulator printed {line:?}");
-        Sim { base_url: format!("http://{addr}"), child }
+        let process = SimProcess::start(std::path::Path::new(BIN), extra, false).expect("start simulator");
+        Sim { base_url: process.base_url.clone(), process }
     }
     pub fn stats(&self) -> serde_json::Value {
-        let body = ureq::get(&format!("{}/_sim/stats", self.base_url)).call().unwrap().body_mut().read_to_string().unwrap();
-        serde_json::from_str(&body).unwrap()
+        self.process.stats()
     }
     /// Change fault settings at run time (JSON object of simulator settings).
     pub fn configure(&self, settings: serde_json::Value) {
-        ureq::post(&format!("{}/_sim/config", self.base_url)).send_json(settings).unwrap();
+        self.process.configure(&settings);
     }
 }
 
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A private cluster on this machine (the kit's), or None with a note on stderr when the
+/// server programs are not installed (.ci/run installs them, so CI always runs these tests).
+pub fn private_cluster(opts: orderctl::kit::cluster::ClusterOptions) -> Option<orderctl::kit::cluster::PrivateCluster> {
+    match orderctl::kit::cluster::PrivateCluster::start(&opts, &|| Ok(())) {
+        Ok(c) => Some(c),
+        Err(e) if orderctl::kit::cluster::server_bindir().is_err() => {
+            eprintln!("SKIPPED: {}", e.message);
+            None
+        }
+        Err(e) => panic!("the private cluster did not start: {}{}", e.message, e.hint.unwrap_or_default()),
     }
 }
 
 /// Wait for a condition instead of sleeping a fixed time.
 #[track_caller]
-pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        if start.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+pub fn wait_until(what: &str, timeout: Duration, f: impl FnMut() -> bool) {
+    if !orderctl::kit::wait_until(timeout, Duration::from_millis(20), f) {
+        panic!("timed out after {timeout:?} waiting for {what}");
     }
 }
 
@@ -347,21 +338,7 @@ pub fn standard_setup(sim_url: &str) -> serde_json::Value {
 /// Insert `n` orders by SQL for user halil of `tenant`, as the shop's web app would (charged
 /// through the ledger; no `created` event, the web app writes none).
 pub fn insert_orders_in(db: &TestDb, tenant: &str, package: &str, n: i64) {
-    db.client()
-        .execute(
-            "WITH buyer AS (
-                 SELECT u.id, u.tenant_id FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.name = $1 AND u.name = 'halil')
-             , new AS (
-                 INSERT INTO orders (id, tenant_id, user_id, package_id, user_identifier, price)
-                 SELECT gen_random_uuid(), b.tenant_id, b.id, p.id, 'player-' || g, p.price
-                   FROM buyer b JOIN packages p ON p.tenant_id = b.tenant_id AND p.name = $2, generate_series(1, $3::bigint) g
-                 RETURNING id, tenant_id, user_id, price)
-             , charge AS (INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount)
-                          SELECT tenant_id, user_id, id, 'charge', -price FROM new RETURNING amount)
-             UPDATE users SET balance = balance + (SELECT sum(amount) FROM charge) WHERE id = (SELECT id FROM buyer)",
-            &[&tenant, &package, &n],
-        )
-        .unwrap();
+    orderctl::kit::orders::insert_orders(&mut db.client(), tenant, "halil", package, n).unwrap();
 }
 
 /// Insert one order of `quantity` for user halil of `tenant` by SQL (the shop's web app),
