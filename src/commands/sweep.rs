@@ -42,7 +42,7 @@ struct FailedLane {
 }
 
 /// The name a failed lane is reported by.
-fn lane_name(client: &mut postgres::Client, lane: i64) -> String {
+fn lane_name(client: &mut db::Client, lane: i64) -> String {
     if lane == 0 {
         return "routing".to_string();
     }

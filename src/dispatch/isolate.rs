@@ -8,7 +8,7 @@
 use crate::db::claims::DueRow;
 use crate::db::transitions::{self, refused_write, Write};
 use crate::error::{Error, ErrorKind, Result};
-use postgres::GenericClient;
+use crate::db::GenericClient;
 
 /// What a batch produced, merged order by order.
 pub trait Batch: Default {
@@ -43,7 +43,7 @@ pub fn per_order<T: Batch>(
     tx: &mut impl GenericClient,
     rows: Vec<DueRow>,
     what: &str,
-    mut run: impl FnMut(&mut postgres::Transaction<'_>, Vec<DueRow>) -> Result<T>,
+    mut run: impl FnMut(&mut crate::db::Transaction<'_>, Vec<DueRow>) -> Result<T>,
 ) -> Result<T> {
     let first = {
         let mut sp = tx.transaction()?;
