@@ -15,6 +15,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0004_schedules_and_forwarding.sql", include_str!("../../sql/0004_schedules_and_forwarding.sql")),
     ("0005_lean_order_keys.sql", include_str!("../../sql/0005_lean_order_keys.sql")),
     ("0006_unread_order_indexes.sql", include_str!("../../sql/0006_unread_order_indexes.sql")),
+    ("0009_webhook_endpoints_and_outcome_counts.sql", include_str!("../../sql/0009_webhook_endpoints_and_outcome_counts.sql")),
 ];
 
 /// One key for every orderctl migrate run, whatever the database.

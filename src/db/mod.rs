@@ -8,6 +8,7 @@ pub mod listings;
 pub mod migrate;
 pub mod orders;
 pub mod outbox;
+pub mod outcomes;
 pub mod periodic;
 pub mod permits;
 pub mod providers;
