@@ -17,4 +17,5 @@ mod reliability;
 mod routing;
 mod schedules;
 mod setup;
+mod webhook_delivery;
 mod webhooks;
