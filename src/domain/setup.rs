@@ -329,7 +329,8 @@ impl Element for TenantDoc {
 }
 impl Element for WebhookDoc {
     const WHAT: &'static str = "a webhook";
-    const FIELDS: &'static [&'static str] = &["url", "secret", "events", "enabled", "allow_private_network", "allow_http", "retry_horizon"];
+    const FIELDS: &'static [&'static str] =
+        &["url", "secret", "events", "enabled", "allow_private_network", "allow_http", "retry_horizon"];
 }
 impl Element for UserDoc {
     const WHAT: &'static str = "a user";

@@ -125,9 +125,9 @@ pub fn run(settings: WebhookSettings, control: Arc<LaneControl>, deadline: Optio
             }
         }
     }
-    // What is in flight ends by its timeout: its outcome is written if it comes back in time;
-    // otherwise the delivery comes due again after its lease.
-    let until = Instant::now() + settings.send.timeout + Duration::from_secs(1);
+    // What is in flight gets a moment to come back and be written; what does not (a hanging
+    // endpoint) comes due again after its lease, sent again with the same event id.
+    let until = Instant::now() + settings.send.timeout.min(STOP_WAIT);
     while senders.in_flight() > 0 && Instant::now() < until {
         done.extend(senders.wait_finished(Duration::from_millis(100)));
     }
@@ -141,6 +141,9 @@ pub fn run(settings: WebhookSettings, control: Arc<LaneControl>, deadline: Optio
         None => Ok(report),
     }
 }
+
+/// How long a stopping lane waits for requests in flight.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// Write back what finished, then claim as many due deliveries as there are idle senders and
 /// hand them out. Returns how many were claimed.
