@@ -10,13 +10,15 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-/// Deliveries to the fast endpoint per measurement.
+/// Deliveries to the fast endpoints per measurement.
 const DELIVERIES: i64 = 3000;
+/// Fast endpoints (shops) the deliveries are spread over: each takes at most 2 at once.
+const ENDPOINTS: usize = 8;
 /// Deliveries queued for the hanging endpoint.
 const HANGING: i64 = 50;
 
 pub fn throughput(o: &Options, server: &Server, template: &str, bin: &str, results: &mut Results) {
-    eprintln!("== webhooks: {DELIVERIES} deliveries to one endpoint, with none hanging vs one endpoint hanging 30 s per call");
+    eprintln!("== webhooks: {DELIVERIES} deliveries to {ENDPOINTS} endpoints, with none hanging vs one more endpoint hanging 30 s per call");
     let fast = receiver(Duration::ZERO);
     let hanging = receiver(Duration::from_secs(30));
     let mut rates: [Vec<f64>; 2] = [vec![], vec![]];
@@ -26,7 +28,8 @@ pub fn throughput(o: &Options, server: &Server, template: &str, bin: &str, resul
         let orders = insert_orders(&mut c, "pubg-60", DELIVERIES);
         // Parked: no order work competes with the deliveries.
         c.execute("UPDATE orders SET next_check_at = NULL, attention = 'routing'", &[]).unwrap();
-        let ids: Vec<i64> = [&fast, &hanging]
+        let urls: Vec<String> = (0..ENDPOINTS).map(|i| format!("{fast}/{i}")).chain([hanging.clone()]).collect();
+        let ids: Vec<i64> = urls
             .iter()
             .map(|url| {
                 c.query_one(
@@ -39,15 +42,16 @@ pub fn throughput(o: &Options, server: &Server, template: &str, bin: &str, resul
                 .get(0)
             })
             .collect();
+        let (fast_ids, hanging_id) = (&ids[..ENDPOINTS], ids[ENDPOINTS]);
         let daemon = Daemon::start(bin, &db.url, &[]);
         daemon.wait_ready(&mut c);
         for (phase, hang) in [false, true].into_iter().enumerate() {
             if hang {
-                enqueue(&mut c, ids[1], &orders[..HANGING as usize], 1);
+                enqueue(&mut c, &[hanging_id], &orders[..HANGING as usize], 1);
             }
             let started = Instant::now();
-            enqueue(&mut c, ids[0], &orders, phase as i32 + 1);
-            let done = wait_until(&mut c, Duration::from_secs(120), |c| delivered(c, ids[0]) == DELIVERIES * (phase as i64 + 1));
+            enqueue(&mut c, fast_ids, &orders, phase as i32 + 1);
+            let done = wait_until(&mut c, Duration::from_secs(120), |c| delivered(c, fast_ids) == DELIVERIES * (phase as i64 + 1));
             if !done {
                 die("webhooks: deliveries did not finish within 120 s");
             }
@@ -57,7 +61,7 @@ pub fn throughput(o: &Options, server: &Server, template: &str, bin: &str, resul
     }
     let none = median(&rates[0]);
     let one = median(&rates[1]);
-    results.add("webhook deliveries, no endpoint hanging", none, "/s", None, None, "one fast endpoint on 127.0.0.1");
+    results.add("webhook deliveries, no endpoint hanging", none, "/s", None, None, "8 fast endpoints on 127.0.0.1, 2 at once each");
     results.add(
         "webhook deliveries, one endpoint hanging 30 s",
         one,
@@ -68,20 +72,20 @@ pub fn throughput(o: &Options, server: &Server, template: &str, bin: &str, resul
     );
 }
 
-/// One delivery per order to `webhook`, as the outbox writes them.
-fn enqueue(c: &mut Client, webhook: i64, orders: &[uuid::Uuid], sequence: i32) {
+/// One delivery per order, to the webhooks in turn, as the outbox writes them.
+fn enqueue(c: &mut Client, webhooks: &[i64], orders: &[uuid::Uuid], sequence: i32) {
     c.execute(
         "INSERT INTO webhook_deliveries (event_id, tenant_id, webhook_id, event_type, order_id, body, sequence)
-         SELECT gen_random_uuid(), o.tenant_id, $1, 'order.approved', o.id,
+         SELECT gen_random_uuid(), o.tenant_id, ($1::bigint[])[1 + (o.n % cardinality($1))], 'order.approved', o.id,
                 json_build_object('id', o.id, 'sequence', $3::int)::text, $3
-           FROM orders o WHERE o.id = ANY($2)",
-        &[&webhook, &orders, &sequence],
+           FROM (SELECT id, tenant_id, row_number() OVER (ORDER BY id) AS n FROM orders WHERE id = ANY($2)) o",
+        &[&webhooks, &orders, &sequence],
     )
     .unwrap();
 }
 
-fn delivered(c: &mut Client, webhook: i64) -> i64 {
-    c.query_one("SELECT count(*) FROM webhook_deliveries WHERE webhook_id = $1 AND state = 'delivered'", &[&webhook])
+fn delivered(c: &mut Client, webhooks: &[i64]) -> i64 {
+    c.query_one("SELECT count(*) FROM webhook_deliveries WHERE webhook_id = ANY($1) AND state = 'delivered'", &[&webhooks])
         .unwrap()
         .get(0)
 }
