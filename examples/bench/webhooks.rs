@@ -51,7 +51,8 @@ pub fn throughput(o: &Options, server: &Server, template: &str, bin: &str, resul
             }
             let started = Instant::now();
             enqueue(&mut c, fast_ids, &orders, phase as i32 + 1);
-            let done = wait_until(&mut c, Duration::from_secs(120), |c| delivered(c, fast_ids) == DELIVERIES * (phase as i64 + 1));
+            let done =
+                wait_until(&mut c, Duration::from_secs(120), |c| delivered(c, fast_ids) == DELIVERIES * (phase as i64 + 1));
             if !done {
                 die("webhooks: deliveries did not finish within 120 s");
             }
@@ -61,7 +62,14 @@ pub fn throughput(o: &Options, server: &Server, template: &str, bin: &str, resul
     }
     let none = median(&rates[0]);
     let one = median(&rates[1]);
-    results.add("webhook deliveries, no endpoint hanging", none, "/s", None, None, "8 fast endpoints on 127.0.0.1, 2 at once each");
+    results.add(
+        "webhook deliveries, no endpoint hanging",
+        none,
+        "/s",
+        None,
+        None,
+        "8 fast endpoints on 127.0.0.1, 2 at once each",
+    );
     results.add(
         "webhook deliveries, one endpoint hanging 30 s",
         one,
