@@ -18,6 +18,8 @@
 mod lanes;
 #[path = "bench/support.rs"]
 mod support;
+#[path = "bench/webhooks.rs"]
+mod webhooks;
 
 use orderctl::db::Client;
 use serde_json::json;
@@ -79,7 +81,7 @@ fn options() -> Options {
                 println!(
                     "cargo run --release --example bench -- [--database-url URL] [--runs N] [--orders N] \
                      [--arrival-batch N] [--latency-samples N] [--check-orders N] [--check-window SECS] [--pgbench-secs SECS] \
-                     [--only floor,e2e,latency,checks,claim,inspect,isolation,slow,list,rss] [--json PATH] [--daemon-args \"ARGS\"]\n\
+                     [--only floor,e2e,latency,checks,claim,inspect,isolation,slow,list,webhooks,rss] [--json PATH] [--daemon-args \"ARGS\"]\n\
                      The URL (or BENCH_DATABASE_URL) names a server where databases may be created and dropped."
                 );
                 std::process::exit(0);
@@ -137,6 +139,9 @@ fn main() {
     }
     if wants("list") {
         lanes::listing(&o, &server, &template.name, &bin, &mut results);
+    }
+    if wants("webhooks") {
+        webhooks::throughput(&o, &server, &template.name, &bin, &mut results);
     }
     if wants("rss") {
         lanes::four_providers(&o, &server, &template.name, &sim, &bin, &mut results);

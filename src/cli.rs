@@ -452,11 +452,19 @@ pub struct WebhookArgs {
     /// Upper bound for the delay between two attempts of a delivery
     #[arg(long, env = "ORDERCTL_WEBHOOK_RETRY_MAX", default_value = "1h", value_name = "DURATION")]
     pub webhook_retry_max: humantime::Duration,
-    /// A delivery still not delivered this long after its event is marked failed (doctor reports it)
-    #[arg(long, env = "ORDERCTL_WEBHOOK_GIVE_UP_AFTER", default_value = "24h", value_name = "DURATION")]
-    pub webhook_give_up_after: humantime::Duration,
-    /// Webhook requests in flight at once from this process
-    #[arg(long, env = "ORDERCTL_WEBHOOK_CONCURRENCY", default_value_t = 8, value_name = "N")]
+    /// A delivery still not delivered this long after its event (or its replay) is
+    /// dead-lettered (`webhook list --failed`); an endpoint's own "retry_horizon" wins
+    #[arg(
+        long,
+        alias = "webhook-give-up-after",
+        env = "ORDERCTL_WEBHOOK_RETRY_HORIZON",
+        default_value = "3d",
+        value_name = "DURATION"
+    )]
+    pub webhook_retry_horizon: humantime::Duration,
+    /// Webhook requests in flight at once from this process (at most 2 per endpoint, across
+    /// every process)
+    #[arg(long, env = "ORDERCTL_WEBHOOK_CONCURRENCY", default_value_t = 32, value_name = "N")]
     pub webhook_concurrency: usize,
 }
 
@@ -517,8 +525,19 @@ pub enum Pooler {
 pub enum WebhookCommand {
     /// List webhook deliveries, newest first (never a secret)
     List(WebhookListArgs),
+    /// List webhook endpoints with their state (active, paused, disabled), never a secret
+    Endpoints,
     /// Send failed (or one) deliveries again now, with a fresh retry window
     Retry(WebhookRetryArgs),
+    /// Send an event again (even a delivered one), or an endpoint's dead-lettered events since a time
+    Replay(WebhookReplayArgs),
+    /// Stop sending to an endpoint (its events queue up) until `webhook resume`
+    Pause(WebhookEndpointArgs),
+    /// Send to a paused or disabled endpoint again
+    Resume(WebhookEndpointArgs),
+    /// Give an endpoint a new secret, read from standard input; the old one keeps signing too
+    /// for --overlap
+    RotateSecret(WebhookRotateArgs),
     /// Send a signed `ping` to each of a tenant's webhooks now and report each answer
     Test(WebhookTestArgs),
 }
@@ -543,6 +562,40 @@ pub struct WebhookRetryArgs {
     pub failed: bool,
     #[command(flatten)]
     pub webhooks: WebhookArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["id", "endpoint"])))]
+pub struct WebhookReplayArgs {
+    /// A delivery id, or an event id (every delivery of that event), sent again whatever its state
+    pub id: Option<String>,
+    /// An endpoint (its id or url): its dead-lettered deliveries, with --since
+    #[arg(long, requires = "since", conflicts_with = "id")]
+    pub endpoint: Option<String>,
+    /// Events created at or after this time (RFC 3339, e.g. 2026-12-05T10:00:00Z) or this long ago (e.g. 6h)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookEndpointArgs {
+    /// The endpoint: its id (`webhook endpoints`) or its url
+    pub endpoint: String,
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookRotateArgs {
+    /// The endpoint: its id (`webhook endpoints`) or its url
+    pub endpoint: String,
+    /// How long the previous secret keeps signing next to the new one (a second signature)
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    pub overlap: humantime::Duration,
+    /// Make a new `whsec_` secret and write it to this file (created, mode 0600) instead of
+    /// reading one from standard input
+    #[arg(long, value_name = "FILE")]
+    pub generate_to: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

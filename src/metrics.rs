@@ -1,11 +1,22 @@
 //! What `orderctl daemon --metrics-listen` serves on `GET /metrics`, in the Prometheus text
 //! exposition format (0.0.4, encoded by `prometheus-client`).
 //!
-//! Counters and histograms are this process's: the lanes count what they do (`inc_*`,
-//! `observe_*`) at the moment they do it. Gauges that need SQL (the due backlog, orders needing
-//! an operator, webhook deliveries waiting) are set by the daemon's supervisor every few
-//! seconds, never per order and never by a scrape, so a scrape costs no query and cannot be
-//! slowed by the database. One registry per process (`get()`); nothing here does I/O.
+//! Labels: every provider series has `tenant` and `provider` (a provider's name is unique only
+//! within its tenant); the lanes that are not providers (routing, webhooks) are told apart by
+//! `lane`, never by the provider label. Every series of a known tenant, provider and outcome
+//! exists from the first scrape after the daemon connected, at 0 (`declare`), so `increase()`
+//! sees the first event and "absent" alerts do not misfire. Series per tenant are bounded:
+//! 2 finished + 1 flagged + 11 needing-action + 3 webhook-delivery counters + 3 webhook
+//! gauges = 20, plus per provider 6 call counters and 4 histograms (2 call kinds, claim, write;
+//! 14 buckets each). Nothing is labelled by order, user, package or URL.
+//!
+//! Counters of calls and deliveries are this process's: the lanes count what they do at the
+//! moment they do it. Finished and flagged orders are counted in the database, in the
+//! transaction of each transition (`order_outcome_counts`), so an operator's approve from the
+//! command line is counted too; every daemon's supervisor reads those totals every few seconds
+//! (with the gauges that need SQL), so each daemon exports the same totals: aggregate them
+//! with `max`, not `sum`, across daemons. A scrape costs no query. One registry per process
+//! (`get()`); nothing here does I/O.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,7 +24,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -25,18 +36,30 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 /// `_total`, histograms add `_bucket`, `_sum` and `_count`).
 pub const NAMES: &[&str] = &[
     "orderctl_orders_finished_total",
+    "orderctl_orders_flagged_total",
     "orderctl_provider_calls_total",
     "orderctl_provider_call_duration_seconds",
+    "orderctl_provider_claim_duration_seconds",
+    "orderctl_provider_write_duration_seconds",
     "orderctl_due_orders",
     "orderctl_oldest_due_seconds",
     "orderctl_orders_needing_action",
     "orderctl_webhook_deliveries_total",
     "orderctl_webhook_pending_deliveries",
     "orderctl_webhook_failed_deliveries",
+    "orderctl_webhook_disabled_endpoints",
     "orderctl_lane_claim_duration_seconds",
     "orderctl_lane_write_duration_seconds",
     "orderctl_provider_credentials_unresolved",
 ];
+
+/// What a provider call's outcome can be, by call.
+pub const PLACE_OUTCOMES: [&str; 4] = ["accepted", "rejected", "sent_before", "ambiguous"];
+pub const CHECK_OUTCOMES: [&str; 2] = ["answered", "no_news"];
+/// Final statuses counted in `orders_finished_total`.
+pub const FINISHED: [&str; 2] = ["approved", "rejected"];
+/// Webhook attempt outcomes: delivered, retry (tried again later), failed (dead-lettered).
+pub const DELIVERY_OUTCOMES: [&str; 3] = ["delivered", "retry", "failed"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Finished {
@@ -45,7 +68,13 @@ struct Finished {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantOnly {
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Call {
+    tenant: String,
     provider: String,
     call: &'static str,
     outcome: &'static str,
@@ -53,8 +82,15 @@ struct Call {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallKind {
+    tenant: String,
     provider: String,
     call: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    tenant: String,
+    provider: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,12 +101,13 @@ struct NeedingAction {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Delivery {
+    tenant: String,
     outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Lane {
-    lane: String,
+    lane: &'static str,
 }
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -85,26 +122,42 @@ fn round_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 14))
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ProviderLabels {
-    tenant: String,
-    provider: String,
+/// What the database says, for the metrics (`db::stats::metric_gauges`).
+#[derive(Debug, Clone, Default)]
+pub struct FromDatabase {
+    pub tenants: Vec<String>,
+    /// (tenant, provider) of every provider.
+    pub providers: Vec<(String, String)>,
+    pub due: i64,
+    pub oldest_late: Duration,
+    /// (tenant, attention, orders).
+    pub needing_action: Vec<(String, String, i64)>,
+    /// (tenant, outcome: approved, rejected or needs_action, total ever).
+    pub outcomes: Vec<(String, String, i64)>,
+    /// (tenant, pending, failed, disabled endpoints).
+    pub webhooks: Vec<(String, i64, i64, i64)>,
 }
 
 pub struct Metrics {
     registry: Registry,
     credentials_unresolved: Family<ProviderLabels, Gauge>,
     orders_finished: Family<Finished, Counter>,
+    orders_flagged: Family<TenantOnly, Counter>,
+    /// The database totals the finished and flagged counters were last brought to.
+    outcome_totals: Mutex<HashMap<(String, String), i64>>,
     provider_calls: Family<Call, Counter>,
     provider_call_duration: Histograms<CallKind>,
+    provider_claim_duration: Histograms<ProviderLabels>,
+    provider_write_duration: Histograms<ProviderLabels>,
     due_orders: Gauge,
     oldest_due_seconds: Gauge<f64, AtomicU64>,
     orders_needing_action: Family<NeedingAction, Gauge>,
     /// The (tenant, attention) pairs set last, so a pair that is gone goes back to 0.
     needing_action_seen: Mutex<HashSet<NeedingAction>>,
     webhook_deliveries: Family<Delivery, Counter>,
-    webhook_pending: Gauge,
-    webhook_failed: Gauge,
+    webhook_pending: Family<TenantOnly, Gauge>,
+    webhook_failed: Family<TenantOnly, Gauge>,
+    webhook_disabled: Family<TenantOnly, Gauge>,
     lane_claim_duration: Histograms<Lane>,
     lane_write_duration: Histograms<Lane>,
 }
@@ -121,15 +174,20 @@ impl Metrics {
             registry: Registry::with_prefix("orderctl"),
             credentials_unresolved: Family::default(),
             orders_finished: Family::default(),
+            orders_flagged: Family::default(),
+            outcome_totals: Mutex::default(),
             provider_calls: Family::default(),
             provider_call_duration: Family::new_with_constructor(call_histogram),
+            provider_claim_duration: Family::new_with_constructor(round_histogram),
+            provider_write_duration: Family::new_with_constructor(round_histogram),
             due_orders: Gauge::default(),
             oldest_due_seconds: Gauge::default(),
             orders_needing_action: Family::default(),
             needing_action_seen: Mutex::new(HashSet::new()),
             webhook_deliveries: Family::default(),
-            webhook_pending: Gauge::default(),
-            webhook_failed: Gauge::default(),
+            webhook_pending: Family::default(),
+            webhook_failed: Family::default(),
+            webhook_disabled: Family::default(),
             lane_claim_duration: Family::new_with_constructor(round_histogram),
             lane_write_duration: Family::new_with_constructor(round_histogram),
         };
@@ -139,12 +197,35 @@ impl Metrics {
             "1 for a provider whose credential references do not resolve on this host (its orders are flagged), else 0",
             m.credentials_unresolved.clone(),
         );
-        r.register("orders_finished", "Orders this process finished, by tenant and final status", m.orders_finished.clone());
-        r.register("provider_calls", "Provider calls by provider, call (place, check) and outcome", m.provider_calls.clone());
+        r.register(
+            "orders_finished",
+            "Orders finished, by tenant and final status, counted in the database by whoever finished them (every daemon exports the same totals)",
+            m.orders_finished.clone(),
+        );
+        r.register(
+            "orders_flagged",
+            "Orders flagged for an operator, by tenant, counted in the database (every daemon exports the same totals)",
+            m.orders_flagged.clone(),
+        );
+        r.register(
+            "provider_calls",
+            "Provider calls by tenant, provider, call (place, check) and outcome",
+            m.provider_calls.clone(),
+        );
         r.register(
             "provider_call_duration_seconds",
-            "How long provider calls took, by provider and call",
+            "How long provider calls took, by tenant, provider and call",
             m.provider_call_duration.clone(),
+        );
+        r.register(
+            "provider_claim_duration_seconds",
+            "How long a provider lane's claim transaction took, by tenant and provider",
+            m.provider_claim_duration.clone(),
+        );
+        r.register(
+            "provider_write_duration_seconds",
+            "How long a provider lane's write-back of one batch took, by tenant and provider",
+            m.provider_write_duration.clone(),
         );
         r.register("due_orders", "Orders whose next work is due now (the backlog)", m.due_orders.clone());
         r.register(
@@ -154,24 +235,37 @@ impl Metrics {
         );
         r.register(
             "orders_needing_action",
-            "Orders flagged for an operator, by tenant and attention",
+            "Orders flagged for an operator now, by tenant and attention",
             m.orders_needing_action.clone(),
         );
         r.register(
             "webhook_deliveries",
-            "Webhook delivery attempts by outcome (delivered, retry, failed: retries used up)",
+            "Webhook delivery attempts by tenant and outcome (delivered, retry, failed: dead-lettered)",
             m.webhook_deliveries.clone(),
         );
-        r.register("webhook_pending_deliveries", "Webhook deliveries waiting to be delivered", m.webhook_pending.clone());
-        r.register("webhook_failed_deliveries", "Webhook deliveries that used up their retries", m.webhook_failed.clone());
+        r.register(
+            "webhook_pending_deliveries",
+            "Webhook deliveries waiting to be delivered, by tenant",
+            m.webhook_pending.clone(),
+        );
+        r.register(
+            "webhook_failed_deliveries",
+            "Webhook deliveries dead-lettered (retry horizon reached), by tenant",
+            m.webhook_failed.clone(),
+        );
+        r.register(
+            "webhook_disabled_endpoints",
+            "Webhook endpoints disabled after failing for their whole retry horizon, by tenant",
+            m.webhook_disabled.clone(),
+        );
         r.register(
             "lane_claim_duration_seconds",
-            "How long a lane's claim transaction took, by lane",
+            "How long a claim transaction of a lane that is not a provider's took, by lane (routing, webhooks)",
             m.lane_claim_duration.clone(),
         );
         r.register(
             "lane_write_duration_seconds",
-            "How long a lane's write-back of one batch took, by lane",
+            "How long a write-back of a lane that is not a provider's took, by lane (routing, webhooks)",
             m.lane_write_duration.clone(),
         );
         m
@@ -184,35 +278,102 @@ impl Metrics {
         out
     }
 
-    pub fn inc_finished(&self, tenant: &str, status: &str) {
-        self.orders_finished.get_or_create(&Finished { tenant: tenant.to_string(), status: status.to_string() }).inc();
-    }
-
     /// A provider call: `call` is `place` or `check`, `outcome` what the answer meant.
-    pub fn observe_call(&self, provider: &str, call: &'static str, outcome: &'static str, took: Duration) {
-        self.provider_calls.get_or_create(&Call { provider: provider.to_string(), call, outcome }).inc();
-        self.provider_call_duration.get_or_create(&CallKind { provider: provider.to_string(), call }).observe(took.as_secs_f64());
+    pub fn observe_call(&self, tenant: &str, provider: &str, call: &'static str, outcome: &'static str, took: Duration) {
+        let (tenant, provider) = (tenant.to_string(), provider.to_string());
+        self.provider_calls.get_or_create(&Call { tenant: tenant.clone(), provider: provider.clone(), call, outcome }).inc();
+        self.provider_call_duration.get_or_create(&CallKind { tenant, provider, call }).observe(took.as_secs_f64());
     }
 
-    pub fn inc_webhook_delivery(&self, outcome: &'static str) {
-        self.webhook_deliveries.get_or_create(&Delivery { outcome }).inc();
+    pub fn observe_provider_claim(&self, tenant: &str, provider: &str, took: Duration) {
+        let labels = ProviderLabels { tenant: tenant.to_string(), provider: provider.to_string() };
+        self.provider_claim_duration.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
-    pub fn observe_claim(&self, lane: &str, took: Duration) {
-        self.lane_claim_duration.get_or_create(&Lane { lane: lane.to_string() }).observe(took.as_secs_f64());
+    pub fn observe_provider_write(&self, tenant: &str, provider: &str, took: Duration) {
+        let labels = ProviderLabels { tenant: tenant.to_string(), provider: provider.to_string() };
+        self.provider_write_duration.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
-    pub fn observe_write(&self, lane: &str, took: Duration) {
-        self.lane_write_duration.get_or_create(&Lane { lane: lane.to_string() }).observe(took.as_secs_f64());
+    pub fn inc_webhook_delivery(&self, tenant: &str, outcome: &'static str) {
+        self.webhook_deliveries.get_or_create(&Delivery { tenant: tenant.to_string(), outcome }).inc();
     }
 
-    pub fn set_backlog(&self, due: i64, oldest_late: Duration) {
-        self.due_orders.set(due);
-        self.oldest_due_seconds.set(oldest_late.as_secs_f64());
+    /// A claim of the routing or the webhook lane.
+    pub fn observe_claim(&self, lane: &'static str, took: Duration) {
+        self.lane_claim_duration.get_or_create(&Lane { lane }).observe(took.as_secs_f64());
+    }
+
+    /// A write-back of the routing or the webhook lane.
+    pub fn observe_write(&self, lane: &'static str, took: Duration) {
+        self.lane_write_duration.get_or_create(&Lane { lane }).observe(took.as_secs_f64());
+    }
+
+    /// Every series of these tenants and providers, at 0 where it has no value yet.
+    fn declare(&self, tenants: &[String], providers: &[(String, String)]) {
+        for t in tenants {
+            let tenant = || t.clone();
+            for status in FINISHED {
+                let _ = self.orders_finished.get_or_create(&Finished { tenant: tenant(), status: status.to_string() });
+            }
+            let _ = self.orders_flagged.get_or_create(&TenantOnly { tenant: tenant() });
+            for outcome in DELIVERY_OUTCOMES {
+                let _ = self.webhook_deliveries.get_or_create(&Delivery { tenant: tenant(), outcome });
+            }
+            for a in crate::domain::lifecycle::Attention::ALL {
+                let _ = self
+                    .orders_needing_action
+                    .get_or_create(&NeedingAction { tenant: tenant(), attention: a.as_str().to_string() });
+            }
+            for g in [&self.webhook_pending, &self.webhook_failed, &self.webhook_disabled] {
+                let _ = g.get_or_create(&TenantOnly { tenant: tenant() });
+            }
+        }
+        for (t, p) in providers {
+            let calls = PLACE_OUTCOMES.iter().map(|o| ("place", *o)).chain(CHECK_OUTCOMES.iter().map(|o| ("check", *o)));
+            for (call, outcome) in calls {
+                let _ = self.provider_calls.get_or_create(&Call { tenant: t.clone(), provider: p.clone(), call, outcome });
+                let _ = self.provider_call_duration.get_or_create(&CallKind { tenant: t.clone(), provider: p.clone(), call });
+            }
+            let labels = ProviderLabels { tenant: t.clone(), provider: p.clone() };
+            let _ = self.provider_claim_duration.get_or_create(&labels);
+            let _ = self.provider_write_duration.get_or_create(&labels);
+        }
+        for lane in ["routing", "webhooks"] {
+            let _ = self.lane_claim_duration.get_or_create(&Lane { lane });
+            let _ = self.lane_write_duration.get_or_create(&Lane { lane });
+        }
+    }
+
+    /// Everything read from the database: the known tenants and providers (declared at 0),
+    /// the totals of finished and flagged orders, and the gauges.
+    pub fn set_from_database(&self, db: &FromDatabase) {
+        self.declare(&db.tenants, &db.providers);
+        self.due_orders.set(db.due);
+        self.oldest_due_seconds.set(db.oldest_late.as_secs_f64());
+        self.set_needing_action(&db.needing_action);
+        let mut totals = self.outcome_totals.lock().unwrap_or_else(|p| p.into_inner());
+        for (tenant, outcome, n) in &db.outcomes {
+            let before = totals.entry((tenant.clone(), outcome.clone())).or_insert(0);
+            // Totals only grow; a smaller one (a restored database) is not taken back.
+            let more = (*n - *before).max(0) as u64;
+            *before = (*before).max(*n);
+            let counter = match outcome.as_str() {
+                "needs_action" => self.orders_flagged.get_or_create(&TenantOnly { tenant: tenant.clone() }),
+                status => self.orders_finished.get_or_create(&Finished { tenant: tenant.clone(), status: status.to_string() }),
+            };
+            counter.inc_by(more);
+        }
+        for (tenant, pending, failed, disabled) in &db.webhooks {
+            let t = TenantOnly { tenant: tenant.clone() };
+            self.webhook_pending.get_or_create(&t).set(*pending);
+            self.webhook_failed.get_or_create(&t).set(*failed);
+            self.webhook_disabled.get_or_create(&t).set(*disabled);
+        }
     }
 
     /// The counts of orders needing an operator, by (tenant, attention); pairs not given are 0.
-    pub fn set_needing_action(&self, counts: &[(String, String, i64)]) {
+    fn set_needing_action(&self, counts: &[(String, String, i64)]) {
         let mut seen = self.needing_action_seen.lock().unwrap_or_else(|p| p.into_inner());
         let now: HashSet<NeedingAction> =
             counts.iter().map(|(t, a, _)| NeedingAction { tenant: t.clone(), attention: a.clone() }).collect();
@@ -235,11 +396,6 @@ impl Metrics {
                 .set(i64::from(*unresolved));
         }
     }
-
-    pub fn set_webhook_backlog(&self, pending: i64, failed: i64) {
-        self.webhook_pending.set(pending);
-        self.webhook_failed.set(failed);
-    }
 }
 
 #[cfg(test)]
@@ -249,26 +405,55 @@ mod tests {
     #[test]
     fn every_exported_name_appears_in_the_exposition_and_no_other() {
         let m = Metrics::new();
-        m.inc_finished("alsham", "approved");
-        m.observe_call("znet-main", "check", "waiting", Duration::from_millis(12));
-        m.inc_webhook_delivery("delivered");
-        m.observe_claim("znet-main", Duration::from_millis(3));
-        m.observe_write("znet-main", Duration::from_millis(4));
-        m.set_backlog(7, Duration::from_millis(2500));
-        m.set_needing_action(&[("alsham".into(), "given_up".into(), 2)]);
-        m.set_needing_action(&[("alsham".into(), "routing".into(), 1)]);
+        let db = FromDatabase {
+            tenants: vec!["alsham".into(), "beirut".into()],
+            providers: vec![("alsham".into(), "znet-main".into()), ("beirut".into(), "znet-main".into())],
+            due: 7,
+            oldest_late: Duration::from_millis(2500),
+            needing_action: vec![("alsham".into(), "given_up".into(), 2)],
+            outcomes: vec![("alsham".into(), "approved".into(), 3), ("alsham".into(), "needs_action".into(), 1)],
+            webhooks: vec![("alsham".into(), 4, 1, 0)],
+        };
+        m.set_from_database(&db);
         m.set_credentials_unresolved(&[("alsham".into(), "xstor".into(), true)]);
         let text = m.encode();
         let families: HashSet<&str> =
             text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
         assert_eq!(families, NAMES.iter().copied().collect(), "{text}");
-        assert!(text.contains("orderctl_orders_finished_total{tenant=\"alsham\",status=\"approved\"} 1"), "{text}");
+        // Declared at 0 before any event, for each tenant and each (tenant, provider).
+        assert!(text.contains("orderctl_orders_finished_total{tenant=\"beirut\",status=\"rejected\"} 0"), "{text}");
+        assert!(text.contains("orderctl_webhook_deliveries_total{tenant=\"beirut\",outcome=\"failed\"} 0"), "{text}");
+        assert!(
+            text.contains(
+                "orderctl_provider_calls_total{tenant=\"beirut\",provider=\"znet-main\",call=\"place\",outcome=\"ambiguous\"} 0"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("orderctl_lane_claim_duration_seconds_count{lane=\"webhooks\"} 0"), "{text}");
+        // Totals from the database move the counters by the difference.
+        assert!(text.contains("orderctl_orders_finished_total{tenant=\"alsham\",status=\"approved\"} 3"), "{text}");
+        let mut later = db.clone();
+        later.outcomes[0].2 = 5;
+        later.needing_action = vec![("alsham".into(), "routing".into(), 1)];
+        m.set_from_database(&later);
+        m.observe_call("alsham", "znet-main", "check", "no_news", Duration::from_millis(12));
+        let text = m.encode();
+        assert!(text.contains("orderctl_orders_finished_total{tenant=\"alsham\",status=\"approved\"} 5"), "{text}");
+        assert!(text.contains("orderctl_orders_flagged_total{tenant=\"alsham\"} 1"), "{text}");
         assert!(text.contains("orderctl_oldest_due_seconds 2.5"), "{text}");
         assert!(text.contains("orderctl_orders_needing_action{tenant=\"alsham\",attention=\"given_up\"} 0"), "{text}");
         assert!(text.contains("orderctl_orders_needing_action{tenant=\"alsham\",attention=\"routing\"} 1"), "{text}");
         assert!(
-            text.contains("orderctl_provider_call_duration_seconds_count{provider=\"znet-main\",call=\"check\"} 1"),
+            text.contains(
+                "orderctl_provider_call_duration_seconds_count{tenant=\"alsham\",provider=\"znet-main\",call=\"check\"} 1"
+            ),
             "{text}"
+        );
+        assert!(
+            text.contains(
+                "orderctl_provider_calls_total{tenant=\"beirut\",provider=\"znet-main\",call=\"check\",outcome=\"no_news\"} 0"
+            ),
+            "the other tenant's provider of the same name is its own series: {text}"
         );
     }
 }

@@ -125,7 +125,7 @@ impl WebhookArgs {
         let retry = crate::domain::webhook::RetryPolicy {
             first: self.webhook_retry_first.into(),
             max: self.webhook_retry_max.into(),
-            give_up_after: self.webhook_give_up_after.into(),
+            horizon: self.webhook_retry_horizon.into(),
         };
         retry.validate().map_err(Error::invalid)?;
         Ok(WebhookDelivery {

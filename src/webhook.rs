@@ -1,9 +1,15 @@
-//! Sending webhook requests: one signed `POST` per attempt, with connect and total timeouts and
-//! no redirects followed. No database here (`lane::webhooks` claims and records); what an
-//! answer means is plain: a 2xx within the timeout is delivered, anything else is not.
+//! Sending webhook requests: one signed `POST` per attempt (Standard Webhooks headers and the
+//! legacy one), with connect and total timeouts, no redirects followed, the endpoint's address
+//! rules checked on every resolved address (`domain::endpoint`), and at most a few KiB of an
+//! answer read. No database here (`lane::webhooks` claims and records); what an answer means is
+//! plain: a 2xx within the timeout is delivered, anything else is not.
 
+use crate::domain::endpoint::{address_allowed, Access};
+use crate::domain::signature::{
+    legacy_signature, standard_signature, EVENT_ID_HEADER, SIGNATURE_HEADER, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,
+};
 use crate::domain::text::clean;
-use crate::domain::webhook::{signature, Secret, EVENT_ID_HEADER, SIGNATURE_HEADER};
+use crate::domain::webhook::Secret;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
@@ -19,7 +25,9 @@ pub struct SendSettings {
 #[derive(Debug)]
 pub struct Request<'a> {
     pub url: &'a str,
-    pub secret: &'a Secret,
+    /// The current secret first; during a rotation the previous one too (each signs).
+    pub secrets: &'a [Secret],
+    pub access: Access,
     pub event_id: &'a str,
     pub body: &'a str,
 }
@@ -62,10 +70,13 @@ pub struct Attempt {
     pub took: Duration,
 }
 
-/// The HTTP side of webhooks. Cheap to share between threads (the agent pools connections).
+/// The HTTP side of webhooks. Cheap to share between threads (the agents pool connections).
 #[derive(Clone)]
 pub struct Sender {
-    agent: ureq::Agent,
+    /// Public addresses only.
+    public: ureq::Agent,
+    /// Any address: for endpoints with `allow_private_network`.
+    any: ureq::Agent,
 }
 
 /// Bytes of an answer's body read for the error excerpt; the rest is not waited for.
@@ -73,30 +84,41 @@ const EXCERPT_BYTES: u64 = 4096;
 
 impl Sender {
     pub fn new(settings: SendSettings) -> Sender {
-        let agent = crate::provider::resolve::agent(
+        let config = || {
             ureq::Agent::config_builder()
                 .timeout_connect(Some(settings.connect_timeout))
                 .timeout_global(Some(settings.timeout))
                 // A non-2xx answer is an answer: its status and excerpt go into `last_error`.
                 .http_status_as_error(false)
-                // A redirect is not a delivery (and a POST must not turn into a GET elsewhere).
+                // A redirect is not a delivery (and a POST must not turn into a GET elsewhere,
+                // nor a public endpoint into a private one).
                 .max_redirects(0)
                 .user_agent(concat!("orderctl/", env!("CARGO_PKG_VERSION")))
-                .build(),
-        );
-        Sender { agent }
+                .build()
+        };
+        let public = crate::provider::resolve::agent_checked(config(), |ip| address_allowed(ip, Access::default()));
+        Sender { public, any: crate::provider::resolve::agent(config()) }
     }
 
     /// `POST` the body, signed now. Never returns an error: every failure is an answer.
     pub fn send(&self, r: &Request) -> Attempt {
         let started = Instant::now();
-        let sig = signature(r.secret.expose(), chrono::Utc::now().timestamp(), r.body);
-        let result = self
-            .agent
+        if let Err(why) =
+            url::Url::parse(r.url).map_err(|e| e.to_string()).and_then(|u| crate::domain::endpoint::url_allowed(&u, r.access))
+        {
+            return Attempt { answer: Answer::Unreachable { reason: why }, took: started.elapsed() };
+        }
+        let now = chrono::Utc::now().timestamp();
+        let secrets: Vec<&Secret> = r.secrets.iter().collect();
+        let agent = if r.access.allow_private_network { &self.any } else { &self.public };
+        let result = agent
             .post(r.url)
             .header("Content-Type", "application/json")
+            .header(WEBHOOK_ID, r.event_id)
+            .header(WEBHOOK_TIMESTAMP, now.to_string())
+            .header(WEBHOOK_SIGNATURE, standard_signature(&secrets, r.event_id, now, r.body))
             .header(EVENT_ID_HEADER, r.event_id)
-            .header(SIGNATURE_HEADER, &sig)
+            .header(SIGNATURE_HEADER, legacy_signature(&secrets, now, r.body))
             .send(r.body);
         let answer = match result {
             Ok(resp) => {
@@ -126,6 +148,8 @@ fn describe(e: ureq::Error) -> String {
         ureq::Error::BadUri(_) => "the webhook's url is not a valid URL".to_string(),
         ureq::Error::Io(io) => match io.kind() {
             K::ConnectionRefused => "connection refused".to_string(),
+            // The address rules (the resolver's refusal says which address and why).
+            K::PermissionDenied => clean(&io.to_string(), 300),
             K::TimedOut | K::WouldBlock => "no answer before the timeout".to_string(),
             _ => clean(&format!("network error: {io}"), 200),
         },

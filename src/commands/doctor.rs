@@ -269,8 +269,8 @@ fn webhook_findings(client: &mut Client, tenant: Option<&str>) -> Result<Vec<Fin
         out.push(problem(
             Severity::Fail,
             "webhooks",
-            format!("{} webhook delivery(ies) failed: their retries are used up and the shop was not told", c.failed),
-            "`orderctl webhook list --failed` shows why; fix the endpoint (`orderctl webhook test TENANT`), then `orderctl webhook retry --failed`",
+            format!("{} webhook delivery(ies) failed: their retry horizon passed (dead-lettered) and the shop was not told", c.failed),
+            "`orderctl webhook list --failed` shows why; fix the endpoint (`orderctl webhook test TENANT`), then `orderctl webhook retry --failed` or `orderctl webhook replay --endpoint E --since T`",
         ));
     }
     if c.overdue > 0 {
@@ -282,11 +282,26 @@ fn webhook_findings(client: &mut Client, tenant: Option<&str>) -> Result<Vec<Fin
                 c.overdue,
                 humantime::format_duration(WEBHOOK_OVERDUE)
             ),
-            "run `orderctl daemon` (or `orderctl sweep` from cron); a disabled webhook's deliveries wait until it is enabled",
+            "run `orderctl daemon` (or `orderctl sweep` from cron)",
         ));
     }
     if out.is_empty() {
         out.push(ok("webhooks", format!("no failed webhook deliveries; {} pending", c.pending)));
+    }
+    for e in db::webhooks::endpoints(client, tenant)?.into_iter().filter(|e| e.state == "disabled" || e.state == "paused") {
+        let (severity, why) = match e.state.as_str() {
+            "disabled" => (Severity::Fail, e.disabled_reason.clone().unwrap_or_else(|| "disabled".into())),
+            _ => (Severity::Warn, "paused by an operator".to_string()),
+        };
+        out.push(problem(
+            severity,
+            "webhooks",
+            format!(
+                "webhook endpoint {} of tenant {} ({}) is {}: {why}; {} delivery(ies) wait",
+                e.id, e.tenant, e.url, e.state, e.pending
+            ),
+            format!("fix the endpoint (`orderctl webhook test {}`), then `orderctl webhook resume {}`", e.tenant, e.id),
+        ));
     }
     Ok(out)
 }

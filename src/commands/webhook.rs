@@ -1,12 +1,14 @@
-//! `orderctl webhook list|retry|test`: the deliveries of the shops' webhooks, failed ones sent
-//! again, and a signed `ping` to check an endpoint and its secret. No output ever shows a
-//! webhook's secret.
+//! `orderctl webhook list|endpoints|retry|replay|pause|resume|rotate-secret|test`: the
+//! deliveries of the shops' webhooks and their endpoints, failed ones sent again, an endpoint
+//! paused, resumed or given a new secret, and a signed `ping` to check an endpoint and its
+//! secret. No output ever shows a webhook's secret.
 //!
-//! Exit codes: 0 when everything asked for was delivered (or listed); 8 (needs action) when an
-//! endpoint did not take a request; 3 when the delivery, event or tenant does not exist (in
-//! the `--tenant` scope); 5 when `retry` names a delivery that was already delivered.
+//! Exit codes: 0 when everything asked for was delivered (or listed, or changed); 8 (needs
+//! action) when an endpoint did not take a request; 3 when the delivery, event, endpoint or
+//! tenant does not exist (in the `--tenant` scope); 4 for a bad id, time or secret; 5 when
+//! `retry` names a delivery that was already delivered.
 
-use crate::cli::{WebhookListArgs, WebhookRetryArgs, WebhookTestArgs};
+use crate::cli::{WebhookEndpointArgs, WebhookListArgs, WebhookReplayArgs, WebhookRetryArgs, WebhookRotateArgs, WebhookTestArgs};
 use crate::db::{self, webhooks::RetryTarget};
 use crate::domain::webhook::PING;
 use crate::error::{Error, Result};
@@ -27,13 +29,14 @@ pub fn list(s: &Settings, a: &WebhookListArgs) -> Result<()> {
         output::print_json(&rows);
         return Ok(());
     }
-    let mut t = output::table(&["id", "event", "type", "order", "url", "state", "attempts", "next attempt", "last error"]);
+    let mut t = output::table(&["id", "event", "type", "order", "seq", "url", "state", "attempts", "next attempt", "last error"]);
     for r in &rows {
         t.add_row(vec![
             r.id.to_string(),
             r.event_id.to_string(),
             r.event_type.clone(),
             r.order_number.to_string(),
+            r.sequence.to_string(),
             r.url.clone(),
             r.state.clone(),
             r.attempts.to_string(),
@@ -61,18 +64,40 @@ struct AttemptReport {
 }
 
 pub fn retry(s: &Settings, a: &WebhookRetryArgs) -> Result<()> {
-    let delivery = a.webhooks.settings(&s.http)?;
     let target = match (&a.id, a.failed) {
         (_, true) => RetryTarget::Failed,
         (Some(id), false) => parse_target(id)?,
         (None, false) => return Err(Error::usage("name a delivery id or an event id, or give --failed")),
     };
+    requeue_and_send(s, &a.webhooks, target, false, "retry")
+}
+
+/// `webhook replay ID` (sent again whatever its state) or `--endpoint E --since T` (that
+/// endpoint's dead-lettered deliveries of events since then).
+pub fn replay(s: &Settings, a: &WebhookReplayArgs) -> Result<()> {
+    let target = match (&a.id, &a.endpoint, &a.since) {
+        (Some(id), None, _) => parse_target(id)?,
+        (None, Some(endpoint), Some(since)) => {
+            let since = parse_since(since)?;
+            let mut client = db::connect(&s.database_url)?;
+            let (id, _) = db::webhooks::find_endpoint(&mut client, s.tenant.as_deref(), endpoint)?;
+            RetryTarget::EndpointSince(id, since)
+        }
+        _ => return Err(Error::usage("name a delivery or event id, or give --endpoint and --since")),
+    };
+    requeue_and_send(s, &a.webhooks, target, true, "replay")
+}
+
+/// Make the named deliveries due now, then send them in the foreground, a round at a time; a
+/// delivery another process claimed first is its to send.
+fn requeue_and_send(s: &Settings, args: &crate::cli::WebhookArgs, target: RetryTarget, again: bool, what: &str) -> Result<()> {
+    let delivery = args.settings(&s.http)?;
     let mut client = db::connect(&s.database_url)?;
     let tenant_id = match &s.tenant {
         Some(t) => Some(db::routing::tenant_id(&mut client, t)?),
         None => None,
     };
-    let ids = db::webhooks::requeue(&mut client, s.tenant.as_deref(), target)?;
+    let ids = db::webhooks::requeue(&mut client, s.tenant.as_deref(), target, again)?;
     let settings = WebhookSettings {
         database_url: s.database_url.clone(),
         send: delivery.send,
@@ -82,7 +107,6 @@ pub fn retry(s: &Settings, a: &WebhookRetryArgs) -> Result<()> {
         idle_poll: Duration::from_millis(100),
         drain: None,
     };
-    // Sent now, a round at a time; a delivery another process claimed first is its to send.
     let sender = Sender::new(settings.send);
     let mut reports = Vec::new();
     let mut left: Vec<i64> = ids.clone();
@@ -105,7 +129,120 @@ pub fn retry(s: &Settings, a: &WebhookRetryArgs) -> Result<()> {
         }));
     }
     report(s, &reports, ids.len() - reports.len());
-    finish(&reports, "retry")
+    finish(&reports, what)
+}
+
+/// `--since`: an RFC 3339 time, or a duration ago.
+fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    let t = text.trim();
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Ok(at.with_timezone(&chrono::Utc));
+    }
+    match humantime::parse_duration(t).ok().and_then(|d| chrono::Duration::from_std(d).ok()) {
+        Some(ago) => Ok(chrono::Utc::now() - ago),
+        None => {
+            Err(Error::invalid(format!("--since '{}' is neither an RFC 3339 time nor a duration", db::orders::truncate(t, 80)))
+                .with_hint("e.g. --since 2026-12-05T10:00:00Z or --since 6h"))
+        }
+    }
+}
+
+pub fn endpoints(s: &Settings) -> Result<()> {
+    let mut client = db::connect(&s.database_url)?;
+    if let Some(t) = &s.tenant {
+        db::routing::tenant_id(&mut client, t)?;
+    }
+    let rows = db::webhooks::endpoints(&mut client, s.tenant.as_deref())?;
+    if s.json() {
+        output::print_json(&rows);
+        return Ok(());
+    }
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_else(|| "-".into())
+    };
+    let mut t = output::table(&[
+        "id",
+        "tenant",
+        "url",
+        "state",
+        "pending",
+        "failed",
+        "failing since",
+        "last success",
+        "old secret until",
+    ]);
+    for r in &rows {
+        t.add_row(vec![
+            r.id.to_string(),
+            r.tenant.clone(),
+            r.url.clone(),
+            r.state.clone(),
+            r.pending.to_string(),
+            r.failed.to_string(),
+            time(r.failing_since),
+            time(r.last_success_at),
+            time(r.previous_secret_until),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+/// `webhook pause` (`paused`) or `resume`.
+pub fn pause(s: &Settings, a: &WebhookEndpointArgs, paused: bool) -> Result<()> {
+    let mut client = db::connect(&s.database_url)?;
+    let (id, url) = db::webhooks::find_endpoint(&mut client, s.tenant.as_deref(), &a.endpoint)?;
+    let changed = db::webhooks::set_paused(&mut client, id, paused)?;
+    let state = if paused { "paused" } else { "active" };
+    if s.json() {
+        output::print_json(&serde_json::json!({"id": id, "url": url, "state": state, "changed": changed}));
+    } else {
+        println!("webhook endpoint {id} ({url}) is {state}{}", if changed { "" } else { " (it already was)" });
+    }
+    Ok(())
+}
+
+/// The new secret from standard input (one line) or made here and written to a file; it is
+/// never printed.
+pub fn rotate_secret(s: &Settings, a: &WebhookRotateArgs) -> Result<()> {
+    let secret = match &a.generate_to {
+        Some(path) => {
+            let secret = crate::domain::signature::new_secret();
+            write_private(path, &secret)?;
+            secret
+        }
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| Error::invalid(format!("cannot read the new secret from standard input: {e}")))?;
+            line.trim().to_string()
+        }
+    };
+    if secret.is_empty() {
+        return Err(Error::invalid("no new secret on standard input")
+            .with_hint("pipe it in (e.g. from a secrets file), or give --generate-to FILE to make one"));
+    }
+    let mut client = db::connect(&s.database_url)?;
+    let (id, url) = db::webhooks::find_endpoint(&mut client, s.tenant.as_deref(), &a.endpoint)?;
+    let until = db::webhooks::rotate_secret(&mut client, id, &secret, a.overlap.into())?;
+    let until_text = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if s.json() {
+        output::print_json(&serde_json::json!({"id": id, "url": url, "previous_secret_until": until_text}));
+    } else {
+        println!("webhook endpoint {id} ({url}) has a new secret; the previous one signs too until {until_text}");
+    }
+    eprintln!("note: put the new secret in the setup file too, or the next `apply` puts the file's secret back");
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, secret: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
+        Error::invalid(format!("cannot create {}: {e}", path.display())).with_hint("name a file that does not exist yet")
+    })?;
+    writeln!(f, "{secret}").map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))
 }
 
 /// A delivery id (a number) or an event id (a uuid).
@@ -154,7 +291,13 @@ pub fn test(s: &Settings, a: &WebhookTestArgs) -> Result<()> {
                     })
                     .to_string();
                     let event_id = id.to_string();
-                    let attempt = sender.send(&Request { url: &w.url, secret: &w.secret, event_id: &event_id, body: &body });
+                    let attempt = sender.send(&Request {
+                        url: &w.url,
+                        secrets: &w.secrets,
+                        access: w.access,
+                        event_id: &event_id,
+                        body: &body,
+                    });
                     AttemptReport {
                         id: None,
                         event_id,
@@ -208,7 +351,7 @@ fn finish(reports: &[AttemptReport], what: &str) -> Result<()> {
     let hint = if what == "test" {
         "check that the endpoint answers 2xx to a POST and checks the signature with the tenant's secret"
     } else {
-        "`orderctl webhook list` shows each delivery's last error; failed ones are tried again by their schedule"
+        "`orderctl webhook list` shows each delivery's last error; pending ones are tried again by their schedule, dead-lettered ones by `orderctl webhook replay`"
     };
     Err(Error::needs_action(format!("{failed} of {} webhook request(s) were not taken by their endpoint", reports.len()))
         .with_hint(hint))

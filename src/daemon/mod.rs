@@ -303,16 +303,11 @@ fn supervise(
     }
 }
 
-/// The gauges that need SQL: the due backlog, orders needing an operator, webhook deliveries
-/// waiting or failed. A failure leaves the last values (the health check reports the database).
+/// What the metrics read from the database: known tenants and providers (their series at 0),
+/// order outcome totals, the due backlog, orders needing an operator, webhook backlogs. A failure leaves the last values (the health check reports the database).
 fn refresh_gauges(client: &mut crate::db::Client, tenant: Option<i64>) {
     match db::stats::metric_gauges(client, tenant) {
-        Ok(g) => {
-            let m = crate::metrics::get();
-            m.set_backlog(g.due, Duration::from_millis(g.oldest_late_ms.max(0) as u64));
-            m.set_needing_action(&g.needing_action);
-            m.set_webhook_backlog(g.webhooks_pending, g.webhooks_failed);
-        }
+        Ok(g) => crate::metrics::get().set_from_database(&g),
         Err(e) => log::debug!("metrics gauges not refreshed: {}", e.message),
     }
     match db::providers::credential_states(client, tenant) {

@@ -17,6 +17,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0006_unread_order_indexes.sql", include_str!("../../sql/0006_unread_order_indexes.sql")),
     ("0007_one_holder_per_order.sql", include_str!("../../sql/0007_one_holder_per_order.sql")),
     ("0008_credential_references.sql", include_str!("../../sql/0008_credential_references.sql")),
+    ("0009_webhook_endpoints_and_outcome_counts.sql", include_str!("../../sql/0009_webhook_endpoints_and_outcome_counts.sql")),
 ];
 
 /// One key for every orderctl migrate run, whatever the database.

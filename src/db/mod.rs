@@ -10,6 +10,7 @@ pub mod listings;
 pub mod migrate;
 pub mod orders;
 pub mod outbox;
+pub mod outcomes;
 pub mod periodic;
 pub mod pooler;
 pub mod permits;

@@ -117,11 +117,11 @@ pub fn load_provider_config_by_id(
     client: &mut impl GenericClient,
     id: i64,
     http: HttpSettings,
-) -> Result<(bool, ProviderConfig, ScheduleOverride)> {
+) -> Result<(bool, ProviderConfig, ScheduleOverride, String)> {
     let sql = format!("{SELECT} WHERE p.id = $1");
     let row =
         client.query_opt(sql.as_str(), &[&id])?.ok_or_else(|| Error::not_found(format!("provider id {id} does not exist")))?;
-    Ok((row.get(1), config_from_row(&row, http)?, ScheduleColumns::read(&row, 7).schedule()))
+    Ok((row.get(1), config_from_row(&row, http)?, ScheduleColumns::read(&row, 7).schedule(), row.get(6)))
 }
 
 /// How long after the latest placement of a reference whose outcome is unknown this provider may

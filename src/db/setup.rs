@@ -407,7 +407,8 @@ fn write_provider(tx: &mut Transaction, tenant_id: i64, p: &ProviderSetup) -> Re
 }
 
 /// A webhook, by (tenant, url). One that is no longer declared is left as it is: disable it
-/// with `"enabled": false` (its pending deliveries then wait until it is enabled again).
+/// with `"enabled": false` (its pending deliveries then wait until it is enabled again). A
+/// changed secret keeps its predecessor signing too for [`SECRET_OVERLAP`] (rotation).
 fn write_webhook(tx: &mut Transaction, tenant_id: i64, w: &WebhookSetup) -> Result<Change> {
     let events: Vec<&str> = w.events.iter().map(|e| e.as_str()).collect();
     let current = tx.query_opt(
@@ -415,22 +416,45 @@ fn write_webhook(tx: &mut Transaction, tenant_id: i64, w: &WebhookSetup) -> Resu
         &[&tenant_id, &w.url],
     )?;
     let Some(r) = current else {
-        tx.execute(
-            "INSERT INTO webhooks (tenant_id, url, secret, events, enabled) VALUES ($1, $2, $3, $4, $5)",
-            &[&tenant_id, &w.url, &w.secret, &events, &w.enabled],
-        )?;
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO webhooks (tenant_id, url, secret, events, enabled) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                &[&tenant_id, &w.url, &w.secret, &events, &w.enabled],
+            )?
+            .get(0);
+        write_webhook_delivery(tx, id, w)?;
         return Ok(Change::Created);
     };
     let id: i64 = r.get(0);
     let same = r.get::<_, String>(1) == w.secret && r.get::<_, Vec<String>>(2) == events && r.get::<_, bool>(3) == w.enabled;
+    let delivery_changed = write_webhook_delivery(tx, id, w)?;
     if same {
-        return Ok(Change::Unchanged);
+        return Ok(if delivery_changed { Change::Updated } else { Change::Unchanged });
     }
     tx.execute(
-        "UPDATE webhooks SET secret = $2, events = $3, enabled = $4 WHERE id = $1",
-        &[&id, &w.secret, &events, &w.enabled],
+        "UPDATE webhooks SET events = $3, enabled = $4,
+                previous_secret = CASE WHEN secret <> $2 THEN secret ELSE previous_secret END,
+                previous_secret_until = CASE WHEN secret <> $2 THEN now() + make_interval(secs => $5::bigint) ELSE previous_secret_until END,
+                secret = $2
+          WHERE id = $1",
+        &[&id, &w.secret, &events, &w.enabled, &(SECRET_OVERLAP.as_secs() as i64)],
     )?;
     Ok(Change::Updated)
+}
+
+/// How long a replaced secret keeps signing next to the new one.
+pub const SECRET_OVERLAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The delivery fields of a webhook (issue 22); whether they changed.
+fn write_webhook_delivery(tx: &mut Transaction, id: i64, w: &WebhookSetup) -> Result<bool> {
+    let d = &w.delivery;
+    let horizon = d.retry_horizon.map(|h| h.as_millis() as i64);
+    let n = tx.execute(
+        "UPDATE webhooks SET allow_private_network = $2, allow_http = $3, retry_horizon_ms = $4
+          WHERE id = $1 AND (allow_private_network, allow_http, retry_horizon_ms) IS DISTINCT FROM ($2, $3, $4)",
+        &[&id, &d.access.allow_private_network, &d.access.allow_http, &horizon],
+    )?;
+    Ok(n > 0)
 }
 
 /// A code group and the codes it lacks. Existing codes keep their state, whatever it is.

@@ -303,21 +303,10 @@ pub fn settlement(client: &mut impl GenericClient, tenant: Option<&str>) -> Resu
     Ok(Settlement { approved: r.get(0), rejected: r.get(1), waiting_for_operator: r.get(2), moving: r.get(3) })
 }
 
-/// What the metrics' gauges show, read in a few indexed queries (the supervisor refreshes them
-/// every few seconds, never per order).
-#[derive(Debug, Clone, Default)]
-pub struct MetricGauges {
-    /// Orders whose next work is due now.
-    pub due: i64,
-    /// now − the earliest due `next_check_at`, in milliseconds (0 when nothing is due).
-    pub oldest_late_ms: i64,
-    /// (tenant, attention, orders).
-    pub needing_action: Vec<(String, String, i64)>,
-    pub webhooks_pending: i64,
-    pub webhooks_failed: i64,
-}
-
-pub fn metric_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<MetricGauges> {
+/// What the metrics read from the database, in a few indexed queries (the supervisor refreshes
+/// them every few seconds, never per order): the known tenants and providers, the due backlog,
+/// orders needing an operator, order outcome totals and webhook backlogs.
+pub fn metric_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<crate::metrics::FromDatabase> {
     // One part per partial due index (placements, checks): each reads only the orders with work
     // scheduled; a bare `next_check_at <= now()` matches neither and scans the table.
     let due = client.query_one(
@@ -331,6 +320,20 @@ pub fn metric_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Re
                     AND ($1::bigint IS NULL OR tenant_id = $1)) parts",
         &[&tenant],
     )?;
+    let tenants = client
+        .query("SELECT name FROM tenants WHERE ($1::bigint IS NULL OR id = $1) ORDER BY name", &[&tenant])?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let providers = client
+        .query(
+            "SELECT t.name, p.name FROM providers p JOIN tenants t ON t.id = p.tenant_id
+              WHERE ($1::bigint IS NULL OR p.tenant_id = $1) ORDER BY 1, 2",
+            &[&tenant],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     let needing_action = client
         .query(
             "SELECT t.name, o.attention, count(*) FROM orders o JOIN tenants t ON t.id = o.tenant_id
@@ -341,16 +344,25 @@ pub fn metric_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Re
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    let webhooks = client.query_one(
-        "SELECT (SELECT count(*) FROM webhook_deliveries WHERE state = 'pending' AND ($1::bigint IS NULL OR tenant_id = $1)),
-                (SELECT count(*) FROM webhook_deliveries WHERE state = 'failed' AND ($1::bigint IS NULL OR tenant_id = $1))",
-        &[&tenant],
-    )?;
-    Ok(MetricGauges {
+    let webhooks = client
+        .query(
+            "SELECT t.name,
+                    (SELECT count(*) FROM webhook_deliveries d WHERE d.tenant_id = t.id AND d.state = 'pending'),
+                    (SELECT count(*) FROM webhook_deliveries d WHERE d.tenant_id = t.id AND d.state = 'failed'),
+                    (SELECT count(*) FROM webhooks w WHERE w.tenant_id = t.id AND w.enabled AND w.disabled_at IS NOT NULL)
+               FROM tenants t WHERE ($1::bigint IS NULL OR t.id = $1) ORDER BY 1",
+            &[&tenant],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    Ok(crate::metrics::FromDatabase {
+        tenants,
+        providers,
         due: due.get(0),
-        oldest_late_ms: due.get(1),
+        oldest_late: std::time::Duration::from_millis(due.get::<_, i64>(1).max(0) as u64),
         needing_action,
-        webhooks_pending: webhooks.get(0),
-        webhooks_failed: webhooks.get(1),
+        outcomes: crate::db::outcomes::totals(client, tenant)?,
+        webhooks,
     })
 }

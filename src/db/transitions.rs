@@ -58,6 +58,8 @@ fn apply_at(tx: &mut impl GenericClient, writes: &[Write], depth: usize) -> Resu
     let done = written(writes, &applied);
     // The shop's notices of what was written, in the same transaction (the webhook outbox).
     crate::db::outbox::enqueue(tx, &done)?;
+    // Counted where every daemon's metrics see it, whoever wrote the transition.
+    crate::db::outcomes::count(tx, &done)?;
     finish_forwarded(tx, &done, depth)?;
     Ok(applied)
 }

@@ -6,6 +6,7 @@
 //! A webhook's secret is selected only where a request is signed (`claim_due`,
 //! `tenant_webhooks`), never by a listing.
 
+use crate::domain::endpoint::Access;
 use crate::domain::webhook::Secret;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
@@ -22,8 +23,14 @@ pub struct DueDelivery {
     pub lease: i64,
     pub event_id: Uuid,
     pub event_type: String,
+    pub tenant: String,
+    pub webhook_id: i64,
     pub url: String,
-    pub secret: Secret,
+    /// The current secret, and during a rotation window the previous one.
+    pub secrets: Vec<Secret>,
+    pub access: Access,
+    /// The endpoint's own retry horizon (None: the process's).
+    pub horizon: Option<Duration>,
     pub body: String,
     /// Attempts of its retry series before this one.
     pub attempts: u32,
@@ -37,25 +44,60 @@ pub struct DeliveryQuery<'a> {
     pub tenant: Option<i64>,
     /// A drain (`sweep`): only what was due by this moment.
     pub due_by: Option<DateTime<Utc>>,
-    /// Only these deliveries (`webhook retry`).
+    /// Only these deliveries (`webhook retry`, `webhook replay`): sent even to a paused or
+    /// disabled endpoint, since an operator asked for them.
     pub ids: Option<&'a [i64]>,
 }
 
-/// Claim up to `limit` due deliveries of enabled webhooks: their next attempt moves a lease
-/// ahead and their lease token is bumped, in one statement (its own transaction).
+/// Requests in flight to one endpoint at once, across every process: a slow or hanging
+/// endpoint holds at most this many of a process's senders, never the others' deliveries.
+pub const PER_ENDPOINT: i64 = 2;
+
+/// Claim up to `limit` due deliveries, in one statement (its own transaction):
+/// - per endpoint (locked `SKIP LOCKED` while claiming, so two processes never count one
+///   endpoint's room at once) at most [`PER_ENDPOINT`] in flight, counting every process's;
+/// - per order and endpoint, only the oldest pending event (by `sequence`): the next waits
+///   until the previous was delivered or dead-lettered;
+/// - none of a paused or disabled endpoint, unless named by `ids`.
+///
+/// Each claimed delivery's next attempt and its in-flight mark move a lease ahead, and its
+/// lease token is bumped.
 pub fn claim_due(client: &mut impl GenericClient, q: DeliveryQuery, limit: i64, lease: Duration) -> Result<Vec<DueDelivery>> {
     let rows = client.query(
-        "UPDATE webhook_deliveries d
-            SET next_attempt_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = d.lease + 1
-           FROM (SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
-                  WHERE d.state = 'pending' AND d.next_attempt_at <= coalesce($2::timestamptz, now()) AND w.enabled
-                    AND ($1::bigint IS NULL OR d.tenant_id = $1) AND ($3::bigint[] IS NULL OR d.id = ANY($3))
-                  ORDER BY d.next_attempt_at LIMIT $4 FOR UPDATE OF d SKIP LOCKED) c,
-                webhooks w
-          WHERE d.id = c.id AND w.id = d.webhook_id
-          RETURNING d.id, d.lease, d.event_id, d.event_type, w.url, w.secret, d.body, d.attempts,
+        "WITH endpoints AS (
+             SELECT w.id,
+                    $6::bigint - (SELECT count(*) FROM webhook_deliveries f
+                                  WHERE f.webhook_id = w.id AND f.state = 'pending' AND f.in_flight_until > now()) AS room
+               FROM webhooks w
+              WHERE w.enabled AND ($3::bigint[] IS NOT NULL OR (NOT w.paused AND w.disabled_at IS NULL))
+                AND ($1::bigint IS NULL OR w.tenant_id = $1)
+                AND EXISTS (SELECT 1 FROM webhook_deliveries d
+                             WHERE d.webhook_id = w.id AND d.state = 'pending'
+                               AND d.next_attempt_at <= coalesce($2::timestamptz, now()))
+              FOR NO KEY UPDATE OF w SKIP LOCKED),
+         picked AS (
+             SELECT p.id FROM endpoints e CROSS JOIN LATERAL (
+                 SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
+                  WHERE d.webhook_id = e.id AND d.state = 'pending'
+                    AND d.next_attempt_at <= coalesce($2::timestamptz, now())
+                    AND ($3::bigint[] IS NULL OR d.id = ANY($3))
+                    AND NOT EXISTS (SELECT 1 FROM webhook_deliveries b
+                                     WHERE b.webhook_id = d.webhook_id AND b.order_id = d.order_id
+                                       AND b.state = 'pending' AND b.sequence < d.sequence)
+                  ORDER BY d.next_attempt_at LIMIT greatest(e.room, 0)
+                  FOR UPDATE OF d SKIP LOCKED) p
+              ORDER BY p.next_attempt_at LIMIT $4)
+         UPDATE webhook_deliveries d
+            SET next_attempt_at = now() + make_interval(secs => $5::bigint / 1000.0),
+                in_flight_until = now() + make_interval(secs => $5::bigint / 1000.0),
+                lease = d.lease + 1
+           FROM picked c, webhooks w, tenants t
+          WHERE d.id = c.id AND w.id = d.webhook_id AND t.id = d.tenant_id
+          RETURNING d.id, d.lease, d.event_id, d.event_type, t.name, w.id, w.url, w.secret,
+                    CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END,
+                    w.allow_private_network, w.allow_http, w.retry_horizon_ms, d.body, d.attempts,
                     (extract(epoch FROM now() - d.retry_from) * 1000)::bigint",
-        &[&q.tenant, &q.due_by, &q.ids, &limit, &(lease.as_millis() as i64)],
+        &[&q.tenant, &q.due_by, &q.ids, &limit, &(lease.as_millis() as i64), &PER_ENDPOINT],
     )?;
     Ok(rows
         .iter()
@@ -64,11 +106,15 @@ pub fn claim_due(client: &mut impl GenericClient, q: DeliveryQuery, limit: i64, 
             lease: r.get(1),
             event_id: r.get(2),
             event_type: r.get(3),
-            url: r.get(4),
-            secret: Secret::new(r.get(5)),
-            body: r.get(6),
-            attempts: r.get::<_, i32>(7).max(0) as u32,
-            series_age: Duration::from_millis(r.get::<_, i64>(8).max(0) as u64),
+            tenant: r.get(4),
+            webhook_id: r.get(5),
+            url: r.get(6),
+            secrets: std::iter::once(r.get::<_, String>(7)).chain(r.get::<_, Option<String>>(8)).map(Secret::new).collect(),
+            access: Access { allow_private_network: r.get(9), allow_http: r.get(10) },
+            horizon: r.get::<_, Option<i64>>(11).map(|ms| Duration::from_millis(ms.max(1) as u64)),
+            body: r.get(12),
+            attempts: r.get::<_, i32>(13).max(0) as u32,
+            series_age: Duration::from_millis(r.get::<_, i64>(14).max(0) as u64),
         })
         .collect())
 }
@@ -103,11 +149,22 @@ impl Outcome {
     }
 }
 
+/// What `record` wrote: the deliveries, and the endpoints it disabled (failed for a whole
+/// horizon) as (id, url).
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    pub ids: Vec<i64>,
+    pub disabled: Vec<(i64, String)>,
+}
+
 /// Write attempts' outcomes, each under the lease its delivery was claimed with (a result whose
-/// lease moved on is dropped: someone else owns the delivery now). Returns the ids written.
-pub fn record(client: &mut impl GenericClient, results: &[(i64, i64, Outcome)]) -> Result<Vec<i64>> {
+/// lease moved on is dropped: someone else owns the delivery now), and what they say of their
+/// endpoints: a success clears `failing_since`; a delivery dead-lettered with no success of its
+/// endpoint since its retry series began means the endpoint failed for its whole horizon, and
+/// it is disabled (`doctor`, metrics; `webhook resume` enables it again).
+pub fn record(client: &mut impl GenericClient, results: &[(i64, i64, Outcome)]) -> Result<Recorded> {
     if results.is_empty() {
-        return Ok(vec![]);
+        return Ok(Recorded::default());
     }
     let ids: Vec<i64> = results.iter().map(|r| r.0).collect();
     let leases: Vec<i64> = results.iter().map(|r| r.1).collect();
@@ -135,21 +192,53 @@ pub fn record(client: &mut impl GenericClient, results: &[(i64, i64, Outcome)]) 
             Outcome::Retry { error, .. } | Outcome::Failed { error, .. } => Some(error.as_str()),
         })
         .collect();
-    let rows = client.query(
+    let mut tx = client.transaction()?;
+    let rows = tx.query(
         "UPDATE webhook_deliveries d
             SET state = u.state,
                 attempts = d.attempts + 1,
                 next_attempt_at = CASE WHEN u.state = 'pending' THEN now() + make_interval(secs => u.delay_ms / 1000.0) END,
+                in_flight_until = NULL,
                 last_status = u.status,
                 last_error = u.error,
                 delivered_at = CASE WHEN u.state = 'delivered' THEN now() END
            FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::int[], $6::text[])
                 AS u(id, lease, state, delay_ms, status, error)
           WHERE d.id = u.id AND d.lease = u.lease AND d.state = 'pending'
-          RETURNING d.id",
+          RETURNING d.id, d.webhook_id, u.state, d.retry_from",
         &[&ids, &leases, &states, &delays, &statuses, &errors],
     )?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    let written: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let endpoints: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
+    let outcomes: Vec<String> = rows.iter().map(|r| r.get(2)).collect();
+    let series: Vec<DateTime<Utc>> = rows.iter().map(|r| r.get(3)).collect();
+    // Endpoints in id order, so two writers never wait on each other's rows in a cycle.
+    let disabled = tx
+        .query(
+            "WITH e AS (SELECT u.webhook_id, bool_or(u.state = 'delivered') AS ok,
+                               min(u.retry_from) FILTER (WHERE u.state = 'failed') AS dead_since
+                          FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) AS u(webhook_id, state, retry_from)
+                         GROUP BY 1 ORDER BY 1)
+             UPDATE webhooks w
+                SET last_success_at = CASE WHEN e.ok THEN now() ELSE w.last_success_at END,
+                    failing_since = CASE WHEN e.ok THEN NULL ELSE coalesce(w.failing_since, now()) END,
+                    disabled_at = CASE WHEN NOT e.ok AND w.disabled_at IS NULL AND e.dead_since IS NOT NULL
+                                        AND (w.last_success_at IS NULL OR w.last_success_at < e.dead_since)
+                                       THEN now() ELSE w.disabled_at END,
+                    disabled_reason = CASE WHEN NOT e.ok AND w.disabled_at IS NULL AND e.dead_since IS NOT NULL
+                                            AND (w.last_success_at IS NULL OR w.last_success_at < e.dead_since)
+                                           THEN 'failed for its whole retry horizon' ELSE w.disabled_reason END
+               FROM e
+              WHERE w.id = e.webhook_id
+              RETURNING w.id, w.url, w.disabled_at IS NOT NULL AND w.disabled_at = now()",
+            &[&endpoints, &outcomes, &series],
+        )?
+        .iter()
+        .filter(|r| r.get::<_, bool>(2))
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    tx.commit()?;
+    Ok(Recorded { ids: written, disabled })
 }
 
 /// One delivery as `webhook list` shows it (no secret).
@@ -163,6 +252,8 @@ pub struct DeliveryListing {
     pub url: String,
     pub order_id: Uuid,
     pub order_number: i64,
+    /// The event's number within its order.
+    pub sequence: i32,
     pub state: String,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -181,7 +272,7 @@ pub fn list(
 ) -> Result<Vec<DeliveryListing>> {
     let rows = client.query(
         "SELECT d.id, d.event_id, d.event_type, t.name, w.url, d.order_id, o.number, d.state, d.attempts,
-                d.next_attempt_at, d.last_status, d.last_error, d.created_at, d.delivered_at
+                d.next_attempt_at, d.last_status, d.last_error, d.created_at, d.delivered_at, d.sequence
            FROM webhook_deliveries d
            JOIN tenants t ON t.id = d.tenant_id
            JOIN webhooks w ON w.id = d.webhook_id
@@ -207,30 +298,35 @@ pub fn list(
             last_error: r.get(11),
             created_at: r.get(12),
             delivered_at: r.get(13),
+            sequence: r.get(14),
         })
         .collect())
 }
 
-/// What `webhook retry` names.
+/// What `webhook retry` and `webhook replay` name.
 #[derive(Debug, Clone, Copy)]
 pub enum RetryTarget {
     /// One delivery, by its id.
     Delivery(i64),
     /// Every delivery of one event, by the event id.
     Event(Uuid),
-    /// Every failed delivery.
+    /// Every dead-lettered delivery.
     Failed,
+    /// The dead-lettered deliveries of one endpoint whose events are this recent.
+    EndpointSince(i64, DateTime<Utc>),
 }
 
-/// Make deliveries due now with a fresh retry series (attempts from 0, the give-up window from
-/// now). A delivered one is never sent again by this: that is refused. Returns the ids.
-pub fn requeue(client: &mut impl GenericClient, tenant: Option<&str>, target: RetryTarget) -> Result<Vec<i64>> {
-    let (one, event) = match target {
-        RetryTarget::Delivery(id) => (Some(id), None),
-        RetryTarget::Event(e) => (None, Some(e)),
-        RetryTarget::Failed => (None, None),
+/// Make deliveries due now with a fresh retry series (attempts from 0, the horizon from now).
+/// A delivered one is sent again only when `again` (`webhook replay ID`); otherwise naming only
+/// delivered ones is refused. Returns the ids.
+pub fn requeue(client: &mut impl GenericClient, tenant: Option<&str>, target: RetryTarget, again: bool) -> Result<Vec<i64>> {
+    let (one, event, endpoint, since) = match target {
+        RetryTarget::Delivery(id) => (Some(id), None, None, None),
+        RetryTarget::Event(e) => (None, Some(e), None, None),
+        RetryTarget::Failed => (None, None, None, None),
+        RetryTarget::EndpointSince(w, t) => (None, None, Some(w), Some(t)),
     };
-    if !matches!(target, RetryTarget::Failed) {
+    if one.is_some() || event.is_some() {
         let states: Vec<String> = client
             .query(
                 "SELECT d.state FROM webhook_deliveries d JOIN tenants t ON t.id = d.tenant_id
@@ -240,45 +336,174 @@ pub fn requeue(client: &mut impl GenericClient, tenant: Option<&str>, target: Re
             .iter()
             .map(|r| r.get(0))
             .collect();
-        let what = match target {
-            RetryTarget::Delivery(id) => format!("webhook delivery {id}"),
-            _ => format!("webhook event {}", event.unwrap_or_default()),
+        let what = match one {
+            Some(id) => format!("webhook delivery {id}"),
+            None => format!("webhook event {}", event.unwrap_or_default()),
         };
         if states.is_empty() {
             let scope = tenant.map(|t| format!(" in tenant {t}")).unwrap_or_default();
             return Err(Error::not_found(format!("{what} does not exist{scope}"))
                 .with_hint("`orderctl webhook list` shows deliveries with their ids and event ids"));
         }
-        if states.iter().all(|s| s == "delivered") {
+        if !again && states.iter().all(|s| s == "delivered") {
             return Err(Error::refused(format!("{what} was already delivered; nothing to retry"))
-                .with_hint("receivers deduplicate by event id; a delivered event is not sent again"));
+                .with_hint("receivers deduplicate by event id; `orderctl webhook replay` sends a delivered event again"));
         }
     }
     let rows = client.query(
-        "UPDATE webhook_deliveries d SET state = 'pending', attempts = 0, retry_from = now(), next_attempt_at = now()
+        "UPDATE webhook_deliveries d
+            SET state = 'pending', attempts = 0, retry_from = now(), next_attempt_at = now(), delivered_at = NULL,
+                in_flight_until = NULL
            FROM tenants t
-          WHERE t.id = d.tenant_id AND ($1::text IS NULL OR t.name = $1) AND d.state <> 'delivered'
+          WHERE t.id = d.tenant_id AND ($1::text IS NULL OR t.name = $1)
+            AND (d.state = 'failed' OR (d.state = 'delivered' AND $6))
             AND CASE WHEN $2::bigint IS NOT NULL THEN d.id = $2
                      WHEN $3::uuid IS NOT NULL THEN d.event_id = $3
+                     WHEN $4::bigint IS NOT NULL THEN d.webhook_id = $4 AND d.created_at >= $5 AND d.state = 'failed'
                      ELSE d.state = 'failed' END
           RETURNING d.id",
-        &[&tenant, &one, &event],
+        &[&tenant, &one, &event, &endpoint, &since, &again],
     )?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    // A pending one named by id or event is sent now too (it is due now).
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    if one.is_some() || event.is_some() {
+        let pending = client.query(
+            "UPDATE webhook_deliveries d SET next_attempt_at = now()
+               FROM tenants t
+              WHERE t.id = d.tenant_id AND ($1::text IS NULL OR t.name = $1) AND d.state = 'pending'
+                AND (d.id = $2 OR d.event_id = $3) AND (d.in_flight_until IS NULL OR d.in_flight_until <= now())
+              RETURNING d.id",
+            &[&tenant, &one, &event],
+        )?;
+        ids.extend(pending.iter().map(|r| r.get::<_, i64>(0)).filter(|id| !ids.contains(id)).collect::<Vec<_>>());
+    }
+    Ok(ids)
 }
 
-/// A tenant's enabled webhook, with its secret (for `webhook test`).
+/// An endpoint as `webhook endpoints` shows it (never a secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    pub id: i64,
+    pub tenant: String,
+    pub url: String,
+    /// `active`, `paused`, `disabled` (failed for its whole horizon) or `off` (`"enabled": false`).
+    pub state: String,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// The endpoint's own horizon in ms (None: the process's).
+    pub retry_horizon_ms: Option<i64>,
+    /// Until when the previous secret signs too (a rotation in progress).
+    pub previous_secret_until: Option<DateTime<Utc>>,
+    pub allow_private_network: bool,
+    pub allow_http: bool,
+    pub pending: i64,
+    pub failed: i64,
+}
+
+/// Endpoints, by tenant and url.
+pub fn endpoints(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<Endpoint>> {
+    let rows = client.query(
+        "SELECT w.id, t.name, w.url,
+                CASE WHEN NOT w.enabled THEN 'off' WHEN w.disabled_at IS NOT NULL THEN 'disabled'
+                     WHEN w.paused THEN 'paused' ELSE 'active' END,
+                w.disabled_reason, w.failing_since, w.last_success_at, w.retry_horizon_ms,
+                CASE WHEN w.previous_secret_until > now() THEN w.previous_secret_until END,
+                w.allow_private_network, w.allow_http,
+                (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = 'pending'),
+                (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = 'failed')
+           FROM webhooks w JOIN tenants t ON t.id = w.tenant_id
+          WHERE ($1::text IS NULL OR t.name = $1)
+          ORDER BY t.name, w.url",
+        &[&tenant],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| Endpoint {
+            id: r.get(0),
+            tenant: r.get(1),
+            url: r.get(2),
+            state: r.get(3),
+            disabled_reason: r.get(4),
+            failing_since: r.get(5),
+            last_success_at: r.get(6),
+            retry_horizon_ms: r.get(7),
+            previous_secret_until: r.get(8),
+            allow_private_network: r.get(9),
+            allow_http: r.get(10),
+            pending: r.get(11),
+            failed: r.get(12),
+        })
+        .collect())
+}
+
+/// The endpoint an operator named: its id, or its url (unique within a tenant; give `--tenant`
+/// when several tenants use one url).
+pub fn find_endpoint(client: &mut impl GenericClient, tenant: Option<&str>, name: &str) -> Result<(i64, String)> {
+    let id: Option<i64> = name.trim().parse().ok();
+    let rows = client.query(
+        "SELECT w.id, w.url FROM webhooks w JOIN tenants t ON t.id = w.tenant_id
+          WHERE ($1::text IS NULL OR t.name = $1) AND (w.id = $2 OR w.url = $3)",
+        &[&tenant, &id, &name.trim()],
+    )?;
+    match rows.as_slice() {
+        [one] => Ok((one.get(0), one.get(1))),
+        [] => Err(Error::not_found(format!("no webhook endpoint {}", crate::db::orders::truncate(name, 200)))
+            .with_hint("`orderctl webhook endpoints` lists them with their ids")),
+        _ => Err(Error::usage(format!("several tenants have a webhook at {name}; name it by id or give --tenant"))
+            .with_hint("`orderctl webhook endpoints` lists them with their ids")),
+    }
+}
+
+/// `webhook pause` (true) or `resume` (false; also enables an endpoint that was disabled for
+/// failing, with its failure streak forgotten). Returns whether anything changed.
+pub fn set_paused(client: &mut impl GenericClient, id: i64, paused: bool) -> Result<bool> {
+    let n = if paused {
+        client.execute("UPDATE webhooks SET paused = true WHERE id = $1 AND NOT paused", &[&id])?
+    } else {
+        client.execute(
+            "UPDATE webhooks SET paused = false, disabled_at = NULL, disabled_reason = NULL, failing_since = NULL
+              WHERE id = $1 AND (paused OR disabled_at IS NOT NULL)",
+            &[&id],
+        )?
+    };
+    Ok(n > 0)
+}
+
+/// A new secret; the current one keeps signing (a second signature) for `overlap`. Returns
+/// until when.
+pub fn rotate_secret(client: &mut impl GenericClient, id: i64, secret: &str, overlap: Duration) -> Result<DateTime<Utc>> {
+    let r = client.query_one(
+        "UPDATE webhooks SET previous_secret = secret, secret = $2,
+                previous_secret_until = now() + make_interval(secs => $3::bigint / 1000.0)
+          WHERE id = $1 RETURNING previous_secret_until",
+        &[&id, &secret, &(overlap.as_millis() as i64)],
+    )?;
+    Ok(r.get(0))
+}
+
+/// A tenant's enabled webhook, with its secrets (for `webhook test`).
 #[derive(Debug, Clone)]
 pub struct WebhookTarget {
     pub url: String,
-    pub secret: Secret,
+    pub secrets: Vec<Secret>,
+    pub access: Access,
 }
 
 pub fn tenant_webhooks(client: &mut impl GenericClient, tenant_id: i64) -> Result<Vec<WebhookTarget>> {
     Ok(client
-        .query("SELECT url, secret FROM webhooks WHERE tenant_id = $1 AND enabled ORDER BY id", &[&tenant_id])?
+        .query(
+            "SELECT url, secret, CASE WHEN previous_secret_until > now() THEN previous_secret END,
+                    allow_private_network, allow_http
+               FROM webhooks WHERE tenant_id = $1 AND enabled ORDER BY id",
+            &[&tenant_id],
+        )?
         .iter()
-        .map(|r| WebhookTarget { url: r.get(0), secret: Secret::new(r.get(1)) })
+        .map(|r| WebhookTarget {
+            url: r.get(0),
+            secrets: std::iter::once(r.get::<_, String>(1)).chain(r.get::<_, Option<String>>(2)).map(Secret::new).collect(),
+            access: Access { allow_private_network: r.get(3), allow_http: r.get(4) },
+        })
         .collect())
 }
 
@@ -295,8 +520,9 @@ pub fn counts(client: &mut impl GenericClient, tenant: Option<&str>, late_after:
     let r = client.query_one(
         "SELECT count(*) FILTER (WHERE d.state = 'pending'),
                 count(*) FILTER (WHERE d.state = 'failed'),
-                count(*) FILTER (WHERE d.state = 'pending' AND d.next_attempt_at < now() - make_interval(secs => $2::bigint / 1000.0))
-           FROM webhook_deliveries d JOIN tenants t ON t.id = d.tenant_id
+                count(*) FILTER (WHERE d.state = 'pending' AND NOT w.paused AND w.disabled_at IS NULL
+                                   AND d.next_attempt_at < now() - make_interval(secs => $2::bigint / 1000.0))
+           FROM webhook_deliveries d JOIN tenants t ON t.id = d.tenant_id JOIN webhooks w ON w.id = d.webhook_id
           WHERE d.state <> 'delivered' AND ($1::text IS NULL OR t.name = $1)",
         &[&tenant, &(late_after.as_millis() as i64)],
     )?;

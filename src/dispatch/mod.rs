@@ -31,6 +31,8 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct LaneProvider {
     pub id: i64,
+    /// Its tenant's name (a provider's name is unique only within its tenant).
+    pub tenant: String,
     pub name: String,
     pub kind: ProviderKind,
     pub enabled: bool,

@@ -48,7 +48,7 @@ impl Providers {
                 return Ok(e.provider.clone());
             }
         }
-        let (enabled, config, schedule) = db::providers::load_provider_config_by_id(client, id, self.http)?;
+        let (enabled, config, schedule, tenant) = db::providers::load_provider_config_by_id(client, id, self.http)?;
         let reconcile_for = db::providers::reconcile_for(client, id)?;
         let fingerprint = format!("{}\u{0}{}\u{0}{}", config.kind, config.base_url, config.credentials);
         let mut entries = self.entries.lock().unwrap();
@@ -57,7 +57,8 @@ impl Providers {
             _ => build(config.clone()),
         };
         let policy = merge(&self.policy, &schedule).policy;
-        let provider = LaneProvider { id, name: config.name.clone(), kind: config.kind, enabled, adapter, policy, reconcile_for };
+        let provider =
+            LaneProvider { id, tenant, name: config.name.clone(), kind: config.kind, enabled, adapter, policy, reconcile_for };
         entries.insert(id, Entry { loaded: Instant::now(), built_from: fingerprint, provider: provider.clone() });
         Ok(provider)
     }

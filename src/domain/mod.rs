@@ -4,10 +4,12 @@
 pub mod answers;
 pub mod backoff;
 pub mod diagnosis;
+pub mod endpoint;
 pub mod lifecycle;
 pub mod money;
 pub mod routing;
 pub mod setup;
+pub mod signature;
 pub mod status;
 pub mod text;
 pub mod webhook;

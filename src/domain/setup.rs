@@ -124,6 +124,16 @@ pub struct WebhookSetup {
     /// The event types it receives (all when the file names none).
     pub events: Vec<EventType>,
     pub enabled: bool,
+    /// How its deliveries go (issue 22): address rules and retry horizon.
+    pub delivery: WebhookDelivery,
+}
+
+/// A webhook's address rules (`domain::endpoint`) and its own retry horizon (None: the
+/// process's `--webhook-retry-horizon`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    pub access: crate::domain::endpoint::Access,
+    pub retry_horizon: Option<Duration>,
 }
 
 impl fmt::Debug for WebhookSetup {
@@ -133,6 +143,7 @@ impl fmt::Debug for WebhookSetup {
             .field("secret", &"***")
             .field("events", &self.events)
             .field("enabled", &self.enabled)
+            .field("delivery", &self.delivery)
             .finish()
     }
 }
@@ -262,6 +273,12 @@ struct WebhookDoc {
     events: Option<Value>,
     #[serde(default = "yes")]
     enabled: bool,
+    #[serde(default)]
+    allow_private_network: bool,
+    #[serde(default)]
+    allow_http: bool,
+    #[serde(default)]
+    retry_horizon: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -323,7 +340,8 @@ impl Element for TenantDoc {
 }
 impl Element for WebhookDoc {
     const WHAT: &'static str = "a webhook";
-    const FIELDS: &'static [&'static str] = &["url", "secret", "events", "enabled"];
+    const FIELDS: &'static [&'static str] =
+        &["url", "secret", "events", "enabled", "allow_private_network", "allow_http", "retry_horizon"];
 }
 impl Element for UserDoc {
     const WHAT: &'static str = "a user";
@@ -734,12 +752,17 @@ fn validate_webhooks(values: &[Value], tenant_at: &Place, problems: &mut Problem
 fn validate_webhook(w: WebhookDoc, at: &Place, problems: &mut Problems) -> Option<WebhookSetup> {
     let before = problems.0.len();
     let url = w.url.trim().to_string();
+    let delivery = webhook_delivery(&w, at, problems);
     match url::Url::parse(&url) {
         Ok(u) if !u.username().is_empty() || u.password().is_some() => {
             // Not quoted: it carries a secret.
             problems.add(&at.field("url"), "url carries a user or password; the secret field is how a shop checks requests");
         }
-        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {}
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {
+            if let Err(why) = crate::domain::endpoint::url_allowed(&u, delivery.access) {
+                problems.add(&at.field("url"), format!("url '{url}': {why}"));
+            }
+        }
         _ => problems
             .add(&at.field("url"), format!("url '{url}' is not an http(s) URL; write it like https://shop.example/hooks/orders")),
     }
@@ -762,7 +785,31 @@ fn validate_webhook(w: WebhookDoc, at: &Place, problems: &mut Problems) -> Optio
         secret: secret.expect("checked above"),
         events: events.expect("checked above"),
         enabled: w.enabled,
+        delivery,
     })
+}
+
+/// A webhook's delivery fields: `allow_private_network`, `allow_http`, `retry_horizon`.
+fn webhook_delivery(w: &WebhookDoc, at: &Place, problems: &mut Problems) -> WebhookDelivery {
+    let access = crate::domain::endpoint::Access { allow_private_network: w.allow_private_network, allow_http: w.allow_http };
+    let retry_horizon = match &w.retry_horizon {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match s.trim().parse::<humantime::Duration>() {
+            Ok(d) if !Duration::from(d).is_zero() => Some(d.into()),
+            _ => {
+                problems.add(
+                    &at.field("retry_horizon"),
+                    format!("retry_horizon '{s}' is not a duration above 0; write it like \"3d\" or \"12h\""),
+                );
+                None
+            }
+        },
+        Some(other) => {
+            problems.add(&at.field("retry_horizon"), format!("retry_horizon is {other}; write it as a string like \"3d\""));
+            None
+        }
+    };
+    WebhookDelivery { access, retry_horizon }
 }
 
 /// The event names of a webhook; absent means all of them.

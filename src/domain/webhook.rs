@@ -1,10 +1,12 @@
-//! Webhooks, the pure part: the event types a shop can subscribe to, the signature every
-//! request carries, and the retry schedule of a delivery. No I/O here: `db::outbox` writes
-//! events, `webhook` sends them, `lane::webhooks` delivers what is due.
+//! Webhooks, the pure part: the event types a shop can subscribe to and the retry schedule of a
+//! delivery (signatures: `signature`; which endpoints may be called: `endpoint`). No I/O here:
+//! `db::outbox` writes events, `webhook` sends them, `lane::webhooks` delivers what is due.
+//!
+//! There are three events: `order.approved`, `order.rejected` and `order.needs_action`. An
+//! order accepted by its provider (`sent`) is no event of its own: a shop hears of an order when
+//! it is final or needs an operator.
 
 use crate::domain::lifecycle::Notice;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use std::fmt;
 use std::time::Duration;
 
@@ -58,6 +60,29 @@ impl fmt::Display for EventType {
     }
 }
 
+/// Why an event happened, as a shop is told it: a neutral code and a sentence, never what a
+/// provider said (which may quote the dealer's cost, balance or account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reason {
+    pub code: &'static str,
+    pub text: &'static str,
+}
+
+impl Reason {
+    pub fn of(kind: EventType) -> Option<Reason> {
+        match kind {
+            EventType::Approved => None,
+            EventType::Rejected => {
+                Some(Reason { code: "not_fulfilled", text: "The order could not be fulfilled; its price was refunded." })
+            }
+            EventType::NeedsAction => Some(Reason {
+                code: "delayed",
+                text: "The order is delayed and is being looked at by the seller; it is not final yet.",
+            }),
+        }
+    }
+}
+
 /// The type of `webhook test`'s request: it checks an endpoint and its secret, and is never
 /// stored or retried.
 pub const PING: &str = "ping";
@@ -81,61 +106,25 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The request headers.
-pub const SIGNATURE_HEADER: &str = "Orderctl-Signature";
-pub const EVENT_ID_HEADER: &str = "Orderctl-Event-Id";
-
-/// `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`: the timestamp is signed
-/// with the body, so a receiver can refuse an old request replayed later.
-pub fn signature(secret: &str, unix_seconds: i64, body: &str) -> String {
-    format!("t={unix_seconds},v1={}", hex::encode(mac(secret, unix_seconds, body)))
-}
-
-fn mac(secret: &str, unix_seconds: i64, body: &str) -> Vec<u8> {
-    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
-    m.update(unix_seconds.to_string().as_bytes());
-    m.update(b".");
-    m.update(body.as_bytes());
-    m.finalize().into_bytes().to_vec()
-}
-
-/// Whether a signature header was made with `secret` over `body` (in constant time). What a
-/// receiver does; orderctl's tests use it to check what was sent.
-pub fn verify(secret: &str, header: &str, body: &str) -> bool {
-    let mut t = None;
-    let mut v1 = None;
-    for part in header.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", value)) => t = value.parse::<i64>().ok(),
-            Some(("v1", value)) => v1 = hex::decode(value).ok(),
-            _ => {}
-        }
-    }
-    let (Some(t), Some(v1)) = (t, v1) else { return false };
-    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
-    m.update(t.to_string().as_bytes());
-    m.update(b".");
-    m.update(body.as_bytes());
-    m.verify_slice(&v1).is_ok()
-}
-
 /// When a delivery that did not get a 2xx is tried again: `first` after the first attempt,
-/// doubling up to `max`, for `give_up_after` from the start of its retry series; after that it
-/// is failed (and `doctor` reports it).
+/// doubling up to `max`, each delay shortened by up to half at random (jitter, so endpoints that
+/// failed together are not retried in lockstep), until the horizon from the start of its retry
+/// series; after that it is dead-lettered (`failed`: `webhook list --failed`, `webhook replay`).
+/// The horizon is the endpoint's own or, by default, `horizon` (3 days, like the services shops
+/// already integrate with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub first: Duration,
     pub max: Duration,
-    pub give_up_after: Duration,
+    pub horizon: Duration,
 }
+
+/// The default retry horizon.
+pub const DEFAULT_HORIZON: Duration = Duration::from_secs(3 * 24 * 3600);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy {
-            first: Duration::from_secs(10),
-            max: Duration::from_secs(3600),
-            give_up_after: Duration::from_secs(24 * 3600),
-        }
+        RetryPolicy { first: Duration::from_secs(10), max: Duration::from_secs(3600), horizon: DEFAULT_HORIZON }
     }
 }
 
@@ -158,15 +147,25 @@ impl RetryPolicy {
                 humantime::format_duration(self.first)
             ));
         }
+        if self.horizon.is_zero() {
+            return Err("--webhook-retry-horizon must be greater than 0".into());
+        }
         Ok(())
     }
 
+    /// This policy with an endpoint's own horizon, when it has one.
+    pub fn with_horizon(self, horizon: Option<Duration>) -> RetryPolicy {
+        RetryPolicy { horizon: horizon.unwrap_or(self.horizon), ..self }
+    }
+
     /// After failed attempt number `attempts` (1 for the first) of a series that started
-    /// `elapsed` ago. A retry that would fall after the give-up moment is not made.
-    pub fn after_failure(&self, attempts: u32, elapsed: Duration) -> Retry {
+    /// `elapsed` ago; `jitter` in [0, 1] takes that share of half the delay off. A retry that
+    /// would fall after the horizon is not made.
+    pub fn after_failure(&self, attempts: u32, elapsed: Duration, jitter: f64) -> Retry {
         let doublings = attempts.saturating_sub(1).min(30);
-        let delay = self.first.saturating_mul(1u32 << doublings).min(self.max);
-        if elapsed.saturating_add(delay) > self.give_up_after {
+        let full = self.first.saturating_mul(1u32 << doublings).min(self.max);
+        let delay = full.saturating_sub(full.mul_f64(jitter.clamp(0.0, 1.0) / 2.0));
+        if elapsed.saturating_add(delay) > self.horizon {
             Retry::GiveUp
         } else {
             Retry::In(delay)
@@ -180,26 +179,6 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn the_signature_is_hmac_sha256_of_timestamp_dot_body_in_hex() {
-        // The value `printf '%s' '1700000000.{"a":1}' | openssl dgst -sha256 -hmac whsec-test` prints.
-        assert_eq!(
-            signature("whsec-test", 1700000000, "{\"a\":1}"),
-            "t=1700000000,v1=fed7a1a6c799a6367d73724d76bc70c16678908a32a879cd1ded6565ac05cece"
-        );
-    }
-
-    #[test]
-    fn a_signature_verifies_with_its_secret_only() {
-        let body = r#"{"id":"x","type":"order.approved"}"#;
-        let header = signature("right", 1_700_000_000, body);
-        assert!(verify("right", &header, body));
-        assert!(!verify("wrong", &header, body));
-        assert!(!verify("right", &header, &body.replace("approved", "rejected")));
-        assert!(!verify("right", &header.replace("t=1700000000", "t=1700000001"), body));
-        assert!(!verify("right", "garbage", body));
-    }
-
-    #[test]
     fn event_names_round_trip() {
         for e in EventType::ALL {
             assert_eq!(EventType::parse(e.as_str()), Some(e));
@@ -210,36 +189,40 @@ mod tests {
     }
 
     #[test]
-    fn the_default_schedule_is_10s_doubling_to_1h_for_24h() {
+    fn the_default_schedule_is_10s_doubling_to_1h_for_3_days_with_up_to_half_off() {
         let p = RetryPolicy::default();
         let s = Duration::from_secs;
-        assert_eq!(p.after_failure(1, s(0)), Retry::In(s(10)));
-        assert_eq!(p.after_failure(2, s(10)), Retry::In(s(20)));
-        assert_eq!(p.after_failure(3, s(30)), Retry::In(s(40)));
-        assert_eq!(p.after_failure(10, s(5000)), Retry::In(s(3600)));
-        assert_eq!(p.after_failure(40, s(20 * 3600)), Retry::In(s(3600)));
-        assert_eq!(p.after_failure(41, s(23 * 3600 + 1)), Retry::GiveUp);
+        assert_eq!(p.after_failure(1, s(0), 0.0), Retry::In(s(10)));
+        assert_eq!(p.after_failure(1, s(0), 1.0), Retry::In(s(5)));
+        assert_eq!(p.after_failure(2, s(10), 0.0), Retry::In(s(20)));
+        assert_eq!(p.after_failure(3, s(30), 0.5), Retry::In(s(30)));
+        assert_eq!(p.after_failure(10, s(5000), 0.0), Retry::In(s(3600)));
+        assert_eq!(p.after_failure(80, s(70 * 3600), 0.0), Retry::In(s(3600)));
+        assert_eq!(p.after_failure(81, s(71 * 3600 + 1), 0.0), Retry::GiveUp);
+        assert_eq!(p.with_horizon(Some(s(60))).after_failure(3, s(30), 0.0), Retry::GiveUp);
+        assert_eq!(p.with_horizon(None), p);
     }
 
     proptest! {
         #[test]
         fn delays_stay_within_first_and_max_and_nothing_is_retried_past_the_give_up(
-            first_ms in 1u64..100_000, factor in 1u64..100, attempts in 1u32..1000, elapsed_s in 0u64..200_000
+            first_ms in 1u64..100_000, factor in 1u64..100, attempts in 1u32..1000, elapsed_s in 0u64..400_000,
+            jitter in 0.0f64..=1.0
         ) {
             let p = RetryPolicy {
                 first: Duration::from_millis(first_ms),
                 max: Duration::from_millis(first_ms * factor),
-                give_up_after: Duration::from_secs(24 * 3600),
+                horizon: DEFAULT_HORIZON,
             };
             let elapsed = Duration::from_secs(elapsed_s);
-            match p.after_failure(attempts, elapsed) {
+            match p.after_failure(attempts, elapsed, jitter) {
                 Retry::In(d) => {
-                    prop_assert!(d >= p.first && d <= p.max);
-                    prop_assert!(elapsed + d <= p.give_up_after);
+                    prop_assert!(d >= p.first / 2 && d <= p.max);
+                    prop_assert!(elapsed + d <= p.horizon);
                 }
                 Retry::GiveUp => {
-                    let delay = p.first.saturating_mul(1 << (attempts - 1).min(30)).min(p.max);
-                    prop_assert!(elapsed + delay > p.give_up_after);
+                    let full = p.first.saturating_mul(1 << (attempts - 1).min(30)).min(p.max);
+                    prop_assert!(elapsed + full > p.horizon, "given up only when even the whole delay falls past the horizon");
                 }
             }
         }

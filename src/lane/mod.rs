@@ -56,33 +56,6 @@ impl LaneSettings {
     }
 }
 
-/// Count finished orders in the metrics by tenant name and status. Tenant names are looked up
-/// once per process (one query for the ids not seen yet); if that fails, the tenant's id
-/// stands in for its name rather than the count being lost.
-fn count_finished(c: &mut crate::db::Client, finished: &[(i64, &'static str)]) {
-    static NAMES: std::sync::OnceLock<Mutex<HashMap<i64, String>>> = std::sync::OnceLock::new();
-    if finished.is_empty() {
-        return;
-    }
-    let mut names = NAMES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    let mut missing: Vec<i64> = finished.iter().map(|(t, _)| *t).filter(|t| !names.contains_key(t)).collect();
-    missing.sort_unstable();
-    missing.dedup();
-    if !missing.is_empty() {
-        match crate::db::listings::tenant_names(c, &missing) {
-            Ok(found) => names.extend(found),
-            Err(e) => log::debug!("tenant names for the metrics: {}", e.message),
-        }
-    }
-    let m = crate::metrics::get();
-    for (tenant, status) in finished {
-        match names.get(tenant) {
-            Some(name) => m.inc_finished(name, status),
-            None => m.inc_finished(&tenant.to_string(), status),
-        }
-    }
-}
-
 /// Milliseconds since a process-wide start, for heartbeats (monotonic; never 0, which means
 /// "never beat").
 fn now_ms() -> u64 {

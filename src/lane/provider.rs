@@ -259,7 +259,7 @@ impl Claimer {
         let n = rows.len() + checked.len();
         let claimed = claim_rows(&mut tx, &lp, rows, checked, self.settings.timing)?;
         tx.commit()?;
-        crate::metrics::get().observe_claim(&lp.name, claiming.elapsed());
+        crate::metrics::get().observe_provider_claim(&lp.tenant, &lp.name, claiming.elapsed());
         log::debug!("lane {}: claimed {n} order(s) in {} ms", self.id, claiming.elapsed().as_millis());
         self.control.progress.claimed.fetch_add(n as u64, Ordering::Relaxed);
         let mut jobs: Vec<Job> = claimed.places.into_iter().map(|p| Job::Place(lp.clone(), Box::new(p))).collect();
@@ -381,13 +381,13 @@ fn observe(done: &Done) {
                 PlacementOutcome::SentBefore { .. } => "sent_before",
                 PlacementOutcome::Ambiguous { .. } => "ambiguous",
             };
-            m.observe_call(&lp.name, "place", word, p.took);
+            m.observe_call(&lp.tenant, &lp.name, "place", word, p.took);
         }
         // One request checks the whole batch: it failed when no order got an answer from it.
         Done::Checked(lp, checks) => {
             let Some(first) = checks.first() else { return };
             let answered = checks.iter().any(|c| !matches!(c.answer.outcome, CheckOutcome::NoNews { .. }));
-            m.observe_call(&lp.name, "check", if answered { "answered" } else { "no_news" }, first.took);
+            m.observe_call(&lp.tenant, &lp.name, "check", if answered { "answered" } else { "no_news" }, first.took);
         }
     }
 }
@@ -412,6 +412,7 @@ mod tests {
     fn placements_go_before_checks_and_a_closed_queue_ends_its_callers() {
         let lp = Arc::new(LaneProvider {
             id: 1,
+            tenant: "t".into(),
             name: "p".into(),
             kind: crate::provider::ProviderKind::Znet,
             enabled: true,

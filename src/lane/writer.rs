@@ -11,7 +11,7 @@ use crate::dispatch::{record, LaneProvider};
 use crate::domain::lifecycle::Schedule;
 use crate::error::{ErrorKind, Result};
 use crate::db::Client;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,15 +103,6 @@ impl Writer {
     fn write_once(&self, c: &mut Client, batch: &[Done]) -> Result<()> {
         let started = Instant::now();
         let mut writes = Vec::new();
-        let mut tenants: HashMap<uuid::Uuid, i64> = HashMap::new();
-        for d in batch {
-            match d {
-                Done::Placed(_, p) => {
-                    tenants.insert(p.job.row.id, p.job.row.tenant_id);
-                }
-                Done::Checked(_, cs) => tenants.extend(cs.iter().map(|x| (x.job.row.id, x.job.row.tenant_id))),
-            }
-        }
         for d in batch {
             match d {
                 Done::Placed(lp, p) => writes.push(record::placed(c, lp, p)?),
@@ -124,11 +115,10 @@ impl Writer {
             let w = transitions::apply_isolated(c, &wave)?;
             written += w.applied.len();
             self.count(&wave, &w.applied, &w.refused);
-            super::count_finished(c, &finished(&wave, &w.applied, &tenants));
             self.wake_due(&wave, &w.applied);
         }
         if let Some(Done::Placed(lp, _) | Done::Checked(lp, _)) = batch.first() {
-            crate::metrics::get().observe_write(&lp.name, started.elapsed());
+            crate::metrics::get().observe_provider_write(&lp.tenant, &lp.name, started.elapsed());
         }
         log::debug!("lane {}: wrote {written} result(s) in {} ms", self.lane, started.elapsed().as_millis());
         Ok(())
@@ -175,15 +165,6 @@ impl Writer {
             }
         }
     }
-}
-
-/// The orders a wave finished: (tenant, final status).
-fn finished(wave: &[Write], applied: &[transitions::Applied], tenants: &HashMap<uuid::Uuid, i64>) -> Vec<(i64, &'static str)> {
-    let ok: HashSet<_> = applied.iter().map(|(id, _)| *id).collect();
-    wave.iter()
-        .filter(|w| ok.contains(&w.order_id))
-        .filter_map(|w| Some((*tenants.get(&w.order_id)?, w.transition.final_status()?.as_str())))
-        .collect()
 }
 
 fn size(d: &Done) -> usize {

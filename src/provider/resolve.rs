@@ -23,6 +23,30 @@ pub(crate) fn agent(config: Config) -> ureq::Agent {
     ureq::Agent::with_parts(config, DefaultConnector::new(), QuickResolver::default())
 }
 
+/// An agent with `config` whose resolver lets only addresses that `allowed` accepts through:
+/// every address of every lookup is checked, so a name that resolves (or rebinds) to a refused
+/// address is never connected to. Its error is an I/O error of kind `PermissionDenied`.
+pub(crate) fn agent_checked(config: Config, allowed: fn(IpAddr) -> Result<(), String>) -> ureq::Agent {
+    ureq::Agent::with_parts(config, DefaultConnector::new(), CheckedResolver { inner: QuickResolver::default(), allowed })
+}
+
+#[derive(Debug)]
+struct CheckedResolver {
+    inner: QuickResolver,
+    allowed: fn(IpAddr) -> Result<(), String>,
+}
+
+impl Resolver for CheckedResolver {
+    fn resolve(&self, uri: &Uri, config: &Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        for a in addrs.iter() {
+            (self.allowed)(a.ip())
+                .map_err(|why| ureq::Error::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, why)))?;
+        }
+        Ok(addrs)
+    }
+}
+
 #[derive(Debug, Default)]
 struct QuickResolver {
     /// "host:port" → when it was looked up, and the addresses.

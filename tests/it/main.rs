@@ -23,4 +23,5 @@ mod routing;
 mod schedules;
 mod setup;
 mod shapes;
+mod webhook_delivery;
 mod webhooks;

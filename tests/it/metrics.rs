@@ -3,6 +3,7 @@
 //! and examples (alert rules, dashboard) that reference only metrics orderctl exports.
 
 use crate::reliability::{assert_no_panic, daemon, wait_all_final, DaemonLog};
+use crate::support::insert_orders_in;
 use crate::support::*;
 use crate::webhooks::http_get;
 use serde_json::Value;
@@ -101,9 +102,10 @@ fn metrics_parse_with_a_real_parser_and_finished_counters_add_up() {
     assert!(
         sum_samples(&families, "orderctl_lane_claim_duration_seconds", "orderctl_lane_claim_duration_seconds_count", &[]) > 0.0
     );
-    assert!(
-        sum_samples(&families, "orderctl_lane_write_duration_seconds", "orderctl_lane_write_duration_seconds_count", &[]) > 0.0
-    );
+    for family in ["orderctl_provider_claim_duration_seconds", "orderctl_provider_write_duration_seconds"] {
+        let count = format!("{family}_count");
+        assert!(sum_samples(&families, family, &count, &[("tenant", "alsham")]) > 0.0, "{family}:\n{text}");
+    }
     let (status, _) = http_get(&addr, "/nothing").unwrap();
     assert_eq!(status, 404);
 
@@ -141,6 +143,8 @@ fn metrics_parse_with_a_real_parser_and_finished_counters_add_up() {
     }
     let histograms = [
         "orderctl_provider_call_duration_seconds",
+        "orderctl_provider_claim_duration_seconds",
+        "orderctl_provider_write_duration_seconds",
         "orderctl_lane_claim_duration_seconds",
         "orderctl_lane_write_duration_seconds",
     ];
@@ -193,4 +197,135 @@ fn healthz_is_503_with_a_reason_while_the_database_does_not_answer() {
         .run()
         .code(4);
     assert!(out.stderr.contains("cannot listen on"), "{}", out.stderr);
+}
+
+/// A sample's value, or None when the series is not exported.
+fn sample(families: &serde_json::Map<String, Value>, family: &str, sample: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    families.get(family)?["samples"].as_array()?.iter().find_map(|s| {
+        let exact = s[0] == sample && labels.iter().all(|(k, v)| s[1][*k] == *v);
+        exact.then(|| s[2].as_f64().unwrap())
+    })
+}
+
+#[test]
+fn two_tenants_providers_of_one_name_are_separate_series_present_at_zero_and_cli_outcomes_counted() {
+    let sim = Sim::start(&["--complete-after", "200ms"]);
+    let db = TestDb::new();
+    db.apply(&crate::webhook_delivery::two_tenants(&sim));
+    let addr = free_addr();
+    let log = DaemonLog::new();
+    let d = daemon(&db.url, log.path(), &["--metrics-listen", &addr]);
+    wait_until("/healthz answers 200", Duration::from_secs(20), || http_get(&addr, "/healthz").map(|(s, _)| s) == Some(200));
+    // Before any order: every counter of every known tenant and (tenant, provider) is there, at 0.
+    wait_until("the tenants are declared", Duration::from_secs(20), || {
+        sample(
+            &scrape(&addr).1,
+            "orderctl_orders_finished",
+            "orderctl_orders_finished_total",
+            &[("tenant", "beirut"), ("status", "approved")],
+        )
+        .is_some()
+    });
+    let (text, f) = scrape(&addr);
+    for tenant in ["alsham", "beirut"] {
+        for status in orderctl::metrics::FINISHED {
+            let v = sample(
+                &f,
+                "orderctl_orders_finished",
+                "orderctl_orders_finished_total",
+                &[("tenant", tenant), ("status", status)],
+            );
+            assert_eq!(v, Some(0.0), "{tenant} {status}:\n{text}");
+        }
+        for outcome in orderctl::metrics::DELIVERY_OUTCOMES {
+            let v = sample(
+                &f,
+                "orderctl_webhook_deliveries",
+                "orderctl_webhook_deliveries_total",
+                &[("tenant", tenant), ("outcome", outcome)],
+            );
+            assert_eq!(v, Some(0.0), "{tenant} webhook {outcome}");
+        }
+        for provider in ["znet-main", "xstor"] {
+            let calls = orderctl::metrics::PLACE_OUTCOMES
+                .iter()
+                .map(|o| ("place", *o))
+                .chain(orderctl::metrics::CHECK_OUTCOMES.iter().map(|o| ("check", *o)));
+            for (call, outcome) in calls {
+                let labels = [("tenant", tenant), ("provider", provider), ("call", call), ("outcome", outcome)];
+                let v = sample(&f, "orderctl_provider_calls", "orderctl_provider_calls_total", &labels);
+                assert_eq!(v, Some(0.0), "{labels:?}:\n{text}");
+            }
+        }
+    }
+    // Lanes that are not providers are told apart by `lane`; no provider series has it.
+    for family in
+        ["orderctl_provider_calls", "orderctl_provider_claim_duration_seconds", "orderctl_provider_write_duration_seconds"]
+    {
+        for s in f[family]["samples"].as_array().unwrap() {
+            assert!(s[1].get("lane").is_none() && s[1].get("tenant").is_some() && s[1].get("provider").is_some(), "{s}");
+        }
+    }
+    let lanes: HashSet<&str> = f["orderctl_lane_claim_duration_seconds"]["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s[1]["lane"].as_str())
+        .collect();
+    assert_eq!(lanes, HashSet::from(["routing", "webhooks"]));
+
+    // alsham's znet-main works; beirut's znet-main (same name) stays at 0.
+    insert_orders_in(&db, "alsham", "pubg-60", 5);
+    crate::reliability::wait_all_final(&db, Duration::from_secs(60));
+    // An operator approves one of beirut's manual orders from the command line: the daemon
+    // counts it from the database within one scrape interval (15 s by Prometheus' default).
+    insert_orders_in(&db, "beirut", "jawaker", 1);
+    let n = db.query_i64("SELECT max(number) FROM orders").to_string();
+    db.cmd().args(["approve", &n, "--pin", "CLI-PIN"]).run().ok();
+    let approved = |f: &serde_json::Map<String, Value>, tenant| {
+        sample(f, "orderctl_orders_finished", "orderctl_orders_finished_total", &[("tenant", tenant), ("status", "approved")])
+    };
+    let started = std::time::Instant::now();
+    wait_until("the CLI approve is counted", Duration::from_secs(15), || approved(&scrape(&addr).1, "beirut") == Some(1.0));
+    eprintln!("a CLI approve reached the daemon's counters in {} ms", started.elapsed().as_millis());
+    wait_until("alsham's finished orders counted", Duration::from_secs(15), || approved(&scrape(&addr).1, "alsham") == Some(5.0));
+    let (text, f) = scrape(&addr);
+    let calls = |tenant| {
+        sum_samples(
+            &f,
+            "orderctl_provider_calls",
+            "orderctl_provider_calls_total",
+            &[("tenant", tenant), ("provider", "znet-main")],
+        )
+    };
+    assert_eq!(calls("alsham"), calls("alsham").max(5.0), "alsham's calls counted:\n{text}");
+    assert!(calls("alsham") >= 5.0, "{text}");
+    assert_eq!(calls("beirut"), 0.0, "beirut's provider of the same name made no call:\n{text}");
+    assert_eq!(d.terminate(), 0);
+    assert_no_panic(log.path());
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/prometheus");
+    let promtool = |args: &[&str]| std::process::Command::new("promtool").args(args).current_dir(&dir).output();
+    let Ok(check) = promtool(&["check", "rules", "orderctl-alerts.yml"]) else {
+        eprintln!("promtool is not installed (Debian's prometheus package has it; .ci/run installs it): rules not checked");
+        return;
+    };
+    assert!(
+        check.status.success(),
+        "promtool check rules:\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let test = promtool(&["test", "rules", "orderctl-alerts.test.yml"]).unwrap();
+    let out = format!("{}{}", String::from_utf8_lossy(&test.stdout), String::from_utf8_lossy(&test.stderr));
+    assert!(test.status.success() && out.contains("SUCCESS"), "promtool test rules:\n{out}");
+    // Every alert has a unit test.
+    let rules = std::fs::read_to_string(dir.join("orderctl-alerts.yml")).unwrap();
+    let tests = std::fs::read_to_string(dir.join("orderctl-alerts.test.yml")).unwrap();
+    for alert in rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")) {
+        assert!(tests.contains(&format!("alertname: {alert}")), "{alert} has no promtool unit test");
+    }
 }

@@ -3,7 +3,7 @@
 
 use crate::reliability::{assert_no_panic, daemon, DaemonLog};
 use crate::support::*;
-use orderctl::domain::webhook::verify;
+use orderctl::domain::signature::verify_legacy as verify;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -17,7 +17,12 @@ pub const SECRET: &str = "whsec-Test-4f9c2b7e";
 #[derive(Debug, Clone)]
 pub struct Received {
     pub event_id: String,
+    /// The legacy `Orderctl-Signature`.
     pub signature: String,
+    /// Every header, by lower-case name (the Standard Webhooks ones among them).
+    pub headers: HashMap<String, String>,
+    /// When it arrived.
+    pub at: std::time::SystemTime,
     pub content_type: String,
     pub body: String,
     /// The status it was answered with (decided when it arrived).
@@ -96,6 +101,7 @@ fn serve(stream: TcpStream, requests: &Mutex<Vec<Received>>, policy: &Policy) {
             return;
         }
         let event_id = headers.get("orderctl-event-id").cloned().unwrap_or_default();
+        let at = std::time::SystemTime::now();
         let (status, delay) = {
             let mut all = requests.lock().unwrap();
             let nth = all.iter().filter(|r| r.event_id == event_id).count() + 1;
@@ -104,6 +110,8 @@ fn serve(stream: TcpStream, requests: &Mutex<Vec<Received>>, policy: &Policy) {
                 event_id,
                 signature: headers.get("orderctl-signature").cloned().unwrap_or_default(),
                 content_type: headers.get("content-type").cloned().unwrap_or_default(),
+                headers: headers.clone(),
+                at,
                 body: String::from_utf8_lossy(&body).into_owned(),
                 status,
             });
@@ -119,7 +127,8 @@ fn serve(stream: TcpStream, requests: &Mutex<Vec<Received>>, policy: &Policy) {
 /// The standard setup with a webhook to `url` (all events unless `events` names some).
 pub fn setup_with_webhook(sim: &Sim, url: &str, events: Option<Value>) -> Value {
     let mut s = standard_setup(&sim.base_url);
-    let mut hook = json!({"url": url, "secret": SECRET});
+    // The receivers of these tests listen on 127.0.0.1: allowed explicitly (SSRF rules).
+    let mut hook = json!({"url": url, "secret": SECRET, "allow_private_network": true});
     if let Some(e) = events {
         hook["events"] = e;
     }
@@ -199,8 +208,10 @@ fn fifty_orders_give_one_signed_event_each_even_when_first_attempts_fail() {
             assert_eq!(body["order"]["pin_code"].as_str(), pin.as_deref(), "the PIN is in order.approved");
         } else {
             assert!(body["order"]["refunded"].is_string(), "the refund is in order.rejected: {body}");
-            assert!(body["order"]["last_message"].is_string(), "the reason is in order.rejected: {body}");
+            assert_eq!(body["order"]["reason"]["code"], "not_fulfilled", "a neutral reason in order.rejected: {body}");
+            assert!(body["order"]["pin_code"].is_null());
         }
+        assert_eq!(body["sequence"], 1, "each of these orders has one event");
         assert!(body["created_at"].is_string());
     }
     // Every request (failed first attempts too) is signed with the tenant's secret, and with
@@ -215,16 +226,12 @@ fn fifty_orders_give_one_signed_event_each_even_when_first_attempts_fail() {
     assert!(retried.len() >= 10, "about half the events had their first attempt refused: {}", retried.len());
     assert!(retried.iter().all(|id| delivered.contains_key(*id)), "each refused event was delivered later");
 
-    // The order is inspect --output json without events and the schedule (settings, not state).
-    let (any_id, any) = delivered.iter().next().unwrap();
-    let order_id = any.json()["order"]["id"].as_str().unwrap().to_string();
-    let inspected = db.cmd().args(["-o", "json", "inspect", &order_id]).run().ok().json();
-    let mut keys: Vec<&String> = inspected.as_object().unwrap().keys().filter(|k| *k != "events" && *k != "schedule").collect();
-    keys.sort();
-    let body = delivered[any_id].json();
+    // The order is the shop's view: these fields and no other.
+    let (_, any) = delivered.iter().next().unwrap();
+    let body = any.json();
     let mut sent: Vec<&String> = body["order"].as_object().unwrap().keys().collect();
     sent.sort();
-    assert_eq!(sent, keys, "the event's order has the fields of inspect --output json, without events and schedule");
+    assert_eq!(sent, crate::webhook_delivery::SHOP_VIEW_FIELDS.to_vec(), "{body}");
 
     // The outbox: one delivery per finished order, all delivered, written with the transitions.
     assert_eq!(db.query_i64("SELECT count(*) FROM webhook_deliveries"), 50);
@@ -304,7 +311,8 @@ fn needs_action_events_failed_deliveries_retry_and_ping() {
     assert_eq!(db.query_i64("SELECT count(*) FROM webhook_deliveries"), 1, "one event: the order the empty stock flagged");
     assert_eq!(delivery.1, "order.needs_action");
     let body: Value = serde_json::from_str(&delivery.2).unwrap();
-    assert_eq!(body["order"]["attention"], "code_stock_empty");
+    assert_eq!(body["order"]["reason"]["code"], "delayed", "a neutral reason, not the dealer's stock: {body}");
+    assert!(body["order"].get("attention").is_none());
 
     // The endpoint refuses: sweeps try, back off, and give up after the window.
     let quick = ["--webhook-retry-first", "100ms", "--webhook-give-up-after", "300ms"];

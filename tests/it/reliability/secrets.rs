@@ -25,7 +25,7 @@ fn setup_with_secrets(sim: &Sim, receiver_url: &str) -> serde_json::Value {
         {"name": "xstor-bad", "kind": "xstor", "base_url": sim.base_url, "credentials": {"api_token": BAD_XSTOR_TOKEN}}
     ]);
     t["packages"][3]["mappings"] = json!({"znet-bad": {"oyun": "7001", "kupur": "60"}, "xstor-bad": {"product_id": "501"}});
-    t["webhooks"] = json!([{"url": receiver_url, "secret": WEBHOOK_SECRET}]);
+    t["webhooks"] = json!([{"url": receiver_url, "secret": WEBHOOK_SECRET, "allow_private_network": true}]);
     t["packages"].as_array_mut().unwrap().push(json!({"name": "pubg-60-fwd", "product": "PUBG Mobile", "price": "1.10",
         "routing": {"mode": "auto", "provider_type": "internal",
                     "upstream": {"tenant": "wholesale", "package": "pubg-60-w", "account": "alsham-account"}}}));

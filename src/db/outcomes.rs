@@ -1,0 +1,58 @@
+//! Order outcomes counted in the database (`order_outcome_counts`), in the transaction of the
+//! transition that causes them, whoever writes it: a daemon's lane, a sweep, an operator's
+//! `approve` from the command line. Every daemon's metrics read the totals (`totals`), so a
+//! count never depends on which process did the work. Rows are sharded (one of 16 picked at
+//! random per statement) so concurrent writers rarely wait on one hot row.
+
+use crate::db::transitions::Write;
+use crate::domain::lifecycle::Notice;
+use crate::error::Result;
+use crate::db::GenericClient;
+use uuid::Uuid;
+
+/// Shards per (tenant, outcome).
+const SHARDS: i16 = 16;
+
+/// Count what written transitions came to: orders finished (approved, rejected) and orders
+/// flagged for an operator (needs_action).
+pub fn count(tx: &mut impl GenericClient, done: &[&Write]) -> Result<()> {
+    let mut ids: Vec<Uuid> = Vec::new();
+    let mut outcomes: Vec<&str> = Vec::new();
+    for w in done {
+        let outcome = match (w.transition.final_status(), w.transition.notice) {
+            (Some(status), _) => status.as_str(),
+            (None, Some(Notice::NeedsAction)) => "needs_action",
+            _ => continue,
+        };
+        ids.push(w.order_id);
+        outcomes.push(outcome);
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let shard: i16 = rand::random_range(0..SHARDS);
+    tx.execute(
+        "INSERT INTO order_outcome_counts AS c (tenant_id, outcome, shard, n)
+         SELECT o.tenant_id, u.outcome, $3, count(*)
+           FROM unnest($1::uuid[], $2::text[]) AS u(order_id, outcome)
+           JOIN orders o ON o.id = u.order_id AND o.id = ANY($1)
+          GROUP BY 1, 2
+          ORDER BY 1, 2
+         ON CONFLICT (tenant_id, outcome, shard) DO UPDATE SET n = c.n + EXCLUDED.n",
+        &[&ids, &outcomes, &shard],
+    )?;
+    Ok(())
+}
+
+/// The totals: (tenant, outcome, orders), of one tenant or all.
+pub fn totals(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<Vec<(String, String, i64)>> {
+    Ok(client
+        .query(
+            "SELECT t.name, c.outcome, sum(c.n)::bigint FROM order_outcome_counts c JOIN tenants t ON t.id = c.tenant_id
+              WHERE ($1::bigint IS NULL OR c.tenant_id = $1) GROUP BY 1, 2 ORDER BY 1, 2",
+            &[&tenant],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
