@@ -91,7 +91,8 @@ mod tests {
         let file = dir.path().join("sifre");
         std::fs::write(&file, "from-a-file\n").unwrap();
         std::env::set_var("ORDERCTL_SECRET_TEST_TOKEN", "from-env");
-        let creds = json!({"kod": "bayi1", "sifre": {"file": file.to_str().unwrap()}, "tok": {"env": "ORDERCTL_SECRET_TEST_TOKEN"}});
+        let creds =
+            json!({"kod": "bayi1", "sifre": {"file": file.to_str().unwrap()}, "tok": {"env": "ORDERCTL_SECRET_TEST_TOKEN"}});
         assert_eq!(resolve(&creds).unwrap(), json!({"kod": "bayi1", "sifre": "from-a-file", "tok": "from-env"}));
         assert_eq!(plain_fields(&creds), vec!["kod".to_string()]);
         let e = resolve(&json!({"sifre": {"env": "ORDERCTL_SECRET_TEST_MISSING"}})).unwrap_err();

@@ -10,6 +10,7 @@
 use crate::cli::DoctorArgs;
 use crate::commands::list::stuck_orders;
 use crate::commands::provider_check::explain;
+use crate::db::Client;
 use crate::db::{self, listings, migrate, routing, stats};
 use crate::domain::diagnosis::StuckThresholds;
 use crate::domain::routing::check_routing;
@@ -18,7 +19,6 @@ use crate::output;
 use crate::provider::{self, http::mask_url};
 use crate::settings::{HttpSettings, Settings};
 use chrono::Utc;
-use crate::db::Client;
 use serde::Serialize;
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! event timeline, and above all a diagnosis: why it is where it is and what to do.
 
 use crate::cli::InspectArgs;
+use crate::db::GenericClient;
 use crate::db::{
     self,
     orders::{self, OrderRef, OrderRow},
@@ -12,7 +13,6 @@ use crate::domain::diagnosis::StuckThresholds;
 use crate::error::Result;
 use crate::output;
 use crate::settings::Settings;
-use crate::db::GenericClient;
 use serde_json::Value;
 
 pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {

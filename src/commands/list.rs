@@ -3,6 +3,7 @@
 
 use crate::cli::ListArgs;
 use crate::db::summaries::order_summaries;
+use crate::db::GenericClient;
 use crate::db::{
     self,
     orders::{self, OrderFilter},
@@ -14,7 +15,6 @@ use crate::output;
 use crate::settings::Settings;
 use chrono::Utc;
 use comfy_table::Cell;
-use crate::db::GenericClient;
 use serde_json::Value;
 
 pub fn run(s: &Settings, a: &ListArgs) -> Result<()> {

@@ -3,13 +3,13 @@
 //! global `--tenant`; `user list` and `package list` need it.
 
 use crate::cli::ProviderListArgs;
+use crate::db::Client;
 use crate::db::{self, listings, routing};
 use crate::domain::backoff::{merge, ScheduleInForce, SCHEDULE_MARKS};
 use crate::domain::routing::{check_routing, RoutingView};
 use crate::error::{Error, Result};
 use crate::output;
 use crate::settings::Settings;
-use crate::db::Client;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::collections::BTreeMap;

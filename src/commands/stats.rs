@@ -6,6 +6,7 @@
 use crate::cli::StatsArgs;
 use crate::commands::list::stuck_orders;
 use crate::db::stats;
+use crate::db::Client;
 use crate::domain::backoff::short_duration;
 use crate::domain::diagnosis::StuckThresholds;
 use crate::error::{Error, Result};
@@ -13,7 +14,6 @@ use crate::output;
 use crate::settings::Settings;
 use chrono::{DateTime, Utc};
 use comfy_table::Cell;
-use crate::db::Client;
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt::Write as _;

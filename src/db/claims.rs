@@ -7,9 +7,9 @@
 //! the lease token, and every write-back carries it: a crashed worker's orders simply come due
 //! again, no rescuer, no heartbeat table. The transaction commits before any provider call.
 
+use crate::db::GenericClient;
 use crate::domain::lifecycle::Facts;
 use crate::error::{Error, Result};
-use crate::db::GenericClient;
 use rust_decimal::Decimal;
 use std::time::Duration;
 use uuid::Uuid;

@@ -1,8 +1,8 @@
 //! Our own stock of PINs: available → used. Two orders never get the same code (row locks with
 //! `SKIP LOCKED` inside the caller's transaction); a group without enough codes hands out none.
 
-use crate::error::Result;
 use crate::db::GenericClient;
+use crate::error::Result;
 use uuid::Uuid;
 
 /// Take `quantity` codes from the group for the order, inside the caller's transaction (which

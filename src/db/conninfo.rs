@@ -105,7 +105,8 @@ pub fn parse(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnInfo
         return Err(Error::invalid(format!("the database URL sets '{key}', which orderctl does not support"))
             .with_hint("remove it; orderctl supports sslmode, sslrootcert (a file or 'system'), sslcert and sslkey"));
     }
-    let root_cert = get("sslrootcert", "PGSSLROOTCERT").map(|v| if v == "system" { RootCert::System } else { RootCert::File(v.into()) });
+    let root_cert =
+        get("sslrootcert", "PGSSLROOTCERT").map(|v| if v == "system" { RootCert::System } else { RootCert::File(v.into()) });
     // libpq: the system's roots make verify-full the default.
     let default = if root_cert == Some(RootCert::System) { SslMode::VerifyFull } else { SslMode::Prefer };
     let mode = get("sslmode", "PGSSLMODE").map(|m| SslMode::parse(&m)).transpose()?.unwrap_or(default);
@@ -117,8 +118,13 @@ pub fn parse(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnInfo
             .with_hint("set sslmode=verify-full, or give sslrootcert the CA file of your server"));
     }
     if matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) && root_cert.is_none() {
-        return Err(Error::invalid(format!("sslmode={} needs sslrootcert (the CA that signed the server's certificate)", mode.name()))
-            .with_hint("set sslrootcert=/path/to/ca.pem (or PGSSLROOTCERT), or sslrootcert=system for the operating system's roots"));
+        return Err(Error::invalid(format!(
+            "sslmode={} needs sslrootcert (the CA that signed the server's certificate)",
+            mode.name()
+        ))
+        .with_hint(
+            "set sslrootcert=/path/to/ca.pem (or PGSSLROOTCERT), or sslrootcert=system for the operating system's roots",
+        ));
     }
     if cert.is_some() != key.is_some() {
         return Err(Error::invalid("sslcert and sslkey go together: one is set without the other")
@@ -131,7 +137,8 @@ type Found = Vec<(String, String)>;
 
 fn take_from_url(url: &str) -> Result<(String, Found)> {
     let mut u = url::Url::parse(url).map_err(|e| {
-        Error::invalid(format!("the database URL is not valid: {e}")).with_hint("write it as postgres://USER[:PASSWORD]@HOST:PORT/DATABASE")
+        Error::invalid(format!("the database URL is not valid: {e}"))
+            .with_hint("write it as postgres://USER[:PASSWORD]@HOST:PORT/DATABASE")
     })?;
     let pairs: Vec<(String, String)> = u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     let (found, kept): (Found, Found) =

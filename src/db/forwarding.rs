@@ -5,8 +5,8 @@
 
 use crate::db::claims::DueRow;
 use crate::db::routing::Upstream;
-use crate::error::{Error, Result};
 use crate::db::GenericClient;
+use crate::error::{Error, Result};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 

@@ -2,8 +2,8 @@
 //! No statement here ever selects a credential value: providers come with their credential
 //! field names only.
 
-use crate::error::Result;
 use crate::db::GenericClient;
+use crate::error::Result;
 use rust_decimal::Decimal;
 use serde::Serialize;
 

@@ -2,8 +2,8 @@
 //! under a transaction-scoped advisory lock, with a recorded checksum. Needs only ownership of
 //! the database, never a superuser.
 
-use crate::error::{Error, Result};
 use crate::db::Client;
+use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 

@@ -3,8 +3,8 @@
 
 pub mod claims;
 mod client;
-pub mod conninfo;
 pub mod codes;
+pub mod conninfo;
 pub mod forwarding;
 pub mod listings;
 pub mod migrate;
@@ -12,8 +12,8 @@ pub mod orders;
 pub mod outbox;
 pub mod outcomes;
 pub mod periodic;
-pub mod pooler;
 pub mod permits;
+pub mod pooler;
 pub mod providers;
 pub mod routing;
 pub mod setup;

@@ -1,9 +1,9 @@
 //! Reading orders, and creating them. Claims live in `claims`, and every change of an order's
 //! state goes through `transitions` (the lifecycle's one writer).
 
+use crate::db::GenericClient;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
-use crate::db::GenericClient;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::time::Duration;

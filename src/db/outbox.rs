@@ -9,10 +9,10 @@
 
 use crate::db::orders::OrderRow;
 use crate::db::transitions::Write;
+use crate::db::GenericClient;
 use crate::domain::webhook::EventType;
 use crate::error::Result;
 use chrono::{DateTime, Utc};
-use crate::db::GenericClient;
 use rust_decimal::Decimal;
 use std::collections::HashMap;
 use uuid::Uuid;

@@ -5,9 +5,9 @@
 //! random per statement) so concurrent writers rarely wait on one hot row.
 
 use crate::db::transitions::Write;
+use crate::db::GenericClient;
 use crate::domain::lifecycle::Notice;
 use crate::error::Result;
-use crate::db::GenericClient;
 use uuid::Uuid;
 
 /// Shards per (tenant, outcome).

@@ -2,9 +2,9 @@
 //! is inserted; only the process whose insert succeeded runs it. Holds across any number of
 //! daemons and cron hosts, and behind connection poolers (no session state).
 
+use crate::db::GenericClient;
 use crate::error::Result;
 use chrono::{DateTime, Utc};
-use crate::db::GenericClient;
 use std::time::Duration;
 
 /// The start of the slot of length `every` that `now` falls in.

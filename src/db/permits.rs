@@ -2,8 +2,8 @@
 //! cron sweep on every host. A permit is a row (provider, slot) with an expiry: a crashed
 //! holder's permits lapse by themselves, no cleanup needed.
 
-use crate::error::Result;
 use crate::db::GenericClient;
+use crate::error::Result;
 use std::time::Duration;
 
 /// A new permit holder's name: host, process id and a random part (a restarted process with

@@ -37,9 +37,10 @@ pub fn detect(url: &str) -> Result<Pooling> {
     if other == pid || again != pid {
         return Ok(Pooling::Transaction);
     }
-    let config: postgres::Config = super::conninfo::parse(url, &|k| std::env::var(k).ok())?.rest.parse().map_err(|e| {
-        crate::error::Error::invalid(format!("the database URL is not valid: {e}"))
-    })?;
+    let config: postgres::Config = super::conninfo::parse(url, &|k| std::env::var(k).ok())?
+        .rest
+        .parse()
+        .map_err(|e| crate::error::Error::invalid(format!("the database URL is not valid: {e}")))?;
     let tcp = matches!(config.get_hosts().first(), Some(postgres::config::Host::Tcp(_)));
     let wanted = config.get_ports().first().copied().unwrap_or(5432);
     Ok(match port {

@@ -1,11 +1,11 @@
 //! Loading a provider's configuration (with its secret credentials) for the adapters.
 
 use crate::db::routing::tenant_id;
+use crate::db::GenericClient;
 use crate::domain::backoff::ScheduleOverride;
 use crate::error::{Error, Result};
 use crate::provider::HttpSettings;
 use crate::provider::{ProviderConfig, ProviderKind};
-use crate::db::GenericClient;
 use postgres::Row;
 use std::time::Duration;
 

@@ -1,9 +1,9 @@
 //! Loading package routing with everything it points at, for `routing check`, `dispatch` and
 //! `inspect`.
 
+use crate::db::GenericClient;
 use crate::domain::routing::{Forwarding, RoutedProvider, RoutingView, UpstreamRoute};
 use crate::error::{Error, Result};
-use crate::db::GenericClient;
 
 const ROUTING_VIEWS: &str = "
     SELECT t.name, pk.name, pk.routing_mode, pk.provider_type,

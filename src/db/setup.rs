@@ -18,6 +18,7 @@
 //! Concurrent applies are serialised by a transaction-scoped advisory lock.
 
 use crate::db::routing::routing_views;
+use crate::db::{Client, Transaction};
 use crate::domain::routing::check_routing;
 use crate::domain::setup::{
     self, CodeGroupSetup, Existing, PackageSetup, ProviderSetup, Setup, SetupProblem, TenantSetup, UpstreamSetup, UserSetup,
@@ -25,7 +26,6 @@ use crate::domain::setup::{
 };
 use crate::error::{Error, Result};
 use crate::provider::ProviderKind;
-use crate::db::{Client, Transaction};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;

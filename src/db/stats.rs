@@ -1,9 +1,9 @@
 //! The read-only statements behind `orderctl stats` and `orderctl doctor`: counts, lateness and
 //! timings of the whole operation, and the Postgres health numbers that kill job queues.
 
+use crate::db::GenericClient;
 use crate::error::Result;
 use chrono::{DateTime, Utc};
-use crate::db::GenericClient;
 use serde::Serialize;
 
 /// Orders of one (status, external status) pair.

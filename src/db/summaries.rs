@@ -4,11 +4,11 @@
 
 use crate::db::orders::{self, OrderRow};
 use crate::db::routing::routing_views_of;
+use crate::db::GenericClient;
 use crate::domain::diagnosis::{diagnose, Diagnosis, OrderFacts, StuckThresholds, UpstreamView};
 use crate::domain::routing::RoutingView;
 use crate::error::Result;
 use chrono::{DateTime, Utc};
-use crate::db::GenericClient;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 

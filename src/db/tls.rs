@@ -76,7 +76,9 @@ fn roots(root: &RootCert) -> Result<RootCertStore> {
     match root {
         RootCert::File(path) => {
             for c in read_certs(path, "sslrootcert")? {
-                store.add(c).map_err(|e| Error::invalid(format!("sslrootcert: {} holds a certificate rustls refuses ({e})", path.display())))?;
+                store.add(c).map_err(|e| {
+                    Error::invalid(format!("sslrootcert: {} holds a certificate rustls refuses ({e})", path.display()))
+                })?;
             }
         }
         RootCert::System => {
@@ -153,11 +155,9 @@ impl ServerCertVerifier for Verifier {
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
         let Some(webpki) = &self.webpki else { return Ok(ServerCertVerified::assertion()) };
         match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }))
-                if !self.check_host =>
-            {
-                Ok(ServerCertVerified::assertion())
-            }
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if !self.check_host => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
@@ -193,7 +193,8 @@ pub fn explain(e: &postgres::Error, s: &TlsSettings, host: &str) -> Option<Error
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(err) = source {
         // tokio-rustls hands rustls's error over inside an io::Error, whose source() skips it.
-        let inner = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|e| e as &(dyn std::error::Error + 'static));
+        let inner =
+            err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|e| e as &(dyn std::error::Error + 'static));
         if let Some(tls) = err.downcast_ref::<rustls::Error>().or_else(|| inner?.downcast_ref::<rustls::Error>()) {
             return Some(Error::invalid(match tls {
                 rustls::Error::InvalidCertificate(CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }) => format!(
@@ -217,7 +218,9 @@ pub fn explain(e: &postgres::Error, s: &TlsSettings, host: &str) -> Option<Error
     }
     let db = e.as_db_error()?;
     if s.mode == SslMode::Disable && db.code().code() == "28000" && db.message().contains("no encryption") {
-        return Some(Error::invalid("TLS: the server accepts only encrypted connections, but sslmode=disable; set sslmode=require or stricter"));
+        return Some(Error::invalid(
+            "TLS: the server accepts only encrypted connections, but sslmode=disable; set sslmode=require or stricter",
+        ));
     }
     None
 }

@@ -6,10 +6,10 @@
 //! an order that reaches a final status finishes the order forwarded to it (and that one the
 //! order forwarded to it, up a chain) in the same transaction, by the lifecycle's `upstream_finished`.
 
+use crate::db::GenericClient;
 use crate::domain::lifecycle::{Money, Schedule, Set, Transition};
 use crate::error::Result;
 use chrono::{DateTime, Utc};
-use crate::db::GenericClient;
 use serde::Serialize;
 use uuid::Uuid;
 

@@ -6,11 +6,11 @@
 //! A webhook's secret is selected only where a request is signed (`claim_due`,
 //! `tenant_webhooks`), never by a listing.
 
+use crate::db::GenericClient;
 use crate::domain::endpoint::Access;
 use crate::domain::webhook::Secret;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
-use crate::db::GenericClient;
 use serde::Serialize;
 use std::time::Duration;
 use uuid::Uuid;

@@ -7,10 +7,10 @@ use super::{LaneProvider, Timing};
 use crate::db::claims::{self, DueRow, PlacementClaim};
 use crate::db::routing::fallback_for;
 use crate::db::transitions::{refused_write, StepRecord, Write};
+use crate::db::GenericClient;
 use crate::domain::lifecycle::{self, work_for, Attention, Work, MAX_PLACEMENTS};
 use crate::error::Result;
 use crate::provider::{CheckKey, PlacementRequest};
-use crate::db::GenericClient;
 use std::collections::HashMap;
 use std::time::Instant;
 

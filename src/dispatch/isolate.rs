@@ -7,8 +7,8 @@
 
 use crate::db::claims::DueRow;
 use crate::db::transitions::{self, refused_write, Write};
-use crate::error::{Error, ErrorKind, Result};
 use crate::db::GenericClient;
+use crate::error::{Error, ErrorKind, Result};
 
 /// What a batch produced, merged order by order.
 pub trait Batch: Default {

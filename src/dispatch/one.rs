@@ -9,9 +9,9 @@ use super::{place, record, Providers, Timing};
 use crate::db::claims::{self, DueRow};
 use crate::db::permits;
 use crate::db::transitions::{self, Write};
+use crate::db::Client;
 use crate::domain::lifecycle::{self, work_for, OperatorAction, State, Work};
 use crate::error::{Error, Result};
-use crate::db::Client;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 

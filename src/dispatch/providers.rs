@@ -5,11 +5,11 @@
 
 use super::LaneProvider;
 use crate::db;
+use crate::db::GenericClient;
 use crate::domain::backoff::{merge, BackoffPolicy};
 use crate::error::Result;
 use crate::provider::HttpSettings;
 use crate::provider::{self, Provider, ProviderConfig};
-use crate::db::GenericClient;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -5,10 +5,10 @@ use super::place::{Checked, Placed, Sent};
 use super::LaneProvider;
 use crate::db::routing::fallback_for;
 use crate::db::transitions::{StepRecord, Write};
+use crate::db::GenericClient;
 use crate::domain::lifecycle::{self, CheckContext, PlacementContext};
 use crate::error::Result;
 use crate::provider::PlacementOutcome;
-use crate::db::GenericClient;
 
 /// The transition of a placement's answer. A definite rejection looks up the fallback that has
 /// not refused this order yet, so the refusal and the move are one write.

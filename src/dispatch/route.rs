@@ -5,10 +5,10 @@
 use crate::db::claims::DueRow;
 use crate::db::routing::{self as routing_db, PackageRouting};
 use crate::db::transitions::Write;
+use crate::db::GenericClient;
 use crate::domain::lifecycle::{self, work_for, Attention, Work};
 use crate::domain::routing::{route, RouteDecision, RoutingProblem, RoutingView};
 use crate::error::{Error, Result};
-use crate::db::GenericClient;
 use std::collections::HashMap;
 
 /// An operator's choice of provider, overriding routing.

@@ -39,7 +39,8 @@ impl PrivateCluster {
         let dir = std::env::temp_dir().join(format!("orderctl-pg-{}-{:08x}", std::process::id(), rand::random::<u32>()));
         std::fs::create_dir(&dir).map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
         // From here on, Drop removes the directory (and stops the server once it runs).
-        let mut cluster = PrivateCluster { dir, bindir, as_postgres, port: 0, url: String::new(), running: false, keep: opts.keep };
+        let mut cluster =
+            PrivateCluster { dir, bindir, as_postgres, port: 0, url: String::new(), running: false, keep: opts.keep };
         if as_postgres {
             // initdb refuses to run as root: the cluster belongs to the postgres user.
             chown_to_postgres(&cluster.dir)?;
@@ -203,8 +204,11 @@ pub fn server_bindir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).find(|d| has_tools(d))) {
         return Ok(dir);
     }
-    Err(Error::new(ErrorKind::DatabaseUnavailable, "PostgreSQL's server programs (initdb, pg_ctl) are not installed on this machine")
-        .with_hint("install them (Debian/Ubuntu: apt-get install postgresql)"))
+    Err(Error::new(
+        ErrorKind::DatabaseUnavailable,
+        "PostgreSQL's server programs (initdb, pg_ctl) are not installed on this machine",
+    )
+    .with_hint("install them (Debian/Ubuntu: apt-get install postgresql)"))
 }
 
 /// Hand a path to the `postgres` user (we run as root; the server refuses to).
@@ -213,8 +217,11 @@ pub fn chown_to_postgres(path: &Path) -> Result<()> {
     // SAFETY: getpwnam gets a valid C string; the result is read at once, before any other call.
     let pw = unsafe { libc::getpwnam(name.as_ptr()) };
     if pw.is_null() {
-        return Err(Error::new(ErrorKind::DatabaseUnavailable, "running as root, but there is no `postgres` user to own the private cluster")
-            .with_hint("create it (useradd --system postgres), or run as an ordinary user"));
+        return Err(Error::new(
+            ErrorKind::DatabaseUnavailable,
+            "running as root, but there is no `postgres` user to own the private cluster",
+        )
+        .with_hint("create it (useradd --system postgres), or run as an ordinary user"));
     }
     // SAFETY: pw is non-null and points at getpwnam's static record.
     let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };

@@ -25,9 +25,8 @@ mod tempfile_dir {
 impl Pgbouncer {
     /// Pool every database of `server_host:server_port` in `mode` ("transaction" or "session").
     pub fn start(server_host: &str, server_port: u16, mode: &str) -> Result<Pgbouncer> {
-        let program = which("pgbouncer").ok_or_else(|| {
-            Error::internal("pgbouncer is not installed").with_hint("apt-get install pgbouncer (.ci/run does)")
-        })?;
+        let program = which("pgbouncer")
+            .ok_or_else(|| Error::internal("pgbouncer is not installed").with_hint("apt-get install pgbouncer (.ci/run does)"))?;
         let dir = std::env::temp_dir().join(format!("orderctl-pgbouncer-{}-{:08x}", std::process::id(), rand::random::<u32>()));
         std::fs::create_dir(&dir)?;
         let dir = tempfile_dir::Dir(dir);

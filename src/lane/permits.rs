@@ -5,8 +5,8 @@
 //! themselves at their expiry.
 
 use crate::db::permits;
-use crate::error::Result;
 use crate::db::Client;
+use crate::error::Result;
 use std::time::{Duration, Instant};
 
 /// Give slots back after this long without work.

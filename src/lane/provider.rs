@@ -4,11 +4,11 @@
 use super::permits::HeldPermits;
 use super::writer::{Done, Writer};
 use super::{Failures, LaneControl, LaneSettings, Outstanding, Slots, Wakers};
+use crate::db::Client;
 use crate::db::{self, claims};
 use crate::dispatch::claim::{claim_rows, CheckJob, PlaceJob};
 use crate::dispatch::{place, LaneProvider, Providers};
 use crate::error::Result;
-use crate::db::Client;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};

@@ -7,9 +7,9 @@
 
 use super::{Connection, Failures, LaneControl, LaneSettings, Wakers};
 use crate::db::claims;
+use crate::db::Client;
 use crate::dispatch::route::route_rows;
 use crate::error::Result;
-use crate::db::Client;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 

@@ -4,10 +4,10 @@
 //! orders, by the lifecycle's rules (a check beyond an order's budget does not count past it).
 //! Each slot runs once across every daemon and cron host (deduplicated in the database).
 
+use crate::db::GenericClient;
 use crate::db::{self, periodic};
 use crate::error::Result;
 use chrono::{DateTime, Utc};
-use crate::db::GenericClient;
 use serde::Serialize;
 use std::time::Duration;
 

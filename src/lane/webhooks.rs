@@ -14,11 +14,11 @@
 use super::{Connection, Failures, LaneControl};
 use crate::db::webhooks as store;
 use crate::db::webhooks::{DeliveryQuery, DueDelivery, Outcome};
+use crate::db::Client;
 use crate::domain::webhook::{Retry, RetryPolicy};
 use crate::error::Result;
 use crate::webhook::{Attempt, Request, SendSettings, Sender};
 use chrono::{DateTime, Utc};
-use crate::db::Client;
 use serde::Serialize;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};

@@ -6,11 +6,11 @@
 use super::{LaneControl, LaneSettings, Outstanding, Wakers};
 use crate::db;
 use crate::db::transitions::{self, Write};
+use crate::db::Client;
 use crate::dispatch::place::{Checked, Placed};
 use crate::dispatch::{record, LaneProvider};
 use crate::domain::lifecycle::Schedule;
 use crate::error::{ErrorKind, Result};
-use crate::db::Client;
 use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;

@@ -283,8 +283,9 @@ pub trait Provider: Send + Sync {
 /// Build the adapter for a provider. Fails with a clear message when credentials are missing.
 pub fn build(config: ProviderConfig) -> Result<Box<dyn Provider>> {
     let credentials = crate::secret::resolve(&config.credentials).map_err(|why| {
-        Error::invalid(format!("provider {} ({}): {why} on this host", config.name, config.kind))
-            .with_hint("provide it where orderctl runs (the environment, or the file systemd's LoadCredential= or the container makes)")
+        Error::invalid(format!("provider {} ({}): {why} on this host", config.name, config.kind)).with_hint(
+            "provide it where orderctl runs (the environment, or the file systemd's LoadCredential= or the container makes)",
+        )
     })?;
     let config = ProviderConfig { credentials, ..config };
     for field in config.kind.credential_fields() {

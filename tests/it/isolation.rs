@@ -16,8 +16,7 @@ fn a_three_tenant_chain_leaks_no_note_downstream() {
     // The last tenant of the chain processes by hand; the first one has a webhook.
     doc["tenants"][2]["packages"][0]["routing"] = json!({"mode": "manual", "provider_type": "manual"});
     doc["tenants"][2]["packages"][0].as_object_mut().unwrap().remove("mappings");
-    doc["tenants"][0]["webhooks"] =
-        json!([{"url": "http://127.0.0.1:9/hook", "secret": "hook-secret", "events": ["order.rejected"], "allow_private_network": true}]);
+    doc["tenants"][0]["webhooks"] = json!([{"url": "http://127.0.0.1:9/hook", "secret": "hook-secret", "events": ["order.rejected"], "allow_private_network": true}]);
     let db = TestDb::new();
     db.apply(&doc);
     let a = db.cmd().args(CREATE_AS_HALIL).args(["--package", "pubg-chain-fwd", "--player", "5550001"]).run().ok().json();

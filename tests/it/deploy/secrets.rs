@@ -18,7 +18,8 @@ fn credentials_by_reference_stay_out_of_the_database_and_place_orders() {
     // The simulator accepts only the real credentials: an order placed proves they resolved.
     let sim = Sim::start(&["--complete-after", "200ms", "--znet-login", &format!("bayi1:{SIFRE}"), "--xstor-token", TOKEN]);
     let mut setup = standard_setup(&sim.base_url);
-    setup["tenants"][0]["providers"][0]["credentials"] = serde_json::json!({"kod": "bayi1", "sifre": {"file": file.to_str().unwrap()}});
+    setup["tenants"][0]["providers"][0]["credentials"] =
+        serde_json::json!({"kod": "bayi1", "sifre": {"file": file.to_str().unwrap()}});
     setup["tenants"][0]["providers"][1]["credentials"] = serde_json::json!({"api_token": {"env": VAR}});
     let db = TestDb::new();
 
@@ -61,4 +62,3 @@ fn credentials_by_reference_stay_out_of_the_database_and_place_orders() {
     assert_eq!(stats["orders_placed"], 20);
     assert!(!log.text().contains(SIFRE) && !log.text().contains(TOKEN));
 }
-

@@ -54,7 +54,12 @@ fn tls_cluster() -> Option<(PrivateCluster, Pki)> {
     }
     std::fs::set_permissions(pki.path("open.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let opts = ClusterOptions {
-        settings: vec!["ssl=on".into(), "ssl_cert_file=server.pem".into(), "ssl_key_file=server.key".into(), "ssl_ca_file=ca.pem".into()],
+        settings: vec![
+            "ssl=on".into(),
+            "ssl_cert_file=server.pem".into(),
+            "ssl_key_file=server.key".into(),
+            "ssl_ca_file=ca.pem".into(),
+        ],
         hba: Some("local all all trust\nhostssl all certuser 127.0.0.1/32 cert\nhostssl all all 127.0.0.1/32 trust\n".into()),
         files: vec![
             ("server.pem".into(), server_cert.into_bytes()),
@@ -81,11 +86,15 @@ fn every_sslmode_means_what_it_means_to_libpq_and_each_mistake_is_one_line_namin
         out.stdout
     };
     // Encrypted whenever it connects; verified as the mode says.
-    assert!(connected(&url(&cluster, "127.0.0.1", "postgres", "")).contains("TLSv1.3 (verified: nothing"), "prefer is the default");
+    assert!(
+        connected(&url(&cluster, "127.0.0.1", "postgres", "")).contains("TLSv1.3 (verified: nothing"),
+        "prefer is the default"
+    );
     assert!(connected(&url(&cluster, "127.0.0.1", "postgres", "sslmode=require")).contains("verified: nothing"));
     let with_root = connected(&url(&cluster, "127.0.0.1", "postgres", &format!("sslmode=require&sslrootcert={ca}")));
     assert!(with_root.contains("verified: chain;"), "require with a root certificate checks the chain:\n{with_root}");
-    assert!(connected(&url(&cluster, "127.0.0.1", "postgres", &format!("sslmode=verify-ca&sslrootcert={ca}"))).contains("verified: chain;"));
+    assert!(connected(&url(&cluster, "127.0.0.1", "postgres", &format!("sslmode=verify-ca&sslrootcert={ca}")))
+        .contains("verified: chain;"));
     let full = connected(&url(&cluster, "localhost", "postgres", &format!("sslmode=verify-full&sslrootcert={ca}")));
     assert!(full.contains("TLSv1.3 (server certificate verified: chain and host name)"), "{full}");
     // The same through the PG* variables, as libpq reads them.
@@ -104,10 +113,19 @@ fn every_sslmode_means_what_it_means_to_libpq_and_each_mistake_is_one_line_namin
         assert!(first.contains(says), "{u}: expected '{says}' in:\n{}", out.stderr);
     };
     refused(&url(&cluster, "127.0.0.1", "postgres", "sslmode=disable"), "sslmode=disable");
-    refused(&url(&cluster, "127.0.0.1", "postgres", &format!("sslmode=verify-full&sslrootcert={ca}")), "not valid for host '127.0.0.1'");
-    refused(&url(&cluster, "localhost", "postgres", &format!("sslmode=verify-full&sslrootcert={}", pki.path("other-ca.pem"))), "sslrootcert");
+    refused(
+        &url(&cluster, "127.0.0.1", "postgres", &format!("sslmode=verify-full&sslrootcert={ca}")),
+        "not valid for host '127.0.0.1'",
+    );
+    refused(
+        &url(&cluster, "localhost", "postgres", &format!("sslmode=verify-full&sslrootcert={}", pki.path("other-ca.pem"))),
+        "sslrootcert",
+    );
     refused(&url(&cluster, "localhost", "postgres", "sslmode=verify-full"), "sslrootcert");
-    refused(&url(&cluster, "localhost", "postgres", "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"), "sslrootcert: cannot read");
+    refused(
+        &url(&cluster, "localhost", "postgres", "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"),
+        "sslrootcert: cannot read",
+    );
     refused(&url(&cluster, "localhost", "postgres", "sslmode=require&sslpassword=x"), "'sslpassword'");
     let open_key = format!("sslmode=require&sslcert={}&sslkey={}", pki.path("client.pem"), pki.path("open.key"));
     refused(&url(&cluster, "localhost", "certuser", &open_key), "sslkey");
@@ -115,7 +133,8 @@ fn every_sslmode_means_what_it_means_to_libpq_and_each_mistake_is_one_line_namin
     // A client certificate: accepted where the server asks for one, and required there.
     let mut admin = orderctl::db::connect(&url(&cluster, "localhost", "postgres", "sslmode=require")).unwrap();
     admin.batch_execute("CREATE ROLE certuser LOGIN").unwrap();
-    let with_cert = format!("sslmode=verify-full&sslrootcert={ca}&sslcert={}&sslkey={}", pki.path("client.pem"), pki.path("client.key"));
+    let with_cert =
+        format!("sslmode=verify-full&sslrootcert={ca}&sslcert={}&sslkey={}", pki.path("client.pem"), pki.path("client.key"));
     assert!(connected(&url(&cluster, "localhost", "certuser", &with_cert)).contains("chain and host name"));
     let out = stats(&url(&cluster, "localhost", "certuser", &format!("sslmode=verify-full&sslrootcert={ca}")));
     assert!(!out.stdout.contains("reachable at"), "without its certificate certuser is refused:\n{}", out.stdout);
