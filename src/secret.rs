@@ -2,9 +2,23 @@
 //! reference, `{"env": "ZNET_SIFRE"}` (an environment variable) or `{"file": "/run/credentials/
 //! orderctl.service/znet"}` (a file: systemd `LoadCredential=`, Docker/Kubernetes secrets; one
 //! trailing newline trimmed). The database stores the reference; each process resolves it when
-//! it loads the provider. Messages name the variable or file, never a value.
+//! it first needs it and keeps the value until [`forget_resolved`] (the daemon's SIGHUP /
+//! `systemctl reload`): a rotated file is used from the next reload on, never half-way through.
+//! A reference that does not resolve is tried again each time it is needed, so providing the
+//! missing variable's file needs no reload. Messages name the variable or file, never a value.
 
 use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Values resolved by this process, by reference (`env:NAME`, `file:/path`).
+static RESOLVED: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+
+/// Drop every value resolved so far: each reference is read again when next needed.
+/// Returns how many were held.
+pub fn forget_resolved() -> usize {
+    RESOLVED.lock().unwrap_or_else(|p| p.into_inner()).take().map(|m| m.len()).unwrap_or(0)
+}
 
 /// Where a credential's value comes from.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,8 +50,24 @@ pub fn reference(v: &Value) -> Option<Reference<'_>> {
     }
 }
 
-/// The value of one credential: a plain string as it is, a reference read now.
+/// The value of one credential: a plain string as it is, a reference as this process first
+/// read it (since the last [`forget_resolved`]).
 pub fn resolve_value(v: &Value) -> Result<String, String> {
+    let Some(r) = reference(v) else { return read(v) };
+    let key = match r {
+        Reference::Env(var) => format!("env:{var}"),
+        Reference::File(path) => format!("file:{path}"),
+    };
+    if let Some(held) = RESOLVED.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|m| m.get(&key)) {
+        return Ok(held.clone());
+    }
+    let value = read(v)?;
+    RESOLVED.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashMap::new).insert(key, value.clone());
+    Ok(value)
+}
+
+/// A credential's value as it is now: no cache.
+fn read(v: &Value) -> Result<String, String> {
     match (v, reference(v)) {
         (Value::String(s), _) => Ok(s.clone()),
         (_, Some(r @ Reference::Env(var))) => match std::env::var(var) {
@@ -100,5 +130,19 @@ mod tests {
         let e = resolve(&json!({"sifre": {"file": "/nonexistent/sifre"}})).unwrap_err();
         assert!(e.contains("file /nonexistent/sifre cannot be read"), "{e}");
         assert_eq!(reference(&json!({"env": "A", "file": "/b"})), None, "one source only");
+    }
+
+    #[test]
+    fn a_resolved_value_is_kept_until_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("whsec");
+        let r = json!({"file": file.to_str().unwrap()});
+        assert!(resolve_value(&r).is_err(), "missing: not held, tried again next time");
+        std::fs::write(&file, "first\n").unwrap();
+        assert_eq!(resolve_value(&r).unwrap(), "first");
+        std::fs::write(&file, "second\n").unwrap();
+        assert_eq!(resolve_value(&r).unwrap(), "first", "held until a reload");
+        assert!(forget_resolved() >= 1);
+        assert_eq!(resolve_value(&r).unwrap(), "second");
     }
 }

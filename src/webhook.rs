@@ -70,6 +70,19 @@ pub struct Attempt {
     pub took: Duration,
 }
 
+impl Attempt {
+    /// An attempt not made: the endpoint's secret does not resolve on this host (`why` names
+    /// the variable or file), so nothing can be signed. It fails as an unreachable endpoint
+    /// does (retried within the endpoint's horizon, shown by `webhook endpoints` and `webhook
+    /// list`), for this endpoint only.
+    pub fn unsigned(why: &str) -> Attempt {
+        Attempt {
+            answer: Answer::Unreachable { reason: format!("not sent: {why} on this host; provide it, or correct the reference") },
+            took: Duration::ZERO,
+        }
+    }
+}
+
 /// The HTTP side of webhooks. Cheap to share between threads (the agents pool connections).
 #[derive(Clone)]
 pub struct Sender {

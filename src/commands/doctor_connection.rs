@@ -77,8 +77,24 @@ pub fn credentials(client: &mut db::Client, tenant: Option<&str>) -> crate::erro
             ));
         }
     }
+    for w in db::webhooks::endpoints(client, tenant)? {
+        let who = format!("webhook endpoint {} ({}/{})", w.id, w.tenant, w.url);
+        if let Some(why) = w.secret.strip_prefix("unresolved: ") {
+            out.push(problem(
+                Severity::Fail,
+                "credentials",
+                format!("{who}: {why} on this host: its deliveries cannot be signed from here"),
+                "provide it where orderctl runs (environment, or the file LoadCredential= or the container makes)",
+            ));
+        } else if w.secret == "plain value" {
+            out.push(ok(
+                "credentials",
+                format!("{who}: signing secret stored in the database as a plain value (it works; an {{\"env\"}}/{{\"file\"}} reference keeps it out)"),
+            ));
+        }
+    }
     if out.is_empty() {
-        out.push(ok("credentials", "every provider's credential references resolve on this host"));
+        out.push(ok("credentials", "every provider's credential and webhook secret reference resolves on this host"));
     }
     Ok(out)
 }

@@ -170,6 +170,7 @@ pub fn endpoints(s: &Settings) -> Result<()> {
         "failing since",
         "last success",
         "old secret until",
+        "secret",
     ]);
     for r in &rows {
         t.add_row(vec![
@@ -182,6 +183,7 @@ pub fn endpoints(s: &Settings) -> Result<()> {
             time(r.failing_since),
             time(r.last_success_at),
             time(r.previous_secret_until),
+            r.secret.clone(),
         ]);
     }
     println!("{t}");
@@ -291,13 +293,12 @@ pub fn test(s: &Settings, a: &WebhookTestArgs) -> Result<()> {
                     })
                     .to_string();
                     let event_id = id.to_string();
-                    let attempt = sender.send(&Request {
-                        url: &w.url,
-                        secrets: &w.secrets,
-                        access: w.access,
-                        event_id: &event_id,
-                        body: &body,
-                    });
+                    let attempt = match &w.secrets {
+                        Ok(secrets) => {
+                            sender.send(&Request { url: &w.url, secrets, access: w.access, event_id: &event_id, body: &body })
+                        }
+                        Err(why) => crate::webhook::Attempt::unsigned(why),
+                    };
                     AttemptReport {
                         id: None,
                         event_id,

@@ -73,6 +73,8 @@ pub struct Supervision {
     pub unhealthy: std::sync::Mutex<Option<String>>,
     /// Why the database did not answer last time (for `/healthz`); None: it did.
     pub database_error: std::sync::Mutex<Option<String>>,
+    /// Set by SIGHUP (`systemctl reload`): credential references are to be resolved again.
+    reload: Arc<AtomicBool>,
 }
 
 impl Supervision {
@@ -89,16 +91,15 @@ pub fn run(mut settings: DaemonSettings) -> Result<()> {
         sweep_requested: AtomicBool::new(false),
         unhealthy: std::sync::Mutex::new(None),
         database_error: std::sync::Mutex::new(Some("not connected yet".into())),
+        reload: Arc::new(AtomicBool::new(false)),
     });
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, sup.stop.clone())
             .map_err(|e| Error::internal(format!("cannot install signal handler: {e}")))?;
     }
-    // SIGHUP (systemctl reload) must not end the daemon. Nothing to reload by hand: credential
-    // references are read again whenever a lane (re)loads its provider, so a rotated file is
-    // picked up as the provider's configuration is.
-    let reload = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload)
+    // SIGHUP (systemctl reload): credential references (provider credentials, webhook
+    // secrets) are resolved again; between reloads each keeps the value first read.
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, sup.reload.clone())
         .map_err(|e| Error::internal(format!("cannot install signal handler: {e}")))?;
     // Served from the start: while the database is awaited, /healthz says so.
     if let Some(listener) = settings.metrics.take() {
@@ -262,6 +263,9 @@ fn supervise(
             last_gauges = Some(Instant::now());
             refresh_gauges(client, settings.lanes.tenant);
         }
+        if sup.reload.swap(false, Ordering::SeqCst) {
+            reload_credentials(settings, client);
+        }
         if sup.sweep_requested.swap(false, Ordering::SeqCst) {
             run_safety_sweep(settings, sup, client);
         }
@@ -314,6 +318,45 @@ fn refresh_gauges(client: &mut crate::db::Client, tenant: Option<i64>) {
         Ok(states) => crate::metrics::get().set_credentials_unresolved(&states),
         Err(e) => log::debug!("credential gauges not refreshed: {}", e.message),
     }
+}
+
+/// SIGHUP: forget every resolved credential, resolve the references again now, and say what
+/// came of it, by provider and endpoint (never a value). Lanes rebuild their provider adapters
+/// at their next use; the webhook lane signs its next requests with the new secrets.
+fn reload_credentials(settings: &DaemonSettings, client: &mut crate::db::Client) {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+    let held = crate::secret::forget_resolved();
+    settings.providers.forget();
+    let tenant = settings.lanes.tenant;
+    let mut unresolved = Vec::new();
+    let providers = match db::providers::credential_states(client, tenant) {
+        Ok(states) => {
+            unresolved.extend(states.iter().filter(|s| s.2).map(|(t, p, _)| format!("provider {t}/{p}")));
+            crate::metrics::get().set_credentials_unresolved(&states);
+            states.len()
+        }
+        Err(e) => {
+            log::warn!("reload: provider credentials not checked now ({}); each lane resolves them at its next use", e.message);
+            0
+        }
+    };
+    let endpoints = match db::webhooks::secret_states(client, tenant) {
+        Ok(states) => {
+            unresolved.extend(states.iter().filter_map(|(id, url, why)| why.as_ref().map(|w| format!("webhook endpoint {id} ({url}): {w}"))));
+            states.len()
+        }
+        Err(e) => {
+            log::warn!("reload: webhook secrets not checked now ({}); they are resolved at the next delivery", e.message);
+            0
+        }
+    };
+    log::info!(
+        "reload (SIGHUP): {held} resolved credential value(s) dropped; references of {providers} provider(s) and {endpoints} webhook endpoint(s) resolved again"
+    );
+    if !unresolved.is_empty() {
+        log::warn!("reload: not resolvable on this host: {}", unresolved.join("; "));
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 }
 
 fn run_safety_sweep(settings: &DaemonSettings, sup: &Supervision, client: &mut crate::db::Client) {

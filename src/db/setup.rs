@@ -426,7 +426,7 @@ fn write_webhook(tx: &mut Transaction, tenant_id: i64, w: &WebhookSetup) -> Resu
         return Ok(Change::Created);
     };
     let id: i64 = r.get(0);
-    let same = r.get::<_, String>(1) == w.secret && r.get::<_, Vec<String>>(2) == events && r.get::<_, bool>(3) == w.enabled;
+    let same = r.get::<_, serde_json::Value>(1) == w.secret && r.get::<_, Vec<String>>(2) == events && r.get::<_, bool>(3) == w.enabled;
     let delivery_changed = write_webhook_delivery(tx, id, w)?;
     if same {
         return Ok(if delivery_changed { Change::Updated } else { Change::Unchanged });
@@ -692,6 +692,17 @@ fn unresolved_references(setup: &Setup) -> Vec<crate::domain::setup::SetupProble
                 });
             }
         }
+        for (wi, w) in t.webhooks.iter().enumerate() {
+            if let Err(why) = crate::secret::resolve_value(&w.secret) {
+                out.push(crate::domain::setup::SetupProblem {
+                    path: format!("tenants[{ti}].webhooks[{wi}].secret"),
+                    message: format!(
+                        "tenant {}, webhook {}: secret: {why} on this machine; provide it here (and where the daemon runs), or correct the reference",
+                        t.name, w.url
+                    ),
+                });
+            }
+        }
     }
     out
 }
@@ -710,6 +721,13 @@ fn plain_credentials(setup: &Setup) -> Vec<String> {
                     plain.join(", credentials.")
                 ));
             }
+        }
+        for w in t.webhooks.iter().filter(|w| w.secret.is_string()) {
+            out.push(format!(
+                "tenant {}, webhook {}: secret written as a plain value into the file and the database; \
+                 use an {{\"env\": \"VARIABLE\"}} or {{\"file\": \"/path\"}} reference",
+                t.name, w.url
+            ));
         }
     }
     out

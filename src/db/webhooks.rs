@@ -28,6 +28,9 @@ pub struct DueDelivery {
     pub url: String,
     /// The current secret, and during a rotation window the previous one.
     pub secrets: Vec<Secret>,
+    /// Why the current secret does not resolve on this host (a reference to a missing variable
+    /// or file): the request is not sent, the attempt fails for this endpoint only.
+    pub unresolved: Option<String>,
     pub access: Access,
     /// The endpoint's own retry horizon (None: the process's).
     pub horizon: Option<Duration>,
@@ -101,7 +104,8 @@ pub fn claim_due(client: &mut impl GenericClient, q: DeliveryQuery, limit: i64, 
     )?;
     Ok(rows
         .iter()
-        .map(|r| DueDelivery {
+        .map(|r| (r, signing_secrets(r.get(7), r.get(8))))
+        .map(|(r, signing)| DueDelivery {
             id: r.get(0),
             lease: r.get(1),
             event_id: r.get(2),
@@ -109,7 +113,8 @@ pub fn claim_due(client: &mut impl GenericClient, q: DeliveryQuery, limit: i64, 
             tenant: r.get(4),
             webhook_id: r.get(5),
             url: r.get(6),
-            secrets: std::iter::once(r.get::<_, String>(7)).chain(r.get::<_, Option<String>>(8)).map(Secret::new).collect(),
+            unresolved: signing.as_ref().err().cloned(),
+            secrets: signing.unwrap_or_default(),
             access: Access { allow_private_network: r.get(9), allow_http: r.get(10) },
             horizon: r.get::<_, Option<i64>>(11).map(|ms| Duration::from_millis(ms.max(1) as u64)),
             body: r.get(12),
@@ -117,6 +122,16 @@ pub fn claim_due(client: &mut impl GenericClient, q: DeliveryQuery, limit: i64, 
             series_age: Duration::from_millis(r.get::<_, i64>(14).max(0) as u64),
         })
         .collect())
+}
+
+/// The secrets a request is signed with, resolved now (`crate::secret`): the current one, and
+/// the previous one while it still signs. A previous one that no longer resolves is left out
+/// (it is only a courtesy during a rotation); a current one that does not is why nothing can be
+/// signed, naming the variable or file, never a value.
+fn signing_secrets(current: serde_json::Value, previous: Option<serde_json::Value>) -> std::result::Result<Vec<Secret>, String> {
+    let current = crate::secret::resolve_value(&current).map_err(|why| format!("secret: {why}"))?;
+    let previous = previous.and_then(|p| crate::secret::resolve_value(&p).ok());
+    Ok(std::iter::once(current).chain(previous).map(Secret::new).collect())
 }
 
 /// What became of one attempt.
@@ -399,6 +414,9 @@ pub struct Endpoint {
     pub allow_http: bool,
     pub pending: i64,
     pub failed: i64,
+    /// Where its signing secret comes from, as this host sees it (never the value):
+    /// "reference", "plain value", or "unresolved: secret: environment variable X is not set".
+    pub secret: String,
 }
 
 /// Endpoints, by tenant and url.
@@ -411,7 +429,8 @@ pub fn endpoints(client: &mut impl GenericClient, tenant: Option<&str>) -> Resul
                 CASE WHEN w.previous_secret_until > now() THEN w.previous_secret_until END,
                 w.allow_private_network, w.allow_http,
                 (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = 'pending'),
-                (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = 'failed')
+                (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = 'failed'),
+                w.secret
            FROM webhooks w JOIN tenants t ON t.id = w.tenant_id
           WHERE ($1::text IS NULL OR t.name = $1)
           ORDER BY t.name, w.url",
@@ -433,8 +452,29 @@ pub fn endpoints(client: &mut impl GenericClient, tenant: Option<&str>) -> Resul
             allow_http: r.get(10),
             pending: r.get(11),
             failed: r.get(12),
+            secret: secret_state(&r.get(13)),
         })
         .collect())
+}
+
+/// Every endpoint's secret resolved again (the daemon's reload): (id, url, why it does not
+/// resolve on this host, if it does not). Never a value.
+pub fn secret_states(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<Vec<(i64, String, Option<String>)>> {
+    let rows = client.query(
+        "SELECT id, url, secret, CASE WHEN previous_secret_until > now() THEN previous_secret END
+           FROM webhooks WHERE enabled AND ($1::bigint IS NULL OR tenant_id = $1) ORDER BY id",
+        &[&tenant],
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), signing_secrets(r.get(2), r.get(3)).err())).collect())
+}
+
+/// Where a stored secret comes from as this host sees it (`webhook endpoints`).
+fn secret_state(stored: &serde_json::Value) -> String {
+    match (stored.is_string(), crate::secret::resolve_value(stored)) {
+        (true, _) => "plain value".into(),
+        (false, Ok(_)) => "reference".into(),
+        (false, Err(why)) => format!("unresolved: secret: {why}"),
+    }
 }
 
 /// The endpoint an operator named: its id, or its url (unique within a tenant; give `--tenant`
@@ -474,7 +514,7 @@ pub fn set_paused(client: &mut impl GenericClient, id: i64, paused: bool) -> Res
 /// until when.
 pub fn rotate_secret(client: &mut impl GenericClient, id: i64, secret: &str, overlap: Duration) -> Result<DateTime<Utc>> {
     let r = client.query_one(
-        "UPDATE webhooks SET previous_secret = secret, secret = $2,
+        "UPDATE webhooks SET previous_secret = secret, secret = to_jsonb($2::text),
                 previous_secret_until = now() + make_interval(secs => $3::bigint / 1000.0)
           WHERE id = $1 RETURNING previous_secret_until",
         &[&id, &secret, &(overlap.as_millis() as i64)],
@@ -486,7 +526,8 @@ pub fn rotate_secret(client: &mut impl GenericClient, id: i64, secret: &str, ove
 #[derive(Debug, Clone)]
 pub struct WebhookTarget {
     pub url: String,
-    pub secrets: Vec<Secret>,
+    /// Resolved on this host, or why the current one does not resolve.
+    pub secrets: std::result::Result<Vec<Secret>, String>,
     pub access: Access,
 }
 
@@ -501,7 +542,7 @@ pub fn tenant_webhooks(client: &mut impl GenericClient, tenant_id: i64) -> Resul
         .iter()
         .map(|r| WebhookTarget {
             url: r.get(0),
-            secrets: std::iter::once(r.get::<_, String>(1)).chain(r.get::<_, Option<String>>(2)).map(Secret::new).collect(),
+            secrets: signing_secrets(r.get(1), r.get(2)),
             access: Access { allow_private_network: r.get(3), allow_http: r.get(4) },
         })
         .collect())

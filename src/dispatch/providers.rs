@@ -37,6 +37,14 @@ impl Providers {
         Providers { http, policy, entries: Arc::new(Mutex::new(HashMap::new())) }
     }
 
+    /// Read every provider again at its next use (a reload): credentials resolved anew, an
+    /// adapter rebuilt where they changed.
+    pub fn forget(&self) {
+        for e in self.entries.lock().unwrap().values_mut() {
+            e.loaded -= FRESH_FOR;
+        }
+    }
+
     pub fn http(&self) -> HttpSettings {
         self.http
     }

@@ -119,8 +119,9 @@ impl fmt::Debug for ProviderSetup {
 #[derive(Clone, PartialEq)]
 pub struct WebhookSetup {
     pub url: String,
-    /// Secret: the key every request is signed with. Never printed.
-    pub secret: String,
+    /// Secret: the key every request is signed with, a non-empty string or a reference
+    /// (`crate::secret`), stored as given. Never printed.
+    pub secret: Value,
     /// The event types it receives (all when the file names none).
     pub events: Vec<EventType>,
     pub enabled: bool,
@@ -768,14 +769,18 @@ fn validate_webhook(w: WebhookDoc, at: &Place, problems: &mut Problems) -> Optio
     }
     // The secret is never quoted, whatever is wrong with it.
     let secret = match &w.secret {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::String(s) if !s.trim().is_empty() => Some(w.secret.clone()),
+        v if crate::secret::reference(v).is_some() => Some(v.clone()),
         Value::Null => {
             problems
                 .add(&at.field("secret"), "secret is missing; give every webhook a secret that the shop checks signatures with");
             None
         }
         _ => {
-            problems.add(&at.field("secret"), "secret must be a non-empty string");
+            problems.add(
+                &at.field("secret"),
+                "secret must be a non-empty string or a reference: {\"env\": \"VARIABLE\"} or {\"file\": \"/path\"}",
+            );
             None
         }
     };
