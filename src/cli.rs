@@ -481,6 +481,10 @@ pub struct SweepArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Signals: SIGTERM/SIGINT stop claiming at once and wait up to --shutdown-grace for calls in \
+flight. SIGHUP (systemctl reload) resolves every credential reference ({\"env\": ...}/{\"file\": ...}: provider \
+credentials, webhook secrets) again and logs that it did, never a value; between reloads the daemon keeps the \
+values it resolved first.")]
 pub struct DaemonArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,

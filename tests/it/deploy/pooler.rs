@@ -1,22 +1,36 @@
-//! Through pgbouncer in transaction mode (Debian's 1.18: no prepared-statement support): every
-//! command and two daemons work, with no database error, and leave no setting behind.
+//! Through pgbouncer in transaction mode (Debian's 1.18: no prepared-statement support) and in
+//! session mode: every command and two daemons work, webhooks are delivered, with no database
+//! error, and nothing is left behind.
 
 use super::*;
 use crate::reliability::{assert_no_panic, assert_placed_once, daemon, DaemonLog};
+use crate::webhooks::{setup_with_webhook, Receiver};
 use std::time::Duration;
 
 #[test]
 fn commands_and_two_daemons_work_through_pgbouncer_in_transaction_mode_and_leave_nothing_behind() {
-    let Some(bouncer) = pgbouncer("transaction") else { return };
+    through_pgbouncer("transaction");
+}
+
+#[test]
+fn commands_and_two_daemons_work_through_pgbouncer_in_session_mode_and_leave_nothing_behind() {
+    through_pgbouncer("session");
+}
+
+fn through_pgbouncer(mode: &str) {
+    let Some(bouncer) = pgbouncer(mode) else { return };
     let db = TestDb::empty();
     let pooled = bouncer.url_for(&db.url);
     let via_pool = || Cmd::new().env("DATABASE_URL", &pooled);
     via_pool().args(["migrate"]).run().ok();
     let sim = Sim::start(&["--complete-after", "300ms", "--jitter", "300ms", "--cancel-share", "0.2", "--seed", "21"]);
-    let out = via_pool().args(["apply", "-f", "-"]).stdin(standard_setup(&sim.base_url).to_string()).run().ok();
+    let receiver = Receiver::start(|_, _| (200, Duration::ZERO));
+    let setup = setup_with_webhook(&sim, &receiver.url, None);
+    let out = via_pool().args(["apply", "-f", "-"]).stdin(setup.to_string()).run().ok();
     assert!(out.stderr.is_empty() || !out.stderr.contains("error"), "{}", out.stderr);
     let doctor = via_pool().args(["doctor"]).run();
-    assert!(doctor.stdout.contains("transaction mode"), "doctor detects the pooler and its mode:\n{}", doctor.stdout);
+    let said = format!("{mode} mode");
+    assert!(doctor.stdout.contains(&said), "doctor detects the pooler and its mode:\n{}", doctor.stdout);
 
     // The operator's commands, one by one.
     let create = |package: &str, extra: &[&str]| {
@@ -38,6 +52,13 @@ fn commands_and_two_daemons_work_through_pgbouncer_in_transaction_mode_and_leave
     orderctl::kit::orders::insert_orders(&mut c, "alsham", "halil", "pubg-60", 250).unwrap();
     orderctl::kit::orders::insert_orders(&mut c, "alsham", "halil", "freefire-100", 250).unwrap();
     wait_until("all 500 orders final through the pool", Duration::from_secs(150), || open_orders(&db) == 0);
+    // Every event of every final order delivered by the daemons' webhook lanes, through the pool.
+    let events = || db.query_i64("SELECT count(*) FROM webhook_deliveries");
+    let delivered = || db.query_i64("SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered'");
+    wait_until("every webhook event delivered through the pool", Duration::from_secs(60), || {
+        events() >= 502 && delivered() == events()
+    });
+    assert_eq!(receiver.delivered().len() as i64, events(), "each event reached the shop's endpoint");
     assert_eq!(a.terminate(), 0);
     assert_eq!(b.terminate(), 0);
     for log in [&log_a, &log_b] {

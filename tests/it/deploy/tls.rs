@@ -153,7 +153,8 @@ fn a_command_and_every_daemon_lane_talk_to_postgres_encrypted() {
     let sim = Sim::start(&["--complete-after", "200ms"]);
     db.apply(&standard_setup(&sim.base_url));
     let log = DaemonLog::new();
-    let d = daemon(&db.url, log.path(), &[]);
+    // The daemon's connections by a name of their own (the test's client is not counted).
+    let d = daemon(&with_application_name(&db.url, "tls-daemon"), log.path(), &[]);
     insert_orders(&db, "pubg-60", 20);
     insert_orders(&db, "freefire-100", 20);
     wait_until("all 40 final over TLS", Duration::from_secs(60), || open_orders(&db) == 0);
@@ -161,10 +162,13 @@ fn a_command_and_every_daemon_lane_talk_to_postgres_encrypted() {
     // connection, all encrypted.
     let mut c = db.client();
     let sql = "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl)
-                 FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'orderctl'";
+                 FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'tls-daemon'";
     let r = c.query_one(sql, &[]).unwrap();
     let (encrypted, plain): (i64, i64) = (r.get(0), r.get(1));
-    assert!(encrypted >= 6, "every lane's connection is encrypted ({encrypted} seen)");
-    assert_eq!(plain, 0, "no orderctl connection in plain text");
+    assert!(encrypted >= 6, "every lane's connection is encrypted ({encrypted} of the daemon's seen)");
+    assert_eq!(plain, 0, "no daemon connection in plain text");
+    // And a command's own connection.
+    let r = c.query_one("SELECT s.ssl FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()", &[]).unwrap();
+    assert!(r.get::<_, bool>(0), "a command's connection is encrypted");
     assert_eq!(d.terminate(), 0);
 }
