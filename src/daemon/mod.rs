@@ -342,7 +342,9 @@ fn reload_credentials(settings: &DaemonSettings, client: &mut crate::db::Client)
     };
     let endpoints = match db::webhooks::secret_states(client, tenant) {
         Ok(states) => {
-            unresolved.extend(states.iter().filter_map(|(id, url, why)| why.as_ref().map(|w| format!("webhook endpoint {id} ({url}): {w}"))));
+            unresolved.extend(
+                states.iter().filter_map(|(id, url, why)| why.as_ref().map(|w| format!("webhook endpoint {id} ({url}): {w}"))),
+            );
             states.len()
         }
         Err(e) => {

@@ -253,7 +253,11 @@ impl Senders {
 
 fn send(sender: &Sender, d: &DueDelivery) -> Attempt {
     if let Some(why) = &d.unresolved {
-        log::warn!("webhook endpoint {} ({}): {why} on this host; its deliveries wait and retry, others go on", d.webhook_id, d.url);
+        log::warn!(
+            "webhook endpoint {} ({}): {why} on this host; its deliveries wait and retry, others go on",
+            d.webhook_id,
+            d.url
+        );
         return Attempt::unsigned(why);
     }
     let event_id = d.event_id.to_string();

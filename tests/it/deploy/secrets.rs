@@ -80,9 +80,10 @@ fn webhook_secrets_by_reference_stay_out_of_the_database_and_one_unresolved_endp
     let (signed, unsigned) = (Receiver::start(|_, _| (200, Duration::ZERO)), Receiver::start(|_, _| (200, Duration::ZERO)));
     let mut setup = setup_with_webhook(&sim, &signed.url, None);
     setup["tenants"][0]["webhooks"][0]["secret"] = serde_json::json!({"file": file.to_str().unwrap()});
-    setup["tenants"][0]["webhooks"].as_array_mut().unwrap().push(
-        serde_json::json!({"url": unsigned.url, "secret": {"env": HOOK_VAR}, "allow_private_network": true}),
-    );
+    setup["tenants"][0]["webhooks"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"url": unsigned.url, "secret": {"env": HOOK_VAR}, "allow_private_network": true}));
     let db = TestDb::new();
 
     // Not resolvable here: refused, named, nothing written.
@@ -130,7 +131,10 @@ fn webhook_secrets_by_reference_stay_out_of_the_database_and_one_unresolved_endp
         assert!(orderctl::domain::signature::verify_legacy(WHSEC, &r.signature, &r.body), "signed with the file's value");
     }
     let text = log.text();
-    assert!(text.contains(&format!("secret: environment variable {HOOK_VAR} is not set on this host")), "the daemon's log names the variable:\n{text}");
+    assert!(
+        text.contains(&format!("secret: environment variable {HOOK_VAR} is not set on this host")),
+        "the daemon's log names the variable:\n{text}"
+    );
     assert!(!text.contains(WHSEC) && !text.contains(HOOK_SECRET));
 }
 
