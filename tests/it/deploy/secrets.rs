@@ -6,6 +6,19 @@ use super::*;
 use crate::reliability::DaemonLog;
 use std::time::Duration;
 
+/// A `pg_dump` of the database holds each of `references` and none of `secrets`.
+fn assert_dump_holds(db: &TestDb, references: &[&str], secrets: &[&str]) {
+    let dump = std::process::Command::new("pg_dump").arg(&db.url).output().expect("pg_dump (postgresql-client)");
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    for r in references {
+        assert!(dump.contains(r), "the reference to {r} is stored");
+    }
+    for s in secrets {
+        assert!(!dump.contains(s), "no secret value in a dump of the database");
+    }
+}
+
 const SIFRE: &str = "sifre-from-a-file-81723";
 const TOKEN: &str = "token-from-the-env-55120";
 const VAR: &str = "ORDERCTL_TEST_XSTOR_TOKEN";
@@ -32,11 +45,7 @@ fn credentials_by_reference_stay_out_of_the_database_and_place_orders() {
     assert!(!out.stderr.contains("provider xstor:"), "a reference draws no warning: {}", out.stderr);
 
     // The database holds where the secrets are, never what they are.
-    let dump = std::process::Command::new("pg_dump").arg(&db.url).output().expect("pg_dump (postgresql-client)");
-    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
-    let dump = String::from_utf8_lossy(&dump.stdout);
-    assert!(dump.contains(VAR) && dump.contains("znet-sifre"), "the references are stored");
-    assert!(!dump.contains(SIFRE) && !dump.contains(TOKEN), "no secret value in a dump of the database");
+    assert_dump_holds(&db, &[VAR, "znet-sifre"], &[SIFRE, TOKEN]);
 
     // Where the variable is missing, the provider is flagged; the other still resolves.
     let list = db.cmd().args(["provider", "list", "--output", "json"]).run().ok().json();
@@ -94,11 +103,7 @@ fn webhook_secrets_by_reference_stay_out_of_the_database_and_one_unresolved_endp
     assert!(!out.stderr.contains("secret written as a plain value"), "references draw no warning: {}", out.stderr);
 
     // The database holds where the secrets are, never what they are.
-    let dump = std::process::Command::new("pg_dump").arg(&db.url).output().expect("pg_dump (postgresql-client)");
-    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
-    let dump = String::from_utf8_lossy(&dump.stdout);
-    assert!(dump.contains(HOOK_VAR) && dump.contains("shop-whsec"), "the references are stored");
-    assert!(!dump.contains(WHSEC) && !dump.contains(HOOK_SECRET), "no signing secret in a dump of the database");
+    assert_dump_holds(&db, &[HOOK_VAR, "shop-whsec"], &[WHSEC, HOOK_SECRET]);
 
     // Where the variable is missing: that endpoint is flagged, by name of the variable.
     let list = db.cmd().args(["webhook", "endpoints", "--output", "json"]).run().ok().json();
