@@ -350,9 +350,10 @@ fn end_to_end(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str
     }
 }
 
-/// End to end as deployed (issue 21): the daemon through pgbouncer in transaction mode, and over
-/// TLS with verify-full, each next to direct plain text in the same runs (interleaved, so a
-/// slower minute of the machine hits all three). Orders arrive directly, as a web app's.
+/// End to end as deployed (issue 21): the daemon through pgbouncer in transaction mode (with
+/// the direct URL for LISTEN that the README recommends, and without it), and over TLS with
+/// verify-full, each next to direct plain text in the same runs (interleaved, so a slower
+/// minute of the machine hits all of them). Orders arrive directly, as a web app's.
 /// TLS uses the server's certificate for `localhost` and BENCH_TLS_ROOTCERT (default: Debian's
 /// snakeoil certificate, which signs itself).
 fn deployment(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str, results: &mut Results) {
@@ -364,15 +365,27 @@ fn deployment(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str
     )
     .unwrap_or_else(|e| die(&format!("pgbouncer: {}", e.message)));
     let root = std::env::var("BENCH_TLS_ROOTCERT").unwrap_or_else(|_| "/etc/ssl/certs/ssl-cert-snakeoil.pem".into());
-    let routes: [(&str, Box<dyn Fn(&str) -> String>); 3] = [
-        ("direct, plain text", Box::new(|u: &str| format!("{u}?sslmode=disable"))),
-        ("through pgbouncer (transaction mode)", Box::new(|u: &str| format!("{}?sslmode=disable", bouncer.url_for(u)))),
+    let plain = |u: &str| format!("{u}?sslmode=disable");
+    // Each route: the daemon's database URL and its --direct-database-url (LISTEN), if any.
+    type Route<'a> = Box<dyn Fn(&str) -> (String, Option<String>) + 'a>;
+    let routes: [(&str, Route); 4] = [
+        ("direct, plain text", Box::new(|u: &str| (plain(u), None))),
+        // As the README recommends: statements through the pool, LISTEN wake-ups direct.
+        (
+            "through pgbouncer (transaction mode), LISTEN via --direct-database-url",
+            Box::new(|u: &str| (plain(&bouncer.url_for(u)), Some(plain(u)))),
+        ),
+        // Without a direct URL: no wake-ups, idle lanes poll (--idle-poll, 100 ms).
+        (
+            "through pgbouncer (transaction mode), no direct URL (lanes poll)",
+            Box::new(|u: &str| (plain(&bouncer.url_for(u)), None)),
+        ),
         (
             "over TLS, sslmode=verify-full",
             Box::new(|u: &str| {
                 let mut v = url::Url::parse(u).unwrap();
                 let _ = v.set_host(Some("localhost"));
-                format!("{v}?sslmode=verify-full&sslrootcert={root}")
+                (format!("{v}?sslmode=verify-full&sslrootcert={root}"), None)
             }),
         ),
     ];
@@ -382,7 +395,12 @@ fn deployment(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str
             sim.reset(json!({"complete_after": "0s"}));
             let db = server.clone_of(template, "deploy");
             let mut c = connect(&format!("{}?sslmode=disable", db.url));
-            let daemon = Daemon::start(bin, &route(&db.url), &with(&o.daemon_args, &["--first-check", "0s"]));
+            let (url, direct) = route(&db.url);
+            let mut args = vec!["--first-check", "0s"];
+            if let Some(d) = &direct {
+                args.extend(["--direct-database-url", d.as_str()]);
+            }
+            let daemon = Daemon::start(bin, &url, &with(&o.daemon_args, &args));
             daemon.wait_ready(&mut c);
             let started = Instant::now();
             let mut left = o.orders;
