@@ -51,6 +51,7 @@ pub const NAMES: &[&str] = &[
     "orderctl_lane_claim_duration_seconds",
     "orderctl_lane_write_duration_seconds",
     "orderctl_provider_credentials_unresolved",
+    "orderctl_webhook_secrets_unresolved",
 ];
 
 /// What a provider call's outcome can be, by call.
@@ -158,6 +159,7 @@ pub struct Metrics {
     webhook_pending: Family<TenantOnly, Gauge>,
     webhook_failed: Family<TenantOnly, Gauge>,
     webhook_disabled: Family<TenantOnly, Gauge>,
+    webhook_secrets_unresolved: Family<TenantOnly, Gauge>,
     lane_claim_duration: Histograms<Lane>,
     lane_write_duration: Histograms<Lane>,
 }
@@ -188,6 +190,7 @@ impl Metrics {
             webhook_pending: Family::default(),
             webhook_failed: Family::default(),
             webhook_disabled: Family::default(),
+            webhook_secrets_unresolved: Family::default(),
             lane_claim_duration: Family::new_with_constructor(round_histogram),
             lane_write_duration: Family::new_with_constructor(round_histogram),
         };
@@ -259,6 +262,11 @@ impl Metrics {
             m.webhook_disabled.clone(),
         );
         r.register(
+            "webhook_secrets_unresolved",
+            "Enabled webhook endpoints whose signing secret reference does not resolve on this host (nothing is sent to them), by tenant",
+            m.webhook_secrets_unresolved.clone(),
+        );
+        r.register(
             "lane_claim_duration_seconds",
             "How long a claim transaction of a lane that is not a provider's took, by lane (routing, webhooks)",
             m.lane_claim_duration.clone(),
@@ -325,7 +333,7 @@ impl Metrics {
                     .orders_needing_action
                     .get_or_create(&NeedingAction { tenant: tenant(), attention: a.as_str().to_string() });
             }
-            for g in [&self.webhook_pending, &self.webhook_failed, &self.webhook_disabled] {
+            for g in [&self.webhook_pending, &self.webhook_failed, &self.webhook_disabled, &self.webhook_secrets_unresolved] {
                 let _ = g.get_or_create(&TenantOnly { tenant: tenant() });
             }
         }
@@ -386,6 +394,15 @@ impl Metrics {
                 .set(*n);
         }
         seen.extend(now);
+    }
+
+    /// (tenant, endpoints whose secret does not resolve here) for every tenant that has any;
+    /// the other tenants this daemon serves go back to 0.
+    pub fn set_webhook_secrets_unresolved(&self, tenants: &[String], unresolved: &HashMap<String, i64>) {
+        for t in tenants {
+            let n = unresolved.get(t).copied().unwrap_or(0);
+            self.webhook_secrets_unresolved.get_or_create(&TenantOnly { tenant: t.clone() }).set(n);
+        }
     }
 
     /// (tenant, provider, unresolved) for every provider this daemon serves.

@@ -310,13 +310,30 @@ fn supervise(
 /// What the metrics read from the database: known tenants and providers (their series at 0),
 /// order outcome totals, the due backlog, orders needing an operator, webhook backlogs. A failure leaves the last values (the health check reports the database).
 fn refresh_gauges(client: &mut crate::db::Client, tenant: Option<i64>) {
-    match db::stats::metric_gauges(client, tenant) {
-        Ok(g) => crate::metrics::get().set_from_database(&g),
-        Err(e) => log::debug!("metrics gauges not refreshed: {}", e.message),
-    }
+    let m = crate::metrics::get();
+    let tenants = match db::stats::metric_gauges(client, tenant) {
+        Ok(g) => {
+            m.set_from_database(&g);
+            g.tenants
+        }
+        Err(e) => {
+            log::debug!("metrics gauges not refreshed: {}", e.message);
+            return;
+        }
+    };
     match db::providers::credential_states(client, tenant) {
-        Ok(states) => crate::metrics::get().set_credentials_unresolved(&states),
+        Ok(states) => m.set_credentials_unresolved(&states),
         Err(e) => log::debug!("credential gauges not refreshed: {}", e.message),
+    }
+    match db::webhooks::secret_states(client, tenant) {
+        Ok(states) => {
+            let mut unresolved: HashMap<String, i64> = HashMap::new();
+            for s in states.into_iter().filter(|s| s.unresolved.is_some()) {
+                *unresolved.entry(s.tenant).or_default() += 1;
+            }
+            m.set_webhook_secrets_unresolved(&tenants, &unresolved);
+        }
+        Err(e) => log::debug!("webhook secret gauges not refreshed: {}", e.message),
     }
 }
 
@@ -343,7 +360,9 @@ fn reload_credentials(settings: &DaemonSettings, client: &mut crate::db::Client)
     let endpoints = match db::webhooks::secret_states(client, tenant) {
         Ok(states) => {
             unresolved.extend(
-                states.iter().filter_map(|(id, url, why)| why.as_ref().map(|w| format!("webhook endpoint {id} ({url}): {w}"))),
+                states
+                    .iter()
+                    .filter_map(|s| s.unresolved.as_ref().map(|w| format!("webhook endpoint {} ({}): {w}", s.id, s.url))),
             );
             states.len()
         }

@@ -457,15 +457,32 @@ pub fn endpoints(client: &mut impl GenericClient, tenant: Option<&str>) -> Resul
         .collect())
 }
 
-/// Every endpoint's secret resolved again (the daemon's reload): (id, url, why it does not
-/// resolve on this host, if it does not). Never a value.
-pub fn secret_states(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<Vec<(i64, String, Option<String>)>> {
+/// One enabled endpoint's secret as this host resolves it (never the value).
+pub struct SecretState {
+    pub tenant: String,
+    pub id: i64,
+    pub url: String,
+    /// Why its current secret does not resolve here; None: it does.
+    pub unresolved: Option<String>,
+}
+
+/// Every enabled endpoint's secret resolved (the daemon's reload and its metrics).
+pub fn secret_states(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<Vec<SecretState>> {
     let rows = client.query(
-        "SELECT id, url, secret, CASE WHEN previous_secret_until > now() THEN previous_secret END
-           FROM webhooks WHERE enabled AND ($1::bigint IS NULL OR tenant_id = $1) ORDER BY id",
+        "SELECT t.name, w.id, w.url, w.secret, CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END
+           FROM webhooks w JOIN tenants t ON t.id = w.tenant_id
+          WHERE w.enabled AND ($1::bigint IS NULL OR w.tenant_id = $1) ORDER BY w.id",
         &[&tenant],
     )?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), signing_secrets(r.get(2), r.get(3)).err())).collect())
+    Ok(rows
+        .iter()
+        .map(|r| SecretState {
+            tenant: r.get(0),
+            id: r.get(1),
+            url: r.get(2),
+            unresolved: signing_secrets(r.get(3), r.get(4)).err(),
+        })
+        .collect())
 }
 
 /// Where a stored secret comes from as this host sees it (`webhook endpoints`).

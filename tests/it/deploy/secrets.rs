@@ -116,7 +116,8 @@ fn webhook_secrets_by_reference_stay_out_of_the_database_and_one_unresolved_endp
     // A daemon without the variable: the file-referenced endpoint gets every event, signed with
     // the file's value; the other gets nothing, and its deliveries say why.
     let log = DaemonLog::new();
-    let d = crate::reliability::daemon(&db.url, log.path(), &[]);
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let d = crate::reliability::daemon(&db.url, log.path(), &["--metrics-listen", &addr]);
     insert_orders(&db, "freefire-100", 5);
     wait_until("5 orders final", Duration::from_secs(60), || open_orders(&db) == 0);
     wait_until("5 events delivered to the endpoint whose secret resolves", Duration::from_secs(30), || {
@@ -129,6 +130,11 @@ fn webhook_secrets_by_reference_stay_out_of_the_database_and_one_unresolved_endp
               WHERE w.url = '{}' AND d.state = 'pending' AND d.attempts > 0 AND d.last_error LIKE '{why}%'",
             unsigned.url
         )) == 5
+    });
+    // And the metrics say how many endpoints of the tenant cannot be signed for here.
+    let unresolved_gauge = "orderctl_webhook_secrets_unresolved{tenant=\"alsham\"} 1\n";
+    wait_until("the metrics flag the endpoint", Duration::from_secs(20), || {
+        crate::webhooks::http_get(&addr, "/metrics").is_some_and(|(_, body)| body.contains(unresolved_gauge))
     });
     assert_eq!(d.terminate(), 0);
     assert!(unsigned.requests().is_empty(), "nothing unsigned is ever sent");
