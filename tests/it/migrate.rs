@@ -93,3 +93,40 @@ fn a_dead_database_is_reported_with_its_exit_code_and_no_password() {
     assert!(out.stderr.contains("cannot connect to the database"), "{}", out.stderr);
     assert!(!out.stderr.contains("hunter2-db-pass"), "{}", out.stderr);
 }
+
+/// Migration 0015 (webhook secrets may be references): a database migrated before it keeps
+/// every secret's value (now a JSON string), the rotation's previous one too; afterwards only a
+/// non-empty string or one `env`/`file` reference is accepted.
+#[test]
+fn webhook_secrets_written_before_0015_keep_their_values() {
+    let db = TestDb::empty();
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+    for f in std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()) {
+        let name = f.file_name().unwrap().to_str().unwrap().to_string();
+        if name.as_str() < "0015" {
+            std::fs::copy(&f, dir.path().join(&name)).unwrap();
+        }
+    }
+    db.cmd().args(["migrate", "--dir"]).arg(dir.path()).run().ok();
+    db.client()
+        .batch_execute(
+            "INSERT INTO tenants (name) VALUES ('t');
+             INSERT INTO webhooks (tenant_id, url, secret, events, previous_secret, previous_secret_until)
+             SELECT id, 'https://shop.example/h', 'whsec-old-plain', ARRAY['order.approved'], 'whsec-older', now() + interval '1h'
+               FROM tenants",
+        )
+        .unwrap();
+    db.cmd().args(["migrate"]).run().ok();
+    let mut c = db.client();
+    let r = c.query_one("SELECT secret #>> '{}', previous_secret #>> '{}', jsonb_typeof(secret) FROM webhooks", &[]).unwrap();
+    assert_eq!(
+        (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2)),
+        ("whsec-old-plain".into(), "whsec-older".into(), "string".into())
+    );
+    c.execute(r#"UPDATE webhooks SET secret = '{"file": "/run/credentials/x/whsec"}'"#, &[]).unwrap();
+    for bad in [r#""""#, r#"{"env": ""}"#, r#"{"env": "A", "file": "/b"}"#, "42"] {
+        let e = c.execute(&format!("UPDATE webhooks SET secret = '{bad}'"), &[]).unwrap_err();
+        assert_eq!(e.as_db_error().and_then(|d| d.constraint()), Some("webhooks_secret_well_formed"), "{bad}: {e:?}");
+    }
+}
