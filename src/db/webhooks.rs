@@ -3,8 +3,10 @@
 //! attempt's result under its lease, listing them, and requeueing failed ones. Events are
 //! written by `outbox`, in the transitions' transactions.
 //!
-//! A webhook's secret is selected only where a request is signed (`claim_due`,
-//! `tenant_webhooks`), never by a listing.
+//! A webhook's secret (a plain value or an `env`/`file` reference, `crate::secret`) is
+//! resolved only where a request is signed (`claim_due`, `tenant_webhooks`); listings and the
+//! daemon's checks (`endpoints`, `secret_states`) read it only to say whether it resolves on
+//! this host, never to show it.
 
 use crate::db::GenericClient;
 use crate::domain::endpoint::Access;
