@@ -151,8 +151,8 @@ pub fn print_order_brief(s: &Settings, client: &mut impl GenericClient, o: &Orde
     t.add_row(vec![
         comfy_table::Cell::new(o.number),
         comfy_table::Cell::new(o.id),
-        output::status_cell(&o.status),
-        output::status_cell(&o.external_status),
+        output::status_cell(o.status.as_str()),
+        output::status_cell(o.external_status.as_str()),
         comfy_table::Cell::new(o.provider.as_deref().unwrap_or("-")),
         comfy_table::Cell::new(o.pin_code.as_deref().unwrap_or("-")),
     ]);

@@ -36,8 +36,8 @@ pub struct OrderFacts<'a> {
 pub struct UpstreamView {
     pub tenant: String,
     pub number: i64,
-    pub status: String,
-    pub external_status: String,
+    pub status: OrderStatus,
+    pub external_status: ExternalStatus,
     /// Its own diagnosis code (`waiting_for_operator`, `given_up`, `forwarded`, ...).
     pub code: &'static str,
     /// It is not moving and needs its tenant's operator (and so does the order forwarded to it).
@@ -538,8 +538,8 @@ mod tests {
         let up = |code: &'static str, stuck: bool| UpstreamView {
             tenant: "wholesale".into(),
             number: 2041,
-            status: "pending".into(),
-            external_status: "not_sent".into(),
+            status: OrderStatus::Pending,
+            external_status: ExternalStatus::NotSent,
             code,
             stuck,
         };
@@ -562,7 +562,7 @@ mod tests {
 
     #[test]
     fn every_attention_is_stuck_and_names_what_to_do() {
-        for a in Attention::ALL {
+        for &a in Attention::ALL {
             let f = Facts { attention: Some(a), external: ExternalStatus::Failed, reference: Some("r".into()), ..facts() };
             let dg = diagnose(&order(&f, None), now(), StuckThresholds::default());
             assert!(dg.stuck, "{a}");
