@@ -3,6 +3,8 @@
 
 use crate::db::row::{state, state_opt};
 use crate::db::GenericClient;
+use crate::domain::diagnosis::StuckReason;
+use crate::domain::lifecycle::states::sql_in;
 use crate::domain::lifecycle::{Attention, ExternalStatus, OrderStatus, Settlement};
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
@@ -497,30 +499,52 @@ pub fn list_orders(client: &mut impl GenericClient, f: &OrderFilter) -> Result<V
         .collect::<Result<_>>()?)
 }
 
-/// The ids of the orders that are not moving (`$2`: how late work may be, in ms). The stuck
-/// predicate is evaluated here, before any limit, so orders that wait for an operator by
-/// design (manual routing) never hide stuck ones. `diagnosis::diagnose` says the same of each
-/// (a test holds the two together): flagged for an operator; held by a provider with nothing
-/// scheduled; work overdue; routing that cannot be followed (the incident); an order that
-/// routing says is sent automatically but that nothing will pick up (its schedule was lost); or
-/// an open order forwarded to a stuck order (up a chain).
-const STUCK_IDS: &str = "
-    WITH RECURSIVE own AS (
-        SELECT id FROM orders WHERE attention IS NOT NULL
-        UNION SELECT id FROM orders WHERE status = 'pending' AND next_check_at IS NULL AND forwarded_to IS NULL
-                                     AND external_status IN ('dispatching', 'sent', 'processing')
-        UNION SELECT id FROM orders WHERE next_check_at < now() - make_interval(secs => $2::bigint / 1000.0)
-        UNION SELECT x.id FROM orders x JOIN packages p ON p.id = x.package_id
-               WHERE x.status = 'pending' AND x.external_status = 'not_sent' AND x.attention IS NULL
-                 AND ((p.routing_mode = 'auto'
-                       AND (p.provider_type = 'manual' OR (p.provider_type = 'external' AND p.primary_provider_id IS NULL)
-                            OR (p.provider_type = 'codes' AND p.code_group_id IS NULL)))
-                      OR (x.next_check_at IS NULL AND (x.lane <> 0 OR p.routing_mode = 'auto')))
-    ), chain AS (
-        SELECT id FROM own
-        UNION SELECT d.id FROM orders d JOIN chain c ON d.forwarded_to = c.id WHERE d.status = 'pending'
+/// The ids of the orders that are not moving (`$2`: how late work may be, in ms), by the one
+/// stuck rule (`diagnosis::StuckReason`), one fragment per reason. Evaluated here, before any
+/// limit, so orders that wait for an operator by design (manual routing) never hide stuck ones.
+fn stuck_ids() -> String {
+    let own: Vec<String> = StuckReason::ALL.iter().filter_map(|r| stuck_sql(*r)).collect();
+    let pending = OrderStatus::Pending.sql();
+    format!(
+        "WITH RECURSIVE own AS (
+             {}
+         ), chain AS (
+             SELECT id FROM own
+             UNION SELECT d.id FROM orders d JOIN chain c ON d.forwarded_to = c.id WHERE d.status = {pending}
+         )
+         SELECT id FROM chain",
+        own.join("\n             UNION ")
     )
-    SELECT id FROM chain";
+}
+
+/// The orders a reason holds for, as a `SELECT id`; None for the one reason the recursive
+/// chain of [`stuck_ids`] decides (forwarded to a stuck order).
+fn stuck_sql(reason: StuckReason) -> Option<String> {
+    let (pending, not_sent) = (OrderStatus::Pending.sql(), ExternalStatus::NotSent.sql());
+    let held = sql_in(&ExternalStatus::HELD);
+    let waiting_to_send = format!("x.status = {pending} AND x.external_status = {not_sent} AND x.attention IS NULL");
+    Some(match reason {
+        StuckReason::Flagged => "SELECT id FROM orders WHERE attention IS NOT NULL".to_string(),
+        StuckReason::HeldUnscheduled => format!(
+            "SELECT id FROM orders WHERE status = {pending} AND next_check_at IS NULL AND forwarded_to IS NULL
+                                      AND external_status IN ({held})"
+        ),
+        StuckReason::Overdue => {
+            "SELECT id FROM orders WHERE next_check_at < now() - make_interval(secs => $2::bigint / 1000.0)".to_string()
+        }
+        StuckReason::RoutingContradicts => format!(
+            "SELECT x.id FROM orders x JOIN packages p ON p.id = x.package_id
+              WHERE {waiting_to_send} AND p.routing_mode = 'auto'
+                AND (p.provider_type = 'manual' OR (p.provider_type = 'external' AND p.primary_provider_id IS NULL)
+                     OR (p.provider_type = 'codes' AND p.code_group_id IS NULL))"
+        ),
+        StuckReason::Lost => format!(
+            "SELECT x.id FROM orders x JOIN packages p ON p.id = x.package_id
+              WHERE {waiting_to_send} AND x.next_check_at IS NULL AND (x.lane <> 0 OR p.routing_mode = 'auto')"
+        ),
+        StuckReason::UpstreamStuck => return None,
+    })
+}
 
 /// The stuck orders, oldest first, at most `limit`.
 pub fn stuck_orders(
@@ -530,7 +554,8 @@ pub fn stuck_orders(
     limit: i64,
 ) -> Result<Vec<OrderRow>> {
     let sql = format!(
-        "{ORDER_SELECT} WHERE o.id IN ({STUCK_IDS}) AND ($1::text IS NULL OR t.name = $1) ORDER BY o.created_at, o.number LIMIT $3"
+        "{ORDER_SELECT} WHERE o.id IN ({}) AND ($1::text IS NULL OR t.name = $1) ORDER BY o.created_at, o.number LIMIT $3",
+        stuck_ids()
     );
     Ok(client.query(&sql, &[&tenant, &(overdue_after.as_millis() as i64), &limit])?.iter().map(order_from_row).collect::<Result<_>>()?)
 }
@@ -539,7 +564,8 @@ pub fn stuck_orders(
 pub fn count_stuck(client: &mut impl GenericClient, tenant: Option<&str>, overdue_after: Duration) -> Result<i64> {
     let sql = format!(
         "SELECT count(*) FROM orders o JOIN tenants t ON t.id = o.tenant_id
-          WHERE o.id IN ({STUCK_IDS}) AND ($1::text IS NULL OR t.name = $1)"
+          WHERE o.id IN ({}) AND ($1::text IS NULL OR t.name = $1)",
+        stuck_ids()
     );
     Ok(client.query_one(&sql, &[&tenant, &(overdue_after.as_millis() as i64)])?.get(0))
 }
@@ -557,9 +583,9 @@ pub fn make_due_for_safety_sweep(
 ) -> Result<Vec<i64>> {
     Ok(client
         .query(
-            "UPDATE orders o SET next_check_at = now(), lane = coalesce(o.provider_id, o.lane)
+            &format!("UPDATE orders o SET next_check_at = now(), lane = coalesce(o.provider_id, o.lane)
                FROM (SELECT id FROM orders
-                      WHERE status = 'pending' AND external_status IN ('sent', 'processing') AND forwarded_to IS NULL
+                      WHERE status = {pending} AND external_status IN ({with_provider}) AND forwarded_to IS NULL
                         AND sent_at BETWEEN now() - make_interval(secs => $2::bigint / 1000.0)
                                         AND now() - make_interval(secs => $3::bigint / 1000.0)
                         AND ($4::bigint IS NULL OR tenant_id = $4)
@@ -568,7 +594,7 @@ pub fn make_due_for_safety_sweep(
                 -- A check in flight (claimed, its lease not run out) is left alone: making it due
                 -- again would have it checked twice at once.
                 AND NOT (o.claimed_at IS NOT NULL AND o.next_check_at > now())
-              RETURNING o.lane",
+              RETURNING o.lane", pending = OrderStatus::Pending.sql(), with_provider = sql_in(&[ExternalStatus::Sent, ExternalStatus::Processing])),
             &[&limit, &(max_age.as_millis() as i64), &(min_age.as_millis() as i64), &tenant],
         )?
         .iter()

@@ -248,15 +248,21 @@ pub enum PlacementWord {
 }
 
 impl PlacementWord {
-    pub fn as_str(self) -> &'static str {
+    /// The outcome column's value this word records.
+    pub fn outcome(self) -> states::PlacementState {
+        use states::PlacementState as P;
         match self {
-            PlacementWord::Accepted => "accepted",
-            PlacementWord::Rejected => "rejected",
-            PlacementWord::Ambiguous => "ambiguous",
-            PlacementWord::SentBefore => "sent_before",
-            PlacementWord::Absent => "absent",
-            PlacementWord::NotSent => "not_sent",
+            PlacementWord::Accepted => P::Accepted,
+            PlacementWord::Rejected => P::Rejected,
+            PlacementWord::Ambiguous => P::Ambiguous,
+            PlacementWord::SentBefore => P::SentBefore,
+            PlacementWord::Absent => P::Absent,
+            PlacementWord::NotSent => P::NotSent,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.outcome().as_str()
     }
 }
 

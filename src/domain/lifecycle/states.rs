@@ -70,7 +70,7 @@ pub fn state_columns() -> Vec<ColumnStates> {
         column::<ExternalStatus>(),
         column::<Attention>(),
         column::<Settlement>(),
-        column::<PlacementOutcome>(),
+        column::<PlacementState>(),
         column::<Reconciled>(),
         column::<DeliveryState>(),
         column::<CodeState>(),
@@ -94,6 +94,12 @@ macro_rules! state_column {
                     $($name::$variant => $spelling,)+
                 }
             }
+            /// The value as an SQL literal (`'pending'`).
+            pub const fn sql(self) -> &'static str {
+                match self {
+                    $($name::$variant => concat!("'", $spelling, "'"),)+
+                }
+            }
         }
         impl $crate::domain::lifecycle::states::StateColumn for $name {
             const COLUMN: &'static str = $column;
@@ -103,9 +109,7 @@ macro_rules! state_column {
                 $name::as_str(self)
             }
             fn sql(self) -> &'static str {
-                match self {
-                    $($name::$variant => concat!("'", $spelling, "'"),)+
-                }
+                $name::sql(self)
             }
         }
         $crate::domain::lifecycle::states::impl_state_text!($name);
@@ -159,8 +163,9 @@ state_column! {
 }
 
 state_column! {
-    /// What one placement attempt came to (`placements.outcome`).
-    PlacementOutcome, "placements.outcome", "placement outcome" {
+    /// What one placement attempt came to (`placements.outcome`; the provider's answer itself is
+    /// `provider::PlacementOutcome`).
+    PlacementState, "placements.outcome", "placement outcome" {
         /// Claimed, its answer not recorded yet.
         InFlight => "in_flight",
         Accepted => "accepted",
@@ -272,7 +277,7 @@ mod tests {
         }
         each::<OrderStatus>();
         each::<ExternalStatus>();
-        each::<PlacementOutcome>();
+        each::<PlacementState>();
         each::<Reconciled>();
         each::<DeliveryState>();
         each::<CodeState>();
