@@ -23,5 +23,6 @@ mod routing;
 mod schedules;
 mod setup;
 mod shapes;
+mod states;
 mod webhook_delivery;
 mod webhooks;

@@ -19,6 +19,9 @@
 //!    decide what the new state means. A new state column is registered in [`STATE_COLUMNS`].
 
 
+/// Declared with the lifecycle's vocabulary; listed here with the other state columns.
+pub use super::{Attention, Settlement};
+
 /// A column whose values are one of a fixed set of states.
 pub trait StateColumn: Copy + Sized + 'static {
     /// `table.column`, as the schema test names it.
@@ -64,7 +67,6 @@ fn column<T: StateColumn>() -> ColumnStates {
 /// Every state column of the schema; the schema test checks each against its CHECK constraint,
 /// and fails on a state CHECK constraint that is not listed here.
 pub fn state_columns() -> Vec<ColumnStates> {
-    use super::{Attention, Settlement};
     vec![
         column::<OrderStatus>(),
         column::<ExternalStatus>(),
@@ -282,8 +284,8 @@ mod tests {
         each::<DeliveryState>();
         each::<CodeState>();
         each::<FinishedOutcome>();
-        each::<super::super::Attention>();
-        each::<super::super::Settlement>();
+        each::<Attention>();
+        each::<Settlement>();
         assert_eq!(sql_in(&ExternalStatus::HELD), "'dispatching', 'sent', 'processing'");
         let err = "sending".parse::<ExternalStatus>().unwrap_err();
         assert!(err.contains("not_sent, dispatching"), "{err}");
