@@ -21,8 +21,8 @@ mod support;
 #[path = "bench/webhooks.rs"]
 mod webhooks;
 
-use orderctl::domain::lifecycle::states::{ExternalStatus, OrderStatus};
 use orderctl::db::Client;
+use orderctl::domain::lifecycle::states::{ExternalStatus, OrderStatus};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use support::*;
@@ -423,7 +423,10 @@ fn with<'a>(extra: &'a [String], base: &[&'a str]) -> Vec<&'a str> {
 }
 
 fn verify_all_approved(c: &mut Client, sim: &Sim, n: i64) {
-    let approved: i64 = c.query_one(&format!("SELECT count(*) FROM orders WHERE status = {approved}", approved = OrderStatus::Approved.sql()), &[]).unwrap().get(0);
+    let approved: i64 = c
+        .query_one(&format!("SELECT count(*) FROM orders WHERE status = {approved}", approved = OrderStatus::Approved.sql()), &[])
+        .unwrap()
+        .get(0);
     let stats = sim.stats();
     let doubles = stats["double_placements"].as_u64().unwrap_or(u64::MAX);
     if approved != n || doubles != 0 {
@@ -614,11 +617,15 @@ fn claim_cost(o: &Options, server: &Server, template: &str, results: &mut Result
 fn add_history(c: &mut Client, n: i64) {
     let started = Instant::now();
     c.execute(
-        &format!("INSERT INTO orders (id, tenant_id, user_id, package_id, user_identifier, price, status, external_status,
+        &format!(
+            "INSERT INTO orders (id, tenant_id, user_id, package_id, user_identifier, price, status, external_status,
                              checks, created_at, sent_at, completed_at, next_check_at)
          SELECT gen_random_uuid(), u.tenant_id, u.id, p.id, 'history-' || g, p.price, {approved}, {done},
                 1, now() - interval '30 days', now() - interval '30 days', now() - interval '30 days', NULL
-           FROM users u JOIN packages p ON p.tenant_id = u.tenant_id AND p.name = 'pubg-60', generate_series(1, $1::bigint) g", approved = OrderStatus::Approved.sql(), done = ExternalStatus::Done.sql()),
+           FROM users u JOIN packages p ON p.tenant_id = u.tenant_id AND p.name = 'pubg-60', generate_series(1, $1::bigint) g",
+            approved = OrderStatus::Approved.sql(),
+            done = ExternalStatus::Done.sql()
+        ),
         &[&n],
     )
     .unwrap();
@@ -656,13 +663,16 @@ fn explain_claim(c: &mut Client) -> String {
     let mut tx = c.transaction().unwrap();
     let rows = tx
         .query(
-            &format!("EXPLAIN (ANALYZE, COSTS OFF)
+            &format!(
+                "EXPLAIN (ANALYZE, COSTS OFF)
              UPDATE orders o SET next_check_at = now() + interval '60 seconds', lease = o.lease + 1
                FROM (SELECT id FROM orders WHERE lane = (SELECT id FROM providers WHERE name = 'znet-main')
                         AND next_check_at IS NOT NULL AND next_check_at <= now() AND external_status = {not_sent}
                         AND (NULL::bigint IS NULL OR tenant_id = NULL)
                       ORDER BY next_check_at LIMIT 100 FOR UPDATE SKIP LOCKED) due
-              WHERE o.id = due.id", not_sent = ExternalStatus::NotSent.sql()),
+              WHERE o.id = due.id",
+                not_sent = ExternalStatus::NotSent.sql()
+            ),
             &[],
         )
         .unwrap();

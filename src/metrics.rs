@@ -360,7 +360,9 @@ impl Metrics {
             let more = (*n - *before).max(0) as u64;
             *before = (*before).max(*n);
             let counter = match outcome.as_str() {
-                flagged if flagged == FinishedOutcome::NeedsAction.as_str() => self.orders_flagged.get_or_create(&TenantOnly { tenant: tenant.clone() }),
+                flagged if flagged == FinishedOutcome::NeedsAction.as_str() => {
+                    self.orders_flagged.get_or_create(&TenantOnly { tenant: tenant.clone() })
+                }
                 status => self.orders_finished.get_or_create(&Finished { tenant: tenant.clone(), status: status.to_string() }),
             };
             counter.inc_by(more);

@@ -1,7 +1,7 @@
 //! The benchmark's plumbing: databases, processes, the simulator, statistics and the table.
 
-use orderctl::domain::lifecycle::states::{ExternalStatus, OrderStatus};
 use orderctl::db::Client;
+use orderctl::domain::lifecycle::states::{ExternalStatus, OrderStatus};
 use orderctl::kit::database::ScratchDb;
 use orderctl::kit::sim::SimProcess;
 use serde_json::{json, Value};
@@ -215,7 +215,9 @@ pub fn by_reference(c: &mut Client, by_id: &std::collections::HashMap<String, f6
 }
 
 pub fn final_count(c: &mut Client) -> i64 {
-    c.query_one(&format!("SELECT count(*) FROM orders WHERE status <> {pending}", pending = OrderStatus::Pending.sql()), &[]).unwrap().get(0)
+    c.query_one(&format!("SELECT count(*) FROM orders WHERE status <> {pending}", pending = OrderStatus::Pending.sql()), &[])
+        .unwrap()
+        .get(0)
 }
 
 /// True while any order has work scheduled. Two probes in the order of the partial due
@@ -224,10 +226,13 @@ pub fn final_count(c: &mut Client) -> i64 {
 /// planner likes a table scan for an EXISTS it expects to find quickly).
 pub fn work_left(c: &mut Client) -> bool {
     c.query_one(
-        &format!("SELECT (SELECT 1 FROM orders WHERE next_check_at IS NOT NULL AND external_status = {not_sent}
+        &format!(
+            "SELECT (SELECT 1 FROM orders WHERE next_check_at IS NOT NULL AND external_status = {not_sent}
                   ORDER BY lane, next_check_at LIMIT 1) IS NOT NULL
              OR (SELECT 1 FROM orders WHERE next_check_at IS NOT NULL AND external_status <> {not_sent}
-                  ORDER BY lane, next_check_at LIMIT 1) IS NOT NULL", not_sent = ExternalStatus::NotSent.sql()),
+                  ORDER BY lane, next_check_at LIMIT 1) IS NOT NULL",
+            not_sent = ExternalStatus::NotSent.sql()
+        ),
         &[],
     )
     .unwrap()

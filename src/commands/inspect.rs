@@ -99,7 +99,7 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
                 p.attempt.to_string(),
                 match &p.reconciled {
                     Some(r) => format!("{} (reconciled: {r})", p.outcome),
-                    None => p.outcome.clone(),
+                    None => p.outcome.to_string(),
                 },
                 p.message.clone().unwrap_or_default(),
             ]);

@@ -4,7 +4,7 @@
 use crate::db::row::{state, state_opt};
 use crate::db::GenericClient;
 use crate::domain::diagnosis::StuckReason;
-use crate::domain::lifecycle::states::sql_in;
+use crate::domain::lifecycle::states::{sql_in, PlacementState, Reconciled};
 use crate::domain::lifecycle::{Attention, ExternalStatus, OrderStatus, Settlement};
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
@@ -220,7 +220,11 @@ pub fn load_order(client: &mut impl GenericClient, id: Uuid) -> Result<OrderRow>
 
 /// Load many orders by id in one query (missing ones are simply absent).
 pub fn load_orders(client: &mut impl GenericClient, ids: &[Uuid]) -> Result<Vec<OrderRow>> {
-    Ok(client.query(&format!("{ORDER_SELECT} WHERE o.id = ANY($1)"), &[&ids])?.iter().map(order_from_row).collect::<Result<_>>()?)
+    Ok(client
+        .query(&format!("{ORDER_SELECT} WHERE o.id = ANY($1)"), &[&ids])?
+        .iter()
+        .map(order_from_row)
+        .collect::<Result<_>>()?)
 }
 
 /// One entry of an order's history.
@@ -391,9 +395,9 @@ pub struct Placement {
     pub referans: String,
     /// The attempt with this reference (a re-placement is the next one; each keeps its outcome).
     pub attempt: i32,
-    pub outcome: String,
+    pub outcome: PlacementState,
     /// What a later status check found about an attempt whose outcome was unknown.
-    pub reconciled: Option<String>,
+    pub reconciled: Option<Reconciled>,
     pub message: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -405,20 +409,21 @@ pub fn placements_of(client: &mut impl GenericClient, ids: &[Uuid]) -> Result<st
         return Ok(out);
     }
     for r in client.query(
-        "SELECT p.order_id, p.provider_id, pr.name, p.referans, p.outcome, p.message, p.created_at, p.attempt, p.reconciled
+        "SELECT p.order_id, p.provider_id, pr.name AS provider, p.referans, p.outcome, p.message, p.created_at, p.attempt,
+                p.reconciled
            FROM placements p JOIN providers pr ON pr.id = p.provider_id
           WHERE p.order_id = ANY($1) ORDER BY p.id",
         &[&ids],
     )? {
-        out.entry(r.get(0)).or_default().push(Placement {
-            provider_id: r.get(1),
-            provider: r.get(2),
-            referans: r.get(3),
-            attempt: r.get(7),
-            outcome: r.get(4),
-            reconciled: r.get(8),
-            message: r.get(5),
-            created_at: r.get(6),
+        out.entry(r.get("order_id")).or_default().push(Placement {
+            provider_id: r.get("provider_id"),
+            provider: r.get("provider"),
+            referans: r.get("referans"),
+            attempt: r.get("attempt"),
+            outcome: state(&r, "outcome")?,
+            reconciled: state_opt(&r, "reconciled")?,
+            message: r.get("message"),
+            created_at: r.get("created_at"),
         });
     }
     Ok(out)
@@ -557,7 +562,11 @@ pub fn stuck_orders(
         "{ORDER_SELECT} WHERE o.id IN ({}) AND ($1::text IS NULL OR t.name = $1) ORDER BY o.created_at, o.number LIMIT $3",
         stuck_ids()
     );
-    Ok(client.query(&sql, &[&tenant, &(overdue_after.as_millis() as i64), &limit])?.iter().map(order_from_row).collect::<Result<_>>()?)
+    Ok(client
+        .query(&sql, &[&tenant, &(overdue_after.as_millis() as i64), &limit])?
+        .iter()
+        .map(order_from_row)
+        .collect::<Result<_>>()?)
 }
 
 /// How many orders are stuck, for reports that name only some.
@@ -583,7 +592,8 @@ pub fn make_due_for_safety_sweep(
 ) -> Result<Vec<i64>> {
     Ok(client
         .query(
-            &format!("UPDATE orders o SET next_check_at = now(), lane = coalesce(o.provider_id, o.lane)
+            &format!(
+                "UPDATE orders o SET next_check_at = now(), lane = coalesce(o.provider_id, o.lane)
                FROM (SELECT id FROM orders
                       WHERE status = {pending} AND external_status IN ({with_provider}) AND forwarded_to IS NULL
                         AND sent_at BETWEEN now() - make_interval(secs => $2::bigint / 1000.0)
@@ -594,7 +604,10 @@ pub fn make_due_for_safety_sweep(
                 -- A check in flight (claimed, its lease not run out) is left alone: making it due
                 -- again would have it checked twice at once.
                 AND NOT (o.claimed_at IS NOT NULL AND o.next_check_at > now())
-              RETURNING o.lane", pending = OrderStatus::Pending.sql(), with_provider = sql_in(&[ExternalStatus::Sent, ExternalStatus::Processing])),
+              RETURNING o.lane",
+                pending = OrderStatus::Pending.sql(),
+                with_provider = sql_in(&[ExternalStatus::Sent, ExternalStatus::Processing])
+            ),
             &[&limit, &(max_age.as_millis() as i64), &(min_age.as_millis() as i64), &tenant],
         )?
         .iter()

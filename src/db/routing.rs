@@ -1,14 +1,15 @@
 //! Loading package routing with everything it points at, for `routing check`, `dispatch` and
 //! `inspect`.
 
-use crate::domain::lifecycle::states::{CodeState, PlacementState};
 use crate::db::GenericClient;
+use crate::domain::lifecycle::states::{CodeState, PlacementState};
 use crate::domain::routing::{Forwarding, RoutedProvider, RoutingView, UpstreamRoute};
 use crate::error::{Error, Result};
 
 /// Each package's routing, with what it points at.
 fn routing_views_sql() -> String {
-    format!("
+    format!(
+        "
     SELECT t.name, pk.name, pk.routing_mode, pk.provider_type,
            pp.name, pp.enabled, (pm.package_id IS NOT NULL),
            fp.name, fp.enabled, (fm.package_id IS NOT NULL),
@@ -28,7 +29,9 @@ fn routing_views_sql() -> String {
      WHERE ($1::text IS NULL OR t.name = $1)
        AND ($2::bigint IS NULL OR pk.id = $2)
        AND ($3::bigint[] IS NULL OR pk.id = ANY($3))
-     ORDER BY t.name, pk.name", code_available = CodeState::Available.sql())
+     ORDER BY t.name, pk.name",
+        code_available = CodeState::Available.sql()
+    )
 }
 
 /// Routing of every package (optionally of one tenant, or one package), with the state of the
@@ -171,10 +174,13 @@ pub fn fallback_for(
 ) -> Result<Option<crate::domain::lifecycle::Fallback>> {
     Ok(client
         .query_opt(
-            &format!("SELECT pr.id, pr.name FROM packages pk JOIN providers pr ON pr.id = pk.fallback_provider_id
+            &format!(
+                "SELECT pr.id, pr.name FROM packages pk JOIN providers pr ON pr.id = pk.fallback_provider_id
               WHERE pk.id = $1 AND pk.provider_type = 'external' AND pr.id <> $3
                 AND NOT EXISTS (SELECT 1 FROM placements p
-                                 WHERE p.order_id = $2 AND p.provider_id = pr.id AND p.outcome = {placement_rejected})", placement_rejected = PlacementState::Rejected.sql()),
+                                 WHERE p.order_id = $2 AND p.provider_id = pr.id AND p.outcome = {placement_rejected})",
+                placement_rejected = PlacementState::Rejected.sql()
+            ),
             &[&package_id, &order_id, &current],
         )?
         .map(|r| crate::domain::lifecycle::Fallback { provider_id: r.get(0), name: r.get(1) }))

@@ -1,8 +1,8 @@
 //! The read-only statements behind `orderctl stats` and `orderctl doctor`: counts, lateness and
 //! timings of the whole operation, and the Postgres health numbers that kill job queues.
 
-use crate::domain::lifecycle::states::{DeliveryState, ExternalStatus, OrderStatus, PlacementState, sql_in};
 use crate::db::GenericClient;
+use crate::domain::lifecycle::states::{sql_in, DeliveryState, ExternalStatus, OrderStatus, PlacementState};
 use crate::error::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -17,12 +17,16 @@ pub struct StatusCount {
 
 pub fn orders_by_status(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<StatusCount>> {
     let rows = client.query(
-        &format!("SELECT o.status, o.external_status, count(*)
+        &format!(
+            "SELECT o.status, o.external_status, count(*)
            FROM orders o JOIN tenants t ON t.id = o.tenant_id
           WHERE ($1::text IS NULL OR t.name = $1)
           GROUP BY 1, 2
           ORDER BY array_position(ARRAY[{statuses}], o.status),
-                   array_position(ARRAY[{external_statuses}], o.external_status)", statuses = sql_in(OrderStatus::ALL), external_statuses = sql_in(ExternalStatus::ALL)),
+                   array_position(ARRAY[{external_statuses}], o.external_status)",
+            statuses = sql_in(OrderStatus::ALL),
+            external_statuses = sql_in(ExternalStatus::ALL)
+        ),
         &[&tenant],
     )?;
     Ok(rows.iter().map(|r| StatusCount { status: r.get(0), external_status: r.get(1), orders: r.get(2) }).collect())
@@ -40,7 +44,8 @@ pub struct ProviderOrders {
 
 pub fn orders_by_provider(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<ProviderOrders>> {
     let rows = client.query(
-        &format!("SELECT t.name, coalesce(p.name, '-'),
+        &format!(
+            "SELECT t.name, coalesce(p.name, '-'),
                 count(*) FILTER (WHERE o.status = {pending}),
                 count(*) FILTER (WHERE o.status = {approved}),
                 count(*) FILTER (WHERE o.status = {rejected})
@@ -48,7 +53,11 @@ pub fn orders_by_provider(client: &mut impl GenericClient, tenant: Option<&str>)
            LEFT JOIN providers p ON p.id = o.provider_id
           WHERE ($1::text IS NULL OR t.name = $1)
           GROUP BY 1, 2
-          ORDER BY 1, 2", pending = OrderStatus::Pending.sql(), approved = OrderStatus::Approved.sql(), rejected = OrderStatus::Rejected.sql()),
+          ORDER BY 1, 2",
+            pending = OrderStatus::Pending.sql(),
+            approved = OrderStatus::Approved.sql(),
+            rejected = OrderStatus::Rejected.sql()
+        ),
         &[&tenant],
     )?;
     Ok(rows
@@ -94,13 +103,18 @@ pub struct Finished {
 
 pub fn finished_since(client: &mut impl GenericClient, tenant: Option<&str>, since: DateTime<Utc>) -> Result<Finished> {
     let r = client.query_one(
-        &format!("SELECT count(*) FILTER (WHERE o.status = {approved}),
+        &format!(
+            "SELECT count(*) FILTER (WHERE o.status = {approved}),
                 count(*) FILTER (WHERE o.status = {rejected}),
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY o.duration_ms),
                 percentile_cont(0.9) WITHIN GROUP (ORDER BY o.duration_ms)
            FROM orders o JOIN tenants t ON t.id = o.tenant_id
           WHERE o.status <> {pending} AND o.completed_at >= $2
-            AND ($1::text IS NULL OR t.name = $1)", approved = OrderStatus::Approved.sql(), rejected = OrderStatus::Rejected.sql(), pending = OrderStatus::Pending.sql()),
+            AND ($1::text IS NULL OR t.name = $1)",
+            approved = OrderStatus::Approved.sql(),
+            rejected = OrderStatus::Rejected.sql(),
+            pending = OrderStatus::Pending.sql()
+        ),
         &[&tenant, &since],
     )?;
     Ok(Finished { approved: r.get(0), rejected: r.get(1), median_ms: r.get(2), p90_ms: r.get(3) })
@@ -133,7 +147,8 @@ pub fn provider_activity(
     since: DateTime<Utc>,
 ) -> Result<Vec<ProviderActivity>> {
     let rows = client.query(
-        &format!("WITH placed AS (
+        &format!(
+            "WITH placed AS (
              SELECT pl.provider_id,
                     count(*) AS placements,
                     count(*) FILTER (WHERE pl.outcome = {placement_accepted}) AS accepted,
@@ -162,7 +177,11 @@ pub fn provider_activity(
            LEFT JOIN placed pl ON pl.provider_id = p.id
            LEFT JOIN checked c ON c.provider_id = p.id
           WHERE ($1::text IS NULL OR t.name = $1)
-          ORDER BY 1, 2", placement_accepted = PlacementState::Accepted.sql(), placement_rejected = PlacementState::Rejected.sql(), placement_ambiguous = PlacementState::Ambiguous.sql()),
+          ORDER BY 1, 2",
+            placement_accepted = PlacementState::Accepted.sql(),
+            placement_rejected = PlacementState::Rejected.sql(),
+            placement_ambiguous = PlacementState::Ambiguous.sql()
+        ),
         &[&tenant, &since],
     )?;
     Ok(rows
@@ -286,7 +305,8 @@ impl Settlement {
 /// does: nothing is scheduled for it here, its upstream order finishes it.
 pub fn settlement(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Settlement> {
     let r = client.query_one(
-        &format!("WITH RECURSIVE chain(id, status, at) AS (
+        &format!(
+            "WITH RECURSIVE chain(id, status, at) AS (
              SELECT o.id, o.status, o.id FROM orders o JOIN tenants t ON t.id = o.tenant_id
               WHERE ($1::text IS NULL OR t.name = $1)
              UNION ALL
@@ -298,7 +318,11 @@ pub fn settlement(client: &mut impl GenericClient, tenant: Option<&str>) -> Resu
                 count(*) FILTER (WHERE status = {rejected}),
                 count(*) FILTER (WHERE status = {pending} AND next_check_at IS NULL),
                 count(*) FILTER (WHERE status = {pending} AND next_check_at IS NOT NULL)
-           FROM ends", approved = OrderStatus::Approved.sql(), rejected = OrderStatus::Rejected.sql(), pending = OrderStatus::Pending.sql()),
+           FROM ends",
+            approved = OrderStatus::Approved.sql(),
+            rejected = OrderStatus::Rejected.sql(),
+            pending = OrderStatus::Pending.sql()
+        ),
         &[&tenant],
     )?;
     Ok(Settlement { approved: r.get(0), rejected: r.get(1), waiting_for_operator: r.get(2), moving: r.get(3) })
@@ -311,14 +335,17 @@ pub fn metric_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Re
     // One part per partial due index (placements, checks): each reads only the orders with work
     // scheduled; a bare `next_check_at <= now()` matches neither and scans the table.
     let due = client.query_one(
-        &format!("SELECT coalesce(sum(n), 0)::bigint, coalesce((extract(epoch FROM now() - min(oldest)) * 1000)::bigint, 0)
+        &format!(
+            "SELECT coalesce(sum(n), 0)::bigint, coalesce((extract(epoch FROM now() - min(oldest)) * 1000)::bigint, 0)
            FROM (SELECT count(*) AS n, min(next_check_at) AS oldest FROM orders
                   WHERE next_check_at IS NOT NULL AND external_status = {not_sent} AND next_check_at <= now()
                     AND ($1::bigint IS NULL OR tenant_id = $1)
                  UNION ALL
                  SELECT count(*), min(next_check_at) FROM orders
                   WHERE next_check_at IS NOT NULL AND external_status <> {not_sent} AND next_check_at <= now()
-                    AND ($1::bigint IS NULL OR tenant_id = $1)) parts", not_sent = ExternalStatus::NotSent.sql()),
+                    AND ($1::bigint IS NULL OR tenant_id = $1)) parts",
+            not_sent = ExternalStatus::NotSent.sql()
+        ),
         &[&tenant],
     )?;
     let tenants = client
@@ -347,11 +374,15 @@ pub fn metric_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Re
         .collect();
     let webhooks = client
         .query(
-            &format!("SELECT t.name,
+            &format!(
+                "SELECT t.name,
                     (SELECT count(*) FROM webhook_deliveries d WHERE d.tenant_id = t.id AND d.state = {to_deliver}),
                     (SELECT count(*) FROM webhook_deliveries d WHERE d.tenant_id = t.id AND d.state = {undeliverable}),
                     (SELECT count(*) FROM webhooks w WHERE w.tenant_id = t.id AND w.enabled AND w.disabled_at IS NOT NULL)
-               FROM tenants t WHERE ($1::bigint IS NULL OR t.id = $1) ORDER BY 1", to_deliver = DeliveryState::Pending.sql(), undeliverable = DeliveryState::Failed.sql()),
+               FROM tenants t WHERE ($1::bigint IS NULL OR t.id = $1) ORDER BY 1",
+                to_deliver = DeliveryState::Pending.sql(),
+                undeliverable = DeliveryState::Failed.sql()
+            ),
             &[&tenant],
         )?
         .iter()

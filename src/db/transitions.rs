@@ -12,9 +12,9 @@ use crate::db::GenericClient;
 use crate::domain::lifecycle::states::{sql_in, PlacementState, Reconciled};
 use crate::domain::lifecycle::{ExternalStatus, Money, Schedule, Set, Transition};
 use crate::error::{Error, Result};
-use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// A placement to claim.
@@ -72,7 +72,7 @@ pub fn claim_placements(
     let (dispatching, not_sent) = (ExternalStatus::Dispatching.sql(), PlacementState::NotSent.sql());
     let rows = tx.query(
         &format!(
-        "WITH wanted AS (
+            "WITH wanted AS (
              SELECT o.id, c.provider_id, c.expects_pin,
                     CASE WHEN c.reuse AND o.provider_referans IS NOT NULL THEN o.provider_referans
                          ELSE orderctl_new_reference($4, o.id, c.provider_id) END AS referans

@@ -6,10 +6,10 @@
 //! A webhook's secret is selected only where a request is signed (`claim_due`,
 //! `tenant_webhooks`), never by a listing.
 
-use crate::domain::lifecycle::states::{DeliveryState};
 use crate::db::row::state;
 use crate::db::GenericClient;
 use crate::domain::endpoint::Access;
+use crate::domain::lifecycle::states::DeliveryState;
 use crate::domain::webhook::Secret;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
@@ -66,7 +66,8 @@ pub const PER_ENDPOINT: i64 = 2;
 /// lease token is bumped.
 pub fn claim_due(client: &mut impl GenericClient, q: DeliveryQuery, limit: i64, lease: Duration) -> Result<Vec<DueDelivery>> {
     let rows = client.query(
-        &format!("WITH endpoints AS (
+        &format!(
+            "WITH endpoints AS (
              SELECT w.id,
                     $6::bigint - (SELECT count(*) FROM webhook_deliveries f
                                   WHERE f.webhook_id = w.id AND f.state = {to_deliver} AND f.in_flight_until > now()) AS room
@@ -95,28 +96,33 @@ pub fn claim_due(client: &mut impl GenericClient, q: DeliveryQuery, limit: i64, 
                 lease = d.lease + 1
            FROM picked c, webhooks w, tenants t
           WHERE d.id = c.id AND w.id = d.webhook_id AND t.id = d.tenant_id
-          RETURNING d.id, d.lease, d.event_id, d.event_type, t.name, w.id, w.url, w.secret,
-                    CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END,
+          RETURNING d.id, d.lease, d.event_id, d.event_type, t.name AS tenant, w.id AS webhook_id, w.url, w.secret,
+                    CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END AS previous_secret,
                     w.allow_private_network, w.allow_http, w.retry_horizon_ms, d.body, d.attempts,
-                    (extract(epoch FROM now() - d.retry_from) * 1000)::bigint", to_deliver = DeliveryState::Pending.sql()),
+                    (extract(epoch FROM now() - d.retry_from) * 1000)::bigint AS series_age_ms",
+            to_deliver = DeliveryState::Pending.sql()
+        ),
         &[&q.tenant, &q.due_by, &q.ids, &limit, &(lease.as_millis() as i64), &PER_ENDPOINT],
     )?;
     Ok(rows
         .iter()
         .map(|r| DueDelivery {
-            id: r.get(0),
-            lease: r.get(1),
-            event_id: r.get(2),
-            event_type: r.get(3),
-            tenant: r.get(4),
-            webhook_id: r.get(5),
-            url: r.get(6),
-            secrets: std::iter::once(r.get::<_, String>(7)).chain(r.get::<_, Option<String>>(8)).map(Secret::new).collect(),
-            access: Access { allow_private_network: r.get(9), allow_http: r.get(10) },
-            horizon: r.get::<_, Option<i64>>(11).map(|ms| Duration::from_millis(ms.max(1) as u64)),
-            body: r.get(12),
-            attempts: r.get::<_, i32>(13).max(0) as u32,
-            series_age: Duration::from_millis(r.get::<_, i64>(14).max(0) as u64),
+            id: r.get("id"),
+            lease: r.get("lease"),
+            event_id: r.get("event_id"),
+            event_type: r.get("event_type"),
+            tenant: r.get("tenant"),
+            webhook_id: r.get("webhook_id"),
+            url: r.get("url"),
+            secrets: std::iter::once(r.get::<_, String>("secret"))
+                .chain(r.get::<_, Option<String>>("previous_secret"))
+                .map(Secret::new)
+                .collect(),
+            access: Access { allow_private_network: r.get("allow_private_network"), allow_http: r.get("allow_http") },
+            horizon: r.get::<_, Option<i64>>("retry_horizon_ms").map(|ms| Duration::from_millis(ms.max(1) as u64)),
+            body: r.get("body"),
+            attempts: r.get::<_, i32>("attempts").max(0) as u32,
+            series_age: Duration::from_millis(r.get::<_, i64>("series_age_ms").max(0) as u64),
         })
         .collect())
 }
@@ -196,7 +202,8 @@ pub fn record(client: &mut impl GenericClient, results: &[(i64, i64, Outcome)]) 
         .collect();
     let mut tx = client.transaction()?;
     let rows = tx.query(
-        &format!("UPDATE webhook_deliveries d
+        &format!(
+            "UPDATE webhook_deliveries d
             SET state = u.state,
                 attempts = d.attempts + 1,
                 next_attempt_at = CASE WHEN u.state = {to_deliver} THEN now() + make_interval(secs => u.delay_ms / 1000.0) END,
@@ -207,17 +214,21 @@ pub fn record(client: &mut impl GenericClient, results: &[(i64, i64, Outcome)]) 
            FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::int[], $6::text[])
                 AS u(id, lease, state, delay_ms, status, error)
           WHERE d.id = u.id AND d.lease = u.lease AND d.state = {to_deliver}
-          RETURNING d.id, d.webhook_id, u.state, d.retry_from", to_deliver = DeliveryState::Pending.sql(), delivered = DeliveryState::Delivered.sql()),
+          RETURNING d.id, d.webhook_id, u.state, d.retry_from",
+            to_deliver = DeliveryState::Pending.sql(),
+            delivered = DeliveryState::Delivered.sql()
+        ),
         &[&ids, &leases, &states, &delays, &statuses, &errors],
     )?;
-    let written: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    let endpoints: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
-    let outcomes: Vec<String> = rows.iter().map(|r| r.get(2)).collect();
-    let series: Vec<DateTime<Utc>> = rows.iter().map(|r| r.get(3)).collect();
+    let written: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
+    let endpoints: Vec<i64> = rows.iter().map(|r| r.get("webhook_id")).collect();
+    let outcomes: Vec<String> = rows.iter().map(|r| r.get("state")).collect();
+    let series: Vec<DateTime<Utc>> = rows.iter().map(|r| r.get("retry_from")).collect();
     // Endpoints in id order, so two writers never wait on each other's rows in a cycle.
     let disabled = tx
         .query(
-            &format!("WITH e AS (SELECT u.webhook_id, bool_or(u.state = {delivered}) AS ok,
+            &format!(
+                "WITH e AS (SELECT u.webhook_id, bool_or(u.state = {delivered}) AS ok,
                                min(u.retry_from) FILTER (WHERE u.state = {undeliverable}) AS dead_since
                           FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) AS u(webhook_id, state, retry_from)
                          GROUP BY 1 ORDER BY 1)
@@ -232,7 +243,10 @@ pub fn record(client: &mut impl GenericClient, results: &[(i64, i64, Outcome)]) 
                                            THEN 'failed for its whole retry horizon' ELSE w.disabled_reason END
                FROM e
               WHERE w.id = e.webhook_id
-              RETURNING w.id, w.url, w.disabled_at IS NOT NULL AND w.disabled_at = now()", delivered = DeliveryState::Delivered.sql(), undeliverable = DeliveryState::Failed.sql()),
+              RETURNING w.id, w.url, w.disabled_at IS NOT NULL AND w.disabled_at = now()",
+                delivered = DeliveryState::Delivered.sql(),
+                undeliverable = DeliveryState::Failed.sql()
+            ),
             &[&endpoints, &outcomes, &series],
         )?
         .iter()
@@ -354,7 +368,8 @@ pub fn requeue(client: &mut impl GenericClient, tenant: Option<&str>, target: Re
         }
     }
     let rows = client.query(
-        &format!("UPDATE webhook_deliveries d
+        &format!(
+            "UPDATE webhook_deliveries d
             SET state = {to_deliver}, attempts = 0, retry_from = now(), next_attempt_at = now(), delivered_at = NULL,
                 in_flight_until = NULL
            FROM tenants t
@@ -364,18 +379,25 @@ pub fn requeue(client: &mut impl GenericClient, tenant: Option<&str>, target: Re
                      WHEN $3::uuid IS NOT NULL THEN d.event_id = $3
                      WHEN $4::bigint IS NOT NULL THEN d.webhook_id = $4 AND d.created_at >= $5 AND d.state = {undeliverable}
                      ELSE d.state = {undeliverable} END
-          RETURNING d.id", to_deliver = DeliveryState::Pending.sql(), undeliverable = DeliveryState::Failed.sql(), delivered = DeliveryState::Delivered.sql()),
+          RETURNING d.id",
+            to_deliver = DeliveryState::Pending.sql(),
+            undeliverable = DeliveryState::Failed.sql(),
+            delivered = DeliveryState::Delivered.sql()
+        ),
         &[&tenant, &one, &event, &endpoint, &since, &again],
     )?;
     // A pending one named by id or event is sent now too (it is due now).
     let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     if one.is_some() || event.is_some() {
         let pending = client.query(
-            &format!("UPDATE webhook_deliveries d SET next_attempt_at = now()
+            &format!(
+                "UPDATE webhook_deliveries d SET next_attempt_at = now()
                FROM tenants t
               WHERE t.id = d.tenant_id AND ($1::text IS NULL OR t.name = $1) AND d.state = {to_deliver}
                 AND (d.id = $2 OR d.event_id = $3) AND (d.in_flight_until IS NULL OR d.in_flight_until <= now())
-              RETURNING d.id", to_deliver = DeliveryState::Pending.sql()),
+              RETURNING d.id",
+                to_deliver = DeliveryState::Pending.sql()
+            ),
             &[&tenant, &one, &event],
         )?;
         ids.extend(pending.iter().map(|r| r.get::<_, i64>(0)).filter(|id| !ids.contains(id)).collect::<Vec<_>>());
@@ -407,7 +429,8 @@ pub struct Endpoint {
 /// Endpoints, by tenant and url.
 pub fn endpoints(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<Endpoint>> {
     let rows = client.query(
-        &format!("SELECT w.id, t.name, w.url,
+        &format!(
+            "SELECT w.id, t.name, w.url,
                 CASE WHEN NOT w.enabled THEN 'off' WHEN w.disabled_at IS NOT NULL THEN 'disabled'
                      WHEN w.paused THEN 'paused' ELSE 'active' END,
                 w.disabled_reason, w.failing_since, w.last_success_at, w.retry_horizon_ms,
@@ -417,7 +440,10 @@ pub fn endpoints(client: &mut impl GenericClient, tenant: Option<&str>) -> Resul
                 (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = {undeliverable})
            FROM webhooks w JOIN tenants t ON t.id = w.tenant_id
           WHERE ($1::text IS NULL OR t.name = $1)
-          ORDER BY t.name, w.url", to_deliver = DeliveryState::Pending.sql(), undeliverable = DeliveryState::Failed.sql()),
+          ORDER BY t.name, w.url",
+            to_deliver = DeliveryState::Pending.sql(),
+            undeliverable = DeliveryState::Failed.sql()
+        ),
         &[&tenant],
     )?;
     Ok(rows
@@ -521,12 +547,17 @@ pub struct DeliveryCounts {
 
 pub fn counts(client: &mut impl GenericClient, tenant: Option<&str>, late_after: Duration) -> Result<DeliveryCounts> {
     let r = client.query_one(
-        &format!("SELECT count(*) FILTER (WHERE d.state = {to_deliver}),
+        &format!(
+            "SELECT count(*) FILTER (WHERE d.state = {to_deliver}),
                 count(*) FILTER (WHERE d.state = {undeliverable}),
                 count(*) FILTER (WHERE d.state = {to_deliver} AND NOT w.paused AND w.disabled_at IS NULL
                                    AND d.next_attempt_at < now() - make_interval(secs => $2::bigint / 1000.0))
            FROM webhook_deliveries d JOIN tenants t ON t.id = d.tenant_id JOIN webhooks w ON w.id = d.webhook_id
-          WHERE d.state <> {delivered} AND ($1::text IS NULL OR t.name = $1)", to_deliver = DeliveryState::Pending.sql(), undeliverable = DeliveryState::Failed.sql(), delivered = DeliveryState::Delivered.sql()),
+          WHERE d.state <> {delivered} AND ($1::text IS NULL OR t.name = $1)",
+            to_deliver = DeliveryState::Pending.sql(),
+            undeliverable = DeliveryState::Failed.sql(),
+            delivered = DeliveryState::Delivered.sql()
+        ),
         &[&tenant, &(late_after.as_millis() as i64)],
     )?;
     Ok(DeliveryCounts { pending: r.get(0), failed: r.get(1), overdue: r.get(2) })

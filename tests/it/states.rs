@@ -5,8 +5,7 @@
 
 use crate::support::*;
 use orderctl::domain::lifecycle::states::{
-    state_columns, Attention, CodeState, DeliveryState, ExternalStatus, OrderStatus, PlacementState, Reconciled,
-    StateColumn,
+    state_columns, Attention, CodeState, DeliveryState, ExternalStatus, OrderStatus, PlacementState, Reconciled, StateColumn,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

@@ -32,9 +32,9 @@ pub use provider::{checked, config_stop, not_sent, placed, CheckContext, Fallbac
 pub use routing::{delivered_from_stock, routed_to_provider, waiting_for_operator};
 pub use work::{work_for, Work};
 
+use rust_decimal::Decimal;
 use states::{state_column, StateColumn};
 pub use states::{ExternalStatus, OrderStatus};
-use rust_decimal::Decimal;
 use std::time::Duration;
 
 /// Placements sent to one provider for one order, at most. A placement whose outcome stays

@@ -6,8 +6,8 @@
 //! delivers, so it is refused unless forced; a forced decision keeps the order watched and
 //! records whatever the provider answers later.
 
-use super::{Attention, Facts, Money, Notice, Schedule, Set, State, Transition};
 use super::states::{state_column, StateColumn};
+use super::{Attention, Facts, Money, Notice, Schedule, Set, State, Transition};
 use crate::domain::status::{ExternalStatus, OrderStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

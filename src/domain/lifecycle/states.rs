@@ -18,7 +18,6 @@
 //!    (or the other way round) fails there. The compiler then points at every `match` that must
 //!    decide what the new state means. A new state column is registered in [`STATE_COLUMNS`].
 
-
 /// Declared with the lifecycle's vocabulary; listed here with the other state columns.
 pub use super::{Attention, Settlement};
 
