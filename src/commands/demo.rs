@@ -516,11 +516,11 @@ fn print_forwarded(down: &orders::OrderRow, up: &orders::OrderRow) {
         ]);
     }
     println!("{t}");
-    let outcome = match (down.status.as_str(), up.status.as_str()) {
-        ("approved", "approved") if down.pin_code == up.pin_code => {
+    let outcome = match (down.status, up.status) {
+        (OrderStatus::Approved, OrderStatus::Approved) if down.pin_code == up.pin_code => {
             "approved on both sides with the same PIN, in one transaction"
         }
-        ("rejected", "rejected") => {
+        (OrderStatus::Rejected, OrderStatus::Rejected) => {
             "rejected on both sides: the buyer and the shop's account at the wholesaler were each refunded once"
         }
         _ => "still open: it finishes when the wholesaler's order does",
