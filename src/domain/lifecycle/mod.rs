@@ -17,7 +17,9 @@
 //! Module map: this file holds the vocabulary; `provider.rs` the answers of providers (placements,
 //! checks, lease expiry, deadline); `routing.rs` what the routing lane decides; `operator.rs` the
 //! operator's commands; `work.rs` what a claimed order needs next; `forwarding.rs` an order
-//! forwarded to another tenant (internal routing) and the upstream order finishing it.
+//! forwarded to another tenant (internal routing) and the upstream order finishing it;
+//! `states.rs` the state columns' types (one enum per column, the only place a state is spelled;
+//! it says how to add a state).
 
 mod forwarding;
 mod operator;
