@@ -276,6 +276,7 @@ fn end_to_end(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str
         eprintln!("== end-to-end: {} orders, {variant}", o.orders);
         let mut rates = Vec::new();
         let mut rss = Vec::new();
+        let mut cpu = Vec::new();
         let mut inspect_ms = Vec::new();
         let mut version_ms = Vec::new();
         let footprint = extra.is_empty() && batch < all;
@@ -295,8 +296,19 @@ fn end_to_end(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str
                 left -= batch.min(left);
             }
             let inserted = started.elapsed();
-            let done = wait_until(&mut c, Duration::from_secs(300), |c| !work_left(c)) && final_count(&mut c) >= o.orders;
+            // The daemon's backends are read every tenth poll (about 100 ms apart): reading /proc costs the
+            // benchmark's own process, not the daemon or Postgres.
+            let (mut backends, mut polls) = (BackendCpu::default(), 0u32);
+            let done = wait_until(&mut c, Duration::from_secs(300), |c| {
+                polls += 1;
+                if polls % 10 == 0 {
+                    backends.sample(c);
+                }
+                !work_left(c)
+            }) && final_count(&mut c) >= o.orders;
             let elapsed = started.elapsed();
+            backends.sample(&mut c);
+            let (daemon_cpu, backend_cpu) = (daemon.cpu_ms(), backends.total_ms());
             let peak_kb = daemon.peak_rss_kb();
             drop(daemon);
             if !done {
@@ -311,8 +323,14 @@ fn end_to_end(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str
                 inserted.as_secs_f64(),
                 peak_kb as f64 / 1024.0
             );
+            let per_order = (daemon_cpu + backend_cpu) / o.orders as f64;
+            eprintln!(
+                "   CPU: daemon {:.0} ms + its Postgres backends {:.0} ms = {per_order:.3} ms per order",
+                daemon_cpu, backend_cpu
+            );
             rates.push(rate);
             rss.push(peak_kb as f64 / 1024.0);
+            cpu.push(per_order);
 
             if footprint {
                 // inspect as a process on an order with a full history, 20 times.
@@ -332,6 +350,14 @@ fn end_to_end(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str
             "orders/s",
             Some(Target::AtLeast(results.floor_tps)),
             Some((e2e / results.floor_tps, "of pgbench tx/s")),
+            "",
+        );
+        results.add(
+            &format!("CPU per order (daemon + its Postgres backends, /proc), {variant}"),
+            median(&cpu),
+            "ms",
+            None,
+            Some((median(&cpu) * e2e / 1000.0, "cores busy")),
             "",
         );
         results.add(&format!("daemon peak RSS (VmHWM), {variant}"), median(&rss), "MB", Some(Target::AtMost(50.0)), None, "");

@@ -302,6 +302,11 @@ impl Daemon {
         }
     }
 
+    /// CPU time (user + system) the daemon process has used so far, in ms.
+    pub fn cpu_ms(&self) -> f64 {
+        cpu_ms(self.child.id())
+    }
+
     /// The peak resident set size so far (VmHWM), in kB.
     pub fn peak_rss_kb(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
@@ -317,6 +322,50 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         terminate(&mut self.child);
+    }
+}
+
+/// CPU time (user + system) a process has used, from /proc/PID/stat, in ms; 0 once it is gone.
+pub fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis,
+    // where utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let ticks: u64 = after.split_whitespace().skip(11).take(2).filter_map(|v| v.parse::<u64>().ok()).sum();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 * 1000.0 / per_second
+}
+
+/// The CPU time of the daemon's Postgres backends (`application_name = 'orderctl'` in this
+/// database), sampled: each backend's latest reading is kept, so one that exits between two
+/// samples still counts up to the last one.
+#[derive(Default)]
+pub struct BackendCpu {
+    latest: std::collections::HashMap<i32, f64>,
+}
+
+impl BackendCpu {
+    pub fn sample(&mut self, c: &mut Client) {
+        let pids: Vec<i32> = c
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'orderctl'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for pid in pids {
+            let ms = cpu_ms(pid as u32);
+            if ms > 0.0 {
+                self.latest.insert(pid, ms);
+            }
+        }
+    }
+
+    pub fn total_ms(&self) -> f64 {
+        self.latest.values().sum()
     }
 }
 
