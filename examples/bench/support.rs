@@ -348,10 +348,7 @@ pub struct BackendCpu {
 impl BackendCpu {
     pub fn sample(&mut self, c: &mut Client) {
         let pids: Vec<i32> = c
-            .query(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'orderctl'",
-                &[],
-            )
+            .query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'orderctl'", &[])
             .unwrap()
             .iter()
             .map(|r| r.get(0))

@@ -24,6 +24,6 @@ mod schedules;
 mod setup;
 mod shapes;
 mod states;
-mod write_transactions;
 mod webhook_delivery;
 mod webhooks;
+mod write_transactions;

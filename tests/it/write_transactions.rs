@@ -43,7 +43,9 @@ fn an_order_costs_a_bounded_number_of_write_transactions_per_provider_step() {
     let most = db.query_i64("SELECT max(n) FROM (SELECT count(DISTINCT xid) AS n FROM test_order_writes GROUP BY order_id) x");
     let total = db.query_i64("SELECT count(DISTINCT (order_id, xid)) FROM test_order_writes");
     let steps = placements + checks;
-    eprintln!("write transactions: {total} for 200 orders, {placements} placements, {checks} checks; at most {most} for one order");
+    eprintln!(
+        "write transactions: {total} for 200 orders, {placements} placements, {checks} checks; at most {most} for one order"
+    );
     assert_eq!(db.query_i64("SELECT count(*) FROM orders WHERE status = 'approved'"), 200);
     assert_eq!((placements, checks), (200, 200), "one placement and one check each");
     assert!(total <= 2 * steps, "{total} write transactions for {steps} provider steps of 200 orders");

@@ -5,7 +5,7 @@
 //! registered here too. A finished order (approved or rejected) never moves again.
 //!
 //! Every value a state column may hold is spelled once, here. Rows are read with
-//! [`crate::db`]'s `state` helpers (by column name, an unknown value is an error that names the
+//! `db::row::state` / `state_opt` (by column name, an unknown value is an error that names the
 //! column), and SQL names a state only through [`StateColumn::sql`] / [`sql_in`], never as a
 //! literal (`tests/it/states.rs` greps `src/` and `examples/` for one).
 //!
@@ -16,7 +16,8 @@
 //! 3. `cargo test --test it -- states` compares every registered column with its CHECK
 //!    constraint in the migrated database, both ways: a state added in Rust and missed in SQL
 //!    (or the other way round) fails there. The compiler then points at every `match` that must
-//!    decide what the new state means. A new state column is registered in [`STATE_COLUMNS`].
+//!    decide what the new state means. A new state column gets its own `state_column!` and a line
+//!    in [`state_columns`]; the same test fails on a value-list CHECK no enum mirrors.
 
 /// Declared with the lifecycle's vocabulary; listed here with the other state columns.
 pub use super::{Attention, Settlement};
