@@ -1,6 +1,7 @@
 //! The read-only statements behind `orderctl stats` and `orderctl doctor`: counts, lateness and
 //! timings of the whole operation, and the Postgres health numbers that kill job queues.
 
+use crate::db::row::state;
 use crate::db::GenericClient;
 use crate::domain::lifecycle::states::{sql_in, DeliveryState, ExternalStatus, OrderStatus, PlacementState};
 use crate::error::Result;
@@ -10,15 +11,15 @@ use serde::Serialize;
 /// Orders of one (status, external status) pair.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusCount {
-    pub status: String,
-    pub external_status: String,
+    pub status: OrderStatus,
+    pub external_status: ExternalStatus,
     pub orders: i64,
 }
 
 pub fn orders_by_status(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<StatusCount>> {
     let rows = client.query(
         &format!(
-            "SELECT o.status, o.external_status, count(*)
+            "SELECT o.status, o.external_status, count(*) AS orders
            FROM orders o JOIN tenants t ON t.id = o.tenant_id
           WHERE ($1::text IS NULL OR t.name = $1)
           GROUP BY 1, 2
@@ -29,7 +30,15 @@ pub fn orders_by_status(client: &mut impl GenericClient, tenant: Option<&str>) -
         ),
         &[&tenant],
     )?;
-    Ok(rows.iter().map(|r| StatusCount { status: r.get(0), external_status: r.get(1), orders: r.get(2) }).collect())
+    rows.iter()
+        .map(|r| {
+            Ok(StatusCount {
+                status: state(r, "status")?,
+                external_status: state(r, "external_status")?,
+                orders: r.get("orders"),
+            })
+        })
+        .collect()
 }
 
 /// Orders of one provider by status (orders never sent to a provider count under `-`).
