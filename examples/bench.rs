@@ -348,7 +348,7 @@ fn end_to_end(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str
             &format!("end-to-end throughput, {variant}"),
             e2e,
             "orders/s",
-            Some(Target::AtLeast(results.floor_tps)),
+            Some(Target::AtLeast(1.5 * results.floor_tps)),
             Some((e2e / results.floor_tps, "of pgbench tx/s")),
             "",
         );
