@@ -18,6 +18,7 @@
 //! with `max`, not `sum`, across daemons. A scrape costs no query. One registry per process
 //! (`get()`); nothing here does I/O.
 
+use crate::domain::lifecycle::states::{FinishedOutcome, OrderStatus};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -58,7 +59,7 @@ pub const NAMES: &[&str] = &[
 pub const PLACE_OUTCOMES: [&str; 4] = ["accepted", "rejected", "sent_before", "ambiguous"];
 pub const CHECK_OUTCOMES: [&str; 2] = ["answered", "no_news"];
 /// Final statuses counted in `orders_finished_total`.
-pub const FINISHED: [&str; 2] = ["approved", "rejected"];
+pub const FINISHED: [OrderStatus; 2] = [OrderStatus::Approved, OrderStatus::Rejected];
 /// Webhook attempt outcomes: delivered, retry (tried again later), failed (dead-lettered).
 pub const DELIVERY_OUTCOMES: [&str; 3] = ["delivered", "retry", "failed"];
 
@@ -322,7 +323,7 @@ impl Metrics {
         for t in tenants {
             let tenant = || t.clone();
             for status in FINISHED {
-                let _ = self.orders_finished.get_or_create(&Finished { tenant: tenant(), status: status.to_string() });
+                let _ = self.orders_finished.get_or_create(&Finished { tenant: tenant(), status: status.as_str().to_string() });
             }
             let _ = self.orders_flagged.get_or_create(&TenantOnly { tenant: tenant() });
             for outcome in DELIVERY_OUTCOMES {
@@ -367,7 +368,9 @@ impl Metrics {
             let more = (*n - *before).max(0) as u64;
             *before = (*before).max(*n);
             let counter = match outcome.as_str() {
-                "needs_action" => self.orders_flagged.get_or_create(&TenantOnly { tenant: tenant.clone() }),
+                flagged if flagged == FinishedOutcome::NeedsAction.as_str() => {
+                    self.orders_flagged.get_or_create(&TenantOnly { tenant: tenant.clone() })
+                }
                 status => self.orders_finished.get_or_create(&Finished { tenant: tenant.clone(), status: status.to_string() }),
             };
             counter.inc_by(more);

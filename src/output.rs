@@ -1,6 +1,7 @@
 //! Data goes to stdout, as a table or JSON. Logs and progress go to stderr (env_logger,
 //! indicatif), never here.
 
+use crate::domain::status::Tone;
 use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
 use serde::Serialize;
 
@@ -26,11 +27,11 @@ pub fn status_cell(status: &str) -> Cell {
     if !colour_enabled() {
         return cell;
     }
-    match status {
-        "approved" | "done" => cell.fg(Color::Green),
-        "rejected" | "failed" => cell.fg(Color::Red),
-        "pending" | "sent" | "processing" | "dispatching" => cell.fg(Color::Yellow),
-        _ => cell,
+    match crate::domain::status::tone(status) {
+        Tone::Good => cell.fg(Color::Green),
+        Tone::Bad => cell.fg(Color::Red),
+        Tone::Waiting => cell.fg(Color::Yellow),
+        Tone::Neutral => cell,
     }
 }
 

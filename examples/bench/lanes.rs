@@ -5,6 +5,7 @@
 use super::support::*;
 use super::Options;
 use orderctl::db::Client;
+use orderctl::domain::lifecycle::states::{Attention, ExternalStatus, OrderStatus};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -46,8 +47,11 @@ pub fn isolation(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &
             let ok = wait_until(&mut c, Duration::from_secs(60), |c| {
                 let open: i64 = c
                     .query_one(
-                        "SELECT count(*) FROM orders o JOIN packages p ON p.id = o.package_id
-                          WHERE p.name = 'freefire-100' AND o.status = 'pending'",
+                        &format!(
+                            "SELECT count(*) FROM orders o JOIN packages p ON p.id = o.package_id
+                          WHERE p.name = 'freefire-100' AND o.status = {pending}",
+                            pending = OrderStatus::Pending.sql()
+                        ),
                         &[],
                     )
                     .unwrap()
@@ -188,13 +192,17 @@ pub fn listing(o: &Options, server: &Server, template: &str, bin: &str, results:
     let mut c = connect(&url);
     insert_orders(&mut c, "pubg-60", 10_000);
     // A realistic mix: most finished, some sent, some flagged.
-    c.batch_execute(
-        "UPDATE orders SET status = 'approved', external_status = 'done', next_check_at = NULL, pin_code = 'PIN-' || number,
+    c.batch_execute(&format!(
+        "UPDATE orders SET status = {approved}, external_status = {done}, next_check_at = NULL, pin_code = 'PIN-' || number,
                 completed_at = now() WHERE number % 10 < 7;
-         UPDATE orders SET external_status = 'sent', provider_id = lane, provider_referans = number::text, sent_at = now(),
+         UPDATE orders SET external_status = {sent}, provider_id = lane, provider_referans = number::text, sent_at = now(),
                 dispatched_at = now() WHERE number % 10 = 7;
-         UPDATE orders SET attention = 'given_up', next_check_at = NULL WHERE number % 10 = 8;",
-    )
+         UPDATE orders SET attention = {attention_given_up}, next_check_at = NULL WHERE number % 10 = 8;",
+        approved = OrderStatus::Approved.sql(),
+        done = ExternalStatus::Done.sql(),
+        sent = ExternalStatus::Sent.sql(),
+        attention_given_up = Attention::GivenUp.sql()
+    ))
     .unwrap();
     c.batch_execute("VACUUM ANALYZE orders").unwrap();
     let mut table = Vec::new();
@@ -250,8 +258,16 @@ pub fn four_providers(o: &Options, server: &Server, template: &str, sim: &Sim, b
         let rate = (4 * per) as f64 / started.elapsed().as_secs_f64();
         let peak = daemon.peak_rss_kb() as f64 / 1024.0;
         drop(daemon);
-        let busy: i64 =
-            c.query_one("SELECT count(DISTINCT provider_id) FROM orders WHERE status = 'approved'", &[]).unwrap().get(0);
+        let busy: i64 = c
+            .query_one(
+                &format!(
+                    "SELECT count(DISTINCT provider_id) FROM orders WHERE status = {approved}",
+                    approved = OrderStatus::Approved.sql()
+                ),
+                &[],
+            )
+            .unwrap()
+            .get(0);
         if busy != 4 {
             die(&format!("four providers: only {busy} providers finished orders"));
         }

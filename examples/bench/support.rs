@@ -1,6 +1,7 @@
 //! The benchmark's plumbing: databases, processes, the simulator, statistics and the table.
 
 use orderctl::db::Client;
+use orderctl::domain::lifecycle::states::{ExternalStatus, OrderStatus};
 use orderctl::kit::database::ScratchDb;
 use orderctl::kit::sim::SimProcess;
 use serde_json::{json, Value};
@@ -214,7 +215,9 @@ pub fn by_reference(c: &mut Client, by_id: &std::collections::HashMap<String, f6
 }
 
 pub fn final_count(c: &mut Client) -> i64 {
-    c.query_one("SELECT count(*) FROM orders WHERE status <> 'pending'", &[]).unwrap().get(0)
+    c.query_one(&format!("SELECT count(*) FROM orders WHERE status <> {pending}", pending = OrderStatus::Pending.sql()), &[])
+        .unwrap()
+        .get(0)
 }
 
 /// True while any order has work scheduled. Two probes in the order of the partial due
@@ -223,10 +226,13 @@ pub fn final_count(c: &mut Client) -> i64 {
 /// planner likes a table scan for an EXISTS it expects to find quickly).
 pub fn work_left(c: &mut Client) -> bool {
     c.query_one(
-        "SELECT (SELECT 1 FROM orders WHERE next_check_at IS NOT NULL AND external_status = 'not_sent'
+        &format!(
+            "SELECT (SELECT 1 FROM orders WHERE next_check_at IS NOT NULL AND external_status = {not_sent}
                   ORDER BY lane, next_check_at LIMIT 1) IS NOT NULL
-             OR (SELECT 1 FROM orders WHERE next_check_at IS NOT NULL AND external_status <> 'not_sent'
+             OR (SELECT 1 FROM orders WHERE next_check_at IS NOT NULL AND external_status <> {not_sent}
                   ORDER BY lane, next_check_at LIMIT 1) IS NOT NULL",
+            not_sent = ExternalStatus::NotSent.sql()
+        ),
         &[],
     )
     .unwrap()
@@ -296,6 +302,11 @@ impl Daemon {
         }
     }
 
+    /// CPU time (user + system) the daemon process has used so far, in ms.
+    pub fn cpu_ms(&self) -> f64 {
+        cpu_ms(self.child.id())
+    }
+
     /// The peak resident set size so far (VmHWM), in kB.
     pub fn peak_rss_kb(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
@@ -311,6 +322,47 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         terminate(&mut self.child);
+    }
+}
+
+/// CPU time (user + system) a process has used, from /proc/PID/stat, in ms; 0 once it is gone.
+pub fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis,
+    // where utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let ticks: u64 = after.split_whitespace().skip(11).take(2).filter_map(|v| v.parse::<u64>().ok()).sum();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 * 1000.0 / per_second
+}
+
+/// The CPU time of the daemon's Postgres backends (`application_name = 'orderctl'` in this
+/// database), sampled: each backend's latest reading is kept, so one that exits between two
+/// samples still counts up to the last one.
+#[derive(Default)]
+pub struct BackendCpu {
+    latest: std::collections::HashMap<i32, f64>,
+}
+
+impl BackendCpu {
+    pub fn sample(&mut self, c: &mut Client) {
+        let pids: Vec<i32> = c
+            .query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'orderctl'", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for pid in pids {
+            let ms = cpu_ms(pid as u32);
+            if ms > 0.0 {
+                self.latest.insert(pid, ms);
+            }
+        }
+    }
+
+    pub fn total_ms(&self) -> f64 {
+        self.latest.values().sum()
     }
 }
 

@@ -6,6 +6,7 @@
 use super::support::*;
 use super::Options;
 use orderctl::db::Client;
+use orderctl::domain::lifecycle::states::{Attention, DeliveryState};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -27,7 +28,14 @@ pub fn throughput(o: &Options, server: &Server, template: &str, bin: &str, resul
         let mut c = connect(&db.url);
         let orders = insert_orders(&mut c, "pubg-60", DELIVERIES);
         // Parked: no order work competes with the deliveries.
-        c.execute("UPDATE orders SET next_check_at = NULL, attention = 'routing'", &[]).unwrap();
+        c.execute(
+            &format!(
+                "UPDATE orders SET next_check_at = NULL, attention = {attention_routing}",
+                attention_routing = Attention::Routing.sql()
+            ),
+            &[],
+        )
+        .unwrap();
         let urls: Vec<String> = (0..ENDPOINTS).map(|i| format!("{fast}/{i}")).chain([hanging.clone()]).collect();
         let ids: Vec<i64> = urls
             .iter()
@@ -93,9 +101,15 @@ fn enqueue(c: &mut Client, webhooks: &[i64], orders: &[uuid::Uuid], sequence: i3
 }
 
 fn delivered(c: &mut Client, webhooks: &[i64]) -> i64 {
-    c.query_one("SELECT count(*) FROM webhook_deliveries WHERE webhook_id = ANY($1) AND state = 'delivered'", &[&webhooks])
-        .unwrap()
-        .get(0)
+    c.query_one(
+        &format!(
+            "SELECT count(*) FROM webhook_deliveries WHERE webhook_id = ANY($1) AND state = {delivered}",
+            delivered = DeliveryState::Delivered.sql()
+        ),
+        &[&webhooks],
+    )
+    .unwrap()
+    .get(0)
 }
 
 /// An HTTP receiver answering 200 after `delay`, a thread per connection (keep-alive).

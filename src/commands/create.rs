@@ -108,7 +108,7 @@ fn report(s: &Settings, created: &orders::CreatedOrder, note: serde_json::Value)
     if let Err(e) = brief {
         log::warn!("order {} is created and charged, but it cannot be shown now: {}", created.number, e.message);
         let v = json!({
-            "id": created.id, "number": created.number, "price": created.price.to_string(), "status": "pending",
+            "id": created.id, "number": created.number, "price": created.price.to_string(), "status": crate::domain::status::OrderStatus::Pending,
             "final": false, "dispatch": note, "note": "created and charged; the database could not be read back just now",
         });
         if s.json() {

@@ -20,6 +20,7 @@ use crate::db::{
 };
 use crate::dispatch::{Providers, Timing};
 use crate::domain::backoff::BackoffPolicy;
+use crate::domain::status::OrderStatus;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kit::{cluster, database::ScratchDb};
 use crate::lane::{LaneSettings, Pool};
@@ -473,13 +474,13 @@ fn print_summary(
     // A few orders to look at: one per route, approved first, then a rejection and a manual one.
     let mut samples: Vec<&orders::OrderRow> = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
-    for o in all.iter().filter(|o| o.status == "approved") {
+    for o in all.iter().filter(|o| o.status == OrderStatus::Approved) {
         if seen.insert(route_of(o)) {
             samples.push(o);
         }
     }
-    samples.extend(all.iter().find(|o| o.status == "rejected"));
-    samples.extend(all.iter().find(|o| o.status == "pending"));
+    samples.extend(all.iter().find(|o| o.status == OrderStatus::Rejected));
+    samples.extend(all.iter().find(|o| o.status == OrderStatus::Pending));
     let mut t = output::table(&["order", "package", "provider", "status", "PIN / last message"]);
     for o in &samples {
         let detail = match (&o.pin_code, &o.last_message) {
@@ -491,7 +492,7 @@ fn print_summary(
             Cell::new(o.number),
             Cell::new(&o.package),
             Cell::new(route_of(o)),
-            output::status_cell(&o.status),
+            output::status_cell(o.status.as_str()),
             Cell::new(detail),
         ]);
     }
@@ -510,16 +511,16 @@ fn print_forwarded(down: &orders::OrderRow, up: &orders::OrderRow) {
             Cell::new(&o.user),
             Cell::new(o.price),
             Cell::new(o.provider.as_deref().unwrap_or("-")),
-            output::status_cell(&o.status),
+            output::status_cell(o.status.as_str()),
             Cell::new(o.pin_code.as_deref().unwrap_or("-")),
         ]);
     }
     println!("{t}");
-    let outcome = match (down.status.as_str(), up.status.as_str()) {
-        ("approved", "approved") if down.pin_code == up.pin_code => {
+    let outcome = match (down.status, up.status) {
+        (OrderStatus::Approved, OrderStatus::Approved) if down.pin_code == up.pin_code => {
             "approved on both sides with the same PIN, in one transaction"
         }
-        ("rejected", "rejected") => {
+        (OrderStatus::Rejected, OrderStatus::Rejected) => {
             "rejected on both sides: the buyer and the shop's account at the wholesaler were each refunded once"
         }
         _ => "still open: it finishes when the wholesaler's order does",
@@ -528,7 +529,7 @@ fn print_forwarded(down: &orders::OrderRow, up: &orders::OrderRow) {
 }
 
 fn print_next_steps(database: &DemoDatabase, keep: bool, all: &[orders::OrderRow]) {
-    let example = all.iter().find(|o| o.status == "pending").or(all.first()).map(|o| o.number).unwrap_or(1000);
+    let example = all.iter().find(|o| o.status == OrderStatus::Pending).or(all.first()).map(|o| o.number).unwrap_or(1000);
     let forwarded = all.iter().find(|o| o.forwarded_to.is_some()).map(|o| o.number);
     println!("\nWhere to look next:");
     if keep {

@@ -376,7 +376,7 @@ fn health_findings(client: &mut Client) -> Result<Vec<Finding>> {
         None => out.push(ok("old-transaction", "no other open transaction in this database")),
     }
 
-    for (name, create) in stats::DUE_INDEXES {
+    for (name, create) in stats::due_indexes() {
         match stats::index_valid(client, name)? {
             Some(true) => out.push(ok("due-index", format!("the {name} partial index (a claim's hot index) is valid"))),
             Some(false) => out.push(problem(

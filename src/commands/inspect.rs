@@ -99,7 +99,7 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
                 p.attempt.to_string(),
                 match &p.reconciled {
                     Some(r) => format!("{} (reconciled: {r})", p.outcome),
-                    None => p.outcome.clone(),
+                    None => p.outcome.to_string(),
                 },
                 p.message.clone().unwrap_or_default(),
             ]);
@@ -151,8 +151,8 @@ pub fn print_order_brief(s: &Settings, client: &mut impl GenericClient, o: &Orde
     t.add_row(vec![
         comfy_table::Cell::new(o.number),
         comfy_table::Cell::new(o.id),
-        output::status_cell(&o.status),
-        output::status_cell(&o.external_status),
+        output::status_cell(o.status.as_str()),
+        output::status_cell(o.external_status.as_str()),
         comfy_table::Cell::new(o.provider.as_deref().unwrap_or("-")),
         comfy_table::Cell::new(o.pin_code.as_deref().unwrap_or("-")),
     ]);

@@ -45,7 +45,7 @@ pub fn run(s: &Settings, a: &PollArgs) -> Result<()> {
         }
         first = false;
         let after = orders::load_order(&mut client, order.id)?;
-        let final_state = after.status != "pending";
+        let final_state = after.status.is_final();
         if !a.wait || final_state {
             if !a.wait && !ask && !final_state {
                 if after.forwarded_to.is_some() {

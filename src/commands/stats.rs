@@ -120,7 +120,11 @@ pub fn render(st: &Stats) -> String {
     let total: i64 = st.orders_by_status.iter().map(|c| c.orders).sum();
     let mut t = output::table(&["status", "external status", "orders"]);
     for c in &st.orders_by_status {
-        t.add_row(vec![output::status_cell(&c.status), output::status_cell(&c.external_status), Cell::new(c.orders)]);
+        t.add_row(vec![
+            output::status_cell(c.status.as_str()),
+            output::status_cell(c.external_status.as_str()),
+            Cell::new(c.orders),
+        ]);
     }
     let _ = writeln!(o, "\norders ({total} in all):\n{t}");
 

@@ -38,7 +38,7 @@ pub fn list(s: &Settings, a: &WebhookListArgs) -> Result<()> {
             r.order_number.to_string(),
             r.sequence.to_string(),
             r.url.clone(),
-            r.state.clone(),
+            r.state.to_string(),
             r.attempts.to_string(),
             r.next_attempt_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_else(|| "-".into()),
             r.last_error.clone().unwrap_or_else(|| "-".into()),

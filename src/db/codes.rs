@@ -2,6 +2,7 @@
 //! `SKIP LOCKED` inside the caller's transaction); a group without enough codes hands out none.
 
 use crate::db::GenericClient;
+use crate::domain::lifecycle::states::CodeState;
 use crate::error::Result;
 use uuid::Uuid;
 
@@ -11,10 +12,14 @@ pub fn take(tx: &mut impl GenericClient, order_id: Uuid, code_group_id: i64, qua
     let mut sp = tx.transaction()?;
     let codes: Vec<String> = sp
         .query(
-            "UPDATE code_items SET state = 'used', order_id = $1, used_at = now()
-              WHERE id IN (SELECT id FROM code_items WHERE code_group_id = $2 AND state = 'available'
+            &format!(
+                "UPDATE code_items SET state = {code_used}, order_id = $1, used_at = now()
+              WHERE id IN (SELECT id FROM code_items WHERE code_group_id = $2 AND state = {code_available}
                             ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
               RETURNING code",
+                code_used = CodeState::Used.sql(),
+                code_available = CodeState::Available.sql()
+            ),
             &[&order_id, &code_group_id, &(quantity as i64)],
         )?
         .iter()

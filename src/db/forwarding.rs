@@ -6,6 +6,7 @@
 use crate::db::claims::DueRow;
 use crate::db::routing::Upstream;
 use crate::db::GenericClient;
+use crate::domain::lifecycle::states::OrderStatus;
 use crate::error::{Error, Result};
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -105,10 +106,14 @@ pub fn finished_upstream(tx: &mut impl GenericClient, ids: &[Uuid]) -> Result<Ve
     }
     Ok(tx
         .query(
-            "SELECT u.forwarded_from, t.name, u.number, u.status = 'approved', u.pin_code,
+            &format!(
+                "SELECT u.forwarded_from, t.name, u.number, u.status = {approved}, u.pin_code,
                     coalesce((SELECT e.kind FROM order_events e WHERE e.order_id = u.id ORDER BY e.id DESC LIMIT 1), '')
                FROM orders u JOIN tenants t ON t.id = u.tenant_id
-              WHERE u.id = ANY($1) AND u.forwarded_from IS NOT NULL AND u.status <> 'pending'",
+              WHERE u.id = ANY($1) AND u.forwarded_from IS NOT NULL AND u.status <> {pending}",
+                approved = OrderStatus::Approved.sql(),
+                pending = OrderStatus::Pending.sql()
+            ),
             &[&ids],
         )?
         .iter()

@@ -3,6 +3,7 @@
 //! field names only.
 
 use crate::db::GenericClient;
+use crate::domain::lifecycle::states::OrderStatus;
 use crate::error::Result;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -20,14 +21,17 @@ pub struct TenantRow {
 /// Every tenant (or only `tenant`) with counts of what it holds.
 pub fn tenants(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<TenantRow>> {
     let rows = client.query(
-        "SELECT t.name,
+        &format!(
+            "SELECT t.name,
                 (SELECT count(*) FROM users u WHERE u.tenant_id = t.id),
                 (SELECT count(*) FROM providers p WHERE p.tenant_id = t.id),
                 (SELECT count(*) FROM packages pk WHERE pk.tenant_id = t.id),
-                (SELECT count(*) FROM orders o WHERE o.tenant_id = t.id AND o.status = 'pending')
+                (SELECT count(*) FROM orders o WHERE o.tenant_id = t.id AND o.status = {pending})
            FROM tenants t
           WHERE ($1::text IS NULL OR t.name = $1)
           ORDER BY t.name",
+            pending = OrderStatus::Pending.sql()
+        ),
         &[&tenant],
     )?;
     Ok(rows

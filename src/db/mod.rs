@@ -16,6 +16,7 @@ pub mod permits;
 pub mod pooler;
 pub mod providers;
 pub mod routing;
+mod row;
 pub mod setup;
 pub mod stats;
 pub mod summaries;

@@ -1,7 +1,11 @@
 //! Reading orders, and creating them. Claims live in `claims`, and every change of an order's
 //! state goes through `transitions` (the lifecycle's one writer).
 
+use crate::db::row::{state, state_opt};
 use crate::db::GenericClient;
+use crate::domain::diagnosis::StuckReason;
+use crate::domain::lifecycle::states::{sql_in, PlacementState, Reconciled};
+use crate::domain::lifecycle::{Attention, ExternalStatus, OrderStatus, Settlement};
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -24,8 +28,8 @@ pub struct OrderRow {
     pub user_identifier: String,
     pub extra_field: String,
     pub price: Decimal,
-    pub status: String,
-    pub external_status: String,
+    pub status: OrderStatus,
+    pub external_status: ExternalStatus,
     pub provider_id: Option<i64>,
     pub provider: Option<String>,
     pub external_order_id: Option<String>,
@@ -33,7 +37,7 @@ pub struct OrderRow {
     pub pin_code: Option<String>,
     pub last_message: Option<String>,
     pub awaiting_reconciliation: bool,
-    pub attention: Option<String>,
+    pub attention: Option<Attention>,
     pub checks: i32,
     pub no_news: i32,
     pub next_check_at: Option<DateTime<Utc>>,
@@ -59,82 +63,83 @@ pub struct OrderRow {
     #[serde(skip)]
     pub operator_reason: Option<String>,
     #[serde(skip)]
-    pub settlement: Option<String>,
+    pub settlement: Option<Settlement>,
     #[serde(skip)]
     pub expects_pin: bool,
 }
 
 pub const ORDER_SELECT: &str = "
-    SELECT o.id, o.number, o.tenant_id, t.name, o.user_id, u.name, o.package_id, pk.name,
-           o.quantity, o.user_identifier, o.extra_field, o.price, o.status, o.external_status,
-           o.provider_id, pr.name, o.external_order_id, o.provider_referans, o.pin_code,
+    SELECT o.id, o.number, o.tenant_id, t.name AS tenant, o.user_id, u.name AS user_name, o.package_id,
+           pk.name AS package, o.quantity, o.user_identifier, o.extra_field, o.price, o.status, o.external_status,
+           o.provider_id, pr.name AS provider, o.external_order_id, o.provider_referans, o.pin_code,
            o.last_message, o.awaiting_reconciliation, o.attention, o.checks, o.no_news,
            o.next_check_at, o.lease, o.created_at, o.dispatched_at, o.sent_at, o.last_sync_at,
            o.completed_at, o.duration_ms, o.lane, o.placement_attempts, o.operator_forced, o.late_pin,
-           o.request_id, o.forwarded_to, o.forwarded_from, now(), o.operator_reason, o.settlement, o.expects_pin
+           o.request_id, o.forwarded_to, o.forwarded_from, now() AS read_at, o.operator_reason, o.settlement,
+           o.expects_pin
       FROM orders o
       JOIN tenants t ON t.id = o.tenant_id
       JOIN users u ON u.id = o.user_id
       JOIN packages pk ON pk.id = o.package_id
       LEFT JOIN providers pr ON pr.id = o.provider_id";
 
-pub fn order_from_row(r: &postgres::Row) -> OrderRow {
-    OrderRow {
-        id: r.get(0),
-        number: r.get(1),
-        tenant_id: r.get(2),
-        tenant: r.get(3),
-        user_id: r.get(4),
-        user: r.get(5),
-        package_id: r.get(6),
-        package: r.get(7),
-        quantity: r.get(8),
-        user_identifier: r.get(9),
-        extra_field: r.get(10),
-        price: r.get(11),
-        status: r.get(12),
-        external_status: r.get(13),
-        provider_id: r.get(14),
-        provider: r.get(15),
-        external_order_id: r.get(16),
-        provider_referans: r.get(17),
-        pin_code: r.get(18),
-        last_message: r.get(19),
-        awaiting_reconciliation: r.get(20),
-        attention: r.get(21),
-        checks: r.get(22),
-        no_news: r.get(23),
-        next_check_at: r.get(24),
-        lease: r.get(25),
-        created_at: r.get(26),
-        dispatched_at: r.get(27),
-        sent_at: r.get(28),
-        last_sync_at: r.get(29),
-        completed_at: r.get(30),
-        duration_ms: r.get(31),
-        lane: r.get(32),
-        placement_attempts: r.get(33),
-        operator_forced: r.get(34),
-        late_pin: r.get(35),
-        request_id: r.get(36),
-        forwarded_to: r.get(37),
-        forwarded_from: r.get(38),
-        read_at: r.get(39),
-        operator_reason: r.get(40),
-        settlement: r.get(41),
-        expects_pin: r.get(42),
-    }
+/// An order from a row of [`ORDER_SELECT`], by column name.
+pub fn order_from_row(r: &postgres::Row) -> Result<OrderRow> {
+    Ok(OrderRow {
+        id: r.get("id"),
+        number: r.get("number"),
+        tenant_id: r.get("tenant_id"),
+        tenant: r.get("tenant"),
+        user_id: r.get("user_id"),
+        user: r.get("user_name"),
+        package_id: r.get("package_id"),
+        package: r.get("package"),
+        quantity: r.get("quantity"),
+        user_identifier: r.get("user_identifier"),
+        extra_field: r.get("extra_field"),
+        price: r.get("price"),
+        status: state(r, "status")?,
+        external_status: state(r, "external_status")?,
+        provider_id: r.get("provider_id"),
+        provider: r.get("provider"),
+        external_order_id: r.get("external_order_id"),
+        provider_referans: r.get("provider_referans"),
+        pin_code: r.get("pin_code"),
+        last_message: r.get("last_message"),
+        awaiting_reconciliation: r.get("awaiting_reconciliation"),
+        attention: state_opt(r, "attention")?,
+        checks: r.get("checks"),
+        no_news: r.get("no_news"),
+        next_check_at: r.get("next_check_at"),
+        lease: r.get("lease"),
+        created_at: r.get("created_at"),
+        dispatched_at: r.get("dispatched_at"),
+        sent_at: r.get("sent_at"),
+        last_sync_at: r.get("last_sync_at"),
+        completed_at: r.get("completed_at"),
+        duration_ms: r.get("duration_ms"),
+        lane: r.get("lane"),
+        placement_attempts: r.get("placement_attempts"),
+        operator_forced: r.get("operator_forced"),
+        late_pin: r.get("late_pin"),
+        request_id: r.get("request_id"),
+        forwarded_to: r.get("forwarded_to"),
+        forwarded_from: r.get("forwarded_from"),
+        read_at: r.get("read_at"),
+        operator_reason: r.get("operator_reason"),
+        settlement: state_opt(r, "settlement")?,
+        expects_pin: r.get("expects_pin"),
+    })
 }
 
 impl OrderRow {
     /// What the lifecycle reads from this row.
     pub fn facts(&self) -> Result<crate::domain::lifecycle::Facts> {
-        let internal = Error::internal;
         Ok(crate::domain::lifecycle::Facts {
             number: self.number,
-            status: self.status.parse().map_err(internal)?,
-            external: self.external_status.parse().map_err(internal)?,
-            attention: self.attention.as_deref().and_then(crate::domain::lifecycle::Attention::parse),
+            status: self.status,
+            external: self.external_status,
+            attention: self.attention,
             reconciling: self.awaiting_reconciliation,
             operator_forced: self.operator_forced,
             lane: self.lane,
@@ -149,7 +154,7 @@ impl OrderRow {
             forwarded: self.forwarded_to.is_some(),
             pin: self.pin_code.clone(),
             operator_reason: self.operator_reason.clone(),
-            settlement: self.settlement.as_deref().and_then(crate::domain::lifecycle::Settlement::parse),
+            settlement: self.settlement,
             expects_pin: self.expects_pin,
         })
     }
@@ -199,7 +204,7 @@ pub fn find_order(client: &mut impl GenericClient, order: &OrderRef, tenant: Opt
             AND ($3::text IS NULL OR t.name = $3)"
     );
     let row = client.query_opt(&sql, &[&id, &number, &tenant])?;
-    row.map(|r| order_from_row(&r)).ok_or_else(|| {
+    row.map(|r| order_from_row(&r)).transpose()?.ok_or_else(|| {
         let what = match order {
             OrderRef::Id(id) => format!("order {id}"),
             OrderRef::Number(n) => format!("order number {n}"),
@@ -215,7 +220,11 @@ pub fn load_order(client: &mut impl GenericClient, id: Uuid) -> Result<OrderRow>
 
 /// Load many orders by id in one query (missing ones are simply absent).
 pub fn load_orders(client: &mut impl GenericClient, ids: &[Uuid]) -> Result<Vec<OrderRow>> {
-    Ok(client.query(&format!("{ORDER_SELECT} WHERE o.id = ANY($1)"), &[&ids])?.iter().map(order_from_row).collect())
+    Ok(client
+        .query(&format!("{ORDER_SELECT} WHERE o.id = ANY($1)"), &[&ids])?
+        .iter()
+        .map(order_from_row)
+        .collect::<Result<_>>()?)
 }
 
 /// One entry of an order's history.
@@ -386,9 +395,9 @@ pub struct Placement {
     pub referans: String,
     /// The attempt with this reference (a re-placement is the next one; each keeps its outcome).
     pub attempt: i32,
-    pub outcome: String,
+    pub outcome: PlacementState,
     /// What a later status check found about an attempt whose outcome was unknown.
-    pub reconciled: Option<String>,
+    pub reconciled: Option<Reconciled>,
     pub message: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -400,20 +409,21 @@ pub fn placements_of(client: &mut impl GenericClient, ids: &[Uuid]) -> Result<st
         return Ok(out);
     }
     for r in client.query(
-        "SELECT p.order_id, p.provider_id, pr.name, p.referans, p.outcome, p.message, p.created_at, p.attempt, p.reconciled
+        "SELECT p.order_id, p.provider_id, pr.name AS provider, p.referans, p.outcome, p.message, p.created_at, p.attempt,
+                p.reconciled
            FROM placements p JOIN providers pr ON pr.id = p.provider_id
           WHERE p.order_id = ANY($1) ORDER BY p.id",
         &[&ids],
     )? {
-        out.entry(r.get(0)).or_default().push(Placement {
-            provider_id: r.get(1),
-            provider: r.get(2),
-            referans: r.get(3),
-            attempt: r.get(7),
-            outcome: r.get(4),
-            reconciled: r.get(8),
-            message: r.get(5),
-            created_at: r.get(6),
+        out.entry(r.get("order_id")).or_default().push(Placement {
+            provider_id: r.get("provider_id"),
+            provider: r.get("provider"),
+            referans: r.get("referans"),
+            attempt: r.get("attempt"),
+            outcome: state(&r, "outcome")?,
+            reconciled: state_opt(&r, "reconciled")?,
+            message: r.get("message"),
+            created_at: r.get("created_at"),
         });
     }
     Ok(out)
@@ -491,33 +501,55 @@ pub fn list_orders(client: &mut impl GenericClient, f: &OrderFilter) -> Result<V
         )?
         .iter()
         .map(order_from_row)
-        .collect())
+        .collect::<Result<_>>()?)
 }
 
-/// The ids of the orders that are not moving (`$2`: how late work may be, in ms). The stuck
-/// predicate is evaluated here, before any limit, so orders that wait for an operator by
-/// design (manual routing) never hide stuck ones. `diagnosis::diagnose` says the same of each
-/// (a test holds the two together): flagged for an operator; held by a provider with nothing
-/// scheduled; work overdue; routing that cannot be followed (the incident); an order that
-/// routing says is sent automatically but that nothing will pick up (its schedule was lost); or
-/// an open order forwarded to a stuck order (up a chain).
-const STUCK_IDS: &str = "
-    WITH RECURSIVE own AS (
-        SELECT id FROM orders WHERE attention IS NOT NULL
-        UNION SELECT id FROM orders WHERE status = 'pending' AND next_check_at IS NULL AND forwarded_to IS NULL
-                                     AND external_status IN ('dispatching', 'sent', 'processing')
-        UNION SELECT id FROM orders WHERE next_check_at < now() - make_interval(secs => $2::bigint / 1000.0)
-        UNION SELECT x.id FROM orders x JOIN packages p ON p.id = x.package_id
-               WHERE x.status = 'pending' AND x.external_status = 'not_sent' AND x.attention IS NULL
-                 AND ((p.routing_mode = 'auto'
-                       AND (p.provider_type = 'manual' OR (p.provider_type = 'external' AND p.primary_provider_id IS NULL)
-                            OR (p.provider_type = 'codes' AND p.code_group_id IS NULL)))
-                      OR (x.next_check_at IS NULL AND (x.lane <> 0 OR p.routing_mode = 'auto')))
-    ), chain AS (
-        SELECT id FROM own
-        UNION SELECT d.id FROM orders d JOIN chain c ON d.forwarded_to = c.id WHERE d.status = 'pending'
+/// The ids of the orders that are not moving (`$2`: how late work may be, in ms), by the one
+/// stuck rule (`diagnosis::StuckReason`), one fragment per reason. Evaluated here, before any
+/// limit, so orders that wait for an operator by design (manual routing) never hide stuck ones.
+fn stuck_ids() -> String {
+    let own: Vec<String> = StuckReason::ALL.iter().filter_map(|r| stuck_sql(*r)).collect();
+    let pending = OrderStatus::Pending.sql();
+    format!(
+        "WITH RECURSIVE own AS (
+             {}
+         ), chain AS (
+             SELECT id FROM own
+             UNION SELECT d.id FROM orders d JOIN chain c ON d.forwarded_to = c.id WHERE d.status = {pending}
+         )
+         SELECT id FROM chain",
+        own.join("\n             UNION ")
     )
-    SELECT id FROM chain";
+}
+
+/// The orders a reason holds for, as a `SELECT id`; None for the one reason the recursive
+/// chain of [`stuck_ids`] decides (forwarded to a stuck order).
+fn stuck_sql(reason: StuckReason) -> Option<String> {
+    let (pending, not_sent) = (OrderStatus::Pending.sql(), ExternalStatus::NotSent.sql());
+    let held = sql_in(&ExternalStatus::HELD);
+    let waiting_to_send = format!("x.status = {pending} AND x.external_status = {not_sent} AND x.attention IS NULL");
+    Some(match reason {
+        StuckReason::Flagged => "SELECT id FROM orders WHERE attention IS NOT NULL".to_string(),
+        StuckReason::HeldUnscheduled => format!(
+            "SELECT id FROM orders WHERE status = {pending} AND next_check_at IS NULL AND forwarded_to IS NULL
+                                      AND external_status IN ({held})"
+        ),
+        StuckReason::Overdue => {
+            "SELECT id FROM orders WHERE next_check_at < now() - make_interval(secs => $2::bigint / 1000.0)".to_string()
+        }
+        StuckReason::RoutingContradicts => format!(
+            "SELECT x.id FROM orders x JOIN packages p ON p.id = x.package_id
+              WHERE {waiting_to_send} AND p.routing_mode = 'auto'
+                AND (p.provider_type = 'manual' OR (p.provider_type = 'external' AND p.primary_provider_id IS NULL)
+                     OR (p.provider_type = 'codes' AND p.code_group_id IS NULL))"
+        ),
+        StuckReason::Lost => format!(
+            "SELECT x.id FROM orders x JOIN packages p ON p.id = x.package_id
+              WHERE {waiting_to_send} AND x.next_check_at IS NULL AND (x.lane <> 0 OR p.routing_mode = 'auto')"
+        ),
+        StuckReason::UpstreamStuck => return None,
+    })
+}
 
 /// The stuck orders, oldest first, at most `limit`.
 pub fn stuck_orders(
@@ -527,16 +559,22 @@ pub fn stuck_orders(
     limit: i64,
 ) -> Result<Vec<OrderRow>> {
     let sql = format!(
-        "{ORDER_SELECT} WHERE o.id IN ({STUCK_IDS}) AND ($1::text IS NULL OR t.name = $1) ORDER BY o.created_at, o.number LIMIT $3"
+        "{ORDER_SELECT} WHERE o.id IN ({}) AND ($1::text IS NULL OR t.name = $1) ORDER BY o.created_at, o.number LIMIT $3",
+        stuck_ids()
     );
-    Ok(client.query(&sql, &[&tenant, &(overdue_after.as_millis() as i64), &limit])?.iter().map(order_from_row).collect())
+    Ok(client
+        .query(&sql, &[&tenant, &(overdue_after.as_millis() as i64), &limit])?
+        .iter()
+        .map(order_from_row)
+        .collect::<Result<_>>()?)
 }
 
 /// How many orders are stuck, for reports that name only some.
 pub fn count_stuck(client: &mut impl GenericClient, tenant: Option<&str>, overdue_after: Duration) -> Result<i64> {
     let sql = format!(
         "SELECT count(*) FROM orders o JOIN tenants t ON t.id = o.tenant_id
-          WHERE o.id IN ({STUCK_IDS}) AND ($1::text IS NULL OR t.name = $1)"
+          WHERE o.id IN ({}) AND ($1::text IS NULL OR t.name = $1)",
+        stuck_ids()
     );
     Ok(client.query_one(&sql, &[&tenant, &(overdue_after.as_millis() as i64)])?.get(0))
 }
@@ -554,9 +592,10 @@ pub fn make_due_for_safety_sweep(
 ) -> Result<Vec<i64>> {
     Ok(client
         .query(
-            "UPDATE orders o SET next_check_at = now(), lane = coalesce(o.provider_id, o.lane)
+            &format!(
+                "UPDATE orders o SET next_check_at = now(), lane = coalesce(o.provider_id, o.lane)
                FROM (SELECT id FROM orders
-                      WHERE status = 'pending' AND external_status IN ('sent', 'processing') AND forwarded_to IS NULL
+                      WHERE status = {pending} AND external_status IN ({with_provider}) AND forwarded_to IS NULL
                         AND sent_at BETWEEN now() - make_interval(secs => $2::bigint / 1000.0)
                                         AND now() - make_interval(secs => $3::bigint / 1000.0)
                         AND ($4::bigint IS NULL OR tenant_id = $4)
@@ -566,6 +605,9 @@ pub fn make_due_for_safety_sweep(
                 -- again would have it checked twice at once.
                 AND NOT (o.claimed_at IS NOT NULL AND o.next_check_at > now())
               RETURNING o.lane",
+                pending = OrderStatus::Pending.sql(),
+                with_provider = sql_in(&[ExternalStatus::Sent, ExternalStatus::Processing])
+            ),
             &[&limit, &(max_age.as_millis() as i64), &(min_age.as_millis() as i64), &tenant],
         )?
         .iter()

@@ -10,6 +10,7 @@
 use crate::db::orders::OrderRow;
 use crate::db::transitions::Write;
 use crate::db::GenericClient;
+use crate::domain::status::OrderStatus;
 use crate::domain::webhook::EventType;
 use crate::error::Result;
 use chrono::{DateTime, Utc};
@@ -109,7 +110,7 @@ pub fn body(e: &Event, order: serde_json::Value) -> String {
 /// may quote the dealer's account); a reason is a neutral code and a sentence meant for the shop.
 pub fn shop_view(o: &OrderRow, kind: EventType, refunded: Option<Decimal>) -> serde_json::Value {
     let time = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-    let approved = o.status == "approved";
+    let approved = o.status == OrderStatus::Approved;
     serde_json::json!({
         "id": o.id,
         "number": o.number,
@@ -119,7 +120,7 @@ pub fn shop_view(o: &OrderRow, kind: EventType, refunded: Option<Decimal>) -> se
         "extra_field": o.extra_field,
         "price": o.price.to_string(),
         "status": o.status,
-        "final": o.status != "pending",
+        "final": o.status.is_final(),
         "pin_code": if approved { o.pin_code.clone() } else { None },
         "refunded": refunded.map(|r| r.to_string()),
         "reason": crate::domain::webhook::Reason::of(kind).map(|r| serde_json::json!({"code": r.code, "text": r.text})),

@@ -6,7 +6,8 @@
 
 use crate::db::transitions::Write;
 use crate::db::GenericClient;
-use crate::domain::lifecycle::Notice;
+use crate::domain::lifecycle::states::FinishedOutcome;
+use crate::domain::lifecycle::{Notice, OrderStatus};
 use crate::error::Result;
 use uuid::Uuid;
 
@@ -20,12 +21,13 @@ pub fn count(tx: &mut impl GenericClient, done: &[&Write]) -> Result<()> {
     let mut outcomes: Vec<&str> = Vec::new();
     for w in done {
         let outcome = match (w.transition.final_status(), w.transition.notice) {
-            (Some(status), _) => status.as_str(),
-            (None, Some(Notice::NeedsAction)) => "needs_action",
+            (Some(OrderStatus::Approved), _) => FinishedOutcome::Approved,
+            (Some(_), _) => FinishedOutcome::Rejected,
+            (None, Some(Notice::NeedsAction)) => FinishedOutcome::NeedsAction,
             _ => continue,
         };
         ids.push(w.order_id);
-        outcomes.push(outcome);
+        outcomes.push(outcome.as_str());
     }
     if ids.is_empty() {
         return Ok(());

@@ -2,15 +2,19 @@
 //! `inspect`.
 
 use crate::db::GenericClient;
+use crate::domain::lifecycle::states::{CodeState, PlacementState};
 use crate::domain::routing::{Forwarding, RoutedProvider, RoutingView, UpstreamRoute};
 use crate::error::{Error, Result};
 
-const ROUTING_VIEWS: &str = "
+/// Each package's routing, with what it points at.
+fn routing_views_sql() -> String {
+    format!(
+        "
     SELECT t.name, pk.name, pk.routing_mode, pk.provider_type,
            pp.name, pp.enabled, (pm.package_id IS NOT NULL),
            fp.name, fp.enabled, (fm.package_id IS NOT NULL),
            cg.name,
-           (SELECT count(*) FROM code_items ci WHERE ci.code_group_id = cg.id AND ci.state = 'available'),
+           (SELECT count(*) FROM code_items ci WHERE ci.code_group_id = cg.id AND ci.state = {code_available}),
            pk.id, ut.name, up.name, ua.name, up.enabled
       FROM packages pk
       JOIN tenants t ON t.id = pk.tenant_id
@@ -25,7 +29,10 @@ const ROUTING_VIEWS: &str = "
      WHERE ($1::text IS NULL OR t.name = $1)
        AND ($2::bigint IS NULL OR pk.id = $2)
        AND ($3::bigint[] IS NULL OR pk.id = ANY($3))
-     ORDER BY t.name, pk.name";
+     ORDER BY t.name, pk.name",
+        code_available = CodeState::Available.sql()
+    )
+}
 
 /// Routing of every package (optionally of one tenant, or one package), with the state of the
 /// providers, mappings and code stock it points at. Returns (package id, view).
@@ -51,7 +58,7 @@ fn views(
     package_id: Option<i64>,
     packages: Option<&[i64]>,
 ) -> Result<Vec<(i64, RoutingView)>> {
-    let rows = client.query(ROUTING_VIEWS, &[&tenant, &package_id, &packages])?;
+    let rows = client.query(&routing_views_sql(), &[&tenant, &package_id, &packages])?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let mode: String = r.get(2);
@@ -167,10 +174,13 @@ pub fn fallback_for(
 ) -> Result<Option<crate::domain::lifecycle::Fallback>> {
     Ok(client
         .query_opt(
-            "SELECT pr.id, pr.name FROM packages pk JOIN providers pr ON pr.id = pk.fallback_provider_id
+            &format!(
+                "SELECT pr.id, pr.name FROM packages pk JOIN providers pr ON pr.id = pk.fallback_provider_id
               WHERE pk.id = $1 AND pk.provider_type = 'external' AND pr.id <> $3
                 AND NOT EXISTS (SELECT 1 FROM placements p
-                                 WHERE p.order_id = $2 AND p.provider_id = pr.id AND p.outcome = 'rejected')",
+                                 WHERE p.order_id = $2 AND p.provider_id = pr.id AND p.outcome = {placement_rejected})",
+                placement_rejected = PlacementState::Rejected.sql()
+            ),
             &[&package_id, &order_id, &current],
         )?
         .map(|r| crate::domain::lifecycle::Fallback { provider_id: r.get(0), name: r.get(1) }))

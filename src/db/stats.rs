@@ -1,7 +1,9 @@
 //! The read-only statements behind `orderctl stats` and `orderctl doctor`: counts, lateness and
 //! timings of the whole operation, and the Postgres health numbers that kill job queues.
 
+use crate::db::row::state;
 use crate::db::GenericClient;
+use crate::domain::lifecycle::states::{sql_in, DeliveryState, ExternalStatus, OrderStatus, PlacementState};
 use crate::error::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -9,22 +11,34 @@ use serde::Serialize;
 /// Orders of one (status, external status) pair.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusCount {
-    pub status: String,
-    pub external_status: String,
+    pub status: OrderStatus,
+    pub external_status: ExternalStatus,
     pub orders: i64,
 }
 
 pub fn orders_by_status(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<StatusCount>> {
     let rows = client.query(
-        "SELECT o.status, o.external_status, count(*)
+        &format!(
+            "SELECT o.status, o.external_status, count(*) AS orders
            FROM orders o JOIN tenants t ON t.id = o.tenant_id
           WHERE ($1::text IS NULL OR t.name = $1)
           GROUP BY 1, 2
-          ORDER BY array_position(ARRAY['pending', 'approved', 'rejected'], o.status),
-                   array_position(ARRAY['not_sent', 'dispatching', 'sent', 'processing', 'done', 'failed'], o.external_status)",
+          ORDER BY array_position(ARRAY[{statuses}], o.status),
+                   array_position(ARRAY[{external_statuses}], o.external_status)",
+            statuses = sql_in(OrderStatus::ALL),
+            external_statuses = sql_in(ExternalStatus::ALL)
+        ),
         &[&tenant],
     )?;
-    Ok(rows.iter().map(|r| StatusCount { status: r.get(0), external_status: r.get(1), orders: r.get(2) }).collect())
+    rows.iter()
+        .map(|r| {
+            Ok(StatusCount {
+                status: state(r, "status")?,
+                external_status: state(r, "external_status")?,
+                orders: r.get("orders"),
+            })
+        })
+        .collect()
 }
 
 /// Orders of one provider by status (orders never sent to a provider count under `-`).
@@ -39,15 +53,20 @@ pub struct ProviderOrders {
 
 pub fn orders_by_provider(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<ProviderOrders>> {
     let rows = client.query(
-        "SELECT t.name, coalesce(p.name, '-'),
-                count(*) FILTER (WHERE o.status = 'pending'),
-                count(*) FILTER (WHERE o.status = 'approved'),
-                count(*) FILTER (WHERE o.status = 'rejected')
+        &format!(
+            "SELECT t.name, coalesce(p.name, '-'),
+                count(*) FILTER (WHERE o.status = {pending}),
+                count(*) FILTER (WHERE o.status = {approved}),
+                count(*) FILTER (WHERE o.status = {rejected})
            FROM orders o JOIN tenants t ON t.id = o.tenant_id
            LEFT JOIN providers p ON p.id = o.provider_id
           WHERE ($1::text IS NULL OR t.name = $1)
           GROUP BY 1, 2
           ORDER BY 1, 2",
+            pending = OrderStatus::Pending.sql(),
+            approved = OrderStatus::Approved.sql(),
+            rejected = OrderStatus::Rejected.sql()
+        ),
         &[&tenant],
     )?;
     Ok(rows
@@ -93,13 +112,18 @@ pub struct Finished {
 
 pub fn finished_since(client: &mut impl GenericClient, tenant: Option<&str>, since: DateTime<Utc>) -> Result<Finished> {
     let r = client.query_one(
-        "SELECT count(*) FILTER (WHERE o.status = 'approved'),
-                count(*) FILTER (WHERE o.status = 'rejected'),
+        &format!(
+            "SELECT count(*) FILTER (WHERE o.status = {approved}),
+                count(*) FILTER (WHERE o.status = {rejected}),
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY o.duration_ms),
                 percentile_cont(0.9) WITHIN GROUP (ORDER BY o.duration_ms)
            FROM orders o JOIN tenants t ON t.id = o.tenant_id
-          WHERE o.status <> 'pending' AND o.completed_at >= $2
+          WHERE o.status <> {pending} AND o.completed_at >= $2
             AND ($1::text IS NULL OR t.name = $1)",
+            approved = OrderStatus::Approved.sql(),
+            rejected = OrderStatus::Rejected.sql(),
+            pending = OrderStatus::Pending.sql()
+        ),
         &[&tenant, &since],
     )?;
     Ok(Finished { approved: r.get(0), rejected: r.get(1), median_ms: r.get(2), p90_ms: r.get(3) })
@@ -132,12 +156,13 @@ pub fn provider_activity(
     since: DateTime<Utc>,
 ) -> Result<Vec<ProviderActivity>> {
     let rows = client.query(
-        "WITH placed AS (
+        &format!(
+            "WITH placed AS (
              SELECT pl.provider_id,
                     count(*) AS placements,
-                    count(*) FILTER (WHERE pl.outcome = 'accepted') AS accepted,
-                    count(*) FILTER (WHERE pl.outcome = 'rejected') AS rejected,
-                    count(*) FILTER (WHERE pl.outcome = 'ambiguous') AS ambiguous
+                    count(*) FILTER (WHERE pl.outcome = {placement_accepted}) AS accepted,
+                    count(*) FILTER (WHERE pl.outcome = {placement_rejected}) AS rejected,
+                    count(*) FILTER (WHERE pl.outcome = {placement_ambiguous}) AS ambiguous
                FROM placements pl
               WHERE pl.created_at >= $2
               GROUP BY 1),
@@ -162,6 +187,10 @@ pub fn provider_activity(
            LEFT JOIN checked c ON c.provider_id = p.id
           WHERE ($1::text IS NULL OR t.name = $1)
           ORDER BY 1, 2",
+            placement_accepted = PlacementState::Accepted.sql(),
+            placement_rejected = PlacementState::Rejected.sql(),
+            placement_ambiguous = PlacementState::Ambiguous.sql()
+        ),
         &[&tenant, &since],
     )?;
     Ok(rows
@@ -241,17 +270,17 @@ pub fn oldest_transaction(client: &mut impl GenericClient) -> Result<Option<Olde
     Ok(row.map(|r| OldestTransaction { pid: r.get(0), age_ms: r.get(1), state: r.get(2), application_name: r.get(3) }))
 }
 
-/// The claims' hot partial indexes, and how to build each again.
-pub const DUE_INDEXES: &[(&str, &str)] = &[
-    (
-        "orders_due",
-        "CREATE INDEX CONCURRENTLY orders_due ON orders (lane, next_check_at) WHERE next_check_at IS NOT NULL AND external_status <> 'not_sent';",
-    ),
-    (
-        "orders_due_placements",
-        "CREATE INDEX CONCURRENTLY orders_due_placements ON orders (lane, next_check_at) WHERE next_check_at IS NOT NULL AND external_status = 'not_sent';",
-    ),
-];
+/// The claims' hot partial indexes, and how to build each again (the predicates of
+/// `sql/0002_lifecycle_and_lanes.sql`; the schema test compares them with the migrated database).
+pub fn due_indexes() -> [(&'static str, String); 2] {
+    let not_sent = ExternalStatus::NotSent.sql();
+    let create = |name: &str, op: &str| {
+        format!(
+            "CREATE INDEX CONCURRENTLY {name} ON orders (lane, next_check_at) WHERE next_check_at IS NOT NULL AND external_status {op} {not_sent};"
+        )
+    };
+    [("orders_due", create("orders_due", "<>")), ("orders_due_placements", create("orders_due_placements", "="))]
+}
 
 /// Whether a hot index exists, and is valid. None: it does not exist.
 pub fn index_valid(client: &mut impl GenericClient, name: &str) -> Result<Option<bool>> {
@@ -285,7 +314,8 @@ impl Settlement {
 /// does: nothing is scheduled for it here, its upstream order finishes it.
 pub fn settlement(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Settlement> {
     let r = client.query_one(
-        "WITH RECURSIVE chain(id, status, at) AS (
+        &format!(
+            "WITH RECURSIVE chain(id, status, at) AS (
              SELECT o.id, o.status, o.id FROM orders o JOIN tenants t ON t.id = o.tenant_id
               WHERE ($1::text IS NULL OR t.name = $1)
              UNION ALL
@@ -293,11 +323,15 @@ pub fn settlement(client: &mut impl GenericClient, tenant: Option<&str>) -> Resu
          ), ends AS (
              SELECT c.status, e.next_check_at FROM chain c JOIN orders e ON e.id = c.at WHERE e.forwarded_to IS NULL
          )
-         SELECT count(*) FILTER (WHERE status = 'approved'),
-                count(*) FILTER (WHERE status = 'rejected'),
-                count(*) FILTER (WHERE status = 'pending' AND next_check_at IS NULL),
-                count(*) FILTER (WHERE status = 'pending' AND next_check_at IS NOT NULL)
+         SELECT count(*) FILTER (WHERE status = {approved}),
+                count(*) FILTER (WHERE status = {rejected}),
+                count(*) FILTER (WHERE status = {pending} AND next_check_at IS NULL),
+                count(*) FILTER (WHERE status = {pending} AND next_check_at IS NOT NULL)
            FROM ends",
+            approved = OrderStatus::Approved.sql(),
+            rejected = OrderStatus::Rejected.sql(),
+            pending = OrderStatus::Pending.sql()
+        ),
         &[&tenant],
     )?;
     Ok(Settlement { approved: r.get(0), rejected: r.get(1), waiting_for_operator: r.get(2), moving: r.get(3) })
@@ -310,14 +344,17 @@ pub fn metric_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Re
     // One part per partial due index (placements, checks): each reads only the orders with work
     // scheduled; a bare `next_check_at <= now()` matches neither and scans the table.
     let due = client.query_one(
-        "SELECT coalesce(sum(n), 0)::bigint, coalesce((extract(epoch FROM now() - min(oldest)) * 1000)::bigint, 0)
+        &format!(
+            "SELECT coalesce(sum(n), 0)::bigint, coalesce((extract(epoch FROM now() - min(oldest)) * 1000)::bigint, 0)
            FROM (SELECT count(*) AS n, min(next_check_at) AS oldest FROM orders
-                  WHERE next_check_at IS NOT NULL AND external_status = 'not_sent' AND next_check_at <= now()
+                  WHERE next_check_at IS NOT NULL AND external_status = {not_sent} AND next_check_at <= now()
                     AND ($1::bigint IS NULL OR tenant_id = $1)
                  UNION ALL
                  SELECT count(*), min(next_check_at) FROM orders
-                  WHERE next_check_at IS NOT NULL AND external_status <> 'not_sent' AND next_check_at <= now()
+                  WHERE next_check_at IS NOT NULL AND external_status <> {not_sent} AND next_check_at <= now()
                     AND ($1::bigint IS NULL OR tenant_id = $1)) parts",
+            not_sent = ExternalStatus::NotSent.sql()
+        ),
         &[&tenant],
     )?;
     let tenants = client
@@ -346,11 +383,15 @@ pub fn metric_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Re
         .collect();
     let webhooks = client
         .query(
-            "SELECT t.name,
-                    (SELECT count(*) FROM webhook_deliveries d WHERE d.tenant_id = t.id AND d.state = 'pending'),
-                    (SELECT count(*) FROM webhook_deliveries d WHERE d.tenant_id = t.id AND d.state = 'failed'),
+            &format!(
+                "SELECT t.name,
+                    (SELECT count(*) FROM webhook_deliveries d WHERE d.tenant_id = t.id AND d.state = {to_deliver}),
+                    (SELECT count(*) FROM webhook_deliveries d WHERE d.tenant_id = t.id AND d.state = {undeliverable}),
                     (SELECT count(*) FROM webhooks w WHERE w.tenant_id = t.id AND w.enabled AND w.disabled_at IS NOT NULL)
                FROM tenants t WHERE ($1::bigint IS NULL OR t.id = $1) ORDER BY 1",
+                to_deliver = DeliveryState::Pending.sql(),
+                undeliverable = DeliveryState::Failed.sql()
+            ),
             &[&tenant],
         )?
         .iter()

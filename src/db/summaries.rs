@@ -7,6 +7,7 @@ use crate::db::routing::routing_views_of;
 use crate::db::GenericClient;
 use crate::domain::diagnosis::{diagnose, Diagnosis, OrderFacts, StuckThresholds, UpstreamView};
 use crate::domain::routing::RoutingView;
+use crate::domain::status::OrderStatus;
 use crate::error::Result;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -24,7 +25,7 @@ pub fn order_summaries(client: &mut impl GenericClient, rows: &[OrderRow], limit
     packages.sort_unstable();
     packages.dedup();
     let routing: HashMap<i64, RoutingView> = routing_views_of(client, &packages)?.into_iter().collect();
-    let rejected: Vec<uuid::Uuid> = rows.iter().filter(|o| o.status == "rejected").map(|o| o.id).collect();
+    let rejected: Vec<uuid::Uuid> = rows.iter().filter(|o| o.status == OrderStatus::Rejected).map(|o| o.id).collect();
     let refunds = orders::refunds(client, &rejected)?;
     let upstream = upstream_views(client, rows, limits)?;
     let origins = orders::forwarded_from(client, &rows.iter().filter_map(|o| o.forwarded_from).collect::<Vec<_>>())?;
@@ -89,8 +90,8 @@ fn upstream_views(
             let view = UpstreamView {
                 tenant: o.tenant.clone(),
                 number: o.number,
-                status: o.status.clone(),
-                external_status: o.external_status.clone(),
+                status: o.status,
+                external_status: o.external_status,
                 code: d.code,
                 stuck: d.stuck,
             };
@@ -169,7 +170,7 @@ fn summary(o: &OrderRow, refunded: Option<String>, diagnosis: Diagnosis) -> Valu
         "operator_forced": o.operator_forced,
         "late_pin": o.late_pin,
         "request_id": o.request_id,
-        "final": o.status != "pending",
+        "final": o.status.is_final(),
         "diagnosis": diagnosis,
     })
 }

@@ -5,13 +5,131 @@
 //! ledger rows: exactly once), the history entry and the shop's notice (`outbox`). And forwarding:
 //! an order that reaches a final status finishes the order forwarded to it (and that one the
 //! order forwarded to it, up a chain) in the same transaction, by the lifecycle's `upstream_finished`.
+//! The claim of a placement (`claim_placements`: the order moves to `dispatching` with its
+//! reference committed before any call) is written here too.
 
 use crate::db::GenericClient;
-use crate::domain::lifecycle::{Money, Schedule, Set, Transition};
-use crate::error::Result;
+use crate::domain::lifecycle::states::{sql_in, PlacementState, Reconciled};
+use crate::domain::lifecycle::{ExternalStatus, Money, Schedule, Set, Transition};
+use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::time::Duration;
 use uuid::Uuid;
+
+/// A placement to claim.
+#[derive(Debug, Clone)]
+pub struct PlacementClaim {
+    pub order_id: Uuid,
+    pub provider_id: i64,
+    /// Send the order's reference again (the provider was shown not to have it).
+    pub reuse: bool,
+    /// The mapping says the product delivers PINs.
+    pub expects_pin: bool,
+}
+
+/// A placement claimed and committed, to be sent once.
+#[derive(Debug, Clone)]
+pub struct ClaimedPlacement {
+    pub order_id: Uuid,
+    pub lease: i64,
+    pub reference: String,
+    /// An earlier attempt with this reference may have reached the provider: a refusal of this
+    /// one proves nothing about that one.
+    pub resent: bool,
+}
+
+/// What `claim_placements` did with each order.
+#[derive(Debug, Default)]
+pub struct PlacementsClaimed {
+    /// Committed with the caller's transaction, to be sent once.
+    pub claimed: Vec<ClaimedPlacement>,
+    /// (order, reference): the new reference is already recorded for another order at this
+    /// provider (a clock set back under numeric references), so the order was left as it was.
+    pub taken: Vec<(Uuid, String)>,
+}
+
+/// The claim that makes a placement at most once: the reference is written (a new one in the
+/// provider's style, or the order's own when it is sent again), the order moves to
+/// `dispatching`, and its placement row is recorded — all committed before any call. The
+/// first dispatch's time is kept; the deadline runs from it. A reference that `placements`
+/// already holds for another order is never written: the provider knows it as that order.
+pub fn claim_placements(
+    tx: &mut impl GenericClient,
+    claims: &[PlacementClaim],
+    style: &str,
+    lease: Duration,
+) -> Result<PlacementsClaimed> {
+    if claims.is_empty() {
+        return Ok(PlacementsClaimed::default());
+    }
+    let ids: Vec<Uuid> = claims.iter().map(|c| c.order_id).collect();
+    let providers: Vec<i64> = claims.iter().map(|c| c.provider_id).collect();
+    let reuse: Vec<bool> = claims.iter().map(|c| c.reuse).collect();
+    let expects_pin: Vec<bool> = claims.iter().map(|c| c.expects_pin).collect();
+    // Each attempt is its own placement row (the next attempt number of its provider and
+    // reference), so no attempt's recorded outcome is ever overwritten by a later one.
+    let (dispatching, not_sent) = (ExternalStatus::Dispatching.sql(), PlacementState::NotSent.sql());
+    let rows = tx.query(
+        &format!(
+            "WITH wanted AS (
+             SELECT o.id, c.provider_id, c.expects_pin,
+                    CASE WHEN c.reuse AND o.provider_referans IS NOT NULL THEN o.provider_referans
+                         ELSE orderctl_new_reference($4, o.id, c.provider_id) END AS referans
+               FROM unnest($1::uuid[], $2::bigint[], $3::bool[], $6::bool[]) AS c(id, provider_id, reuse, expects_pin)
+               JOIN orders o ON o.id = c.id AND o.id = ANY($1)
+         ), taken AS (
+             SELECT w.id, w.referans FROM wanted w
+              WHERE EXISTS (SELECT 1 FROM placements p
+                             WHERE p.provider_id = w.provider_id AND p.referans = w.referans AND p.order_id <> w.id)
+         ), earlier AS (
+             SELECT w.id, coalesce(max(p.attempt), 0) AS attempts,
+                    coalesce(bool_or(p.outcome <> {not_sent}), false) AS reached
+               FROM wanted w LEFT JOIN placements p ON p.provider_id = w.provider_id AND p.referans = w.referans
+              GROUP BY w.id
+         ), claimed AS (
+             UPDATE orders o
+                SET external_status = {dispatching}, awaiting_reconciliation = false, provider_id = w.provider_id,
+                    provider_referans = w.referans, placement_attempts = o.placement_attempts + 1,
+                    dispatched_at = coalesce(o.dispatched_at, now()), placed_at = now(), claimed_at = now(),
+                    expects_pin = w.expects_pin,
+                    next_check_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = o.lease + 1
+               FROM wanted w
+              WHERE o.id = w.id AND o.id = ANY($1) AND w.id NOT IN (SELECT id FROM taken)
+          RETURNING o.id, o.lease, o.provider_id, o.provider_referans
+         ), recorded AS (
+             INSERT INTO placements (order_id, provider_id, referans, attempt)
+             SELECT c.id, c.provider_id, c.provider_referans, e.attempts + 1 FROM claimed c JOIN earlier e ON e.id = c.id
+             ON CONFLICT (provider_id, referans, attempt) DO NOTHING
+             RETURNING order_id
+         )
+         SELECT c.id, c.lease, c.provider_referans, r.order_id IS NOT NULL, e.reached
+           FROM claimed c JOIN earlier e ON e.id = c.id LEFT JOIN recorded r ON r.order_id = c.id
+         UNION ALL
+         SELECT id, NULL, referans, false, false FROM taken"
+        ),
+        &[&ids, &providers, &reuse, &style, &(lease.as_millis() as i64), &expects_pin],
+    )?;
+    let mut out = PlacementsClaimed::default();
+    for r in &rows {
+        match (r.get::<_, Option<i64>>(1), r.get::<_, bool>(3)) {
+            (Some(lease), true) => {
+                out.claimed.push(ClaimedPlacement { order_id: r.get(0), lease, reference: r.get(2), resent: r.get(4) })
+            }
+            (None, _) => out.taken.push((r.get(0), r.get(2))),
+            // Another claim recorded the same reference for its order between this statement's
+            // check and its insert: nothing may be sent, so the whole claim rolls back.
+            (Some(_), false) => {
+                return Err(Error::internal(format!(
+                    "the new reference {} was recorded for another order at the same moment; nothing was sent",
+                    r.get::<_, String>(2)
+                ))
+                .with_hint("the claim is rolled back and made again with a new reference"))
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// One transition to write.
 #[derive(Debug, Clone)]
@@ -267,23 +385,29 @@ fn record_placements(tx: &mut impl GenericClient, done: &[&Write]) -> std::resul
     // The latest attempt of each (provider, reference). An outcome is recorded once, on an
     // attempt still in flight; what a status check later finds about an attempt whose outcome
     // was unknown goes beside it (`reconciled`), never over it.
+    use PlacementState as P;
+    let (in_flight, accepted) = (P::InFlight.sql(), P::Accepted.sql());
+    let (open_or_decided, reconciling) = (sql_in(&[P::InFlight, P::Accepted, P::Rejected]), sql_in(&[P::Accepted, P::Absent]));
+    let (found, not_found) = (Reconciled::Found.sql(), Reconciled::Absent.sql());
     tx.execute(
-        "UPDATE placements p SET
-                outcome = CASE WHEN p.outcome = 'in_flight' THEN u.outcome ELSE p.outcome END,
-                message = CASE WHEN p.outcome = 'in_flight' THEN u.message ELSE p.message END,
+        &format!(
+            "UPDATE placements p SET
+                outcome = CASE WHEN p.outcome = {in_flight} THEN u.outcome ELSE p.outcome END,
+                message = CASE WHEN p.outcome = {in_flight} THEN u.message ELSE p.message END,
                 finished_at = coalesce(p.finished_at, now()),
-                reconciled = CASE WHEN p.outcome NOT IN ('in_flight', 'accepted', 'rejected') AND p.reconciled IS NULL
-                                   AND u.outcome IN ('accepted', 'absent')
-                                  THEN CASE u.outcome WHEN 'accepted' THEN 'found' ELSE 'absent' END
+                reconciled = CASE WHEN p.outcome NOT IN ({open_or_decided}) AND p.reconciled IS NULL
+                                   AND u.outcome IN ({reconciling})
+                                  THEN CASE u.outcome WHEN {accepted} THEN {found} ELSE {not_found} END
                                   ELSE p.reconciled END,
-                reconciled_at = CASE WHEN p.outcome NOT IN ('in_flight', 'accepted', 'rejected') AND p.reconciled IS NULL
-                                      AND u.outcome IN ('accepted', 'absent')
+                reconciled_at = CASE WHEN p.outcome NOT IN ({open_or_decided}) AND p.reconciled IS NULL
+                                      AND u.outcome IN ({reconciling})
                                      THEN now() ELSE p.reconciled_at END
            FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(provider_id, reference, outcome, message)
           WHERE p.provider_id = u.provider_id AND p.referans = u.reference
             AND p.provider_id = ANY($1) AND p.referans = ANY($2)
             AND p.attempt = (SELECT max(q.attempt) FROM placements q
-                              WHERE q.provider_id = u.provider_id AND q.referans = u.reference)",
+                              WHERE q.provider_id = u.provider_id AND q.referans = u.reference)"
+        ),
         &[&providers, &references, &outcomes, &messages],
     )?;
     Ok(())

@@ -8,8 +8,10 @@
 //! daemon's checks (`endpoints`, `secret_states`) read it only to say whether it resolves on
 //! this host, never to show it.
 
+use crate::db::row::state;
 use crate::db::GenericClient;
 use crate::domain::endpoint::Access;
+use crate::domain::lifecycle::states::DeliveryState;
 use crate::domain::webhook::Secret;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
@@ -69,26 +71,27 @@ pub const PER_ENDPOINT: i64 = 2;
 /// lease token is bumped.
 pub fn claim_due(client: &mut impl GenericClient, q: DeliveryQuery, limit: i64, lease: Duration) -> Result<Vec<DueDelivery>> {
     let rows = client.query(
-        "WITH endpoints AS (
+        &format!(
+            "WITH endpoints AS (
              SELECT w.id,
                     $6::bigint - (SELECT count(*) FROM webhook_deliveries f
-                                  WHERE f.webhook_id = w.id AND f.state = 'pending' AND f.in_flight_until > now()) AS room
+                                  WHERE f.webhook_id = w.id AND f.state = {to_deliver} AND f.in_flight_until > now()) AS room
                FROM webhooks w
               WHERE w.enabled AND ($3::bigint[] IS NOT NULL OR (NOT w.paused AND w.disabled_at IS NULL))
                 AND ($1::bigint IS NULL OR w.tenant_id = $1)
                 AND EXISTS (SELECT 1 FROM webhook_deliveries d
-                             WHERE d.webhook_id = w.id AND d.state = 'pending'
+                             WHERE d.webhook_id = w.id AND d.state = {to_deliver}
                                AND d.next_attempt_at <= coalesce($2::timestamptz, now()))
               FOR NO KEY UPDATE OF w SKIP LOCKED),
          picked AS (
              SELECT p.id FROM endpoints e CROSS JOIN LATERAL (
                  SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
-                  WHERE d.webhook_id = e.id AND d.state = 'pending'
+                  WHERE d.webhook_id = e.id AND d.state = {to_deliver}
                     AND d.next_attempt_at <= coalesce($2::timestamptz, now())
                     AND ($3::bigint[] IS NULL OR d.id = ANY($3))
                     AND NOT EXISTS (SELECT 1 FROM webhook_deliveries b
                                      WHERE b.webhook_id = d.webhook_id AND b.order_id = d.order_id
-                                       AND b.state = 'pending' AND b.sequence < d.sequence)
+                                       AND b.state = {to_deliver} AND b.sequence < d.sequence)
                   ORDER BY d.next_attempt_at LIMIT greatest(e.room, 0)
                   FOR UPDATE OF d SKIP LOCKED) p
               ORDER BY p.next_attempt_at LIMIT $4)
@@ -98,30 +101,32 @@ pub fn claim_due(client: &mut impl GenericClient, q: DeliveryQuery, limit: i64, 
                 lease = d.lease + 1
            FROM picked c, webhooks w, tenants t
           WHERE d.id = c.id AND w.id = d.webhook_id AND t.id = d.tenant_id
-          RETURNING d.id, d.lease, d.event_id, d.event_type, t.name, w.id, w.url, w.secret,
-                    CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END,
+          RETURNING d.id, d.lease, d.event_id, d.event_type, t.name AS tenant, w.id AS webhook_id, w.url, w.secret,
+                    CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END AS previous_secret,
                     w.allow_private_network, w.allow_http, w.retry_horizon_ms, d.body, d.attempts,
-                    (extract(epoch FROM now() - d.retry_from) * 1000)::bigint",
+                    (extract(epoch FROM now() - d.retry_from) * 1000)::bigint AS series_age_ms",
+            to_deliver = DeliveryState::Pending.sql()
+        ),
         &[&q.tenant, &q.due_by, &q.ids, &limit, &(lease.as_millis() as i64), &PER_ENDPOINT],
     )?;
     Ok(rows
         .iter()
-        .map(|r| (r, signing_secrets(r.get(7), r.get(8))))
+        .map(|r| (r, signing_secrets(r.get("secret"), r.get("previous_secret"))))
         .map(|(r, signing)| DueDelivery {
-            id: r.get(0),
-            lease: r.get(1),
-            event_id: r.get(2),
-            event_type: r.get(3),
-            tenant: r.get(4),
-            webhook_id: r.get(5),
-            url: r.get(6),
+            id: r.get("id"),
+            lease: r.get("lease"),
+            event_id: r.get("event_id"),
+            event_type: r.get("event_type"),
+            tenant: r.get("tenant"),
+            webhook_id: r.get("webhook_id"),
+            url: r.get("url"),
             unresolved: signing.as_ref().err().cloned(),
             secrets: signing.unwrap_or_default(),
-            access: Access { allow_private_network: r.get(9), allow_http: r.get(10) },
-            horizon: r.get::<_, Option<i64>>(11).map(|ms| Duration::from_millis(ms.max(1) as u64)),
-            body: r.get(12),
-            attempts: r.get::<_, i32>(13).max(0) as u32,
-            series_age: Duration::from_millis(r.get::<_, i64>(14).max(0) as u64),
+            access: Access { allow_private_network: r.get("allow_private_network"), allow_http: r.get("allow_http") },
+            horizon: r.get::<_, Option<i64>>("retry_horizon_ms").map(|ms| Duration::from_millis(ms.max(1) as u64)),
+            body: r.get("body"),
+            attempts: r.get::<_, i32>("attempts").max(0) as u32,
+            series_age: Duration::from_millis(r.get::<_, i64>("series_age_ms").max(0) as u64),
         })
         .collect())
 }
@@ -188,9 +193,9 @@ pub fn record(client: &mut impl GenericClient, results: &[(i64, i64, Outcome)]) 
     let states: Vec<&str> = results
         .iter()
         .map(|r| match r.2 {
-            Outcome::Delivered { .. } => "delivered",
-            Outcome::Retry { .. } => "pending",
-            Outcome::Failed { .. } => "failed",
+            Outcome::Delivered { .. } => DeliveryState::Delivered.as_str(),
+            Outcome::Retry { .. } => DeliveryState::Pending.as_str(),
+            Outcome::Failed { .. } => DeliveryState::Failed.as_str(),
         })
         .collect();
     let delays: Vec<i64> =
@@ -211,29 +216,34 @@ pub fn record(client: &mut impl GenericClient, results: &[(i64, i64, Outcome)]) 
         .collect();
     let mut tx = client.transaction()?;
     let rows = tx.query(
-        "UPDATE webhook_deliveries d
+        &format!(
+            "UPDATE webhook_deliveries d
             SET state = u.state,
                 attempts = d.attempts + 1,
-                next_attempt_at = CASE WHEN u.state = 'pending' THEN now() + make_interval(secs => u.delay_ms / 1000.0) END,
+                next_attempt_at = CASE WHEN u.state = {to_deliver} THEN now() + make_interval(secs => u.delay_ms / 1000.0) END,
                 in_flight_until = NULL,
                 last_status = u.status,
                 last_error = u.error,
-                delivered_at = CASE WHEN u.state = 'delivered' THEN now() END
+                delivered_at = CASE WHEN u.state = {delivered} THEN now() END
            FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::int[], $6::text[])
                 AS u(id, lease, state, delay_ms, status, error)
-          WHERE d.id = u.id AND d.lease = u.lease AND d.state = 'pending'
+          WHERE d.id = u.id AND d.lease = u.lease AND d.state = {to_deliver}
           RETURNING d.id, d.webhook_id, u.state, d.retry_from",
+            to_deliver = DeliveryState::Pending.sql(),
+            delivered = DeliveryState::Delivered.sql()
+        ),
         &[&ids, &leases, &states, &delays, &statuses, &errors],
     )?;
-    let written: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    let endpoints: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
-    let outcomes: Vec<String> = rows.iter().map(|r| r.get(2)).collect();
-    let series: Vec<DateTime<Utc>> = rows.iter().map(|r| r.get(3)).collect();
+    let written: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
+    let endpoints: Vec<i64> = rows.iter().map(|r| r.get("webhook_id")).collect();
+    let outcomes: Vec<String> = rows.iter().map(|r| r.get("state")).collect();
+    let series: Vec<DateTime<Utc>> = rows.iter().map(|r| r.get("retry_from")).collect();
     // Endpoints in id order, so two writers never wait on each other's rows in a cycle.
     let disabled = tx
         .query(
-            "WITH e AS (SELECT u.webhook_id, bool_or(u.state = 'delivered') AS ok,
-                               min(u.retry_from) FILTER (WHERE u.state = 'failed') AS dead_since
+            &format!(
+                "WITH e AS (SELECT u.webhook_id, bool_or(u.state = {delivered}) AS ok,
+                               min(u.retry_from) FILTER (WHERE u.state = {undeliverable}) AS dead_since
                           FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) AS u(webhook_id, state, retry_from)
                          GROUP BY 1 ORDER BY 1)
              UPDATE webhooks w
@@ -248,6 +258,9 @@ pub fn record(client: &mut impl GenericClient, results: &[(i64, i64, Outcome)]) 
                FROM e
               WHERE w.id = e.webhook_id
               RETURNING w.id, w.url, w.disabled_at IS NOT NULL AND w.disabled_at = now()",
+                delivered = DeliveryState::Delivered.sql(),
+                undeliverable = DeliveryState::Failed.sql()
+            ),
             &[&endpoints, &outcomes, &series],
         )?
         .iter()
@@ -271,7 +284,7 @@ pub struct DeliveryListing {
     pub order_number: i64,
     /// The event's number within its order.
     pub sequence: i32,
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_status: Option<i32>,
@@ -288,36 +301,37 @@ pub fn list(
     limit: i64,
 ) -> Result<Vec<DeliveryListing>> {
     let rows = client.query(
-        "SELECT d.id, d.event_id, d.event_type, t.name, w.url, d.order_id, o.number, d.state, d.attempts,
+        &format!("SELECT d.id, d.event_id, d.event_type, t.name AS tenant, w.url, d.order_id, o.number AS order_number, d.state, d.attempts,
                 d.next_attempt_at, d.last_status, d.last_error, d.created_at, d.delivered_at, d.sequence
            FROM webhook_deliveries d
            JOIN tenants t ON t.id = d.tenant_id
            JOIN webhooks w ON w.id = d.webhook_id
            JOIN orders o ON o.id = d.order_id
-          WHERE ($1::text IS NULL OR t.name = $1) AND (NOT $2 OR d.state = 'failed')
-          ORDER BY d.created_at DESC, d.id DESC LIMIT $3",
+          WHERE ($1::text IS NULL OR t.name = $1) AND (NOT $2 OR d.state = {undeliverable})
+          ORDER BY d.created_at DESC, d.id DESC LIMIT $3", undeliverable = DeliveryState::Failed.sql()),
         &[&tenant, &failed_only, &limit],
     )?;
-    Ok(rows
-        .iter()
-        .map(|r| DeliveryListing {
-            id: r.get(0),
-            event_id: r.get(1),
-            event_type: r.get(2),
-            tenant: r.get(3),
-            url: r.get(4),
-            order_id: r.get(5),
-            order_number: r.get(6),
-            state: r.get(7),
-            attempts: r.get(8),
-            next_attempt_at: r.get(9),
-            last_status: r.get(10),
-            last_error: r.get(11),
-            created_at: r.get(12),
-            delivered_at: r.get(13),
-            sequence: r.get(14),
+    rows.iter()
+        .map(|r| {
+            Ok(DeliveryListing {
+                id: r.get("id"),
+                event_id: r.get("event_id"),
+                event_type: r.get("event_type"),
+                tenant: r.get("tenant"),
+                url: r.get("url"),
+                order_id: r.get("order_id"),
+                order_number: r.get("order_number"),
+                state: state(r, "state")?,
+                attempts: r.get("attempts"),
+                next_attempt_at: r.get("next_attempt_at"),
+                last_status: r.get("last_status"),
+                last_error: r.get("last_error"),
+                created_at: r.get("created_at"),
+                delivered_at: r.get("delivered_at"),
+                sequence: r.get("sequence"),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// What `webhook retry` and `webhook replay` name.
@@ -344,15 +358,15 @@ pub fn requeue(client: &mut impl GenericClient, tenant: Option<&str>, target: Re
         RetryTarget::EndpointSince(w, t) => (None, None, Some(w), Some(t)),
     };
     if one.is_some() || event.is_some() {
-        let states: Vec<String> = client
+        let states: Vec<DeliveryState> = client
             .query(
                 "SELECT d.state FROM webhook_deliveries d JOIN tenants t ON t.id = d.tenant_id
                   WHERE ($1::text IS NULL OR t.name = $1) AND (d.id = $2 OR d.event_id = $3)",
                 &[&tenant, &one, &event],
             )?
             .iter()
-            .map(|r| r.get(0))
-            .collect();
+            .map(|r| state(r, "state"))
+            .collect::<Result<_>>()?;
         let what = match one {
             Some(id) => format!("webhook delivery {id}"),
             None => format!("webhook event {}", event.unwrap_or_default()),
@@ -362,34 +376,42 @@ pub fn requeue(client: &mut impl GenericClient, tenant: Option<&str>, target: Re
             return Err(Error::not_found(format!("{what} does not exist{scope}"))
                 .with_hint("`orderctl webhook list` shows deliveries with their ids and event ids"));
         }
-        if !again && states.iter().all(|s| s == "delivered") {
+        if !again && states.iter().all(|s| *s == DeliveryState::Delivered) {
             return Err(Error::refused(format!("{what} was already delivered; nothing to retry"))
                 .with_hint("receivers deduplicate by event id; `orderctl webhook replay` sends a delivered event again"));
         }
     }
     let rows = client.query(
-        "UPDATE webhook_deliveries d
-            SET state = 'pending', attempts = 0, retry_from = now(), next_attempt_at = now(), delivered_at = NULL,
+        &format!(
+            "UPDATE webhook_deliveries d
+            SET state = {to_deliver}, attempts = 0, retry_from = now(), next_attempt_at = now(), delivered_at = NULL,
                 in_flight_until = NULL
            FROM tenants t
           WHERE t.id = d.tenant_id AND ($1::text IS NULL OR t.name = $1)
-            AND (d.state = 'failed' OR (d.state = 'delivered' AND $6))
+            AND (d.state = {undeliverable} OR (d.state = {delivered} AND $6))
             AND CASE WHEN $2::bigint IS NOT NULL THEN d.id = $2
                      WHEN $3::uuid IS NOT NULL THEN d.event_id = $3
-                     WHEN $4::bigint IS NOT NULL THEN d.webhook_id = $4 AND d.created_at >= $5 AND d.state = 'failed'
-                     ELSE d.state = 'failed' END
+                     WHEN $4::bigint IS NOT NULL THEN d.webhook_id = $4 AND d.created_at >= $5 AND d.state = {undeliverable}
+                     ELSE d.state = {undeliverable} END
           RETURNING d.id",
+            to_deliver = DeliveryState::Pending.sql(),
+            undeliverable = DeliveryState::Failed.sql(),
+            delivered = DeliveryState::Delivered.sql()
+        ),
         &[&tenant, &one, &event, &endpoint, &since, &again],
     )?;
     // A pending one named by id or event is sent now too (it is due now).
     let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     if one.is_some() || event.is_some() {
         let pending = client.query(
-            "UPDATE webhook_deliveries d SET next_attempt_at = now()
+            &format!(
+                "UPDATE webhook_deliveries d SET next_attempt_at = now()
                FROM tenants t
-              WHERE t.id = d.tenant_id AND ($1::text IS NULL OR t.name = $1) AND d.state = 'pending'
+              WHERE t.id = d.tenant_id AND ($1::text IS NULL OR t.name = $1) AND d.state = {to_deliver}
                 AND (d.id = $2 OR d.event_id = $3) AND (d.in_flight_until IS NULL OR d.in_flight_until <= now())
               RETURNING d.id",
+                to_deliver = DeliveryState::Pending.sql()
+            ),
             &[&tenant, &one, &event],
         )?;
         ids.extend(pending.iter().map(|r| r.get::<_, i64>(0)).filter(|id| !ids.contains(id)).collect::<Vec<_>>());
@@ -424,18 +446,22 @@ pub struct Endpoint {
 /// Endpoints, by tenant and url.
 pub fn endpoints(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<Endpoint>> {
     let rows = client.query(
-        "SELECT w.id, t.name, w.url,
+        &format!(
+            "SELECT w.id, t.name, w.url,
                 CASE WHEN NOT w.enabled THEN 'off' WHEN w.disabled_at IS NOT NULL THEN 'disabled'
                      WHEN w.paused THEN 'paused' ELSE 'active' END,
                 w.disabled_reason, w.failing_since, w.last_success_at, w.retry_horizon_ms,
                 CASE WHEN w.previous_secret_until > now() THEN w.previous_secret_until END,
                 w.allow_private_network, w.allow_http,
-                (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = 'pending'),
-                (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = 'failed'),
+                (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = {to_deliver}),
+                (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = {undeliverable}),
                 w.secret
            FROM webhooks w JOIN tenants t ON t.id = w.tenant_id
           WHERE ($1::text IS NULL OR t.name = $1)
           ORDER BY t.name, w.url",
+            to_deliver = DeliveryState::Pending.sql(),
+            undeliverable = DeliveryState::Failed.sql()
+        ),
         &[&tenant],
     )?;
     Ok(rows
@@ -578,12 +604,17 @@ pub struct DeliveryCounts {
 
 pub fn counts(client: &mut impl GenericClient, tenant: Option<&str>, late_after: Duration) -> Result<DeliveryCounts> {
     let r = client.query_one(
-        "SELECT count(*) FILTER (WHERE d.state = 'pending'),
-                count(*) FILTER (WHERE d.state = 'failed'),
-                count(*) FILTER (WHERE d.state = 'pending' AND NOT w.paused AND w.disabled_at IS NULL
+        &format!(
+            "SELECT count(*) FILTER (WHERE d.state = {to_deliver}),
+                count(*) FILTER (WHERE d.state = {undeliverable}),
+                count(*) FILTER (WHERE d.state = {to_deliver} AND NOT w.paused AND w.disabled_at IS NULL
                                    AND d.next_attempt_at < now() - make_interval(secs => $2::bigint / 1000.0))
            FROM webhook_deliveries d JOIN tenants t ON t.id = d.tenant_id JOIN webhooks w ON w.id = d.webhook_id
-          WHERE d.state <> 'delivered' AND ($1::text IS NULL OR t.name = $1)",
+          WHERE d.state <> {delivered} AND ($1::text IS NULL OR t.name = $1)",
+            to_deliver = DeliveryState::Pending.sql(),
+            undeliverable = DeliveryState::Failed.sql(),
+            delivered = DeliveryState::Delivered.sql()
+        ),
         &[&tenant, &(late_after.as_millis() as i64)],
     )?;
     Ok(DeliveryCounts { pending: r.get(0), failed: r.get(1), overdue: r.get(2) })

@@ -4,9 +4,9 @@
 //! in the caller's transaction, which commits before any provider is called.
 
 use super::{LaneProvider, Timing};
-use crate::db::claims::{self, DueRow, PlacementClaim};
+use crate::db::claims::{self, DueRow};
 use crate::db::routing::fallback_for;
-use crate::db::transitions::{refused_write, StepRecord, Write};
+use crate::db::transitions::{self, refused_write, PlacementClaim, StepRecord, Write};
 use crate::db::GenericClient;
 use crate::domain::lifecycle::{self, work_for, Attention, Work, MAX_PLACEMENTS};
 use crate::error::Result;
@@ -134,7 +134,7 @@ fn claim_batch(
             }
         }
     }
-    let written = claims::claim_placements(tx, &claims, lp.reference_style(), timing.lease)?;
+    let written = transitions::claim_placements(tx, &claims, lp.reference_style(), timing.lease)?;
     let taken: HashMap<_, _> = written.taken.into_iter().collect();
     let by_id: HashMap<_, _> = written.claimed.into_iter().map(|c| (c.order_id, c)).collect();
     for (mut row, reuse) in placeable {
@@ -145,7 +145,7 @@ fn claim_batch(
             out.decided.push(refused_write(row.id, Some(row.lease), &why));
             continue;
         }
-        let Some(claims::ClaimedPlacement { lease, reference, resent, .. }) = by_id.get(&row.id).cloned() else { continue };
+        let Some(transitions::ClaimedPlacement { lease, reference, resent, .. }) = by_id.get(&row.id).cloned() else { continue };
         let mapping = mappings.get(&row.package_id).cloned().flatten().unwrap_or_default();
         // The row as the claim left it: the lifecycle judges the answer from here.
         row.facts.external = crate::domain::status::ExternalStatus::Dispatching;

@@ -48,7 +48,7 @@ pub struct LaneProvider {
 }
 
 impl LaneProvider {
-    /// How new references for this provider are made (`db::claims::claim_placements`).
+    /// How new references for this provider are made (`db::transitions::claim_placements`).
     pub fn reference_style(&self) -> &'static str {
         match self.adapter.as_ref().map(|a| a.reference_style()) {
             Ok(ReferenceStyle::Numeric) => "numeric",

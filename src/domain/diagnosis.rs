@@ -2,8 +2,9 @@
 //! the order's lifecycle state, its package routing and the database's clock. `inspect`,
 //! `list --stuck`, `stats` and `doctor` all speak with these words.
 //!
-//! Whether an order is stuck is decided by the same rule as the SQL that finds stuck orders
-//! (`db::orders::stuck_orders`); a test holds the two together.
+//! Whether an order is stuck is decided by one rule, [`StuckReason`]: the SQL that finds stuck
+//! orders (`db::orders::stuck_orders`) is built from it, reason by reason, and a test holds the two
+//! together.
 
 use crate::domain::lifecycle::{Attention, Facts, State, MAX_PLACEMENTS};
 use crate::domain::routing::{check_routing, ProviderType, RoutingMode, RoutingProblem, RoutingView};
@@ -36,8 +37,8 @@ pub struct OrderFacts<'a> {
 pub struct UpstreamView {
     pub tenant: String,
     pub number: i64,
-    pub status: String,
-    pub external_status: String,
+    pub status: OrderStatus,
+    pub external_status: ExternalStatus,
     /// Its own diagnosis code (`waiting_for_operator`, `given_up`, `forwarded`, ...).
     pub code: &'static str,
     /// It is not moving and needs its tenant's operator (and so does the order forwarded to it).
@@ -91,22 +92,57 @@ fn contradictory(r: Option<&RoutingView>) -> Option<RoutingProblem> {
     })
 }
 
-/// The stuck rule (the SQL of `db::orders::stuck_orders` says the same): flagged for an
-/// operator; held by a provider with nothing scheduled; work overdue; not sent with routing
-/// that cannot be followed; not sent, automatic, and nothing scheduled (lost); or forwarded to
-/// an order that is stuck.
+/// Why an order counts as stuck: the one stuck rule. `is_stuck` is "any reason holds";
+/// `db::orders::stuck_orders` finds the same orders in SQL, one fragment per reason built by an
+/// exhaustive `match` over this enum (a reason added here does not compile without its SQL), and
+/// `tests/it/states.rs` holds the two together on a database with an order of each reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StuckReason {
+    /// Flagged for an operator (`attention` is set).
+    Flagged,
+    /// Open and held by a provider with nothing scheduled (not forwarded: the upstream moves it).
+    HeldUnscheduled,
+    /// Its work is overdue by more than the threshold.
+    Overdue,
+    /// Not sent, and its routing cannot be followed at all (the incident).
+    RoutingContradicts,
+    /// Not sent, routing says automatic (or a lane was chosen), and nothing is scheduled: lost.
+    Lost,
+    /// Open and forwarded to an order that is stuck (up a chain).
+    UpstreamStuck,
+}
+
+impl StuckReason {
+    pub const ALL: [StuckReason; 6] = [
+        StuckReason::Flagged,
+        StuckReason::HeldUnscheduled,
+        StuckReason::Overdue,
+        StuckReason::RoutingContradicts,
+        StuckReason::Lost,
+        StuckReason::UpstreamStuck,
+    ];
+
+    pub fn holds(self, o: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> bool {
+        let f = o.facts;
+        let pending = f.status == OrderStatus::Pending;
+        let waiting_to_send = pending && f.external == ExternalStatus::NotSent && f.attention.is_none();
+        match self {
+            StuckReason::Flagged => f.attention.is_some(),
+            StuckReason::HeldUnscheduled => {
+                pending && o.next_check_at.is_none() && ExternalStatus::HELD.contains(&f.external) && !f.forwarded
+            }
+            StuckReason::Overdue => o.next_check_at.map(|t| late(now, t, limits.overdue_after)).unwrap_or(false),
+            StuckReason::RoutingContradicts => waiting_to_send && contradictory(o.routing).is_some(),
+            StuckReason::Lost => waiting_to_send && o.next_check_at.is_none() && lost(f, o.routing),
+            // A forwarded order moves when the order it was forwarded to moves.
+            StuckReason::UpstreamStuck => f.forwarded && pending && o.upstream.is_some_and(|u| u.stuck),
+        }
+    }
+}
+
+/// The stuck rule: any [`StuckReason`] holds.
 pub fn is_stuck(o: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> bool {
-    let f = o.facts;
-    let held = matches!(f.external, ExternalStatus::Dispatching | ExternalStatus::Sent | ExternalStatus::Processing);
-    let waiting_to_send = f.status == OrderStatus::Pending && f.external == ExternalStatus::NotSent && f.attention.is_none();
-    // A forwarded order moves when the order it was forwarded to moves.
-    let upstream_stuck = f.forwarded && f.status == OrderStatus::Pending && o.upstream.is_some_and(|u| u.stuck);
-    f.attention.is_some()
-        || upstream_stuck
-        || (f.status == OrderStatus::Pending && o.next_check_at.is_none() && held && !f.forwarded)
-        || o.next_check_at.map(|t| late(now, t, limits.overdue_after)).unwrap_or(false)
-        || (waiting_to_send && contradictory(o.routing).is_some())
-        || (waiting_to_send && o.next_check_at.is_none() && lost(f, o.routing))
+    StuckReason::ALL.iter().any(|r| r.holds(o, now, limits))
 }
 
 /// An order waiting to be sent that routing says goes automatically, with nothing scheduled:
@@ -538,8 +574,8 @@ mod tests {
         let up = |code: &'static str, stuck: bool| UpstreamView {
             tenant: "wholesale".into(),
             number: 2041,
-            status: "pending".into(),
-            external_status: "not_sent".into(),
+            status: OrderStatus::Pending,
+            external_status: ExternalStatus::NotSent,
             code,
             stuck,
         };
@@ -562,7 +598,7 @@ mod tests {
 
     #[test]
     fn every_attention_is_stuck_and_names_what_to_do() {
-        for a in Attention::ALL {
+        for &a in Attention::ALL {
             let f = Facts { attention: Some(a), external: ExternalStatus::Failed, reference: Some("r".into()), ..facts() };
             let dg = diagnose(&order(&f, None), now(), StuckThresholds::default());
             assert!(dg.stuck, "{a}");

@@ -6,10 +6,11 @@ pub mod backoff;
 pub mod diagnosis;
 pub mod endpoint;
 pub mod lifecycle;
+/// The state columns' types live with the lifecycle; this path stays for callers.
+pub use lifecycle::states as status;
 pub mod money;
 pub mod routing;
 pub mod setup;
 pub mod signature;
-pub mod status;
 pub mod text;
 pub mod webhook;

@@ -23,5 +23,7 @@ mod routing;
 mod schedules;
 mod setup;
 mod shapes;
+mod states;
 mod webhook_delivery;
 mod webhooks;
+mod write_transactions;

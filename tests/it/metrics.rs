@@ -233,7 +233,7 @@ fn two_tenants_providers_of_one_name_are_separate_series_present_at_zero_and_cli
                 &f,
                 "orderctl_orders_finished",
                 "orderctl_orders_finished_total",
-                &[("tenant", tenant), ("status", status)],
+                &[("tenant", tenant), ("status", status.as_str())],
             );
             assert_eq!(v, Some(0.0), "{tenant} {status}:\n{text}");
         }

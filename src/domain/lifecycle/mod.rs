@@ -17,12 +17,15 @@
 //! Module map: this file holds the vocabulary; `provider.rs` the answers of providers (placements,
 //! checks, lease expiry, deadline); `routing.rs` what the routing lane decides; `operator.rs` the
 //! operator's commands; `work.rs` what a claimed order needs next; `forwarding.rs` an order
-//! forwarded to another tenant (internal routing) and the upstream order finishing it.
+//! forwarded to another tenant (internal routing) and the upstream order finishing it;
+//! `states.rs` the state columns' types (one enum per column, the only place a state is spelled;
+//! it says how to add a state).
 
 mod forwarding;
 mod operator;
 mod provider;
 mod routing;
+pub mod states;
 mod work;
 
 pub use forwarding::{forward_refused, forwarded, neutral_reason, upstream_finished, UpstreamOrder, UpstreamOutcome};
@@ -31,9 +34,9 @@ pub use provider::{checked, config_stop, not_sent, placed, CheckContext, Fallbac
 pub use routing::{delivered_from_stock, routed_to_provider, waiting_for_operator};
 pub use work::{work_for, Work};
 
-use crate::domain::status::{ExternalStatus, OrderStatus};
 use rust_decimal::Decimal;
-use std::fmt;
+use states::{state_column, StateColumn};
+pub use states::{ExternalStatus, OrderStatus};
 use std::time::Duration;
 
 /// Placements sent to one provider for one order, at most. A placement whose outcome stays
@@ -41,74 +44,41 @@ use std::time::Duration;
 /// again (same reference), and never more often than this.
 pub const MAX_PLACEMENTS: u32 = 3;
 
-/// Why an order needs an operator. Each has a sentence in `diagnosis` and shows in
-/// `list --stuck` and `doctor`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Attention {
-    /// Routing has nowhere to send the order (the incident).
-    Routing,
-    NoMapping,
-    ProviderDisabled,
-    CodeStockEmpty,
-    /// The provider refused the placement and no fallback is left.
-    PlacementRejected,
-    /// Placements with a provider stayed unconfirmed [`MAX_PLACEMENTS`] times.
-    PlacementLimit,
-    /// No final answer before the deadline; the provider may still deliver.
-    GivenUp,
-    /// An operator rejected (and refunded) the order, then the provider delivered it.
-    DeliveredAfterRefund,
-    /// An operator approved the order by hand, then the provider delivered it too.
-    DeliveredAfterManualApproval,
-    /// The database refused to store a result for this order (see its last message).
-    WriteRefused,
-    /// The upstream tenant refused a forwarded order (the account's balance, a disabled package).
-    ForwardRefused,
-    /// A re-placement (same reference, after a window of "not found") was refused: the refusal
-    /// proves nothing, the first placement may still be held. Never sent to a fallback, never
-    /// refunded by itself: an operator checks with the provider first.
-    MayBeHeld,
-    /// The provider approved an order of a product that delivers PINs, without a PIN.
-    PinMissing,
+state_column! {
+    /// Why an order needs an operator. Each has a sentence in `diagnosis` and shows in
+    /// `list --stuck` and `doctor`.
+    Attention, "orders.attention", "attention" {
+        /// Routing has nowhere to send the order (the incident).
+        Routing => "routing",
+        NoMapping => "no_mapping",
+        ProviderDisabled => "provider_disabled",
+        CodeStockEmpty => "code_stock_empty",
+        /// The provider refused the placement and no fallback is left.
+        PlacementRejected => "placement_rejected",
+        /// Placements with a provider stayed unconfirmed [`MAX_PLACEMENTS`] times.
+        PlacementLimit => "placement_limit",
+        /// No final answer before the deadline; the provider may still deliver.
+        GivenUp => "given_up",
+        /// An operator rejected (and refunded) the order, then the provider delivered it.
+        DeliveredAfterRefund => "delivered_after_refund",
+        /// An operator approved the order by hand, then the provider delivered it too.
+        DeliveredAfterManualApproval => "delivered_after_manual_approval",
+        /// The database refused to store a result for this order (see its last message).
+        WriteRefused => "write_refused",
+        /// The upstream tenant refused a forwarded order (the account's balance, a disabled package).
+        ForwardRefused => "forward_refused",
+        /// A re-placement (same reference, after a window of "not found") was refused: the refusal
+        /// proves nothing, the first placement may still be held. Never sent to a fallback, never
+        /// refunded by itself: an operator checks with the provider first.
+        MayBeHeld => "may_be_held",
+        /// The provider approved an order of a product that delivers PINs, without a PIN.
+        PinMissing => "pin_missing",
+    }
 }
 
 impl Attention {
-    pub const ALL: [Attention; 13] = [
-        Attention::Routing,
-        Attention::NoMapping,
-        Attention::ProviderDisabled,
-        Attention::CodeStockEmpty,
-        Attention::PlacementRejected,
-        Attention::PlacementLimit,
-        Attention::GivenUp,
-        Attention::DeliveredAfterRefund,
-        Attention::DeliveredAfterManualApproval,
-        Attention::WriteRefused,
-        Attention::ForwardRefused,
-        Attention::MayBeHeld,
-        Attention::PinMissing,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Attention::Routing => "routing",
-            Attention::NoMapping => "no_mapping",
-            Attention::ProviderDisabled => "provider_disabled",
-            Attention::CodeStockEmpty => "code_stock_empty",
-            Attention::PlacementRejected => "placement_rejected",
-            Attention::PlacementLimit => "placement_limit",
-            Attention::GivenUp => "given_up",
-            Attention::DeliveredAfterRefund => "delivered_after_refund",
-            Attention::DeliveredAfterManualApproval => "delivered_after_manual_approval",
-            Attention::WriteRefused => "write_refused",
-            Attention::ForwardRefused => "forward_refused",
-            Attention::MayBeHeld => "may_be_held",
-            Attention::PinMissing => "pin_missing",
-        }
-    }
-
     pub fn parse(s: &str) -> Option<Attention> {
-        Attention::ALL.into_iter().find(|a| a.as_str() == s)
+        Attention::from_name(s).ok()
     }
 
     /// Dispatch stopped before anything reached a provider (configuration).
@@ -119,12 +89,6 @@ impl Attention {
     /// A provider's delivery after an operator's decision, waiting to be settled.
     pub fn is_late_delivery(self) -> bool {
         matches!(self, Attention::DeliveredAfterRefund | Attention::DeliveredAfterManualApproval)
-    }
-}
-
-impl fmt::Display for Attention {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -286,15 +250,21 @@ pub enum PlacementWord {
 }
 
 impl PlacementWord {
-    pub fn as_str(self) -> &'static str {
+    /// The outcome column's value this word records.
+    pub fn outcome(self) -> states::PlacementState {
+        use states::PlacementState as P;
         match self {
-            PlacementWord::Accepted => "accepted",
-            PlacementWord::Rejected => "rejected",
-            PlacementWord::Ambiguous => "ambiguous",
-            PlacementWord::SentBefore => "sent_before",
-            PlacementWord::Absent => "absent",
-            PlacementWord::NotSent => "not_sent",
+            PlacementWord::Accepted => P::Accepted,
+            PlacementWord::Rejected => P::Rejected,
+            PlacementWord::Ambiguous => P::Ambiguous,
+            PlacementWord::SentBefore => P::SentBefore,
+            PlacementWord::Absent => P::Absent,
+            PlacementWord::NotSent => P::NotSent,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.outcome().as_str()
     }
 }
 

@@ -6,6 +6,7 @@
 //! delivers, so it is refused unless forced; a forced decision keeps the order watched and
 //! records whatever the provider answers later.
 
+use super::states::{state_column, StateColumn};
 use super::{Attention, Facts, Money, Notice, Schedule, Set, State, Transition};
 use crate::domain::status::{ExternalStatus, OrderStatus};
 
@@ -24,24 +25,19 @@ pub enum OperatorAction<'a> {
     Settle(Settlement),
 }
 
-/// How a provider's delivery after an operator's decision is settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settlement {
-    /// The buyer keeps the delivery and pays for it again (only after a refund).
-    Recharge,
-    /// The business absorbs the provider's cost; recorded in the ledger with amount 0.
-    WriteOff,
+state_column! {
+    /// How a provider's delivery after an operator's decision is settled.
+    Settlement, "orders.settlement", "settlement" {
+        /// The buyer keeps the delivery and pays for it again (only after a refund).
+        Recharge => "recharge",
+        /// The business absorbs the provider's cost; recorded in the ledger with amount 0.
+        WriteOff => "write_off",
+    }
 }
 
 impl Settlement {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Settlement::Recharge => "recharge",
-            Settlement::WriteOff => "write_off",
-        }
-    }
     pub fn parse(s: &str) -> Option<Settlement> {
-        [Settlement::Recharge, Settlement::WriteOff].into_iter().find(|x| x.as_str() == s)
+        <Settlement as StateColumn>::from_name(s).ok()
     }
     fn flag(self) -> &'static str {
         match self {

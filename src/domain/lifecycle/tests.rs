@@ -220,7 +220,7 @@ fn a_placement_rejected_order_stays_dispatchable_after_a_configuration_stop() {
     assert!(operator(&f, &OperatorAction::Dispatch).is_ok());
     let stopped = Facts { attention: Some(Attention::ProviderDisabled), external: ExternalStatus::NotSent, ..f };
     assert!(operator(&stopped, &OperatorAction::Dispatch).is_ok());
-    for a in Attention::ALL {
+    for &a in Attention::ALL {
         let f = Facts { attention: Some(a), ..facts() };
         let allowed = operator(&f, &OperatorAction::Dispatch).is_ok();
         assert_eq!(
@@ -336,7 +336,7 @@ fn a_forwarded_order_finishes_with_its_upstream_order_and_only_a_forced_decision
 
 #[test]
 fn every_attention_round_trips_through_its_name() {
-    for a in Attention::ALL {
+    for &a in Attention::ALL {
         assert_eq!(Attention::parse(a.as_str()), Some(a));
     }
 }
