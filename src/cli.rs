@@ -101,6 +101,8 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Apply a declarative setup file (tenants, users, providers, code stock, packages, routing, webhooks)
     Apply(ApplyArgs),
+    /// Print the current setup in the setup-file format (secrets as references or {"stored": true}; stock as counts)
+    Export(ExportArgs),
     /// Routing checks
     #[command(subcommand)]
     Routing(RoutingCommand),
@@ -203,8 +205,20 @@ The whole file is validated first; any problem means nothing is written (exit 4)
 stderr, one per line; with --output json they are a JSON array of {path, message} on stdout.
 Re-applying a file changes nothing. Code stock only grows; a package's mappings are replaced.
 Credentials and webhook secrets are stored and never printed. A webhook is named by its url;
-`events` defaults to all of them; one no longer declared stays as it is (disable it with
-"enabled": false).
+`events` defaults to all of them. A secret (a credentials field, a webhook's secret) written as
+{"stored": true} keeps what the database holds (`orderctl export` writes them so).
+
+The plan: apply first compares the file with the database, per tenant it declares, and prints
+every create, change (field: old -> new, secrets masked), revival and retirement; --dry-run
+prints it and writes nothing. Objects of those tenants that the file no longer names are listed
+("N objects not in the file: ...") and left alone; with --prune they are retired: a retired
+package cannot be ordered (create exits 3 and says it was retired), a retired provider gets no
+new placements while its open orders are still checked to the end, a retired webhook gets no
+new deliveries and its pending ones are cancelled. Nothing is deleted (orders keep naming their
+package and provider) and users are never retired. Naming a retired object again revives it.
+A plan that retires a provider, code group or package that a package the file keeps still
+routes to is refused (exit 5). Two applies at once run one after the other (--lock-wait); the
+second plans against what the first left and lists what it changed (concurrent_changes).
 
 Balances: a user's first apply credits the declared balance as an opening_balance ledger row;
 re-applying the same declared balance changes nothing (orders may have spent since); a different
@@ -216,10 +230,26 @@ pub struct ApplyArgs {
     /// Setup file (JSON); - reads stdin
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: String,
-    /// Validate and show what would change, write nothing
+    /// Validate and show the plan (every create, change, revival and retirement), write nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Retire the objects of the file's tenants that the file no longer names (providers, code
+    /// groups, packages, webhooks; users are never retired). Without it they are only listed
+    #[arg(long)]
+    pub prune: bool,
+    /// How long to wait for another apply to finish before giving up
+    #[arg(long, default_value = "2m", value_name = "DURATION")]
+    pub lock_wait: humantime::Duration,
 }
+
+#[derive(Debug, Args)]
+#[command(after_help = "The output is a setup file (JSON, whatever --output says) for every tenant, or the one \
+--tenant names: `orderctl export > setup.json` starts version control from a running system, and applying \
+it to the same database plans no change. Secrets are never written: a credential that is a reference \
+({\"env\": ...}, {\"file\": ...}) stays one; a secret stored as a value becomes {\"stored\": true}, which \
+apply reads as \"keep what is stored\". Code stock is written as counts (\"stock\"), never codes. A \
+user's balance is the declared one (apply posts differences to the ledger). Retired objects are left out.")]
+pub struct ExportArgs {}
 
 #[derive(Debug, Subcommand)]
 pub enum RoutingCommand {

@@ -304,7 +304,7 @@ fn add_two_providers(c: &mut Client, sim_url: &str) {
            "mappings": {"xstor-b": {"product_id": "502", "player_param": "playerId"}}}
         ]
     }]});
-    match orderctl::db::setup::apply_text(c, &doc.to_string(), false) {
+    match orderctl::db::setup::apply_text(c, &doc.to_string(), orderctl::db::setup::ApplyOptions::WRITE) {
         Ok(orderctl::db::setup::ApplyOutcome::Applied(_)) => {}
         Ok(orderctl::db::setup::ApplyOutcome::Invalid(p)) => die(&format!("setup refused: {p:?}")),
         Err(e) => die(&format!("apply: {}", e.message)),

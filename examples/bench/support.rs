@@ -162,7 +162,7 @@ impl Server {
         let mut c = connect(&db.url);
         orderctl::db::migrate::migrate(&mut c, &orderctl::db::migrate::built_in(), false)
             .unwrap_or_else(|e| die(&format!("migrate: {}", e.message)));
-        match orderctl::db::setup::apply_text(&mut c, &setup(sim_url).to_string(), false) {
+        match orderctl::db::setup::apply_text(&mut c, &setup(sim_url).to_string(), orderctl::db::setup::ApplyOptions::WRITE) {
             Ok(orderctl::db::setup::ApplyOutcome::Applied(_)) => {}
             Ok(orderctl::db::setup::ApplyOutcome::Invalid(p)) => die(&format!("setup refused: {p:?}")),
             Err(e) => die(&format!("apply: {}", e.message)),

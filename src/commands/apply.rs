@@ -12,7 +12,8 @@
 
 use crate::cli::ApplyArgs;
 use crate::db;
-use crate::db::setup::{apply_text, ApplyOutcome, ApplySummary, Changes};
+use crate::db::setup::{apply_text, ApplyOptions, ApplyOutcome, ApplySummary, Changes};
+use crate::domain::setup::plan::{Action, Step};
 use crate::error::{Error, Result};
 use crate::output;
 use crate::settings::Settings;
@@ -32,7 +33,8 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<()> {
         }
     }
     let mut client = db::connect(&s.database_url)?;
-    match apply_text(&mut client, &text, a.dry_run)? {
+    let options = ApplyOptions { dry_run: a.dry_run, prune: a.prune, lock_wait: a.lock_wait.into() };
+    match apply_text(&mut client, &text, options)? {
         ApplyOutcome::Invalid(problems) => {
             if s.json() {
                 output::print_json(&problems);
@@ -51,6 +53,9 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<()> {
             }
             for w in &summary.credential_warnings {
                 log::warn!("{w}");
+            }
+            for c in &summary.concurrent_changes {
+                log::warn!("changed by another apply while this one waited for the lock: {c}");
             }
             if s.json() {
                 output::print_json(&summary);
@@ -119,11 +124,80 @@ fn print_summary(s: &ApplySummary) {
         println!("{l}");
         println!("{}", s.balance_rule);
     }
-    let verdict = match (s.dry_run, s.changes) {
-        (true, 0) => "dry run: no changes; the database already matches the file".to_string(),
+    print_plan(s);
+    println!("{}", verdict(s));
+}
+
+/// Every step of the plan, by tenant: `+` create, `~` change, `^` revive, `-` retire.
+fn print_plan(s: &ApplySummary) {
+    let mut tenant = "";
+    for step in &s.plan.steps {
+        if step.tenant != tenant {
+            tenant = &step.tenant;
+            println!("tenant {tenant}:");
+        }
+        let (mark, what) = match step.action {
+            Action::Create => ("+", "create"),
+            Action::Change => ("~", "change"),
+            Action::Revive => ("^", "revive"),
+            Action::Retire => ("-", "retire"),
+        };
+        println!("  {mark} {what} {}", step.label());
+        if step.action != Action::Create {
+            for c in &step.changes {
+                if c.secret {
+                    println!("      {}: (secret) changed", c.field);
+                } else {
+                    println!("      {}: {} -> {}", c.field, c.old, c.new);
+                }
+            }
+        }
+    }
+    if !s.concurrent_changes.is_empty() {
+        println!("changed by another apply while this one waited (the plan above already accounts for it):");
+        for c in &s.concurrent_changes {
+            println!("  {c}");
+        }
+    }
+    if s.cancelled_deliveries > 0 {
+        println!("pending webhook deliveries cancelled: {}", s.cancelled_deliveries);
+    }
+    for u in &s.plan.users_not_in_file {
+        println!("user {u} is not in the file; users are never retired (balance and ledger stay)");
+    }
+}
+
+/// The last line: what happened, and what the file leaves out. Never says the database matches
+/// the file while it holds objects the file does not name.
+fn verdict(s: &ApplySummary) -> String {
+    let n = s.changes;
+    let mut out = match (s.dry_run, n) {
+        (true, 0) => "dry run: no changes".to_string(),
         (true, n) => format!("dry run: {n} change(s) would be made; nothing was written"),
-        (false, 0) => "no changes: the database already matches the file".to_string(),
+        (false, 0) => "no changes".to_string(),
         (false, n) => format!("applied: {n} change(s)"),
     };
-    println!("{verdict}");
+    let left: &[Step] = &s.plan.not_in_file;
+    if left.is_empty() {
+        if n == 0 {
+            out.push_str(": the database already matches the file");
+        }
+    } else {
+        let names: Vec<String> = left.iter().map(|s| format!("{} (tenant {})", s.label(), s.tenant)).collect();
+        out.push_str(&format!(
+            "\n{} object(s) not in the file: {}; run with --prune to retire them",
+            left.len(),
+            names.join(", ")
+        ));
+    }
+    out
+}
+
+/// `orderctl export`: the stored setup of every tenant (or `--tenant`'s) in the file format.
+pub fn export(s: &Settings) -> Result<()> {
+    let mut client = db::connect(&s.database_url)?;
+    let stored = crate::db::setup::export(&mut client, s.tenant.as_deref())?;
+    // The file format is JSON whatever --output says.
+    println!("{}", crate::domain::setup::export::render(&crate::domain::setup::export::document(&stored)));
+    Ok(())
 }

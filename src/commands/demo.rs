@@ -15,7 +15,7 @@
 use crate::cli::DemoArgs;
 use crate::db::{
     self, migrate, orders,
-    setup::{apply_text, ApplyOutcome},
+    setup::{apply_text, ApplyOptions, ApplyOutcome},
     stats,
 };
 use crate::dispatch::{Providers, Timing};
@@ -90,7 +90,7 @@ fn demo(s: &Settings, a: &DemoArgs, interrupt: &Interrupt) -> Result<()> {
     say(&format!("provider simulator (Znet and x-stor) listening on {}", sim.base_url()));
 
     let setup = demo_setup(&sim.base_url(), a.orders)?;
-    match apply_text(&mut client, &setup, false)? {
+    match apply_text(&mut client, &setup, ApplyOptions::WRITE)? {
         ApplyOutcome::Applied(summary) => say(&format!("sample setup applied ({} rows created)", summary.changes)),
         ApplyOutcome::Invalid(problems) => {
             let list: Vec<String> = problems.into_iter().map(|p| p.message).collect();
@@ -256,7 +256,7 @@ struct Refusals {
 }
 
 fn show_refused_routing(client: &mut crate::db::Client) -> Result<Refusals> {
-    let by_apply = match apply_text(client, INCIDENT_SETUP, false)? {
+    let by_apply = match apply_text(client, INCIDENT_SETUP, ApplyOptions::WRITE)? {
         ApplyOutcome::Invalid(problems) => problems.into_iter().map(|p| p.message).collect(),
         ApplyOutcome::Applied(_) => {
             return Err(Error::internal("the contradictory routing of the incident was accepted by apply"))

@@ -158,7 +158,7 @@ fn report(s: &Settings, findings: &[Finding]) {
 }
 
 fn routing_findings(client: &mut Client, tenant: Option<&str>) -> Result<Vec<Finding>> {
-    let views = routing::routing_views(client, tenant, None)?;
+    let views = routing::live_routing_views(client, tenant)?;
     let mut out = Vec::new();
     for (_, v) in &views {
         for p in check_routing(v) {

@@ -78,7 +78,7 @@ pub fn providers(s: &Settings, a: &ProviderListArgs) -> Result<()> {
             r.name.clone(),
             r.kind.clone(),
             r.base_url.clone(),
-            yes_no(r.enabled),
+            if r.retired { "retired".to_string() } else { yes_no(r.enabled) },
             r.max_in_flight.to_string(),
             masked.join(", "),
             schedule.summary(),
@@ -96,6 +96,8 @@ struct PackageListing {
     product: String,
     price: Decimal,
     enabled: bool,
+    /// No longer in the setup file (`apply --prune`): cannot be ordered.
+    retired: bool,
     routing_mode: &'static str,
     provider_type: &'static str,
     primary: Option<String>,
@@ -123,7 +125,8 @@ pub fn packages(s: &Settings) -> Result<()> {
         let view = views
             .remove(&r.id)
             .ok_or_else(|| Error::internal(format!("package {} vanished while it was being listed", r.name)))?;
-        let problems = check_routing(&view)
+        // A retired package cannot be ordered: its routing is history, not a problem.
+        let problems = if r.retired { Vec::new() } else { check_routing(&view) }
             .into_iter()
             .map(|p| PackageProblem { code: p.code(), problem: p.problem(), fix: p.fix() })
             .collect();
@@ -139,6 +142,7 @@ pub fn packages(s: &Settings) -> Result<()> {
             product: r.product,
             price: r.price,
             enabled: r.enabled,
+            retired: r.retired,
             problems,
         });
     }
@@ -153,7 +157,7 @@ pub fn packages(s: &Settings) -> Result<()> {
             p.name.clone(),
             p.product.clone(),
             money(p.price),
-            yes_no(p.enabled),
+            if p.retired { "retired".to_string() } else { yes_no(p.enabled) },
             p.routing.clone(),
             problems.join("; "),
         ]);

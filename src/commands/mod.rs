@@ -33,6 +33,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Migrate(a) => migrate::run(s, &a),
         Command::Apply(a) => apply::run(s, &a),
+        Command::Export(_) => apply::export(s),
         Command::Routing(RoutingCommand::Check) => routing_check::run(s),
         Command::Tenant(TenantCommand::List) => listings::tenants(s),
         Command::User(UserCommand::List) => listings::users(s),

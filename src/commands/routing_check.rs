@@ -22,7 +22,7 @@ struct Finding {
 
 pub fn run(s: &Settings) -> Result<()> {
     let mut client = super::listings::connect_scoped(s)?;
-    let views = routing::routing_views(&mut client, s.tenant.as_deref(), None)?;
+    let views = routing::live_routing_views(&mut client, s.tenant.as_deref())?;
     let findings: Vec<Finding> = views
         .iter()
         .flat_map(|(_, v)| {

@@ -69,6 +69,8 @@ pub struct ProviderRow {
     pub kind: String,
     pub base_url: String,
     pub enabled: bool,
+    /// No longer in the setup file (`apply --prune`): disabled, kept for history.
+    pub retired: bool,
     pub max_in_flight: i32,
     /// Names of the credential fields that are set. Never their values.
     pub credential_fields: Vec<String>,
@@ -88,7 +90,7 @@ pub fn providers(client: &mut impl GenericClient, tenant: Option<&str>) -> Resul
                           CASE WHEN jsonb_typeof(p.credentials) = 'object' THEN p.credentials ELSE '{}'::jsonb END
                       ) AS k ORDER BY k),
                 p.schedule_first_check_ms, p.schedule_backoff_base_ms, p.schedule_backoff_max_ms,
-                p.schedule_max_checks, p.schedule_give_up_after_ms, p.credentials
+                p.schedule_max_checks, p.schedule_give_up_after_ms, p.credentials, p.retired_at IS NOT NULL
            FROM providers p JOIN tenants t ON t.id = p.tenant_id
           WHERE ($1::text IS NULL OR t.name = $1)
           ORDER BY t.name, p.name",
@@ -102,6 +104,7 @@ pub fn providers(client: &mut impl GenericClient, tenant: Option<&str>) -> Resul
             kind: r.get(2),
             base_url: r.get(3),
             enabled: r.get(4),
+            retired: r.get(13),
             max_in_flight: r.get(5),
             credential_fields: r.get(6),
             credentials: credentials_state(&r.get(12)),
@@ -126,19 +129,28 @@ pub struct PackageRow {
     pub product: String,
     pub price: Decimal,
     pub enabled: bool,
+    /// No longer in the setup file (`apply --prune`): cannot be ordered, kept for history.
+    pub retired: bool,
 }
 
 /// Packages of a tenant; their routing comes from `db::routing::routing_views` by id.
 pub fn packages(client: &mut impl GenericClient, tenant_id: i64) -> Result<Vec<PackageRow>> {
     let rows = client.query(
-        "SELECT pk.id, pk.name, pr.name, pk.price, pk.enabled
+        "SELECT pk.id, pk.name, pr.name, pk.price, pk.enabled, pk.retired_at IS NOT NULL
            FROM packages pk JOIN products pr ON pr.id = pk.product_id
           WHERE pk.tenant_id = $1 ORDER BY pk.name",
         &[&tenant_id],
     )?;
     Ok(rows
         .into_iter()
-        .map(|r| PackageRow { id: r.get(0), name: r.get(1), product: r.get(2), price: r.get(3), enabled: r.get(4) })
+        .map(|r| PackageRow {
+            id: r.get(0),
+            name: r.get(1),
+            product: r.get(2),
+            price: r.get(3),
+            enabled: r.get(4),
+            retired: r.get(5),
+        })
         .collect())
 }
 

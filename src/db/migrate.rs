@@ -18,6 +18,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0007_one_holder_per_order.sql", include_str!("../../sql/0007_one_holder_per_order.sql")),
     ("0008_credential_references.sql", include_str!("../../sql/0008_credential_references.sql")),
     ("0009_webhook_endpoints_and_outcome_counts.sql", include_str!("../../sql/0009_webhook_endpoints_and_outcome_counts.sql")),
+    ("0010_retired_setup_objects.sql", include_str!("../../sql/0010_retired_setup_objects.sql")),
     ("0015_webhook_secret_references.sql", include_str!("../../sql/0015_webhook_secret_references.sql")),
 ];
 

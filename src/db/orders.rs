@@ -341,7 +341,7 @@ fn insert_order(client: &mut crate::db::Client, o: &NewOrder) -> Result<CreatedO
     let (user_id, balance, overdraft): (i64, Decimal, Decimal) = (user.get(0), user.get(1), user.get(2));
     let package = tx
         .query_opt(
-            "SELECT id, price, enabled, routing_mode FROM packages WHERE tenant_id = $1 AND name = $2",
+            "SELECT id, price, enabled, routing_mode, retired_at FROM packages WHERE tenant_id = $1 AND name = $2",
             &[&tenant_id, &o.package],
         )?
         .ok_or_else(|| {
@@ -350,6 +350,16 @@ fn insert_order(client: &mut crate::db::Client, o: &NewOrder) -> Result<CreatedO
         })?;
     let (package_id, unit_price, enabled, routing_mode): (i64, Decimal, bool, String) =
         (package.get(0), package.get(1), package.get(2), package.get(3));
+    if let Some(when) = package.get::<_, Option<chrono::DateTime<chrono::Utc>>>(4) {
+        // Retired by `apply --prune`: gone for buyers, kept for history.
+        return Err(Error::not_found(format!(
+            "package '{}' was retired from tenant {} at {} (removed from the setup file); nothing was charged",
+            truncate(o.package, 80),
+            o.tenant,
+            when.format("%Y-%m-%d %H:%M:%SZ")
+        ))
+        .with_hint("order another package, or add it back to the setup file and apply it to revive it"));
+    }
     if !enabled {
         return Err(Error::refused(format!("package {} is disabled in tenant {}", o.package, o.tenant))
             .with_hint("enable it in the setup file and apply it, or order another package"));

@@ -29,6 +29,7 @@ fn routing_views_sql() -> String {
      WHERE ($1::text IS NULL OR t.name = $1)
        AND ($2::bigint IS NULL OR pk.id = $2)
        AND ($3::bigint[] IS NULL OR pk.id = ANY($3))
+       AND (NOT $4 OR pk.retired_at IS NULL)
      ORDER BY t.name, pk.name",
         code_available = CodeState::Available.sql()
     )
@@ -41,7 +42,13 @@ pub fn routing_views(
     tenant: Option<&str>,
     package_id: Option<i64>,
 ) -> Result<Vec<(i64, RoutingView)>> {
-    views(client, tenant, package_id, None)
+    views(client, tenant, package_id, None, false)
+}
+
+/// Routing of every package that can still be ordered (not retired by `apply --prune`), for the
+/// checks: a retired package routing to its retired provider is history, not a problem.
+pub fn live_routing_views(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<(i64, RoutingView)>> {
+    views(client, tenant, None, None, true)
 }
 
 /// The routing views of these packages, in one query.
@@ -49,7 +56,7 @@ pub fn routing_views_of(client: &mut impl GenericClient, packages: &[i64]) -> Re
     if packages.is_empty() {
         return Ok(vec![]);
     }
-    views(client, None, None, Some(packages))
+    views(client, None, None, Some(packages), false)
 }
 
 fn views(
@@ -57,8 +64,9 @@ fn views(
     tenant: Option<&str>,
     package_id: Option<i64>,
     packages: Option<&[i64]>,
+    live_only: bool,
 ) -> Result<Vec<(i64, RoutingView)>> {
-    let rows = client.query(&routing_views_sql(), &[&tenant, &package_id, &packages])?;
+    let rows = client.query(&routing_views_sql(), &[&tenant, &package_id, &packages, &live_only])?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let mode: String = r.get(2);

@@ -389,6 +389,8 @@ pub fn requeue(client: &mut impl GenericClient, tenant: Option<&str>, target: Re
            FROM tenants t
           WHERE t.id = d.tenant_id AND ($1::text IS NULL OR t.name = $1)
             AND (d.state = {undeliverable} OR (d.state = {delivered} AND $6))
+            -- A retired webhook (`apply --prune`) gets nothing again: its url asked for no more.
+            AND NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id AND w.retired_at IS NOT NULL)
             AND CASE WHEN $2::bigint IS NOT NULL THEN d.id = $2
                      WHEN $3::uuid IS NOT NULL THEN d.event_id = $3
                      WHEN $4::bigint IS NOT NULL THEN d.webhook_id = $4 AND d.created_at >= $5 AND d.state = {undeliverable}
@@ -425,7 +427,8 @@ pub struct Endpoint {
     pub id: i64,
     pub tenant: String,
     pub url: String,
-    /// `active`, `paused`, `disabled` (failed for its whole horizon) or `off` (`"enabled": false`).
+    /// `active`, `paused`, `disabled` (failed for its whole horizon), `off` (`"enabled": false`)
+    /// or `retired` (no longer in the setup file, `apply --prune`).
     pub state: String,
     pub disabled_reason: Option<String>,
     pub failing_since: Option<DateTime<Utc>>,
@@ -448,7 +451,7 @@ pub fn endpoints(client: &mut impl GenericClient, tenant: Option<&str>) -> Resul
     let rows = client.query(
         &format!(
             "SELECT w.id, t.name, w.url,
-                CASE WHEN NOT w.enabled THEN 'off' WHEN w.disabled_at IS NOT NULL THEN 'disabled'
+                CASE WHEN w.retired_at IS NOT NULL THEN 'retired' WHEN NOT w.enabled THEN 'off' WHEN w.disabled_at IS NOT NULL THEN 'disabled'
                      WHEN w.paused THEN 'paused' ELSE 'active' END,
                 w.disabled_reason, w.failing_since, w.last_success_at, w.retry_horizon_ms,
                 CASE WHEN w.previous_secret_until > now() THEN w.previous_secret_until END,

@@ -222,7 +222,7 @@ fn stop_reason(lp: &LaneProvider, mapping: Option<&Option<serde_json::Value>>) -
     if !lp.enabled {
         return Some((
             Attention::ProviderDisabled,
-            format!("provider {} is disabled; enable it (or route the package elsewhere), then `orderctl dispatch`", lp.name),
+            format!("provider {} is disabled (or retired: no longer in the setup file); enable it there, or route the package elsewhere, then `orderctl dispatch`", lp.name),
         ));
     }
     if let Err(why) = &lp.adapter {

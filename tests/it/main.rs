@@ -22,6 +22,7 @@ mod reliability;
 mod routing;
 mod schedules;
 mod setup;
+mod setup_plan;
 mod shapes;
 mod states;
 mod webhook_delivery;

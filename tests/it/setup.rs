@@ -437,7 +437,7 @@ fn listings_show_tables_and_json_scoped_to_the_tenant() {
     assert_eq!(
         providers,
         json!([{"tenant": "zeta", "name": "zeta-znet", "kind": "znet", "base_url": SIM,
-        "enabled": true, "max_in_flight": 16, "credential_fields": ["kod", "sifre"], "credentials": "plain values",
+        "enabled": true, "retired": false, "max_in_flight": 16, "credential_fields": ["kod", "sifre"], "credentials": "plain values",
         "schedule": {
             "first_check": {"value": "1m", "ms": 60000, "source": "default"},
             "backoff_base": {"value": "30s", "ms": 30000, "source": "default"},

@@ -96,6 +96,11 @@ fn no_command_prints_a_secret_even_verbose_and_failing() {
         run(t, &["migrate", "--dry-run"], None);
         run(t, &["apply", "--dry-run", "-f", "-"], Some(&setup));
         run(t, &["apply", "-f", "-"], Some(&setup));
+        // The plan (secret changes masked), export (secrets as {"stored": true}) and its re-apply.
+        run(t, &["-o", "json", "apply", "--dry-run", "--prune", "-f", "-"], Some(&setup.replace(ZNET_PASSWORD, "changed-pw")));
+        let exported = run(t, &["export"], None);
+        assert_eq!(exported.code, 0, "{}", exported.stderr);
+        assert_eq!(run(t, &["apply", "--prune", "-f", "-"], Some(&exported.stdout)).code, 0, "{:?}", t.last());
         for list in [&["tenant", "list"][..], &["user", "list"], &["provider", "list"], &["package", "list"]] {
             run(t, &[&["--tenant", "alsham"], list].concat(), None);
             run(t, &[&["--tenant", "alsham", "-o", "json"], list].concat(), None);

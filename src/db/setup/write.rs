@@ -1,196 +1,18 @@
-//! Writing a setup file (`orderctl apply`): validate the whole file against what the database
-//! holds, then write all of it in one transaction, or nothing.
-//!
-//! Every write is an upsert by (tenant, name) that first compares: a row that already matches
-//! the file is not touched, so applying the same file twice changes nothing and reports zero
-//! changes. Code stock only grows (missing codes are added; codes are never removed and their
-//! state is never reset). A package's mappings are replaced by the file's.
-//!
-//! Balances and the ledger (the rule `apply` prints too, see [`BALANCE_RULE`]):
-//! - a user's first apply credits the declared balance through the ledger as an
-//!   `opening_balance` row and remembers it in `users.declared_balance`;
-//! - a later apply that declares the same balance changes nothing, whatever orders have spent
-//!   since: a balance is never reset;
-//! - a different declared balance posts the difference (new − previously declared) as an
-//!   `adjustment` row, moves `balance` by that difference and remembers the new declaration.
-//!   An adjustment that would take the balance below −overdraft_limit is refused.
-//!
-//! Concurrent applies are serialised by a transaction-scoped advisory lock.
+//! The writes of an apply: every object of the file, upserted by (tenant, name) after
+//! comparing, so a row that already matches is not touched (see the module doc of
+//! `db::setup` for the balance rule).
 
-use crate::db::routing::routing_views;
-use crate::db::{Client, Transaction};
-use crate::domain::routing::check_routing;
+use super::{ApplySummary, BalancePosting, Change, BALANCE_RULE};
+use crate::db::Transaction;
 use crate::domain::setup::{
-    self, CodeGroupSetup, Existing, PackageSetup, ProviderSetup, Setup, SetupProblem, TenantSetup, UpstreamSetup, UserSetup,
-    WebhookSetup,
+    CodeGroupSetup, PackageSetup, ProviderSetup, Setup, TenantSetup, UpstreamSetup, UserSetup, WebhookSetup,
 };
 use crate::error::{Error, Result};
-use crate::provider::ProviderKind;
 use rust_decimal::Decimal;
-use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// How a declared balance reaches the ledger, in one sentence for `apply`'s output.
-pub const BALANCE_RULE: &str = "balances: a user's first apply credits the declared balance as an opening_balance \
-     ledger row; re-applying the same declared balance changes nothing (orders may have spent since); a different \
-     declared balance posts the difference as an adjustment row";
-
-/// One key for every `apply`, so two runs never interleave their compare-then-write.
-const APPLY_LOCK_KEY: i64 = 0x6f72_6465_7261_7070; // "orderapp"
-
-/// What `apply` did, or would do with `--dry-run`.
-#[derive(Debug, Default, Serialize)]
-pub struct ApplySummary {
-    pub dry_run: bool,
-    /// Rows created or updated (a code group counts as updated when codes were added).
-    /// 0 means the database already matched the file.
-    pub changes: usize,
-    pub tenants: Changes,
-    pub users: Changes,
-    pub providers: Changes,
-    pub code_groups: Changes,
-    pub products: Changes,
-    pub packages: Changes,
-    /// Webhooks by `tenant/url` (their secrets are never shown).
-    pub webhooks: Changes,
-    /// Stock codes added to code groups.
-    pub codes_added: u64,
-    /// Balance movements posted to the ledger.
-    pub ledger: Vec<BalancePosting>,
-    /// Routing problems of the applied tenants that do not block saving (disabled provider,
-    /// empty code stock, or anything planted by other means): `routing check` reports them too.
-    pub warnings: Vec<RoutingWarning>,
-    /// Providers whose credentials are written into the file as plain values (they work; a
-    /// reference to an environment variable or file keeps them out of the file and database).
-    pub credential_warnings: Vec<String>,
-    pub balance_rule: &'static str,
-}
-
-/// Names (`tenant/name`, or the tenant's own name) by what happened to them.
-#[derive(Debug, Default, Serialize)]
-pub struct Changes {
-    pub created: Vec<String>,
-    pub updated: Vec<String>,
-    pub unchanged: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Change {
-    Created,
-    Updated,
-    Unchanged,
-}
-
-impl Changes {
-    fn record(&mut self, change: Change, name: String) {
-        match change {
-            Change::Created => self.created.push(name),
-            Change::Updated => self.updated.push(name),
-            Change::Unchanged => self.unchanged.push(name),
-        }
-    }
-    pub fn changed(&self) -> usize {
-        self.created.len() + self.updated.len()
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct BalancePosting {
-    pub tenant: String,
-    pub user: String,
-    /// `opening_balance` or `adjustment`.
-    pub kind: &'static str,
-    pub amount: Decimal,
-    /// The user's balance after the posting.
-    pub balance: Decimal,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RoutingWarning {
-    pub tenant: String,
-    pub package: String,
-    /// `RoutingProblem::code`.
-    pub code: &'static str,
-    pub message: String,
-}
-
-pub enum ApplyOutcome {
-    /// The file has problems; nothing was written.
-    Invalid(Vec<SetupProblem>),
-    /// Written (or, for a dry run, rolled back).
-    Applied(Box<ApplySummary>),
-}
-
-/// Validate a setup file and write it in one transaction (rolled back when `dry_run`).
-pub fn apply_text(client: &mut Client, text: &str, dry_run: bool) -> Result<ApplyOutcome> {
-    let names = match setup::referenced_tenants(text) {
-        Ok(names) => names,
-        Err(problems) => return Ok(ApplyOutcome::Invalid(problems)),
-    };
-    let mut tx = client.transaction()?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPLY_LOCK_KEY])?;
-    let existing = load_existing(&mut tx, &names)?;
-    let setup = match setup::validate(text, &existing) {
-        Ok(setup) => setup,
-        Err(problems) => return Ok(ApplyOutcome::Invalid(problems)),
-    };
-    let unresolved = unresolved_references(&setup);
-    if !unresolved.is_empty() {
-        return Ok(ApplyOutcome::Invalid(unresolved));
-    }
-    let mut summary = write(&mut tx, &setup)?;
-    summary.warnings = routing_warnings(&mut tx, &setup)?;
-    summary.credential_warnings = plain_credentials(&setup);
-    summary.dry_run = dry_run;
-    if dry_run {
-        tx.rollback()?;
-    } else {
-        tx.commit()?;
-    }
-    Ok(ApplyOutcome::Applied(Box::new(summary)))
-}
-
-/// What the named tenants already have (those the file declares and those it forwards to), and
-/// the forwarding of the whole database.
-fn load_existing(tx: &mut Transaction, tenants: &[String]) -> Result<Existing> {
-    let mut existing = Existing::default();
-    for r in tx.query("SELECT name FROM tenants WHERE name = ANY($1)", &[&tenants])? {
-        existing.tenants.insert(r.get(0));
-    }
-    let rows = tx.query(
-        "SELECT t.name, p.name FROM packages p JOIN tenants t ON t.id = p.tenant_id WHERE t.name = ANY($1)",
-        &[&tenants],
-    )?;
-    for r in rows {
-        existing.packages.entry(r.get(0)).or_default().insert(r.get(1));
-    }
-    let rows =
-        tx.query("SELECT t.name, u.name FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.name = ANY($1)", &[&tenants])?;
-    for r in rows {
-        existing.users.entry(r.get(0)).or_default().insert(r.get(1));
-    }
-    existing.forwarding = crate::db::routing::forwarding(tx)?;
-    let rows = tx.query(
-        "SELECT t.name, p.name, p.kind FROM providers p JOIN tenants t ON t.id = p.tenant_id WHERE t.name = ANY($1)",
-        &[&tenants],
-    )?;
-    for r in rows {
-        // The kind column is CHECKed to known words; anything else is a damaged row.
-        let kind = ProviderKind::parse(r.get(2)).map_err(Error::internal)?;
-        existing.providers.entry(r.get(0)).or_default().insert(r.get(1), kind);
-    }
-    let rows = tx.query(
-        "SELECT t.name, g.name FROM code_groups g JOIN tenants t ON t.id = g.tenant_id WHERE t.name = ANY($1)",
-        &[&tenants],
-    )?;
-    for r in rows {
-        existing.code_groups.entry(r.get(0)).or_default().insert(r.get(1));
-    }
-    Ok(existing)
-}
-
-fn write(tx: &mut Transaction, setup: &Setup) -> Result<ApplySummary> {
+pub(super) fn write(tx: &mut Transaction, setup: &Setup) -> Result<ApplySummary> {
     let mut s = ApplySummary { balance_rule: BALANCE_RULE, ..ApplySummary::default() };
     let mut tenant_ids = BTreeMap::new();
     for t in &setup.tenants {
@@ -406,10 +228,11 @@ fn write_provider(tx: &mut Transaction, tenant_id: i64, p: &ProviderSetup) -> Re
     Ok(Change::Updated)
 }
 
-/// A webhook, by (tenant, url). One that is no longer declared is left as it is: disable it
-/// with `"enabled": false` (its pending deliveries then wait until it is enabled again). A
-/// changed secret keeps its predecessor signing too for [`SECRET_OVERLAP`] (rotation).
+/// A webhook, by (tenant, url). One that is no longer declared is retired by `--prune` (see
+/// `retire`); `"enabled": false` pauses it instead (its pending deliveries wait). A changed secret keeps its predecessor signing too for [`SECRET_OVERLAP`] (rotation).
 fn write_webhook(tx: &mut Transaction, tenant_id: i64, w: &WebhookSetup) -> Result<Change> {
+    // `{"stored": true}` was replaced by the stored secret before planning.
+    let secret = w.secret.as_ref().ok_or_else(|| Error::internal(format!("webhook {}: no secret to write", w.url)))?;
     let events: Vec<&str> = w.events.iter().map(|e| e.as_str()).collect();
     let current = tx.query_opt(
         "SELECT id, secret, events, enabled FROM webhooks WHERE tenant_id = $1 AND url = $2 FOR UPDATE",
@@ -419,15 +242,14 @@ fn write_webhook(tx: &mut Transaction, tenant_id: i64, w: &WebhookSetup) -> Resu
         let id: i64 = tx
             .query_one(
                 "INSERT INTO webhooks (tenant_id, url, secret, events, enabled) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                &[&tenant_id, &w.url, &w.secret, &events, &w.enabled],
+                &[&tenant_id, &w.url, &secret, &events, &w.enabled],
             )?
             .get(0);
         write_webhook_delivery(tx, id, w)?;
         return Ok(Change::Created);
     };
     let id: i64 = r.get(0);
-    let same =
-        r.get::<_, serde_json::Value>(1) == w.secret && r.get::<_, Vec<String>>(2) == events && r.get::<_, bool>(3) == w.enabled;
+    let same = r.get::<_, serde_json::Value>(1) == *secret && r.get::<_, Vec<String>>(2) == events && r.get::<_, bool>(3) == w.enabled;
     let delivery_changed = write_webhook_delivery(tx, id, w)?;
     if same {
         return Ok(if delivery_changed { Change::Updated } else { Change::Unchanged });
@@ -438,7 +260,7 @@ fn write_webhook(tx: &mut Transaction, tenant_id: i64, w: &WebhookSetup) -> Resu
                 previous_secret_until = CASE WHEN secret <> $2 THEN now() + make_interval(secs => $5::bigint) ELSE previous_secret_until END,
                 secret = $2
           WHERE id = $1",
-        &[&id, &w.secret, &events, &w.enabled, &(SECRET_OVERLAP.as_secs() as i64)],
+        &[&id, &secret, &events, &w.enabled, &(SECRET_OVERLAP.as_secs() as i64)],
     )?;
     Ok(Change::Updated)
 }
@@ -675,80 +497,4 @@ fn write_package(tx: &mut Transaction, tenant_id: i64, ids: &TenantIds, p: &Pack
         }
     }
     Ok(change)
-}
-
-/// References that do not resolve on this machine, named (never a value): a setup that cannot
-/// work here is not saved.
-fn unresolved_references(setup: &Setup) -> Vec<crate::domain::setup::SetupProblem> {
-    let mut out = Vec::new();
-    for (ti, t) in setup.tenants.iter().enumerate() {
-        for (pi, p) in t.providers.iter().enumerate() {
-            if let Err(why) = crate::secret::resolve(&p.credentials) {
-                out.push(crate::domain::setup::SetupProblem {
-                    path: format!("tenants[{ti}].providers[{pi}].credentials"),
-                    message: format!(
-                        "tenant {}, provider {}: {why} on this machine; provide it here (and where the daemon runs), or correct the reference",
-                        t.name, p.name
-                    ),
-                });
-            }
-        }
-        for (wi, w) in t.webhooks.iter().enumerate() {
-            if let Err(why) = crate::secret::resolve_value(&w.secret) {
-                out.push(crate::domain::setup::SetupProblem {
-                    path: format!("tenants[{ti}].webhooks[{wi}].secret"),
-                    message: format!(
-                        "tenant {}, webhook {}: secret: {why} on this machine; provide it here (and where the daemon runs), or correct the reference",
-                        t.name, w.url
-                    ),
-                });
-            }
-        }
-    }
-    out
-}
-
-fn plain_credentials(setup: &Setup) -> Vec<String> {
-    let mut out = Vec::new();
-    for t in &setup.tenants {
-        for p in &t.providers {
-            let plain = crate::secret::plain_fields(&p.credentials);
-            if !plain.is_empty() {
-                out.push(format!(
-                    "tenant {}, provider {}: credentials.{} written as plain value(s) into the file and the database; \
-                     use {{\"env\": \"VARIABLE\"}} or {{\"file\": \"/path\"}} references",
-                    t.name,
-                    p.name,
-                    plain.join(", credentials.")
-                ));
-            }
-        }
-        for w in t.webhooks.iter().filter(|w| w.secret.is_string()) {
-            out.push(format!(
-                "tenant {}, webhook {}: secret written as a plain value into the file and the database; \
-                 use an {{\"env\": \"VARIABLE\"}} or {{\"file\": \"/path\"}} reference",
-                t.name, w.url
-            ));
-        }
-    }
-    out
-}
-
-/// Every routing finding of the applied tenants after the write. Validation already refused
-/// contradictions in the file, so these are the states of the moment `routing check` reports.
-fn routing_warnings(tx: &mut Transaction, setup: &Setup) -> Result<Vec<RoutingWarning>> {
-    let mut warnings = Vec::new();
-    for t in &setup.tenants {
-        for (_, view) in routing_views(tx, Some(&t.name), None)? {
-            for problem in check_routing(&view) {
-                warnings.push(RoutingWarning {
-                    tenant: view.tenant.clone(),
-                    package: view.package.clone(),
-                    code: problem.code(),
-                    message: problem.sentence(&view.tenant, &view.package),
-                });
-            }
-        }
-    }
-    Ok(warnings)
 }

@@ -11,6 +11,10 @@
 //! parts of the file that hold them are checked by hand instead of by serde (whose messages
 //! quote the offending value).
 
+pub mod export;
+pub mod fields;
+pub mod plan;
+
 use crate::domain::answers::ProviderKind;
 use crate::domain::backoff::ScheduleOverride;
 use crate::domain::money::parse_amount;
@@ -120,8 +124,9 @@ impl fmt::Debug for ProviderSetup {
 pub struct WebhookSetup {
     pub url: String,
     /// Secret: the key every request is signed with, a non-empty string or a reference
-    /// (`crate::secret`), stored as given. Never printed.
-    pub secret: Value,
+    /// (`crate::secret`), stored as given. Never printed. `None`: the file says
+    /// `{"stored": true}` (keep the stored one; `db::setup` fills it in before planning).
+    pub secret: Option<Value>,
     /// The event types it receives (all when the file names none).
     pub events: Vec<EventType>,
     pub enabled: bool,
@@ -289,6 +294,10 @@ struct CodeGroupDoc {
     // Values, checked by hand: a type error would quote the PIN.
     #[serde(default)]
     codes: Vec<Value>,
+    /// Written by `export` (counts by state); informational, `apply` ignores it.
+    #[serde(default)]
+    #[allow(dead_code)]
+    stock: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -359,7 +368,7 @@ impl Element for ScheduleDoc {
 }
 impl Element for CodeGroupDoc {
     const WHAT: &'static str = "a code group";
-    const FIELDS: &'static [&'static str] = &["name", "codes"];
+    const FIELDS: &'static [&'static str] = &["name", "codes", "stock"];
 }
 impl Element for PackageDoc {
     const WHAT: &'static str = "a package";
@@ -769,8 +778,9 @@ fn validate_webhook(w: WebhookDoc, at: &Place, problems: &mut Problems) -> Optio
     }
     // The secret is never quoted, whatever is wrong with it.
     let secret = match &w.secret {
-        Value::String(s) if !s.trim().is_empty() => Some(w.secret.clone()),
-        v if crate::secret::reference(v).is_some() => Some(v.clone()),
+        Value::String(s) if !s.trim().is_empty() => Some(Some(w.secret.clone())),
+        v if crate::secret::reference(v).is_some() => Some(Some(v.clone())),
+        v if fields::is_stored_marker(v) => Some(None),
         Value::Null => {
             problems
                 .add(&at.field("secret"), "secret is missing; give every webhook a secret that the shop checks signatures with");
@@ -779,7 +789,7 @@ fn validate_webhook(w: WebhookDoc, at: &Place, problems: &mut Problems) -> Optio
         _ => {
             problems.add(
                 &at.field("secret"),
-                "secret must be a non-empty string or a reference: {\"env\": \"VARIABLE\"} or {\"file\": \"/path\"}",
+                "secret must be a non-empty string, a reference ({\"env\": \"VARIABLE\"} or {\"file\": \"/path\"}), or {\"stored\": true} to keep the stored one",
             );
             None
         }
@@ -847,7 +857,7 @@ fn webhook_events(v: Option<&Value>, at: &Place, problems: &mut Problems) -> Opt
 /// An amount written as a decimal string. Absent means 0.
 fn amount(v: Option<&Value>, what: &str, at: &Place, problems: &mut Problems) -> Option<Decimal> {
     match v {
-        None | Some(Value::Null) => Some(Decimal::ZERO),
+        None | Some(Value::Null) => Some(Decimal::new(0, 2)),
         Some(Value::String(s)) => match parse_amount(s, what) {
             Ok(mut d) => {
                 // Always two places, as the database stores it: "100" and "100.00" are one amount.
@@ -1014,10 +1024,10 @@ fn check_credentials(credentials: &Value, kind: ProviderKind, at: &Place, proble
             None => problems
                 .add(&at.field(field), format!("credentials.{field} is missing; {kind} providers need {}", needed.join(" and "))),
             Some(Value::String(s)) if !s.is_empty() => {}
-            Some(v) if crate::secret::reference(v).is_some() => {}
+            Some(v) if crate::secret::reference(v).is_some() || fields::is_stored_marker(v) => {}
             Some(_) => problems.add(
                 &at.field(field),
-                format!("credentials.{field} must be a non-empty string or a reference: {{\"env\": \"VARIABLE\"}} or {{\"file\": \"/path\"}}"),
+                format!("credentials.{field} must be a non-empty string or a reference: {{\"env\": \"VARIABLE\"}}, {{\"file\": \"/path\"}} or {{\"stored\": true}} (keep the stored value)"),
             ),
         }
     }
