@@ -6,6 +6,7 @@
 //! runs the lane of any provider with orders in flight), no new deliveries for a webhook.
 
 use crate::db::Transaction;
+use crate::domain::lifecycle::states::DeliveryState;
 use crate::domain::setup::fields::Kind;
 use crate::domain::setup::plan::{Action, Plan, Step};
 use crate::error::{Error, Result};
@@ -60,10 +61,14 @@ pub fn retire(tx: &mut Transaction, plan: &Plan) -> Result<u64> {
             .map(|r| r.get(0));
         if let (Kind::Webhook, Some(id)) = (step.kind, id) {
             cancelled += tx.execute(
-                "UPDATE webhook_deliveries
-                    SET state = 'cancelled', next_attempt_at = NULL, in_flight_until = NULL,
-                        last_error = 'cancelled: the webhook was retired by orderctl apply --prune'
-                  WHERE webhook_id = $1 AND state = 'pending'",
+                &format!(
+                    "UPDATE webhook_deliveries
+                        SET state = {cancelled}, next_attempt_at = NULL, in_flight_until = NULL,
+                            last_error = 'cancelled: the webhook was retired by orderctl apply --prune'
+                      WHERE webhook_id = $1 AND state = {to_deliver}",
+                    cancelled = DeliveryState::Cancelled.sql(),
+                    to_deliver = DeliveryState::Pending.sql()
+                ),
                 &[&id],
             )?;
         }

@@ -5,6 +5,7 @@
 use crate::db::providers::{ScheduleColumns, SCHEDULE_COLUMNS};
 use crate::db::GenericClient;
 use crate::domain::endpoint::Access;
+use crate::domain::lifecycle::states::CodeState;
 use crate::domain::setup::fields::Kind;
 use crate::domain::setup::plan::{Stock, StoredSetup, StoredTenant};
 use crate::domain::setup::{
@@ -108,12 +109,17 @@ fn code_groups(
     t: &mut StoredTenant,
 ) -> Result<()> {
     let rows = client.query(
-        "SELECT g.id, g.name, g.retired_at IS NOT NULL,
-                count(c.id) FILTER (WHERE c.state = 'available'),
-                count(c.id) FILTER (WHERE c.state = 'reserved'),
-                count(c.id) FILTER (WHERE c.state = 'used')
-           FROM code_groups g LEFT JOIN code_items c ON c.code_group_id = g.id
-          WHERE g.tenant_id = $1 GROUP BY g.id ORDER BY g.id",
+        &format!(
+            "SELECT g.id, g.name, g.retired_at IS NOT NULL,
+                    count(c.id) FILTER (WHERE c.state = {available}),
+                    count(c.id) FILTER (WHERE c.state = {reserved}),
+                    count(c.id) FILTER (WHERE c.state = {used})
+               FROM code_groups g LEFT JOIN code_items c ON c.code_group_id = g.id
+              WHERE g.tenant_id = $1 GROUP BY g.id ORDER BY g.id",
+            available = CodeState::Available.sql(),
+            reserved = CodeState::Reserved.sql(),
+            used = CodeState::Used.sql()
+        ),
         &[&tenant_id],
     )?;
     for r in rows {

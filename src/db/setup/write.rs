@@ -249,7 +249,8 @@ fn write_webhook(tx: &mut Transaction, tenant_id: i64, w: &WebhookSetup) -> Resu
         return Ok(Change::Created);
     };
     let id: i64 = r.get(0);
-    let same = r.get::<_, serde_json::Value>(1) == *secret && r.get::<_, Vec<String>>(2) == events && r.get::<_, bool>(3) == w.enabled;
+    let same =
+        r.get::<_, serde_json::Value>(1) == *secret && r.get::<_, Vec<String>>(2) == events && r.get::<_, bool>(3) == w.enabled;
     let delivery_changed = write_webhook_delivery(tx, id, w)?;
     if same {
         return Ok(if delivery_changed { Change::Updated } else { Change::Unchanged });

@@ -194,6 +194,8 @@ state_column! {
         Pending => "pending",
         Delivered => "delivered",
         Failed => "failed",
+        /// Never to be delivered: its webhook was retired (`apply --prune`).
+        Cancelled => "cancelled",
     }
 }
 
