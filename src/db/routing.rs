@@ -161,10 +161,14 @@ pub fn forwarding(client: &mut impl GenericClient) -> Result<Forwarding> {
 }
 
 /// A provider of a tenant by name: (id, enabled).
-pub fn provider_by_name(client: &mut impl GenericClient, tenant_id: i64, name: &str) -> Result<(i64, bool)> {
+/// A provider of a tenant by name: its id, whether it is enabled and whether it was retired.
+pub fn provider_by_name(client: &mut impl GenericClient, tenant_id: i64, name: &str) -> Result<(i64, bool, bool)> {
     client
-        .query_opt("SELECT id, enabled FROM providers WHERE tenant_id = $1 AND name = $2", &[&tenant_id, &name])?
-        .map(|r| (r.get(0), r.get(1)))
+        .query_opt(
+            "SELECT id, enabled, retired_at IS NOT NULL AS retired FROM providers WHERE tenant_id = $1 AND name = $2",
+            &[&tenant_id, &name],
+        )?
+        .map(|r| (r.get("id"), r.get("enabled"), r.get("retired")))
         .ok_or_else(|| {
             Error::not_found(format!("provider '{name}' does not exist in this order's tenant"))
                 .with_hint("list providers with `orderctl provider list`")

@@ -499,3 +499,16 @@ fn an_operator_can_send_an_order_to_another_provider_than_routing_names() {
     let out = db.cmd().args(["dispatch", &o["number"].to_string(), "--provider", "nope"]).run().code(5);
     assert!(out.stderr.contains("already with its provider"), "{}", out.stderr);
 }
+
+#[test]
+fn an_operator_choice_of_a_disabled_provider_is_refused_and_nothing_is_sent() {
+    let sim = Sim::start(&["--complete-after", "1h"]);
+    let db = setup(&sim);
+    let o = create(&db, "pubg-60", &["--no-dispatch"]);
+    let n = o["number"].to_string();
+    db.client().execute("UPDATE providers SET enabled = false WHERE name = 'xstor'", &[]).unwrap();
+    let out = db.cmd().args(["dispatch", &n, "--provider", "xstor"]).run().code(5);
+    assert!(out.stderr.contains("provider xstor is disabled"), "{}", out.stderr);
+    assert_eq!(inspect(&db, &n)["status"], "pending", "the order stays where it was");
+    assert_eq!(sim.stats()["orders"].as_array().map_or(0, |a| a.len()), 0, "nothing reached a provider");
+}
