@@ -628,8 +628,19 @@ pub struct WebhookRotateArgs {
     pub overlap: humantime::Duration,
     /// Make a new `whsec_` secret and write it to this file (created, mode 0600) instead of
     /// reading one from standard input
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["secret_env", "secret_file"])]
     pub generate_to: Option<std::path::PathBuf>,
+    /// With --generate-to: store a reference to the file (`{"file": FILE}`) instead of its value,
+    /// so the secret stays out of the database (the daemon's host must see the same file)
+    #[arg(long, requires = "generate_to")]
+    pub as_reference: bool,
+    /// Store a reference to this environment variable (`{"env": VAR}`); it must be set here
+    #[arg(long, value_name = "VAR", conflicts_with = "secret_file")]
+    pub secret_env: Option<String>,
+    /// Store a reference to this file (`{"file": PATH}`, e.g. a systemd credential); it must be
+    /// readable here
+    #[arg(long, value_name = "PATH")]
+    pub secret_file: Option<String>,
 }
 
 #[derive(Debug, Args)]

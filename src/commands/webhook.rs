@@ -204,38 +204,64 @@ pub fn pause(s: &Settings, a: &WebhookEndpointArgs, paused: bool) -> Result<()> 
     Ok(())
 }
 
-/// The new secret from standard input (one line) or made here and written to a file; it is
-/// never printed.
+/// The new secret: a reference to an environment variable or a file (stored as the reference,
+/// resolved here first so a typo is caught now), made here and written to a file (stored as the
+/// value, or as a reference to that file), or one line from standard input. Never printed.
 pub fn rotate_secret(s: &Settings, a: &WebhookRotateArgs) -> Result<()> {
-    let secret = match &a.generate_to {
-        Some(path) => {
-            let secret = crate::domain::signature::new_secret();
-            write_private(path, &secret)?;
-            secret
-        }
-        None => {
-            let mut line = String::new();
-            std::io::stdin()
-                .read_line(&mut line)
-                .map_err(|e| Error::invalid(format!("cannot read the new secret from standard input: {e}")))?;
-            line.trim().to_string()
-        }
-    };
-    if secret.is_empty() {
-        return Err(Error::invalid("no new secret on standard input")
-            .with_hint("pipe it in (e.g. from a secrets file), or give --generate-to FILE to make one"));
-    }
+    let secret = new_secret(a)?;
     let mut client = db::connect(&s.database_url)?;
     let (id, url) = db::webhooks::find_endpoint(&mut client, s.tenant.as_deref(), &a.endpoint)?;
     let until = db::webhooks::rotate_secret(&mut client, id, &secret, a.overlap.into())?;
     let until_text = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let stored = match crate::secret::reference(&secret) {
+        Some(r) => format!("a reference to {r}"),
+        None => "a plain value".to_string(),
+    };
     if s.json() {
-        output::print_json(&serde_json::json!({"id": id, "url": url, "previous_secret_until": until_text}));
+        output::print_json(&serde_json::json!({
+            "id": id, "url": url, "previous_secret_until": until_text,
+            "stored_as": if secret.is_string() { "value" } else { "reference" },
+        }));
     } else {
-        println!("webhook endpoint {id} ({url}) has a new secret; the previous one signs too until {until_text}");
+        println!("webhook endpoint {id} ({url}) has a new secret ({stored}); the previous one signs too until {until_text}");
     }
     eprintln!("note: put the new secret in the setup file too, or the next `apply` puts the file's secret back");
     Ok(())
+}
+
+fn new_secret(a: &WebhookRotateArgs) -> Result<serde_json::Value> {
+    let reference = match (&a.secret_env, &a.secret_file, &a.generate_to) {
+        (Some(var), _, _) => Some(serde_json::json!({"env": var})),
+        (None, Some(path), _) => Some(serde_json::json!({"file": path})),
+        (None, None, Some(path)) => {
+            write_private(path, &crate::domain::signature::new_secret())?;
+            let value = std::fs::read_to_string(path)
+                .map_err(|e| Error::internal(format!("cannot read {} back: {e}", path.display())))?;
+            return Ok(match a.as_reference {
+                true => serde_json::json!({"file": path.display().to_string()}),
+                false => serde_json::Value::String(value.trim().to_string()),
+            });
+        }
+        (None, None, None) => None,
+    };
+    if let Some(r) = reference {
+        // Resolved now, so a typo is found here rather than by the first delivery.
+        crate::secret::resolve_value(&r).map_err(|why| {
+            Error::invalid(format!("the new secret does not resolve on this host: {why}"))
+                .with_hint("set the variable or create the file, then run this again")
+        })?;
+        return Ok(r);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Error::invalid(format!("cannot read the new secret from standard input: {e}")))?;
+    match line.trim() {
+        "" => Err(Error::invalid("no new secret on standard input").with_hint(
+            "pipe it in (e.g. from a secrets file), or give --generate-to FILE, --secret-env VAR or --secret-file PATH",
+        )),
+        secret => Ok(serde_json::Value::String(secret.to_string())),
+    }
 }
 
 fn write_private(path: &std::path::Path, secret: &str) -> Result<()> {

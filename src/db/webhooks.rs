@@ -558,11 +558,16 @@ pub fn set_paused(client: &mut impl GenericClient, id: i64, paused: bool) -> Res
     Ok(n > 0)
 }
 
-/// A new secret; the current one keeps signing (a second signature) for `overlap`. Returns
-/// until when.
-pub fn rotate_secret(client: &mut impl GenericClient, id: i64, secret: &str, overlap: Duration) -> Result<DateTime<Utc>> {
+/// A new signing secret (a plain value or a reference, as `secret` holds it); the current one
+/// keeps signing next to it (a second signature) for `overlap`. Returns until when.
+pub fn rotate_secret(
+    client: &mut impl GenericClient,
+    id: i64,
+    secret: &serde_json::Value,
+    overlap: Duration,
+) -> Result<DateTime<Utc>> {
     let r = client.query_one(
-        "UPDATE webhooks SET previous_secret = secret, secret = to_jsonb($2::text),
+        "UPDATE webhooks SET previous_secret = secret, secret = $2,
                 previous_secret_until = now() + make_interval(secs => $3::bigint / 1000.0)
           WHERE id = $1 RETURNING previous_secret_until",
         &[&id, &secret, &(overlap.as_millis() as i64)],

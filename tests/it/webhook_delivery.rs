@@ -136,6 +136,51 @@ fn every_body_verifies_with_standardwebhooks_also_across_a_secret_rotation() {
 }
 
 #[test]
+fn a_rotated_secret_can_be_a_file_or_variable_reference_and_the_database_holds_only_the_reference() {
+    let sim = Sim::start(&[]);
+    let receiver = Receiver::start(|_, _| (200, Duration::ZERO));
+    let db = TestDb::new();
+    let first = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let mut setup = setup_with_webhook(&sim, &receiver.url, None);
+    setup["tenants"][0]["webhooks"][0]["secret"] = json!(first);
+    db.apply(&setup);
+    insert_orders(&db, "jawaker", 1);
+    let orders = numbers(&db, "alsham", "jawaker");
+    let dir = std::env::temp_dir().join(format!("orderctl-rotate-{}-{}", std::process::id(), orders[0]));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("webhook-secret");
+    let _ = std::fs::remove_file(&file);
+
+    // A variable that is not set: refused, nothing changed.
+    let out =
+        db.cmd().args(["webhook", "rotate-secret", &receiver.url, "--secret-env", "ORDERCTL_TEST_NO_SUCH_VAR"]).run().code(4);
+    assert!(out.stderr.contains("ORDERCTL_TEST_NO_SUCH_VAR is not set"), "{}", out.stderr);
+    let stored: serde_json::Value = db.client().query_one("SELECT secret FROM webhooks", &[]).unwrap().get(0);
+    assert_eq!(stored, json!(first), "a refused rotation changes nothing");
+
+    // A generated secret kept in a file; the database holds the file's path only.
+    let out = db
+        .cmd()
+        .args(["-o", "json", "webhook", "rotate-secret", &receiver.url, "--overlap", "0s", "--as-reference", "--generate-to"])
+        .arg(&file)
+        .run()
+        .ok();
+    assert_eq!(out.json()["stored_as"], "reference");
+    let secret = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert!(secret.starts_with("whsec_") && !out.stdout.contains(&secret) && !out.stderr.contains(&secret));
+    let stored: serde_json::Value = db.client().query_one("SELECT secret FROM webhooks", &[]).unwrap().get(0);
+    assert_eq!(stored, json!({"file": file.display().to_string()}), "the reference, never the value");
+
+    db.cmd().args(["approve", &orders[0], "--pin", "P-0"]).run().ok();
+    sweep(&db, &[]);
+    let got = receiver.requests();
+    assert_eq!(got.len(), 1);
+    let checked = standard_verify(&[(vec![secret, first.to_string()], &got[0])]);
+    assert_eq!(checked[0], vec![true, false], "signed with the file's secret only (no overlap)");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn no_body_carries_the_dealers_cost_balance_reference_or_provider_message() {
     // Every order is cancelled by the provider, so each has a provider message and reference.
     let sim = Sim::start(&["--complete-after", "200ms", "--cancel-share", "0.5", "--seed", "22"]);
