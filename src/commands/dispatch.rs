@@ -25,19 +25,15 @@ pub fn run(s: &Settings, a: &DispatchArgs) -> Result<()> {
     lifecycle::operator(&order.facts()?, &lifecycle::OperatorAction::Dispatch).map_err(crate::dispatch::refusal)?;
     let chosen = match &a.provider {
         Some(name) => {
-            let (id, enabled, retired) = db::routing::provider_by_name(&mut client, order.tenant_id, name)?;
-            // An operator's explicit choice is never silently replaced by routing: a provider
-            // that may not take orders is refused here, before anything is written.
+            let (id, _enabled, retired) = db::routing::provider_by_name(&mut client, order.tenant_id, name)?;
+            // A retired provider is refused before anything is written (a disabled one stops
+            // the order on configuration, with a diagnosis, as routing to it would).
             if retired {
                 return Err(Error::refused(format!(
                     "provider {name} was retired by `orderctl apply --prune`; order {} was not sent",
                     order.number
                 ))
                 .with_hint("name it in the setup file again and apply, or choose another provider"));
-            }
-            if !enabled {
-                return Err(Error::refused(format!("provider {name} is disabled; order {} was not sent", order.number))
-                    .with_hint("enable it in the setup file and `orderctl apply`, or choose another provider"));
             }
             Some(Override { provider_id: id, name: name.clone() })
         }

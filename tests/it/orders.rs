@@ -501,14 +501,19 @@ fn an_operator_can_send_an_order_to_another_provider_than_routing_names() {
 }
 
 #[test]
-fn an_operator_choice_of_a_disabled_provider_is_refused_and_nothing_is_sent() {
+fn an_operator_choice_of_a_retired_provider_is_refused_and_nothing_is_sent() {
     let sim = Sim::start(&["--complete-after", "1h"]);
     let db = setup(&sim);
     let o = create(&db, "pubg-60", &["--no-dispatch"]);
     let n = o["number"].to_string();
-    db.client().execute("UPDATE providers SET enabled = false WHERE name = 'xstor'", &[]).unwrap();
-    let out = db.cmd().args(["dispatch", &n, "--provider", "xstor"]).run().code(5);
-    assert!(out.stderr.contains("provider xstor is disabled"), "{}", out.stderr);
+    // A spare provider, named once and then dropped from the file with --prune.
+    let mut with_spare = standard_setup(&sim.base_url);
+    let spare = json!({"name": "spare", "kind": "xstor", "base_url": sim.base_url, "credentials": {"api_token": "t"}});
+    with_spare["tenants"][0]["providers"].as_array_mut().unwrap().push(spare);
+    db.apply(&with_spare);
+    db.cmd().args(["apply", "-f", "-", "--prune"]).stdin(standard_setup(&sim.base_url).to_string()).run().ok();
+    let out = db.cmd().args(["dispatch", &n, "--provider", "spare"]).run().code(5);
+    assert!(out.stderr.contains("provider spare was retired"), "{}", out.stderr);
     assert_eq!(inspect(&db, &n)["status"], "pending", "the order stays where it was");
     assert_eq!(sim.stats()["orders"].as_array().map_or(0, |a| a.len()), 0, "nothing reached a provider");
 }
