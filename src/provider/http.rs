@@ -75,6 +75,7 @@ impl std::fmt::Display for TransportError {
 pub struct HttpClient {
     agent: ureq::Agent,
     max_bytes: u64,
+    request_timeout: Duration,
     secrets: Vec<String>,
     provider: String,
 }
@@ -99,7 +100,11 @@ impl HttpClient {
                 .user_agent(concat!("orderctl/", env!("CARGO_PKG_VERSION")))
                 .build(),
         );
-        HttpClient { agent, max_bytes: config.http.max_response_bytes, secrets: config.secrets(), provider: config.name.clone() }
+        HttpClient {
+            agent,
+            max_bytes: config.http.max_response_bytes,
+            request_timeout: config.http.request_timeout,
+            secrets: config.secrets(), provider: config.name.clone() }
     }
 
     /// The URL as it may be shown: secret parameters and secret values masked.
@@ -114,8 +119,21 @@ impl HttpClient {
 
     /// GET `url` with extra headers. Logs the masked URL, status and elapsed time at debug level.
     pub fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<HttpReply, TransportError> {
+        self.get_by(url, headers, None)
+    }
+
+    /// As `get`, ending by `deadline` at the latest (when it is sooner than the request
+    /// timeout): one provider call made of several requests (an x-stor batch check) stays
+    /// within one request timeout as a whole, which is what the lease was sized for. A
+    /// deadline already passed sends nothing and is a timeout.
+    pub fn get_by(&self, url: &str, headers: &[(&str, &str)], deadline: Option<Instant>) -> Result<HttpReply, TransportError> {
         let started = Instant::now();
-        let result = self.get_inner(url, headers);
+        let left = deadline.map(|d| d.saturating_duration_since(started));
+        if left == Some(Duration::ZERO) {
+            log::debug!("{}: GET {} not sent: the call's time was used up", self.provider, self.mask(url));
+            return Err(TransportError::Timeout);
+        }
+        let result = self.get_inner(url, headers, left);
         let ms = started.elapsed().as_millis();
         match &result {
             Ok(r) => log::debug!("{}: GET {} -> {} ({} bytes) in {ms} ms", self.provider, self.mask(url), r.status, r.body.len()),
@@ -127,10 +145,13 @@ impl HttpClient {
         })
     }
 
-    fn get_inner(&self, url: &str, headers: &[(&str, &str)]) -> Result<HttpReply, TransportError> {
+    fn get_inner(&self, url: &str, headers: &[(&str, &str)], left: Option<Duration>) -> Result<HttpReply, TransportError> {
         let mut req = self.agent.get(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
+        }
+        if let Some(left) = left.filter(|l| *l < self.request_timeout) {
+            req = req.config().timeout_global(Some(left)).build();
         }
         let resp = req.call().map_err(|e| self.transport_error(e))?;
         let status = resp.status().as_u16();

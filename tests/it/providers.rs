@@ -727,3 +727,22 @@ fn provider_check_unknown_and_ambiguous_names() {
     db.cmd().args(["provider", "check", "shared-name", "--tenant", "beirut"]).run().ok();
     db.cmd().args(["provider", "check", "shared-name", "--tenant", "nowhere"]).run().code(3);
 }
+
+/// An x-stor batch whose orders have no order id yet is one request per order; together they
+/// stay inside one request timeout (the lease was sized for one call), and what is not asked in
+/// time is no news, never a verdict. Before, each request had a whole timeout of its own: a
+/// batch was seen "in flight 8s" under `--request-timeout 3s`.
+#[test]
+fn an_xstor_batch_check_takes_at_most_one_request_timeout() {
+    let s = sim(SimSettings { latency: Duration::from_millis(120), ..instant() });
+    let x = xstor_at(&s.base_url(), XSTOR_TOKEN);
+    let keys: Vec<CheckKey> = (0..8).map(|i| by_ref(&uuid_ref(60 + i))).collect();
+    let started = std::time::Instant::now();
+    let out = x.check_many(&keys);
+    let took = started.elapsed();
+    // 8 requests of 120 ms each would take 960 ms; the request timeout is 300 ms.
+    assert!(took < Duration::from_millis(550), "the batch took {took:?} under a 300 ms request timeout");
+    assert_eq!(out.len(), 8);
+    assert!(matches!(out[0].outcome, CheckOutcome::NotFound { .. }), "the first request is answered: {out:?}");
+    assert!(matches!(out[7].outcome, CheckOutcome::NoNews { .. }), "the last one was not asked in time: {out:?}");
+}
