@@ -22,9 +22,20 @@ pub enum Done {
     Checked(Arc<LaneProvider>, Vec<Checked>),
 }
 
-/// Tries of one batch when the connection is lost; after that its results are dropped and the
-/// orders come due again after their lease (placements are then reconciled, never resent blindly).
+/// Tries of one batch of a drain (`orderctl sweep`) when the connection is lost; after that
+/// its results are dropped and the orders come due again after their lease (placements are
+/// then reconciled, never resent blindly).
 const TRIES: u32 = 4;
+
+/// How long a daemon's writer keeps a batch for a database it cannot reach. Written when the
+/// database answers again, each result still guarded by its lease: saved when nobody claimed
+/// the order meanwhile (a provider answer is not thrown away for a short outage), refused when
+/// another worker took it over after the lease lapsed (that worker reconciles it with the
+/// provider). Past this the results are dropped, as a drain's are after `TRIES`.
+const HOLD_FOR: Duration = Duration::from_secs(600);
+
+/// The longest pause between two tries of a batch.
+const MAX_PAUSE: Duration = Duration::from_secs(2);
 
 pub struct Writer {
     pub settings: LaneSettings,
@@ -74,9 +85,13 @@ impl Writer {
 
     fn write(&self, conn: &mut Option<Client>, batch: Vec<Done>) -> Result<()> {
         let mut last = None;
-        for attempt in 0..TRIES {
+        let first_failure = Instant::now();
+        for attempt in 0.. {
             if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(200 << attempt));
+                if !self.may_try_again(attempt, first_failure) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200u64 << attempt.min(4)).min(MAX_PAUSE));
             }
             let c = match conn {
                 Some(c) => c,
@@ -89,7 +104,12 @@ impl Writer {
                 },
             };
             match self.write_once(c, &batch) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if attempt > 0 {
+                        log::warn!("lane {}: database reachable again; results held through the outage written", self.lane);
+                    }
+                    return Ok(());
+                }
                 Err(e) if e.kind == ErrorKind::DatabaseUnavailable => {
                     *conn = None;
                     last = Some(e);
@@ -98,6 +118,19 @@ impl Writer {
             }
         }
         Err(last.unwrap_or_else(|| crate::error::Error::internal("no attempt made")))
+    }
+
+    /// Another try of a batch the database did not take: a drain gives up after `TRIES`, a
+    /// daemon holds it for `HOLD_FOR` (and past a stop's grace, not at all).
+    fn may_try_again(&self, attempt: u32, first_failure: Instant) -> bool {
+        if self.settings.drain.is_some() {
+            return attempt < TRIES;
+        }
+        if self.give_up_at.lock().unwrap().map(|t| Instant::now() >= t).unwrap_or(false) {
+            return false;
+        }
+        self.control.progress.beat_writer();
+        first_failure.elapsed() < HOLD_FOR
     }
 
     fn write_once(&self, c: &mut Client, batch: &[Done]) -> Result<()> {
@@ -131,7 +164,14 @@ impl Writer {
         let p = &self.control.progress;
         let ok: HashSet<_> = applied.iter().map(|(id, _)| *id).collect();
         p.written.fetch_add(applied.len() as u64, Relaxed);
-        p.stale.fetch_add((wave.len() - applied.len() - refused.len()) as u64, Relaxed);
+        let stale = wave.len() - applied.len() - refused.len();
+        p.stale.fetch_add(stale as u64, Relaxed);
+        if stale > 0 {
+            log::warn!(
+                "lane {}: {stale} late result(s) refused: their lease lapsed and another worker has claimed the order since (it reconciles them)",
+                self.lane
+            );
+        }
         p.flagged.fetch_add(refused.len() as u64, Relaxed);
         for w in wave.iter().filter(|w| ok.contains(&w.order_id)) {
             let t = &w.transition;

@@ -8,6 +8,7 @@ mod deploy;
 mod fidelity;
 mod forwarding;
 mod goods;
+mod hosts;
 mod isolation;
 mod lanes;
 mod lifecycle;

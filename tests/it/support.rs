@@ -173,6 +173,17 @@ impl Cmd {
             .env("NO_COLOR", "1");
         Cmd { cmd, stdin: None }
     }
+    /// The real executable run inside network namespace `ns` (`ip netns exec`, which execs
+    /// it: the child's pid is orderctl's).
+    pub fn in_netns(ns: &str) -> Cmd {
+        let mut cmd = Cmd::new();
+        let mut wrapped = Command::new("ip");
+        wrapped.args(["netns", "exec", ns, BIN]);
+        wrapped.env_remove("DATABASE_URL").env_remove("RUST_LOG").env_remove("ORDERCTL_TENANT").env_remove("ORDERCTL_OUTPUT");
+        wrapped.env("NO_COLOR", "1");
+        cmd.cmd = wrapped;
+        cmd
+    }
     pub fn args<I, S>(mut self, args: I) -> Cmd
     where
         I: IntoIterator<Item = S>,
