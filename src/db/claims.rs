@@ -156,6 +156,27 @@ pub fn lock_and_claim_checks(tx: &mut impl GenericClient, q: LaneQuery, limit: i
     rows.iter().map(|r| due_row(r).map(|row| DueRow { due: true, ..row })).collect()
 }
 
+/// Claim, in the transaction that has just written their results, the checks of these orders
+/// that those results made due at once (a placement accepted with `--first-check 0s`, a
+/// re-check without delay), as `lock_and_claim_checks` does for due orders: the rows come back
+/// as they are now, under the new lease. The caller holds their row locks already (it wrote
+/// them), so nothing waits and nothing is skipped. An order that moved to another lane (a
+/// fallback), went back to placing, or is scheduled later is left to the queue.
+pub fn claim_checks_due_now(tx: &mut impl GenericClient, ids: &[Uuid], lane: i64, lease: Duration) -> Result<Vec<DueRow>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let not_sent = ExternalStatus::NotSent.sql();
+    let sql = format!(
+        "UPDATE orders o SET next_check_at = now() + make_interval(secs => $3::bigint / 1000.0), lease = o.lease + 1,
+                             claimed_at = now()
+          WHERE o.id = ANY($1) AND o.lane = $2 AND o.next_check_at <= now() AND o.external_status <> {not_sent}
+         RETURNING {COLUMNS}"
+    );
+    let rows = tx.query(&sql, &[&ids, &lane, &(lease.as_millis() as i64)])?;
+    rows.iter().map(|r| due_row(r).map(|row| DueRow { due: true, ..row })).collect()
+}
+
 /// Is any work of the lane due? (Cheap: decides whether a lane asks for permits at all.)
 pub fn any_due(client: &mut impl GenericClient, q: LaneQuery) -> Result<bool> {
     // Two probes, one per partial index (a CASE over both kinds would scan the table).

@@ -530,12 +530,24 @@ pub struct Written {
 /// order whose write is refused is flagged with the reason: one bad value never blocks the
 /// others.
 pub fn apply_isolated(client: &mut crate::db::Client, writes: &[Write]) -> Result<Written> {
+    apply_isolated_then(client, writes, |_, _| Ok(())).map(|(w, ())| w)
+}
+
+/// As `apply_isolated`, and then `then` in the same transaction, with the writes that reached
+/// their order (a lane claims the follow-up work of what it wrote there: one transaction where
+/// a write and a claim would be two).
+pub fn apply_isolated_then<T>(
+    client: &mut crate::db::Client,
+    writes: &[Write],
+    mut then: impl FnMut(&mut crate::db::Transaction<'_>, &[Applied]) -> Result<T>,
+) -> Result<(Written, T)> {
     let first = {
         let mut tx = client.transaction()?;
         match apply(&mut tx, writes) {
             Ok(applied) => {
+                let followed = then(&mut tx, &applied)?;
                 tx.commit()?;
-                return Ok(Written { applied, refused: vec![] });
+                return Ok((Written { applied, refused: vec![] }, followed));
             }
             Err(e) if refused_by_data(&e) => e,
             Err(e) => return Err(e),
@@ -562,6 +574,7 @@ pub fn apply_isolated(client: &mut crate::db::Client, writes: &[Write]) -> Resul
             Err(e) => return Err(e),
         }
     }
+    let followed = then(&mut tx, &out.applied)?;
     tx.commit()?;
-    Ok(out)
+    Ok((out, followed))
 }

@@ -5,7 +5,7 @@
 use super::claim::{CheckJob, PlaceJob};
 use super::Timing;
 use crate::db::transitions::StepRecord;
-use crate::provider::{scrub, CheckAnswer, CheckOutcome, PlacementOutcome, Provider};
+use crate::provider::{scrub, CheckAnswer, CheckKey, CheckOutcome, PlacementOutcome, Provider};
 use std::time::{Duration, Instant};
 
 /// What came of a placement job.
@@ -23,6 +23,9 @@ pub struct Placed {
     pub job: PlaceJob,
     pub sent: Sent,
     pub took: Duration,
+    /// The first status check, made right after the placement when the policy checks at once
+    /// (`first_check_at_once`), with how long it took; written with the placement's answer.
+    pub first_check: Option<(CheckAnswer, Duration)>,
 }
 
 /// A check job with the provider's answer.
@@ -45,7 +48,7 @@ pub fn placement(mut job: PlaceJob, adapter: &dyn Provider, timing: Timing) -> P
             humantime::format_duration(timing.lease)
         );
         job.steps.push(StepRecord::now("place", format!("not sent: {why}")));
-        return Placed { job, sent: Sent::NotSent(why), took: Duration::ZERO };
+        return Placed { job, sent: Sent::NotSent(why), took: Duration::ZERO, first_check: None };
     }
     let started = Instant::now();
     let outcome = scrub_placement(adapter.place(&job.request), &adapter.config().secrets());
@@ -54,7 +57,25 @@ pub fn placement(mut job: PlaceJob, adapter: &dyn Provider, timing: Timing) -> P
         "place",
         format!("{} answered in {} ms: {}", adapter.config().name, took.as_millis(), summary(&outcome)),
     ));
-    Placed { job, sent: Sent::Answered(outcome), took }
+    Placed { job, sent: Sent::Answered(outcome), took, first_check: None }
+}
+
+/// A lane's placement under a policy whose first check is due at once (`--first-check 0s`):
+/// the check is made right away by the same caller, under the same claim, and both answers are
+/// written in one transaction — the check needs no claim of its own, and the placement's answer
+/// no write of its own. Only for an accepted placement with nothing decided yet, and only while
+/// the claim still covers another whole request (the write is guarded by the claim's lease: a
+/// late one is refused and the order reconciled, as for any late answer).
+pub fn first_check_at_once(placed: &mut Placed, adapter: &dyn Provider, first_check: Duration, timing: Timing) {
+    let Sent::Answered(PlacementOutcome::Accepted { external_order_id, early: None, .. }) = &placed.sent else { return };
+    if !first_check.is_zero() || placed.job.claimed.elapsed() + timing.request_timeout >= timing.lease {
+        return;
+    }
+    let key = CheckKey { reference: placed.job.reference().to_string(), external_order_id: external_order_id.clone() };
+    let started = Instant::now();
+    let answer = adapter.check(&key);
+    let answer = CheckAnswer { outcome: scrub_check(answer.outcome, &adapter.config().secrets()), ..answer };
+    placed.first_check = Some((answer, started.elapsed()));
 }
 
 /// Check several orders of one provider in as few calls as its protocol allows.

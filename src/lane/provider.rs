@@ -73,8 +73,24 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
     let jobs = Arc::new(JobQueue::default());
     let (done_tx, done_rx) = mpsc::channel::<Done>();
     let give_up_at = Arc::new(Mutex::new(None));
+    // Checks a write-back claimed go to the callers like the claimer's (and count like them).
+    let follow_up: Option<super::writer::FollowUp> = if settings.drain.is_some() {
+        None
+    } else {
+        let (jobs, queued, outstanding) = (jobs.clone(), queued.clone(), outstanding.clone());
+        Some(Box::new(move |lp: Arc<LaneProvider>, checks: Vec<CheckJob>| {
+            let batch = lp.batch_limit();
+            let claimed: Vec<Job> = batches(checks, batch).into_iter().map(|b| Job::Check(lp.clone(), b)).collect();
+            outstanding.add(claimed.len());
+            queued.add(claimed.len());
+            for j in claimed {
+                jobs.push(j);
+            }
+        }))
+    };
     let writer = Writer {
         settings: settings.clone(),
+        follow_up,
         lane: id,
         control: control.clone(),
         outstanding: outstanding.clone(),
@@ -342,7 +358,11 @@ impl Caller {
 fn call(job: Job, timing: crate::dispatch::Timing) -> Done {
     match job {
         Job::Place(lp, p) => match &lp.adapter {
-            Ok(a) => Done::Placed(lp.clone(), Box::new(place::placement(*p, a.as_ref(), timing))),
+            Ok(a) => {
+                let mut placed = place::placement(*p, a.as_ref(), timing);
+                place::first_check_at_once(&mut placed, a.as_ref(), lp.policy.first_check, timing);
+                Done::Placed(lp.clone(), Box::new(placed))
+            }
             // Claims never place with an unusable adapter; a provider changed since the claim.
             Err(why) => Done::Placed(
                 lp.clone(),
@@ -350,6 +370,7 @@ fn call(job: Job, timing: crate::dispatch::Timing) -> Done {
                     job: *p,
                     sent: place::Sent::NotSent(format!("provider unusable: {why}")),
                     took: Duration::ZERO,
+                    first_check: None,
                 }),
             ),
         },

@@ -7,11 +7,12 @@ use super::{LaneControl, LaneSettings, Outstanding, Wakers};
 use crate::db;
 use crate::db::transitions::{self, Write};
 use crate::db::Client;
+use crate::dispatch::claim::CheckJob;
 use crate::dispatch::place::{Checked, Placed};
 use crate::dispatch::{record, LaneProvider};
 use crate::domain::lifecycle::Schedule;
 use crate::error::{ErrorKind, Result};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,8 +38,16 @@ const HOLD_FOR: Duration = Duration::from_secs(600);
 /// The longest pause between two tries of a batch.
 const MAX_PAUSE: Duration = Duration::from_secs(2);
 
+/// Hands checks the writer claimed to the lane's callers (see `Writer::follow_up`).
+pub type FollowUp = Box<dyn Fn(Arc<LaneProvider>, Vec<CheckJob>) + Send>;
+
 pub struct Writer {
     pub settings: LaneSettings,
+    /// Where checks claimed in a write-back go (None: a drain, whose pass never loops over its
+    /// own work). A result that makes its order's next check due at once (a placement accepted
+    /// under `--first-check 0s`) is written in the same transaction as that check's claim: one
+    /// write transaction instead of two for the step.
+    pub follow_up: Option<FollowUp>,
     pub lane: i64,
     pub control: Arc<LaneControl>,
     pub outstanding: Arc<Outstanding>,
@@ -144,17 +153,88 @@ impl Writer {
         }
         let mut written = 0;
         // One statement may carry an order once: a second result for it waits for the next wave.
+        let lp = match batch.first() {
+            Some(Done::Placed(lp, _) | Done::Checked(lp, _)) => lp.clone(),
+            None => return Ok(()),
+        };
+        let first_checks: HashMap<uuid::Uuid, &Placed> = batch
+            .iter()
+            .filter_map(|d| match d {
+                Done::Placed(_, p) if p.first_check.is_some() => Some((p.job.row.id, p.as_ref())),
+                _ => None,
+            })
+            .collect();
         for wave in waves(writes) {
-            let w = transitions::apply_isolated(c, &wave)?;
-            written += w.applied.len();
+            let (w, (follow, checks, checked)) = transitions::apply_isolated_then(c, &wave, |tx, applied| {
+                let (checks, checked) = self.write_first_checks(tx, &lp, &first_checks, applied)?;
+                let ids: Vec<transitions::Applied> = applied.iter().chain(&checked).copied().collect();
+                Ok((self.claim_follow_up(tx, &lp, &ids)?, checks, checked))
+            })?;
+            if let (Some(hand), false) = (&self.follow_up, follow.is_empty()) {
+                hand(lp.clone(), follow);
+            }
+            written += w.applied.len() + checked.len();
             self.count(&wave, &w.applied, &w.refused);
+            self.count(&checks, &checked, &[]);
             self.wake_due(&wave, &w.applied);
+            self.wake_due(&checks, &checked);
         }
-        if let Some(Done::Placed(lp, _) | Done::Checked(lp, _)) = batch.first() {
-            crate::metrics::get().observe_provider_write(&lp.tenant, &lp.name, started.elapsed());
-        }
+        crate::metrics::get().observe_provider_write(&lp.tenant, &lp.name, started.elapsed());
         log::debug!("lane {}: wrote {written} result(s) in {} ms", self.lane, started.elapsed().as_millis());
         Ok(())
+    }
+
+    /// In the transaction that has just written their placements' answers: the first checks
+    /// made with them (`place::first_check_at_once`), judged from the rows as that write left
+    /// them and guarded by the lease it left. A check is written only where the placement's
+    /// answer made one due at once in this lane; any other answer stands as written.
+    fn write_first_checks(
+        &self,
+        tx: &mut crate::db::Transaction<'_>,
+        lp: &LaneProvider,
+        first_checks: &HashMap<uuid::Uuid, &Placed>,
+        applied: &[transitions::Applied],
+    ) -> Result<(Vec<Write>, Vec<transitions::Applied>)> {
+        let ids: Vec<uuid::Uuid> = applied.iter().map(|(id, _)| *id).filter(|id| first_checks.contains_key(id)).collect();
+        if ids.is_empty() {
+            return Ok((vec![], vec![]));
+        }
+        let mut writes = Vec::new();
+        for row in crate::db::claims::lock_ids(tx, &ids, true)? {
+            let Some((answer, took)) = first_checks.get(&row.id).and_then(|p| p.first_check.clone()) else { continue };
+            let is_check = matches!(crate::domain::lifecycle::work_for(&row.facts), crate::domain::lifecycle::Work::Check { .. });
+            if !row.due || row.facts.lane != self.lane || !is_check {
+                continue;
+            }
+            let key = crate::provider::CheckKey {
+                reference: row.facts.reference.clone().unwrap_or_default(),
+                external_order_id: row.external_order_id.clone(),
+            };
+            let job = CheckJob { lease: row.lease, row, key, claimed: Instant::now() };
+            writes.push(record::checked(lp, &Checked { job, answer, took }, rand::random()));
+        }
+        let applied = transitions::apply(tx, &writes)?;
+        Ok((writes, applied))
+    }
+
+    /// In the write-back's transaction: claim the checks its results made due at once, as the
+    /// claimer would (a decision that needs no call is written here too). None while stopping.
+    fn claim_follow_up(
+        &self,
+        tx: &mut crate::db::Transaction<'_>,
+        lp: &LaneProvider,
+        applied: &[transitions::Applied],
+    ) -> Result<Vec<CheckJob>> {
+        if self.follow_up.is_none() || self.control.stopping() || applied.is_empty() {
+            return Ok(vec![]);
+        }
+        let ids: Vec<uuid::Uuid> = applied.iter().map(|(id, _)| *id).collect();
+        let rows = crate::db::claims::claim_checks_due_now(tx, &ids, self.lane, self.settings.timing.lease)?;
+        if rows.is_empty() {
+            return Ok(vec![]);
+        }
+        let claimed = crate::dispatch::claim::claim_rows(tx, lp, vec![], rows, self.settings.timing)?;
+        Ok(claimed.checks)
     }
 
     fn count(&self, wave: &[Write], applied: &[transitions::Applied], refused: &[uuid::Uuid]) {
