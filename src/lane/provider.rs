@@ -403,6 +403,10 @@ fn observe(done: &Done) {
                 PlacementOutcome::Ambiguous { .. } => "ambiguous",
             };
             m.observe_call(&lp.tenant, &lp.name, "place", word, p.took);
+            if let Some((answer, took)) = &p.first_check {
+                let answered = !matches!(answer.outcome, CheckOutcome::NoNews { .. });
+                m.observe_call(&lp.tenant, &lp.name, "check", if answered { "answered" } else { "no_news" }, *took);
+            }
         }
         // One request checks the whole batch: it failed when no order got an answer from it.
         Done::Checked(lp, checks) => {
