@@ -338,7 +338,14 @@ impl Caller {
             while !self.slots.take(Duration::from_millis(500)) {}
             self.control.progress.call_started(self.slot);
             let started = Instant::now();
-            let result = call(job, self.timing);
+            let mut result = call(job, self.timing);
+            if let Done::Placed(lp, placed) = &mut result {
+                if let Ok(a) = &lp.adapter {
+                    // A call of its own for the health check: each request stays within its timeout.
+                    self.control.progress.call_started(self.slot);
+                    place::first_check_at_once(placed, a.as_ref(), lp.policy.first_check, self.timing);
+                }
+            }
             observe(&result);
             let took = started.elapsed().as_micros() as u64;
             let avg = self.call_time.load(Ordering::Relaxed);
@@ -358,11 +365,7 @@ impl Caller {
 fn call(job: Job, timing: crate::dispatch::Timing) -> Done {
     match job {
         Job::Place(lp, p) => match &lp.adapter {
-            Ok(a) => {
-                let mut placed = place::placement(*p, a.as_ref(), timing);
-                place::first_check_at_once(&mut placed, a.as_ref(), lp.policy.first_check, timing);
-                Done::Placed(lp.clone(), Box::new(placed))
-            }
+            Ok(a) => Done::Placed(lp.clone(), Box::new(place::placement(*p, a.as_ref(), timing))),
             // Claims never place with an unusable adapter; a provider changed since the claim.
             Err(why) => Done::Placed(
                 lp.clone(),
