@@ -104,7 +104,9 @@ impl HttpClient {
             agent,
             max_bytes: config.http.max_response_bytes,
             request_timeout: config.http.request_timeout,
-            secrets: config.secrets(), provider: config.name.clone() }
+            secrets: config.secrets(),
+            provider: config.name.clone(),
+        }
     }
 
     /// The URL as it may be shown: secret parameters and secret values masked.

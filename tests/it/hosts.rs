@@ -99,7 +99,8 @@ impl Forwarder {
     fn start(listen: Ipv4Addr, target: SocketAddr) -> Forwarder {
         let listener = TcpListener::bind((listen, 0)).expect("bind the forwarder on the host's veth address");
         let addr = listener.local_addr().unwrap();
-        let (cut, stop, live) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(vec![])));
+        let (cut, stop, live) =
+            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(vec![])));
         let f = Forwarder { addr, cut: cut.clone(), stop: stop.clone(), live: live.clone() };
         std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -235,10 +236,7 @@ fn a_daemon_cut_off_from_the_database_for_a_minute_loses_its_orders_to_another_a
     // Orders the first daemon holds under a lease at the cut (claimed, their schedule a lease ahead).
     let held: Vec<(uuid::Uuid, i64)> = db
         .client()
-        .query(
-            "SELECT id, lease FROM orders WHERE status = 'pending' AND claimed_at IS NOT NULL AND next_check_at > now()",
-            &[],
-        )
+        .query("SELECT id, lease FROM orders WHERE status = 'pending' AND claimed_at IS NOT NULL AND next_check_at > now()", &[])
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -278,8 +276,12 @@ fn a_daemon_cut_off_from_the_database_for_a_minute_loses_its_orders_to_another_a
 
 /// libfaketime's preload library, where Debian's faketime package puts it.
 fn libfaketime() -> Option<String> {
-    let candidates = std::fs::read_dir("/usr/lib").ok()?.filter_map(|e| e.ok()).map(|e| e.path().join("faketime/libfaketime.so.1"));
-    candidates.chain([std::path::PathBuf::from("/usr/lib/faketime/libfaketime.so.1")]).find(|p| p.exists()).map(|p| p.display().to_string())
+    let candidates =
+        std::fs::read_dir("/usr/lib").ok()?.filter_map(|e| e.ok()).map(|e| e.path().join("faketime/libfaketime.so.1"));
+    candidates
+        .chain([std::path::PathBuf::from("/usr/lib/faketime/libfaketime.so.1")])
+        .find(|p| p.exists())
+        .map(|p| p.display().to_string())
 }
 
 /// A daemon whose host clock is 2 minutes slow (libfaketime, `FAKETIME=-120s`) schedules
@@ -302,7 +304,18 @@ fn a_daemon_whose_clock_is_two_minutes_slow_schedules_on_the_database_clock() {
         .env("FAKETIME", "-120s")
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
         .args(["daemon", "--idle-poll", "50ms", "--lease", "3s", "--request-timeout", "1s"])
-        .args(["--first-check", "1s", "--backoff-base", "1s", "--backoff-max", "1s", "--max-checks", "100", "--give-up-after", "6s"])
+        .args([
+            "--first-check",
+            "1s",
+            "--backoff-base",
+            "1s",
+            "--backoff-max",
+            "1s",
+            "--max-checks",
+            "100",
+            "--give-up-after",
+            "6s",
+        ])
         .spawn_logged(log.path());
     insert_orders(&db, "pubg-60", 4);
     // While the orders are checked, every claim holds for the lease from the database's now.
@@ -353,7 +366,8 @@ fn a_daemon_whose_clock_is_two_minutes_slow_schedules_on_the_database_clock() {
         .unwrap()
     {
         let number: i64 = r.get(0);
-        let secs = |a: chrono::DateTime<chrono::Utc>, b: chrono::DateTime<chrono::Utc>| (b - a).num_milliseconds() as f64 / 1000.0;
+        let secs =
+            |a: chrono::DateTime<chrono::Utc>, b: chrono::DateTime<chrono::Utc>| (b - a).num_milliseconds() as f64 / 1000.0;
         let dispatched: chrono::DateTime<chrono::Utc> = r.get(1);
         let checks: Vec<chrono::DateTime<chrono::Utc>> = r.get::<_, Option<Vec<_>>>(2).unwrap_or_default();
         let placed: chrono::DateTime<chrono::Utc> = r.get(3);
