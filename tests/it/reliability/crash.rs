@@ -151,6 +151,17 @@ fn kill_9_at_every_step_of_forwarding_loses_nothing_and_doubles_nothing() {
         assert_forwarding_consistent(&db, &format!("after kill {round}"));
     }
 
+    // Under load the random kills can all land before a routing lane forwarded anything; step
+    // 3 needs forwarded orders still open, so one daemon forwards some first.
+    let forwarded_open = "SELECT count(*) FROM orders d JOIN tenants t ON t.id = d.tenant_id
+                           WHERE t.name = 'alsham' AND d.status = 'pending' AND d.forwarded_to IS NOT NULL";
+    if q(forwarded_open) == 0 {
+        let d = daemon(&db.url, log.path(), &[]);
+        crate::support::wait_until("an order forwarded and still open", Duration::from_secs(60), || q(forwarded_open) > 0);
+        d.kill9();
+        assert_forwarding_consistent(&db, "after the forwarding daemon's kill");
+    }
+
     // 3. Killed inside the transaction that finishes an upstream order: it waits for the order
     // forwarded to it, which the test holds.
     let open_down =
