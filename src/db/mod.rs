@@ -14,6 +14,7 @@ pub mod outcomes;
 pub mod periodic;
 pub mod permits;
 pub mod pooler;
+pub mod provider_health;
 pub mod providers;
 pub mod routing;
 mod row;

@@ -17,6 +17,7 @@ mod migrate;
 mod monitor;
 mod operator;
 mod orders;
+mod provider_health;
 mod providers;
 mod reconcile;
 mod reliability;

@@ -118,7 +118,7 @@ pub fn user(u: &UserSetup) -> Vec<Field> {
 }
 
 pub fn provider(p: &ProviderSetup) -> Vec<Field> {
-    let ProviderSetup { name: _, kind, base_url, credentials, enabled, max_in_flight, schedule, reconcile_for } = p;
+    let ProviderSetup { name: _, kind, base_url, credentials, enabled, max_in_flight, schedule, reconcile_for, health } = p;
     let mut out = vec![field(&["kind"], kind.as_str()), field(&["base_url"], base_url.clone())];
     if let Value::Object(m) = credentials {
         for (name, v) in m {
@@ -135,6 +135,11 @@ pub fn provider(p: &ProviderSetup) -> Vec<Field> {
         field(&["schedule", "max_checks"], max_checks.map_or(Value::Null, Value::from)),
         field(&["schedule", "give_up_after"], duration(give_up_after)),
         field(&["reconcile_for"], duration(Some(*reconcile_for))),
+        field(&["low_balance"], health.low_balance.as_ref().map_or(Value::Null, money)),
+        field(&["hold_for"], duration(Some(health.hold_for))),
+        field(&["breaker", "failures"], health.breaker_failures),
+        field(&["breaker", "cool_down"], duration(Some(health.breaker_cool_down))),
+        field(&["probe_every"], duration(Some(health.probe_every))),
     ]);
     out
 }

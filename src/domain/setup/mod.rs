@@ -97,6 +97,8 @@ pub struct ProviderSetup {
     /// How long after a placement of unknown outcome this provider may still record it
     /// (`reconcile_for`; [`DEFAULT_RECONCILE_FOR`] when the file says nothing).
     pub reconcile_for: Duration,
+    /// `low_balance`, `hold_for`, `breaker` and `probe_every` (defaults where the file says nothing).
+    pub health: crate::domain::provider_health::HealthSettings,
 }
 
 /// A provider's reconcile window when the setup file names none.
@@ -115,6 +117,7 @@ impl fmt::Debug for ProviderSetup {
             .field("max_in_flight", &self.max_in_flight)
             .field("schedule", &self.schedule)
             .field("reconcile_for", &self.reconcile_for)
+            .field("health", &self.health)
             .finish()
     }
 }
@@ -250,6 +253,14 @@ struct ProviderDoc {
     schedule: Option<Value>,
     #[serde(default)]
     reconcile_for: Option<Value>,
+    #[serde(default)]
+    low_balance: Option<Value>,
+    #[serde(default)]
+    hold_for: Option<Value>,
+    #[serde(default)]
+    breaker: Option<Value>,
+    #[serde(default)]
+    probe_every: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -359,8 +370,20 @@ impl Element for UserDoc {
 }
 impl Element for ProviderDoc {
     const WHAT: &'static str = "a provider";
-    const FIELDS: &'static [&'static str] =
-        &["name", "kind", "base_url", "credentials", "enabled", "max_in_flight", "schedule", "reconcile_for"];
+    const FIELDS: &'static [&'static str] = &[
+        "name",
+        "kind",
+        "base_url",
+        "credentials",
+        "enabled",
+        "max_in_flight",
+        "schedule",
+        "reconcile_for",
+        "low_balance",
+        "hold_for",
+        "breaker",
+        "probe_every",
+    ];
 }
 impl Element for ScheduleDoc {
     const WHAT: &'static str = "a schedule";
@@ -930,6 +953,7 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
         Some(v) => validate_schedule(v, &at.field("schedule"), problems).unwrap_or_default(),
     };
     let reconcile_for = validate_reconcile_for(p.reconcile_for.as_ref(), &at.field("reconcile_for"), problems);
+    let health = validate_health(&p, &at, problems);
     (problems.0.len() == before).then(|| ProviderSetup {
         name,
         kind: kind.expect("checked above"),
@@ -939,7 +963,65 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
         max_in_flight,
         schedule,
         reconcile_for,
+        health,
     })
+}
+
+/// A provider's health settings: `low_balance` an amount, `hold_for` and `probe_every`
+/// durations, `breaker` `{"failures": N, "cool_down": "30s"}`.
+fn validate_health(p: &ProviderDoc, at: &Place, problems: &mut Problems) -> crate::domain::provider_health::HealthSettings {
+    let mut h = crate::domain::provider_health::HealthSettings::default();
+    let dur = |v: Option<&Value>, name: &str, default: Duration, problems: &mut Problems| -> Duration {
+        match v {
+            None | Some(Value::Null) => default,
+            Some(Value::String(s)) => match s.trim().parse::<humantime::Duration>() {
+                Ok(d)
+                    if Duration::from(d) >= Duration::from_millis(100)
+                        && Duration::from(d) <= Duration::from_secs(30 * 24 * 3600) =>
+                {
+                    d.into()
+                }
+                _ => {
+                    problems.add(
+                        &at.field(name),
+                        format!("{name} '{s}' is not a duration from 100ms to 30 days; write it like \"30m\""),
+                    );
+                    default
+                }
+            },
+            Some(other) => {
+                problems.add(&at.field(name), format!("{name} is {other}; write a duration as a string like \"30m\""));
+                default
+            }
+        }
+    };
+    h.low_balance = match &p.low_balance {
+        None | Some(Value::Null) => None,
+        v => amount(v.as_ref(), "low_balance", at, problems),
+    };
+    h.hold_for = dur(p.hold_for.as_ref(), "hold_for", h.hold_for, problems);
+    h.probe_every = dur(p.probe_every.as_ref(), "probe_every", h.probe_every, problems);
+    match &p.breaker {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for k in m.keys().filter(|k| !["failures", "cool_down"].contains(&k.as_str())) {
+                problems.add(&at.field("breaker"), format!("breaker has no field '{k}'; use failures and cool_down"));
+            }
+            match m.get("failures") {
+                None => {}
+                Some(v) => match v.as_u64() {
+                    Some(n) if (1..=1000).contains(&n) => h.breaker_failures = n as u32,
+                    _ => problems
+                        .add(&at.field("breaker"), format!("breaker.failures is {v}; write a number from 1 to 1000 (default 5)")),
+                },
+            }
+            h.breaker_cool_down = dur(m.get("cool_down"), "breaker", h.breaker_cool_down, problems);
+        }
+        Some(other) => {
+            problems.add(&at.field("breaker"), format!("breaker is {other}; write {{\"failures\": 5, \"cool_down\": \"30s\"}}"))
+        }
+    }
+    h
 }
 
 /// A provider's `reconcile_for`: a duration string within bounds ("10m" by default).
