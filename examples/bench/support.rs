@@ -207,7 +207,8 @@ pub fn insert_orders(c: &mut Client, package: &str, n: i64) -> Vec<Uuid> {
 /// Times keyed by order id, re-keyed by the reference each order was placed with (a Znet
 /// reference is a number of its own, not the order's id).
 pub fn by_reference(c: &mut Client, by_id: &std::collections::HashMap<String, f64>) -> std::collections::HashMap<String, f64> {
-    c.query("SELECT id::text, provider_referans FROM orders WHERE provider_referans IS NOT NULL", &[])
+    let ids: Vec<Uuid> = by_id.keys().filter_map(|k| k.parse().ok()).collect();
+    c.query("SELECT id::text, provider_referans FROM orders WHERE id = ANY($1) AND provider_referans IS NOT NULL", &[&ids])
         .unwrap()
         .iter()
         .filter_map(|r| Some((r.get::<_, String>(1), *by_id.get(&r.get::<_, String>(0))?)))
