@@ -112,9 +112,11 @@ SELECT coalesce(date_trunc('day', least(
            (SELECT min(at) FROM order_events)), 'UTC'),
        date_trunc('day', now(), 'UTC'));
 
--- Roll up every closed UTC day since the watermark (a day is closed `lag` after its end).
--- Returns the number of days rolled up. Two callers at once: the second skips (SKIP LOCKED).
-CREATE FUNCTION orderctl_roll_up(lag interval DEFAULT interval '1 hour') RETURNS integer
+-- Roll up the closed UTC days since the watermark (a day is closed `lag` after its end), at most
+-- `max_days` of them (a first catch-up over years of history is spread over several sweeps
+-- instead of holding one for minutes). Returns the number of days rolled up. Two callers at
+-- once: the second skips (SKIP LOCKED).
+CREATE FUNCTION orderctl_roll_up(max_days integer DEFAULT 31, lag interval DEFAULT interval '1 hour') RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     w timestamptz;
@@ -126,7 +128,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 0;
     END IF;
-    WHILE w + interval '24 hours' + lag <= now() LOOP
+    WHILE w + interval '24 hours' + lag <= now() AND days < max_days LOOP
         e := w + interval '24 hours';
         d := (w AT TIME ZONE 'UTC')::date;
         INSERT INTO order_totals AS t (created_month, tenant_id, provider_id, status, external_status, orders)

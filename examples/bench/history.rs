@@ -132,7 +132,7 @@ fn roll_up_everything(c: &mut Client) {
              date_trunc('day', (SELECT min(created_at) FROM orders), 'UTC');",
     )
     .unwrap();
-    let days = orderctl::db::stats::roll_up(c).unwrap_or_else(|e| die(&e.message));
+    let days = orderctl::db::stats::roll_up(c, 1000).unwrap_or_else(|e| die(&e.message));
     c.batch_execute("ANALYZE order_totals, order_days, provider_activity_days").unwrap();
     eprintln!("   rolled up {days} day(s) in {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -380,10 +380,11 @@ pub fn provider_activity(
         .collect())
 }
 
-/// Roll up the closed days of finished history (`orderctl_roll_up`, see migration 0019): run by
-/// every safety sweep. Returns the days rolled up (0 when another process holds the job).
-pub fn roll_up(client: &mut impl GenericClient) -> Result<i32> {
-    Ok(client.query_one("SELECT orderctl_roll_up() AS days", &[])?.get("days"))
+/// Roll up at most `max_days` closed days of finished history (`orderctl_roll_up`, see
+/// migration 0019): run by every safety sweep. Returns the days rolled up (0 when another
+/// process holds the job or nothing is closed yet).
+pub fn roll_up(client: &mut impl GenericClient, max_days: i32) -> Result<i32> {
+    Ok(client.query_one("SELECT orderctl_roll_up($1) AS days", &[&max_days])?.get("days"))
 }
 
 /// Vacuum state of the `orders` table, from `pg_stat_user_tables`.

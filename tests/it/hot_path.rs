@@ -69,7 +69,7 @@ fn rollups_count_what_a_direct_count_says_after_a_mixed_workload() {
 
     age_everything(&db, 3);
     let live = stats_json(&db);
-    let days = stats::roll_up(&mut db.client()).unwrap();
+    let days = stats::roll_up(&mut db.client(), 1000).unwrap();
     assert!(days >= 3, "the aged days were rolled up ({days})");
     let finished = db.query_i64("SELECT count(*) FROM orders WHERE status <> 'pending' AND NOT operator_forced");
     assert_eq!(db.query_i64("SELECT coalesce(sum(orders), 0)::bigint FROM order_totals"), finished, "every finished order rolled up once");
@@ -110,7 +110,7 @@ fn rollups_count_what_a_direct_count_says_after_a_mixed_workload() {
         assert!((approx - exact).abs() <= exact * 0.05 + 1.0, "{p}: {approx} vs exact {exact}");
     }
     // A second roll-up adds nothing; orders finished after the watermark are counted live.
-    assert_eq!(stats::roll_up(&mut db.client()).unwrap(), 0);
+    assert_eq!(stats::roll_up(&mut db.client(), 1000).unwrap(), 0);
     insert_orders(&db, "itunes-10", 1);
     db.cmd().args(["sweep"]).args(FAST).run();
     let after = stats_json(&db);
@@ -151,7 +151,7 @@ fn seed_history(db: &TestDb) {
              ANALYZE orders; ANALYZE placements; ANALYZE order_events;",
         )
         .unwrap();
-    assert!(stats::roll_up(&mut db.client()).unwrap() > 300);
+    assert!(stats::roll_up(&mut db.client(), 1000).unwrap() > 300);
     db.client().batch_execute("ANALYZE order_totals; ANALYZE order_days; ANALYZE provider_activity_days;").unwrap();
 }
 
