@@ -210,7 +210,9 @@ pub fn long_transaction(o: &Options, server: &Server, template: &str, sim: &Sim,
         let mut holder = connect(&url);
         if held {
             // A snapshot and an xid: vacuum can remove nothing newer than this transaction.
-            holder.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT txid_current(); SELECT count(*) FROM tenants;").unwrap();
+            holder
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT txid_current(); SELECT count(*) FROM tenants;")
+                .unwrap();
         }
         sim.reset(json!({"complete_after": "0s"}));
         let daemon = Daemon::start(bin, &url, &["--first-check", "0s"]);

@@ -165,10 +165,8 @@ fn scheduled_orders_sql(columns: &str, tenant_filter: &str) -> String {
 }
 
 pub fn due(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Due> {
-    let scheduled = scheduled_orders_sql(
-        "o.next_check_at",
-        "($1::text IS NULL OR o.tenant_id = (SELECT id FROM tenants WHERE name = $1))",
-    );
+    let scheduled =
+        scheduled_orders_sql("o.next_check_at", "($1::text IS NULL OR o.tenant_id = (SELECT id FROM tenants WHERE name = $1))");
     let r = client.query_one(
         &format!(
             "SELECT count(*) FILTER (WHERE s.next_check_at <= now()) AS due_now,

@@ -72,7 +72,11 @@ fn rollups_count_what_a_direct_count_says_after_a_mixed_workload() {
     let days = stats::roll_up(&mut db.client(), 1000).unwrap();
     assert!(days >= 3, "the aged days were rolled up ({days})");
     let finished = db.query_i64("SELECT count(*) FROM orders WHERE status <> 'pending' AND NOT operator_forced");
-    assert_eq!(db.query_i64("SELECT coalesce(sum(orders), 0)::bigint FROM order_totals"), finished, "every finished order rolled up once");
+    assert_eq!(
+        db.query_i64("SELECT coalesce(sum(orders), 0)::bigint FROM order_totals"),
+        finished,
+        "every finished order rolled up once"
+    );
     assert_eq!(db.query_i64("SELECT coalesce(sum(orders), 0)::bigint FROM order_days"), finished);
     let rolled = stats_json(&db);
 
@@ -172,9 +176,12 @@ fn hot_queries_never_scan_the_orders_history() {
     let reads: Vec<(&str, Read)> = vec![
         ("the claim", Box::new(move |tx| assert_eq!(orderctl::db::claims::lock_due(tx, q, 100, 100).unwrap().len(), 30))),
         ("list --stuck", Box::new(move |tx| drop(orderctl::db::orders::stuck_orders(tx, None, five_min, 100).unwrap()))),
-        ("the stuck count", Box::new(move |tx| {
-            orderctl::db::orders::count_stuck(tx, None, five_min).unwrap();
-        })),
+        (
+            "the stuck count",
+            Box::new(move |tx| {
+                orderctl::db::orders::count_stuck(tx, None, five_min).unwrap();
+            }),
+        ),
         ("stats by status", Box::new(|tx| drop(stats::orders_by_status(tx, None).unwrap()))),
         ("stats by provider", Box::new(|tx| drop(stats::orders_by_provider(tx, None).unwrap()))),
         ("stats due", Box::new(|tx| drop(stats::due(tx, None).unwrap()))),
