@@ -65,6 +65,16 @@ pub fn history(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &st
 /// ledger rows, at the times they would have been written.
 fn seed_history(c: &mut Client, from: i64, to: i64) {
     let started = Instant::now();
+    // Events and placements carry their order's creation time where the schema partitions
+    // them by it.
+    let by_order_month: bool = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'placements'::regclass AND attname = 'order_created_at')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let (column, value) = if by_order_month { (", order_created_at", ", created_at") } else { ("", "") };
     let sql = format!(
         "WITH ctx AS (
              SELECT u.tenant_id, u.id AS user_id, pk.id AS package_id, pk.price, pr.id AS provider_id
@@ -92,16 +102,17 @@ fn seed_history(c: &mut Client, from: i64, to: i64) {
                FROM ctx x, shaped s
              RETURNING id, tenant_id, user_id, price, provider_id, provider_referans, status, created_at, completed_at)
          , placed AS (
-             INSERT INTO placements (order_id, provider_id, referans, outcome, created_at, finished_at)
-             SELECT id, provider_id, provider_referans, {accepted}, created_at, created_at + interval '150 ms' FROM new)
+             INSERT INTO placements (order_id, provider_id, referans, outcome, created_at, finished_at{column})
+             SELECT id, provider_id, provider_referans, {accepted}, created_at, created_at + interval '150 ms'{value} FROM new)
          , events AS (
-             INSERT INTO order_events (order_id, at, kind, status, external_status, message)
-             SELECT id, created_at + interval '150 ms', 'dispatch', {pending}, {sent}, 'placed with znet-main' FROM new
+             INSERT INTO order_events (order_id, at, kind, status, external_status, message{column})
+             SELECT id, created_at + interval '150 ms', 'dispatch', {pending}, {sent}, 'placed with znet-main'{value} FROM new
              UNION ALL
-             SELECT id, created_at + (completed_at - created_at) / 2, 'check.waiting', {pending}, {processing}, 'check #1: waiting' FROM new
+             SELECT id, created_at + (completed_at - created_at) / 2, 'check.waiting', {pending}, {processing}, 'check #1: waiting'{value}
+               FROM new
              UNION ALL
              SELECT id, completed_at, CASE WHEN status = {rejected} THEN 'check.cancelled' ELSE 'check.approved' END, status,
-                    CASE WHEN status = {rejected} THEN {failed} ELSE {done} END, 'check #2' FROM new)
+                    CASE WHEN status = {rejected} THEN {failed} ELSE {done} END, 'check #2'{value} FROM new)
          , money AS (
              INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount, created_at)
              SELECT tenant_id, user_id, id, 'charge', -price, created_at FROM new

@@ -55,13 +55,7 @@ fn rollups_count_what_a_direct_count_says_after_a_mixed_workload() {
               WHERE o.status = 'pending' AND p.name <> 'jawaker' AND o.attention IS NULL",
         ) == 0
     });
-    let manual: Vec<i64> = db
-        .client()
-        .query("SELECT o.number FROM orders o JOIN packages p ON p.id = o.package_id WHERE p.name = 'jawaker' ORDER BY 1", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let manual = order_numbers_of_package(&db, "jawaker");
     db.cmd().args(["approve", &manual[0].to_string(), "--pin", "OP-1"]).run().ok();
     db.cmd().args(["reject", &manual[1].to_string(), "--reason", "buyer asked"]).run().ok();
     assert!(db.query_i64("SELECT count(*) FROM orders WHERE status = 'rejected'") > 0, "some orders were refunded");
@@ -134,10 +128,15 @@ fn seq_scans_of_orders(tx: &mut impl GenericClient) -> i64 {
     .get(0)
 }
 
-/// 20,000 finished orders of the past year, as history leaves them.
+/// 20,000 finished orders of the past year, as history leaves them. (Events and placements
+/// carry their order's creation time where the schema partitions them by it.)
 fn seed_history(db: &TestDb) {
+    let by_order_month = db
+        .query_i64("SELECT count(*) FROM pg_attribute WHERE attrelid = 'placements'::regclass AND attname = 'order_created_at'")
+        > 0;
+    let (column, value) = if by_order_month { (", order_created_at", ", created_at") } else { ("", "") };
     db.client()
-        .batch_execute(
+        .batch_execute(&format!(
             "INSERT INTO orders (id, tenant_id, user_id, package_id, user_identifier, price, status, external_status,
                                  provider_id, lane, provider_referans, created_at, sent_at, completed_at, duration_ms)
              SELECT gen_random_uuid(), u.tenant_id, u.id, p.id, 'history-' || g, p.price,
@@ -147,13 +146,13 @@ fn seed_history(db: &TestDb) {
                     now() - interval '2 days' - interval '1 hour' * (g % 8000), now() - interval '2 days' - interval '1 hour' * (g % 8000),
                     now() - interval '2 days' - interval '1 hour' * (g % 8000) + interval '5 seconds', 5000
                FROM users u JOIN packages p ON p.tenant_id = u.tenant_id AND p.name = 'pubg-60', generate_series(1, 20000) g;
-             INSERT INTO placements (order_id, provider_id, referans, outcome, created_at)
-             SELECT id, provider_id, provider_referans, 'accepted', created_at FROM orders WHERE provider_referans LIKE 'h%';
-             INSERT INTO order_events (order_id, at, kind, message)
-             SELECT id, completed_at, 'check.approved', 'check #1' FROM orders WHERE provider_referans LIKE 'h%';
+             INSERT INTO placements (order_id, provider_id, referans, outcome, created_at{column})
+             SELECT id, provider_id, provider_referans, 'accepted', created_at{value} FROM orders WHERE provider_referans LIKE 'h%';
+             INSERT INTO order_events (order_id, at, kind, message{column})
+             SELECT id, completed_at, 'check.approved', 'check #1'{value} FROM orders WHERE provider_referans LIKE 'h%';
              UPDATE rollup_watermark SET rolled_up_until = date_trunc('day', now() - interval '400 days', 'UTC');
              ANALYZE orders; ANALYZE placements; ANALYZE order_events;",
-        )
+        ))
         .unwrap();
     assert!(stats::roll_up(&mut db.client(), 1000).unwrap() > 300);
     db.client().batch_execute("ANALYZE order_totals; ANALYZE order_days; ANALYZE provider_activity_days;").unwrap();
