@@ -40,6 +40,11 @@ pub fn connect(url: &str) -> Client {
 
 /// Build the release binary the processes run (a no-op when it is up to date) and return its path.
 pub fn build_orderctl() -> String {
+    // An orderctl built already (`cargo build --release --example bench --bin orderctl` builds
+    // both with one feature set; a separate `--bin orderctl` build resolves dependencies anew).
+    if let Ok(bin) = std::env::var("BENCH_ORDERCTL") {
+        return bin;
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "--release", "--quiet", "--bin", "orderctl"])
