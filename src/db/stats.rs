@@ -309,8 +309,11 @@ fn activity_sql() -> String {
             "SELECT pl.provider_id, 'placement.' || pl.outcome AS what, count(*) AS n FROM placements pl
               WHERE {from_to} GROUP BY 1, 2
              UNION ALL
-             SELECT o.provider_id, e.kind, count(*) FROM order_events e JOIN orders o ON o.id = e.order_id
-              WHERE {events} AND e.kind IN ({ACTIVITY_EVENTS}) AND o.provider_id IS NOT NULL GROUP BY 1, 2",
+             SELECT provider_id, kind, count(*) FROM (
+                 -- One index probe per event: a join may hash the whole orders table.
+                 SELECT (SELECT o.provider_id FROM orders o WHERE o.id = e.order_id) AS provider_id, e.kind
+                   FROM order_events e WHERE {events} AND e.kind IN ({ACTIVITY_EVENTS})) ev
+              WHERE provider_id IS NOT NULL GROUP BY 1, 2",
             from_to = from_to.replace("{at}", "pl.created_at"),
             events = from_to.replace("{at}", "e.at")
         )
