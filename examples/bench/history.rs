@@ -107,7 +107,7 @@ fn seed_history(c: &mut Client, from: i64, to: i64) {
                     CASE WHEN s.refused THEN NULL ELSE 'PIN-' || s.g END, 2, s.created,
                     s.created, s.created, s.created + interval '150 ms', s.created + make_interval(secs => s.duration_ms / 1000.0),
                     s.created + make_interval(secs => s.duration_ms / 1000.0), s.duration_ms,
-                    CASE WHEN s.refused THEN 'cancelled by the provider' ELSE 'approved' END
+                    CASE WHEN s.refused THEN 'cancelled by the provider' ELSE 'check #2: delivered' END
                FROM ctx x, shaped s
              RETURNING id, tenant_id, user_id, price, provider_id, provider_referans, status, created_at, completed_at)
          , placed AS (
