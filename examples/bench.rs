@@ -16,6 +16,8 @@
 
 #[path = "bench/breaker.rs"]
 mod breaker;
+#[path = "bench/history.rs"]
+mod history;
 #[path = "bench/lanes.rs"]
 mod lanes;
 #[path = "bench/support.rs"]
@@ -44,6 +46,10 @@ pub struct Options {
     json: Option<String>,
     /// Extra arguments for every daemon (e.g. "--round-size 100"), to compare settings.
     daemon_args: Vec<String>,
+    /// Finished orders of the history scenario (`--history N`; 10M is the full run).
+    history: i64,
+    /// Seconds a transaction is held open in the long-transaction scenario (0: not run).
+    long_transaction: u64,
 }
 
 fn options() -> Options {
@@ -59,6 +65,8 @@ fn options() -> Options {
         only: None,
         json: None,
         daemon_args: Vec::new(),
+        history: 20_000,
+        long_transaction: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -80,11 +88,21 @@ fn options() -> Options {
             "--only" => o.only = Some(value(i).split(',').map(str::to_string).collect()),
             "--json" => o.json = Some(value(i)),
             "--daemon-args" => o.daemon_args = value(i).split_whitespace().map(str::to_string).collect(),
+            "--history" => {
+                o.history = value(i).parse().unwrap_or_else(|_| die("--history takes a number of orders"));
+                o.only.get_or_insert_with(Vec::new).push("history".into());
+            }
+            "--long-transaction" => {
+                o.long_transaction = value(i).parse().unwrap_or_else(|_| die("--long-transaction takes seconds"));
+                o.only.get_or_insert_with(Vec::new).push("longtx".into());
+            }
             "-h" | "--help" => {
                 println!(
                     "cargo run --release --example bench -- [--database-url URL] [--runs N] [--orders N] \
                      [--arrival-batch N] [--latency-samples N] [--check-orders N] [--check-window SECS] [--pgbench-secs SECS] \
-                     [--only floor,e2e,latency,checks,claim,inspect,isolation,slow,list,webhooks,breaker,rss] [--json PATH] [--daemon-args \"ARGS\"]\n\
+                     [--only floor,e2e,latency,checks,claim,inspect,isolation,slow,list,webhooks,breaker,rss,history,longtx] [--json PATH] [--daemon-args \"ARGS\"] \
+                     [--history N (only the history scenario, N finished orders; default 20000 in a full run)] \
+                     [--long-transaction SECS (only the long-transaction scenario)]\n\
                      The URL (or BENCH_DATABASE_URL) names a server where databases may be created and dropped."
                 );
                 std::process::exit(0);
@@ -151,6 +169,12 @@ fn main() {
     }
     if wants("rss") {
         lanes::four_providers(&o, &server, &template.name, &sim, &bin, &mut results);
+    }
+    if wants("history") {
+        history::history(&o, &server, &template.name, &sim, &bin, o.history, &mut results);
+    }
+    if wants("longtx") && o.long_transaction > 0 {
+        history::long_transaction(&o, &server, &template.name, &sim, &bin, o.long_transaction, &mut results);
     }
     drop(sim);
     drop(template);
@@ -491,41 +515,11 @@ fn dispatch_latency(o: &Options, server: &Server, template: &str, sim: &Sim, bin
     let mut p50s = Vec::new();
     let mut p99s = Vec::new();
     for run in 0..o.runs {
-        sim.reset(json!({"complete_after": "0s"}));
         let db = server.clone_of(template, "latency");
         let url = db.url.clone();
         let mut c = connect(&url);
-        let daemon = Daemon::start(bin, &url, &with(&o.daemon_args, &["--first-check", "0s"]));
-        daemon.wait_ready(&mut c);
-        let mut committed: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
-        for _ in 0..o.latency_samples {
-            let id = insert_orders(&mut c, "pubg-60", 1).pop().unwrap();
-            // The commit is acknowledged when execute returns: the row is visible from here on.
-            committed.insert(id.to_string(), now_ms());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let n = o.latency_samples as i64;
-        if !wait_until(&mut c, Duration::from_secs(60), |c| !work_left(c)) || final_count(&mut c) < n {
-            die("latency: orders did not all finish within 60 s");
-        }
-        drop(daemon);
-        let committed = by_reference(&mut c, &committed);
-        let stats = sim.stats();
-        let mut lat: Vec<f64> = stats["orders"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|x| {
-                let at = committed.get(x["reference"].as_str()?)?;
-                Some(x["placed_at_ms"].as_f64()? - at)
-            })
-            .collect();
-        if lat.len() != o.latency_samples {
-            die(&format!("latency: {} of {} placements found at the simulator", lat.len(), o.latency_samples));
-        }
-        lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let (p50, p99) = (percentile(&lat, 0.50), percentile(&lat, 0.99));
-        eprintln!("   run {}: p50 {p50:.1} ms, p99 {p99:.1} ms, max {:.1} ms", run + 1, lat[lat.len() - 1]);
+        let (p50, p99) = measure_dispatch_latency(o, &mut c, &url, sim, bin, o.latency_samples);
+        eprintln!("   run {}: p50 {p50:.1} ms, p99 {p99:.1} ms", run + 1);
         p50s.push(p50);
         p99s.push(p99);
         drop(c);
@@ -544,11 +538,47 @@ fn dispatch_latency(o: &Options, server: &Server, template: &str, sim: &Sim, bin
     results.add("dispatch latency p99", p99, "ms", Some(Target::AtMost(500.0)), Some((p99 / floor, "× commit latency")), "");
 }
 
+/// (p50, p99) of insert commit → placed at the simulator, over `samples` single orders inserted
+/// 20 ms apart into an idle daemon's database (whatever history it holds).
+pub fn measure_dispatch_latency(o: &Options, c: &mut Client, url: &str, sim: &Sim, bin: &str, samples: usize) -> (f64, f64) {
+    sim.reset(json!({"complete_after": "0s"}));
+    let daemon = Daemon::start(bin, url, &with(&o.daemon_args, &["--first-check", "0s"]));
+    daemon.wait_ready(c);
+    let before = final_count(c);
+    let mut committed: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+    for _ in 0..samples {
+        let id = insert_orders(c, "pubg-60", 1).pop().unwrap();
+        // The commit is acknowledged when execute returns: the row is visible from here on.
+        committed.insert(id.to_string(), now_ms());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !wait_until(c, Duration::from_secs(60), |c| !work_left(c)) || final_count(c) < before + samples as i64 {
+        die("latency: orders did not all finish within 60 s");
+    }
+    drop(daemon);
+    let committed = by_reference(c, &committed);
+    let stats = sim.stats();
+    let mut lat: Vec<f64> = stats["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| {
+            let at = committed.get(x["reference"].as_str()?)?;
+            Some(x["placed_at_ms"].as_f64()? - at)
+        })
+        .collect();
+    if lat.len() != samples {
+        die(&format!("latency: {} of {} placements found at the simulator", lat.len(), samples));
+    }
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (percentile(&lat, 0.50), percentile(&lat, 0.99))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Status checks: open orders always due, checked over and over by one daemon.
 
 #[derive(Clone, Copy, PartialEq)]
-enum ProviderKind {
+pub enum ProviderKind {
     Znet,
     Xstor,
 }
@@ -685,7 +715,7 @@ fn add_history(c: &mut Client, n: i64) {
 
 /// Median time of `claim_due(100)` over 200 claims per run, median over runs. Each claim
 /// commits (as the daemon's does); the claimed orders are then made due again.
-fn measure_claims(c: &mut Client, runs: usize) -> f64 {
+pub fn measure_claims(c: &mut Client, runs: usize) -> f64 {
     let lease = Duration::from_secs(60);
     let lane: i64 = c.query_one("SELECT id FROM providers WHERE name = 'znet-main'", &[]).unwrap().get(0);
     let q = orderctl::db::claims::LaneQuery { lane, tenant: None, due_by: None };

@@ -40,8 +40,10 @@ pub fn connect(url: &str) -> Client {
 
 /// Build the release binary the processes run (a no-op when it is up to date) and return its path.
 pub fn build_orderctl() -> String {
-    // A binary built already (a debug build on a slow machine): rows then say so in BENCHMARKS.md.
-    if let Ok(bin) = std::env::var("ORDERCTL_BENCH_BIN") {
+    // An orderctl built already (a debug build on a slow machine: rows then say so in
+    // BENCHMARKS.md; or `cargo build --release --example bench --bin orderctl`, which builds both
+    // with one feature set, where a separate `--bin orderctl` build resolves dependencies anew).
+    if let Ok(bin) = std::env::var("BENCH_ORDERCTL").or_else(|_| std::env::var("ORDERCTL_BENCH_BIN")) {
         return bin;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -211,7 +213,8 @@ pub fn insert_orders(c: &mut Client, package: &str, n: i64) -> Vec<Uuid> {
 /// Times keyed by order id, re-keyed by the reference each order was placed with (a Znet
 /// reference is a number of its own, not the order's id).
 pub fn by_reference(c: &mut Client, by_id: &std::collections::HashMap<String, f64>) -> std::collections::HashMap<String, f64> {
-    c.query("SELECT id::text, provider_referans FROM orders WHERE provider_referans IS NOT NULL", &[])
+    let ids: Vec<Uuid> = by_id.keys().filter_map(|k| k.parse().ok()).collect();
+    c.query("SELECT id::text, provider_referans FROM orders WHERE id = ANY($1) AND provider_referans IS NOT NULL", &[&ids])
         .unwrap()
         .iter()
         .filter_map(|r| Some((r.get::<_, String>(1), *by_id.get(&r.get::<_, String>(0))?)))

@@ -234,10 +234,16 @@ pub fn lanes_with_work(
     Ok(client
         .query(
             &format!(
-                "SELECT DISTINCT lane FROM orders
-                  WHERE lane <> 0 AND next_check_at IS NOT NULL AND ($1::bigint IS NULL OR tenant_id = $1)
-                    AND next_check_at <= CASE WHEN external_status = {not_sent} THEN now() ELSE coalesce($2::timestamptz, now()) END
-                  ORDER BY lane"
+                // One arm per partial due index: a CASE over both kinds matches neither and
+                // scans the whole table, history included.
+                "SELECT lane FROM orders
+                  WHERE lane <> 0 AND next_check_at IS NOT NULL AND external_status = {not_sent}
+                    AND next_check_at <= now() AND ($1::bigint IS NULL OR tenant_id = $1)
+                 UNION
+                 SELECT lane FROM orders
+                  WHERE lane <> 0 AND next_check_at IS NOT NULL AND external_status <> {not_sent}
+                    AND next_check_at <= coalesce($2::timestamptz, now()) AND ($1::bigint IS NULL OR tenant_id = $1)
+                 ORDER BY lane"
             ),
             &[&tenant, &checks_due_by],
         )?

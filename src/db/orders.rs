@@ -544,9 +544,14 @@ fn stuck_sql(reason: StuckReason) -> Option<String> {
             "SELECT id FROM orders WHERE status = {pending} AND next_check_at IS NULL AND forwarded_to IS NULL
                                       AND external_status IN ({held})"
         ),
-        StuckReason::Overdue => {
-            "SELECT id FROM orders WHERE next_check_at < now() - make_interval(secs => $2::bigint / 1000.0)".to_string()
-        }
+        // One arm per partial due index: a bare `next_check_at < X` matches neither and reads
+        // the whole table, history included.
+        StuckReason::Overdue => format!(
+            "SELECT id FROM orders WHERE next_check_at IS NOT NULL AND external_status = {not_sent}
+                                      AND next_check_at < now() - make_interval(secs => $2::bigint / 1000.0)
+             UNION SELECT id FROM orders WHERE next_check_at IS NOT NULL AND external_status <> {not_sent}
+                                      AND next_check_at < now() - make_interval(secs => $2::bigint / 1000.0)"
+        ),
         StuckReason::RoutingContradicts => format!(
             "SELECT x.id FROM orders x JOIN packages p ON p.id = x.package_id
               WHERE {waiting_to_send} AND p.routing_mode = 'auto'

@@ -5,7 +5,7 @@ use crate::db::row::state;
 use crate::db::GenericClient;
 use crate::domain::lifecycle::states::{sql_in, DeliveryState, ExternalStatus, OrderStatus, PlacementState};
 use crate::error::Result;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::Serialize;
 
 /// Orders of one (status, external status) pair.
@@ -16,19 +16,76 @@ pub struct StatusCount {
     pub orders: i64,
 }
 
+/// Where the rollups of finished history end (`sql/0019_hot_path_without_history.sql`), and how
+/// a window splits around it: whole rolled-up UTC days are read from the rollups, the rest (the
+/// window's first partial day, and everything after the watermark) live from the rows, by
+/// index range. Open orders and orders an operator decided with `--force` are always live.
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    /// Live from `since` up to here (empty when `since` is past the watermark).
+    edge_end: DateTime<Utc>,
+    /// Live from here on.
+    tail_from: DateTime<Utc>,
+    /// Rolled-up days `[day_from, day_to)`.
+    day_from: NaiveDate,
+    day_to: NaiveDate,
+}
+
+fn rolled_up_until(client: &mut impl GenericClient) -> Result<DateTime<Utc>> {
+    Ok(client.query_one("SELECT rolled_up_until FROM rollup_watermark", &[])?.get("rolled_up_until"))
+}
+
+fn split(watermark: DateTime<Utc>, since: DateTime<Utc>) -> Split {
+    let midnight = since.date_naive().and_time(NaiveTime::MIN).and_utc();
+    let first_day = if midnight == since { since } else { midnight + chrono::Duration::days(1) };
+    Split {
+        edge_end: first_day.min(watermark),
+        tail_from: watermark.max(since),
+        day_from: first_day.date_naive(),
+        day_to: watermark.date_naive(),
+    }
+}
+
+/// Finished orders counted live (the rollups count the rest): those finished at or after the
+/// watermark ($W), those with no completion time, and every one an operator forced.
+const LIVE_FINISHED: &str = "SELECT o.tenant_id, o.provider_id, o.status, o.external_status FROM orders o
+          WHERE o.status <> {pending} AND NOT o.operator_forced AND (o.completed_at >= $W OR o.completed_at IS NULL)
+         UNION ALL
+         SELECT o.tenant_id, o.provider_id, o.status, o.external_status FROM orders o
+          WHERE o.operator_forced AND o.status <> {pending}
+         UNION ALL
+         SELECT o.tenant_id, o.provider_id, o.status, o.external_status FROM orders o WHERE o.status = {pending}";
+
+/// Every order as (tenant_id, provider_id or 0, status, external_status, orders): open orders
+/// and the live part from the rows, finished history from `order_totals`. `$1`: tenant name or
+/// NULL; `$2`: the watermark.
+fn all_orders_sql() -> String {
+    let live = LIVE_FINISHED.replace("{pending}", OrderStatus::Pending.sql()).replace("$W", "$2");
+    format!(
+        "SELECT c.tenant_id, c.provider_id, c.status, c.external_status, c.orders
+           FROM (SELECT tenant_id, coalesce(provider_id, 0) AS provider_id, status, external_status, count(*) AS orders
+                   FROM ({live}) l GROUP BY 1, 2, 3, 4
+                 UNION ALL
+                 SELECT tenant_id, provider_id, status, external_status, sum(orders) FROM order_totals GROUP BY 1, 2, 3, 4) c
+           JOIN tenants t ON t.id = c.tenant_id
+          WHERE ($1::text IS NULL OR t.name = $1)"
+    )
+}
+
 pub fn orders_by_status(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<StatusCount>> {
+    let watermark = rolled_up_until(client)?;
     let rows = client.query(
         &format!(
-            "SELECT o.status, o.external_status, count(*) AS orders
-           FROM orders o JOIN tenants t ON t.id = o.tenant_id
-          WHERE ($1::text IS NULL OR t.name = $1)
+            "SELECT a.status, a.external_status, sum(a.orders)::bigint AS orders
+           FROM ({all}) a
           GROUP BY 1, 2
-          ORDER BY array_position(ARRAY[{statuses}], o.status),
-                   array_position(ARRAY[{external_statuses}], o.external_status)",
+          ORDER BY array_position(ARRAY[{statuses}], a.status),
+                   array_position(ARRAY[{external_statuses}], a.external_status)",
+            all = all_orders_sql(),
             statuses = sql_in(OrderStatus::ALL),
             external_statuses = sql_in(ExternalStatus::ALL)
         ),
-        &[&tenant],
+        &[&tenant, &watermark],
     )?;
     rows.iter()
         .map(|r| {
@@ -52,26 +109,33 @@ pub struct ProviderOrders {
 }
 
 pub fn orders_by_provider(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<ProviderOrders>> {
+    let watermark = rolled_up_until(client)?;
     let rows = client.query(
         &format!(
-            "SELECT t.name, coalesce(p.name, '-'),
-                count(*) FILTER (WHERE o.status = {pending}),
-                count(*) FILTER (WHERE o.status = {approved}),
-                count(*) FILTER (WHERE o.status = {rejected})
-           FROM orders o JOIN tenants t ON t.id = o.tenant_id
-           LEFT JOIN providers p ON p.id = o.provider_id
-          WHERE ($1::text IS NULL OR t.name = $1)
+            "SELECT t.name AS tenant, coalesce(p.name, '-') AS provider,
+                coalesce(sum(a.orders) FILTER (WHERE a.status = {pending}), 0)::bigint AS open,
+                coalesce(sum(a.orders) FILTER (WHERE a.status = {approved}), 0)::bigint AS approved,
+                coalesce(sum(a.orders) FILTER (WHERE a.status = {rejected}), 0)::bigint AS rejected
+           FROM ({all}) a JOIN tenants t ON t.id = a.tenant_id
+           LEFT JOIN providers p ON p.id = a.provider_id
           GROUP BY 1, 2
           ORDER BY 1, 2",
+            all = all_orders_sql(),
             pending = OrderStatus::Pending.sql(),
             approved = OrderStatus::Approved.sql(),
             rejected = OrderStatus::Rejected.sql()
         ),
-        &[&tenant],
+        &[&tenant, &watermark],
     )?;
     Ok(rows
         .iter()
-        .map(|r| ProviderOrders { tenant: r.get(0), provider: r.get(1), open: r.get(2), approved: r.get(3), rejected: r.get(4) })
+        .map(|r| ProviderOrders {
+            tenant: r.get("tenant"),
+            provider: r.get("provider"),
+            open: r.get("open"),
+            approved: r.get("approved"),
+            rejected: r.get("rejected"),
+        })
         .collect())
 }
 
@@ -87,18 +151,39 @@ pub struct Due {
     pub scheduled_later: i64,
 }
 
+/// One arm per partial due index (placements, checks): each reads only the orders with work
+/// scheduled; a bare `next_check_at IS NOT NULL` matches neither and scans the table.
+fn scheduled_orders_sql(columns: &str, tenant_filter: &str) -> String {
+    let not_sent = ExternalStatus::NotSent.sql();
+    format!(
+        "SELECT {columns} FROM orders o
+          WHERE o.next_check_at IS NOT NULL AND o.external_status = {not_sent} AND {tenant_filter}
+         UNION ALL
+         SELECT {columns} FROM orders o
+          WHERE o.next_check_at IS NOT NULL AND o.external_status <> {not_sent} AND {tenant_filter}"
+    )
+}
+
 pub fn due(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Due> {
-    // Uses the partial `orders_due` index: only orders with work scheduled are in it.
+    let scheduled =
+        scheduled_orders_sql("o.next_check_at", "($1::text IS NULL OR o.tenant_id = (SELECT id FROM tenants WHERE name = $1))");
     let r = client.query_one(
-        "SELECT count(*) FILTER (WHERE o.next_check_at <= now()),
-                min(o.next_check_at) FILTER (WHERE o.next_check_at <= now()),
-                (extract(epoch FROM now() - min(o.next_check_at) FILTER (WHERE o.next_check_at <= now())) * 1000)::bigint,
-                count(*) FILTER (WHERE o.next_check_at > now())
-           FROM orders o JOIN tenants t ON t.id = o.tenant_id
-          WHERE o.next_check_at IS NOT NULL AND ($1::text IS NULL OR t.name = $1)",
+        &format!(
+            "SELECT count(*) FILTER (WHERE s.next_check_at <= now()) AS due_now,
+                min(s.next_check_at) FILTER (WHERE s.next_check_at <= now()) AS oldest_due_at,
+                (extract(epoch FROM now() - min(s.next_check_at) FILTER (WHERE s.next_check_at <= now())) * 1000)::bigint
+                    AS oldest_late_ms,
+                count(*) FILTER (WHERE s.next_check_at > now()) AS scheduled_later
+           FROM ({scheduled}) s"
+        ),
         &[&tenant],
     )?;
-    Ok(Due { due_now: r.get(0), oldest_due_at: r.get(1), oldest_late_ms: r.get(2), scheduled_later: r.get(3) })
+    Ok(Due {
+        due_now: r.get("due_now"),
+        oldest_due_at: r.get("oldest_due_at"),
+        oldest_late_ms: r.get("oldest_late_ms"),
+        scheduled_later: r.get("scheduled_later"),
+    })
 }
 
 /// Orders that reached a final status in the window, and how long they took from creation.
@@ -110,23 +195,86 @@ pub struct Finished {
     pub p90_ms: Option<f64>,
 }
 
+/// Orders finished in the window that are read live: `$2`..`$3` (the window's first partial
+/// day), from `$4` on (after the watermark), and every forced one from `$2` on.
+fn live_finished_in_window() -> String {
+    let pending = OrderStatus::Pending.sql();
+    format!(
+        "SELECT o.tenant_id, o.status, o.duration_ms FROM orders o
+          WHERE o.status <> {pending} AND NOT o.operator_forced AND o.completed_at >= $2 AND o.completed_at < $3
+         UNION ALL
+         SELECT o.tenant_id, o.status, o.duration_ms FROM orders o
+          WHERE o.status <> {pending} AND NOT o.operator_forced AND o.completed_at >= $4
+         UNION ALL
+         SELECT o.tenant_id, o.status, o.duration_ms FROM orders o
+          WHERE o.operator_forced AND o.status <> {pending} AND o.completed_at >= $2"
+    )
+}
+
 pub fn finished_since(client: &mut impl GenericClient, tenant: Option<&str>, since: DateTime<Utc>) -> Result<Finished> {
-    let r = client.query_one(
+    let s = split(rolled_up_until(client)?, since);
+    let scope = "($1::text IS NULL OR tenant_id = (SELECT id FROM tenants WHERE name = $1))";
+    // (rolled up?, status, duration bucket, orders)
+    let rows = client.query(
         &format!(
-            "SELECT count(*) FILTER (WHERE o.status = {approved}),
-                count(*) FILTER (WHERE o.status = {rejected}),
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY o.duration_ms),
-                percentile_cont(0.9) WITHIN GROUP (ORDER BY o.duration_ms)
-           FROM orders o JOIN tenants t ON t.id = o.tenant_id
-          WHERE o.status <> {pending} AND o.completed_at >= $2
-            AND ($1::text IS NULL OR t.name = $1)",
-            approved = OrderStatus::Approved.sql(),
-            rejected = OrderStatus::Rejected.sql(),
-            pending = OrderStatus::Pending.sql()
+            "SELECT false AS rolled, status, orderctl_duration_bucket(duration_ms) AS bucket, count(*) AS orders
+           FROM ({live}) l WHERE {scope} GROUP BY 2, 3
+         UNION ALL
+         SELECT true, status, duration_bucket, sum(orders)::bigint FROM order_days
+          WHERE day >= $5 AND day < $6 AND {scope} GROUP BY 2, 3",
+            live = live_finished_in_window()
         ),
-        &[&tenant, &since],
+        &[&tenant, &since, &s.edge_end, &s.tail_from, &s.day_from, &s.day_to],
     )?;
-    Ok(Finished { approved: r.get(0), rejected: r.get(1), median_ms: r.get(2), p90_ms: r.get(3) })
+    let mut histogram: Vec<(i32, i64)> = Vec::new();
+    let (mut approved, mut rejected, mut rolled) = (0, 0, false);
+    for r in &rows {
+        let (status, bucket, n): (OrderStatus, i32, i64) = (state(r, "status")?, r.get("bucket"), r.get("orders"));
+        match status {
+            OrderStatus::Approved => approved += n,
+            OrderStatus::Rejected => rejected += n,
+            OrderStatus::Pending => {}
+        }
+        if bucket >= 0 {
+            rolled |= r.get::<_, bool>("rolled");
+            histogram.push((bucket, n));
+        }
+    }
+    let (median_ms, p90_ms) = if rolled {
+        (histogram_percentile(&mut histogram, 0.5), histogram_percentile(&mut histogram, 0.9))
+    } else {
+        // Nothing rolled up in the window: exact, from the rows.
+        let r = client.query_one(
+            &format!(
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS median_ms,
+                        percentile_cont(0.9) WITHIN GROUP (ORDER BY duration_ms) AS p90_ms
+                   FROM ({live}) l WHERE {scope}",
+                live = live_finished_in_window()
+            ),
+            &[&tenant, &since, &s.edge_end, &s.tail_from],
+        )?;
+        (r.get("median_ms"), r.get("p90_ms"))
+    };
+    Ok(Finished { approved, rejected, median_ms, p90_ms })
+}
+
+/// A percentile of durations bucketed by `orderctl_duration_bucket` (buckets 5 % wide): the
+/// middle of the bucket holding the value at percentile_cont's position, within 2.5 % of it.
+fn histogram_percentile(histogram: &mut [(i32, i64)], p: f64) -> Option<f64> {
+    histogram.sort_unstable();
+    let total: i64 = histogram.iter().map(|(_, n)| n).sum();
+    if total == 0 {
+        return None;
+    }
+    let position = (p * (total - 1) as f64).floor() as i64;
+    let mut seen = 0;
+    for (bucket, n) in histogram.iter() {
+        seen += n;
+        if seen > position {
+            return Some(1.05f64.powf(*bucket as f64 + 0.5));
+        }
+    }
+    None
 }
 
 /// What each provider did in the window: placements (from `placements`) and status checks
@@ -150,69 +298,94 @@ pub struct ProviderActivity {
     pub given_up: i64,
 }
 
+/// The order events a provider's activity counts (the same list as the rollup's).
+const ACTIVITY_EVENTS: &str = "'check.waiting', 'check.no_news', 'check.approved', 'check.cancelled', 'gave_up'";
+
+/// Placements and counted events in the window, as (provider_id, what, n): whole rolled-up days
+/// from `provider_activity_days`, the rest live (`$2`..`$3` and from `$4` on).
+fn activity_sql() -> String {
+    let live = |from_to: &str| {
+        format!(
+            "SELECT pl.provider_id, 'placement.' || pl.outcome AS what, count(*) AS n FROM placements pl
+              WHERE {from_to} GROUP BY 1, 2
+             UNION ALL
+             SELECT provider_id, kind, count(*) FROM (
+                 -- One index probe per event: a join may hash the whole orders table.
+                 SELECT (SELECT o.provider_id FROM orders o WHERE o.id = e.order_id) AS provider_id, e.kind
+                   FROM order_events e WHERE {events} AND e.kind IN ({ACTIVITY_EVENTS})) ev
+              WHERE provider_id IS NOT NULL GROUP BY 1, 2",
+            from_to = from_to.replace("{at}", "pl.created_at"),
+            events = from_to.replace("{at}", "e.at")
+        )
+    };
+    format!(
+        "SELECT provider_id, what, sum(n)::bigint AS n FROM provider_activity_days WHERE day >= $5 AND day < $6 GROUP BY 1, 2
+         UNION ALL {edge}
+         UNION ALL {tail}",
+        edge = live("{at} >= $2 AND {at} < $3"),
+        tail = live("{at} >= $4")
+    )
+}
+
 pub fn provider_activity(
     client: &mut impl GenericClient,
     tenant: Option<&str>,
     since: DateTime<Utc>,
 ) -> Result<Vec<ProviderActivity>> {
+    let s = split(rolled_up_until(client)?, since);
+    let placement = |outcome: PlacementState| format!("'placement.' || {}", outcome.sql());
     let rows = client.query(
         &format!(
-            "WITH placed AS (
-             SELECT pl.provider_id,
-                    count(*) AS placements,
-                    count(*) FILTER (WHERE pl.outcome = {placement_accepted}) AS accepted,
-                    count(*) FILTER (WHERE pl.outcome = {placement_rejected}) AS rejected,
-                    count(*) FILTER (WHERE pl.outcome = {placement_ambiguous}) AS ambiguous
-               FROM placements pl
-              WHERE pl.created_at >= $2
-              GROUP BY 1),
-         checked AS (
-             SELECT o.provider_id,
-                    count(*) FILTER (WHERE e.kind = 'check.waiting') AS waiting,
-                    count(*) FILTER (WHERE e.kind = 'check.no_news') AS no_news,
-                    count(*) FILTER (WHERE e.kind = 'check.approved') AS approved,
-                    count(*) FILTER (WHERE e.kind = 'check.cancelled') AS cancelled,
-                    count(*) FILTER (WHERE e.kind = 'gave_up') AS given_up
-               FROM order_events e JOIN orders o ON o.id = e.order_id
-              WHERE e.at >= $2
-                AND e.kind IN ('check.waiting', 'check.no_news', 'check.approved', 'check.cancelled', 'gave_up')
-                AND o.provider_id IS NOT NULL
-              GROUP BY 1)
-         SELECT t.name, p.name,
-                coalesce(pl.placements, 0), coalesce(pl.accepted, 0), coalesce(pl.rejected, 0), coalesce(pl.ambiguous, 0),
-                coalesce(c.waiting, 0), coalesce(c.no_news, 0), coalesce(c.approved, 0), coalesce(c.cancelled, 0),
-                coalesce(c.given_up, 0)
+            "SELECT t.name AS tenant, p.name AS provider,
+                coalesce(sum(a.n) FILTER (WHERE a.what LIKE 'placement.%'), 0)::bigint AS placements,
+                coalesce(sum(a.n) FILTER (WHERE a.what = {accepted}), 0)::bigint AS accepted,
+                coalesce(sum(a.n) FILTER (WHERE a.what = {rejected}), 0)::bigint AS rejected,
+                coalesce(sum(a.n) FILTER (WHERE a.what = {ambiguous}), 0)::bigint AS ambiguous,
+                coalesce(sum(a.n) FILTER (WHERE a.what = 'check.waiting'), 0)::bigint AS waiting,
+                coalesce(sum(a.n) FILTER (WHERE a.what = 'check.no_news'), 0)::bigint AS no_news,
+                coalesce(sum(a.n) FILTER (WHERE a.what = 'check.approved'), 0)::bigint AS approved,
+                coalesce(sum(a.n) FILTER (WHERE a.what = 'check.cancelled'), 0)::bigint AS cancelled,
+                coalesce(sum(a.n) FILTER (WHERE a.what = 'gave_up'), 0)::bigint AS given_up
            FROM providers p JOIN tenants t ON t.id = p.tenant_id
-           LEFT JOIN placed pl ON pl.provider_id = p.id
-           LEFT JOIN checked c ON c.provider_id = p.id
+           LEFT JOIN ({activity}) a ON a.provider_id = p.id
           WHERE ($1::text IS NULL OR t.name = $1)
+          GROUP BY 1, 2
           ORDER BY 1, 2",
-            placement_accepted = PlacementState::Accepted.sql(),
-            placement_rejected = PlacementState::Rejected.sql(),
-            placement_ambiguous = PlacementState::Ambiguous.sql()
+            activity = activity_sql(),
+            accepted = placement(PlacementState::Accepted),
+            rejected = placement(PlacementState::Rejected),
+            ambiguous = placement(PlacementState::Ambiguous)
         ),
-        &[&tenant, &since],
+        &[&tenant, &since, &s.edge_end, &s.tail_from, &s.day_from, &s.day_to],
     )?;
     Ok(rows
         .iter()
         .map(|r| {
-            let (waiting, no_news, approved, cancelled): (i64, i64, i64, i64) = (r.get(6), r.get(7), r.get(8), r.get(9));
+            let (waiting, no_news, approved, cancelled): (i64, i64, i64, i64) =
+                (r.get("waiting"), r.get("no_news"), r.get("approved"), r.get("cancelled"));
             ProviderActivity {
-                tenant: r.get(0),
-                provider: r.get(1),
-                placements: r.get(2),
-                placements_accepted: r.get(3),
-                placements_rejected: r.get(4),
-                placements_ambiguous: r.get(5),
+                tenant: r.get("tenant"),
+                provider: r.get("provider"),
+                placements: r.get("placements"),
+                placements_accepted: r.get("accepted"),
+                placements_rejected: r.get("rejected"),
+                placements_ambiguous: r.get("ambiguous"),
                 checks: waiting + no_news + approved + cancelled,
                 checks_waiting: waiting,
                 checks_no_news: no_news,
                 checks_approved: approved,
                 checks_cancelled: cancelled,
-                given_up: r.get(10),
+                given_up: r.get("given_up"),
             }
         })
         .collect())
+}
+
+/// Roll up at most `max_days` closed days of finished history (`orderctl_roll_up`, see
+/// migration 0019): run by every safety sweep. Returns the days rolled up (0 when another
+/// process holds the job or nothing is closed yet).
+pub fn roll_up(client: &mut impl GenericClient, max_days: i32) -> Result<i32> {
+    Ok(client.query_one("SELECT orderctl_roll_up($1) AS days", &[&max_days])?.get("days"))
 }
 
 /// Vacuum state of the `orders` table, from `pg_stat_user_tables`.

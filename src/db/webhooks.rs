@@ -618,10 +618,9 @@ pub fn counts(client: &mut impl GenericClient, tenant: Option<&str>, late_after:
                 count(*) FILTER (WHERE d.state = {to_deliver} AND NOT w.paused AND w.disabled_at IS NULL
                                    AND d.next_attempt_at < now() - make_interval(secs => $2::bigint / 1000.0))
            FROM webhook_deliveries d JOIN tenants t ON t.id = d.tenant_id JOIN webhooks w ON w.id = d.webhook_id
-          WHERE d.state <> {delivered} AND ($1::text IS NULL OR t.name = $1)",
+          WHERE d.state IN ({to_deliver}, {undeliverable}) AND ($1::text IS NULL OR t.name = $1)",
             to_deliver = DeliveryState::Pending.sql(),
-            undeliverable = DeliveryState::Failed.sql(),
-            delivered = DeliveryState::Delivered.sql()
+            undeliverable = DeliveryState::Failed.sql()
         ),
         &[&tenant, &(late_after.as_millis() as i64)],
     )?;

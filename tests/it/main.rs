@@ -9,6 +9,7 @@ mod fidelity;
 mod forwarding;
 mod goods;
 mod hosts;
+mod hot_path;
 mod isolation;
 mod lanes;
 mod lifecycle;

@@ -375,6 +375,16 @@ pub fn insert_orders(db: &TestDb, package: &str, n: i64) {
     insert_orders_in(db, "alsham", package, n)
 }
 
+/// The numbers of a package's orders, oldest first.
+pub fn order_numbers_of_package(db: &TestDb, package: &str) -> Vec<i64> {
+    db.client()
+        .query("SELECT o.number FROM orders o JOIN packages p ON p.id = o.package_id WHERE p.name = $1 ORDER BY 1", &[&package])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 pub fn open_orders(db: &TestDb) -> i64 {
     db.query_i64("SELECT count(*) FROM orders WHERE status = 'pending'")
 }

@@ -157,13 +157,7 @@ fn fifty_orders_give_one_signed_event_each_even_when_first_attempts_fail() {
     wait_until("the manual orders wait for an operator", Duration::from_secs(30), || {
         db.query_i64("SELECT count(*) FROM orders o JOIN packages p ON p.id = o.package_id WHERE p.name = 'jawaker' AND o.next_check_at IS NULL") == 10
     });
-    let manual: Vec<i64> = db
-        .client()
-        .query("SELECT o.number FROM orders o JOIN packages p ON p.id = o.package_id WHERE p.name = 'jawaker' ORDER BY 1", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let manual = order_numbers_of_package(&db, "jawaker");
     for (i, n) in manual.iter().enumerate() {
         let n = n.to_string();
         let args: Vec<&str> = if i % 2 == 0 {

@@ -1,0 +1,295 @@
+//! History never touches the hot path (issue 24, item 1), and queue health under a long
+//! transaction (item 3).
+//!
+//! `--history N`: one database seeded with 10,000 finished orders as a year of traffic leaves
+//! them (each with a placement, three events and its ledger rows; one in twenty rejected and
+//! refunded), every figure of the hot path measured; then history grown to N orders over the
+//! same year and every figure measured again, with its ratio to the 10k figure (target 1.2×).
+//!
+//! `--long-transaction SECS`: end-to-end throughput and claim latency with another connection
+//! holding a transaction (and its snapshot) open, against the same without it (target 1.5×).
+
+use crate::support::*;
+use crate::{measure_claims, Options};
+use orderctl::db::Client;
+use orderctl::domain::lifecycle::states::{ExternalStatus, OrderStatus, PlacementState};
+use serde_json::json;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Orders seeded per statement (each with its placement, events and ledger rows).
+const SEED_CHUNK: i64 = 100_000;
+const BASELINE: i64 = 10_000;
+
+/// The figures of item 1, each a median in milliseconds.
+struct Figures(Vec<(&'static str, f64)>);
+
+pub fn history(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str, n: i64, results: &mut Results) {
+    eprintln!("== history: every hot-path figure at {BASELINE} finished orders and at {n}, measured in turns");
+    // Two databases, measured in alternating rounds: a shared machine's slower minute hits
+    // both sizes alike, instead of making one of them look slow.
+    let small_db = server.clone_of(template, "history_small");
+    let large_db = server.clone_of(template, "history_large");
+    let (mut small, mut large) = (connect(&small_db.url), connect(&large_db.url));
+    seed_history(&mut small, 0, BASELINE);
+    roll_up_everything(&mut small);
+    let mut from = 0;
+    while from < n {
+        let to = (from + SEED_CHUNK).min(n);
+        seed_history(&mut large, from, to);
+        from = to;
+    }
+    roll_up_everything(&mut large);
+    let size: String = large.query_one("SELECT pg_size_pretty(pg_database_size(current_database()))", &[]).unwrap().get(0);
+    eprintln!("   database size with {n} finished orders: {size}");
+    let mut rounds: [Vec<Figures>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..o.runs.max(3) {
+        for (i, (c, url, size)) in [(&mut small, &small_db.url, BASELINE), (&mut large, &large_db.url, n)].into_iter().enumerate()
+        {
+            eprintln!("   round {}, {size} finished orders:", round + 1);
+            rounds[i].push(measure(o, c, url, sim, bin));
+        }
+    }
+    drop((small, large, small_db, large_db));
+    let medians = |figures: &[Figures]| -> Vec<(&'static str, f64)> {
+        let names: Vec<&'static str> = figures[0].0.iter().map(|(name, _)| *name).collect();
+        names.iter().enumerate().map(|(k, name)| (*name, median(&figures.iter().map(|f| f.0[k].1).collect::<Vec<_>>()))).collect()
+    };
+    for ((name, at_small), (_, at_large)) in medians(&rounds[0]).into_iter().zip(medians(&rounds[1])) {
+        results.add(&format!("{name}, {BASELINE} finished orders"), at_small, "ms", None, None, "");
+        results.add(
+            &format!("{name}, {n} finished orders"),
+            at_large,
+            "ms",
+            None,
+            Some((at_large / at_small, &format!("× at {BASELINE} (target <= 1.2)"))),
+            if at_large / at_small <= 1.2 { "" } else { "misses 1.2×" },
+        );
+    }
+}
+
+/// Finished orders `from..to` of the year (numbers spread evenly over it, so any prefix is a
+/// year of thinner traffic): approved with a PIN, or (one in twenty) rejected and refunded;
+/// each with one placement, three events (dispatch, a waiting check, the final check) and its
+/// ledger rows, at the times they would have been written.
+fn seed_history(c: &mut Client, from: i64, to: i64) {
+    let started = Instant::now();
+    // Events and placements carry their order's creation time where the schema partitions
+    // them by it.
+    let by_order_month: bool = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'placements'::regclass AND attname = 'order_created_at')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let (column, value) = if by_order_month { (", order_created_at", ", created_at") } else { ("", "") };
+    let sql = format!(
+        "WITH ctx AS (
+             SELECT u.tenant_id, u.id AS user_id, pk.id AS package_id, pk.price, pr.id AS provider_id
+               FROM users u JOIN packages pk ON pk.tenant_id = u.tenant_id AND pk.name = 'pubg-60'
+               JOIN providers pr ON pr.tenant_id = u.tenant_id AND pr.name = 'znet-main'
+              WHERE u.name = 'buyer')
+         , shaped AS (
+             SELECT g, g % 20 = 0 AS refused,
+                    -- golden-ratio spread: any number of orders covers the year evenly
+                    now() - interval '1 hour' - interval '364 days' * ((g * 0.6180339887498949) - floor(g * 0.6180339887498949)) AS created,
+                    1000 + (g * 7919) % 600000 AS duration_ms
+               FROM generate_series($1::bigint + 1, $2::bigint) g)
+         , new AS (
+             INSERT INTO orders (id, tenant_id, user_id, package_id, user_identifier, price, status, external_status,
+                                 provider_id, lane, provider_referans, external_order_id, pin_code, checks, created_at,
+                                 dispatched_at, placed_at, sent_at, last_sync_at, completed_at, duration_ms, last_message)
+             SELECT gen_random_uuid(), x.tenant_id, x.user_id, x.package_id, 'history-' || s.g, x.price,
+                    CASE WHEN s.refused THEN {rejected} ELSE {approved} END,
+                    CASE WHEN s.refused THEN {failed} ELSE {done} END,
+                    x.provider_id, x.provider_id, 'h' || s.g, 'ext-' || s.g,
+                    CASE WHEN s.refused THEN NULL ELSE 'PIN-' || s.g END, 2, s.created,
+                    s.created, s.created, s.created + interval '150 ms', s.created + make_interval(secs => s.duration_ms / 1000.0),
+                    s.created + make_interval(secs => s.duration_ms / 1000.0), s.duration_ms,
+                    CASE WHEN s.refused THEN 'cancelled by the provider' ELSE 'check #2: delivered' END
+               FROM ctx x, shaped s
+             RETURNING id, tenant_id, user_id, price, provider_id, provider_referans, status, created_at, completed_at)
+         , placed AS (
+             INSERT INTO placements (order_id, provider_id, referans, outcome, created_at, finished_at{column})
+             SELECT id, provider_id, provider_referans, {accepted}, created_at, created_at + interval '150 ms'{value} FROM new)
+         , events AS (
+             INSERT INTO order_events (order_id, at, kind, status, external_status, message{column})
+             SELECT id, created_at + interval '150 ms', 'dispatch', {pending}, {sent}, 'placed with znet-main'{value} FROM new
+             UNION ALL
+             SELECT id, created_at + (completed_at - created_at) / 2, 'check.waiting', {pending}, {processing}, 'check #1: waiting'{value}
+               FROM new
+             UNION ALL
+             SELECT id, completed_at, CASE WHEN status = {rejected} THEN 'check.cancelled' ELSE 'check.approved' END, status,
+                    CASE WHEN status = {rejected} THEN {failed} ELSE {done} END, 'check #2'{value} FROM new)
+         , money AS (
+             INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount, created_at)
+             SELECT tenant_id, user_id, id, 'charge', -price, created_at FROM new
+             UNION ALL
+             SELECT tenant_id, user_id, id, 'refund', price, completed_at FROM new WHERE status = {rejected})
+         SELECT count(*) FROM new",
+        approved = OrderStatus::Approved.sql(),
+        rejected = OrderStatus::Rejected.sql(),
+        pending = OrderStatus::Pending.sql(),
+        done = ExternalStatus::Done.sql(),
+        failed = ExternalStatus::Failed.sql(),
+        sent = ExternalStatus::Sent.sql(),
+        processing = ExternalStatus::Processing.sql(),
+        accepted = PlacementState::Accepted.sql(),
+    );
+    let inserted: i64 = c.query_one(&sql, &[&from, &to]).unwrap_or_else(|e| die(&format!("seeding history: {e}"))).get(0);
+    c.batch_execute("VACUUM ANALYZE orders, placements, order_events, ledger").unwrap();
+    eprintln!("   history +{inserted} finished orders ({from}..{to}) in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Seeded history lies before the rollups' watermark (set when the database was migrated): an
+/// import must roll it up from its first day, as here.
+fn roll_up_everything(c: &mut Client) {
+    let started = Instant::now();
+    c.batch_execute(
+        "TRUNCATE order_totals, order_days, provider_activity_days;
+         UPDATE rollup_watermark SET rolled_up_until =
+             date_trunc('day', (SELECT min(created_at) FROM orders), 'UTC');",
+    )
+    .unwrap();
+    let days = orderctl::db::stats::roll_up(c, 1000).unwrap_or_else(|e| die(&e.message));
+    c.batch_execute("ANALYZE order_totals, order_days, provider_activity_days").unwrap();
+    eprintln!("   rolled up {days} day(s) in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+fn measure(o: &Options, c: &mut Client, url: &str, sim: &Sim, bin: &str) -> Figures {
+    let samples = (o.latency_samples / 4).max(20);
+    let (latency, _) = crate::measure_dispatch_latency(o, c, url, sim, bin, samples);
+    eprintln!("     dispatch latency p50 {latency:.1} ms ({samples} orders, idle daemon)");
+    // 1,000 open orders due, claimed 100 at a time (then finished, so they join the history).
+    let open = insert_orders(c, "pubg-60", 1000);
+    let claim = measure_claims(c, o.runs);
+    finish(c, &open);
+    let number: i64 = c.query_one("SELECT max(number) FROM orders", &[]).unwrap().get(0);
+    let number = number.to_string();
+    let processes: [(&str, Vec<&str>); 6] = [
+        ("`list --limit 50`", vec!["list", "--limit", "50"]),
+        ("`list --stuck`", vec!["list", "--stuck"]),
+        ("`inspect N`", vec!["inspect", &number]),
+        ("`stats`", vec!["stats"]),
+        ("`stats --since 30d`", vec!["stats", "--since", "30d"]),
+        ("`doctor`", vec!["doctor"]),
+    ];
+    let mut figures = vec![("dispatch latency p50, idle daemon", latency), ("claim 100 due orders", claim)];
+    for (name, args) in processes {
+        let times: Vec<f64> = (0..5 * o.runs).map(|_| time_command(bin, url, &args)).collect();
+        eprintln!("     {name}: {:.1} ms", median(&times));
+        figures.push((name, median(&times)));
+    }
+    let gauges: Vec<f64> = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            orderctl::db::stats::metric_gauges(c, None).unwrap_or_else(|e| die(&e.message));
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    eprintln!("     metric gauge refresh: {:.2} ms", median(&gauges));
+    figures.push(("daemon metric-gauge refresh (SQL)", median(&gauges)));
+    Figures(figures)
+}
+
+fn finish(c: &mut Client, ids: &[uuid::Uuid]) {
+    c.execute(
+        &format!(
+            "UPDATE orders SET status = {approved}, external_status = {done}, next_check_at = NULL,
+                    completed_at = now(), duration_ms = 1000 WHERE id = ANY($1)",
+            approved = OrderStatus::Approved.sql(),
+            done = ExternalStatus::Done.sql()
+        ),
+        &[&ids],
+    )
+    .unwrap();
+}
+
+/// Wall time of one orderctl process; exit 8 (needs action: `doctor`, `list --stuck` with
+/// findings) counts as a run, anything else stops the benchmark.
+fn time_command(bin: &str, url: &str, args: &[&str]) -> f64 {
+    let t = Instant::now();
+    let out = Command::new(bin).args(args).env("DATABASE_URL", url).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    if !matches!(out.code(), Some(0) | Some(8)) {
+        die(&format!("orderctl {args:?} failed ({out})"));
+    }
+    ms
+}
+
+/// Throughput and claim latency with a transaction held open by another connection for
+/// `secs`, against the same work without it, in the same database kind (fresh clones).
+pub fn long_transaction(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str, secs: u64, results: &mut Results) {
+    eprintln!("== long transaction: {secs} s held open while orders flow, against no such transaction");
+    let mut figures = Vec::new();
+    for held in [false, true] {
+        let db = server.clone_of(template, "longtx");
+        let url = db.url.clone();
+        let mut c = connect(&url);
+        let mut holder = connect(&url);
+        if held {
+            // A snapshot and an xid: vacuum can remove nothing newer than this transaction.
+            holder
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT txid_current(); SELECT count(*) FROM tenants;")
+                .unwrap();
+        }
+        sim.reset(json!({"complete_after": "0s"}));
+        let daemon = Daemon::start(bin, &url, &["--first-check", "0s"]);
+        daemon.wait_ready(&mut c);
+        let stop = Instant::now() + Duration::from_secs(secs);
+        let mut rates = Vec::new();
+        while Instant::now() < stop {
+            let started = Instant::now();
+            let mut left = o.orders;
+            while left > 0 {
+                insert_orders(&mut c, "pubg-60", o.arrival_batch.min(left));
+                left -= o.arrival_batch.min(left);
+            }
+            if !wait_until(&mut c, Duration::from_secs(300), |c| !work_left(c)) {
+                die("long transaction: orders did not finish within 300 s");
+            }
+            rates.push(o.orders as f64 / started.elapsed().as_secs_f64());
+        }
+        drop(daemon);
+        let dead: i64 = c
+            .query_one("SELECT coalesce(n_dead_tup, 0) FROM pg_stat_user_tables WHERE relid = 'orders'::regclass", &[])
+            .unwrap()
+            .get(0);
+        let open = insert_orders(&mut c, "pubg-60", 1000);
+        let claim = measure_claims(&mut c, o.runs);
+        finish(&mut c, &open);
+        if held {
+            holder.batch_execute("COMMIT").unwrap();
+        }
+        let rate = median(&rates);
+        eprintln!(
+            "   {}: {rate:.0} orders/s over {} rounds, claim {claim:.2} ms, {dead} dead tuples in orders",
+            if held { "held" } else { "baseline" },
+            rates.len()
+        );
+        figures.push((rate, claim, dead));
+        drop(c);
+        drop(holder);
+        drop(db);
+    }
+    let ((base_rate, base_claim, base_dead), (rate, claim, dead)) = (figures[0], figures[1]);
+    results.add("end-to-end throughput, no long transaction", base_rate, "orders/s", None, None, "");
+    results.add(
+        &format!("end-to-end throughput, a transaction held open {secs} s"),
+        rate,
+        "orders/s",
+        Some(Target::AtLeast(base_rate / 1.5)),
+        Some((base_rate / rate, "× slower than without")),
+        &format!("dead tuples in orders {dead} vs {base_dead}"),
+    );
+    results.add("claim 100 due, no long transaction", base_claim, "ms", None, None, "");
+    results.add(
+        &format!("claim 100 due, a transaction held open {secs} s"),
+        claim,
+        "ms",
+        Some(Target::AtMost(base_claim * 1.5)),
+        Some((claim / base_claim, "× without")),
+        "",
+    );
+}
