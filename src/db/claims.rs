@@ -230,18 +230,18 @@ pub fn lanes_with_work(
     tenant: Option<i64>,
     checks_due_by: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<Vec<i64>> {
-    let not_sent = ExternalStatus::NotSent.sql();
+    let unplaced = sql_in(&ExternalStatus::UNPLACED);
     Ok(client
         .query(
             &format!(
                 // One arm per partial due index: a CASE over both kinds matches neither and
                 // scans the whole table, history included.
                 "SELECT lane FROM orders
-                  WHERE lane <> 0 AND next_check_at IS NOT NULL AND external_status = {not_sent}
+                  WHERE lane <> 0 AND next_check_at IS NOT NULL AND external_status IN ({unplaced})
                     AND next_check_at <= now() AND ($1::bigint IS NULL OR tenant_id = $1)
                  UNION
                  SELECT lane FROM orders
-                  WHERE lane <> 0 AND next_check_at IS NOT NULL AND external_status <> {not_sent}
+                  WHERE lane <> 0 AND next_check_at IS NOT NULL AND external_status NOT IN ({unplaced})
                     AND next_check_at <= coalesce($2::timestamptz, now()) AND ($1::bigint IS NULL OR tenant_id = $1)
                  ORDER BY lane"
             ),

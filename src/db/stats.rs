@@ -154,13 +154,13 @@ pub struct Due {
 /// One arm per partial due index (placements, checks): each reads only the orders with work
 /// scheduled; a bare `next_check_at IS NOT NULL` matches neither and scans the table.
 fn scheduled_orders_sql(columns: &str, tenant_filter: &str) -> String {
-    let not_sent = ExternalStatus::NotSent.sql();
+    let unplaced = sql_in(&ExternalStatus::UNPLACED);
     format!(
         "SELECT {columns} FROM orders o
-          WHERE o.next_check_at IS NOT NULL AND o.external_status = {not_sent} AND {tenant_filter}
+          WHERE o.next_check_at IS NOT NULL AND o.external_status IN ({unplaced}) AND {tenant_filter}
          UNION ALL
          SELECT {columns} FROM orders o
-          WHERE o.next_check_at IS NOT NULL AND o.external_status <> {not_sent} AND {tenant_filter}"
+          WHERE o.next_check_at IS NOT NULL AND o.external_status NOT IN ({unplaced}) AND {tenant_filter}"
     )
 }
 
@@ -520,13 +520,13 @@ pub fn metric_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Re
         &format!(
             "SELECT coalesce(sum(n), 0)::bigint, coalesce((extract(epoch FROM now() - min(oldest)) * 1000)::bigint, 0)
            FROM (SELECT count(*) AS n, min(next_check_at) AS oldest FROM orders
-                  WHERE next_check_at IS NOT NULL AND external_status = {not_sent} AND next_check_at <= now()
+                  WHERE next_check_at IS NOT NULL AND external_status IN ({unplaced}) AND next_check_at <= now()
                     AND ($1::bigint IS NULL OR tenant_id = $1)
                  UNION ALL
                  SELECT count(*), min(next_check_at) FROM orders
-                  WHERE next_check_at IS NOT NULL AND external_status <> {not_sent} AND next_check_at <= now()
+                  WHERE next_check_at IS NOT NULL AND external_status NOT IN ({unplaced}) AND next_check_at <= now()
                     AND ($1::bigint IS NULL OR tenant_id = $1)) parts",
-            not_sent = ExternalStatus::NotSent.sql()
+            unplaced = sql_in(&ExternalStatus::UNPLACED)
         ),
         &[&tenant],
     )?;

@@ -49,6 +49,13 @@ fn rollups_count_what_a_direct_count_says_after_a_mixed_workload() {
     insert_orders(&db, "jawaker", 4);
     insert_orders(&db, "itunes-10", 2);
     wait_until("automatic orders settled", Duration::from_secs(90), || {
+        // A rejection that says "insufficient balance" makes its provider wait (issue 23); the
+        // operator says the account was topped up, so the workload runs to its end.
+        if db.query_i64("SELECT count(*) FROM orders WHERE external_status = 'waiting_for_provider'") > 0 {
+            for provider in ["znet-main", "xstor"] {
+                db.cmd().args(["provider", "resume", provider]).run();
+            }
+        }
         db.cmd().args(["sweep"]).args(FAST).run();
         db.query_i64(
             "SELECT count(*) FROM orders o JOIN packages p ON p.id = o.package_id
