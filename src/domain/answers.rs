@@ -4,51 +4,9 @@
 
 use crate::domain::text;
 use serde::Serialize;
-use std::fmt;
 
-/// The protocol a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    Znet,
-    Xstor,
-}
-
-impl ProviderKind {
-    pub fn parse(s: &str) -> std::result::Result<ProviderKind, String> {
-        match s {
-            "znet" => Ok(ProviderKind::Znet),
-            "xstor" => Ok(ProviderKind::Xstor),
-            _ => Err(format!("provider kind '{s}' is unknown; use znet or xstor")),
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Znet => "znet",
-            ProviderKind::Xstor => "xstor",
-        }
-    }
-    /// The credential fields this kind needs, all secret.
-    pub fn credential_fields(self) -> &'static [&'static str] {
-        match self {
-            ProviderKind::Znet => &["kod", "sifre"],
-            ProviderKind::Xstor => &["api_token"],
-        }
-    }
-    /// The mapping fields a package needs for this kind.
-    pub fn required_mapping_fields(self) -> &'static [&'static str] {
-        match self {
-            ProviderKind::Znet => &["oyun", "kupur"],
-            ProviderKind::Xstor => &["product_id"],
-        }
-    }
-}
-
-impl fmt::Display for ProviderKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The protocol a provider speaks: declared by the provider modules (`provider::kind`).
+pub use crate::provider::kind::ProviderKind;
 
 /// What a placement call means.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

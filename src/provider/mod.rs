@@ -10,6 +10,7 @@
 #[cfg(test)]
 mod conformance;
 pub mod http;
+pub mod kind;
 pub(crate) mod resolve;
 pub use crate::domain::text;
 pub mod xstor;
@@ -295,10 +296,7 @@ pub fn build(config: ProviderConfig) -> Result<Box<dyn Provider>> {
                 .with_hint(format!("set providers[].credentials.{field} in the setup file and apply it again")));
         }
     }
-    Ok(match config.kind {
-        ProviderKind::Znet => Box::new(znet::Znet::new(config)?),
-        ProviderKind::Xstor => Box::new(xstor::Xstor::new(config)?),
-    })
+    (config.kind.spec().build)(config)
 }
 
 /// Replace every secret in `text` with `***`. Applied to every provider text before it is

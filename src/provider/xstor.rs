@@ -397,6 +397,17 @@ fn parse_catalogue_raw(status: u16, body: &str) -> std::result::Result<Vec<Catal
         .collect())
 }
 
+/// The x-stor kind, as `provider::kind` lists it.
+pub const KIND: super::kind::KindSpec = super::kind::KindSpec {
+    name: "xstor",
+    credential_fields: &["api_token"],
+    required_mapping_fields: &["product_id"],
+    reference_style: ReferenceStyle::Uuid,
+    auth_hint: "check credentials.api_token in the setup file; for 123 ask the provider to allow this machine's IP address",
+    base_url_hint: "set base_url to the API root (e.g. https://api.x-stor.net)",
+    build: |config| Ok(Box::new(Xstor::new(config)?)),
+};
+
 /// The x-stor adapter.
 pub struct Xstor {
     config: ProviderConfig,
@@ -858,7 +869,7 @@ mod tests {
     fn config() -> ProviderConfig {
         ProviderConfig {
             name: "xstor-test".into(),
-            kind: ProviderKind::Xstor,
+            kind: ProviderKind::of(&super::xstor::KIND),
             base_url: "http://127.0.0.1:9/client/api/".into(),
             credentials: serde_json::json!({"api_token": "tok-very-secret"}),
             http: HttpSettings::default(),

@@ -348,6 +348,18 @@ fn parse_catalogue_raw(status: u16, body: &str) -> std::result::Result<Vec<Catal
         .collect())
 }
 
+/// The Znet kind, as `provider::kind` lists it.
+pub const KIND: super::kind::KindSpec = super::kind::KindSpec {
+    name: "znet",
+    credential_fields: &["kod", "sifre"],
+    required_mapping_fields: &["oyun", "kupur"],
+    reference_style: ReferenceStyle::Numeric,
+    auth_hint: "check kod and sifre in the setup file, ask the dealer to switch API access on for this dealer, \
+                and ask them to allow this machine's public IP address",
+    base_url_hint: "set base_url to the dealer site root (e.g. http://bayi.example.com); /servis is optional",
+    build: |config| Ok(Box::new(Znet::new(config)?)),
+};
+
 /// The Znet adapter.
 pub struct Znet {
     config: ProviderConfig,
@@ -726,7 +738,7 @@ mod tests {
     fn config(kod: &str, sifre: &str) -> ProviderConfig {
         ProviderConfig {
             name: "znet-test".into(),
-            kind: ProviderKind::Znet,
+            kind: ProviderKind::of(&super::znet::KIND),
             // Nothing listens on port 9: a placement that got as far as the network would be
             // ambiguous, not rejected.
             base_url: "http://127.0.0.1:9".into(),

@@ -1451,7 +1451,7 @@ mod tests {
              "mappings": {"old": {"oyun": "1", "kupur": "2"}}}]}]});
         assert!(validate(&doc.to_string(), &Existing::default()).is_err());
         let mut existing = Existing::default();
-        existing.providers.entry("alsham".into()).or_default().insert("old".into(), ProviderKind::Znet);
+        existing.providers.entry("alsham".into()).or_default().insert("old".into(), ProviderKind::of(&crate::provider::znet::KIND));
         assert!(validate(&doc.to_string(), &existing).is_ok());
     }
 
