@@ -3,6 +3,7 @@
 //! `provider` produce these from HTTP replies; `lifecycle` decides what they do.
 
 use crate::domain::text;
+use rust_decimal::Decimal;
 use serde::Serialize;
 
 /// The protocol a provider speaks: declared by the provider modules (`provider::kind`).
@@ -14,7 +15,9 @@ pub use crate::provider::kind::ProviderKind;
 pub enum PlacementOutcome {
     /// The provider owns the order now. Some providers already know its state (x-stor may
     /// answer `accept` with a PIN at once); `early` carries that.
-    Accepted { external_order_id: Option<String>, message: String, early: Option<CheckOutcome> },
+    /// `cost` is what the provider says it charged us for this order, in its own currency,
+    /// when its reply says so in a form we can read exactly (dealer data: never shown to tenants).
+    Accepted { external_order_id: Option<String>, message: String, early: Option<CheckOutcome>, cost: Option<Decimal> },
     /// The provider did not take the order and said so. The message starts with the provider's
     /// error code when it gave one (`8: Bağlantı hatası veya yetersiz bakiye`).
     Rejected { message: String },
@@ -31,7 +34,8 @@ impl PlacementOutcome {
     pub fn cleaned(self) -> PlacementOutcome {
         use text::{clean, clean_opt, MESSAGE_MAX, NAME_MAX};
         match self {
-            PlacementOutcome::Accepted { external_order_id, message, early } => PlacementOutcome::Accepted {
+            PlacementOutcome::Accepted { external_order_id, message, early, cost } => PlacementOutcome::Accepted {
+                cost,
                 external_order_id: clean_opt(external_order_id.as_deref(), NAME_MAX),
                 message: clean(&message, MESSAGE_MAX),
                 early: early.map(CheckOutcome::cleaned),

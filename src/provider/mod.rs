@@ -349,13 +349,14 @@ mod tests {
         let o = CheckOutcome::Approved { pin: Some(" \u{0} ".into()), message: "ok\u{1b}[2J".into() }.cleaned();
         assert_eq!(o, CheckOutcome::Approved { pin: None, message: "ok [2J".into() });
         let p = PlacementOutcome::Accepted {
+            cost: None,
             external_order_id: Some("67\u{0}890".into()),
             message: "a\nb".into(),
             early: Some(CheckOutcome::Waiting { message: "x".repeat(900) }),
         }
         .cleaned();
         match p {
-            PlacementOutcome::Accepted { external_order_id, message, early: Some(CheckOutcome::Waiting { message: w }) } => {
+            PlacementOutcome::Accepted { external_order_id, message, early: Some(CheckOutcome::Waiting { message: w }), .. } => {
                 assert_eq!(external_order_id.as_deref(), Some("67 890"));
                 assert_eq!(message, "a b");
                 assert_eq!(w.chars().count(), text::MESSAGE_MAX);

@@ -143,7 +143,7 @@ fn classify_placement_raw(status: u16, body: &str) -> PlacementOutcome {
             if !extra.trim().is_empty() {
                 message.push_str(&format!(" ({})", extra.trim()));
             }
-            PlacementOutcome::Accepted { external_order_id: None, message, early: None }
+            PlacementOutcome::Accepted { external_order_id: None, message, early: None, cost: exact_cost(cost) }
         }
         // `OK|8|Bu İşlem Daha Önce Gönderildi`: "OK" here only means the call went through.
         ["OK", code, rest @ ..] if is_code(code) && says_sent_before(&rest.join("|")) => {
@@ -308,6 +308,17 @@ pub(crate) fn json_text(v: Option<&serde_json::Value>) -> Option<String> {
         serde_json::Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+/// The dealer cost of a placement as an exact amount, or none when the field is not a plain
+/// decimal with at most two places: the documents show only `10.12`, so a comma (decimal mark or
+/// thousands separator?) or more places is not guessed at.
+pub(crate) fn exact_cost(field: &str) -> Option<rust_decimal::Decimal> {
+    let t = field.trim();
+    if t.starts_with('-') || t.starts_with('+') {
+        return None;
+    }
+    crate::domain::money::parse_amount(t, "cost").ok()
 }
 
 /// Parse a `pin_listesi.php` reply: `{"success":true,"result":[...],"error":null}`.
@@ -527,7 +538,8 @@ mod tests {
     fn placement_ok_with_two_amounts_is_accepted() {
         let o = classify_placement(200, "OK|10.12|980.88");
         assert!(accepted(&o), "{o:?}");
-        if let PlacementOutcome::Accepted { message, early, external_order_id } = o {
+        if let PlacementOutcome::Accepted { message, early, external_order_id, cost } = o {
+            assert_eq!(cost, Some(rust_decimal::Decimal::new(1012, 2)));
             assert!(message.contains("10.12") && message.contains("980.88"));
             assert_eq!(early, None);
             assert_eq!(external_order_id, None);

@@ -118,7 +118,8 @@ pub fn user(u: &UserSetup) -> Vec<Field> {
 }
 
 pub fn provider(p: &ProviderSetup) -> Vec<Field> {
-    let ProviderSetup { name: _, kind, base_url, credentials, enabled, max_in_flight, schedule, reconcile_for } = p;
+    let ProviderSetup { name: _, kind, base_url, credentials, enabled, max_in_flight, schedule, reconcile_for, currency, rate_limit } =
+        p;
     let mut out = vec![field(&["kind"], kind.as_str()), field(&["base_url"], base_url.clone())];
     if let Value::Object(m) = credentials {
         for (name, v) in m {
@@ -135,6 +136,8 @@ pub fn provider(p: &ProviderSetup) -> Vec<Field> {
         field(&["schedule", "max_checks"], max_checks.map_or(Value::Null, Value::from)),
         field(&["schedule", "give_up_after"], duration(give_up_after)),
         field(&["reconcile_for"], duration(Some(*reconcile_for))),
+        field(&["currency"], currency.clone().map_or(Value::Null, Value::from)),
+        field(&["rate_limit"], rate_limit.map_or(Value::Null, |r| Value::from(r.to_string()))),
     ]);
     out
 }

@@ -97,6 +97,10 @@ pub struct ProviderSetup {
     /// How long after a placement of unknown outcome this provider may still record it
     /// (`reconcile_for`; [`DEFAULT_RECONCILE_FOR`] when the file says nothing).
     pub reconcile_for: Duration,
+    /// The currency the provider charges in (`currency`), when the file names one.
+    pub currency: Option<String>,
+    /// Most calls to this provider from every process together (`rate_limit`), when limited.
+    pub rate_limit: Option<crate::domain::pace::RateLimit>,
 }
 
 /// A provider's reconcile window when the setup file names none.
@@ -115,6 +119,8 @@ impl fmt::Debug for ProviderSetup {
             .field("max_in_flight", &self.max_in_flight)
             .field("schedule", &self.schedule)
             .field("reconcile_for", &self.reconcile_for)
+            .field("currency", &self.currency)
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }
@@ -250,6 +256,10 @@ struct ProviderDoc {
     schedule: Option<Value>,
     #[serde(default)]
     reconcile_for: Option<Value>,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    rate_limit: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -360,7 +370,7 @@ impl Element for UserDoc {
 impl Element for ProviderDoc {
     const WHAT: &'static str = "a provider";
     const FIELDS: &'static [&'static str] =
-        &["name", "kind", "base_url", "credentials", "enabled", "max_in_flight", "schedule", "reconcile_for"];
+        &["name", "kind", "base_url", "credentials", "enabled", "max_in_flight", "schedule", "reconcile_for", "currency", "rate_limit"];
 }
 impl Element for ScheduleDoc {
     const WHAT: &'static str = "a schedule";
@@ -930,6 +940,12 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
         Some(v) => validate_schedule(v, &at.field("schedule"), problems).unwrap_or_default(),
     };
     let reconcile_for = validate_reconcile_for(p.reconcile_for.as_ref(), &at.field("reconcile_for"), problems);
+    let currency = p.currency.as_deref().and_then(|c| {
+        crate::domain::pace::parse_currency(c).map_err(|m| problems.add(&at.field("currency"), m)).ok()
+    });
+    let rate_limit = p.rate_limit.as_deref().and_then(|r| {
+        crate::domain::pace::RateLimit::parse(r).map_err(|m| problems.add(&at.field("rate_limit"), m)).ok()
+    });
     (problems.0.len() == before).then(|| ProviderSetup {
         name,
         kind: kind.expect("checked above"),
@@ -939,6 +955,8 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
         max_in_flight,
         schedule,
         reconcile_for,
+        currency,
+        rate_limit,
     })
 }
 
