@@ -20,6 +20,7 @@ mod provider_check;
 mod routing_check;
 mod simulate;
 mod stats;
+mod stats_money;
 mod sweep;
 mod webhook;
 

@@ -12,6 +12,7 @@ pub mod orders;
 pub mod outbox;
 pub mod outcomes;
 pub mod periodic;
+pub mod money;
 pub mod permits;
 pub mod pooler;
 pub mod providers;

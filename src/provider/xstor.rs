@@ -190,13 +190,9 @@ fn classify_placement_raw(status: u16, body: &str) -> PlacementOutcome {
             known => Some(known),
         };
         let order_id = json_text(data.get("order_id")).map(|id| id.trim().to_string()).filter(|id| !id.is_empty());
-        let price = json_text(data.get("price"));
         let mut message = "accepted".to_string();
         if let Some(id) = &order_id {
             message.push_str(&format!(" as x-stor order {id}"));
-        }
-        if let Some(p) = price {
-            message.push_str(&format!(", price {p}"));
         }
         // `price` as a string or a JSON number; a number is read from its text, never a float.
         let cost = json_text(data.get("price")).as_deref().and_then(super::znet::exact_cost);

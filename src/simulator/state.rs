@@ -299,6 +299,7 @@ impl Store {
                     "pin": o.fate.pin,
                     "status_calls": o.status_calls,
                     "placed_at_ms": o.placed_at_ms,
+                    "price": money(o.price_cents),
                 })
             })
             .collect();

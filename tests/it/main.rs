@@ -14,6 +14,7 @@ mod lanes;
 mod lifecycle;
 mod metrics;
 mod migrate;
+mod money_and_pace;
 mod monitor;
 mod operator;
 mod orders;

@@ -1,0 +1,122 @@
+//! Issue 23, items 5 and 6: what orders cost at the providers (`stats --money` against the prices
+//! the simulator recorded) and request rate limits shared by every process.
+
+use crate::support::*;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+fn dec(v: &Value) -> Decimal {
+    Decimal::from_str(v.as_str().unwrap_or_else(|| panic!("not a decimal string: {v}"))).unwrap()
+}
+
+fn setup_with_currencies(sim: &Sim) -> TestDb {
+    let db = TestDb::new();
+    let mut setup = standard_setup(&sim.base_url);
+    setup["tenants"][0]["providers"][0]["currency"] = json!("TRY");
+    setup["tenants"][0]["providers"][1]["currency"] = json!("USD");
+    setup["tenants"][0]["users"][0]["balance"] = json!("5000.00");
+    db.apply(&setup);
+    db
+}
+
+#[test]
+fn stats_money_matches_the_prices_the_simulator_recorded() {
+    let sim = Sim::start(&["--complete-after", "0s", "--cancel-share", "0.25"]);
+    let db = setup_with_currencies(&sim);
+    insert_orders(&db, "pubg-60", 12);
+    insert_orders(&db, "freefire-100", 9);
+    insert_orders(&db, "itunes-10", 2);
+    wait_until("every order final", Duration::from_secs(60), || {
+        db.cmd().args(["sweep", "--first-check", "0s"]).run().ok();
+        open_orders(&db) == 0
+    });
+
+    // The simulator's own record: price per reference, and the outcome.
+    let stats = sim.stats();
+    let mut recorded: BTreeMap<String, (Decimal, bool)> = BTreeMap::new();
+    for o in stats["orders"].as_array().unwrap() {
+        recorded.insert(o["reference"].as_str().unwrap().to_string(), (dec(&o["price"]), o["outcome"] == "approved"));
+    }
+    // What orderctl recorded per order: the cost in the provider's currency.
+    let mut expected: BTreeMap<(String, String), (Decimal, Decimal, i64)> = BTreeMap::new();
+    for r in db
+        .client()
+        .query(
+            "SELECT p.name, o.provider_referans, o.provider_cost::text, o.provider_cost_currency, o.status, o.price::text
+               FROM orders o JOIN providers p ON p.id = o.provider_id",
+            &[],
+        )
+        .unwrap()
+    {
+        let (provider, reference): (String, String) = (r.get(0), r.get(1));
+        let (price, approved) = recorded[&reference];
+        let cost: Option<String> = r.get(2);
+        assert_eq!(cost.as_deref().map(|c| Decimal::from_str(c).unwrap()), Some(price), "order {reference} at {provider}");
+        let currency: String = r.get(3);
+        assert_eq!(currency, if provider == "znet-main" { "TRY" } else { "USD" });
+        assert_eq!(r.get::<_, String>(4) == "approved", approved, "{reference}");
+        if approved {
+            let e = expected.entry((provider, currency)).or_default();
+            e.0 += price;
+            e.1 += Decimal::from_str(&r.get::<_, String>(5)).unwrap() - price;
+            e.2 += 1;
+        }
+    }
+    assert!(expected.len() == 2, "both providers delivered: {expected:?}");
+
+    let out = db.cmd().args(["--output", "json", "stats", "--money", "--by", "provider"]).run().ok().json();
+    assert_eq!(out["by"], "provider");
+    let mut seen = 0;
+    for row in out["rows"].as_array().unwrap() {
+        let key = (row["key"].as_str().unwrap().to_string(), row["cost_currency"].as_str().unwrap().to_string());
+        if key.0 == "-" {
+            // Codes: no provider, no cost.
+            assert_eq!(dec(&row["provider_cost"]), Decimal::ZERO);
+            continue;
+        }
+        let (cost, margin, delivered) = expected[&key];
+        assert_eq!(dec(&row["provider_cost"]), cost, "{row}");
+        assert_eq!(dec(&row["margin"]), margin, "{row}");
+        assert_eq!(row["delivered"].as_i64().unwrap(), delivered, "{row}");
+        assert_eq!(row["cost_unknown"], 0);
+        seen += 1;
+    }
+    assert_eq!(seen, 2, "{out}");
+    // Refunds are the ledger's, and the total row agrees with the per-provider rows.
+    let total = db.cmd().args(["--output", "json", "stats", "--money"]).run().ok().json();
+    let refunds: Decimal = total["rows"].as_array().unwrap().iter().map(|r| dec(&r["refunds"])).sum();
+    let ledger = db.query_i64("SELECT (coalesce(sum(amount), 0) * 100)::bigint FROM ledger WHERE kind = 'refund'");
+    assert_eq!(refunds * Decimal::from(100), Decimal::from(ledger));
+    // The table form names the columns.
+    let table = db.cmd().args(["stats", "--money", "--by", "day"]).run().ok();
+    assert!(table.stdout.contains("provider cost") && table.stdout.contains("margin"), "{}", table.stdout);
+}
+
+#[test]
+fn cost_is_dealer_data_and_never_reaches_tenant_facing_output() {
+    let sim = Sim::start(&["--complete-after", "0s"]);
+    let db = TestDb::new();
+    let mut setup = standard_setup(&sim.base_url);
+    setup["tenants"][0]["providers"][0]["currency"] = json!("TRY");
+    setup["tenants"][0]["webhooks"] = json!([{"url": "http://127.0.0.1:9/hook", "secret": "hook-secret",
+        "events": ["order.approved"], "allow_private_network": true}]);
+    db.apply(&setup);
+    insert_orders(&db, "pubg-60", 1);
+    wait_until("the order final", Duration::from_secs(30), || {
+        db.cmd().args(["sweep", "--first-check", "0s"]).run().ok();
+        open_orders(&db) == 0
+    });
+    let cost: String = db.client().query_one("SELECT provider_cost::text FROM orders", &[]).unwrap().get(0);
+    let id: String = db.client().query_one("SELECT id::text FROM orders", &[]).unwrap().get(0);
+    let list = db.cmd().args(["--tenant", "alsham", "--output", "json", "list"]).run().ok().stdout;
+    let inspect = db.cmd().args(["--tenant", "alsham", "--output", "json", "inspect", &id]).run().ok().stdout;
+    let bodies: Vec<String> =
+        db.client().query("SELECT body FROM webhook_deliveries", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(bodies.len(), 1, "the approval is notified");
+    for shown in [&list, &inspect, &bodies[0]] {
+        assert!(!shown.contains("cost") && !shown.contains(&format!("{cost}")), "dealer cost {cost} shown: {shown}");
+    }
+}
