@@ -22,10 +22,12 @@ ALTER TABLE orders
     ADD COLUMN provider_cost numeric(14,2) CHECK (provider_cost >= 0),
     ADD COLUMN provider_cost_currency text;
 
--- Calls granted per provider and time slot, shared by every process (see db/pace.rs).
-CREATE TABLE provider_call_slots (
-    provider_id bigint NOT NULL REFERENCES providers(id) ON DELETE CASCADE,
-    slot        bigint NOT NULL,
-    calls       integer NOT NULL DEFAULT 0,
-    PRIMARY KEY (provider_id, slot)
+-- A provider's rate-limit budget, shared by every process (see src/db/pace.rs): the current
+-- time slot (milliseconds since the epoch divided by the slot length), the calls granted in it,
+-- and until when checks must leave the budget to placements that found it spent.
+CREATE TABLE provider_call_pace (
+    provider_id                 bigint PRIMARY KEY REFERENCES providers(id),
+    slot                        bigint NOT NULL DEFAULT 0,
+    calls                       integer NOT NULL DEFAULT 0,
+    placements_waiting_until_ms bigint NOT NULL DEFAULT 0
 );

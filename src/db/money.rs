@@ -56,7 +56,12 @@ pub struct MoneyRow {
     pub refunds: Decimal,
 }
 
-pub fn money_report(client: &mut impl GenericClient, tenant: Option<&str>, since: Duration, by: MoneyBy) -> Result<Vec<MoneyRow>> {
+pub fn money_report(
+    client: &mut impl GenericClient,
+    tenant: Option<&str>,
+    since: Duration,
+    by: MoneyBy,
+) -> Result<Vec<MoneyRow>> {
     let approved = OrderStatus::Approved.sql();
     let rejected = OrderStatus::Rejected.sql();
     let rows = client.query(

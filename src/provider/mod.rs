@@ -31,6 +31,8 @@ pub struct ProviderConfig {
     pub base_url: String,
     pub credentials: serde_json::Value,
     pub http: HttpSettings,
+    /// The provider's shared rate limit (`db::pace::gate`), when it has one.
+    pub gate: Option<std::sync::Arc<dyn http::CallGate>>,
 }
 
 impl fmt::Debug for ProviderConfig {
@@ -356,7 +358,9 @@ mod tests {
         }
         .cleaned();
         match p {
-            PlacementOutcome::Accepted { external_order_id, message, early: Some(CheckOutcome::Waiting { message: w }), .. } => {
+            PlacementOutcome::Accepted {
+                external_order_id, message, early: Some(CheckOutcome::Waiting { message: w }), ..
+            } => {
                 assert_eq!(external_order_id.as_deref(), Some("67 890"));
                 assert_eq!(message, "a b");
                 assert_eq!(w.chars().count(), text::MESSAGE_MAX);

@@ -471,6 +471,10 @@ impl Xstor {
         self.http.get_by(&format!("{}/client/api/{path_and_query}", self.base), &[("api-token", self.token())], deadline)
     }
 
+    fn get_for(&self, purpose: super::http::CallPurpose, path_and_query: &str) -> std::result::Result<HttpReply, TransportError> {
+        self.http.get_for(purpose, &format!("{}/client/api/{path_and_query}", self.base), &[("api-token", self.token())])
+    }
+
     /// The `newOrder` path and query, or why this placement cannot be sent at all.
     fn placement_path(req: &PlacementRequest) -> std::result::Result<String, String> {
         if req.quantity < 1 {
@@ -548,7 +552,7 @@ impl Provider for Xstor {
             Ok(p) => p,
             Err(message) => return PlacementOutcome::Rejected { message }.cleaned(),
         };
-        match self.get(&path) {
+        match self.get_for(super::http::CallPurpose::Placement, &path) {
             Ok(r) => classify_placement(r.status, &r.body),
             Err(e) => PlacementOutcome::Ambiguous { reason: format!("x-stor placement: {e}") }.cleaned(),
         }
@@ -872,6 +876,7 @@ mod tests {
             base_url: "http://127.0.0.1:9/client/api/".into(),
             credentials: serde_json::json!({"api_token": "tok-very-secret"}),
             http: HttpSettings::default(),
+            gate: None,
         }
     }
 

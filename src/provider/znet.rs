@@ -480,7 +480,7 @@ impl Provider for Znet {
             Err(message) => return PlacementOutcome::Rejected { message }.cleaned(),
         };
         // Bodies come back scrubbed of secrets from the HTTP client.
-        match self.http.get(&url, &[]) {
+        match self.http.get_for(super::http::CallPurpose::Placement, &url, &[]) {
             Ok(r) => classify_placement(r.status, &r.body),
             Err(e) => PlacementOutcome::Ambiguous { reason: format!("Znet placement: {e}") }.cleaned(),
         }
@@ -758,6 +758,7 @@ mod tests {
             base_url: "http://127.0.0.1:9".into(),
             credentials: serde_json::json!({"kod": kod, "sifre": sifre}),
             http: HttpSettings::default(),
+            gate: None,
         }
     }
 

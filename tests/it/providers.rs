@@ -43,6 +43,7 @@ fn znet_at(base: &str, sifre: &str) -> Box<dyn Provider> {
         base_url: base.to_string(),
         credentials: json!({"kod": "bayi1", "sifre": sifre}),
         http: http(Duration::from_millis(300)),
+        gate: None,
     })
     .unwrap()
 }
@@ -54,6 +55,7 @@ fn xstor_at(base: &str, token: &str) -> Box<dyn Provider> {
         base_url: base.to_string(),
         credentials: json!({"api_token": token}),
         http: http(Duration::from_millis(300)),
+        gate: None,
     })
     .unwrap()
 }

@@ -105,10 +105,7 @@ fn providers(client: &mut impl GenericClient, tenant_id: i64, t: &mut StoredTena
 }
 
 fn stored_rate_limit(calls: Option<i32>, window_ms: Option<i32>) -> Option<crate::domain::pace::RateLimit> {
-    Some(crate::domain::pace::RateLimit {
-        calls: calls?.max(1) as u32,
-        per: Duration::from_millis(window_ms?.max(1) as u64),
-    })
+    Some(crate::domain::pace::RateLimit { calls: calls?.max(1) as u32, per: Duration::from_millis(window_ms?.max(1) as u64) })
 }
 
 fn code_groups(

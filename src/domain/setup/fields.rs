@@ -118,8 +118,18 @@ pub fn user(u: &UserSetup) -> Vec<Field> {
 }
 
 pub fn provider(p: &ProviderSetup) -> Vec<Field> {
-    let ProviderSetup { name: _, kind, base_url, credentials, enabled, max_in_flight, schedule, reconcile_for, currency, rate_limit } =
-        p;
+    let ProviderSetup {
+        name: _,
+        kind,
+        base_url,
+        credentials,
+        enabled,
+        max_in_flight,
+        schedule,
+        reconcile_for,
+        currency,
+        rate_limit,
+    } = p;
     let mut out = vec![field(&["kind"], kind.as_str()), field(&["base_url"], base_url.clone())];
     if let Value::Object(m) = credentials {
         for (name, v) in m {

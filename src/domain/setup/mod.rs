@@ -369,8 +369,18 @@ impl Element for UserDoc {
 }
 impl Element for ProviderDoc {
     const WHAT: &'static str = "a provider";
-    const FIELDS: &'static [&'static str] =
-        &["name", "kind", "base_url", "credentials", "enabled", "max_in_flight", "schedule", "reconcile_for", "currency", "rate_limit"];
+    const FIELDS: &'static [&'static str] = &[
+        "name",
+        "kind",
+        "base_url",
+        "credentials",
+        "enabled",
+        "max_in_flight",
+        "schedule",
+        "reconcile_for",
+        "currency",
+        "rate_limit",
+    ];
 }
 impl Element for ScheduleDoc {
     const WHAT: &'static str = "a schedule";
@@ -940,12 +950,14 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
         Some(v) => validate_schedule(v, &at.field("schedule"), problems).unwrap_or_default(),
     };
     let reconcile_for = validate_reconcile_for(p.reconcile_for.as_ref(), &at.field("reconcile_for"), problems);
-    let currency = p.currency.as_deref().and_then(|c| {
-        crate::domain::pace::parse_currency(c).map_err(|m| problems.add(&at.field("currency"), m)).ok()
-    });
-    let rate_limit = p.rate_limit.as_deref().and_then(|r| {
-        crate::domain::pace::RateLimit::parse(r).map_err(|m| problems.add(&at.field("rate_limit"), m)).ok()
-    });
+    let currency = p
+        .currency
+        .as_deref()
+        .and_then(|c| crate::domain::pace::parse_currency(c).map_err(|m| problems.add(&at.field("currency"), m)).ok());
+    let rate_limit = p
+        .rate_limit
+        .as_deref()
+        .and_then(|r| crate::domain::pace::RateLimit::parse(r).map_err(|m| problems.add(&at.field("rate_limit"), m)).ok());
     (problems.0.len() == before).then(|| ProviderSetup {
         name,
         kind: kind.expect("checked above"),
@@ -1469,7 +1481,11 @@ mod tests {
              "mappings": {"old": {"oyun": "1", "kupur": "2"}}}]}]});
         assert!(validate(&doc.to_string(), &Existing::default()).is_err());
         let mut existing = Existing::default();
-        existing.providers.entry("alsham".into()).or_default().insert("old".into(), ProviderKind::of(&crate::provider::znet::KIND));
+        existing
+            .providers
+            .entry("alsham".into())
+            .or_default()
+            .insert("old".into(), ProviderKind::of(&crate::provider::znet::KIND));
         assert!(validate(&doc.to_string(), &existing).is_ok());
     }
 
