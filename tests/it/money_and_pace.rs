@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
+
 fn dec(v: &Value) -> Decimal {
     Decimal::from_str(v.as_str().unwrap_or_else(|| panic!("not a decimal string: {v}"))).unwrap()
 }
@@ -119,4 +120,59 @@ fn cost_is_dealer_data_and_never_reaches_tenant_facing_output() {
     for shown in [&list, &inspect, &bodies[0]] {
         assert!(!shown.contains("cost") && !shown.contains(&format!("{cost}")), "dealer cost {cost} shown: {shown}");
     }
+}
+
+/// The most calls in any window of `window_ms` (sliding, at call granularity).
+fn most_in_window(times: &[u64], window_ms: u64) -> usize {
+    let mut most = 0;
+    let mut start = 0;
+    for end in 0..times.len() {
+        while times[end] - times[start] >= window_ms {
+            start += 1;
+        }
+        most = most.max(end - start + 1);
+    }
+    most
+}
+
+/// Three daemons share Znet's "20/s": measured at the simulator, no 10 s window holds more than
+/// 200 calls + 2 %, and while orders wait the limit is used to at least 90 %.
+#[test]
+fn a_rate_limit_holds_at_the_provider_across_three_daemons() {
+    let sim = Sim::start(&["--complete-after", "1s", "--threads", "32"]);
+    let db = TestDb::new();
+    let mut setup = standard_setup(&sim.base_url);
+    setup["tenants"][0]["providers"][0]["rate_limit"] = json!("20/s");
+    setup["tenants"][0]["users"][0]["balance"] = json!("5000.00");
+    db.apply(&setup);
+    insert_orders(&db, "pubg-60", 800);
+    let daemons: Vec<Background> = (0..3)
+        .map(|_| {
+            db.cmd()
+                .args(["daemon", "--idle-poll", "50ms", "--first-check", "0s", "--backoff-base", "200ms", "--backoff-max", "500ms"])
+                .spawn()
+        })
+        .collect();
+    wait_until("calls for 14 s", Duration::from_secs(60), || {
+        let t = sim.call_times_ms();
+        t.len() > 1 && t[t.len() - 1] - t[0] >= 14_000
+    });
+    let open = open_orders(&db);
+    for d in daemons {
+        assert_eq!(d.terminate(), 0);
+    }
+    assert!(open > 0, "work waited throughout");
+    let mut times = sim.call_times_ms();
+    times.sort_unstable();
+    let most = most_in_window(&times, 10_000);
+    assert!(most as f64 <= 200.0 * 1.02, "{most} calls in one 10 s window at 20/s");
+    // Utilisation: from 2 s after the first call (three daemons starting) for 10 s.
+    let from = times[0] + 2_000;
+    let used = times.iter().filter(|&&t| t >= from && t < from + 10_000).count();
+    assert!(used as f64 >= 200.0 * 0.90, "only {used} calls in 10 s while work waited");
+    // Placements went first: orders were waiting to be placed all along.
+    let stats = sim.stats();
+    let (placed, checks) = (stats["placement_calls"].as_u64().unwrap(), stats["status_calls"].as_u64().unwrap());
+    eprintln!("rate limit 20/s, 3 daemons: most in 10 s {most}, used {used}/200, placements {placed}, checks {checks}");
+    assert!(checks * 10 <= placed, "checks took the budget from waiting placements: {placed} placements, {checks} checks");
 }
