@@ -4,6 +4,7 @@
 //! simulator plays no part here.
 
 use super::*;
+use rust_decimal::Decimal;
 
 fn rejected(o: &PlacementOutcome) -> &str {
     match o {
@@ -72,6 +73,22 @@ mod znet_documented {
             classify_placement(200, "OK|10.12|980.88"),
             PlacementOutcome::Accepted { early: None, external_order_id: None, .. }
         ));
+        // "OK|<dealer cost>|<remaining balance>": the cost is recorded exactly, and only as the
+        // documents show it (a decimal point, two places); anything else is no cost, never a guess.
+        for (body, cost) in [
+            ("OK|10.12|980.88", Some(Decimal::new(1012, 2))),
+            ("OK|10|980.88", Some(Decimal::new(1000, 2))),
+            ("OK|10,12|980,88", None),
+            ("OK|10.125|980.88", None),
+        ] {
+            match classify_placement(200, body) {
+                PlacementOutcome::Accepted { cost: c, message, .. } => {
+                    assert_eq!(c, cost, "{body}");
+                    assert!(!message.contains("10"), "dealer figures stay out of the message: {message}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
         // "the vendor document says 3|Açıklama"
         assert_eq!(rejected(&classify_placement(200, "3|Açıklama")), "3: Açıklama");
         assert_eq!(rejected(&classify_placement(200, "3|Kupur Bilgisi Bulunamadı")), "3: Kupur Bilgisi Bulunamadı");
@@ -189,7 +206,9 @@ mod xstor_documented {
   "pin": "ABC123XYZ789", "replay_api": ["Order completed successfully"], "note": "..."}}"#,
         );
         match o {
-            PlacementOutcome::Accepted { external_order_id, early: Some(CheckOutcome::Approved { pin, .. }), .. } => {
+            PlacementOutcome::Accepted { external_order_id, early: Some(CheckOutcome::Approved { pin, .. }), cost, .. } => {
+                // "price": "45.50" is what the order cost us, exactly.
+                assert_eq!(cost, Some(Decimal::new(4550, 2)));
                 assert_eq!(external_order_id.as_deref(), Some("67890"));
                 assert_eq!(pin.as_deref(), Some("ABC123XYZ789"));
             }
@@ -206,6 +225,8 @@ mod xstor_documented {
                 matches!(&o, PlacementOutcome::Accepted { early: None, external_order_id: Some(id), .. } if id == "67890"),
                 "{o:?}"
             );
+            // "prices may be strings or numbers": 45.5 as a JSON number is 45.50 exactly.
+            assert!(matches!(&o, PlacementOutcome::Accepted { cost: Some(c), .. } if *c == Decimal::new(4550, 2)), "{o:?}");
         }
         // The documented error has no numeric code: still a definite rejection.
         let m = rejected(&classify_placement(200, r#"{"status": "ERROR", "message": "Insufficient balance", "error": "..."}"#))

@@ -158,9 +158,11 @@ fn a_rate_limit_holds_at_the_provider_across_three_daemons() {
         t.len() > 1 && t[t.len() - 1] - t[0] >= 14_000
     });
     let open = open_orders(&db);
+    let stopping = std::time::Instant::now();
     for d in daemons {
         assert_eq!(d.terminate(), 0);
     }
+    eprintln!("daemons stopped in {:?}", stopping.elapsed());
     assert!(open > 0, "work waited throughout");
     let mut times = sim.call_times_ms();
     times.sort_unstable();
