@@ -31,3 +31,14 @@ CREATE TABLE provider_call_pace (
     calls                       integer NOT NULL DEFAULT 0,
     placements_waiting_until_ms bigint NOT NULL DEFAULT 0
 );
+
+-- The providers' catalogue prices as last read (`provider check`, `doctor --providers`), keyed
+-- by the kind's catalogue key (`provider::kind::KindSpec::item_key`): what `routing check` and
+-- `doctor` hold package prices against. Dealer data.
+CREATE TABLE provider_catalogue_prices (
+    provider_id bigint NOT NULL REFERENCES providers(id),
+    item_key    text NOT NULL,
+    price       numeric(14,2) NOT NULL CHECK (price >= 0),
+    seen_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (provider_id, item_key)
+);

@@ -174,6 +174,14 @@ fn routing_findings(client: &mut Client, tenant: Option<&str>) -> Result<Vec<Fin
     if out.is_empty() {
         out.push(ok("routing", format!("routing of {} package(s) checked: no problems", views.len())));
     }
+    for b in db::money::below_cost(client, tenant)? {
+        out.push(problem(
+            Severity::Warn,
+            "price",
+            format!("tenant {}, package {}: sells at {} but {} charges {} for it ({})", b.tenant, b.package, b.price, b.provider, b.cost, b.source),
+            "raise the package's price in the setup file, or route it to a provider that charges less",
+        ));
+    }
     Ok(out)
 }
 

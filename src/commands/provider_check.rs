@@ -11,7 +11,7 @@ use serde_json::json;
 
 pub fn run(s: &Settings, a: &ProviderCheckArgs) -> Result<()> {
     let mut client = db::connect(&s.database_url)?;
-    let (_, enabled, config) = db::providers::load_provider_config(&mut client, s.tenant.as_deref(), &a.name, s.http)?;
+    let (provider_id, enabled, config) = db::providers::load_provider_config(&mut client, s.tenant.as_deref(), &a.name, s.http)?;
     // The database is not needed while waiting for the provider.
     drop(client);
     let shown_url = mask_url(&config.base_url, &config.secrets());
@@ -21,6 +21,8 @@ pub fn run(s: &Settings, a: &ProviderCheckArgs) -> Result<()> {
     let adapter = provider::build(config.clone())?;
     let balance = adapter.balance().map_err(|e| explain(&config, &shown_url, "balance", e))?;
     let catalogue = adapter.catalogue().map_err(|e| explain(&config, &shown_url, "catalogue", e))?;
+    // Kept for `routing check` and `doctor`, which hold package prices against it.
+    db::money::record_catalogue(&mut db::connect(&s.database_url)?, provider_id, config.kind, &catalogue)?;
 
     if s.json() {
         output::print_json(&json!({

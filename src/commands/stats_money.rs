@@ -57,15 +57,15 @@ pub fn run(s: &Settings, window: Duration, by: Option<MoneyBy>) -> Result<()> {
             format!("{:.2}", r.revenue),
             format!("{:.2}", r.provider_cost),
             r.cost_unknown.to_string(),
-            format!("{:.2}", r.margin),
+            r.margin.map(|m| format!("{m:.2}")).unwrap_or_else(|| "-".into()),
             format!("{:.2}", r.cost_of_cancelled),
             format!("{:.2}", r.refunds),
         ]);
     }
     println!("money of the orders created in the last {}:\n{t}", report.window);
     println!(
-        "revenue, margin and refunds are in the tenant's prices; provider cost in the cost currency (- = the provider's setup names \
-         no currency); no currency is converted"
+        "revenue, margin and refunds are in the tenant's money; provider cost in the cost currency (- = the tenant's money: the \
+         provider's setup names no currency of its own); no currency is converted, so costs in another currency have no margin"
     );
     Ok(())
 }

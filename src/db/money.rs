@@ -30,8 +30,10 @@ impl MoneyBy {
     }
 }
 
-/// One row. `revenue`, `refunds` and `margin` are in the tenant's own money (the package prices);
-/// `provider_cost` is in `cost_currency`, the provider's (`-` when its setup names none).
+/// One row. `revenue` and `refunds` are in the tenant's own money (the package prices);
+/// `provider_cost` is in `cost_currency`: `-` when the provider's setup names no currency, which
+/// means it charges in the tenant's money; a named currency is another money, and orderctl
+/// converts none, so such rows have no margin.
 #[derive(Debug, Clone, Serialize)]
 pub struct MoneyRow {
     pub tenant: String,
@@ -47,8 +49,9 @@ pub struct MoneyRow {
     pub provider_cost: Decimal,
     /// Delivered orders a provider accepted without a readable cost (their margin is not counted).
     pub cost_unknown: i64,
-    /// Price minus provider cost over the delivered orders whose cost is known.
-    pub margin: Decimal,
+    /// Price minus provider cost over the delivered orders whose cost is known, when the cost is
+    /// in the tenant's money (`cost_currency` `-`).
+    pub margin: Option<Decimal>,
     /// Cost the providers named for orders they later cancelled (whether it came back to the
     /// dealer account, the providers do not document).
     pub cost_of_cancelled: Decimal,
@@ -56,12 +59,86 @@ pub struct MoneyRow {
     pub refunds: Decimal,
 }
 
-pub fn money_report(
+/// A package whose price is below what its provider charges for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BelowCost {
+    pub tenant: String,
+    pub package: String,
+    pub provider: String,
+    pub price: Decimal,
+    pub cost: Decimal,
+    /// "catalogue" (the provider's price list as last read) or "last order" (the cost its reply named).
+    pub source: &'static str,
+}
+
+/// Packages priced below their provider's cost, by the catalogue as last read and by the latest
+/// recorded order cost. Only providers that charge in the tenant's money (no `currency`) are
+/// compared: orderctl converts no currency.
+pub fn below_cost(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<BelowCost>> {
+    let rows = client.query(
+        "SELECT t.name AS tenant, pk.name AS package, pr.name AS provider, pr.kind, pk.price, m.params,
+                (SELECT o.provider_cost FROM orders o
+                  WHERE o.package_id = pk.id AND o.provider_id = pr.id AND o.provider_cost IS NOT NULL
+                    AND o.provider_cost_currency IS NULL
+                  ORDER BY o.sent_at DESC NULLS LAST LIMIT 1) AS last_cost,
+                coalesce((SELECT jsonb_object_agg(c.item_key, c.price::text) FROM provider_catalogue_prices c
+                           WHERE c.provider_id = pr.id), '{}'::jsonb) AS catalogue
+           FROM package_mappings m
+           JOIN packages pk ON pk.id = m.package_id
+           JOIN providers pr ON pr.id = m.provider_id
+           JOIN tenants t ON t.id = pk.tenant_id
+          WHERE ($1::text IS NULL OR t.name = $1) AND pr.currency IS NULL
+            AND pk.retired_at IS NULL AND pr.retired_at IS NULL
+          ORDER BY 1, 2, 3",
+        &[&tenant],
+    )?;
+    let mut out = Vec::new();
+    for r in rows {
+        let kind = crate::provider::ProviderKind::parse(r.get("kind")).map_err(crate::error::Error::internal)?;
+        let price: Decimal = r.get("price");
+        let params: serde_json::Value = r.get("params");
+        let catalogue: serde_json::Value = r.get("catalogue");
+        let listed = (kind.spec().mapping_key)(&params)
+            .and_then(|k| catalogue.get(&k).and_then(|v| v.as_str()).and_then(|p| p.parse::<Decimal>().ok()));
+        let last: Option<Decimal> = r.get("last_cost");
+        for (cost, source) in [(listed, "catalogue"), (last, "last order")] {
+            if let Some(cost) = cost.filter(|c| price < *c) {
+                out.push(BelowCost {
+                    tenant: r.get("tenant"),
+                    package: r.get("package"),
+                    provider: r.get("provider"),
+                    price,
+                    cost,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Keep a provider's catalogue prices (those that read as exact amounts) for [`below_cost`].
+pub fn record_catalogue(
     client: &mut impl GenericClient,
-    tenant: Option<&str>,
-    since: Duration,
-    by: MoneyBy,
-) -> Result<Vec<MoneyRow>> {
+    provider_id: i64,
+    kind: crate::provider::ProviderKind,
+    items: &[crate::provider::CatalogueItem],
+) -> Result<()> {
+    let (keys, prices): (Vec<String>, Vec<Decimal>) = items
+        .iter()
+        .filter_map(|i| Some(((kind.spec().item_key)(i), crate::domain::money::parse_amount(&i.price, "price").ok()?)))
+        .filter(|(_, p)| *p >= Decimal::ZERO)
+        .unzip();
+    client.execute(
+        "INSERT INTO provider_catalogue_prices (provider_id, item_key, price)
+         SELECT $1, k, p FROM unnest($2::text[], $3::numeric[]) AS u(k, p)
+         ON CONFLICT (provider_id, item_key) DO UPDATE SET price = excluded.price, seen_at = now()",
+        &[&provider_id, &keys, &prices],
+    )?;
+    Ok(())
+}
+
+pub fn money_report(client: &mut impl GenericClient, tenant: Option<&str>, since: Duration, by: MoneyBy) -> Result<Vec<MoneyRow>> {
     let approved = OrderStatus::Approved.sql();
     let rejected = OrderStatus::Rejected.sql();
     let rows = client.query(
@@ -73,7 +150,8 @@ pub fn money_report(
                     coalesce(sum(o.provider_cost) FILTER (WHERE o.status = {approved}), 0) AS provider_cost,
                     count(*) FILTER (WHERE o.status = {approved} AND o.provider_id IS NOT NULL
                                        AND o.sent_at IS NOT NULL AND o.provider_cost IS NULL) AS cost_unknown,
-                    coalesce(sum(o.price - o.provider_cost) FILTER (WHERE o.status = {approved}), 0) AS margin,
+                    CASE WHEN coalesce(o.provider_cost_currency, '-') = '-'
+                         THEN coalesce(sum(o.price - o.provider_cost) FILTER (WHERE o.status = {approved}), 0) END AS margin,
                     coalesce(sum(o.provider_cost) FILTER (WHERE o.status = {rejected}), 0) AS cost_of_cancelled,
                     coalesce(sum(l.amount), 0) AS refunds
                FROM orders o

@@ -54,6 +54,9 @@ mod znet_documented {
         assert_eq!((items[0].id.as_str(), items[0].price.as_str()), ("100", "45.50"));
         assert_eq!(items[0].name, "PUBG Mobile 60 UC");
         assert!(items[0].detail.contains("UC60"));
+        // The mapping {"oyun": "100", "kupur": "UC60"} names this entry (its catalogue cost).
+        let k = &super::super::znet::KIND;
+        assert_eq!((k.mapping_key)(&serde_json::json!({"oyun": "100", "kupur": "UC60"})), Some((k.item_key)(&items[0])));
         // The table's form, with `aciklama`, `oyun_id` and `"error":null`.
         let items = parse_catalogue(
             200,
@@ -192,6 +195,8 @@ mod xstor_documented {
             );
             let items = parse_catalogue(200, &body).unwrap();
             assert_eq!((items[0].id.as_str(), items[0].price.as_str(), items[0].available), ("12345", "45.50", true));
+            let k = &super::super::xstor::KIND;
+            assert_eq!((k.mapping_key)(&serde_json::json!({"product_id": "12345"})), Some((k.item_key)(&items[0])));
         }
         // "Ids and prices may be strings or numbers."
         let items = parse_catalogue(200, r#"[{"id": 12345, "name": "n", "price": 45.5, "available": true}]"#).unwrap();

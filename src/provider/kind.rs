@@ -24,6 +24,10 @@ pub struct KindSpec {
     pub auth_hint: &'static str,
     /// What to do when the base URL answers with something that is not the API.
     pub base_url_hint: &'static str,
+    /// The catalogue entry a package mapping names, as a key that [`KindSpec::item_key`] gives
+    /// the same entry (so a package's price can be held against the provider's catalogue cost).
+    pub mapping_key: fn(&serde_json::Value) -> Option<String>,
+    pub item_key: fn(&super::CatalogueItem) -> String,
     /// The adapter for a provider of this kind (credentials already resolved and present).
     pub build: fn(ProviderConfig) -> Result<Box<dyn Provider>>,
 }

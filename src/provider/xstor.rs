@@ -403,6 +403,8 @@ pub const KIND: super::kind::KindSpec = super::kind::KindSpec {
     reference_style: ReferenceStyle::Uuid,
     auth_hint: "check credentials.api_token in the setup file; for 123 ask the provider to allow this machine's IP address",
     base_url_hint: "set base_url to the API root (e.g. https://api.x-stor.net)",
+    mapping_key: |m| json_text(m.get("product_id")).map(|id| id.trim().to_string()),
+    item_key: |i| i.id.trim().to_string(),
     build: |config| Ok(Box::new(Xstor::new(config)?)),
 };
 

@@ -370,6 +370,10 @@ pub const KIND: super::kind::KindSpec = super::kind::KindSpec {
     auth_hint: "check kod and sifre in the setup file, ask the dealer to switch API access on for this dealer, \
                 and ask them to allow this machine's public IP address",
     base_url_hint: "set base_url to the dealer site root (e.g. http://bayi.example.com); /servis is optional",
+    // A catalogue entry is a game (`oyun_bilgi_id`, the mapping's `oyun`) in one denomination (`kupur`).
+    mapping_key: |m| Some(format!("{}/{}", json_text(m.get("oyun"))?.trim(), json_text(m.get("kupur"))?.trim())),
+    // The catalogue's `detail` is "kupur <kupur>" (`parse_catalogue`).
+    item_key: |i| format!("{}/{}", i.id.trim(), i.detail.trim().trim_start_matches("kupur").trim()),
     build: |config| Ok(Box::new(Znet::new(config)?)),
 };
 
