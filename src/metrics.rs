@@ -53,6 +53,7 @@ pub const NAMES: &[&str] = &[
     "orderctl_lane_write_duration_seconds",
     "orderctl_provider_credentials_unresolved",
     "orderctl_webhook_secrets_unresolved",
+    "orderctl_provider_rate_limit_calls_per_second",
 ];
 
 /// What a provider call's outcome can be, by call.
@@ -138,10 +139,13 @@ pub struct FromDatabase {
     pub outcomes: Vec<(String, String, i64)>,
     /// (tenant, pending, failed, disabled endpoints).
     pub webhooks: Vec<(String, i64, i64, i64)>,
+    /// (tenant, provider, calls per second) of every provider with a rate limit.
+    pub rate_limits: Vec<(String, String, f64)>,
 }
 
 pub struct Metrics {
     registry: Registry,
+    rate_limit: Family<ProviderLabels, Gauge<f64, AtomicU64>>,
     credentials_unresolved: Family<ProviderLabels, Gauge>,
     orders_finished: Family<Finished, Counter>,
     orders_flagged: Family<TenantOnly, Counter>,
@@ -175,6 +179,7 @@ impl Metrics {
     fn new() -> Metrics {
         let mut m = Metrics {
             registry: Registry::with_prefix("orderctl"),
+            rate_limit: Family::default(),
             credentials_unresolved: Family::default(),
             orders_finished: Family::default(),
             orders_flagged: Family::default(),
@@ -196,6 +201,11 @@ impl Metrics {
             lane_write_duration: Family::new_with_constructor(round_histogram),
         };
         let r = &mut m.registry;
+        r.register(
+            "provider_rate_limit_calls_per_second",
+            "A provider's rate limit (setup rate_limit) in calls per second, shared by every process: compare with the sum over daemons of rate(orderctl_provider_calls_total)",
+            m.rate_limit.clone(),
+        );
         r.register(
             "provider_credentials_unresolved",
             "1 for a provider whose credential references do not resolve on this host (its orders are flagged), else 0",
@@ -361,6 +371,9 @@ impl Metrics {
         self.due_orders.set(db.due);
         self.oldest_due_seconds.set(db.oldest_late.as_secs_f64());
         self.set_needing_action(&db.needing_action);
+        for (tenant, provider, per_second) in &db.rate_limits {
+            self.rate_limit.get_or_create(&ProviderLabels { tenant: tenant.clone(), provider: provider.clone() }).set(*per_second);
+        }
         let mut totals = self.outcome_totals.lock().unwrap_or_else(|p| p.into_inner());
         for (tenant, outcome, n) in &db.outcomes {
             let before = totals.entry((tenant.clone(), outcome.clone())).or_insert(0);
@@ -433,6 +446,7 @@ mod tests {
             needing_action: vec![("alsham".into(), "given_up".into(), 2)],
             outcomes: vec![("alsham".into(), "approved".into(), 3), ("alsham".into(), "needs_action".into(), 1)],
             webhooks: vec![("alsham".into(), 4, 1, 0)],
+            rate_limits: vec![("alsham".into(), "znet-main".into(), 20.0)],
         };
         m.set_from_database(&db);
         m.set_credentials_unresolved(&[("alsham".into(), "xstor".into(), true)]);

@@ -69,7 +69,18 @@ pub fn providers(s: &Settings, a: &ProviderListArgs) -> Result<()> {
         return Ok(());
     }
     let mut t =
-        output::table(&["tenant", "provider", "kind", "base url", "enabled", "max in flight", "credentials", "check schedule"]);
+        output::table(&[
+            "tenant",
+            "provider",
+            "kind",
+            "base url",
+            "enabled",
+            "max in flight",
+            "rate limit",
+            "currency",
+            "credentials",
+            "check schedule",
+        ]);
     for (r, schedule) in rows.iter().zip(&schedules) {
         let mut masked: Vec<String> = r.credential_fields.iter().map(|f| format!("{f}=***")).collect();
         masked.push(format!("({})", r.credentials));
@@ -80,6 +91,8 @@ pub fn providers(s: &Settings, a: &ProviderListArgs) -> Result<()> {
             r.base_url.clone(),
             if r.retired { "retired".to_string() } else { yes_no(r.enabled) },
             r.max_in_flight.to_string(),
+            r.rate_limit.clone().unwrap_or_else(|| "-".into()),
+            r.currency.clone().unwrap_or_else(|| "-".into()),
             masked.join(", "),
             schedule.summary(),
         ]);

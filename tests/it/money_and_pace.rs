@@ -189,6 +189,9 @@ fn a_rate_limit_holds_at_the_provider_across_three_daemons() {
 fn a_package_priced_below_its_provider_cost_is_warned_about() {
     let sim = Sim::start(&["--complete-after", "0s"]);
     let db = setup_with_currencies(&sim);
+    let providers = db.cmd().args(["--output", "json", "provider", "list"]).run().ok().json();
+    assert_eq!(providers[1]["name"], "xstor");
+    assert_eq!((providers[1]["currency"].as_str(), providers[0]["currency"].as_str()), (Some("USD"), None), "{providers}");
     let clean = db.cmd().args(["--output", "json", "routing", "check"]).run().ok().json();
     assert!(!clean.to_string().contains("price_below_cost"), "nothing known yet: {clean}");
     db.cmd().args(["provider", "check", "znet-main"]).run().ok();
