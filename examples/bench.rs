@@ -16,6 +16,8 @@
 
 #[path = "bench/lanes.rs"]
 mod lanes;
+#[path = "bench/pace.rs"]
+mod pace;
 #[path = "bench/support.rs"]
 mod support;
 #[path = "bench/webhooks.rs"]
@@ -82,7 +84,7 @@ fn options() -> Options {
                 println!(
                     "cargo run --release --example bench -- [--database-url URL] [--runs N] [--orders N] \
                      [--arrival-batch N] [--latency-samples N] [--check-orders N] [--check-window SECS] [--pgbench-secs SECS] \
-                     [--only floor,e2e,latency,checks,claim,inspect,isolation,slow,list,webhooks,rss] [--json PATH] [--daemon-args \"ARGS\"]\n\
+                     [--only floor,e2e,latency,checks,claim,inspect,isolation,slow,list,webhooks,rss,ratelimit] [--json PATH] [--daemon-args \"ARGS\"]\n\
                      The URL (or BENCH_DATABASE_URL) names a server where databases may be created and dropped."
                 );
                 std::process::exit(0);
@@ -143,6 +145,9 @@ fn main() {
     }
     if wants("webhooks") {
         webhooks::throughput(&o, &server, &template.name, &bin, &mut results);
+    }
+    if wants("ratelimit") {
+        pace::accuracy(&o, &server, &template.name, &sim, &bin, &mut results);
     }
     if wants("rss") {
         lanes::four_providers(&o, &server, &template.name, &sim, &bin, &mut results);
