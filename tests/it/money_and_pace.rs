@@ -190,8 +190,8 @@ fn a_package_priced_below_its_provider_cost_is_warned_about() {
     let sim = Sim::start(&["--complete-after", "0s"]);
     let db = setup_with_currencies(&sim);
     let providers = db.cmd().args(["--output", "json", "provider", "list"]).run().ok().json();
-    assert_eq!(providers[1]["name"], "xstor");
-    assert_eq!((providers[1]["currency"].as_str(), providers[0]["currency"].as_str()), (Some("USD"), None), "{providers}");
+    assert_eq!((providers[0]["name"].as_str(), providers[1]["name"].as_str()), (Some("xstor"), Some("znet-main")));
+    assert_eq!((providers[0]["currency"].as_str(), providers[1]["currency"].as_str()), (Some("USD"), None), "{providers}");
     let clean = db.cmd().args(["--output", "json", "routing", "check"]).run().ok().json();
     assert!(!clean.to_string().contains("price_below_cost"), "nothing known yet: {clean}");
     db.cmd().args(["provider", "check", "znet-main"]).run().ok();
@@ -206,6 +206,9 @@ fn a_package_priced_below_its_provider_cost_is_warned_about() {
         db.cmd().args(["sweep", "--first-check", "0s"]).run().ok();
         open_orders(&db) == 0
     });
-    let doctor = db.cmd().args(["--output", "json", "doctor"]).run();
+    // `doctor --providers` reads the catalogues itself.
+    db.client().execute("DELETE FROM provider_catalogue_prices", &[]).unwrap();
+    let doctor = db.cmd().args(["--output", "json", "doctor", "--providers"]).run();
     assert!(doctor.stdout.contains("last order") && doctor.stdout.contains("sells at 1.10"), "{}", doctor.stdout);
+    assert!(doctor.stdout.contains("10.12 for it (catalogue)"), "{}", doctor.stdout);
 }
