@@ -24,8 +24,9 @@ fn most_in_window(times: &[u64], window_ms: u64) -> usize {
     most
 }
 
-/// (most in any 10 s, calls in the 10 s from 2 s after the first call) for one run.
-fn one_run(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str, limited: bool) -> (f64, f64) {
+/// (most in any 10 s, calls in the 10 s from 2 s after the first call, calls per second over
+/// the whole run) for one run.
+fn one_run(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str, limited: bool) -> (f64, f64, f64) {
     sim.reset(json!({"complete_after": "1s"}));
     let db = server.clone_of(template, "pace");
     let mut c = connect(&db.url);
@@ -43,7 +44,8 @@ fn one_run(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str, l
     let mut times = Vec::new();
     while started.elapsed() < Duration::from_secs(60) {
         times = sim.call_times_ms();
-        if times.len() > 1 && times[times.len() - 1] - times[0] >= 13_000 {
+        // Unlimited, all of it is done in a second or two.
+        if times.len() > 1 && (times[times.len() - 1] - times[0] >= 13_000 || !work_left(&mut c)) {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -55,19 +57,20 @@ fn one_run(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str, l
     }
     let from = times[0] + 2_000;
     let used = times.iter().filter(|&&t| t >= from && t < from + 10_000).count();
-    (most_in_window(&times, 10_000) as f64, used as f64)
+    let span_s = ((times[times.len() - 1] - times[0]) as f64 / 1000.0).max(0.001);
+    (most_in_window(&times, 10_000) as f64, used as f64, times.len() as f64 / span_s)
 }
 
 pub fn accuracy(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &str, results: &mut Results) {
     let budget = 10.0 * LIMIT_PER_SECOND as f64;
     let (mut most, mut used, mut free) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..o.runs {
-        let (m, u) = one_run(o, server, template, sim, bin, true);
-        let (_, unlimited) = one_run(o, server, template, sim, bin, false);
-        eprintln!("   run {}: limited most {m} / used {u} per 10 s; unlimited {unlimited} per 10 s", run + 1);
+        let (m, u, _) = one_run(o, server, template, sim, bin, true);
+        let (_, _, unlimited) = one_run(o, server, template, sim, bin, false);
+        eprintln!("   run {}: limited most {m} / used {u} per 10 s; unlimited {unlimited:.0} calls/s", run + 1);
         most.push(m);
         used.push(u);
-        free.push(unlimited);
+        free.push(unlimited / LIMIT_PER_SECOND as f64);
     }
     let note = format!("{LIMIT_PER_SECOND}/s, 3 daemons, {ORDERS} orders waiting; counted at the simulator");
     results.add(
@@ -83,7 +86,7 @@ pub fn accuracy(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &s
         median(&used) / budget,
         "× limit",
         Some(Target::AtLeast(0.90)),
-        Some((median(&free) / budget, "× limit without a limit (baseline)")),
+        Some((median(&free), "× limit: calls per second with no limit (baseline)")),
         &note,
     );
 }
