@@ -372,7 +372,9 @@ impl Metrics {
         self.oldest_due_seconds.set(db.oldest_late.as_secs_f64());
         self.set_needing_action(&db.needing_action);
         for (tenant, provider, per_second) in &db.rate_limits {
-            self.rate_limit.get_or_create(&ProviderLabels { tenant: tenant.clone(), provider: provider.clone() }).set(*per_second);
+            self.rate_limit
+                .get_or_create(&ProviderLabels { tenant: tenant.clone(), provider: provider.clone() })
+                .set(*per_second);
         }
         let mut totals = self.outcome_totals.lock().unwrap_or_else(|p| p.into_inner());
         for (tenant, outcome, n) in &db.outcomes {

@@ -185,7 +185,10 @@ fn price_findings(client: &mut Client, tenant: Option<&str>) -> Result<Vec<Findi
         out.push(problem(
             Severity::Warn,
             "price",
-            format!("tenant {}, package {}: sells at {} but {} charges {} for it ({})", b.tenant, b.package, b.price, b.provider, b.cost, b.source),
+            format!(
+                "tenant {}, package {}: sells at {} but {} charges {} for it ({})",
+                b.tenant, b.package, b.price, b.provider, b.cost, b.source
+            ),
             "raise the package's price in the setup file, or route it to a provider that charges less",
         ));
     }

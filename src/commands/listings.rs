@@ -68,19 +68,18 @@ pub fn providers(s: &Settings, a: &ProviderListArgs) -> Result<()> {
         output::print_json(&list);
         return Ok(());
     }
-    let mut t =
-        output::table(&[
-            "tenant",
-            "provider",
-            "kind",
-            "base url",
-            "enabled",
-            "max in flight",
-            "rate limit",
-            "currency",
-            "credentials",
-            "check schedule",
-        ]);
+    let mut t = output::table(&[
+        "tenant",
+        "provider",
+        "kind",
+        "base url",
+        "enabled",
+        "max in flight",
+        "rate limit",
+        "currency",
+        "credentials",
+        "check schedule",
+    ]);
     for (r, schedule) in rows.iter().zip(&schedules) {
         let mut masked: Vec<String> = r.credential_fields.iter().map(|f| format!("{f}=***")).collect();
         masked.push(format!("({})", r.credentials));

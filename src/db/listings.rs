@@ -116,8 +116,11 @@ pub fn providers(client: &mut impl GenericClient, tenant: Option<&str>) -> Resul
             schedule: crate::db::providers::ScheduleColumns::read(&r, 7).schedule(),
             rate_limit: r.get::<_, Option<i32>>("rate_limit_calls").zip(r.get::<_, Option<i32>>("rate_limit_window_ms")).map(
                 |(calls, ms)| {
-                    crate::domain::pace::RateLimit { calls: calls.max(1) as u32, per: std::time::Duration::from_millis(ms.max(1) as u64) }
-                        .to_string()
+                    crate::domain::pace::RateLimit {
+                        calls: calls.max(1) as u32,
+                        per: std::time::Duration::from_millis(ms.max(1) as u64),
+                    }
+                    .to_string()
                 },
             ),
             currency: r.get("currency"),

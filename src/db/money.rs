@@ -138,7 +138,12 @@ pub fn record_catalogue(
     Ok(())
 }
 
-pub fn money_report(client: &mut impl GenericClient, tenant: Option<&str>, since: Duration, by: MoneyBy) -> Result<Vec<MoneyRow>> {
+pub fn money_report(
+    client: &mut impl GenericClient,
+    tenant: Option<&str>,
+    since: Duration,
+    by: MoneyBy,
+) -> Result<Vec<MoneyRow>> {
     let approved = OrderStatus::Approved.sql();
     let rejected = OrderStatus::Rejected.sql();
     let rows = client.query(

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-
 fn dec(v: &Value) -> Decimal {
     Decimal::from_str(v.as_str().unwrap_or_else(|| panic!("not a decimal string: {v}"))).unwrap()
 }
@@ -152,7 +151,17 @@ fn a_rate_limit_holds_at_the_provider_across_three_daemons() {
     let daemons: Vec<Background> = (0..3)
         .map(|_| {
             db.cmd()
-                .args(["daemon", "--idle-poll", "50ms", "--first-check", "0s", "--backoff-base", "200ms", "--backoff-max", "500ms"])
+                .args([
+                    "daemon",
+                    "--idle-poll",
+                    "50ms",
+                    "--first-check",
+                    "0s",
+                    "--backoff-base",
+                    "200ms",
+                    "--backoff-max",
+                    "500ms",
+                ])
                 .spawn()
         })
         .collect();
@@ -199,7 +208,9 @@ fn a_package_priced_below_its_provider_cost_is_warned_about() {
     let below: Vec<&Value> = found.as_array().unwrap().iter().filter(|f| f["code"] == "price_below_cost").collect();
     assert_eq!(below.len(), 1, "{found}");
     assert_eq!(below[0]["package"], "pubg-60");
-    assert!(below[0]["problem"].as_str().unwrap().contains("10.12") && below[0]["problem"].as_str().unwrap().contains("catalogue"));
+    assert!(
+        below[0]["problem"].as_str().unwrap().contains("10.12") && below[0]["problem"].as_str().unwrap().contains("catalogue")
+    );
     // x-stor charges in USD: not compared (freefire-100 sells at 2.00 and costs 0.95 anyway).
     insert_orders(&db, "pubg-60", 1);
     wait_until("the order final", Duration::from_secs(30), || {
