@@ -14,6 +14,8 @@
 //!
 //! Everything talks over loopback; every loop is bounded in time or count and stops by itself.
 
+#[path = "bench/breaker.rs"]
+mod breaker;
 #[path = "bench/lanes.rs"]
 mod lanes;
 #[path = "bench/pace.rs"]
@@ -84,7 +86,7 @@ fn options() -> Options {
                 println!(
                     "cargo run --release --example bench -- [--database-url URL] [--runs N] [--orders N] \
                      [--arrival-batch N] [--latency-samples N] [--check-orders N] [--check-window SECS] [--pgbench-secs SECS] \
-                     [--only floor,e2e,latency,checks,claim,inspect,isolation,slow,list,webhooks,rss,ratelimit] [--json PATH] [--daemon-args \"ARGS\"]\n\
+                     [--only floor,e2e,latency,checks,claim,inspect,isolation,slow,list,webhooks,breaker,rss,ratelimit] [--json PATH] [--daemon-args \"ARGS\"]\n\
                      The URL (or BENCH_DATABASE_URL) names a server where databases may be created and dropped."
                 );
                 std::process::exit(0);
@@ -148,6 +150,9 @@ fn main() {
     }
     if wants("ratelimit") {
         pace::accuracy(&o, &server, &template.name, &sim, &bin, &mut results);
+    }
+    if wants("breaker") {
+        breaker::dead_provider(&o, &server, &template.name, &sim, &bin, &mut results);
     }
     if wants("rss") {
         lanes::four_providers(&o, &server, &template.name, &sim, &bin, &mut results);

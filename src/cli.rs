@@ -201,6 +201,14 @@ backoff_max at least 100ms, give_up_after at least 1s, max_checks 1 to 1000; fir
 most give_up_after, backoff_max at least backoff_base. `orderctl provider list` shows the
 schedule in force for each provider and where each value came from.
 
+Provider health (optional, per provider): "low_balance": "500.00" (below it `doctor` warns, the
+gauge orderctl_provider_balance_low is 1, one log line says so), "hold_for": "30m" (how long
+orders wait for a provider that cannot take them, with no fallback, before they end as a
+rejection with no fallback does; default 30m), "breaker": {"failures": 5, "cool_down": "30s"}
+(failed calls in a row that open the circuit breaker, and how long it stays open before one
+probe decides), "probe_every": "30s" (how often a provider that refused orders for its own
+reasons is asked again with a balance call).
+
 The whole file is validated first; any problem means nothing is written (exit 4). Problems go to
 stderr, one per line; with --output json they are a JSON array of {path, message} on stdout.
 Re-applying a file changes nothing. Code stock only grows; a package's mappings are replaced.
@@ -275,6 +283,30 @@ pub enum ProviderCommand {
     List(ProviderListArgs),
     /// Call a provider's balance and catalogue and print them
     Check(ProviderCheckArgs),
+    /// Stop placements with a provider for every daemon and command (within 2 s); its orders
+    /// wait with the reason, nothing is refunded or flagged. Checks of placed orders continue
+    Pause(ProviderHoldArgs),
+    /// End a pause or drain, clear the causes the provider gave (no balance, maintenance) and
+    /// close its breaker: placements go out again
+    Resume(ProviderNameArgs),
+    /// No new placements with a provider (orders go to the routing's fallback, or wait);
+    /// checks of orders it holds continue
+    Drain(ProviderHoldArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProviderHoldArgs {
+    /// Provider name (use --tenant when several tenants have one of this name)
+    pub name: String,
+    /// Why, for the next operator: shown by `inspect`, `list --stuck`, `provider list`
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ProviderNameArgs {
+    /// Provider name (use --tenant when several tenants have one of this name)
+    pub name: String,
 }
 
 pub const SCHEDULE_HELP: &str = "The schedule shown is the one in force for each provider's orders: the provider's own \

@@ -54,6 +54,12 @@ pub const NAMES: &[&str] = &[
     "orderctl_provider_credentials_unresolved",
     "orderctl_webhook_secrets_unresolved",
     "orderctl_provider_rate_limit_calls_per_second",
+    "orderctl_provider_balance",
+    "orderctl_provider_balance_low",
+    "orderctl_provider_breaker_state",
+    "orderctl_provider_breaker_changes_total",
+    "orderctl_provider_paused",
+    "orderctl_provider_unavailable",
 ];
 
 /// What a provider call's outcome can be, by call.
@@ -141,6 +147,23 @@ pub struct FromDatabase {
     pub webhooks: Vec<(String, i64, i64, i64)>,
     /// (tenant, provider, calls per second) of every provider with a rate limit.
     pub rate_limits: Vec<(String, String, f64)>,
+    /// Dealer-side health of every provider (the balance is the dealer's: this endpoint is the
+    /// operator's, never a tenant's or a shop's).
+    pub health: Vec<ProviderHealthGauges>,
+}
+
+/// One provider's health gauges.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderHealthGauges {
+    pub tenant: String,
+    pub provider: String,
+    pub balance: Option<f64>,
+    pub low: bool,
+    /// 0 closed, 1 open, 2 half-open.
+    pub breaker: i64,
+    /// 1 paused, 2 draining.
+    pub hold: i64,
+    pub unavailable: i64,
 }
 
 pub struct Metrics {
@@ -167,6 +190,12 @@ pub struct Metrics {
     webhook_secrets_unresolved: Family<TenantOnly, Gauge>,
     lane_claim_duration: Histograms<Lane>,
     lane_write_duration: Histograms<Lane>,
+    provider_balance: Family<ProviderLabels, Gauge<f64, AtomicU64>>,
+    provider_balance_low: Family<ProviderLabels, Gauge>,
+    provider_breaker_state: Family<ProviderLabels, Gauge>,
+    provider_breaker_changes: Counter,
+    provider_paused: Family<ProviderLabels, Gauge>,
+    provider_unavailable: Family<ProviderLabels, Gauge>,
 }
 
 /// This process's metrics.
@@ -199,12 +228,48 @@ impl Metrics {
             webhook_secrets_unresolved: Family::default(),
             lane_claim_duration: Family::new_with_constructor(round_histogram),
             lane_write_duration: Family::new_with_constructor(round_histogram),
+            provider_balance: Family::default(),
+            provider_balance_low: Family::default(),
+            provider_breaker_state: Family::default(),
+            provider_breaker_changes: Counter::default(),
+            provider_paused: Family::default(),
+            provider_unavailable: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
             "provider_rate_limit_calls_per_second",
             "A provider's rate limit (setup rate_limit) in calls per second, shared by every process: compare with the sum over daemons of rate(orderctl_provider_calls_total)",
             m.rate_limit.clone(),
+        );
+        r.register(
+            "provider_balance",
+            "The dealer balance a provider last reported, by tenant and provider (dealer data: operators only)",
+            m.provider_balance.clone(),
+        );
+        r.register(
+            "provider_balance_low",
+            "1 when a provider's last reported balance is below its setup low_balance, else 0",
+            m.provider_balance_low.clone(),
+        );
+        r.register(
+            "provider_breaker_state",
+            "A provider's circuit breaker, shared by every daemon: 0 closed, 1 open, 2 half-open",
+            m.provider_breaker_state.clone(),
+        );
+        r.register(
+            "provider_breaker_changes",
+            "Breaker openings and closings this process decided",
+            m.provider_breaker_changes.clone(),
+        );
+        r.register(
+            "provider_paused",
+            "An operator's hold on a provider: 0 none, 1 paused, 2 draining",
+            m.provider_paused.clone(),
+        );
+        r.register(
+            "provider_unavailable",
+            "Causes a provider gave for refusing orders now (no balance, maintenance, products unavailable)",
+            m.provider_unavailable.clone(),
         );
         r.register(
             "provider_credentials_unresolved",
@@ -304,6 +369,11 @@ impl Metrics {
         self.provider_call_duration.get_or_create(&CallKind { tenant, provider, call }).observe(took.as_secs_f64());
     }
 
+    /// A breaker opened or closed (decided by this process).
+    pub fn breaker_changed(&self) {
+        self.provider_breaker_changes.inc();
+    }
+
     pub fn observe_provider_claim(&self, tenant: &str, provider: &str, took: Duration) {
         let labels = ProviderLabels { tenant: tenant.to_string(), provider: provider.to_string() };
         self.provider_claim_duration.get_or_create(&labels).observe(took.as_secs_f64());
@@ -390,6 +460,16 @@ impl Metrics {
             };
             counter.inc_by(more);
         }
+        for h in &db.health {
+            let labels = ProviderLabels { tenant: h.tenant.clone(), provider: h.provider.clone() };
+            if let Some(b) = h.balance {
+                self.provider_balance.get_or_create(&labels).set(b);
+            }
+            self.provider_balance_low.get_or_create(&labels).set(i64::from(h.low));
+            self.provider_breaker_state.get_or_create(&labels).set(h.breaker);
+            self.provider_paused.get_or_create(&labels).set(h.hold);
+            self.provider_unavailable.get_or_create(&labels).set(h.unavailable);
+        }
         for (tenant, pending, failed, disabled) in &db.webhooks {
             let t = TenantOnly { tenant: tenant.clone() };
             self.webhook_pending.get_or_create(&t).set(*pending);
@@ -449,8 +529,18 @@ mod tests {
             outcomes: vec![("alsham".into(), "approved".into(), 3), ("alsham".into(), "needs_action".into(), 1)],
             webhooks: vec![("alsham".into(), 4, 1, 0)],
             rate_limits: vec![("alsham".into(), "znet-main".into(), 20.0)],
+            health: vec![ProviderHealthGauges {
+                tenant: "alsham".into(),
+                provider: "znet-main".into(),
+                balance: Some(980.88),
+                low: true,
+                breaker: 1,
+                hold: 1,
+                unavailable: 1,
+            }],
         };
         m.set_from_database(&db);
+        m.breaker_changed();
         m.set_credentials_unresolved(&[("alsham".into(), "xstor".into(), true)]);
         let text = m.encode();
         let families: HashSet<&str> =
@@ -466,6 +556,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("orderctl_lane_claim_duration_seconds_count{lane=\"webhooks\"} 0"), "{text}");
+        assert!(text.contains("orderctl_provider_balance{tenant=\"alsham\",provider=\"znet-main\"} 980.88"), "{text}");
+        assert!(text.contains("orderctl_provider_breaker_state{tenant=\"alsham\",provider=\"znet-main\"} 1"), "{text}");
         // Totals from the database move the counters by the difference.
         assert!(text.contains("orderctl_orders_finished_total{tenant=\"alsham\",status=\"approved\"} 3"), "{text}");
         let mut later = db.clone();

@@ -40,9 +40,8 @@ pub fn connect(url: &str) -> Client {
 
 /// Build the release binary the processes run (a no-op when it is up to date) and return its path.
 pub fn build_orderctl() -> String {
-    // A binary built already (a debug build, where timing does not depend on CPU speed, such
-    // as the rate-limit figures): BENCH_ORDERCTL=target/debug/orderctl.
-    if let Ok(bin) = std::env::var("BENCH_ORDERCTL") {
+    // A binary built already (a debug build on a slow machine): rows then say so in BENCHMARKS.md.
+    if let Ok(bin) = std::env::var("ORDERCTL_BENCH_BIN") {
         return bin;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

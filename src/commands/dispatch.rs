@@ -72,6 +72,7 @@ pub fn outcome(after: &OrderRow, report: &OneReport) -> Result<()> {
         | State::Forwarded
         | State::WaitingForOperator
         | State::ToPlace { .. }
+        | State::WaitingForProvider
         | State::New => Ok(()),
         State::Rejected => {
             Err(Error::refused(format!("order {n} was cancelled by the provider at once and refunded: {message}")))

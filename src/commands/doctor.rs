@@ -117,6 +117,7 @@ pub fn run(s: &Settings, a: &DoctorArgs) -> Result<()> {
         }
         findings.extend(price_findings(&mut client, s.tenant.as_deref())?);
         let limits = StuckThresholds { overdue_after: a.stuck_after.into() };
+        findings.extend(provider_health_findings(&mut client, s.tenant.as_deref())?);
         findings.extend(stuck_findings(&mut client, s.tenant.as_deref(), limits)?);
         findings.extend(webhook_findings(&mut client, s.tenant.as_deref())?);
         findings.extend(health_findings(&mut client)?);
@@ -156,6 +157,56 @@ fn report(s: &Settings, findings: &[Finding]) {
             None => println!("{word}  {:<15} {}", f.check, f.message),
         }
     }
+}
+
+/// Providers that cannot take orders now or will not for long: a pause or drain, an open
+/// breaker (with its latest change), causes the provider gave, a balance below `low_balance`.
+fn provider_health_findings(client: &mut Client, tenant: Option<&str>) -> Result<Vec<Finding>> {
+    use crate::domain::lifecycle::states::BreakerState;
+    let rows = db::provider_health::list(client, tenant)?;
+    let mut out = Vec::new();
+    for h in &rows {
+        let who = format!("tenant {}, provider {}", h.tenant, h.provider);
+        if let Some(hold) = h.hold {
+            let why = h.hold_reason.as_deref().unwrap_or("");
+            let msg = format!("{who}: {hold} by an operator ({why}); {} order(s) waiting", h.waiting_orders);
+            out.push(problem(
+                Severity::Warn,
+                "provider health",
+                msg,
+                format!("`orderctl provider resume {}` when it is back", h.provider),
+            ));
+        }
+        if h.breaker != BreakerState::Closed {
+            let last = db::provider_health::events(client, h.provider_id, 1)?
+                .pop()
+                .map(|(at, _, m)| format!("; {} at {at}", m))
+                .unwrap_or_default();
+            let msg = format!("{who}: breaker {} after {} failed call(s) in a row{last}", h.breaker, h.failures);
+            out.push(problem(Severity::Warn, "provider health", msg, "check the provider's site and base_url; a probe closes the breaker when it answers (or `orderctl provider resume`)"));
+        }
+        for u in &h.unavailable {
+            let msg = format!("{who}: cannot take orders ({u}); {} order(s) waiting", h.waiting_orders);
+            out.push(problem(
+                Severity::Warn,
+                "provider health",
+                msg,
+                "top up the dealer account or wait for its maintenance; a probe or `orderctl provider resume` makes it available",
+            ));
+        }
+        if h.low {
+            let msg = format!(
+                "{who}: dealer balance {} is below low_balance {}",
+                h.balance.unwrap_or_default(),
+                h.low_balance.unwrap_or_default()
+            );
+            out.push(problem(Severity::Warn, "provider balance", msg, "top up the dealer account before orders are refused"));
+        }
+    }
+    if out.is_empty() {
+        out.push(ok("provider health", format!("{} provider(s): none paused, breakers closed, no balance low", rows.len())));
+    }
+    Ok(out)
 }
 
 fn routing_findings(client: &mut Client, tenant: Option<&str>) -> Result<Vec<Finding>> {

@@ -3,9 +3,11 @@
 //! global `--tenant`; `user list` and `package list` need it.
 
 use crate::cli::ProviderListArgs;
+use crate::db::provider_health::HealthRow;
 use crate::db::Client;
 use crate::db::{self, listings, routing};
 use crate::domain::backoff::{merge, ScheduleInForce, SCHEDULE_MARKS};
+use crate::domain::lifecycle::states::BreakerState;
 use crate::domain::routing::{check_routing, RoutingView};
 use crate::error::{Error, Result};
 use crate::output;
@@ -55,6 +57,7 @@ pub fn providers(s: &Settings, a: &ProviderListArgs) -> Result<()> {
     let mut client = connect_scoped(s)?;
     let rows = listings::providers(&mut client, s.tenant.as_deref())?;
     let schedules: Vec<ScheduleInForce> = rows.iter().map(|r| merge(&global, &r.schedule)).collect();
+    let health = crate::db::provider_health::list(&mut client, s.tenant.as_deref())?;
     if s.json() {
         let list: Vec<serde_json::Value> = rows
             .iter()
@@ -62,6 +65,7 @@ pub fn providers(s: &Settings, a: &ProviderListArgs) -> Result<()> {
             .map(|(r, schedule)| {
                 let mut v = serde_json::to_value(r).unwrap_or_default();
                 v["schedule"] = schedule.to_json();
+                v["health"] = serde_json::to_value(health_of(&health, r)).unwrap_or_default();
                 v
             })
             .collect();
@@ -79,8 +83,11 @@ pub fn providers(s: &Settings, a: &ProviderListArgs) -> Result<()> {
         "currency",
         "credentials",
         "check schedule",
+        "balance",
+        "health",
     ]);
     for (r, schedule) in rows.iter().zip(&schedules) {
+        let h = health_of(&health, r);
         let mut masked: Vec<String> = r.credential_fields.iter().map(|f| format!("{f}=***")).collect();
         masked.push(format!("({})", r.credentials));
         t.add_row(vec![
@@ -94,11 +101,51 @@ pub fn providers(s: &Settings, a: &ProviderListArgs) -> Result<()> {
             r.currency.clone().unwrap_or_else(|| "-".into()),
             masked.join(", "),
             schedule.summary(),
+            h.map(balance_cell).unwrap_or_default(),
+            h.map(health_cell).unwrap_or_default(),
         ]);
     }
     println!("{t}");
     println!("{SCHEDULE_MARKS}");
     Ok(())
+}
+
+fn health_of<'a>(health: &'a [HealthRow], r: &crate::db::listings::ProviderRow) -> Option<&'a HealthRow> {
+    health.iter().find(|h| h.tenant == r.tenant && h.provider == r.name)
+}
+
+/// "980.88 (2m ago)", "low" when below the setup's low_balance.
+fn balance_cell(h: &HealthRow) -> String {
+    match (h.balance, h.balance_age_s) {
+        (Some(b), Some(age)) => format!(
+            "{b} ({} ago){}",
+            crate::domain::lifecycle::short(std::time::Duration::from_secs(age.max(0) as u64)),
+            if h.low { ", LOW" } else { "" }
+        ),
+        _ => "unknown".into(),
+    }
+}
+
+/// "ok", or the hold, the breaker and the causes, in one cell.
+fn health_cell(h: &HealthRow) -> String {
+    let mut parts = Vec::new();
+    if let Some(hold) = h.hold {
+        parts.push(format!("{hold}: {}", h.hold_reason.as_deref().unwrap_or("")));
+    }
+    if h.breaker != BreakerState::Closed {
+        parts.push(format!("breaker {}", h.breaker));
+    } else if h.failures > 0 {
+        parts.push(format!("{} failed call(s) in a row", h.failures));
+    }
+    parts.extend(h.unavailable.iter().cloned());
+    if h.waiting_orders > 0 {
+        parts.push(format!("{} order(s) waiting", h.waiting_orders));
+    }
+    if parts.is_empty() {
+        "ok".into()
+    } else {
+        parts.join("; ")
+    }
 }
 
 /// A package with its routing, as `package list --output json` prints it.

@@ -17,6 +17,7 @@ mod migrate;
 mod operator;
 mod poll;
 mod provider_check;
+mod provider_control;
 mod routing_check;
 mod simulate;
 mod stats;
@@ -42,6 +43,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::User(UserCommand::List) => listings::users(s),
         Command::Provider(ProviderCommand::List(a)) => listings::providers(s, &a),
         Command::Provider(ProviderCommand::Check(a)) => provider_check::run(s, &a),
+        Command::Provider(ProviderCommand::Pause(a)) => provider_control::pause(s, &a),
+        Command::Provider(ProviderCommand::Resume(a)) => provider_control::resume(s, &a),
+        Command::Provider(ProviderCommand::Drain(a)) => provider_control::drain(s, &a),
         Command::Package(PackageCommand::List) => listings::packages(s),
         Command::Create(a) => create::run(s, &a),
         Command::Dispatch(a) => dispatch::run(s, &a),

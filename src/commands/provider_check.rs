@@ -11,7 +11,7 @@ use serde_json::json;
 
 pub fn run(s: &Settings, a: &ProviderCheckArgs) -> Result<()> {
     let mut client = db::connect(&s.database_url)?;
-    let (provider_id, enabled, config) = db::providers::load_provider_config(&mut client, s.tenant.as_deref(), &a.name, s.http)?;
+    let (id, enabled, config) = db::providers::load_provider_config(&mut client, s.tenant.as_deref(), &a.name, s.http)?;
     // The database is not needed while waiting for the provider.
     drop(client);
     let shown_url = mask_url(&config.base_url, &config.secrets());
@@ -20,9 +20,10 @@ pub fn run(s: &Settings, a: &ProviderCheckArgs) -> Result<()> {
     }
     let adapter = provider::build(config.clone())?;
     let balance = adapter.balance().map_err(|e| explain(&config, &shown_url, "balance", e))?;
+    remember_balance(s, id, &config.name, &balance.balance);
     let catalogue = adapter.catalogue().map_err(|e| explain(&config, &shown_url, "catalogue", e))?;
     // Kept for `routing check` and `doctor`, which hold package prices against it.
-    db::money::record_catalogue(&mut db::connect(&s.database_url)?, provider_id, config.kind, &catalogue)?;
+    db::money::record_catalogue(&mut db::connect(&s.database_url)?, id, config.kind, &catalogue)?;
 
     if s.json() {
         output::print_json(&json!({
@@ -76,4 +77,16 @@ pub(super) fn explain(config: &ProviderConfig, shown_url: &str, call: &str, e: P
         (ProviderError::Refused(_), _) => "read the provider's message above; it comes from the provider itself",
     };
     Error::provider(message).with_hint(hint)
+}
+
+/// The balance call's answer is the provider's known balance from now on (dealer data).
+fn remember_balance(s: &Settings, id: i64, name: &str, balance: &str) {
+    let Ok(amount) = balance.trim().parse::<rust_decimal::Decimal>() else { return };
+    let done = db::connect(&s.database_url).and_then(|mut c| {
+        let settings = db::provider_health::settings(&mut c, id)?;
+        db::provider_health::record_balance(&mut c, id, name, amount, &settings)
+    });
+    if let Err(e) = done {
+        log::warn!("the balance of {name} was not recorded: {}", e.message);
+    }
 }

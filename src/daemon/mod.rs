@@ -18,6 +18,7 @@
 //!   reconciliation (its order comes due again after its lease).
 
 pub mod health;
+mod prober;
 pub mod schedule;
 
 use crate::db;
@@ -129,6 +130,7 @@ pub fn run(mut settings: DaemonSettings) -> Result<()> {
         start_listener(url, sup.clone());
     }
 
+    prober::start(settings.lanes.database_url.clone(), settings.providers.clone(), settings.lanes.tenant, sup.stop.clone());
     let mut lanes: HashMap<i64, Running> = HashMap::new();
     lanes.insert(0, start_routing_lane(&settings, &sup));
     let webhooks = start_webhook_lane(&settings);

@@ -9,6 +9,7 @@
 
 use crate::db::row::{state, state_opt};
 use crate::db::GenericClient;
+use crate::domain::lifecycle::states::sql_in;
 use crate::domain::lifecycle::{ExternalStatus, Facts};
 use crate::error::Result;
 use rust_decimal::Decimal;
@@ -113,8 +114,9 @@ pub fn lock_due(tx: &mut impl GenericClient, q: LaneQuery, places: i64, checks: 
         // A drain takes placements due now (a placement is never a loop) and checks due by its start.
         let due_by = if placing { None } else { q.due_by };
         // The kind is spelled out (not a parameter) so each query walks its own partial index.
-        let not_sent = ExternalStatus::NotSent.sql();
-        let kind = if placing { format!("o.external_status = {not_sent}") } else { format!("o.external_status <> {not_sent}") };
+        let unplaced = sql_in(&ExternalStatus::UNPLACED);
+        let kind =
+            if placing { format!("o.external_status IN ({unplaced})") } else { format!("o.external_status NOT IN ({unplaced})") };
         let sql = format!(
             "SELECT {COLUMNS} FROM orders o
               WHERE o.lane = $1 AND o.next_check_at IS NOT NULL AND o.next_check_at <= coalesce($2::timestamptz, now())
@@ -138,12 +140,12 @@ pub fn lock_and_claim_checks(tx: &mut impl GenericClient, q: LaneQuery, limit: i
     if limit <= 0 {
         return Ok(vec![]);
     }
-    let not_sent = ExternalStatus::NotSent.sql();
+    let unplaced = sql_in(&ExternalStatus::UNPLACED);
     let sql = format!(
         "WITH due AS (
              SELECT o.id FROM orders o
               WHERE o.lane = $1 AND o.next_check_at IS NOT NULL AND o.next_check_at <= coalesce($2::timestamptz, now())
-                AND ($3::bigint IS NULL OR o.tenant_id = $3) AND o.external_status <> {not_sent}
+                AND ($3::bigint IS NULL OR o.tenant_id = $3) AND o.external_status NOT IN ({unplaced})
               ORDER BY o.next_check_at LIMIT $4 FOR UPDATE SKIP LOCKED
          )
          UPDATE orders o SET next_check_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = o.lease + 1,
@@ -180,13 +182,13 @@ pub fn claim_checks_due_now(tx: &mut impl GenericClient, ids: &[Uuid], lane: i64
 /// Is any work of the lane due? (Cheap: decides whether a lane asks for permits at all.)
 pub fn any_due(client: &mut impl GenericClient, q: LaneQuery) -> Result<bool> {
     // Two probes, one per partial index (a CASE over both kinds would scan the table).
-    let not_sent = ExternalStatus::NotSent.sql();
+    let unplaced = sql_in(&ExternalStatus::UNPLACED);
     Ok(client
         .query_one(
             &format!(
-                "SELECT EXISTS (SELECT 1 FROM orders WHERE lane = $1 AND next_check_at IS NOT NULL AND external_status = {not_sent}
+                "SELECT EXISTS (SELECT 1 FROM orders WHERE lane = $1 AND next_check_at IS NOT NULL AND external_status IN ({unplaced})
                                    AND next_check_at <= now() AND ($3::bigint IS NULL OR tenant_id = $3))
-                     OR EXISTS (SELECT 1 FROM orders WHERE lane = $1 AND next_check_at IS NOT NULL AND external_status <> {not_sent}
+                     OR EXISTS (SELECT 1 FROM orders WHERE lane = $1 AND next_check_at IS NOT NULL AND external_status NOT IN ({unplaced})
                                    AND next_check_at <= coalesce($2::timestamptz, now()) AND ($3::bigint IS NULL OR tenant_id = $3))"
             ),
             &[&q.lane, &q.due_by, &q.tenant],

@@ -20,6 +20,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0009_webhook_endpoints_and_outcome_counts.sql", include_str!("../../sql/0009_webhook_endpoints_and_outcome_counts.sql")),
     ("0010_retired_setup_objects.sql", include_str!("../../sql/0010_retired_setup_objects.sql")),
     ("0015_webhook_secret_references.sql", include_str!("../../sql/0015_webhook_secret_references.sql")),
+    ("0016_provider_health.sql", include_str!("../../sql/0016_provider_health.sql")),
     ("0017_provider_cost_rate_limit_open_kinds.sql", include_str!("../../sql/0017_provider_cost_rate_limit_open_kinds.sql")),
 ];
 

@@ -16,6 +16,7 @@ pub mod pace;
 pub mod periodic;
 pub mod permits;
 pub mod pooler;
+pub mod provider_health;
 pub mod providers;
 pub mod routing;
 mod row;

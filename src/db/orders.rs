@@ -558,6 +558,10 @@ fn stuck_sql(reason: StuckReason) -> Option<String> {
               WHERE {waiting_to_send} AND x.next_check_at IS NULL AND (x.lane <> 0 OR p.routing_mode = 'auto')"
         ),
         StuckReason::UpstreamStuck => return None,
+        StuckReason::WaitingForProvider => {
+            let waiting = ExternalStatus::WaitingForProvider.sql();
+            format!("SELECT id FROM orders WHERE status = {pending} AND external_status = {waiting}")
+        }
     })
 }
 

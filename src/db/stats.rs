@@ -271,15 +271,15 @@ pub fn oldest_transaction(client: &mut impl GenericClient) -> Result<Option<Olde
 }
 
 /// The claims' hot partial indexes, and how to build each again (the predicates of
-/// `sql/0002_lifecycle_and_lanes.sql`; the schema test compares them with the migrated database).
+/// `sql/0016_provider_health.sql`; the schema test compares them with the migrated database).
 pub fn due_indexes() -> [(&'static str, String); 2] {
-    let not_sent = ExternalStatus::NotSent.sql();
+    let unplaced = sql_in(&ExternalStatus::UNPLACED);
     let create = |name: &str, op: &str| {
         format!(
-            "CREATE INDEX CONCURRENTLY {name} ON orders (lane, next_check_at) WHERE next_check_at IS NOT NULL AND external_status {op} {not_sent};"
+            "CREATE INDEX CONCURRENTLY {name} ON orders (lane, next_check_at) WHERE next_check_at IS NOT NULL AND external_status {op} ({unplaced});"
         )
     };
-    [("orders_due", create("orders_due", "<>")), ("orders_due_placements", create("orders_due_placements", "="))]
+    [("orders_due", create("orders_due", "NOT IN")), ("orders_due_placements", create("orders_due_placements", "IN"))]
 }
 
 /// Whether a hot index exists, and is valid. None: it does not exist.
@@ -415,5 +415,39 @@ pub fn metric_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Re
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get::<_, rust_decimal::Decimal>(2).try_into().unwrap_or(0.0)))
             .collect(),
+        health: health_gauges(client, tenant)?,
     })
+}
+
+/// Every provider's health gauges (dealer data, for the operator's `/metrics` only).
+fn health_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<Vec<crate::metrics::ProviderHealthGauges>> {
+    use crate::domain::lifecycle::states::{BreakerState, OperatorHold};
+    use rust_decimal::prelude::ToPrimitive;
+    let name = match tenant {
+        Some(id) => client.query_opt("SELECT name FROM tenants WHERE id = $1", &[&id])?.map(|r| r.get::<_, String>("name")),
+        None => None,
+    };
+    if tenant.is_some() && name.is_none() {
+        return Ok(vec![]);
+    }
+    Ok(crate::db::provider_health::list(client, name.as_deref())?
+        .into_iter()
+        .map(|h| crate::metrics::ProviderHealthGauges {
+            tenant: h.tenant,
+            provider: h.provider,
+            balance: h.balance.and_then(|b| b.to_f64()),
+            low: h.low,
+            breaker: match h.breaker {
+                BreakerState::Closed => 0,
+                BreakerState::Open => 1,
+                BreakerState::HalfOpen => 2,
+            },
+            hold: match h.hold {
+                None => 0,
+                Some(OperatorHold::Paused) => 1,
+                Some(OperatorHold::Draining) => 2,
+            },
+            unavailable: h.unavailable.len() as i64,
+        })
+        .collect())
 }

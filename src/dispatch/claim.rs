@@ -9,6 +9,7 @@ use crate::db::routing::fallback_for;
 use crate::db::transitions::{self, refused_write, PlacementClaim, StepRecord, Write};
 use crate::db::GenericClient;
 use crate::domain::lifecycle::{self, work_for, Attention, Work, MAX_PLACEMENTS};
+use crate::domain::provider_health::{gate, Gate};
 use crate::error::Result;
 use crate::provider::{CheckKey, PlacementRequest};
 use std::collections::HashMap;
@@ -114,6 +115,7 @@ fn claim_batch(
             )),
         }
     }
+    let to_place = held_back(tx, lp, to_place, &mut out)?;
     let mappings = mappings(tx, lp.id, &to_place)?;
     let mut claims = Vec::new();
     let mut placeable = Vec::new();
@@ -177,6 +179,39 @@ fn claim_batch(
     }
     crate::db::transitions::apply(tx, &out.decided)?;
     Ok(out)
+}
+
+/// Placements the provider cannot take now (an operator's pause or drain, a cause it gave, an
+/// open breaker) are decided here without a call: the fallback, a wait, or (the hold over) the
+/// end a rejection without fallback has. The rest are returned to be placed.
+fn held_back(
+    tx: &mut impl GenericClient,
+    lp: &LaneProvider,
+    rows: Vec<(DueRow, bool)>,
+    out: &mut Claimed,
+) -> Result<Vec<(DueRow, bool)>> {
+    if rows.is_empty() {
+        return Ok(rows);
+    }
+    let health = crate::db::provider_health::load(tx, lp.id, &lp.name)?;
+    let mut open = Vec::new();
+    for (row, reuse) in rows {
+        let why = match gate(&health, row.package_id) {
+            Gate::Open => {
+                open.push((row, reuse));
+                continue;
+            }
+            Gate::Paused(reason) => {
+                out.decided.push(write(&row, lifecycle::held_back(&row.facts, lifecycle::HeldBack::Paused(&reason), None)));
+                continue;
+            }
+            Gate::Blocked { reason, expired } => (reason, expired),
+        };
+        let fallback = fallback_for(tx, row.id, row.package_id, lp.id)?;
+        let held = lifecycle::HeldBack::Unavailable { reason: &why.0, expired: why.1 };
+        out.decided.push(write(&row, lifecycle::held_back(&row.facts, held, fallback.as_ref())));
+    }
+    Ok(open)
 }
 
 /// What a status check asks the provider about.

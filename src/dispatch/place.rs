@@ -15,6 +15,9 @@ pub enum Sent {
     Answered(PlacementOutcome),
     /// Not sent: the claim could no longer cover the call.
     NotSent(String),
+    /// Not sent: the provider had just refused another order for a reason that describes the
+    /// provider (no balance, maintenance); the fallback, or a wait, without spending the budget.
+    HeldBack(String),
 }
 
 /// A placement with the provider's answer.

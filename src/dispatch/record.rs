@@ -18,13 +18,20 @@ pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: &Placed) -> Res
     let placement = Some((lp.id, job.request.reference.clone()));
     let transition = match sent {
         Sent::NotSent(why) => lifecycle::not_sent(facts, why, &lp.name),
+        Sent::HeldBack(why) => {
+            let fallback = fallback_for(tx, job.row.id, job.row.package_id, lp.id)?;
+            lifecycle::held_back_after_claim(facts, why, fallback.as_ref())
+        }
         Sent::Answered(outcome) => {
             let fallback = match outcome {
                 // A re-placement's refusal never moves the order (the first placement may be held).
                 PlacementOutcome::Rejected { .. } if !job.resent => fallback_for(tx, job.row.id, job.row.package_id, lp.id)?,
                 _ => None,
             };
-            let ctx = PlacementContext { provider: &lp.name, policy: &lp.policy, fallback, resent: job.resent };
+            let provider_cannot_take =
+                !job.resent && crate::db::provider_health::after_placement(tx, lp, job.row.package_id, outcome)?;
+            let ctx =
+                PlacementContext { provider: &lp.name, policy: &lp.policy, fallback, resent: job.resent, provider_cannot_take };
             lifecycle::placed(facts, outcome, &ctx)
         }
     };

@@ -110,16 +110,20 @@ pub enum StuckReason {
     Lost,
     /// Open and forwarded to an order that is stuck (up a chain).
     UpstreamStuck,
+    /// Not sent: its provider cannot take orders now (paused, draining, out of balance, in
+    /// maintenance, breaker open) and no fallback can; the reason is its last message.
+    WaitingForProvider,
 }
 
 impl StuckReason {
-    pub const ALL: [StuckReason; 6] = [
+    pub const ALL: [StuckReason; 7] = [
         StuckReason::Flagged,
         StuckReason::HeldUnscheduled,
         StuckReason::Overdue,
         StuckReason::RoutingContradicts,
         StuckReason::Lost,
         StuckReason::UpstreamStuck,
+        StuckReason::WaitingForProvider,
     ];
 
     pub fn holds(self, o: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> bool {
@@ -136,6 +140,7 @@ impl StuckReason {
             StuckReason::Lost => waiting_to_send && o.next_check_at.is_none() && lost(f, o.routing),
             // A forwarded order moves when the order it was forwarded to moves.
             StuckReason::UpstreamStuck => f.forwarded && pending && o.upstream.is_some_and(|u| u.stuck),
+            StuckReason::WaitingForProvider => pending && f.external == ExternalStatus::WaitingForProvider,
         }
     }
 }
@@ -197,6 +202,14 @@ fn explain(o: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> (&'st
         ),
         State::NeedsOperator(a) => attention(o, a),
         State::New => not_sent(o, now, limits),
+        State::WaitingForProvider => (
+            "waiting_for_provider",
+            format!(
+                "not sent: {}; it is placed when {provider} is back (`orderctl provider list` shows why; \
+                 `orderctl provider resume {provider}` ends a pause)",
+                o.last_message.unwrap_or("its provider cannot take orders now")
+            ),
+        ),
         State::ToPlace { .. } | State::WaitingForOperator if o.next_check_at.is_none() && lost(f, o.routing) => (
             "undispatched",
             format!(

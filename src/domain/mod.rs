@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub use lifecycle::states as status;
 pub mod money;
 pub mod pace;
+pub mod provider_health;
 pub mod routing;
 pub mod setup;
 pub mod signature;

@@ -88,6 +88,7 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
             }
         }))
     };
+    let refused_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let writer = Writer {
         settings: settings.clone(),
         follow_up,
@@ -108,6 +109,7 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
             timing: settings.timing,
             queued: queued.clone(),
             call_time: call_time.clone(),
+            refused_at: refused_at.clone(),
         };
         let _ = std::thread::Builder::new().name(format!("lane-{id}-call-{slot}")).spawn(move || caller.run());
     }
@@ -261,10 +263,17 @@ impl Claimer {
         }
         let free = room - queued;
         let batch = lp.batch_limit();
+        // An open breaker: at most one call per interval to this provider from every daemon
+        // together (placements are held back by the claim's gate, without a call).
+        let allowed_checks = match db::provider_health::allowance(&mut s.client, self.id, false)? {
+            db::provider_health::Allowance::Free => usize::MAX,
+            db::provider_health::Allowance::One { .. } => 1,
+            db::provider_health::Allowance::None => 0,
+        };
         let claiming = Instant::now();
         let mut tx = s.client.transaction()?;
         let rows = claims::lock_due(&mut tx, q, free as i64, 0)?;
-        let checks = (free - rows.len().min(free)) * batch;
+        let checks = ((free - rows.len().min(free)) * batch).min(allowed_checks);
         let checked = claims::lock_and_claim_checks(&mut tx, q, checks as i64, self.settings.timing.lease)?;
         if rows.is_empty() && checked.is_empty() {
             tx.commit()?;
@@ -330,15 +339,51 @@ struct Caller {
     timing: crate::dispatch::Timing,
     queued: Arc<Outstanding>,
     call_time: Arc<std::sync::atomic::AtomicU64>,
+    /// When a placement of this lane was refused for a reason that describes the provider (no
+    /// balance, maintenance): placements claimed before the refusal reached the database are
+    /// not sent (at most one such refusal per daemon).
+    refused_at: Arc<Mutex<Option<Instant>>>,
 }
 
+/// How long after such a refusal claimed placements are held back here; by then the writer
+/// has recorded the cause and every claim's gate sees it.
+const REFUSAL_SETTLES: Duration = Duration::from_secs(2);
+
 impl Caller {
+    /// A placement claimed before (or just after) the provider said it cannot take orders.
+    fn refused_before(&self, job: &Job) -> Option<Job> {
+        let Job::Place(lp, p) = job else { return None };
+        let at = (*self.refused_at.lock().unwrap())?;
+        (p.claimed <= at + REFUSAL_SETTLES).then(|| Job::Place(lp.clone(), p.clone()))
+    }
+
     fn run(self) {
         while let Some(job) = self.jobs.pop() {
             while !self.slots.take(Duration::from_millis(500)) {}
             self.control.progress.call_started(self.slot);
             let started = Instant::now();
-            let mut result = call(job, self.timing);
+            let mut result = match self.refused_before(&job) {
+                Some(Job::Place(lp, p)) => Done::Placed(
+                    lp.clone(),
+                    Box::new(place::Placed {
+                        job: *p,
+                        sent: place::Sent::HeldBack(format!(
+                            "not sent: {} has just refused another order for a reason that describes the provider",
+                            lp.name
+                        )),
+                        took: Duration::ZERO,
+                        first_check: None,
+                    }),
+                ),
+                _ => call(job, self.timing),
+            };
+            if let Done::Placed(_, p) = &result {
+                if let place::Sent::Answered(crate::provider::PlacementOutcome::Rejected { message }) = &p.sent {
+                    if crate::domain::provider_health::provider_cause(message).is_some() {
+                        *self.refused_at.lock().unwrap() = Some(Instant::now());
+                    }
+                }
+            }
             if let Done::Placed(lp, placed) = &mut result {
                 if let Ok(a) = &lp.adapter {
                     // A call of its own for the health check: each request stays within its timeout.

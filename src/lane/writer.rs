@@ -148,7 +148,10 @@ impl Writer {
         for d in batch {
             match d {
                 Done::Placed(lp, p) => writes.push(record::placed(c, lp, p)?),
-                Done::Checked(lp, cs) => writes.extend(cs.iter().map(|x| record::checked(lp, x, rand::random()))),
+                Done::Checked(lp, cs) => {
+                    db::provider_health::after_check(c, lp.id, cs.iter().map(|x| &x.answer.outcome))?;
+                    writes.extend(cs.iter().map(|x| record::checked(lp, x, rand::random())))
+                }
             }
         }
         let mut written = 0;

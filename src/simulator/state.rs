@@ -190,6 +190,15 @@ impl Store {
         bump(&self.counters.faults_injected);
     }
 
+    /// Set one account's balance (None: both).
+    pub fn set_balance(&self, proto: Option<Proto>, cents: i64) {
+        for (i, b) in self.balances.iter().enumerate() {
+            if proto.map(|p| p as usize == i).unwrap_or(true) {
+                b.store(cents, Ordering::Relaxed);
+            }
+        }
+    }
+
     pub fn balance_cents(&self, proto: Proto) -> i64 {
         self.balances[proto as usize].load(Ordering::Relaxed)
     }

@@ -116,6 +116,13 @@ pub fn new_order(shared: &Shared, d: &Dynamic, draw: Draw, product: &str, pairs:
     if draw.reject {
         return refuse("Insufficient balance");
     }
+    if d.maintenance {
+        // Codes appear in other members of the API family: the code as the `error` field.
+        return (Reply::json(200, &json!({"status": "ERROR", "message": "Maintenance", "error": "130"})), false);
+    }
+    if shared.store.balance_cents(Proto::Xstor) < cents * qty {
+        return refuse("Insufficient balance");
+    }
     let fate = order_fate(shared.seed, reference, d.cancel_share, d.complete_after, d.jitter);
     let pin = fate.pin.clone();
     let price_cents = cents * qty;

@@ -85,6 +85,12 @@ pub fn place(shared: &Shared, d: &Dynamic, draw: Draw, pairs: &[(String, String)
     if draw.reject {
         return (text("3|Yetersiz Bakiye"), false);
     }
+    if d.maintenance {
+        return (text("3|Sistem bakımda, lütfen daha sonra deneyin"), false);
+    }
+    if shared.store.balance_cents(Proto::Znet) < cents {
+        return (text("8|Bağlantı hatası veya yetersiz bakiye"), false);
+    }
     let fate = order_fate(shared.seed, &referans, d.cancel_share, d.complete_after, d.jitter);
     match shared.store.place(Proto::Znet, &referans, fate, cents) {
         Ok(_) => (text(format!("OK|{}|{}", money(cents), money(shared.store.balance_cents(Proto::Znet)))), true),

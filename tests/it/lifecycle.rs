@@ -248,16 +248,18 @@ fn scenario_5_a_delivery_after_a_manual_approval_is_written_off() {
     assert_eq!(db.query_i64("SELECT count(*) FROM ledger WHERE kind = 'write_off' AND amount = 0"), 1);
 }
 
-/// Scenario 6: re-dispatching a refused order to a provider that is disabled stops on
-/// configuration; the order stays dispatchable, and its diagnosis says what to do.
+/// Scenario 6: re-dispatching an order whose provider refused it for lack of balance (it waits
+/// for the provider, issue 23) to a provider that is disabled stops on configuration; the order
+/// stays dispatchable, and its diagnosis says what to do.
 #[test]
 fn scenario_6_a_stopped_re_dispatch_is_no_dead_end() {
     let sim = Sim::start(&["--complete-after", "1h", "--reject-share", "1"]);
     let db = setup(&sim);
     let o = create(&db, "freefire-100", &[]);
-    assert_eq!(o["attention"], "placement_rejected", "{o}");
+    assert_eq!(o["external_status"], "waiting_for_provider", "{o}");
     let n = o["number"].to_string();
     sim.configure(json!({"reject_share": 0.0}));
+    db.cmd().args(["provider", "resume", "xstor"]).run().ok();
     db.client().execute("UPDATE providers SET enabled = false WHERE name = 'znet-main'", &[]).unwrap();
     let out = db.cmd().args(["--output", "json", "dispatch", &n, "--provider", "znet-main"]).run().code(8);
     assert_eq!(out.json()["attention"], "provider_disabled");

@@ -18,6 +18,7 @@ mod money_and_pace;
 mod monitor;
 mod operator;
 mod orders;
+mod provider_health;
 mod providers;
 mod reconcile;
 mod reliability;

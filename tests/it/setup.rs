@@ -444,7 +444,10 @@ fn listings_show_tables_and_json_scoped_to_the_tenant() {
             "backoff_base": {"value": "30s", "ms": 30000, "source": "default"},
             "backoff_max": {"value": "10m", "ms": 600000, "source": "default"},
             "max_checks": {"value": 20, "source": "default"},
-            "give_up_after": {"value": "24h", "ms": 86400000, "source": "default"}}}])
+            "give_up_after": {"value": "24h", "ms": 86400000, "source": "default"}},
+        "health": {"balance": null, "balance_at": null, "balance_age_s": null, "low_balance": null, "low": false,
+            "hold": null, "hold_reason": null, "breaker": "closed", "failures": 0, "breaker_since": null,
+            "unavailable": [], "waiting_orders": 0}}])
     );
     let all = db.cmd().args(["provider", "list", "--output", "json"]).run().ok().json();
     assert_eq!(all.as_array().unwrap().len(), 3);

@@ -27,6 +27,7 @@ pub(super) fn write(tx: &mut Transaction, setup: &Setup) -> Result<ApplySummary>
             let change = write_provider(tx, tenant_id, p)?;
             let change = write_reconcile_for(tx, tenant_id, p, change)?;
             let change = write_currency_and_rate_limit(tx, tenant_id, p, change)?;
+            let change = write_health_settings(tx, tenant_id, p, change)?;
             s.providers.record(change, named(&p.name));
         }
         for g in &t.code_groups {
@@ -172,6 +173,18 @@ fn write_reconcile_for(tx: &mut Transaction, tenant_id: i64, p: &ProviderSetup, 
     let n = tx.execute(
         "UPDATE providers SET reconcile_for_ms = $3 WHERE tenant_id = $1 AND name = $2 AND reconcile_for_ms <> $3",
         &[&tenant_id, &p.name, &ms],
+    )?;
+    Ok(match change {
+        Change::Unchanged if n > 0 => Change::Updated,
+        other => other,
+    })
+}
+
+/// A provider's health settings (`low_balance`, `hold_for`, `breaker`, `probe_every`).
+fn write_health_settings(tx: &mut Transaction, tenant_id: i64, p: &ProviderSetup, change: Change) -> Result<Change> {
+    let n = tx.execute(
+        "UPDATE providers SET health_settings = $3 WHERE tenant_id = $1 AND name = $2 AND health_settings <> $3",
+        &[&tenant_id, &p.name, &p.health.to_json()],
     )?;
     Ok(match change {
         Change::Unchanged if n > 0 => Change::Updated,

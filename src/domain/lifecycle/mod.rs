@@ -30,7 +30,9 @@ mod work;
 
 pub use forwarding::{forward_refused, forwarded, neutral_reason, upstream_finished, UpstreamOrder, UpstreamOutcome};
 pub use operator::{operator, OperatorAction, Refusal, Settlement};
-pub use provider::{checked, config_stop, not_sent, placed, CheckContext, Fallback, PlacementContext};
+pub use provider::{
+    checked, config_stop, held_back, held_back_after_claim, not_sent, placed, CheckContext, Fallback, HeldBack, PlacementContext,
+};
 pub use routing::{delivered_from_stock, routed_to_provider, waiting_for_operator};
 pub use work::{work_for, Work};
 
@@ -136,6 +138,10 @@ pub enum State {
     ToPlace {
         reuse: bool,
     },
+    /// Not sent: its provider cannot take orders now (an operator's pause, a drain, no balance,
+    /// maintenance, a product unavailable, an open breaker) and no fallback can; placed when the
+    /// provider is back, within the provider's `hold_for` (never bounded for a pause).
+    WaitingForProvider,
     /// A placement was claimed (its reference committed) and its outcome not yet recorded.
     Placing,
     /// A placement's outcome is unknown; a status check with the reference decides.
@@ -184,6 +190,7 @@ impl State {
             E::NotSent if f.lane != 0 => State::ToPlace { reuse: f.reference.is_some() },
             E::NotSent if f.scheduled => State::New,
             E::NotSent => State::WaitingForOperator,
+            E::WaitingForProvider => State::WaitingForProvider,
             E::Dispatching if f.reconciling => State::Reconciling,
             E::Dispatching => State::Placing,
             E::Sent | E::Processing => State::WithProvider,

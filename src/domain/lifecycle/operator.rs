@@ -266,7 +266,8 @@ fn dispatch(f: &Facts, state: State) -> Result<Transition, Refusal> {
     let allowed = match state {
         // An order due to be placed again with its reference keeps it: a fresh one (or another
         // provider) now would make a later refusal look definite while the first may be held.
-        State::New | State::ToPlace { reuse: false } | State::WaitingForOperator => true,
+        // Waiting for its provider: nothing was sent (its reference was dropped), so an operator may send it anywhere.
+        State::New | State::ToPlace { reuse: false } | State::WaitingForOperator | State::WaitingForProvider => true,
         State::NeedsOperator(a) => {
             a.is_configuration()
                 || matches!(

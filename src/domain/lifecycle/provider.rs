@@ -28,6 +28,74 @@ pub struct PlacementContext<'a> {
     /// a refusal now proves nothing about that one (providers.md, "A re-placement's answer is
     /// never proof of absence").
     pub resent: bool,
+    /// The rejection says the provider cannot take any order like this one now (no balance,
+    /// maintenance, product unavailable): with no fallback the order waits instead of failing.
+    pub provider_cannot_take: bool,
+}
+
+/// Why a placement is held back before any call (`domain::provider_health::gate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldBack<'a> {
+    /// An operator paused the provider: the order waits, with no bound, no fallback, no flag.
+    Paused(&'a str),
+    /// The provider cannot take it: the fallback, else a wait up to the provider's `hold_for`
+    /// (`expired`: the hold is over, the order fails as a rejection with no fallback does).
+    Unavailable { reason: &'a str, expired: bool },
+}
+
+/// How often a waiting order looks again by itself whether its provider is back (and whether
+/// its hold is over). A resume, a balance, a probe or a closing breaker wakes the provider's
+/// waiting orders at once (`db::provider_health::wake_waiting`), so this only bounds a lost wake-up.
+pub const WAIT_RECHECK: Duration = Duration::from_secs(15);
+
+/// A placement held back before any call (nothing was sent).
+pub fn held_back(f: &Facts, why: HeldBack, fallback: Option<&Fallback>) -> Transition {
+    match (why, fallback) {
+        (HeldBack::Paused(reason), _) => wait_for_provider(Transition::default(), f, reason),
+        (HeldBack::Unavailable { reason, .. }, Some(fb)) => to_fallback(Transition::default(), fb)
+            .event("dispatch", format!("{reason}; moving to fallback {} (nothing sent)", fb.name)),
+        (HeldBack::Unavailable { reason, expired: true }, None) => {
+            let text = format!("{reason}; the hold is over and no fallback is left");
+            flag(
+                Transition { reference: Set::Clear, ..Transition::default() },
+                f,
+                Attention::PlacementRejected,
+                ExternalStatus::Failed,
+                &text,
+            )
+            .event("dispatch", format!("{text}: the order waits for an operator (no refund until `orderctl reject`)"))
+        }
+        (HeldBack::Unavailable { reason, expired: false }, None) => wait_for_provider(Transition::default(), f, reason),
+    }
+}
+
+/// A claimed placement not sent because its provider had just refused another order for a
+/// reason that describes the provider: as [`held_back`], and the claim spends no placement of the
+/// order's budget (`f` is the row as the claim left it).
+pub fn held_back_after_claim(f: &Facts, reason: &str, fallback: Option<&Fallback>) -> Transition {
+    let mut t = held_back(f, HeldBack::Unavailable { reason, expired: false }, fallback);
+    t.placement = Some(PlacementWord::NotSent);
+    if t.placement_attempts.is_none() {
+        t.placement_attempts = Some(f.placement_attempts.saturating_sub(1));
+    }
+    t
+}
+
+/// The order waits, unsent, for its provider; it looks again every [`WAIT_RECHECK`]. Its
+/// history says so once, when the wait starts.
+fn wait_for_provider(base: Transition, f: &Facts, reason: &str) -> Transition {
+    let t = Transition {
+        external: Some(ExternalStatus::WaitingForProvider),
+        reconciling: Some(false),
+        reference: Set::Clear,
+        schedule: Schedule::In(WAIT_RECHECK),
+        message: Some(reason.to_string()),
+        ..base
+    };
+    if f.external == ExternalStatus::WaitingForProvider {
+        return t;
+    }
+    t.event("dispatch", format!("{reason}: the order waits for the provider (nothing refunded, nothing flagged)"))
 }
 
 /// What a status check's outcome is judged with. Every duration is measured on the database's
@@ -142,6 +210,7 @@ fn refused(f: &Facts, message: &str, ctx: &PlacementContext) -> Transition {
     }
     match &ctx.fallback {
         Some(fb) => to_fallback(rejected, fb).event("dispatch", format!("{text}; moving to fallback {}", fb.name)),
+        None if ctx.provider_cannot_take => wait_for_provider(rejected, f, &text),
         None => flag(rejected, f, Attention::PlacementRejected, ExternalStatus::Failed, &text).event(
             "dispatch",
             format!("{text}; no fallback left: the order waits for an operator (no refund until `orderctl reject`)"),

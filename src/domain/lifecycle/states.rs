@@ -77,6 +77,9 @@ pub fn state_columns() -> Vec<ColumnStates> {
         column::<DeliveryState>(),
         column::<CodeState>(),
         column::<FinishedOutcome>(),
+        column::<OperatorHold>(),
+        column::<BreakerState>(),
+        column::<UnavailableCause>(),
     ]
 }
 
@@ -161,6 +164,9 @@ state_column! {
         Processing => "processing",
         Done => "done",
         Failed => "failed",
+        /// Not sent: its provider cannot take orders now (paused, drained, out of balance, in
+        /// maintenance, product unavailable, breaker open) and routing has no fallback.
+        WaitingForProvider => "waiting_for_provider",
     }
 }
 
@@ -217,6 +223,36 @@ state_column! {
     }
 }
 
+state_column! {
+    /// An operator's hold on a provider (`provider pause` / `provider drain`).
+    OperatorHold, "provider_health.hold", "provider hold" {
+        /// No placements; orders wait with the operator's reason.
+        Paused => "paused",
+        /// No new placements (fallback, or wait); checks of placed orders continue.
+        Draining => "draining",
+    }
+}
+
+state_column! {
+    /// A provider's circuit breaker, shared by every daemon.
+    BreakerState, "provider_health.breaker", "breaker state" {
+        Closed => "closed",
+        /// Too many failed calls in a row: no placements, calls at the probe rate.
+        Open => "open",
+        /// The cool-down is over: one probe call decides.
+        HalfOpen => "half_open",
+    }
+}
+
+state_column! {
+    /// Why a provider (or one of its products) cannot take orders now, as it said itself.
+    UnavailableCause, "provider_unavailable.cause", "unavailable cause" {
+        NoBalance => "no_balance",
+        Maintenance => "maintenance",
+        ProductUnavailable => "product_unavailable",
+    }
+}
+
 impl OrderStatus {
     pub fn is_final(self) -> bool {
         self != OrderStatus::Pending
@@ -228,6 +264,9 @@ impl ExternalStatus {
     pub fn is_with_provider(self) -> bool {
         matches!(self, ExternalStatus::Sent | ExternalStatus::Processing)
     }
+
+    /// Not sent to any provider yet: what a lane places.
+    pub const UNPLACED: [ExternalStatus; 2] = [ExternalStatus::NotSent, ExternalStatus::WaitingForProvider];
 
     /// The provider holds or may hold the order (the schema requires a reference for these).
     pub const HELD: [ExternalStatus; 3] = [ExternalStatus::Dispatching, ExternalStatus::Sent, ExternalStatus::Processing];
@@ -248,7 +287,9 @@ pub fn tone(name: &str) -> Tone {
     match (name.parse::<OrderStatus>(), name.parse::<ExternalStatus>()) {
         (Ok(OrderStatus::Approved), _) | (_, Ok(E::Done)) => Tone::Good,
         (Ok(OrderStatus::Rejected), _) | (_, Ok(E::Failed)) => Tone::Bad,
-        (Ok(OrderStatus::Pending), _) | (_, Ok(E::Sent | E::Processing | E::Dispatching)) => Tone::Waiting,
+        (Ok(OrderStatus::Pending), _) | (_, Ok(E::Sent | E::Processing | E::Dispatching | E::WaitingForProvider)) => {
+            Tone::Waiting
+        }
         _ => Tone::Neutral,
     }
 }
@@ -288,6 +329,9 @@ mod tests {
         each::<FinishedOutcome>();
         each::<Attention>();
         each::<Settlement>();
+        each::<OperatorHold>();
+        each::<BreakerState>();
+        each::<UnavailableCause>();
         assert_eq!(sql_in(&ExternalStatus::HELD), "'dispatching', 'sent', 'processing'");
         let err = "sending".parse::<ExternalStatus>().unwrap_err();
         assert!(err.contains("not_sent, dispatching"), "{err}");

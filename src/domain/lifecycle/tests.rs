@@ -51,7 +51,7 @@ fn policy() -> BackoffPolicy {
 }
 
 fn pctx<'a>(p: &'a BackoffPolicy, fallback: Option<Fallback>) -> PlacementContext<'a> {
-    PlacementContext { provider: "znet-main", policy: p, fallback, resent: false }
+    PlacementContext { provider: "znet-main", policy: p, fallback, resent: false, provider_cannot_take: false }
 }
 
 fn cctx(p: &BackoffPolicy, since_placement: Duration) -> CheckContext<'_> {
@@ -885,7 +885,11 @@ mod model {
                         // What `record::placed` does: no fallback for a re-placement's refusal.
                         let fallback =
                             (provider == PRIMARY && !resent).then(|| Fallback { provider_id: FALLBACK, name: "fallback".into() });
-                        placed(&facts, &outcome, &PlacementContext { provider: "p", policy: &policy, fallback, resent })
+                        placed(
+                            &facts,
+                            &outcome,
+                            &PlacementContext { provider: "p", policy: &policy, fallback, resent, provider_cannot_take: false },
+                        )
                     }
                     Pending::Checked { facts, answer, since_placement } => {
                         let ctx = CheckContext {
@@ -1112,4 +1116,31 @@ mod model {
             prop_assert!(w.violations.is_empty(), "{:?}\nrow {:?}\nplacements {:?}\nheld {:?}", w.violations, w.row, w.placements, w.held);
         }
     }
+}
+
+/// Issue 23: a refusal that describes the provider waits for it when no fallback is left
+/// (nothing refunded or flagged); a pause waits with no bound; a held-back order goes to the
+/// fallback without a call; the hold over, it ends as a refusal without fallback does.
+#[test]
+fn a_provider_that_cannot_take_orders_makes_them_wait_or_fall_back() {
+    use crate::domain::lifecycle::{held_back, HeldBack};
+    let p = policy();
+    let mut ctx = pctx(&p, None);
+    ctx.provider_cannot_take = true;
+    let t = placed(&placing(1), &PlacementOutcome::Rejected { message: "8: yetersiz bakiye".into() }, &ctx);
+    assert_eq!(t.external, Some(ExternalStatus::WaitingForProvider));
+    assert_eq!((t.money, t.attention.clone(), t.notice), (Money::None, Set::Keep, None));
+    assert_eq!(t.placement, Some(PlacementWord::Rejected));
+    let waiting = Facts { external: ExternalStatus::WaitingForProvider, reference: None, ..facts() };
+    assert_eq!(State::of(&waiting), State::WaitingForProvider);
+    assert_eq!(work_for(&waiting), Work::Place { reuse: false });
+    let paused = held_back(&waiting, HeldBack::Paused("dealer down"), None);
+    assert!(paused.event.is_none(), "the wait is told once, when it starts");
+    assert_eq!(paused.message.as_deref(), Some("dealer down"));
+    let fb = Fallback { provider_id: 9, name: "xstor".into() };
+    let moved = held_back(&facts(), HeldBack::Unavailable { reason: "no balance", expired: false }, Some(&fb));
+    assert_eq!((moved.lane, moved.schedule), (Some(9), Schedule::Now));
+    let over = held_back(&waiting, HeldBack::Unavailable { reason: "no balance", expired: true }, None);
+    assert_eq!(over.attention, Set::To(Attention::PlacementRejected));
+    assert_eq!(over.money, Money::None);
 }

@@ -21,7 +21,7 @@ pub enum Work {
 pub fn work_for(f: &Facts) -> Work {
     match State::of(f) {
         State::New => Work::Route,
-        State::ToPlace { .. } if f.placement_attempts >= MAX_PLACEMENTS => Work::Decide(Box::new(
+        State::ToPlace { .. } | State::WaitingForProvider if f.placement_attempts >= MAX_PLACEMENTS => Work::Decide(Box::new(
             Transition {
                 external: Some(ExternalStatus::Failed),
                 attention: Set::To(Attention::PlacementLimit),
@@ -33,6 +33,8 @@ pub fn work_for(f: &Facts) -> Work {
             .event("dispatch", format!("the placement budget ({MAX_PLACEMENTS}) is used up: the order waits for an operator")),
         )),
         State::ToPlace { reuse } => Work::Place { reuse },
+        // Whether its provider is back is decided where placements are claimed (the gate).
+        State::WaitingForProvider => Work::Place { reuse: false },
         State::Placing | State::Reconciling => Work::Check { reconcile: true },
         // A forwarded order has nothing to ask anyone: its upstream order finishes it.
         State::Watched if !f.forwarded => Work::Check { reconcile: false },

@@ -127,6 +127,7 @@ pub fn provider(p: &ProviderSetup) -> Vec<Field> {
         max_in_flight,
         schedule,
         reconcile_for,
+        health,
         currency,
         rate_limit,
     } = p;
@@ -146,6 +147,11 @@ pub fn provider(p: &ProviderSetup) -> Vec<Field> {
         field(&["schedule", "max_checks"], max_checks.map_or(Value::Null, Value::from)),
         field(&["schedule", "give_up_after"], duration(give_up_after)),
         field(&["reconcile_for"], duration(Some(*reconcile_for))),
+        field(&["low_balance"], health.low_balance.as_ref().map_or(Value::Null, money)),
+        field(&["hold_for"], duration(Some(health.hold_for))),
+        field(&["breaker", "failures"], health.breaker_failures),
+        field(&["breaker", "cool_down"], duration(Some(health.breaker_cool_down))),
+        field(&["probe_every"], duration(Some(health.probe_every))),
         field(&["currency"], currency.clone().map_or(Value::Null, Value::from)),
         field(&["rate_limit"], rate_limit.map_or(Value::Null, |r| Value::from(r.to_string()))),
     ]);

@@ -101,6 +101,8 @@ pub struct ProviderSetup {
     pub currency: Option<String>,
     /// Most calls to this provider from every process together (`rate_limit`), when limited.
     pub rate_limit: Option<crate::domain::pace::RateLimit>,
+    /// `low_balance`, `hold_for`, `breaker` and `probe_every` (defaults where the file says nothing).
+    pub health: crate::domain::provider_health::HealthSettings,
 }
 
 /// A provider's reconcile window when the setup file names none.
@@ -121,6 +123,7 @@ impl fmt::Debug for ProviderSetup {
             .field("reconcile_for", &self.reconcile_for)
             .field("currency", &self.currency)
             .field("rate_limit", &self.rate_limit)
+            .field("health", &self.health)
             .finish()
     }
 }
@@ -260,6 +263,13 @@ struct ProviderDoc {
     currency: Option<String>,
     #[serde(default)]
     rate_limit: Option<String>,
+    low_balance: Option<Value>,
+    #[serde(default)]
+    hold_for: Option<Value>,
+    #[serde(default)]
+    breaker: Option<Value>,
+    #[serde(default)]
+    probe_every: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -380,6 +390,10 @@ impl Element for ProviderDoc {
         "reconcile_for",
         "currency",
         "rate_limit",
+        "low_balance",
+        "hold_for",
+        "breaker",
+        "probe_every",
     ];
 }
 impl Element for ScheduleDoc {
@@ -958,6 +972,7 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
         .rate_limit
         .as_deref()
         .and_then(|r| crate::domain::pace::RateLimit::parse(r).map_err(|m| problems.add(&at.field("rate_limit"), m)).ok());
+    let health = validate_health(&p, &at, problems);
     (problems.0.len() == before).then(|| ProviderSetup {
         name,
         kind: kind.expect("checked above"),
@@ -969,7 +984,65 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
         reconcile_for,
         currency,
         rate_limit,
+        health,
     })
+}
+
+/// A provider's health settings: `low_balance` an amount, `hold_for` and `probe_every`
+/// durations, `breaker` `{"failures": N, "cool_down": "30s"}`.
+fn validate_health(p: &ProviderDoc, at: &Place, problems: &mut Problems) -> crate::domain::provider_health::HealthSettings {
+    let mut h = crate::domain::provider_health::HealthSettings::default();
+    let dur = |v: Option<&Value>, name: &str, default: Duration, problems: &mut Problems| -> Duration {
+        match v {
+            None | Some(Value::Null) => default,
+            Some(Value::String(s)) => match s.trim().parse::<humantime::Duration>() {
+                Ok(d)
+                    if Duration::from(d) >= Duration::from_millis(100)
+                        && Duration::from(d) <= Duration::from_secs(30 * 24 * 3600) =>
+                {
+                    d.into()
+                }
+                _ => {
+                    problems.add(
+                        &at.field(name),
+                        format!("{name} '{s}' is not a duration from 100ms to 30 days; write it like \"30m\""),
+                    );
+                    default
+                }
+            },
+            Some(other) => {
+                problems.add(&at.field(name), format!("{name} is {other}; write a duration as a string like \"30m\""));
+                default
+            }
+        }
+    };
+    h.low_balance = match &p.low_balance {
+        None | Some(Value::Null) => None,
+        v => amount(v.as_ref(), "low_balance", at, problems),
+    };
+    h.hold_for = dur(p.hold_for.as_ref(), "hold_for", h.hold_for, problems);
+    h.probe_every = dur(p.probe_every.as_ref(), "probe_every", h.probe_every, problems);
+    match &p.breaker {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for k in m.keys().filter(|k| !["failures", "cool_down"].contains(&k.as_str())) {
+                problems.add(&at.field("breaker"), format!("breaker has no field '{k}'; use failures and cool_down"));
+            }
+            match m.get("failures") {
+                None => {}
+                Some(v) => match v.as_u64() {
+                    Some(n) if (1..=1000).contains(&n) => h.breaker_failures = n as u32,
+                    _ => problems
+                        .add(&at.field("breaker"), format!("breaker.failures is {v}; write a number from 1 to 1000 (default 5)")),
+                },
+            }
+            h.breaker_cool_down = dur(m.get("cool_down"), "breaker", h.breaker_cool_down, problems);
+        }
+        Some(other) => {
+            problems.add(&at.field("breaker"), format!("breaker is {other}; write {{\"failures\": 5, \"cool_down\": \"30s\"}}"))
+        }
+    }
+    h
 }
 
 /// A provider's `reconcile_for`: a duration string within bounds ("10m" by default).
