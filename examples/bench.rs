@@ -20,6 +20,8 @@ mod breaker;
 mod history;
 #[path = "bench/lanes.rs"]
 mod lanes;
+#[path = "bench/pace.rs"]
+mod pace;
 #[path = "bench/support.rs"]
 mod support;
 #[path = "bench/webhooks.rs"]
@@ -100,7 +102,7 @@ fn options() -> Options {
                 println!(
                     "cargo run --release --example bench -- [--database-url URL] [--runs N] [--orders N] \
                      [--arrival-batch N] [--latency-samples N] [--check-orders N] [--check-window SECS] [--pgbench-secs SECS] \
-                     [--only floor,e2e,latency,checks,claim,inspect,isolation,slow,list,webhooks,breaker,rss,history,longtx] [--json PATH] [--daemon-args \"ARGS\"] \
+                     [--only floor,e2e,latency,checks,claim,inspect,isolation,slow,list,webhooks,breaker,rss,ratelimit,history,longtx] [--json PATH] [--daemon-args \"ARGS\"] \
                      [--history N (only the history scenario, N finished orders; default 20000 in a full run)] \
                      [--long-transaction SECS (only the long-transaction scenario)]\n\
                      The URL (or BENCH_DATABASE_URL) names a server where databases may be created and dropped."
@@ -163,6 +165,9 @@ fn main() {
     }
     if wants("webhooks") {
         webhooks::throughput(&o, &server, &template.name, &bin, &mut results);
+    }
+    if wants("ratelimit") {
+        pace::accuracy(&o, &server, &template.name, &sim, &bin, &mut results);
     }
     if wants("breaker") {
         breaker::dead_provider(&o, &server, &template.name, &sim, &bin, &mut results);

@@ -694,6 +694,21 @@ pub struct StatsArgs {
     /// An auto order still not sent after this long counts as stuck
     #[arg(long, default_value = "5m", value_name = "DURATION")]
     pub stuck_after: humantime::Duration,
+    /// Money instead: orders, revenue, provider cost, margin and refunds of the orders created
+    /// in the --since window, per tenant and provider currency (dealer data: for the operator)
+    #[arg(long)]
+    pub money: bool,
+    /// With --money: break the rows down by package, provider or day (UTC)
+    #[arg(long, value_enum, requires = "money", value_name = "WHAT")]
+    pub by: Option<MoneyBy>,
+}
+
+/// What `stats --money --by` breaks rows down by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MoneyBy {
+    Package,
+    Provider,
+    Day,
 }
 
 #[derive(Debug, Args)]

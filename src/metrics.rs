@@ -53,6 +53,7 @@ pub const NAMES: &[&str] = &[
     "orderctl_lane_write_duration_seconds",
     "orderctl_provider_credentials_unresolved",
     "orderctl_webhook_secrets_unresolved",
+    "orderctl_provider_rate_limit_calls_per_second",
     "orderctl_provider_balance",
     "orderctl_provider_balance_low",
     "orderctl_provider_breaker_state",
@@ -144,6 +145,8 @@ pub struct FromDatabase {
     pub outcomes: Vec<(String, String, i64)>,
     /// (tenant, pending, failed, disabled endpoints).
     pub webhooks: Vec<(String, i64, i64, i64)>,
+    /// (tenant, provider, calls per second) of every provider with a rate limit.
+    pub rate_limits: Vec<(String, String, f64)>,
     /// Dealer-side health of every provider (the balance is the dealer's: this endpoint is the
     /// operator's, never a tenant's or a shop's).
     pub health: Vec<ProviderHealthGauges>,
@@ -165,6 +168,7 @@ pub struct ProviderHealthGauges {
 
 pub struct Metrics {
     registry: Registry,
+    rate_limit: Family<ProviderLabels, Gauge<f64, AtomicU64>>,
     credentials_unresolved: Family<ProviderLabels, Gauge>,
     orders_finished: Family<Finished, Counter>,
     orders_flagged: Family<TenantOnly, Counter>,
@@ -204,6 +208,7 @@ impl Metrics {
     fn new() -> Metrics {
         let mut m = Metrics {
             registry: Registry::with_prefix("orderctl"),
+            rate_limit: Family::default(),
             credentials_unresolved: Family::default(),
             orders_finished: Family::default(),
             orders_flagged: Family::default(),
@@ -231,6 +236,11 @@ impl Metrics {
             provider_unavailable: Family::default(),
         };
         let r = &mut m.registry;
+        r.register(
+            "provider_rate_limit_calls_per_second",
+            "A provider's rate limit (setup rate_limit) in calls per second, shared by every process: compare with the sum over daemons of rate(orderctl_provider_calls_total)",
+            m.rate_limit.clone(),
+        );
         r.register(
             "provider_balance",
             "The dealer balance a provider last reported, by tenant and provider (dealer data: operators only)",
@@ -431,6 +441,11 @@ impl Metrics {
         self.due_orders.set(db.due);
         self.oldest_due_seconds.set(db.oldest_late.as_secs_f64());
         self.set_needing_action(&db.needing_action);
+        for (tenant, provider, per_second) in &db.rate_limits {
+            self.rate_limit
+                .get_or_create(&ProviderLabels { tenant: tenant.clone(), provider: provider.clone() })
+                .set(*per_second);
+        }
         let mut totals = self.outcome_totals.lock().unwrap_or_else(|p| p.into_inner());
         for (tenant, outcome, n) in &db.outcomes {
             let before = totals.entry((tenant.clone(), outcome.clone())).or_insert(0);
@@ -513,6 +528,7 @@ mod tests {
             needing_action: vec![("alsham".into(), "given_up".into(), 2)],
             outcomes: vec![("alsham".into(), "approved".into(), 3), ("alsham".into(), "needs_action".into(), 1)],
             webhooks: vec![("alsham".into(), 4, 1, 0)],
+            rate_limits: vec![("alsham".into(), "znet-main".into(), 20.0)],
             health: vec![ProviderHealthGauges {
                 tenant: "alsham".into(),
                 provider: "znet-main".into(),

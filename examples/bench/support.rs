@@ -421,6 +421,11 @@ impl Sim {
         self.process.stats()
     }
 
+    /// When each protocol call arrived (ms since the epoch).
+    pub fn call_times_ms(&self) -> Vec<u64> {
+        self.process.call_times_ms()
+    }
+
     pub fn status_calls(&self) -> u64 {
         self.stats()["status_calls"].as_u64().unwrap_or(0)
     }

@@ -115,6 +115,7 @@ pub fn run(s: &Settings, a: &DoctorArgs) -> Result<()> {
         if a.providers {
             findings.extend(provider_findings(&mut client, s.tenant.as_deref(), s.http)?);
         }
+        findings.extend(price_findings(&mut client, s.tenant.as_deref())?);
         let limits = StuckThresholds { overdue_after: a.stuck_after.into() };
         findings.extend(provider_health_findings(&mut client, s.tenant.as_deref())?);
         findings.extend(stuck_findings(&mut client, s.tenant.as_deref(), limits)?);
@@ -228,13 +229,30 @@ fn routing_findings(client: &mut Client, tenant: Option<&str>) -> Result<Vec<Fin
     Ok(out)
 }
 
+/// Packages that sell below their provider's cost (after `--providers` read the catalogues).
+fn price_findings(client: &mut Client, tenant: Option<&str>) -> Result<Vec<Finding>> {
+    let mut out = Vec::new();
+    for b in db::money::below_cost(client, tenant)? {
+        out.push(problem(
+            Severity::Warn,
+            "price",
+            format!(
+                "tenant {}, package {}: sells at {} but {} charges {} for it ({})",
+                b.tenant, b.package, b.price, b.provider, b.cost, b.source
+            ),
+            "raise the package's price in the setup file, or route it to a provider that charges less",
+        ));
+    }
+    Ok(out)
+}
+
 /// Every enabled provider's balance call, all at once (a slow provider costs one timeout, not
 /// one per provider).
 fn provider_findings(client: &mut Client, tenant: Option<&str>, http: HttpSettings) -> Result<Vec<Finding>> {
     let mut configs = Vec::new();
     for p in listings::providers(client, tenant)?.into_iter().filter(|p| p.enabled) {
-        let (_, _, config) = db::providers::load_provider_config(client, Some(&p.tenant), &p.name, http)?;
-        configs.push((p.tenant, config));
+        let (id, _, config) = db::providers::load_provider_config(client, Some(&p.tenant), &p.name, http)?;
+        configs.push((p.tenant, id, config));
     }
     if configs.is_empty() {
         return Ok(vec![ok("provider", "no enabled providers to call")]);
@@ -242,13 +260,21 @@ fn provider_findings(client: &mut Client, tenant: Option<&str>, http: HttpSettin
     let findings = std::thread::scope(|scope| {
         let calls: Vec<_> = configs
             .iter()
-            .map(|(tenant, config)| {
+            .map(|(tenant, id, config)| {
                 scope.spawn(move || {
                     let shown_url = mask_url(&config.base_url, &config.secrets());
                     let who = format!("tenant {tenant}, provider {} ({})", config.name, config.kind);
-                    let outcome = provider::build(config.clone())
+                    let adapter = provider::build(config.clone());
+                    let outcome = adapter
+                        .as_ref()
+                        .map_err(Clone::clone)
                         .and_then(|adapter| adapter.balance().map_err(|e| explain(config, &shown_url, "balance", e)));
-                    match outcome {
+                    // The catalogue too, kept for the price checks (below, and `routing check`).
+                    let catalogue = match (&adapter, &outcome) {
+                        (Ok(a), Ok(_)) => a.catalogue().ok().map(|items| (*id, config.kind, items)),
+                        _ => None,
+                    };
+                    let finding = match outcome {
                         Ok(b) => ok(
                             "provider",
                             format!(
@@ -263,13 +289,21 @@ fn provider_findings(client: &mut Client, tenant: Option<&str>, http: HttpSettin
                             e.message,
                             e.hint.unwrap_or_else(|| format!("run `orderctl provider check {}` for details", config.name)),
                         ),
-                    }
+                    };
+                    (finding, catalogue)
                 })
             })
             .collect();
         calls.into_iter().map(|c| c.join().expect("a provider balance call panicked")).collect::<Vec<_>>()
     });
-    Ok(findings)
+    let mut out = Vec::new();
+    for (finding, catalogue) in findings {
+        if let Some((id, kind, items)) = catalogue {
+            db::money::record_catalogue(client, id, kind, &items)?;
+        }
+        out.push(finding);
+    }
+    Ok(out)
 }
 
 fn stuck_findings(client: &mut Client, tenant: Option<&str>, limits: StuckThresholds) -> Result<Vec<Finding>> {

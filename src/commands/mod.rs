@@ -21,6 +21,7 @@ mod provider_control;
 mod routing_check;
 mod simulate;
 mod stats;
+mod stats_money;
 mod sweep;
 mod webhook;
 
@@ -31,6 +32,8 @@ use crate::settings::Settings;
 pub fn run(cli: Cli) -> Result<()> {
     let settings = Settings::from_args(&cli.global)?;
     let s = &settings;
+    // Providers with a rate limit count their calls in this database (`db::pace`).
+    crate::db::pace::use_database(&s.database_url);
     match cli.command {
         Command::Migrate(a) => migrate::run(s, &a),
         Command::Apply(a) => apply::run(s, &a),

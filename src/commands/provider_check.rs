@@ -5,7 +5,7 @@ use crate::cli::ProviderCheckArgs;
 use crate::db;
 use crate::error::{Error, Result};
 use crate::output;
-use crate::provider::{self, http::mask_url, ProviderConfig, ProviderError, ProviderKind};
+use crate::provider::{self, http::mask_url, ProviderConfig, ProviderError};
 use crate::settings::Settings;
 use serde_json::json;
 
@@ -22,6 +22,8 @@ pub fn run(s: &Settings, a: &ProviderCheckArgs) -> Result<()> {
     let balance = adapter.balance().map_err(|e| explain(&config, &shown_url, "balance", e))?;
     remember_balance(s, id, &config.name, &balance.balance);
     let catalogue = adapter.catalogue().map_err(|e| explain(&config, &shown_url, "catalogue", e))?;
+    // Kept for `routing check` and `doctor`, which hold package prices against it.
+    db::money::record_catalogue(&mut db::connect(&s.database_url)?, id, config.kind, &catalogue)?;
 
     if s.json() {
         output::print_json(&json!({
@@ -68,17 +70,8 @@ pub fn run(s: &Settings, a: &ProviderCheckArgs) -> Result<()> {
 pub(super) fn explain(config: &ProviderConfig, shown_url: &str, call: &str, e: ProviderError) -> Error {
     let message = format!("provider {} ({} at {shown_url}): the {call} call failed: {e}", config.name, config.kind);
     let hint = match (&e, config.kind) {
-        (ProviderError::Auth(_), ProviderKind::Znet) => {
-            "check kod and sifre in the setup file, ask the dealer to switch API access on for this dealer, \
-             and ask them to allow this machine's public IP address"
-        }
-        (ProviderError::Auth(_), ProviderKind::Xstor) => {
-            "check credentials.api_token in the setup file; for 123 ask the provider to allow this machine's IP address"
-        }
-        (ProviderError::WrongBaseUrl(_), ProviderKind::Znet) => {
-            "set base_url to the dealer site root (e.g. http://bayi.example.com); /servis is optional"
-        }
-        (ProviderError::WrongBaseUrl(_), ProviderKind::Xstor) => "set base_url to the API root (e.g. https://api.x-stor.net)",
+        (ProviderError::Auth(_), _) => config.kind.spec().auth_hint,
+        (ProviderError::WrongBaseUrl(_), _) => config.kind.spec().base_url_hint,
         (ProviderError::Unreachable(_), _) => "check base_url and the network from this machine, then try again",
         (ProviderError::Garbage(_), _) => "check that base_url points at the provider's API, not a proxy or another site",
         (ProviderError::Refused(_), _) => "read the provider's message above; it comes from the provider itself",

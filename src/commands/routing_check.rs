@@ -44,6 +44,17 @@ pub fn run(s: &Settings) -> Result<()> {
             findings.push(Finding { tenant, package, code: p.code(), problem: p.problem(), fix: p.fix() });
         }
     }
+    // Selling below the provider's cost is the operator's call (a promotion), so a warning only.
+    let routing_problems = findings.len();
+    for b in crate::db::money::below_cost(&mut client, s.tenant.as_deref())? {
+        findings.push(Finding {
+            problem: format!("sells at {} but {} charges {} for it ({})", b.price, b.provider, b.cost, b.source),
+            fix: "raise the package's price in the setup file, or route it to a provider that charges less".into(),
+            tenant: b.tenant,
+            package: b.package,
+            code: "price_below_cost",
+        });
+    }
     if s.json() {
         output::print_json(&findings);
     } else if findings.is_empty() {
@@ -55,9 +66,10 @@ pub fn run(s: &Settings) -> Result<()> {
         }
         println!("{t}");
     }
-    if findings.is_empty() {
+    if routing_problems == 0 {
         return Ok(());
     }
+    findings.truncate(routing_problems);
     let packages: std::collections::BTreeSet<(&str, &str)> =
         findings.iter().map(|f| (f.tenant.as_str(), f.package.as_str())).collect();
     Err(Error::needs_action(format!("{} routing problem(s) in {} of {} package(s)", findings.len(), packages.len(), views.len()))

@@ -45,6 +45,13 @@ pub struct Stats {
 
 pub fn run(s: &Settings, a: &StatsArgs) -> Result<()> {
     let window: Duration = a.since.into();
+    if a.money {
+        if a.watch {
+            return Err(Error::usage("--watch redraws the operations view; it cannot be combined with --money")
+                .with_hint("drop --watch; run `stats --money` again for a fresh report"));
+        }
+        return super::stats_money::run(s, window, a.by);
+    }
     let limits = StuckThresholds { overdue_after: a.stuck_after.into() };
     if a.watch {
         if s.json() {

@@ -80,6 +80,10 @@ pub struct ProviderRow {
     /// The provider's own check schedule (what it leaves out is global).
     #[serde(skip)]
     pub schedule: crate::domain::backoff::ScheduleOverride,
+    /// Calls allowed from every process together ("20/s"), when limited.
+    pub rate_limit: Option<String>,
+    /// The currency it charges in, when not the tenant's own money.
+    pub currency: Option<String>,
 }
 
 /// Providers of every tenant (or only `tenant`).
@@ -90,7 +94,8 @@ pub fn providers(client: &mut impl GenericClient, tenant: Option<&str>) -> Resul
                           CASE WHEN jsonb_typeof(p.credentials) = 'object' THEN p.credentials ELSE '{}'::jsonb END
                       ) AS k ORDER BY k),
                 p.schedule_first_check_ms, p.schedule_backoff_base_ms, p.schedule_backoff_max_ms,
-                p.schedule_max_checks, p.schedule_give_up_after_ms, p.credentials, p.retired_at IS NOT NULL
+                p.schedule_max_checks, p.schedule_give_up_after_ms, p.credentials, p.retired_at IS NOT NULL,
+                p.rate_limit_calls, p.rate_limit_window_ms, p.currency
            FROM providers p JOIN tenants t ON t.id = p.tenant_id
           WHERE ($1::text IS NULL OR t.name = $1)
           ORDER BY t.name, p.name",
@@ -109,6 +114,16 @@ pub fn providers(client: &mut impl GenericClient, tenant: Option<&str>) -> Resul
             credential_fields: r.get(6),
             credentials: credentials_state(&r.get(12)),
             schedule: crate::db::providers::ScheduleColumns::read(&r, 7).schedule(),
+            rate_limit: r.get::<_, Option<i32>>("rate_limit_calls").zip(r.get::<_, Option<i32>>("rate_limit_window_ms")).map(
+                |(calls, ms)| {
+                    crate::domain::pace::RateLimit {
+                        calls: calls.max(1) as u32,
+                        per: std::time::Duration::from_millis(ms.max(1) as u64),
+                    }
+                    .to_string()
+                },
+            ),
+            currency: r.get("currency"),
         })
         .collect())
 }

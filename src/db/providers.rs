@@ -11,7 +11,7 @@ use std::time::Duration;
 
 const SELECT: &str = "SELECT p.id, p.enabled, p.name, p.kind, p.base_url, p.credentials, t.name,
                              p.schedule_first_check_ms, p.schedule_backoff_base_ms, p.schedule_backoff_max_ms,
-                             p.schedule_max_checks, p.schedule_give_up_after_ms
+                             p.schedule_max_checks, p.schedule_give_up_after_ms, p.rate_limit_calls, p.rate_limit_window_ms
                         FROM providers p JOIN tenants t ON t.id = p.tenant_id";
 
 /// The columns of a provider's own check schedule, in the order [`ScheduleColumns::read`] reads them.
@@ -78,7 +78,16 @@ fn config_from_row(r: &Row, http: HttpSettings) -> Result<ProviderConfig> {
             crate::secret::resolve(&stored).unwrap_or(stored)
         },
         http,
+        gate: crate::db::pace::gate(r.get(0), rate_limit(r)?),
     })
+}
+
+fn rate_limit(r: &Row) -> Result<Option<crate::domain::pace::RateLimit>> {
+    let calls: Option<i32> = r.try_get("rate_limit_calls")?;
+    let window_ms: Option<i32> = r.try_get("rate_limit_window_ms")?;
+    Ok(calls
+        .zip(window_ms)
+        .map(|(c, w)| crate::domain::pace::RateLimit { calls: c.max(1) as u32, per: Duration::from_millis(w.max(1) as u64) }))
 }
 
 /// The provider named `name` (in `tenant`, when given): (id, enabled, config). A name used by

@@ -578,6 +578,16 @@ pub fn metric_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Re
         needing_action,
         outcomes: crate::db::outcomes::totals(client, tenant)?,
         webhooks,
+        rate_limits: client
+            .query(
+                "SELECT t.name, p.name, p.rate_limit_calls * 1000.0 / p.rate_limit_window_ms FROM providers p
+                   JOIN tenants t ON t.id = p.tenant_id
+                  WHERE p.rate_limit_calls IS NOT NULL AND ($1::bigint IS NULL OR p.tenant_id = $1) ORDER BY 1, 2",
+                &[&tenant],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get::<_, rust_decimal::Decimal>(2).try_into().unwrap_or(0.0)))
+            .collect(),
         health: health_gauges(client, tenant)?,
     })
 }

@@ -285,6 +285,7 @@ fn update_orders(tx: &mut impl GenericClient, writes: &[Write]) -> std::result::
     let forced: Vec<Option<bool>> = all.iter().map(|t| t.operator_forced).collect();
     let reason: Vec<Option<&str>> = all.iter().map(|t| t.operator_reason.as_deref()).collect();
     let settlement: Vec<Option<&str>> = all.iter().map(|t| t.settlement.map(|s| s.as_str())).collect();
+    let cost: Vec<Option<rust_decimal::Decimal>> = all.iter().map(|t| t.cost).collect();
     // `o.id = ANY($1)` beside the join (here and in every batch statement): the batch's rows
     // are found through the primary key whatever the statistics say; a young or unanalysed
     // table otherwise gets a full scan and hash per batch.
@@ -315,15 +316,20 @@ fn update_orders(tx: &mut impl GenericClient, writes: &[Write]) -> std::result::
             operator_forced = coalesce(u.forced, o.operator_forced),
             operator_reason = coalesce(u.reason, o.operator_reason),
             settlement = coalesce(u.settlement, o.settlement),
+            -- The cost is in the currency of the provider that accepted (its setup's `currency`).
+            provider_cost = CASE WHEN u.cost IS NULL THEN o.provider_cost ELSE u.cost END,
+            provider_cost_currency = CASE WHEN u.cost IS NULL THEN o.provider_cost_currency
+                ELSE (SELECT pc.currency FROM providers pc WHERE pc.id = coalesce(u.provider, o.provider_id)) END,
             claimed_at = NULL,
             last_sync_at = now(),
             lease = o.lease + 1
            FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::text[],
                        $9::bigint[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[], $15::int[],
                        $16::int[], $17::int[], $18::text[], $19::text[], $20::text[], $21::bool[], $22::bool[], $23::bool[],
-                       $24::text[], $25::text[])
+                       $24::text[], $25::text[], $26::numeric[])
                 AS u(id, lease, status, external, att_op, att, reconciling, sched_op, sched_ms, lane, provider, ref_op, ref,
-                     ext_id, checks, no_news, attempts, message, pin, late_pin, sent, completed, forced, reason, settlement)
+                     ext_id, checks, no_news, attempts, message, pin, late_pin, sent, completed, forced, reason, settlement,
+                     cost)
           WHERE o.id = u.id AND o.id = ANY($1) AND (u.lease IS NULL OR o.lease = u.lease)
           RETURNING o.id, o.lease",
         &[
@@ -352,6 +358,7 @@ fn update_orders(tx: &mut impl GenericClient, writes: &[Write]) -> std::result::
             &forced,
             &reason,
             &settlement,
+            &cost,
         ],
     )?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())

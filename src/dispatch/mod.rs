@@ -54,8 +54,10 @@ impl LaneProvider {
             Ok(ReferenceStyle::Numeric) => "numeric",
             Ok(ReferenceStyle::Uuid) => "uuid",
             // Nothing is placed with an unusable adapter; the kind decides for form's sake.
-            Err(_) if self.kind == ProviderKind::Znet => "numeric",
-            Err(_) => "uuid",
+            Err(_) => match self.kind.reference_style() {
+                ReferenceStyle::Numeric => "numeric",
+                ReferenceStyle::Uuid => "uuid",
+            },
         }
     }
 

@@ -3,52 +3,11 @@
 //! `provider` produce these from HTTP replies; `lifecycle` decides what they do.
 
 use crate::domain::text;
+use rust_decimal::Decimal;
 use serde::Serialize;
-use std::fmt;
 
-/// The protocol a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    Znet,
-    Xstor,
-}
-
-impl ProviderKind {
-    pub fn parse(s: &str) -> std::result::Result<ProviderKind, String> {
-        match s {
-            "znet" => Ok(ProviderKind::Znet),
-            "xstor" => Ok(ProviderKind::Xstor),
-            _ => Err(format!("provider kind '{s}' is unknown; use znet or xstor")),
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Znet => "znet",
-            ProviderKind::Xstor => "xstor",
-        }
-    }
-    /// The credential fields this kind needs, all secret.
-    pub fn credential_fields(self) -> &'static [&'static str] {
-        match self {
-            ProviderKind::Znet => &["kod", "sifre"],
-            ProviderKind::Xstor => &["api_token"],
-        }
-    }
-    /// The mapping fields a package needs for this kind.
-    pub fn required_mapping_fields(self) -> &'static [&'static str] {
-        match self {
-            ProviderKind::Znet => &["oyun", "kupur"],
-            ProviderKind::Xstor => &["product_id"],
-        }
-    }
-}
-
-impl fmt::Display for ProviderKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The protocol a provider speaks: declared by the provider modules (`provider::kind`).
+pub use crate::provider::kind::ProviderKind;
 
 /// What a placement call means.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -56,7 +15,9 @@ impl fmt::Display for ProviderKind {
 pub enum PlacementOutcome {
     /// The provider owns the order now. Some providers already know its state (x-stor may
     /// answer `accept` with a PIN at once); `early` carries that.
-    Accepted { external_order_id: Option<String>, message: String, early: Option<CheckOutcome> },
+    /// `cost` is what the provider says it charged us for this order, in its own currency,
+    /// when its reply says so in a form we can read exactly (dealer data: never shown to tenants).
+    Accepted { external_order_id: Option<String>, message: String, early: Option<CheckOutcome>, cost: Option<Decimal> },
     /// The provider did not take the order and said so. The message starts with the provider's
     /// error code when it gave one (`8: Bağlantı hatası veya yetersiz bakiye`).
     Rejected { message: String },
@@ -73,7 +34,8 @@ impl PlacementOutcome {
     pub fn cleaned(self) -> PlacementOutcome {
         use text::{clean, clean_opt, MESSAGE_MAX, NAME_MAX};
         match self {
-            PlacementOutcome::Accepted { external_order_id, message, early } => PlacementOutcome::Accepted {
+            PlacementOutcome::Accepted { external_order_id, message, early, cost } => PlacementOutcome::Accepted {
+                cost,
                 external_order_id: clean_opt(external_order_id.as_deref(), NAME_MAX),
                 message: clean(&message, MESSAGE_MAX),
                 early: early.map(CheckOutcome::cleaned),

@@ -9,6 +9,7 @@ pub mod lifecycle;
 /// The state columns' types live with the lifecycle; this path stays for callers.
 pub use lifecycle::states as status;
 pub mod money;
+pub mod pace;
 pub mod provider_health;
 pub mod routing;
 pub mod setup;

@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn the_balance_comes_from_an_accepted_znet_reply() {
-        let a = |m: &str| PlacementOutcome::Accepted { external_order_id: None, message: m.into(), early: None };
+        let a = |m: &str| PlacementOutcome::Accepted { external_order_id: None, message: m.into(), early: None, cost: None };
         assert_eq!(balance_in_reply(&a("accepted: dealer cost 10.12, remaining balance 980.88")), Some(Decimal::new(98088, 2)));
         assert_eq!(balance_in_reply(&a("accepted as x-stor order 1, price 2")), None);
         assert_eq!(balance_in_reply(&PlacementOutcome::Rejected { message: "remaining balance 1".into() }), None);

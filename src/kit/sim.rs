@@ -54,6 +54,17 @@ impl SimProcess {
             .expect("the simulator answers /_sim/stats")
     }
 
+    /// When each protocol call arrived, in ms since the epoch (`/_sim/calls`).
+    pub fn call_times_ms(&self) -> Vec<u64> {
+        let v: Value = self
+            .agent
+            .get(&format!("{}/_sim/calls", self.base_url))
+            .call()
+            .and_then(|mut r| r.body_mut().read_json())
+            .expect("the simulator answers /_sim/calls");
+        v["call_times_ms"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default()
+    }
+
     /// Change settings at run time (a JSON object of simulator settings).
     pub fn configure(&self, settings: &Value) {
         self.agent.post(&format!("{}/_sim/config", self.base_url)).send_json(settings).expect("the simulator takes /_sim/config");

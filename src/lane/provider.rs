@@ -487,7 +487,7 @@ mod tests {
             id: 1,
             tenant: "t".into(),
             name: "p".into(),
-            kind: crate::provider::ProviderKind::Znet,
+            kind: crate::provider::ProviderKind::of(&crate::provider::znet::KIND),
             enabled: true,
             adapter: Err("not needed".into()),
             policy: Default::default(),

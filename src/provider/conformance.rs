@@ -4,6 +4,7 @@
 //! simulator plays no part here.
 
 use super::*;
+use rust_decimal::Decimal;
 
 fn rejected(o: &PlacementOutcome) -> &str {
     match o {
@@ -53,6 +54,9 @@ mod znet_documented {
         assert_eq!((items[0].id.as_str(), items[0].price.as_str()), ("100", "45.50"));
         assert_eq!(items[0].name, "PUBG Mobile 60 UC");
         assert!(items[0].detail.contains("UC60"));
+        // The mapping {"oyun": "100", "kupur": "UC60"} names this entry (its catalogue cost).
+        let k = &super::super::znet::KIND;
+        assert_eq!((k.mapping_key)(&serde_json::json!({"oyun": "100", "kupur": "UC60"})), Some((k.item_key)(&items[0])));
         // The table's form, with `aciklama`, `oyun_id` and `"error":null`.
         let items = parse_catalogue(
             200,
@@ -72,6 +76,19 @@ mod znet_documented {
             classify_placement(200, "OK|10.12|980.88"),
             PlacementOutcome::Accepted { early: None, external_order_id: None, .. }
         ));
+        // "OK|<dealer cost>|<remaining balance>": the cost is recorded exactly, and only as the
+        // documents show it (a decimal point, two places); anything else is no cost, never a guess.
+        for (body, cost) in [
+            ("OK|10.12|980.88", Some(Decimal::new(1012, 2))),
+            ("OK|10|980.88", Some(Decimal::new(1000, 2))),
+            ("OK|10,12|980,88", None),
+            ("OK|10.125|980.88", None),
+        ] {
+            match classify_placement(200, body) {
+                PlacementOutcome::Accepted { cost: c, .. } => assert_eq!(c, cost, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
         // "the vendor document says 3|Açıklama"
         assert_eq!(rejected(&classify_placement(200, "3|Açıklama")), "3: Açıklama");
         assert_eq!(rejected(&classify_placement(200, "3|Kupur Bilgisi Bulunamadı")), "3: Kupur Bilgisi Bulunamadı");
@@ -175,6 +192,8 @@ mod xstor_documented {
             );
             let items = parse_catalogue(200, &body).unwrap();
             assert_eq!((items[0].id.as_str(), items[0].price.as_str(), items[0].available), ("12345", "45.50", true));
+            let k = &super::super::xstor::KIND;
+            assert_eq!((k.mapping_key)(&serde_json::json!({"product_id": "12345"})), Some((k.item_key)(&items[0])));
         }
         // "Ids and prices may be strings or numbers."
         let items = parse_catalogue(200, r#"[{"id": 12345, "name": "n", "price": 45.5, "available": true}]"#).unwrap();
@@ -189,7 +208,9 @@ mod xstor_documented {
   "pin": "ABC123XYZ789", "replay_api": ["Order completed successfully"], "note": "..."}}"#,
         );
         match o {
-            PlacementOutcome::Accepted { external_order_id, early: Some(CheckOutcome::Approved { pin, .. }), .. } => {
+            PlacementOutcome::Accepted { external_order_id, early: Some(CheckOutcome::Approved { pin, .. }), cost, .. } => {
+                // "price": "45.50" is what the order cost us, exactly.
+                assert_eq!(cost, Some(Decimal::new(4550, 2)));
                 assert_eq!(external_order_id.as_deref(), Some("67890"));
                 assert_eq!(pin.as_deref(), Some("ABC123XYZ789"));
             }
@@ -206,6 +227,8 @@ mod xstor_documented {
                 matches!(&o, PlacementOutcome::Accepted { early: None, external_order_id: Some(id), .. } if id == "67890"),
                 "{o:?}"
             );
+            // "prices may be strings or numbers": 45.5 as a JSON number is 45.50 exactly.
+            assert!(matches!(&o, PlacementOutcome::Accepted { cost: Some(c), .. } if *c == Decimal::new(4550, 2)), "{o:?}");
         }
         // The documented error has no numeric code: still a definite rejection.
         let m = rejected(&classify_placement(200, r#"{"status": "ERROR", "message": "Insufficient balance", "error": "..."}"#))

@@ -71,6 +71,20 @@ impl std::fmt::Display for TransportError {
     }
 }
 
+/// What a call is for, so that a rate limit can serve placements first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallPurpose {
+    Placement,
+    /// Status checks, balance and catalogue calls.
+    Other,
+}
+
+/// Something that decides when a call may leave: a provider's shared rate limit
+/// (`db::pace`). Blocks until the call may go, or says why it may not.
+pub trait CallGate: Send + Sync {
+    fn wait_turn(&self, purpose: CallPurpose, give_up_after: Duration) -> Result<(), String>;
+}
+
 /// One provider's HTTP client. Cheap to share between threads (the agent pools connections).
 pub struct HttpClient {
     agent: ureq::Agent,
@@ -78,6 +92,8 @@ pub struct HttpClient {
     request_timeout: Duration,
     secrets: Vec<String>,
     provider: String,
+    /// Every call passes it first (the provider's rate limit), when there is one.
+    gate: Option<std::sync::Arc<dyn CallGate>>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -106,6 +122,7 @@ impl HttpClient {
             request_timeout: config.http.request_timeout,
             secrets: config.secrets(),
             provider: config.name.clone(),
+            gate: config.gate.clone(),
         }
     }
 
@@ -124,11 +141,34 @@ impl HttpClient {
         self.get_by(url, headers, None)
     }
 
+    /// GET as [`get`](Self::get), waiting first for the provider's rate limit as `purpose`.
+    pub fn get_for(&self, purpose: CallPurpose, url: &str, headers: &[(&str, &str)]) -> Result<HttpReply, TransportError> {
+        self.get_for_by(purpose, url, headers, None)
+    }
+
     /// As `get`, ending by `deadline` at the latest (when it is sooner than the request
     /// timeout): one provider call made of several requests (an x-stor batch check) stays
     /// within one request timeout as a whole, which is what the lease was sized for. A
     /// deadline already passed sends nothing and is a timeout.
     pub fn get_by(&self, url: &str, headers: &[(&str, &str)], deadline: Option<Instant>) -> Result<HttpReply, TransportError> {
+        self.get_for_by(CallPurpose::Other, url, headers, deadline)
+    }
+
+    /// The one GET every other goes through: the rate limit first (waiting at most until the
+    /// deadline or a request timeout), then the request.
+    fn get_for_by(
+        &self,
+        purpose: CallPurpose,
+        url: &str,
+        headers: &[(&str, &str)],
+        deadline: Option<Instant>,
+    ) -> Result<HttpReply, TransportError> {
+        // A deadline already passed takes no place in the rate limit either (checked below).
+        if let Some(gate) = self.gate.as_ref().filter(|_| deadline.is_none_or(|d| d > Instant::now())) {
+            let wait =
+                deadline.map_or(self.request_timeout, |d| d.saturating_duration_since(Instant::now()).min(self.request_timeout));
+            gate.wait_turn(purpose, wait).map_err(TransportError::Other)?;
+        }
         let started = Instant::now();
         let left = deadline.map(|d| d.saturating_duration_since(started));
         if left == Some(Duration::ZERO) {

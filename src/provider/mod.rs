@@ -10,6 +10,7 @@
 #[cfg(test)]
 mod conformance;
 pub mod http;
+pub mod kind;
 pub(crate) mod resolve;
 pub use crate::domain::text;
 pub mod xstor;
@@ -30,6 +31,8 @@ pub struct ProviderConfig {
     pub base_url: String,
     pub credentials: serde_json::Value,
     pub http: HttpSettings,
+    /// The provider's shared rate limit (`db::pace::gate`), when it has one.
+    pub gate: Option<std::sync::Arc<dyn http::CallGate>>,
 }
 
 impl fmt::Debug for ProviderConfig {
@@ -295,10 +298,7 @@ pub fn build(config: ProviderConfig) -> Result<Box<dyn Provider>> {
                 .with_hint(format!("set providers[].credentials.{field} in the setup file and apply it again")));
         }
     }
-    Ok(match config.kind {
-        ProviderKind::Znet => Box::new(znet::Znet::new(config)?),
-        ProviderKind::Xstor => Box::new(xstor::Xstor::new(config)?),
-    })
+    (config.kind.spec().build)(config)
 }
 
 /// Replace every secret in `text` with `***`. Applied to every provider text before it is
@@ -351,13 +351,16 @@ mod tests {
         let o = CheckOutcome::Approved { pin: Some(" \u{0} ".into()), message: "ok\u{1b}[2J".into() }.cleaned();
         assert_eq!(o, CheckOutcome::Approved { pin: None, message: "ok [2J".into() });
         let p = PlacementOutcome::Accepted {
+            cost: None,
             external_order_id: Some("67\u{0}890".into()),
             message: "a\nb".into(),
             early: Some(CheckOutcome::Waiting { message: "x".repeat(900) }),
         }
         .cleaned();
         match p {
-            PlacementOutcome::Accepted { external_order_id, message, early: Some(CheckOutcome::Waiting { message: w }) } => {
+            PlacementOutcome::Accepted {
+                external_order_id, message, early: Some(CheckOutcome::Waiting { message: w }), ..
+            } => {
                 assert_eq!(external_order_id.as_deref(), Some("67 890"));
                 assert_eq!(message, "a b");
                 assert_eq!(w.chars().count(), text::MESSAGE_MAX);

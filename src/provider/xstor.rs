@@ -190,15 +190,13 @@ fn classify_placement_raw(status: u16, body: &str) -> PlacementOutcome {
             known => Some(known),
         };
         let order_id = json_text(data.get("order_id")).map(|id| id.trim().to_string()).filter(|id| !id.is_empty());
-        let price = json_text(data.get("price"));
         let mut message = "accepted".to_string();
         if let Some(id) = &order_id {
             message.push_str(&format!(" as x-stor order {id}"));
         }
-        if let Some(p) = price {
-            message.push_str(&format!(", price {p}"));
-        }
-        return PlacementOutcome::Accepted { external_order_id: order_id, message, early };
+        // `price` as a string or a JSON number; a number is read from its text, never a float.
+        let cost = json_text(data.get("price")).as_deref().and_then(super::znet::exact_cost);
+        return PlacementOutcome::Accepted { external_order_id: order_id, message, early, cost };
     }
     if is_status(&v, "ERROR") {
         let (code, text) = describe_error(&v);
@@ -397,6 +395,19 @@ fn parse_catalogue_raw(status: u16, body: &str) -> std::result::Result<Vec<Catal
         .collect())
 }
 
+/// The x-stor kind, as `provider::kind` lists it.
+pub const KIND: super::kind::KindSpec = super::kind::KindSpec {
+    name: "xstor",
+    credential_fields: &["api_token"],
+    required_mapping_fields: &["product_id"],
+    reference_style: ReferenceStyle::Uuid,
+    auth_hint: "check credentials.api_token in the setup file; for 123 ask the provider to allow this machine's IP address",
+    base_url_hint: "set base_url to the API root (e.g. https://api.x-stor.net)",
+    mapping_key: |m| json_text(m.get("product_id")).map(|id| id.trim().to_string()),
+    item_key: |i| i.id.trim().to_string(),
+    build: |config| Ok(Box::new(Xstor::new(config)?)),
+};
+
 /// The x-stor adapter.
 pub struct Xstor {
     config: ProviderConfig,
@@ -460,6 +471,10 @@ impl Xstor {
 
     fn get_by(&self, path_and_query: &str, deadline: Option<Instant>) -> std::result::Result<HttpReply, TransportError> {
         self.http.get_by(&format!("{}/client/api/{path_and_query}", self.base), &[("api-token", self.token())], deadline)
+    }
+
+    fn get_for(&self, purpose: super::http::CallPurpose, path_and_query: &str) -> std::result::Result<HttpReply, TransportError> {
+        self.http.get_for(purpose, &format!("{}/client/api/{path_and_query}", self.base), &[("api-token", self.token())])
     }
 
     /// The `newOrder` path and query, or why this placement cannot be sent at all.
@@ -539,7 +554,7 @@ impl Provider for Xstor {
             Ok(p) => p,
             Err(message) => return PlacementOutcome::Rejected { message }.cleaned(),
         };
-        match self.get(&path) {
+        match self.get_for(super::http::CallPurpose::Placement, &path) {
             Ok(r) => classify_placement(r.status, &r.body),
             Err(e) => PlacementOutcome::Ambiguous { reason: format!("x-stor placement: {e}") }.cleaned(),
         }
@@ -629,7 +644,8 @@ mod tests {
             r#"{"status":"OK","data":{"order_id":77,"status":"wait","price":"1.10","replay_api":[],"note":""}}"#,
         );
         match o {
-            PlacementOutcome::Accepted { external_order_id, early, message } => {
+            PlacementOutcome::Accepted { external_order_id, early, message, cost } => {
+                assert_eq!(cost, Some(rust_decimal::Decimal::new(110, 2)));
                 assert_eq!(external_order_id.as_deref(), Some("77"));
                 assert_eq!(early, None);
                 assert!(message.contains("77"));
@@ -858,10 +874,11 @@ mod tests {
     fn config() -> ProviderConfig {
         ProviderConfig {
             name: "xstor-test".into(),
-            kind: ProviderKind::Xstor,
+            kind: ProviderKind::of(&super::xstor::KIND),
             base_url: "http://127.0.0.1:9/client/api/".into(),
             credentials: serde_json::json!({"api_token": "tok-very-secret"}),
             http: HttpSettings::default(),
+            gate: None,
         }
     }
 

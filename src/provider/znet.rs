@@ -138,12 +138,13 @@ fn classify_placement_raw(status: u16, body: &str) -> PlacementOutcome {
     };
     match fields.as_slice() {
         ["OK", cost, remaining, rest @ ..] if is_amount(cost) && is_amount(remaining) => {
+            // The balance is read back from this wording (`domain::provider_health::balance_in_reply`).
             let mut message = format!("accepted: dealer cost {}, remaining balance {}", cost.trim(), remaining.trim());
             let extra = rest.join("|");
             if !extra.trim().is_empty() {
                 message.push_str(&format!(" ({})", extra.trim()));
             }
-            PlacementOutcome::Accepted { external_order_id: None, message, early: None }
+            PlacementOutcome::Accepted { external_order_id: None, message, early: None, cost: exact_cost(cost) }
         }
         // `OK|8|Bu İşlem Daha Önce Gönderildi`: "OK" here only means the call went through.
         ["OK", code, rest @ ..] if is_code(code) && says_sent_before(&rest.join("|")) => {
@@ -310,6 +311,17 @@ pub(crate) fn json_text(v: Option<&serde_json::Value>) -> Option<String> {
     }
 }
 
+/// The dealer cost of a placement as an exact amount, or none when the field is not a plain
+/// decimal with at most two places: the documents show only `10.12`, so a comma (decimal mark or
+/// thousands separator?) or more places is not guessed at.
+pub(crate) fn exact_cost(field: &str) -> Option<rust_decimal::Decimal> {
+    let t = field.trim();
+    if t.starts_with('-') || t.starts_with('+') {
+        return None;
+    }
+    crate::domain::money::parse_amount(t, "cost").ok()
+}
+
 /// Parse a `pin_listesi.php` reply: `{"success":true,"result":[...],"error":null}`.
 pub fn parse_catalogue(status: u16, body: &str) -> std::result::Result<Vec<CatalogueItem>, ProviderError> {
     cleaned_catalogue(parse_catalogue_raw(status, body))
@@ -347,6 +359,22 @@ fn parse_catalogue_raw(status: u16, body: &str) -> std::result::Result<Vec<Catal
         })
         .collect())
 }
+
+/// The Znet kind, as `provider::kind` lists it.
+pub const KIND: super::kind::KindSpec = super::kind::KindSpec {
+    name: "znet",
+    credential_fields: &["kod", "sifre"],
+    required_mapping_fields: &["oyun", "kupur"],
+    reference_style: ReferenceStyle::Numeric,
+    auth_hint: "check kod and sifre in the setup file, ask the dealer to switch API access on for this dealer, \
+                and ask them to allow this machine's public IP address",
+    base_url_hint: "set base_url to the dealer site root (e.g. http://bayi.example.com); /servis is optional",
+    // A catalogue entry is a game (`oyun_bilgi_id`, the mapping's `oyun`) in one denomination (`kupur`).
+    mapping_key: |m| Some(format!("{}/{}", json_text(m.get("oyun"))?.trim(), json_text(m.get("kupur"))?.trim())),
+    // The catalogue's `detail` is "kupur <kupur>" (`parse_catalogue`).
+    item_key: |i| format!("{}/{}", i.id.trim(), i.detail.trim().trim_start_matches("kupur").trim()),
+    build: |config| Ok(Box::new(Znet::new(config)?)),
+};
 
 /// The Znet adapter.
 pub struct Znet {
@@ -455,7 +483,7 @@ impl Provider for Znet {
             Err(message) => return PlacementOutcome::Rejected { message }.cleaned(),
         };
         // Bodies come back scrubbed of secrets from the HTTP client.
-        match self.http.get(&url, &[]) {
+        match self.http.get_for(super::http::CallPurpose::Placement, &url, &[]) {
             Ok(r) => classify_placement(r.status, &r.body),
             Err(e) => PlacementOutcome::Ambiguous { reason: format!("Znet placement: {e}") }.cleaned(),
         }
@@ -515,7 +543,8 @@ mod tests {
     fn placement_ok_with_two_amounts_is_accepted() {
         let o = classify_placement(200, "OK|10.12|980.88");
         assert!(accepted(&o), "{o:?}");
-        if let PlacementOutcome::Accepted { message, early, external_order_id } = o {
+        if let PlacementOutcome::Accepted { message, early, external_order_id, cost } = o {
+            assert_eq!(cost, Some(rust_decimal::Decimal::new(1012, 2)));
             assert!(message.contains("10.12") && message.contains("980.88"));
             assert_eq!(early, None);
             assert_eq!(external_order_id, None);
@@ -726,12 +755,13 @@ mod tests {
     fn config(kod: &str, sifre: &str) -> ProviderConfig {
         ProviderConfig {
             name: "znet-test".into(),
-            kind: ProviderKind::Znet,
+            kind: ProviderKind::of(&super::znet::KIND),
             // Nothing listens on port 9: a placement that got as far as the network would be
             // ambiguous, not rejected.
             base_url: "http://127.0.0.1:9".into(),
             credentials: serde_json::json!({"kod": kod, "sifre": sifre}),
             http: HttpSettings::default(),
+            gate: None,
         }
     }
 

@@ -52,7 +52,7 @@
 //!   with a NUL byte or ANSI escapes to test what an adapter lets through.
 //! - **Everything else** (`/`, unknown paths) is an HTML web page with status 200, like a dealer
 //!   site's front page, so an adapter pointed at the wrong base URL sees HTML.
-//! - **Control:** `GET /_sim/stats`, `GET`/`POST /_sim/config` (a JSON object of the settings
+//! - **Control:** `GET /_sim/stats`, `GET /_sim/calls` (when each protocol call arrived), `GET`/`POST /_sim/config` (a JSON object of the settings
 //!   above; durations as "300ms" or milliseconds), `POST /_sim/reset`.
 //! - **Speed.** Worker threads take requests from the connections (see `http`); the order map
 //!   lock is held only for the map operation, never while sleeping for latency or a hang.
@@ -547,6 +547,7 @@ fn control(shared: &Shared, req: &http::Request, path: &str) -> Reply {
     let post = req.method == "POST";
     match (path, post) {
         ("/_sim/stats", false) => Reply::json(200, &shared.store.stats()),
+        ("/_sim/calls", false) => Reply::json(200, &shared.store.counters.calls()),
         ("/_sim/reset", true) => {
             shared.store.reset();
             Reply::json(200, &json!({"reset": true}))
@@ -595,6 +596,7 @@ fn handle(shared: &Shared, rng: &mut Rng, req: http::Request) {
     } else if let Some(call) = Call::route(path) {
         let token = req.header("api-token").map(str::to_string);
         let counters = &shared.store.counters;
+        counters.record_call();
         let now = counters.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         counters.peak_in_flight.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
         let reply = protocol(shared, rng, call, query, token.as_deref());

@@ -99,6 +99,19 @@ pub struct Counters {
     /// test reads to prove a limit on calls in flight held across every client.
     pub in_flight: AtomicU64,
     pub peak_in_flight: AtomicU64,
+    /// When each protocol call arrived (ms since the epoch): what a test reads to measure a rate
+    /// limit at the provider (`GET /_sim/calls`).
+    pub call_times_ms: Mutex<Vec<u64>>,
+}
+
+impl Counters {
+    pub fn record_call(&self) {
+        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        self.call_times_ms.lock().unwrap_or_else(|p| p.into_inner()).push(ms);
+    }
+    pub fn calls(&self) -> Value {
+        json!({"call_times_ms": *self.call_times_ms.lock().unwrap_or_else(|p| p.into_inner())})
+    }
 }
 
 fn bump(c: &AtomicU64) {
@@ -270,6 +283,7 @@ impl Store {
 
     pub fn reset(&self) {
         *self.lock() = Orders::default();
+        self.counters.call_times_ms.lock().unwrap_or_else(|p| p.into_inner()).clear();
         for c in [
             &self.counters.placement_calls,
             &self.counters.status_calls,
@@ -308,6 +322,7 @@ impl Store {
                     "pin": o.fate.pin,
                     "status_calls": o.status_calls,
                     "placed_at_ms": o.placed_at_ms,
+                    "price": money(o.price_cents),
                 })
             })
             .collect();

@@ -15,6 +15,7 @@ mod lanes;
 mod lifecycle;
 mod metrics;
 mod migrate;
+mod money_and_pace;
 mod monitor;
 mod operator;
 mod orders;

@@ -104,6 +104,9 @@ fn stats_watch_is_refused_without_a_terminal_or_with_json() {
 fn doctor_is_quiet_on_a_healthy_database_and_names_every_problem_with_a_fix() {
     let sim = Sim::start(&[]);
     let db = setup(&sim);
+    // Healthy includes selling above the provider's cost: the simulator's Znet lists the mapped
+    // denomination at 10.12 (doctor --providers reads the catalogue and would warn).
+    db.client().execute("UPDATE packages SET price = 20.00 WHERE name = 'pubg-60'", &[]).unwrap();
     let healthy = db.cmd().args(["--output", "json", "doctor", "--providers"]).run();
     let report = healthy.json();
     assert!(problems(&report).is_empty(), "{report:#}");

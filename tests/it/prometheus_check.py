@@ -35,7 +35,8 @@ def rules(path):
 def dashboard(path):
     with open(path, encoding="utf-8") as f:
         doc = json.load(f)
-    return {"exprs": [t["expr"] for p in doc["panels"] for t in p.get("targets", [])]}
+    # Panels on other data sources (the operator's Postgres: margin) have SQL, not exprs.
+    return {"exprs": [t["expr"] for p in doc["panels"] for t in p.get("targets", []) if "expr" in t]}
 
 
 if __name__ == "__main__":

@@ -39,10 +39,11 @@ fn http(request_timeout: Duration) -> HttpSettings {
 fn znet_at(base: &str, sifre: &str) -> Box<dyn Provider> {
     provider::build(ProviderConfig {
         name: "znet-main".into(),
-        kind: ProviderKind::Znet,
+        kind: ProviderKind::of(&orderctl::provider::znet::KIND),
         base_url: base.to_string(),
         credentials: json!({"kod": "bayi1", "sifre": sifre}),
         http: http(Duration::from_millis(300)),
+        gate: None,
     })
     .unwrap()
 }
@@ -50,10 +51,11 @@ fn znet_at(base: &str, sifre: &str) -> Box<dyn Provider> {
 fn xstor_at(base: &str, token: &str) -> Box<dyn Provider> {
     provider::build(ProviderConfig {
         name: "xstor".into(),
-        kind: ProviderKind::Xstor,
+        kind: ProviderKind::of(&orderctl::provider::xstor::KIND),
         base_url: base.to_string(),
         credentials: json!({"api_token": token}),
         http: http(Duration::from_millis(300)),
+        gate: None,
     })
     .unwrap()
 }

@@ -438,6 +438,7 @@ fn listings_show_tables_and_json_scoped_to_the_tenant() {
         providers,
         json!([{"tenant": "zeta", "name": "zeta-znet", "kind": "znet", "base_url": SIM,
         "enabled": true, "retired": false, "max_in_flight": 16, "credential_fields": ["kod", "sifre"], "credentials": "plain values",
+        "rate_limit": null, "currency": null,
         "schedule": {
             "first_check": {"value": "1m", "ms": 60000, "source": "default"},
             "backoff_base": {"value": "30s", "ms": 30000, "source": "default"},

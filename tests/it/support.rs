@@ -285,6 +285,10 @@ impl Sim {
     pub fn stats(&self) -> serde_json::Value {
         self.process.stats()
     }
+    /// When each protocol call arrived at the simulator (ms since the epoch).
+    pub fn call_times_ms(&self) -> Vec<u64> {
+        self.process.call_times_ms()
+    }
     /// Change fault settings at run time (JSON object of simulator settings).
     pub fn configure(&self, settings: serde_json::Value) {
         self.process.configure(&settings);

@@ -77,7 +77,7 @@ fn providers(client: &mut impl GenericClient, tenant_id: i64, t: &mut StoredTena
     let rows = client.query(
         &format!(
             "SELECT name, kind, base_url, credentials, enabled, max_in_flight, reconcile_for_ms, retired_at IS NOT NULL,
-                    {SCHEDULE_COLUMNS}, health_settings
+                    {SCHEDULE_COLUMNS}, health_settings, currency, rate_limit_calls, rate_limit_window_ms
                FROM providers WHERE tenant_id = $1 ORDER BY id"
         ),
         &[&tenant_id],
@@ -98,9 +98,15 @@ fn providers(client: &mut impl GenericClient, tenant_id: i64, t: &mut StoredTena
             reconcile_for: Duration::from_millis(r.get::<_, i64>(6).max(0) as u64),
             schedule: ScheduleColumns::read(&r, 8).schedule(),
             health: crate::domain::provider_health::HealthSettings::from_json(&r.get("health_settings")),
+            currency: r.try_get("currency")?,
+            rate_limit: stored_rate_limit(r.try_get("rate_limit_calls")?, r.try_get("rate_limit_window_ms")?),
         });
     }
     Ok(())
+}
+
+fn stored_rate_limit(calls: Option<i32>, window_ms: Option<i32>) -> Option<crate::domain::pace::RateLimit> {
+    Some(crate::domain::pace::RateLimit { calls: calls?.max(1) as u32, per: Duration::from_millis(window_ms?.max(1) as u64) })
 }
 
 fn code_groups(

@@ -26,6 +26,7 @@ pub(super) fn write(tx: &mut Transaction, setup: &Setup) -> Result<ApplySummary>
         for p in &t.providers {
             let change = write_provider(tx, tenant_id, p)?;
             let change = write_reconcile_for(tx, tenant_id, p, change)?;
+            let change = write_currency_and_rate_limit(tx, tenant_id, p, change)?;
             let change = write_health_settings(tx, tenant_id, p, change)?;
             s.providers.record(change, named(&p.name));
         }
@@ -147,6 +148,22 @@ fn post_ledger(tx: &mut Transaction, tenant_id: i64, user_id: i64, kind: &str, a
         &[&tenant_id, &user_id, &kind, &amount, &note],
     )?;
     Ok(())
+}
+
+/// A provider's currency and rate limit, written beside its other fields like its reconcile window.
+fn write_currency_and_rate_limit(tx: &mut Transaction, tenant_id: i64, p: &ProviderSetup, change: Change) -> Result<Change> {
+    let calls = p.rate_limit.map(|r| r.calls as i32);
+    let window_ms = p.rate_limit.map(|r| r.per.as_millis() as i32);
+    let n = tx.execute(
+        "UPDATE providers SET currency = $3, rate_limit_calls = $4, rate_limit_window_ms = $5
+          WHERE tenant_id = $1 AND name = $2
+            AND (currency, rate_limit_calls, rate_limit_window_ms) IS DISTINCT FROM ($3, $4, $5)",
+        &[&tenant_id, &p.name, &p.currency, &calls, &window_ms],
+    )?;
+    Ok(match change {
+        Change::Unchanged if n > 0 => Change::Updated,
+        other => other,
+    })
 }
 
 /// A provider's reconcile window, written beside its other fields: an unchanged provider whose

@@ -327,6 +327,8 @@ pub struct Transition {
     /// An operator's reject reason, kept so that repeating the command can be told from another one.
     pub operator_reason: Option<String>,
     pub settlement: Option<Settlement>,
+    /// The provider's cost of an accepted placement, in the provider's currency (dealer data).
+    pub cost: Option<rust_decimal::Decimal>,
     /// The order was forwarded to this (upstream) order, created in the same transaction.
     pub forwarded_to: Option<uuid::Uuid>,
     /// The outcome of the placement row of the order's current provider and reference (as they

@@ -266,8 +266,11 @@ fn reconciliation_reads_not_found_as_absent_only_after_a_late_arrival_is_implaus
 fn a_re_placement_restarts_the_schedule_and_extra_checks_never_pass_the_budget() {
     let p = BackoffPolicy { max_checks: 3, ..policy() };
     let f = Facts { checks: 2, no_news: 5, ..placing(2) };
-    let t =
-        placed(&f, &PlacementOutcome::Accepted { external_order_id: None, message: String::new(), early: None }, &pctx(&p, None));
+    let t = placed(
+        &f,
+        &PlacementOutcome::Accepted { external_order_id: None, message: String::new(), early: None, cost: None },
+        &pctx(&p, None),
+    );
     assert_eq!((t.checks, t.no_news, t.schedule), (Some(0), Some(0), Schedule::In(p.first_check)));
     // A safety sweep's check of an order whose checks are used up does not count past the budget.
     let f = Facts { checks: 3, ..with_provider() };
@@ -809,7 +812,12 @@ mod model {
                         }
                         Placement::Accept => {
                             self.take(provider, &reference, self.now);
-                            PlacementOutcome::Accepted { external_order_id: None, message: String::new(), early: None }
+                            PlacementOutcome::Accepted {
+                                external_order_id: None,
+                                message: String::new(),
+                                early: None,
+                                cost: None,
+                            }
                         }
                         Placement::AcceptFinishedAtOnce => {
                             self.held.insert(
@@ -818,6 +826,7 @@ mod model {
                             );
                             PlacementOutcome::Accepted {
                                 external_order_id: None,
+                                cost: None,
                                 message: String::new(),
                                 early: Some(CheckOutcome::Approved {
                                     pin: Some(format!("PIN-{reference}")),

@@ -118,7 +118,19 @@ pub fn user(u: &UserSetup) -> Vec<Field> {
 }
 
 pub fn provider(p: &ProviderSetup) -> Vec<Field> {
-    let ProviderSetup { name: _, kind, base_url, credentials, enabled, max_in_flight, schedule, reconcile_for, health } = p;
+    let ProviderSetup {
+        name: _,
+        kind,
+        base_url,
+        credentials,
+        enabled,
+        max_in_flight,
+        schedule,
+        reconcile_for,
+        health,
+        currency,
+        rate_limit,
+    } = p;
     let mut out = vec![field(&["kind"], kind.as_str()), field(&["base_url"], base_url.clone())];
     if let Value::Object(m) = credentials {
         for (name, v) in m {
@@ -140,6 +152,8 @@ pub fn provider(p: &ProviderSetup) -> Vec<Field> {
         field(&["breaker", "failures"], health.breaker_failures),
         field(&["breaker", "cool_down"], duration(Some(health.breaker_cool_down))),
         field(&["probe_every"], duration(Some(health.probe_every))),
+        field(&["currency"], currency.clone().map_or(Value::Null, Value::from)),
+        field(&["rate_limit"], rate_limit.map_or(Value::Null, |r| Value::from(r.to_string()))),
     ]);
     out
 }

@@ -97,6 +97,10 @@ pub struct ProviderSetup {
     /// How long after a placement of unknown outcome this provider may still record it
     /// (`reconcile_for`; [`DEFAULT_RECONCILE_FOR`] when the file says nothing).
     pub reconcile_for: Duration,
+    /// The currency the provider charges in (`currency`), when the file names one.
+    pub currency: Option<String>,
+    /// Most calls to this provider from every process together (`rate_limit`), when limited.
+    pub rate_limit: Option<crate::domain::pace::RateLimit>,
     /// `low_balance`, `hold_for`, `breaker` and `probe_every` (defaults where the file says nothing).
     pub health: crate::domain::provider_health::HealthSettings,
 }
@@ -117,6 +121,8 @@ impl fmt::Debug for ProviderSetup {
             .field("max_in_flight", &self.max_in_flight)
             .field("schedule", &self.schedule)
             .field("reconcile_for", &self.reconcile_for)
+            .field("currency", &self.currency)
+            .field("rate_limit", &self.rate_limit)
             .field("health", &self.health)
             .finish()
     }
@@ -254,6 +260,9 @@ struct ProviderDoc {
     #[serde(default)]
     reconcile_for: Option<Value>,
     #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    rate_limit: Option<String>,
     low_balance: Option<Value>,
     #[serde(default)]
     hold_for: Option<Value>,
@@ -379,6 +388,8 @@ impl Element for ProviderDoc {
         "max_in_flight",
         "schedule",
         "reconcile_for",
+        "currency",
+        "rate_limit",
         "low_balance",
         "hold_for",
         "breaker",
@@ -953,6 +964,14 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
         Some(v) => validate_schedule(v, &at.field("schedule"), problems).unwrap_or_default(),
     };
     let reconcile_for = validate_reconcile_for(p.reconcile_for.as_ref(), &at.field("reconcile_for"), problems);
+    let currency = p
+        .currency
+        .as_deref()
+        .and_then(|c| crate::domain::pace::parse_currency(c).map_err(|m| problems.add(&at.field("currency"), m)).ok());
+    let rate_limit = p
+        .rate_limit
+        .as_deref()
+        .and_then(|r| crate::domain::pace::RateLimit::parse(r).map_err(|m| problems.add(&at.field("rate_limit"), m)).ok());
     let health = validate_health(&p, &at, problems);
     (problems.0.len() == before).then(|| ProviderSetup {
         name,
@@ -963,6 +982,8 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
         max_in_flight,
         schedule,
         reconcile_for,
+        currency,
+        rate_limit,
         health,
     })
 }
@@ -1533,7 +1554,11 @@ mod tests {
              "mappings": {"old": {"oyun": "1", "kupur": "2"}}}]}]});
         assert!(validate(&doc.to_string(), &Existing::default()).is_err());
         let mut existing = Existing::default();
-        existing.providers.entry("alsham".into()).or_default().insert("old".into(), ProviderKind::Znet);
+        existing
+            .providers
+            .entry("alsham".into())
+            .or_default()
+            .insert("old".into(), ProviderKind::of(&crate::provider::znet::KIND));
         assert!(validate(&doc.to_string(), &existing).is_ok());
     }
 

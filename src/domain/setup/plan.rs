@@ -444,7 +444,7 @@ mod tests {
             .providers
             .entry("alsham".into())
             .or_default()
-            .insert("znet-badpass".into(), crate::domain::answers::ProviderKind::Znet);
+            .insert("znet-badpass".into(), crate::provider::ProviderKind::of(&crate::provider::znet::KIND));
         file["tenants"][0]["providers"].as_array_mut().unwrap().pop();
         let file = validate(&file.to_string(), &existing).expect("valid: the database has the provider");
         let stored = stored_from(stored, &[]);
