@@ -114,8 +114,9 @@ pub fn summary(o: &PlacementOutcome) -> String {
 /// our credentials is masked before it is stored or logged.
 fn scrub_placement(o: PlacementOutcome, secrets: &[String]) -> PlacementOutcome {
     match o {
-        PlacementOutcome::Accepted { external_order_id, message, early, cost } => PlacementOutcome::Accepted {
+        PlacementOutcome::Accepted { external_order_id, message, early, cost, balance } => PlacementOutcome::Accepted {
             cost,
+            balance,
             external_order_id,
             message: scrub(&message, secrets),
             early: early.map(|e| scrub_check(e, secrets)),

@@ -16,8 +16,16 @@ pub enum PlacementOutcome {
     /// The provider owns the order now. Some providers already know its state (x-stor may
     /// answer `accept` with a PIN at once); `early` carries that.
     /// `cost` is what the provider says it charged us for this order, in its own currency,
-    /// when its reply says so in a form we can read exactly (dealer data: never shown to tenants).
-    Accepted { external_order_id: Option<String>, message: String, early: Option<CheckOutcome>, cost: Option<Decimal> },
+    /// when its reply says so in a form we can read exactly; `balance` is the dealer balance the
+    /// reply carried (Znet `OK|cost|balance`). Both are dealer data: never in `message`, which
+    /// reaches the order's history, never shown to tenants.
+    Accepted {
+        external_order_id: Option<String>,
+        message: String,
+        early: Option<CheckOutcome>,
+        cost: Option<Decimal>,
+        balance: Option<Decimal>,
+    },
     /// The provider did not take the order and said so. The message starts with the provider's
     /// error code when it gave one (`8: Bağlantı hatası veya yetersiz bakiye`).
     Rejected { message: String },
@@ -34,8 +42,9 @@ impl PlacementOutcome {
     pub fn cleaned(self) -> PlacementOutcome {
         use text::{clean, clean_opt, MESSAGE_MAX, NAME_MAX};
         match self {
-            PlacementOutcome::Accepted { external_order_id, message, early, cost } => PlacementOutcome::Accepted {
+            PlacementOutcome::Accepted { external_order_id, message, early, cost, balance } => PlacementOutcome::Accepted {
                 cost,
+                balance,
                 external_order_id: clean_opt(external_order_id.as_deref(), NAME_MAX),
                 message: clean(&message, MESSAGE_MAX),
                 early: early.map(CheckOutcome::cleaned),

@@ -159,13 +159,12 @@ pub fn provider_cause(message: &str) -> Option<(UnavailableCause, Scope)> {
     None
 }
 
-/// The dealer balance a placement reply carried (Znet `OK|cost|balance`, which the adapter
-/// words as "remaining balance N").
+/// The dealer balance a placement reply carried (Znet `OK|cost|balance`).
 pub fn balance_in_reply(outcome: &PlacementOutcome) -> Option<Decimal> {
-    let PlacementOutcome::Accepted { message, .. } = outcome else { return None };
-    let rest = message.split("remaining balance ").nth(1)?;
-    let amount: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == '-').collect();
-    Decimal::from_str(amount.trim_end_matches('.')).ok()
+    match outcome {
+        PlacementOutcome::Accepted { balance, .. } => *balance,
+        _ => None,
+    }
 }
 
 /// A placement reply that counts against the breaker: no usable answer (transport failure,
@@ -300,9 +299,16 @@ mod tests {
 
     #[test]
     fn the_balance_comes_from_an_accepted_znet_reply() {
-        let a = |m: &str| PlacementOutcome::Accepted { external_order_id: None, message: m.into(), early: None, cost: None };
-        assert_eq!(balance_in_reply(&a("accepted: dealer cost 10.12, remaining balance 980.88")), Some(Decimal::new(98088, 2)));
-        assert_eq!(balance_in_reply(&a("accepted as x-stor order 1, price 2")), None);
+        let znet = crate::provider::znet::classify_placement(200, "OK|10.12|980.88");
+        assert_eq!(balance_in_reply(&znet), Some(Decimal::new(98088, 2)));
+        let xstor = PlacementOutcome::Accepted {
+            external_order_id: Some("1".into()),
+            message: "accepted as x-stor order 1".into(),
+            early: None,
+            cost: Some(Decimal::new(2, 0)),
+            balance: None,
+        };
+        assert_eq!(balance_in_reply(&xstor), None);
         assert_eq!(balance_in_reply(&PlacementOutcome::Rejected { message: "remaining balance 1".into() }), None);
     }
 

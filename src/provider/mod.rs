@@ -352,6 +352,7 @@ mod tests {
         assert_eq!(o, CheckOutcome::Approved { pin: None, message: "ok [2J".into() });
         let p = PlacementOutcome::Accepted {
             cost: None,
+            balance: None,
             external_order_id: Some("67\u{0}890".into()),
             message: "a\nb".into(),
             early: Some(CheckOutcome::Waiting { message: "x".repeat(900) }),

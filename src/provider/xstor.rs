@@ -196,7 +196,7 @@ fn classify_placement_raw(status: u16, body: &str) -> PlacementOutcome {
         }
         // `price` as a string or a JSON number; a number is read from its text, never a float.
         let cost = json_text(data.get("price")).as_deref().and_then(super::znet::exact_cost);
-        return PlacementOutcome::Accepted { external_order_id: order_id, message, early, cost };
+        return PlacementOutcome::Accepted { external_order_id: order_id, message, early, cost, balance: None };
     }
     if is_status(&v, "ERROR") {
         let (code, text) = describe_error(&v);
@@ -644,7 +644,7 @@ mod tests {
             r#"{"status":"OK","data":{"order_id":77,"status":"wait","price":"1.10","replay_api":[],"note":""}}"#,
         );
         match o {
-            PlacementOutcome::Accepted { external_order_id, early, message, cost } => {
+            PlacementOutcome::Accepted { external_order_id, early, message, cost, .. } => {
                 assert_eq!(cost, Some(rust_decimal::Decimal::new(110, 2)));
                 assert_eq!(external_order_id.as_deref(), Some("77"));
                 assert_eq!(early, None);

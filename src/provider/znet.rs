@@ -138,13 +138,15 @@ fn classify_placement_raw(status: u16, body: &str) -> PlacementOutcome {
     };
     match fields.as_slice() {
         ["OK", cost, remaining, rest @ ..] if is_amount(cost) && is_amount(remaining) => {
-            // The balance is read back from this wording (`domain::provider_health::balance_in_reply`).
-            let mut message = format!("accepted: dealer cost {}, remaining balance {}", cost.trim(), remaining.trim());
+            // Cost and balance are dealer data: fields of their own, never in the message (it
+            // reaches the order's history, which a tenant reads).
+            let mut message = "accepted".to_string();
             let extra = rest.join("|");
             if !extra.trim().is_empty() {
                 message.push_str(&format!(" ({})", extra.trim()));
             }
-            PlacementOutcome::Accepted { external_order_id: None, message, early: None, cost: exact_cost(cost) }
+            let balance = rust_decimal::Decimal::from_str_exact(remaining.trim()).ok();
+            PlacementOutcome::Accepted { external_order_id: None, message, early: None, cost: exact_cost(cost), balance }
         }
         // `OK|8|Bu İşlem Daha Önce Gönderildi`: "OK" here only means the call went through.
         ["OK", code, rest @ ..] if is_code(code) && says_sent_before(&rest.join("|")) => {
@@ -543,9 +545,10 @@ mod tests {
     fn placement_ok_with_two_amounts_is_accepted() {
         let o = classify_placement(200, "OK|10.12|980.88");
         assert!(accepted(&o), "{o:?}");
-        if let PlacementOutcome::Accepted { message, early, external_order_id, cost } = o {
+        if let PlacementOutcome::Accepted { message, early, external_order_id, cost, balance } = o {
             assert_eq!(cost, Some(rust_decimal::Decimal::new(1012, 2)));
-            assert!(message.contains("10.12") && message.contains("980.88"));
+            assert_eq!(balance, Some(rust_decimal::Decimal::new(98088, 2)));
+            assert!(!message.contains("10.12") && !message.contains("980.88"), "dealer data stays out of the message: {message}");
             assert_eq!(early, None);
             assert_eq!(external_order_id, None);
         }

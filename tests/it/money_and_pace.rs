@@ -119,11 +119,14 @@ fn cost_is_dealer_data_and_never_reaches_tenant_facing_output() {
     let bodies: Vec<String> =
         db.client().query("SELECT body FROM webhook_deliveries", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(bodies.len(), 1, "the approval is notified");
-    // No cost field anywhere a tenant looks. (The Znet acceptance message in the order's history
-    // still names the dealer cost and balance: `domain::provider_health` reads the balance from it.)
+    // No cost or balance anywhere a tenant looks: not as a field, not in the provider's message.
+    let balance: String =
+        db.client().query_one("SELECT balance::text FROM provider_health WHERE balance IS NOT NULL", &[]).unwrap().get(0);
     for shown in [&list, &inspect, &bodies[0]] {
         assert!(!shown.contains("provider_cost"), "dealer cost field shown: {shown}");
+        assert!(!shown.contains(&balance), "dealer balance {balance} shown: {shown}");
     }
+    assert!(!inspect.contains(&cost), "dealer cost {cost} in inspect: {inspect}");
     assert!(!list.contains(&cost) && !bodies[0].contains(&cost), "dealer cost {cost} in a listing or webhook");
 }
 

@@ -129,7 +129,7 @@ pub fn placed(f: &Facts, outcome: &PlacementOutcome, ctx: &PlacementContext) -> 
 fn placed_as_said(f: &Facts, outcome: &PlacementOutcome, ctx: &PlacementContext) -> Transition {
     let reference = f.reference.as_deref().unwrap_or("?");
     match outcome {
-        PlacementOutcome::Accepted { external_order_id, message, early, cost } => {
+        PlacementOutcome::Accepted { external_order_id, message, early, cost, .. } => {
             let accepted = Transition {
                 placement: Some(PlacementWord::Accepted),
                 cost: *cost,

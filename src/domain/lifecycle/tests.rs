@@ -268,7 +268,7 @@ fn a_re_placement_restarts_the_schedule_and_extra_checks_never_pass_the_budget()
     let f = Facts { checks: 2, no_news: 5, ..placing(2) };
     let t = placed(
         &f,
-        &PlacementOutcome::Accepted { external_order_id: None, message: String::new(), early: None, cost: None },
+        &PlacementOutcome::Accepted { external_order_id: None, message: String::new(), early: None, cost: None, balance: None },
         &pctx(&p, None),
     );
     assert_eq!((t.checks, t.no_news, t.schedule), (Some(0), Some(0), Schedule::In(p.first_check)));
@@ -817,6 +817,7 @@ mod model {
                                 message: String::new(),
                                 early: None,
                                 cost: None,
+                                balance: None,
                             }
                         }
                         Placement::AcceptFinishedAtOnce => {
@@ -827,6 +828,7 @@ mod model {
                             PlacementOutcome::Accepted {
                                 external_order_id: None,
                                 cost: None,
+                                balance: None,
                                 message: String::new(),
                                 early: Some(CheckOutcome::Approved {
                                     pin: Some(format!("PIN-{reference}")),
