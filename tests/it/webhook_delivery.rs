@@ -82,17 +82,33 @@ fn sweep(db: &TestDb, extra: &[&str]) {
     db.cmd().args(["sweep", "--webhook-retry-first", "50ms", "--webhook-retry-max", "100ms"]).args(extra).run().ok();
 }
 
-#[test]
-fn every_body_verifies_with_standardwebhooks_also_across_a_secret_rotation() {
+/// A tenant with one webhook signed by [`FIRST_SECRET`] and `n` manual (jawaker) orders.
+struct Rotation {
+    _sim: Sim,
+    receiver: Receiver,
+    db: TestDb,
+    setup: Value,
+    orders: Vec<String>,
+}
+
+const FIRST_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn rotation(n: i64) -> Rotation {
     let sim = Sim::start(&[]);
     let receiver = Receiver::start(|_, _| (200, Duration::ZERO));
     let db = TestDb::new();
-    let first = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let mut setup = setup_with_webhook(&sim, &receiver.url, None);
-    setup["tenants"][0]["webhooks"][0]["secret"] = json!(first);
+    setup["tenants"][0]["webhooks"][0]["secret"] = json!(FIRST_SECRET);
     db.apply(&setup);
-    insert_orders(&db, "jawaker", 4);
+    insert_orders(&db, "jawaker", n);
     let orders = numbers(&db, "alsham", "jawaker");
+    Rotation { _sim: sim, receiver, db, setup, orders }
+}
+
+#[test]
+fn every_body_verifies_with_standardwebhooks_also_across_a_secret_rotation() {
+    let Rotation { _sim, receiver, db, mut setup, orders } = rotation(4);
+    let first = FIRST_SECRET;
     db.cmd().args(["approve", &orders[0], "--pin", "P-0"]).run().ok();
     sweep(&db, &[]);
     // Rotation: the new secret from standard input; the old one signs too for the overlap.
@@ -137,15 +153,8 @@ fn every_body_verifies_with_standardwebhooks_also_across_a_secret_rotation() {
 
 #[test]
 fn a_rotated_secret_can_be_a_file_or_variable_reference_and_the_database_holds_only_the_reference() {
-    let sim = Sim::start(&[]);
-    let receiver = Receiver::start(|_, _| (200, Duration::ZERO));
-    let db = TestDb::new();
-    let first = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let mut setup = setup_with_webhook(&sim, &receiver.url, None);
-    setup["tenants"][0]["webhooks"][0]["secret"] = json!(first);
-    db.apply(&setup);
-    insert_orders(&db, "jawaker", 1);
-    let orders = numbers(&db, "alsham", "jawaker");
+    let Rotation { _sim, receiver, db, setup: _, orders } = rotation(1);
+    let first = FIRST_SECRET;
     let dir = std::env::temp_dir().join(format!("orderctl-rotate-{}-{}", std::process::id(), orders[0]));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("webhook-secret");

@@ -203,46 +203,34 @@ fn write_provider(tx: &mut Transaction, tenant_id: i64, p: &ProviderSetup) -> Re
     )?;
     let kind = p.kind.as_str();
     let s = crate::db::providers::ScheduleColumns::of(&p.schedule);
-    let Some(r) = current else {
-        tx.execute(
-            "INSERT INTO providers (tenant_id, name, kind, base_url, credentials, enabled, max_in_flight,
-                                    schedule_first_check_ms, schedule_backoff_base_ms, schedule_backoff_max_ms,
-                                    schedule_max_checks, schedule_give_up_after_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            &[
-                &tenant_id,
-                &p.name,
-                &kind,
-                &p.base_url,
-                &p.credentials,
-                &p.enabled,
-                &p.max_in_flight,
-                &s.first_check_ms,
-                &s.backoff_base_ms,
-                &s.backoff_max_ms,
-                &s.max_checks,
-                &s.give_up_after_ms,
-            ],
-        )?;
-        return Ok(Change::Created);
-    };
-    let id: i64 = r.get(0);
-    let same = r.get::<_, String>(1) == kind
-        && r.get::<_, String>(2) == p.base_url
-        && r.get::<_, Value>(3) == p.credentials
-        && r.get::<_, bool>(4) == p.enabled
-        && r.get::<_, i32>(5) == p.max_in_flight
-        && crate::db::providers::ScheduleColumns::read(&r, 6) == s;
-    if same {
-        return Ok(Change::Unchanged);
+    if let Some(r) = &current {
+        let same = r.get::<_, String>(1) == kind
+            && r.get::<_, String>(2) == p.base_url
+            && r.get::<_, Value>(3) == p.credentials
+            && r.get::<_, bool>(4) == p.enabled
+            && r.get::<_, i32>(5) == p.max_in_flight
+            && crate::db::providers::ScheduleColumns::read(r, 6) == s;
+        if same {
+            return Ok(Change::Unchanged);
+        }
     }
+    // One statement creates or updates (the row, if any, is locked above).
     tx.execute(
-        "UPDATE providers SET kind = $2, base_url = $3, credentials = $4, enabled = $5, max_in_flight = $6,
-                schedule_first_check_ms = $7, schedule_backoff_base_ms = $8, schedule_backoff_max_ms = $9,
-                schedule_max_checks = $10, schedule_give_up_after_ms = $11
-          WHERE id = $1",
+        "INSERT INTO providers (tenant_id, name, kind, base_url, credentials, enabled, max_in_flight,
+                                schedule_first_check_ms, schedule_backoff_base_ms, schedule_backoff_max_ms,
+                                schedule_max_checks, schedule_give_up_after_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (tenant_id, name) DO UPDATE
+            SET kind = EXCLUDED.kind, base_url = EXCLUDED.base_url, credentials = EXCLUDED.credentials,
+                enabled = EXCLUDED.enabled, max_in_flight = EXCLUDED.max_in_flight,
+                schedule_first_check_ms = EXCLUDED.schedule_first_check_ms,
+                schedule_backoff_base_ms = EXCLUDED.schedule_backoff_base_ms,
+                schedule_backoff_max_ms = EXCLUDED.schedule_backoff_max_ms,
+                schedule_max_checks = EXCLUDED.schedule_max_checks,
+                schedule_give_up_after_ms = EXCLUDED.schedule_give_up_after_ms",
         &[
-            &id,
+            &tenant_id,
+            &p.name,
             &kind,
             &p.base_url,
             &p.credentials,
@@ -255,7 +243,7 @@ fn write_provider(tx: &mut Transaction, tenant_id: i64, p: &ProviderSetup) -> Re
             &s.give_up_after_ms,
         ],
     )?;
-    Ok(Change::Updated)
+    Ok(if current.is_some() { Change::Updated } else { Change::Created })
 }
 
 /// A webhook, by (tenant, url). One that is no longer declared is retired by `--prune` (see
