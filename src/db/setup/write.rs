@@ -432,14 +432,37 @@ fn write_package(tx: &mut Transaction, tenant_id: i64, ids: &TenantIds, p: &Pack
            FROM packages WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
         &[&tenant_id, &p.name],
     )?;
-    let (id, mut change) = match current {
+    let unchanged = current.as_ref().filter(|r| {
+        r.get::<_, i64>(1) == product_id
+            && r.get::<_, Decimal>(2) == p.price
+            && r.get::<_, bool>(3) == p.enabled
+            && r.get::<_, String>(4) == mode
+            && r.get::<_, String>(5) == provider_type
+            && r.get::<_, Option<i64>>(6) == primary
+            && r.get::<_, Option<i64>>(7) == fallback
+            && r.get::<_, Option<i64>>(8) == code_group
+            && r.get::<_, Option<i64>>(9) == up_tenant
+            && r.get::<_, Option<i64>>(10) == up_package
+            && r.get::<_, Option<i64>>(11) == up_user
+    });
+    let (id, mut change) = match unchanged {
+        Some(r) => (r.get::<_, i64>(0), Change::Unchanged),
+        // One statement creates or updates (the row, if any, is locked above).
         None => {
             let id: i64 = tx
                 .query_one(
                     "INSERT INTO packages (tenant_id, product_id, name, price, enabled, routing_mode, provider_type,
                                            primary_provider_id, fallback_provider_id, code_group_id,
                                            upstream_tenant_id, upstream_package_id, upstream_user_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                     ON CONFLICT (tenant_id, name) DO UPDATE
+                        SET product_id = EXCLUDED.product_id, price = EXCLUDED.price, enabled = EXCLUDED.enabled,
+                            routing_mode = EXCLUDED.routing_mode, provider_type = EXCLUDED.provider_type,
+                            primary_provider_id = EXCLUDED.primary_provider_id,
+                            fallback_provider_id = EXCLUDED.fallback_provider_id, code_group_id = EXCLUDED.code_group_id,
+                            upstream_tenant_id = EXCLUDED.upstream_tenant_id,
+                            upstream_package_id = EXCLUDED.upstream_package_id, upstream_user_id = EXCLUDED.upstream_user_id
+                     RETURNING id",
                     &[
                         &tenant_id,
                         &product_id,
@@ -457,44 +480,7 @@ fn write_package(tx: &mut Transaction, tenant_id: i64, ids: &TenantIds, p: &Pack
                     ],
                 )?
                 .get(0);
-            (id, Change::Created)
-        }
-        Some(r) => {
-            let id: i64 = r.get(0);
-            let same = r.get::<_, i64>(1) == product_id
-                && r.get::<_, Decimal>(2) == p.price
-                && r.get::<_, bool>(3) == p.enabled
-                && r.get::<_, String>(4) == mode
-                && r.get::<_, String>(5) == provider_type
-                && r.get::<_, Option<i64>>(6) == primary
-                && r.get::<_, Option<i64>>(7) == fallback
-                && r.get::<_, Option<i64>>(8) == code_group
-                && r.get::<_, Option<i64>>(9) == up_tenant
-                && r.get::<_, Option<i64>>(10) == up_package
-                && r.get::<_, Option<i64>>(11) == up_user;
-            if !same {
-                tx.execute(
-                    "UPDATE packages SET product_id = $2, price = $3, enabled = $4, routing_mode = $5, provider_type = $6,
-                            primary_provider_id = $7, fallback_provider_id = $8, code_group_id = $9,
-                            upstream_tenant_id = $10, upstream_package_id = $11, upstream_user_id = $12
-                      WHERE id = $1",
-                    &[
-                        &id,
-                        &product_id,
-                        &p.price,
-                        &p.enabled,
-                        &mode,
-                        &provider_type,
-                        &primary,
-                        &fallback,
-                        &code_group,
-                        &up_tenant,
-                        &up_package,
-                        &up_user,
-                    ],
-                )?;
-            }
-            (id, if same { Change::Unchanged } else { Change::Updated })
+            (id, if current.is_some() { Change::Updated } else { Change::Created })
         }
     };
 
