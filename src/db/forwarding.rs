@@ -72,8 +72,8 @@ pub fn create_upstream(
         &[&up.tenant_id, &up.user_id, &id, &(-total), &format!("order {number}, forwarded from {from} order {}", order.number)],
     )?;
     tx.execute(
-        "INSERT INTO order_events (order_id, kind, status, external_status, message)
-         SELECT id, 'created', status, external_status, $2 FROM orders WHERE id = $1",
+        "INSERT INTO order_events (order_id, kind, status, external_status, message, order_created_at)
+         SELECT id, 'created', status, external_status, $2, created_at FROM orders WHERE id = $1",
         &[
             &id,
             &format!(

@@ -386,8 +386,8 @@ fn insert_order(client: &mut crate::db::Client, o: &NewOrder) -> Result<CreatedO
         &[&tenant_id, &user_id, &id, &(-total), &format!("order {number}")],
     )?;
     tx.execute(
-        "INSERT INTO order_events (order_id, kind, status, external_status, message)
-         SELECT id, 'created', status, external_status, $2 FROM orders WHERE id = $1",
+        "INSERT INTO order_events (order_id, kind, status, external_status, message, order_created_at)
+         SELECT id, 'created', status, external_status, $2, created_at FROM orders WHERE id = $1",
         &[&id, &format!("charged {total} ({} × {unit_price}) to {}", o.quantity, o.user)],
     )?;
     tx.commit()?;

@@ -96,11 +96,11 @@ pub fn claim_placements(
                     next_check_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = o.lease + 1
                FROM wanted w
               WHERE o.id = w.id AND o.id = ANY($1) AND w.id NOT IN (SELECT id FROM taken)
-          RETURNING o.id, o.lease, o.provider_id, o.provider_referans
+          RETURNING o.id, o.lease, o.provider_id, o.provider_referans, o.created_at
          ), recorded AS (
-             INSERT INTO placements (order_id, provider_id, referans, attempt)
-             SELECT c.id, c.provider_id, c.provider_referans, e.attempts + 1 FROM claimed c JOIN earlier e ON e.id = c.id
-             ON CONFLICT (provider_id, referans, attempt) DO NOTHING
+             INSERT INTO placements (order_id, provider_id, referans, attempt, order_created_at)
+             SELECT c.id, c.provider_id, c.provider_referans, e.attempts + 1, c.created_at FROM claimed c JOIN earlier e ON e.id = c.id
+             ON CONFLICT (provider_id, referans, attempt, order_created_at) DO NOTHING
              RETURNING order_id
          )
          SELECT c.id, c.lease, c.provider_referans, r.order_id IS NOT NULL, e.reached
@@ -482,8 +482,8 @@ fn record_events(tx: &mut impl GenericClient, done: &[&Write]) -> std::result::R
     let steps: Vec<Option<serde_json::Value>> =
         events.iter().map(|(w, _)| (!w.steps.is_empty()).then(|| serde_json::to_value(&w.steps).unwrap_or_default())).collect();
     tx.execute(
-        "INSERT INTO order_events (order_id, kind, status, external_status, message, steps)
-         SELECT e.order_id, e.kind, o.status, o.external_status, e.message, e.steps
+        "INSERT INTO order_events (order_id, kind, status, external_status, message, steps, order_created_at)
+         SELECT e.order_id, e.kind, o.status, o.external_status, e.message, e.steps, o.created_at
            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[]) WITH ORDINALITY AS e(order_id, kind, message, steps, n)
            JOIN orders o ON o.id = e.order_id AND o.id = ANY($1)
           ORDER BY e.n",
