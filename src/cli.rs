@@ -142,6 +142,11 @@ pub enum Command {
     Stats(StatsArgs),
     /// Find everything that needs an operator: database, migrations, routing, providers, stuck orders
     Doctor(DoctorArgs),
+    /// List the monthly partitions of orders, events and placements, and create missing ones ahead
+    Partitions(PartitionsArgs),
+    /// Write the finished orders of months before --before to a file, then drop those months
+    #[command(after_help = ARCHIVE_HELP)]
+    Archive(ArchiveArgs),
     /// Webhook deliveries: list them, retry failed ones, test a tenant's endpoints
     #[command(subcommand)]
     Webhook(WebhookCommand),
@@ -719,6 +724,39 @@ pub struct DoctorArgs {
     /// An auto order still not sent after this long is a finding
     #[arg(long, default_value = "5m", value_name = "DURATION")]
     pub stuck_after: humantime::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct PartitionsArgs {
+    /// Months after the current one (UTC) that must have partitions; missing ones are created
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=36))]
+    pub ahead: u32,
+}
+
+pub const ARCHIVE_HELP: &str = r#"File format: JSON lines, one object per row, written and fsynced before anything is dropped:
+  {"table": "orders", "month": "2026-01", "row": {...every column...}}
+  {"table": "order_events", "month": "2026-01", "row": {...}}
+  {"table": "placements", "month": "2026-01", "row": {...}}
+Each month's orders come first (by number), then their events and placements (by id). Read it back with
+  jq -c 'select(.table == "orders") | .row' FILE
+or into Postgres with
+  CREATE TABLE archive (doc jsonb);
+  \copy archive FROM 'FILE' WITH (FORMAT csv, QUOTE e'\x01', DELIMITER e'\x02')
+  SELECT (jsonb_populate_record(NULL::orders, doc->'row')).* FROM archive WHERE doc->>'table' = 'orders';
+
+Refused (exit 5, nothing written or removed) while any order of those months is open: pending, still
+watched after an operator's forced decision, or a provider's late delivery not yet settled. Ledger rows
+stay, so every balance is unchanged. Claims never wait for it more than a lock timeout (40 ms): each lock
+is waited for that long at most and the step is tried again, at most 50 times."#;
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// Archive every month before this one (YYYY-MM, UTC); the current month and later are refused
+    #[arg(long, value_name = "YYYY-MM")]
+    pub before: String,
+    /// The file to write (JSON lines); it must not exist yet
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
 }
 
 #[derive(Debug, Args)]
