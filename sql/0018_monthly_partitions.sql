@@ -159,12 +159,23 @@ CREATE TABLE placement_references (
     provider_id bigint NOT NULL,
     referans    text NOT NULL,
     attempt     integer NOT NULL,
+    order_id    uuid NOT NULL,
     CONSTRAINT placements_provider_referans_attempt PRIMARY KEY (provider_id, referans, attempt)
 );
-INSERT INTO placement_references SELECT provider_id, referans, attempt FROM placements;
+INSERT INTO placement_references SELECT provider_id, referans, attempt, order_id FROM placements;
+-- The same key for the same order again is a row moving between partitions (an UPDATE of
+-- order_created_at), not a second placement.
 CREATE FUNCTION placements_reference_once() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO placement_references (provider_id, referans, attempt) VALUES (NEW.provider_id, NEW.referans, NEW.attempt);
+    INSERT INTO placement_references (provider_id, referans, attempt, order_id)
+    VALUES (NEW.provider_id, NEW.referans, NEW.attempt, NEW.order_id) ON CONFLICT DO NOTHING;
+    IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM placement_references r
+                                  WHERE (r.provider_id, r.referans, r.attempt) = (NEW.provider_id, NEW.referans, NEW.attempt)
+                                    AND r.order_id = NEW.order_id) THEN
+        RAISE EXCEPTION 'placement reference % (attempt %) of provider % is recorded for another order',
+                        NEW.referans, NEW.attempt, NEW.provider_id
+            USING ERRCODE = 'unique_violation', CONSTRAINT = 'placements_provider_referans_attempt';
+    END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER placements_reference_once AFTER INSERT ON placements
@@ -179,7 +190,13 @@ CREATE TABLE order_request_ids (
 INSERT INTO order_request_ids SELECT tenant_id, request_id, id FROM orders WHERE request_id IS NOT NULL;
 CREATE FUNCTION orders_request_id_once() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO order_request_ids (tenant_id, request_id, order_id) VALUES (NEW.tenant_id, NEW.request_id, NEW.id);
+    INSERT INTO order_request_ids (tenant_id, request_id, order_id) VALUES (NEW.tenant_id, NEW.request_id, NEW.id)
+        ON CONFLICT DO NOTHING;
+    IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM order_request_ids r
+                                  WHERE (r.tenant_id, r.request_id) = (NEW.tenant_id, NEW.request_id) AND r.order_id = NEW.id) THEN
+        RAISE EXCEPTION 'request id % is already used by another order of this tenant', NEW.request_id
+            USING ERRCODE = 'unique_violation', CONSTRAINT = 'orders_request_id';
+    END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER orders_request_id_once AFTER INSERT ON orders

@@ -1,0 +1,314 @@
+//! Retention (issue 24, item 2): monthly partitions of orders, events and placements, created
+//! ahead; `archive` writes a month to a file and drops it, balances unchanged, refused while an
+//! order of the month is open; migrating a populated database keeps every row; `doctor` names
+//! the oldest open transaction.
+
+use crate::orders::{create, setup};
+use crate::support::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// The first day of the month `k` months from the current one (UTC), as `YYYY-MM-DD`.
+fn month(db: &TestDb, k: i32) -> String {
+    db.client()
+        .query_one(
+            "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => $1::int), 'YYYY-MM-DD')",
+            &[&k],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Moves every order (with its events and placements) into the month starting on `first`, as
+/// if a past month's traffic had left them there.
+fn move_orders_to(db: &TestDb, first: &str) {
+    let mut c = db.client();
+    c.query("SELECT orderctl_ensure_partitions($1::text::date, $1::text::date)", &[&first]).unwrap();
+    c.batch_execute(&format!(
+        "UPDATE orders SET created_at = '{first} 12:00:00+00'::timestamptz + make_interval(secs => number % 1000);
+         UPDATE order_events e SET order_created_at = o.created_at FROM orders o WHERE o.id = e.order_id;
+         UPDATE placements p SET order_created_at = o.created_at FROM orders o WHERE o.id = p.order_id;"
+    ))
+    .unwrap();
+}
+
+fn rows_in(db: &TestDb, table: &str) -> i64 {
+    db.query_i64(&format!("SELECT count(*) FROM {table}"))
+}
+
+fn balances(db: &TestDb) -> Vec<(String, String)> {
+    db.client()
+        .query("SELECT name, balance::text FROM users ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Finished orders of a past month through every path (a provider, code stock, an operator's
+/// rejection), moved to three months ago; returns that month's label.
+fn a_finished_past_month(db: &TestDb) -> String {
+    let fast = ["--first-check", "0s"];
+    create(db, "pubg-60", &fast);
+    create(db, "freefire-100", &fast);
+    create(db, "itunes-10", &fast);
+    let manual = create(db, "jawaker", &[]);
+    db.cmd().args(["reject", &manual["number"].to_string(), "--reason", "buyer asked"]).run().ok();
+    wait_until("the provider orders to finish", Duration::from_secs(30), || {
+        db.cmd().args(["sweep", "--first-check", "0s"]).run();
+        db.query_i64("SELECT count(*) FROM orders WHERE status = 'pending'") == 0
+    });
+    let first = month(db, -3);
+    move_orders_to(db, &first);
+    first[..7].to_string()
+}
+
+#[test]
+fn archive_of_a_month_round_trips_and_leaves_balances_unchanged() {
+    let sim = Sim::start(&["--complete-after", "0s"]);
+    let db = setup(&sim);
+    let label = a_finished_past_month(&db);
+    let before = month(&db, -2)[..7].to_string();
+    let suffix = label.replace('-', "m");
+    let expected: BTreeMap<&str, i64> = [
+        ("orders", rows_in(&db, &format!("orders_y{suffix}"))),
+        ("order_events", rows_in(&db, &format!("order_events_y{suffix}"))),
+        ("placements", rows_in(&db, &format!("placements_y{suffix}"))),
+    ]
+    .into();
+    assert_eq!(expected["orders"], 4);
+    assert!(expected["placements"] >= 2 && expected["order_events"] >= 4, "{expected:?}");
+    // An order of the current month, still open, is not part of it.
+    let open_now = create(&db, "jawaker", &[]);
+    let balances_before = balances(&db);
+    let ledger_before = rows_in(&db, "ledger");
+
+    // A claim-shaped query on another connection all through the archive: none waits long.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let claims = {
+        let (url, stop) = (db.url.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut c = orderctl::db::connect(&url).unwrap();
+            let mut worst = Duration::ZERO;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let t = Instant::now();
+                let mut tx = c.transaction().unwrap();
+                tx.query(
+                    "SELECT id FROM orders WHERE next_check_at IS NOT NULL AND lane = 0 ORDER BY next_check_at
+                      LIMIT 10 FOR UPDATE SKIP LOCKED",
+                    &[],
+                )
+                .unwrap();
+                tx.commit().unwrap();
+                worst = worst.max(t.elapsed());
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            worst
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("archive.jsonl");
+    let out = db.cmd().args(["--output", "json", "archive", "--before", &before, "--to"]).arg(&file).run().ok().json();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let worst = claims.join().unwrap();
+    assert_eq!(out["months"], serde_json::json!([label]));
+    assert_eq!(out["orders"], 4);
+
+    // File rows = removed rows, table by table; every line is a JSON object jq reads.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut in_file: BTreeMap<String, i64> = BTreeMap::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["month"], label.as_str());
+        assert!(v["row"]["id"].is_string() || v["row"]["id"].is_number(), "{line}");
+        *in_file.entry(v["table"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    let in_file: BTreeMap<&str, i64> = in_file.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(in_file, expected);
+    for table in ["orders", "order_events", "placements"] {
+        assert_eq!(db.query_i64(&format!("SELECT count(*) FROM pg_class WHERE relname = '{table}_y{suffix}'")), 0);
+    }
+    assert_eq!(rows_in(&db, "orders"), 1, "only the open order of this month is left");
+    assert_eq!(db.query_i64("SELECT count(*) FROM orders WHERE status = 'pending'"), 1);
+    // Balances and the ledger are untouched.
+    assert_eq!(balances(&db), balances_before);
+    assert_eq!(rows_in(&db, "ledger"), ledger_before);
+    assert_money_conserved(&db);
+    eprintln!("slowest claim during the archive: {worst:?}");
+    assert!(worst < Duration::from_millis(100), "a claim waited {worst:?} during the archive");
+    // The open order of this month still works.
+    db.cmd().args(["approve", &open_now["number"].to_string(), "--pin", "PIN-1"]).run().ok();
+    // The file reads back into Postgres as the docs say.
+    let mut c = db.client();
+    c.batch_execute("CREATE TABLE archive (doc jsonb)").unwrap();
+    for line in text.lines() {
+        c.execute("INSERT INTO archive VALUES ($1::text::jsonb)", &[&line]).unwrap();
+    }
+    let back: i64 = c
+        .query_one(
+            "SELECT count(*) FROM archive, jsonb_populate_record(NULL::orders, doc->'row') o
+              WHERE doc->>'table' = 'orders' AND o.id IS NOT NULL AND o.number IS NOT NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(back, 4);
+}
+
+#[test]
+fn an_open_order_blocks_the_archive_and_nothing_is_removed() {
+    let sim = Sim::start(&["--complete-after", "0s"]);
+    let db = setup(&sim);
+    let open = create(&db, "jawaker", &[]);
+    create(&db, "itunes-10", &[]);
+    move_orders_to(&db, &month(&db, -1));
+    let before = month(&db, 0)[..7].to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("archive.jsonl");
+    let out = db.cmd().args(["archive", "--before", &before, "--to"]).arg(&file).run().code(5);
+    assert!(out.stderr.contains(&open["number"].to_string()) && out.stderr.contains("open orders"), "{}", out.stderr);
+    assert!(!file.exists());
+    assert_eq!(rows_in(&db, "orders"), 2);
+    assert!(rows_in(&db, "order_events") >= 2);
+    // The current month and later are refused as a usage of the wrong month.
+    db.cmd().args(["archive", "--before", &month(&db, 1)[..7], "--to"]).arg(&file).run().code(4);
+}
+
+#[test]
+fn partitions_are_created_ahead_by_the_command_and_by_the_daemon() {
+    let db = TestDb::new();
+    let names = |k: i32| -> Vec<String> {
+        let m = month(&db, k);
+        ["orders", "order_events", "placements"].iter().map(|t| format!("{t}_y{}m{}", &m[..4], &m[5..7])).collect()
+    };
+    let drop_ahead = |from: i32, to: i32| {
+        for k in from..=to {
+            for n in names(k) {
+                db.client().batch_execute(&format!("DROP TABLE IF EXISTS {n}")).unwrap();
+            }
+        }
+    };
+    drop_ahead(1, 12);
+    let out = db.cmd().args(["--output", "json", "partitions", "--ahead", "2"]).run().ok().json();
+    let mut created: Vec<String> = out["created"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().into()).collect();
+    created.sort();
+    let mut wanted: Vec<String> = names(1).into_iter().chain(names(2)).collect();
+    wanted.sort();
+    assert_eq!(created, wanted);
+    let listed: Vec<&str> = out["partitions"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    for n in names(0).iter().chain(&wanted) {
+        assert!(listed.contains(&n.as_str()), "{n} not listed in {listed:?}");
+    }
+    let again = db.cmd().args(["--output", "json", "partitions", "--ahead", "2"]).run().ok().json();
+    assert_eq!(again["created"], serde_json::json!([]));
+
+    // The daemon keeps three months ahead on its sweep schedule.
+    drop_ahead(1, 12);
+    let daemon = db.cmd().args(["daemon", "--sweep-schedule", "* * * * * *", "--idle-poll", "50ms"]).spawn();
+    let last = names(3);
+    wait_until("the daemon to create partitions three months ahead", Duration::from_secs(20), || {
+        db.query_i64(&format!("SELECT count(*) FROM pg_inherits WHERE inhrelid = to_regclass('{}')", last[0])) == 1
+    });
+    daemon.terminate();
+}
+
+#[test]
+fn migrating_a_populated_pre_0018_database_keeps_every_row() {
+    let db = TestDb::empty();
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+    for f in std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()) {
+        let name = f.file_name().unwrap().to_str().unwrap().to_string();
+        if name.as_str() < "0018" {
+            std::fs::copy(&f, dir.path().join(&name)).unwrap();
+        }
+    }
+    db.cmd().args(["migrate", "--dir"]).arg(dir.path()).run().ok();
+    db.apply(&standard_setup("http://127.0.0.1:9"));
+    // Three months of orders, each with events and a placement, as the older schema held them.
+    insert_orders(&db, "jawaker", 30);
+    db.client()
+        .batch_execute(
+            "UPDATE orders SET created_at = now() - make_interval(days => (number % 3)::int * 31), request_id = 'r-' || number;
+             INSERT INTO order_events (order_id, kind, message) SELECT id, 'created', 'old' FROM orders;
+             INSERT INTO order_events (order_id, kind, message) SELECT id, 'note', 'older' FROM orders WHERE number % 2 = 0;
+             INSERT INTO placements (order_id, provider_id, referans)
+             SELECT o.id, p.id, 'ref-' || o.number FROM orders o, providers p WHERE p.name = 'xstor';",
+        )
+        .unwrap();
+    let digest = |db: &TestDb| -> Vec<(i64, String)> {
+        [
+            "SELECT count(*), md5(string_agg(o::text, ',' ORDER BY o.number)) FROM orders o",
+            "SELECT count(*), md5(string_agg(row(e.id, e.order_id, e.at, e.kind, e.message)::text, ',' ORDER BY e.id)) FROM order_events e",
+            "SELECT count(*), md5(string_agg(row(p.id, p.order_id, p.referans, p.attempt, p.outcome)::text, ',' ORDER BY p.id)) FROM placements p",
+        ]
+        .iter()
+        .map(|q| {
+            let r = db.client().query_one(*q, &[]).unwrap();
+            (r.get(0), r.get(1))
+        })
+        .collect()
+    };
+    let before = digest(&db);
+    assert_eq!(before[0].0, 30);
+    db.cmd().args(["migrate"]).run().ok();
+    assert_eq!(digest(&db), before);
+    assert_eq!(db.query_i64("SELECT count(*) FROM pg_inherits WHERE inhparent = 'orders'::regclass") >= 4, true);
+    // Every order sits with its events and placements in the partitions of its month.
+    assert_eq!(
+        db.query_i64(
+            "SELECT count(*) FROM order_events e JOIN orders o ON o.id = e.order_id
+              WHERE e.tableoid::regclass::text <> replace(o.tableoid::regclass::text, 'orders_', 'order_events_')"
+        ),
+        0
+    );
+    // The global keys hold across months: a recorded reference and a request id are refused again.
+    let mut c = db.client();
+    let e = c
+        .execute(
+            "INSERT INTO placements (order_id, provider_id, referans, order_created_at)
+             SELECT o.id, p.provider_id, p.referans, now() FROM placements p JOIN orders o ON o.id <> p.order_id LIMIT 1",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(e.as_db_error().and_then(|d| d.constraint()), Some("placements_provider_referans_attempt"));
+    let e = c
+        .execute(
+            "INSERT INTO orders (id, tenant_id, user_id, package_id, user_identifier, price, request_id, created_at)
+             SELECT gen_random_uuid(), tenant_id, user_id, package_id, 'p', 0, request_id, now() FROM orders
+              WHERE created_at < now() - interval '40 days' LIMIT 1",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(e.as_db_error().and_then(|d| d.constraint()), Some("orders_request_id"));
+}
+
+#[test]
+fn doctor_names_the_oldest_open_transaction() {
+    let db = TestDb::new();
+    let mut holder = postgres::Client::connect(&with_application_name(&db.url, "long-report"), postgres::NoTls).unwrap();
+    holder.batch_execute("BEGIN; SELECT txid_current();").unwrap();
+    let out = db.cmd().args(["--output", "json", "doctor"]).run();
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let finding = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "old-transaction")
+        .cloned()
+        .unwrap();
+    let message = finding["message"].as_str().unwrap();
+    assert!(message.contains("long-report") && message.contains("idle in transaction"), "{message}");
+    let hot: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "dead-tuples")
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    for table in ["orders ", "placements ", "order_events ", "webhook_deliveries ", "provider_permits "] {
+        assert!(hot.iter().any(|m| m.starts_with(table)), "{table}: {hot:?}");
+    }
+    holder.batch_execute("ROLLBACK").unwrap();
+}
