@@ -19,7 +19,17 @@ use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
 
+/// Partitions hold every tenant's orders: a command limited to one tenant may not see or drop them.
+fn refuse_tenant(s: &Settings, command: &str) -> Result<()> {
+    match &s.tenant {
+        None => Ok(()),
+        Some(_) => Err(Error::usage(format!("`orderctl {command}` works on every tenant's orders at once, not on one tenant's"))
+            .with_hint("run it without --tenant (and without ORDERCTL_TENANT), as the operator of the whole database")),
+    }
+}
+
 pub fn list(s: &Settings, a: &PartitionsArgs) -> Result<()> {
+    refuse_tenant(s, "partitions")?;
     let mut client = db::connect(&s.database_url)?;
     let created = partitions::ensure_ahead(&mut client, a.ahead)?;
     for name in &created {
@@ -51,6 +61,7 @@ struct Archived {
 }
 
 pub fn archive(s: &Settings, a: &ArchiveArgs) -> Result<()> {
+    refuse_tenant(s, "archive")?;
     let before = partitions::parse_month(&a.before)?;
     let now = Utc::now().date_naive();
     let this_month = NaiveDate::from_ymd_opt(now.year(), now.month(), 1).unwrap_or(now);

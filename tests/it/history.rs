@@ -173,6 +173,9 @@ fn an_open_order_blocks_the_archive_and_nothing_is_removed() {
     assert!(rows_in(&db, "order_events") >= 2);
     // The current month and later are refused as a usage of the wrong month.
     db.cmd().args(["archive", "--before", &month(&db, 1)[..7], "--to"]).arg(&file).run().code(4);
+    // One tenant's operator cannot archive every tenant's orders.
+    db.cmd().args(["--tenant", "alsham", "archive", "--before", &before, "--to"]).arg(&file).run().code(2);
+    assert_eq!(rows_in(&db, "orders"), 2);
 }
 
 #[test]
