@@ -729,7 +729,7 @@ pub struct DoctorArgs {
 #[derive(Debug, Args)]
 pub struct PartitionsArgs {
     /// Months after the current one (UTC) that must have partitions; missing ones are created
-    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=36))]
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=36))]
     pub ahead: u32,
 }
 

@@ -510,7 +510,7 @@ fn partitions_ahead_finding(client: &mut Client) -> Result<Finding> {
             Severity::Warn,
             "partitions",
             "no partition exists for next month: orders created then would be refused",
-            "run `orderctl partitions --ahead 3` (the daemon does it on its sweep schedule)",
+            "run `orderctl partitions --ahead 1` (the daemon does it on its sweep schedule)",
         ));
     }
     Ok(ok("partitions", format!("orders, events and placements have partitions {ahead} month(s) ahead")))

@@ -382,8 +382,9 @@ fn reload_credentials(settings: &DaemonSettings, client: &mut crate::db::Client)
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 }
 
-/// Months ahead of the current one that the daemon keeps partitions for (sql/0018).
-const PARTITIONS_AHEAD: u32 = 3;
+/// Months ahead of the current one that the daemon keeps partitions for (sql/0018): one, since
+/// every partition adds to the planning of each statement that cannot prune.
+const PARTITIONS_AHEAD: u32 = 1;
 
 fn run_safety_sweep(settings: &DaemonSettings, sup: &Supervision, client: &mut crate::db::Client) {
     // On the sweep's schedule too: months ahead get their partitions long before an order needs

@@ -206,11 +206,11 @@ fn partitions_are_created_ahead_by_the_command_and_by_the_daemon() {
     let again = db.cmd().args(["--output", "json", "partitions", "--ahead", "2"]).run().ok().json();
     assert_eq!(again["created"], serde_json::json!([]));
 
-    // The daemon keeps three months ahead on its sweep schedule.
+    // The daemon keeps one month ahead on its sweep schedule.
     drop_ahead(1, 12);
     let daemon = db.cmd().args(["daemon", "--sweep-schedule", "* * * * * *", "--idle-poll", "50ms"]).spawn();
-    let last = names(3);
-    wait_until("the daemon to create partitions three months ahead", Duration::from_secs(20), || {
+    let last = names(1);
+    wait_until("the daemon to create partitions a month ahead", Duration::from_secs(20), || {
         db.query_i64(&format!("SELECT count(*) FROM pg_inherits WHERE inhrelid = to_regclass('{}')", last[0])) == 1
     });
     daemon.terminate();
