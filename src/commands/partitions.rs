@@ -100,7 +100,9 @@ pub fn archive(s: &Settings, a: &ArchiveArgs) -> Result<()> {
     if !months.is_empty() {
         partitions::detach(&mut client, &months)?;
         // A detached table is no longer written by anyone: what is read now is what is dropped.
-        if let Err(e) = check_still_finished(&mut client, &months).and_then(|_| write_file(&mut client, &months, &a.to, &mut done)) {
+        if let Err(e) =
+            check_still_finished(&mut client, &months).and_then(|_| write_file(&mut client, &months, &a.to, &mut done))
+        {
             let _ = std::fs::remove_file(&a.to);
             partitions::reattach(&mut client, &months)?;
             return Err(e);

@@ -30,9 +30,8 @@ pub fn month_label(m: NaiveDate) -> String {
 
 /// `2026-01` → the first day of that month.
 pub fn parse_month(s: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d").map_err(|_| {
-        Error::invalid(format!("'{s}' is not a month")).with_hint("write the month as YYYY-MM, e.g. 2026-01")
-    })
+    NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d")
+        .map_err(|_| Error::invalid(format!("'{s}' is not a month")).with_hint("write the month as YYYY-MM, e.g. 2026-01"))
 }
 
 /// The partition of `table` for month `m`: `orders_y2026m01`.
@@ -126,7 +125,11 @@ pub fn list(client: &mut Client) -> Result<Vec<Partition>> {
         let (table, name): (String, String) = (r.get("parent"), r.get("name"));
         let rows: i64 = client.query_one(&format!("SELECT count(*) FROM {}", quote_ident(&name)), &[])?.get(0);
         let open_orders = if table == "orders" {
-            Some(client.query_one(&format!("SELECT count(*) FROM {} o WHERE {}", quote_ident(&name), open_order_sql()), &[])?.get(0))
+            Some(
+                client
+                    .query_one(&format!("SELECT count(*) FROM {} o WHERE {}", quote_ident(&name), open_order_sql()), &[])?
+                    .get(0),
+            )
         } else {
             None
         };
@@ -230,12 +233,7 @@ pub fn reattach(client: &mut Client, months: &[NaiveDate]) -> Result<()> {
 }
 
 /// Reads every row of a detached partition as JSON text, `batch` rows at a time, oldest first.
-pub fn read_rows(
-    client: &mut Client,
-    table: &str,
-    m: NaiveDate,
-    mut each: impl FnMut(String) -> Result<()>,
-) -> Result<u64> {
+pub fn read_rows(client: &mut Client, table: &str, m: NaiveDate, mut each: impl FnMut(String) -> Result<()>) -> Result<u64> {
     let key = if table == "orders" { "number" } else { "id" };
     let mut tx = client.transaction()?;
     tx.batch_execute(&format!(

@@ -294,13 +294,7 @@ fn doctor_names_the_oldest_open_transaction() {
     holder.batch_execute("BEGIN; SELECT txid_current();").unwrap();
     let out = db.cmd().args(["--output", "json", "doctor"]).run();
     let report: Value = serde_json::from_str(&out.stdout).unwrap();
-    let finding = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["check"] == "old-transaction")
-        .cloned()
-        .unwrap();
+    let finding = report["findings"].as_array().unwrap().iter().find(|f| f["check"] == "old-transaction").cloned().unwrap();
     let message = finding["message"].as_str().unwrap();
     assert!(message.contains("long-report") && message.contains("idle in transaction"), "{message}");
     let hot: Vec<&str> = report["findings"]
