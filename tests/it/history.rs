@@ -218,16 +218,7 @@ fn partitions_are_created_ahead_by_the_command_and_by_the_daemon() {
 
 #[test]
 fn migrating_a_populated_pre_0018_database_keeps_every_row() {
-    let db = TestDb::empty();
-    let dir = tempfile::tempdir().unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
-    for f in std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()) {
-        let name = f.file_name().unwrap().to_str().unwrap().to_string();
-        if name.as_str() < "0018" {
-            std::fs::copy(&f, dir.path().join(&name)).unwrap();
-        }
-    }
-    db.cmd().args(["migrate", "--dir"]).arg(dir.path()).run().ok();
+    let db = TestDb::migrated_before("0018");
     db.apply(&standard_setup("http://127.0.0.1:9"));
     // Three months of orders, each with events and a placement, as the older schema held them.
     insert_orders(&db, "jawaker", 30);
