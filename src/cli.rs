@@ -746,8 +746,8 @@ or into Postgres with
 
 Refused (exit 5, nothing written or removed) while any order of those months is open: pending, still
 watched after an operator's forced decision, or a provider's late delivery not yet settled. Ledger rows
-stay, so every balance is unchanged. Claims never wait for it more than a lock timeout (40 ms): each lock
-is waited for that long at most and the step is tried again, at most 50 times."#;
+stay, so every balance is unchanged. Claims never wait for it much more than 60 ms: each lock is waited for
+40 ms at most, all of them together 60 ms, and the detach is tried again, at most 50 times."#;
 
 #[derive(Debug, Args)]
 pub struct ArchiveArgs {

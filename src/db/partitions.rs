@@ -21,6 +21,8 @@ pub const TABLES: [&str; 3] = ["orders", "order_events", "placements"];
 const LOCK_TIMEOUT: &str = "40ms";
 /// Attempts of one locking step before it gives up (with the pause between them, about 10 s).
 const LOCK_ATTEMPTS: u32 = 50;
+/// How long taking every lock of the detach may take together.
+const LOCK_STATEMENT_TIMEOUT: &str = "60ms";
 const LOCK_PAUSE: Duration = Duration::from_millis(200);
 
 /// `2026-01`.
@@ -52,12 +54,12 @@ fn with_lock_timeout<T>(
         tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))?;
         match step(&mut tx).and_then(|v| tx.commit().map(|_| v).map_err(Error::from)) {
             Ok(v) => return Ok(v),
-            Err(e) if e.sqlstate.as_deref() == Some("55P03") && attempt < LOCK_ATTEMPTS => {
+            Err(e) if retryable(&e) && attempt < LOCK_ATTEMPTS => {
                 log::debug!("{what}: lock not granted within {LOCK_TIMEOUT} (attempt {attempt}); trying again");
                 attempt += 1;
                 std::thread::sleep(LOCK_PAUSE);
             }
-            Err(e) if e.sqlstate.as_deref() == Some("55P03") => {
+            Err(e) if retryable(&e) => {
                 return Err(Error::refused(format!(
                     "{what}: the tables were busy for {LOCK_ATTEMPTS} attempts of {LOCK_TIMEOUT} each; nothing was changed"
                 ))
@@ -66,6 +68,12 @@ fn with_lock_timeout<T>(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// A lock not granted within the lock timeout (55P03), or a locking statement cancelled by its
+/// statement timeout (57014): the step rolled back and may be tried again.
+fn retryable(e: &Error) -> bool {
+    matches!(e.sqlstate.as_deref(), Some("55P03") | Some("57014"))
 }
 
 /// Creates every missing monthly partition from the current month (UTC) to `ahead` months
@@ -198,7 +206,11 @@ fn attached(tx: &mut impl GenericClient, table: &str, m: NaiveDate) -> Result<bo
 pub fn detach(client: &mut Client, months: &[NaiveDate]) -> Result<()> {
     with_lock_timeout(client, "detaching the archived months", |tx| {
         // The hot path locks orders first, then its events and placements: the same order here.
+        // The statement takes one lock per partition, each bounded by the lock timeout; its own
+        // timeout bounds them together, which is what a claim queued behind it waits at most.
+        tx.batch_execute(&format!("SET LOCAL statement_timeout = '{LOCK_STATEMENT_TIMEOUT}'"))?;
         tx.batch_execute("LOCK TABLE orders, order_events, placements IN ACCESS EXCLUSIVE MODE")?;
+        tx.batch_execute("SET LOCAL statement_timeout TO DEFAULT")?;
         for m in months {
             for table in TABLES {
                 if attached(tx, table, *m)? {
