@@ -32,6 +32,9 @@ const OLD_TRANSACTION_WARN: Duration = Duration::from_secs(5 * 60);
 const OLD_TRANSACTION_FAIL: Duration = Duration::from_secs(60 * 60);
 /// A pending webhook delivery this late means nothing is delivering.
 const WEBHOOK_OVERDUE: Duration = Duration::from_secs(10 * 60);
+/// More monthly partitions than this make every statement that cannot prune measurably slower
+/// (sql/0018 has the figures).
+const PARTITIONS_MANY: i64 = 8;
 /// Dead tuples worth vacuuming but no vacuum for this long.
 const VACUUM_STALE: Duration = Duration::from_secs(24 * 3600);
 
@@ -513,5 +516,14 @@ fn partitions_ahead_finding(client: &mut Client) -> Result<Finding> {
             "run `orderctl partitions --ahead 1` (the daemon does it on its sweep schedule)",
         ));
     }
-    Ok(ok("partitions", format!("orders, events and placements have partitions {ahead} month(s) ahead")))
+    let months: i64 = client.query_one("SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass('orders')", &[])?.get(0);
+    if months > PARTITIONS_MANY {
+        return Ok(problem(
+            Severity::Warn,
+            "partitions",
+            format!("orders has {months} monthly partitions: every statement that cannot prune (by id, the claims) is planned over all of them"),
+            "archive finished months (`orderctl archive --before YYYY-MM --to FILE`); README, Retention",
+        ));
+    }
+    Ok(ok("partitions", format!("{months} monthly partition(s) of orders, events and placements; {ahead} month(s) ahead")))
 }

@@ -299,4 +299,17 @@ fn doctor_names_the_oldest_open_transaction() {
         assert!(hot.iter().any(|m| m.starts_with(table)), "{table}: {hot:?}");
     }
     holder.batch_execute("ROLLBACK").unwrap();
+
+    // Many months make every statement that cannot prune slower: doctor says so.
+    let partitions = |db: &TestDb| -> Value {
+        let report: Value = serde_json::from_str(&db.cmd().args(["--output", "json", "doctor"]).run().stdout).unwrap();
+        report["findings"].as_array().unwrap().iter().find(|f| f["check"] == "partitions").cloned().unwrap()
+    };
+    assert_eq!(partitions(&db)["severity"], "ok");
+    db.client()
+        .query("SELECT orderctl_ensure_partitions($1::text::date, $2::text::date)", &[&month(&db, -9), &month(&db, -1)])
+        .unwrap();
+    let finding = partitions(&db);
+    assert_eq!(finding["severity"], "warn", "{finding}");
+    assert!(finding["message"].as_str().unwrap().contains("11 monthly partitions"), "{finding}");
 }
