@@ -1,13 +1,16 @@
-//! `orderctl partitions` (list the monthly partitions, create missing ones ahead) and
-//! `orderctl archive --before YYYY-MM --to FILE` (write the finished orders of earlier months
-//! with their events and placements to a file, fsync it, then drop those months).
+//! `orderctl partitions` (list the monthly partitions of order_events, create missing ones
+//! ahead) and `orderctl archive --before YYYY-MM --to FILE` (write the finished orders of earlier
+//! months with their events, placements and webhook deliveries to a file, fsync it, then remove
+//! them).
 //!
 //! Archive order of work, each step safe to stop after: refuse when an order of those months is
-//! open (nothing written); detach the months (catalogue only, under a short lock timeout, so the
-//! daemon keeps claiming); write every row of the detached tables to the file and fsync it and
-//! its directory; drop the detached tables. A run that stopped after the detach finds those
-//! tables again and archives them with the rest; a file that cannot be written attaches them
-//! again. Ledger rows are never touched: balances stay as they are.
+//! open (nothing written); write every row, in one snapshot, to the file and fsync it and its
+//! directory; remove the orders with their placements and deliveries in batches of 500, each
+//! its own short transaction (the daemon keeps claiming: finished orders are never claimed);
+//! drop the months' event partitions (a lock on order_events of at most 60 ms). A run that
+//! stopped part way says how far it got; running it again (with a new file) writes the rows
+//! still there and finishes the removal. Ledger rows are never touched: balances stay as they
+//! are.
 
 use crate::cli::{ArchiveArgs, PartitionsArgs};
 use crate::db::{self, partitions, Client};
@@ -40,24 +43,34 @@ pub fn list(s: &Settings, a: &PartitionsArgs) -> Result<()> {
         output::print_json(&serde_json::json!({ "created": created, "partitions": parts }));
         return Ok(());
     }
-    let mut t = output::table(&["month", "table", "partition", "rows", "open orders"]);
+    let mut t = output::table(&["month", "partition", "events", "orders", "open orders"]);
     for p in &parts {
-        let open = p.open_orders.map(|n| n.to_string()).unwrap_or_default();
-        t.add_row(vec![p.month.clone(), p.table.clone(), p.name.clone(), p.rows.to_string(), open]);
+        t.add_row(vec![
+            p.month.clone(),
+            p.name.clone(),
+            p.rows.to_string(),
+            p.orders.to_string(),
+            p.open_orders.to_string(),
+        ]);
     }
     println!("{t}");
     Ok(())
 }
 
-/// What an archive run did, per month and table.
-#[derive(Debug, Serialize)]
+/// What an archive run did.
+#[derive(Debug, Default, Serialize)]
 struct Archived {
     file: String,
     months: Vec<String>,
     orders: u64,
     order_events: u64,
     placements: u64,
+    webhook_deliveries: u64,
     bytes: u64,
+    /// Orders removed from the database by this run (the rest of the file's orders were removed
+    /// by an earlier run that stopped part way).
+    removed_orders: u64,
+    dropped_partitions: Vec<String>,
 }
 
 pub fn archive(s: &Settings, a: &ArchiveArgs) -> Result<()> {
@@ -79,69 +92,82 @@ pub fn archive(s: &Settings, a: &ArchiveArgs) -> Result<()> {
     }
     let mut client = db::connect(&s.database_url)?;
     let months = partitions::months_before(&mut client, before)?;
-    let open = partitions::open_orders_before(&mut client, &months)?;
-    if !open.is_empty() {
-        let list: Vec<String> = open.iter().map(|(n, m)| format!("{n} ({m})")).collect();
-        return Err(Error::refused(format!(
-            "months before {} still hold open orders: {}; nothing was archived",
-            a.before,
-            list.join(", ")
-        ))
-        .with_hint("finish them first (`orderctl inspect N` says how), or archive an earlier month"));
-    }
+    refuse_open(&mut client, before, &a.before)?;
     let mut done = Archived {
         file: a.to.display().to_string(),
         months: months.iter().map(|m| partitions::month_label(*m)).collect(),
-        orders: 0,
-        order_events: 0,
-        placements: 0,
-        bytes: 0,
+        ..Default::default()
     };
     if !months.is_empty() {
-        partitions::detach(&mut client, &months)?;
-        // A detached table is no longer written by anyone: what is read now is what is dropped.
-        if let Err(e) =
-            check_still_finished(&mut client, &months).and_then(|_| write_file(&mut client, &months, &a.to, &mut done))
-        {
+        if let Err(e) = write_file(&mut client, before, &a.to, &mut done) {
             let _ = std::fs::remove_file(&a.to);
-            partitions::reattach(&mut client, &months)?;
             return Err(e);
         }
-        partitions::drop_detached(&mut client, &months)?;
+        remove_orders(&mut client, before, &mut done)?;
+        // An order reopened during the run was skipped: its month's events must stay.
+        if let Some((n, m)) = partitions::open_orders_before(&mut client, before)?.first() {
+            return Err(Error::refused(format!(
+                "order {n} ({m}) was reopened during the archive; it and its month's events stay in the database"
+            ))
+            .with_hint(format!("{} holds every row; run the archive again (with a new file) once it is finished", a.to.display())));
+        }
+        done.dropped_partitions = partitions::drop_event_months(&mut client, &months)?;
     }
     report(s, &done);
     Ok(())
 }
 
-/// An order of a detached month that became open between the check and the detach (an
-/// operator's command on it): the months go back and nothing is archived.
-fn check_still_finished(client: &mut Client, months: &[NaiveDate]) -> Result<()> {
-    let open = partitions::open_orders_before(client, months)?;
-    match open.first() {
-        None => Ok(()),
-        Some((n, m)) => Err(Error::refused(format!("order {n} ({m}) was reopened during the archive; nothing was archived"))
-            .with_hint("run the archive again once it is finished")),
+/// Refuses (exit 5) while an order created before `before` is open.
+fn refuse_open(client: &mut Client, before: NaiveDate, label: &str) -> Result<()> {
+    let open = partitions::open_orders_before(client, before)?;
+    if open.is_empty() {
+        return Ok(());
     }
+    let list: Vec<String> = open.iter().map(|(n, m)| format!("{n} ({m})")).collect();
+    Err(Error::refused(format!("months before {label} still hold open orders: {}; nothing was archived", list.join(", ")))
+        .with_hint("finish them first (`orderctl inspect N` says how), or archive an earlier month"))
 }
 
-/// Every row of the detached months as JSON lines, then fsync of the file and its directory.
-fn write_file(client: &mut Client, months: &[NaiveDate], path: &Path, done: &mut Archived) -> Result<()> {
-    let io = |e: std::io::Error| Error::internal(format!("cannot write {}: {e}", path.display()));
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io)?;
-    let mut out = std::io::BufWriter::new(file);
-    for m in months {
-        let month = partitions::month_label(*m);
-        for table in partitions::TABLES {
-            let n = partitions::read_rows(client, table, *m, |row| {
-                writeln!(out, "{{\"table\":\"{table}\",\"month\":\"{month}\",\"row\":{row}}}").map_err(io)
-            })?;
-            match table {
-                "orders" => done.orders += n,
-                "order_events" => done.order_events += n,
-                _ => done.placements += n,
+/// Removes the archived orders batch by batch; a batch that cannot get its locks in time stops
+/// the run with how far it got (what is removed is in the file; a re-run resumes).
+fn remove_orders(client: &mut Client, before: NaiveDate, done: &mut Archived) -> Result<()> {
+    loop {
+        match partitions::remove_batch(client, before) {
+            Ok(0) => return Ok(()),
+            Ok(n) => done.removed_orders += n,
+            Err(e) => {
+                return Err(Error::refused(format!(
+                    "the archive stopped after removing {} of the {} orders written to {}: {}",
+                    done.removed_orders, done.orders, done.file, e.message
+                ))
+                .with_hint(format!(
+                    "{} is complete and kept; run `orderctl archive --before` again with a new file to remove the rest",
+                    done.file
+                )))
             }
         }
     }
+}
+
+/// Every row as JSON lines from one snapshot, then fsync of the file and its directory.
+fn write_file(client: &mut Client, before: NaiveDate, path: &Path, done: &mut Archived) -> Result<()> {
+    let io = |e: std::io::Error| Error::internal(format!("cannot write {}: {e}", path.display()));
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io)?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut tx = client.transaction()?;
+    tx.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+    for table in partitions::TABLES {
+        let n = partitions::read_rows(&mut tx, table, before, |month, row| {
+            writeln!(out, "{{\"table\":\"{table}\",\"month\":\"{month}\",\"row\":{row}}}").map_err(io)
+        })?;
+        match table {
+            "orders" => done.orders += n,
+            "order_events" => done.order_events += n,
+            "placements" => done.placements += n,
+            _ => done.webhook_deliveries += n,
+        }
+    }
+    tx.commit()?;
     let file = out.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
     done.bytes = file.metadata().map_err(io)?.len();
@@ -156,15 +182,16 @@ fn report(s: &Settings, done: &Archived) {
         return;
     }
     if done.months.is_empty() {
-        println!("nothing to archive: no month before the one given has partitions");
+        println!("nothing to archive: no orders or event partitions before the month given");
         return;
     }
-    let mut t = output::table(&["months", "orders", "events", "placements", "file", "bytes"]);
+    let mut t = output::table(&["months", "orders", "events", "placements", "webhook deliveries", "file", "bytes"]);
     t.add_row(vec![
         done.months.join(", "),
         done.orders.to_string(),
         done.order_events.to_string(),
         done.placements.to_string(),
+        done.webhook_deliveries.to_string(),
         done.file.clone(),
         done.bytes.to_string(),
     ]);

@@ -1,29 +1,36 @@
-//! Monthly partitions of `orders`, `order_events` and `placements` (sql/0018_monthly_partitions.sql
-//! has the design): creating months ahead, listing them, and the database side of `archive`
-//! (detach a month's three partitions, read them, drop them).
+//! Monthly partitions of `order_events` (sql/0018_monthly_partitions.sql has the design: only
+//! events are partitioned; orders and placements stay plain tables so the hot path plans over
+//! one table), and the database side of `archive`: read the finished orders of earlier months
+//! with their events, placements and webhook deliveries; remove orders in small batches; drop
+//! the months' event partitions.
 //!
 //! Every step that takes a lock the hot path could queue behind runs with `SET LOCAL
-//! lock_timeout` and is retried a bounded number of times, so a claim never waits more than
-//! about one lock timeout for it.
+//! lock_timeout` and is retried a bounded number of times, so a claim or a write-back never
+//! waits more than about one lock timeout for it.
 
-use crate::db::{Client, GenericClient};
-use crate::domain::lifecycle::states::{sql_in, OrderStatus};
+use crate::db::{Client, GenericClient, Transaction};
+use crate::domain::lifecycle::states::{sql_in, DeliveryState, OrderStatus};
 use crate::domain::lifecycle::Attention;
 use crate::error::{Error, Result};
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use std::time::Duration;
+use uuid::Uuid;
 
-/// The partitioned tables, in the order a month is archived and written.
-pub const TABLES: [&str; 3] = ["orders", "order_events", "placements"];
-/// How long a DDL statement waits for a lock before it gives up and tries again: what a claim
-/// queued behind it can wait at most (the issue's bound is 100 ms).
+/// The partitioned table.
+pub const EVENTS: &str = "order_events";
+/// The tables an archive writes, in the order it writes them.
+pub const TABLES: [&str; 4] = ["orders", "order_events", "placements", "webhook_deliveries"];
+/// How long a statement of the archive waits for a lock before it gives up and tries again:
+/// what a claim or write-back queued behind it can wait at most (the issue's bound is 100 ms).
 const LOCK_TIMEOUT: &str = "40ms";
 /// Attempts of one locking step before it gives up (with the pause between them, about 10 s).
 const LOCK_ATTEMPTS: u32 = 50;
-/// How long taking every lock of the detach may take together.
+/// How long taking the lock of a partition drop may take.
 const LOCK_STATEMENT_TIMEOUT: &str = "60ms";
 const LOCK_PAUSE: Duration = Duration::from_millis(200);
+/// Orders removed per transaction: small, so each transaction is short and holds few row locks.
+pub const BATCH: i64 = 500;
 
 /// `2026-01`.
 pub fn month_label(m: NaiveDate) -> String {
@@ -36,18 +43,19 @@ pub fn parse_month(s: &str) -> Result<NaiveDate> {
         .map_err(|_| Error::invalid(format!("'{s}' is not a month")).with_hint("write the month as YYYY-MM, e.g. 2026-01"))
 }
 
-/// The partition of `table` for month `m`: `orders_y2026m01`.
+/// The first instant of month `m` in UTC.
+pub fn month_start(m: NaiveDate) -> DateTime<Utc> {
+    m.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+}
+
+/// The partition of `table` for month `m`: `order_events_y2026m01`.
 pub fn partition_name(table: &str, m: NaiveDate) -> String {
     format!("{table}_y{}", m.format("%Ym%m"))
 }
 
 /// Runs `step` in its own transaction with a short lock timeout; a lock not granted in time
 /// rolls it back, and it is tried again after a pause, a bounded number of times.
-fn with_lock_timeout<T>(
-    client: &mut Client,
-    what: &str,
-    mut step: impl FnMut(&mut crate::db::Transaction<'_>) -> Result<T>,
-) -> Result<T> {
+fn with_lock_timeout<T>(client: &mut Client, what: &str, mut step: impl FnMut(&mut Transaction<'_>) -> Result<T>) -> Result<T> {
     let mut attempt = 1;
     loop {
         let mut tx = client.transaction()?;
@@ -61,7 +69,7 @@ fn with_lock_timeout<T>(
             }
             Err(e) if retryable(&e) => {
                 return Err(Error::refused(format!(
-                    "{what}: the tables were busy for {LOCK_ATTEMPTS} attempts of {LOCK_TIMEOUT} each; nothing was changed"
+                    "{what}: the tables were busy for {LOCK_ATTEMPTS} attempts of {LOCK_TIMEOUT} each"
                 ))
                 .with_hint("a long transaction may hold them (`orderctl doctor` shows the oldest); run it again"))
             }
@@ -76,20 +84,19 @@ fn retryable(e: &Error) -> bool {
     matches!(e.sqlstate.as_deref(), Some("55P03") | Some("57014"))
 }
 
-/// Creates every missing monthly partition from the current month (UTC) to `ahead` months
-/// after it; returns the names created (none when all exist, the usual case, which takes no
-/// lock beyond reading the catalogue).
+/// Creates every missing monthly partition of order_events from the current month (UTC) to
+/// `ahead` months after it; returns the names created (none when all exist, the usual case,
+/// which takes no lock beyond reading the catalogue).
 pub fn ensure_ahead(client: &mut Client, ahead: u32) -> Result<Vec<String>> {
     let missing: bool = client
         .query_one(
-            "WITH months AS (
-                 SELECT generate_series(date_trunc('month', now() AT TIME ZONE 'UTC'),
-                                        date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => $1::int),
-                                        interval '1 month')::date AS m)
-             SELECT EXISTS (SELECT 1 FROM months, unnest(ARRAY['orders', 'order_events', 'placements']) AS t(parent)
-                             WHERE NOT EXISTS (SELECT 1 FROM pg_inherits i
-                                                WHERE i.inhparent = t.parent::regclass
-                                                  AND i.inhrelid::regclass::text = orderctl_partition_name(t.parent, m)))",
+            "SELECT EXISTS (
+                 SELECT 1 FROM generate_series(date_trunc('month', now() AT TIME ZONE 'UTC'),
+                                               date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => $1::int),
+                                               interval '1 month') AS m
+                  WHERE NOT EXISTS (SELECT 1 FROM pg_inherits i
+                                     WHERE i.inhparent = 'order_events'::regclass
+                                       AND i.inhrelid::regclass::text = orderctl_partition_name('order_events', m::date)))",
             &[&(ahead as i32)],
         )?
         .get(0);
@@ -106,53 +113,65 @@ pub fn ensure_ahead(client: &mut Client, ahead: u32) -> Result<Vec<String>> {
     })
 }
 
-/// One partition, as `orderctl partitions` lists it.
+/// One month's partition of order_events, as `orderctl partitions` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Partition {
     pub table: String,
     pub month: String,
     pub name: String,
+    /// Events in the partition.
     pub rows: i64,
-    /// Orders only: orders of the month that are not finished (archive refuses the month).
-    pub open_orders: Option<i64>,
+    /// Orders created in the month (in the plain `orders` table).
+    pub orders: i64,
+    /// Of those, the ones not finished (archive refuses the month).
+    pub open_orders: i64,
 }
 
 /// Every attached monthly partition, oldest first, with exact row counts.
 pub fn list(client: &mut Client) -> Result<Vec<Partition>> {
     let parts = client.query(
-        "SELECT p.relname AS parent, c.relname AS name, substring(c.relname FROM '_y(\\d{4})m\\d{2}$') || '-'
-                || substring(c.relname FROM '_y\\d{4}m(\\d{2})$') AS month
-           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
-          WHERE p.relname IN ('orders', 'order_events', 'placements') AND p.relnamespace = c.relnamespace
-            AND p.relnamespace = 'public'::regnamespace
-          ORDER BY 3, array_position(ARRAY['orders', 'order_events', 'placements'], p.relname::text)",
+        "SELECT c.relname AS name,
+                to_date(substring(c.relname FROM '_y(\\d{4}m\\d{2})$'), 'YYYY\"m\"MM') AS month
+           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+          WHERE i.inhparent = 'order_events'::regclass
+          ORDER BY 2",
         &[],
     )?;
     let mut out = Vec::new();
     for r in &parts {
-        let (table, name): (String, String) = (r.get("parent"), r.get("name"));
+        let (name, month): (String, NaiveDate) = (r.get("name"), r.get("month"));
         let rows: i64 = client.query_one(&format!("SELECT count(*) FROM {}", quote_ident(&name)), &[])?.get(0);
-        let open_orders = if table == "orders" {
-            Some(
-                client
-                    .query_one(&format!("SELECT count(*) FROM {} o WHERE {}", quote_ident(&name), open_order_sql()), &[])?
-                    .get(0),
-            )
-        } else {
-            None
-        };
-        out.push(Partition { table, month: r.get::<_, Option<String>>("month").unwrap_or_default(), name, rows, open_orders });
+        let next = month.checked_add_months(chrono::Months::new(1)).unwrap_or(month);
+        let counts = client.query_one(
+            &format!(
+                "SELECT count(*) AS orders, count(*) FILTER (WHERE {}) AS open FROM orders o
+                  WHERE o.created_at >= $1 AND o.created_at < $2",
+                open_order_sql()
+            ),
+            &[&month_start(month), &month_start(next)],
+        )?;
+        out.push(Partition {
+            table: EVENTS.into(),
+            month: month_label(month),
+            name,
+            rows,
+            orders: counts.get("orders"),
+            open_orders: counts.get("open"),
+        });
     }
     Ok(out)
 }
 
 /// An order an accountant would not call finished: still pending, still watched (an operator's
-/// forced decision), or a provider's late delivery not yet settled.
+/// forced decision), a provider's late delivery not yet settled, or a webhook notice still to
+/// be delivered (archive removes its deliveries with it).
 pub fn open_order_sql() -> String {
     format!(
-        "(o.status = {pending} OR o.next_check_at IS NOT NULL OR (o.attention IN ({late}) AND o.settlement IS NULL))",
+        "(o.status = {pending} OR o.next_check_at IS NOT NULL OR (o.attention IN ({late}) AND o.settlement IS NULL)
+          OR EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.order_id = o.id AND d.state = {delivery_pending}))",
         pending = OrderStatus::Pending.sql(),
         late = sql_in(&[Attention::DeliveredAfterRefund, Attention::DeliveredAfterManualApproval]),
+        delivery_pending = DeliveryState::Pending.sql(),
     )
 }
 
@@ -161,126 +180,118 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The months before `before` whose partitions are attached, or were detached by an archive
-/// that did not finish (their tables still exist); oldest first.
-pub fn months_before(client: &mut Client, before: NaiveDate) -> Result<Vec<NaiveDate>> {
+/// Up to ten (number, month) of open orders created before `before`: any, and archive refuses.
+pub fn open_orders_before(client: &mut impl GenericClient, before: NaiveDate) -> Result<Vec<(i64, String)>> {
     let rows = client.query(
-        "SELECT DISTINCT to_date(substring(relname FROM '_y(\\d{4}m\\d{2})$'), 'YYYY\"m\"MM') AS m
-           FROM pg_class
-          WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace
-            AND relname ~ '^(orders|order_events|placements)_y\\d{4}m\\d{2}$'
-          ORDER BY 1",
-        &[],
+        &format!(
+            "SELECT o.number, to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month FROM orders o
+              WHERE o.created_at < $1 AND {} ORDER BY o.number LIMIT 10",
+            open_order_sql()
+        ),
+        &[&month_start(before)],
     )?;
-    Ok(rows.iter().map(|r| r.get::<_, NaiveDate>("m")).filter(|m| *m < before).collect())
+    Ok(rows.iter().map(|r| (r.get("number"), r.get("month"))).collect())
 }
 
-/// Up to ten numbers of open orders among the months before `before`: any, and archive refuses.
-pub fn open_orders_before(client: &mut Client, months: &[NaiveDate]) -> Result<Vec<(i64, String)>> {
-    let mut out = Vec::new();
-    for m in months {
-        let table = partition_name("orders", *m);
-        let rows = client.query(
-            &format!("SELECT o.number FROM {} o WHERE {} ORDER BY o.number LIMIT 10", quote_ident(&table), open_order_sql()),
-            &[],
-        )?;
-        out.extend(rows.iter().map(|r| (r.get::<_, i64>("number"), month_label(*m))));
-    }
-    out.truncate(10);
-    Ok(out)
+/// The months before `before` that still hold orders or event partitions, oldest first.
+pub fn months_before(client: &mut impl GenericClient, before: NaiveDate) -> Result<Vec<NaiveDate>> {
+    let rows = client.query(
+        "SELECT DISTINCT m FROM (
+             SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date AS m FROM orders WHERE created_at < $1
+             UNION
+             SELECT to_date(substring(c.relname FROM '_y(\\d{4}m\\d{2})$'), 'YYYY\"m\"MM')
+               FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'order_events'::regclass
+         ) months WHERE m < $2 ORDER BY m",
+        &[&month_start(before), &before],
+    )?;
+    Ok(rows.iter().map(|r| r.get::<_, NaiveDate>("m")).collect())
 }
 
-/// Whether `table`'s partition for `m` is attached to its parent.
-fn attached(tx: &mut impl GenericClient, table: &str, m: NaiveDate) -> Result<bool> {
-    Ok(tx
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = $1::text::regclass AND inhrelid = to_regclass($2))",
-            &[&table, &partition_name(table, m)],
-        )?
-        .get(0))
-}
-
-/// Detaches the three partitions of every month in `months` from their tables, all at once:
-/// each lock is waited for at most LOCK_TIMEOUT, and the whole step is tried again if one is
-/// not granted. A detach changes only the catalogue, so the locks are held for milliseconds.
-pub fn detach(client: &mut Client, months: &[NaiveDate]) -> Result<()> {
-    with_lock_timeout(client, "detaching the archived months", |tx| {
-        // The hot path locks orders first, then its events and placements: the same order here.
-        // The statement takes one lock per partition, each bounded by the lock timeout; its own
-        // timeout bounds them together, which is what a claim queued behind it waits at most.
-        tx.batch_execute(&format!("SET LOCAL statement_timeout = '{LOCK_STATEMENT_TIMEOUT}'"))?;
-        tx.batch_execute("LOCK TABLE orders, order_events, placements IN ACCESS EXCLUSIVE MODE")?;
-        tx.batch_execute("SET LOCAL statement_timeout TO DEFAULT")?;
-        for m in months {
-            for table in TABLES {
-                if attached(tx, table, *m)? {
-                    tx.batch_execute(&format!(
-                        "ALTER TABLE {table} DETACH PARTITION {}",
-                        quote_ident(&partition_name(table, *m))
-                    ))?;
-                }
-            }
-        }
-        Ok(())
-    })
-}
-
-/// Attaches a detached month again (an archive that could not write its file): ATTACH takes
-/// only SHARE UPDATE EXCLUSIVE on the parents, so the hot path does not wait for it.
-pub fn reattach(client: &mut Client, months: &[NaiveDate]) -> Result<()> {
-    with_lock_timeout(client, "attaching the months again", |tx| {
-        for m in months {
-            let next = m.checked_add_months(chrono::Months::new(1)).unwrap_or(*m);
-            for table in TABLES {
-                if !attached(tx, table, *m)? {
-                    tx.batch_execute(&format!(
-                        "ALTER TABLE {table} ATTACH PARTITION {} FOR VALUES FROM ('{m} 00:00:00+00') TO ('{next} 00:00:00+00')",
-                        quote_ident(&partition_name(table, *m))
-                    ))?;
-                }
-            }
-        }
-        Ok(())
-    })
-}
-
-/// Reads every row of a detached partition as JSON text, `batch` rows at a time, oldest first.
-pub fn read_rows(client: &mut Client, table: &str, m: NaiveDate, mut each: impl FnMut(String) -> Result<()>) -> Result<u64> {
-    let key = if table == "orders" { "number" } else { "id" };
-    let mut tx = client.transaction()?;
-    tx.batch_execute(&format!(
-        "DECLARE archive_rows NO SCROLL CURSOR FOR SELECT row_to_json(t)::text AS j FROM {} t ORDER BY t.{key}",
-        quote_ident(&partition_name(table, m))
-    ))?;
+/// Reads every row of `table` that belongs to orders created before `before`, as JSON text with
+/// the order's month, in one snapshot (`tx`), 5000 rows at a time; returns how many.
+pub fn read_rows(
+    tx: &mut Transaction<'_>,
+    table: &str,
+    before: NaiveDate,
+    mut each: impl FnMut(&str, String) -> Result<()>,
+) -> Result<u64> {
+    // Events carry their order's creation time (and are pruned to the archived months by it);
+    // the other tables join their order.
+    let query = match table {
+        "orders" => "SELECT o.created_at AS order_created_at, row_to_json(o)::text AS j FROM orders o
+                      WHERE o.created_at < $1 ORDER BY o.number",
+        "order_events" => "SELECT e.order_created_at, row_to_json(e)::text AS j FROM order_events e
+                            WHERE e.order_created_at < $1 ORDER BY e.id",
+        "placements" => "SELECT o.created_at AS order_created_at, row_to_json(p)::text AS j
+                           FROM placements p JOIN orders o ON o.id = p.order_id WHERE o.created_at < $1 ORDER BY p.id",
+        _ => "SELECT o.created_at AS order_created_at, row_to_json(d)::text AS j
+                FROM webhook_deliveries d JOIN orders o ON o.id = d.order_id WHERE o.created_at < $1 ORDER BY d.id",
+    };
+    let cursor = format!("archive_{table}");
+    let portal_sql = format!(
+        "DECLARE {cursor} NO SCROLL CURSOR FOR {}",
+        query.replace("$1", &format!("'{}'::timestamptz", month_start(before).to_rfc3339()))
+    );
+    tx.batch_execute(&portal_sql)?;
     let mut n = 0;
     loop {
-        let rows = tx.query("FETCH 5000 FROM archive_rows", &[])?;
+        let rows = tx.query(&format!("FETCH 5000 FROM {cursor}"), &[])?;
         if rows.is_empty() {
             break;
         }
         for r in &rows {
-            each(r.get("j"))?;
+            let at: DateTime<Utc> = r.get("order_created_at");
+            each(&at.format("%Y-%m").to_string(), r.get("j"))?;
             n += 1;
         }
     }
-    tx.commit()?;
+    tx.batch_execute(&format!("CLOSE {cursor}"))?;
     Ok(n)
 }
 
-/// Drops the detached tables of `months`, and the request ids of their orders (a create with
-/// one of those keys is not a retry any more). Detached tables are locked by nobody else.
-pub fn drop_detached(client: &mut Client, months: &[NaiveDate]) -> Result<()> {
-    with_lock_timeout(client, "dropping the archived months", |tx| {
+/// Removes up to BATCH finished orders created before `before`, with their placements and
+/// webhook deliveries, in one short transaction; returns how many (0: none left). A finished
+/// order is never claimed, so the only waits are for an operator's command on the same order,
+/// each bounded by the lock timeout and retried.
+pub fn remove_batch(client: &mut Client, before: NaiveDate) -> Result<u64> {
+    with_lock_timeout(client, "removing archived orders", |tx| {
+        let ids: Vec<Uuid> = tx
+            .query(
+                &format!(
+                    "SELECT o.id FROM orders o WHERE o.created_at < $1 AND NOT {} ORDER BY o.created_at, o.id LIMIT $2 FOR UPDATE",
+                    open_order_sql()
+                ),
+                &[&month_start(before), &BATCH],
+            )?
+            .iter()
+            .map(|r| r.get("id"))
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        tx.execute("DELETE FROM webhook_deliveries WHERE order_id = ANY($1)", &[&ids])?;
+        tx.execute("DELETE FROM placements WHERE order_id = ANY($1)", &[&ids])?;
+        Ok(tx.execute("DELETE FROM orders WHERE id = ANY($1)", &[&ids])?)
+    })
+}
+
+/// Drops the event partitions of `months`. Dropping a partition locks its parent for a moment
+/// (ACCESS EXCLUSIVE, catalogue only): the lock is waited for at most LOCK_STATEMENT_TIMEOUT,
+/// which is what an event insert queued behind it waits at most, and tried again if not granted.
+pub fn drop_event_months(client: &mut Client, months: &[NaiveDate]) -> Result<Vec<String>> {
+    with_lock_timeout(client, "dropping the archived months' events", |tx| {
+        tx.batch_execute(&format!("SET LOCAL statement_timeout = '{LOCK_STATEMENT_TIMEOUT}'"))?;
+        tx.batch_execute("LOCK TABLE order_events IN ACCESS EXCLUSIVE MODE")?;
+        tx.batch_execute("SET LOCAL statement_timeout TO DEFAULT")?;
+        let mut dropped = Vec::new();
         for m in months {
-            let orders = quote_ident(&partition_name("orders", *m));
-            tx.execute(
-                &format!("DELETE FROM order_request_ids r USING {orders} o WHERE r.order_id = o.id AND o.request_id IS NOT NULL"),
-                &[],
-            )?;
-            for table in TABLES {
-                tx.batch_execute(&format!("DROP TABLE {}", quote_ident(&partition_name(table, *m))))?;
+            let name = partition_name(EVENTS, *m);
+            let exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])?.get(0);
+            if exists {
+                tx.batch_execute(&format!("DROP TABLE {}", quote_ident(&name)))?;
+                dropped.push(name);
             }
         }
-        Ok(())
+        Ok(dropped)
     })
 }

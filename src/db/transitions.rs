@@ -96,11 +96,11 @@ pub fn claim_placements(
                     next_check_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = o.lease + 1
                FROM wanted w
               WHERE o.id = w.id AND o.id = ANY($1) AND w.id NOT IN (SELECT id FROM taken)
-          RETURNING o.id, o.lease, o.provider_id, o.provider_referans, o.created_at
+          RETURNING o.id, o.lease, o.provider_id, o.provider_referans
          ), recorded AS (
-             INSERT INTO placements (order_id, provider_id, referans, attempt, order_created_at)
-             SELECT c.id, c.provider_id, c.provider_referans, e.attempts + 1, c.created_at FROM claimed c JOIN earlier e ON e.id = c.id
-             ON CONFLICT (provider_id, referans, attempt, order_created_at) DO NOTHING
+             INSERT INTO placements (order_id, provider_id, referans, attempt)
+             SELECT c.id, c.provider_id, c.provider_referans, e.attempts + 1 FROM claimed c JOIN earlier e ON e.id = c.id
+             ON CONFLICT (provider_id, referans, attempt) DO NOTHING
              RETURNING order_id
          )
          SELECT c.id, c.lease, c.provider_referans, r.order_id IS NOT NULL, e.reached
