@@ -32,9 +32,6 @@ const OLD_TRANSACTION_WARN: Duration = Duration::from_secs(5 * 60);
 const OLD_TRANSACTION_FAIL: Duration = Duration::from_secs(60 * 60);
 /// A pending webhook delivery this late means nothing is delivering.
 const WEBHOOK_OVERDUE: Duration = Duration::from_secs(10 * 60);
-/// More monthly partitions than this make every statement that cannot prune measurably slower
-/// (sql/0018 has the figures).
-const PARTITIONS_MANY: i64 = 8;
 /// Dead tuples worth vacuuming but no vacuum for this long.
 const VACUUM_STALE: Duration = Duration::from_secs(24 * 3600);
 
@@ -497,13 +494,13 @@ fn dead_tuples_finding(client: &mut Client, table: &str) -> Result<Finding> {
     Ok(ok("dead-tuples", tuples))
 }
 
-/// Orders need a partition for the month they are created in (sql/0018): fewer than one month
-/// ahead means the next month's first order would be refused if nothing creates it in time.
+/// Events need a partition for the month their order is created in (sql/0018): fewer than one
+/// month ahead means next month's first order would be refused if nothing creates it in time.
 fn partitions_ahead_finding(client: &mut Client) -> Result<Finding> {
     let ahead: i64 = client
         .query_one(
             "SELECT count(*) FROM generate_series(1, 3) AS k
-              WHERE to_regclass(orderctl_partition_name('orders',
+              WHERE to_regclass(orderctl_partition_name('order_events',
                         (date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => k))::date)) IS NOT NULL",
             &[],
         )?
@@ -512,18 +509,11 @@ fn partitions_ahead_finding(client: &mut Client) -> Result<Finding> {
         return Ok(problem(
             Severity::Warn,
             "partitions",
-            "no partition exists for next month: orders created then would be refused",
+            "no partition of order_events exists for next month: orders created then would be refused",
             "run `orderctl partitions --ahead 1` (the daemon does it on its sweep schedule)",
         ));
     }
-    let months: i64 = client.query_one("SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass('orders')", &[])?.get(0);
-    if months > PARTITIONS_MANY {
-        return Ok(problem(
-            Severity::Warn,
-            "partitions",
-            format!("orders has {months} monthly partitions: every statement that cannot prune (by id, the claims) is planned over all of them"),
-            "archive finished months (`orderctl archive --before YYYY-MM --to FILE`); README, Retention",
-        ));
-    }
-    Ok(ok("partitions", format!("{months} monthly partition(s) of orders, events and placements; {ahead} month(s) ahead")))
+    let months: i64 =
+        client.query_one("SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass('order_events')", &[])?.get(0);
+    Ok(ok("partitions", format!("{months} monthly partition(s) of order_events; {ahead} month(s) ahead")))
 }
