@@ -142,9 +142,9 @@ pub enum Command {
     Stats(StatsArgs),
     /// Find everything that needs an operator: database, migrations, routing, providers, stuck orders
     Doctor(DoctorArgs),
-    /// List the monthly partitions of orders, events and placements, and create missing ones ahead
+    /// List the monthly partitions of order events, and create missing ones ahead
     Partitions(PartitionsArgs),
-    /// Write the finished orders of months before --before to a file, then drop those months
+    /// Write the finished orders of months before --before to a file, then remove them
     #[command(after_help = ARCHIVE_HELP)]
     Archive(ArchiveArgs),
     /// Webhook deliveries: list them, retry failed ones, test a tenant's endpoints
@@ -733,11 +733,13 @@ pub struct PartitionsArgs {
     pub ahead: u32,
 }
 
-pub const ARCHIVE_HELP: &str = r#"File format: JSON lines, one object per row, written and fsynced before anything is dropped:
+pub const ARCHIVE_HELP: &str = r#"File format: JSON lines, one object per row (the order's month in "month"), written from one
+snapshot and fsynced (file and directory) before anything is removed:
   {"table": "orders", "month": "2026-01", "row": {...every column...}}
   {"table": "order_events", "month": "2026-01", "row": {...}}
   {"table": "placements", "month": "2026-01", "row": {...}}
-Each month's orders come first (by number), then their events and placements (by id). Read it back with
+  {"table": "webhook_deliveries", "month": "2026-01", "row": {...}}
+Orders come first (by number), then events, placements and webhook deliveries (by id). Read it back with
   jq -c 'select(.table == "orders") | .row' FILE
 or into Postgres with
   CREATE TABLE archive (doc jsonb);
@@ -745,9 +747,12 @@ or into Postgres with
   SELECT (jsonb_populate_record(NULL::orders, doc->'row')).* FROM archive WHERE doc->>'table' = 'orders';
 
 Refused (exit 5, nothing written or removed) while any order of those months is open: pending, still
-watched after an operator's forced decision, or a provider's late delivery not yet settled. Ledger rows
-stay, so every balance is unchanged. Claims never wait for it much more than 60 ms: each lock is waited for
-40 ms at most, all of them together 60 ms, and the detach is tried again, at most 50 times."#;
+watched after an operator's forced decision, a provider's late delivery not yet settled, or a webhook
+notice still to be delivered. Ledger rows stay, so every balance is unchanged. Orders are removed with
+their placements and webhook deliveries 500 per transaction (finished orders are never claimed, so the
+daemon does not wait for them); the months' event partitions are then dropped (event inserts wait at most
+60 ms). A run stopped part way (exit 5) says how many orders it removed; its file is complete; run it
+again with a new file to remove the rest (that file holds the rows still there)."#;
 
 #[derive(Debug, Args)]
 pub struct ArchiveArgs {

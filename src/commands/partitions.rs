@@ -105,7 +105,7 @@ pub fn archive(s: &Settings, a: &ArchiveArgs) -> Result<()> {
         }
         remove_orders(&mut client, before, &mut done)?;
         // An order reopened during the run was skipped: its month's events must stay.
-        if let Some((n, m)) = partitions::open_orders_before(&mut client, before)?.first() {
+        if let Some((n, m)) = partitions::first_order_before(&mut client, before)? {
             return Err(Error::refused(format!(
                 "order {n} ({m}) was reopened during the archive; it and its month's events stay in the database"
             ))

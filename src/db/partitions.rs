@@ -193,6 +193,17 @@ pub fn open_orders_before(client: &mut impl GenericClient, before: NaiveDate) ->
     Ok(rows.iter().map(|r| (r.get("number"), r.get("month"))).collect())
 }
 
+/// The first order (number, month) still created before `before`, open or not: none may be
+/// left when the months' event partitions are dropped.
+pub fn first_order_before(client: &mut impl GenericClient, before: NaiveDate) -> Result<Option<(i64, String)>> {
+    let row = client.query_opt(
+        "SELECT number, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month FROM orders
+          WHERE created_at < $1 ORDER BY created_at LIMIT 1",
+        &[&month_start(before)],
+    )?;
+    Ok(row.map(|r| (r.get("number"), r.get("month"))))
+}
+
 /// The months before `before` that still hold orders or event partitions, oldest first.
 pub fn months_before(client: &mut impl GenericClient, before: NaiveDate) -> Result<Vec<NaiveDate>> {
     let rows = client.query(
