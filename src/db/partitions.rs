@@ -164,10 +164,11 @@ pub fn list(client: &mut Client) -> Result<Vec<Partition>> {
 
 /// An order an accountant would not call finished: still pending, still watched (an operator's
 /// forced decision), a provider's late delivery not yet settled, or a webhook notice still to
-/// be delivered (archive removes its deliveries with it).
+/// be delivered (archive removes its deliveries with it). Never NULL, so `NOT` of it is the
+/// finished orders.
 pub fn open_order_sql() -> String {
     format!(
-        "(o.status = {pending} OR o.next_check_at IS NOT NULL OR (o.attention IN ({late}) AND o.settlement IS NULL)
+        "(o.status = {pending} OR o.next_check_at IS NOT NULL OR (o.attention IN ({late}) AND o.settlement IS NULL) IS TRUE
           OR EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.order_id = o.id AND d.state = {delivery_pending}))",
         pending = OrderStatus::Pending.sql(),
         late = sql_in(&[Attention::DeliveredAfterRefund, Attention::DeliveredAfterManualApproval]),
