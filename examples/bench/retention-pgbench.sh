@@ -29,7 +29,7 @@ done
 populate() { # db
     local url="$PGURL/$1"
     "$BIN" --database-url "$url" migrate --dir "$WORK/before" >/dev/null
-    "$BIN" --database-url "$url" apply "$HERE/examples/setup.json" >/dev/null 2>&1
+    "$BIN" --database-url "$url" apply --file "$HERE/examples/setup.json" >/dev/null 2>&1
     # Ids derived from the number, so pgbench can name one: md5(n)::uuid.
     psql -q "$url" <<SQL
 INSERT INTO orders (id, tenant_id, user_id, package_id, user_identifier, price, created_at)
@@ -43,7 +43,7 @@ SQL
 for layout in main p24f p24c; do
     [[ $layout == p24c && -z "$P24C_BIN" ]] && continue
     db="bench_retention_$layout"
-    psql -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+    psql -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS $db" 2>/dev/null -c "CREATE DATABASE $db"
     populate "$db"
     case $layout in
         p24f) "$BIN" --database-url "$PGURL/$db" migrate >/dev/null ;;
