@@ -45,13 +45,7 @@ pub fn list(s: &Settings, a: &PartitionsArgs) -> Result<()> {
     }
     let mut t = output::table(&["month", "partition", "events", "orders", "open orders"]);
     for p in &parts {
-        t.add_row(vec![
-            p.month.clone(),
-            p.name.clone(),
-            p.rows.to_string(),
-            p.orders.to_string(),
-            p.open_orders.to_string(),
-        ]);
+        t.add_row(vec![p.month.clone(), p.name.clone(), p.rows.to_string(), p.orders.to_string(), p.open_orders.to_string()]);
     }
     println!("{t}");
     Ok(())
@@ -109,7 +103,10 @@ pub fn archive(s: &Settings, a: &ArchiveArgs) -> Result<()> {
             return Err(Error::refused(format!(
                 "order {n} ({m}) was reopened during the archive; it and its month's events stay in the database"
             ))
-            .with_hint(format!("{} holds every row; run the archive again (with a new file) once it is finished", a.to.display())));
+            .with_hint(format!(
+                "{} holds every row; run the archive again (with a new file) once it is finished",
+                a.to.display()
+            )));
         }
         done.dropped_partitions = partitions::drop_event_months(&mut client, &months)?;
     }

@@ -230,14 +230,22 @@ pub fn read_rows(
     // Events carry their order's creation time (and are pruned to the archived months by it);
     // the other tables join their order.
     let query = match table {
-        "orders" => "SELECT o.created_at AS order_created_at, row_to_json(o)::text AS j FROM orders o
-                      WHERE o.created_at < $1 ORDER BY o.number",
-        "order_events" => "SELECT e.order_created_at, row_to_json(e)::text AS j FROM order_events e
-                            WHERE e.order_created_at < $1 ORDER BY e.id",
-        "placements" => "SELECT o.created_at AS order_created_at, row_to_json(p)::text AS j
-                           FROM placements p JOIN orders o ON o.id = p.order_id WHERE o.created_at < $1 ORDER BY p.id",
-        _ => "SELECT o.created_at AS order_created_at, row_to_json(d)::text AS j
-                FROM webhook_deliveries d JOIN orders o ON o.id = d.order_id WHERE o.created_at < $1 ORDER BY d.id",
+        "orders" => {
+            "SELECT o.created_at AS order_created_at, row_to_json(o)::text AS j FROM orders o
+                      WHERE o.created_at < $1 ORDER BY o.number"
+        }
+        "order_events" => {
+            "SELECT e.order_created_at, row_to_json(e)::text AS j FROM order_events e
+                            WHERE e.order_created_at < $1 ORDER BY e.id"
+        }
+        "placements" => {
+            "SELECT o.created_at AS order_created_at, row_to_json(p)::text AS j
+                           FROM placements p JOIN orders o ON o.id = p.order_id WHERE o.created_at < $1 ORDER BY p.id"
+        }
+        _ => {
+            "SELECT o.created_at AS order_created_at, row_to_json(d)::text AS j
+                FROM webhook_deliveries d JOIN orders o ON o.id = d.order_id WHERE o.created_at < $1 ORDER BY d.id"
+        }
     };
     let cursor = format!("archive_{table}");
     let portal_sql = format!(
