@@ -2,6 +2,7 @@
 # Hot statements by order id on the three layouts of issue 24 item 2, timed with pgbench (one
 # session, extended protocol with unnamed statements, as orderctl sends them):
 #   main  - the schema before 0018 (nothing partitioned): the baseline
+#   control - a second database like main: how far two identical layouts differ (the noise)
 #   p24f  - this branch's 0018: only order_events partitioned by month
 #   p24c  - the first 0018 (orders, events and placements partitioned), when its binary is given
 # Each database holds ORDERS orders over 6 past months with 3 events each, inserted before 0018
@@ -43,7 +44,7 @@ INSERT INTO order_events (order_id, kind, message) SELECT id, k, 'bench' FROM or
 SQL
 }
 
-for layout in main p24f p24c; do
+for layout in main control p24f p24c; do
     [[ $layout == p24c && -z "$P24C_BIN" ]] && continue
     db="bench_retention_$layout"
     psql -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS $db" 2>/dev/null -c "CREATE DATABASE $db"
@@ -83,17 +84,20 @@ SQL
 
 script_of() { # statement layout
     if [[ $1 == event ]]; then
-        [[ $2 == main ]] && echo "$WORK/event_main.sql" || echo "$WORK/event_partitioned.sql"
+        [[ $2 == main || $2 == control ]] && echo "$WORK/event_main.sql" || echo "$WORK/event_partitioned.sql"
     else
         echo "$WORK/$1.sql"
     fi
 }
-LAYOUTS=(main p24f)
+LAYOUTS=(main control p24f)
 [[ -n "$P24C_BIN" ]] && LAYOUTS+=(p24c)
-# Runs interleaved across layouts, so load on the shared machine hits them alike.
+# Runs interleaved across layouts, each run in another order, so load on the shared machine hits
+# them alike.
 for run in $(seq "$RUNS"); do
     for stmt in $STATEMENTS; do
-        for layout in "${LAYOUTS[@]}"; do
+        n=${#LAYOUTS[@]}
+        for i in $(seq 0 $((n - 1))); do
+            layout=${LAYOUTS[$(((i + run) % n))]}
             pgbench -n -M extended -c 1 -T "$SECS" -D orders="$ORDERS" -f "$(script_of $stmt $layout)" \
                 "$PGURL/bench_retention_$layout" 2>/dev/null | awk '/^latency average/ {print $4}' >>"$WORK/$stmt.$layout"
         done
@@ -109,6 +113,6 @@ for stmt in $STATEMENTS; do
         printf '%-16s %-6s %10s %7.2fx\n' "$stmt" "$layout" "$ms" "$(echo "$ms / $base" | bc -l)"
     done
 done
-for layout in main p24f p24c; do
+for layout in main control p24f p24c; do
     psql -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS bench_retention_$layout" 2>/dev/null || true
 done
