@@ -108,7 +108,7 @@ pub fn archive(s: &Settings, a: &ArchiveArgs) -> Result<()> {
                 a.to.display()
             )));
         }
-        done.dropped_partitions = partitions::drop_event_months(&mut client, &months)?;
+        done.dropped_partitions = partitions::drop_event_months(&mut client, before, &months)?;
     }
     report(s, &done);
     Ok(())

@@ -82,6 +82,16 @@ fn archive_of_a_month_round_trips_and_leaves_balances_unchanged() {
     assert_eq!(expected["orders"], 4);
     assert_eq!(rows_in(&db, "order_events"), expected["order_events"]);
     assert!(expected["placements"] >= 2 && expected["order_events"] >= 4, "{expected:?}");
+    // The stats rollups (sql/0019) count the month's orders, finished then.
+    db.client()
+        .batch_execute(
+            "UPDATE orders SET completed_at = created_at + interval '1 minute';
+             UPDATE rollup_watermark SET rolled_up_until = date_trunc('day', now() - interval '200 days', 'UTC');
+             SELECT orderctl_roll_up(400);",
+        )
+        .unwrap();
+    let rolled_up = "SELECT count(*) FROM order_totals WHERE created_month < now() - interval '2 months'";
+    assert!(db.query_i64(rolled_up) > 0);
     // An order of the current month, still open, is not part of it.
     let open_now = create(&db, "jawaker", &[]);
     let balances_before = balances(&db);
@@ -138,6 +148,7 @@ fn archive_of_a_month_round_trips_and_leaves_balances_unchanged() {
     assert_eq!(in_file, expected);
     assert_eq!(db.query_i64(&format!("SELECT count(*) FROM pg_class WHERE relname = 'order_events_y{suffix}'")), 0);
     assert_eq!(rows_in(&db, "placements"), 0);
+    assert_eq!(db.query_i64(rolled_up), 0, "the month's rollup rows go with its orders");
     assert_eq!(rows_in(&db, "orders"), 1, "only the open order of this month is left");
     assert_eq!(db.query_i64("SELECT count(*) FROM orders WHERE status = 'pending'"), 1);
     // Balances and the ledger are untouched.
