@@ -142,6 +142,11 @@ pub enum Command {
     Stats(StatsArgs),
     /// Find everything that needs an operator: database, migrations, routing, providers, stuck orders
     Doctor(DoctorArgs),
+    /// List the monthly partitions of order events, and create missing ones ahead
+    Partitions(PartitionsArgs),
+    /// Write the finished orders of months before --before to a file, then remove them
+    #[command(after_help = ARCHIVE_HELP)]
+    Archive(ArchiveArgs),
     /// Webhook deliveries: list them, retry failed ones, test a tenant's endpoints
     #[command(subcommand)]
     Webhook(WebhookCommand),
@@ -719,6 +724,44 @@ pub struct DoctorArgs {
     /// An auto order still not sent after this long is a finding
     #[arg(long, default_value = "5m", value_name = "DURATION")]
     pub stuck_after: humantime::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct PartitionsArgs {
+    /// Months after the current one (UTC) that must have partitions; missing ones are created
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=36))]
+    pub ahead: u32,
+}
+
+pub const ARCHIVE_HELP: &str = r#"File format: JSON lines, one object per row (the order's month in "month"), written from one
+snapshot and fsynced (file and directory) before anything is removed:
+  {"table": "orders", "month": "2026-01", "row": {...every column...}}
+  {"table": "order_events", "month": "2026-01", "row": {...}}
+  {"table": "placements", "month": "2026-01", "row": {...}}
+  {"table": "webhook_deliveries", "month": "2026-01", "row": {...}}
+Orders come first (by number), then events, placements and webhook deliveries (by id). Read it back with
+  jq -c 'select(.table == "orders") | .row' FILE
+or into Postgres with
+  CREATE TABLE archive (doc jsonb);
+  \copy archive FROM 'FILE' WITH (FORMAT csv, QUOTE e'\x01', DELIMITER e'\x02')
+  SELECT (jsonb_populate_record(NULL::orders, doc->'row')).* FROM archive WHERE doc->>'table' = 'orders';
+
+Refused (exit 5, nothing written or removed) while any order of those months is open: pending, still
+watched after an operator's forced decision, a provider's late delivery not yet settled, or a webhook
+notice still to be delivered. Ledger rows stay, so every balance is unchanged. Orders are removed with
+their placements and webhook deliveries 500 per transaction (finished orders are never claimed, so the
+daemon does not wait for them); the months' event partitions are then dropped (event inserts wait at most
+60 ms). A run stopped part way (exit 5) says how many orders it removed; its file is complete; run it
+again with a new file to remove the rest (that file holds the rows still there)."#;
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// Archive every month before this one (YYYY-MM, UTC); the current month and later are refused
+    #[arg(long, value_name = "YYYY-MM")]
+    pub before: String,
+    /// The file to write (JSON lines); it must not exist yet
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
 }
 
 #[derive(Debug, Args)]

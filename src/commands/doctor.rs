@@ -393,21 +393,10 @@ fn webhook_findings(client: &mut Client, tenant: Option<&str>) -> Result<Vec<Fin
 
 fn health_findings(client: &mut Client) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
-    let t = stats::orders_table_health(client)?;
-    let total = t.live_tuples + t.dead_tuples;
-    let ratio = if total > 0 { t.dead_tuples as f64 / total as f64 } else { 0.0 };
-    let tuples = format!("orders has {} dead of {} row versions ({:.0}%)", t.dead_tuples, total, ratio * 100.0);
-    if t.dead_tuples >= DEAD_TUPLES_MIN && ratio >= DEAD_RATIO_MAX {
-        out.push(problem(
-            Severity::Warn,
-            "dead-tuples",
-            format!("{tuples}: every claim wades through them"),
-            "run `VACUUM (ANALYZE) orders;`, end any long transaction (see old-transaction), and make autovacuum more eager on orders \
-             (ALTER TABLE orders SET (autovacuum_vacuum_scale_factor = 0.05))",
-        ));
-    } else {
-        out.push(ok("dead-tuples", tuples));
+    for table in stats::HOT_TABLES {
+        out.push(dead_tuples_finding(client, table)?);
     }
+    let t = stats::orders_table_health(client)?;
 
     let when = |t: Option<chrono::DateTime<Utc>>| {
         t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "never".into())
@@ -434,6 +423,7 @@ fn health_findings(client: &mut Client) -> Result<Vec<Finding>> {
         out.push(ok("vacuum", format!("autovacuum on; orders last vacuumed {vacuumed}, analyzed {analyzed}")));
     }
 
+    out.push(partitions_ahead_finding(client)?);
     match stats::oldest_transaction(client)? {
         Some(x) if Duration::from_millis(x.age_ms.max(0) as u64) > OLD_TRANSACTION_WARN => {
             let age = humantime::format_duration(Duration::from_secs((x.age_ms / 1000).max(0) as u64));
@@ -454,8 +444,11 @@ fn health_findings(client: &mut Client) -> Result<Vec<Finding>> {
         Some(x) => out.push(ok(
             "old-transaction",
             format!(
-                "oldest open transaction: {} old",
-                humantime::format_duration(Duration::from_secs((x.age_ms / 1000).max(0) as u64))
+                "oldest open transaction: {} old (pid {}, application '{}', {})",
+                humantime::format_duration(Duration::from_secs((x.age_ms / 1000).max(0) as u64)),
+                x.pid,
+                x.application_name,
+                x.state
             ),
         )),
         None => out.push(ok("old-transaction", "no other open transaction in this database")),
@@ -479,4 +472,48 @@ fn health_findings(client: &mut Client) -> Result<Vec<Finding>> {
         }
     }
     Ok(out)
+}
+
+/// Dead row versions of one hot table (all its partitions), a warning above both thresholds.
+fn dead_tuples_finding(client: &mut Client, table: &str) -> Result<Finding> {
+    let t = stats::table_health(client, table)?;
+    let total = t.live_tuples + t.dead_tuples;
+    let ratio = if total > 0 { t.dead_tuples as f64 / total as f64 } else { 0.0 };
+    let tuples = format!("{table} has {} dead of {} row versions ({:.0}%)", t.dead_tuples, total, ratio * 100.0);
+    if t.dead_tuples >= DEAD_TUPLES_MIN && ratio >= DEAD_RATIO_MAX {
+        return Ok(problem(
+            Severity::Warn,
+            "dead-tuples",
+            format!("{tuples}: every claim wades through them"),
+            format!(
+                "run `VACUUM (ANALYZE) {table};`, end any long transaction (see old-transaction), and make autovacuum more eager \
+                 on it (ALTER TABLE {table} SET (autovacuum_vacuum_scale_factor = 0.05))"
+            ),
+        ));
+    }
+    Ok(ok("dead-tuples", tuples))
+}
+
+/// Events need a partition for the month their order is created in (sql/0018): fewer than one
+/// month ahead means next month's first order would be refused if nothing creates it in time.
+fn partitions_ahead_finding(client: &mut Client) -> Result<Finding> {
+    let ahead: i64 = client
+        .query_one(
+            "SELECT count(*) FROM generate_series(1, 3) AS k
+              WHERE to_regclass(orderctl_partition_name('order_events',
+                        (date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => k))::date)) IS NOT NULL",
+            &[],
+        )?
+        .get(0);
+    if ahead == 0 {
+        return Ok(problem(
+            Severity::Warn,
+            "partitions",
+            "no partition of order_events exists for next month: orders created then would be refused",
+            "run `orderctl partitions --ahead 1` (the daemon does it on its sweep schedule)",
+        ));
+    }
+    let months: i64 =
+        client.query_one("SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass('order_events')", &[])?.get(0);
+    Ok(ok("partitions", format!("{months} monthly partition(s) of order_events; {ahead} month(s) ahead")))
 }

@@ -27,7 +27,7 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
         None => None,
     };
     summary["schedule"] = schedule.as_ref().map(|s| s.to_json()).unwrap_or(Value::Null);
-    let events = orders::events(&mut client, order.id)?;
+    let events = orders::events(&mut client, order.id, order.created_at)?;
     if s.json() {
         // The order document (what webhooks send too) and its history.
         let mut v = summary;

@@ -15,6 +15,7 @@ mod listings;
 mod man;
 mod migrate;
 mod operator;
+mod partitions;
 mod poll;
 mod provider_check;
 mod provider_control;
@@ -59,6 +60,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Daemon(a) => daemon::run(s, &a),
         Command::Stats(a) => stats::run(s, &a),
         Command::Doctor(a) => doctor::run(s, &a),
+        Command::Partitions(a) => partitions::list(s, &a),
+        Command::Archive(a) => partitions::archive(s, &a),
         Command::Webhook(WebhookCommand::List(a)) => webhook::list(s, &a),
         Command::Webhook(WebhookCommand::Retry(a)) => webhook::retry(s, &a),
         Command::Webhook(WebhookCommand::Endpoints) => webhook::endpoints(s),

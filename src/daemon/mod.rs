@@ -382,7 +382,18 @@ fn reload_credentials(settings: &DaemonSettings, client: &mut crate::db::Client)
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 }
 
+/// Months ahead of the current one that the daemon keeps partitions for (sql/0018): one, since
+/// every partition adds to the planning of each statement that cannot prune.
+const PARTITIONS_AHEAD: u32 = 1;
+
 fn run_safety_sweep(settings: &DaemonSettings, sup: &Supervision, client: &mut crate::db::Client) {
+    // On the sweep's schedule too: months ahead get their partitions long before an order needs
+    // one (a check of the catalogue when they exist, the usual case).
+    match db::partitions::ensure_ahead(client, PARTITIONS_AHEAD) {
+        Ok(created) if !created.is_empty() => log::info!("created partitions {}", created.join(", ")),
+        Ok(_) => {}
+        Err(e) => log::warn!("creating partitions ahead failed: {} (the next sweep tries again)", e.message),
+    }
     // All daemons with the same schedule fire at the same second: that second is the slot.
     let fired = sup.sweep_fired_ms.load(Ordering::SeqCst);
     let slot = chrono::DateTime::from_timestamp_millis(fired - fired.rem_euclid(1000)).unwrap_or_else(Utc::now);

@@ -22,6 +22,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0015_webhook_secret_references.sql", include_str!("../../sql/0015_webhook_secret_references.sql")),
     ("0016_provider_health.sql", include_str!("../../sql/0016_provider_health.sql")),
     ("0017_provider_cost_rate_limit_open_kinds.sql", include_str!("../../sql/0017_provider_cost_rate_limit_open_kinds.sql")),
+    ("0018_monthly_partitions.sql", include_str!("../../sql/0018_monthly_partitions.sql")),
     ("0019_hot_path_without_history.sql", include_str!("../../sql/0019_hot_path_without_history.sql")),
 ];
 

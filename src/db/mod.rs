@@ -13,6 +13,7 @@ pub mod orders;
 pub mod outbox;
 pub mod outcomes;
 pub mod pace;
+pub mod partitions;
 pub mod periodic;
 pub mod permits;
 pub mod pooler;

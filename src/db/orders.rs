@@ -240,11 +240,14 @@ pub struct OrderEvent {
     pub steps: Vec<crate::db::transitions::StepRecord>,
 }
 
-pub fn events(client: &mut impl GenericClient, order_id: Uuid) -> Result<Vec<OrderEvent>> {
+/// An order's history. `created_at` is the order's: events are partitioned by it (sql/0018), so
+/// the statement is planned over that one month's partition.
+pub fn events(client: &mut impl GenericClient, order_id: Uuid, created_at: DateTime<Utc>) -> Result<Vec<OrderEvent>> {
     Ok(client
         .query(
-            "SELECT at, kind, status, external_status, message, steps FROM order_events WHERE order_id = $1 ORDER BY id",
-            &[&order_id],
+            "SELECT at, kind, status, external_status, message, steps FROM order_events
+              WHERE order_id = $1 AND order_created_at = $2 ORDER BY id",
+            &[&order_id, &created_at],
         )?
         .iter()
         .map(|r| OrderEvent {
@@ -386,8 +389,8 @@ fn insert_order(client: &mut crate::db::Client, o: &NewOrder) -> Result<CreatedO
         &[&tenant_id, &user_id, &id, &(-total), &format!("order {number}")],
     )?;
     tx.execute(
-        "INSERT INTO order_events (order_id, kind, status, external_status, message)
-         SELECT id, 'created', status, external_status, $2 FROM orders WHERE id = $1",
+        "INSERT INTO order_events (order_id, kind, status, external_status, message, order_created_at)
+         SELECT id, 'created', status, external_status, $2, created_at FROM orders WHERE id = $1",
         &[&id, &format!("charged {total} ({} × {unit_price}) to {}", o.quantity, o.user)],
     )?;
     tx.commit()?;

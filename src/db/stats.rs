@@ -402,13 +402,24 @@ pub struct TableHealth {
 }
 
 pub fn orders_table_health(client: &mut impl GenericClient) -> Result<TableHealth> {
+    table_health(client, "orders")
+}
+
+/// The hot tables: every claim or write-back updates or inserts into them, so their dead row
+/// versions are what a queue wades through.
+pub const HOT_TABLES: [&str; 5] = ["orders", "placements", "order_events", "webhook_deliveries", "provider_permits"];
+
+/// Vacuum state of one table, summed over its partitions when it is partitioned (sql/0018):
+/// the most recent vacuum and analyze of any of them.
+pub fn table_health(client: &mut impl GenericClient, table: &str) -> Result<TableHealth> {
     let r = client.query_one(
-        "SELECT coalesce(s.n_live_tup, 0), coalesce(s.n_dead_tup, 0),
-                s.last_autovacuum, s.last_vacuum, s.last_autoanalyze, s.last_analyze,
+        "SELECT coalesce(sum(s.n_live_tup), 0)::bigint, coalesce(sum(s.n_dead_tup), 0)::bigint,
+                max(s.last_autovacuum), max(s.last_vacuum), max(s.last_autoanalyze), max(s.last_analyze),
                 current_setting('autovacuum') = 'on'
            FROM (SELECT 1) one
-           LEFT JOIN pg_stat_user_tables s ON s.relid = to_regclass('orders')",
-        &[],
+           LEFT JOIN pg_partition_tree(to_regclass($1)) t ON true
+           LEFT JOIN pg_stat_user_tables s ON s.relid = t.relid",
+        &[&table],
     )?;
     Ok(TableHealth {
         live_tuples: r.get(0),

@@ -482,8 +482,8 @@ fn record_events(tx: &mut impl GenericClient, done: &[&Write]) -> std::result::R
     let steps: Vec<Option<serde_json::Value>> =
         events.iter().map(|(w, _)| (!w.steps.is_empty()).then(|| serde_json::to_value(&w.steps).unwrap_or_default())).collect();
     tx.execute(
-        "INSERT INTO order_events (order_id, kind, status, external_status, message, steps)
-         SELECT e.order_id, e.kind, o.status, o.external_status, e.message, e.steps
+        "INSERT INTO order_events (order_id, kind, status, external_status, message, steps, order_created_at)
+         SELECT e.order_id, e.kind, o.status, o.external_status, e.message, e.steps, o.created_at
            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[]) WITH ORDINALITY AS e(order_id, kind, message, steps, n)
            JOIN orders o ON o.id = e.order_id AND o.id = ANY($1)
           ORDER BY e.n",

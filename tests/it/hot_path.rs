@@ -138,10 +138,10 @@ fn seq_scans_of_orders(tx: &mut impl GenericClient) -> i64 {
 /// 20,000 finished orders of the past year, as history leaves them. (Events and placements
 /// carry their order's creation time where the schema partitions them by it.)
 fn seed_history(db: &TestDb) {
-    let by_order_month = db
-        .query_i64("SELECT count(*) FROM pg_attribute WHERE attrelid = 'placements'::regclass AND attname = 'order_created_at'")
-        > 0;
-    let (column, value) = if by_order_month { (", order_created_at", ", created_at") } else { ("", "") };
+    // Events are partitioned by their order's month (sql/0018): they carry the order's
+    // created_at, and a year of months needs its partitions.
+    db.client().batch_execute("SELECT orderctl_ensure_partitions((now() - interval '400 days')::date, now()::date)").unwrap();
+    let (column, value) = (", order_created_at", ", created_at");
     db.client()
         .batch_execute(&format!(
             "INSERT INTO orders (id, tenant_id, user_id, package_id, user_identifier, price, status, external_status,
@@ -153,8 +153,8 @@ fn seed_history(db: &TestDb) {
                     now() - interval '2 days' - interval '1 hour' * (g % 8000), now() - interval '2 days' - interval '1 hour' * (g % 8000),
                     now() - interval '2 days' - interval '1 hour' * (g % 8000) + interval '5 seconds', 5000
                FROM users u JOIN packages p ON p.tenant_id = u.tenant_id AND p.name = 'pubg-60', generate_series(1, 20000) g;
-             INSERT INTO placements (order_id, provider_id, referans, outcome, created_at{column})
-             SELECT id, provider_id, provider_referans, 'accepted', created_at{value} FROM orders WHERE provider_referans LIKE 'h%';
+             INSERT INTO placements (order_id, provider_id, referans, outcome, created_at)
+             SELECT id, provider_id, provider_referans, 'accepted', created_at FROM orders WHERE provider_referans LIKE 'h%';
              INSERT INTO order_events (order_id, at, kind, message{column})
              SELECT id, completed_at, 'check.approved', 'check #1'{value} FROM orders WHERE provider_referans LIKE 'h%';
              UPDATE rollup_watermark SET rolled_up_until = date_trunc('day', now() - interval '400 days', 'UTC');

@@ -8,6 +8,7 @@ mod deploy;
 mod fidelity;
 mod forwarding;
 mod goods;
+mod history;
 mod hosts;
 mod hot_path;
 mod isolation;

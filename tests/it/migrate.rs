@@ -99,16 +99,7 @@ fn a_dead_database_is_reported_with_its_exit_code_and_no_password() {
 /// non-empty string or one `env`/`file` reference is accepted.
 #[test]
 fn webhook_secrets_written_before_0015_keep_their_values() {
-    let db = TestDb::empty();
-    let dir = tempfile::tempdir().unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
-    for f in std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()) {
-        let name = f.file_name().unwrap().to_str().unwrap().to_string();
-        if name.as_str() < "0015" {
-            std::fs::copy(&f, dir.path().join(&name)).unwrap();
-        }
-    }
-    db.cmd().args(["migrate", "--dir"]).arg(dir.path()).run().ok();
+    let db = TestDb::migrated_before("0015");
     db.client()
         .batch_execute(
             "INSERT INTO tenants (name) VALUES ('t');

@@ -88,6 +88,21 @@ impl TestDb {
         db.cmd().args(["migrate"]).run().ok();
         db
     }
+    /// A database migrated by the files of sql/ whose names sort before `version` ("0018"): the
+    /// schema an older orderctl left, for migration tests.
+    pub fn migrated_before(version: &str) -> TestDb {
+        let db = Self::empty();
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+        for f in std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()) {
+            let name = f.file_name().unwrap().to_str().unwrap().to_string();
+            if name.as_str() < version {
+                std::fs::copy(&f, dir.path().join(&name)).unwrap();
+            }
+        }
+        db.cmd().args(["migrate", "--dir"]).arg(dir.path()).run().ok();
+        db
+    }
     fn create(template: Option<&str>) -> TestDb {
         Self::create_on(&admin_url(), template)
     }

@@ -1,0 +1,325 @@
+//! Monthly partitions of `order_events` (sql/0018_monthly_partitions.sql has the design: only
+//! events are partitioned; orders and placements stay plain tables so the hot path plans over
+//! one table), and the database side of `archive`: read the finished orders of earlier months
+//! with their events, placements and webhook deliveries; remove orders in small batches; drop
+//! the months' event partitions.
+//!
+//! Every step that takes a lock the hot path could queue behind runs with `SET LOCAL
+//! lock_timeout` and is retried a bounded number of times, so a claim or a write-back never
+//! waits more than about one lock timeout for it.
+
+use crate::db::{Client, GenericClient, Transaction};
+use crate::domain::lifecycle::states::{sql_in, DeliveryState, OrderStatus};
+use crate::domain::lifecycle::Attention;
+use crate::error::{Error, Result};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The partitioned table.
+pub const EVENTS: &str = "order_events";
+/// The tables an archive writes, in the order it writes them.
+pub const TABLES: [&str; 4] = ["orders", "order_events", "placements", "webhook_deliveries"];
+/// How long a statement of the archive waits for a lock before it gives up and tries again:
+/// what a claim or write-back queued behind it can wait at most (the issue's bound is 100 ms).
+const LOCK_TIMEOUT: &str = "40ms";
+/// Attempts of one locking step before it gives up (with the pause between them, about 10 s).
+const LOCK_ATTEMPTS: u32 = 50;
+/// How long taking the lock of a partition drop may take.
+const LOCK_STATEMENT_TIMEOUT: &str = "60ms";
+const LOCK_PAUSE: Duration = Duration::from_millis(200);
+/// Orders removed per transaction: small, so each transaction is short and holds few row locks.
+pub const BATCH: i64 = 500;
+
+/// `2026-01`.
+pub fn month_label(m: NaiveDate) -> String {
+    m.format("%Y-%m").to_string()
+}
+
+/// `2026-01` → the first day of that month.
+pub fn parse_month(s: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d")
+        .map_err(|_| Error::invalid(format!("'{s}' is not a month")).with_hint("write the month as YYYY-MM, e.g. 2026-01"))
+}
+
+/// The first instant of month `m` in UTC.
+pub fn month_start(m: NaiveDate) -> DateTime<Utc> {
+    m.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+}
+
+/// The partition of `table` for month `m`: `order_events_y2026m01`.
+pub fn partition_name(table: &str, m: NaiveDate) -> String {
+    format!("{table}_y{}", m.format("%Ym%m"))
+}
+
+/// Runs `step` in its own transaction with a short lock timeout; a lock not granted in time
+/// rolls it back, and it is tried again after a pause, a bounded number of times.
+fn with_lock_timeout<T>(client: &mut Client, what: &str, mut step: impl FnMut(&mut Transaction<'_>) -> Result<T>) -> Result<T> {
+    let mut attempt = 1;
+    loop {
+        let mut tx = client.transaction()?;
+        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))?;
+        match step(&mut tx).and_then(|v| tx.commit().map(|_| v).map_err(Error::from)) {
+            Ok(v) => return Ok(v),
+            Err(e) if retryable(&e) && attempt < LOCK_ATTEMPTS => {
+                log::debug!("{what}: lock not granted within {LOCK_TIMEOUT} (attempt {attempt}); trying again");
+                attempt += 1;
+                std::thread::sleep(LOCK_PAUSE);
+            }
+            Err(e) if retryable(&e) => {
+                return Err(Error::refused(format!(
+                    "{what}: the tables were busy for {LOCK_ATTEMPTS} attempts of {LOCK_TIMEOUT} each"
+                ))
+                .with_hint("a long transaction may hold them (`orderctl doctor` shows the oldest); run it again"))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A lock not granted within the lock timeout (55P03), or a locking statement cancelled by its
+/// statement timeout (57014): the step rolled back and may be tried again.
+fn retryable(e: &Error) -> bool {
+    matches!(e.sqlstate.as_deref(), Some("55P03") | Some("57014"))
+}
+
+/// Creates every missing monthly partition of order_events from the current month (UTC) to
+/// `ahead` months after it; returns the names created (none when all exist, the usual case,
+/// which takes no lock beyond reading the catalogue).
+pub fn ensure_ahead(client: &mut Client, ahead: u32) -> Result<Vec<String>> {
+    let missing: bool = client
+        .query_one(
+            "SELECT EXISTS (
+                 SELECT 1 FROM generate_series(date_trunc('month', now() AT TIME ZONE 'UTC'),
+                                               date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => $1::int),
+                                               interval '1 month') AS m
+                  WHERE NOT EXISTS (SELECT 1 FROM pg_inherits i
+                                     WHERE i.inhparent = 'order_events'::regclass
+                                       AND i.inhrelid::regclass::text = orderctl_partition_name('order_events', m::date)))",
+            &[&(ahead as i32)],
+        )?
+        .get(0);
+    if !missing {
+        return Ok(vec![]);
+    }
+    with_lock_timeout(client, "creating partitions ahead", |tx| {
+        let rows = tx.query(
+            "SELECT p FROM orderctl_ensure_partitions((now() AT TIME ZONE 'UTC')::date,
+                                                      ((now() AT TIME ZONE 'UTC') + make_interval(months => $1::int))::date) AS p",
+            &[&(ahead as i32)],
+        )?;
+        Ok(rows.iter().map(|r| r.get::<_, String>("p")).collect())
+    })
+}
+
+/// One month's partition of order_events, as `orderctl partitions` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Partition {
+    pub table: String,
+    pub month: String,
+    pub name: String,
+    /// Events in the partition.
+    pub rows: i64,
+    /// Orders created in the month (in the plain `orders` table).
+    pub orders: i64,
+    /// Of those, the ones not finished (archive refuses the month).
+    pub open_orders: i64,
+}
+
+/// Every attached monthly partition, oldest first, with exact row counts.
+pub fn list(client: &mut Client) -> Result<Vec<Partition>> {
+    let parts = client.query(
+        "SELECT c.relname AS name,
+                to_date(substring(c.relname FROM '_y(\\d{4}m\\d{2})$'), 'YYYY\"m\"MM') AS month
+           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+          WHERE i.inhparent = 'order_events'::regclass
+          ORDER BY 2",
+        &[],
+    )?;
+    let mut out = Vec::new();
+    for r in &parts {
+        let (name, month): (String, NaiveDate) = (r.get("name"), r.get("month"));
+        let rows: i64 = client.query_one(&format!("SELECT count(*) FROM {}", quote_ident(&name)), &[])?.get(0);
+        let next = month.checked_add_months(chrono::Months::new(1)).unwrap_or(month);
+        let counts = client.query_one(
+            &format!(
+                "SELECT count(*) AS orders, count(*) FILTER (WHERE {}) AS open FROM orders o
+                  WHERE o.created_at >= $1 AND o.created_at < $2",
+                open_order_sql()
+            ),
+            &[&month_start(month), &month_start(next)],
+        )?;
+        out.push(Partition {
+            table: EVENTS.into(),
+            month: month_label(month),
+            name,
+            rows,
+            orders: counts.get("orders"),
+            open_orders: counts.get("open"),
+        });
+    }
+    Ok(out)
+}
+
+/// An order an accountant would not call finished: still pending, still watched (an operator's
+/// forced decision), a provider's late delivery not yet settled, or a webhook notice still to
+/// be delivered (archive removes its deliveries with it). Never NULL, so `NOT` of it is the
+/// finished orders.
+pub fn open_order_sql() -> String {
+    format!(
+        "(o.status = {pending} OR o.next_check_at IS NOT NULL OR (o.attention IN ({late}) AND o.settlement IS NULL) IS TRUE
+          OR EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.order_id = o.id AND d.state = {delivery_pending}))",
+        pending = OrderStatus::Pending.sql(),
+        late = sql_in(&[Attention::DeliveredAfterRefund, Attention::DeliveredAfterManualApproval]),
+        delivery_pending = DeliveryState::Pending.sql(),
+    )
+}
+
+/// `"name"`, for a partition name built by orderctl.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Up to ten (number, month) of open orders created before `before`: any, and archive refuses.
+pub fn open_orders_before(client: &mut impl GenericClient, before: NaiveDate) -> Result<Vec<(i64, String)>> {
+    let rows = client.query(
+        &format!(
+            "SELECT o.number, to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month FROM orders o
+              WHERE o.created_at < $1 AND {} ORDER BY o.number LIMIT 10",
+            open_order_sql()
+        ),
+        &[&month_start(before)],
+    )?;
+    Ok(rows.iter().map(|r| (r.get("number"), r.get("month"))).collect())
+}
+
+/// The first order (number, month) still created before `before`, open or not: none may be
+/// left when the months' event partitions are dropped.
+pub fn first_order_before(client: &mut impl GenericClient, before: NaiveDate) -> Result<Option<(i64, String)>> {
+    let row = client.query_opt(
+        "SELECT number, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month FROM orders
+          WHERE created_at < $1 ORDER BY created_at LIMIT 1",
+        &[&month_start(before)],
+    )?;
+    Ok(row.map(|r| (r.get("number"), r.get("month"))))
+}
+
+/// The months before `before` that still hold orders or event partitions, oldest first.
+pub fn months_before(client: &mut impl GenericClient, before: NaiveDate) -> Result<Vec<NaiveDate>> {
+    let rows = client.query(
+        "SELECT DISTINCT m FROM (
+             SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date AS m FROM orders WHERE created_at < $1
+             UNION
+             SELECT to_date(substring(c.relname FROM '_y(\\d{4}m\\d{2})$'), 'YYYY\"m\"MM')
+               FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'order_events'::regclass
+         ) months WHERE m < $2 ORDER BY m",
+        &[&month_start(before), &before],
+    )?;
+    Ok(rows.iter().map(|r| r.get::<_, NaiveDate>("m")).collect())
+}
+
+/// Reads every row of `table` that belongs to orders created before `before`, as JSON text with
+/// the order's month, in one snapshot (`tx`), 5000 rows at a time; returns how many.
+pub fn read_rows(
+    tx: &mut Transaction<'_>,
+    table: &str,
+    before: NaiveDate,
+    mut each: impl FnMut(&str, String) -> Result<()>,
+) -> Result<u64> {
+    // Events carry their order's creation time (and are pruned to the archived months by it);
+    // the other tables join their order.
+    let query = match table {
+        "orders" => {
+            "SELECT o.created_at AS order_created_at, row_to_json(o)::text AS j FROM orders o
+                      WHERE o.created_at < $1 ORDER BY o.number"
+        }
+        "order_events" => {
+            "SELECT e.order_created_at, row_to_json(e)::text AS j FROM order_events e
+                            WHERE e.order_created_at < $1 ORDER BY e.id"
+        }
+        "placements" => {
+            "SELECT o.created_at AS order_created_at, row_to_json(p)::text AS j
+                           FROM placements p JOIN orders o ON o.id = p.order_id WHERE o.created_at < $1 ORDER BY p.id"
+        }
+        _ => {
+            "SELECT o.created_at AS order_created_at, row_to_json(d)::text AS j
+                FROM webhook_deliveries d JOIN orders o ON o.id = d.order_id WHERE o.created_at < $1 ORDER BY d.id"
+        }
+    };
+    let cursor = format!("archive_{table}");
+    let portal_sql = format!(
+        "DECLARE {cursor} NO SCROLL CURSOR FOR {}",
+        query.replace("$1", &format!("'{}'::timestamptz", month_start(before).to_rfc3339()))
+    );
+    tx.batch_execute(&portal_sql)?;
+    let mut n = 0;
+    loop {
+        let rows = tx.query(&format!("FETCH 5000 FROM {cursor}"), &[])?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in &rows {
+            let at: DateTime<Utc> = r.get("order_created_at");
+            each(&at.format("%Y-%m").to_string(), r.get("j"))?;
+            n += 1;
+        }
+    }
+    tx.batch_execute(&format!("CLOSE {cursor}"))?;
+    Ok(n)
+}
+
+/// Removes up to BATCH finished orders created before `before`, with their placements and
+/// webhook deliveries, in one short transaction; returns how many (0: none left). A finished
+/// order is never claimed, so the only waits are for an operator's command on the same order,
+/// each bounded by the lock timeout and retried.
+pub fn remove_batch(client: &mut Client, before: NaiveDate) -> Result<u64> {
+    with_lock_timeout(client, "removing archived orders", |tx| {
+        let ids: Vec<Uuid> = tx
+            .query(
+                &format!(
+                    "SELECT o.id FROM orders o WHERE o.created_at < $1 AND NOT {} ORDER BY o.created_at, o.id LIMIT $2 FOR UPDATE",
+                    open_order_sql()
+                ),
+                &[&month_start(before), &BATCH],
+            )?
+            .iter()
+            .map(|r| r.get("id"))
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        tx.execute("DELETE FROM webhook_deliveries WHERE order_id = ANY($1)", &[&ids])?;
+        tx.execute("DELETE FROM placements WHERE order_id = ANY($1)", &[&ids])?;
+        Ok(tx.execute("DELETE FROM orders WHERE id = ANY($1)", &[&ids])?)
+    })
+}
+
+/// Drops the event partitions of `months`. Dropping a partition locks its parent for a moment
+/// (ACCESS EXCLUSIVE, catalogue only): the lock is waited for at most LOCK_STATEMENT_TIMEOUT,
+/// which is what an event insert queued behind it waits at most, and tried again if not granted.
+///
+/// The same transaction removes the months' rows of the stats rollups (sql/0019), so counts stay
+/// equal to the rows kept; it first takes the rollup watermark's row lock, which a running
+/// `orderctl_roll_up()` holds, so no rollup counts these months again after.
+pub fn drop_event_months(client: &mut Client, before: NaiveDate, months: &[NaiveDate]) -> Result<Vec<String>> {
+    with_lock_timeout(client, "dropping the archived months' events", |tx| {
+        tx.batch_execute("SELECT 1 FROM rollup_watermark FOR UPDATE")?;
+        for rollup in ["order_totals", "order_days", "provider_activity_days"] {
+            tx.execute(&format!("DELETE FROM {rollup} WHERE created_month < $1"), &[&before])?;
+        }
+        tx.batch_execute(&format!("SET LOCAL statement_timeout = '{LOCK_STATEMENT_TIMEOUT}'"))?;
+        tx.batch_execute("LOCK TABLE order_events IN ACCESS EXCLUSIVE MODE")?;
+        tx.batch_execute("SET LOCAL statement_timeout TO DEFAULT")?;
+        let mut dropped = Vec::new();
+        for m in months {
+            let name = partition_name(EVENTS, *m);
+            let exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])?.get(0);
+            if exists {
+                tx.batch_execute(&format!("DROP TABLE {}", quote_ident(&name)))?;
+                dropped.push(name);
+            }
+        }
+        Ok(dropped)
+    })
+}

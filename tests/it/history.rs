@@ -1,0 +1,360 @@
+//! Retention (issue 24, item 2): monthly partitions of order_events (orders and placements stay
+//! plain tables), created ahead; `archive` writes a month to a file and removes it, balances
+//! unchanged, refused while an order of the month is open, resumable; migrating a populated
+//! database keeps every row; `doctor` names the oldest open transaction.
+
+use crate::orders::{create, setup};
+use crate::support::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// The first day of the month `k` months from the current one (UTC), as `YYYY-MM-DD`.
+fn month(db: &TestDb, k: i32) -> String {
+    db.client()
+        .query_one(
+            "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => $1::int), 'YYYY-MM-DD')",
+            &[&k],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Moves every order (with its events) into the month starting on `first`, as if a past
+/// month's traffic had left them there.
+fn move_orders_to(db: &TestDb, first: &str) {
+    let mut c = db.client();
+    c.query("SELECT orderctl_ensure_partitions($1::text::date, $1::text::date)", &[&first]).unwrap();
+    c.batch_execute(&format!(
+        "UPDATE orders SET created_at = '{first} 12:00:00+00'::timestamptz + make_interval(secs => number % 1000);
+         UPDATE order_events e SET order_created_at = o.created_at FROM orders o WHERE o.id = e.order_id;"
+    ))
+    .unwrap();
+}
+
+fn rows_in(db: &TestDb, table: &str) -> i64 {
+    db.query_i64(&format!("SELECT count(*) FROM {table}"))
+}
+
+fn balances(db: &TestDb) -> Vec<(String, String)> {
+    db.client()
+        .query("SELECT name, balance::text FROM users ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Finished orders of a past month through every path (a provider, code stock, an operator's
+/// rejection), moved to three months ago; returns that month's label.
+fn a_finished_past_month(db: &TestDb) -> String {
+    let fast = ["--first-check", "0s"];
+    create(db, "pubg-60", &fast);
+    create(db, "freefire-100", &fast);
+    create(db, "itunes-10", &fast);
+    let manual = create(db, "jawaker", &[]);
+    db.cmd().args(["reject", &manual["number"].to_string(), "--reason", "buyer asked"]).run().ok();
+    wait_until("the provider orders to finish", Duration::from_secs(30), || {
+        db.cmd().args(["sweep", "--first-check", "0s"]).run();
+        db.query_i64("SELECT count(*) FROM orders WHERE status = 'pending'") == 0
+    });
+    let first = month(db, -3);
+    move_orders_to(db, &first);
+    first[..7].to_string()
+}
+
+#[test]
+fn archive_of_a_month_round_trips_and_leaves_balances_unchanged() {
+    let sim = Sim::start(&["--complete-after", "0s"]);
+    let db = setup(&sim);
+    let label = a_finished_past_month(&db);
+    let before = month(&db, -2)[..7].to_string();
+    let suffix = label.replace('-', "m");
+    let expected: BTreeMap<&str, i64> = [
+        ("orders", rows_in(&db, "orders")),
+        ("order_events", rows_in(&db, &format!("order_events_y{suffix}"))),
+        ("placements", rows_in(&db, "placements")),
+        ("webhook_deliveries", rows_in(&db, "webhook_deliveries")),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .collect();
+    assert_eq!(expected["orders"], 4);
+    assert_eq!(rows_in(&db, "order_events"), expected["order_events"]);
+    assert!(expected["placements"] >= 2 && expected["order_events"] >= 4, "{expected:?}");
+    // The stats rollups (sql/0019) count the month's orders, finished then.
+    db.client()
+        .batch_execute(
+            "UPDATE orders SET completed_at = created_at + interval '1 minute';
+             UPDATE rollup_watermark SET rolled_up_until = date_trunc('day', now() - interval '200 days', 'UTC');
+             SELECT orderctl_roll_up(400);",
+        )
+        .unwrap();
+    let rolled_up = "SELECT count(*) FROM order_totals WHERE created_month < now() - interval '2 months'";
+    assert!(db.query_i64(rolled_up) > 0);
+    // An order of the current month, still open, is not part of it.
+    let open_now = create(&db, "jawaker", &[]);
+    let balances_before = balances(&db);
+    let ledger_before = rows_in(&db, "ledger");
+
+    // A claim-shaped query on another connection all through the archive: none waits long.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let claims = {
+        let (url, stop) = (db.url.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut c = orderctl::db::connect(&url).unwrap();
+            let mut worst = Duration::ZERO;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let t = Instant::now();
+                let mut tx = c.transaction().unwrap();
+                tx.query(
+                    "SELECT id FROM orders WHERE next_check_at IS NOT NULL AND lane = 0 ORDER BY next_check_at
+                      LIMIT 10 FOR UPDATE SKIP LOCKED",
+                    &[],
+                )
+                .unwrap();
+                // A write-back's event insert into the partitioned table (undone: counts stay).
+                tx.execute(
+                    "INSERT INTO order_events (order_id, kind, order_created_at)
+                     SELECT id, 'note', created_at FROM orders WHERE status = 'pending' LIMIT 1",
+                    &[],
+                )
+                .unwrap();
+                tx.rollback().unwrap();
+                worst = worst.max(t.elapsed());
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            worst
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("archive.jsonl");
+    let out = db.cmd().args(["--output", "json", "archive", "--before", &before, "--to"]).arg(&file).run().ok().json();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let worst = claims.join().unwrap();
+    assert_eq!(out["months"], serde_json::json!([label]));
+    assert_eq!(out["orders"], 4);
+
+    // File rows = removed rows, table by table; every line is a JSON object jq reads.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut in_file: BTreeMap<String, i64> = BTreeMap::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["month"], label.as_str());
+        assert!(v["row"]["id"].is_string() || v["row"]["id"].is_number(), "{line}");
+        *in_file.entry(v["table"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    let in_file: BTreeMap<&str, i64> = in_file.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(in_file, expected);
+    assert_eq!(db.query_i64(&format!("SELECT count(*) FROM pg_class WHERE relname = 'order_events_y{suffix}'")), 0);
+    assert_eq!(rows_in(&db, "placements"), 0);
+    assert_eq!(db.query_i64(rolled_up), 0, "the month's rollup rows go with its orders");
+    assert_eq!(rows_in(&db, "orders"), 1, "only the open order of this month is left");
+    assert_eq!(db.query_i64("SELECT count(*) FROM orders WHERE status = 'pending'"), 1);
+    // Balances and the ledger are untouched.
+    assert_eq!(balances(&db), balances_before);
+    assert_eq!(rows_in(&db, "ledger"), ledger_before);
+    assert_money_conserved(&db);
+    eprintln!("slowest claim during the archive: {worst:?}");
+    assert!(worst < Duration::from_millis(100), "a claim waited {worst:?} during the archive");
+    // The open order of this month still works.
+    db.cmd().args(["approve", &open_now["number"].to_string(), "--pin", "PIN-1"]).run().ok();
+    // The file reads back into Postgres as the docs say.
+    let mut c = db.client();
+    c.batch_execute("CREATE TABLE archive (doc jsonb)").unwrap();
+    for line in text.lines() {
+        c.execute("INSERT INTO archive VALUES ($1::text::jsonb)", &[&line]).unwrap();
+    }
+    let back: i64 = c
+        .query_one(
+            "SELECT count(*) FROM archive, jsonb_populate_record(NULL::orders, doc->'row') o
+              WHERE doc->>'table' = 'orders' AND o.id IS NOT NULL AND o.number IS NOT NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(back, 4);
+}
+
+#[test]
+fn an_open_order_blocks_the_archive_and_nothing_is_removed() {
+    let sim = Sim::start(&["--complete-after", "0s"]);
+    let db = setup(&sim);
+    let open = create(&db, "jawaker", &[]);
+    create(&db, "itunes-10", &[]);
+    move_orders_to(&db, &month(&db, -1));
+    let before = month(&db, 0)[..7].to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("archive.jsonl");
+    let out = db.cmd().args(["archive", "--before", &before, "--to"]).arg(&file).run().code(5);
+    assert!(out.stderr.contains(&open["number"].to_string()) && out.stderr.contains("open orders"), "{}", out.stderr);
+    assert!(!file.exists());
+    assert_eq!(rows_in(&db, "orders"), 2);
+    assert!(rows_in(&db, "order_events") >= 2);
+    // The current month and later are refused as a usage of the wrong month.
+    db.cmd().args(["archive", "--before", &month(&db, 1)[..7], "--to"]).arg(&file).run().code(4);
+    // One tenant's operator cannot archive every tenant's orders.
+    db.cmd().args(["--tenant", "alsham", "archive", "--before", &before, "--to"]).arg(&file).run().code(2);
+    assert_eq!(rows_in(&db, "orders"), 2);
+}
+
+#[test]
+fn partitions_are_created_ahead_by_the_command_and_by_the_daemon() {
+    let db = TestDb::new();
+    let names = |k: i32| -> Vec<String> {
+        let m = month(&db, k);
+        vec![format!("order_events_y{}m{}", &m[..4], &m[5..7])]
+    };
+    let drop_ahead = |from: i32, to: i32| {
+        for k in from..=to {
+            for n in names(k) {
+                db.client().batch_execute(&format!("DROP TABLE IF EXISTS {n}")).unwrap();
+            }
+        }
+    };
+    drop_ahead(1, 12);
+    let out = db.cmd().args(["--output", "json", "partitions", "--ahead", "2"]).run().ok().json();
+    let mut created: Vec<String> = out["created"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().into()).collect();
+    created.sort();
+    let mut wanted: Vec<String> = names(1).into_iter().chain(names(2)).collect();
+    wanted.sort();
+    assert_eq!(created, wanted);
+    let listed: Vec<&str> = out["partitions"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    for n in names(0).iter().chain(&wanted) {
+        assert!(listed.contains(&n.as_str()), "{n} not listed in {listed:?}");
+    }
+    let again = db.cmd().args(["--output", "json", "partitions", "--ahead", "2"]).run().ok().json();
+    assert_eq!(again["created"], serde_json::json!([]));
+
+    // The daemon keeps one month ahead on its sweep schedule.
+    drop_ahead(1, 12);
+    let daemon = db.cmd().args(["daemon", "--sweep-schedule", "* * * * * *", "--idle-poll", "50ms"]).spawn();
+    let last = names(1);
+    wait_until("the daemon to create partitions a month ahead", Duration::from_secs(20), || {
+        db.query_i64(&format!("SELECT count(*) FROM pg_inherits WHERE inhrelid = to_regclass('{}')", last[0])) == 1
+    });
+    daemon.terminate();
+}
+
+#[test]
+fn migrating_a_populated_pre_0018_database_keeps_every_row() {
+    let db = TestDb::migrated_before("0018");
+    db.apply(&standard_setup("http://127.0.0.1:9"));
+    // Three months of orders, each with events and a placement, as the older schema held them.
+    insert_orders(&db, "jawaker", 30);
+    db.client()
+        .batch_execute(
+            "UPDATE orders SET created_at = now() - make_interval(days => (number % 3)::int * 31), request_id = 'r-' || number;
+             INSERT INTO order_events (order_id, kind, message) SELECT id, 'created', 'old' FROM orders;
+             INSERT INTO order_events (order_id, kind, message) SELECT id, 'note', 'older' FROM orders WHERE number % 2 = 0;
+             INSERT INTO placements (order_id, provider_id, referans)
+             SELECT o.id, p.id, 'ref-' || o.number FROM orders o, providers p WHERE p.name = 'xstor';",
+        )
+        .unwrap();
+    let digest = |db: &TestDb| -> Vec<(i64, String)> {
+        [
+            "SELECT count(*), md5(string_agg(o::text, ',' ORDER BY o.number)) FROM orders o",
+            "SELECT count(*), md5(string_agg(row(e.id, e.order_id, e.at, e.kind, e.message)::text, ',' ORDER BY e.id)) FROM order_events e",
+            "SELECT count(*), md5(string_agg(row(p.id, p.order_id, p.referans, p.attempt, p.outcome)::text, ',' ORDER BY p.id)) FROM placements p",
+        ]
+        .iter()
+        .map(|q| {
+            let r = db.client().query_one(*q, &[]).unwrap();
+            (r.get(0), r.get(1))
+        })
+        .collect()
+    };
+    let before = digest(&db);
+    assert_eq!(before[0].0, 30);
+    db.cmd().args(["migrate"]).run().ok();
+    assert_eq!(digest(&db), before);
+    assert!(db.query_i64("SELECT count(*) FROM pg_inherits WHERE inhparent = 'order_events'::regclass") >= 4);
+    // orders and placements stay plain tables, with their keys as before.
+    assert_eq!(db.query_i64("SELECT count(*) FROM pg_partitioned_table WHERE partrelid::regclass::text <> 'order_events'"), 0);
+    // Every event sits in the partition of its order's month.
+    assert_eq!(
+        db.query_i64(
+            "SELECT count(*) FROM order_events e JOIN orders o ON o.id = e.order_id
+              WHERE e.order_created_at <> o.created_at
+                 OR e.tableoid::regclass::text <> 'order_events_y' || to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY\"m\"MM')"
+        ),
+        0
+    );
+    let mut c = db.client();
+    let e = c
+        .execute(
+            "INSERT INTO placements (order_id, provider_id, referans, attempt)
+             SELECT o.id, p.provider_id, p.referans, p.attempt FROM placements p JOIN orders o ON o.id <> p.order_id LIMIT 1",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(e.as_db_error().and_then(|d| d.constraint()), Some("placements_provider_referans_attempt"));
+}
+
+#[test]
+fn doctor_names_the_oldest_open_transaction() {
+    let db = TestDb::new();
+    let mut holder = postgres::Client::connect(&with_application_name(&db.url, "long-report"), postgres::NoTls).unwrap();
+    holder.batch_execute("BEGIN; SELECT txid_current();").unwrap();
+    let out = db.cmd().args(["--output", "json", "doctor"]).run();
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let finding = report["findings"].as_array().unwrap().iter().find(|f| f["check"] == "old-transaction").cloned().unwrap();
+    let message = finding["message"].as_str().unwrap();
+    assert!(message.contains("long-report") && message.contains("idle in transaction"), "{message}");
+    let hot: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "dead-tuples")
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    for table in ["orders ", "placements ", "order_events ", "webhook_deliveries ", "provider_permits "] {
+        assert!(hot.iter().any(|m| m.starts_with(table)), "{table}: {hot:?}");
+    }
+    holder.batch_execute("ROLLBACK").unwrap();
+
+    // Partitions ahead: doctor warns when next month has none.
+    let partitions = |db: &TestDb| -> Value {
+        let report: Value = serde_json::from_str(&db.cmd().args(["--output", "json", "doctor"]).run().stdout).unwrap();
+        report["findings"].as_array().unwrap().iter().find(|f| f["check"] == "partitions").cloned().unwrap()
+    };
+    assert_eq!(partitions(&db)["severity"], "ok");
+    for k in 1..=3 {
+        let m = month(&db, k);
+        db.client().batch_execute(&format!("DROP TABLE IF EXISTS order_events_y{}m{}", &m[..4], &m[5..7])).unwrap();
+    }
+    let finding = partitions(&db);
+    assert_eq!(finding["severity"], "warn", "{finding}");
+}
+
+/// A batch that cannot lock its orders (an operator's transaction holds one) stops the archive
+/// with how far it got; the file is complete; a re-run with a new file finishes the removal.
+#[test]
+fn an_archive_stopped_by_a_held_order_says_how_far_it_got_and_a_re_run_resumes() {
+    let sim = Sim::start(&["--complete-after", "0s"]);
+    let db = setup(&sim);
+    let label = a_finished_past_month(&db);
+    let before = month(&db, -2)[..7].to_string();
+    let balances_before = balances(&db);
+    let mut holder = db.client();
+    let mut held = holder.transaction().unwrap();
+    held.query("SELECT id FROM orders ORDER BY number LIMIT 1 FOR UPDATE", &[]).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.jsonl");
+    let out = db.cmd().args(["archive", "--before", &before, "--to"]).arg(&first).run().code(5);
+    assert!(out.stderr.contains("removing 0 of the 4 orders"), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&first).unwrap().lines().filter(|l| l.contains("\"table\":\"orders\"")).count(), 4);
+    assert_eq!(rows_in(&db, "orders"), 4, "the stopped batch removed nothing");
+    assert!(rows_in(&db, "order_events") >= 4, "the month's events stay until every order is gone");
+    held.rollback().unwrap();
+
+    let second = dir.path().join("second.jsonl");
+    let out = db.cmd().args(["--output", "json", "archive", "--before", &before, "--to"]).arg(&second).run().ok().json();
+    assert_eq!(out["months"], serde_json::json!([label]));
+    assert_eq!(out["removed_orders"], 4);
+    assert_eq!(rows_in(&db, "orders"), 0);
+    assert_eq!(rows_in(&db, "order_events"), 0);
+    assert_eq!(balances(&db), balances_before);
+    assert_money_conserved(&db);
+}
