@@ -313,6 +313,17 @@ pub fn scrub(text: &str, secrets: &[String]) -> String {
     out
 }
 
+/// The dealer cost of a placement as an exact amount, or none when the field is not a plain
+/// decimal with at most two places: the documents show only `10.12`, so a comma (decimal mark or
+/// thousands separator?) or more places is not guessed at.
+pub(crate) fn exact_cost(field: &str) -> Option<rust_decimal::Decimal> {
+    let t = field.trim();
+    if t.starts_with('-') || t.starts_with('+') {
+        return None;
+    }
+    crate::domain::money::parse_amount(t, "cost").ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -195,7 +195,7 @@ fn classify_placement_raw(status: u16, body: &str) -> PlacementOutcome {
             message.push_str(&format!(" as x-stor order {id}"));
         }
         // `price` as a string or a JSON number; a number is read from its text, never a float.
-        let cost = json_text(data.get("price")).as_deref().and_then(super::znet::exact_cost);
+        let cost = json_text(data.get("price")).as_deref().and_then(super::exact_cost);
         return PlacementOutcome::Accepted { external_order_id: order_id, message, early, cost, balance: None };
     }
     if is_status(&v, "ERROR") {

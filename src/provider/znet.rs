@@ -146,7 +146,7 @@ fn classify_placement_raw(status: u16, body: &str) -> PlacementOutcome {
                 message.push_str(&format!(" ({})", extra.trim()));
             }
             let balance = rust_decimal::Decimal::from_str_exact(remaining.trim()).ok();
-            PlacementOutcome::Accepted { external_order_id: None, message, early: None, cost: exact_cost(cost), balance }
+            PlacementOutcome::Accepted { external_order_id: None, message, early: None, cost: super::exact_cost(cost), balance }
         }
         // `OK|8|Bu İşlem Daha Önce Gönderildi`: "OK" here only means the call went through.
         ["OK", code, rest @ ..] if is_code(code) && says_sent_before(&rest.join("|")) => {
@@ -311,17 +311,6 @@ pub(crate) fn json_text(v: Option<&serde_json::Value>) -> Option<String> {
         serde_json::Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
-}
-
-/// The dealer cost of a placement as an exact amount, or none when the field is not a plain
-/// decimal with at most two places: the documents show only `10.12`, so a comma (decimal mark or
-/// thousands separator?) or more places is not guessed at.
-pub(crate) fn exact_cost(field: &str) -> Option<rust_decimal::Decimal> {
-    let t = field.trim();
-    if t.starts_with('-') || t.starts_with('+') {
-        return None;
-    }
-    crate::domain::money::parse_amount(t, "cost").ok()
 }
 
 /// Parse a `pin_listesi.php` reply: `{"success":true,"result":[...],"error":null}`.
