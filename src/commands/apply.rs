@@ -31,6 +31,14 @@ pub fn run(s: &Settings, a: &ApplyArgs) -> Result<()> {
                 .with_hint("apply the file without --tenant (and without ORDERCTL_TENANT), or keep only that tenant in it"));
             }
         }
+        // Rates convert every tenant's costs: an operator's, not one tenant's, to declare.
+        if crate::domain::setup::declares_exchange_rates(&text) {
+            return Err(Error::invalid(format!(
+                "{source} declares exchange_rates, which every tenant's costs are converted with, but --tenant {only} \
+                 restricts apply to tenant {only}; nothing was written"
+            ))
+            .with_hint("apply the exchange rates without --tenant (and without ORDERCTL_TENANT)"));
+        }
     }
     let mut client = db::connect(&s.database_url)?;
     let options = ApplyOptions { dry_run: a.dry_run, prune: a.prune, lock_wait: a.lock_wait.into() };
@@ -86,7 +94,7 @@ fn read_file(path: &str) -> Result<(String, String)> {
 
 fn print_summary(s: &ApplySummary) {
     let mut t = output::table(&["kind", "created", "updated", "unchanged", "changed names"]);
-    let kinds: [(&str, &Changes); 7] = [
+    let kinds: [(&str, &Changes); 8] = [
         ("tenants", &s.tenants),
         ("users", &s.users),
         ("providers", &s.providers),
@@ -94,6 +102,7 @@ fn print_summary(s: &ApplySummary) {
         ("products", &s.products),
         ("packages", &s.packages),
         ("webhooks", &s.webhooks),
+        ("exchange rates", &s.exchange_rates),
     ];
     for (kind, c) in kinds {
         let mut names: Vec<String> = c.created.iter().map(|n| format!("+{n}")).collect();
@@ -130,11 +139,15 @@ fn print_summary(s: &ApplySummary) {
 
 /// Every step of the plan, by tenant: `+` create, `~` change, `^` revive, `-` retire.
 fn print_plan(s: &ApplySummary) {
-    let mut tenant = "";
+    let mut heading: Option<&str> = None;
     for step in &s.plan.steps {
-        if step.tenant != tenant {
-            tenant = &step.tenant;
-            println!("tenant {tenant}:");
+        // Exchange rates are of no tenant (their steps' tenant is empty): their own heading.
+        if heading != Some(step.tenant.as_str()) {
+            heading = Some(&step.tenant);
+            println!(
+                "{}",
+                if step.tenant.is_empty() { "exchange rates:".to_string() } else { format!("tenant {}:", step.tenant) }
+            );
         }
         let (mark, what) = match step.action {
             Action::Create => ("+", "create"),
@@ -183,7 +196,8 @@ fn verdict(s: &ApplySummary) -> String {
             out.push_str(": the database already matches the file");
         }
     } else {
-        let names: Vec<String> = left.iter().map(|s| format!("{} (tenant {})", s.label(), s.tenant)).collect();
+        let whose = |s: &Step| if s.tenant.is_empty() { String::new() } else { format!(" (tenant {})", s.tenant) };
+        let names: Vec<String> = left.iter().map(|s| format!("{}{}", s.label(), whose(s))).collect();
         out.push_str(&format!(
             "\n{} object(s) not in the file: {}; run with --prune to retire them",
             left.len(),

@@ -232,15 +232,21 @@ fn routing_findings(client: &mut Client, tenant: Option<&str>) -> Result<Vec<Fin
 /// Packages that sell below their provider's cost (after `--providers` read the catalogues).
 fn price_findings(client: &mut Client, tenant: Option<&str>) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
-    for b in db::money::below_cost(client, tenant)? {
+    let (below, no_rate) = db::money::below_cost(client, tenant)?;
+    for b in below {
         out.push(problem(
             Severity::Warn,
             "price",
-            format!(
-                "tenant {}, package {}: sells at {} but {} charges {} for it ({})",
-                b.tenant, b.package, b.price, b.provider, b.cost, b.source
-            ),
+            format!("tenant {}, package {}: {}", b.tenant, b.package, b.problem()),
             "raise the package's price in the setup file, or route it to a provider that charges less",
+        ));
+    }
+    for n in no_rate {
+        out.push(problem(
+            Severity::Warn,
+            "price",
+            format!("tenant {}, package {}: {}", n.tenant, n.package, n.problem()),
+            n.fix(),
         ));
     }
     Ok(out)

@@ -46,13 +46,23 @@ pub fn run(s: &Settings) -> Result<()> {
     }
     // Selling below the provider's cost is the operator's call (a promotion), so a warning only.
     let routing_problems = findings.len();
-    for b in crate::db::money::below_cost(&mut client, s.tenant.as_deref())? {
+    let (below, no_rate) = crate::db::money::below_cost(&mut client, s.tenant.as_deref())?;
+    for b in below {
         findings.push(Finding {
-            problem: format!("sells at {} but {} charges {} for it ({})", b.price, b.provider, b.cost, b.source),
+            problem: b.problem(),
             fix: "raise the package's price in the setup file, or route it to a provider that charges less".into(),
             tenant: b.tenant,
             package: b.package,
             code: "price_below_cost",
+        });
+    }
+    for n in no_rate {
+        findings.push(Finding {
+            problem: n.problem(),
+            fix: n.fix(),
+            tenant: n.tenant,
+            package: n.package,
+            code: "cost_not_converted",
         });
     }
     if s.json() {

@@ -1,7 +1,8 @@
 //! `orderctl stats --money`: what the orders of a window brought in and cost at the providers,
-//! per tenant and provider currency, optionally by package, provider or day. Amounts are exact
-//! decimals as stored; orderctl converts no currency, so cost and margin are shown per the
-//! provider's currency and a margin is only meaningful where the tenant sells in that currency.
+//! per tenant currency, optionally by package, provider or day. Amounts are exact decimals: each
+//! order's cost is converted into the tenant's money with the rate it snapshotted when it was
+//! placed (`db::money`), so a rate declared later changes no past margin. Costs that no rate
+//! converted are shown apart, in their own money, and never added to the converted ones.
 
 use crate::cli::MoneyBy;
 use crate::db::money::{self, MoneyRow};
@@ -37,35 +38,53 @@ pub fn run(s: &Settings, window: Duration, by: Option<MoneyBy>) -> Result<()> {
     let mut t = output::table(&[
         "tenant",
         by_name,
-        "cost currency",
+        "currency",
         "orders",
         "delivered",
         "revenue",
         "provider cost",
         "cost unknown",
-        "margin",
+        "margin (orders)",
         "cost of cancelled",
         "refunds",
+        "unconverted cost",
     ]);
     for r in &report.rows {
         t.add_row(vec![
             r.tenant.clone(),
             r.key.clone(),
-            r.cost_currency.clone(),
+            r.currency.clone(),
             r.orders.to_string(),
             r.delivered.to_string(),
-            format!("{:.2}", r.revenue),
-            format!("{:.2}", r.provider_cost),
+            r.revenue.to_string(),
+            r.provider_cost.to_string(),
             r.cost_unknown.to_string(),
-            r.margin.map(|m| format!("{m:.2}")).unwrap_or_else(|| "-".into()),
-            format!("{:.2}", r.cost_of_cancelled),
-            format!("{:.2}", r.refunds),
+            r.margin.map(|m| format!("{m} ({})", r.margin_orders)).unwrap_or_else(|| "-".into()),
+            r.cost_of_cancelled.to_string(),
+            r.refunds.to_string(),
+            unconverted(r),
         ]);
     }
     println!("money of the orders created in the last {}:\n{t}", report.window);
     println!(
-        "revenue, margin and refunds are in the tenant's money; provider cost in the cost currency (- = the tenant's money: the \
-         provider's setup names no currency of its own); no currency is converted, so costs in another currency have no margin"
+        "every amount is in the row's currency (- = the tenant names none): each cost converted with the exchange rate its \
+         order recorded when placed; unconverted cost (no rate declared then) is in its own money and in no other column"
     );
     Ok(())
+}
+
+/// "3 delivered: 30.00 USD; cancelled 10.00 USD", one part per provider currency, or "-".
+fn unconverted(r: &MoneyRow) -> String {
+    if r.unconverted.is_empty() {
+        return "-".into();
+    }
+    let parts: Vec<String> = r
+        .unconverted
+        .iter()
+        .map(|u| {
+            let c = &u.cost_currency;
+            format!("{} delivered: {} {c}; cancelled {} {c}", u.delivered, u.provider_cost, u.cost_of_cancelled)
+        })
+        .collect();
+    parts.join(" | ")
 }

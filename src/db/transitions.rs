@@ -320,6 +320,12 @@ fn update_orders(tx: &mut impl GenericClient, writes: &[Write]) -> std::result::
             provider_cost = CASE WHEN u.cost IS NULL THEN o.provider_cost ELSE u.cost END,
             provider_cost_currency = CASE WHEN u.cost IS NULL THEN o.provider_cost_currency
                 ELSE (SELECT pc.currency FROM providers pc WHERE pc.id = coalesce(u.provider, o.provider_id)) END,
+            -- With the cost, the snapshot that converts it into the tenant's money (migration
+            -- 0021): a later change of rate or currency never rewrites this order's margin.
+            sale_currency = CASE WHEN u.cost IS NULL THEN o.sale_currency
+                ELSE (SELECT t.currency FROM tenants t WHERE t.id = o.tenant_id) END,
+            cost_rate = CASE WHEN u.cost IS NULL THEN o.cost_rate
+                ELSE orderctl_cost_rate(coalesce(u.provider, o.provider_id), o.tenant_id) END,
             claimed_at = NULL,
             last_sync_at = now(),
             lease = o.lease + 1

@@ -28,9 +28,76 @@ pub fn parse_amount(s: &str, what: &str) -> Result<Decimal, String> {
     Ok(d.round_dp(2))
 }
 
+/// Most decimal places of an exchange rate (`exchange_rates.rate` is numeric(20,10)).
+const RATE_PLACES: u32 = 10;
+
+/// An exchange rate as an operator declares it ("34.10": one unit of the first currency is worth
+/// that many of the second). Exact: a plain positive decimal with at most ten places, never a
+/// float and never rounded.
+pub fn parse_rate(s: &str) -> Result<Decimal, String> {
+    let t = s.trim();
+    let plain = !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let d = Some(t)
+        .filter(|_| plain)
+        .and_then(|t| Decimal::from_str(t).ok())
+        .ok_or_else(|| format!("rate '{s}' is not a decimal number; write it like \"34.10\""))?;
+    if d <= Decimal::ZERO {
+        return Err(format!("rate '{s}' is not above zero; a rate says what one unit is worth"));
+    }
+    if d.normalize().scale() > RATE_PLACES {
+        return Err(format!("rate '{s}' has more than {RATE_PLACES} decimal places"));
+    }
+    if d >= Decimal::from(10_000_000_000i64) {
+        return Err(format!("rate '{s}' is too large (below 10000000000)"));
+    }
+    Ok(d.normalize())
+}
+
+/// A pair of currencies an exchange rate converts: `from` into `to`, written "USD/TRY".
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CurrencyPair {
+    pub from: String,
+    pub to: String,
+}
+
+impl CurrencyPair {
+    pub fn parse(s: &str) -> Result<CurrencyPair, String> {
+        let (from, to) = s.split_once('/').ok_or_else(|| {
+            format!("'{s}' is not a currency pair; write the currency converted from, a slash and the one converted to, like \"USD/TRY\"")
+        })?;
+        let (from, to) = (crate::domain::pace::parse_currency(from)?, crate::domain::pace::parse_currency(to)?);
+        if from == to {
+            return Err(format!("'{s}' converts a currency into itself; name two different currencies"));
+        }
+        Ok(CurrencyPair { from, to })
+    }
+}
+
+impl std::fmt::Display for CurrencyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.from, self.to)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_and_pairs_parse_exactly_or_say_why_not() {
+        assert_eq!(parse_rate("34.10").unwrap().to_string(), "34.1");
+        assert_eq!(parse_rate("0.0293255132").unwrap().to_string(), "0.0293255132");
+        assert!(parse_rate("0.00000000001").unwrap_err().contains("decimal places"));
+        assert!(parse_rate("0").unwrap_err().contains("above zero"));
+        assert!(parse_rate("-1").unwrap_err().contains("not a decimal"));
+        assert!(parse_rate("3e1").unwrap_err().contains("not a decimal"));
+        assert!(parse_rate("10000000000").unwrap_err().contains("too large"));
+        let p = CurrencyPair::parse("USD/TRY").unwrap();
+        assert_eq!((p.from.as_str(), p.to.as_str(), p.to_string()), ("USD", "TRY", "USD/TRY".to_string()));
+        assert!(CurrencyPair::parse("USDTRY").unwrap_err().contains("not a currency pair"));
+        assert!(CurrencyPair::parse("usd/TRY").unwrap_err().contains("three capital letters"));
+        assert!(CurrencyPair::parse("TRY/TRY").unwrap_err().contains("into itself"));
+    }
 
     #[test]
     fn amounts_parse_exactly() {

@@ -69,6 +69,8 @@ pub struct ApplySummary {
     pub packages: Changes,
     /// Webhooks by `tenant/url` (their secrets are never shown).
     pub webhooks: Changes,
+    /// Exchange rates by pair ("USD/TRY").
+    pub exchange_rates: Changes,
     /// Stock codes added to code groups.
     pub codes_added: u64,
     /// Balance movements posted to the ledger.

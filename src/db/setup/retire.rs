@@ -7,6 +7,7 @@
 
 use crate::db::Transaction;
 use crate::domain::lifecycle::states::DeliveryState;
+use crate::domain::money::CurrencyPair;
 use crate::domain::setup::fields::Kind;
 use crate::domain::setup::plan::{Action, Plan, Step};
 use crate::error::{Error, Result};
@@ -18,7 +19,8 @@ fn table(kind: Kind) -> Option<(&'static str, &'static str)> {
         Kind::CodeGroup => Some(("code_groups", "name")),
         Kind::Package => Some(("packages", "name")),
         Kind::Webhook => Some(("webhooks", "url")),
-        Kind::Tenant | Kind::User | Kind::Product => None,
+        // Exchange rates are of no tenant: `retire_rate`.
+        Kind::Tenant | Kind::User | Kind::Product | Kind::ExchangeRate => None,
     }
 }
 
@@ -46,6 +48,10 @@ pub fn retire(tx: &mut Transaction, plan: &Plan) -> Result<u64> {
     steps.sort_by_key(|s| s.kind != Kind::Package);
     let mut cancelled = 0;
     for step in steps {
+        if step.kind == Kind::ExchangeRate {
+            retire_rate(tx, &step.name)?;
+            continue;
+        }
         let Some((table, key)) = table(step.kind) else { continue };
         let disable = if step.kind == Kind::CodeGroup { "" } else { ", enabled = false" };
         let id: Option<i64> = tx
@@ -74,6 +80,17 @@ pub fn retire(tx: &mut Transaction, plan: &Plan) -> Result<u64> {
         }
     }
     Ok(cancelled)
+}
+
+/// A retired rate stays (history), but converts no new order's cost: `orderctl_cost_rate`
+/// reads live rates only. Orders already placed keep the rate they snapshotted.
+fn retire_rate(tx: &mut Transaction, pair: &str) -> Result<()> {
+    let pair = CurrencyPair::parse(pair).map_err(Error::internal)?;
+    tx.execute(
+        "UPDATE exchange_rates SET retired_at = now() WHERE from_currency = $1 AND to_currency = $2 AND retired_at IS NULL",
+        &[&pair.from, &pair.to],
+    )?;
+    Ok(())
 }
 
 /// The database's last line (a live package of a tenant the file does not name still routes to

@@ -6,8 +6,9 @@ use crate::db::providers::{ScheduleColumns, SCHEDULE_COLUMNS};
 use crate::db::GenericClient;
 use crate::domain::endpoint::Access;
 use crate::domain::lifecycle::states::CodeState;
+use crate::domain::money::CurrencyPair;
 use crate::domain::setup::fields::Kind;
-use crate::domain::setup::plan::{Stock, StoredSetup, StoredTenant};
+use crate::domain::setup::plan::{Stock, StoredRate, StoredSetup, StoredTenant};
 use crate::domain::setup::{
     CodeGroupSetup, PackageSetup, ProviderSetup, TenantSetup, UpstreamSetup, UserSetup, WebhookDelivery, WebhookSetup,
 };
@@ -28,11 +29,12 @@ pub fn load(
 ) -> Result<StoredSetup> {
     let mut out = StoredSetup::default();
     for name in tenants {
-        let Some(r) = client.query_opt("SELECT id FROM tenants WHERE name = $1", &[name])? else { continue };
-        let id: i64 = r.get(0);
+        let Some(r) = client.query_opt("SELECT id, currency FROM tenants WHERE name = $1", &[name])? else { continue };
+        let id: i64 = r.get("id");
         let mut t = StoredTenant {
             setup: TenantSetup {
                 name: name.clone(),
+                currency: r.get("currency"),
                 users: users(client, id)?,
                 providers: Vec::new(),
                 code_groups: Vec::new(),
@@ -53,7 +55,21 @@ pub fn load(
         webhooks(client, id, &mut t)?;
         out.tenants.push(t);
     }
+    out.exchange_rates = exchange_rates(client)?;
     Ok(out)
+}
+
+/// Every declared exchange rate, live and retired.
+fn exchange_rates(client: &mut impl GenericClient) -> Result<BTreeMap<CurrencyPair, StoredRate>> {
+    let rows =
+        client.query("SELECT from_currency, to_currency, rate, retired_at IS NOT NULL AS retired FROM exchange_rates", &[])?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let pair = CurrencyPair { from: r.get("from_currency"), to: r.get("to_currency") };
+            (pair, StoredRate { rate: r.get("rate"), retired: r.get("retired") })
+        })
+        .collect())
 }
 
 /// Every tenant's name, for `export` without `--tenant`.

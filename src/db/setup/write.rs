@@ -2,7 +2,7 @@
 //! comparing, so a row that already matches is not touched (see the module doc of
 //! `db::setup` for the balance rule).
 
-use super::{ApplySummary, BalancePosting, Change, BALANCE_RULE};
+use super::{ApplySummary, BalancePosting, Change, Changes, BALANCE_RULE};
 use crate::db::Transaction;
 use crate::domain::setup::{
     CodeGroupSetup, PackageSetup, ProviderSetup, Setup, TenantSetup, UpstreamSetup, UserSetup, WebhookSetup,
@@ -16,7 +16,7 @@ pub(super) fn write(tx: &mut Transaction, setup: &Setup) -> Result<ApplySummary>
     let mut s = ApplySummary { balance_rule: BALANCE_RULE, ..ApplySummary::default() };
     let mut tenant_ids = BTreeMap::new();
     for t in &setup.tenants {
-        let (tenant_id, change) = write_tenant(tx, &t.name)?;
+        let (tenant_id, change) = write_tenant(tx, t)?;
         s.tenants.record(change, t.name.clone());
         let named = |n: &str| format!("{}/{n}", t.name);
         for u in &t.users {
@@ -63,19 +63,49 @@ pub(super) fn write(tx: &mut Transaction, setup: &Setup) -> Result<ApplySummary>
             s.webhooks.record(write_webhook(tx, tenant_id, w)?, format!("{}/{}", t.name, w.url));
         }
     }
-    s.changes = [&s.tenants, &s.users, &s.providers, &s.code_groups, &s.products, &s.packages, &s.webhooks]
+    s.exchange_rates = write_exchange_rates(tx, setup)?;
+    s.changes = [&s.tenants, &s.users, &s.providers, &s.code_groups, &s.products, &s.packages, &s.webhooks, &s.exchange_rates]
         .iter()
         .map(|c| c.changed())
         .sum();
     Ok(s)
 }
 
-fn write_tenant(tx: &mut Transaction, name: &str) -> Result<(i64, Change)> {
-    if let Some(r) = tx.query_opt("SELECT id FROM tenants WHERE name = $1", &[&name])? {
-        return Ok((r.get(0), Change::Unchanged));
+fn write_tenant(tx: &mut Transaction, t: &TenantSetup) -> Result<(i64, Change)> {
+    if let Some(r) =
+        tx.query_opt("SELECT id, currency IS NOT DISTINCT FROM $2 AS same FROM tenants WHERE name = $1", &[&t.name, &t.currency])?
+    {
+        let id: i64 = r.get("id");
+        if r.get("same") {
+            return Ok((id, Change::Unchanged));
+        }
+        tx.execute("UPDATE tenants SET currency = $2 WHERE id = $1", &[&id, &t.currency])?;
+        return Ok((id, Change::Updated));
     }
-    let id = tx.query_one("INSERT INTO tenants (name) VALUES ($1) RETURNING id", &[&name])?.get(0);
+    let id = tx.query_one("INSERT INTO tenants (name, currency) VALUES ($1, $2) RETURNING id", &[&t.name, &t.currency])?.get(0);
     Ok((id, Change::Created))
+}
+
+/// The file's exchange rates, each upserted (a retired pair named again is revived); the plan
+/// retires the pairs it no longer names. Returns the pairs created or changed.
+pub(super) fn write_exchange_rates(tx: &mut Transaction, setup: &Setup) -> Result<Changes> {
+    let mut out = Changes::default();
+    for (pair, rate) in setup.exchange_rates.iter().flatten() {
+        let row = tx.query_opt(
+            "INSERT INTO exchange_rates AS r (from_currency, to_currency, rate) VALUES ($1, $2, $3)
+             ON CONFLICT (from_currency, to_currency) DO UPDATE SET rate = excluded.rate, declared_at = now(), retired_at = NULL
+              WHERE r.rate <> excluded.rate OR r.retired_at IS NOT NULL
+             RETURNING (xmax = 0) AS created",
+            &[&pair.from, &pair.to, rate],
+        )?;
+        let change = match row {
+            None => Change::Unchanged,
+            Some(r) if r.get("created") => Change::Created,
+            Some(_) => Change::Updated,
+        };
+        out.record(change, pair.to_string());
+    }
+    Ok(out)
 }
 
 /// A user, with the balance rule of the module doc.

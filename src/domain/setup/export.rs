@@ -13,15 +13,22 @@ pub fn document(stored: &StoredSetup) -> Value {
     for t in &stored.tenants {
         let mut lists: Vec<(&str, Vec<Value>)> =
             ["users", "providers", "code_groups", "packages", "webhooks"].iter().map(|l| (*l, Vec::new())).collect();
+        let mut tenant = json!({"name": t.setup.name});
         for (kind, name, fields) in objects(&t.setup) {
             let list = match kind {
+                Kind::Tenant => {
+                    for (k, v) in fields::document(("name", &name), &fields).as_object().into_iter().flatten() {
+                        tenant[k] = v.clone();
+                    }
+                    continue;
+                }
                 Kind::User => "users",
                 Kind::Provider => "providers",
                 Kind::CodeGroup => "code_groups",
                 Kind::Package => "packages",
                 Kind::Webhook => "webhooks",
                 // Products come with their packages; tenants are the level above.
-                Kind::Product | Kind::Tenant => continue,
+                Kind::Product | Kind::ExchangeRate => continue,
             };
             if t.retired.contains(&(kind, name.clone())) {
                 continue;
@@ -32,18 +39,27 @@ pub fn document(stored: &StoredSetup) -> Value {
             }
             lists.iter_mut().find(|(l, _)| *l == list).expect("every list is there").1.push(doc);
         }
-        let mut tenant = json!({"name": t.setup.name});
         for (list, docs) in lists {
             tenant[list] = Value::Array(docs);
         }
         tenants.push(tenant);
     }
-    json!({ "tenants": tenants })
+    let mut doc = json!({ "tenants": tenants });
+    let live: serde_json::Map<String, Value> = stored
+        .exchange_rates
+        .iter()
+        .filter(|(_, r)| !r.retired)
+        .map(|(pair, r)| (pair.to_string(), Value::String(r.rate.normalize().to_string())))
+        .collect();
+    if !live.is_empty() {
+        doc["exchange_rates"] = Value::Object(live);
+    }
+    doc
 }
 
 /// Keys written first, in this order: an element's identity, then a tenant's lists as
 /// `apply --help` shows them. The others follow alphabetically.
-const FIRST: [&str; 7] = ["name", "url", "users", "providers", "code_groups", "packages", "webhooks"];
+const FIRST: [&str; 8] = ["name", "url", "currency", "users", "providers", "code_groups", "packages", "webhooks"];
 
 /// The document as pretty JSON with each element's identity first, as a person writes a setup
 /// file (serde_json's own order is alphabetical).

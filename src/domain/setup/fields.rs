@@ -12,7 +12,7 @@
 //! Secret fields are compared by value but shown masked, and exported as a reference (when the
 //! value is one) or as `{"stored": true}`, which `apply` reads as "keep what is stored".
 
-use super::{PackageSetup, ProviderSetup, UpstreamSetup, UserSetup, WebhookDelivery, WebhookSetup};
+use super::{PackageSetup, ProviderSetup, TenantSetup, UpstreamSetup, UserSetup, WebhookDelivery, WebhookSetup};
 use crate::domain::backoff::ScheduleOverride;
 use crate::domain::endpoint::Access;
 use serde_json::{json, Map, Value};
@@ -30,6 +30,8 @@ pub enum Kind {
     Product,
     Package,
     Webhook,
+    /// A top-level `exchange_rates` entry, named by its pair ("USD/TRY"); of no tenant.
+    ExchangeRate,
 }
 
 impl Kind {
@@ -42,6 +44,7 @@ impl Kind {
             Kind::Product => "product",
             Kind::Package => "package",
             Kind::Webhook => "webhook",
+            Kind::ExchangeRate => "exchange rate",
         }
     }
 }
@@ -107,6 +110,18 @@ fn text(s: &Option<String>) -> Value {
 
 // Each function below takes its object apart with an exhaustive pattern (no `..`): a field
 // added to the struct does not compile until it is added here, and so to the plan and export.
+
+/// The tenant's own fields (its objects are listed apart).
+pub fn tenant(t: &TenantSetup) -> Vec<Field> {
+    let TenantSetup { name: _, currency, users: _, providers: _, code_groups: _, packages: _, webhooks: _ } = t;
+    vec![field(&["currency"], text(currency))]
+}
+
+/// An exchange rate's one field, as the file writes it (the normalised decimal: "34.1" and
+/// "34.10" are one rate).
+pub fn exchange_rate(rate: &rust_decimal::Decimal) -> Vec<Field> {
+    vec![field(&["rate"], rate.normalize().to_string())]
+}
 
 pub fn user(u: &UserSetup) -> Vec<Field> {
     let UserSetup { name: _, email, balance, overdraft_limit } = u;

@@ -17,7 +17,7 @@ pub mod plan;
 
 use crate::domain::answers::ProviderKind;
 use crate::domain::backoff::ScheduleOverride;
-use crate::domain::money::parse_amount;
+use crate::domain::money::{parse_amount, parse_rate, CurrencyPair};
 use crate::domain::routing::{
     check_routing, forwarding_cycles, is_contradiction, Forwarding, ProviderType, RoutedProvider, RoutingMode, RoutingProblem,
     RoutingView, UpstreamRoute,
@@ -62,11 +62,26 @@ pub struct Existing {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Setup {
     pub tenants: Vec<TenantSetup>,
+    /// The file's top-level `exchange_rates`; `None` when the file has none (it then says
+    /// nothing about rates: they are neither compared nor retired).
+    pub exchange_rates: Option<ExchangeRates>,
 }
+
+/// Declared exchange rates: one unit of `pair.from` is worth `rate` units of `pair.to`.
+pub type ExchangeRates = BTreeMap<CurrencyPair, Decimal>;
+
+/// A tenant's currency when the file names none: not named. Its providers that name no currency
+/// of their own charge in the same (unnamed) money, which is how setups without currencies
+/// worked before; a provider that names one is reported unconverted until the tenant names its
+/// own and a rate is declared.
+pub const DEFAULT_TENANT_CURRENCY: Option<&str> = None;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantSetup {
     pub name: String,
+    /// The money the tenant sells in (package prices, balances): `currency`, when named (see
+    /// [`DEFAULT_TENANT_CURRENCY`]).
+    pub currency: Option<String>,
     pub users: Vec<UserSetup>,
     pub providers: Vec<ProviderSetup>,
     pub code_groups: Vec<CodeGroupSetup>,
@@ -212,12 +227,16 @@ pub const DEFAULT_MAX_IN_FLIGHT: i32 = 16;
 #[serde(deny_unknown_fields)]
 struct FileDoc {
     tenants: Vec<Value>,
+    #[serde(default)]
+    exchange_rates: Option<Value>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TenantDoc {
     name: String,
+    #[serde(default)]
+    currency: Option<String>,
     #[serde(default)]
     users: Vec<Value>,
     #[serde(default)]
@@ -366,7 +385,7 @@ trait Element: serde::de::DeserializeOwned {
 
 impl Element for TenantDoc {
     const WHAT: &'static str = "a tenant";
-    const FIELDS: &'static [&'static str] = &["name", "users", "providers", "code_groups", "packages", "webhooks"];
+    const FIELDS: &'static [&'static str] = &["name", "currency", "users", "providers", "code_groups", "packages", "webhooks"];
 }
 impl Element for WebhookDoc {
     const WHAT: &'static str = "a webhook";
@@ -478,14 +497,49 @@ pub fn validate(text: &str, existing: &Existing) -> Result<Setup, Vec<SetupProbl
             tenants.push(t);
         }
     }
+    let exchange_rates = doc.exchange_rates.as_ref().map(|v| validate_exchange_rates(v, &mut problems));
     if problems.0.is_empty() {
         refuse_cycles(&tenants, existing, &upstream_places, &mut problems);
     }
     if problems.0.is_empty() {
-        Ok(Setup { tenants })
+        Ok(Setup { tenants, exchange_rates })
     } else {
         Err(problems.0)
     }
+}
+
+/// `exchange_rates`: an object of "FROM/TO" → rate as a string ({"USD/TRY": "34.10"}). A rate
+/// is a string like an amount, so it is read exactly (a JSON number would pass through a float).
+fn validate_exchange_rates(v: &Value, problems: &mut Problems) -> ExchangeRates {
+    let at = Place { path: "exchange_rates".into(), words: "exchange_rates".into() };
+    let mut out = ExchangeRates::new();
+    let Value::Object(m) = v else {
+        problems.add(&at, "must be an object of currency pairs and rates, like {\"USD/TRY\": \"34.10\"}");
+        return out;
+    };
+    for (key, rate) in m {
+        let at = at.child(key, format!("exchange rate {key}"));
+        let pair = CurrencyPair::parse(key).map_err(|e| problems.add(&at, e)).ok();
+        let rate = match rate.as_str() {
+            Some(r) => parse_rate(r).map_err(|e| problems.add(&at, e)).ok(),
+            None => {
+                problems.add(&at, format!("rate {rate} must be a string, like \"34.10\" (exact; a JSON number is not)"));
+                None
+            }
+        };
+        if let (Some(pair), Some(rate)) = (pair, rate) {
+            // "USD/TRY" and " USD/TRY" are one pair: the second would silently win.
+            if out.insert(pair.clone(), rate).is_some() {
+                problems.add(&at, format!("{pair} is declared twice; keep one"));
+            }
+        }
+    }
+    out
+}
+
+/// Whether a file has a top-level `exchange_rates` (false when it is not readable at all).
+pub fn declares_exchange_rates(text: &str) -> bool {
+    parse_document(text).is_ok_and(|d| d.exchange_rates.is_some())
 }
 
 /// The tenant names a file declares. Returns the parse problems when the file is not even
@@ -766,9 +820,13 @@ fn validate_tenant(
     }
 
     let webhooks = validate_webhooks(&t.webhooks, at, problems);
+    let currency = t.currency.as_deref().map_or(DEFAULT_TENANT_CURRENCY.map(str::to_string), |c| {
+        crate::domain::pace::parse_currency(c).map_err(|m| problems.add(&at.field("currency"), m)).ok()
+    });
 
     (problems.0.len() == before).then(|| TenantSetup {
         name: tenant.to_string(),
+        currency,
         users,
         providers,
         code_groups,

@@ -8,6 +8,8 @@
 
 use super::fields::{self, Field, Kind};
 use super::{Setup, TenantSetup};
+use crate::domain::money::CurrencyPair;
+use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +18,15 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoredSetup {
     pub tenants: Vec<StoredTenant>,
+    /// Every declared exchange rate, live and retired (they are of no tenant: all of them).
+    pub exchange_rates: BTreeMap<CurrencyPair, StoredRate>,
+}
+
+/// An exchange rate as stored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoredRate {
+    pub rate: Decimal,
+    pub retired: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -110,7 +121,7 @@ impl Plan {
 
 /// The objects of a tenant with their fields, in plan order.
 pub fn objects(t: &TenantSetup) -> Vec<(Kind, String, Vec<Field>)> {
-    let mut out = Vec::new();
+    let mut out = vec![(Kind::Tenant, t.name.clone(), fields::tenant(t))];
     out.extend(t.users.iter().map(|u| (Kind::User, u.name.clone(), fields::user(u))));
     out.extend(t.providers.iter().map(|p| (Kind::Provider, p.name.clone(), fields::provider(p))));
     out.extend(t.code_groups.iter().map(|g| (Kind::CodeGroup, g.name.clone(), Vec::new())));
@@ -125,7 +136,6 @@ pub fn plan(file: &Setup, stored: &StoredSetup, prune: bool) -> Plan {
     let mut out = Plan::default();
     for t in &file.tenants {
         let Some(s) = stored.tenants.iter().find(|s| s.setup.name == t.name) else {
-            out.steps.push(step(Action::Create, Kind::Tenant, &t.name, &t.name, Vec::new()));
             for (kind, name, f) in objects(t) {
                 let changes = diff(&[], &f);
                 out.steps.push(step(Action::Create, kind, &t.name, &name, with_codes(changes, t, kind, &name, None)));
@@ -164,7 +174,36 @@ pub fn plan(file: &Setup, stored: &StoredSetup, prune: bool) -> Plan {
             }
         }
     }
+    if let Some(rates) = &file.exchange_rates {
+        plan_rates(rates, &stored.exchange_rates, prune, &mut out);
+    }
     out
+}
+
+/// Exchange rates are compared when the file has `exchange_rates`, by the same rules as a
+/// tenant's objects: a pair it no longer names is retired with `--prune`, named without.
+fn plan_rates(file: &super::ExchangeRates, stored: &BTreeMap<CurrencyPair, StoredRate>, prune: bool, out: &mut Plan) {
+    for (pair, rate) in file {
+        let new = fields::exchange_rate(rate);
+        let (action, changes) = match stored.get(pair) {
+            None => (Action::Create, diff(&[], &new)),
+            Some(s) => {
+                let action = if s.retired { Action::Revive } else { Action::Change };
+                (action, diff(&fields::exchange_rate(&s.rate), &new))
+            }
+        };
+        if action != Action::Change || !changes.is_empty() {
+            out.steps.push(step(action, Kind::ExchangeRate, "", &pair.to_string(), changes));
+        }
+    }
+    for pair in stored.iter().filter(|(p, s)| !s.retired && !file.contains_key(p)).map(|(p, _)| p) {
+        let retire = step(Action::Retire, Kind::ExchangeRate, "", &pair.to_string(), Vec::new());
+        if prune {
+            out.steps.push(retire)
+        } else {
+            out.not_in_file.push(retire)
+        }
+    }
 }
 
 /// The product names of a tenant's packages, each once, in file order.
@@ -291,6 +330,8 @@ pub fn drift(before: &StoredSetup, after: &StoredSetup) -> Vec<String> {
     for ((tenant, kind, name), (f, retired)) in &new {
         let what = format!("tenant {tenant}, {} {name}", kind.as_str());
         match old.get(&(tenant.clone(), *kind, name.clone())) {
+            // A new tenant is named once, above.
+            None if *kind == Kind::Tenant => {}
             None => out.push(format!("{what} created")),
             Some((_, was)) if *was != *retired => out.push(format!("{what} {}", if *retired { "retired" } else { "revived" })),
             Some((g, _)) => {
@@ -325,7 +366,7 @@ mod tests {
                 products: ["Jawaker".to_string()].into(),
             })
             .collect();
-        StoredSetup { tenants }
+        StoredSetup { tenants, exchange_rates: BTreeMap::new() }
     }
 
     fn doc() -> Value {
