@@ -5,6 +5,7 @@ mod support;
 mod cli;
 mod decisions;
 mod deploy;
+mod exchange_rates;
 mod fidelity;
 mod forwarding;
 mod goods;

@@ -71,20 +71,29 @@ fn stats_money_matches_the_prices_the_simulator_recorded() {
     assert_eq!(out["by"], "provider");
     let mut seen = 0;
     for row in out["rows"].as_array().unwrap() {
-        let key = (row["key"].as_str().unwrap().to_string(), row["cost_currency"].as_str().unwrap().to_string());
-        if key.0 == "-" {
+        // The tenant names no currency: every row is in its unnamed money.
+        assert_eq!(row["currency"], "-", "{row}");
+        let provider = row["key"].as_str().unwrap().to_string();
+        if provider == "-" {
             // Codes: no provider, no cost.
             assert_eq!(dec(&row["provider_cost"]), Decimal::ZERO);
             continue;
         }
-        let (cost, margin, delivered) = expected[&key];
-        assert_eq!(dec(&row["provider_cost"]), cost, "{row}");
-        if key.1 == "-" {
-            assert_eq!(dec(&row["margin"]), margin, "{row}");
-        } else {
-            assert_eq!(row["margin"], Value::Null, "no margin across currencies: {row}");
-        }
+        let currency = if provider == "znet-main" { "-" } else { "USD" };
+        let (cost, margin, delivered) = expected[&(provider, currency.to_string())];
         assert_eq!(row["delivered"].as_i64().unwrap(), delivered, "{row}");
+        if currency == "-" {
+            assert_eq!(dec(&row["provider_cost"]), cost, "{row}");
+            assert_eq!(dec(&row["margin"]), margin, "{row}");
+            assert_eq!(row["unconverted"], json!([]), "{row}");
+        } else {
+            // No rate converts USD into the tenant's money: shown apart, never added in.
+            assert_eq!(dec(&row["provider_cost"]), Decimal::ZERO, "{row}");
+            assert_eq!((row["margin"].clone(), row["margin_orders"].as_i64()), (Value::Null, Some(0)), "{row}");
+            assert_eq!(row["unconverted"][0]["cost_currency"], "USD", "{row}");
+            assert_eq!(dec(&row["unconverted"][0]["provider_cost"]), cost, "{row}");
+            assert_eq!(row["unconverted"][0]["delivered"].as_i64().unwrap(), delivered, "{row}");
+        }
         assert_eq!(row["cost_unknown"], 0);
         seen += 1;
     }
