@@ -1,13 +1,10 @@
 //! What a provider's answers mean to an order, in the lifecycle's words: the outcome of a
-//! placement and of a status check, and the protocols a provider can speak. The adapters in
+//! placement and of a status check. The adapters in
 //! `provider` produce these from HTTP replies; `lifecycle` decides what they do.
 
 use crate::domain::text;
 use rust_decimal::Decimal;
 use serde::Serialize;
-
-/// The protocol a provider speaks: declared by the provider modules (`provider::kind`).
-pub use crate::provider::kind::ProviderKind;
 
 /// What a placement call means.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

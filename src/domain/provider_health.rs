@@ -299,7 +299,14 @@ mod tests {
 
     #[test]
     fn the_balance_comes_from_an_accepted_znet_reply() {
-        let znet = crate::provider::znet::classify_placement(200, "OK|10.12|980.88");
+        // As Znet's adapter reads "OK|10.12|980.88" (its conformance tests hold it to that).
+        let znet = PlacementOutcome::Accepted {
+            external_order_id: None,
+            message: "accepted".into(),
+            early: None,
+            cost: Some(Decimal::new(1012, 2)),
+            balance: Some(Decimal::new(98088, 2)),
+        };
         assert_eq!(balance_in_reply(&znet), Some(Decimal::new(98088, 2)));
         let xstor = PlacementOutcome::Accepted {
             external_order_id: Some("1".into()),

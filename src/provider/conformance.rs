@@ -85,7 +85,13 @@ mod znet_documented {
             ("OK|10.125|980.88", None),
         ] {
             match classify_placement(200, body) {
-                PlacementOutcome::Accepted { cost: c, .. } => assert_eq!(c, cost, "{body}"),
+                PlacementOutcome::Accepted { cost: c, balance, .. } => {
+                    assert_eq!(c, cost, "{body}");
+                    // The remaining dealer balance, read from the same reply.
+                    if cost.is_some() {
+                        assert_eq!(balance, Some(Decimal::new(98088, 2)), "{body}");
+                    }
+                }
                 other => panic!("{body}: {other:?}"),
             }
         }

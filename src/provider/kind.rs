@@ -6,6 +6,7 @@
 //! A name not in the list is refused everywhere (setup, stored rows): no silent default.
 
 use super::{Provider, ProviderConfig, ReferenceStyle};
+use crate::domain::setup::KindRules;
 use crate::error::Result;
 use serde::Serialize;
 use std::fmt;
@@ -66,6 +67,19 @@ impl ProviderKind {
     pub fn reference_style(self) -> ReferenceStyle {
         self.0.reference_style
     }
+    /// What validating a setup must know of this kind (the domain names no kind itself).
+    pub fn setup_rules(self) -> KindRules {
+        KindRules {
+            name: self.0.name,
+            credential_fields: self.0.credential_fields,
+            required_mapping_fields: self.0.required_mapping_fields,
+        }
+    }
+}
+
+/// Every kind's setup rules, for `domain::setup::Existing::kinds`.
+pub fn setup_rules() -> Vec<KindRules> {
+    KINDS.iter().map(|k| ProviderKind(k).setup_rules()).collect()
 }
 
 impl PartialEq for ProviderKind {
@@ -106,6 +120,11 @@ mod tests {
         assert!(e.contains("unknown") && e.contains("znet"), "{e}");
         let names: std::collections::BTreeSet<&str> = KINDS.iter().map(|k| k.name).collect();
         assert_eq!(names.len(), KINDS.len(), "two kinds share a name");
+    }
+
+    #[test]
+    fn the_setup_unit_tests_validate_against_the_kinds_as_declared() {
+        assert_eq!(setup_rules(), crate::domain::setup::TEST_KINDS.to_vec());
     }
 
     /// A kind handled outside its module would name it there: no source file outside the kind

@@ -19,8 +19,9 @@ pub mod znet;
 use crate::error::{Error, Result};
 use serde::Serialize;
 
-pub use crate::domain::answers::{CheckOutcome, PlacementOutcome, ProviderKind};
+pub use crate::domain::answers::{CheckOutcome, PlacementOutcome};
 pub use http::HttpSettings;
+pub use kind::ProviderKind;
 use std::fmt;
 
 /// Everything needed to talk to one provider. `credentials` is secret: never print it.

@@ -309,7 +309,8 @@ fn keep_stored_secrets(setup: &mut Setup, stored: &StoredSetup) -> Vec<SetupProb
 /// What the named tenants already have (those the file declares and those it forwards to), and
 /// the forwarding of the whole database.
 fn load_existing(tx: &mut Transaction, tenants: &[String]) -> Result<Existing> {
-    let mut existing = Existing::default();
+    // The kinds the file may name: the provider modules', passed to the pure validation.
+    let mut existing = Existing { kinds: crate::provider::kind::setup_rules(), ..Existing::default() };
     for r in tx.query("SELECT name FROM tenants WHERE name = ANY($1)", &[&tenants])? {
         existing.tenants.insert(r.get(0));
     }
@@ -333,7 +334,7 @@ fn load_existing(tx: &mut Transaction, tenants: &[String]) -> Result<Existing> {
     for r in rows {
         // The kind column is CHECKed to known words; anything else is a damaged row.
         let kind = ProviderKind::parse(r.get(2)).map_err(Error::internal)?;
-        existing.providers.entry(r.get(0)).or_default().insert(r.get(1), kind);
+        existing.providers.entry(r.get(0)).or_default().insert(r.get(1), kind.setup_rules());
     }
     let rows = tx.query(
         "SELECT t.name, g.name FROM code_groups g JOIN tenants t ON t.id = g.tenant_id WHERE t.name = ANY($1)",

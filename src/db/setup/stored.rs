@@ -106,7 +106,7 @@ fn providers(client: &mut impl GenericClient, tenant_id: i64, t: &mut StoredTena
         t.setup.providers.push(ProviderSetup {
             name,
             // The kind column is CHECKed to known words; anything else is a damaged row.
-            kind: ProviderKind::parse(r.get(1)).map_err(Error::internal)?,
+            kind: ProviderKind::parse(r.get(1)).map_err(Error::internal)?.setup_rules(),
             base_url: r.get(2),
             credentials: r.get(3),
             enabled: r.get(4),

@@ -15,7 +15,6 @@ pub mod export;
 pub mod fields;
 pub mod plan;
 
-use crate::domain::answers::ProviderKind;
 use crate::domain::backoff::ScheduleOverride;
 use crate::domain::money::{parse_amount, parse_rate, CurrencyPair};
 use crate::domain::routing::{
@@ -39,15 +38,79 @@ pub struct SetupProblem {
     pub message: String,
 }
 
+/// What validating a setup must know of one provider kind. The kinds are declared by the
+/// provider modules (`provider::kind`); whoever validates passes them in ([`Existing::kinds`]),
+/// so this module names no kind and depends on no provider code. A kind not among them is
+/// refused: there is no default kind.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct KindRules {
+    /// The word in setup files and in `providers.kind`.
+    pub name: &'static str,
+    /// The credential fields this kind needs, all secret.
+    pub credential_fields: &'static [&'static str],
+    /// The mapping fields a package needs for this kind.
+    pub required_mapping_fields: &'static [&'static str],
+}
+
+impl KindRules {
+    pub fn as_str(self) -> &'static str {
+        self.name
+    }
+    fn credential_fields(self) -> &'static [&'static str] {
+        self.credential_fields
+    }
+    fn required_mapping_fields(self) -> &'static [&'static str] {
+        self.required_mapping_fields
+    }
+}
+
+impl fmt::Display for KindRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl fmt::Debug for KindRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// The kinds the unit tests validate against, as the provider modules declare them (a test in
+/// `provider::kind` holds the two lists equal).
+#[cfg(test)]
+pub(crate) const TEST_KINDS: [KindRules; 2] = [
+    KindRules { name: "znet", credential_fields: &["kod", "sifre"], required_mapping_fields: &["oyun", "kupur"] },
+    KindRules { name: "xstor", credential_fields: &["api_token"], required_mapping_fields: &["product_id"] },
+];
+
+#[cfg(test)]
+impl Existing {
+    /// Nothing stored, and the kinds of [`TEST_KINDS`].
+    pub(crate) fn with_test_kinds() -> Existing {
+        Existing { kinds: TEST_KINDS.to_vec(), ..Existing::default() }
+    }
+}
+
+/// The kind named `s` among `kinds`, or why not (naming the known ones).
+fn parse_kind(kinds: &[KindRules], s: &str) -> Result<KindRules, String> {
+    kinds.iter().find(|k| k.name == s).copied().ok_or_else(|| {
+        let known: Vec<&str> = kinds.iter().map(|k| k.name).collect();
+        format!("provider kind '{s}' is unknown; use {}", known.join(" or "))
+    })
+}
+
 /// What the database already holds for the tenants the file names (declares, or forwards to).
 /// Routing and mappings may point at providers, code groups, packages and users that are not
 /// repeated in the file.
 #[derive(Debug, Clone, Default)]
 pub struct Existing {
+    /// The provider kinds orderctl speaks (`provider::kind::setup_rules`).
+    pub kinds: Vec<KindRules>,
     /// Which of those tenants exist.
     pub tenants: BTreeSet<String>,
     /// tenant → provider name → kind.
-    pub providers: BTreeMap<String, BTreeMap<String, ProviderKind>>,
+    pub providers: BTreeMap<String, BTreeMap<String, KindRules>>,
     /// tenant → code group names.
     pub code_groups: BTreeMap<String, BTreeSet<String>>,
     /// tenant → package names.
@@ -101,7 +164,7 @@ pub struct UserSetup {
 #[derive(Clone, PartialEq)]
 pub struct ProviderSetup {
     pub name: String,
-    pub kind: ProviderKind,
+    pub kind: KindRules,
     pub base_url: String,
     /// Secret: an object of field name → non-empty string or a reference (`secret`). Never printed.
     pub credentials: Value,
@@ -769,7 +832,7 @@ fn validate_tenant(
     for (i, v) in t.providers.iter().enumerate() {
         let Some(p) = decode::<ProviderDoc>(v, &element_place(v, "providers", i, at), problems) else { continue };
         let Some((name, pat)) = check_name(&p.name, "provider", "providers", i, at, &mut seen, problems) else { continue };
-        if let Some(p) = validate_provider(name, p, &pat, problems) {
+        if let Some(p) = validate_provider(name, p, &existing.kinds, &pat, problems) {
             providers.push(p);
         }
     }
@@ -784,13 +847,13 @@ fn validate_tenant(
     }
 
     // What routing and mappings may point at: the file's providers and groups, then the database's.
-    let mut known_providers: BTreeMap<String, ProviderKind> = existing.providers.get(tenant).cloned().unwrap_or_default();
+    let mut known_providers: BTreeMap<String, KindRules> = existing.providers.get(tenant).cloned().unwrap_or_default();
     let mut file_provider_names = BTreeMap::new();
     // Names of providers that failed validation still count as declared, so a bad credential
     // is not reported a second time as "unknown provider" by every package that uses it.
     for v in &t.providers {
         if let Some(name) = v.get("name").and_then(Value::as_str).map(str::trim) {
-            let kind = v.get("kind").and_then(Value::as_str).and_then(|k| ProviderKind::parse(k.trim()).ok());
+            let kind = v.get("kind").and_then(Value::as_str).and_then(|k| parse_kind(&existing.kinds, k.trim()).ok());
             file_provider_names.insert(name.to_string(), kind);
         }
     }
@@ -984,9 +1047,15 @@ fn non_negative(v: Option<&Value>, what: &str, at: &Place, problems: &mut Proble
     Some(d)
 }
 
-fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Problems) -> Option<ProviderSetup> {
+fn validate_provider(
+    name: String,
+    p: ProviderDoc,
+    kinds: &[KindRules],
+    at: &Place,
+    problems: &mut Problems,
+) -> Option<ProviderSetup> {
     let before = problems.0.len();
-    let kind = match ProviderKind::parse(p.kind.trim()) {
+    let kind = match parse_kind(kinds, p.kind.trim()) {
         Ok(k) => Some(k),
         Err(m) => {
             problems.add(&at.field("kind"), m);
@@ -1030,7 +1099,7 @@ fn validate_provider(name: String, p: ProviderDoc, at: &Place, problems: &mut Pr
         .rate_limit
         .as_deref()
         .and_then(|r| crate::domain::pace::RateLimit::parse(r).map_err(|m| problems.add(&at.field("rate_limit"), m)).ok());
-    let health = validate_health(&p, &at, problems);
+    let health = validate_health(&p, at, problems);
     (problems.0.len() == before).then(|| ProviderSetup {
         name,
         kind: kind.expect("checked above"),
@@ -1173,7 +1242,7 @@ fn validate_schedule(v: &Value, at: &Place, problems: &mut Problems) -> Option<S
     (problems.0.len() == before).then_some(schedule)
 }
 
-fn check_credentials(credentials: &Value, kind: ProviderKind, at: &Place, problems: &mut Problems) {
+fn check_credentials(credentials: &Value, kind: KindRules, at: &Place, problems: &mut Problems) {
     let needed = kind.credential_fields();
     let example: Vec<String> = needed.iter().map(|f| format!("\"{f}\": \"...\"")).collect();
     let Value::Object(map) = credentials else {
@@ -1234,9 +1303,9 @@ fn validate_codes(codes: &[Value], at: &Place, problems: &mut Problems) -> Vec<S
 struct References<'a> {
     tenant: &'a str,
     /// Valid providers of the file and the database, with their kind.
-    providers: &'a BTreeMap<String, ProviderKind>,
+    providers: &'a BTreeMap<String, KindRules>,
     /// Every provider name the file declares, valid or not, with its kind when readable.
-    declared: &'a BTreeMap<String, Option<ProviderKind>>,
+    declared: &'a BTreeMap<String, Option<KindRules>>,
     groups: &'a BTreeSet<String>,
     /// Tenants, packages and users an internal routing may forward to.
     universe: &'a Universe<'a>,
@@ -1246,7 +1315,7 @@ impl References<'_> {
     fn has_provider(&self, name: &str) -> bool {
         self.providers.contains_key(name) || self.declared.contains_key(name)
     }
-    fn kind(&self, name: &str) -> Option<ProviderKind> {
+    fn kind(&self, name: &str) -> Option<KindRules> {
         self.providers.get(name).copied().or_else(|| self.declared.get(name).copied().flatten())
     }
     fn provider_list(&self) -> String {
@@ -1505,12 +1574,12 @@ mod tests {
     }
 
     fn problems_of(doc: &Value) -> Vec<SetupProblem> {
-        validate(&doc.to_string(), &Existing::default()).expect_err("the document is invalid")
+        validate(&doc.to_string(), &Existing::with_test_kinds()).expect_err("the document is invalid")
     }
 
     #[test]
     fn the_issue_example_is_valid() {
-        let setup = validate(&example().to_string(), &Existing::default()).unwrap();
+        let setup = validate(&example().to_string(), &Existing::with_test_kinds()).unwrap();
         let t = &setup.tenants[0];
         assert_eq!((t.users.len(), t.providers.len(), t.code_groups.len(), t.packages.len()), (1, 2, 1, 3));
         assert_eq!(t.users[0].balance, Decimal::new(10000, 2));
@@ -1565,7 +1634,7 @@ mod tests {
             {"url": "https://shop.example/hooks", "secret": "whsec-ok"},
             {"url": "https://shop.example/only", "secret": "whsec-ok2", "events": ["order.approved"], "enabled": false},
         ]);
-        let setup = validate(&doc.to_string(), &Existing::default()).unwrap();
+        let setup = validate(&doc.to_string(), &Existing::with_test_kinds()).unwrap();
         let hooks = &setup.tenants[0].webhooks;
         assert_eq!(hooks[0].events, EventType::ALL.to_vec(), "all events by default");
         assert_eq!((hooks[1].events.clone(), hooks[1].enabled), (vec![EventType::Approved], false));
@@ -1610,13 +1679,9 @@ mod tests {
         let doc = json!({"tenants": [{"name": "alsham", "packages": [
             {"name": "p", "product": "P", "price": "1", "routing": {"mode": "auto", "provider_type": "external", "primary": "old"},
              "mappings": {"old": {"oyun": "1", "kupur": "2"}}}]}]});
-        assert!(validate(&doc.to_string(), &Existing::default()).is_err());
-        let mut existing = Existing::default();
-        existing
-            .providers
-            .entry("alsham".into())
-            .or_default()
-            .insert("old".into(), ProviderKind::of(&crate::provider::znet::KIND));
+        assert!(validate(&doc.to_string(), &Existing::with_test_kinds()).is_err());
+        let mut existing = Existing::with_test_kinds();
+        existing.providers.entry("alsham".into()).or_default().insert("old".into(), TEST_KINDS[0]);
         assert!(validate(&doc.to_string(), &existing).is_ok());
     }
 
@@ -1625,7 +1690,7 @@ mod tests {
         let mut doc = example();
         doc["tenants"][0]["providers"][1]["schedule"] =
             json!({"first_check": "5s", "backoff_base": "5s", "backoff_max": "2m", "max_checks": 30, "give_up_after": "6h"});
-        let setup = validate(&doc.to_string(), &Existing::default()).unwrap();
+        let setup = validate(&doc.to_string(), &Existing::with_test_kinds()).unwrap();
         let schedule = setup.tenants[0].providers[1].schedule;
         assert_eq!((schedule.first_check, schedule.max_checks), (Some(Duration::from_secs(5)), Some(30)));
         assert!(setup.tenants[0].providers[0].schedule.is_empty());
@@ -1661,7 +1726,7 @@ mod tests {
     #[test]
     fn internal_routing_forwards_to_a_package_and_account_of_another_tenant() {
         let doc = forwarding(json!({"tenant": "wholesale", "package": "pubg-60-w", "account": "alsham-account"}));
-        let setup = validate(&doc.to_string(), &Existing::default()).unwrap();
+        let setup = validate(&doc.to_string(), &Existing::with_test_kinds()).unwrap();
         let up = setup.tenants[0].packages[0].upstream.clone().unwrap();
         assert_eq!((up.tenant.as_str(), up.package.as_str(), up.account.as_str()), ("wholesale", "pubg-60-w", "alsham-account"));
         assert_eq!(referenced_tenants(&doc.to_string()).unwrap(), vec!["alsham", "wholesale"]);
@@ -1682,8 +1747,8 @@ mod tests {
         let doc = json!({"tenants": [{"name": "alsham", "packages": [{"name": "pubg-60", "product": "PUBG", "price": "1.10",
             "routing": {"mode": "auto", "provider_type": "internal",
                         "upstream": {"tenant": "wholesale", "package": "pubg-60-w", "account": "alsham-account"}}}]}]});
-        assert!(validate(&doc.to_string(), &Existing::default()).is_err());
-        let mut existing = Existing::default();
+        assert!(validate(&doc.to_string(), &Existing::with_test_kinds()).is_err());
+        let mut existing = Existing::with_test_kinds();
         existing.tenants.insert("wholesale".into());
         existing.packages.entry("wholesale".into()).or_default().insert("pubg-60-w".into());
         existing.users.entry("wholesale".into()).or_default().insert("alsham-account".into());
@@ -1726,7 +1791,7 @@ mod tests {
         let doc = json!({"tenants": [{"name": "alsham", "packages": [{"name": "pubg-60", "product": "PUBG", "price": "1.10",
             "routing": {"mode": "auto", "provider_type": "internal",
                         "upstream": {"tenant": "wholesale", "package": "pubg-60-w", "account": "alsham-account"}}}]}]});
-        let mut existing = Existing::default();
+        let mut existing = Existing::with_test_kinds();
         existing.tenants.insert("wholesale".into());
         existing.packages.entry("wholesale".into()).or_default().insert("pubg-60-w".into());
         existing.users.entry("wholesale".into()).or_default().insert("alsham-account".into());
@@ -1747,7 +1812,7 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_line_and_column() {
-        let problems = validate("{\"tenants\": [\n  {\"name\": \"a\",}\n]}", &Existing::default()).unwrap_err();
+        let problems = validate("{\"tenants\": [\n  {\"name\": \"a\",}\n]}", &Existing::with_test_kinds()).unwrap_err();
         assert!(problems[0].message.starts_with("line 2, column "), "{problems:?}");
         assert!(problems[0].message.contains("not valid JSON"), "{problems:?}");
     }

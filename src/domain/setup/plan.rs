@@ -352,7 +352,7 @@ mod tests {
     use serde_json::json;
 
     fn setup(doc: Value) -> Setup {
-        validate(&doc.to_string(), &Existing::default()).expect("valid")
+        validate(&doc.to_string(), &Existing::with_test_kinds()).expect("valid")
     }
 
     fn stored_from(doc: Value, retired: &[(Kind, &str)]) -> StoredSetup {
@@ -480,12 +480,8 @@ mod tests {
         file["tenants"][0]["packages"][0]["routing"] =
             json!({"mode": "auto", "provider_type": "external", "primary": "znet-badpass"});
         file["tenants"][0]["packages"][0]["mappings"] = json!({"znet-badpass": {"oyun": "1", "kupur": "2"}});
-        let mut existing = Existing::default();
-        existing
-            .providers
-            .entry("alsham".into())
-            .or_default()
-            .insert("znet-badpass".into(), crate::provider::ProviderKind::of(&crate::provider::znet::KIND));
+        let mut existing = Existing::with_test_kinds();
+        existing.providers.entry("alsham".into()).or_default().insert("znet-badpass".into(), crate::domain::setup::TEST_KINDS[0]);
         file["tenants"][0]["providers"].as_array_mut().unwrap().pop();
         let file = validate(&file.to_string(), &existing).expect("valid: the database has the provider");
         let stored = stored_from(stored, &[]);
