@@ -24,23 +24,13 @@ mod tests {
     /// validation) is passed in. No file here, its tests included, may name those modules.
     #[test]
     fn the_domain_depends_on_no_layer_above_it() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/domain");
         let above = ["provider", "db", "dispatch", "daemon", "lane", "commands", "webhook", "metrics", "settings", "cli"];
         let mut offenders = vec![];
-        let mut stack = vec![root.clone()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
-                let text = std::fs::read_to_string(&path).unwrap();
-                for (n, line) in text.lines().enumerate() {
-                    let code = line.split("//").next().unwrap_or("");
-                    if above.iter().any(|m| code.contains(&format!("crate::{m}::")) || code.contains(&format!("crate::{m};"))) {
-                        offenders.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
-                    }
+        for (rel, text) in crate::kit::source_files("domain") {
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if above.iter().any(|m| code.contains(&format!("crate::{m}::")) || code.contains(&format!("crate::{m};"))) {
+                    offenders.push(format!("src/{rel}:{}: {}", n + 1, line.trim()));
                 }
             }
         }

@@ -25,3 +25,24 @@ pub fn wait_until(timeout: Duration, every: Duration, mut done: impl FnMut() -> 
         std::thread::sleep(every);
     }
 }
+
+/// Every Rust source file under `src/<under>` as (path relative to `src/`, text): what the
+/// unit tests that guard the source's shape (layers, provider kinds) read.
+#[cfg(test)]
+pub(crate) fn source_files(under: &str) -> Vec<(String, String)> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut out = Vec::new();
+    let mut stack = vec![src.join(under)];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let rel = path.strip_prefix(&src).unwrap().to_string_lossy().replace('\\', "/");
+                out.push((rel, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    out
+}

@@ -131,39 +131,28 @@ mod tests {
     /// modules, the simulator (which plays the providers) and tests may match on a kind's name.
     #[test]
     fn no_kind_is_named_outside_its_module() {
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut offenders = vec![];
-        let mut stack = vec![src.clone()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
-                let rel = path.strip_prefix(&src).unwrap().to_string_lossy().replace('\\', "/");
-                let exempt = rel.starts_with("simulator/")
-                    || rel == "provider/conformance.rs"
-                    || KINDS.iter().any(|k| rel == format!("provider/{}.rs", k.name));
-                if exempt || !rel.ends_with(".rs") {
-                    continue;
-                }
-                let text = std::fs::read_to_string(&path).unwrap();
-                // Only the code before the unit tests counts: examples in tests may use any kind.
-                let code = text.split("#[cfg(test)]").next().unwrap_or("");
-                for k in KINDS {
-                    // Code that decides by a kind's name: a match arm, a comparison, its module.
-                    let patterns = [
-                        format!("\"{}\" =>", k.name),
-                        format!("== \"{}\"", k.name),
-                        format!("\"{}\" ==", k.name),
-                        format!("{}::", k.name),
-                    ];
-                    for (n, line) in code.lines().enumerate() {
-                        let is_doc = line.trim_start().starts_with("//");
-                        if !is_doc && patterns.iter().any(|p| line.contains(p.as_str())) {
-                            offenders.push(format!("src/{rel}:{}: {}", n + 1, line.trim()));
-                        }
+        for (rel, text) in crate::kit::source_files("") {
+            let exempt = rel.starts_with("simulator/")
+                || rel == "provider/conformance.rs"
+                || KINDS.iter().any(|k| rel == format!("provider/{}.rs", k.name));
+            if exempt {
+                continue;
+            }
+            // Only the code before the unit tests counts: examples in tests may use any kind.
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            for k in KINDS {
+                // Code that decides by a kind's name: a match arm, a comparison, its module.
+                let patterns = [
+                    format!("\"{}\" =>", k.name),
+                    format!("== \"{}\"", k.name),
+                    format!("\"{}\" ==", k.name),
+                    format!("{}::", k.name),
+                ];
+                for (n, line) in code.lines().enumerate() {
+                    let is_doc = line.trim_start().starts_with("//");
+                    if !is_doc && patterns.iter().any(|p| line.contains(p.as_str())) {
+                        offenders.push(format!("src/{rel}:{}: {}", n + 1, line.trim()));
                     }
                 }
             }
