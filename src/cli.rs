@@ -99,7 +99,7 @@ pub struct PolicyArgs {
 pub enum Command {
     /// Apply pending schema migrations from sql/
     Migrate(MigrateArgs),
-    /// Apply a declarative setup file (tenants, users, providers, code stock, packages, routing, webhooks)
+    /// Apply a declarative setup file (tenants, users, providers, code stock, packages, routing, webhooks, exchange rates)
     Apply(ApplyArgs),
     /// Print the current setup in the setup-file format (secrets as references or {"stored": true}; stock as counts)
     Export(ExportArgs),
@@ -172,7 +172,7 @@ pub struct MigrateArgs {
 }
 
 pub const APPLY_HELP: &str = r#"Format (JSON; amounts are decimal strings; names are unique within a tenant):
-  {"tenants": [{"name": "alsham",
+  {"tenants": [{"name": "alsham", "currency": "TRY",
     "users": [{"name": "halil", "email": "halil@example.com", "balance": "100.00", "overdraft_limit": "0"}],
     "providers": [{"name": "znet-main", "kind": "znet", "base_url": "http://127.0.0.1:18080",
                    "credentials": {"kod": "...", "sifre": "..."}, "enabled": true, "max_in_flight": 16},
@@ -188,7 +188,18 @@ pub const APPLY_HELP: &str = r#"Format (JSON; amounts are decimal strings; names
                   "routing": {"mode": "auto", "provider_type": "internal",
                               "upstream": {"tenant": "wholesale", "package": "pubg-60-w", "account": "alsham-account"}}}],
     "webhooks": [{"url": "https://shop.example/hooks/orders", "secret": "...",
-                  "events": ["order.approved", "order.rejected", "order.needs_action"], "enabled": true}]}]}
+                  "events": ["order.approved", "order.rejected", "order.needs_action"], "enabled": true}]}],
+   "exchange_rates": {"USD/TRY": "34.10"}}
+
+Money: a tenant's "currency" (three capital letters; optional) is the money its package prices
+and balances are in; without it the money is not named. A provider's "currency" is the money it
+charges in; without it, the tenant's. "exchange_rates" (top level, optional) declares what one
+unit of the first currency is worth in the second, as an exact decimal string (at most 10
+places); only the pair as written converts (USD/TRY converts USD costs into TRY, never back).
+Each order records the rate in force when its cost was recorded, so changing a rate never
+changes a past margin. A file without "exchange_rates" leaves the stored rates alone; a pair it
+no longer names is listed, and retired with --prune. Rates apply to every tenant: a file that
+declares them is refused under --tenant.
 
 Routing: mode auto (dispatched by itself) or manual (an operator dispatches or delivers it);
 provider_type external (primary, optional fallback, a mapping for each), codes (code_group),
@@ -700,7 +711,8 @@ pub struct StatsArgs {
     #[arg(long, default_value = "5m", value_name = "DURATION")]
     pub stuck_after: humantime::Duration,
     /// Money instead: orders, revenue, provider cost, margin and refunds of the orders created
-    /// in the --since window, per tenant and provider currency (dealer data: for the operator)
+    /// in the --since window, per tenant currency, each cost converted with the exchange rate its
+    /// order recorded; costs no rate converted are shown apart (dealer data: for the operator)
     #[arg(long)]
     pub money: bool,
     /// With --money: break the rows down by package, provider or day (UTC)

@@ -43,7 +43,7 @@ fn migrate_then_apply_the_example_twice_on_an_empty_database() {
         db.cmd().arg("migrate").run().ok();
         let out = db.cmd().args(["apply", "-f", &example_path()]).run().ok();
         if round == 0 {
-            assert!(out.stdout.contains("applied: 11 change(s)"), "{}", out.stdout);
+            assert!(out.stdout.contains("applied: 12 change(s)"), "{}", out.stdout);
         } else {
             assert!(out.stdout.contains("no changes: the database already matches the file"), "{}", out.stdout);
         }
@@ -54,7 +54,8 @@ fn migrate_then_apply_the_example_twice_on_an_empty_database() {
 fn applying_the_issue_example_twice_changes_nothing() {
     let db = TestDb::new();
     let first = db.cmd().args(["apply", "-f", &example_path(), "--output", "json"]).run().ok().json();
-    assert_eq!(first["changes"], 11);
+    assert_eq!(first["changes"], 12);
+    assert_eq!(first["exchange_rates"]["created"], json!(["USD/TRY"]));
     assert_eq!(first["tenants"]["created"], json!(["alsham"]));
     assert_eq!(first["packages"]["created"], json!(["alsham/pubg-60", "alsham/itunes-10", "alsham/jawaker"]));
     assert_eq!(first["codes_added"], 2);
@@ -64,7 +65,7 @@ fn applying_the_issue_example_twice_changes_nothing() {
 
     let second = db.cmd().args(["apply", "-f", &example_path(), "--output", "json"]).run().ok().json();
     assert_eq!(second["changes"], 0, "{second:#}");
-    for kind in ["tenants", "users", "providers", "code_groups", "products", "packages"] {
+    for kind in ["tenants", "users", "providers", "code_groups", "products", "packages", "exchange_rates"] {
         assert_eq!(second[kind]["created"], json!([]), "{kind}");
         assert_eq!(second[kind]["updated"], json!([]), "{kind}");
     }
