@@ -214,7 +214,13 @@ fn tenant_option_restricts_apply_to_that_tenant() {
     let out = db.cmd().args(["apply", "-f", &example_path(), "--tenant", "zeta"]).run().code(4);
     assert!(out.stderr.contains("declares tenant alsham, but --tenant zeta restricts apply to tenant zeta"), "{}", out.stderr);
     assert_eq!(rows_written(&db), 0);
-    db.cmd().args(["apply", "-f", &example_path(), "--tenant", "alsham"]).run().ok();
+    // Exchange rates concern every tenant: not declared under --tenant.
+    let out = db.cmd().args(["apply", "-f", &example_path(), "--tenant", "alsham"]).run().code(4);
+    assert!(out.stderr.contains("declares exchange_rates"), "{}", out.stderr);
+    assert_eq!(rows_written(&db), 0);
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(example_path()).unwrap()).unwrap();
+    doc.as_object_mut().unwrap().remove("exchange_rates");
+    db.cmd().args(["apply", "-f", "-", "--tenant", "alsham"]).stdin(doc.to_string()).run().ok();
 }
 
 #[test]
@@ -326,10 +332,10 @@ fn dry_run_reports_what_would_change_and_writes_nothing() {
     let db = TestDb::new();
     let out = db.cmd().args(["apply", "-f", &example_path(), "--dry-run", "--output", "json"]).run().ok().json();
     assert_eq!(out["dry_run"], true);
-    assert_eq!(out["changes"], 11);
+    assert_eq!(out["changes"], 12);
     assert_eq!(rows_written(&db), 0);
     let out = db.cmd().args(["apply", "-f", &example_path(), "--dry-run"]).run().ok();
-    assert!(out.stdout.contains("dry run: 11 change(s) would be made; nothing was written"), "{}", out.stdout);
+    assert!(out.stdout.contains("dry run: 12 change(s) would be made; nothing was written"), "{}", out.stdout);
 }
 
 #[test]
