@@ -147,14 +147,14 @@ fn seed_history(c: &mut Client, from: i64, to: i64) {
 fn roll_up_everything(c: &mut Client) {
     let started = Instant::now();
     c.batch_execute(
-        "TRUNCATE order_totals, order_days, provider_activity_days;
+        "TRUNCATE order_totals, order_days, provider_activity_days, order_hours, provider_activity_hours;
          UPDATE rollup_watermark SET rolled_up_until =
              date_trunc('day', (SELECT min(created_at) FROM orders), 'UTC');",
     )
     .unwrap();
-    let days = orderctl::db::stats::roll_up(c, 1000).unwrap_or_else(|e| die(&e.message));
-    c.batch_execute("ANALYZE order_totals, order_days, provider_activity_days").unwrap();
-    eprintln!("   rolled up {days} day(s) in {:.1} s", started.elapsed().as_secs_f64());
+    let hours = orderctl::db::stats::roll_up(c, 1000).unwrap_or_else(|e| die(&e.message));
+    c.batch_execute("ANALYZE order_totals, order_days, provider_activity_days, order_hours, provider_activity_hours").unwrap();
+    eprintln!("   rolled up {hours} hour(s) in {:.1} s", started.elapsed().as_secs_f64());
 }
 
 fn measure(o: &Options, c: &mut Client, url: &str, sim: &Sim, bin: &str) -> Figures {
