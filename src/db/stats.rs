@@ -2,7 +2,7 @@
 //! timings of the whole operation, and the Postgres health numbers that kill job queues.
 
 use crate::db::row::state;
-use crate::db::GenericClient;
+use crate::db::{GenericClient, Param};
 use crate::domain::lifecycle::states::{sql_in, DeliveryState, ExternalStatus, OrderStatus, PlacementState};
 use crate::error::Result;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
@@ -24,6 +24,8 @@ pub struct StatusCount {
 /// orders an operator decided with `--force` are always live.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Split {
+    /// The window's start.
+    since: DateTime<Utc>,
     /// Live from `since` up to here (empty when `since` is past the watermark).
     edge_end: DateTime<Utc>,
     /// Live from here on.
@@ -34,6 +36,16 @@ struct Split {
     /// Rolled-up hours `[from, to)` before the days, and after them.
     hours_before: (DateTime<Utc>, DateTime<Utc>),
     hours_after: (DateTime<Utc>, DateTime<Utc>),
+}
+
+impl Split {
+    /// The parameters of a window's reads: `$1` the tenant (or NULL), `$2` since, `$3` the end of
+    /// the live edge, `$4` the start of the live tail, `$5`..`$6` the days, `$7`..`$8` and
+    /// `$9`..`$10` the hours.
+    fn params<'a>(&'a self, tenant: &'a Option<&'a str>) -> [&'a dyn Param; 10] {
+        let (h, d) = (&self.hours_before, &self.hours_after);
+        [tenant, &self.since, &self.edge_end, &self.tail_from, &self.day_from, &self.day_to, &h.0, &h.1, &d.0, &d.1]
+    }
 }
 
 fn rolled_up_until(client: &mut impl GenericClient) -> Result<DateTime<Utc>> {
@@ -68,7 +80,15 @@ fn split(watermark: DateTime<Utc>, since: DateTime<Utc>) -> Split {
     } else {
         ((last_day, last_day), (first_hour, watermark), (watermark, watermark))
     };
-    Split { edge_end: first_hour, tail_from: watermark.max(since), day_from: days.0, day_to: days.1, hours_before, hours_after }
+    Split {
+        since,
+        edge_end: first_hour,
+        tail_from: watermark.max(since),
+        day_from: days.0,
+        day_to: days.1,
+        hours_before,
+        hours_after,
+    }
 }
 
 /// Finished orders counted live (the rollups count the rest): those finished at or after the
@@ -255,18 +275,7 @@ pub fn finished_since(client: &mut impl GenericClient, tenant: Option<&str>, sin
           WHERE {scope} GROUP BY 2, 3",
             live = live_finished_in_window()
         ),
-        &[
-            &tenant,
-            &since,
-            &s.edge_end,
-            &s.tail_from,
-            &s.day_from,
-            &s.day_to,
-            &s.hours_before.0,
-            &s.hours_before.1,
-            &s.hours_after.0,
-            &s.hours_after.1,
-        ],
+        &s.params(&tenant),
     )?;
     let mut histogram: Vec<(i32, i64)> = Vec::new();
     let (mut approved, mut rejected, mut rolled) = (0, 0, false);
@@ -406,18 +415,7 @@ pub fn provider_activity(
             rejected = placement(PlacementState::Rejected),
             ambiguous = placement(PlacementState::Ambiguous)
         ),
-        &[
-            &tenant,
-            &since,
-            &s.edge_end,
-            &s.tail_from,
-            &s.day_from,
-            &s.day_to,
-            &s.hours_before.0,
-            &s.hours_before.1,
-            &s.hours_after.0,
-            &s.hours_after.1,
-        ],
+        &s.params(&tenant),
     )?;
     Ok(rows
         .iter()
