@@ -74,16 +74,22 @@ pub fn history(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &st
 /// ledger rows, at the times they would have been written.
 fn seed_history(c: &mut Client, from: i64, to: i64) {
     let started = Instant::now();
-    // Events and placements carry their order's creation time where the schema partitions
-    // them by it.
-    let by_order_month: bool = c
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'placements'::regclass AND attname = 'order_created_at')",
-            &[],
+    // Events (and placements, if so) carry their order's creation time where the schema
+    // partitions them by it, and a year of months needs its partitions.
+    let has_column = |c: &mut Client, table: &str| -> bool {
+        c.query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1::text::regclass AND attname = 'order_created_at')",
+            &[&table],
         )
         .unwrap()
-        .get(0);
-    let (column, value) = if by_order_month { (", order_created_at", ", created_at") } else { ("", "") };
+        .get(0)
+    };
+    let by_order_month = |on: bool| if on { (", order_created_at", ", created_at") } else { ("", "") };
+    let (column, value) = by_order_month(has_column(c, "order_events"));
+    let (placement_column, placement_value) = by_order_month(has_column(c, "placements"));
+    if !column.is_empty() {
+        c.batch_execute("SELECT orderctl_ensure_partitions((now() - interval '400 days')::date, now()::date)").unwrap();
+    }
     let sql = format!(
         "WITH ctx AS (
              SELECT u.tenant_id, u.id AS user_id, pk.id AS package_id, pk.price, pr.id AS provider_id
@@ -111,8 +117,8 @@ fn seed_history(c: &mut Client, from: i64, to: i64) {
                FROM ctx x, shaped s
              RETURNING id, tenant_id, user_id, price, provider_id, provider_referans, status, created_at, completed_at)
          , placed AS (
-             INSERT INTO placements (order_id, provider_id, referans, outcome, created_at, finished_at{column})
-             SELECT id, provider_id, provider_referans, {accepted}, created_at, created_at + interval '150 ms'{value} FROM new)
+             INSERT INTO placements (order_id, provider_id, referans, outcome, created_at, finished_at{placement_column})
+             SELECT id, provider_id, provider_referans, {accepted}, created_at, created_at + interval '150 ms'{placement_value} FROM new)
          , events AS (
              INSERT INTO order_events (order_id, at, kind, status, external_status, message{column})
              SELECT id, created_at + interval '150 ms', 'dispatch', {pending}, {sent}, 'placed with znet-main'{value} FROM new
@@ -137,7 +143,7 @@ fn seed_history(c: &mut Client, from: i64, to: i64) {
         processing = ExternalStatus::Processing.sql(),
         accepted = PlacementState::Accepted.sql(),
     );
-    let inserted: i64 = c.query_one(&sql, &[&from, &to]).unwrap_or_else(|e| die(&format!("seeding history: {e}"))).get(0);
+    let inserted: i64 = c.query_one(&sql, &[&from, &to]).unwrap_or_else(|e| die(&format!("seeding history: {e:?}"))).get(0);
     c.batch_execute("VACUUM ANALYZE orders, placements, order_events, ledger").unwrap();
     eprintln!("   history +{inserted} finished orders ({from}..{to}) in {:.1} s", started.elapsed().as_secs_f64());
 }
@@ -147,14 +153,14 @@ fn seed_history(c: &mut Client, from: i64, to: i64) {
 fn roll_up_everything(c: &mut Client) {
     let started = Instant::now();
     c.batch_execute(
-        "TRUNCATE order_totals, order_days, provider_activity_days;
+        "TRUNCATE order_totals, order_days, provider_activity_days, order_hours, provider_activity_hours;
          UPDATE rollup_watermark SET rolled_up_until =
              date_trunc('day', (SELECT min(created_at) FROM orders), 'UTC');",
     )
     .unwrap();
-    let days = orderctl::db::stats::roll_up(c, 1000).unwrap_or_else(|e| die(&e.message));
-    c.batch_execute("ANALYZE order_totals, order_days, provider_activity_days").unwrap();
-    eprintln!("   rolled up {days} day(s) in {:.1} s", started.elapsed().as_secs_f64());
+    let hours = orderctl::db::stats::roll_up(c, 1000).unwrap_or_else(|e| die(&e.message));
+    c.batch_execute("ANALYZE order_totals, order_days, provider_activity_days, order_hours, provider_activity_hours").unwrap();
+    eprintln!("   rolled up {hours} hour(s) in {:.1} s", started.elapsed().as_secs_f64());
 }
 
 fn measure(o: &Options, c: &mut Client, url: &str, sim: &Sim, bin: &str) -> Figures {

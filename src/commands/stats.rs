@@ -89,9 +89,15 @@ pub fn run(s: &Settings, a: &StatsArgs) -> Result<()> {
 pub fn collect(client: &mut Client, tenant: Option<&str>, window: Duration, limits: StuckThresholds) -> Result<Stats> {
     let now = Utc::now();
     let window_start = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    // One snapshot for every number. Each read is small (rollup rows and an hour or two of live
+    // rows), but with millions of orders the planner's estimates for the live ranges make it
+    // start parallel workers, whose start-up costs several times the read itself.
+    let mut tx = client.transaction()?;
+    tx.batch_execute("SET LOCAL max_parallel_workers_per_gather = 0")?;
+    let client = &mut tx;
     let stuck = stuck_orders(client, tenant, limits, STUCK_SHOWN as i64)?;
     let stuck_count = crate::db::orders::count_stuck(client, tenant, limits.overdue_after)? as usize;
-    Ok(Stats {
+    let stats = Stats {
         generated_at: now,
         tenant: tenant.map(str::to_string),
         window: short_duration(window),
@@ -103,7 +109,9 @@ pub fn collect(client: &mut Client, tenant: Option<&str>, window: Duration, limi
         providers: stats::provider_activity(client, tenant, window_start)?,
         stuck_count,
         stuck,
-    })
+    };
+    tx.commit()?;
+    Ok(stats)
 }
 
 /// A duration in milliseconds the way an operator reads it: 850ms, 2.4s, 3m 12s.

@@ -2,7 +2,7 @@
 //! timings of the whole operation, and the Postgres health numbers that kill job queues.
 
 use crate::db::row::state;
-use crate::db::GenericClient;
+use crate::db::{GenericClient, Param};
 use crate::domain::lifecycle::states::{sql_in, DeliveryState, ExternalStatus, OrderStatus, PlacementState};
 use crate::error::Result;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
@@ -16,33 +16,78 @@ pub struct StatusCount {
     pub orders: i64,
 }
 
-/// Where the rollups of finished history end (`sql/0019_hot_path_without_history.sql`), and how
-/// a window splits around it: whole rolled-up UTC days are read from the rollups, the rest (the
-/// window's first partial day, and everything after the watermark) live from the rows, by
-/// index range. Open orders and orders an operator decided with `--force` are always live.
-#[derive(Debug, Clone, Copy)]
+/// Where the rollups of finished history end (`sql/0019_hot_path_without_history.sql`,
+/// `sql/0020_hourly_rollups.sql`: a UTC hour), and how a window splits around it: whole
+/// rolled-up UTC days from the daily rollups, the rolled-up hours around them (the rest of the
+/// window's first day, the watermark's own day) from the hourly ones, and live from the rows
+/// only the window's first partial hour and everything after the watermark. Open orders and
+/// orders an operator decided with `--force` are always live.
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Split {
+    /// The window's start.
+    since: DateTime<Utc>,
     /// Live from `since` up to here (empty when `since` is past the watermark).
     edge_end: DateTime<Utc>,
     /// Live from here on.
     tail_from: DateTime<Utc>,
-    /// Rolled-up days `[day_from, day_to)`.
+    /// Rolled-up days `[day_from, day_to)` (empty when `day_from >= day_to`).
     day_from: NaiveDate,
     day_to: NaiveDate,
+    /// Rolled-up hours `[from, to)` before the days, and after them.
+    hours_before: (DateTime<Utc>, DateTime<Utc>),
+    hours_after: (DateTime<Utc>, DateTime<Utc>),
+}
+
+impl Split {
+    /// The parameters of a window's reads: `$1` the tenant (or NULL), `$2` since, `$3` the end of
+    /// the live edge, `$4` the start of the live tail, `$5`..`$6` the days, `$7`..`$8` and
+    /// `$9`..`$10` the hours.
+    fn params<'a>(&'a self, tenant: &'a Option<&'a str>) -> [&'a dyn Param; 10] {
+        let (h, d) = (&self.hours_before, &self.hours_after);
+        [tenant, &self.since, &self.edge_end, &self.tail_from, &self.day_from, &self.day_to, &h.0, &h.1, &d.0, &d.1]
+    }
 }
 
 fn rolled_up_until(client: &mut impl GenericClient) -> Result<DateTime<Utc>> {
     Ok(client.query_one("SELECT rolled_up_until FROM rollup_watermark", &[])?.get("rolled_up_until"))
 }
 
+/// The first `step` boundary (whole hours or days since the epoch) at or after `t`.
+fn ceil_to(t: DateTime<Utc>, step: chrono::Duration) -> DateTime<Utc> {
+    let step_s = step.num_seconds();
+    let secs = t.timestamp();
+    let floor = secs.div_euclid(step_s) * step_s;
+    let at = DateTime::<Utc>::from_timestamp(floor, 0).unwrap_or(t);
+    if at == t {
+        t
+    } else {
+        at + step
+    }
+}
+
+fn midnight(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(NaiveTime::MIN).and_utc()
+}
+
 fn split(watermark: DateTime<Utc>, since: DateTime<Utc>) -> Split {
-    let midnight = since.date_naive().and_time(NaiveTime::MIN).and_utc();
-    let first_day = if midnight == since { since } else { midnight + chrono::Duration::days(1) };
+    let (hour, day) = (chrono::Duration::hours(1), chrono::Duration::days(1));
+    // The watermark is an hour (it starts at a midnight and moves by whole hours).
+    let first_hour = ceil_to(since, hour).min(watermark);
+    let first_day = ceil_to(first_hour, day);
+    let last_day = watermark.date_naive();
+    let (days, hours_before, hours_after) = if first_day < midnight(last_day) {
+        ((first_day.date_naive(), last_day), (first_hour, first_day), (midnight(last_day), watermark))
+    } else {
+        ((last_day, last_day), (first_hour, watermark), (watermark, watermark))
+    };
     Split {
-        edge_end: first_day.min(watermark),
+        since,
+        edge_end: first_hour,
         tail_from: watermark.max(since),
-        day_from: first_day.date_naive(),
-        day_to: watermark.date_naive(),
+        day_from: days.0,
+        day_to: days.1,
+        hours_before,
+        hours_after,
     }
 }
 
@@ -221,10 +266,16 @@ pub fn finished_since(client: &mut impl GenericClient, tenant: Option<&str>, sin
            FROM ({live}) l WHERE {scope} GROUP BY 2, 3
          UNION ALL
          SELECT true, status, duration_bucket, sum(orders)::bigint FROM order_days
-          WHERE day >= $5 AND day < $6 AND {scope} GROUP BY 2, 3",
+          WHERE day >= $5 AND day < $6 AND {scope} GROUP BY 2, 3
+         UNION ALL
+         SELECT true, status, duration_bucket, sum(orders)::bigint FROM (
+             SELECT tenant_id, status, duration_bucket, orders FROM order_hours WHERE hour >= $7 AND hour < $8
+             UNION ALL
+             SELECT tenant_id, status, duration_bucket, orders FROM order_hours WHERE hour >= $9 AND hour < $10) h
+          WHERE {scope} GROUP BY 2, 3",
             live = live_finished_in_window()
         ),
-        &[&tenant, &since, &s.edge_end, &s.tail_from, &s.day_from, &s.day_to],
+        &s.params(&tenant),
     )?;
     let mut histogram: Vec<(i32, i64)> = Vec::new();
     let (mut approved, mut rejected, mut rolled) = (0, 0, false);
@@ -302,7 +353,9 @@ pub struct ProviderActivity {
 const ACTIVITY_EVENTS: &str = "'check.waiting', 'check.no_news', 'check.approved', 'check.cancelled', 'gave_up'";
 
 /// Placements and counted events in the window, as (provider_id, what, n): whole rolled-up days
-/// from `provider_activity_days`, the rest live (`$2`..`$3` and from `$4` on).
+/// from `provider_activity_days` (`$5`..`$6`), rolled-up hours around them from
+/// `provider_activity_hours` (`$7`..`$8`, `$9`..`$10`), the rest live (`$2`..`$3` and from `$4`
+/// on).
 fn activity_sql() -> String {
     let live = |from_to: &str| {
         format!(
@@ -320,6 +373,12 @@ fn activity_sql() -> String {
     };
     format!(
         "SELECT provider_id, what, sum(n)::bigint AS n FROM provider_activity_days WHERE day >= $5 AND day < $6 GROUP BY 1, 2
+         UNION ALL
+         SELECT provider_id, what, sum(n)::bigint FROM (
+             SELECT provider_id, what, n FROM provider_activity_hours WHERE hour >= $7 AND hour < $8
+             UNION ALL
+             SELECT provider_id, what, n FROM provider_activity_hours WHERE hour >= $9 AND hour < $10) h
+          GROUP BY 1, 2
          UNION ALL {edge}
          UNION ALL {tail}",
         edge = live("{at} >= $2 AND {at} < $3"),
@@ -356,7 +415,7 @@ pub fn provider_activity(
             rejected = placement(PlacementState::Rejected),
             ambiguous = placement(PlacementState::Ambiguous)
         ),
-        &[&tenant, &since, &s.edge_end, &s.tail_from, &s.day_from, &s.day_to],
+        &s.params(&tenant),
     )?;
     Ok(rows
         .iter()
@@ -381,11 +440,12 @@ pub fn provider_activity(
         .collect())
 }
 
-/// Roll up at most `max_days` closed days of finished history (`orderctl_roll_up`, see
-/// migration 0019): run by every safety sweep. Returns the days rolled up (0 when another
-/// process holds the job or nothing is closed yet).
+/// Roll up at most `max_days` days' worth of closed hours of finished history, and the days
+/// they complete (`orderctl_roll_up`, see migrations 0019 and 0020): run by every safety sweep.
+/// Returns the hours rolled up (0 when another process holds the job or no hour has closed
+/// since).
 pub fn roll_up(client: &mut impl GenericClient, max_days: i32) -> Result<i32> {
-    Ok(client.query_one("SELECT orderctl_roll_up($1) AS days", &[&max_days])?.get("days"))
+    Ok(client.query_one("SELECT orderctl_roll_up($1) AS hours", &[&max_days])?.get("hours"))
 }
 
 /// Vacuum state of the `orders` table, from `pg_stat_user_tables`.
@@ -634,4 +694,49 @@ fn health_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Result
             unavailable: h.unavailable.len() as i64,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn a_window_reads_whole_days_then_hours_around_them_then_live_rows() {
+        let s = split(at("2026-12-06T05:00:00Z"), at("2026-11-06T05:47:12Z"));
+        assert_eq!(s.edge_end, at("2026-11-06T06:00:00Z"), "only the first partial hour is live at the start");
+        assert_eq!((s.day_from, s.day_to), (day("2026-11-07"), day("2026-12-06")));
+        assert_eq!(s.hours_before, (at("2026-11-06T06:00:00Z"), at("2026-11-07T00:00:00Z")));
+        assert_eq!(s.hours_after, (at("2026-12-06T00:00:00Z"), at("2026-12-06T05:00:00Z")));
+        assert_eq!(s.tail_from, at("2026-12-06T05:00:00Z"));
+    }
+
+    #[test]
+    fn a_window_within_a_day_of_the_watermark_reads_hours_only() {
+        let s = split(at("2026-12-06T05:00:00Z"), at("2026-12-05T05:30:00Z"));
+        assert_eq!(s.edge_end, at("2026-12-05T06:00:00Z"));
+        assert!(s.day_from >= s.day_to, "no whole day");
+        assert_eq!(s.hours_before, (at("2026-12-05T06:00:00Z"), at("2026-12-06T05:00:00Z")));
+        assert_eq!(s.hours_after.0, s.hours_after.1);
+        // Starting on an hour: nothing live before it.
+        let s = split(at("2026-12-06T05:00:00Z"), at("2026-12-06T02:00:00Z"));
+        assert_eq!(s.edge_end, at("2026-12-06T02:00:00Z"));
+        assert_eq!(s.hours_before, (at("2026-12-06T02:00:00Z"), at("2026-12-06T05:00:00Z")));
+    }
+
+    #[test]
+    fn a_window_after_the_watermark_is_all_live() {
+        let s = split(at("2026-12-06T05:00:00Z"), at("2026-12-06T05:20:00Z"));
+        assert!(s.edge_end <= at("2026-12-06T05:20:00Z"), "no edge");
+        assert_eq!(s.tail_from, at("2026-12-06T05:20:00Z"));
+        assert!(s.day_from >= s.day_to);
+        assert!(s.hours_before.0 >= s.hours_before.1 && s.hours_after.0 >= s.hours_after.1);
+    }
 }

@@ -27,8 +27,8 @@ pub struct SafetySweepSettings {
     pub holder: String,
 }
 
-/// Days of finished history one sweep rolls up at most (a catch-up over years is spread over
-/// several sweeps).
+/// Days of finished history (in closed hours) one sweep rolls up at most (a catch-up over years
+/// is spread over several sweeps).
 const ROLL_UP_DAYS_PER_SWEEP: i32 = 31;
 
 /// Orders younger than this are left to their own schedule.
@@ -48,11 +48,12 @@ pub fn run(c: &mut impl GenericClient, slot: DateTime<Utc>, s: &SafetySweepSetti
     let lanes: Vec<i64> = db::orders::make_due_for_safety_sweep(c, s.batch_size, MIN_AGE, s.give_up_after, s.tenant)?;
     let report = SafetySweep { slot: slot.to_rfc3339(), made_due: lanes.len() };
     periodic::finish(c, &job, slot, &serde_json::to_value(&report).unwrap_or_default())?;
-    // Closed days of finished history go into the rollups `stats` reads (migration 0019); a
-    // failure here costs `stats` speed, never correctness (the live part starts at the watermark).
+    // Closed hours (and the days they complete) of finished history go into the rollups `stats`
+    // reads (migrations 0019, 0020); a failure here costs `stats` speed, never correctness (the
+    // live part starts at the watermark).
     match db::stats::roll_up(c, ROLL_UP_DAYS_PER_SWEEP) {
         Ok(0) => {}
-        Ok(days) => log::info!("rolled up {days} closed day(s) of finished history for stats"),
+        Ok(hours) => log::info!("rolled up {hours} closed hour(s) of finished history for stats"),
         Err(e) => log::warn!("finished history not rolled up: {}", e.message),
     }
     log::info!("batch safety sweep (slot {slot}): {} open order(s) made due", report.made_due);

@@ -360,3 +360,80 @@ fn an_archive_stopped_by_a_held_order_says_how_far_it_got_and_a_re_run_resumes()
     assert_eq!(balances(&db), balances_before);
     assert_money_conserved(&db);
 }
+
+/// Sum of a rollup's counts.
+fn rolled_up(db: &TestDb, table: &str, column: &str) -> i64 {
+    db.query_i64(&format!("SELECT coalesce(sum({column}), 0)::bigint FROM {table}"))
+}
+
+#[test]
+fn a_roll_up_racing_the_archive_of_a_month_leaves_counts_equal_to_the_rows_kept() {
+    let sim = Sim::start(&["--complete-after", "0s"]);
+    let db = setup(&sim);
+    let archived = a_finished_past_month(&db);
+    let before = month(&db, -2);
+    let kept = month(&db, -1);
+    // Half the orders move on to the month that stays; every placement and event happened
+    // at its order's creation, so all of it lies in closed hours and days.
+    db.client().query("SELECT orderctl_ensure_partitions($1::text::date, $1::text::date)", &[&kept]).unwrap();
+    db.client()
+        .batch_execute(&format!(
+            "UPDATE orders SET created_at = created_at + (DATE '{kept}' - DATE '{archived}-01') * interval '1 day' WHERE number % 2 = 0;
+             UPDATE orders SET completed_at = created_at + interval '1 minute';
+             UPDATE order_events e SET order_created_at = o.created_at, at = o.created_at + interval '30 seconds'
+               FROM orders o WHERE o.id = e.order_id;
+             UPDATE placements p SET created_at = o.created_at FROM orders o WHERE o.id = p.order_id;
+             TRUNCATE order_totals, order_days, provider_activity_days, order_hours, provider_activity_hours;
+             UPDATE rollup_watermark SET rolled_up_until = date_trunc('day', now() - interval '200 days', 'UTC');"
+        ))
+        .unwrap();
+    let rows_kept = db.query_i64(&format!("SELECT count(*) FROM orders WHERE created_at >= '{before}'"));
+    assert!(rows_kept > 0 && rows_kept < rows_in(&db, "orders"), "orders in both months");
+
+    // The roll-up has counted the archived month and holds the watermark when the archive
+    // removes the month's orders; the archive then waits for it before removing the month's
+    // rollup rows.
+    let mut roll_up = db.client();
+    let mut tx = roll_up.transaction().unwrap();
+    let hours: i32 = tx.query_one("SELECT orderctl_roll_up(400)", &[]).unwrap().get(0);
+    assert!(hours > 24 * 90, "{hours}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("archive.jsonl");
+    let archive = {
+        let cmd = db.cmd().args(["--output", "json", "archive", "--before", &before[..7], "--to"]).arg(&file);
+        std::thread::spawn(move || cmd.run())
+    };
+    let waiting = format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE NOT l.granted AND a.datname = current_database() AND a.pid <> {}",
+        tx.query_one("SELECT pg_backend_pid()", &[]).unwrap().get::<_, i32>(0)
+    );
+    wait_until("the archive to wait for the roll-up", Duration::from_secs(10), || {
+        db.query_i64(&format!("SELECT count(*) FROM orders WHERE created_at < '{before}'")) == 0 && db.query_i64(&waiting) > 0
+    });
+    tx.commit().unwrap();
+    let out = archive.join().unwrap().ok().json();
+    assert_eq!(out["months"], serde_json::json!([archived]));
+
+    let month_rows = ["order_totals", "order_days", "provider_activity_days", "order_hours", "provider_activity_hours"]
+        .iter()
+        .map(|t| db.query_i64(&format!("SELECT count(*) FROM {t} WHERE created_month < '{before}'")))
+        .sum::<i64>();
+    assert_eq!(month_rows, 0, "the archived month's rollup rows, daily and hourly, went with it");
+    let finished = "SELECT count(*) FROM orders WHERE status <> 'pending' AND NOT operator_forced";
+    assert_eq!(db.query_i64(finished), rows_kept);
+    for (table, column) in [("order_totals", "orders"), ("order_days", "orders"), ("order_hours", "orders")] {
+        assert_eq!(rolled_up(&db, table, column), rows_kept, "{table} counts the rows kept");
+    }
+    let activity = db.query_i64(
+        "SELECT (SELECT count(*) FROM placements)
+              + (SELECT count(*) FROM order_events e JOIN orders o ON o.id = e.order_id
+                  WHERE o.provider_id IS NOT NULL
+                    AND e.kind IN ('check.waiting', 'check.no_news', 'check.approved', 'check.cancelled', 'gave_up'))",
+    );
+    assert_eq!(rolled_up(&db, "provider_activity_hours", "n"), activity);
+    assert_eq!(rolled_up(&db, "provider_activity_days", "n"), activity);
+    let shown = db.cmd().args(["--output", "json", "stats", "--since", "200d"]).run().ok().json();
+    let total: i64 = shown["orders_by_status"].as_array().unwrap().iter().map(|c| c["orders"].as_i64().unwrap()).sum();
+    assert_eq!(total, rows_in(&db, "orders"), "stats counts the orders kept");
+}
