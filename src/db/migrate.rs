@@ -24,6 +24,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0017_provider_cost_rate_limit_open_kinds.sql", include_str!("../../sql/0017_provider_cost_rate_limit_open_kinds.sql")),
     ("0018_monthly_partitions.sql", include_str!("../../sql/0018_monthly_partitions.sql")),
     ("0019_hot_path_without_history.sql", include_str!("../../sql/0019_hot_path_without_history.sql")),
+    ("0023_careful_placements.sql", include_str!("../../sql/0023_careful_placements.sql")),
 ];
 
 /// One key for every orderctl migrate run, whatever the database.

@@ -18,6 +18,9 @@ pub enum Sent {
     /// Not sent: the provider had just refused another order for a reason that describes the
     /// provider (no balance, maintenance); the fallback, or a wait, without spending the budget.
     HeldBack(String),
+    /// Not sent: claimed while placements to the provider went out freely, which have since
+    /// turned careful (one at a time); due again at once, without spending the budget.
+    Deferred(String),
 }
 
 /// A placement with the provider's answer.

@@ -106,6 +106,69 @@ impl HealthSettings {
     }
 }
 
+/// What is known of a provider's money (dealer data), as the careful-placement rule reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Funds {
+    /// The dealer balance last reported (a Znet placement reply, a balance call, a profile).
+    pub balance: Option<Decimal>,
+    /// The highest cost a placement reply of this provider named.
+    pub highest_cost: Option<Decimal>,
+    /// The provider ran out of balance and is available again; no placement accepted since.
+    pub back_from_no_balance: bool,
+}
+
+/// How placements to a provider may go out now. Checks are never paced by this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pace {
+    /// Up to the provider's `max_in_flight`, as every call.
+    Free,
+    /// One placement at a time across every daemon and command (why, for the log).
+    OneAtATime(String),
+}
+
+/// The balance below which the placements in flight could spend more than the account holds:
+/// `max_in_flight` placements at the highest cost seen, or `low_balance` when that is higher.
+/// None: nothing to judge by (no cost seen and no `low_balance`).
+pub fn cushion(s: &HealthSettings, max_in_flight: i32, highest_cost: Option<Decimal>) -> Option<Decimal> {
+    let in_flight = highest_cost.map(|c| c * Decimal::from(max_in_flight.max(1)));
+    match (s.low_balance, in_flight) {
+        (Some(low), Some(spend)) => Some(low.max(spend)),
+        (low, spend) => low.or(spend),
+    }
+}
+
+/// Careful placements. With `max_in_flight` placements in flight at once, every one sent after
+/// the account runs dry is refused: a provider that runs out mid-batch would refuse up to
+/// `max_in_flight` orders before the first refusal is recorded. So while what is known of the
+/// balance no longer covers what the placements in flight could spend ([`cushion`]), right
+/// after the provider came back from "no balance", or before anything is known of its money at
+/// all, placements go one at a time: the next one is claimed only once the previous answer
+/// (and the balance it carried) is recorded, so the first "no balance" refusal is the only one.
+/// The rule is pure and lives here, beside the gate, so the lane (which holds the permits),
+/// the one-off commands and the tests read one definition; the database only supplies facts.
+pub fn pace(f: &Funds, s: &HealthSettings, max_in_flight: i32) -> Pace {
+    if max_in_flight <= 1 {
+        // The provider's permits already allow one call at a time.
+        return Pace::Free;
+    }
+    if f.back_from_no_balance {
+        return Pace::OneAtATime("it has just come back from no balance".into());
+    }
+    match (f.balance, cushion(s, max_in_flight, f.highest_cost)) {
+        (Some(balance), Some(cushion)) if balance < cushion => Pace::OneAtATime(format!(
+            "its balance {balance} is below {cushion}, what {max_in_flight} placements in flight could spend"
+        )),
+        (None, _) if f.highest_cost.is_none() => Pace::OneAtATime("nothing is known yet of its balance or its prices".into()),
+        _ => Pace::Free,
+    }
+}
+
+/// A balance a placement reply carried that makes placements careful: callers of one process
+/// learn it from their replies before the database has it.
+pub fn below_cushion(balance: Decimal, cushion: Option<Decimal>) -> bool {
+    cushion.map(|c| balance < c).unwrap_or(false)
+}
+
 /// Does a provider cause cover the whole provider, or only the order's product there?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {

@@ -81,6 +81,22 @@ pub fn held_back_after_claim(f: &Facts, reason: &str, fallback: Option<&Fallback
     t
 }
 
+/// A claimed placement not sent because the provider's placements turned careful (one at a
+/// time) after it was claimed: due again at once with the same reference (it never left this
+/// process), and the claim spends nothing of the order's placement budget (`f` is the row as
+/// the claim left it). No event: the order's history shows the placement that follows.
+pub fn deferred(f: &Facts, why: &str) -> Transition {
+    Transition {
+        placement: Some(PlacementWord::NotSent),
+        placement_attempts: Some(f.placement_attempts.saturating_sub(1)),
+        external: Some(ExternalStatus::NotSent),
+        reconciling: Some(false),
+        schedule: Schedule::Now,
+        message: Some(format!("not sent yet: {why}")),
+        ..Transition::default()
+    }
+}
+
 /// The order waits, unsent, for its provider; it looks again every [`WAIT_RECHECK`]. Its
 /// history says so once, when the wait starts.
 fn wait_for_provider(base: Transition, f: &Facts, reason: &str) -> Transition {
