@@ -313,8 +313,10 @@ pub fn mark_available(
     why: &str,
 ) -> Result<u64> {
     let names: Vec<&str> = causes.unwrap_or(UnavailableCause::ALL).iter().map(|c| c.as_str()).collect();
-    let cleared =
-        c.query("DELETE FROM provider_unavailable WHERE provider_id = $1 AND cause = ANY($2) RETURNING cause", &[&provider_id, &names])?;
+    let cleared = c.query(
+        "DELETE FROM provider_unavailable WHERE provider_id = $1 AND cause = ANY($2) RETURNING cause",
+        &[&provider_id, &names],
+    )?;
     let n = cleared.len() as u64;
     let no_balance = UnavailableCause::NoBalance.as_str();
     if cleared.iter().any(|r| r.get::<_, &str>("cause") == no_balance) {

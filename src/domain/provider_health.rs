@@ -379,7 +379,8 @@ mod tests {
     fn placements_go_one_at_a_time_when_the_balance_no_longer_covers_those_in_flight() {
         let d = |s: &str| Decimal::from_str(s).unwrap();
         let s = HealthSettings::default();
-        let known = |balance: &str| Funds { balance: Some(d(balance)), highest_cost: Some(d("10.12")), back_from_no_balance: false };
+        let known =
+            |balance: &str| Funds { balance: Some(d(balance)), highest_cost: Some(d("10.12")), back_from_no_balance: false };
         assert_eq!(cushion(&s, 16, Some(d("10.12"))), Some(d("161.92")), "16 placements in flight at the highest cost");
         assert_eq!(pace(&known("161.92"), &s, 16), Pace::Free, "exactly covered");
         assert!(matches!(pace(&known("161.91"), &s, 16), Pace::OneAtATime(why) if why.contains("below 161.92")));
@@ -388,10 +389,17 @@ mod tests {
         assert_eq!(cushion(&low, 16, Some(d("10.12"))), Some(d("500")), "low_balance when it is higher");
         assert!(matches!(pace(&known("400"), &low, 16), Pace::OneAtATime(_)));
         let back = Funds { back_from_no_balance: true, ..known("10000") };
-        assert!(matches!(pace(&back, &s, 16), Pace::OneAtATime(why) if why.contains("come back")), "first placement after a top-up alone");
+        assert!(
+            matches!(pace(&back, &s, 16), Pace::OneAtATime(why) if why.contains("come back")),
+            "first placement after a top-up alone"
+        );
         assert!(matches!(pace(&Funds::default(), &s, 16), Pace::OneAtATime(_)), "nothing known: the first reply tells");
         let priced = Funds { highest_cost: Some(d("45.50")), ..Default::default() };
-        assert_eq!(pace(&priced, &s, 16), Pace::Free, "a price but no balance (x-stor between profile reads): nothing to judge by");
+        assert_eq!(
+            pace(&priced, &s, 16),
+            Pace::Free,
+            "a price but no balance (x-stor between profile reads): nothing to judge by"
+        );
         assert!(below_cushion(d("100"), Some(d("161.92"))));
         assert!(!below_cushion(d("100"), None));
     }

@@ -438,7 +438,8 @@ impl Caller {
             return None;
         }
         let why = format!("placements to {} go one at a time now (its balance is low)", lp.name);
-        let placed = place::Placed { job: (**p).clone(), sent: place::Sent::Deferred(why), took: Duration::ZERO, first_check: None };
+        let placed =
+            place::Placed { job: (**p).clone(), sent: place::Sent::Deferred(why), took: Duration::ZERO, first_check: None };
         Some(Done::Placed(lp.clone(), Box::new(placed)))
     }
 
