@@ -136,6 +136,6 @@ fn scrub_check(o: CheckOutcome, secrets: &[String]) -> CheckOutcome {
         CheckOutcome::Approved { pin, message } => CheckOutcome::Approved { pin, message: scrub(&message, secrets) },
         CheckOutcome::Cancelled { message } => CheckOutcome::Cancelled { message: scrub(&message, secrets) },
         CheckOutcome::NotFound { message } => CheckOutcome::NotFound { message: scrub(&message, secrets) },
-        CheckOutcome::NoNews { reason } => CheckOutcome::NoNews { reason: scrub(&reason, secrets) },
+        CheckOutcome::NoNews { reason, answered } => CheckOutcome::NoNews { reason: scrub(&reason, secrets), answered },
     }
 }

@@ -241,14 +241,14 @@ pub fn placement_failed(outcome: &PlacementOutcome) -> bool {
 }
 
 /// A check call (one request, maybe a batch) that counts against the breaker: no order got a
-/// usable answer from it. A definite "query failed" reply is the provider answering.
+/// usable answer from it. A definite "query failed" reply is the provider answering (the
+/// adapter says so in the outcome, never a text to match).
 pub fn check_failed<'a>(outcomes: impl IntoIterator<Item = &'a CheckOutcome>) -> bool {
     let mut any = false;
     for o in outcomes {
         any = true;
-        match o {
-            CheckOutcome::NoNews { reason } if !reason.contains("status query failed") && !reason.contains("is unknown") => {}
-            _ => return false,
+        if !matches!(o, CheckOutcome::NoNews { answered: false, .. }) {
+            return false;
         }
     }
     any
@@ -436,10 +436,18 @@ mod tests {
         assert!(placement_failed(&PlacementOutcome::Ambiguous { reason: "x-stor answered HTTP 500".into() }));
         assert!(placement_failed(&PlacementOutcome::Rejected { message: "121 token error".into() }));
         assert!(!placement_failed(&PlacementOutcome::Rejected { message: "3: Yetersiz bakiye".into() }));
-        let no_news = CheckOutcome::NoNews { reason: "Znet status check: connection refused".into() };
+        let no_news = CheckOutcome::failed("Znet status check: connection refused");
         let answered = CheckOutcome::Waiting { message: String::new() };
         assert!(check_failed([&no_news]));
         assert!(!check_failed([&no_news, &answered]));
-        assert!(!check_failed([&CheckOutcome::NoNews { reason: "Znet status query failed: 3|x".into() }]));
+        assert!(!check_failed([&crate::provider::znet::classify_check(200, "3|Sistem hatası")]), "a failed query is an answer");
+        assert!(!check_failed([&crate::provider::xstor::classify_check_by_uuid(
+            200,
+            r#"{"status":"OK","data":[{"status":"??"}]}"#,
+            "r"
+        )
+        .outcome]));
+        let garbage = crate::provider::znet::classify_check(200, "status is unknown");
+        assert!(check_failed([&garbage]), "a garbage reply counts, whatever words it holds: {garbage:?}");
     }
 }

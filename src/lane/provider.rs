@@ -518,7 +518,7 @@ fn call(job: Job, timing: crate::dispatch::Timing) -> Done {
             Ok(a) => Done::Checked(lp.clone(), place::checks(c, a.as_ref())),
             Err(why) => {
                 let answer = crate::provider::CheckAnswer {
-                    outcome: crate::provider::CheckOutcome::NoNews { reason: format!("provider unusable: {why}") },
+                    outcome: crate::provider::CheckOutcome::failed(format!("provider unusable: {why}")),
                     external_order_id: None,
                 };
                 let checked = c.into_iter().map(|job| place::Checked { job, answer: answer.clone(), took: Duration::ZERO });

@@ -393,7 +393,7 @@ fn status(f: &Facts, answer: &CheckOutcome, ctx: &CheckContext) -> Transition {
             let base = Transition { external: Some(ExternalStatus::Processing), checks: Some(answered), ..Transition::default() };
             next(base, f, answered, f.no_news, ctx, &format!("check #{n}: {}", with_message("waiting", message)), message)
         }
-        CheckOutcome::NotFound { message } | CheckOutcome::NoNews { reason: message } => {
+        CheckOutcome::NotFound { message } | CheckOutcome::NoNews { reason: message, .. } => {
             let word = if matches!(answer, CheckOutcome::NotFound { .. }) { "not found (no news)" } else { "no news" };
             let base = Transition { no_news: Some(f.no_news + 1), ..Transition::default() };
             next(base, f, f.checks, f.no_news + 1, ctx, &format!("check #{n}: {}", with_message(word, message)), message)
@@ -466,7 +466,7 @@ fn reconciled(f: &Facts, answer: &CheckOutcome, ctx: &CheckContext) -> Transitio
             next(base, f, answered, f.no_news, ctx, &what, message)
         }
         CheckOutcome::NotFound { message } if ctx.since_placement >= ctx.absent_after => absent(f, message, ctx),
-        CheckOutcome::NotFound { message } | CheckOutcome::NoNews { reason: message } => {
+        CheckOutcome::NotFound { message } | CheckOutcome::NoNews { reason: message, .. } => {
             let word = if matches!(answer, CheckOutcome::NotFound { .. }) {
                 "not found yet (the placement may still arrive: no news)"
             } else {
@@ -593,7 +593,7 @@ fn watched(f: &Facts, answer: &CheckOutcome, ctx: &CheckContext) -> Transition {
                 message,
             )
         }
-        CheckOutcome::NotFound { message } | CheckOutcome::NoNews { reason: message } => {
+        CheckOutcome::NotFound { message } | CheckOutcome::NoNews { reason: message, .. } => {
             let base = Transition { no_news: Some(f.no_news + 1), ..Transition::default() };
             next(
                 base,
