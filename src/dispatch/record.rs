@@ -37,8 +37,8 @@ pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: &Placed) -> Res
         }
     };
     if let Some(holder) = &job.careful {
-        // The answer (and the balance it carried) and the free permit commit together: the
-        // next careful claim, in any process, judges by this answer.
+        // Only once the answer's facts for the provider (the balance it carried, a refusal's
+        // cause) are written: the next careful claim, in any process, judges by them.
         crate::db::permits::release_careful(tx, lp.id, holder)?;
     }
     let mut steps = job.steps.clone();

@@ -140,12 +140,14 @@ pub fn cushion(s: &HealthSettings, max_in_flight: i32, highest_cost: Option<Deci
 /// Careful placements. With `max_in_flight` placements in flight at once, every one sent after
 /// the account runs dry is refused: a provider that runs out mid-batch would refuse up to
 /// `max_in_flight` orders before the first refusal is recorded. So while what is known of the
-/// balance no longer covers what the placements in flight could spend ([`cushion`]), right
-/// after the provider came back from "no balance", or before anything is known of its money at
-/// all, placements go one at a time: the next one is claimed only once the previous answer
+/// balance no longer covers what the placements in flight could spend ([`cushion`]), or right
+/// after the provider came back from "no balance", placements go one at a time: the next one is claimed only once the previous answer
 /// (and the balance it carried) is recorded, so the first "no balance" refusal is the only one.
 /// The rule is pure and lives here, beside the gate, so the lane (which holds the permits),
 /// the one-off commands and the tests read one definition; the database only supplies facts.
+/// A balance not known yet paces nothing: a provider that never answers (an outage, a wrong
+/// URL) would otherwise get its placements one at a time for as long as it does not, and the
+/// prober asks for the balance within a daemon's first minute.
 pub fn pace(f: &Funds, s: &HealthSettings, max_in_flight: i32) -> Pace {
     if max_in_flight <= 1 {
         // The provider's permits already allow one call at a time.
@@ -158,7 +160,6 @@ pub fn pace(f: &Funds, s: &HealthSettings, max_in_flight: i32) -> Pace {
         (Some(balance), Some(cushion)) if balance < cushion => Pace::OneAtATime(format!(
             "its balance {balance} is below {cushion}, what {max_in_flight} placements in flight could spend"
         )),
-        (None, _) if f.highest_cost.is_none() => Pace::OneAtATime("nothing is known yet of its balance or its prices".into()),
         _ => Pace::Free,
     }
 }
@@ -393,7 +394,7 @@ mod tests {
             matches!(pace(&back, &s, 16), Pace::OneAtATime(why) if why.contains("come back")),
             "first placement after a top-up alone"
         );
-        assert!(matches!(pace(&Funds::default(), &s, 16), Pace::OneAtATime(_)), "nothing known: the first reply tells");
+        assert_eq!(pace(&Funds::default(), &s, 16), Pace::Free, "nothing known: nothing to judge by");
         let priced = Funds { highest_cost: Some(d("45.50")), ..Default::default() };
         assert_eq!(
             pace(&priced, &s, 16),

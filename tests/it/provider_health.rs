@@ -58,6 +58,8 @@ fn sixteen_in_flight_at_znet(sim: &Sim, fields: serde_json::Value, n: i64) -> (T
         znet[k] = v.clone();
     }
     db.apply(&setup);
+    // The balance is known before the first placement (a balance not known yet paces nothing).
+    db.cmd().args(["provider", "check", "znet-main"]).run().ok();
     let (a, b) = (daemon(&db), daemon(&db));
     insert_orders(&db, "pubg-60", n);
     wait_until("every order approved", Duration::from_secs(90), || {
