@@ -83,8 +83,8 @@ pub(super) fn explain(config: &ProviderConfig, shown_url: &str, call: &str, e: P
 fn remember_balance(s: &Settings, id: i64, name: &str, balance: &str) {
     let Ok(amount) = balance.trim().parse::<rust_decimal::Decimal>() else { return };
     let done = db::connect(&s.database_url).and_then(|mut c| {
-        let settings = db::provider_health::settings(&mut c, id)?;
-        db::provider_health::record_balance(&mut c, id, name, amount, &settings)
+        let (settings, cushion) = db::provider_health::settings_and_cushion(&mut c, id)?;
+        db::provider_health::record_balance(&mut c, id, name, amount, &settings, cushion)
     });
     if let Err(e) = done {
         log::warn!("the balance of {name} was not recorded: {}", e.message);

@@ -71,8 +71,8 @@ fn probe(c: &mut db::Client, providers: &Providers, id: i64) -> Result<()> {
     match answer {
         Ok(b) => {
             if let Ok(amount) = b.balance.trim().parse() {
-                let settings = ph::settings(c, id)?;
-                ph::record_balance(c, id, &lp.name, amount, &settings)?;
+                let (settings, cushion) = ph::settings_and_cushion(c, id)?;
+                ph::record_balance(c, id, &lp.name, amount, &settings, cushion)?;
             }
             let causes = [UnavailableCause::Maintenance, UnavailableCause::ProductUnavailable];
             ph::mark_available(c, id, Some(&causes), "a probe (balance call) was answered")?;

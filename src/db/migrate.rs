@@ -26,6 +26,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0019_hot_path_without_history.sql", include_str!("../../sql/0019_hot_path_without_history.sql")),
     ("0020_hourly_rollups.sql", include_str!("../../sql/0020_hourly_rollups.sql")),
     ("0021_tenant_currency_exchange_rates.sql", include_str!("../../sql/0021_tenant_currency_exchange_rates.sql")),
+    ("0023_careful_placements.sql", include_str!("../../sql/0023_careful_placements.sql")),
 ];
 
 /// One key for every orderctl migrate run, whatever the database.

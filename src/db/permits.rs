@@ -68,3 +68,29 @@ pub fn renew(client: &mut impl GenericClient, provider_id: i64, holder: &str, sl
         .map(|r| r.get(0))
         .collect())
 }
+
+/// The slot of the provider's one-at-a-time placement permit, apart from its `max_in_flight`
+/// slots (0..n-1): held while a careful placement (`domain::provider_health::pace`) is claimed
+/// and until its answer is recorded, so the next claim, in any process, sees that answer.
+const CAREFUL_SLOT: i32 = -1;
+
+/// Take the provider's careful-placement permit; false while another claim (in any process,
+/// this one included) holds it. It lapses by itself at its expiry if its holder dies.
+pub fn acquire_careful(client: &mut impl GenericClient, provider_id: i64, holder: &str, ttl: Duration) -> Result<bool> {
+    Ok(client
+        .query_opt(
+            "INSERT INTO provider_permits (provider_id, slot, holder, expires_at)
+             VALUES ($1, $2, $3, now() + make_interval(secs => $4::bigint / 1000.0))
+             ON CONFLICT (provider_id, slot) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                WHERE provider_permits.expires_at <= now()
+             RETURNING slot",
+            &[&provider_id, &CAREFUL_SLOT, &holder, &(ttl.as_millis() as i64)],
+        )?
+        .is_some())
+}
+
+/// Give the careful-placement permit back (in the transaction that records the placement's
+/// answer, so the next claim sees the answer and the free permit together).
+pub fn release_careful(client: &mut impl GenericClient, provider_id: i64, holder: &str) -> Result<()> {
+    release(client, provider_id, holder, &[CAREFUL_SLOT])
+}

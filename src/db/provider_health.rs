@@ -9,7 +9,9 @@ use crate::db::GenericClient;
 use crate::dispatch::LaneProvider;
 use crate::domain::answers::{CheckOutcome, PlacementOutcome};
 use crate::domain::lifecycle::states::{BreakerState, OperatorHold, UnavailableCause};
-use crate::domain::provider_health::{self as health, Health, HealthSettings, Scope, PROBE_INTERVAL, UNAVAILABLE_PROBE};
+use crate::domain::provider_health::{
+    self as health, Funds, Health, HealthSettings, Pace, Scope, PROBE_INTERVAL, UNAVAILABLE_PROBE,
+};
 use crate::error::Result;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -79,15 +81,73 @@ pub fn after_placement(
     outcome: &PlacementOutcome,
 ) -> Result<bool> {
     observe(c, lp.id, health::placement_failed(outcome))?;
+    if let PlacementOutcome::Accepted { cost, .. } = outcome {
+        accepted(c, lp.id, *cost)?;
+    }
     if let Some(balance) = health::balance_in_reply(outcome) {
-        let settings = settings(c, lp.id)?;
-        record_balance(c, lp.id, &lp.name, balance, &settings)?;
+        let (settings, cushion) = settings_and_cushion(c, lp.id)?;
+        record_balance(c, lp.id, &lp.name, balance, &settings, cushion)?;
     }
     let PlacementOutcome::Rejected { message } = outcome else { return Ok(false) };
     let Some((cause, scope)) = health::provider_cause(message) else { return Ok(false) };
     let package = if scope == Scope::Product { package_id } else { 0 };
     mark_unavailable(c, lp.id, package, cause, message)?;
     Ok(true)
+}
+
+/// An accepted placement: the highest cost seen grows, and a provider back from "no balance"
+/// has shown it takes orders again (its placements may fan out once the balance allows). One
+/// statement that changes nothing in the common case.
+fn accepted(c: &mut impl GenericClient, provider_id: i64, cost: Option<Decimal>) -> Result<()> {
+    c.execute(
+        "UPDATE provider_health SET highest_cost = greatest(highest_cost, $2), back_from_no_balance = false
+          WHERE provider_id = $1 AND (back_from_no_balance OR ($2::numeric IS NOT NULL AND highest_cost IS DISTINCT FROM greatest(highest_cost, $2)))",
+        &[&provider_id, &cost],
+    )?;
+    Ok(())
+}
+
+/// The provider's health settings and the balance below which its placements go one at a time.
+pub fn settings_and_cushion(c: &mut impl GenericClient, provider_id: i64) -> Result<(HealthSettings, Option<Decimal>)> {
+    let row = c.query_opt(
+        "SELECT p.health_settings, p.max_in_flight, h.highest_cost
+           FROM providers p LEFT JOIN provider_health h ON h.provider_id = p.id WHERE p.id = $1",
+        &[&provider_id],
+    )?;
+    let Some(r) = row else { return Ok((HealthSettings::default(), None)) };
+    let settings = HealthSettings::from_json(&r.get("health_settings"));
+    let cushion = health::cushion(&settings, r.get("max_in_flight"), r.get("highest_cost"));
+    Ok((settings, cushion))
+}
+
+/// How placements to the provider may go out now (`domain::provider_health::pace`), with the
+/// balance below which a reply makes them careful. A provider the gate holds back as a whole
+/// (paused, draining, breaker not closed, unavailable) is `Free`: its placements are decided
+/// without a call, and a one-at-a-time pace would only slow them on their way to the fallback.
+pub fn placement_pace(c: &mut impl GenericClient, provider_id: i64) -> Result<(Pace, Option<Decimal>)> {
+    let row = c.query_opt(
+        &format!(
+            "SELECT p.health_settings, p.max_in_flight, h.balance, h.highest_cost, h.back_from_no_balance,
+                    (h.hold IS NOT NULL OR h.breaker <> {}
+                     OR EXISTS (SELECT 1 FROM provider_unavailable u WHERE u.provider_id = p.id AND u.package_id = 0)) AS held
+               FROM providers p JOIN provider_health h ON h.provider_id = p.id WHERE p.id = $1",
+            BreakerState::Closed.sql()
+        ),
+        &[&provider_id],
+    )?;
+    let Some(r) = row else { return Ok((Pace::Free, None)) };
+    let settings = HealthSettings::from_json(&r.get("health_settings"));
+    let max_in_flight: i32 = r.get("max_in_flight");
+    let funds = Funds {
+        balance: r.get("balance"),
+        highest_cost: r.get("highest_cost"),
+        back_from_no_balance: r.get("back_from_no_balance"),
+    };
+    let cushion = health::cushion(&settings, max_in_flight, funds.highest_cost);
+    if r.get::<_, bool>("held") {
+        return Ok((Pace::Free, cushion));
+    }
+    Ok((health::pace(&funds, &settings, max_in_flight), cushion))
 }
 
 /// What one check call (maybe a batch) says about the provider: the breaker counts it.
@@ -253,7 +313,16 @@ pub fn mark_available(
     why: &str,
 ) -> Result<u64> {
     let names: Vec<&str> = causes.unwrap_or(UnavailableCause::ALL).iter().map(|c| c.as_str()).collect();
-    let n = c.execute("DELETE FROM provider_unavailable WHERE provider_id = $1 AND cause = ANY($2)", &[&provider_id, &names])?;
+    let cleared = c.query(
+        "DELETE FROM provider_unavailable WHERE provider_id = $1 AND cause = ANY($2) RETURNING cause",
+        &[&provider_id, &names],
+    )?;
+    let n = cleared.len() as u64;
+    let no_balance = UnavailableCause::NoBalance.as_str();
+    if cleared.iter().any(|r| r.get::<_, &str>("cause") == no_balance) {
+        // Its first placements go one at a time again (`domain::provider_health::pace`).
+        c.execute("UPDATE provider_health SET back_from_no_balance = true WHERE provider_id = $1", &[&provider_id])?;
+    }
     if n > 0 {
         event(c, provider_id, "available", &format!("available again: {why}"))?;
         wake_waiting(c, provider_id)?;
@@ -282,21 +351,23 @@ pub fn record_balance(
     name: &str,
     balance: Decimal,
     s: &HealthSettings,
+    cushion: Option<Decimal>,
 ) -> Result<()> {
     let low = s.is_low(balance);
     // Every Znet acceptance carries the balance: one write a second per provider is enough
-    // (the row is shared by every daemon), unless the balance is low or the provider waits
-    // for one.
+    // (the row is shared by every daemon), unless the balance is low, below the cushion that
+    // makes placements careful (the next claim must see it), or the provider waits for one.
+    let urgent = low || health::below_cushion(balance, cushion);
     let r = c.query_opt(
         &format!(
             "UPDATE provider_health h SET balance = $2, balance_at = now(), low_balance_told = $3
                FROM provider_health old WHERE h.provider_id = $1 AND old.provider_id = h.provider_id
-                AND (old.balance_at IS NULL OR old.balance_at < now() - interval '1 second' OR $3 OR old.low_balance_told
+                AND (old.balance_at IS NULL OR old.balance_at < now() - interval '1 second' OR $4 OR old.low_balance_told
                      OR EXISTS (SELECT 1 FROM provider_unavailable u WHERE u.provider_id = $1 AND u.cause = {}))
              RETURNING old.low_balance_told AS told",
             UnavailableCause::NoBalance.sql()
         ),
-        &[&provider_id, &balance, &low],
+        &[&provider_id, &balance, &low, &urgent],
     )?;
     let Some(r) = r else { return Ok(()) };
     let told: bool = r.get("told");

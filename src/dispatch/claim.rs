@@ -27,6 +27,9 @@ pub struct PlaceJob {
     pub steps: Vec<StepRecord>,
     /// An earlier attempt with this reference may have reached the provider.
     pub resent: bool,
+    /// Claimed under the provider's careful-placement permit held by this holder (placements
+    /// one at a time, `domain::provider_health::pace`): recording the answer gives it back.
+    pub careful: Option<String>,
 }
 
 impl PlaceJob {
@@ -168,7 +171,7 @@ fn claim_batch(
         );
         let request =
             PlacementRequest { reference, player: row.player.clone(), extra: row.extra.clone(), quantity: row.quantity, mapping };
-        out.places.push(PlaceJob { row, lease, request, claimed: now, steps: vec![step], resent });
+        out.places.push(PlaceJob { row, lease, request, claimed: now, steps: vec![step], resent, careful: None });
     }
     let ids: Vec<_> = to_check.iter().map(|r| r.id).collect();
     let leases: HashMap<_, _> = claims::claim_checks(tx, &ids, timing.lease)?.into_iter().collect();

@@ -197,17 +197,33 @@ fn claim_placement(
         finish(tx, opts)?;
         return Ok(Claim::NoPermit(lp.name));
     };
+    // Careful placements (`domain::provider_health::pace`) go one at a time across every
+    // process: a command takes the provider's careful permit too, or waits for it as for a slot.
+    let holder = permits::this_process();
+    let careful = !dry_run && careful_now(&mut tx, lp.id)?;
+    if careful && !permits::acquire_careful(&mut tx, lp.id, holder, opts.timing.lease)? {
+        permits::release(&mut tx, lp.id, holder, &[slot])?;
+        finish(tx, opts)?;
+        return Ok(Claim::NoPermit(lp.name));
+    }
     let claimed = claim_for_provider(&mut tx, &lp, vec![row], opts.timing)?;
     for w in &claimed.decided {
         note(report, w);
     }
-    let Some(job) = claimed.places.into_iter().next() else {
+    let Some(mut job) = claimed.places.into_iter().next() else {
         if !dry_run {
-            permits::release(&mut tx, lp.id, permits::this_process(), &[slot])?;
+            permits::release(&mut tx, lp.id, holder, &[slot])?;
+        }
+        if careful {
+            permits::release_careful(&mut tx, lp.id, holder)?;
         }
         finish(tx, opts)?;
         return Ok(Claim::Nothing);
     };
+    if careful {
+        // Recording the answer gives it back (`record::placed`).
+        job.careful = Some(holder.to_string());
+    }
     if dry_run {
         let described = match &lp.adapter {
             Ok(a) => a.describe_placement(&job.request),
@@ -219,6 +235,12 @@ fn claim_placement(
     }
     tx.commit()?;
     Ok(Claim::Job(lp, Box::new(job), slot))
+}
+
+/// Do placements to this provider go one at a time now?
+fn careful_now(tx: &mut crate::db::Transaction<'_>, provider_id: i64) -> Result<bool> {
+    let (pace, _) = crate::db::provider_health::placement_pace(tx, provider_id)?;
+    Ok(matches!(pace, crate::domain::provider_health::Pace::OneAtATime(_)))
 }
 
 /// What `run_one` does after a placement's claim.

@@ -18,6 +18,9 @@ pub enum Sent {
     /// Not sent: the provider had just refused another order for a reason that describes the
     /// provider (no balance, maintenance); the fallback, or a wait, without spending the budget.
     HeldBack(String),
+    /// Not sent: claimed while placements to the provider went out freely, which have since
+    /// turned careful (one at a time); due again at once, without spending the budget.
+    Deferred(String),
 }
 
 /// A placement with the provider's answer.
@@ -133,6 +136,6 @@ fn scrub_check(o: CheckOutcome, secrets: &[String]) -> CheckOutcome {
         CheckOutcome::Approved { pin, message } => CheckOutcome::Approved { pin, message: scrub(&message, secrets) },
         CheckOutcome::Cancelled { message } => CheckOutcome::Cancelled { message: scrub(&message, secrets) },
         CheckOutcome::NotFound { message } => CheckOutcome::NotFound { message: scrub(&message, secrets) },
-        CheckOutcome::NoNews { reason } => CheckOutcome::NoNews { reason: scrub(&reason, secrets) },
+        CheckOutcome::NoNews { reason, answered } => CheckOutcome::NoNews { reason: scrub(&reason, secrets), answered },
     }
 }

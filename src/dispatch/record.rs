@@ -18,6 +18,7 @@ pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: &Placed) -> Res
     let placement = Some((lp.id, job.request.reference.clone()));
     let transition = match sent {
         Sent::NotSent(why) => lifecycle::not_sent(facts, why, &lp.name),
+        Sent::Deferred(why) => lifecycle::deferred(facts, why),
         Sent::HeldBack(why) => {
             let fallback = fallback_for(tx, job.row.id, job.row.package_id, lp.id)?;
             lifecycle::held_back_after_claim(facts, why, fallback.as_ref())
@@ -35,6 +36,11 @@ pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: &Placed) -> Res
             lifecycle::placed(facts, outcome, &ctx)
         }
     };
+    if let Some(holder) = &job.careful {
+        // Only once the answer's facts for the provider (the balance it carried, a refusal's
+        // cause) are written: the next careful claim, in any process, judges by them.
+        crate::db::permits::release_careful(tx, lp.id, holder)?;
+    }
     let mut steps = job.steps.clone();
     if let Some(e) = &transition.event {
         steps.push(StepRecord::now("record", e.message.clone()));

@@ -73,12 +73,24 @@ pub enum CheckOutcome {
         message: String,
     },
     /// The query failed or the reply made no sense: count it, back off, keep the order open.
+    /// `answered`: the provider gave a well-formed reply that only holds no verdict on this
+    /// order (a failed query, a status word not understood), which is not a failed call for its
+    /// circuit breaker; false for a call that failed (transport, HTTP status, garbage).
     NoNews {
         reason: String,
+        answered: bool,
     },
 }
 
 impl CheckOutcome {
+    /// No news because the call failed: no usable reply.
+    pub fn failed(reason: impl Into<String>) -> CheckOutcome {
+        CheckOutcome::NoNews { reason: reason.into(), answered: false }
+    }
+    /// No news in a reply the provider gave: it answered, without a verdict on this order.
+    pub fn no_verdict(reason: impl Into<String>) -> CheckOutcome {
+        CheckOutcome::NoNews { reason: reason.into(), answered: true }
+    }
     pub fn is_final(&self) -> bool {
         matches!(self, CheckOutcome::Approved { .. } | CheckOutcome::Cancelled { .. })
     }
@@ -97,7 +109,7 @@ impl CheckOutcome {
             | CheckOutcome::Approved { message, .. }
             | CheckOutcome::Cancelled { message }
             | CheckOutcome::NotFound { message } => message,
-            CheckOutcome::NoNews { reason } => reason,
+            CheckOutcome::NoNews { reason, .. } => reason,
         }
     }
     /// Every provider-derived text through [`text::clean`]; a PIN that cleans to nothing is none.
@@ -110,7 +122,7 @@ impl CheckOutcome {
             }
             CheckOutcome::Cancelled { message } => CheckOutcome::Cancelled { message: clean(&message, MESSAGE_MAX) },
             CheckOutcome::NotFound { message } => CheckOutcome::NotFound { message: clean(&message, MESSAGE_MAX) },
-            CheckOutcome::NoNews { reason } => CheckOutcome::NoNews { reason: clean(&reason, MESSAGE_MAX) },
+            CheckOutcome::NoNews { reason, answered } => CheckOutcome::NoNews { reason: clean(&reason, MESSAGE_MAX), answered },
         }
     }
 }

@@ -106,6 +106,70 @@ impl HealthSettings {
     }
 }
 
+/// What is known of a provider's money (dealer data), as the careful-placement rule reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Funds {
+    /// The dealer balance last reported (a Znet placement reply, a balance call, a profile).
+    pub balance: Option<Decimal>,
+    /// The highest cost a placement reply of this provider named.
+    pub highest_cost: Option<Decimal>,
+    /// The provider ran out of balance and is available again; no placement accepted since.
+    pub back_from_no_balance: bool,
+}
+
+/// How placements to a provider may go out now. Checks are never paced by this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pace {
+    /// Up to the provider's `max_in_flight`, as every call.
+    Free,
+    /// One placement at a time across every daemon and command (why, for the log).
+    OneAtATime(String),
+}
+
+/// The balance below which the placements in flight could spend more than the account holds:
+/// `max_in_flight` placements at the highest cost seen, or `low_balance` when that is higher.
+/// None: nothing to judge by (no cost seen and no `low_balance`).
+pub fn cushion(s: &HealthSettings, max_in_flight: i32, highest_cost: Option<Decimal>) -> Option<Decimal> {
+    let in_flight = highest_cost.map(|c| c * Decimal::from(max_in_flight.max(1)));
+    match (s.low_balance, in_flight) {
+        (Some(low), Some(spend)) => Some(low.max(spend)),
+        (low, spend) => low.or(spend),
+    }
+}
+
+/// Careful placements. With `max_in_flight` placements in flight at once, every one sent after
+/// the account runs dry is refused: a provider that runs out mid-batch would refuse up to
+/// `max_in_flight` orders before the first refusal is recorded. So while what is known of the
+/// balance no longer covers what the placements in flight could spend ([`cushion`]), or right
+/// after the provider came back from "no balance", placements go one at a time: the next one is claimed only once the previous answer
+/// (and the balance it carried) is recorded, so the first "no balance" refusal is the only one.
+/// The rule is pure and lives here, beside the gate, so the lane (which holds the permits),
+/// the one-off commands and the tests read one definition; the database only supplies facts.
+/// A balance not known yet paces nothing: a provider that never answers (an outage, a wrong
+/// URL) would otherwise get its placements one at a time for as long as it does not, and the
+/// prober asks for the balance within a daemon's first minute.
+pub fn pace(f: &Funds, s: &HealthSettings, max_in_flight: i32) -> Pace {
+    if max_in_flight <= 1 {
+        // The provider's permits already allow one call at a time.
+        return Pace::Free;
+    }
+    if f.back_from_no_balance {
+        return Pace::OneAtATime("it has just come back from no balance".into());
+    }
+    match (f.balance, cushion(s, max_in_flight, f.highest_cost)) {
+        (Some(balance), Some(cushion)) if balance < cushion => Pace::OneAtATime(format!(
+            "its balance {balance} is below {cushion}, what {max_in_flight} placements in flight could spend"
+        )),
+        _ => Pace::Free,
+    }
+}
+
+/// A balance a placement reply carried that makes placements careful: callers of one process
+/// learn it from their replies before the database has it.
+pub fn below_cushion(balance: Decimal, cushion: Option<Decimal>) -> bool {
+    cushion.map(|c| balance < c).unwrap_or(false)
+}
+
 /// Does a provider cause cover the whole provider, or only the order's product there?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -178,14 +242,14 @@ pub fn placement_failed(outcome: &PlacementOutcome) -> bool {
 }
 
 /// A check call (one request, maybe a batch) that counts against the breaker: no order got a
-/// usable answer from it. A definite "query failed" reply is the provider answering.
+/// usable answer from it. A definite "query failed" reply is the provider answering (the
+/// adapter says so in the outcome, never a text to match).
 pub fn check_failed<'a>(outcomes: impl IntoIterator<Item = &'a CheckOutcome>) -> bool {
     let mut any = false;
     for o in outcomes {
         any = true;
-        match o {
-            CheckOutcome::NoNews { reason } if !reason.contains("status query failed") && !reason.contains("is unknown") => {}
-            _ => return false,
+        if !matches!(o, CheckOutcome::NoNews { answered: false, .. }) {
+            return false;
         }
     }
     any
@@ -320,6 +384,35 @@ mod tests {
     }
 
     #[test]
+    fn placements_go_one_at_a_time_when_the_balance_no_longer_covers_those_in_flight() {
+        let d = |s: &str| Decimal::from_str(s).unwrap();
+        let s = HealthSettings::default();
+        let known =
+            |balance: &str| Funds { balance: Some(d(balance)), highest_cost: Some(d("10.12")), back_from_no_balance: false };
+        assert_eq!(cushion(&s, 16, Some(d("10.12"))), Some(d("161.92")), "16 placements in flight at the highest cost");
+        assert_eq!(pace(&known("161.92"), &s, 16), Pace::Free, "exactly covered");
+        assert!(matches!(pace(&known("161.91"), &s, 16), Pace::OneAtATime(why) if why.contains("below 161.92")));
+        assert_eq!(pace(&known("0"), &s, 1), Pace::Free, "one in flight is one at a time already");
+        let low = HealthSettings { low_balance: Some(d("500")), ..Default::default() };
+        assert_eq!(cushion(&low, 16, Some(d("10.12"))), Some(d("500")), "low_balance when it is higher");
+        assert!(matches!(pace(&known("400"), &low, 16), Pace::OneAtATime(_)));
+        let back = Funds { back_from_no_balance: true, ..known("10000") };
+        assert!(
+            matches!(pace(&back, &s, 16), Pace::OneAtATime(why) if why.contains("come back")),
+            "first placement after a top-up alone"
+        );
+        assert_eq!(pace(&Funds::default(), &s, 16), Pace::Free, "nothing known: nothing to judge by");
+        let priced = Funds { highest_cost: Some(d("45.50")), ..Default::default() };
+        assert_eq!(
+            pace(&priced, &s, 16),
+            Pace::Free,
+            "a price but no balance (x-stor between profile reads): nothing to judge by"
+        );
+        assert!(below_cushion(d("100"), Some(d("161.92"))));
+        assert!(!below_cushion(d("100"), None));
+    }
+
+    #[test]
     fn the_breaker_opens_after_a_run_and_one_probe_decides() {
         let s = HealthSettings { breaker_failures: 3, ..Default::default() };
         let (b, n, _) = after_call(BreakerState::Closed, 1, true, &s);
@@ -351,10 +444,18 @@ mod tests {
         assert!(placement_failed(&PlacementOutcome::Ambiguous { reason: "x-stor answered HTTP 500".into() }));
         assert!(placement_failed(&PlacementOutcome::Rejected { message: "121 token error".into() }));
         assert!(!placement_failed(&PlacementOutcome::Rejected { message: "3: Yetersiz bakiye".into() }));
-        let no_news = CheckOutcome::NoNews { reason: "Znet status check: connection refused".into() };
+        let no_news = CheckOutcome::failed("Znet status check: connection refused");
         let answered = CheckOutcome::Waiting { message: String::new() };
         assert!(check_failed([&no_news]));
         assert!(!check_failed([&no_news, &answered]));
-        assert!(!check_failed([&CheckOutcome::NoNews { reason: "Znet status query failed: 3|x".into() }]));
+        assert!(!check_failed([&crate::provider::znet::classify_check(200, "3|Sistem hatası")]), "a failed query is an answer");
+        assert!(!check_failed([&crate::provider::xstor::classify_check_by_uuid(
+            200,
+            r#"{"status":"OK","data":[{"status":"??"}]}"#,
+            "r"
+        )
+        .outcome]));
+        let garbage = crate::provider::znet::classify_check(200, "status is unknown");
+        assert!(check_failed([&garbage]), "a garbage reply counts, whatever words it holds: {garbage:?}");
     }
 }

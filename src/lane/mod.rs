@@ -8,6 +8,9 @@
 //! - the claimer claims due work as call slots free up (it never waits for a call);
 //! - callers make the calls, no more at once than the lane holds permits for
 //!   (`permits.rs`: the provider's `max_in_flight`, held in Postgres across every process);
+//!   while the provider's placements are careful (`domain::provider_health::pace`: its balance
+//!   no longer covers what they could spend), the claimer takes one placement at a time under
+//!   the provider's careful permit, which the write of its answer gives back; checks go on;
 //! - the writer writes results back in batches (by size, or after a few milliseconds,
 //!   whichever comes first), each guarded by its lease (`writer.rs`).
 //!

@@ -8,6 +8,7 @@ use crate::db::Client;
 use crate::db::{self, claims};
 use crate::dispatch::claim::{claim_rows, CheckJob, PlaceJob};
 use crate::dispatch::{place, LaneProvider, Providers};
+use crate::domain::provider_health::Pace;
 use crate::error::Result;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -89,6 +90,7 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
         }))
     };
     let refused_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let careful = Arc::new(CarefulPace::default());
     let writer = Writer {
         settings: settings.clone(),
         follow_up,
@@ -110,6 +112,7 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
             queued: queued.clone(),
             call_time: call_time.clone(),
             refused_at: refused_at.clone(),
+            careful: careful.clone(),
         };
         let _ = std::thread::Builder::new().name(format!("lane-{id}-call-{slot}")).spawn(move || caller.run());
     }
@@ -126,6 +129,7 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
         jobs,
         session: None,
         call_time,
+        careful,
     };
     claimer.run();
 
@@ -161,6 +165,53 @@ struct Claimer {
     session: Option<Session>,
     /// The calls' recent duration (µs, a moving average kept by the callers).
     call_time: Arc<std::sync::atomic::AtomicU64>,
+    careful: Arc<CarefulPace>,
+}
+
+/// What this lane knows of its provider's placement pace (`domain::provider_health::pace`):
+/// the claimer's latest reading from the database, and a reply below the cushion that one of
+/// this lane's callers saw before the database has it. Placements claimed while the pace was
+/// free are not sent once it is careful (they are claimed again, one at a time).
+#[derive(Default)]
+struct CarefulPace {
+    /// The claimer's latest reading: one placement at a time (and why).
+    careful: Mutex<Option<String>>,
+    /// The balance below which a reply makes placements careful.
+    cushion: Mutex<Option<rust_decimal::Decimal>>,
+    /// When a caller last saw a reply whose balance was below the cushion.
+    low_seen: Mutex<Option<Instant>>,
+}
+
+impl CarefulPace {
+    /// Placements go one at a time now, as far as this process knows.
+    fn is_careful(&self) -> bool {
+        self.careful.lock().unwrap().is_some()
+            || self.low_seen.lock().unwrap().map(|t| t.elapsed() < REFUSAL_SETTLES).unwrap_or(false)
+    }
+
+    /// The claimer's reading; says so in the log when the pace changes.
+    fn read(&self, lane: i64, name: &str, pace: Pace, cushion: Option<rust_decimal::Decimal>) {
+        *self.cushion.lock().unwrap() = cushion;
+        let now = match pace {
+            Pace::Free => None,
+            Pace::OneAtATime(why) => Some(why),
+        };
+        let mut was = self.careful.lock().unwrap();
+        match (&*was, &now) {
+            (None, Some(why)) => log::info!("lane {lane}: placements to {name} go one at a time across every daemon: {why}"),
+            (Some(_), None) => log::info!("lane {lane}: placements to {name} go out freely again"),
+            _ => {}
+        }
+        *was = now;
+    }
+
+    /// A placement's answer: a balance below the cushion makes this lane careful at once.
+    fn saw(&self, outcome: &crate::provider::PlacementOutcome) {
+        let Some(balance) = crate::domain::provider_health::balance_in_reply(outcome) else { return };
+        if crate::domain::provider_health::below_cushion(balance, *self.cushion.lock().unwrap()) {
+            *self.low_seen.lock().unwrap() = Some(Instant::now());
+        }
+    }
 }
 
 /// The claimer's connection and the permits held through it.
@@ -270,9 +321,22 @@ impl Claimer {
             db::provider_health::Allowance::One { .. } => 1,
             db::provider_health::Allowance::None => 0,
         };
+        // Careful placements: one at a time across every process, under the provider's careful
+        // permit, taken in the claim's transaction only when a placement is due. Checks keep
+        // their concurrency.
+        let (pace, cushion) = db::provider_health::placement_pace(&mut s.client, self.id)?;
+        self.careful.read(self.id, &lp.name, pace, cushion);
+        let careful = self.careful.is_careful();
         let claiming = Instant::now();
         let mut tx = s.client.transaction()?;
-        let rows = claims::lock_due(&mut tx, q, free as i64, 0)?;
+        let mut rows = claims::lock_due(&mut tx, q, if careful { 1 } else { free as i64 }, 0)?;
+        let careful_permit = careful
+            && !rows.is_empty()
+            && db::permits::acquire_careful(&mut tx, self.id, &self.settings.holder, self.settings.timing.lease)?;
+        if careful && !careful_permit {
+            // Another careful placement is under way (here or elsewhere): the row stays due.
+            rows.clear();
+        }
         let checks = ((free - rows.len().min(free)) * batch).min(allowed_checks);
         let checked = claims::lock_and_claim_checks(&mut tx, q, checks as i64, self.settings.timing.lease)?;
         if rows.is_empty() && checked.is_empty() {
@@ -282,7 +346,15 @@ impl Claimer {
             return Ok(Step::Idle);
         }
         let n = rows.len() + checked.len();
-        let claimed = claim_rows(&mut tx, &lp, rows, checked, self.settings.timing)?;
+        let mut claimed = claim_rows(&mut tx, &lp, rows, checked, self.settings.timing)?;
+        if careful_permit {
+            match claimed.places.first_mut() {
+                // Recording its answer gives the permit back (`dispatch::record::placed`).
+                Some(p) => p.careful = Some(self.settings.holder.clone()),
+                // Decided without a call (a fallback, a wait): nothing to wait for.
+                None => db::permits::release_careful(&mut tx, self.id, &self.settings.holder)?,
+            }
+        }
         tx.commit()?;
         crate::metrics::get().observe_provider_claim(&lp.tenant, &lp.name, claiming.elapsed());
         log::debug!("lane {}: claimed {n} order(s) in {} ms", self.id, claiming.elapsed().as_millis());
@@ -343,6 +415,7 @@ struct Caller {
     /// balance, maintenance): placements claimed before the refusal reached the database are
     /// not sent (at most one such refusal per daemon).
     refused_at: Arc<Mutex<Option<Instant>>>,
+    careful: Arc<CarefulPace>,
 }
 
 /// How long after such a refusal claimed placements are held back here; by then the writer
@@ -355,6 +428,19 @@ impl Caller {
         let Job::Place(lp, p) = job else { return None };
         let at = (*self.refused_at.lock().unwrap())?;
         (p.claimed <= at + REFUSAL_SETTLES).then(|| Job::Place(lp.clone(), p.clone()))
+    }
+
+    /// A placement claimed while placements went out freely, now that they go one at a time:
+    /// not sent; claimed again under the careful permit.
+    fn deferred(&self, job: &Job) -> Option<Done> {
+        let Job::Place(lp, p) = job else { return None };
+        if p.careful.is_some() || !self.careful.is_careful() {
+            return None;
+        }
+        let why = format!("placements to {} go one at a time now (its balance is low)", lp.name);
+        let placed =
+            place::Placed { job: (**p).clone(), sent: place::Sent::Deferred(why), took: Duration::ZERO, first_check: None };
+        Some(Done::Placed(lp.clone(), Box::new(placed)))
     }
 
     fn run(self) {
@@ -375,9 +461,15 @@ impl Caller {
                         first_check: None,
                     }),
                 ),
-                _ => call(job, self.timing),
+                _ => match self.deferred(&job) {
+                    Some(done) => done,
+                    None => call(job, self.timing),
+                },
             };
             if let Done::Placed(_, p) = &result {
+                if let place::Sent::Answered(outcome) = &p.sent {
+                    self.careful.saw(outcome);
+                }
                 if let place::Sent::Answered(crate::provider::PlacementOutcome::Rejected { message }) = &p.sent {
                     if crate::domain::provider_health::provider_cause(message).is_some() {
                         *self.refused_at.lock().unwrap() = Some(Instant::now());
@@ -426,7 +518,7 @@ fn call(job: Job, timing: crate::dispatch::Timing) -> Done {
             Ok(a) => Done::Checked(lp.clone(), place::checks(c, a.as_ref())),
             Err(why) => {
                 let answer = crate::provider::CheckAnswer {
-                    outcome: crate::provider::CheckOutcome::NoNews { reason: format!("provider unusable: {why}") },
+                    outcome: crate::provider::CheckOutcome::failed(format!("provider unusable: {why}")),
                     external_order_id: None,
                 };
                 let checked = c.into_iter().map(|job| place::Checked { job, answer: answer.clone(), took: Duration::ZERO });
@@ -524,6 +616,7 @@ mod tests {
             claimed: std::time::Instant::now(),
             steps: vec![],
             resent: false,
+            careful: None,
         };
         q.push(Job::Place(lp, Box::new(place)));
         assert!(matches!(q.pop(), Some(Job::Place(..))), "the placement first");

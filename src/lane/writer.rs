@@ -182,6 +182,10 @@ impl Writer {
             self.wake_due(&wave, &w.applied);
             self.wake_due(&checks, &checked);
         }
+        if batch.iter().any(|d| matches!(d, Done::Placed(_, p) if p.job.careful.is_some())) {
+            // A careful placement's answer is recorded and its permit free: the next one may go.
+            self.control.wake();
+        }
         crate::metrics::get().observe_provider_write(&lp.tenant, &lp.name, started.elapsed());
         log::debug!("lane {}: wrote {written} result(s) in {} ms", self.lane, started.elapsed().as_millis());
         Ok(())

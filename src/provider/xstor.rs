@@ -167,7 +167,7 @@ fn entry_outcome(entry: &Value) -> CheckOutcome {
         StatusWord::Waiting => CheckOutcome::Waiting { message },
         StatusWord::Approved => CheckOutcome::Approved { pin: pin_text(entry.get("pin")), message },
         StatusWord::Cancelled => CheckOutcome::Cancelled { message },
-        StatusWord::Unknown => CheckOutcome::NoNews { reason: format!("x-stor status '{}' is unknown", excerpt(&word)) },
+        StatusWord::Unknown => CheckOutcome::no_verdict(format!("x-stor status '{}' is unknown", excerpt(&word))),
     }
 }
 
@@ -209,19 +209,19 @@ fn classify_placement_raw(status: u16, body: &str) -> PlacementOutcome {
     PlacementOutcome::Ambiguous { reason: format!("x-stor reply not understood (HTTP {status}): '{}'", excerpt(body)) }
 }
 
-/// The entries of a `check` reply, or why it says nothing about any order.
-fn check_entries(status: u16, body: &str) -> std::result::Result<Vec<Value>, String> {
-    let mut v = json_reply(status, body)?;
+/// The entries of a `check` reply, or the no-news outcome of every order it asked about.
+fn check_entries(status: u16, body: &str) -> std::result::Result<Vec<Value>, CheckOutcome> {
+    let mut v = json_reply(status, body).map_err(CheckOutcome::failed)?;
     if is_status(&v, "ERROR") {
         let (_, text) = describe_error(&v);
-        return Err(format!("x-stor status query failed: {text}"));
+        return Err(CheckOutcome::no_verdict(format!("x-stor status query failed: {text}")));
     }
     if !is_status(&v, "OK") || !(200..300).contains(&status) {
-        return Err(format!("x-stor status reply not understood (HTTP {status}): '{}'", excerpt(body)));
+        return Err(CheckOutcome::failed(format!("x-stor status reply not understood (HTTP {status}): '{}'", excerpt(body))));
     }
     match v.get_mut("data").map(Value::take) {
         Some(Value::Array(entries)) => Ok(entries),
-        _ => Err(format!("x-stor status reply has no list of orders: '{}'", excerpt(body))),
+        _ => Err(CheckOutcome::failed(format!("x-stor status reply has no list of orders: '{}'", excerpt(body)))),
     }
 }
 
@@ -242,9 +242,7 @@ pub fn classify_check_by_order_id(status: u16, body: &str, order_ids: &[String])
 fn classify_check_by_order_id_raw(status: u16, body: &str, order_ids: &[String]) -> Vec<CheckAnswer> {
     let entries = match check_entries(status, body) {
         Ok(e) => e,
-        Err(reason) => {
-            return order_ids.iter().map(|_| CheckAnswer::of(CheckOutcome::NoNews { reason: reason.clone() })).collect()
-        }
+        Err(no_news) => return order_ids.iter().map(|_| CheckAnswer::of(no_news.clone())).collect(),
     };
     let named: Vec<(Option<String>, &Value)> = entries
         .iter()
@@ -266,19 +264,17 @@ fn classify_check_by_order_id_raw(status: u16, body: &str, order_ids: &[String])
                     if rest.iter().all(|e| entry_outcome(e) == outcome) {
                         CheckAnswer { outcome, external_order_id: Some(asked.trim().to_string()) }
                     } else {
-                        CheckAnswer::of(CheckOutcome::NoNews {
-                            reason: format!("x-stor listed order {asked} more than once, with different states"),
-                        })
+                        CheckAnswer::of(CheckOutcome::failed(format!(
+                            "x-stor listed order {asked} more than once, with different states"
+                        )))
                     }
                 }
                 [] if unnamed == 0 => {
                     CheckAnswer::of(CheckOutcome::NotFound { message: format!("x-stor has no order with order_id {asked}") })
                 }
-                [] => CheckAnswer::of(CheckOutcome::NoNews {
-                    reason: format!(
-                        "x-stor's reply has {unnamed} entr(ies) without an order_id: cannot tell whether one is order {asked}"
-                    ),
-                }),
+                [] => CheckAnswer::of(CheckOutcome::failed(format!(
+                    "x-stor's reply has {unnamed} entr(ies) without an order_id: cannot tell whether one is order {asked}"
+                ))),
             }
         })
         .collect()
@@ -294,23 +290,22 @@ pub fn classify_check_by_uuid(status: u16, body: &str, reference: &str) -> Check
 fn classify_check_by_uuid_raw(status: u16, body: &str, reference: &str) -> CheckAnswer {
     let entries = match check_entries(status, body) {
         Ok(e) => e,
-        Err(reason) => return CheckAnswer::of(CheckOutcome::NoNews { reason }),
+        Err(no_news) => return CheckAnswer::of(no_news),
     };
     match entries.as_slice() {
         [] => CheckAnswer::of(CheckOutcome::NotFound { message: "x-stor has no order with this order_uuid".to_string() }),
         [entry] => {
             let names_other = json_text(entry.get("order_uuid")).map(|u| u.trim() != reference.trim()).unwrap_or(false);
             if names_other {
-                return CheckAnswer::of(CheckOutcome::NoNews {
-                    reason: "x-stor answered about another order_uuid than the one asked for".to_string(),
-                });
+                return CheckAnswer::of(CheckOutcome::failed("x-stor answered about another order_uuid than the one asked for"));
             }
             let order_id = json_text(entry.get("order_id")).map(|id| id.trim().to_string()).filter(|id| !id.is_empty());
             CheckAnswer { outcome: entry_outcome(entry), external_order_id: order_id }
         }
-        many => CheckAnswer::of(CheckOutcome::NoNews {
-            reason: format!("x-stor answered {} entries for one order_uuid: cannot tell which is ours", many.len()),
-        }),
+        many => CheckAnswer::of(CheckOutcome::failed(format!(
+            "x-stor answered {} entries for one order_uuid: cannot tell which is ours",
+            many.len()
+        ))),
     }
 }
 
@@ -502,7 +497,7 @@ impl Xstor {
         match self.get_by(&check_query(ids, false), Some(deadline)) {
             Ok(r) => classify_check_by_order_id(r.status, &r.body, ids),
             Err(e) => {
-                let o = CheckOutcome::NoNews { reason: format!("x-stor status check: {e}") }.cleaned();
+                let o = CheckOutcome::failed(format!("x-stor status check: {e}")).cleaned();
                 ids.iter().map(|_| CheckAnswer::of(o.clone())).collect()
             }
         }
@@ -512,7 +507,7 @@ impl Xstor {
     fn check_by_uuid(&self, reference: &str, deadline: Instant) -> CheckAnswer {
         match self.get_by(&check_query(&[reference.to_string()], true), Some(deadline)) {
             Ok(r) => classify_check_by_uuid(r.status, &r.body, reference),
-            Err(e) => CheckAnswer::of(CheckOutcome::NoNews { reason: format!("x-stor status check: {e}") }.cleaned()),
+            Err(e) => CheckAnswer::of(CheckOutcome::failed(format!("x-stor status check: {e}")).cleaned()),
         }
     }
 }
@@ -563,7 +558,7 @@ impl Provider for Xstor {
     fn check(&self, key: &CheckKey) -> CheckAnswer {
         self.check_many(std::slice::from_ref(key))
             .pop()
-            .unwrap_or_else(|| CheckAnswer::of(CheckOutcome::NoNews { reason: "x-stor status reply not understood".to_string() }))
+            .unwrap_or_else(|| CheckAnswer::of(CheckOutcome::failed("x-stor status reply not understood")))
     }
 
     fn batch_limit(&self) -> usize {
@@ -600,10 +595,7 @@ impl Provider for Xstor {
                 answers[i] = Some(self.check_by_uuid(&key.reference, deadline));
             }
         }
-        answers
-            .into_iter()
-            .map(|a| a.unwrap_or_else(|| CheckAnswer::of(CheckOutcome::NoNews { reason: "x-stor was not asked".to_string() })))
-            .collect()
+        answers.into_iter().map(|a| a.unwrap_or_else(|| CheckAnswer::of(CheckOutcome::failed("x-stor was not asked")))).collect()
     }
 
     fn balance(&self) -> std::result::Result<Balance, ProviderError> {

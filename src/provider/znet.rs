@@ -214,7 +214,7 @@ pub fn classify_check(status: u16, body: &str) -> CheckOutcome {
 fn classify_check_raw(status: u16, body: &str) -> CheckOutcome {
     let (text, fields) = match reply_fields(status, body) {
         Ok(f) => f,
-        Err(reason) => return CheckOutcome::NoNews { reason },
+        Err(reason) => return CheckOutcome::failed(reason),
     };
     match fields.as_slice() {
         ["OK", state, pin, rest @ ..] => {
@@ -226,7 +226,7 @@ fn classify_check_raw(status: u16, body: &str) -> CheckOutcome {
                 "1" => CheckOutcome::Waiting { message: or(message, "waiting") },
                 "2" => CheckOutcome::Approved { pin, message: or(message, "approved") },
                 "3" => CheckOutcome::Cancelled { message: or(message, "cancelled by Znet") },
-                _ => CheckOutcome::NoNews { reason: garbage("status", text) },
+                _ => CheckOutcome::failed(garbage("status", text)),
             }
         }
         [code, rest @ ..] if is_code(code) && !rest.is_empty() => {
@@ -234,10 +234,10 @@ fn classify_check_raw(status: u16, body: &str) -> CheckOutcome {
             if says_order_not_found(&rest.join("|")) {
                 CheckOutcome::NotFound { message }
             } else {
-                CheckOutcome::NoNews { reason: format!("Znet status query failed: {message}") }
+                CheckOutcome::no_verdict(format!("Znet status query failed: {message}"))
             }
         }
-        _ => CheckOutcome::NoNews { reason: garbage("status", text) },
+        _ => CheckOutcome::failed(garbage("status", text)),
     }
 }
 
@@ -484,7 +484,7 @@ impl Provider for Znet {
         // Znet knows orders only by our reference; it has no order id of its own to learn.
         let outcome = match self.call("pin_kontrol", &[("tahsilat_api_islem_id", key.reference.as_str())]) {
             Ok(r) => classify_check(r.status, &r.body),
-            Err(e) => CheckOutcome::NoNews { reason: format!("Znet status check: {e}") }.cleaned(),
+            Err(e) => CheckOutcome::failed(format!("Znet status check: {e}")).cleaned(),
         };
         CheckAnswer::of(outcome)
     }

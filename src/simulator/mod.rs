@@ -597,10 +597,20 @@ fn handle(shared: &Shared, rng: &mut Rng, req: http::Request) {
         let token = req.header("api-token").map(str::to_string);
         let counters = &shared.store.counters;
         counters.record_call();
-        let now = counters.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        counters.peak_in_flight.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+        let of_kind = match call {
+            Call::ZnetPlace | Call::XstorPlace(_) => Some((&counters.placements_in_flight, &counters.peak_placements_in_flight)),
+            Call::ZnetCheck | Call::XstorCheck => Some((&counters.checks_in_flight, &counters.peak_checks_in_flight)),
+            _ => None,
+        };
+        let gauges: Vec<_> = std::iter::once((&counters.in_flight, &counters.peak_in_flight)).chain(of_kind).collect();
+        for (n, peak) in &gauges {
+            let now = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            peak.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+        }
         let reply = protocol(shared, rng, call, query, token.as_deref());
-        counters.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        for (n, _) in &gauges {
+            n.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
         reply
     } else {
         Reply::html(200)

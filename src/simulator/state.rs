@@ -99,6 +99,14 @@ pub struct Counters {
     /// test reads to prove a limit on calls in flight held across every client.
     pub in_flight: AtomicU64,
     pub peak_in_flight: AtomicU64,
+    /// The same for placement calls and status calls apart: a test proves that placements
+    /// went one at a time while checks kept their concurrency.
+    pub placements_in_flight: AtomicU64,
+    pub peak_placements_in_flight: AtomicU64,
+    pub checks_in_flight: AtomicU64,
+    pub peak_checks_in_flight: AtomicU64,
+    /// Placements refused because the account's balance did not cover them.
+    pub no_balance_refusals: AtomicU64,
     /// When each protocol call arrived (ms since the epoch): what a test reads to measure a rate
     /// limit at the provider (`GET /_sim/calls`).
     pub call_times_ms: Mutex<Vec<u64>>,
@@ -185,6 +193,9 @@ impl Store {
     }
     pub fn status_call(&self) {
         bump(&self.counters.status_calls);
+    }
+    pub fn no_balance_refusal(&self) {
+        bump(&self.counters.no_balance_refusals);
     }
     pub fn fault(&self) {
         bump(&self.counters.faults_injected);
@@ -290,6 +301,9 @@ impl Store {
             &self.counters.double_placements,
             &self.counters.faults_injected,
             &self.counters.peak_in_flight,
+            &self.counters.peak_placements_in_flight,
+            &self.counters.peak_checks_in_flight,
+            &self.counters.no_balance_refusals,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -331,6 +345,9 @@ impl Store {
             "orders_placed": all.len(),
             "placement_calls": c.placement_calls.load(Ordering::Relaxed),
             "peak_in_flight": c.peak_in_flight.load(Ordering::Relaxed),
+            "peak_placements_in_flight": c.peak_placements_in_flight.load(Ordering::Relaxed),
+            "peak_checks_in_flight": c.peak_checks_in_flight.load(Ordering::Relaxed),
+            "no_balance_refusals": c.no_balance_refusals.load(Ordering::Relaxed),
             "double_placements": c.double_placements.load(Ordering::Relaxed),
             "status_calls": c.status_calls.load(Ordering::Relaxed),
             "status_checks_by_order": by_order,

@@ -121,6 +121,7 @@ pub fn new_order(shared: &Shared, d: &Dynamic, draw: Draw, product: &str, pairs:
         return (Reply::json(200, &json!({"status": "ERROR", "message": "Maintenance", "error": "130"})), false);
     }
     if shared.store.balance_cents(Proto::Xstor) < cents * qty {
+        shared.store.no_balance_refusal();
         return refuse("Insufficient balance");
     }
     let fate = order_fate(shared.seed, reference, d.cancel_share, d.complete_after, d.jitter);

@@ -89,6 +89,7 @@ pub fn place(shared: &Shared, d: &Dynamic, draw: Draw, pairs: &[(String, String)
         return (text("3|Sistem bakımda, lütfen daha sonra deneyin"), false);
     }
     if shared.store.balance_cents(Proto::Znet) < cents {
+        shared.store.no_balance_refusal();
         return (text("8|Bağlantı hatası veya yetersiz bakiye"), false);
     }
     let fate = order_fate(shared.seed, &referans, d.cancel_share, d.complete_after, d.jitter);

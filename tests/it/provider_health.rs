@@ -39,12 +39,85 @@ fn balance_running_out_mid_batch_sends_the_rest_to_the_fallback_without_refunds(
         "SELECT count(*) FROM placements pl JOIN providers p ON p.id = pl.provider_id WHERE p.name = 'znet-main' AND pl.outcome = 'rejected'",
     );
     assert!((1..=2).contains(&refused), "one refusal per daemon at most, got {refused}");
-    let at_znet = count(&db, "SELECT count(*) FROM orders o JOIN providers p ON p.id = o.provider_id WHERE p.name = 'znet-main'");
+    let at_znet = placed_with(&db, "znet-main");
     assert_eq!(at_znet, 5, "the balance paid for 5 orders at Znet");
     assert_eq!(count(&db, "SELECT count(*) FROM provider_unavailable WHERE cause = 'no_balance'"), 1);
     assert_money_conserved(&db);
     assert_eq!(a.terminate(), 0);
     assert_eq!(b.terminate(), 0);
+}
+
+/// Znet with `max_in_flight: 16` (and these fields), two daemons, `n` pubg-60 orders (Znet
+/// first, x-stor the fallback), all approved.
+fn sixteen_in_flight_at_znet(sim: &Sim, fields: serde_json::Value, n: i64) -> (TestDb, Background, Background) {
+    let db = TestDb::new();
+    let mut setup = standard_setup(&sim.base_url);
+    let znet = &mut setup["tenants"][0]["providers"][0];
+    znet["max_in_flight"] = json!(16);
+    for (k, v) in fields.as_object().unwrap() {
+        znet[k] = v.clone();
+    }
+    db.apply(&setup);
+    // The balance is known before the first placement (a balance not known yet paces nothing).
+    db.cmd().args(["provider", "check", "znet-main"]).run().ok();
+    let (a, b) = (daemon(&db), daemon(&db));
+    insert_orders(&db, "pubg-60", n);
+    wait_until("every order approved", Duration::from_secs(90), || {
+        count(&db, "SELECT count(*) FROM orders WHERE status = 'approved'") == n
+    });
+    (db, a, b)
+}
+
+/// Orders whose placement this provider accepted.
+fn placed_with(db: &TestDb, provider: &str) -> i64 {
+    let sql = "SELECT count(*) FROM orders o JOIN providers p ON p.id = o.provider_id WHERE p.name = $1";
+    db.client().query_one(sql, &[&provider]).unwrap().get(0)
+}
+
+fn sim_count(sim: &Sim, key: &str) -> u64 {
+    sim.stats()[key].as_u64().unwrap_or_else(|| panic!("simulator stat {key}"))
+}
+
+/// The same with `max_in_flight: 16` (the default) and two daemons, placements slow enough
+/// that many are in flight at once: Znet's balance covers 40 of 60 orders. Placements fan out
+/// while the balance covers what 16 in flight could spend, then go one at a time across both
+/// daemons (careful placements), so the dry account refuses one placement, not one per
+/// placement in flight. Refusals are counted at the simulator, not in our own tables.
+#[test]
+fn balance_running_out_with_sixteen_in_flight_refuses_one_placement_at_most_per_daemon() {
+    let sim = Sim::start(&["--complete-after", "200ms"]);
+    sim.configure(json!({"znet_balance": "404.80", "latency": "50ms"}));
+    let (db, a, b) = sixteen_in_flight_at_znet(&sim, json!({}), 60);
+    let refused = sim_count(&sim, "no_balance_refusals");
+    eprintln!(
+        "no-balance refusals at the simulator: {refused}; peak placements in flight: {}",
+        sim_count(&sim, "peak_placements_in_flight")
+    );
+    assert!(refused <= 2, "one refusal per daemon at most, the simulator refused {refused}");
+    assert!(sim_count(&sim, "peak_placements_in_flight") > 2, "placements fanned out while the balance covered them");
+    assert_eq!(count(&db, "SELECT count(*) FROM ledger WHERE kind = 'refund'"), 0, "nothing refunded");
+    let at_znet = placed_with(&db, "znet-main");
+    assert_eq!(at_znet, 40, "the balance paid for 40 orders at Znet; the rest went to the fallback");
+    assert_eq!(count(&db, "SELECT count(*) FROM orders WHERE attention IS NOT NULL"), 0, "nothing flagged");
+    assert_money_conserved(&db);
+    assert_eq!(a.terminate(), 0);
+    assert_eq!(b.terminate(), 0);
+}
+
+/// Careful placements pace placements only: a Znet provider whose balance is always below its
+/// `low_balance` places one order at a time across two daemons (measured at the simulator),
+/// while the status checks of the orders already placed keep going several at once.
+#[test]
+fn careful_placements_go_one_at_a_time_while_checks_keep_their_concurrency() {
+    let sim = Sim::start(&["--complete-after", "2s"]);
+    sim.configure(json!({"latency": "100ms"}));
+    let (db, a, b) = sixteen_in_flight_at_znet(&sim, json!({"low_balance": "1000000.00"}), 24);
+    let (places, checks) = (sim_count(&sim, "peak_placements_in_flight"), sim_count(&sim, "peak_checks_in_flight"));
+    eprintln!("peak in flight at the simulator: placements {places}, checks {checks}");
+    assert_eq!(places, 1, "careful placements go one at a time across both daemons");
+    assert!(checks >= 3, "checks keep their concurrency while placements are careful: peak {checks}");
+    assert_eq!(placed_with(&db, "znet-main"), 24, "careful is not unavailable: every order placed with Znet");
+    assert_eq!((a.terminate(), b.terminate()), (0, 0));
 }
 
 /// x-stor (no fallback for freefire-100) runs dry: its orders wait, flagged for nobody and

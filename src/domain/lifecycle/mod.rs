@@ -31,7 +31,8 @@ mod work;
 pub use forwarding::{forward_refused, forwarded, neutral_reason, upstream_finished, UpstreamOrder, UpstreamOutcome};
 pub use operator::{operator, OperatorAction, Refusal, Settlement};
 pub use provider::{
-    checked, config_stop, held_back, held_back_after_claim, not_sent, placed, CheckContext, Fallback, HeldBack, PlacementContext,
+    checked, config_stop, deferred, held_back, held_back_after_claim, not_sent, placed, CheckContext, Fallback, HeldBack,
+    PlacementContext,
 };
 pub use routing::{delivered_from_stock, routed_to_provider, waiting_for_operator};
 pub use work::{work_for, Work};

@@ -81,6 +81,22 @@ pub fn held_back_after_claim(f: &Facts, reason: &str, fallback: Option<&Fallback
     t
 }
 
+/// A claimed placement not sent because the provider's placements turned careful (one at a
+/// time) after it was claimed: due again at once with the same reference (it never left this
+/// process), and the claim spends nothing of the order's placement budget (`f` is the row as
+/// the claim left it). No event: the order's history shows the placement that follows.
+pub fn deferred(f: &Facts, why: &str) -> Transition {
+    Transition {
+        placement: Some(PlacementWord::NotSent),
+        placement_attempts: Some(f.placement_attempts.saturating_sub(1)),
+        external: Some(ExternalStatus::NotSent),
+        reconciling: Some(false),
+        schedule: Schedule::Now,
+        message: Some(format!("not sent yet: {why}")),
+        ..Transition::default()
+    }
+}
+
 /// The order waits, unsent, for its provider; it looks again every [`WAIT_RECHECK`]. Its
 /// history says so once, when the wait starts.
 fn wait_for_provider(base: Transition, f: &Facts, reason: &str) -> Transition {
@@ -377,7 +393,7 @@ fn status(f: &Facts, answer: &CheckOutcome, ctx: &CheckContext) -> Transition {
             let base = Transition { external: Some(ExternalStatus::Processing), checks: Some(answered), ..Transition::default() };
             next(base, f, answered, f.no_news, ctx, &format!("check #{n}: {}", with_message("waiting", message)), message)
         }
-        CheckOutcome::NotFound { message } | CheckOutcome::NoNews { reason: message } => {
+        CheckOutcome::NotFound { message } | CheckOutcome::NoNews { reason: message, .. } => {
             let word = if matches!(answer, CheckOutcome::NotFound { .. }) { "not found (no news)" } else { "no news" };
             let base = Transition { no_news: Some(f.no_news + 1), ..Transition::default() };
             next(base, f, f.checks, f.no_news + 1, ctx, &format!("check #{n}: {}", with_message(word, message)), message)
@@ -450,7 +466,7 @@ fn reconciled(f: &Facts, answer: &CheckOutcome, ctx: &CheckContext) -> Transitio
             next(base, f, answered, f.no_news, ctx, &what, message)
         }
         CheckOutcome::NotFound { message } if ctx.since_placement >= ctx.absent_after => absent(f, message, ctx),
-        CheckOutcome::NotFound { message } | CheckOutcome::NoNews { reason: message } => {
+        CheckOutcome::NotFound { message } | CheckOutcome::NoNews { reason: message, .. } => {
             let word = if matches!(answer, CheckOutcome::NotFound { .. }) {
                 "not found yet (the placement may still arrive: no news)"
             } else {
@@ -577,7 +593,7 @@ fn watched(f: &Facts, answer: &CheckOutcome, ctx: &CheckContext) -> Transition {
                 message,
             )
         }
-        CheckOutcome::NotFound { message } | CheckOutcome::NoNews { reason: message } => {
+        CheckOutcome::NotFound { message } | CheckOutcome::NoNews { reason: message, .. } => {
             let base = Transition { no_news: Some(f.no_news + 1), ..Transition::default() };
             next(
                 base,

@@ -856,11 +856,7 @@ mod model {
                     self.calls += 1;
                     let provider = self.row.provider_id.unwrap();
                     let reference = self.row.reference.clone().unwrap();
-                    let answer = if noise {
-                        CheckOutcome::NoNews { reason: "garbage".into() }
-                    } else {
-                        self.truth(provider, &reference, self.now)
-                    };
+                    let answer = if noise { CheckOutcome::failed("garbage") } else { self.truth(provider, &reference, self.now) };
                     let _ = policy;
                     let facts = self.row.clone();
                     let since_placement = self.now - self.placed_at;
