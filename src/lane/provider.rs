@@ -126,6 +126,7 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
         jobs,
         session: None,
         call_time,
+        floor: claims::ClaimFloor::default(),
     };
     claimer.run();
 
@@ -161,6 +162,8 @@ struct Claimer {
     session: Option<Session>,
     /// The calls' recent duration (µs, a moving average kept by the callers).
     call_time: Arc<std::sync::atomic::AtomicU64>,
+    /// Where this lane's claims start reading the due indexes (why: `claims::ClaimFloor`).
+    floor: claims::ClaimFloor,
 }
 
 /// The claimer's connection and the permits held through it.
@@ -243,10 +246,10 @@ impl Claimer {
         let lp = Arc::new(self.providers.get(&mut s.client, self.id)?);
         s.permits.keep(&mut s.client)?;
         let capacity = self.settings.capacity;
-        let q = claims::LaneQuery { lane: self.id, tenant: self.settings.tenant, due_by: self.settings.drain };
+        let q = claims::LaneQuery::whole(self.id, self.settings.tenant, self.settings.drain);
         if s.permits.held() == 0 {
             // No permit: only ask for them when there is work.
-            if !claims::any_due(&mut s.client, q)? || s.permits.grow(&mut s.client, capacity)? == 0 {
+            if !claims::any_due(&mut s.client, &mut self.floor, q)? || s.permits.grow(&mut s.client, capacity)? == 0 {
                 return Ok(Step::Idle);
             }
         } else if self.slots.in_use() >= s.permits.held() && s.permits.held() < capacity {
@@ -271,10 +274,12 @@ impl Claimer {
             db::provider_health::Allowance::None => 0,
         };
         let claiming = Instant::now();
+        let q = self.floor.bound(q);
         let mut tx = s.client.transaction()?;
         let rows = claims::lock_due(&mut tx, q, free as i64, 0)?;
         let checks = ((free - rows.len().min(free)) * batch).min(allowed_checks);
         let checked = claims::lock_and_claim_checks(&mut tx, q, checks as i64, self.settings.timing.lease)?;
+        self.floor.found(claims::db_now(&mut tx)?, free > 0, checks > 0, rows.iter().chain(&checked));
         if rows.is_empty() && checked.is_empty() {
             tx.commit()?;
             s.permits.release_if_idle(&mut s.client, self.outstanding.get())?;
@@ -509,6 +514,7 @@ mod tests {
             due: true,
             since_dispatch: Duration::ZERO,
             since_placement: Duration::ZERO,
+            found_at: None,
             facts: crate::domain::lifecycle::tests::facts(),
         };
         let place = PlaceJob {
