@@ -431,3 +431,67 @@ pub fn claim_due_from(
     tx.commit()?;
     Ok(claimed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(external: ExternalStatus, found_at: DateTime<Utc>) -> DueRow {
+        let mut facts = crate::domain::lifecycle::tests::facts();
+        facts.external = external;
+        DueRow {
+            id: Uuid::nil(),
+            number: 1,
+            tenant_id: 1,
+            package_id: 1,
+            quantity: 1,
+            player: String::new(),
+            extra: String::new(),
+            lease: 1,
+            external_order_id: None,
+            due: true,
+            since_dispatch: Duration::ZERO,
+            since_placement: Duration::ZERO,
+            found_at: Some(found_at),
+            facts,
+        }
+    }
+
+    #[test]
+    fn a_floor_starts_whole_then_follows_the_oldest_found_never_nearer_than_the_grace() {
+        let q = LaneQuery::whole(7, None, None);
+        let mut floor = ClaimFloor::default();
+        assert_eq!(floor.bound(q).from, DueFrom::default(), "a fresh lane reads the whole index");
+        let now = Utc::now();
+        let grace = chrono::Duration::from_std(FLOOR_GRACE).unwrap();
+        let old = now - chrono::Duration::seconds(30);
+        let recent = now - chrono::Duration::milliseconds(10);
+        let rows = [row(ExternalStatus::NotSent, old), row(ExternalStatus::Sent, recent), row(ExternalStatus::Sent, now)];
+        floor.found(now, true, true, &rows);
+        // The oldest found of each kind; a recent one only as near as the grace.
+        assert_eq!(floor.bound(q).from, DueFrom { placements: Some(old), checks: Some(now - grace) });
+        // A kind not asked for keeps its floor; nothing found moves the other to the grace.
+        let later = now + chrono::Duration::seconds(5);
+        floor.found(later, false, true, []);
+        assert_eq!(floor.bound(q).from, DueFrom { placements: Some(old), checks: Some(later - grace) });
+    }
+
+    #[test]
+    fn a_whole_index_claim_comes_back_after_its_gap_so_nothing_below_a_floor_waits_forever() {
+        let q = LaneQuery::whole(7, None, None);
+        let mut floor = ClaimFloor::default();
+        floor.bound(q);
+        floor.found(Utc::now(), true, true, []);
+        assert_ne!(floor.bound(q).from, DueFrom::default());
+        // Cheap whole claims: the next one a second later.
+        floor.last_whole = Some(Instant::now() - WHOLE_EVERY_MIN);
+        assert_eq!(floor.bound(q).from, DueFrom::default());
+        // An expensive one (an old snapshot's dead entries) spaces them out, at most a minute.
+        floor.found(Utc::now(), true, true, []);
+        floor.whole_cost = Duration::from_secs(10);
+        floor.last_whole = Some(Instant::now() - Duration::from_secs(59));
+        assert_ne!(floor.bound(q).from, DueFrom::default());
+        floor.last_whole = Some(Instant::now() - WHOLE_EVERY_MAX);
+        assert_eq!(floor.bound(q).from, DueFrom::default());
+    }
+}
