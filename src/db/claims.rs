@@ -433,12 +433,11 @@ pub fn claim_due_from(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn row(external: ExternalStatus, found_at: DateTime<Utc>) -> DueRow {
-        let mut facts = crate::domain::lifecycle::tests::facts();
-        facts.external = external;
+    /// A locked row of order 1 with these facts, for tests that need one.
+    pub(crate) fn due_row(facts: Facts, found_at: Option<DateTime<Utc>>) -> DueRow {
         DueRow {
             id: Uuid::nil(),
             number: 1,
@@ -452,9 +451,15 @@ mod tests {
             due: true,
             since_dispatch: Duration::ZERO,
             since_placement: Duration::ZERO,
-            found_at: Some(found_at),
+            found_at,
             facts,
         }
+    }
+
+    fn row(external: ExternalStatus, found_at: DateTime<Utc>) -> DueRow {
+        let mut facts = crate::domain::lifecycle::tests::facts();
+        facts.external = external;
+        due_row(facts, Some(found_at))
     }
 
     #[test]

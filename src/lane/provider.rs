@@ -501,22 +501,7 @@ mod tests {
         let q = JobQueue::default();
         q.push(Job::Check(lp.clone(), vec![]));
         q.push(Job::Check(lp.clone(), vec![]));
-        let row = crate::db::claims::DueRow {
-            id: uuid::Uuid::nil(),
-            number: 1,
-            tenant_id: 1,
-            package_id: 1,
-            quantity: 1,
-            player: String::new(),
-            extra: String::new(),
-            lease: 1,
-            external_order_id: None,
-            due: true,
-            since_dispatch: Duration::ZERO,
-            since_placement: Duration::ZERO,
-            found_at: None,
-            facts: crate::domain::lifecycle::tests::facts(),
-        };
+        let row = crate::db::claims::tests::due_row(crate::domain::lifecycle::tests::facts(), None);
         let place = PlaceJob {
             row,
             lease: 1,
