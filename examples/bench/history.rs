@@ -314,14 +314,21 @@ fn claims_whole_and_floored(c: &mut Client, runs: usize) -> (f64, f64) {
     let q = LaneQuery::whole(lane, None, None);
     let lease = Duration::from_secs(60);
     let mut floor = ClaimFloor::default();
-    let floored = fresh_claim_runs(c, runs, |c| claim_due_from(c, &mut floor, q, 100, lease).unwrap().len());
-    eprintln!(
-        "   from the floor ({:?}):\n{}",
-        floor.from().placements,
-        explain_placement_claim(c, lane, floor.from().placements)
-    );
-    let whole = fresh_claim_runs(c, runs, |c| claim_due(c, q, 100, lease).unwrap().len());
-    eprintln!("   the whole index:\n{}", explain_placement_claim(c, lane, None));
+    let floored = fresh_claim_runs(c, runs, |c, explain| {
+        if explain {
+            let from = floor.from().placements;
+            eprintln!("   halfway, from the floor ({from:?}):\n{}", explain_placement_claim(c, lane, from));
+            return 0;
+        }
+        claim_due_from(c, &mut floor, q, 100, lease).unwrap().len()
+    });
+    let whole = fresh_claim_runs(c, runs, |c, explain| {
+        if explain {
+            eprintln!("   halfway, from the index's start:\n{}", explain_placement_claim(c, lane, None));
+            return 0;
+        }
+        claim_due(c, q, 100, lease).unwrap().len()
+    });
     (whole, floored)
 }
 
