@@ -723,7 +723,7 @@ fn add_history(c: &mut Client, n: i64) {
 pub fn measure_claims(c: &mut Client, runs: usize) -> f64 {
     let lease = Duration::from_secs(60);
     let lane: i64 = c.query_one("SELECT id FROM providers WHERE name = 'znet-main'", &[]).unwrap().get(0);
-    let q = orderctl::db::claims::LaneQuery { lane, tenant: None, due_by: None };
+    let q = orderctl::db::claims::LaneQuery::whole(lane, None, None);
     let mut medians = Vec::new();
     for run in 0..runs {
         c.batch_execute("VACUUM orders").unwrap();

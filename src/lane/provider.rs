@@ -130,6 +130,7 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
         session: None,
         call_time,
         careful,
+        floor: claims::ClaimFloor::default(),
     };
     claimer.run();
 
@@ -166,6 +167,8 @@ struct Claimer {
     /// The calls' recent duration (µs, a moving average kept by the callers).
     call_time: Arc<std::sync::atomic::AtomicU64>,
     careful: Arc<CarefulPace>,
+    /// Where this lane's claims start reading the due indexes (why: `claims::ClaimFloor`).
+    floor: claims::ClaimFloor,
 }
 
 /// What this lane knows of its provider's placement pace (`domain::provider_health::pace`):
@@ -294,10 +297,10 @@ impl Claimer {
         let lp = Arc::new(self.providers.get(&mut s.client, self.id)?);
         s.permits.keep(&mut s.client)?;
         let capacity = self.settings.capacity;
-        let q = claims::LaneQuery { lane: self.id, tenant: self.settings.tenant, due_by: self.settings.drain };
+        let q = claims::LaneQuery::whole(self.id, self.settings.tenant, self.settings.drain);
         if s.permits.held() == 0 {
             // No permit: only ask for them when there is work.
-            if !claims::any_due(&mut s.client, q)? || s.permits.grow(&mut s.client, capacity)? == 0 {
+            if !claims::any_due(&mut s.client, &mut self.floor, q)? || s.permits.grow(&mut s.client, capacity)? == 0 {
                 return Ok(Step::Idle);
             }
         } else if self.slots.in_use() >= s.permits.held() && s.permits.held() < capacity {
@@ -328,6 +331,7 @@ impl Claimer {
         self.careful.read(self.id, &lp.name, pace, cushion);
         let careful = self.careful.is_careful();
         let claiming = Instant::now();
+        let q = self.floor.bound(q);
         let mut tx = s.client.transaction()?;
         let mut rows = claims::lock_due(&mut tx, q, if careful { 1 } else { free as i64 }, 0)?;
         let careful_permit = careful
@@ -339,6 +343,7 @@ impl Claimer {
         }
         let checks = ((free - rows.len().min(free)) * batch).min(allowed_checks);
         let checked = claims::lock_and_claim_checks(&mut tx, q, checks as i64, self.settings.timing.lease)?;
+        self.floor.found(claims::db_now(&mut tx)?, free > 0, checks > 0, rows.iter().chain(&checked));
         if rows.is_empty() && checked.is_empty() {
             tx.commit()?;
             s.permits.release_if_idle(&mut s.client, self.outstanding.get())?;
@@ -588,21 +593,7 @@ mod tests {
         let q = JobQueue::default();
         q.push(Job::Check(lp.clone(), vec![]));
         q.push(Job::Check(lp.clone(), vec![]));
-        let row = crate::db::claims::DueRow {
-            id: uuid::Uuid::nil(),
-            number: 1,
-            tenant_id: 1,
-            package_id: 1,
-            quantity: 1,
-            player: String::new(),
-            extra: String::new(),
-            lease: 1,
-            external_order_id: None,
-            due: true,
-            since_dispatch: Duration::ZERO,
-            since_placement: Duration::ZERO,
-            facts: crate::domain::lifecycle::tests::facts(),
-        };
+        let row = crate::db::claims::tests::due_row(crate::domain::lifecycle::tests::facts(), None);
         let place = PlaceJob {
             row,
             lease: 1,

@@ -19,6 +19,8 @@ const BATCH: i64 = 200;
 pub fn run(settings: LaneSettings, control: Arc<LaneControl>, wakers: Wakers) {
     let mut conn: Option<Client> = None;
     let mut failures = Failures::default();
+    // Where the claims start reading the due indexes (why: `claims::ClaimFloor`).
+    let mut floor = claims::ClaimFloor::default();
     let draining = settings.drain.is_some();
     while !control.stopping() {
         if failures.may_beat() {
@@ -30,7 +32,7 @@ pub fn run(settings: LaneSettings, control: Arc<LaneControl>, wakers: Wakers) {
             Connection::Again => continue,
             Connection::GiveUp => break,
         };
-        match step(c, &settings, &control, &wakers) {
+        match step(c, &mut floor, &settings, &control, &wakers) {
             Ok(n) => {
                 failures.ok();
                 if n == 0 && draining {
@@ -52,11 +54,18 @@ pub fn run(settings: LaneSettings, control: Arc<LaneControl>, wakers: Wakers) {
 }
 
 /// Route one batch; returns how many orders it took.
-fn step(c: &mut Client, settings: &LaneSettings, control: &LaneControl, wakers: &Wakers) -> Result<usize> {
-    let q = claims::LaneQuery { lane: 0, tenant: settings.tenant, due_by: None };
+fn step(
+    c: &mut Client,
+    floor: &mut claims::ClaimFloor,
+    settings: &LaneSettings,
+    control: &LaneControl,
+    wakers: &Wakers,
+) -> Result<usize> {
+    let q = floor.bound(claims::LaneQuery::whole(0, settings.tenant, None));
     let started = std::time::Instant::now();
     let mut tx = c.transaction()?;
     let rows = claims::lock_due(&mut tx, q, BATCH, BATCH)?;
+    floor.found(claims::db_now(&mut tx)?, true, true, &rows);
     if rows.is_empty() {
         tx.commit()?;
         return Ok(0);

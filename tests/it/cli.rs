@@ -47,7 +47,7 @@ fn json_errors_are_machine_readable() {
 
 /// Manual orders wait in the routing lane (0).
 fn routing_lane() -> orderctl::db::claims::LaneQuery {
-    orderctl::db::claims::LaneQuery { lane: 0, tenant: None, due_by: None }
+    orderctl::db::claims::LaneQuery::whole(0, None, None)
 }
 
 #[test]

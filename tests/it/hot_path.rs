@@ -184,7 +184,7 @@ fn hot_queries_never_scan_the_orders_history() {
     db.client().batch_execute("ANALYZE orders").unwrap();
     let mut c = db.client();
     let lane = db.query_i64("SELECT id FROM providers WHERE name = 'znet-main'");
-    let q = orderctl::db::claims::LaneQuery { lane, tenant: None, due_by: None };
+    let q = orderctl::db::claims::LaneQuery::whole(lane, None, None);
     let five_min = Duration::from_secs(300);
     let since = Utc::now() - chrono::Duration::days(30);
     type Read = Box<dyn Fn(&mut orderctl::db::Transaction)>;

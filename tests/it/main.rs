@@ -15,6 +15,7 @@ mod hot_path;
 mod isolation;
 mod lanes;
 mod lifecycle;
+mod long_transaction;
 mod metrics;
 mod migrate;
 mod money_and_pace;

@@ -187,7 +187,7 @@ fn a_stale_result_never_overwrites_a_finished_order() {
     // A worker claims the order, then an operator finishes it, then the worker writes back.
     let mut c = db.client();
     let lane: i64 = db.query_i64("SELECT id FROM providers WHERE name = 'znet-main'");
-    let q = orderctl::db::claims::LaneQuery { lane, tenant: None, due_by: None };
+    let q = orderctl::db::claims::LaneQuery::whole(lane, None, None);
     let claimed = orderctl::db::claims::claim_due(&mut c, q, 10, Duration::from_secs(60)).unwrap();
     assert_eq!(claimed.len(), 1);
     db.cmd().args(["approve", &o["number"].to_string(), "--pin", "BY-HAND", "--force"]).run().ok();
