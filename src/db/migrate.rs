@@ -27,6 +27,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0020_hourly_rollups.sql", include_str!("../../sql/0020_hourly_rollups.sql")),
     ("0021_tenant_currency_exchange_rates.sql", include_str!("../../sql/0021_tenant_currency_exchange_rates.sql")),
     ("0023_careful_placements.sql", include_str!("../../sql/0023_careful_placements.sql")),
+    ("0024_last_cost_per_mapping.sql", include_str!("../../sql/0024_last_cost_per_mapping.sql")),
 ];
 
 /// One key for every orderctl migrate run, whatever the database.

@@ -165,9 +165,11 @@ pub fn below_cost(client: &mut impl GenericClient, tenant: Option<&str>) -> Resu
     let rows = client.query(
         "SELECT t.name AS tenant, t.currency, pk.name AS package, pr.name AS provider, pr.kind, pr.currency AS cost_currency,
                 pk.price, m.params, orderctl_cost_rate(pr.id, t.id) AS rate,
-                (SELECT o.provider_cost FROM orders o
+                -- The latest recorded cost, one probe of `orders_last_cost` (sql/0024); a cost in
+                -- another money than the provider's present one is not compared.
+                (SELECT CASE WHEN o.provider_cost_currency IS NOT DISTINCT FROM pr.currency THEN o.provider_cost END
+                   FROM orders o
                   WHERE o.package_id = pk.id AND o.provider_id = pr.id AND o.provider_cost IS NOT NULL
-                    AND o.provider_cost_currency IS NOT DISTINCT FROM pr.currency
                   ORDER BY o.sent_at DESC NULLS LAST LIMIT 1) AS last_cost,
                 coalesce((SELECT jsonb_object_agg(c.item_key, c.price::text) FROM provider_catalogue_prices c
                            WHERE c.provider_id = pr.id), '{}'::jsonb) AS catalogue

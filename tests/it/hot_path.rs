@@ -149,13 +149,13 @@ fn seed_history(db: &TestDb) {
     db.client()
         .batch_execute(&format!(
             "INSERT INTO orders (id, tenant_id, user_id, package_id, user_identifier, price, status, external_status,
-                                 provider_id, lane, provider_referans, created_at, sent_at, completed_at, duration_ms)
+                                 provider_id, lane, provider_referans, created_at, sent_at, completed_at, duration_ms, provider_cost)
              SELECT gen_random_uuid(), u.tenant_id, u.id, p.id, 'history-' || g, p.price,
                     CASE WHEN g % 20 = 0 THEN 'rejected' ELSE 'approved' END,
                     CASE WHEN g % 20 = 0 THEN 'failed' ELSE 'done' END,
                     p.primary_provider_id, p.primary_provider_id, 'h' || g,
                     now() - interval '2 days' - interval '1 hour' * (g % 8000), now() - interval '2 days' - interval '1 hour' * (g % 8000),
-                    now() - interval '2 days' - interval '1 hour' * (g % 8000) + interval '5 seconds', 5000
+                    now() - interval '2 days' - interval '1 hour' * (g % 8000) + interval '5 seconds', 5000, p.price * 0.9
                FROM users u JOIN packages p ON p.tenant_id = u.tenant_id AND p.name = 'pubg-60', generate_series(1, 20000) g;
              INSERT INTO placements (order_id, provider_id, referans, outcome, created_at)
              SELECT id, provider_id, provider_referans, 'accepted', created_at FROM orders WHERE provider_referans LIKE 'h%';
@@ -204,6 +204,7 @@ fn hot_queries_never_scan_the_orders_history() {
         ("stats providers", Box::new(move |tx| drop(stats::provider_activity(tx, None, since).unwrap()))),
         ("metric gauges", Box::new(|tx| drop(stats::metric_gauges(tx, None).unwrap()))),
         ("webhook counts", Box::new(move |tx| drop(orderctl::db::webhooks::counts(tx, None, five_min).unwrap()))),
+        ("doctor's below-cost check", Box::new(|tx| drop(orderctl::db::money::below_cost(tx, None).unwrap()))),
     ];
     for (what, read) in reads {
         let mut tx = c.transaction().unwrap();
