@@ -448,14 +448,5 @@ mod tests {
         let answered = CheckOutcome::Waiting { message: String::new() };
         assert!(check_failed([&no_news]));
         assert!(!check_failed([&no_news, &answered]));
-        assert!(!check_failed([&crate::provider::znet::classify_check(200, "3|Sistem hatası")]), "a failed query is an answer");
-        assert!(!check_failed([&crate::provider::xstor::classify_check_by_uuid(
-            200,
-            r#"{"status":"OK","data":[{"status":"??"}]}"#,
-            "r"
-        )
-        .outcome]));
-        let garbage = crate::provider::znet::classify_check(200, "status is unknown");
-        assert!(check_failed([&garbage]), "a garbage reply counts, whatever words it holds: {garbage:?}");
     }
 }

@@ -329,6 +329,17 @@ pub(crate) fn exact_cost(field: &str) -> Option<rust_decimal::Decimal> {
 mod tests {
     use super::*;
 
+    /// What the adapters make of a reply decides whether the breaker counts it: a provider
+    /// that answered (even "query failed") is up; a garbage body counts as a failed call.
+    #[test]
+    fn adapter_answers_feed_the_breaker_as_the_machine_kind() {
+        use crate::domain::provider_health::check_failed;
+        assert!(!check_failed([&znet::classify_check(200, "3|Sistem hatası")]), "a failed query is an answer");
+        assert!(!check_failed([&xstor::classify_check_by_uuid(200, r#"{"status":"OK","data":[{"status":"??"}]}"#, "r").outcome]));
+        let garbage = znet::classify_check(200, "status is unknown");
+        assert!(check_failed([&garbage]), "a garbage reply counts, whatever words it holds: {garbage:?}");
+    }
+
     #[test]
     fn numeric_references_are_epoch_millis_and_a_counter_in_18_digits() {
         let r = new_reference(ReferenceStyle::Numeric, 1_767_225_600_123, 1_234_567);
