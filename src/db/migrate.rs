@@ -28,6 +28,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0021_tenant_currency_exchange_rates.sql", include_str!("../../sql/0021_tenant_currency_exchange_rates.sql")),
     ("0023_careful_placements.sql", include_str!("../../sql/0023_careful_placements.sql")),
     ("0024_last_cost_per_mapping.sql", include_str!("../../sql/0024_last_cost_per_mapping.sql")),
+    ("0025_duration_histograms.sql", include_str!("../../sql/0025_duration_histograms.sql")),
 ];
 
 /// One key for every orderctl migrate run, whatever the database.

@@ -259,40 +259,44 @@ fn live_finished_in_window() -> String {
 pub fn finished_since(client: &mut impl GenericClient, tenant: Option<&str>, since: DateTime<Utc>) -> Result<Finished> {
     let s = split(rolled_up_until(client)?, since);
     let scope = "($1::text IS NULL OR tenant_id = (SELECT id FROM tenants WHERE name = $1))";
-    // (rolled up?, status, duration bucket, orders)
+    // Live rows come by duration bucket; rolled-up rows (sql/0025) as one histogram each, an
+    // array of orders by bucket starting at bucket `first_bucket`.
     let rows = client.query(
         &format!(
-            "SELECT false AS rolled, status, orderctl_duration_bucket(duration_ms) AS bucket, count(*) AS orders
-           FROM ({live}) l WHERE {scope} GROUP BY 2, 3
-         UNION ALL
-         SELECT true, status, duration_bucket, sum(orders)::bigint FROM order_days
-          WHERE day >= $5 AND day < $6 AND {scope} GROUP BY 2, 3
-         UNION ALL
-         SELECT true, status, duration_bucket, sum(orders)::bigint FROM (
-             SELECT tenant_id, status, duration_bucket, orders FROM order_hours WHERE hour >= $7 AND hour < $8
+            "SELECT false AS rolled, status, orderctl_duration_bucket(duration_ms) AS bucket, count(*) AS orders,
+                    NULL::bigint[] AS durations, NULL::integer AS first_bucket
+               FROM ({live}) l WHERE {scope} GROUP BY 2, 3
              UNION ALL
-             SELECT tenant_id, status, duration_bucket, orders FROM order_hours WHERE hour >= $9 AND hour < $10) h
-          WHERE {scope} GROUP BY 2, 3",
+             SELECT true, status, NULL, orders, durations, array_lower(durations, 1) FROM order_days
+              WHERE day >= $5 AND day < $6 AND {scope}
+             UNION ALL
+             SELECT true, status, NULL, orders, durations, array_lower(durations, 1) FROM order_hours
+              WHERE ((hour >= $7 AND hour < $8) OR (hour >= $9 AND hour < $10)) AND {scope}",
             live = live_finished_in_window()
         ),
         &s.params(&tenant),
     )?;
-    let mut histogram: Vec<(i32, i64)> = Vec::new();
+    let mut histogram = Histogram::default();
     let (mut approved, mut rejected, mut rolled) = (0, 0, false);
     for r in &rows {
-        let (status, bucket, n): (OrderStatus, i32, i64) = (state(r, "status")?, r.get("bucket"), r.get("orders"));
+        let (status, n): (OrderStatus, i64) = (state(r, "status")?, r.get("orders"));
         match status {
             OrderStatus::Approved => approved += n,
             OrderStatus::Rejected => rejected += n,
             OrderStatus::Pending => {}
         }
-        if bucket >= 0 {
-            rolled |= r.get::<_, bool>("rolled");
-            histogram.push((bucket, n));
+        if r.get::<_, bool>("rolled") {
+            let durations: Vec<Option<i64>> = r.get("durations");
+            if let Some(first) = r.get::<_, Option<i32>>("first_bucket") {
+                rolled = true;
+                histogram.add_run(first, &durations);
+            }
+        } else {
+            histogram.add(r.get("bucket"), n);
         }
     }
     let (median_ms, p90_ms) = if rolled {
-        (histogram_percentile(&mut histogram, 0.5), histogram_percentile(&mut histogram, 0.9))
+        (histogram.percentile(0.5), histogram.percentile(0.9))
     } else {
         // Nothing rolled up in the window: exact, from the rows.
         let r = client.query_one(
@@ -309,23 +313,44 @@ pub fn finished_since(client: &mut impl GenericClient, tenant: Option<&str>, sin
     Ok(Finished { approved, rejected, median_ms, p90_ms })
 }
 
-/// A percentile of durations bucketed by `orderctl_duration_bucket` (buckets 5 % wide): the
-/// middle of the bucket holding the value at percentile_cont's position, within 2.5 % of it.
-fn histogram_percentile(histogram: &mut [(i32, i64)], p: f64) -> Option<f64> {
-    histogram.sort_unstable();
-    let total: i64 = histogram.iter().map(|(_, n)| n).sum();
-    if total == 0 {
-        return None;
-    }
-    let position = (p * (total - 1) as f64).floor() as i64;
-    let mut seen = 0;
-    for (bucket, n) in histogram.iter() {
-        seen += n;
-        if seen > position {
-            return Some(1.05f64.powf(*bucket as f64 + 0.5));
+/// Orders by duration bucket (`orderctl_duration_bucket`: buckets 5 % wide), summed from live
+/// rows and rolled-up histograms. A map, so a window's size is the buckets in use (a few
+/// hundred at most), not the rows it was summed from.
+#[derive(Debug, Default)]
+struct Histogram(std::collections::BTreeMap<i32, i64>);
+
+impl Histogram {
+    /// `n` orders in `bucket`; a negative bucket (no duration recorded) counts in no percentile.
+    fn add(&mut self, bucket: i32, n: i64) {
+        if bucket >= 0 && n > 0 {
+            *self.0.entry(bucket).or_default() += n;
         }
     }
-    None
+
+    /// A rolled-up histogram: `counts[i]` orders in bucket `first + i`.
+    fn add_run(&mut self, first: i32, counts: &[Option<i64>]) {
+        for (bucket, n) in (first..).zip(counts) {
+            self.add(bucket, n.unwrap_or(0));
+        }
+    }
+
+    /// The middle of the bucket holding the value at percentile_cont's position: within 2.5 %
+    /// of the exact value.
+    fn percentile(&self, p: f64) -> Option<f64> {
+        let total: i64 = self.0.values().sum();
+        if total == 0 {
+            return None;
+        }
+        let position = (p * (total - 1) as f64).floor() as i64;
+        let mut seen = 0;
+        for (bucket, n) in &self.0 {
+            seen += n;
+            if seen > position {
+                return Some(1.05f64.powf(*bucket as f64 + 0.5));
+            }
+        }
+        None
+    }
 }
 
 /// What each provider did in the window: placements (from `placements`) and status checks

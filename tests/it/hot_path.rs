@@ -256,6 +256,16 @@ fn finish_orders_over_three_days(db: &TestDb) -> i64 {
     640
 }
 
+/// Empty every rollup and move the watermark back to the midnight `days` days ago: the next
+/// roll-up counts everything since from the rows.
+fn forget_rollups(c: &mut orderctl::db::Client, days: i32) {
+    c.batch_execute(&format!(
+        "TRUNCATE order_totals, order_days, provider_activity_days, order_hours, provider_activity_hours;
+         UPDATE rollup_watermark SET rolled_up_until = date_trunc('day', now() - interval '{days} days', 'UTC');"
+    ))
+    .unwrap();
+}
+
 /// What `stats` shows of a window, from the library reads: (approved, rejected, median, p90,
 /// placements, waiting checks, approving checks, cancelling checks).
 type Window = (i64, i64, Option<f64>, Option<f64>, i64, i64, i64, i64);
@@ -332,11 +342,7 @@ fn stats_read_through_days_hours_and_live_rows_equal_the_rows_for_any_window() {
     db.apply(&standard_setup("http://127.0.0.1:9"));
     let finished = finish_orders_over_three_days(&db);
     let mut c = db.client();
-    c.batch_execute(
-        "TRUNCATE order_totals, order_days, provider_activity_days, order_hours, provider_activity_hours;
-         UPDATE rollup_watermark SET rolled_up_until = date_trunc('day', now() - interval '5 days', 'UTC');",
-    )
-    .unwrap();
+    forget_rollups(&mut c, 5);
     let now = Utc::now();
     let hour = |t: DateTime<Utc>| t.duration_trunc(chrono::Duration::hours(1)).unwrap();
     // Windows starting inside hours (a first partial hour), on hours, on midnights, before all.
@@ -415,4 +421,63 @@ fn every_safety_sweep_rolls_up_closed_hours_the_command_and_the_daemon() {
     wait_until("the daemon's safety sweep to roll up", Duration::from_secs(30), || db.query_i64(caught_up) == 1);
     daemon.terminate();
     assert_eq!(db.query_i64(rolled) + db.query_i64(live), finished);
+}
+
+#[test]
+fn rollups_of_the_older_layout_convert_to_one_histogram_per_status_and_stats_read_the_same() {
+    // Rolled up by 0020's job (a row per duration bucket), then migrated to 0025.
+    let db = TestDb::migrated_without(&["0025"]);
+    db.apply(&standard_setup("http://127.0.0.1:9"));
+    let finished = finish_orders_over_three_days(&db);
+    let mut c = db.client();
+    forget_rollups(&mut c, 5);
+    let hours: i32 = c.query_one("SELECT orderctl_roll_up(1000)", &[]).unwrap().get(0);
+    assert!(hours >= 5 * 24);
+    let per_bucket = db.query_i64("SELECT count(*) FROM order_hours");
+    let (day_rows, hour_statuses) = (
+        db.query_i64("SELECT count(*) FROM (SELECT DISTINCT day, created_month, tenant_id, status FROM order_days) d"),
+        db.query_i64("SELECT count(*) FROM (SELECT DISTINCT hour, created_month, tenant_id, status FROM order_hours) h"),
+    );
+    assert!(per_bucket > hour_statuses, "the old layout keeps a row per bucket ({per_bucket} rows)");
+    drop(c);
+
+    db.cmd().args(["migrate"]).run().ok();
+    let mut c = db.client();
+    assert_eq!(db.query_i64("SELECT count(*) FROM order_hours"), hour_statuses, "one hourly row per status");
+    assert_eq!(db.query_i64("SELECT count(*) FROM order_days"), day_rows, "one daily row per status");
+    let live = db.query_i64("SELECT count(*) FROM orders WHERE completed_at >= (SELECT rolled_up_until FROM rollup_watermark)");
+    assert_eq!(db.query_i64("SELECT sum(orders)::bigint FROM order_hours") + live, finished);
+    // Every order of a row is in its histogram (each of these has a duration).
+    assert_eq!(
+        db.query_i64(
+            "SELECT count(*) FROM order_hours h
+              WHERE h.orders <> (SELECT sum(n) FROM unnest(h.durations) n)
+                 OR array_lower(h.durations, 1) <> (SELECT min(orderctl_duration_bucket(o.duration_ms)) FROM orders o
+                      WHERE date_trunc('hour', o.completed_at, 'UTC') = h.hour AND o.status = h.status
+                        AND (date_trunc('month', o.created_at, 'UTC') AT TIME ZONE 'UTC')::date = h.created_month)"
+        ),
+        0
+    );
+    // Windows over converted days and hours read what the rows say.
+    let windows = [Utc::now() - chrono::Duration::hours(50), Utc::now() - chrono::Duration::days(30)];
+    let converted: Vec<Window> = windows.iter().map(|s| window_through_stats(&mut c, *s)).collect();
+    for (since, shown) in windows.iter().zip(&converted) {
+        assert_same_counts(*shown, window_from_rows(&mut c, *since), &format!("converted, since {since}"));
+        assert_bucketed_percentiles(&mut c, *since, *shown, &format!("converted, since {since}"));
+    }
+
+    // The new job goes on from the same watermark, writing histograms; days are the sums of their hours.
+    forget_rollups(&mut c, 5);
+    stats::roll_up(&mut c, 1000).unwrap();
+    assert_eq!(db.query_i64("SELECT count(*) FROM order_hours"), hour_statuses);
+    assert_eq!(
+        db.query_i64(
+            "SELECT count(*) FROM order_days d
+              WHERE d.durations IS DISTINCT FROM (SELECT orderctl_histogram_sum(h.durations) FROM order_hours h
+                      WHERE (h.hour AT TIME ZONE 'UTC')::date = d.day AND h.status = d.status AND h.created_month = d.created_month)"
+        ),
+        0
+    );
+    let rolled_again: Vec<Window> = windows.iter().map(|s| window_through_stats(&mut c, *s)).collect();
+    assert_eq!(rolled_again, converted, "rolled up anew, the windows read the same as converted");
 }
