@@ -246,6 +246,25 @@ pub fn work_left(c: &mut Client) -> bool {
     .get(0)
 }
 
+/// True while any of `remaining` has work scheduled; those that have none left are removed, so
+/// each probe reads only the orders still open (one primary-key lookup each). Under a
+/// transaction held open by another connection `work_left` is not cheap: each of its probes
+/// walks every due-index entry written since that snapshot, which vacuum cannot remove, and
+/// polled every 10 ms it takes a growing share of the CPU it is meant to leave to the daemon.
+pub fn work_left_of(c: &mut Client, remaining: &mut Vec<Uuid>) -> bool {
+    if remaining.is_empty() {
+        return false;
+    }
+    let open: std::collections::HashSet<Uuid> = c
+        .query("SELECT id FROM orders WHERE id = ANY($1) AND next_check_at IS NOT NULL", &[&*remaining])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    remaining.retain(|id| open.contains(id));
+    !remaining.is_empty()
+}
+
 /// Poll every 10 ms until `done` or the timeout.
 pub fn wait_until(c: &mut Client, timeout: Duration, mut done: impl FnMut(&mut Client) -> bool) -> bool {
     orderctl::kit::wait_until(timeout, Duration::from_millis(10), || done(c))
