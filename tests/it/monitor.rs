@@ -155,10 +155,13 @@ fn the_daemon_dispatches_an_order_inserted_by_another_program_promptly() {
     let sim = Sim::start(&["--complete-after", "1h"]);
     let db = setup(&sim);
     let daemon = db.cmd().args(["daemon", "--idle-poll", "1s"]).spawn();
-    // Wait until the daemon is up (it has a LISTEN connection), then insert.
-    wait_until("daemon connected", Duration::from_secs(20), || {
-        db.query_i64("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'orderctl' AND datname = current_database()")
-            >= 2
+    // Wait until the daemon listens (its listener's last statement is the LISTEN itself; a
+    // connection alone may not have sent it yet, and an insert before it wakes nobody), then insert.
+    wait_until("daemon listening", Duration::from_secs(20), || {
+        db.query_i64(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE application_name = 'orderctl' AND datname = current_database() AND query = 'LISTEN orderctl_work'",
+        ) >= 1
     });
     insert_orders(&db, "pubg-60", 1);
     let start = std::time::Instant::now();
