@@ -42,6 +42,12 @@ pub fn history(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &st
     roll_up_everything(&mut large);
     let size: String = large.query_one("SELECT pg_size_pretty(pg_database_size(current_database()))", &[]).unwrap().get(0);
     eprintln!("   database size with {n} finished orders: {size}");
+    if std::env::var_os("BENCH_KEEP_HISTORY").is_some() {
+        eprintln!("   kept: {} and {}", small_db.url, large_db.url);
+        std::mem::forget(small_db);
+        std::mem::forget(large_db);
+        return;
+    }
     let mut rounds: [Vec<Figures>; 2] = [Vec::new(), Vec::new()];
     for round in 0..o.runs.max(3) {
         let mut turns = [(0, &mut small, &small_db.url, BASELINE), (1, &mut large, &large_db.url, n)];
