@@ -181,6 +181,9 @@ impl Server {
     }
 }
 
+/// The dealer balance the simulator starts each scenario with (see `Sim::reset`).
+const UNSPENDABLE_BALANCE: &str = "1000000000.00";
+
 /// Two providers on the simulator; a Znet package (x-stor fallback) and an x-stor package.
 /// Balances large enough for every order any scenario inserts.
 fn setup(sim_url: &str) -> Value {
@@ -428,11 +431,20 @@ impl Sim {
             .http_status_as_error(false)
             .build()
             .new_agent();
-        Sim { base: process.base_url.clone(), process, agent }
+        let sim = Sim { base: process.base_url.clone(), process, agent };
+        sim.reset(json!({}));
+        sim
     }
 
-    /// Forget all orders and apply a configuration.
+    /// Forget all orders and apply a configuration. Both dealer accounts get a balance no
+    /// scenario spends, unless the configuration sets one: the simulator's opening balance
+    /// lasts some tens of thousands of orders, and a long run that drained it would measure
+    /// the fallback and then orders waiting for a provider (issue 23), not the engine.
     pub fn reset(&self, config: Value) {
+        let mut config = config;
+        if let Some(settings) = config.as_object_mut() {
+            settings.entry("balance").or_insert(json!(UNSPENDABLE_BALANCE));
+        }
         self.process.reset(&config);
     }
 
