@@ -141,7 +141,8 @@ impl NoRate {
         )
     }
     pub fn fix(&self) -> String {
-        let to = self.currency.as_deref().unwrap_or("XXX");
+        // With no tenant currency yet, the example names where the operator's own code goes.
+        let to = self.currency.as_deref().unwrap_or("<tenant currency>");
         format!(
             "{}declare the rate in the setup file's exchange_rates, like {{\"{}/{to}\": \"...\"}}, and apply it",
             if self.currency.is_none() { "give the tenant its `currency`, then " } else { "" },
