@@ -109,7 +109,11 @@ fn balance_running_out_with_sixteen_in_flight_refuses_one_placement_at_most_per_
 /// while the status checks of the orders already placed keep going several at once.
 #[test]
 fn careful_placements_go_one_at_a_time_while_checks_keep_their_concurrency() {
-    let sim = Sim::start(&["--complete-after", "2s"]);
+    // Orders complete 10 s after placement: careful placements go one at a time (about one a
+    // second here, permit handoffs included), so about ten orders wait at once, each checked
+    // every 0.5 s for 0.1 s, and their checks overlap by several (with 2 s only two or three
+    // waited at once and the peak was 2 under load).
+    let sim = Sim::start(&["--complete-after", "10s"]);
     sim.configure(json!({"latency": "100ms"}));
     let (db, a, b) = sixteen_in_flight_at_znet(&sim, json!({"low_balance": "1000000.00"}), 24);
     let (places, checks) = (sim_count(&sim, "peak_placements_in_flight"), sim_count(&sim, "peak_checks_in_flight"));
