@@ -13,6 +13,7 @@ use crate::support::*;
 use crate::{measure_claims, Options};
 use orderctl::db::Client;
 use orderctl::domain::lifecycle::states::{ExternalStatus, OrderStatus, PlacementState};
+use orderctl::kit::database::ScratchDb;
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,29 +29,38 @@ pub fn history(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &st
     eprintln!("== history: every hot-path figure at {BASELINE} finished orders and at {n}, measured in turns");
     // Two databases, measured in alternating rounds: a shared machine's slower minute hits
     // both sizes alike, instead of making one of them look slow.
-    let small_db = server.clone_of(template, "history_small");
-    let large_db = server.clone_of(template, "history_large");
-    let (mut small, mut large) = (connect(&small_db.url), connect(&large_db.url));
-    seed_history(&mut small, 0, BASELINE);
-    roll_up_everything(&mut small);
-    let mut from = 0;
-    while from < n {
-        let to = (from + SEED_CHUNK).min(n);
-        seed_history(&mut large, from, to);
-        from = to;
-    }
-    roll_up_everything(&mut large);
-    let size: String = large.query_one("SELECT pg_size_pretty(pg_database_size(current_database()))", &[]).unwrap().get(0);
-    eprintln!("   database size with {n} finished orders: {size}");
-    if std::env::var_os("BENCH_KEEP_HISTORY").is_some() {
-        eprintln!("   kept: {} and {}", small_db.url, large_db.url);
-        std::mem::forget(small_db);
-        std::mem::forget(large_db);
-        return;
-    }
+    let (small_url, large_url, n, _dropped_at_the_end) = match std::env::var("BENCH_REUSE_HISTORY") {
+        Ok(urls) => reuse_history(&urls),
+        Err(_) => {
+            let small_db = server.clone_of(template, "history_small");
+            let large_db = server.clone_of(template, "history_large");
+            let (mut small, mut large) = (connect(&small_db.url), connect(&large_db.url));
+            seed_history(&mut small, 0, BASELINE);
+            roll_up_everything(&mut small);
+            let mut from = 0;
+            while from < n {
+                let to = (from + SEED_CHUNK).min(n);
+                seed_history(&mut large, from, to);
+                from = to;
+            }
+            roll_up_everything(&mut large);
+            let size: String =
+                large.query_one("SELECT pg_size_pretty(pg_database_size(current_database()))", &[]).unwrap().get(0);
+            eprintln!("   database size with {n} finished orders: {size}");
+            if std::env::var_os("BENCH_KEEP_HISTORY").is_some() {
+                eprintln!("   kept: {} and {}", small_db.url, large_db.url);
+                eprintln!("   measure them later with BENCH_REUSE_HISTORY=\"{} {}\"", small_db.url, large_db.url);
+                std::mem::forget(small_db);
+                std::mem::forget(large_db);
+                return;
+            }
+            (small_db.url.clone(), large_db.url.clone(), n, Some((small_db, large_db)))
+        }
+    };
+    let (mut small, mut large) = (connect(&small_url), connect(&large_url));
     let mut rounds: [Vec<Figures>; 2] = [Vec::new(), Vec::new()];
     for round in 0..o.runs.max(3) {
-        let mut turns = [(0, &mut small, &small_db.url, BASELINE), (1, &mut large, &large_db.url, n)];
+        let mut turns = [(0, &mut small, &small_url, BASELINE), (1, &mut large, &large_url, n)];
         // Each size goes first every other round: the first of a pair pays for what the other
         // left in the caches.
         if round % 2 == 1 {
@@ -61,7 +71,7 @@ pub fn history(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &st
             rounds[i].push(measure(o, c, url, sim, bin));
         }
     }
-    drop((small, large, small_db, large_db));
+    drop((small, large));
     let medians = |figures: &[Figures]| -> Vec<(&'static str, f64)> {
         let names: Vec<&'static str> = figures[0].0.iter().map(|(name, _)| *name).collect();
         names.iter().enumerate().map(|(k, name)| (*name, median(&figures.iter().map(|f| f.0[k].1).collect::<Vec<_>>()))).collect()
@@ -77,6 +87,30 @@ pub fn history(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &st
             if at_large / at_small <= 1.2 { "" } else { "misses 1.2×" },
         );
     }
+}
+
+/// `BENCH_REUSE_HISTORY="SMALL_URL LARGE_URL"`: the two databases an earlier
+/// `BENCH_KEEP_HISTORY=1` run seeded (seeding ten million orders takes about an hour), brought
+/// to this build's schema and rolled up again from their rows, as a fresh seed would be. They
+/// are kept afterwards. Returns their URLs and the finished orders of the larger.
+fn reuse_history(urls: &str) -> (String, String, i64, Option<(ScratchDb, ScratchDb)>) {
+    let urls: Vec<&str> = urls.split_whitespace().collect();
+    let [small, large] = urls[..] else {
+        die("BENCH_REUSE_HISTORY takes two database URLs separated by a space: the 10k one first, then the large one")
+    };
+    for url in [small, large] {
+        let mut c = connect(url);
+        let started = Instant::now();
+        let applied =
+            orderctl::db::migrate::migrate(&mut c, &orderctl::db::migrate::built_in(), false).unwrap_or_else(|e| die(&e.message));
+        eprintln!("   {url}: {} migration(s) applied in {:.1} s", applied.len(), started.elapsed().as_secs_f64());
+        roll_up_everything(&mut c);
+    }
+    let n: i64 = connect(large)
+        .query_one(&format!("SELECT count(*) FROM orders WHERE status <> {}", OrderStatus::Pending.sql()), &[])
+        .unwrap()
+        .get(0);
+    (small.to_string(), large.to_string(), n, None)
 }
 
 /// Finished orders `from..to` of the year (numbers spread evenly over it, so any prefix is a
@@ -163,15 +197,16 @@ fn seed_history(c: &mut Client, from: i64, to: i64) {
 /// import must roll it up from its first day, as here.
 fn roll_up_everything(c: &mut Client) {
     let started = Instant::now();
-    c.batch_execute(
-        "TRUNCATE order_totals, order_days, provider_activity_days, order_hours, provider_activity_hours;
+    let rollups = orderctl::db::stats::ROLLUP_TABLES.join(", ");
+    c.batch_execute(&format!(
+        "TRUNCATE {rollups};
          UPDATE rollup_watermark SET rolled_up_until =
-             date_trunc('day', (SELECT min(created_at) FROM orders), 'UTC');",
-    )
+             date_trunc('day', (SELECT min(created_at) FROM orders), 'UTC');"
+    ))
     .unwrap();
-    let hours = orderctl::db::stats::roll_up(c, 1000).unwrap_or_else(|e| die(&e.message));
-    c.batch_execute("ANALYZE order_totals, order_days, provider_activity_days, order_hours, provider_activity_hours").unwrap();
-    eprintln!("   rolled up {hours} hour(s) in {:.1} s", started.elapsed().as_secs_f64());
+    let slices = orderctl::db::stats::roll_up(c, 1000).unwrap_or_else(|e| die(&e.message));
+    c.batch_execute(&format!("ANALYZE {rollups}")).unwrap();
+    eprintln!("   rolled up {slices} five-minute slice(s) in {:.1} s", started.elapsed().as_secs_f64());
 }
 
 fn measure(o: &Options, c: &mut Client, url: &str, sim: &Sim, bin: &str) -> Figures {

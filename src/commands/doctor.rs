@@ -1,8 +1,9 @@
 //! `orderctl doctor`: everything that needs an operator, one line per finding with its fix.
 //! Database reachable and migrated, routing, (with `--providers`) every enabled provider
 //! answering, stuck orders, and the Postgres health that kills job queues: dead tuples on
-//! `orders`, the oldest open transaction, vacuum, the claims' hot `orders_due` indexes; and webhook
-//! deliveries that failed or that nothing delivers.
+//! `orders`, the oldest open transaction, vacuum, the claims' hot `orders_due` indexes, event
+//! partitions ahead, the stats rollups keeping up; and webhook deliveries that failed or that
+//! nothing delivers.
 //!
 //! Exit 0 when every finding is ok; 8 (needs action) when any is warn or fail; 6 when the
 //! database cannot be reached at all.
@@ -31,6 +32,9 @@ const DEAD_RATIO_MAX: f64 = 0.2;
 const OLD_TRANSACTION_WARN: Duration = Duration::from_secs(5 * 60);
 const OLD_TRANSACTION_FAIL: Duration = Duration::from_secs(60 * 60);
 /// A pending webhook delivery this late means nothing is delivering.
+/// Rollups close a slice an hour after its end at the latest (sql/0026) and every safety sweep
+/// rolls up: history finished longer ago than this and still not rolled up means no sweep runs.
+const ROLLUP_BEHIND_WARN: Duration = Duration::from_secs(2 * 60 * 60);
 const WEBHOOK_OVERDUE: Duration = Duration::from_secs(10 * 60);
 /// Dead tuples worth vacuuming but no vacuum for this long.
 const VACUUM_STALE: Duration = Duration::from_secs(24 * 3600);
@@ -59,7 +63,7 @@ impl Severity {
 pub struct Finding {
     pub severity: Severity,
     /// Which check: database, migrations, routing, provider, stuck, webhooks, dead-tuples,
-    /// vacuum, old-transaction, due-index.
+    /// vacuum, old-transaction, due-index, partitions, rollups.
     pub check: &'static str,
     pub message: String,
     pub fix: Option<String>,
@@ -430,6 +434,7 @@ fn health_findings(client: &mut Client) -> Result<Vec<Finding>> {
     }
 
     out.push(partitions_ahead_finding(client)?);
+    out.push(rollup_finding(client)?);
     match stats::oldest_transaction(client)? {
         Some(x) if Duration::from_millis(x.age_ms.max(0) as u64) > OLD_TRANSACTION_WARN => {
             let age = humantime::format_duration(Duration::from_secs((x.age_ms / 1000).max(0) as u64));
@@ -498,6 +503,25 @@ fn dead_tuples_finding(client: &mut Client, table: &str) -> Result<Finding> {
         ));
     }
     Ok(ok("dead-tuples", tuples))
+}
+
+/// Whether the safety sweeps keep the stats rollups current: behind them `stats` reads every
+/// finished order row by row (exact, but slower the further behind).
+fn rollup_finding(client: &mut Client) -> Result<Finding> {
+    let lag = stats::rollup_lag(client, ROLLUP_BEHIND_WARN)?;
+    let behind = humantime::format_duration(Duration::from_secs((lag.behind_ms / 1000).max(0) as u64));
+    let until = lag.rolled_up_until.format("%Y-%m-%d %H:%M UTC");
+    if lag.history_waiting {
+        return Ok(problem(
+            Severity::Warn,
+            "rollups",
+            format!(
+                "the stats rollups end at {until}, {behind} ago, and orders finished since wait to be counted:                  `stats` reads them row by row (exact, slower the further behind)"
+            ),
+            "schedule `orderctl sweep` (a cron job or systemd timer every few minutes) or run `orderctl daemon`;              each safety sweep rolls up at most 31 days",
+        ));
+    }
+    Ok(ok("rollups", format!("the stats rollups end at {until} ({behind} ago)")))
 }
 
 /// Events need a partition for the month their order is created in (sql/0018): fewer than one

@@ -220,11 +220,7 @@ pub fn load_order(client: &mut impl GenericClient, id: Uuid) -> Result<OrderRow>
 
 /// Load many orders by id in one query (missing ones are simply absent).
 pub fn load_orders(client: &mut impl GenericClient, ids: &[Uuid]) -> Result<Vec<OrderRow>> {
-    Ok(client
-        .query(&format!("{ORDER_SELECT} WHERE o.id = ANY($1)"), &[&ids])?
-        .iter()
-        .map(order_from_row)
-        .collect::<Result<_>>()?)
+    client.query(&format!("{ORDER_SELECT} WHERE o.id = ANY($1)"), &[&ids])?.iter().map(order_from_row).collect::<Result<_>>()
 }
 
 /// One entry of an order's history.

@@ -299,14 +299,14 @@ pub fn remove_batch(client: &mut Client, before: NaiveDate) -> Result<u64> {
 /// (ACCESS EXCLUSIVE, catalogue only): the lock is waited for at most LOCK_STATEMENT_TIMEOUT,
 /// which is what an event insert queued behind it waits at most, and tried again if not granted.
 ///
-/// The same transaction removes the months' rows of the stats rollups, daily and hourly
-/// (sql/0019, sql/0020), so counts stay equal to the rows kept; it first takes the rollup
+/// The same transaction removes the months' rows of the stats rollups, daily, hourly and by
+/// five-minute slice (sql/0019, sql/0020, sql/0026), so counts stay equal to the rows kept; it first takes the rollup
 /// watermark's row lock, which a running `orderctl_roll_up()` holds, so no rollup counts these
 /// months again after.
 pub fn drop_event_months(client: &mut Client, before: NaiveDate, months: &[NaiveDate]) -> Result<Vec<String>> {
     with_lock_timeout(client, "dropping the archived months' events", |tx| {
         tx.batch_execute("SELECT 1 FROM rollup_watermark FOR UPDATE")?;
-        for rollup in ["order_totals", "order_days", "provider_activity_days", "order_hours", "provider_activity_hours"] {
+        for rollup in crate::db::stats::ROLLUP_TABLES {
             tx.execute(&format!("DELETE FROM {rollup} WHERE created_month < $1"), &[&before])?;
         }
         tx.batch_execute(&format!("SET LOCAL statement_timeout = '{LOCK_STATEMENT_TIMEOUT}'"))?;

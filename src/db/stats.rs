@@ -5,7 +5,7 @@ use crate::db::row::state;
 use crate::db::{GenericClient, Param};
 use crate::domain::lifecycle::states::{sql_in, DeliveryState, ExternalStatus, OrderStatus, PlacementState};
 use crate::error::Result;
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 /// Orders of one (status, external status) pair.
@@ -16,12 +16,12 @@ pub struct StatusCount {
     pub orders: i64,
 }
 
-/// Where the rollups of finished history end (`sql/0019_hot_path_without_history.sql`,
-/// `sql/0020_hourly_rollups.sql`: a UTC hour), and how a window splits around it: whole
-/// rolled-up UTC days from the daily rollups, the rolled-up hours around them (the rest of the
-/// window's first day, the watermark's own day) from the hourly ones, and live from the rows
-/// only the window's first partial hour and everything after the watermark. Open orders and
-/// orders an operator decided with `--force` are always live.
+/// Where the rollups of finished history end (`rollup_watermark`, a five-minute slice's end:
+/// sql/0026), and how a window splits around it, coarsest in the middle: whole rolled-up UTC
+/// days from the daily rollups, the rolled-up hours around them from the hourly ones, the
+/// rolled-up slices around those from `order_slices`, and live from the rows only the window's
+/// first partial slice and everything after the watermark. Open orders and orders an operator
+/// decided with `--force` are always live.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Split {
     /// The window's start.
@@ -36,15 +36,34 @@ struct Split {
     /// Rolled-up hours `[from, to)` before the days, and after them.
     hours_before: (DateTime<Utc>, DateTime<Utc>),
     hours_after: (DateTime<Utc>, DateTime<Utc>),
+    /// Rolled-up slices `[from, to)` before the hours, and after them.
+    slices_before: (DateTime<Utc>, DateTime<Utc>),
+    slices_after: (DateTime<Utc>, DateTime<Utc>),
 }
 
 impl Split {
     /// The parameters of a window's reads: `$1` the tenant (or NULL), `$2` since, `$3` the end of
     /// the live edge, `$4` the start of the live tail, `$5`..`$6` the days, `$7`..`$8` and
-    /// `$9`..`$10` the hours.
-    fn params<'a>(&'a self, tenant: &'a Option<&'a str>) -> [&'a dyn Param; 10] {
-        let (h, d) = (&self.hours_before, &self.hours_after);
-        [tenant, &self.since, &self.edge_end, &self.tail_from, &self.day_from, &self.day_to, &h.0, &h.1, &d.0, &d.1]
+    /// `$9`..`$10` the hours, `$11`..`$12` and `$13`..`$14` the slices.
+    fn params<'a>(&'a self, tenant: &'a Option<&'a str>) -> [&'a dyn Param; 14] {
+        let (h, i) = (&self.hours_before, &self.hours_after);
+        let (s, t) = (&self.slices_before, &self.slices_after);
+        [
+            tenant,
+            &self.since,
+            &self.edge_end,
+            &self.tail_from,
+            &self.day_from,
+            &self.day_to,
+            &h.0,
+            &h.1,
+            &i.0,
+            &i.1,
+            &s.0,
+            &s.1,
+            &t.0,
+            &t.1,
+        ]
     }
 }
 
@@ -52,12 +71,15 @@ fn rolled_up_until(client: &mut impl GenericClient) -> Result<DateTime<Utc>> {
     Ok(client.query_one("SELECT rolled_up_until FROM rollup_watermark", &[])?.get("rolled_up_until"))
 }
 
-/// The first `step` boundary (whole hours or days since the epoch) at or after `t`.
-fn ceil_to(t: DateTime<Utc>, step: chrono::Duration) -> DateTime<Utc> {
+/// The last `step` boundary (whole slices, hours or days since the epoch) at or before `t`.
+fn floor_to(t: DateTime<Utc>, step: chrono::Duration) -> DateTime<Utc> {
     let step_s = step.num_seconds();
-    let secs = t.timestamp();
-    let floor = secs.div_euclid(step_s) * step_s;
-    let at = DateTime::<Utc>::from_timestamp(floor, 0).unwrap_or(t);
+    DateTime::<Utc>::from_timestamp(t.timestamp().div_euclid(step_s) * step_s, 0).unwrap_or(t)
+}
+
+/// The first `step` boundary at or after `t`.
+fn ceil_to(t: DateTime<Utc>, step: chrono::Duration) -> DateTime<Utc> {
+    let at = floor_to(t, step);
     if at == t {
         t
     } else {
@@ -65,29 +87,50 @@ fn ceil_to(t: DateTime<Utc>, step: chrono::Duration) -> DateTime<Utc> {
     }
 }
 
-fn midnight(day: NaiveDate) -> DateTime<Utc> {
-    day.and_time(NaiveTime::MIN).and_utc()
+/// The rollup levels, finest first: slices (sql/0026), hours (0020), days (0019). Each divides
+/// the next, and all count from the epoch in UTC.
+fn levels() -> [chrono::Duration; 3] {
+    [chrono::Duration::minutes(5), chrono::Duration::hours(1), chrono::Duration::days(1)]
 }
 
+/// Splits `[since, watermark)` into the fewest rolled-up rows: walking up from `since`, each
+/// level covers the stretch up to the next level's first boundary, as long as that boundary
+/// is rolled up at the next level (at or before the watermark's floor there); the highest level
+/// reached covers the middle, and below it each finer level covers the stretch from the next
+/// coarser level's floor of the watermark to its own.
 fn split(watermark: DateTime<Utc>, since: DateTime<Utc>) -> Split {
-    let (hour, day) = (chrono::Duration::hours(1), chrono::Duration::days(1));
-    // The watermark is an hour (it starts at a midnight and moves by whole hours).
-    let first_hour = ceil_to(since, hour).min(watermark);
-    let first_day = ceil_to(first_hour, day);
-    let last_day = watermark.date_naive();
-    let (days, hours_before, hours_after) = if first_day < midnight(last_day) {
-        ((first_day.date_naive(), last_day), (first_hour, first_day), (midnight(last_day), watermark))
-    } else {
-        ((last_day, last_day), (first_hour, watermark), (watermark, watermark))
-    };
+    let levels = levels();
+    let empty = (watermark, watermark);
+    let (mut before, mut after) = ([empty; 3], [empty; 2]);
+    let edge_end = ceil_to(since, levels[0]).min(watermark);
+    if since < watermark {
+        let mut front = edge_end;
+        let mut top = levels.len() - 1;
+        for i in 0..top {
+            let next = ceil_to(front, levels[i + 1]);
+            if next > floor_to(watermark, levels[i + 1]) {
+                top = i;
+                break;
+            }
+            before[i] = (front, next);
+            front = next;
+        }
+        before[top] = (front, floor_to(watermark, levels[top]));
+        for (j, range) in after.iter_mut().enumerate().take(top) {
+            *range = (floor_to(watermark, levels[j + 1]), floor_to(watermark, levels[j]));
+        }
+    }
+    let (days, day_to) = (before[2].0.date_naive(), before[2].1.date_naive());
     Split {
         since,
-        edge_end: first_hour,
+        edge_end,
         tail_from: watermark.max(since),
-        day_from: days.0,
-        day_to: days.1,
-        hours_before,
-        hours_after,
+        day_from: days,
+        day_to,
+        hours_before: before[1],
+        hours_after: after[1],
+        slices_before: before[0],
+        slices_after: after[0],
     }
 }
 
@@ -241,7 +284,7 @@ pub struct Finished {
 }
 
 /// Orders finished in the window that are read live: `$2`..`$3` (the window's first partial
-/// day), from `$4` on (after the watermark), and every forced one from `$2` on.
+/// slice), from `$4` on (after the watermark), and every forced one from `$2` on.
 fn live_finished_in_window() -> String {
     let pending = OrderStatus::Pending.sql();
     format!(
@@ -271,7 +314,10 @@ pub fn finished_since(client: &mut impl GenericClient, tenant: Option<&str>, sin
               WHERE day >= $5 AND day < $6 AND {scope}
              UNION ALL
              SELECT true, status, NULL, orders, durations, array_lower(durations, 1) FROM order_hours
-              WHERE ((hour >= $7 AND hour < $8) OR (hour >= $9 AND hour < $10)) AND {scope}",
+              WHERE ((hour >= $7 AND hour < $8) OR (hour >= $9 AND hour < $10)) AND {scope}
+             UNION ALL
+             SELECT true, status, NULL, orders, durations, array_lower(durations, 1) FROM order_slices
+              WHERE ((slice >= $11 AND slice < $12) OR (slice >= $13 AND slice < $14)) AND {scope}",
             live = live_finished_in_window()
         ),
         &s.params(&tenant),
@@ -379,8 +425,9 @@ const ACTIVITY_EVENTS: &str = "'check.waiting', 'check.no_news', 'check.approved
 
 /// Placements and counted events in the window, as (provider_id, what, n): whole rolled-up days
 /// from `provider_activity_days` (`$5`..`$6`), rolled-up hours around them from
-/// `provider_activity_hours` (`$7`..`$8`, `$9`..`$10`), the rest live (`$2`..`$3` and from `$4`
-/// on).
+/// `provider_activity_hours` (`$7`..`$8`, `$9`..`$10`), rolled-up slices around those from
+/// `provider_activity_slices` (`$11`..`$12`, `$13`..`$14`), the rest live (`$2`..`$3` and from
+/// `$4` on).
 fn activity_sql() -> String {
     let live = |from_to: &str| {
         format!(
@@ -402,7 +449,11 @@ fn activity_sql() -> String {
          SELECT provider_id, what, sum(n)::bigint FROM (
              SELECT provider_id, what, n FROM provider_activity_hours WHERE hour >= $7 AND hour < $8
              UNION ALL
-             SELECT provider_id, what, n FROM provider_activity_hours WHERE hour >= $9 AND hour < $10) h
+             SELECT provider_id, what, n FROM provider_activity_hours WHERE hour >= $9 AND hour < $10
+             UNION ALL
+             SELECT provider_id, what, n FROM provider_activity_slices WHERE slice >= $11 AND slice < $12
+             UNION ALL
+             SELECT provider_id, what, n FROM provider_activity_slices WHERE slice >= $13 AND slice < $14) h
           GROUP BY 1, 2
          UNION ALL {edge}
          UNION ALL {tail}",
@@ -465,13 +516,57 @@ pub fn provider_activity(
         .collect())
 }
 
-/// Roll up at most `max_days` days' worth of closed hours of finished history, and the days
-/// they complete (`orderctl_roll_up`, see migrations 0019 and 0020): run by every safety sweep.
-/// Returns the hours rolled up (0 when another process holds the job or no hour has closed
-/// since).
+/// Roll up at most `max_days` days' worth of closed five-minute slices of finished history, and
+/// the hours and days they complete (`orderctl_roll_up`, see migrations 0019, 0020 and 0026):
+/// run by every safety sweep. Returns the slices rolled up (0 when another process holds the
+/// job or no slice has closed since).
 pub fn roll_up(client: &mut impl GenericClient, max_days: i32) -> Result<i32> {
-    Ok(client.query_one("SELECT orderctl_roll_up($1) AS hours", &[&max_days])?.get("hours"))
+    Ok(client.query_one("SELECT orderctl_roll_up($1) AS slices", &[&max_days])?.get("slices"))
 }
+
+/// How far the stats rollups trail the clock, and whether finished history waits behind them.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollupLag {
+    pub rolled_up_until: DateTime<Utc>,
+    pub behind_ms: i64,
+    /// Orders finished more than `older_than` ago that no roll-up has counted yet.
+    pub history_waiting: bool,
+}
+
+/// The watermark and its distance from the clock (`SELECT ... FOR UPDATE` is not needed: a
+/// reading a roll-up later moves is fine). One probe of `orders_completed`.
+pub fn rollup_lag(client: &mut impl GenericClient, older_than: std::time::Duration) -> Result<RollupLag> {
+    let older_than = format!("{} seconds", older_than.as_secs());
+    let r = client.query_one(
+        &format!(
+            "SELECT w.rolled_up_until, (extract(epoch FROM now() - w.rolled_up_until) * 1000)::bigint AS behind_ms,
+                    EXISTS (SELECT 1 FROM orders o
+                             WHERE o.status <> {pending} AND NOT o.operator_forced
+                               AND o.completed_at >= w.rolled_up_until AND o.completed_at < now() - $1::text::interval)
+                        AS history_waiting
+               FROM rollup_watermark w",
+            pending = OrderStatus::Pending.sql()
+        ),
+        &[&older_than],
+    )?;
+    Ok(RollupLag {
+        rolled_up_until: r.get("rolled_up_until"),
+        behind_ms: r.get("behind_ms"),
+        history_waiting: r.get("history_waiting"),
+    })
+}
+
+/// The rollup tables: all of them are keyed by created month, so archiving a month removes its
+/// rows from each (`db::partitions`), and a rebuild empties them all.
+pub const ROLLUP_TABLES: [&str; 7] = [
+    "order_totals",
+    "order_days",
+    "provider_activity_days",
+    "order_hours",
+    "provider_activity_hours",
+    "order_slices",
+    "provider_activity_slices",
+];
 
 /// Vacuum state of the `orders` table, from `pg_stat_user_tables`.
 #[derive(Debug, Clone, Serialize)]
@@ -734,34 +829,80 @@ mod tests {
     }
 
     #[test]
-    fn a_window_reads_whole_days_then_hours_around_them_then_live_rows() {
-        let s = split(at("2026-12-06T05:00:00Z"), at("2026-11-06T05:47:12Z"));
-        assert_eq!(s.edge_end, at("2026-11-06T06:00:00Z"), "only the first partial hour is live at the start");
-        assert_eq!((s.day_from, s.day_to), (day("2026-11-07"), day("2026-12-06")));
+    fn a_window_reads_whole_days_then_hours_then_slices_around_them_then_live_rows() {
+        let s = split(at("2026-12-06T05:35:00Z"), at("2026-11-06T05:47:12Z"));
+        assert_eq!(s.edge_end, at("2026-11-06T05:50:00Z"), "only the first partial slice is live at the start");
+        assert_eq!(s.slices_before, (at("2026-11-06T05:50:00Z"), at("2026-11-06T06:00:00Z")));
         assert_eq!(s.hours_before, (at("2026-11-06T06:00:00Z"), at("2026-11-07T00:00:00Z")));
+        assert_eq!((s.day_from, s.day_to), (day("2026-11-07"), day("2026-12-06")));
         assert_eq!(s.hours_after, (at("2026-12-06T00:00:00Z"), at("2026-12-06T05:00:00Z")));
-        assert_eq!(s.tail_from, at("2026-12-06T05:00:00Z"));
+        assert_eq!(s.slices_after, (at("2026-12-06T05:00:00Z"), at("2026-12-06T05:35:00Z")));
+        assert_eq!(s.tail_from, at("2026-12-06T05:35:00Z"));
     }
 
     #[test]
-    fn a_window_within_a_day_of_the_watermark_reads_hours_only() {
-        let s = split(at("2026-12-06T05:00:00Z"), at("2026-12-05T05:30:00Z"));
-        assert_eq!(s.edge_end, at("2026-12-05T06:00:00Z"));
+    fn a_window_within_a_day_of_the_watermark_reads_hours_and_slices_only() {
+        let s = split(at("2026-12-06T05:35:00Z"), at("2026-12-05T05:30:00Z"));
+        assert_eq!(s.edge_end, at("2026-12-05T05:30:00Z"), "starting on a slice: nothing live before it");
+        assert_eq!(s.slices_before, (at("2026-12-05T05:30:00Z"), at("2026-12-05T06:00:00Z")));
         assert!(s.day_from >= s.day_to, "no whole day");
-        assert_eq!(s.hours_before, (at("2026-12-05T06:00:00Z"), at("2026-12-06T05:00:00Z")));
-        assert_eq!(s.hours_after.0, s.hours_after.1);
-        // Starting on an hour: nothing live before it.
-        let s = split(at("2026-12-06T05:00:00Z"), at("2026-12-06T02:00:00Z"));
-        assert_eq!(s.edge_end, at("2026-12-06T02:00:00Z"));
-        assert_eq!(s.hours_before, (at("2026-12-06T02:00:00Z"), at("2026-12-06T05:00:00Z")));
+        assert_eq!(s.hours_before, (at("2026-12-05T06:00:00Z"), at("2026-12-06T00:00:00Z")));
+        assert_eq!(s.hours_after, (at("2026-12-06T00:00:00Z"), at("2026-12-06T05:00:00Z")));
+        assert_eq!(s.slices_after, (at("2026-12-06T05:00:00Z"), at("2026-12-06T05:35:00Z")));
+        // Within the watermark's hour: slices only.
+        let s = split(at("2026-12-06T05:35:00Z"), at("2026-12-06T05:02:00Z"));
+        assert_eq!(s.edge_end, at("2026-12-06T05:05:00Z"));
+        assert_eq!(s.slices_before, (at("2026-12-06T05:05:00Z"), at("2026-12-06T05:35:00Z")));
+        assert!(s.hours_before.0 >= s.hours_before.1 && s.hours_after.0 >= s.hours_after.1);
+        assert!(s.slices_after.0 >= s.slices_after.1);
     }
 
     #[test]
     fn a_window_after_the_watermark_is_all_live() {
-        let s = split(at("2026-12-06T05:00:00Z"), at("2026-12-06T05:20:00Z"));
-        assert!(s.edge_end <= at("2026-12-06T05:20:00Z"), "no edge");
-        assert_eq!(s.tail_from, at("2026-12-06T05:20:00Z"));
+        let s = split(at("2026-12-06T05:35:00Z"), at("2026-12-06T05:37:00Z"));
+        assert!(s.edge_end <= at("2026-12-06T05:37:00Z"), "no edge");
+        assert_eq!(s.tail_from, at("2026-12-06T05:37:00Z"));
         assert!(s.day_from >= s.day_to);
         assert!(s.hours_before.0 >= s.hours_before.1 && s.hours_after.0 >= s.hours_after.1);
+        assert!(s.slices_before.0 >= s.slices_before.1 && s.slices_after.0 >= s.slices_after.1);
+    }
+
+    /// Every window over a few days around a watermark, at every slice and a few odd starts: the
+    /// live edge, the rolled-up ranges and the live tail tile `[since, now)` exactly once, and
+    /// each rolled-up range is aligned to its level.
+    #[test]
+    fn the_pieces_of_any_window_tile_it_without_gaps_or_overlaps() {
+        let [slice, hour, day] = levels();
+        for watermark in [at("2026-12-06T05:35:00Z"), at("2026-12-06T00:00:00Z"), at("2026-12-06T05:00:00Z")] {
+            let mut since = watermark - chrono::Duration::days(3);
+            while since < watermark + chrono::Duration::hours(1) {
+                for odd in [0, 1, 299] {
+                    let since = since + chrono::Duration::seconds(odd);
+                    let s = split(watermark, since);
+                    let days = (midnight(s.day_from), midnight(s.day_to));
+                    let mut pieces: Vec<(DateTime<Utc>, DateTime<Utc>, chrono::Duration)> = vec![
+                        (s.since, s.edge_end, chrono::Duration::seconds(1)),
+                        (s.slices_before.0, s.slices_before.1, slice),
+                        (s.hours_before.0, s.hours_before.1, hour),
+                        (days.0, days.1, day),
+                        (s.hours_after.0, s.hours_after.1, hour),
+                        (s.slices_after.0, s.slices_after.1, slice),
+                    ];
+                    pieces.retain(|(from, to, _)| from < to);
+                    let mut at_ = since;
+                    for (from, to, step) in &pieces {
+                        assert_eq!(*from, at_, "{since} with watermark {watermark}: {pieces:?}");
+                        assert_eq!((floor_to(*from, *step), floor_to(*to, *step)), (*from, *to), "aligned: {pieces:?}");
+                        at_ = *to;
+                    }
+                    assert_eq!(at_.max(since), s.tail_from, "{since} with watermark {watermark}: {pieces:?}");
+                }
+                since += slice;
+            }
+        }
+    }
+
+    fn midnight(d: NaiveDate) -> DateTime<Utc> {
+        d.and_time(chrono::NaiveTime::MIN).and_utc()
     }
 }

@@ -48,12 +48,14 @@ pub fn run(c: &mut impl GenericClient, slot: DateTime<Utc>, s: &SafetySweepSetti
     let lanes: Vec<i64> = db::orders::make_due_for_safety_sweep(c, s.batch_size, MIN_AGE, s.give_up_after, s.tenant)?;
     let report = SafetySweep { slot: slot.to_rfc3339(), made_due: lanes.len() };
     periodic::finish(c, &job, slot, &serde_json::to_value(&report).unwrap_or_default())?;
-    // Closed hours (and the days they complete) of finished history go into the rollups `stats`
-    // reads (migrations 0019, 0020); a failure here costs `stats` speed, never correctness (the
-    // live part starts at the watermark).
+    // Closed five-minute slices (and the hours and days they complete) of finished history go
+    // into the rollups `stats` reads (migrations 0019, 0020, 0026); a failure here costs `stats`
+    // speed, never correctness (the live part starts at the watermark). A slice or two is the
+    // steady state of every sweep, not news.
     match db::stats::roll_up(c, ROLL_UP_DAYS_PER_SWEEP) {
         Ok(0) => {}
-        Ok(hours) => log::info!("rolled up {hours} closed hour(s) of finished history for stats"),
+        Ok(slices) if slices <= 12 => log::debug!("rolled up {slices} closed five-minute slice(s) of finished history"),
+        Ok(slices) => log::info!("rolled up {slices} closed five-minute slice(s) of finished history for stats"),
         Err(e) => log::warn!("finished history not rolled up: {}", e.message),
     }
     log::info!("batch safety sweep (slot {slot}): {} open order(s) made due", report.made_due);

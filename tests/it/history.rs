@@ -5,6 +5,7 @@
 
 use crate::orders::{create, setup};
 use crate::support::*;
+use orderctl::db::stats;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -238,10 +239,10 @@ fn partitions_are_created_ahead_by_the_command_and_by_the_daemon() {
 
 #[test]
 fn migrating_a_populated_pre_0018_database_keeps_every_row() {
-    // Without 0018 and the migrations built on it (0019's roll-ups, which 0020 and 0025 restate). The
+    // Without 0018 and the migrations built on it (0019's roll-ups, which 0020, 0025 and 0026 restate). The
     // later ones stay: the setup `apply` of this binary reads what they add (0021's tenant
     // currency), and they touch nothing 0018 moves.
-    let db = TestDb::migrated_without(&["0018", "0019", "0020", "0025"]);
+    let db = TestDb::migrated_without(&["0018", "0019", "0020", "0025", "0026"]);
     db.apply(&standard_setup("http://127.0.0.1:9"));
     // Three months of orders, each with events and a placement, as the older schema held them.
     insert_orders(&db, "jawaker", 30);
@@ -384,8 +385,9 @@ fn a_roll_up_racing_the_archive_of_a_month_leaves_counts_equal_to_the_rows_kept(
              UPDATE order_events e SET order_created_at = o.created_at, at = o.created_at + interval '30 seconds'
                FROM orders o WHERE o.id = e.order_id;
              UPDATE placements p SET created_at = o.created_at FROM orders o WHERE o.id = p.order_id;
-             TRUNCATE order_totals, order_days, provider_activity_days, order_hours, provider_activity_hours;
-             UPDATE rollup_watermark SET rolled_up_until = date_trunc('day', now() - interval '200 days', 'UTC');"
+             TRUNCATE {rollups};
+             UPDATE rollup_watermark SET rolled_up_until = date_trunc('day', now() - interval '200 days', 'UTC');",
+            rollups = stats::ROLLUP_TABLES.join(", ")
         ))
         .unwrap();
     let rows_kept = db.query_i64(&format!("SELECT count(*) FROM orders WHERE created_at >= '{before}'"));
@@ -396,8 +398,8 @@ fn a_roll_up_racing_the_archive_of_a_month_leaves_counts_equal_to_the_rows_kept(
     // rollup rows.
     let mut roll_up = db.client();
     let mut tx = roll_up.transaction().unwrap();
-    let hours: i32 = tx.query_one("SELECT orderctl_roll_up(400)", &[]).unwrap().get(0);
-    assert!(hours > 24 * 90, "{hours}");
+    let slices: i32 = tx.query_one("SELECT orderctl_roll_up(400)", &[]).unwrap().get(0);
+    assert!(slices > 12 * 24 * 90, "{slices}");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("archive.jsonl");
     let archive = {
@@ -416,14 +418,16 @@ fn a_roll_up_racing_the_archive_of_a_month_leaves_counts_equal_to_the_rows_kept(
     let out = archive.join().unwrap().ok().json();
     assert_eq!(out["months"], serde_json::json!([archived]));
 
-    let month_rows = ["order_totals", "order_days", "provider_activity_days", "order_hours", "provider_activity_hours"]
+    let month_rows = stats::ROLLUP_TABLES
         .iter()
         .map(|t| db.query_i64(&format!("SELECT count(*) FROM {t} WHERE created_month < '{before}'")))
         .sum::<i64>();
-    assert_eq!(month_rows, 0, "the archived month's rollup rows, daily and hourly, went with it");
+    assert_eq!(month_rows, 0, "the archived month's rollup rows, daily, hourly and by slice, went with it");
     let finished = "SELECT count(*) FROM orders WHERE status <> 'pending' AND NOT operator_forced";
     assert_eq!(db.query_i64(finished), rows_kept);
-    for (table, column) in [("order_totals", "orders"), ("order_days", "orders"), ("order_hours", "orders")] {
+    for (table, column) in
+        [("order_totals", "orders"), ("order_days", "orders"), ("order_hours", "orders"), ("order_slices", "orders")]
+    {
         assert_eq!(rolled_up(&db, table, column), rows_kept, "{table} counts the rows kept");
     }
     let activity = db.query_i64(
@@ -432,6 +436,7 @@ fn a_roll_up_racing_the_archive_of_a_month_leaves_counts_equal_to_the_rows_kept(
                   WHERE o.provider_id IS NOT NULL
                     AND e.kind IN ('check.waiting', 'check.no_news', 'check.approved', 'check.cancelled', 'gave_up'))",
     );
+    assert_eq!(rolled_up(&db, "provider_activity_slices", "n"), activity);
     assert_eq!(rolled_up(&db, "provider_activity_hours", "n"), activity);
     assert_eq!(rolled_up(&db, "provider_activity_days", "n"), activity);
     let shown = db.cmd().args(["--output", "json", "stats", "--since", "200d"]).run().ok().json();

@@ -71,8 +71,8 @@ fn rollups_count_what_a_direct_count_says_after_a_mixed_workload() {
 
     age_everything(&db, 3);
     let live = stats_json(&db);
-    let hours = stats::roll_up(&mut db.client(), 1000).unwrap();
-    assert!(hours >= 72, "the aged days were rolled up ({hours} hours)");
+    let slices = stats::roll_up(&mut db.client(), 1000).unwrap();
+    assert!(slices >= 72 * 12, "the aged days were rolled up ({slices} five-minute slices)");
     let finished = db.query_i64("SELECT count(*) FROM orders WHERE status <> 'pending' AND NOT operator_forced");
     assert_eq!(
         db.query_i64("SELECT coalesce(sum(orders), 0)::bigint FROM order_totals"),
@@ -81,6 +81,7 @@ fn rollups_count_what_a_direct_count_says_after_a_mixed_workload() {
     );
     assert_eq!(db.query_i64("SELECT coalesce(sum(orders), 0)::bigint FROM order_days"), finished);
     assert_eq!(db.query_i64("SELECT coalesce(sum(orders), 0)::bigint FROM order_hours"), finished);
+    assert_eq!(db.query_i64("SELECT coalesce(sum(orders), 0)::bigint FROM order_slices"), finished);
     let rolled = stats_json(&db);
 
     // The counts read through the rollups are the counts of the rows.
@@ -118,10 +119,10 @@ fn rollups_count_what_a_direct_count_says_after_a_mixed_workload() {
         let ranked = ranked_duration(&mut db.client(), Utc::now() - chrono::Duration::days(30), p).unwrap();
         assert!((approx - ranked).abs() <= ranked * 0.025 + 1.0, "{key}: {approx} vs ranked {ranked}");
     }
-    // A second roll-up counts nothing again (it may roll up an hour that closed meanwhile,
+    // A second roll-up counts nothing again (it may roll up a slice that closed meanwhile,
     // which holds none of the aged orders); orders finished after the watermark are counted live.
     stats::roll_up(&mut db.client(), 1000).unwrap();
-    for rollup in ["order_totals", "order_days", "order_hours"] {
+    for rollup in ["order_totals", "order_days", "order_hours", "order_slices"] {
         assert_eq!(db.query_i64(&format!("SELECT coalesce(sum(orders), 0)::bigint FROM {rollup}")), finished, "{rollup}");
     }
     insert_orders(&db, "itunes-10", 1);
@@ -169,13 +170,8 @@ fn seed_history(db: &TestDb) {
              ANALYZE orders; ANALYZE placements; ANALYZE order_events;",
         ))
         .unwrap();
-    assert!(stats::roll_up(&mut db.client(), 1000).unwrap() > 300);
-    db.client()
-        .batch_execute(
-            "ANALYZE order_totals; ANALYZE order_days; ANALYZE provider_activity_days;
-             ANALYZE order_hours; ANALYZE provider_activity_hours;",
-        )
-        .unwrap();
+    assert!(stats::roll_up(&mut db.client(), 1000).unwrap() > 300 * 12);
+    db.client().batch_execute(&format!("ANALYZE {}", stats::ROLLUP_TABLES.join(", "))).unwrap();
 }
 
 #[test]
@@ -222,8 +218,8 @@ fn hot_queries_never_scan_the_orders_history() {
     assert!(seq_scans_of_orders(&mut tx) > 0);
 }
 
-/// Finished orders every 7 minutes over the past three days (the newest 7 minutes ago, at
-/// seconds that vary), each with a placement at its creation, a waiting check halfway and its
+/// Finished orders every 7 minutes over the past three days (the newest just now, so it is
+/// after any watermark a roll-up sets at once; the others at seconds that vary), each with a placement at its creation, a waiting check halfway and its
 /// final check; one in five rejected. Returns how many.
 fn finish_orders_over_three_days(db: &TestDb) -> i64 {
     db.client().batch_execute("SELECT orderctl_ensure_partitions((now() - interval '40 days')::date, now()::date)").unwrap();
@@ -235,7 +231,7 @@ fn finish_orders_over_three_days(db: &TestDb) -> i64 {
              , shaped AS (
                  SELECT g, g % 5 = 0 AS refused, 1000 + (g * 7919) % 600000 AS duration_ms,
                         now() - make_interval(mins => g * 7, secs => (g * 13) % 60) AS completed
-                   FROM generate_series(1, 640) g)
+                   FROM generate_series(0, 640) g)
              , new AS (
                  INSERT INTO orders (id, tenant_id, user_id, package_id, user_identifier, price, status, external_status,
                                      provider_id, lane, provider_referans, created_at, sent_at, completed_at, duration_ms)
@@ -257,15 +253,21 @@ fn finish_orders_over_three_days(db: &TestDb) -> i64 {
                     'check #2', created_at FROM new;",
         )
         .unwrap();
-    640
+    641
 }
 
 /// Empty every rollup and move the watermark back to the midnight `days` days ago: the next
 /// roll-up counts everything since from the rows.
+/// (Only the rollups the database's schema has: the conversion tests start from older ones.)
 fn forget_rollups(c: &mut orderctl::db::Client, days: i32) {
+    let rollups: Vec<&str> = stats::ROLLUP_TABLES
+        .into_iter()
+        .filter(|t| c.query_one("SELECT to_regclass($1) IS NOT NULL", &[t]).unwrap().get::<_, bool>(0))
+        .collect();
     c.batch_execute(&format!(
-        "TRUNCATE order_totals, order_days, provider_activity_days, order_hours, provider_activity_hours;
-         UPDATE rollup_watermark SET rolled_up_until = date_trunc('day', now() - interval '{days} days', 'UTC');"
+        "TRUNCATE {};
+         UPDATE rollup_watermark SET rolled_up_until = date_trunc('day', now() - interval '{days} days', 'UTC');",
+        rollups.join(", ")
     ))
     .unwrap();
 }
@@ -362,22 +364,37 @@ fn stats_read_through_days_hours_and_live_rows_equal_the_rows_for_any_window() {
     }
     let totals_live = stats::orders_by_status(&mut c, None).unwrap();
 
-    let hours = stats::roll_up(&mut c, 1000).unwrap();
-    assert!(hours >= 5 * 24, "five days of hours rolled up ({hours})");
+    let slices = stats::roll_up(&mut c, 1000).unwrap();
+    assert!(slices >= 5 * 24 * 12, "five days of slices rolled up ({slices})");
     let watermark: DateTime<Utc> = c.query_one("SELECT rolled_up_until FROM rollup_watermark", &[]).unwrap().get(0);
-    assert!(watermark >= hour(now) - chrono::Duration::hours(2) && watermark <= hour(now), "up to the closed hours: {watermark}");
-    // Every level holds part of the history: whole days, the hours of the watermark's day, and
-    // live orders after it.
+    // No other transaction is open in this database: the slices closed a minute after their end.
+    let settled = Utc::now() - chrono::Duration::minutes(1);
+    assert!(
+        watermark > settled - chrono::Duration::minutes(5) && watermark <= settled,
+        "up to the last slice that ended a minute ago: {watermark}"
+    );
+    // Every level holds part of the history: whole days, the hours of the watermark's day, the
+    // slices of its hour, and live orders after it.
     let in_days = db.query_i64("SELECT coalesce(sum(orders), 0)::bigint FROM order_days");
+    let (midnight, last_hour) = (watermark.duration_trunc(chrono::Duration::days(1)).unwrap(), hour(watermark));
     let hours_today = db.query_i64(&format!(
         "SELECT coalesce(sum(orders), 0)::bigint FROM order_hours WHERE hour >= '{}'",
-        watermark.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc().to_rfc3339()
+        midnight.to_rfc3339()
+    ));
+    let slices_of_the_hour = db.query_i64(&format!(
+        "SELECT coalesce(sum(orders), 0)::bigint FROM order_slices WHERE slice >= '{}'",
+        last_hour.to_rfc3339()
     ));
     let live = db.query_i64(&format!("SELECT count(*) FROM orders WHERE completed_at >= '{}'", watermark.to_rfc3339()));
     assert!(in_days > 0 && live > 0, "days {in_days}, live {live}");
-    assert_eq!(db.query_i64("SELECT coalesce(sum(orders), 0)::bigint FROM order_hours") + live, finished);
+    let in_hours = db.query_i64("SELECT coalesce(sum(orders), 0)::bigint FROM order_hours");
+    assert_eq!(in_hours + slices_of_the_hour + live, finished, "hours, then the slices of the watermark's hour");
+    assert_eq!(db.query_i64("SELECT coalesce(sum(orders), 0)::bigint FROM order_slices") + live, finished);
     assert_eq!(db.query_i64("SELECT coalesce(sum(orders), 0)::bigint FROM order_totals") + live, finished);
-    assert!(hours_today > 0 || watermark.time() == chrono::NaiveTime::MIN, "hours of the watermark's day rolled up");
+    // Orders finish every 7 minutes: a day holds some from its first hour on, an hour from its
+    // eighth minute on.
+    assert!(hours_today > 0 || watermark < midnight + chrono::Duration::hours(1), "hours of the watermark's day rolled up");
+    assert!(slices_of_the_hour > 0 || watermark < last_hour + chrono::Duration::minutes(10), "slices of the watermark's hour");
 
     let mut rolled_windows = 0;
     for (since, shown_live) in windows.iter().zip(&without) {
@@ -386,8 +403,8 @@ fn stats_read_through_days_hours_and_live_rows_equal_the_rows_for_any_window() {
         let what = format!("rolled up to {watermark}, since {since}");
         assert_same_counts(shown, exact, &what);
         assert_same_counts(shown, *shown_live, &what);
-        // A window starting within the hour before the watermark holds no whole rolled-up hour.
-        if *since > watermark - chrono::Duration::hours(1) {
+        // A window starting within the slice before the watermark holds no whole rolled-up slice.
+        if *since > watermark - chrono::Duration::minutes(5) {
             assert_eq!((shown.2, shown.3), (exact.2, exact.3), "{what}: nothing rolled up, exact percentiles");
         } else {
             assert_bucketed_percentiles(&mut c, *since, shown, &what);
@@ -406,21 +423,25 @@ fn every_safety_sweep_rolls_up_closed_hours_the_command_and_the_daemon() {
     let db = TestDb::new();
     db.apply(&standard_setup("http://127.0.0.1:9"));
     let finished = finish_orders_over_three_days(&db);
-    let back_three_days = "TRUNCATE order_totals, order_days, provider_activity_days, order_hours, provider_activity_hours;
-         UPDATE rollup_watermark SET rolled_up_until = date_trunc('day', now() - interval '3 days', 'UTC');";
-    let caught_up =
-        "SELECT count(*) FROM rollup_watermark WHERE rolled_up_until >= date_trunc('hour', now() - interval '2 hours', 'UTC')";
-    let rolled = "SELECT coalesce(sum(orders), 0)::bigint FROM order_hours";
+    let back_three_days = format!(
+        "TRUNCATE {};
+         UPDATE rollup_watermark SET rolled_up_until = date_trunc('day', now() - interval '3 days', 'UTC');",
+        stats::ROLLUP_TABLES.join(", ")
+    );
+    // Slices close a minute after their end unless a transaction that began before it is still
+    // open: neither the command's nor the daemon's own transactions hold them back.
+    let caught_up = "SELECT count(*) FROM rollup_watermark WHERE rolled_up_until >= now() - interval '10 minutes'";
+    let rolled = "SELECT coalesce(sum(orders), 0)::bigint FROM order_slices";
     let live = "SELECT count(*) FROM orders WHERE completed_at >= (SELECT rolled_up_until FROM rollup_watermark)";
-    db.client().batch_execute(back_three_days).unwrap();
+    db.client().batch_execute(&back_three_days).unwrap();
     assert_eq!(db.query_i64(caught_up), 0);
 
     db.cmd().args(["sweep"]).run().ok();
-    assert_eq!(db.query_i64(caught_up), 1, "orderctl sweep moved the watermark to the closed hours");
+    assert_eq!(db.query_i64(caught_up), 1, "orderctl sweep moved the watermark to the closed slices");
     assert!(db.query_i64(rolled) > 0);
     assert_eq!(db.query_i64(rolled) + db.query_i64(live), finished);
 
-    db.client().batch_execute(back_three_days).unwrap();
+    db.client().batch_execute(&back_three_days).unwrap();
     let daemon = db.cmd().args(["daemon", "--sweep-schedule", "* * * * * *", "--idle-poll", "50ms"]).spawn();
     wait_until("the daemon's safety sweep to roll up", Duration::from_secs(30), || db.query_i64(caught_up) == 1);
     daemon.terminate();
@@ -429,8 +450,9 @@ fn every_safety_sweep_rolls_up_closed_hours_the_command_and_the_daemon() {
 
 #[test]
 fn rollups_of_the_older_layout_convert_to_one_histogram_per_status_and_stats_read_the_same() {
-    // Rolled up by 0020's job (a row per duration bucket), then migrated to 0025.
-    let db = TestDb::migrated_without(&["0025"]);
+    // Rolled up by 0020's job (a row per duration bucket), then migrated to 0025 (and 0026, which
+    // fills the five-minute slices of what is rolled up from the rows).
+    let db = TestDb::migrated_without(&["0025", "0026"]);
     db.apply(&standard_setup("http://127.0.0.1:9"));
     let finished = finish_orders_over_three_days(&db);
     let mut c = db.client();
@@ -443,6 +465,7 @@ fn rollups_of_the_older_layout_convert_to_one_histogram_per_status_and_stats_rea
         db.query_i64("SELECT count(*) FROM (SELECT DISTINCT hour, created_month, tenant_id, status FROM order_hours) h"),
     );
     assert!(per_bucket > hour_statuses, "the old layout keeps a row per bucket ({per_bucket} rows)");
+    let old_watermark: DateTime<Utc> = c.query_one("SELECT rolled_up_until FROM rollup_watermark", &[]).unwrap().get(0);
     drop(c);
 
     db.cmd().args(["migrate"]).run().ok();
@@ -451,6 +474,16 @@ fn rollups_of_the_older_layout_convert_to_one_histogram_per_status_and_stats_rea
     assert_eq!(db.query_i64("SELECT count(*) FROM order_days"), day_rows, "one daily row per status");
     let live = db.query_i64("SELECT count(*) FROM orders WHERE completed_at >= (SELECT rolled_up_until FROM rollup_watermark)");
     assert_eq!(db.query_i64("SELECT sum(orders)::bigint FROM order_hours") + live, finished);
+    assert_eq!(db.query_i64("SELECT sum(orders)::bigint FROM order_slices") + live, finished, "0026 filled the slices");
+    assert_eq!(
+        db.query_i64(
+            "SELECT count(*) FROM order_hours h
+              WHERE h.durations IS DISTINCT FROM (SELECT orderctl_histogram_sum(s.durations) FROM order_slices s
+                      WHERE date_trunc('hour', s.slice, 'UTC') = h.hour AND s.status = h.status AND s.created_month = h.created_month)"
+        ),
+        0,
+        "every converted hour is the sum of its slices"
+    );
     // Every order of a row is in its histogram (each of these has a duration).
     assert_eq!(
         db.query_i64(
@@ -473,7 +506,8 @@ fn rollups_of_the_older_layout_convert_to_one_histogram_per_status_and_stats_rea
     // The new job goes on from the same watermark, writing histograms; days are the sums of their hours.
     forget_rollups(&mut c, 5);
     stats::roll_up(&mut c, 1000).unwrap();
-    assert_eq!(db.query_i64("SELECT count(*) FROM order_hours"), hour_statuses);
+    let hours_before = format!("SELECT count(*) FROM order_hours WHERE hour < '{}'", old_watermark.to_rfc3339());
+    assert_eq!(db.query_i64(&hours_before), hour_statuses, "the same hours up to where the old job had rolled up");
     assert_eq!(
         db.query_i64(
             "SELECT count(*) FROM order_days d
@@ -484,4 +518,85 @@ fn rollups_of_the_older_layout_convert_to_one_histogram_per_status_and_stats_rea
     );
     let rolled_again: Vec<Window> = windows.iter().map(|s| window_through_stats(&mut c, *s)).collect();
     assert_eq!(rolled_again, converted, "rolled up anew, the windows read the same as converted");
+}
+
+/// `orderctl_rollup_horizon(at, settle, lag)` (sql/0026) with `at` half an hour and three and a
+/// half hours after the current slice `t0`, so a transaction begun now is "older" than the
+/// slices it must hold back.
+fn horizons(c: &mut orderctl::db::Client) -> (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>) {
+    let r = c
+        .query_one(
+            "WITH t AS (SELECT orderctl_slice(now()) AS t0)
+             SELECT t0, orderctl_rollup_horizon(t0 + interval '30 minutes', interval '1 minute', interval '1 hour'),
+                    orderctl_rollup_horizon(t0 + interval '210 minutes', interval '1 minute', interval '1 hour')
+               FROM t",
+            &[],
+        )
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2))
+}
+
+#[test]
+fn slices_close_a_minute_after_their_end_unless_an_older_transaction_is_open_and_an_hour_after_at_the_latest() {
+    let db = TestDb::new();
+    let mut c = db.client();
+    let minutes = |m: i64| chrono::Duration::minutes(m);
+    // Nothing else open (an idle session holds nothing back): a minute after the end.
+    let mut idle = db.client();
+    idle.batch_execute("SELECT 1").unwrap();
+    let (t0, soon, later) = horizons(&mut c);
+    assert_eq!((soon, later), (t0 + minutes(25), t0 + minutes(205)), "settled a minute after their end");
+
+    // Another session's transaction began in slice t0: nothing after t0 closes while it is open,
+    // but at most an hour is held back.
+    let mut report = db.client();
+    let mut tx = report.transaction().unwrap();
+    let began: DateTime<Utc> = tx.query_one("SELECT orderctl_slice(now())", &[]).unwrap().get(0);
+    let (t0, soon, later) = horizons(&mut c);
+    assert_eq!(soon, began, "held at the slice the open transaction began in");
+    assert!(began <= t0 && soon < t0 + minutes(25));
+    assert_eq!(later, t0 + minutes(150), "never more than an hour behind");
+    tx.rollback().unwrap();
+    let (t0, soon, _) = horizons(&mut c);
+    assert_eq!(soon, t0 + minutes(25), "the transaction ended: settled again");
+
+    // A session this role may not see (another role's, without pg_read_all_stats) counts as a
+    // transaction open since forever.
+    let (hidden, reader) = ("orderctl_test_hidden", "orderctl_test_reader");
+    for role in [hidden, reader] {
+        c.batch_execute(&format!("DO $$ BEGIN CREATE ROLE {role} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;"))
+            .unwrap();
+    }
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_username(hidden).unwrap();
+    let mut other = orderctl::db::connect(url.as_str()).unwrap();
+    other.batch_execute("SELECT 1").unwrap();
+    c.batch_execute(&format!("SET ROLE {reader}")).unwrap();
+    let (t0, soon, later) = horizons(&mut c);
+    assert_eq!((soon, later), (t0 - minutes(30), t0 + minutes(150)), "an unseen session: an hour after their end");
+    c.batch_execute("RESET ROLE").unwrap();
+    let (t0, soon, _) = horizons(&mut c);
+    assert_eq!(soon, t0 + minutes(25), "seen idle by a role that may see it");
+    drop(other);
+}
+
+#[test]
+fn doctor_warns_when_no_sweep_rolls_finished_history_up() {
+    let db = TestDb::new();
+    db.apply(&standard_setup("http://127.0.0.1:9"));
+    finish_orders_over_three_days(&db);
+    let rollups = |db: &TestDb| -> Value {
+        let report: Value = serde_json::from_str(&db.cmd().args(["--output", "json", "doctor"]).run().stdout).unwrap();
+        report["findings"].as_array().unwrap().iter().find(|f| f["check"] == "rollups").cloned().unwrap()
+    };
+    // Three days of finished orders no roll-up has counted: no sweep runs.
+    forget_rollups(&mut db.client(), 3);
+    let finding = rollups(&db);
+    assert_eq!(finding["severity"], "warn", "{finding}");
+    assert!(finding["message"].as_str().unwrap().contains("row by row"), "{finding}");
+    assert!(finding["fix"].as_str().unwrap().contains("orderctl sweep"), "{finding}");
+    // One sweep catches up: a few minutes behind at most.
+    db.cmd().args(["sweep"]).run().ok();
+    let finding = rollups(&db);
+    assert_eq!(finding["severity"], "ok", "{finding}");
 }
