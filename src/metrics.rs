@@ -44,6 +44,7 @@ pub const NAMES: &[&str] = &[
     "orderctl_provider_write_duration_seconds",
     "orderctl_due_orders",
     "orderctl_oldest_due_seconds",
+    "orderctl_stats_rollups_behind_seconds",
     "orderctl_orders_needing_action",
     "orderctl_webhook_deliveries_total",
     "orderctl_webhook_pending_deliveries",
@@ -139,6 +140,9 @@ pub struct FromDatabase {
     pub providers: Vec<(String, String)>,
     pub due: i64,
     pub oldest_late: Duration,
+    /// How far the stats rollups trail the clock (`rollup_watermark`): more than about an hour
+    /// and a sweep interval means no safety sweep runs.
+    pub rollups_behind: Duration,
     /// (tenant, attention, orders).
     pub needing_action: Vec<(String, String, i64)>,
     /// (tenant, outcome: approved, rejected or needs_action, total ever).
@@ -180,6 +184,7 @@ pub struct Metrics {
     provider_write_duration: Histograms<ProviderLabels>,
     due_orders: Gauge,
     oldest_due_seconds: Gauge<f64, AtomicU64>,
+    stats_rollups_behind_seconds: Gauge<f64, AtomicU64>,
     orders_needing_action: Family<NeedingAction, Gauge>,
     /// The (tenant, attention) pairs set last, so a pair that is gone goes back to 0.
     needing_action_seen: Mutex<HashSet<NeedingAction>>,
@@ -219,6 +224,7 @@ impl Metrics {
             provider_write_duration: Family::new_with_constructor(round_histogram),
             due_orders: Gauge::default(),
             oldest_due_seconds: Gauge::default(),
+            stats_rollups_behind_seconds: Gauge::default(),
             orders_needing_action: Family::default(),
             needing_action_seen: Mutex::new(HashSet::new()),
             webhook_deliveries: Family::default(),
@@ -311,6 +317,11 @@ impl Metrics {
             "oldest_due_seconds",
             "How late the oldest due work is, in seconds (0 when nothing is due)",
             m.oldest_due_seconds.clone(),
+        );
+        r.register(
+            "stats_rollups_behind_seconds",
+            "How far the stats rollups of finished history trail the clock, in seconds (a few minutes while safety sweeps run)",
+            m.stats_rollups_behind_seconds.clone(),
         );
         r.register(
             "orders_needing_action",
@@ -440,6 +451,7 @@ impl Metrics {
         self.declare(&db.tenants, &db.providers);
         self.due_orders.set(db.due);
         self.oldest_due_seconds.set(db.oldest_late.as_secs_f64());
+        self.stats_rollups_behind_seconds.set(db.rollups_behind.as_secs_f64());
         self.set_needing_action(&db.needing_action);
         for (tenant, provider, per_second) in &db.rate_limits {
             self.rate_limit
@@ -525,6 +537,7 @@ mod tests {
             providers: vec![("alsham".into(), "znet-main".into()), ("beirut".into(), "znet-main".into())],
             due: 7,
             oldest_late: Duration::from_millis(2500),
+            rollups_behind: Duration::from_secs(240),
             needing_action: vec![("alsham".into(), "given_up".into(), 2)],
             outcomes: vec![("alsham".into(), "approved".into(), 3), ("alsham".into(), "needs_action".into(), 1)],
             webhooks: vec![("alsham".into(), 4, 1, 0)],
@@ -569,6 +582,7 @@ mod tests {
         assert!(text.contains("orderctl_orders_finished_total{tenant=\"alsham\",status=\"approved\"} 5"), "{text}");
         assert!(text.contains("orderctl_orders_flagged_total{tenant=\"alsham\"} 1"), "{text}");
         assert!(text.contains("orderctl_oldest_due_seconds 2.5"), "{text}");
+        assert!(text.contains("orderctl_stats_rollups_behind_seconds 240"), "{text}");
         assert!(text.contains("orderctl_orders_needing_action{tenant=\"alsham\",attention=\"given_up\"} 0"), "{text}");
         assert!(text.contains("orderctl_orders_needing_action{tenant=\"alsham\",attention=\"routing\"} 1"), "{text}");
         assert!(

@@ -703,7 +703,7 @@ pub fn settlement(client: &mut impl GenericClient, tenant: Option<&str>) -> Resu
 
 /// What the metrics read from the database, in a few indexed queries (the supervisor refreshes
 /// them every few seconds, never per order): the known tenants and providers, the due backlog,
-/// orders needing an operator, order outcome totals and webhook backlogs.
+/// orders needing an operator, order outcome totals, webhook backlogs and the rollups' lag.
 pub fn metric_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<crate::metrics::FromDatabase> {
     // One part per partial due index (placements, checks): each reads only the orders with work
     // scheduled; a bare `next_check_at <= now()` matches neither and scans the table.
@@ -761,11 +761,15 @@ pub fn metric_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Re
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();
+    let rollups_behind_ms: i64 = client
+        .query_one("SELECT (extract(epoch FROM now() - rolled_up_until) * 1000)::bigint FROM rollup_watermark", &[])?
+        .get(0);
     Ok(crate::metrics::FromDatabase {
         tenants,
         providers,
         due: due.get(0),
         oldest_late: std::time::Duration::from_millis(due.get::<_, i64>(1).max(0) as u64),
+        rollups_behind: std::time::Duration::from_millis(rollups_behind_ms.max(0) as u64),
         needing_action,
         outcomes: crate::db::outcomes::totals(client, tenant)?,
         webhooks,

@@ -96,9 +96,17 @@ fn metrics_parse_with_a_real_parser_and_finished_counters_add_up() {
         &[("call", "place")],
     );
     assert_eq!(timed, 40.0, "every placement call timed");
-    for gauge in ["orderctl_due_orders", "orderctl_oldest_due_seconds", "orderctl_webhook_pending_deliveries"] {
+    for gauge in [
+        "orderctl_due_orders",
+        "orderctl_oldest_due_seconds",
+        "orderctl_webhook_pending_deliveries",
+        "orderctl_stats_rollups_behind_seconds",
+    ] {
         assert_eq!(families[gauge]["type"], "gauge", "{gauge}");
     }
+    // The daemon's sweeps keep the rollups minutes behind, not the day the database was migrated.
+    let behind = sum_samples(&families, "orderctl_stats_rollups_behind_seconds", "orderctl_stats_rollups_behind_seconds", &[]);
+    assert!(behind < 3600.0, "rollups {behind} s behind");
     assert!(
         sum_samples(&families, "orderctl_lane_claim_duration_seconds", "orderctl_lane_claim_duration_seconds_count", &[]) > 0.0
     );
@@ -155,6 +163,7 @@ fn metrics_parse_with_a_real_parser_and_finished_counters_add_up() {
     for required in [
         "orderctl_due_orders",
         "orderctl_oldest_due_seconds",
+        "orderctl_stats_rollups_behind_seconds",
         "orderctl_provider_calls_total",
         "orderctl_webhook_deliveries_total",
     ] {
