@@ -30,7 +30,7 @@ pub fn history(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &st
     // Two databases, measured in alternating rounds: a shared machine's slower minute hits
     // both sizes alike, instead of making one of them look slow.
     let (small_url, large_url, n, _dropped_at_the_end) = match std::env::var("BENCH_REUSE_HISTORY") {
-        Ok(urls) => reuse_history(&urls),
+        Ok(urls) => reuse_history(&urls, &sim.base),
         Err(_) => {
             let small_db = server.clone_of(template, "history_small");
             let large_db = server.clone_of(template, "history_large");
@@ -91,9 +91,9 @@ pub fn history(o: &Options, server: &Server, template: &str, sim: &Sim, bin: &st
 
 /// `BENCH_REUSE_HISTORY="SMALL_URL LARGE_URL"`: the two databases an earlier
 /// `BENCH_KEEP_HISTORY=1` run seeded (seeding ten million orders takes about an hour), brought
-/// to this build's schema and rolled up again from their rows, as a fresh seed would be. They
-/// are kept afterwards. Returns their URLs and the finished orders of the larger.
-fn reuse_history(urls: &str) -> (String, String, i64, Option<(ScratchDb, ScratchDb)>) {
+/// to this build's schema and, if that applied a migration, rolled up again from their rows, as
+/// a fresh seed would be, and pointed at this run's simulator. They are kept afterwards. Returns their URLs and the finished orders of the larger.
+fn reuse_history(urls: &str, sim_url: &str) -> (String, String, i64, Option<(ScratchDb, ScratchDb)>) {
     let urls: Vec<&str> = urls.split_whitespace().collect();
     let [small, large] = urls[..] else {
         die("BENCH_REUSE_HISTORY takes two database URLs separated by a space: the 10k one first, then the large one")
@@ -101,10 +101,17 @@ fn reuse_history(urls: &str) -> (String, String, i64, Option<(ScratchDb, Scratch
     for url in [small, large] {
         let mut c = connect(url);
         let started = Instant::now();
-        let applied =
-            orderctl::db::migrate::migrate(&mut c, &orderctl::db::migrate::built_in(), false).unwrap_or_else(|e| die(&e.message));
-        eprintln!("   {url}: {} migration(s) applied in {:.1} s", applied.len(), started.elapsed().as_secs_f64());
-        roll_up_everything(&mut c);
+        let applied = orderctl::db::migrate::migrate(&mut c, &orderctl::db::migrate::built_in(), false)
+            .unwrap_or_else(|e| die(&e.message))
+            .into_iter()
+            .filter(|m| m.state == "applied")
+            .count();
+        eprintln!("   {url}: {applied} migration(s) applied in {:.1} s", started.elapsed().as_secs_f64());
+        // A schema change may change what the rollups hold.
+        if applied > 0 {
+            roll_up_everything(&mut c);
+        }
+        Server::adopt(&mut c, sim_url);
     }
     let n: i64 = connect(large)
         .query_one(&format!("SELECT count(*) FROM orders WHERE status <> {}", OrderStatus::Pending.sql()), &[])

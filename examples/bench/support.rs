@@ -176,6 +176,23 @@ impl Server {
         db
     }
 
+    /// A database kept from an earlier run (`BENCH_REUSE_HISTORY`): the benchmark's setup
+    /// applied again with this run's simulator, and the providers' breakers and holds as a new
+    /// setup leaves them (the earlier run's simulator is gone, and a call to it opened them).
+    pub fn adopt(c: &mut Client, sim_url: &str) {
+        match orderctl::db::setup::apply_text(c, &setup(sim_url).to_string(), orderctl::db::setup::ApplyOptions::WRITE) {
+            Ok(orderctl::db::setup::ApplyOutcome::Applied(_)) => {}
+            Ok(orderctl::db::setup::ApplyOutcome::Invalid(p)) => die(&format!("setup refused: {p:?}")),
+            Err(e) => die(&format!("apply: {}", e.message)),
+        }
+        c.batch_execute(
+            "UPDATE provider_health SET breaker = 'closed', failures = 0, breaker_since = NULL, probe_after = NULL,
+                    breaker_reason = NULL, next_call_at = NULL, next_probe_at = NULL, hold = NULL, hold_reason = NULL,
+                    hold_at = NULL",
+        )
+        .unwrap_or_else(|e| die(&format!("resetting provider health: {e}")));
+    }
+
     pub fn clone_of(&self, template: &str, what: &str) -> ScratchDb {
         self.create(what, Some(template))
     }
