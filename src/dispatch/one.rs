@@ -297,6 +297,7 @@ fn send_and_record(
     report.calls += 1;
     let placed = place::placement(job, adapter.as_ref(), opts.timing);
     let mut tx = client.transaction()?;
+    record::provider_facts(&mut tx, lp, [&placed])?;
     let w = record::placed(&mut tx, lp, &placed)?;
     transitions::apply(&mut tx, std::slice::from_ref(&w))?;
     permits::release(&mut tx, lp.id, permits::this_process(), &[slot])?;

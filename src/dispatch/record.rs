@@ -1,5 +1,6 @@
 //! Record: a provider's answer becomes the lifecycle's transition, ready for the one writer
-//! (`db::transitions`). The only database read here is the fallback of a refused placement.
+//! (`db::transitions`). The database reads here are the fallback of a refused placement; the
+//! writes, what a batch's answers say about their provider and the careful permit's release.
 
 use super::place::{Checked, Placed, Sent};
 use super::LaneProvider;
@@ -10,8 +11,28 @@ use crate::domain::lifecycle::{self, CheckContext, PlacementContext};
 use crate::error::Result;
 use crate::provider::PlacementOutcome;
 
-/// The transition of a placement's answer. A definite rejection looks up the fallback that has
-/// not refused this order yet, so the refusal and the move are one write.
+/// What the batch's answers say about their provider (balance, highest cost, breaker, a
+/// refusal's cause), written once for the batch and before any of its transitions, so that the
+/// careful permit `placed` gives back is free only once those facts are in. A re-placement's
+/// answer says nothing new about the provider.
+pub fn provider_facts<'a>(
+    tx: &mut impl GenericClient,
+    lp: &LaneProvider,
+    batch: impl IntoIterator<Item = &'a Placed>,
+) -> Result<()> {
+    let answers: Vec<(i64, &PlacementOutcome)> = batch
+        .into_iter()
+        .filter_map(|p| match &p.sent {
+            Sent::Answered(outcome) if !p.job.resent => Some((p.job.row.package_id, outcome)),
+            _ => None,
+        })
+        .collect();
+    crate::db::provider_health::after_placements(tx, lp, &answers)
+}
+
+/// The transition of a placement's answer (its provider's facts written by `provider_facts`
+/// first). A definite rejection looks up the fallback that has not refused this order yet, so
+/// the refusal and the move are one write.
 pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: &Placed) -> Result<Write> {
     let Placed { job, sent, .. } = p;
     let facts = &job.row.facts;
@@ -29,8 +50,7 @@ pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: &Placed) -> Res
                 PlacementOutcome::Rejected { .. } if !job.resent => fallback_for(tx, job.row.id, job.row.package_id, lp.id)?,
                 _ => None,
             };
-            let provider_cannot_take =
-                !job.resent && crate::db::provider_health::after_placement(tx, lp, job.row.package_id, outcome)?;
+            let provider_cannot_take = !job.resent && crate::domain::provider_health::describes_provider(outcome);
             let ctx =
                 PlacementContext { provider: &lp.name, policy: &lp.policy, fallback, resent: job.resent, provider_cannot_take };
             lifecycle::placed(facts, outcome, &ctx)

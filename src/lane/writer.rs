@@ -11,6 +11,7 @@ use crate::dispatch::claim::CheckJob;
 use crate::dispatch::place::{Checked, Placed};
 use crate::dispatch::{record, LaneProvider};
 use crate::domain::lifecycle::Schedule;
+use crate::domain::provider_health::check_failed;
 use crate::error::{ErrorKind, Result};
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -145,13 +146,32 @@ impl Writer {
     fn write_once(&self, c: &mut Client, batch: &[Done]) -> Result<()> {
         let started = Instant::now();
         let mut writes = Vec::new();
+        let placed: Vec<&Placed> = batch
+            .iter()
+            .filter_map(|d| match d {
+                Done::Placed(_, p) => Some(p.as_ref()),
+                _ => None,
+            })
+            .collect();
+        // A lane's batch is one provider's: what its answers say about the provider is written
+        // once for the batch, before the transitions.
+        if let Some(Done::Placed(lp, _)) = batch.iter().find(|d| matches!(d, Done::Placed(..))) {
+            record::provider_facts(c, lp, placed)?;
+        }
+        let check_calls: Vec<bool> = batch
+            .iter()
+            .filter_map(|d| match d {
+                Done::Checked(_, cs) => Some(check_failed(cs.iter().map(|x| &x.answer.outcome))),
+                _ => None,
+            })
+            .collect();
+        if let Some(Done::Checked(lp, _)) = batch.iter().find(|d| matches!(d, Done::Checked(..))) {
+            db::provider_health::after_checks(c, lp.id, &check_calls)?;
+        }
         for d in batch {
             match d {
                 Done::Placed(lp, p) => writes.push(record::placed(c, lp, p)?),
-                Done::Checked(lp, cs) => {
-                    db::provider_health::after_check(c, lp.id, cs.iter().map(|x| &x.answer.outcome))?;
-                    writes.extend(cs.iter().map(|x| record::checked(lp, x, rand::random())))
-                }
+                Done::Checked(lp, cs) => writes.extend(cs.iter().map(|x| record::checked(lp, x, rand::random()))),
             }
         }
         let mut written = 0;

@@ -53,3 +53,34 @@ fn an_order_costs_a_bounded_number_of_write_transactions_per_provider_step() {
     assert!(total <= steps, "{total} write transactions for {steps} provider steps of 200 orders: more than one a step");
     assert!(most <= 2, "an order took {most} write transactions for one placement and one check");
 }
+
+/// What placement answers say about their provider (the balance a Znet acceptance carries, the
+/// highest cost, the breaker) is written once per written batch, not once per order: every
+/// daemon's lanes share one `provider_health` row per provider, and four statements an order on
+/// it cut end-to-end throughput to a third (BENCHMARKS.md). Counted with a statement trigger,
+/// which fires for every UPDATE statement, whether it changes a row or not.
+#[test]
+fn provider_health_is_written_per_batch_of_answers_not_per_order() {
+    let sim = Sim::start(&["--complete-after", "0s"]);
+    let db = TestDb::new();
+    db.apply(&standard_setup(&sim.base_url));
+    db.client()
+        .batch_execute(
+            "CREATE TABLE test_health_statements (at timestamptz NOT NULL DEFAULT clock_timestamp());
+             CREATE FUNCTION test_log_health_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN INSERT INTO test_health_statements DEFAULT VALUES; RETURN NULL; END $$;
+             CREATE TRIGGER test_log_health_statement AFTER UPDATE ON provider_health
+                 FOR EACH STATEMENT EXECUTE FUNCTION test_log_health_statement();",
+        )
+        .unwrap();
+    let d = db.cmd().args(["daemon", "--first-check", "0s", "--idle-poll", "50ms"]).spawn();
+    insert_orders(&db, "pubg-60", 300);
+    wait_until("every order final", Duration::from_secs(60), || open_orders(&db) == 0);
+    assert_eq!(d.terminate(), 0);
+    assert_eq!(db.query_i64("SELECT count(*) FROM orders WHERE status = 'approved'"), 300);
+    let balance_known = db.query_i64("SELECT count(*) FROM provider_health WHERE balance IS NOT NULL");
+    assert!(balance_known > 0, "the acceptances' balance was recorded");
+    let statements = db.query_i64("SELECT count(*) FROM test_health_statements");
+    eprintln!("provider_health: {statements} UPDATE statements for 300 accepted placements");
+    assert!(statements < 150, "{statements} UPDATE statements on provider_health for 300 placements: written per order");
+}
