@@ -74,9 +74,14 @@ pub fn renew(client: &mut impl GenericClient, provider_id: i64, holder: &str, sl
 /// and until its answer is recorded, so the next claim, in any process, sees that answer.
 const CAREFUL_SLOT: i32 = -1;
 
-/// Take the provider's careful-placement permit; false while another claim (in any process,
+/// Take the provider's careful-placement permit; None while another claim (in any process,
 /// this one included) holds it. It lapses by itself at its expiry if its holder dies.
-pub fn acquire_careful(client: &mut impl GenericClient, provider_id: i64, holder: &str, ttl: Duration) -> Result<bool> {
+///
+/// Returns the name this acquisition holds it under (`holder` and a random part): only that
+/// name gives it back, so a release written twice (a write-back tried again after a commit
+/// whose answer was lost) can never free a later acquisition of the same process.
+pub fn acquire_careful(client: &mut impl GenericClient, provider_id: i64, holder: &str, ttl: Duration) -> Result<Option<String>> {
+    let own = format!("{holder}:careful:{}", uuid::Uuid::new_v4().simple());
     Ok(client
         .query_opt(
             "INSERT INTO provider_permits (provider_id, slot, holder, expires_at)
@@ -84,13 +89,14 @@ pub fn acquire_careful(client: &mut impl GenericClient, provider_id: i64, holder
              ON CONFLICT (provider_id, slot) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
                 WHERE provider_permits.expires_at <= now()
              RETURNING slot",
-            &[&provider_id, &CAREFUL_SLOT, &holder, &(ttl.as_millis() as i64)],
+            &[&provider_id, &CAREFUL_SLOT, &own, &(ttl.as_millis() as i64)],
         )?
-        .is_some())
+        .map(|_| own))
 }
 
 /// Give the careful-placement permit back (in the transaction that records the placement's
-/// answer, so the next claim sees the answer and the free permit together).
-pub fn release_careful(client: &mut impl GenericClient, provider_id: i64, holder: &str) -> Result<()> {
-    release(client, provider_id, holder, &[CAREFUL_SLOT])
+/// answer, so the next claim sees the answer and the free permit together). `own`: the name
+/// `acquire_careful` returned.
+pub fn release_careful(client: &mut impl GenericClient, provider_id: i64, own: &str) -> Result<()> {
+    release(client, provider_id, own, &[CAREFUL_SLOT])
 }

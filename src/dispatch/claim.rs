@@ -27,8 +27,9 @@ pub struct PlaceJob {
     pub steps: Vec<StepRecord>,
     /// An earlier attempt with this reference may have reached the provider.
     pub resent: bool,
-    /// Claimed under the provider's careful-placement permit held by this holder (placements
-    /// one at a time, `domain::provider_health::pace`): recording the answer gives it back.
+    /// Claimed under the provider's careful-placement permit, held under this name (the one
+    /// `db::permits::acquire_careful` returned; placements one at a time,
+    /// `domain::provider_health::pace`): recording the answer gives it back.
     pub careful: Option<String>,
 }
 

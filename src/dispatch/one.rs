@@ -201,7 +201,11 @@ fn claim_placement(
     // process: a command takes the provider's careful permit too, or waits for it as for a slot.
     let holder = permits::this_process();
     let careful = !dry_run && careful_now(&mut tx, lp.id)?;
-    if careful && !permits::acquire_careful(&mut tx, lp.id, holder, opts.timing.lease)? {
+    let careful_permit = match careful {
+        true => permits::acquire_careful(&mut tx, lp.id, holder, opts.timing.lease)?,
+        false => None,
+    };
+    if careful && careful_permit.is_none() {
         permits::release(&mut tx, lp.id, holder, &[slot])?;
         finish(tx, opts)?;
         return Ok(Claim::NoPermit(lp.name));
@@ -214,16 +218,14 @@ fn claim_placement(
         if !dry_run {
             permits::release(&mut tx, lp.id, holder, &[slot])?;
         }
-        if careful {
-            permits::release_careful(&mut tx, lp.id, holder)?;
+        if let Some(own) = &careful_permit {
+            permits::release_careful(&mut tx, lp.id, own)?;
         }
         finish(tx, opts)?;
         return Ok(Claim::Nothing);
     };
-    if careful {
-        // Recording the answer gives it back (`record::placed`).
-        job.careful = Some(holder.to_string());
-    }
+    // Recording the answer gives it back (`record::placed`).
+    job.careful = careful_permit;
     if dry_run {
         let described = match &lp.adapter {
             Ok(a) => a.describe_placement(&job.request),

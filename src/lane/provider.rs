@@ -334,10 +334,11 @@ impl Claimer {
         let q = self.floor.bound(q);
         let mut tx = s.client.transaction()?;
         let mut rows = claims::lock_due(&mut tx, q, if careful { 1 } else { free as i64 }, 0)?;
-        let careful_permit = careful
-            && !rows.is_empty()
-            && db::permits::acquire_careful(&mut tx, self.id, &self.settings.holder, self.settings.timing.lease)?;
-        if careful && !careful_permit {
+        let careful_permit = match careful && !rows.is_empty() {
+            true => db::permits::acquire_careful(&mut tx, self.id, &self.settings.holder, self.settings.timing.lease)?,
+            false => None,
+        };
+        if careful && careful_permit.is_none() {
             // Another careful placement is under way (here or elsewhere): the row stays due.
             rows.clear();
         }
@@ -352,12 +353,12 @@ impl Claimer {
         }
         let n = rows.len() + checked.len();
         let mut claimed = claim_rows(&mut tx, &lp, rows, checked, self.settings.timing)?;
-        if careful_permit {
+        if let Some(own) = careful_permit {
             match claimed.places.first_mut() {
                 // Recording its answer gives the permit back (`dispatch::record::placed`).
-                Some(p) => p.careful = Some(self.settings.holder.clone()),
+                Some(p) => p.careful = Some(own),
                 // Decided without a call (a fallback, a wait): nothing to wait for.
-                None => db::permits::release_careful(&mut tx, self.id, &self.settings.holder)?,
+                None => db::permits::release_careful(&mut tx, self.id, &own)?,
             }
         }
         tx.commit()?;

@@ -266,3 +266,26 @@ fn health_settings_are_validated_and_applied_once() {
     let again = db.cmd().args(["apply", "-f", "-", "--dry-run"]).stdin(doc.to_string()).run().ok();
     assert!(!again.stdout.contains("change provider"), "{}", again.stdout);
 }
+
+/// A write-back tried again after a commit whose answer was lost releases the careful permit a
+/// second time: that must not free a later acquisition by the same process (which would let
+/// two careful placements go at once).
+#[test]
+fn a_careful_permit_released_twice_never_frees_the_next_acquisition() {
+    use orderctl::db::permits;
+    let db = TestDb::new();
+    db.apply(&standard_setup("http://127.0.0.1:9"));
+    let provider = db.query_i64("SELECT id FROM providers WHERE name = 'znet-main'");
+    let mut c = db.client();
+    let (holder, ttl) = ("host:1:daemon", Duration::from_secs(60));
+    let first = permits::acquire_careful(&mut c, provider, holder, ttl).unwrap().expect("the permit is free");
+    assert_eq!(permits::acquire_careful(&mut c, provider, holder, ttl).unwrap(), None, "one at a time, this process too");
+    permits::release_careful(&mut c, provider, &first).unwrap();
+    let second = permits::acquire_careful(&mut c, provider, holder, ttl).unwrap().expect("free again after its release");
+    assert_ne!(first, second);
+    // The first placement's write-back, written again.
+    permits::release_careful(&mut c, provider, &first).unwrap();
+    assert_eq!(permits::acquire_careful(&mut c, provider, holder, ttl).unwrap(), None, "still held by the second acquisition");
+    permits::release_careful(&mut c, provider, &second).unwrap();
+    assert!(permits::acquire_careful(&mut c, provider, holder, ttl).unwrap().is_some());
+}
