@@ -122,9 +122,10 @@ pub struct NoRate {
     pub package: String,
     pub provider: String,
     pub currency: Option<String>,
-    pub cost: Decimal,
+    /// Every cost known for the mapping, with where it comes from ("catalogue", "last order"):
+    /// one finding per mapping, not one per cost.
+    pub costs: Vec<(Decimal, &'static str)>,
     pub cost_currency: String,
-    pub source: &'static str,
 }
 
 impl NoRate {
@@ -133,12 +134,9 @@ impl NoRate {
             Some(to) => format!("no exchange rate {}/{to} is declared", self.cost_currency),
             None => "the tenant names no currency".to_string(),
         };
-        format!(
-            "price not compared with {}'s cost {} ({}): {why}",
-            self.provider,
-            amount(self.cost, Some(&self.cost_currency)),
-            self.source
-        )
+        let costs: Vec<String> =
+            self.costs.iter().map(|(c, source)| format!("{} ({source})", amount(*c, Some(&self.cost_currency)))).collect();
+        format!("price not compared with {}'s cost {}: {why}", self.provider, costs.join(", "))
     }
     pub fn fix(&self) -> String {
         // With no tenant currency yet, the example names where the operator's own code goes.
@@ -194,20 +192,22 @@ pub fn below_cost(client: &mut impl GenericClient, tenant: Option<&str>) -> Resu
         let last: Option<Decimal> = r.get("last_cost");
         let rate: Option<Decimal> = r.get("rate");
         let cost_currency: Option<String> = r.get("cost_currency");
-        for (cost, source) in [(listed, "catalogue"), (last, "last order")] {
-            let Some(cost) = cost else { continue };
-            let Some(rate) = rate else {
+        let costs: Vec<(Decimal, &'static str)> =
+            [(listed, "catalogue"), (last, "last order")].into_iter().filter_map(|(c, source)| Some((c?, source))).collect();
+        let Some(rate) = rate else {
+            if !costs.is_empty() {
                 no_rate.push(NoRate {
                     tenant: r.get("tenant"),
                     package: r.get("package"),
                     provider: r.get("provider"),
                     currency: r.get("currency"),
-                    cost,
+                    costs,
                     cost_currency: cost_currency.clone().unwrap_or_default(),
-                    source,
                 });
-                continue;
-            };
+            }
+            continue;
+        };
+        for (cost, source) in costs {
             let converted_cost = (cost * rate).normalize();
             if price < converted_cost {
                 below.push(BelowCost {

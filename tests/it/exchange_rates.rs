@@ -183,6 +183,19 @@ fn below_cost_warnings_compare_in_the_tenant_currency_or_say_no_rate_is_declared
     assert_eq!(none.len(), 1, "{none:?}");
     assert!(none[0]["problem"].as_str().unwrap().contains("no exchange rate USD/TRY is declared"), "{none:?}");
     assert!(none[0]["fix"].as_str().unwrap().contains("\"USD/TRY\""), "{none:?}");
+    // A recorded order cost as well: still one finding for the mapping, naming both costs.
+    insert_orders(&db, "freefire-100", 1);
+    db.client()
+        .batch_execute(
+            "UPDATE orders SET provider_id = (SELECT id FROM providers WHERE name = 'xstor'), provider_cost = 0.97,
+                    provider_cost_currency = 'USD', sent_at = now()",
+        )
+        .unwrap();
+    let none = findings(&db, "cost_not_converted");
+    assert_eq!(none.len(), 1, "one finding per mapping, not one per cost: {none:?}");
+    let problem = none[0]["problem"].as_str().unwrap();
+    assert!(problem.contains("0.95 USD (catalogue), 0.97 USD (last order)"), "{problem}");
+    db.client().batch_execute("UPDATE orders SET provider_cost = NULL, provider_cost_currency = NULL").unwrap();
 
     // 0.95 × 2.1 = 1.995 < 2.00: not below cost; 0.95 × 2.2 = 2.09: below.
     db.apply(&try_and_usd_setup(&sim, Some("2.1")));
