@@ -125,6 +125,7 @@ pub fn run(s: &Settings, a: &DoctorArgs) -> Result<()> {
         findings.extend(stuck_findings(&mut client, s.tenant.as_deref(), limits)?);
         findings.extend(webhook_findings(&mut client, s.tenant.as_deref())?);
         findings.extend(health_findings(&mut client)?);
+        findings.push(rollup_finding(&mut client, s.tenant.as_deref())?);
     }
     report(s, &findings);
     let needing = findings.iter().filter(|f| f.severity != Severity::Ok).count();
@@ -434,7 +435,6 @@ fn health_findings(client: &mut Client) -> Result<Vec<Finding>> {
     }
 
     out.push(partitions_ahead_finding(client)?);
-    out.push(rollup_finding(client)?);
     match stats::oldest_transaction(client)? {
         Some(x) if Duration::from_millis(x.age_ms.max(0) as u64) > OLD_TRANSACTION_WARN => {
             let age = humantime::format_duration(Duration::from_secs((x.age_ms / 1000).max(0) as u64));
@@ -506,9 +506,10 @@ fn dead_tuples_finding(client: &mut Client, table: &str) -> Result<Finding> {
 }
 
 /// Whether the safety sweeps keep the stats rollups current: behind them `stats` reads every
-/// finished order row by row (exact, but slower the further behind).
-fn rollup_finding(client: &mut Client) -> Result<Finding> {
-    let lag = stats::rollup_lag(client, ROLLUP_BEHIND_WARN)?;
+/// finished order row by row (exact, but slower the further behind). With `--tenant`, only that
+/// tenant's orders count as waiting.
+fn rollup_finding(client: &mut Client, tenant: Option<&str>) -> Result<Finding> {
+    let lag = stats::rollup_lag(client, ROLLUP_BEHIND_WARN, tenant)?;
     let behind = humantime::format_duration(Duration::from_secs((lag.behind_ms / 1000).max(0) as u64));
     let until = lag.rolled_up_until.format("%Y-%m-%d %H:%M UTC");
     if lag.history_waiting {

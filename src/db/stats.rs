@@ -534,20 +534,22 @@ pub struct RollupLag {
 }
 
 /// The watermark and its distance from the clock (`SELECT ... FOR UPDATE` is not needed: a
-/// reading a roll-up later moves is fine). One probe of `orders_completed`.
-pub fn rollup_lag(client: &mut impl GenericClient, older_than: std::time::Duration) -> Result<RollupLag> {
+/// reading a roll-up later moves is fine), and whether orders (of `tenant`, if given) finished
+/// more than `older_than` ago wait behind it. One probe of `orders_completed`.
+pub fn rollup_lag(client: &mut impl GenericClient, older_than: std::time::Duration, tenant: Option<&str>) -> Result<RollupLag> {
     let older_than = format!("{} seconds", older_than.as_secs());
     let r = client.query_one(
         &format!(
             "SELECT w.rolled_up_until, (extract(epoch FROM now() - w.rolled_up_until) * 1000)::bigint AS behind_ms,
                     EXISTS (SELECT 1 FROM orders o
                              WHERE o.status <> {pending} AND NOT o.operator_forced
-                               AND o.completed_at >= w.rolled_up_until AND o.completed_at < now() - $1::text::interval)
+                               AND o.completed_at >= w.rolled_up_until AND o.completed_at < now() - $1::text::interval
+                               AND ($2::text IS NULL OR o.tenant_id = (SELECT id FROM tenants WHERE name = $2)))
                         AS history_waiting
                FROM rollup_watermark w",
             pending = OrderStatus::Pending.sql()
         ),
-        &[&older_than],
+        &[&older_than, &tenant],
     )?;
     Ok(RollupLag {
         rolled_up_until: r.get("rolled_up_until"),
