@@ -162,15 +162,10 @@ pub fn placement_pace(c: &mut impl GenericClient, provider_id: i64) -> Result<(P
     Ok((health::pace(&funds, &settings, max_in_flight), cushion))
 }
 
-/// What check calls (each maybe a batch of orders) say about the provider: the breaker counts
-/// each call, `failed` in the order they came (`domain::provider_health::check_failed`).
-pub fn after_checks(c: &mut impl GenericClient, provider_id: i64, failed: &[bool]) -> Result<()> {
-    after_calls(c, provider_id, failed)
-}
-
-/// Calls' results for the breaker, in the order they came. When none failed, one read: a run
-/// of successes changes the breaker no more than one does.
-fn after_calls(c: &mut impl GenericClient, provider_id: i64, failed: &[bool]) -> Result<()> {
+/// Calls' results for the breaker (check calls, each maybe a batch of orders, judged by
+/// `domain::provider_health::check_failed`; placement calls), in the order they came. When none
+/// failed, one read: a run of successes changes the breaker no more than one does.
+pub fn after_calls(c: &mut impl GenericClient, provider_id: i64, failed: &[bool]) -> Result<()> {
     if failed.is_empty() {
         return Ok(());
     }

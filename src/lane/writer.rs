@@ -146,28 +146,11 @@ impl Writer {
     fn write_once(&self, c: &mut Client, batch: &[Done]) -> Result<()> {
         let started = Instant::now();
         let mut writes = Vec::new();
-        let placed: Vec<&Placed> = batch
-            .iter()
-            .filter_map(|d| match d {
-                Done::Placed(_, p) => Some(p.as_ref()),
-                _ => None,
-            })
-            .collect();
-        // A lane's batch is one provider's: what its answers say about the provider is written
-        // once for the batch, before the transitions.
-        if let Some(Done::Placed(lp, _)) = batch.iter().find(|d| matches!(d, Done::Placed(..))) {
-            record::provider_facts(c, lp, placed)?;
-        }
-        let check_calls: Vec<bool> = batch
-            .iter()
-            .filter_map(|d| match d {
-                Done::Checked(_, cs) => Some(check_failed(cs.iter().map(|x| &x.answer.outcome))),
-                _ => None,
-            })
-            .collect();
-        if let Some(Done::Checked(lp, _)) = batch.iter().find(|d| matches!(d, Done::Checked(..))) {
-            db::provider_health::after_checks(c, lp.id, &check_calls)?;
-        }
+        let lp = match batch.first() {
+            Some(Done::Placed(lp, _) | Done::Checked(lp, _)) => lp.clone(),
+            None => return Ok(()),
+        };
+        self.write_provider_facts(c, &lp, batch)?;
         for d in batch {
             match d {
                 Done::Placed(lp, p) => writes.push(record::placed(c, lp, p)?),
@@ -176,10 +159,6 @@ impl Writer {
         }
         let mut written = 0;
         // One statement may carry an order once: a second result for it waits for the next wave.
-        let lp = match batch.first() {
-            Some(Done::Placed(lp, _) | Done::Checked(lp, _)) => lp.clone(),
-            None => return Ok(()),
-        };
         let first_checks: HashMap<uuid::Uuid, &Placed> = batch
             .iter()
             .filter_map(|d| match d {
@@ -209,6 +188,25 @@ impl Writer {
         crate::metrics::get().observe_provider_write(&lp.tenant, &lp.name, started.elapsed());
         log::debug!("lane {}: wrote {written} result(s) in {} ms", self.lane, started.elapsed().as_millis());
         Ok(())
+    }
+
+    /// What the batch's answers say about its provider (a lane's batch is one provider's),
+    /// written once for the batch and before its transitions: placements' facts (balance,
+    /// highest cost, a refusal's cause) and every call's result for the breaker.
+    fn write_provider_facts(&self, c: &mut Client, lp: &LaneProvider, batch: &[Done]) -> Result<()> {
+        let placed = batch.iter().filter_map(|d| match d {
+            Done::Placed(_, p) => Some(p.as_ref()),
+            Done::Checked(..) => None,
+        });
+        record::provider_facts(c, lp, placed)?;
+        let check_calls: Vec<bool> = batch
+            .iter()
+            .filter_map(|d| match d {
+                Done::Checked(_, cs) => Some(check_failed(cs.iter().map(|x| &x.answer.outcome))),
+                Done::Placed(..) => None,
+            })
+            .collect();
+        db::provider_health::after_calls(c, lp.id, &check_calls)
     }
 
     /// In the transaction that has just written their placements' answers: the first checks
