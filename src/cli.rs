@@ -560,7 +560,7 @@ pub struct SweepArgs {
 
 #[derive(Debug, Args)]
 #[command(after_help = "Signals: SIGTERM/SIGINT stop claiming at once and wait up to --shutdown-grace for calls in \
-flight. SIGHUP (systemctl reload) resolves every credential reference ({\"env\": ...}/{\"file\": ...}: provider \
+flight; placements claimed but not yet sent are handed back (due again at once for any daemon). SIGHUP (systemctl reload) resolves every credential reference ({\"env\": ...}/{\"file\": ...}: provider \
 credentials, webhook secrets) again and logs that it did, never a value; between reloads the daemon keeps the \
 values it resolved first.")]
 pub struct DaemonArgs {
@@ -575,7 +575,8 @@ pub struct DaemonArgs {
     #[arg(long, env = "ORDERCTL_IDLE_POLL", default_value = "100ms", value_name = "DURATION")]
     pub idle_poll: humantime::Duration,
     /// On SIGTERM/SIGINT, stop claiming at once and wait at most this long for calls in flight
-    /// (what comes back is written; the rest is reconciled after its lease)
+    /// (what comes back is written; the rest is reconciled after its lease). Placements not yet
+    /// sent are handed back at once
     #[arg(long, env = "ORDERCTL_SHUTDOWN_GRACE", default_value = "25s", value_name = "DURATION")]
     pub shutdown_grace: humantime::Duration,
     /// Serve GET /metrics (Prometheus text format) and GET /healthz on this address, e.g.

@@ -377,11 +377,13 @@ impl Claimer {
 
     /// How many calls per permit may wait claimed: enough that callers never wait for the
     /// claimer (a fast provider answers a queue of them in milliseconds), and few enough that a
-    /// claimed call starts well inside its lease (a slow provider gets two per permit: one in
-    /// flight, one next). From the calls' recent duration.
+    /// claimed call starts well inside its lease and within [`CLAIMED_AHEAD`] (a slow provider
+    /// gets two per permit: one in flight, one next). From the calls' recent duration, which
+    /// includes the wait for the provider's rate limit: a lane paced at 20/s claims about two
+    /// seconds of placements, not a quarter of its lease (300 at 16 permits, 15 s of sending).
     fn depth(&self) -> usize {
         let call = self.call_time.load(Ordering::Relaxed).max(1) as u128;
-        let budget = (self.settings.timing.lease / 4).as_micros();
+        let budget = (self.settings.timing.lease / 4).min(CLAIMED_AHEAD).as_micros();
         (budget / call).clamp(2, 64) as usize
     }
 
@@ -424,6 +426,10 @@ struct Caller {
     careful: Arc<CarefulPace>,
 }
 
+/// At most about this much work per permit is claimed ahead of the calls: what a lane holds
+/// claimed is unavailable to every other process, and a stop hands back what it has not sent.
+const CLAIMED_AHEAD: Duration = Duration::from_secs(2);
+
 /// How long after such a refusal claimed placements are held back here; by then the writer
 /// has recorded the cause and every claim's gate sees it.
 const REFUSAL_SETTLES: Duration = Duration::from_secs(2);
@@ -443,14 +449,31 @@ impl Caller {
         if p.careful.is_some() || !self.careful.is_careful() {
             return None;
         }
-        let why = format!("placements to {} go one at a time now (its balance is low)", lp.name);
-        let placed =
-            place::Placed { job: (**p).clone(), sent: place::Sent::Deferred(why), took: Duration::ZERO, first_check: None };
-        Some(Done::Placed(lp.clone(), Box::new(placed)))
+        Some(not_sent_yet(lp, p, format!("placements to {} go one at a time now (its balance is low)", lp.name)))
+    }
+
+    /// A placement not sent yet when the lane stops: handed back, due again at once for any
+    /// process, rather than sent during the shutdown grace. The order is then not held by a
+    /// process that is going away (until its lease lapses, if the grace runs out), and a stop
+    /// is not drawn out by the provider's rate limit. No call was made, so nothing is spent.
+    fn handed_back(&self, job: &Job) -> Option<Done> {
+        let Job::Place(lp, p) = job else { return None };
+        if !self.control.stopping() {
+            return None;
+        }
+        Some(not_sent_yet(lp, p, "the daemon was stopping before it sent it (handed back for any daemon)".into()))
     }
 
     fn run(self) {
         while let Some(job) = self.jobs.pop() {
+            // Handed back without waiting for a slot: calls in flight may hold them all.
+            if let Some(done) = self.handed_back(&job) {
+                self.queued.done(1);
+                if self.done.send(done).is_err() {
+                    return;
+                }
+                continue;
+            }
             while !self.slots.take(Duration::from_millis(500)) {}
             self.control.progress.call_started(self.slot);
             let started = Instant::now();
@@ -502,6 +525,12 @@ impl Caller {
             }
         }
     }
+}
+
+/// A claimed placement not sent, due again at once without spending its budget.
+fn not_sent_yet(lp: &Arc<LaneProvider>, p: &PlaceJob, why: String) -> Done {
+    let placed = place::Placed { job: p.clone(), sent: place::Sent::Deferred(why), took: Duration::ZERO, first_check: None };
+    Done::Placed(lp.clone(), Box::new(placed))
 }
 
 /// One job's call(s), and what came of them.

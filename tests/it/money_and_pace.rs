@@ -185,9 +185,8 @@ fn a_rate_limit_holds_at_the_provider_across_three_daemons() {
         t.len() > 1 && t[t.len() - 1] - t[0] >= 14_000
     });
     let open = open_orders(&db);
-    // What the provider saw while work waited: a stopping daemon still places what it has
-    // claimed (at the rate limit, for many seconds), and once every order is placed the checks
-    // come; those are not the budget this test is about.
+    // What the provider saw while work waited: once every order is placed the checks come;
+    // those are not the budget this test is about.
     let stats = sim.stats();
     let stopping = std::time::Instant::now();
     for d in daemons {
@@ -210,6 +209,45 @@ fn a_rate_limit_holds_at_the_provider_across_three_daemons() {
     // a placement; with 0 s the placing caller makes the first check as part of its step) got
     // next to nothing of the budget.
     assert!(checks * 10 <= placed, "checks took the budget from waiting placements: {placed} placements, {checks} checks");
+}
+
+/// A lane paced by its provider's rate limit claims about two seconds of placements ahead, and
+/// a stopping daemon hands back what it has not sent: due again at once (no lease to wait out),
+/// placed by the next daemon, each order exactly once. Before, 16 permits at 20/s held a quarter
+/// of the lease claimed (all 150 orders here) and a stop went on placing them for many seconds.
+#[test]
+fn a_stopping_daemon_hands_back_the_placements_it_has_not_sent() {
+    let sim = Sim::start(&["--complete-after", "0s", "--threads", "32"]);
+    let db = TestDb::new();
+    let mut setup = standard_setup(&sim.base_url);
+    setup["tenants"][0]["providers"][0]["rate_limit"] = json!("20/s");
+    setup["tenants"][0]["users"][0]["balance"] = json!("5000.00");
+    db.apply(&setup);
+    let orders = 150;
+    insert_orders(&db, "pubg-60", orders);
+    let placements = || sim.stats()["placement_calls"].as_u64().unwrap();
+    let first = db.cmd().args(["daemon", "--idle-poll", "50ms", "--first-check", "1s"]).spawn();
+    wait_until("the first daemon placing", Duration::from_secs(30), || placements() >= 30);
+    let at_stop = placements();
+    assert_eq!(first.terminate(), 0);
+    let after_stop = placements() - at_stop;
+    eprintln!("placements after SIGTERM: {after_stop}");
+    // What was in a caller's hands (16 callers, each waiting its turn at most) still goes out.
+    assert!(after_stop <= 16 + 10, "{after_stop} placements made after SIGTERM");
+    let handed_back = db.query_i64("SELECT count(*) FROM orders WHERE last_message LIKE '%handed back for any daemon%'");
+    assert!(handed_back > 0, "placements claimed but not sent were handed back");
+    // Nothing unsent is held by the stopped daemon's leases: every one is due now.
+    let held = db.query_i64(
+        "SELECT count(*) FROM orders WHERE status = 'pending' AND external_status = 'not_sent' AND next_check_at > now()",
+    );
+    assert_eq!(held, 0, "unsent orders still leased by the stopped daemon");
+    let second = db.cmd().args(["daemon", "--idle-poll", "50ms", "--first-check", "1s"]).spawn();
+    wait_until("every order placed", Duration::from_secs(60), || placements() >= orders as u64 && open_orders(&db) == 0);
+    assert_eq!(second.terminate(), 0);
+    let stats = sim.stats();
+    assert_eq!(stats["double_placements"], 0, "{stats}");
+    assert_eq!(placements(), orders as u64, "each order placed exactly once");
+    assert_money_conserved(&db);
 }
 
 /// The simulator's Znet sells "7001/60" at 10.12 and the package sells at 1.10: `routing check`
