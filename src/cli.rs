@@ -560,9 +560,9 @@ pub struct SweepArgs {
 
 #[derive(Debug, Args)]
 #[command(after_help = "Signals: SIGTERM/SIGINT stop claiming at once and wait up to --shutdown-grace for calls in \
-flight; placements claimed but not yet sent are handed back (due again at once for any daemon). SIGHUP (systemctl reload) resolves every credential reference ({\"env\": ...}/{\"file\": ...}: provider \
-credentials, webhook secrets) again and logs that it did, never a value; between reloads the daemon keeps the \
-values it resolved first.")]
+flight; placements claimed but not yet sent are handed back (due again at once for any daemon). SIGHUP (systemctl \
+reload) resolves every credential reference ({\"env\": ...}/{\"file\": ...}: provider credentials, webhook \
+secrets) again and logs that it did, never a value; between reloads the daemon keeps the values it resolved first.")]
 pub struct DaemonArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
