@@ -138,7 +138,7 @@ pub fn run(mut settings: DaemonSettings) -> Result<()> {
 
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     log::info!(
-        "stopping: no new claims; calls in flight get up to {} to come back",
+        "stopping: no new claims; calls in flight get up to {} to come back, placements not sent yet are handed back",
         humantime::format_duration(settings.shutdown_grace)
     );
     for r in lanes.values().chain([&webhooks]) {

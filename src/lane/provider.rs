@@ -11,7 +11,7 @@ use crate::dispatch::{place, LaneProvider, Providers};
 use crate::domain::provider_health::Pace;
 use crate::error::Result;
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Condvar;
 use std::sync::{Arc, Mutex};
@@ -90,6 +90,7 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
         }))
     };
     let refused_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let unsent_at_stop = Arc::new(AtomicU64::new(0));
     let careful = Arc::new(CarefulPace::default());
     let writer = Writer {
         settings: settings.clone(),
@@ -112,6 +113,7 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
             queued: queued.clone(),
             call_time: call_time.clone(),
             refused_at: refused_at.clone(),
+            unsent_at_stop: unsent_at_stop.clone(),
             careful: careful.clone(),
         };
         let _ = std::thread::Builder::new().name(format!("lane-{id}-call-{slot}")).spawn(move || caller.run());
@@ -146,6 +148,10 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
             "lane {id}: {} call(s) still in flight after the grace; their orders are reconciled after their lease",
             outstanding.get()
         );
+    }
+    let unsent = unsent_at_stop.load(Ordering::Relaxed);
+    if unsent > 0 {
+        log::info!("lane {id}: {unsent} claimed placement(s) not sent yet handed back (due again at once for any daemon)");
     }
     claimer.finish();
     *give_up_at.lock().unwrap() = Some(Instant::now());
@@ -424,6 +430,8 @@ struct Caller {
     /// not sent (at most one such refusal per daemon).
     refused_at: Arc<Mutex<Option<Instant>>>,
     careful: Arc<CarefulPace>,
+    /// Placements handed back unsent because the lane was stopping (logged at the end).
+    unsent_at_stop: Arc<AtomicU64>,
 }
 
 /// At most about this much work per permit is claimed ahead of the calls: what a lane holds
@@ -468,6 +476,7 @@ impl Caller {
         while let Some(job) = self.jobs.pop() {
             // Handed back without waiting for a slot: calls in flight may hold them all.
             if let Some(done) = self.handed_back(&job) {
+                self.unsent_at_stop.fetch_add(1, Ordering::Relaxed);
                 self.queued.done(1);
                 if self.done.send(done).is_err() {
                     return;

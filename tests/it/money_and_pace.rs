@@ -226,7 +226,8 @@ fn a_stopping_daemon_hands_back_the_placements_it_has_not_sent() {
     let orders = 150;
     insert_orders(&db, "pubg-60", orders);
     let placements = || sim.stats()["placement_calls"].as_u64().unwrap();
-    let first = db.cmd().args(["daemon", "--idle-poll", "50ms", "--first-check", "1s"]).spawn();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let first = db.cmd().args(["-v", "daemon", "--idle-poll", "50ms", "--first-check", "1s"]).spawn_logged(log.path());
     wait_until("the first daemon placing", Duration::from_secs(30), || placements() >= 30);
     let at_stop = placements();
     assert_eq!(first.terminate(), 0);
@@ -236,6 +237,8 @@ fn a_stopping_daemon_hands_back_the_placements_it_has_not_sent() {
     assert!(after_stop <= 16 + 10, "{after_stop} placements made after SIGTERM");
     let handed_back = db.query_i64("SELECT count(*) FROM orders WHERE last_message LIKE '%handed back for any daemon%'");
     assert!(handed_back > 0, "placements claimed but not sent were handed back");
+    let said = std::fs::read_to_string(log.path()).unwrap();
+    assert!(said.contains(&format!("{handed_back} claimed placement(s) not sent yet handed back")), "{said}");
     // Nothing unsent is held by the stopped daemon's leases: every one is due now.
     let held = db.query_i64(
         "SELECT count(*) FROM orders WHERE status = 'pending' AND external_status = 'not_sent' AND next_check_at > now()",
