@@ -6,26 +6,28 @@ use crate::domain::lifecycle::states::{CodeState, PlacementState};
 use crate::domain::routing::{Forwarding, RoutedProvider, RoutingView, UpstreamRoute};
 use crate::error::{Error, Result};
 
-/// Each package's routing, with what it points at.
+/// Each package's routing, with what it points at. Every lookup is a subquery by primary key
+/// rather than a join: the planner then has two relations to order instead of ten, which took
+/// it 2-4 ms per call (more in a new session), for `inspect` and `dispatch` on every order.
 fn routing_views_sql() -> String {
     format!(
         "
     SELECT t.name, pk.name, pk.routing_mode, pk.provider_type,
-           pp.name, pp.enabled, (pm.package_id IS NOT NULL),
-           fp.name, fp.enabled, (fm.package_id IS NOT NULL),
-           cg.name,
-           (SELECT count(*) FROM code_items ci WHERE ci.code_group_id = cg.id AND ci.state = {code_available}),
-           pk.id, ut.name, up.name, ua.name, up.enabled
+           (SELECT p.name FROM providers p WHERE p.id = pk.primary_provider_id),
+           (SELECT p.enabled FROM providers p WHERE p.id = pk.primary_provider_id),
+           EXISTS (SELECT 1 FROM package_mappings m WHERE m.package_id = pk.id AND m.provider_id = pk.primary_provider_id),
+           (SELECT p.name FROM providers p WHERE p.id = pk.fallback_provider_id),
+           (SELECT p.enabled FROM providers p WHERE p.id = pk.fallback_provider_id),
+           EXISTS (SELECT 1 FROM package_mappings m WHERE m.package_id = pk.id AND m.provider_id = pk.fallback_provider_id),
+           (SELECT g.name FROM code_groups g WHERE g.id = pk.code_group_id),
+           (SELECT count(*) FROM code_items ci WHERE ci.code_group_id = pk.code_group_id AND ci.state = {code_available}),
+           pk.id,
+           (SELECT ut.name FROM tenants ut WHERE ut.id = pk.upstream_tenant_id),
+           (SELECT up.name FROM packages up WHERE up.id = pk.upstream_package_id),
+           (SELECT ua.name FROM users ua WHERE ua.id = pk.upstream_user_id),
+           (SELECT up.enabled FROM packages up WHERE up.id = pk.upstream_package_id)
       FROM packages pk
       JOIN tenants t ON t.id = pk.tenant_id
-      LEFT JOIN providers pp ON pp.id = pk.primary_provider_id
-      LEFT JOIN package_mappings pm ON pm.package_id = pk.id AND pm.provider_id = pk.primary_provider_id
-      LEFT JOIN providers fp ON fp.id = pk.fallback_provider_id
-      LEFT JOIN package_mappings fm ON fm.package_id = pk.id AND fm.provider_id = pk.fallback_provider_id
-      LEFT JOIN code_groups cg ON cg.id = pk.code_group_id
-      LEFT JOIN tenants ut ON ut.id = pk.upstream_tenant_id
-      LEFT JOIN packages up ON up.id = pk.upstream_package_id
-      LEFT JOIN users ua ON ua.id = pk.upstream_user_id
      WHERE ($1::text IS NULL OR t.name = $1)
        AND ($2::bigint IS NULL OR pk.id = $2)
        AND ($3::bigint[] IS NULL OR pk.id = ANY($3))
