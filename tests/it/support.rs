@@ -252,9 +252,11 @@ impl Cmd {
         let child = self.cmd.spawn().expect("spawn orderctl");
         Background { child: Some(child) }
     }
-    /// Start in the background (a daemon); the child is killed when the handle drops.
+    /// Start in the background (a daemon); the child is killed when the handle drops. Its
+    /// stderr is dropped (`spawn_logged` keeps it): a pipe nobody reads would stop a daemon
+    /// that has logged 64 KB, in the middle of the test.
     pub fn spawn(mut self) -> Background {
-        self.cmd.stdout(Stdio::null()).stderr(Stdio::piped()).stdin(Stdio::null());
+        self.cmd.stdout(Stdio::null()).stderr(Stdio::null()).stdin(Stdio::null());
         let child = self.cmd.spawn().expect("spawn orderctl");
         Background { child: Some(child) }
     }
