@@ -493,7 +493,7 @@ pub fn list_orders(client: &mut impl GenericClient, f: &OrderFilter) -> Result<V
             AND ($7::timestamptz IS NULL OR o.created_at >= $7) AND ($8::timestamptz IS NULL OR o.created_at < $8)
           ORDER BY o.number DESC LIMIT $9"
     );
-    Ok(client
+    client
         .query(
             &sql,
             &[
@@ -510,7 +510,7 @@ pub fn list_orders(client: &mut impl GenericClient, f: &OrderFilter) -> Result<V
         )?
         .iter()
         .map(order_from_row)
-        .collect::<Result<_>>()?)
+        .collect()
 }
 
 /// The ids of the orders that are not moving (`$2`: how late work may be, in ms), by the one
@@ -581,11 +581,7 @@ pub fn stuck_orders(
         "{ORDER_SELECT} WHERE o.id IN ({}) AND ($1::text IS NULL OR t.name = $1) ORDER BY o.created_at, o.number LIMIT $3",
         stuck_ids()
     );
-    Ok(client
-        .query(&sql, &[&tenant, &(overdue_after.as_millis() as i64), &limit])?
-        .iter()
-        .map(order_from_row)
-        .collect::<Result<_>>()?)
+    client.query(&sql, &[&tenant, &(overdue_after.as_millis() as i64), &limit])?.iter().map(order_from_row).collect()
 }
 
 /// How many orders are stuck, for reports that name only some.

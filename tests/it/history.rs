@@ -263,7 +263,7 @@ fn migrating_a_populated_pre_0018_database_keeps_every_row() {
         ]
         .iter()
         .map(|q| {
-            let r = db.client().query_one(*q, &[]).unwrap();
+            let r = db.client().query_one(q, &[]).unwrap();
             (r.get(0), r.get(1))
         })
         .collect()

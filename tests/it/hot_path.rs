@@ -190,21 +190,66 @@ fn hot_queries_never_scan_the_orders_history() {
     type Read = Box<dyn Fn(&mut orderctl::db::Transaction)>;
     let reads: Vec<(&str, Read)> = vec![
         ("the claim", Box::new(move |tx| assert_eq!(orderctl::db::claims::lock_due(tx, q, 100, 100).unwrap().len(), 30))),
-        ("list --stuck", Box::new(move |tx| drop(orderctl::db::orders::stuck_orders(tx, None, five_min, 100).unwrap()))),
+        (
+            "list --stuck",
+            Box::new(move |tx| {
+                orderctl::db::orders::stuck_orders(tx, None, five_min, 100).unwrap();
+            }),
+        ),
         (
             "the stuck count",
             Box::new(move |tx| {
                 orderctl::db::orders::count_stuck(tx, None, five_min).unwrap();
             }),
         ),
-        ("stats by status", Box::new(|tx| drop(stats::orders_by_status(tx, None).unwrap()))),
-        ("stats by provider", Box::new(|tx| drop(stats::orders_by_provider(tx, None).unwrap()))),
-        ("stats due", Box::new(|tx| drop(stats::due(tx, None).unwrap()))),
-        ("stats finished", Box::new(move |tx| drop(stats::finished_since(tx, None, since).unwrap()))),
-        ("stats providers", Box::new(move |tx| drop(stats::provider_activity(tx, None, since).unwrap()))),
-        ("metric gauges", Box::new(|tx| drop(stats::metric_gauges(tx, None).unwrap()))),
-        ("webhook counts", Box::new(move |tx| drop(orderctl::db::webhooks::counts(tx, None, five_min).unwrap()))),
-        ("doctor's below-cost check", Box::new(|tx| drop(orderctl::db::money::below_cost(tx, None).unwrap()))),
+        (
+            "stats by status",
+            Box::new(|tx| {
+                stats::orders_by_status(tx, None).unwrap();
+            }),
+        ),
+        (
+            "stats by provider",
+            Box::new(|tx| {
+                stats::orders_by_provider(tx, None).unwrap();
+            }),
+        ),
+        (
+            "stats due",
+            Box::new(|tx| {
+                stats::due(tx, None).unwrap();
+            }),
+        ),
+        (
+            "stats finished",
+            Box::new(move |tx| {
+                stats::finished_since(tx, None, since).unwrap();
+            }),
+        ),
+        (
+            "stats providers",
+            Box::new(move |tx| {
+                stats::provider_activity(tx, None, since).unwrap();
+            }),
+        ),
+        (
+            "metric gauges",
+            Box::new(|tx| {
+                stats::metric_gauges(tx, None).unwrap();
+            }),
+        ),
+        (
+            "webhook counts",
+            Box::new(move |tx| {
+                orderctl::db::webhooks::counts(tx, None, five_min).unwrap();
+            }),
+        ),
+        (
+            "doctor's below-cost check",
+            Box::new(|tx| {
+                orderctl::db::money::below_cost(tx, None).unwrap();
+            }),
+        ),
     ];
     for (what, read) in reads {
         let mut tx = c.transaction().unwrap();
