@@ -1358,47 +1358,90 @@ fn validate_package(name: String, p: PackageDoc, at: &Place, refs: &References, 
     let provider_type =
         routing.provider_type.trim().parse::<ProviderType>().map_err(|m| problems.add(&rat.field("provider_type"), m)).ok();
     let clean = |o: Option<String>| o.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    let (primary, fallback, code_group) = (clean(routing.primary), clean(routing.fallback), clean(routing.code_group));
-    for (field, provider) in [("primary", &primary), ("fallback", &fallback)] {
-        if let Some(provider) = provider {
-            if !refs.has_provider(provider) {
-                problems.add(
-                    &rat.field(field),
-                    format!(
-                        "routing.{field} names provider {provider}, which tenant {} does not have ({}); add it to providers or correct the name",
-                        refs.tenant,
-                        refs.provider_list()
-                    ),
-                );
-            }
-        }
-    }
-    if let Some(group) = &code_group {
-        if !refs.groups.contains(group) {
-            problems.add(
-                &rat.field("code_group"),
-                format!(
-                    "routing.code_group names code group {group}, which tenant {} does not have; add it to code_groups or correct the name",
-                    refs.tenant
-                ),
-            );
-        }
-    }
-
+    let targets = RoutingTargets {
+        primary: clean(routing.primary),
+        fallback: clean(routing.fallback),
+        code_group: clean(routing.code_group),
+        upstream_given: routing.upstream.as_ref().is_some_and(|v| !v.is_null()),
+    };
+    targets.check_names(&rat, refs, problems);
     let upstream = match &routing.upstream {
         None | Some(Value::Null) => None,
         Some(v) => validate_upstream(v, &rat.field("upstream"), refs, problems),
     };
     if let Some(pt) = provider_type {
+        targets.check_provider_type(pt, &rat, problems);
+    }
+    let mappings = validate_mappings(&p.mappings, at, refs, problems);
+    if let (Some(mode), Some(provider_type)) = (mode, provider_type) {
+        let route = Route { package: &name, mode, provider_type, targets: &targets, upstream: upstream.as_ref() };
+        route.refuse_contradictions(&p.mappings, &rat, refs, problems);
+    }
+
+    (problems.0.len() == before).then(|| PackageSetup {
+        name,
+        product,
+        price: price.expect("checked above"),
+        enabled: p.enabled,
+        mode: mode.expect("checked above"),
+        provider_type: provider_type.expect("checked above"),
+        primary: targets.primary,
+        fallback: targets.fallback,
+        code_group: targets.code_group,
+        upstream,
+        mappings,
+    })
+}
+
+/// What a package's routing points at, trimmed (empty names are none).
+struct RoutingTargets {
+    primary: Option<String>,
+    fallback: Option<String>,
+    code_group: Option<String>,
+    upstream_given: bool,
+}
+
+impl RoutingTargets {
+    /// Every provider and code group named exists in the tenant.
+    fn check_names(&self, rat: &Place, refs: &References, problems: &mut Problems) {
+        for (field, provider) in [("primary", &self.primary), ("fallback", &self.fallback)] {
+            if let Some(provider) = provider {
+                if !refs.has_provider(provider) {
+                    problems.add(
+                        &rat.field(field),
+                        format!(
+                            "routing.{field} names provider {provider}, which tenant {} does not have ({}); add it to providers or correct the name",
+                            refs.tenant,
+                            refs.provider_list()
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(group) = &self.code_group {
+            if !refs.groups.contains(group) {
+                problems.add(
+                    &rat.field("code_group"),
+                    format!(
+                        "routing.code_group names code group {group}, which tenant {} does not have; add it to code_groups or correct the name",
+                        refs.tenant
+                    ),
+                );
+            }
+        }
+    }
+
+    /// An upstream only for internal routing, and internal routing with nothing but it.
+    fn check_provider_type(&self, pt: ProviderType, rat: &Place, problems: &mut Problems) {
         let internal = pt == ProviderType::Internal;
-        if !internal && routing.upstream.as_ref().is_some_and(|v| !v.is_null()) {
+        if !internal && self.upstream_given {
             problems.add(
                 &rat.field("upstream"),
                 format!("routing.upstream is only for provider_type internal (this one is {pt}); remove it or set provider_type internal"),
             );
         }
         if internal {
-            for (field, value) in [("primary", &primary), ("fallback", &fallback), ("code_group", &code_group)] {
+            for (field, value) in [("primary", &self.primary), ("fallback", &self.fallback), ("code_group", &self.code_group)] {
                 if value.is_some() {
                     problems.add(
                         &rat.field(field),
@@ -1408,9 +1451,17 @@ fn validate_package(name: String, p: PackageDoc, at: &Place, refs: &References, 
             }
         }
     }
+}
 
+/// A package's `mappings`: one per provider of the tenant, each with the fields its kind needs.
+fn validate_mappings(
+    docs: &Map<String, Value>,
+    at: &Place,
+    refs: &References,
+    problems: &mut Problems,
+) -> BTreeMap<String, Value> {
     let mut mappings = BTreeMap::new();
-    for (provider, params) in &p.mappings {
+    for (provider, params) in docs {
         let mat = at.field(&format!("mappings.{provider}"));
         if !refs.has_provider(provider) {
             problems.add(
@@ -1450,22 +1501,34 @@ fn validate_package(name: String, p: PackageDoc, at: &Place, refs: &References, 
         }
         mappings.insert(provider.clone(), params.clone());
     }
+    mappings
+}
 
-    // Contradictions and a routed provider without a mapping are refused; a disabled provider
-    // or an empty code group is a state of the moment, reported as a warning after the write.
-    if let (Some(mode), Some(provider_type)) = (mode, provider_type) {
+/// A package's routing as read from the file, for the checks `routing check` makes.
+struct Route<'a> {
+    package: &'a str,
+    mode: RoutingMode,
+    provider_type: ProviderType,
+    targets: &'a RoutingTargets,
+    upstream: Option<&'a UpstreamSetup>,
+}
+
+impl Route<'_> {
+    /// Contradictions and a routed provider without a mapping are refused; a disabled provider
+    /// or an empty code group is a state of the moment, reported as a warning after the write.
+    fn refuse_contradictions(&self, mappings: &Map<String, Value>, rat: &Place, refs: &References, problems: &mut Problems) {
         let routed = |name: &Option<String>| {
-            name.as_ref().map(|n| RoutedProvider { name: n.clone(), enabled: true, has_mapping: p.mappings.contains_key(n) })
+            name.as_ref().map(|n| RoutedProvider { name: n.clone(), enabled: true, has_mapping: mappings.contains_key(n) })
         };
         let view = RoutingView {
             tenant: refs.tenant.to_string(),
-            package: name.clone(),
-            mode,
-            provider_type,
-            primary: routed(&primary),
-            fallback: routed(&fallback),
-            code_group: code_group.clone().map(|g| (g, 1)),
-            upstream: upstream.as_ref().map(|u| UpstreamRoute {
+            package: self.package.to_string(),
+            mode: self.mode,
+            provider_type: self.provider_type,
+            primary: routed(&self.targets.primary),
+            fallback: routed(&self.targets.fallback),
+            code_group: self.targets.code_group.clone().map(|g| (g, 1)),
+            upstream: self.upstream.map(|u| UpstreamRoute {
                 tenant: u.tenant.clone(),
                 package: u.package.clone(),
                 account: u.account.clone(),
@@ -1476,28 +1539,14 @@ fn validate_package(name: String, p: PackageDoc, at: &Place, refs: &References, 
             let refused = match &problem {
                 RoutingProblem::MissingMapping { provider } => refs.has_provider(provider),
                 // An upstream that was given but is wrong is reported where it is wrong.
-                RoutingProblem::InternalWithoutUpstream => routing.upstream.as_ref().is_none_or(Value::is_null),
+                RoutingProblem::InternalWithoutUpstream => !self.targets.upstream_given,
                 p => is_contradiction(p),
             };
             if refused {
-                problems.0.push(SetupProblem { path: rat.path.clone(), message: problem.sentence(refs.tenant, &name) });
+                problems.0.push(SetupProblem { path: rat.path.clone(), message: problem.sentence(refs.tenant, self.package) });
             }
         }
     }
-
-    (problems.0.len() == before).then(|| PackageSetup {
-        name,
-        product,
-        price: price.expect("checked above"),
-        enabled: p.enabled,
-        mode: mode.expect("checked above"),
-        provider_type: provider_type.expect("checked above"),
-        primary,
-        fallback,
-        code_group,
-        upstream,
-        mappings,
-    })
 }
 
 /// `routing.upstream`: another tenant, one of its packages and one of its users, each existing
