@@ -164,9 +164,7 @@ pub fn diagnose(o: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> 
 
 fn explain(o: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> (&'static str, String) {
     let f = o.facts;
-    let n = f.number;
-    let provider = o.provider.unwrap_or("?");
-    let reference = f.reference.as_deref().unwrap_or("?");
+    let (provider, reference, n) = names(o);
     let at = |t: Option<DateTime<Utc>>| t.map(|t| format!(" at {}", ts(t))).unwrap_or_default();
     match State::of(f) {
         State::Approved => (
@@ -218,86 +216,10 @@ fn explain(o: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> (&'st
                 ago(now, o.created_at)
             ),
         ),
-        State::ToPlace { reuse } => match o.next_check_at {
-            Some(t) if late(now, t, limits.overdue_after) => (
-                "undispatched",
-                format!(
-                    "waiting {} to be placed with {provider} although its lane should have taken it: is `orderctl daemon` or \
-                     `orderctl sweep` running? (`orderctl dispatch {n}` sends it now)",
-                    ago(now, t)
-                ),
-            ),
-            _ => (
-                "waiting_for_dispatch",
-                format!(
-                    "waiting to be placed with {provider}{} (created {} ago)",
-                    if reuse {
-                        format!(" again with reference {reference}, which it never received (placement {} of {MAX_PLACEMENTS})", f.placement_attempts + 1)
-                    } else {
-                        String::new()
-                    },
-                    ago(now, o.created_at)
-                ),
-            ),
-        },
-        State::Reconciling => (
-            "awaiting_reconciliation",
-            format!(
-                "placement with {provider} had an unknown outcome ({}); a status check with reference {reference} {} decides whether \
-                 it exists; it is never placed blindly again (`orderctl poll {n}` checks now)",
-                o.last_message.unwrap_or("no clear answer"),
-                match o.next_check_at {
-                    Some(t) if t > now => format!("at {}", ts(t)),
-                    _ => "is due now".into(),
-                }
-            ),
-        ),
-        State::Placing => match o.next_check_at {
-            Some(t) if t > now => (
-                "dispatching",
-                format!(
-                    "being placed with {provider} (reference {reference}, placement {} of {MAX_PLACEMENTS}); if that process died, the \
-                     order is reconciled by a status check at {}",
-                    f.placement_attempts,
-                    ts(t)
-                ),
-            ),
-            _ => (
-                "dispatch_interrupted",
-                format!(
-                    "a placement with {provider} (reference {reference}) did not finish; it is due for reconciliation by a status check \
-                     with that reference: is `orderctl daemon` or `orderctl sweep` running? (`orderctl poll {n}` checks now)"
-                ),
-            ),
-        },
-        State::WithProvider => match o.next_check_at {
-            Some(t) if t > now => (
-                "waiting_for_check",
-                format!(
-                    "with {provider} (reference {reference}), {}; {} check(s) so far, next status check at {}",
-                    if f.external == ExternalStatus::Sent { "sent" } else { "in progress" },
-                    f.checks,
-                    ts(t)
-                ),
-            ),
-            Some(t) if late(now, t, limits.overdue_after) => (
-                "check_overdue",
-                format!(
-                    "with {provider} (reference {reference}); its status check is overdue since {} ({} late): is `orderctl daemon` \
-                     or `orderctl sweep` running? (`orderctl poll {n}` checks now)",
-                    ts(t),
-                    ago(now, t)
-                ),
-            ),
-            Some(_) => ("check_due", format!("with {provider} (reference {reference}); its status check is due now ({} so far)", f.checks)),
-            None => (
-                "unscheduled",
-                format!(
-                    "with {provider} (reference {reference}) but no status check is scheduled; `orderctl poll {n}` checks it now and \
-                     the batch safety sweep will pick it up"
-                ),
-            ),
-        },
+        State::ToPlace { reuse } => to_place(o, now, limits, reuse),
+        State::Reconciling => reconciling(o, now),
+        State::Placing => placing(o, now),
+        State::WithProvider => with_provider(o, now, limits),
         State::WaitingForOperator => waiting_for_operator(o),
         State::Inconsistent => (
             "unknown_state",
@@ -306,11 +228,115 @@ fn explain(o: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> (&'st
     }
 }
 
-fn attention(o: &OrderFacts, a: Attention) -> (&'static str, String) {
+/// The provider, the reference and the number every sentence below names.
+fn names<'a>(o: &OrderFacts<'a>) -> (&'a str, &'a str, i64) {
+    (o.provider.unwrap_or("?"), o.facts.reference.as_deref().unwrap_or("?"), o.facts.number)
+}
+
+fn to_place(o: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds, reuse: bool) -> (&'static str, String) {
+    let (provider, reference, n) = names(o);
+    match o.next_check_at {
+        Some(t) if late(now, t, limits.overdue_after) => (
+            "undispatched",
+            format!(
+                "waiting {} to be placed with {provider} although its lane should have taken it: is `orderctl daemon` or \
+                 `orderctl sweep` running? (`orderctl dispatch {n}` sends it now)",
+                ago(now, t)
+            ),
+        ),
+        _ => (
+            "waiting_for_dispatch",
+            format!(
+                "waiting to be placed with {provider}{} (created {} ago)",
+                if reuse {
+                    format!(
+                        " again with reference {reference}, which it never received (placement {} of {MAX_PLACEMENTS})",
+                        o.facts.placement_attempts + 1
+                    )
+                } else {
+                    String::new()
+                },
+                ago(now, o.created_at)
+            ),
+        ),
+    }
+}
+
+fn reconciling(o: &OrderFacts, now: DateTime<Utc>) -> (&'static str, String) {
+    let (provider, reference, n) = names(o);
+    (
+        "awaiting_reconciliation",
+        format!(
+            "placement with {provider} had an unknown outcome ({}); a status check with reference {reference} {} decides whether \
+             it exists; it is never placed blindly again (`orderctl poll {n}` checks now)",
+            o.last_message.unwrap_or("no clear answer"),
+            match o.next_check_at {
+                Some(t) if t > now => format!("at {}", ts(t)),
+                _ => "is due now".into(),
+            }
+        ),
+    )
+}
+
+fn placing(o: &OrderFacts, now: DateTime<Utc>) -> (&'static str, String) {
+    let (provider, reference, n) = names(o);
+    match o.next_check_at {
+        Some(t) if t > now => (
+            "dispatching",
+            format!(
+                "being placed with {provider} (reference {reference}, placement {} of {MAX_PLACEMENTS}); if that process died, the \
+                 order is reconciled by a status check at {}",
+                o.facts.placement_attempts,
+                ts(t)
+            ),
+        ),
+        _ => (
+            "dispatch_interrupted",
+            format!(
+                "a placement with {provider} (reference {reference}) did not finish; it is due for reconciliation by a status check \
+                 with that reference: is `orderctl daemon` or `orderctl sweep` running? (`orderctl poll {n}` checks now)"
+            ),
+        ),
+    }
+}
+
+fn with_provider(o: &OrderFacts, now: DateTime<Utc>, limits: StuckThresholds) -> (&'static str, String) {
+    let (provider, reference, n) = names(o);
     let f = o.facts;
-    let n = f.number;
-    let provider = o.provider.unwrap_or("?");
-    let reference = f.reference.as_deref().unwrap_or("?");
+    match o.next_check_at {
+        Some(t) if t > now => (
+            "waiting_for_check",
+            format!(
+                "with {provider} (reference {reference}), {}; {} check(s) so far, next status check at {}",
+                if f.external == ExternalStatus::Sent { "sent" } else { "in progress" },
+                f.checks,
+                ts(t)
+            ),
+        ),
+        Some(t) if late(now, t, limits.overdue_after) => (
+            "check_overdue",
+            format!(
+                "with {provider} (reference {reference}); its status check is overdue since {} ({} late): is `orderctl daemon` \
+                 or `orderctl sweep` running? (`orderctl poll {n}` checks now)",
+                ts(t),
+                ago(now, t)
+            ),
+        ),
+        Some(_) => {
+            ("check_due", format!("with {provider} (reference {reference}); its status check is due now ({} so far)", f.checks))
+        }
+        None => (
+            "unscheduled",
+            format!(
+                "with {provider} (reference {reference}) but no status check is scheduled; `orderctl poll {n}` checks it now and \
+                 the batch safety sweep will pick it up"
+            ),
+        ),
+    }
+}
+
+fn attention(o: &OrderFacts, a: Attention) -> (&'static str, String) {
+    let (provider, reference, n) = names(o);
     let message = |default: &str| o.last_message.unwrap_or(default).to_string();
     match a {
         Attention::GivenUp => (
