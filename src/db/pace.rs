@@ -114,6 +114,10 @@ impl SharedRateLimit {
 }
 
 impl CallGate for SharedRateLimit {
+    fn calls_per_second(&self) -> f64 {
+        self.limit.calls as f64 / self.limit.per.as_secs_f64().max(0.001)
+    }
+
     fn wait_turn(&self, purpose: CallPurpose, give_up_after: Duration) -> std::result::Result<(), String> {
         let started = Instant::now();
         loop {

@@ -72,6 +72,13 @@ impl LaneProvider {
     pub fn batch_limit(&self) -> usize {
         self.adapter.as_ref().map(|a| a.batch_limit().max(1)).unwrap_or(1)
     }
+
+    /// How many calls its rate limit lets every process together make in `ahead` (at least
+    /// one); None without a rate limit.
+    pub fn calls_allowed_in(&self, ahead: std::time::Duration) -> Option<usize> {
+        let gate = self.adapter.as_ref().ok()?.config().gate.as_ref()?;
+        Some((gate.calls_per_second() * ahead.as_secs_f64()).ceil().max(1.0) as usize)
+    }
 }
 
 /// Timing of claimed work, resolved once from the settings.

@@ -59,6 +59,12 @@ pub fn placement(mut job: PlaceJob, adapter: &dyn Provider, timing: Timing) -> P
     let started = Instant::now();
     let outcome = scrub_placement(adapter.place(&job.request), &adapter.config().secrets());
     let took = started.elapsed();
+    if let PlacementOutcome::NotSent { reason } = outcome {
+        // The request never left (no turn under the rate limit in time): nothing to reconcile
+        // and nothing spent; due again at once.
+        job.steps.push(StepRecord::now("place", format!("not sent: {reason}")));
+        return Placed { job, sent: Sent::Deferred(reason), took, first_check: None };
+    }
     job.steps.push(StepRecord::now(
         "place",
         format!("{} answered in {} ms: {}", adapter.config().name, took.as_millis(), summary(&outcome)),
@@ -110,6 +116,7 @@ pub fn summary(o: &PlacementOutcome) -> String {
         PlacementOutcome::Rejected { message } => format!("rejected: {message}"),
         PlacementOutcome::Ambiguous { reason } => format!("unknown outcome: {reason}"),
         PlacementOutcome::SentBefore { message } => format!("sent before: {message}"),
+        PlacementOutcome::NotSent { reason } => format!("not sent: {reason}"),
     }
 }
 
@@ -127,6 +134,7 @@ fn scrub_placement(o: PlacementOutcome, secrets: &[String]) -> PlacementOutcome 
         PlacementOutcome::Rejected { message } => PlacementOutcome::Rejected { message: scrub(&message, secrets) },
         PlacementOutcome::Ambiguous { reason } => PlacementOutcome::Ambiguous { reason: scrub(&reason, secrets) },
         PlacementOutcome::SentBefore { message } => PlacementOutcome::SentBefore { message: scrub(&message, secrets) },
+        PlacementOutcome::NotSent { reason } => PlacementOutcome::NotSent { reason: scrub(&reason, secrets) },
     }
 }
 
@@ -137,5 +145,6 @@ fn scrub_check(o: CheckOutcome, secrets: &[String]) -> CheckOutcome {
         CheckOutcome::Cancelled { message } => CheckOutcome::Cancelled { message: scrub(&message, secrets) },
         CheckOutcome::NotFound { message } => CheckOutcome::NotFound { message: scrub(&message, secrets) },
         CheckOutcome::NoNews { reason, answered } => CheckOutcome::NoNews { reason: scrub(&reason, secrets), answered },
+        CheckOutcome::NotAsked { reason } => CheckOutcome::NotAsked { reason: scrub(&reason, secrets) },
     }
 }

@@ -32,6 +32,9 @@ pub enum PlacementOutcome {
     SentBefore { message: String },
     /// We do not know whether the order exists (timeout, reset, 5xx, empty, HTML, garbage).
     Ambiguous { reason: String },
+    /// The request never left: no turn under the provider's rate limit came within a
+    /// request's time. Nothing to reconcile; the placement is simply due again.
+    NotSent { reason: String },
 }
 
 impl PlacementOutcome {
@@ -49,6 +52,7 @@ impl PlacementOutcome {
             PlacementOutcome::Rejected { message } => PlacementOutcome::Rejected { message: clean(&message, MESSAGE_MAX) },
             PlacementOutcome::SentBefore { message } => PlacementOutcome::SentBefore { message: clean(&message, MESSAGE_MAX) },
             PlacementOutcome::Ambiguous { reason } => PlacementOutcome::Ambiguous { reason: clean(&reason, MESSAGE_MAX) },
+            PlacementOutcome::NotSent { reason } => PlacementOutcome::NotSent { reason: clean(&reason, MESSAGE_MAX) },
         }
     }
 }
@@ -80,6 +84,11 @@ pub enum CheckOutcome {
         reason: String,
         answered: bool,
     },
+    /// The call never left (no turn under the provider's rate limit came within a request's
+    /// time): neither an answer nor a failed call. Nothing is counted; the check is due again.
+    NotAsked {
+        reason: String,
+    },
 }
 
 impl CheckOutcome {
@@ -101,6 +110,7 @@ impl CheckOutcome {
             CheckOutcome::Cancelled { .. } => "cancelled",
             CheckOutcome::NotFound { .. } => "not_found",
             CheckOutcome::NoNews { .. } => "no_news",
+            CheckOutcome::NotAsked { .. } => "not_asked",
         }
     }
     pub fn message(&self) -> &str {
@@ -109,7 +119,7 @@ impl CheckOutcome {
             | CheckOutcome::Approved { message, .. }
             | CheckOutcome::Cancelled { message }
             | CheckOutcome::NotFound { message } => message,
-            CheckOutcome::NoNews { reason, .. } => reason,
+            CheckOutcome::NoNews { reason, .. } | CheckOutcome::NotAsked { reason } => reason,
         }
     }
     /// Every provider-derived text through [`text::clean`]; a PIN that cleans to nothing is none.
@@ -123,6 +133,7 @@ impl CheckOutcome {
             CheckOutcome::Cancelled { message } => CheckOutcome::Cancelled { message: clean(&message, MESSAGE_MAX) },
             CheckOutcome::NotFound { message } => CheckOutcome::NotFound { message: clean(&message, MESSAGE_MAX) },
             CheckOutcome::NoNews { reason, answered } => CheckOutcome::NoNews { reason: clean(&reason, MESSAGE_MAX), answered },
+            CheckOutcome::NotAsked { reason } => CheckOutcome::NotAsked { reason: clean(&reason, MESSAGE_MAX) },
         }
     }
 }

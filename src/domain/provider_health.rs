@@ -249,16 +249,23 @@ pub fn placement_failed(outcome: &PlacementOutcome) -> bool {
 
 /// A check call (one request, maybe a batch) that counts against the breaker: no order got a
 /// usable answer from it. A definite "query failed" reply is the provider answering (the
-/// adapter says so in the outcome, never a text to match).
+/// adapter says so in the outcome, never a text to match). A call that never left (its turn
+/// under the rate limit did not come) is not a call: neither failed nor answered.
 pub fn check_failed<'a>(outcomes: impl IntoIterator<Item = &'a CheckOutcome>) -> bool {
     let mut any = false;
     for o in outcomes {
-        any = true;
-        if !matches!(o, CheckOutcome::NoNews { answered: false, .. }) {
-            return false;
+        match o {
+            CheckOutcome::NotAsked { .. } => {}
+            CheckOutcome::NoNews { answered: false, .. } => any = true,
+            _ => return false,
         }
     }
     any
+}
+
+/// Whether a check call left at all (any of its orders was asked).
+pub fn check_made<'a>(outcomes: impl IntoIterator<Item = &'a CheckOutcome>) -> bool {
+    outcomes.into_iter().any(|o| !matches!(o, CheckOutcome::NotAsked { .. }))
 }
 
 /// x-stor 120-123 (token, IP), Znet's empty reply: the credentials or the allow list.
@@ -454,5 +461,10 @@ mod tests {
         let answered = CheckOutcome::Waiting { message: String::new() };
         assert!(check_failed([&no_news]));
         assert!(!check_failed([&no_news, &answered]));
+        // A call that never left is no call: neither failed nor answered.
+        let not_asked = CheckOutcome::NotAsked { reason: "no turn under the rate limit".into() };
+        assert!(!check_made([&not_asked]) && check_made([&not_asked, &no_news]));
+        assert!(!check_failed([&not_asked]) && check_failed([&not_asked, &no_news]));
+        assert!(!placement_failed(&PlacementOutcome::NotSent { reason: "no turn".into() }));
     }
 }

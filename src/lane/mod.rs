@@ -351,9 +351,6 @@ impl Slots {
         self.state.lock().unwrap().0 = limit;
         self.cond.notify_all();
     }
-    fn limit(&self) -> usize {
-        self.state.lock().unwrap().0
-    }
     fn in_use(&self) -> usize {
         self.state.lock().unwrap().1
     }

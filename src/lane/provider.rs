@@ -133,6 +133,7 @@ pub fn run(id: i64, providers: Providers, settings: LaneSettings, control: Arc<L
         call_time,
         careful,
         floor: claims::ClaimFloor::default(),
+        room: 1,
     };
     claimer.run();
 
@@ -175,6 +176,8 @@ struct Claimer {
     careful: Arc<CarefulPace>,
     /// Where this lane's claims start reading the due indexes (why: `claims::ClaimFloor`).
     floor: claims::ClaimFloor,
+    /// How many claimed calls may wait for a caller, as the latest claim step judged it.
+    room: usize,
 }
 
 /// What this lane knows of its provider's placement pace (`domain::provider_health::pace`):
@@ -277,7 +280,7 @@ impl Claimer {
                             self.control.wait(if before > 0 { Duration::from_millis(20) } else { self.settings.idle_poll });
                         }
                         Step::Full => {
-                            let room = self.slots.limit().max(1) * self.depth();
+                            let room = self.room;
                             if self.queued.get() >= room {
                                 self.queued.wait_below(room, Duration::from_millis(200));
                             } else {
@@ -314,7 +317,10 @@ impl Claimer {
             s.permits.grow(&mut s.client, capacity)?;
         }
         self.slots.set_limit(s.permits.held());
-        let room = s.permits.held() * depth;
+        // A rate limit bounds what is worth holding: the calls it allows in CLAIMED_AHEAD (more
+        // would wait for their turn, claimed and unavailable to every other process).
+        let room = (s.permits.held() * depth).min(lp.calls_allowed_in(CLAIMED_AHEAD).unwrap_or(usize::MAX));
+        self.room = room.max(1);
         let queued = self.queued.get();
         // Results the writer has not written yet hold memory and leases: never more than a few
         // of its batches (the writer sets the pace when the database is the slower side).
@@ -585,9 +591,13 @@ fn observe(done: &Done) {
                 PlacementOutcome::Rejected { .. } => "rejected",
                 PlacementOutcome::SentBefore { .. } => "sent_before",
                 PlacementOutcome::Ambiguous { .. } => "ambiguous",
+                // Made no call (`place::placement` records it as not sent).
+                PlacementOutcome::NotSent { .. } => return,
             };
             m.observe_call(&lp.tenant, &lp.name, "place", word, p.took);
-            if let Some((answer, took)) = &p.first_check {
+            if let Some((answer, took)) =
+                p.first_check.as_ref().filter(|(a, _)| !matches!(a.outcome, CheckOutcome::NotAsked { .. }))
+            {
                 let answered = !matches!(answer.outcome, CheckOutcome::NoNews { .. });
                 m.observe_call(&lp.tenant, &lp.name, "check", if answered { "answered" } else { "no_news" }, *took);
             }
@@ -595,6 +605,9 @@ fn observe(done: &Done) {
         // One request checks the whole batch: it failed when no order got an answer from it.
         Done::Checked(lp, checks) => {
             let Some(first) = checks.first() else { return };
+            if !crate::domain::provider_health::check_made(checks.iter().map(|c| &c.answer.outcome)) {
+                return;
+            }
             let answered = checks.iter().any(|c| !matches!(c.answer.outcome, CheckOutcome::NoNews { .. }));
             m.observe_call(&lp.tenant, &lp.name, "check", if answered { "answered" } else { "no_news" }, first.took);
         }

@@ -11,7 +11,7 @@ use crate::dispatch::claim::CheckJob;
 use crate::dispatch::place::{Checked, Placed};
 use crate::dispatch::{record, LaneProvider};
 use crate::domain::lifecycle::Schedule;
-use crate::domain::provider_health::check_failed;
+use crate::domain::provider_health::{check_failed, check_made};
 use crate::error::{ErrorKind, Result};
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -202,8 +202,10 @@ impl Writer {
         let check_calls: Vec<bool> = batch
             .iter()
             .filter_map(|d| match d {
-                Done::Checked(_, cs) => Some(check_failed(cs.iter().map(|x| &x.answer.outcome))),
-                Done::Placed(..) => None,
+                Done::Checked(_, cs) if check_made(cs.iter().map(|x| &x.answer.outcome)) => {
+                    Some(check_failed(cs.iter().map(|x| &x.answer.outcome)))
+                }
+                Done::Checked(..) | Done::Placed(..) => None,
             })
             .collect();
         db::provider_health::after_calls(c, lp.id, &check_calls)

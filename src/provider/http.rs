@@ -51,6 +51,10 @@ pub enum TransportError {
     TooLarge(u64),
     /// Anything else (DNS, TLS, protocol), already scrubbed of secrets.
     Other(String),
+    /// Nothing was sent: no turn under the provider's rate limit came in time, or the call's
+    /// time was used up before it could start. Unlike every other error here, this one is
+    /// certain that the provider never saw the request.
+    NotSent(String),
 }
 
 impl TransportError {
@@ -60,7 +64,7 @@ impl TransportError {
             TransportError::Refused => "connection refused".to_string(),
             TransportError::Reset => "connection reset before the reply was complete".to_string(),
             TransportError::TooLarge(cap) => format!("reply longer than {cap} bytes (cut off, treated as garbage)"),
-            TransportError::Other(m) => m.clone(),
+            TransportError::Other(m) | TransportError::NotSent(m) => m.clone(),
         }
     }
 }
@@ -83,6 +87,8 @@ pub enum CallPurpose {
 /// (`db::pace`). Blocks until the call may go, or says why it may not.
 pub trait CallGate: Send + Sync {
     fn wait_turn(&self, purpose: CallPurpose, give_up_after: Duration) -> Result<(), String>;
+    /// The calls per second it lets through, every process together.
+    fn calls_per_second(&self) -> f64;
 }
 
 /// One provider's HTTP client. Cheap to share between threads (the agent pools connections).
@@ -167,13 +173,13 @@ impl HttpClient {
         if let Some(gate) = self.gate.as_ref().filter(|_| deadline.is_none_or(|d| d > Instant::now())) {
             let wait =
                 deadline.map_or(self.request_timeout, |d| d.saturating_duration_since(Instant::now()).min(self.request_timeout));
-            gate.wait_turn(purpose, wait).map_err(TransportError::Other)?;
+            gate.wait_turn(purpose, wait).map_err(TransportError::NotSent)?;
         }
         let started = Instant::now();
         let left = deadline.map(|d| d.saturating_duration_since(started));
         if left == Some(Duration::ZERO) {
             log::debug!("{}: GET {} not sent: the call's time was used up", self.provider, self.mask(url));
-            return Err(TransportError::Timeout);
+            return Err(TransportError::NotSent("not sent: the call's time was used up".to_string()));
         }
         let result = self.get_inner(url, headers, left);
         let ms = started.elapsed().as_millis();

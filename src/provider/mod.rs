@@ -314,6 +314,25 @@ pub fn scrub(text: &str, secrets: &[String]) -> String {
     out
 }
 
+/// A placement call that got no reply: unknown outcome, unless the request never left (no
+/// turn under the rate limit in time), which is certain and costs nothing to say.
+pub(crate) fn placement_without_reply(what: &str, e: http::TransportError) -> PlacementOutcome {
+    match e {
+        http::TransportError::NotSent(reason) => PlacementOutcome::NotSent { reason },
+        e => PlacementOutcome::Ambiguous { reason: format!("{what}: {e}") },
+    }
+    .cleaned()
+}
+
+/// A status check call that got no reply: a failed call, unless the request never left.
+pub(crate) fn check_without_reply(what: &str, e: &http::TransportError) -> CheckOutcome {
+    match e {
+        http::TransportError::NotSent(reason) => CheckOutcome::NotAsked { reason: reason.clone() },
+        e => CheckOutcome::failed(format!("{what}: {e}")),
+    }
+    .cleaned()
+}
+
 /// The dealer cost of a placement as an exact amount, or none when the field is not a plain
 /// decimal with at most two places: the documents show only `10.12`, so a comma (decimal mark or
 /// thousands separator?) or more places is not guessed at.

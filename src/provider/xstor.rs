@@ -497,7 +497,7 @@ impl Xstor {
         match self.get_by(&check_query(ids, false), Some(deadline)) {
             Ok(r) => classify_check_by_order_id(r.status, &r.body, ids),
             Err(e) => {
-                let o = CheckOutcome::failed(format!("x-stor status check: {e}")).cleaned();
+                let o = super::check_without_reply("x-stor status check", &e);
                 ids.iter().map(|_| CheckAnswer::of(o.clone())).collect()
             }
         }
@@ -507,7 +507,7 @@ impl Xstor {
     fn check_by_uuid(&self, reference: &str, deadline: Instant) -> CheckAnswer {
         match self.get_by(&check_query(&[reference.to_string()], true), Some(deadline)) {
             Ok(r) => classify_check_by_uuid(r.status, &r.body, reference),
-            Err(e) => CheckAnswer::of(CheckOutcome::failed(format!("x-stor status check: {e}")).cleaned()),
+            Err(e) => CheckAnswer::of(super::check_without_reply("x-stor status check", &e)),
         }
     }
 }
@@ -551,7 +551,7 @@ impl Provider for Xstor {
         };
         match self.get_for(super::http::CallPurpose::Placement, &path) {
             Ok(r) => classify_placement(r.status, &r.body),
-            Err(e) => PlacementOutcome::Ambiguous { reason: format!("x-stor placement: {e}") }.cleaned(),
+            Err(e) => super::placement_without_reply("x-stor placement", e),
         }
     }
 

@@ -476,7 +476,7 @@ impl Provider for Znet {
         // Bodies come back scrubbed of secrets from the HTTP client.
         match self.http.get_for(super::http::CallPurpose::Placement, &url, &[]) {
             Ok(r) => classify_placement(r.status, &r.body),
-            Err(e) => PlacementOutcome::Ambiguous { reason: format!("Znet placement: {e}") }.cleaned(),
+            Err(e) => super::placement_without_reply("Znet placement", e),
         }
     }
 
@@ -484,7 +484,7 @@ impl Provider for Znet {
         // Znet knows orders only by our reference; it has no order id of its own to learn.
         let outcome = match self.call("pin_kontrol", &[("tahsilat_api_islem_id", key.reference.as_str())]) {
             Ok(r) => classify_check(r.status, &r.body),
-            Err(e) => CheckOutcome::failed(format!("Znet status check: {e}")).cleaned(),
+            Err(e) => super::check_without_reply("Znet status check", &e),
         };
         CheckAnswer::of(outcome)
     }
@@ -826,7 +826,8 @@ mod tests {
                 PlacementOutcome::Accepted { message, .. }
                 | PlacementOutcome::Rejected { message }
                 | PlacementOutcome::SentBefore { message }
-                | PlacementOutcome::Ambiguous { reason: message } => message,
+                | PlacementOutcome::Ambiguous { reason: message }
+                | PlacementOutcome::NotSent { reason: message } => message,
             };
             prop_assert!(!placed.chars().any(char::is_control), "{:?}", placed);
         }

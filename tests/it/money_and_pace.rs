@@ -152,16 +152,23 @@ fn most_in_window(times: &[u64], window_ms: u64) -> usize {
     most
 }
 
+/// The simulator (with `sim_args`) and the standard setup with Znet limited to `rate` and a
+/// buyer who can afford hundreds of orders.
+fn paced(sim_args: &[&str], rate: &str) -> (Sim, TestDb) {
+    let sim = Sim::start(sim_args);
+    let db = TestDb::new();
+    let mut setup = standard_setup(&sim.base_url);
+    setup["tenants"][0]["providers"][0]["rate_limit"] = json!(rate);
+    setup["tenants"][0]["users"][0]["balance"] = json!("5000.00");
+    db.apply(&setup);
+    (sim, db)
+}
+
 /// Three daemons share Znet's "20/s": measured at the simulator, no 10 s window holds more than
 /// 200 calls + 2 %, and while orders wait the limit is used to at least 90 %.
 #[test]
 fn a_rate_limit_holds_at_the_provider_across_three_daemons() {
-    let sim = Sim::start(&["--complete-after", "1s", "--threads", "32"]);
-    let db = TestDb::new();
-    let mut setup = standard_setup(&sim.base_url);
-    setup["tenants"][0]["providers"][0]["rate_limit"] = json!("20/s");
-    setup["tenants"][0]["users"][0]["balance"] = json!("5000.00");
-    db.apply(&setup);
+    let (sim, db) = paced(&["--complete-after", "1s", "--threads", "32"], "20/s");
     insert_orders(&db, "pubg-60", 800);
     let daemons: Vec<Background> = (0..3)
         .map(|_| {
@@ -217,12 +224,7 @@ fn a_rate_limit_holds_at_the_provider_across_three_daemons() {
 /// of the lease claimed (all 150 orders here) and a stop went on placing them for many seconds.
 #[test]
 fn a_stopping_daemon_hands_back_the_placements_it_has_not_sent() {
-    let sim = Sim::start(&["--complete-after", "0s", "--threads", "32"]);
-    let db = TestDb::new();
-    let mut setup = standard_setup(&sim.base_url);
-    setup["tenants"][0]["providers"][0]["rate_limit"] = json!("20/s");
-    setup["tenants"][0]["users"][0]["balance"] = json!("5000.00");
-    db.apply(&setup);
+    let (sim, db) = paced(&["--complete-after", "0s", "--threads", "32"], "20/s");
     let orders = 150;
     insert_orders(&db, "pubg-60", orders);
     let placements = || sim.stats()["placement_calls"].as_u64().unwrap();
@@ -250,6 +252,42 @@ fn a_stopping_daemon_hands_back_the_placements_it_has_not_sent() {
     let stats = sim.stats();
     assert_eq!(stats["double_placements"], 0, "{stats}");
     assert_eq!(placements(), orders as u64, "each order placed exactly once");
+    assert_money_conserved(&db);
+}
+
+/// A call that waits for its turn under the provider's rate limit longer than a request may
+/// take was never sent. A placement is due again at once, not an "unknown outcome" to reconcile
+/// (a status check that spends the same budget, then a wait before placing again: 34 of these
+/// 50 orders before, and twice the time); a status check starved by waiting placements is due
+/// again shortly, not "no news" with a 30 s backoff. A lane also claims no more than the limit
+/// lets it send in about two seconds. 50 orders at 5/s, 16 callers, requests of at most 2 s.
+#[test]
+fn a_placement_that_never_got_its_turn_under_the_rate_limit_is_not_an_unknown_outcome() {
+    let (sim, db) = paced(&["--complete-after", "0s", "--threads", "32"], "5/s");
+    let orders = 50;
+    insert_orders(&db, "pubg-60", orders);
+    let daemon = db
+        .cmd()
+        .args(["daemon", "--idle-poll", "50ms", "--first-check", "0s", "--request-timeout", "2s", "--lease", "10s"])
+        .spawn();
+    wait_until("every order final", Duration::from_secs(90), || open_orders(&db) == 0);
+    assert_eq!(daemon.terminate(), 0);
+    let unknown = db.query_i64(
+        "SELECT count(DISTINCT order_id) FROM order_events WHERE message LIKE '%unknown outcome%' OR message LIKE '%nothing was sent%'",
+    );
+    if unknown > 0 {
+        let rows = db.client().query(
+            "SELECT kind, message FROM order_events WHERE message LIKE '%unknown outcome%' OR message LIKE '%nothing was sent%' LIMIT 5",
+            &[],
+        );
+        for r in rows.unwrap() {
+            eprintln!("{}: {}", r.get::<_, String>(0), r.get::<_, String>(1));
+        }
+    }
+    assert_eq!(unknown, 0, "calls that waited for their turn were taken for unknown outcomes or no news");
+    let stats = sim.stats();
+    assert_eq!(stats["placement_calls"].as_u64().unwrap(), orders as u64, "each order placed once: {stats}");
+    assert_eq!(stats["double_placements"], 0);
     assert_money_conserved(&db);
 }
 

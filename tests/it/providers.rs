@@ -485,7 +485,12 @@ fn xstor_faults_are_never_a_verdict() {
         let o = x.place(&xstor_order(&reference));
         assert!(ambiguous(&o), "{fault}: {o:?}");
         let checks = x.check_many(&[by_ref(&reference), CheckKey::with_order_id("other", "1")]);
-        assert!(checks.iter().all(|c| matches!(c.outcome, CheckOutcome::NoNews { .. })), "{fault}: {checks:?}");
+        // The second request may not leave in time after a hang: not asked, never a verdict.
+        assert!(
+            checks.iter().all(|c| matches!(c.outcome, CheckOutcome::NoNews { .. } | CheckOutcome::NotAsked { .. })),
+            "{fault}: {checks:?}"
+        );
+        assert!(checks.iter().any(|c| matches!(c.outcome, CheckOutcome::NoNews { .. })), "{fault}: {checks:?}");
         assert!(x.balance().is_err(), "{fault}");
         s.configure(&one(fault, 0.0)).unwrap();
     }
@@ -732,7 +737,7 @@ fn provider_check_unknown_and_ambiguous_names() {
 
 /// An x-stor batch whose orders have no order id yet is one request per order; together they
 /// stay inside one request timeout (the lease was sized for one call), and what is not asked in
-/// time is no news, never a verdict. Before, each request had a whole timeout of its own: a
+/// time is "not asked" (due again shortly, nothing counted), never a verdict. Before, each request had a whole timeout of its own: a
 /// batch was seen "in flight 8s" under `--request-timeout 3s`.
 #[test]
 fn an_xstor_batch_check_takes_at_most_one_request_timeout() {
@@ -746,5 +751,5 @@ fn an_xstor_batch_check_takes_at_most_one_request_timeout() {
     assert!(took < Duration::from_millis(550), "the batch took {took:?} under a 300 ms request timeout");
     assert_eq!(out.len(), 8);
     assert!(matches!(out[0].outcome, CheckOutcome::NotFound { .. }), "the first request is answered: {out:?}");
-    assert!(matches!(out[7].outcome, CheckOutcome::NoNews { .. }), "the last one was not asked in time: {out:?}");
+    assert!(matches!(out[7].outcome, CheckOutcome::NotAsked { .. }), "the last one was not asked in time: {out:?}");
 }

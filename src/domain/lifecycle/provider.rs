@@ -174,6 +174,9 @@ fn placed_as_said(f: &Facts, outcome: &PlacementOutcome, ctx: &PlacementContext)
             }
         }
         PlacementOutcome::Rejected { message } => refused(f, message, ctx),
+        // The request never left: nothing to reconcile, nothing spent (`dispatch::place`
+        // records it so before it gets here).
+        PlacementOutcome::NotSent { reason } => deferred(f, reason),
         PlacementOutcome::Ambiguous { reason } => Transition {
             reconciling: Some(true),
             placement: Some(PlacementWord::Ambiguous),
@@ -349,6 +352,16 @@ fn pin_or_flag(f: &Facts, t: Transition, provider: &str) -> Transition {
 
 /// The provider answered a status check (`learned_id`: its own order id, when the answer named it).
 pub fn checked(f: &Facts, answer: &CheckOutcome, learned_id: Option<&str>, ctx: &CheckContext) -> Transition {
+    // A check never asked changes nothing, until the order's time is up: then it counts as an
+    // unanswered check, so the give-up and its flag come as they do for any (the bound).
+    let unanswered;
+    let answer = match answer {
+        CheckOutcome::NotAsked { reason } if ctx.since_dispatch >= ctx.policy.give_up_after => {
+            unanswered = CheckOutcome::failed(reason.clone());
+            &unanswered
+        }
+        other => other,
+    };
     let mut t = match State::of(f) {
         State::Placing | State::Reconciling => reconciled(f, answer, ctx),
         State::WithProvider => status(f, answer, ctx),
@@ -375,11 +388,21 @@ fn with_message(word: &str, message: &str) -> String {
     }
 }
 
+/// How soon a check that was never asked (no turn under the rate limit) is due again.
+const NOT_ASKED_AGAIN: Duration = Duration::from_secs(1);
+
+/// A check whose call never left: nothing happened, nothing is counted (no check, no
+/// "no news", no event in the history); due again shortly.
+fn not_asked() -> Transition {
+    Transition { schedule: Schedule::In(NOT_ASKED_AGAIN), ..Transition::default() }
+}
+
 /// An order the provider holds.
 fn status(f: &Facts, answer: &CheckOutcome, ctx: &CheckContext) -> Transition {
     let n = attempt(f);
     let answered = (f.checks + 1).min(ctx.policy.max_checks.max(f.checks));
     match answer {
+        CheckOutcome::NotAsked { .. } => not_asked(),
         CheckOutcome::Approved { pin, message } => {
             approve(Transition { checks: Some(answered), ..Transition::default() }, f, pin.clone(), message)
                 .event("check.approved", format!("check #{n}: approved{}", if pin.is_some() { ", PIN received" } else { "" }))
@@ -444,6 +467,7 @@ fn reconciled(f: &Facts, answer: &CheckOutcome, ctx: &CheckContext) -> Transitio
     let found =
         Transition { placement: Some(PlacementWord::Accepted), reconciling: Some(false), sent: true, ..Transition::default() };
     match answer {
+        CheckOutcome::NotAsked { .. } => not_asked(),
         CheckOutcome::Approved { .. } | CheckOutcome::Cancelled { .. } => {
             let mut t = status(f, answer, ctx);
             t.placement = found.placement;
@@ -519,6 +543,7 @@ fn absent(f: &Facts, message: &str, ctx: &CheckContext) -> Transition {
 fn watched(f: &Facts, answer: &CheckOutcome, ctx: &CheckContext) -> Transition {
     let n = attempt(f);
     match answer {
+        CheckOutcome::NotAsked { .. } => not_asked(),
         CheckOutcome::Approved { pin, message } => {
             let attention = if f.status == OrderStatus::Rejected {
                 Attention::DeliveredAfterRefund

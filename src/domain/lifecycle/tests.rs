@@ -303,6 +303,32 @@ fn a_sent_before_answer_reconciles_now_and_a_stale_claim_is_never_sent() {
     );
 }
 
+/// A call that never left (no turn under the provider's rate limit in time) changes nothing
+/// and spends nothing: a placement is due again with its attempt given back, a check is due
+/// again shortly without counting as a check or as "no news", and neither writes history.
+#[test]
+fn a_call_that_never_left_is_neither_an_unknown_outcome_nor_a_check() {
+    let p = policy();
+    let why = "no call within the provider's rate limit (5/s) in 2 s; nothing was sent";
+    let t = placed(&placing(2), &PlacementOutcome::NotSent { reason: why.into() }, &pctx(&p, xstor()));
+    assert_eq!(
+        (t.external, t.placement, t.placement_attempts, t.reconciling, t.schedule),
+        (Some(ExternalStatus::NotSent), Some(PlacementWord::NotSent), Some(1), Some(false), Schedule::Now)
+    );
+    for f in [with_provider(), placing(1)] {
+        let t = checked(&f, &CheckOutcome::NotAsked { reason: why.into() }, None, &cctx(&p, Duration::from_secs(5)));
+        assert_eq!((t.checks, t.no_news, t.status, t.external), (None, None, None, None), "{f:?}");
+        assert_eq!(t.schedule, Schedule::In(Duration::from_secs(1)));
+        assert!(t.event.is_none() && t.message.is_none() && matches!(t.attention, Set::Keep), "{t:?}");
+    }
+    // The bound: once the order's time is up, a check never asked counts like an unanswered one.
+    let late = CheckContext { since_dispatch: p.give_up_after, ..cctx(&p, Duration::from_secs(5)) };
+    let t = checked(&with_provider(), &CheckOutcome::NotAsked { reason: why.into() }, None, &late);
+    let unanswered = checked(&with_provider(), &CheckOutcome::failed(why), None, &late);
+    assert_eq!((&t.attention, t.schedule, t.no_news), (&unanswered.attention, unanswered.schedule, unanswered.no_news));
+    assert!(!matches!(t.attention, Set::Keep), "given up and flagged: {t:?}");
+}
+
 #[test]
 fn a_forwarded_order_finishes_with_its_upstream_order_and_only_a_forced_decision_overtakes_it() {
     let up = UpstreamOrder { tenant: "wholesale", number: 2041 };
