@@ -123,6 +123,7 @@ pub fn run(s: &Settings, a: &DoctorArgs) -> Result<()> {
         let limits = StuckThresholds { overdue_after: a.stuck_after.into() };
         findings.extend(provider_health_findings(&mut client, s.tenant.as_deref())?);
         findings.extend(stuck_findings(&mut client, s.tenant.as_deref(), limits)?);
+        findings.extend(rate_limit_findings(&mut client, s.tenant.as_deref(), limits)?);
         findings.extend(webhook_findings(&mut client, s.tenant.as_deref())?);
         findings.extend(health_findings(&mut client)?);
         findings.push(rollup_finding(&mut client, s.tenant.as_deref())?);
@@ -348,6 +349,39 @@ fn stuck_findings(client: &mut Client, tenant: Option<&str>, limits: StuckThresh
             format!("{} more stuck order(s) not listed here", count - STUCK_LINES),
             "`orderctl list --stuck` lists them all with their reasons",
         ));
+    }
+    Ok(out)
+}
+
+/// Providers whose rate limit cannot place the placements due now before they count as stuck:
+/// the limit is too low for what arrives (or a backlog is draining).
+fn rate_limit_findings(client: &mut Client, tenant: Option<&str>, limits: StuckThresholds) -> Result<Vec<Finding>> {
+    let backlogs = db::pace::backlogs(client, tenant)?;
+    let mut out = Vec::new();
+    for b in &backlogs {
+        let takes = b.limit.time_for(b.placements_due.max(0) as u64);
+        if takes <= limits.overdue_after {
+            continue;
+        }
+        out.push(problem(
+            Severity::Warn,
+            "rate limit",
+            format!(
+                "tenant {}, provider {}: {} placement(s) due; at its rate_limit {} the last waits about {}, longer than \
+                 --stuck-after {} (those are reported stuck)",
+                b.tenant,
+                b.provider,
+                b.placements_due,
+                b.limit,
+                humantime::format_duration(Duration::from_secs(takes.as_secs().max(1))),
+                humantime::format_duration(limits.overdue_after)
+            ),
+            "raise rate_limit in the setup file if the provider allows more and `orderctl apply` it, or route some \
+             packages to another provider",
+        ));
+    }
+    if out.is_empty() && !backlogs.is_empty() {
+        out.push(ok("rate limit", format!("{} provider(s) with a rate limit keep up with the placements due", backlogs.len())));
     }
     Ok(out)
 }

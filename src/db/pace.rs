@@ -75,6 +75,46 @@ pub fn take(client: &mut impl GenericClient, provider_id: i64, limit: RateLimit,
     Ok(Turn::WaitMs(((slot + 1) * slot_ms - ms).clamp(1, slot_ms)))
 }
 
+/// A provider with a rate limit and the placements due now in its lane (not sent, waiting for
+/// a caller and a turn): what `doctor` weighs against the limit.
+pub struct Backlog {
+    pub tenant: String,
+    pub provider: String,
+    pub limit: RateLimit,
+    pub placements_due: i64,
+}
+
+/// Every provider with a rate limit (of one tenant, or all), with its placements due now.
+pub fn backlogs(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<Backlog>> {
+    use crate::domain::status::{ExternalStatus, OrderStatus};
+    let rows = client.query(
+        &format!(
+            "SELECT t.name AS tenant, p.name AS provider, p.rate_limit_calls, p.rate_limit_window_ms,
+                    (SELECT count(*) FROM orders o
+                      WHERE o.lane = p.id AND o.next_check_at IS NOT NULL AND o.next_check_at <= now()
+                        AND o.external_status = {not_sent} AND o.status = {pending}) AS due
+               FROM providers p JOIN tenants t ON t.id = p.tenant_id
+              WHERE p.rate_limit_calls IS NOT NULL AND p.retired_at IS NULL AND ($1::text IS NULL OR t.name = $1)
+              ORDER BY t.name, p.name",
+            not_sent = ExternalStatus::NotSent.sql(),
+            pending = OrderStatus::Pending.sql()
+        ),
+        &[&tenant],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| Backlog {
+            tenant: r.get("tenant"),
+            provider: r.get("provider"),
+            limit: RateLimit {
+                calls: r.get::<_, i32>("rate_limit_calls").max(1) as u32,
+                per: Duration::from_millis(r.get::<_, i32>("rate_limit_window_ms").max(1) as u64),
+            },
+            placements_due: r.get("due"),
+        })
+        .collect())
+}
+
 /// The database every rate-limit gate of this process uses, set once at start-up by the command
 /// that runs (`commands::run`). Without it (library use, unit tests) providers are not paced.
 static DATABASE_URL: OnceLock<String> = OnceLock::new();
@@ -123,7 +163,11 @@ impl CallGate for SharedRateLimit {
         loop {
             match self.try_take(purpose) {
                 Ok(Turn::Granted) => return Ok(()),
-                Ok(Turn::WaitMs(ms)) => std::thread::sleep(Duration::from_millis(ms as u64)),
+                // Never past the give-up: at "1/min" the next slot may be a minute away, and a
+                // caller (or a stopping daemon) must not sleep through its request's time.
+                Ok(Turn::WaitMs(ms)) => {
+                    std::thread::sleep(Duration::from_millis(ms as u64).min(give_up_after.saturating_sub(started.elapsed())))
+                }
                 Err(e) => {
                     // The limit cannot be read: better one call unpaced than a stalled provider.
                     log::warn!("rate limit of provider {}: {}; calling without it", self.provider_id, e.message);

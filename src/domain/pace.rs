@@ -31,6 +31,12 @@ impl RateLimit {
     pub fn per_second(self) -> f64 {
         self.calls as f64 / self.per.as_secs_f64()
     }
+
+    /// How long `calls` take at this rate, every process together, when nothing else is asked
+    /// of the provider (placements go first, so this is how long the last due one waits).
+    pub fn time_for(self, calls: u64) -> Duration {
+        self.per.mul_f64(calls as f64 / self.calls as f64)
+    }
 }
 
 impl fmt::Display for RateLimit {
@@ -57,6 +63,14 @@ pub fn parse_currency(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backlog_takes_its_calls_over_the_limit() {
+        let r = |s: &str| RateLimit::parse(s).unwrap();
+        assert_eq!(r("20/s").time_for(1200), Duration::from_secs(60));
+        assert_eq!(r("1/min").time_for(9), Duration::from_secs(540));
+        assert_eq!(r("5000/h").time_for(0), Duration::ZERO);
+    }
 
     #[test]
     fn rates_parse_and_print_back() {

@@ -184,6 +184,10 @@ fn hot_queries_never_scan_the_orders_history() {
     db.client().batch_execute("ANALYZE orders").unwrap();
     let mut c = db.client();
     let lane = db.query_i64("SELECT id FROM providers WHERE name = 'znet-main'");
+    // A rate limit, so that doctor's backlog count reads this lane's due placements.
+    db.client()
+        .batch_execute("UPDATE providers SET rate_limit_calls = 20, rate_limit_window_ms = 1000 WHERE name = 'znet-main'")
+        .unwrap();
     let q = orderctl::db::claims::LaneQuery::whole(lane, None, None);
     let five_min = Duration::from_secs(300);
     let since = Utc::now() - chrono::Duration::days(30);
@@ -248,6 +252,12 @@ fn hot_queries_never_scan_the_orders_history() {
             "doctor's below-cost check",
             Box::new(|tx| {
                 orderctl::db::money::below_cost(tx, None).unwrap();
+            }),
+        ),
+        (
+            "doctor's rate-limit backlog",
+            Box::new(|tx| {
+                orderctl::db::pace::backlogs(tx, None).unwrap();
             }),
         ),
     ];

@@ -291,6 +291,47 @@ fn a_placement_that_never_got_its_turn_under_the_rate_limit_is_not_an_unknown_ou
     assert_money_conserved(&db);
 }
 
+/// `doctor` weighs the placements due in a rate-limited provider's lane against its limit: at
+/// 1/h, the orders a daemon routed there and left (one placed, the rest handed back at its
+/// stop) take longer than `--stuck-after`, and doctor says so, names the limit and the fix;
+/// another tenant's doctor does not see them; at 1000/s the same backlog keeps up.
+#[test]
+fn doctor_warns_when_a_rate_limit_cannot_keep_up_with_the_placements_due() {
+    let (sim, db) = paced(&["--complete-after", "0s"], "1/h");
+    insert_orders(&db, "pubg-60", 8);
+    let daemon = db.cmd().args(["daemon", "--idle-poll", "50ms", "--request-timeout", "2s", "--lease", "10s"]).spawn();
+    wait_until("one placement made", Duration::from_secs(30), || sim.stats()["placement_calls"].as_u64().unwrap() >= 1);
+    wait_until("every order routed to the provider", Duration::from_secs(30), || {
+        db.query_i64("SELECT count(*) FROM orders WHERE lane = 0") == 0
+    });
+    let stopping = std::time::Instant::now();
+    assert_eq!(daemon.terminate(), 0);
+    // A caller waiting for its turn wakes by its request's time (2 s), not at the next slot
+    // (here an hour away: the stop took the whole 25 s grace before).
+    assert!(stopping.elapsed() < Duration::from_secs(15), "the stop took {:?}", stopping.elapsed());
+    let finding = |db: &TestDb, tenant: Option<&str>| -> Option<Value> {
+        let mut cmd = db.cmd().args(["--output", "json"]);
+        if let Some(t) = tenant {
+            cmd = cmd.args(["--tenant", t]);
+        }
+        let out = cmd.args(["doctor", "--stuck-after", "2m"]).run();
+        let report: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.stderr));
+        report["findings"].as_array().unwrap().iter().find(|f| f["check"] == "rate limit").cloned()
+    };
+    let due = db.query_i64("SELECT count(*) FROM orders WHERE external_status = 'not_sent' AND next_check_at <= now()");
+    assert!(due >= 6, "{due} placements due");
+    let f = finding(&db, None).expect("a rate limit finding");
+    assert_eq!(f["severity"], "warn", "{f}");
+    let message = f["message"].as_str().unwrap();
+    assert!(message.contains(&format!("{due} placement(s) due")) && message.contains("1/h"), "{f}");
+    assert!(f["fix"].as_str().unwrap().contains("rate_limit"), "{f}");
+    db.client().batch_execute("INSERT INTO tenants (name) VALUES ('wholesale')").unwrap();
+    assert_eq!(finding(&db, Some("wholesale")), None, "another tenant's doctor sees none of it");
+    db.client().batch_execute("UPDATE providers SET rate_limit_calls = 1000, rate_limit_window_ms = 1000").unwrap();
+    let f = finding(&db, None).expect("a rate limit line");
+    assert_eq!(f["severity"], "ok", "{f}");
+}
+
 /// The simulator's Znet sells "7001/60" at 10.12 and the package sells at 1.10: `routing check`
 /// and `doctor` warn, from the catalogue as `provider check` read it and from the cost of the
 /// last order; neither makes `routing check` fail (selling at a loss may be deliberate).
