@@ -36,6 +36,15 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
         return Ok(());
     }
     let placements = orders::placements_of(&mut client, &[order.id])?.remove(&order.id).unwrap_or_default();
+    print_fields(&summary, schedule.as_ref());
+    println!("diagnosis: {}", summary["diagnosis"]["sentence"].as_str().unwrap_or(""));
+    print_placements(&placements);
+    print_events(&events);
+    Ok(())
+}
+
+/// The order's fields, one per row, with its check schedule and forwarding links.
+fn print_fields(summary: &Value, schedule: Option<&crate::domain::backoff::ScheduleInForce>) {
     let fields: &[(&str, &str)] = &[
         ("order", "number"),
         ("id", "id"),
@@ -72,7 +81,7 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
     for (label, key) in fields {
         t.add_row(vec![label.to_string(), plain(&summary[*key])]);
     }
-    if let Some(schedule) = &schedule {
+    if let Some(schedule) = schedule {
         t.add_row(vec!["check schedule".to_string(), schedule.summary()]);
     }
     let to = &summary["forwarded_to"];
@@ -88,26 +97,34 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
     if schedule.is_some() {
         println!("{SCHEDULE_MARKS}");
     }
-    println!("diagnosis: {}", summary["diagnosis"]["sentence"].as_str().unwrap_or(""));
-    if !placements.is_empty() {
-        let mut t = output::table(&["placed at", "provider", "reference", "attempt", "outcome", "message"]);
-        for p in &placements {
-            t.add_row(vec![
-                p.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                p.provider.clone(),
-                p.referans.clone(),
-                p.attempt.to_string(),
-                match &p.reconciled {
-                    Some(r) => format!("{} (reconciled: {r})", p.outcome),
-                    None => p.outcome.to_string(),
-                },
-                p.message.clone().unwrap_or_default(),
-            ]);
-        }
-        println!("\nplacements:\n{t}");
+}
+
+/// Every placement of the order with its outcome (none printed when it has none).
+fn print_placements(placements: &[orders::Placement]) {
+    if placements.is_empty() {
+        return;
     }
+    let mut t = output::table(&["placed at", "provider", "reference", "attempt", "outcome", "message"]);
+    for p in placements {
+        t.add_row(vec![
+            p.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            p.provider.clone(),
+            p.referans.clone(),
+            p.attempt.to_string(),
+            match &p.reconciled {
+                Some(r) => format!("{} (reconciled: {r})", p.outcome),
+                None => p.outcome.to_string(),
+            },
+            p.message.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("\nplacements:\n{t}");
+}
+
+/// The order's history, each dispatch's steps indented under the entry that carries them.
+fn print_events(events: &[orders::OrderEvent]) {
     let mut t = output::table(&["at", "event", "status", "message"]);
-    for e in &events {
+    for e in events {
         t.add_row(vec![
             e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             e.kind.clone(),
@@ -125,7 +142,6 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
         }
     }
     println!("\nevents:\n{t}");
-    Ok(())
 }
 
 fn plain(v: &Value) -> String {
