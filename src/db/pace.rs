@@ -101,18 +101,13 @@ pub fn backlogs(client: &mut impl GenericClient, tenant: Option<&str>) -> Result
         ),
         &[&tenant],
     )?;
-    Ok(rows
-        .iter()
-        .map(|r| Backlog {
-            tenant: r.get("tenant"),
-            provider: r.get("provider"),
-            limit: RateLimit {
-                calls: r.get::<_, i32>("rate_limit_calls").max(1) as u32,
-                per: Duration::from_millis(r.get::<_, i32>("rate_limit_window_ms").max(1) as u64),
-            },
-            placements_due: r.get("due"),
-        })
-        .collect())
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        // Every row has one (the WHERE clause).
+        let Some(limit) = crate::db::providers::rate_limit(r)? else { continue };
+        out.push(Backlog { tenant: r.get("tenant"), provider: r.get("provider"), limit, placements_due: r.get("due") });
+    }
+    Ok(out)
 }
 
 /// The database every rate-limit gate of this process uses, set once at start-up by the command
@@ -155,7 +150,7 @@ impl SharedRateLimit {
 
 impl CallGate for SharedRateLimit {
     fn calls_per_second(&self) -> f64 {
-        self.limit.calls as f64 / self.limit.per.as_secs_f64().max(0.001)
+        self.limit.per_second()
     }
 
     fn wait_turn(&self, purpose: CallPurpose, give_up_after: Duration) -> std::result::Result<(), String> {

@@ -82,7 +82,8 @@ fn config_from_row(r: &Row, http: HttpSettings) -> Result<ProviderConfig> {
     })
 }
 
-fn rate_limit(r: &Row) -> Result<Option<crate::domain::pace::RateLimit>> {
+/// A provider row's `rate_limit_calls` / `rate_limit_window_ms`, when it has a limit.
+pub(crate) fn rate_limit(r: &Row) -> Result<Option<crate::domain::pace::RateLimit>> {
     let calls: Option<i32> = r.try_get("rate_limit_calls")?;
     let window_ms: Option<i32> = r.try_get("rate_limit_window_ms")?;
     Ok(calls

@@ -201,10 +201,7 @@ fn claim_placement(
     // process: a command takes the provider's careful permit too, or waits for it as for a slot.
     let holder = permits::this_process();
     let careful = !dry_run && careful_now(&mut tx, lp.id)?;
-    let careful_permit = match careful {
-        true => permits::acquire_careful(&mut tx, lp.id, holder, opts.timing.lease)?,
-        false => None,
-    };
+    let careful_permit = if careful { permits::acquire_careful(&mut tx, lp.id, holder, opts.timing.lease)? } else { None };
     if careful && careful_permit.is_none() {
         permits::release(&mut tx, lp.id, holder, &[slot])?;
         finish(tx, opts)?;

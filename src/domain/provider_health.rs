@@ -223,13 +223,13 @@ pub fn provider_cause(message: &str) -> Option<(UnavailableCause, Scope)> {
     None
 }
 
-/// The dealer balance a placement reply carried (Znet `OK|cost|balance`).
 /// A placement refusal that describes the provider (no balance, maintenance, a product out of
 /// stock), not the order: the provider cannot take it now (`provider_cause`).
 pub fn describes_provider(outcome: &PlacementOutcome) -> bool {
     matches!(outcome, PlacementOutcome::Rejected { message } if provider_cause(message).is_some())
 }
 
+/// The dealer balance a placement reply carried (Znet `OK|cost|balance`).
 pub fn balance_in_reply(outcome: &PlacementOutcome) -> Option<Decimal> {
     match outcome {
         PlacementOutcome::Accepted { balance, .. } => *balance,

@@ -346,9 +346,10 @@ impl Claimer {
         let q = self.floor.bound(q);
         let mut tx = s.client.transaction()?;
         let mut rows = claims::lock_due(&mut tx, q, if careful { 1 } else { free as i64 }, 0)?;
-        let careful_permit = match careful && !rows.is_empty() {
-            true => db::permits::acquire_careful(&mut tx, self.id, &self.settings.holder, self.settings.timing.lease)?,
-            false => None,
+        let careful_permit = if careful && !rows.is_empty() {
+            db::permits::acquire_careful(&mut tx, self.id, &self.settings.holder, self.settings.timing.lease)?
+        } else {
+            None
         };
         if careful && careful_permit.is_none() {
             // Another careful placement is under way (here or elsewhere): the row stays due.
