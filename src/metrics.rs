@@ -7,7 +7,7 @@
 //! exists from the first scrape after the daemon connected, at 0 (`declare`), so `increase()`
 //! sees the first event and "absent" alerts do not misfire. Series per tenant are bounded:
 //! 2 finished + 1 flagged + 11 needing-action + 3 webhook-delivery counters + 3 webhook
-//! gauges = 20, plus per provider 6 call counters and 4 histograms (2 call kinds, claim, write;
+//! gauges = 20, plus per provider 6 call counters, 2 counters of calls not sent and 4 histograms (2 call kinds, claim, write;
 //! 14 buckets each). Nothing is labelled by order, user, package or URL.
 //!
 //! Counters of calls and deliveries are this process's: the lanes count what they do at the
@@ -39,6 +39,7 @@ pub const NAMES: &[&str] = &[
     "orderctl_orders_finished_total",
     "orderctl_orders_flagged_total",
     "orderctl_provider_calls_total",
+    "orderctl_provider_calls_not_sent_total",
     "orderctl_provider_call_duration_seconds",
     "orderctl_provider_claim_duration_seconds",
     "orderctl_provider_write_duration_seconds",
@@ -179,6 +180,7 @@ pub struct Metrics {
     /// The database totals the finished and flagged counters were last brought to.
     outcome_totals: Mutex<HashMap<(String, String), i64>>,
     provider_calls: Family<Call, Counter>,
+    provider_calls_not_sent: Family<CallKind, Counter>,
     provider_call_duration: Histograms<CallKind>,
     provider_claim_duration: Histograms<ProviderLabels>,
     provider_write_duration: Histograms<ProviderLabels>,
@@ -219,6 +221,7 @@ impl Metrics {
             orders_flagged: Family::default(),
             outcome_totals: Mutex::default(),
             provider_calls: Family::default(),
+            provider_calls_not_sent: Family::default(),
             provider_call_duration: Family::new_with_constructor(call_histogram),
             provider_claim_duration: Family::new_with_constructor(round_histogram),
             provider_write_duration: Family::new_with_constructor(round_histogram),
@@ -296,6 +299,11 @@ impl Metrics {
             "provider_calls",
             "Provider calls by tenant, provider, call (place, check) and outcome",
             m.provider_calls.clone(),
+        );
+        r.register(
+            "provider_calls_not_sent",
+            "Provider calls that were due but never sent, by tenant, provider and call: no turn under the provider's rate limit came before the request's time ran out (not in orderctl_provider_calls_total; a steady rate means the limit is too low for the work)",
+            m.provider_calls_not_sent.clone(),
         );
         r.register(
             "provider_call_duration_seconds",
@@ -380,6 +388,12 @@ impl Metrics {
         self.provider_call_duration.get_or_create(&CallKind { tenant, provider, call }).observe(took.as_secs_f64());
     }
 
+    /// A call given up before it was sent: no turn under the provider's rate limit in time.
+    pub fn count_not_sent(&self, tenant: &str, provider: &str, call: &'static str) {
+        let labels = CallKind { tenant: tenant.to_string(), provider: provider.to_string(), call };
+        self.provider_calls_not_sent.get_or_create(&labels).inc();
+    }
+
     /// A breaker opened or closed (decided by this process).
     pub fn breaker_changed(&self) {
         self.provider_breaker_changes.inc();
@@ -433,7 +447,11 @@ impl Metrics {
             let calls = PLACE_OUTCOMES.iter().map(|o| ("place", *o)).chain(CHECK_OUTCOMES.iter().map(|o| ("check", *o)));
             for (call, outcome) in calls {
                 let _ = self.provider_calls.get_or_create(&Call { tenant: t.clone(), provider: p.clone(), call, outcome });
-                let _ = self.provider_call_duration.get_or_create(&CallKind { tenant: t.clone(), provider: p.clone(), call });
+            }
+            for call in ["place", "check"] {
+                let kind = CallKind { tenant: t.clone(), provider: p.clone(), call };
+                let _ = self.provider_call_duration.get_or_create(&kind);
+                let _ = self.provider_calls_not_sent.get_or_create(&kind);
             }
             let labels = ProviderLabels { tenant: t.clone(), provider: p.clone() };
             let _ = self.provider_claim_duration.get_or_create(&labels);

@@ -353,13 +353,15 @@ fn stuck_findings(client: &mut Client, tenant: Option<&str>, limits: StuckThresh
     Ok(out)
 }
 
-/// Providers whose rate limit cannot place the placements due now before they count as stuck:
-/// the limit is too low for what arrives (or a backlog is draining).
+/// Providers whose rate limit cannot make the calls due now (placements first, then status
+/// checks) before they count as stuck: the limit is too low for what arrives (or a backlog is
+/// draining). A status check counts as one call (an x-stor batch may answer several: the
+/// least helpful reading).
 fn rate_limit_findings(client: &mut Client, tenant: Option<&str>, limits: StuckThresholds) -> Result<Vec<Finding>> {
     let backlogs = db::pace::backlogs(client, tenant)?;
     let mut out = Vec::new();
     for b in &backlogs {
-        let takes = b.limit.time_for(b.placements_due.max(0) as u64);
+        let takes = b.limit.time_for((b.placements_due.max(0) + b.checks_due.max(0)) as u64);
         if takes <= limits.overdue_after {
             continue;
         }
@@ -367,11 +369,12 @@ fn rate_limit_findings(client: &mut Client, tenant: Option<&str>, limits: StuckT
             Severity::Warn,
             "rate limit",
             format!(
-                "tenant {}, provider {}: {} placement(s) due; at its rate_limit {} the last waits about {}, longer than \
-                 --stuck-after {} (those are reported stuck)",
+                "tenant {}, provider {}: {} placement(s) due and {} status check(s) due; at its rate_limit {} (placements \
+                 first) the last waits about {}, longer than --stuck-after {}",
                 b.tenant,
                 b.provider,
                 b.placements_due,
+                b.checks_due,
                 b.limit,
                 humantime::format_duration(Duration::from_secs(takes.as_secs().max(1))),
                 humantime::format_duration(limits.overdue_after)
@@ -381,7 +384,7 @@ fn rate_limit_findings(client: &mut Client, tenant: Option<&str>, limits: StuckT
         ));
     }
     if out.is_empty() && !backlogs.is_empty() {
-        out.push(ok("rate limit", format!("{} provider(s) with a rate limit keep up with the placements due", backlogs.len())));
+        out.push(ok("rate limit", format!("{} provider(s) with a rate limit keep up with the calls due", backlogs.len())));
     }
     Ok(out)
 }

@@ -75,29 +75,39 @@ pub fn take(client: &mut impl GenericClient, provider_id: i64, limit: RateLimit,
     Ok(Turn::WaitMs(((slot + 1) * slot_ms - ms).clamp(1, slot_ms)))
 }
 
-/// A provider with a rate limit and the placements due now in its lane (not sent, waiting for
-/// a caller and a turn): what `doctor` weighs against the limit.
+/// A provider with a rate limit and the calls due now in its lane, waiting for a caller and a
+/// turn: what `doctor` weighs against the limit.
 pub struct Backlog {
     pub tenant: String,
     pub provider: String,
     pub limit: RateLimit,
+    /// Orders not sent yet.
     pub placements_due: i64,
+    /// Orders sent whose status check (or reconciliation) is due. Under a saturated limit they
+    /// get only the turns placements leave, and each is due again a second later, so no
+    /// overdue rule sees them: only this count does.
+    pub checks_due: i64,
 }
 
-/// Every provider with a rate limit (of one tenant, or all), with its placements due now.
+/// Every provider with a rate limit (of one tenant, or all), with its placements and checks due
+/// now (each read through its own partial due index).
 pub fn backlogs(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<Backlog>> {
-    use crate::domain::status::{ExternalStatus, OrderStatus};
+    use crate::domain::lifecycle::states::{sql_in, ExternalStatus, OrderStatus};
     let rows = client.query(
         &format!(
             "SELECT t.name AS tenant, p.name AS provider, p.rate_limit_calls, p.rate_limit_window_ms,
                     (SELECT count(*) FROM orders o
                       WHERE o.lane = p.id AND o.next_check_at IS NOT NULL AND o.next_check_at <= now()
-                        AND o.external_status = {not_sent} AND o.status = {pending}) AS due
+                        AND o.external_status = {not_sent} AND o.status = {pending}) AS due,
+                    (SELECT count(*) FROM orders o
+                      WHERE o.lane = p.id AND o.next_check_at IS NOT NULL AND o.next_check_at <= now()
+                        AND o.external_status NOT IN ({unplaced})) AS checks_due
                FROM providers p JOIN tenants t ON t.id = p.tenant_id
               WHERE p.rate_limit_calls IS NOT NULL AND p.retired_at IS NULL AND ($1::text IS NULL OR t.name = $1)
               ORDER BY t.name, p.name",
             not_sent = ExternalStatus::NotSent.sql(),
-            pending = OrderStatus::Pending.sql()
+            pending = OrderStatus::Pending.sql(),
+            unplaced = sql_in(&ExternalStatus::UNPLACED)
         ),
         &[&tenant],
     )?;
@@ -105,7 +115,13 @@ pub fn backlogs(client: &mut impl GenericClient, tenant: Option<&str>) -> Result
     for r in &rows {
         // Every row has one (the WHERE clause).
         let Some(limit) = crate::db::providers::rate_limit(r)? else { continue };
-        out.push(Backlog { tenant: r.get("tenant"), provider: r.get("provider"), limit, placements_due: r.get("due") });
+        out.push(Backlog {
+            tenant: r.get("tenant"),
+            provider: r.get("provider"),
+            limit,
+            placements_due: r.get("due"),
+            checks_due: r.get("checks_due"),
+        });
     }
     Ok(out)
 }

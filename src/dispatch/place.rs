@@ -19,8 +19,13 @@ pub enum Sent {
     /// provider (no balance, maintenance); the fallback, or a wait, without spending the budget.
     HeldBack(String),
     /// Not sent: claimed while placements to the provider went out freely, which have since
-    /// turned careful (one at a time); due again at once, without spending the budget.
+    /// turned careful (one at a time), or handed back by a stopping lane; due again at once,
+    /// without spending the budget.
     Deferred(String),
+    /// Not sent: no turn under the provider's rate limit came before the call's time ran out.
+    /// Written as `Deferred`; told apart for the metrics (a steady rate of these means the
+    /// limit is too low for the work).
+    NoTurn(String),
 }
 
 /// A placement with the provider's answer.
@@ -63,7 +68,7 @@ pub fn placement(mut job: PlaceJob, adapter: &dyn Provider, timing: Timing) -> P
         // The request never left (no turn under the rate limit in time): nothing to reconcile
         // and nothing spent; due again at once.
         job.steps.push(StepRecord::now("place", format!("not sent: {reason}")));
-        return Placed { job, sent: Sent::Deferred(reason), took, first_check: None };
+        return Placed { job, sent: Sent::NoTurn(reason), took, first_check: None };
     }
     job.steps.push(StepRecord::now(
         "place",

@@ -39,7 +39,7 @@ pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: &Placed) -> Res
     let placement = Some((lp.id, job.request.reference.clone()));
     let transition = match sent {
         Sent::NotSent(why) => lifecycle::not_sent(facts, why, &lp.name),
-        Sent::Deferred(why) => lifecycle::deferred(facts, why),
+        Sent::Deferred(why) | Sent::NoTurn(why) => lifecycle::deferred(facts, why),
         Sent::HeldBack(why) => {
             let fallback = fallback_for(tx, job.row.id, job.row.package_id, lp.id)?;
             lifecycle::held_back_after_claim(facts, why, fallback.as_ref())

@@ -580,34 +580,42 @@ fn call(job: Job, timing: crate::dispatch::Timing) -> Done {
 }
 
 /// A provider call in the metrics: its outcome and how long it took. A placement that was not
-/// sent made no call.
+/// sent made no call; one that got no turn under the rate limit is counted apart.
 fn observe(done: &Done) {
     use crate::provider::{CheckOutcome, PlacementOutcome};
     let m = crate::metrics::get();
     match done {
         Done::Placed(lp, p) => {
-            let place::Sent::Answered(outcome) = &p.sent else { return };
+            let outcome = match &p.sent {
+                place::Sent::Answered(outcome) => outcome,
+                place::Sent::NoTurn(_) => return m.count_not_sent(&lp.tenant, &lp.name, "place"),
+                _ => return,
+            };
             let word = match outcome {
                 PlacementOutcome::Accepted { .. } => "accepted",
                 PlacementOutcome::Rejected { .. } => "rejected",
                 PlacementOutcome::SentBefore { .. } => "sent_before",
                 PlacementOutcome::Ambiguous { .. } => "ambiguous",
-                // Made no call (`place::placement` records it as not sent).
+                // `place::placement` turns this into `Sent::NoTurn`.
                 PlacementOutcome::NotSent { .. } => return,
             };
             m.observe_call(&lp.tenant, &lp.name, "place", word, p.took);
-            if let Some((answer, took)) =
-                p.first_check.as_ref().filter(|(a, _)| !matches!(a.outcome, CheckOutcome::NotAsked { .. }))
-            {
-                let answered = !matches!(answer.outcome, CheckOutcome::NoNews { .. });
-                m.observe_call(&lp.tenant, &lp.name, "check", if answered { "answered" } else { "no_news" }, *took);
+            match p.first_check.as_ref() {
+                Some((answer, _)) if matches!(answer.outcome, CheckOutcome::NotAsked { .. }) => {
+                    m.count_not_sent(&lp.tenant, &lp.name, "check")
+                }
+                Some((answer, took)) => {
+                    let answered = !matches!(answer.outcome, CheckOutcome::NoNews { .. });
+                    m.observe_call(&lp.tenant, &lp.name, "check", if answered { "answered" } else { "no_news" }, *took);
+                }
+                None => {}
             }
         }
         // One request checks the whole batch: it failed when no order got an answer from it.
         Done::Checked(lp, checks) => {
             let Some(first) = checks.first() else { return };
             if !crate::domain::provider_health::check_made(checks.iter().map(|c| &c.answer.outcome)) {
-                return;
+                return m.count_not_sent(&lp.tenant, &lp.name, "check");
             }
             let answered = checks.iter().any(|c| !matches!(c.answer.outcome, CheckOutcome::NoNews { .. }));
             m.observe_call(&lp.tenant, &lp.name, "check", if answered { "answered" } else { "no_news" }, first.took);

@@ -2,7 +2,7 @@
 //! `prometheus_client`), counters that add up to what the database says, `/healthz` both ways,
 //! and examples (alert rules, dashboard) that reference only metrics orderctl exports.
 
-use crate::reliability::{assert_no_panic, daemon, wait_all_final, DaemonLog};
+use crate::reliability::{assert_no_panic, daemon, daemon_timed, wait_all_final, DaemonLog};
 use crate::support::insert_orders_in;
 use crate::support::*;
 use crate::webhooks::http_get;
@@ -265,6 +265,11 @@ fn two_tenants_providers_of_one_name_are_separate_series_present_at_zero_and_cli
                 let v = sample(&f, "orderctl_provider_calls", "orderctl_provider_calls_total", &labels);
                 assert_eq!(v, Some(0.0), "{labels:?}:\n{text}");
             }
+            for call in ["place", "check"] {
+                let labels = [("tenant", tenant), ("provider", provider), ("call", call)];
+                let v = sample(&f, "orderctl_provider_calls_not_sent", "orderctl_provider_calls_not_sent_total", &labels);
+                assert_eq!(v, Some(0.0), "{labels:?}:\n{text}");
+            }
         }
     }
     // Lanes that are not providers are told apart by `lane`; no provider series has it.
@@ -310,6 +315,34 @@ fn two_tenants_providers_of_one_name_are_separate_series_present_at_zero_and_cli
     assert_eq!(calls("alsham"), calls("alsham").max(5.0), "alsham's calls counted:\n{text}");
     assert!(calls("alsham") >= 5.0, "{text}");
     assert_eq!(calls("beirut"), 0.0, "beirut's provider of the same name made no call:\n{text}");
+    assert_eq!(d.terminate(), 0);
+    assert_no_panic(log.path());
+}
+
+/// A call that got no turn under its provider's rate limit before its request's time ran out
+/// is counted in `orderctl_provider_calls_not_sent_total`, never as a call: at "1/h" Znet sees
+/// one placement, the other orders' placements give up waiting (1 s) and are counted apart,
+/// and `orderctl_provider_calls_total` still equals what the provider saw.
+#[test]
+fn calls_that_got_no_turn_under_the_rate_limit_are_counted_apart_from_calls() {
+    let sim = Sim::start(&["--complete-after", "0s"]);
+    let db = TestDb::new();
+    let mut setup = standard_setup(&sim.base_url);
+    setup["tenants"][0]["providers"][0]["rate_limit"] = serde_json::json!("1/h");
+    db.apply(&setup);
+    let addr = free_addr();
+    let log = DaemonLog::new();
+    let d = daemon_timed(&db.url, log.path(), &["--request-timeout", "1s", "--lease", "4s"], &["--metrics-listen", &addr]);
+    insert_orders(&db, "pubg-60", 4);
+    let znet = |call| [("tenant", "alsham"), ("provider", "znet-main"), ("call", call)];
+    let not_sent = |f: &serde_json::Map<String, Value>| {
+        sum_samples(f, "orderctl_provider_calls_not_sent", "orderctl_provider_calls_not_sent_total", &znet("place"))
+    };
+    wait_until("placements given up are counted", Duration::from_secs(30), || not_sent(&scrape(&addr).1) >= 3.0);
+    let (text, f) = scrape(&addr);
+    let placed = sum_samples(&f, "orderctl_provider_calls", "orderctl_provider_calls_total", &znet("place"));
+    let seen = sim.stats()["placement_calls"].as_f64().unwrap();
+    assert_eq!((placed, seen), (1.0, 1.0), "one placement made, counted once:\n{text}");
     assert_eq!(d.terminate(), 0);
     assert_no_panic(log.path());
 }

@@ -291,10 +291,11 @@ fn a_placement_that_never_got_its_turn_under_the_rate_limit_is_not_an_unknown_ou
     assert_money_conserved(&db);
 }
 
-/// `doctor` weighs the placements due in a rate-limited provider's lane against its limit: at
-/// 1/h, the orders a daemon routed there and left (one placed, the rest handed back at its
-/// stop) take longer than `--stuck-after`, and doctor says so, names the limit and the fix;
-/// another tenant's doctor does not see them; at 1000/s the same backlog keeps up.
+/// `doctor` weighs the calls due in a rate-limited provider's lane against its limit: at 1/h,
+/// the orders a daemon routed there and left (one placed, the rest handed back at its stop)
+/// take longer than `--stuck-after`, and doctor says so, names the limit and the fix; status
+/// checks due count too, alone as well; another tenant's doctor does not see them; at 1000/s
+/// the same backlog keeps up.
 #[test]
 fn doctor_warns_when_a_rate_limit_cannot_keep_up_with_the_placements_due() {
     let (sim, db) = paced(&["--complete-after", "0s"], "1/h");
@@ -318,13 +319,28 @@ fn doctor_warns_when_a_rate_limit_cannot_keep_up_with_the_placements_due() {
         let report: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.stderr));
         report["findings"].as_array().unwrap().iter().find(|f| f["check"] == "rate limit").cloned()
     };
+    // The order placed has its first status check due too (it would get a turn only after
+    // every placement).
+    db.client()
+        .batch_execute(
+            "UPDATE orders SET next_check_at = now() - interval '1 s' WHERE status = 'pending' AND external_status <> 'not_sent'",
+        )
+        .unwrap();
     let due = db.query_i64("SELECT count(*) FROM orders WHERE external_status = 'not_sent' AND next_check_at <= now()");
     assert!(due >= 6, "{due} placements due");
     let f = finding(&db, None).expect("a rate limit finding");
     assert_eq!(f["severity"], "warn", "{f}");
     let message = f["message"].as_str().unwrap();
-    assert!(message.contains(&format!("{due} placement(s) due")) && message.contains("1/h"), "{f}");
+    assert!(message.contains(&format!("{due} placement(s) due and 1 status check(s) due")) && message.contains("1/h"), "{f}");
     assert!(f["fix"].as_str().unwrap().contains("rate_limit"), "{f}");
+    // Status checks alone: under a saturated limit each is due again a second later, so no
+    // overdue rule sees them; doctor counts them.
+    db.client()
+        .batch_execute("UPDATE orders SET next_check_at = now() + interval '1 day' WHERE external_status = 'not_sent'")
+        .unwrap();
+    let f = finding(&db, None).expect("a rate limit finding");
+    assert_eq!(f["severity"], "warn", "{f}");
+    assert!(f["message"].as_str().unwrap().contains("0 placement(s) due and 1 status check(s) due"), "{f}");
     db.client().batch_execute("INSERT INTO tenants (name) VALUES ('wholesale')").unwrap();
     assert_eq!(finding(&db, Some("wholesale")), None, "another tenant's doctor sees none of it");
     db.client().batch_execute("UPDATE providers SET rate_limit_calls = 1000, rate_limit_window_ms = 1000").unwrap();
