@@ -152,18 +152,31 @@ pub fn schedule_of(client: &mut impl GenericClient, id: i64) -> Result<ScheduleO
 
 /// The providers whose lanes a daemon runs (of one tenant, or all): every enabled provider,
 /// and any other that still has work scheduled.
+///
+/// Asked several times a second (the supervisor, the prober), so a disabled provider's work is
+/// looked up with one probe of each partial due index (scalar subqueries, which Postgres
+/// cannot turn into a hashed scan of all of `orders` the way it did `EXISTS` here). The
+/// `EXISTS` form was planned with a sequential scan of `orders` as its hashed alternative: never
+/// run while every provider is enabled, but its estimated cost grew with the history until it
+/// crossed `jit_above_cost`, and each call then spent 200-450 ms compiling (measured with 400k
+/// orders: a third of a core, rising with the table).
 pub fn lane_ids(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<Vec<i64>> {
-    Ok(client
-        .query(
-            "SELECT p.id FROM providers p
-              WHERE ($1::bigint IS NULL OR p.tenant_id = $1)
-                AND (p.enabled OR EXISTS (SELECT 1 FROM orders o WHERE o.lane = p.id AND o.next_check_at IS NOT NULL))
-              ORDER BY p.id",
-            &[&tenant],
-        )?
-        .iter()
-        .map(|r| r.get(0))
-        .collect())
+    use crate::domain::lifecycle::states::{sql_in, ExternalStatus};
+    let unplaced = sql_in(&ExternalStatus::UNPLACED);
+    let work_in = |op: &str| {
+        format!(
+            "(SELECT true FROM orders o
+               WHERE o.lane = p.id AND o.next_check_at IS NOT NULL AND o.external_status {op} ({unplaced}) LIMIT 1)"
+        )
+    };
+    let sql = format!(
+        "SELECT p.id FROM providers p
+          WHERE ($1::bigint IS NULL OR p.tenant_id = $1) AND (p.enabled OR {} OR {})
+          ORDER BY p.id",
+        work_in("IN"),
+        work_in("NOT IN")
+    );
+    Ok(client.query(&sql, &[&tenant])?.iter().map(|r| r.get(0)).collect())
 }
 
 /// (tenant, provider, whether its credentials fail to resolve on this host) for every provider

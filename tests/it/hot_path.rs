@@ -260,6 +260,14 @@ fn hot_queries_never_scan_the_orders_history() {
                 orderctl::db::pace::backlogs(tx, None).unwrap();
             }),
         ),
+        (
+            // Several times a second in every daemon; a disabled provider's work is looked up.
+            "the lanes a daemon runs",
+            Box::new(|tx| {
+                tx.batch_execute("UPDATE providers SET enabled = false").unwrap();
+                orderctl::db::providers::lane_ids(tx, None).unwrap();
+            }),
+        ),
     ];
     for (what, read) in reads {
         let mut tx = c.transaction().unwrap();
