@@ -287,6 +287,9 @@ pub fn long_transaction(o: &Options, server: &Server, template: &str, sim: &Sim,
         let url = db.url.clone();
         let mut c = connect(&url);
         let mut holder = connect(&url);
+        if !held && c.query_one("SHOW autovacuum", &[]).map(|r| r.get::<_, String>(0) != "on").unwrap_or(false) {
+            eprintln!("   warning: autovacuum is off on this server: nothing vacuums the hot tables in either phase");
+        }
         if held {
             // A snapshot and an xid: vacuum can remove nothing newer than this transaction.
             holder
@@ -312,6 +315,14 @@ pub fn long_transaction(o: &Options, server: &Server, template: &str, sim: &Sim,
             }
             rates.push(o.orders as f64 / started.elapsed().as_secs_f64());
         }
+        // How throughput moved as the tables grew (each round adds `--orders` to them).
+        let tenth = (rates.len() / 10).max(1);
+        let mean = |r: &[f64]| r.iter().sum::<f64>() / r.len().max(1) as f64;
+        eprintln!(
+            "   first tenth of the rounds {:.0} orders/s, last tenth {:.0} orders/s",
+            mean(&rates[..tenth.min(rates.len())]),
+            mean(&rates[rates.len().saturating_sub(tenth)..])
+        );
         drop(daemon);
         // What one probe of the due indexes from their start costs now (every 10 ms, as the
         // end-to-end rounds of this file polled before `work_left_of`).

@@ -128,6 +128,9 @@ pub fn machine(admin_url: &str) -> Value {
         "fsync": setting(&mut c, "fsync"),
         "wal_sync_method": setting(&mut c, "wal_sync_method"),
         "commit_delay": setting(&mut c, "commit_delay"),
+        // Off on some CI machines (a conf.d file): then nothing vacuums the hot tables during a
+        // run, which long runs (`--long-transaction`) feel most.
+        "autovacuum": setting(&mut c, "autovacuum"),
     })
 }
 
