@@ -322,7 +322,8 @@ pub fn long_transaction(o: &Options, server: &Server, template: &str, sim: &Sim,
                 let buyer = format!("buyer-{}", batches % BUYERS + 1);
                 let n = o.arrival_batch.min(left);
                 round.extend(
-                    orderctl::kit::orders::insert_orders(&mut c, "bench", &buyer, "pubg-60", n).unwrap_or_else(|e| die(&e.message)),
+                    orderctl::kit::orders::insert_orders(&mut c, "bench", &buyer, "pubg-60", n)
+                        .unwrap_or_else(|e| die(&e.message)),
                 );
                 left -= n;
                 batches += 1;
