@@ -7,8 +7,9 @@
 //! exists from the first scrape after the daemon connected, at 0 (`declare`), so `increase()`
 //! sees the first event and "absent" alerts do not misfire. Series per tenant are bounded:
 //! 2 finished + 1 flagged + 11 needing-action + 3 webhook-delivery counters + 3 webhook
-//! gauges = 20, plus per provider 6 call counters, 2 counters of calls not sent and 4 histograms (2 call kinds, claim, write;
-//! 14 buckets each). Nothing is labelled by order, user, package or URL.
+//! gauges = 20, plus per provider 6 call counters, 2 counters of calls not sent and 4
+//! histograms (2 call kinds, claim, write; 14 buckets each). Nothing is labelled by order,
+//! user, package or URL.
 //!
 //! Counters of calls and deliveries are this process's: the lanes count what they do at the
 //! moment they do it. Finished and flagged orders are counted in the database, in the
