@@ -392,6 +392,13 @@ fn record_placements(tx: &mut impl GenericClient, done: &[&Write]) -> std::resul
         return Ok(());
     }
     let providers: Vec<i64> = items.iter().map(|i| i.0).collect();
+    // The batch's providers once each (one, in a lane's write-back) for the index condition:
+    // with one id per row the planner costs the index scan as every provider times every
+    // reference (275 x 275 descents for a batch of 275) and reads the whole placements table
+    // instead (72 ms at 500k placements; 10 ms this way).
+    let mut distinct_providers = providers.clone();
+    distinct_providers.sort_unstable();
+    distinct_providers.dedup();
     let references: Vec<&str> = items.iter().map(|i| i.1).collect();
     let outcomes: Vec<&str> = items.iter().map(|i| i.2).collect();
     let messages: Vec<&str> = items.iter().map(|i| i.3).collect();
@@ -417,11 +424,11 @@ fn record_placements(tx: &mut impl GenericClient, done: &[&Write]) -> std::resul
                                      THEN now() ELSE p.reconciled_at END
            FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(provider_id, reference, outcome, message)
           WHERE p.provider_id = u.provider_id AND p.referans = u.reference
-            AND p.provider_id = ANY($1) AND p.referans = ANY($2)
+            AND p.provider_id = ANY($5) AND p.referans = ANY($2)
             AND p.attempt = (SELECT max(q.attempt) FROM placements q
                               WHERE q.provider_id = u.provider_id AND q.referans = u.reference)"
         ),
-        &[&providers, &references, &outcomes, &messages],
+        &[&providers, &references, &outcomes, &messages, &distinct_providers],
     )?;
     Ok(())
 }
