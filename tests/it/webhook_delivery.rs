@@ -345,10 +345,15 @@ fn a_hanging_endpoint_holds_back_no_other_tenants_deliveries_across_two_daemons(
     let p99 = latencies[(latencies.len() * 99).div_ceil(100) - 1];
     assert!(p99 <= Duration::from_secs(1), "beirut's p99 from event to delivery is {p99:?} while alsham's endpoint hangs");
     // Both daemons together never had more than two requests at the hanging endpoint, and
-    // never one event twice.
+    // never one event twice. Each request is held for the whole 30 s and then times out and is
+    // retried; on a slow machine the test can outlast that, so only the requests that arrived
+    // while the first ones were still held count as in flight together.
     let held = hanging.requests();
-    assert_eq!(held.len(), 2, "two requests in flight at the hanging endpoint, across both daemons");
-    assert_eq!(held.iter().map(|r| &r.event_id).collect::<HashSet<_>>().len(), 2);
+    let first = held.iter().map(|r| r.at).min().unwrap();
+    let together: Vec<_> =
+        held.iter().filter(|r| r.at.duration_since(first).unwrap_or_default() < Duration::from_secs(30)).collect();
+    assert_eq!(together.len(), 2, "two requests in flight at the hanging endpoint, across both daemons: {} in all", held.len());
+    assert_eq!(together.iter().map(|r| &r.event_id).collect::<HashSet<_>>().len(), 2);
     assert_eq!(fast.requests().len(), 30, "no event sent twice");
     for d in daemons {
         assert_eq!(d.terminate(), 0);
