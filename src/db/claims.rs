@@ -51,6 +51,15 @@ const COLUMNS: &str = "o.id, o.number, o.tenant_id, o.package_id, o.quantity, o.
        o.operator_reason, o.settlement, o.expects_pin, {FOUND_AT}";
 
 /// [`COLUMNS`] read as the queue found them (`found_at` is the due index key the claim read).
+/// Which of the two partial due indexes of `orders` a query reads (sql/0016): the orders whose
+/// due work is a placement (`placing`), or a status check. Spelled out in each query, never a
+/// parameter, so the planner matches the index's predicate; `alias` is the orders alias with
+/// its dot (`"o."`), or `""`. Together with `next_check_at IS NOT NULL`.
+pub(crate) fn due_kind(alias: &str, placing: bool) -> String {
+    let op = if placing { "IN" } else { "NOT IN" };
+    format!("{alias}external_status {op} ({})", sql_in(&ExternalStatus::UNPLACED))
+}
+
 fn columns(found_at: &str) -> String {
     COLUMNS.replace("{FOUND_AT}", &format!("{found_at} AS found_at"))
 }
@@ -248,9 +257,7 @@ pub fn lock_due(tx: &mut impl GenericClient, q: LaneQuery, places: i64, checks: 
         // A drain takes placements due now (a placement is never a loop) and checks due by its start.
         let due_by = if placing { None } else { q.due_by };
         // The kind is spelled out (not a parameter) so each query walks its own partial index.
-        let unplaced = sql_in(&ExternalStatus::UNPLACED);
-        let kind =
-            if placing { format!("o.external_status IN ({unplaced})") } else { format!("o.external_status NOT IN ({unplaced})") };
+        let kind = due_kind("o.", placing);
         let columns = columns("o.next_check_at");
         let sql = format!(
             "SELECT {columns} FROM orders o

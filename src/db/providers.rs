@@ -161,20 +161,18 @@ pub fn schedule_of(client: &mut impl GenericClient, id: i64) -> Result<ScheduleO
 /// crossed `jit_above_cost`, and each call then spent 200-450 ms compiling (measured with 400k
 /// orders: a third of a core, rising with the table).
 pub fn lane_ids(client: &mut impl GenericClient, tenant: Option<i64>) -> Result<Vec<i64>> {
-    use crate::domain::lifecycle::states::{sql_in, ExternalStatus};
-    let unplaced = sql_in(&ExternalStatus::UNPLACED);
-    let work_in = |op: &str| {
+    let work_in = |placing: bool| {
         format!(
-            "(SELECT true FROM orders o
-               WHERE o.lane = p.id AND o.next_check_at IS NOT NULL AND o.external_status {op} ({unplaced}) LIMIT 1)"
+            "(SELECT true FROM orders o WHERE o.lane = p.id AND o.next_check_at IS NOT NULL AND {} LIMIT 1)",
+            crate::db::claims::due_kind("o.", placing)
         )
     };
     let sql = format!(
         "SELECT p.id FROM providers p
           WHERE ($1::bigint IS NULL OR p.tenant_id = $1) AND (p.enabled OR {} OR {})
           ORDER BY p.id",
-        work_in("IN"),
-        work_in("NOT IN")
+        work_in(true),
+        work_in(false)
     );
     Ok(client.query(&sql, &[&tenant])?.iter().map(|r| r.get(0)).collect())
 }
