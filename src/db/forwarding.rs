@@ -57,15 +57,14 @@ pub fn create_upstream(
             order.quantity
         )));
     }
-    let id = Uuid::new_v4();
     tx.execute("UPDATE users SET balance = balance - $2 WHERE id = $1", &[&up.user_id, &total])?;
-    let number: i64 = tx
-        .query_one(
-            "INSERT INTO orders (id, tenant_id, user_id, package_id, quantity, user_identifier, extra_field, price, forwarded_from)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING number",
-            &[&id, &up.tenant_id, &up.user_id, &up.package_id, &order.quantity, &order.player, &order.extra, &total, &order.id],
-        )?
-        .get(0);
+    // The id is the column's default, a time-ordered id minted by the database (0027).
+    let created = tx.query_one(
+        "INSERT INTO orders (tenant_id, user_id, package_id, quantity, user_identifier, extra_field, price, forwarded_from)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id, number",
+        &[&up.tenant_id, &up.user_id, &up.package_id, &order.quantity, &order.player, &order.extra, &total, &order.id],
+    )?;
+    let (id, number): (Uuid, i64) = (created.get("id"), created.get("number"));
     let from = tx.query_one("SELECT t.name FROM tenants t WHERE t.id = $1", &[&order.tenant_id])?.get::<_, String>(0);
     tx.execute(
         "INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount, note) VALUES ($1, $2, $3, 'charge', $4, $5)",

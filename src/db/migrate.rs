@@ -30,6 +30,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0024_last_cost_per_mapping.sql", include_str!("../../sql/0024_last_cost_per_mapping.sql")),
     ("0025_duration_histograms.sql", include_str!("../../sql/0025_duration_histograms.sql")),
     ("0026_five_minute_slices.sql", include_str!("../../sql/0026_five_minute_slices.sql")),
+    ("0027_time_ordered_order_ids.sql", include_str!("../../sql/0027_time_ordered_order_ids.sql")),
 ];
 
 /// One key for every orderctl migrate run, whatever the database.

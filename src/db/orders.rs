@@ -371,15 +371,14 @@ fn insert_order(client: &mut crate::db::Client, o: &NewOrder) -> Result<CreatedO
         ))
         .with_hint("top the balance up (adjust it in the setup file and apply it) or order less"));
     }
-    let id = Uuid::new_v4();
     tx.execute("UPDATE users SET balance = balance - $2 WHERE id = $1", &[&user_id, &total])?;
-    let number: i64 = tx
-        .query_one(
-            "INSERT INTO orders (id, tenant_id, user_id, package_id, quantity, user_identifier, extra_field, price, request_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING number",
-            &[&id, &tenant_id, &user_id, &package_id, &o.quantity, &o.player, &o.extra, &total, &o.request_id],
-        )?
-        .get(0);
+    // The id is the column's default, a time-ordered id minted by the database (0027).
+    let created = tx.query_one(
+        "INSERT INTO orders (tenant_id, user_id, package_id, quantity, user_identifier, extra_field, price, request_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id, number",
+        &[&tenant_id, &user_id, &package_id, &o.quantity, &o.player, &o.extra, &total, &o.request_id],
+    )?;
+    let (id, number): (Uuid, i64) = (created.get("id"), created.get("number"));
     tx.execute(
         "INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount, note) VALUES ($1, $2, $3, 'charge', $4, $5)",
         &[&tenant_id, &user_id, &id, &(-total), &format!("order {number}")],

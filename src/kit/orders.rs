@@ -11,8 +11,8 @@ pub fn insert_orders(c: &mut Client, tenant: &str, user: &str, package: &str, n:
         "WITH buyer AS (
              SELECT u.id, u.tenant_id FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.name = $1 AND u.name = $2)
          , new AS (
-             INSERT INTO orders (id, tenant_id, user_id, package_id, user_identifier, price)
-             SELECT gen_random_uuid(), b.tenant_id, b.id, p.id, 'player-' || g, p.price
+             INSERT INTO orders (tenant_id, user_id, package_id, user_identifier, price)
+             SELECT b.tenant_id, b.id, p.id, 'player-' || g, p.price
                FROM buyer b JOIN packages p ON p.tenant_id = b.tenant_id AND p.name = $3, generate_series(1, $4::bigint) g
              RETURNING id, tenant_id, user_id, price)
          , charge AS (INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount)

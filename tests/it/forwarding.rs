@@ -115,6 +115,8 @@ fn a_forwarded_order_approved_upstream_by_znet_is_approved_downstream_with_the_s
     assert_eq!(o["diagnosis"]["code"], "forwarded", "{o:#}");
     let up = upstream_of(&db, &n);
     assert_eq!(o["forwarded_to"]["number"], up["number"]);
+    // Minted by the database as every new order's id is: time-ordered (version 7).
+    assert_eq!(uuid::Uuid::parse_str(up["id"].as_str().unwrap()).unwrap().get_version_num(), 7, "{up:#}");
     assert_eq!(up["forwarded_from"], json!({"tenant": "alsham", "number": o["number"]}));
     assert_eq!(
         (up["tenant"].as_str(), up["user"].as_str(), up["price"].as_str()),

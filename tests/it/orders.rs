@@ -517,3 +517,48 @@ fn an_operator_choice_of_a_retired_provider_is_refused_and_nothing_is_sent() {
     assert_eq!(inspect(&db, &n)["status"], "pending", "the order stays where it was");
     assert_eq!(sim.stats()["orders"].as_array().map_or(0, |a| a.len()), 0, "nothing reached a provider");
 }
+
+/// The milliseconds since the epoch that a version 7 id starts with (RFC 9562).
+fn id_millis(id: &uuid::Uuid) -> i64 {
+    let b = id.as_bytes();
+    i64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
+}
+
+#[test]
+fn new_orders_get_time_ordered_ids_and_a_writer_may_still_give_its_own() {
+    let sim = Sim::start(&[]);
+    let db = setup(&sim);
+    let clock = || db.query_i64("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint");
+    let before = clock();
+    let o = create(&db, "pubg-60", &["--no-dispatch"]);
+    // A web app that leaves the id to the column's default, and one that gives its own random id.
+    insert_orders(&db, "pubg-60", 50);
+    insert_order_of(&db, "alsham", "pubg-60", 1, "legacy");
+    let after = clock();
+    let rows = db
+        .client()
+        .query("SELECT id, user_identifier FROM orders ORDER BY number", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<_, uuid::Uuid>(0), r.get::<_, String>(1)))
+        .collect::<Vec<_>>();
+    assert_eq!(rows.len(), 52);
+    assert_eq!(rows[0].0.to_string(), o["id"].as_str().unwrap());
+    let (minted, given) = rows.split_at(51);
+    let mut last = before;
+    for (id, player) in minted {
+        assert_eq!(id.get_version_num(), 7, "{id} of {player}");
+        assert_eq!(id.get_variant(), uuid::Variant::RFC4122, "{id}");
+        // The database's clock at the insert, never going back in the order the rows came.
+        let millis = id_millis(id);
+        assert!(millis >= last && millis <= after, "{id} says {millis}, not within {last}..={after}");
+        last = millis;
+    }
+    let distinct: std::collections::HashSet<_> = minted.iter().map(|(id, _)| *id).collect();
+    assert_eq!(distinct.len(), minted.len(), "ids minted in one statement are all different");
+    assert_eq!(given[0].1, "legacy");
+    assert_eq!(given[0].0.get_version_num(), 4, "a writer's own id is kept as given");
+    // Both kinds go through the lifecycle alike.
+    db.cmd().args(["sweep"]).run().ok();
+    assert_eq!(db.query_i64("SELECT count(*) FROM orders WHERE external_status = 'not_sent'"), 0);
+}
