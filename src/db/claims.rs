@@ -283,14 +283,14 @@ pub fn lock_and_claim_checks(tx: &mut impl GenericClient, q: LaneQuery, limit: i
     if limit <= 0 {
         return Ok(vec![]);
     }
-    let unplaced = sql_in(&ExternalStatus::UNPLACED);
+    let checks = due_kind("o.", false);
     let columns = columns("due.next_check_at");
     let sql = format!(
         "WITH due AS (
              SELECT o.id, o.next_check_at FROM orders o
               WHERE o.lane = $1 AND o.next_check_at IS NOT NULL AND o.next_check_at <= coalesce($2::timestamptz, now())
                 AND o.next_check_at >= coalesce($6::timestamptz, '-infinity')
-                AND ($3::bigint IS NULL OR o.tenant_id = $3) AND o.external_status NOT IN ({unplaced})
+                AND ($3::bigint IS NULL OR o.tenant_id = $3) AND {checks}
               ORDER BY o.next_check_at LIMIT $4 FOR UPDATE SKIP LOCKED
          )
          UPDATE orders o SET next_check_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = o.lease + 1,
@@ -330,18 +330,18 @@ pub fn claim_checks_due_now(tx: &mut impl GenericClient, ids: &[Uuid], lane: i64
 pub fn any_due(client: &mut impl GenericClient, floor: &mut ClaimFloor, q: LaneQuery) -> Result<bool> {
     let q = floor.bound(q);
     // Two probes, one per partial index (a CASE over both kinds would scan the table).
-    let unplaced = sql_in(&ExternalStatus::UNPLACED);
+    let (placements, checks) = (due_kind("", true), due_kind("", false));
     let row = client.query_one(
-            &format!(
-                "SELECT EXISTS (SELECT 1 FROM orders WHERE lane = $1 AND next_check_at IS NOT NULL AND external_status IN ({unplaced})
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM orders WHERE lane = $1 AND next_check_at IS NOT NULL AND {placements}
                                    AND next_check_at <= now() AND next_check_at >= coalesce($4::timestamptz, '-infinity')
                                    AND ($3::bigint IS NULL OR tenant_id = $3))
-                     OR EXISTS (SELECT 1 FROM orders WHERE lane = $1 AND next_check_at IS NOT NULL AND external_status NOT IN ({unplaced})
+                     OR EXISTS (SELECT 1 FROM orders WHERE lane = $1 AND next_check_at IS NOT NULL AND {checks}
                                    AND next_check_at <= coalesce($2::timestamptz, now())
                                    AND next_check_at >= coalesce($5::timestamptz, '-infinity')
                                    AND ($3::bigint IS NULL OR tenant_id = $3)),
                     now()"
-            ),
+        ),
         &[&q.lane, &q.due_by, &q.tenant, &q.from.placements, &q.from.checks],
     )?;
     let any: bool = row.get(0);
@@ -388,18 +388,18 @@ pub fn lanes_with_work(
     tenant: Option<i64>,
     checks_due_by: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<Vec<i64>> {
-    let unplaced = sql_in(&ExternalStatus::UNPLACED);
+    let (placements, checks) = (due_kind("", true), due_kind("", false));
     Ok(client
         .query(
             &format!(
                 // One arm per partial due index: a CASE over both kinds matches neither and
                 // scans the whole table, history included.
                 "SELECT lane FROM orders
-                  WHERE lane <> 0 AND next_check_at IS NOT NULL AND external_status IN ({unplaced})
+                  WHERE lane <> 0 AND next_check_at IS NOT NULL AND {placements}
                     AND next_check_at <= now() AND ($1::bigint IS NULL OR tenant_id = $1)
                  UNION
                  SELECT lane FROM orders
-                  WHERE lane <> 0 AND next_check_at IS NOT NULL AND external_status NOT IN ({unplaced})
+                  WHERE lane <> 0 AND next_check_at IS NOT NULL AND {checks}
                     AND next_check_at <= coalesce($2::timestamptz, now()) AND ($1::bigint IS NULL OR tenant_id = $1)
                  ORDER BY lane"
             ),

@@ -535,7 +535,6 @@ fn stuck_ids() -> String {
 fn stuck_sql(reason: StuckReason) -> Option<String> {
     let (pending, not_sent) = (OrderStatus::Pending.sql(), ExternalStatus::NotSent.sql());
     let held = sql_in(&ExternalStatus::HELD);
-    let unplaced = sql_in(&ExternalStatus::UNPLACED);
     let waiting_to_send = format!("x.status = {pending} AND x.external_status = {not_sent} AND x.attention IS NULL");
     Some(match reason {
         StuckReason::Flagged => "SELECT id FROM orders WHERE attention IS NOT NULL".to_string(),
@@ -546,10 +545,12 @@ fn stuck_sql(reason: StuckReason) -> Option<String> {
         // One arm per partial due index: a bare `next_check_at < X` matches neither and reads
         // the whole table, history included.
         StuckReason::Overdue => format!(
-            "SELECT id FROM orders WHERE next_check_at IS NOT NULL AND external_status IN ({unplaced})
+            "SELECT id FROM orders WHERE next_check_at IS NOT NULL AND {placements}
                                       AND next_check_at < now() - make_interval(secs => $2::bigint / 1000.0)
-             UNION SELECT id FROM orders WHERE next_check_at IS NOT NULL AND external_status NOT IN ({unplaced})
-                                      AND next_check_at < now() - make_interval(secs => $2::bigint / 1000.0)"
+             UNION SELECT id FROM orders WHERE next_check_at IS NOT NULL AND {checks}
+                                      AND next_check_at < now() - make_interval(secs => $2::bigint / 1000.0)",
+            placements = crate::db::claims::due_kind("", true),
+            checks = crate::db::claims::due_kind("", false)
         ),
         StuckReason::RoutingContradicts => format!(
             "SELECT x.id FROM orders x JOIN packages p ON p.id = x.package_id

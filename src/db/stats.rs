@@ -1,6 +1,7 @@
 //! The read-only statements behind `orderctl stats` and `orderctl doctor`: counts, lateness and
 //! timings of the whole operation, and the Postgres health numbers that kill job queues.
 
+use crate::db::claims::due_kind;
 use crate::db::row::state;
 use crate::db::{GenericClient, Param};
 use crate::domain::lifecycle::states::{sql_in, DeliveryState, ExternalStatus, OrderStatus, PlacementState};
@@ -242,13 +243,14 @@ pub struct Due {
 /// One arm per partial due index (placements, checks): each reads only the orders with work
 /// scheduled; a bare `next_check_at IS NOT NULL` matches neither and scans the table.
 fn scheduled_orders_sql(columns: &str, tenant_filter: &str) -> String {
-    let unplaced = sql_in(&ExternalStatus::UNPLACED);
     format!(
         "SELECT {columns} FROM orders o
-          WHERE o.next_check_at IS NOT NULL AND o.external_status IN ({unplaced}) AND {tenant_filter}
+          WHERE o.next_check_at IS NOT NULL AND {placements} AND {tenant_filter}
          UNION ALL
          SELECT {columns} FROM orders o
-          WHERE o.next_check_at IS NOT NULL AND o.external_status NOT IN ({unplaced}) AND {tenant_filter}"
+          WHERE o.next_check_at IS NOT NULL AND {checks} AND {tenant_filter}",
+        placements = due_kind("o.", true),
+        checks = due_kind("o.", false)
     )
 }
 
@@ -639,13 +641,13 @@ pub fn oldest_transaction(client: &mut impl GenericClient) -> Result<Option<Olde
 /// The claims' hot partial indexes, and how to build each again (the predicates of
 /// `sql/0016_provider_health.sql`; the schema test compares them with the migrated database).
 pub fn due_indexes() -> [(&'static str, String); 2] {
-    let unplaced = sql_in(&ExternalStatus::UNPLACED);
-    let create = |name: &str, op: &str| {
+    let create = |name: &str, placing: bool| {
         format!(
-            "CREATE INDEX CONCURRENTLY {name} ON orders (lane, next_check_at) WHERE next_check_at IS NOT NULL AND external_status {op} ({unplaced});"
+            "CREATE INDEX CONCURRENTLY {name} ON orders (lane, next_check_at) WHERE next_check_at IS NOT NULL AND {};",
+            due_kind("", placing)
         )
     };
-    [("orders_due", create("orders_due", "NOT IN")), ("orders_due_placements", create("orders_due_placements", "IN"))]
+    [("orders_due", create("orders_due", false)), ("orders_due_placements", create("orders_due_placements", true))]
 }
 
 /// Whether a hot index exists, and is valid. None: it does not exist.
@@ -713,13 +715,14 @@ pub fn metric_gauges(client: &mut impl GenericClient, tenant: Option<i64>) -> Re
         &format!(
             "SELECT coalesce(sum(n), 0)::bigint, coalesce((extract(epoch FROM now() - min(oldest)) * 1000)::bigint, 0)
            FROM (SELECT count(*) AS n, min(next_check_at) AS oldest FROM orders
-                  WHERE next_check_at IS NOT NULL AND external_status IN ({unplaced}) AND next_check_at <= now()
+                  WHERE next_check_at IS NOT NULL AND {placements} AND next_check_at <= now()
                     AND ($1::bigint IS NULL OR tenant_id = $1)
                  UNION ALL
                  SELECT count(*), min(next_check_at) FROM orders
-                  WHERE next_check_at IS NOT NULL AND external_status NOT IN ({unplaced}) AND next_check_at <= now()
+                  WHERE next_check_at IS NOT NULL AND {checks} AND next_check_at <= now()
                     AND ($1::bigint IS NULL OR tenant_id = $1)) parts",
-            unplaced = sql_in(&ExternalStatus::UNPLACED)
+            placements = due_kind("", true),
+            checks = due_kind("", false)
         ),
         &[&tenant],
     )?;

@@ -604,10 +604,7 @@ fn observe(done: &Done) {
                 Some((answer, _)) if matches!(answer.outcome, CheckOutcome::NotAsked { .. }) => {
                     m.count_not_sent(&lp.tenant, &lp.name, "check")
                 }
-                Some((answer, took)) => {
-                    let answered = !matches!(answer.outcome, CheckOutcome::NoNews { .. });
-                    m.observe_call(&lp.tenant, &lp.name, "check", if answered { "answered" } else { "no_news" }, *took);
-                }
+                Some((answer, took)) => m.observe_call(&lp.tenant, &lp.name, "check", check_word([&answer.outcome]), *took),
                 None => {}
             }
         }
@@ -617,9 +614,17 @@ fn observe(done: &Done) {
             if !crate::domain::provider_health::check_made(checks.iter().map(|c| &c.answer.outcome)) {
                 return m.count_not_sent(&lp.tenant, &lp.name, "check");
             }
-            let answered = checks.iter().any(|c| !matches!(c.answer.outcome, CheckOutcome::NoNews { .. }));
-            m.observe_call(&lp.tenant, &lp.name, "check", if answered { "answered" } else { "no_news" }, first.took);
+            m.observe_call(&lp.tenant, &lp.name, "check", check_word(checks.iter().map(|c| &c.answer.outcome)), first.took);
         }
+    }
+}
+
+/// How a check call that was made is counted: answered when any order got news from it.
+fn check_word<'a>(outcomes: impl IntoIterator<Item = &'a crate::provider::CheckOutcome>) -> &'static str {
+    if outcomes.into_iter().any(|o| !matches!(o, crate::provider::CheckOutcome::NoNews { .. })) {
+        "answered"
+    } else {
+        "no_news"
     }
 }
 
