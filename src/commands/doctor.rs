@@ -127,6 +127,7 @@ pub fn run(s: &Settings, a: &DoctorArgs) -> Result<()> {
         findings.extend(webhook_findings(&mut client, s.tenant.as_deref())?);
         findings.extend(health_findings(&mut client)?);
         findings.push(rollup_finding(&mut client, s.tenant.as_deref())?);
+        findings.push(order_ids_finding(&mut client, s.tenant.as_deref())?);
     }
     report(s, &findings);
     let needing = findings.iter().filter(|f| f.severity != Severity::Ok).count();
@@ -560,6 +561,29 @@ fn rollup_finding(client: &mut Client, tenant: Option<&str>) -> Result<Finding> 
         ));
     }
     Ok(ok("rollups", format!("the stats rollups end at {until} ({behind} ago)")))
+}
+
+/// New orders should get the ids the database mints (sql/0027): a writer that gives its own
+/// random ids puts each order anywhere in every index keyed by order, and nothing else says so.
+fn order_ids_finding(client: &mut Client, tenant: Option<&str>) -> Result<Finding> {
+    let ids = stats::recent_order_ids(client, tenant)?;
+    if ids.not_time_ordered > 0 {
+        return Ok(problem(
+            Severity::Warn,
+            "order-ids",
+            format!(
+                "{} of the latest {} orders were written with ids that are not time-ordered (not UUID version 7): \
+                 whoever inserts them gives its own random ids, and each lands anywhere in every index keyed by order",
+                ids.not_time_ordered, ids.checked
+            ),
+            "leave `id` out of the web app's INSERT INTO orders (the column's default mints it; read it back with \
+             RETURNING id), or mint UUID version 7 ids there",
+        ));
+    }
+    if ids.checked == 0 {
+        return Ok(ok("order-ids", "no order written since the database mints time-ordered ids (migration 0027)"));
+    }
+    Ok(ok("order-ids", format!("the latest {} orders have time-ordered ids (UUID version 7)", ids.checked)))
 }
 
 /// Events need a partition for the month their order is created in (sql/0018): fewer than one

@@ -616,6 +616,30 @@ pub fn table_health(client: &mut impl GenericClient, table: &str) -> Result<Tabl
     })
 }
 
+/// Of the latest orders (a bounded sample), those written since the database mints ids
+/// (migration 0027): how many, and how many of them a writer gave an id that is not time-ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecentOrderIds {
+    pub checked: i64,
+    pub not_time_ordered: i64,
+}
+
+/// How many of the latest orders to look at: one backward walk of the order number's index,
+/// whatever the history (a tenant's doctor counts its own among them).
+const RECENT_ORDER_IDS_SAMPLE: i64 = 1000;
+
+pub fn recent_order_ids(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<RecentOrderIds> {
+    // Version 7 is the 13th hex digit of the id, the 15th character of its text form.
+    let r = client.query_one(
+        "SELECT count(*), count(*) FILTER (WHERE substr(r.id::text, 15, 1) <> '7')
+           FROM (SELECT id, tenant_id, created_at FROM orders ORDER BY number DESC LIMIT $1) r
+          WHERE r.created_at >= (SELECT applied_at FROM orderctl_migrations WHERE version = 27)
+            AND ($2::text IS NULL OR r.tenant_id = (SELECT id FROM tenants WHERE name = $2))",
+        &[&RECENT_ORDER_IDS_SAMPLE, &tenant],
+    )?;
+    Ok(RecentOrderIds { checked: r.get(0), not_time_ordered: r.get(1) })
+}
+
 /// The oldest transaction open in this database (other than ours): it holds back vacuum.
 #[derive(Debug, Clone, Serialize)]
 pub struct OldestTransaction {

@@ -255,6 +255,12 @@ fn hot_queries_never_scan_the_orders_history() {
             }),
         ),
         (
+            "doctor's order-id check",
+            Box::new(|tx| {
+                orderctl::db::stats::recent_order_ids(tx, Some("alsham")).unwrap();
+            }),
+        ),
+        (
             "doctor's rate-limit backlog",
             Box::new(|tx| {
                 orderctl::db::pace::backlogs(tx, None).unwrap();

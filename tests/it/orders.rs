@@ -518,6 +518,15 @@ fn an_operator_choice_of_a_retired_provider_is_refused_and_nothing_is_sent() {
     assert_eq!(sim.stats()["orders"].as_array().map_or(0, |a| a.len()), 0, "nothing reached a provider");
 }
 
+fn order_ids_finding(db: &TestDb, tenant: Option<&str>) -> Value {
+    let mut cmd = db.cmd();
+    if let Some(t) = tenant {
+        cmd = cmd.args(["--tenant", t]);
+    }
+    let report: Value = serde_json::from_str(&cmd.args(["--output", "json", "doctor"]).run().stdout).unwrap();
+    report["findings"].as_array().unwrap().iter().find(|f| f["check"] == "order-ids").cloned().unwrap()
+}
+
 /// The milliseconds since the epoch that a version 7 id starts with (RFC 9562).
 fn id_millis(id: &uuid::Uuid) -> i64 {
     let b = id.as_bytes();
@@ -533,6 +542,7 @@ fn new_orders_get_time_ordered_ids_and_a_writer_may_still_give_its_own() {
     let o = create(&db, "pubg-60", &["--no-dispatch"]);
     // A web app that leaves the id to the column's default, and one that gives its own random id.
     insert_orders(&db, "pubg-60", 50);
+    assert_eq!(order_ids_finding(&db, None)["severity"], "ok");
     insert_order_of(&db, "alsham", "pubg-60", 1, "legacy");
     let after = clock();
     let rows = db
@@ -558,6 +568,15 @@ fn new_orders_get_time_ordered_ids_and_a_writer_may_still_give_its_own() {
     assert_eq!(distinct.len(), minted.len(), "ids minted in one statement are all different");
     assert_eq!(given[0].1, "legacy");
     assert_eq!(given[0].0.get_version_num(), 4, "a writer's own id is kept as given");
+    // doctor names the writer that gives its own ids, to its tenant only.
+    let finding = order_ids_finding(&db, None);
+    assert_eq!(finding["severity"], "warn", "{finding}");
+    assert!(finding["message"].as_str().unwrap().starts_with("1 of the latest 52 orders"), "{finding}");
+    assert!(finding["fix"].as_str().unwrap().contains("leave `id` out"), "{finding}");
+    let mut other = standard_setup(&sim.base_url);
+    other["tenants"][0]["name"] = json!("other");
+    db.apply(&other);
+    assert_eq!(order_ids_finding(&db, Some("other"))["severity"], "ok");
     // Both kinds go through the lifecycle alike.
     db.cmd().args(["sweep"]).run().ok();
     assert_eq!(db.query_i64("SELECT count(*) FROM orders WHERE external_status = 'not_sent'"), 0);
