@@ -8,9 +8,10 @@
 #
 # Builds one database with ORDERS rows over 12 past months twice: `flat` (unpartitioned) and
 # `parted` (14 monthly partitions by id range), the same rows and indexes, and times one row by
-# id (a select, and an update rolled back) with pgbench: one session, extended protocol, median
-# of RUNS runs of SECS seconds, tables interleaved. Each script first looks the id up by a
-# random number (`base` times that alone, to subtract).
+# id (a select, and an update rolled back) and a claim of 100 open orders (which names no id or
+# month, so it reads every partition's index) with pgbench: one session, extended protocol,
+# median of RUNS runs of SECS seconds, tables interleaved. Each by-id script first looks the id
+# up by a random number (`base` times that alone, to subtract).
 #
 #   examples/bench/retention-v7.sh
 set -euo pipefail
@@ -55,6 +56,9 @@ CREATE INDEX ON flat (created_at) WHERE status = 'pending';
 CREATE INDEX ON parted (created_at) WHERE status = 'pending';
 CREATE INDEX ON flat (status, created_at);
 CREATE INDEX ON parted (status, created_at);
+-- Open orders of the last 30 days, for the claim: about 670.
+UPDATE flat SET status = 'pending' WHERE n % 360 < 30 AND n % 20 = 0;
+UPDATE parted SET status = 'pending' WHERE n % 360 < 30 AND n % 20 = 0;
 VACUUM ANALYZE;
 SQL
 
@@ -64,11 +68,14 @@ printf '%s\n' "$lookup" >"$WORK/base.sql"
 for t in flat parted; do
     printf '%s\nSELECT * FROM %s WHERE id = :id;\n' "$lookup" "$t" >"$WORK/select_$t.sql"
     printf '%s\nBEGIN;\nUPDATE %s SET status = status, pad = pad WHERE id = :id;\nROLLBACK;\n' "$lookup" "$t" >"$WORK/update_$t.sql"
+    # A claim cannot name a month: it reads the open-orders index of every partition.
+    printf 'BEGIN;\nSELECT id FROM %s WHERE status = '"'pending'"' ORDER BY created_at LIMIT 100 FOR UPDATE SKIP LOCKED;\nROLLBACK;\n' \
+        "$t" >"$WORK/claim_$t.sql"
 done
 
 declare -A ms
 for run in $(seq 1 "$RUNS"); do
-    for s in base select_flat select_parted update_flat update_parted; do
+    for s in base select_flat select_parted update_flat update_parted claim_flat claim_parted; do
         v=$(pgbench -n -M extended -T "$SECS" -f "$WORK/$s.sql" "$PGURL/$DB" 2>/dev/null | awk '/latency average/ {print $4}')
         ms[$s]="${ms[$s]:-} $v"
     done
@@ -83,4 +90,8 @@ for st in select update; do
     awk -v st="$st" -v f="$f" -v p="$p" -v b="$base" \
         'BEGIN { printf "| %s | %.3f ms | %.3f ms (%.2f) |\n", st, f - b, p - b, (p - b) / (f - b) }'
 done
+f=$(median "${ms[claim_flat]}")
+p=$(median "${ms[claim_parted]}")
+awk -v f="$f" -v p="$p" \
+    'BEGIN { printf "| claim 100 open orders (no id; nothing subtracted) | %.3f ms | %.3f ms (%.2f) |\n", f, p, p / f }'
 psql -q "$PGURL/postgres" -c "DROP DATABASE $DB"

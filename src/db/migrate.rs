@@ -31,6 +31,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0025_duration_histograms.sql", include_str!("../../sql/0025_duration_histograms.sql")),
     ("0026_five_minute_slices.sql", include_str!("../../sql/0026_five_minute_slices.sql")),
     ("0027_time_ordered_order_ids.sql", include_str!("../../sql/0027_time_ordered_order_ids.sql")),
+    ("0028_placements_room_for_outcomes.sql", include_str!("../../sql/0028_placements_room_for_outcomes.sql")),
 ];
 
 /// One key for every orderctl migrate run, whatever the database.

@@ -84,3 +84,26 @@ fn provider_health_is_written_per_batch_of_answers_not_per_order() {
     eprintln!("provider_health: {statements} UPDATE statements for 300 accepted placements");
     assert!(statements < 150, "{statements} UPDATE statements on provider_health for 300 placements: written per order");
 }
+
+/// A placement's answer rewrites its row on its own page (a HOT update: no new entry in any of
+/// the table's four indexes, none left dead), because inserts leave each page room for the
+/// outcomes that follow (sql/0028). With full pages almost every answer moved its row.
+#[test]
+fn a_placement_answer_rewrites_its_row_in_place() {
+    let sim = Sim::start(&["--complete-after", "1h"]);
+    let db = TestDb::new();
+    db.apply(&standard_setup(&sim.base_url));
+    insert_orders(&db, "pubg-60", 400);
+    // One process: its backend's table counters reach the shared statistics when it exits.
+    db.cmd().args(["sweep", "--first-check", "1h"]).run().ok();
+    assert_eq!(db.query_i64("SELECT count(*) FROM placements WHERE outcome = 'accepted'"), 400);
+    let (updates, in_place) = {
+        let r = db
+            .client()
+            .query_one("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'placements'", &[])
+            .unwrap();
+        (r.get::<_, i64>(0), r.get::<_, i64>(1))
+    };
+    assert!(updates >= 400, "every placement's answer updates its row: {updates}");
+    assert!(in_place * 10 >= updates * 9, "{in_place} of {updates} placement updates were in place (HOT)");
+}
