@@ -50,7 +50,6 @@ const COLUMNS: &str = "o.id, o.number, o.tenant_id, o.package_id, o.quantity, o.
        o.placement_attempts, o.price, o.late_pin, o.forwarded_to IS NOT NULL AS forwarded, o.pin_code,
        o.operator_reason, o.settlement, o.expects_pin, {FOUND_AT}";
 
-/// [`COLUMNS`] read as the queue found them (`found_at` is the due index key the claim read).
 /// Which of the two partial due indexes of `orders` a query reads (sql/0016): the orders whose
 /// due work is a placement (`placing`), or a status check. Spelled out in each query, never a
 /// parameter, so the planner matches the index's predicate; `alias` is the orders alias with
@@ -60,6 +59,7 @@ pub(crate) fn due_kind(alias: &str, placing: bool) -> String {
     format!("{alias}external_status {op} ({})", sql_in(&ExternalStatus::UNPLACED))
 }
 
+/// [`COLUMNS`] read as the queue found them (`found_at` is the due index key the claim read).
 fn columns(found_at: &str) -> String {
     COLUMNS.replace("{FOUND_AT}", &format!("{found_at} AS found_at"))
 }

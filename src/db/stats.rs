@@ -628,14 +628,18 @@ pub struct RecentOrderIds {
 /// whatever the history (a tenant's doctor counts its own among them).
 const RECENT_ORDER_IDS_SAMPLE: i64 = 1000;
 
+/// The migration from which the database mints order ids (`0027_time_ordered_order_ids.sql`):
+/// orders written before it are not judged.
+const MINTING_SINCE_MIGRATION: i32 = 27;
+
 pub fn recent_order_ids(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<RecentOrderIds> {
     // Version 7 is the 13th hex digit of the id, the 15th character of its text form.
     let r = client.query_one(
         "SELECT count(*), count(*) FILTER (WHERE substr(r.id::text, 15, 1) <> '7')
            FROM (SELECT id, tenant_id, created_at FROM orders ORDER BY number DESC LIMIT $1) r
-          WHERE r.created_at >= (SELECT applied_at FROM orderctl_migrations WHERE version = 27)
+          WHERE r.created_at >= (SELECT applied_at FROM orderctl_migrations WHERE version = $3)
             AND ($2::text IS NULL OR r.tenant_id = (SELECT id FROM tenants WHERE name = $2))",
-        &[&RECENT_ORDER_IDS_SAMPLE, &tenant],
+        &[&RECENT_ORDER_IDS_SAMPLE, &tenant, &MINTING_SINCE_MIGRATION],
     )?;
     Ok(RecentOrderIds { checked: r.get(0), not_time_ordered: r.get(1) })
 }

@@ -302,7 +302,7 @@ fn doctor_names_the_oldest_open_transaction() {
     holder.batch_execute("BEGIN; SELECT txid_current();").unwrap();
     let out = db.cmd().args(["--output", "json", "doctor"]).run();
     let report: Value = serde_json::from_str(&out.stdout).unwrap();
-    let finding = report["findings"].as_array().unwrap().iter().find(|f| f["check"] == "old-transaction").cloned().unwrap();
+    let finding = doctor_finding(&report, "old-transaction").unwrap();
     let message = finding["message"].as_str().unwrap();
     assert!(message.contains("long-report") && message.contains("idle in transaction"), "{message}");
     let hot: Vec<&str> = report["findings"]
@@ -320,7 +320,7 @@ fn doctor_names_the_oldest_open_transaction() {
     // Partitions ahead: doctor warns when next month has none.
     let partitions = |db: &TestDb| -> Value {
         let report: Value = serde_json::from_str(&db.cmd().args(["--output", "json", "doctor"]).run().stdout).unwrap();
-        report["findings"].as_array().unwrap().iter().find(|f| f["check"] == "partitions").cloned().unwrap()
+        doctor_finding(&report, "partitions").unwrap()
     };
     assert_eq!(partitions(&db)["severity"], "ok");
     for k in 1..=3 {

@@ -661,7 +661,7 @@ fn doctor_warns_when_no_sweep_rolls_finished_history_up() {
     finish_orders_over_three_days(&db);
     let rollups = |db: &TestDb| -> Value {
         let report: Value = serde_json::from_str(&db.cmd().args(["--output", "json", "doctor"]).run().stdout).unwrap();
-        report["findings"].as_array().unwrap().iter().find(|f| f["check"] == "rollups").cloned().unwrap()
+        doctor_finding(&report, "rollups").unwrap()
     };
     // Three days of finished orders no roll-up has counted: no sweep runs.
     forget_rollups(&mut db.client(), 3);
@@ -673,7 +673,7 @@ fn doctor_warns_when_no_sweep_rolls_finished_history_up() {
     db.client().batch_execute("INSERT INTO tenants (name) VALUES ('wholesale')").unwrap();
     let report: Value =
         serde_json::from_str(&db.cmd().args(["--output", "json", "--tenant", "wholesale", "doctor"]).run().stdout).unwrap();
-    let theirs = report["findings"].as_array().unwrap().iter().find(|f| f["check"] == "rollups").cloned().unwrap();
+    let theirs = doctor_finding(&report, "rollups").unwrap();
     assert_eq!(theirs["severity"], "ok", "{theirs}");
     // One sweep catches up: a few minutes behind at most.
     db.cmd().args(["sweep"]).run().ok();

@@ -317,7 +317,7 @@ fn doctor_warns_when_a_rate_limit_cannot_keep_up_with_the_placements_due() {
         }
         let out = cmd.args(["doctor", "--stuck-after", "2m"]).run();
         let report: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.stderr));
-        report["findings"].as_array().unwrap().iter().find(|f| f["check"] == "rate limit").cloned()
+        doctor_finding(&report, "rate limit")
     };
     // The order placed has its first status check due too (it would get a turn only after
     // every placement).

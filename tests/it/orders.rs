@@ -524,7 +524,7 @@ fn order_ids_finding(db: &TestDb, tenant: Option<&str>) -> Value {
         cmd = cmd.args(["--tenant", t]);
     }
     let report: Value = serde_json::from_str(&cmd.args(["--output", "json", "doctor"]).run().stdout).unwrap();
-    report["findings"].as_array().unwrap().iter().find(|f| f["check"] == "order-ids").cloned().unwrap()
+    doctor_finding(&report, "order-ids").unwrap()
 }
 
 /// The milliseconds since the epoch that a version 7 id starts with (RFC 9562).

@@ -483,3 +483,8 @@ pub fn assert_outcomes_match_the_provider(db: &TestDb, sim: &Sim) {
 
 /// `orderctl create` as the standard setup's buyer, with JSON output; add `--package` etc.
 pub const CREATE_AS_HALIL: [&str; 7] = ["--tenant", "alsham", "--output", "json", "create", "--user", "halil"];
+
+/// The finding of `doctor --output json` for one check, if the report has it.
+pub fn doctor_finding(report: &serde_json::Value, check: &str) -> Option<serde_json::Value> {
+    report["findings"].as_array()?.iter().find(|f| f["check"] == check).cloned()
+}
