@@ -384,8 +384,7 @@ fn record_placements(tx: &mut impl GenericClient, done: &[&Write]) -> std::resul
         .filter_map(|w| {
             let word = w.transition.placement?;
             let (provider, reference) = w.placement.as_ref()?;
-            let message = w.transition.message.as_deref().or(w.transition.event.as_ref().map(|e| e.message.as_str()));
-            Some((*provider, reference.as_str(), word.as_str(), message.unwrap_or("")))
+            Some((*provider, reference.as_str(), word.as_str(), w.transition.placement_message().unwrap_or("")))
         })
         .collect();
     if items.is_empty() {
@@ -484,23 +483,43 @@ fn move_money(tx: &mut impl GenericClient, done: &[&Write]) -> std::result::Resu
 }
 
 fn record_events(tx: &mut impl GenericClient, done: &[&Write]) -> std::result::Result<(), postgres::Error> {
-    let events: Vec<(&Write, &crate::domain::lifecycle::Step)> =
-        done.iter().filter_map(|w| w.transition.event.as_ref().map(|e| (*w, e))).collect();
+    // (write, entry, the state it records when not the row's as written: a merged
+    // transition's first step).
+    type Entry<'a> = (&'a Write, &'a crate::domain::lifecycle::Step, Option<(&'static str, &'static str)>);
+    let mut events: Vec<Entry> = Vec::new();
+    for w in done {
+        if let Some(first) = &w.transition.first {
+            events.push((*w, &first.event, Some((first.status.as_str(), first.external.as_str()))));
+        }
+        if let Some(e) = &w.transition.event {
+            events.push((*w, e, None));
+        }
+    }
     if events.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = events.iter().map(|(w, _)| w.order_id).collect();
-    let kinds: Vec<&str> = events.iter().map(|(_, e)| e.kind).collect();
-    let messages: Vec<&str> = events.iter().map(|(_, e)| e.message.as_str()).collect();
-    let steps: Vec<Option<serde_json::Value>> =
-        events.iter().map(|(w, _)| (!w.steps.is_empty()).then(|| serde_json::to_value(&w.steps).unwrap_or_default())).collect();
+    let ids: Vec<Uuid> = events.iter().map(|(w, _, _)| w.order_id).collect();
+    let kinds: Vec<&str> = events.iter().map(|(_, e, _)| e.kind).collect();
+    let messages: Vec<&str> = events.iter().map(|(_, e, _)| e.message.as_str()).collect();
+    let status: Vec<Option<&str>> = events.iter().map(|(_, _, s)| s.map(|s| s.0)).collect();
+    let external: Vec<Option<&str>> = events.iter().map(|(_, _, s)| s.map(|s| s.1)).collect();
+    // The dispatch's steps go with the placement's entry: a merged transition's first.
+    let steps: Vec<Option<serde_json::Value>> = events
+        .iter()
+        .map(|(w, _, s)| {
+            let placement_entry = s.is_some() || w.transition.first.is_none();
+            (placement_entry && !w.steps.is_empty()).then(|| serde_json::to_value(&w.steps).unwrap_or_default())
+        })
+        .collect();
     tx.execute(
         "INSERT INTO order_events (order_id, kind, status, external_status, message, steps, order_created_at)
-         SELECT e.order_id, e.kind, o.status, o.external_status, e.message, e.steps, o.created_at
-           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[]) WITH ORDINALITY AS e(order_id, kind, message, steps, n)
+         SELECT e.order_id, e.kind, coalesce(e.status, o.status), coalesce(e.external, o.external_status), e.message, e.steps,
+                o.created_at
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[])
+                WITH ORDINALITY AS e(order_id, kind, message, steps, status, external, n)
            JOIN orders o ON o.id = e.order_id AND o.id = ANY($1)
           ORDER BY e.n",
-        &[&ids, &kinds, &messages, &steps],
+        &[&ids, &kinds, &messages, &steps, &status, &external],
     )?;
     Ok(())
 }

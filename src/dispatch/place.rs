@@ -79,8 +79,8 @@ pub fn placement(mut job: PlaceJob, adapter: &dyn Provider, timing: Timing) -> P
 
 /// A lane's placement under a policy whose first check is due at once (`--first-check 0s`):
 /// the check is made right away by the same caller, under the same claim, and both answers are
-/// written in one transaction — the check needs no claim of its own, and the placement's answer
-/// no write of its own. Only for an accepted placement with nothing decided yet, and only while
+/// written as one transition (`lifecycle::placed_then_checked`): the check needs no claim of its
+/// own, and the order's row is written once for both. Only for an accepted placement with nothing decided yet, and only while
 /// the claim still covers another whole request (the write is guarded by the claim's lease: a
 /// late one is refused and the order reconciled, as for any late answer).
 pub fn first_check_at_once(placed: &mut Placed, adapter: &dyn Provider, first_check: Duration, timing: Timing) {

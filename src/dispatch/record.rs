@@ -4,12 +4,14 @@
 
 use super::place::{Checked, Placed, Sent};
 use super::LaneProvider;
+use crate::db::claims::DueRow;
 use crate::db::routing::fallback_for;
 use crate::db::transitions::{StepRecord, Write};
 use crate::db::GenericClient;
 use crate::domain::lifecycle::{self, CheckContext, PlacementContext};
 use crate::error::Result;
 use crate::provider::PlacementOutcome;
+use std::time::{Duration, Instant};
 
 /// What the batch's answers say about their provider (balance, highest cost, breaker, a
 /// refusal's cause), written once for the batch and before any of its transitions, so that the
@@ -53,7 +55,16 @@ pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: &Placed) -> Res
             let provider_cannot_take = !job.resent && crate::domain::provider_health::describes_provider(outcome);
             let ctx =
                 PlacementContext { provider: &lp.name, policy: &lp.policy, fallback, resent: job.resent, provider_cannot_take };
-            lifecycle::placed(facts, outcome, &ctx)
+            match &p.first_check {
+                // The check made right after it under the same claim: one transition, one row
+                // version (`lifecycle::placed_then_checked`).
+                Some((answer, took)) => {
+                    let cctx = check_context(lp, &job.row, job.claimed, *took, rand::random());
+                    let learned = answer.external_order_id.as_deref();
+                    lifecycle::placed_then_checked(facts, outcome, &ctx, &answer.outcome, learned, &cctx)
+                }
+                None => lifecycle::placed(facts, outcome, &ctx),
+            }
         }
     };
     if let Some(holder) = &job.careful {
@@ -71,16 +82,22 @@ pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: &Placed) -> Res
 /// The transition of a status check's answer.
 pub fn checked(lp: &LaneProvider, c: &Checked, unit: f64) -> Write {
     let Checked { job, answer, took } = c;
-    let since_claim = job.claimed.elapsed().max(*took);
-    let ctx = CheckContext {
-        provider: &lp.name,
-        policy: &lp.policy,
-        since_dispatch: job.row.since_dispatch + since_claim,
-        since_placement: job.row.since_placement + since_claim,
-        absent_after: lp.reconcile_for,
-        unit,
-    };
+    let ctx = check_context(lp, &job.row, job.claimed, *took, unit);
     let transition = lifecycle::checked(&job.row.facts, &answer.outcome, answer.external_order_id.as_deref(), &ctx);
     let placement = job.row.facts.provider_id.zip(job.row.facts.reference.clone());
     Write { order_id: job.row.id, lease: Some(job.lease), placement, transition, steps: vec![] }
+}
+
+/// What a check's answer is judged with: the order's times as its claim read them, plus the
+/// time since (at least the call's).
+fn check_context<'a>(lp: &'a LaneProvider, row: &DueRow, claimed: Instant, took: Duration, unit: f64) -> CheckContext<'a> {
+    let since_claim = claimed.elapsed().max(took);
+    CheckContext {
+        provider: &lp.name,
+        policy: &lp.policy,
+        since_dispatch: row.since_dispatch + since_claim,
+        since_placement: row.since_placement + since_claim,
+        absent_after: lp.reconcile_for,
+        unit,
+    }
 }

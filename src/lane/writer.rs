@@ -13,7 +13,7 @@ use crate::dispatch::{record, LaneProvider};
 use crate::domain::lifecycle::Schedule;
 use crate::domain::provider_health::{check_failed, check_made};
 use crate::error::{ErrorKind, Result};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -158,28 +158,14 @@ impl Writer {
             }
         }
         let mut written = 0;
-        // One statement may carry an order once: a second result for it waits for the next wave.
-        let first_checks: HashMap<uuid::Uuid, &Placed> = batch
-            .iter()
-            .filter_map(|d| match d {
-                Done::Placed(_, p) if p.first_check.is_some() => Some((p.job.row.id, p.as_ref())),
-                _ => None,
-            })
-            .collect();
         for wave in waves(writes) {
-            let (w, (follow, checks, checked)) = transitions::apply_isolated_then(c, &wave, |tx, applied| {
-                let (checks, checked) = self.write_first_checks(tx, &lp, &first_checks, applied)?;
-                let ids: Vec<transitions::Applied> = applied.iter().chain(&checked).copied().collect();
-                Ok((self.claim_follow_up(tx, &lp, &ids)?, checks, checked))
-            })?;
+            let (w, follow) = transitions::apply_isolated_then(c, &wave, |tx, applied| self.claim_follow_up(tx, &lp, applied))?;
             if let (Some(hand), false) = (&self.follow_up, follow.is_empty()) {
                 hand(lp.clone(), follow);
             }
-            written += w.applied.len() + checked.len();
+            written += w.applied.len();
             self.count(&wave, &w.applied, &w.refused);
-            self.count(&checks, &checked, &[]);
             self.wake_due(&wave, &w.applied);
-            self.wake_due(&checks, &checked);
         }
         if batch.iter().any(|d| matches!(d, Done::Placed(_, p) if p.job.careful.is_some())) {
             // A careful placement's answer is recorded and its permit free: the next one may go.
@@ -209,39 +195,6 @@ impl Writer {
             })
             .collect();
         db::provider_health::after_calls(c, lp.id, &check_calls)
-    }
-
-    /// In the transaction that has just written their placements' answers: the first checks
-    /// made with them (`place::first_check_at_once`), judged from the rows as that write left
-    /// them and guarded by the lease it left. A check is written only where the placement's
-    /// answer made one due at once in this lane; any other answer stands as written.
-    fn write_first_checks(
-        &self,
-        tx: &mut crate::db::Transaction<'_>,
-        lp: &LaneProvider,
-        first_checks: &HashMap<uuid::Uuid, &Placed>,
-        applied: &[transitions::Applied],
-    ) -> Result<(Vec<Write>, Vec<transitions::Applied>)> {
-        let ids: Vec<uuid::Uuid> = applied.iter().map(|(id, _)| *id).filter(|id| first_checks.contains_key(id)).collect();
-        if ids.is_empty() {
-            return Ok((vec![], vec![]));
-        }
-        let mut writes = Vec::new();
-        for row in crate::db::claims::lock_ids(tx, &ids, true)? {
-            let Some((answer, took)) = first_checks.get(&row.id).and_then(|p| p.first_check.clone()) else { continue };
-            let is_check = matches!(crate::domain::lifecycle::work_for(&row.facts), crate::domain::lifecycle::Work::Check { .. });
-            if !row.due || row.facts.lane != self.lane || !is_check {
-                continue;
-            }
-            let key = crate::provider::CheckKey {
-                reference: row.facts.reference.clone().unwrap_or_default(),
-                external_order_id: row.external_order_id.clone(),
-            };
-            let job = CheckJob { lease: row.lease, row, key, claimed: Instant::now() };
-            writes.push(record::checked(lp, &Checked { job, answer, took }, rand::random()));
-        }
-        let applied = transitions::apply(tx, &writes)?;
-        Ok((writes, applied))
     }
 
     /// In the write-back's transaction: claim the checks its results made due at once, as the
@@ -283,6 +236,10 @@ impl Writer {
         for w in wave.iter().filter(|w| ok.contains(&w.order_id)) {
             let t = &w.transition;
             if w.steps.is_empty() { &p.checks } else { &p.placements }.fetch_add(1, Relaxed);
+            if t.first.is_some() {
+                // A placement's answer and its first check, written as one.
+                p.checks.fetch_add(1, Relaxed);
+            }
             match t.status {
                 Some(OrderStatus::Approved) => p.approved.fetch_add(1, Relaxed),
                 Some(OrderStatus::Rejected) => p.rejected.fetch_add(1, Relaxed),

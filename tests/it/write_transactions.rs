@@ -28,7 +28,8 @@ fn log_write_transactions(db: &TestDb) {
 /// it twice or lose the order's only record of it), and one write of both answers — the first
 /// check is due at once (`--first-check 0s`), so the caller makes it right after the placement
 /// under the same claim, and the writer writes the placement's answer and the check's in one
-/// transaction. Routing adds none. A change that adds a transaction per order fails here.
+/// transaction, as one version of its row. Routing adds none. A change that adds a transaction
+/// (or a row version) per order fails here.
 #[test]
 fn an_order_costs_a_bounded_number_of_write_transactions_per_provider_step() {
     let sim = Sim::start(&["--complete-after", "0s"]);
@@ -52,6 +53,10 @@ fn an_order_costs_a_bounded_number_of_write_transactions_per_provider_step() {
     assert_eq!((placements, checks), (200, 200), "one placement and one check each");
     assert!(total <= steps, "{total} write transactions for {steps} provider steps of 200 orders: more than one a step");
     assert!(most <= 2, "an order took {most} write transactions for one placement and one check");
+    // And two versions of its row: the placement's claim, and both answers written as one.
+    let versions = db
+        .query_i64("SELECT max(n) FROM (SELECT count(*) AS n FROM test_order_writes WHERE what = 'orders' GROUP BY order_id) x");
+    assert_eq!(versions, 2, "row versions of an order placed and approved at its first check");
 }
 
 /// What placement answers say about their provider (the balance a Znet acceptance carries, the
@@ -106,4 +111,101 @@ fn a_placement_answer_rewrites_its_row_in_place() {
     };
     assert!(updates >= 400, "every placement's answer updates its row: {updates}");
     assert!(in_place * 10 >= updates * 9, "{in_place} of {updates} placement updates were in place (HOT)");
+}
+
+/// Under `--first-check 0s` a lane's caller checks an accepted order right away, under the
+/// placement's claim, and the writer writes the placement's answer and the check's as one
+/// transition (`lifecycle::placed_then_checked`). Two orders placed and checked alike, one
+/// written the way two steps were written before (the placement's answer, the row read again,
+/// the check's answer), one written as one: the same row, history, placement outcome, money
+/// and notices, with one row version of the order where there were two. Once with the
+/// provider delivering at once (approved at the check), once still working (next check set).
+#[test]
+fn a_placement_and_its_first_check_written_as_one_leave_what_two_writes_leave() {
+    use crate::orders::{create, setup};
+    use orderctl::db::{claims, transitions};
+    use orderctl::dispatch::claim::{claim_for_provider, CheckJob};
+    use orderctl::dispatch::place::{self, Checked};
+    use orderctl::dispatch::{record, Providers, Timing};
+    use orderctl::domain::backoff::BackoffPolicy;
+    let sim = Sim::start(&["--complete-after", "0s"]);
+    let db = setup(&sim);
+    log_write_transactions(&db);
+    let timing = Timing { lease: Duration::from_secs(60), request_timeout: Duration::from_secs(5) };
+    let policy = BackoffPolicy { first_check: Duration::ZERO, ..BackoffPolicy::default() };
+    let providers = Providers::new(Default::default(), policy);
+    for (complete_after, status) in [("0s", "approved"), ("1h", "pending")] {
+        sim.configure(serde_json::json!({ "complete_after": complete_after }));
+        let id = |o: serde_json::Value| -> uuid::Uuid { o["id"].as_str().unwrap().parse().unwrap() };
+        let (two, one) = (id(create(&db, "pubg-60", &["--no-dispatch"])), id(create(&db, "pubg-60", &["--no-dispatch"])));
+        let mut c = db.client();
+        let mut tx = c.transaction().unwrap();
+        let rows = claims::lock_ids(&mut tx, &[two, one], true).unwrap();
+        let lp = providers.get(&mut tx, rows[0].facts.lane).unwrap();
+        let jobs = claim_for_provider(&mut tx, &lp, rows, timing).unwrap().places;
+        tx.commit().unwrap();
+        let adapter = lp.adapter.as_ref().unwrap().as_ref();
+        let mut placed: Vec<_> = jobs
+            .into_iter()
+            .map(|job| {
+                let mut p = place::placement(job, adapter, timing);
+                place::first_check_at_once(&mut p, adapter, Duration::ZERO, timing);
+                assert!(p.first_check.is_some(), "checked at once: {:?}", p.sent);
+                p
+            })
+            .collect();
+        placed.sort_by_key(|p| p.job.row.id != two);
+        db.client().batch_execute("TRUNCATE test_order_writes").unwrap();
+        // As two steps: the placement's answer, the row read again, the check's answer.
+        let (answer, took) = placed[0].first_check.take().unwrap();
+        let mut tx = c.transaction().unwrap();
+        let w = record::placed(&mut tx, &lp, &placed[0]).unwrap();
+        assert_eq!(transitions::apply(&mut tx, &[w]).unwrap().len(), 1);
+        let row = claims::lock_ids(&mut tx, &[two], true).unwrap().pop().unwrap();
+        let key = orderctl::provider::CheckKey {
+            reference: row.facts.reference.clone().unwrap(),
+            external_order_id: row.external_order_id.clone(),
+        };
+        let job = CheckJob { lease: row.lease, row, key, claimed: std::time::Instant::now() };
+        let w = record::checked(&lp, &Checked { job, answer, took }, 0.5);
+        assert_eq!(transitions::apply(&mut tx, &[w]).unwrap().len(), 1);
+        tx.commit().unwrap();
+        // As one.
+        let mut tx = c.transaction().unwrap();
+        let w = record::placed(&mut tx, &lp, &placed[1]).unwrap();
+        assert!(w.transition.first.is_some(), "the placement's answer and the check merged");
+        assert_eq!(transitions::apply(&mut tx, &[w]).unwrap().len(), 1);
+        tx.commit().unwrap();
+
+        let mut written = |id: uuid::Uuid| -> String {
+            c.query_one(
+                "SELECT concat_ws(' | ', o.status, o.external_status, o.attention, o.awaiting_reconciliation, o.lane,
+                        o.next_check_at IS NULL, o.external_order_id IS NOT NULL, o.checks, o.no_news, o.placement_attempts,
+                        o.pin_code IS NOT NULL, o.sent_at IS NOT NULL, o.completed_at IS NOT NULL, o.provider_cost,
+                        o.cost_rate, o.claimed_at IS NULL,
+                        (SELECT string_agg(e.kind || ' ' || e.status || ' ' || e.external_status || ' ' || (e.steps IS NOT NULL), ', '
+                                           ORDER BY e.id) FROM order_events e WHERE e.order_id = o.id),
+                        (SELECT string_agg(p.outcome || ' ' || (p.message <> '') || ' ' || (p.finished_at IS NOT NULL), ', ')
+                           FROM placements p WHERE p.order_id = o.id),
+                        (SELECT string_agg(l.kind || ' ' || l.amount, ', ' ORDER BY l.id) FROM ledger l WHERE l.order_id = o.id),
+                        (SELECT string_agg(d.event_type, ', ') FROM webhook_deliveries d WHERE d.order_id = o.id))
+                   FROM orders o WHERE o.id = $1",
+                &[&id],
+            )
+            .unwrap()
+            .get(0)
+        };
+        let (as_two, as_one) = (written(two), written(one));
+        eprintln!("{complete_after}: {as_one}");
+        assert!(as_one.starts_with(status), "{as_one}");
+        assert!(
+            as_one.contains("dispatch pending sent true, check."),
+            "both entries, the first as its step left the order: {as_one}"
+        );
+        assert_eq!(as_one, as_two, "written as one, the order holds what two writes left");
+        let mut versions = |id: uuid::Uuid| -> i64 {
+            c.query_one("SELECT count(*) FROM test_order_writes WHERE order_id = $1 AND what = 'orders'", &[&id]).unwrap().get(0)
+        };
+        assert_eq!((versions(two), versions(one)), (2, 1), "row versions of the order written in two steps, and in one");
+    }
 }

@@ -17,10 +17,12 @@
 //! Module map: this file holds the vocabulary; `provider.rs` the answers of providers (placements,
 //! checks, lease expiry, deadline); `routing.rs` what the routing lane decides; `operator.rs` the
 //! operator's commands; `work.rs` what a claimed order needs next; `forwarding.rs` an order
-//! forwarded to another tenant (internal routing) and the upstream order finishing it;
+//! forwarded to another tenant (internal routing) and the upstream order finishing it; `combined.rs`
+//! two steps written as one row version (a placement's answer and the check made right after it);
 //! `states.rs` the state columns' types (one enum per column, the only place a state is spelled;
 //! it says how to add a state).
 
+mod combined;
 mod forwarding;
 mod operator;
 mod provider;
@@ -28,6 +30,7 @@ mod routing;
 pub mod states;
 mod work;
 
+pub use combined::placed_then_checked;
 pub use forwarding::{forward_refused, forwarded, neutral_reason, upstream_finished, UpstreamOrder, UpstreamOutcome};
 pub use operator::{operator, OperatorAction, Refusal, Settlement};
 pub use provider::{
@@ -339,6 +342,21 @@ pub struct Transition {
     /// The history entry this transition writes.
     pub event: Option<Step>,
     pub notice: Option<Notice>,
+    /// Two steps written as one row version (`placed_then_checked`): the first one's history
+    /// entry and placement message, which the second step's columns would otherwise hide.
+    pub first: Option<Box<FirstStep>>,
+}
+
+/// The first of two steps written as one (a placement's answer, when the check made right after
+/// it under the same claim is written with it): what of it outlives the merge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirstStep {
+    /// Its history entry, with the order's state as the step left it.
+    pub event: Step,
+    pub status: OrderStatus,
+    pub external: ExternalStatus,
+    /// What the placement row records as its message.
+    pub placement_message: Option<String>,
 }
 
 impl Transition {
@@ -350,6 +368,16 @@ impl Transition {
     /// The status it leaves the order in, given the state it starts from.
     pub fn final_status(&self) -> Option<OrderStatus> {
         self.status.filter(|s| s.is_final())
+    }
+
+    /// The message the placement row of the order's current (provider, reference) records with
+    /// `placement`: the transition's message, or its history entry's (a merged transition's
+    /// first step's, where the placement's answer was).
+    pub fn placement_message(&self) -> Option<&str> {
+        match &self.first {
+            Some(first) => first.placement_message.as_deref(),
+            None => self.message.as_deref().or(self.event.as_ref().map(|e| e.message.as_str())),
+        }
     }
 }
 

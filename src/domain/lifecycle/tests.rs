@@ -1168,3 +1168,100 @@ fn a_provider_that_cannot_take_orders_makes_them_wait_or_fall_back() {
     assert_eq!(over.attention, Set::To(Attention::PlacementRejected));
     assert_eq!(over.money, Money::None);
 }
+
+/// A placement's answer and the check made right after it under the same claim, as one
+/// transition (`placed_then_checked`): the row it leaves is the row the two leave written one
+/// after the other, the side effects are the check's, and both history entries are kept.
+mod placed_then_checked {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn accepted(cost: Option<i64>) -> PlacementOutcome {
+        PlacementOutcome::Accepted {
+            external_order_id: None,
+            message: String::new(),
+            early: None,
+            cost: cost.map(|c| Decimal::new(c, 2)),
+            balance: None,
+        }
+    }
+
+    fn at_once() -> BackoffPolicy {
+        BackoffPolicy { first_check: Duration::ZERO, ..policy() }
+    }
+
+    fn check_outcome() -> impl Strategy<Value = CheckOutcome> {
+        let pin = prop::option::of("[A-Z0-9]{4,12}");
+        prop_oneof![
+            "[a-z ]{0,12}".prop_map(|message| CheckOutcome::Waiting { message }),
+            (pin, "[a-z ]{0,12}").prop_map(|(pin, message)| CheckOutcome::Approved { pin, message }),
+            "[a-z ]{0,12}".prop_map(|message| CheckOutcome::Cancelled { message }),
+            "[a-z ]{0,12}".prop_map(|message| CheckOutcome::NotFound { message }),
+            ("[a-z ]{0,12}", any::<bool>()).prop_map(|(reason, answered)| CheckOutcome::NoNews { reason, answered }),
+            "[a-z ]{0,12}".prop_map(|reason| CheckOutcome::NotAsked { reason }),
+        ]
+    }
+
+    #[test]
+    fn an_order_delivered_at_its_first_check_is_approved_in_one_transition_with_both_entries() {
+        let p = at_once();
+        let f = placing(1);
+        let answer = CheckOutcome::Approved { pin: Some("PIN-1".into()), message: "ok".into() };
+        let t = placed_then_checked(&f, &accepted(Some(1012)), &pctx(&p, None), &answer, Some("Z-9"), &cctx(&p, Duration::ZERO));
+        assert_eq!((t.status, t.external), (Some(OrderStatus::Approved), Some(ExternalStatus::Done)));
+        assert!(t.sent && t.completed);
+        assert_eq!((t.placement, t.cost), (Some(PlacementWord::Accepted), Some(Decimal::new(1012, 2))));
+        assert_eq!((t.notice, t.schedule), (Some(Notice::Approved), Schedule::Off));
+        assert_eq!(t.external_order_id.as_deref(), Some("Z-9"));
+        let first = t.first.as_ref().expect("the placement's entry kept");
+        assert_eq!((first.event.kind, first.status, first.external), ("dispatch", OrderStatus::Pending, ExternalStatus::Sent));
+        assert!(first.event.message.starts_with("accepted by znet-main"), "{}", first.event.message);
+        assert_eq!(t.event.as_ref().map(|e| e.kind), Some("check.approved"));
+        assert_eq!(t.placement_message(), Some(first.event.message.as_str()), "the placement row records the placement's answer");
+    }
+
+    #[test]
+    fn without_a_check_due_at_once_the_placement_answer_stands_alone() {
+        let answer = CheckOutcome::Approved { pin: None, message: "ok".into() };
+        // The first check a minute away (the default): the answer of a check made now is not the order's next step.
+        let later = policy();
+        let t =
+            placed_then_checked(&placing(1), &accepted(None), &pctx(&later, None), &answer, None, &cctx(&later, Duration::ZERO));
+        assert_eq!(t, placed(&placing(1), &accepted(None), &pctx(&later, None)));
+        // A refusal moves the order to the fallback: no check of this provider follows.
+        let p = at_once();
+        let t =
+            placed_then_checked(&placing(1), &rejected("3: no"), &pctx(&p, xstor()), &answer, None, &cctx(&p, Duration::ZERO));
+        assert_eq!(t, placed(&placing(1), &rejected("3: no"), &pctx(&p, xstor())));
+        assert!(t.first.is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn one_transition_leaves_what_two_leave(
+            answer in check_outcome(),
+            expects_pin in any::<bool>(),
+            attempts in 1u32..=MAX_PLACEMENTS,
+            cost in prop::option::of(0i64..10_000),
+            since in 0u64..400,
+            learned in prop::option::of("[0-9]{1,8}"),
+        ) {
+            let p = at_once();
+            let f = Facts { expects_pin, ..placing(attempts) };
+            let ctx = pctx(&p, None);
+            let c = CheckContext { since_dispatch: Duration::from_secs(since), ..cctx(&p, Duration::ZERO) };
+            let merged = placed_then_checked(&f, &accepted(cost), &ctx, &answer, learned.as_deref(), &c);
+            let first = placed(&f, &accepted(cost), &ctx);
+            let between = f.after(&first);
+            let second = checked(&between, &answer, learned.as_deref(), &c);
+            prop_assert_eq!(f.after(&merged), between.after(&second));
+            prop_assert_eq!(&merged.event, &second.event);
+            prop_assert_eq!(merged.first.as_ref().map(|s| &s.event), first.event.as_ref());
+            prop_assert_eq!((merged.money, merged.notice, merged.schedule), (second.money, second.notice, second.schedule));
+            prop_assert_eq!((merged.placement, merged.cost), (first.placement, first.cost));
+            prop_assert_eq!((merged.sent, merged.completed), (true, second.completed));
+            prop_assert_eq!(&merged.message, &second.message.clone().or(first.message.clone()));
+            prop_assert_eq!(&merged.external_order_id, &second.external_order_id.clone().or(first.external_order_id.clone()));
+        }
+    }
+}
