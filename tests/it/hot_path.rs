@@ -729,3 +729,70 @@ fn a_write_back_of_many_placement_answers_never_scans_the_placements_history() {
         .get(0);
     assert_eq!(accepted, 50, "every answer of the batch recorded");
 }
+
+/// The placement claim is one statement of CTEs whose row counts the planner cannot know: it
+/// estimates `wanted` at n * n / rows-of-orders, a few rows at any history, and a join between
+/// two CTEs it thinks tiny became a nested loop that rescanned one for every row of the other
+/// (400 x 400 at a 400-order claim; BENCHMARKS "A placement claim that cannot plan
+/// quadratically"). The statement exactly as a lane sends it (its text caught as it ran),
+/// planned and run on a batch of 300 against 20,000 finished orders: no plan node handles or
+/// discards more than a few rows per order of the batch.
+#[test]
+fn a_placement_claim_stays_linear_in_its_batch_at_a_long_history() {
+    use orderctl::db::claims;
+    use orderctl::dispatch::{claim::claim_for_provider, Providers, Timing};
+    let sim = Sim::start(&["--complete-after", "1h"]);
+    let db = setup(&sim);
+    seed_history(&db);
+    let mut c = db.client();
+    c.batch_execute(
+        "CREATE TABLE test_claim_sql (sql text);
+         CREATE FUNCTION test_catch_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO test_claim_sql SELECT current_query(); RETURN NULL; END $$;
+         CREATE TRIGGER test_catch_claim AFTER INSERT ON placements FOR EACH STATEMENT EXECUTE FUNCTION test_catch_claim();",
+    )
+    .unwrap();
+    let one = orderctl::kit::orders::insert_orders(&mut c, "alsham", "halil", "pubg-60", 1).unwrap();
+    let timing = Timing { lease: Duration::from_secs(60), request_timeout: Duration::from_secs(5) };
+    let providers = Providers::new(Default::default(), Default::default());
+    let mut tx = c.transaction().unwrap();
+    let rows = claims::lock_ids(&mut tx, &one, true).unwrap();
+    let lp = providers.get(&mut tx, rows[0].facts.lane).unwrap();
+    assert_eq!(claim_for_provider(&mut tx, &lp, rows, timing).unwrap().places.len(), 1);
+    tx.commit().unwrap();
+    let sql: String = c.query_one("SELECT sql FROM test_claim_sql LIMIT 1", &[]).unwrap().get(0);
+    assert!(sql.contains("INSERT INTO placements"), "the claim's statement: {sql}");
+
+    const N: usize = 300;
+    let ids = orderctl::kit::orders::insert_orders(&mut c, "alsham", "halil", "pubg-60", N as i64).unwrap();
+    let (providers, no): (Vec<i64>, Vec<bool>) = (vec![lp.id; N], vec![false; N]);
+    let mut tx = c.transaction().unwrap();
+    let plan: Value = tx
+        .query_one(
+            &format!("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {sql}"),
+            &[&ids, &providers, &no, &lp.reference_style(), &60_000i64, &no],
+        )
+        .unwrap()
+        .get(0);
+    drop(tx);
+    let mut nodes = Vec::new();
+    plan_nodes(&plan[0]["Plan"], &mut nodes);
+    let claimed = nodes.iter().find(|n| n["Node Type"] == "ModifyTable" && n["Operation"] == "Update").unwrap();
+    assert_eq!(claimed["Actual Rows"], N, "every order of the batch claimed");
+    for n in &nodes {
+        let handled = n["Actual Rows"].as_f64().unwrap() * n["Actual Loops"].as_f64().unwrap();
+        let discarded = n["Rows Removed by Join Filter"].as_f64().unwrap_or(0.0);
+        assert!(
+            handled <= 3.0 * N as f64 && discarded <= N as f64,
+            "a plan node quadratic in the batch of {N}: {} handled {handled} rows, discarded {discarded}\n{plan:#}",
+            n["Node Type"]
+        );
+    }
+}
+
+fn plan_nodes<'a>(node: &'a Value, out: &mut Vec<&'a Value>) {
+    out.push(node);
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        plan_nodes(child, out);
+    }
+}
