@@ -73,7 +73,7 @@ pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: &Placed) -> Res
         crate::db::permits::release_careful(tx, lp.id, holder)?;
     }
     let mut steps = job.steps.clone();
-    if let Some(e) = &transition.event {
+    if let Some(e) = transition.first_event() {
         steps.push(StepRecord::now("record", e.message.clone()));
     }
     Ok(Write { order_id: job.row.id, lease: Some(job.lease), placement, transition, steps })

@@ -183,7 +183,10 @@ fn a_placement_and_its_first_check_written_as_one_leave_what_two_writes_leave() 
                         o.next_check_at IS NULL, o.external_order_id IS NOT NULL, o.checks, o.no_news, o.placement_attempts,
                         o.pin_code IS NOT NULL, o.sent_at IS NOT NULL, o.completed_at IS NOT NULL, o.provider_cost,
                         o.cost_rate, o.claimed_at IS NULL,
-                        (SELECT string_agg(e.kind || ' ' || e.status || ' ' || e.external_status || ' ' || (e.steps IS NOT NULL), ', '
+                        (SELECT string_agg(e.kind || ' ' || e.status || ' ' || e.external_status || ' ' || (e.steps IS NOT NULL)
+                                           || coalesce(' [' || (SELECT string_agg(s->>'step' || CASE WHEN s->>'step' = 'record'
+                                                                                     THEN ': ' || (s->>'message') ELSE '' END, ', ')
+                                                                 FROM jsonb_array_elements(e.steps) s) || ']', ''), ', '
                                            ORDER BY e.id) FROM order_events e WHERE e.order_id = o.id),
                         (SELECT string_agg(p.outcome || ' ' || (p.message <> '') || ' ' || (p.finished_at IS NOT NULL), ', ')
                            FROM placements p WHERE p.order_id = o.id),
@@ -198,8 +201,10 @@ fn a_placement_and_its_first_check_written_as_one_leave_what_two_writes_leave() 
         let (as_two, as_one) = (written(two), written(one));
         eprintln!("{complete_after}: {as_one}");
         assert!(as_one.starts_with(status), "{as_one}");
+        // The dispatch's steps close with the placement's answer, not the check's.
+        assert!(as_one.contains("dispatch pending sent true [claim, place, record: accepted by znet-main"), "{as_one}");
         assert!(
-            as_one.contains("dispatch pending sent true, check."),
+            as_one.contains("first status check in 0s], check."),
             "both entries, the first as its step left the order: {as_one}"
         );
         assert_eq!(as_one, as_two, "written as one, the order holds what two writes left");

@@ -370,6 +370,12 @@ impl Transition {
         self.status.filter(|s| s.is_final())
     }
 
+    /// The history entry of its first step: its only one, or a merged transition's first (the
+    /// placement's answer, whose dispatch steps it closes).
+    pub fn first_event(&self) -> Option<&Step> {
+        self.first.as_ref().map(|f| &f.event).or(self.event.as_ref())
+    }
+
     /// The message the placement row of the order's current (provider, reference) records with
     /// `placement`: the transition's message, or its history entry's (a merged transition's
     /// first step's, where the placement's answer was).
