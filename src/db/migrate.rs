@@ -32,6 +32,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0026_five_minute_slices.sql", include_str!("../../sql/0026_five_minute_slices.sql")),
     ("0027_time_ordered_order_ids.sql", include_str!("../../sql/0027_time_ordered_order_ids.sql")),
     ("0028_placements_room_for_outcomes.sql", include_str!("../../sql/0028_placements_room_for_outcomes.sql")),
+    ("0029_one_key_per_reference.sql", include_str!("../../sql/0029_one_key_per_reference.sql")),
 ];
 
 /// One key for every orderctl migrate run, whatever the database.

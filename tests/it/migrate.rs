@@ -121,3 +121,41 @@ fn webhook_secrets_written_before_0015_keep_their_values() {
         assert_eq!(e.as_db_error().and_then(|d| d.constraint()), Some("webhooks_secret_well_formed"), "{bad}: {e:?}");
     }
 }
+
+/// Migration 0029: a ledger row names its tenant and its user by one key, so a user of another
+/// tenant is refused (each tenant's balances are its own users'), and an order's tenant is
+/// checked through its user. A database migrated before it that holds such a ledger row is
+/// refused with nothing changed, and migrates once the row is fixed, every row kept.
+#[test]
+fn from_0029_a_ledger_row_belongs_to_its_users_tenant() {
+    let db = TestDb::migrated_before("0029");
+    let mut c = db.client();
+    c.batch_execute(
+        "INSERT INTO tenants (name) VALUES ('a'), ('b');
+         INSERT INTO users (tenant_id, name) SELECT id, 'u-' || name FROM tenants;
+         INSERT INTO ledger (tenant_id, user_id, kind, amount)
+         SELECT u.tenant_id, u.id, 'adjustment', 5 FROM users u;
+         INSERT INTO ledger (tenant_id, user_id, kind, amount, note)
+         SELECT t.id, u.id, 'adjustment', 1, 'crossed' FROM tenants t JOIN users u ON u.tenant_id <> t.id WHERE t.name = 'a';",
+    )
+    .unwrap();
+    let out = db.cmd().args(["migrate"]).run();
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains("ledger_tenant_id_user_id_fkey"), "{}", out.stderr);
+    let kept = |c: &mut orderctl::db::Client| -> i64 {
+        c.query_one("SELECT count(*) FROM pg_constraint WHERE conname = 'orders_tenant_id_fkey'", &[]).unwrap().get(0)
+    };
+    assert_eq!(kept(&mut c), 1, "a refused migration changes nothing");
+    c.batch_execute("UPDATE ledger l SET tenant_id = u.tenant_id FROM users u WHERE u.id = l.user_id AND l.note = 'crossed'")
+        .unwrap();
+    db.cmd().args(["migrate"]).run().ok();
+    assert_eq!(kept(&mut c), 0);
+    assert_eq!(db.query_i64("SELECT count(*) FROM ledger"), 3, "every ledger row kept");
+    let e = c
+        .batch_execute(
+            "INSERT INTO ledger (tenant_id, user_id, kind, amount)
+             SELECT t.id, u.id, 'adjustment', 1 FROM tenants t JOIN users u ON u.tenant_id <> t.id WHERE t.name = 'b'",
+        )
+        .unwrap_err();
+    assert_eq!(e.as_db_error().and_then(|d| d.constraint()), Some("ledger_tenant_id_user_id_fkey"), "{e:?}");
+}
