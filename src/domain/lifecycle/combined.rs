@@ -102,16 +102,15 @@ impl Transition {
                 placement_message: self.placement_message().map(str::to_string),
             })
         });
-        let keep_or = |n: Set<_>, s: Set<_>| if n == Set::Keep { s } else { n };
         Transition {
             status: next.status.or(self.status),
             external: next.external.or(self.external),
-            attention: keep_or(next.attention, self.attention),
+            attention: later(next.attention, self.attention, Set::Keep),
             reconciling: next.reconciling.or(self.reconciling),
-            schedule: if next.schedule == Schedule::Keep { self.schedule } else { next.schedule },
+            schedule: later(next.schedule, self.schedule, Schedule::Keep),
             lane: next.lane.or(self.lane),
             provider_id: next.provider_id.or(self.provider_id),
-            reference: if next.reference == Set::Keep { self.reference } else { next.reference },
+            reference: later(next.reference, self.reference, Set::Keep),
             external_order_id: next.external_order_id.or(self.external_order_id),
             checks: next.checks.or(self.checks),
             no_news: next.no_news.or(self.no_news),
@@ -127,10 +126,19 @@ impl Transition {
             cost: next.cost.or(self.cost),
             forwarded_to: next.forwarded_to.or(self.forwarded_to),
             placement: self.placement.or(next.placement),
-            money: if next.money == Money::None { self.money } else { next.money },
+            money: later(next.money, self.money, Money::None),
             event: next.event,
             notice: next.notice.or(self.notice),
             first,
         }
+    }
+}
+
+/// The second step's change of a column, or the first's where the second leaves it as it is.
+fn later<T: PartialEq>(next: T, first: T, unchanged: T) -> T {
+    if next == unchanged {
+        first
+    } else {
+        next
     }
 }
