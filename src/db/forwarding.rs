@@ -103,7 +103,8 @@ pub fn finished_upstream(tx: &mut impl GenericClient, ids: &[Uuid]) -> Result<Ve
     if ids.is_empty() {
         return Ok(vec![]);
     }
-    // The common case (no order here was forwarded to) costs one statement over orders only.
+    // The write-back passes only orders it saw forwarded here (`Reached::forwarded_here`):
+    // the common case costs no statement at all.
     let rows = tx.query(
         &format!(
             "SELECT u.forwarded_from, t.name, u.number, u.status = {approved} AS approved, u.pin_code, u.id, u.created_at

@@ -33,6 +33,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0027_time_ordered_order_ids.sql", include_str!("../../sql/0027_time_ordered_order_ids.sql")),
     ("0028_placements_room_for_outcomes.sql", include_str!("../../sql/0028_placements_room_for_outcomes.sql")),
     ("0029_one_key_per_reference.sql", include_str!("../../sql/0029_one_key_per_reference.sql")),
+    ("0030_reference_in_plpgsql.sql", include_str!("../../sql/0030_reference_in_plpgsql.sql")),
 ];
 
 /// One key for every orderctl migrate run, whatever the database.

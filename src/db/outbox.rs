@@ -8,7 +8,7 @@
 //! are signed and sent are stored once, so every retry sends the same bytes.
 
 use crate::db::orders::OrderRow;
-use crate::db::transitions::Write;
+use crate::db::transitions::Reached;
 use crate::db::GenericClient;
 use crate::domain::status::OrderStatus;
 use crate::domain::webhook::EventType;
@@ -23,24 +23,26 @@ use uuid::Uuid;
 /// appears at most once in `done` (one statement carries an order once). Each notice gets the
 /// order's next sequence number: its transition holds the order's row lock, so two
 /// transactions never number one order's events at once.
-pub fn enqueue(tx: &mut impl GenericClient, done: &[&Write]) -> Result<()> {
-    let notices: Vec<(Uuid, EventType)> =
-        done.iter().filter_map(|w| w.transition.notice.map(|n| (w.order_id, EventType::of(n)))).collect();
+pub(crate) fn enqueue(tx: &mut impl GenericClient, done: &[Reached]) -> Result<()> {
+    let notices: Vec<(Uuid, EventType, i64)> = done
+        .iter()
+        .filter_map(|r| r.write.transition.notice.map(|n| (r.write.order_id, EventType::of(n), r.tenant_id)))
+        .collect();
     if notices.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = notices.iter().map(|(id, _)| *id).collect();
-    let types: Vec<&str> = notices.iter().map(|(_, t)| t.as_str()).collect();
+    let ids: Vec<Uuid> = notices.iter().map(|n| n.0).collect();
+    let types: Vec<&str> = notices.iter().map(|n| n.1.as_str()).collect();
+    let tenants: Vec<i64> = notices.iter().map(|n| n.2).collect();
     // Which notices any webhook takes, with the order's last sequence number: the common case
-    // (no webhooks) costs this one query.
+    // (no webhooks) costs this one query, over the tenants' webhooks only.
     let wanted: HashMap<Uuid, i32> = tx
         .query(
             "SELECT DISTINCT n.order_id,
                     (SELECT coalesce(max(d.sequence), 0) FROM webhook_deliveries d WHERE d.order_id = n.order_id)
-               FROM unnest($1::uuid[], $2::text[]) AS n(order_id, event_type)
-               JOIN orders o ON o.id = n.order_id AND o.id = ANY($1)
-               JOIN webhooks w ON w.tenant_id = o.tenant_id AND w.enabled AND n.event_type = ANY(w.events)",
-            &[&ids, &types],
+               FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS n(order_id, event_type, tenant_id)
+               JOIN webhooks w ON w.tenant_id = n.tenant_id AND w.enabled AND n.event_type = ANY(w.events)",
+            &[&ids, &types, &tenants],
         )?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -51,7 +53,7 @@ pub fn enqueue(tx: &mut impl GenericClient, done: &[&Write]) -> Result<()> {
     let wanted_ids: Vec<Uuid> = wanted.keys().copied().collect();
     let rows = crate::db::orders::load_orders(tx, &wanted_ids)?;
     let refunds = crate::db::orders::refunds(tx, &wanted_ids)?;
-    let kinds: HashMap<Uuid, EventType> = notices.into_iter().collect();
+    let kinds: HashMap<Uuid, EventType> = notices.into_iter().map(|(id, kind, _)| (id, kind)).collect();
     let mut event_ids = Vec::new();
     let mut order_ids = Vec::new();
     let mut event_types = Vec::new();

@@ -4,44 +4,43 @@
 //! count never depends on which process did the work. Rows are sharded (one of 16 picked at
 //! random per statement) so concurrent writers rarely wait on one hot row.
 
-use crate::db::transitions::Write;
+use crate::db::transitions::Reached;
 use crate::db::GenericClient;
 use crate::domain::lifecycle::states::FinishedOutcome;
 use crate::domain::lifecycle::{Notice, OrderStatus};
 use crate::error::Result;
-use uuid::Uuid;
 
 /// Shards per (tenant, outcome).
 const SHARDS: i16 = 16;
 
 /// Count what written transitions came to: orders finished (approved, rejected) and orders
 /// flagged for an operator (needs_action).
-pub fn count(tx: &mut impl GenericClient, done: &[&Write]) -> Result<()> {
-    let mut ids: Vec<Uuid> = Vec::new();
+pub(crate) fn count(tx: &mut impl GenericClient, done: &[Reached]) -> Result<()> {
+    let mut tenants: Vec<i64> = Vec::new();
     let mut outcomes: Vec<&str> = Vec::new();
-    for w in done {
-        let outcome = match (w.transition.final_status(), w.transition.notice) {
+    for r in done {
+        let t = &r.write.transition;
+        let outcome = match (t.final_status(), t.notice) {
             (Some(OrderStatus::Approved), _) => FinishedOutcome::Approved,
             (Some(_), _) => FinishedOutcome::Rejected,
             (None, Some(Notice::NeedsAction)) => FinishedOutcome::NeedsAction,
             _ => continue,
         };
-        ids.push(w.order_id);
+        tenants.push(r.tenant_id);
         outcomes.push(outcome.as_str());
     }
-    if ids.is_empty() {
+    if tenants.is_empty() {
         return Ok(());
     }
     let shard: i16 = rand::random_range(0..SHARDS);
     tx.execute(
         "INSERT INTO order_outcome_counts AS c (tenant_id, outcome, shard, n)
-         SELECT o.tenant_id, u.outcome, $3, count(*)
-           FROM unnest($1::uuid[], $2::text[]) AS u(order_id, outcome)
-           JOIN orders o ON o.id = u.order_id AND o.id = ANY($1)
+         SELECT u.tenant_id, u.outcome, $3, count(*)
+           FROM unnest($1::bigint[], $2::text[]) AS u(tenant_id, outcome)
           GROUP BY 1, 2
           ORDER BY 1, 2
          ON CONFLICT (tenant_id, outcome, shard) DO UPDATE SET n = c.n + EXCLUDED.n",
-        &[&ids, &outcomes, &shard],
+        &[&tenants, &outcomes, &shard],
     )?;
     Ok(())
 }

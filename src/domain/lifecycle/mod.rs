@@ -236,6 +236,20 @@ pub enum Schedule {
     In(Duration),
 }
 
+impl Schedule {
+    /// Whether the order may be due within the transaction that writes this: due now, due in
+    /// less than the millisecond the database schedules by, or kept as it was. An order taken
+    /// off the schedule or scheduled later cannot be (the due test is `next_check_at <= now()`,
+    /// one `now()` per transaction), so the writer does not look for its follow-up.
+    pub fn may_be_due_at_once(self) -> bool {
+        match self {
+            Schedule::Keep | Schedule::Now => true,
+            Schedule::Off => false,
+            Schedule::In(d) => d.as_millis() == 0,
+        }
+    }
+}
+
 /// What happens to the buyer's money, exactly once (unique ledger rows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Money {

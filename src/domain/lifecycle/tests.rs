@@ -1265,3 +1265,16 @@ mod placed_then_checked {
         }
     }
 }
+
+#[test]
+fn only_a_schedule_due_within_its_own_transaction_is_looked_at_for_a_follow_up() {
+    // The writer claims follow-up checks only of orders whose schedule this says may be due
+    // at once (`next_check_at <= now()` in the same transaction); a wrong `false` here would
+    // leave an accepted order's first check to the next claim round.
+    assert!(Schedule::Now.may_be_due_at_once());
+    assert!(Schedule::Keep.may_be_due_at_once());
+    assert!(Schedule::In(Duration::ZERO).may_be_due_at_once());
+    assert!(Schedule::In(Duration::from_micros(999)).may_be_due_at_once(), "scheduled by whole milliseconds: 0 ms from now");
+    assert!(!Schedule::In(Duration::from_millis(1)).may_be_due_at_once());
+    assert!(!Schedule::Off.may_be_due_at_once());
+}
