@@ -30,14 +30,10 @@
 set -euo pipefail
 ORDERS=${ORDERS:-120000}
 LIVE=${LIVE:-2000}
-RUNS=${RUNS:-5}
-SECS=${SECS:-4}
-PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}
 DB=bench_retention_live
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+. "$(dirname "$0")/pgbench-lib.sh"
 
-psql -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" 2>/dev/null
+fresh_db
 psql -q "$PGURL/$DB" <<SQL
 CREATE TABLE flat (id uuid NOT NULL, n bigint NOT NULL, created_at timestamptz NOT NULL, status text NOT NULL,
                    next_check_at timestamptz, lane bigint NOT NULL, completed_at timestamptz, pad text);
@@ -105,24 +101,14 @@ for t in flat parted; do
 done
 printf '%s\n' "$old" >"$WORK/base_old.sql"
 
-declare -A ms
 STATEMENTS="live_select live_update claim finish update100 finish100 old_select newest"
-for run in $(seq 1 "$RUNS"); do
-    for s in base base_old $(for st in $STATEMENTS; do echo "${st}_flat ${st}_parted"; done); do
-        v=$(pgbench -n -M extended -T "$SECS" -f "$WORK/$s.sql" "$PGURL/$DB" 2>/dev/null | awk '/latency average/ {print $4}')
-        ms[$s]="${ms[$s]:-} $v"
-    done
-done
-median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-base=$(median "${ms[base]}")
-base_old=$(median "${ms[base_old]}")
+time_scripts base base_old $(for st in $STATEMENTS; do echo "${st}_flat ${st}_parted"; done)
+base=$(median base)
+base_old=$(median base_old)
 echo "| statement (by-id ones: the id's lookup, ${base}/${base_old} ms, subtracted) | flat | live + 13 monthly partitions |"
 echo "| --- | --- | --- |"
 for st in $STATEMENTS; do
     case $st in claim|newest|update100|finish100) b=0 ;; old_select) b=$base_old ;; *) b=$base ;; esac
-    f=$(median "${ms[${st}_flat]}")
-    p=$(median "${ms[${st}_parted]}")
-    awk -v st="$st" -v f="$f" -v p="$p" -v b="$b" \
-        'BEGIN { printf "| %s | %.3f ms | %.3f ms (%.2f) |\n", st, f - b, p - b, (p - b) / (f - b) }'
+    row "$st" "${st}_flat" "${st}_parted" "$b"
 done
-[ -n "${KEEP:-}" ] || psql -q "$PGURL/postgres" -c "DROP DATABASE $DB"
+drop_db

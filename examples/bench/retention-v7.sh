@@ -16,14 +16,10 @@
 #   examples/bench/retention-v7.sh
 set -euo pipefail
 ORDERS=${ORDERS:-120000}
-RUNS=${RUNS:-5}
-SECS=${SECS:-4}
-PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}
 DB=bench_retention_v7
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+. "$(dirname "$0")/pgbench-lib.sh"
 
-psql -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" 2>/dev/null
+fresh_db
 psql -q "$PGURL/$DB" <<SQL
 -- A UUIDv7-like id: the time's milliseconds in the first 48 bits, the rest from a random uuid.
 CREATE FUNCTION v7(ts timestamptz, r uuid) RETURNS uuid LANGUAGE sql IMMUTABLE AS \$\$
@@ -73,25 +69,12 @@ for t in flat parted; do
         "$t" >"$WORK/claim_$t.sql"
 done
 
-declare -A ms
-for run in $(seq 1 "$RUNS"); do
-    for s in base select_flat select_parted update_flat update_parted claim_flat claim_parted; do
-        v=$(pgbench -n -M extended -T "$SECS" -f "$WORK/$s.sql" "$PGURL/$DB" 2>/dev/null | awk '/latency average/ {print $4}')
-        ms[$s]="${ms[$s]:-} $v"
-    done
-done
-median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-base=$(median "${ms[base]}")
+time_scripts base select_flat select_parted update_flat update_parted claim_flat claim_parted
+base=$(median base)
 echo "| statement (one row by id; the id's lookup, ${base} ms, subtracted) | flat | partitioned by id range (14 months) |"
 echo "| --- | --- | --- |"
 for st in select update; do
-    f=$(median "${ms[${st}_flat]}")
-    p=$(median "${ms[${st}_parted]}")
-    awk -v st="$st" -v f="$f" -v p="$p" -v b="$base" \
-        'BEGIN { printf "| %s | %.3f ms | %.3f ms (%.2f) |\n", st, f - b, p - b, (p - b) / (f - b) }'
+    row "$st" "${st}_flat" "${st}_parted" "$base"
 done
-f=$(median "${ms[claim_flat]}")
-p=$(median "${ms[claim_parted]}")
-awk -v f="$f" -v p="$p" \
-    'BEGIN { printf "| claim 100 open orders (no id; nothing subtracted) | %.3f ms | %.3f ms (%.2f) |\n", f, p, p / f }'
-psql -q "$PGURL/postgres" -c "DROP DATABASE $DB"
+row "claim 100 open orders (no id; nothing subtracted)" claim_flat claim_parted 0
+drop_db
