@@ -103,6 +103,12 @@ impl Error {
     pub fn unique_violation_of(&self, constraint: &str) -> bool {
         self.sqlstate.as_deref() == Some("23505") && self.constraint.as_deref() == Some(constraint)
     }
+    /// The database refused a lock or an update because another transaction had just moved the
+    /// row to another partition (SQLSTATE 40001: an order finished, sql/0031): nothing is wrong,
+    /// and the same work done again finds the row where it is now.
+    pub fn moved_concurrently(&self) -> bool {
+        self.sqlstate.as_deref() == Some("40001")
+    }
     /// JSON form for `--output json` consumers reading stderr.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({

@@ -586,14 +586,17 @@ fn order_ids_finding(client: &mut Client, tenant: Option<&str>) -> Result<Findin
     Ok(ok("order-ids", format!("the latest {} orders have time-ordered ids (UUID version 7)", ids.checked)))
 }
 
-/// Events need a partition for the month their order is created in (sql/0018): fewer than one
-/// month ahead means next month's first order would be refused if nothing creates it in time.
+/// Events need a partition for the month their order is created in (sql/0018), and a finished
+/// order its month of `orders_done` (sql/0031): fewer than one month ahead of both means next
+/// month's first order would be refused, or its write-back when it finishes, if nothing creates
+/// them in time.
 fn partitions_ahead_finding(client: &mut Client) -> Result<Finding> {
     let ahead: i64 = client
         .query_one(
-            "SELECT count(*) FROM generate_series(1, 3) AS k
-              WHERE to_regclass(orderctl_partition_name('order_events',
-                        (date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => k))::date)) IS NOT NULL",
+            "SELECT count(*) FROM generate_series(1, 3) AS k,
+                    LATERAL (SELECT (date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => k))::date AS m) n
+              WHERE to_regclass(orderctl_partition_name('order_events', n.m)) IS NOT NULL
+                AND to_regclass(orderctl_partition_name('orders_done', n.m)) IS NOT NULL",
             &[],
         )?
         .get(0);
@@ -601,11 +604,16 @@ fn partitions_ahead_finding(client: &mut Client) -> Result<Finding> {
         return Ok(problem(
             Severity::Warn,
             "partitions",
-            "no partition of order_events exists for next month: orders created then would be refused",
+            "no partition of order_events or orders_done exists for next month: orders created then would be refused, or their \
+             results when they finish",
             "run `orderctl partitions --ahead 1` (the daemon does it on its sweep schedule)",
         ));
     }
-    let months: i64 =
-        client.query_one("SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass('order_events')", &[])?.get(0);
-    Ok(ok("partitions", format!("{months} monthly partition(s) of order_events; {ahead} month(s) ahead")))
+    let months: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent IN (to_regclass('order_events'), to_regclass('orders_done'))",
+            &[],
+        )?
+        .get(0);
+    Ok(ok("partitions", format!("{months} monthly partition(s) of order_events and orders_done; {ahead} month(s) ahead")))
 }

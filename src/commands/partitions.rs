@@ -1,16 +1,16 @@
-//! `orderctl partitions` (list the monthly partitions of order_events, create missing ones
-//! ahead) and `orderctl archive --before YYYY-MM --to FILE` (write the finished orders of earlier
-//! months with their events, placements and webhook deliveries to a file, fsync it, then remove
-//! them).
+//! `orderctl partitions` (list the monthly partitions of order_events and orders_done, create
+//! missing ones ahead) and `orderctl archive --before YYYY-MM --to FILE` (write the finished
+//! orders of earlier months with their events, placements and webhook deliveries to a file,
+//! fsync it, then remove them).
 //!
 //! Archive order of work, each step safe to stop after: refuse when an order of those months is
 //! open (nothing written); write every row, in one snapshot, to the file and fsync it and its
-//! directory; remove the orders with their placements and deliveries in batches of 500, each
-//! its own short transaction (the daemon keeps claiming: finished orders are never claimed);
-//! drop the months' event partitions (a lock on order_events of at most 60 ms). A run that
-//! stopped part way says how far it got; running it again (with a new file) writes the rows
-//! still there and finishes the removal. Ledger rows are never touched: balances stay as they
-//! are.
+//! directory; remove the orders' placements, deliveries and keys in batches of 500, each its own
+//! short transaction (the daemon keeps claiming: finished orders are never claimed); drop the
+//! months' partitions of events and finished orders (a lock on their parents of at most 60 ms,
+//! which the claims never take). A run that stopped part way says how far it got; running it
+//! again (with a new file) writes the rows still there and finishes the removal. Ledger rows are
+//! never touched: balances stay as they are.
 
 use crate::cli::{ArchiveArgs, PartitionsArgs};
 use crate::db::{self, partitions, Client};
@@ -43,9 +43,16 @@ pub fn list(s: &Settings, a: &PartitionsArgs) -> Result<()> {
         output::print_json(&serde_json::json!({ "created": created, "partitions": parts }));
         return Ok(());
     }
-    let mut t = output::table(&["month", "partition", "events", "orders", "open orders"]);
+    let mut t = output::table(&["month", "table", "partition", "rows", "orders", "open orders"]);
     for p in &parts {
-        t.add_row(vec![p.month.clone(), p.name.clone(), p.rows.to_string(), p.orders.to_string(), p.open_orders.to_string()]);
+        t.add_row(vec![
+            p.month.clone(),
+            p.table.clone(),
+            p.name.clone(),
+            p.rows.to_string(),
+            p.orders.to_string(),
+            p.open_orders.to_string(),
+        ]);
     }
     println!("{t}");
     Ok(())
@@ -108,7 +115,7 @@ pub fn archive(s: &Settings, a: &ArchiveArgs) -> Result<()> {
                 a.to.display()
             )));
         }
-        done.dropped_partitions = partitions::drop_event_months(&mut client, before, &months)?;
+        done.dropped_partitions = partitions::drop_months(&mut client, before, &months)?;
     }
     report(s, &done);
     Ok(())

@@ -9,7 +9,7 @@
 
 use crate::db::row::{state, state_opt};
 use crate::db::GenericClient;
-use crate::domain::lifecycle::states::sql_in;
+use crate::domain::lifecycle::states::{live_sql, sql_in};
 use crate::domain::lifecycle::{ExternalStatus, Facts};
 use crate::error::Result;
 use chrono::{DateTime, Utc};
@@ -50,11 +50,19 @@ const COLUMNS: &str = "o.id, o.number, o.tenant_id, o.package_id, o.quantity, o.
        o.placement_attempts, o.price, o.late_pin, o.forwarded_to IS NOT NULL AS forwarded, o.pin_code,
        o.operator_reason, o.settlement, o.expects_pin, {FOUND_AT}";
 
-/// Which of the two partial due indexes of `orders` a query reads (sql/0016): the orders whose
-/// due work is a placement (`placing`), or a status check. Spelled out in each query, never a
-/// parameter, so the planner matches the index's predicate; `alias` is the orders alias with
-/// its dot (`"o."`), or `""`. Together with `next_check_at IS NOT NULL`.
+/// Which of the two partial due indexes of `orders_live` a query reads (sql/0016, sql/0031):
+/// the orders whose due work is a placement (`placing`), or a status check. Spelled out in each
+/// query, never a parameter, so the planner matches the index's predicate, and with the live
+/// partition's key, so it is planned over that partition alone (due work is always live);
+/// `alias` is the orders alias with its dot (`"o."`), or `""`. Together with
+/// `next_check_at IS NOT NULL`.
 pub(crate) fn due_kind(alias: &str, placing: bool) -> String {
+    format!("{} AND {}", live_sql(alias), due_index_states(alias, placing))
+}
+
+/// The external statuses of one due index's predicate (the index is on `orders_live` alone, so
+/// its predicate does not name the partition key).
+pub(crate) fn due_index_states(alias: &str, placing: bool) -> String {
     let op = if placing { "IN" } else { "NOT IN" };
     format!("{alias}external_status {op} ({})", sql_in(&ExternalStatus::UNPLACED))
 }
@@ -285,6 +293,7 @@ pub fn lock_and_claim_checks(tx: &mut impl GenericClient, q: LaneQuery, limit: i
     }
     let checks = due_kind("o.", false);
     let columns = columns("due.next_check_at");
+    let live = live_sql("o.");
     let sql = format!(
         "WITH due AS (
              SELECT o.id, o.next_check_at FROM orders o
@@ -295,7 +304,7 @@ pub fn lock_and_claim_checks(tx: &mut impl GenericClient, q: LaneQuery, limit: i
          )
          UPDATE orders o SET next_check_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = o.lease + 1,
                              claimed_at = now()
-           FROM due WHERE o.id = due.id
+           FROM due WHERE {live} AND o.id = due.id
          RETURNING {columns}"
     );
     let rows = tx.query(&sql, &[&q.lane, &q.due_by, &q.tenant, &limit, &(lease.as_millis() as i64), &q.from.checks])?;
@@ -317,9 +326,10 @@ pub fn claim_checks_due_now(tx: &mut impl GenericClient, ids: &[Uuid], lane: i64
     let sql = format!(
         "UPDATE orders o SET next_check_at = now() + make_interval(secs => $3::bigint / 1000.0), lease = o.lease + 1,
                              claimed_at = now()
-          WHERE o.id = ANY($1) AND o.lane = $2 AND o.next_check_at <= now() AND o.external_status <> {not_sent}
+          WHERE {live} AND o.id = ANY($1) AND o.lane = $2 AND o.next_check_at <= now() AND o.external_status <> {not_sent}
          RETURNING {columns}",
-        columns = columns("NULL::timestamptz")
+        columns = columns("NULL::timestamptz"),
+        live = live_sql("o.")
     );
     let rows = tx.query(&sql, &[&ids, &lane, &(lease.as_millis() as i64)])?;
     rows.iter().map(|r| due_row(r).map(|row| DueRow { due: true, ..row })).collect()
@@ -355,14 +365,36 @@ pub fn any_due(client: &mut impl GenericClient, floor: &mut ClaimFloor, q: LaneQ
 
 /// Lock these orders, whatever their schedule (an operator's command, `poll`, `create`).
 /// `wait`: block on an order another transaction holds instead of skipping it.
+///
+/// The order waited for may finish meanwhile, which moves its row to its month's partition
+/// (sql/0031), and the lock is then refused with SQLSTATE 40001: the lock is taken behind a
+/// savepoint and taken again (a new statement sees the row where it is now), a few times.
 pub fn lock_ids(tx: &mut impl GenericClient, ids: &[Uuid], wait: bool) -> Result<Vec<DueRow>> {
     let sql = format!(
         "SELECT {} FROM orders o WHERE o.id = ANY($1) ORDER BY o.id FOR UPDATE{}",
         columns("NULL::timestamptz"),
         if wait { "" } else { " SKIP LOCKED" }
     );
-    tx.query(&sql, &[&ids])?.iter().map(due_row).collect()
+    let mut attempt = 1;
+    loop {
+        let mut sp = tx.transaction()?;
+        match sp.query(&sql, &[&ids]).map_err(crate::error::Error::from) {
+            Ok(rows) => {
+                sp.commit()?;
+                return rows.iter().map(due_row).collect();
+            }
+            Err(e) if e.moved_concurrently() && attempt < LOCK_MOVED_ATTEMPTS => {
+                sp.rollback()?;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
+
+/// Attempts of [`lock_ids`] at a row that moved while it waited (each move is another
+/// transaction finishing the order, so a second attempt normally finds it still).
+const LOCK_MOVED_ATTEMPTS: u32 = 5;
 
 /// The work-queue side of a claim: the orders' schedule moves a lease ahead and their lease
 /// token is bumped. Returns (order, new lease).
@@ -372,9 +404,12 @@ pub fn claim_checks(tx: &mut impl GenericClient, ids: &[Uuid], lease: Duration) 
     }
     Ok(tx
         .query(
-            "UPDATE orders SET next_check_at = now() + make_interval(secs => $2::bigint / 1000.0), lease = lease + 1,
-                               claimed_at = now()
-              WHERE id = ANY($1) RETURNING id, lease",
+            &format!(
+                "UPDATE orders SET next_check_at = now() + make_interval(secs => $2::bigint / 1000.0), lease = lease + 1,
+                                   claimed_at = now()
+                  WHERE {} AND id = ANY($1) RETURNING id, lease",
+                live_sql("")
+            ),
             &[&ids, &(lease.as_millis() as i64)],
         )?
         .iter()

@@ -3,7 +3,6 @@
 //! field names only.
 
 use crate::db::GenericClient;
-use crate::domain::lifecycle::states::OrderStatus;
 use crate::error::Result;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -26,11 +25,11 @@ pub fn tenants(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<
                 (SELECT count(*) FROM users u WHERE u.tenant_id = t.id),
                 (SELECT count(*) FROM providers p WHERE p.tenant_id = t.id),
                 (SELECT count(*) FROM packages pk WHERE pk.tenant_id = t.id),
-                (SELECT count(*) FROM orders o WHERE o.tenant_id = t.id AND o.status = {pending})
+                (SELECT count(*) FROM orders o WHERE o.tenant_id = t.id AND {pending})
            FROM tenants t
           WHERE ($1::text IS NULL OR t.name = $1)
           ORDER BY t.name",
-            pending = OrderStatus::Pending.sql()
+            pending = crate::domain::lifecycle::states::pending_sql("o.")
         ),
         &[&tenant],
     )?;

@@ -34,6 +34,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0028_placements_room_for_outcomes.sql", include_str!("../../sql/0028_placements_room_for_outcomes.sql")),
     ("0029_one_key_per_reference.sql", include_str!("../../sql/0029_one_key_per_reference.sql")),
     ("0030_reference_in_plpgsql.sql", include_str!("../../sql/0030_reference_in_plpgsql.sql")),
+    ("0031_orders_live_and_done.sql", include_str!("../../sql/0031_orders_live_and_done.sql")),
 ];
 
 /// One key for every orderctl migrate run, whatever the database.

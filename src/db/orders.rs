@@ -4,7 +4,7 @@
 use crate::db::row::{state, state_opt};
 use crate::db::GenericClient;
 use crate::domain::diagnosis::StuckReason;
-use crate::domain::lifecycle::states::{sql_in, PlacementState, Reconciled};
+use crate::domain::lifecycle::states::{live_sql, pending_sql, sql_in, PlacementState, Reconciled};
 use crate::domain::lifecycle::{Attention, ExternalStatus, OrderStatus, Settlement};
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
@@ -515,15 +515,17 @@ pub fn list_orders(client: &mut impl GenericClient, f: &OrderFilter) -> Result<V
 /// The ids of the orders that are not moving (`$2`: how late work may be, in ms), by the one
 /// stuck rule (`diagnosis::StuckReason`), one fragment per reason. Evaluated here, before any
 /// limit, so orders that wait for an operator by design (manual routing) never hide stuck ones.
+/// Callers read the orders by `o.id = ANY(ARRAY(...))` of it: one index probe per partition
+/// for the few stuck ids (as `IN`, the planner may hash every month's rows against them).
 fn stuck_ids() -> String {
     let own: Vec<String> = StuckReason::ALL.iter().filter_map(|r| stuck_sql(*r)).collect();
-    let pending = OrderStatus::Pending.sql();
+    let pending = pending_sql("d.");
     format!(
         "WITH RECURSIVE own AS (
              {}
          ), chain AS (
              SELECT id FROM own
-             UNION SELECT d.id FROM orders d JOIN chain c ON d.forwarded_to = c.id WHERE d.status = {pending}
+             UNION SELECT d.id FROM orders d JOIN chain c ON d.forwarded_to = c.id WHERE {pending}
          )
          SELECT id FROM chain",
         own.join("\n             UNION ")
@@ -533,13 +535,13 @@ fn stuck_ids() -> String {
 /// The orders a reason holds for, as a `SELECT id`; None for the one reason the recursive
 /// chain of [`stuck_ids`] decides (forwarded to a stuck order).
 fn stuck_sql(reason: StuckReason) -> Option<String> {
-    let (pending, not_sent) = (OrderStatus::Pending.sql(), ExternalStatus::NotSent.sql());
+    let (pending, not_sent) = (pending_sql(""), ExternalStatus::NotSent.sql());
     let held = sql_in(&ExternalStatus::HELD);
-    let waiting_to_send = format!("x.status = {pending} AND x.external_status = {not_sent} AND x.attention IS NULL");
+    let waiting_to_send = format!("{} AND x.external_status = {not_sent} AND x.attention IS NULL", pending_sql("x."));
     Some(match reason {
         StuckReason::Flagged => "SELECT id FROM orders WHERE attention IS NOT NULL".to_string(),
         StuckReason::HeldUnscheduled => format!(
-            "SELECT id FROM orders WHERE status = {pending} AND next_check_at IS NULL AND forwarded_to IS NULL
+            "SELECT id FROM orders WHERE {pending} AND next_check_at IS NULL AND forwarded_to IS NULL
                                       AND external_status IN ({held})"
         ),
         // One arm per partial due index: a bare `next_check_at < X` matches neither and reads
@@ -565,7 +567,7 @@ fn stuck_sql(reason: StuckReason) -> Option<String> {
         StuckReason::UpstreamStuck => return None,
         StuckReason::WaitingForProvider => {
             let waiting = ExternalStatus::WaitingForProvider.sql();
-            format!("SELECT id FROM orders WHERE status = {pending} AND external_status = {waiting}")
+            format!("SELECT id FROM orders WHERE {pending} AND external_status = {waiting}")
         }
     })
 }
@@ -578,7 +580,7 @@ pub fn stuck_orders(
     limit: i64,
 ) -> Result<Vec<OrderRow>> {
     let sql = format!(
-        "{ORDER_SELECT} WHERE o.id IN ({}) AND ($1::text IS NULL OR t.name = $1) ORDER BY o.created_at, o.number LIMIT $3",
+        "{ORDER_SELECT} WHERE o.id = ANY(ARRAY({})) AND ($1::text IS NULL OR t.name = $1) ORDER BY o.created_at, o.number LIMIT $3",
         stuck_ids()
     );
     client.query(&sql, &[&tenant, &(overdue_after.as_millis() as i64), &limit])?.iter().map(order_from_row).collect()
@@ -588,7 +590,7 @@ pub fn stuck_orders(
 pub fn count_stuck(client: &mut impl GenericClient, tenant: Option<&str>, overdue_after: Duration) -> Result<i64> {
     let sql = format!(
         "SELECT count(*) FROM orders o JOIN tenants t ON t.id = o.tenant_id
-          WHERE o.id IN ({}) AND ($1::text IS NULL OR t.name = $1)",
+          WHERE o.id = ANY(ARRAY({})) AND ($1::text IS NULL OR t.name = $1)",
         stuck_ids()
     );
     Ok(client.query_one(&sql, &[&tenant, &(overdue_after.as_millis() as i64)])?.get(0))
@@ -610,17 +612,18 @@ pub fn make_due_for_safety_sweep(
             &format!(
                 "UPDATE orders o SET next_check_at = now(), lane = coalesce(o.provider_id, o.lane)
                FROM (SELECT id FROM orders
-                      WHERE status = {pending} AND external_status IN ({with_provider}) AND forwarded_to IS NULL
+                      WHERE {pending} AND external_status IN ({with_provider}) AND forwarded_to IS NULL
                         AND sent_at BETWEEN now() - make_interval(secs => $2::bigint / 1000.0)
                                         AND now() - make_interval(secs => $3::bigint / 1000.0)
                         AND ($4::bigint IS NULL OR tenant_id = $4)
                       ORDER BY sent_at LIMIT $1 FOR UPDATE SKIP LOCKED) c
-              WHERE o.id = c.id AND (o.next_check_at IS NULL OR o.next_check_at > now())
+              WHERE {live} AND o.id = c.id AND (o.next_check_at IS NULL OR o.next_check_at > now())
                 -- A check in flight (claimed, its lease not run out) is left alone: making it due
                 -- again would have it checked twice at once.
                 AND NOT (o.claimed_at IS NOT NULL AND o.next_check_at > now())
               RETURNING o.lane",
-                pending = OrderStatus::Pending.sql(),
+                pending = pending_sql(""),
+                live = live_sql("o."),
                 with_provider = sql_in(&[ExternalStatus::Sent, ExternalStatus::Processing])
             ),
             &[&limit, &(max_age.as_millis() as i64), &(min_age.as_millis() as i64), &tenant],

@@ -92,13 +92,13 @@ pub struct Backlog {
 /// Every provider with a rate limit (of one tenant, or all), with its placements and checks due
 /// now (each read through its own partial due index).
 pub fn backlogs(client: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<Backlog>> {
-    use crate::domain::lifecycle::states::{ExternalStatus, OrderStatus};
+    use crate::domain::lifecycle::states::ExternalStatus;
     let rows = client.query(
         &format!(
             "SELECT t.name AS tenant, p.name AS provider, p.rate_limit_calls, p.rate_limit_window_ms,
                     (SELECT count(*) FROM orders o
                       WHERE o.lane = p.id AND o.next_check_at IS NOT NULL AND o.next_check_at <= now()
-                        AND o.external_status = {not_sent} AND o.status = {pending}) AS due,
+                        AND o.external_status = {not_sent} AND {pending}) AS due,
                     (SELECT count(*) FROM orders o
                       WHERE o.lane = p.id AND o.next_check_at IS NOT NULL AND o.next_check_at <= now()
                         AND {checks}) AS checks_due
@@ -106,7 +106,7 @@ pub fn backlogs(client: &mut impl GenericClient, tenant: Option<&str>) -> Result
               WHERE p.rate_limit_calls IS NOT NULL AND p.retired_at IS NULL AND ($1::text IS NULL OR t.name = $1)
               ORDER BY t.name, p.name",
             not_sent = ExternalStatus::NotSent.sql(),
-            pending = OrderStatus::Pending.sql(),
+            pending = crate::domain::lifecycle::states::pending_sql("o."),
             checks = crate::db::claims::due_kind("o.", false)
         ),
         &[&tenant],

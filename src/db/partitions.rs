@@ -1,8 +1,8 @@
-//! Monthly partitions of `order_events` (sql/0018_monthly_partitions.sql has the design: only
-//! events are partitioned; orders and placements stay plain tables so the hot path plans over
-//! one table), and the database side of `archive`: read the finished orders of earlier months
-//! with their events, placements and webhook deliveries; remove orders in small batches; drop
-//! the months' event partitions.
+//! Monthly partitions of `order_events` (sql/0018_monthly_partitions.sql) and of the finished
+//! orders, `orders_done` (sql/0031_orders_live_and_done.sql: open and watched orders live in
+//! `orders_live`, which the hot path alone reads), and the database side of `archive`: read the
+//! finished orders of earlier months with their events, placements and webhook deliveries;
+//! remove their placements, deliveries and keys in small batches; drop the months' partitions.
 //!
 //! Every step that takes a lock the hot path could queue behind runs with `SET LOCAL
 //! lock_timeout` and is retried a bounded number of times, so a claim or a write-back never
@@ -17,8 +17,8 @@ use serde::Serialize;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// The partitioned table.
-pub const EVENTS: &str = "order_events";
+/// The tables partitioned by month, each by its order's creation time.
+pub const MONTHLY: [&str; 2] = ["order_events", "orders_done"];
 /// The tables an archive writes, in the order it writes them.
 pub const TABLES: [&str; 4] = ["orders", "order_events", "placements", "webhook_deliveries"];
 /// How long a statement of the archive waits for a lock before it gives up and tries again:
@@ -94,10 +94,11 @@ pub fn ensure_ahead(client: &mut Client, ahead: u32) -> Result<Vec<String>> {
                  SELECT 1 FROM generate_series(date_trunc('month', now() AT TIME ZONE 'UTC'),
                                                date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => $1::int),
                                                interval '1 month') AS m
+                 CROSS JOIN unnest($2::text[]) AS parent
                   WHERE NOT EXISTS (SELECT 1 FROM pg_inherits i
-                                     WHERE i.inhparent = 'order_events'::regclass
-                                       AND i.inhrelid::regclass::text = orderctl_partition_name('order_events', m::date)))",
-            &[&(ahead as i32)],
+                                     WHERE i.inhparent = parent::regclass
+                                       AND i.inhrelid::regclass::text = orderctl_partition_name(parent, m::date)))",
+            &[&(ahead as i32), &MONTHLY.as_slice()],
         )?
         .get(0);
     if !missing {
@@ -113,13 +114,13 @@ pub fn ensure_ahead(client: &mut Client, ahead: u32) -> Result<Vec<String>> {
     })
 }
 
-/// One month's partition of order_events, as `orderctl partitions` lists it.
+/// One month's partition of order_events or orders_done, as `orderctl partitions` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Partition {
     pub table: String,
     pub month: String,
     pub name: String,
-    /// Events in the partition.
+    /// Rows in the partition (events, or finished orders).
     pub rows: i64,
     /// Orders created in the month (in the plain `orders` table).
     pub orders: i64,
@@ -127,19 +128,20 @@ pub struct Partition {
     pub open_orders: i64,
 }
 
-/// Every attached monthly partition, oldest first, with exact row counts.
+/// Every attached monthly partition, oldest first (events before orders within a month), with
+/// exact row counts.
 pub fn list(client: &mut Client) -> Result<Vec<Partition>> {
     let parts = client.query(
-        "SELECT c.relname AS name,
+        "SELECT p.relname AS parent, c.relname AS name,
                 to_date(substring(c.relname FROM '_y(\\d{4}m\\d{2})$'), 'YYYY\"m\"MM') AS month
-           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-          WHERE i.inhparent = 'order_events'::regclass
-          ORDER BY 2",
-        &[],
+           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+          WHERE p.relname = ANY($1)
+          ORDER BY 3, array_position($1, p.relname::text)",
+        &[&MONTHLY.as_slice()],
     )?;
     let mut out = Vec::new();
     for r in &parts {
-        let (name, month): (String, NaiveDate) = (r.get("name"), r.get("month"));
+        let (table, name, month): (String, String, NaiveDate) = (r.get("parent"), r.get("name"), r.get("month"));
         let rows: i64 = client.query_one(&format!("SELECT count(*) FROM {}", quote_ident(&name)), &[])?.get(0);
         let next = month.checked_add_months(chrono::Months::new(1)).unwrap_or(month);
         let counts = client.query_one(
@@ -151,7 +153,7 @@ pub fn list(client: &mut Client) -> Result<Vec<Partition>> {
             &[&month_start(month), &month_start(next)],
         )?;
         out.push(Partition {
-            table: EVENTS.into(),
+            table,
             month: month_label(month),
             name,
             rows,
@@ -194,11 +196,12 @@ pub fn open_orders_before(client: &mut impl GenericClient, before: NaiveDate) ->
     Ok(rows.iter().map(|r| (r.get("number"), r.get("month"))).collect())
 }
 
-/// The first order (number, month) still created before `before`, open or not: none may be
-/// left when the months' event partitions are dropped.
+/// The first order (number, month) created before `before` whose keys are still there (the
+/// archive removes those of every finished order it wrote): none may be left when the months'
+/// partitions are dropped.
 pub fn first_order_before(client: &mut impl GenericClient, before: NaiveDate) -> Result<Option<(i64, String)>> {
     let row = client.query_opt(
-        "SELECT number, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month FROM orders
+        "SELECT number, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month FROM order_keys
           WHERE created_at < $1 ORDER BY created_at LIMIT 1",
         &[&month_start(before)],
     )?;
@@ -212,9 +215,10 @@ pub fn months_before(client: &mut impl GenericClient, before: NaiveDate) -> Resu
              SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date AS m FROM orders WHERE created_at < $1
              UNION
              SELECT to_date(substring(c.relname FROM '_y(\\d{4}m\\d{2})$'), 'YYYY\"m\"MM')
-               FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'order_events'::regclass
+               FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+              WHERE p.relname = ANY($3)
          ) months WHERE m < $2 ORDER BY m",
-        &[&month_start(before), &before],
+        &[&month_start(before), &before, &MONTHLY.as_slice()],
     )?;
     Ok(rows.iter().map(|r| r.get::<_, NaiveDate>("m")).collect())
 }
@@ -269,16 +273,19 @@ pub fn read_rows(
     Ok(n)
 }
 
-/// Removes up to BATCH finished orders created before `before`, with their placements and
-/// webhook deliveries, in one short transaction; returns how many (0: none left). A finished
-/// order is never claimed, so the only waits are for an operator's command on the same order,
-/// each bounded by the lock timeout and retried.
+/// Removes the placements, webhook deliveries and keys (`order_keys`) of up to BATCH finished
+/// orders created before `before`, in one short transaction; returns how many orders (0: none
+/// left). The orders' own rows go with their month's partition of `orders_done`
+/// ([`drop_months`]). Each order's row is locked while its keys go, so an operator's command
+/// on it waits (bounded by the lock timeout) instead of changing it unseen; a finished order
+/// is never claimed.
 pub fn remove_batch(client: &mut Client, before: NaiveDate) -> Result<u64> {
     with_lock_timeout(client, "removing archived orders", |tx| {
         let ids: Vec<Uuid> = tx
             .query(
                 &format!(
-                    "SELECT o.id FROM orders o WHERE o.created_at < $1 AND NOT {} ORDER BY o.created_at, o.id LIMIT $2 FOR UPDATE",
+                    "SELECT o.id FROM order_keys k JOIN orders o ON o.id = k.id AND o.created_at = k.created_at
+                      WHERE k.created_at < $1 AND NOT {} ORDER BY k.created_at, k.id LIMIT $2 FOR UPDATE OF o",
                     open_order_sql()
                 ),
                 &[&month_start(before), &BATCH],
@@ -291,34 +298,56 @@ pub fn remove_batch(client: &mut Client, before: NaiveDate) -> Result<u64> {
         }
         tx.execute("DELETE FROM webhook_deliveries WHERE order_id = ANY($1)", &[&ids])?;
         tx.execute("DELETE FROM placements WHERE order_id = ANY($1)", &[&ids])?;
-        Ok(tx.execute("DELETE FROM orders WHERE id = ANY($1)", &[&ids])?)
+        Ok(tx.execute("DELETE FROM order_keys WHERE id = ANY($1)", &[&ids])?)
     })
 }
 
-/// Drops the event partitions of `months`. Dropping a partition locks its parent for a moment
-/// (ACCESS EXCLUSIVE, catalogue only): the lock is waited for at most LOCK_STATEMENT_TIMEOUT,
-/// which is what an event insert queued behind it waits at most, and tried again if not granted.
+/// Drops the partitions of `months`, of events and of finished orders, once no order of those
+/// months has keys left (all archived) and none is live. Dropping a partition locks its parent
+/// for a moment (ACCESS EXCLUSIVE, catalogue only): the lock is waited for at most
+/// LOCK_STATEMENT_TIMEOUT, which is what an event insert or a finishing write-back queued behind
+/// it waits at most, and tried again if not granted. The hot path's claims are planned over
+/// `orders_live` alone and never wait for it.
 ///
 /// The same transaction removes the months' rows of the stats rollups, daily, hourly and by
 /// five-minute slice (sql/0019, sql/0020, sql/0026), so counts stay equal to the rows kept; it first takes the rollup
 /// watermark's row lock, which a running `orderctl_roll_up()` holds, so no rollup counts these
 /// months again after.
-pub fn drop_event_months(client: &mut Client, before: NaiveDate, months: &[NaiveDate]) -> Result<Vec<String>> {
-    with_lock_timeout(client, "dropping the archived months' events", |tx| {
+pub fn drop_months(client: &mut Client, before: NaiveDate, months: &[NaiveDate]) -> Result<Vec<String>> {
+    with_lock_timeout(client, "dropping the archived months' partitions", |tx| {
         tx.batch_execute("SELECT 1 FROM rollup_watermark FOR UPDATE")?;
         for rollup in crate::db::stats::ROLLUP_TABLES {
             tx.execute(&format!("DELETE FROM {rollup} WHERE created_month < $1"), &[&before])?;
         }
         tx.batch_execute(&format!("SET LOCAL statement_timeout = '{LOCK_STATEMENT_TIMEOUT}'"))?;
-        tx.batch_execute("LOCK TABLE order_events IN ACCESS EXCLUSIVE MODE")?;
+        tx.batch_execute("LOCK TABLE order_events, orders_done IN ACCESS EXCLUSIVE MODE")?;
         tx.batch_execute("SET LOCAL statement_timeout TO DEFAULT")?;
+        // Under the lock nothing can enter the months' partitions: what is left there now is
+        // exactly what gets dropped, so every order of those months must be archived.
+        let left = tx.query_opt(
+            &format!(
+                "SELECT number FROM order_keys WHERE created_at < $1
+                 UNION ALL (SELECT o.number FROM orders o WHERE {} AND o.created_at < $1 LIMIT 1)
+                 LIMIT 1",
+                crate::domain::lifecycle::states::live_sql("o.")
+            ),
+            &[&month_start(before)],
+        )?;
+        if let Some(r) = left {
+            return Err(Error::refused(format!(
+                "order {} of the archived months is still in the database (reopened during the archive); nothing was dropped",
+                r.get::<_, i64>(0)
+            )));
+        }
         let mut dropped = Vec::new();
         for m in months {
-            let name = partition_name(EVENTS, *m);
-            let exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])?.get(0);
-            if exists {
-                tx.batch_execute(&format!("DROP TABLE {}", quote_ident(&name)))?;
-                dropped.push(name);
+            for table in MONTHLY {
+                let name = partition_name(table, *m);
+                let exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])?.get(0);
+                if exists {
+                    tx.batch_execute(&format!("DROP TABLE {}", quote_ident(&name)))?;
+                    dropped.push(name);
+                }
             }
         }
         Ok(dropped)

@@ -354,11 +354,11 @@ pub fn mark_available(
 /// every waiting order polling often. Only their schedule changes; the claim's gate decides.
 pub fn wake_waiting(c: &mut impl GenericClient, provider_id: i64) -> Result<u64> {
     let waiting = crate::domain::status::ExternalStatus::WaitingForProvider.sql();
-    let pending = crate::domain::status::OrderStatus::Pending.sql();
+    let pending = crate::domain::lifecycle::states::pending_sql("");
     Ok(c.execute(
         &format!(
             "UPDATE orders SET next_check_at = now()
-              WHERE lane = $1 AND status = {pending} AND external_status = {waiting} AND next_check_at > now()"
+              WHERE lane = $1 AND {pending} AND external_status = {waiting} AND next_check_at > now()"
         ),
         &[&provider_id],
     )?)
@@ -506,7 +506,7 @@ pub struct HealthRow {
 
 pub fn list(c: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<HealthRow>> {
     let waiting = crate::domain::status::ExternalStatus::WaitingForProvider.sql();
-    let pending = crate::domain::status::OrderStatus::Pending.sql();
+    let pending = crate::domain::lifecycle::states::pending_sql("o.");
     let closed = BreakerState::Closed.sql();
     let rows = c.query(
         &format!(
@@ -516,7 +516,7 @@ pub fn list(c: &mut impl GenericClient, tenant: Option<&str>) -> Result<Vec<Heal
                     (SELECT coalesce(array_agg(u.cause || CASE WHEN u.package_id = 0 THEN '' ELSE ' (package ' || u.package_id || ')' END
                                                || ': ' || u.reason ORDER BY u.package_id), '{{}}')
                        FROM provider_unavailable u WHERE u.provider_id = p.id) AS unavailable,
-                    (SELECT count(*) FROM orders o WHERE o.lane = p.id AND o.status = {pending} AND o.external_status = {waiting}) AS waiting
+                    (SELECT count(*) FROM orders o WHERE o.lane = p.id AND {pending} AND o.external_status = {waiting}) AS waiting
                FROM providers p JOIN tenants t ON t.id = p.tenant_id LEFT JOIN provider_health h ON h.provider_id = p.id
               WHERE ($1::text IS NULL OR t.name = $1) AND p.retired_at IS NULL
               ORDER BY t.name, p.name"

@@ -143,13 +143,16 @@ const LIVE_FINISHED: &str = "SELECT o.tenant_id, o.provider_id, o.status, o.exte
          SELECT o.tenant_id, o.provider_id, o.status, o.external_status FROM orders o
           WHERE o.operator_forced AND o.status <> {pending}
          UNION ALL
-         SELECT o.tenant_id, o.provider_id, o.status, o.external_status FROM orders o WHERE o.status = {pending}";
+         SELECT o.tenant_id, o.provider_id, o.status, o.external_status FROM orders o WHERE {open}";
 
 /// Every order as (tenant_id, provider_id or 0, status, external_status, orders): open orders
 /// and the live part from the rows, finished history from `order_totals`. `$1`: tenant name or
 /// NULL; `$2`: the watermark.
 fn all_orders_sql() -> String {
-    let live = LIVE_FINISHED.replace("{pending}", OrderStatus::Pending.sql()).replace("$W", "$2");
+    let live = LIVE_FINISHED
+        .replace("{open}", &crate::domain::lifecycle::states::pending_sql("o."))
+        .replace("{pending}", OrderStatus::Pending.sql())
+        .replace("$W", "$2");
     format!(
         "SELECT c.tenant_id, c.provider_id, c.status, c.external_status, c.orders
            FROM (SELECT tenant_id, coalesce(provider_id, 0) AS provider_id, status, external_status, count(*) AS orders
@@ -666,13 +669,13 @@ pub fn oldest_transaction(client: &mut impl GenericClient) -> Result<Option<Olde
     Ok(row.map(|r| OldestTransaction { pid: r.get(0), age_ms: r.get(1), state: r.get(2), application_name: r.get(3) }))
 }
 
-/// The claims' hot partial indexes, and how to build each again (the predicates of
+/// The claims' hot partial indexes on `orders_live` (sql/0031), and how to build each again (the predicates of
 /// `sql/0016_provider_health.sql`; the schema test compares them with the migrated database).
 pub fn due_indexes() -> [(&'static str, String); 2] {
     let create = |name: &str, placing: bool| {
         format!(
-            "CREATE INDEX CONCURRENTLY {name} ON orders (lane, next_check_at) WHERE next_check_at IS NOT NULL AND {};",
-            due_kind("", placing)
+            "CREATE INDEX CONCURRENTLY {name} ON orders_live (lane, next_check_at) WHERE next_check_at IS NOT NULL AND {};",
+            crate::db::claims::due_index_states("", placing)
         )
     };
     [("orders_due", create("orders_due", false)), ("orders_due_placements", create("orders_due_placements", true))]

@@ -87,7 +87,7 @@ pub fn claim_placements(
                     CASE WHEN c.reuse AND o.provider_referans IS NOT NULL THEN o.provider_referans
                          ELSE orderctl_new_reference($4, o.id, c.provider_id) END AS referans
                FROM unnest($1::uuid[], $2::bigint[], $3::bool[], $6::bool[]) AS c(id, provider_id, reuse, expects_pin)
-               JOIN orders o ON o.id = c.id AND o.id = ANY($1)
+               JOIN orders o ON {live} AND o.id = c.id AND o.id = ANY($1)
          ), taken AS (
              SELECT w.id, w.referans FROM wanted w
               WHERE EXISTS (SELECT 1 FROM placements p
@@ -100,7 +100,7 @@ pub fn claim_placements(
                     expects_pin = w.expects_pin,
                     next_check_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = o.lease + 1
                FROM wanted w
-              WHERE o.id = w.id AND w.id NOT IN (SELECT id FROM taken)
+              WHERE {live} AND o.id = w.id AND w.id NOT IN (SELECT id FROM taken)
           RETURNING o.id, o.lease, o.provider_id, o.provider_referans,
                     (SELECT coalesce(max(p.attempt), 0) FROM placements p
                       WHERE p.provider_id = w.provider_id AND p.referans = w.referans) AS attempts,
@@ -114,7 +114,8 @@ pub fn claim_placements(
          )
          SELECT c.id, c.lease, c.provider_referans, c.id IN (SELECT order_id FROM recorded), c.reached FROM claimed c
          UNION ALL
-         SELECT id, NULL, referans, false, false FROM taken"
+         SELECT id, NULL, referans, false, false FROM taken",
+            live = crate::domain::lifecycle::states::live_sql("o.")
         ),
         &[&ids, &providers, &reuse, &style, &(lease.as_millis() as i64), &expects_pin],
     )?;
@@ -176,11 +177,25 @@ const MAX_CHAIN: usize = 64;
 /// Write the transitions; those whose lease moved on are dropped. Returns the ones written.
 /// An order may appear once per call.
 pub fn apply(tx: &mut impl GenericClient, writes: &[Write]) -> Result<Vec<Applied>> {
-    apply_at(tx, writes, 0)
+    apply_at(tx, writes, Reach::Any, 0)
 }
 
-fn apply_at(tx: &mut impl GenericClient, writes: &[Write], depth: usize) -> Result<Vec<Applied>> {
-    let reached = apply_pg(tx, writes)?;
+/// As [`apply`], for orders the caller claimed or locked as live (due work, an order being
+/// routed): the update is planned over the live partition alone. An order that is not live
+/// any more has had another write since, so its lease or lock guard would drop it anyway.
+pub fn apply_live(tx: &mut impl GenericClient, writes: &[Write]) -> Result<Vec<Applied>> {
+    apply_at(tx, writes, Reach::Live, 0)
+}
+
+/// Which orders a write-back may reach: any, or only live ones (`orders_live`, sql/0031).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    Any,
+    Live,
+}
+
+fn apply_at(tx: &mut impl GenericClient, writes: &[Write], reach: Reach, depth: usize) -> Result<Vec<Applied>> {
+    let reached = apply_pg(tx, writes, reach)?;
     // The shop's notices of what was written, in the same transaction (the webhook outbox).
     crate::db::outbox::enqueue(tx, &reached)?;
     // Counted where every daemon's metrics see it, whoever wrote the transition.
@@ -201,20 +216,29 @@ pub(crate) struct Reached<'a> {
     /// The order is another tenant's order forwarded here (`forwarded_from`): its final status
     /// finishes that one too.
     pub forwarded_here: bool,
+    /// The row as written (its history entry records them; a finished order's row has moved
+    /// to its month's partition, where reading it again by id alone would probe every month).
+    pub status: String,
+    pub external_status: String,
+    pub created_at: DateTime<Utc>,
 }
 
 /// The row changes and their side effects in SQL (its errors keep the SQLSTATE that tells one
-/// order's bad value from a lost connection, see `apply_isolated`).
-fn apply_pg<'a>(tx: &mut impl GenericClient, writes: &'a [Write]) -> std::result::Result<Vec<Reached<'a>>, postgres::Error> {
+/// order's bad value from a lost connection, see `apply_isolated_then`).
+fn apply_pg<'a>(
+    tx: &mut impl GenericClient,
+    writes: &'a [Write],
+    reach: Reach,
+) -> std::result::Result<Vec<Reached<'a>>, postgres::Error> {
     if writes.is_empty() {
         return Ok(vec![]);
     }
     link_forwarded(tx, writes)?;
-    let reached = update_orders(tx, writes)?;
+    let reached = update_orders(tx, writes, reach)?;
     let done: Vec<&Write> = reached.iter().map(|r| r.write).collect();
     record_placements(tx, &done)?;
     move_money(tx, &done)?;
-    record_events(tx, &done)?;
+    record_events(tx, &reached)?;
     Ok(reached)
 }
 
@@ -268,11 +292,15 @@ fn finish_forwarded(tx: &mut impl GenericClient, done: &[Reached], depth: usize)
             writes.push(Write { order_id: row.id, lease: None, placement: None, transition, steps: vec![] });
         }
     }
-    apply_at(tx, &writes, depth + 1)?;
+    apply_at(tx, &writes, Reach::Any, depth + 1)?;
     Ok(())
 }
 
-fn update_orders<'a>(tx: &mut impl GenericClient, writes: &'a [Write]) -> std::result::Result<Vec<Reached<'a>>, postgres::Error> {
+fn update_orders<'a>(
+    tx: &mut impl GenericClient,
+    writes: &'a [Write],
+    reach: Reach,
+) -> std::result::Result<Vec<Reached<'a>>, postgres::Error> {
     let ids: Vec<Uuid> = writes.iter().map(|w| w.order_id).collect();
     let leases: Vec<Option<i64>> = writes.iter().map(|w| w.lease).collect();
     let all: Vec<&Transition> = writes.iter().map(|w| &w.transition).collect();
@@ -309,7 +337,12 @@ fn update_orders<'a>(tx: &mut impl GenericClient, writes: &'a [Write]) -> std::r
     // `o.id = ANY($1)` beside the join (here and in every batch statement): the batch's rows
     // are found through the primary key whatever the statistics say; a young or unanalysed
     // table otherwise gets a full scan and hash per batch.
-    let rows = tx.query(
+    // Writes to live orders name the live partition, so the update is planned over it alone.
+    let only_live = match reach {
+        Reach::Live => format!("{} AND ", crate::domain::lifecycle::states::live_sql("o.")),
+        Reach::Any => String::new(),
+    };
+    let sql = format!(
         "UPDATE orders o SET
             status = coalesce(u.status, o.status),
             external_status = coalesce(u.external, o.external_status),
@@ -356,8 +389,11 @@ fn update_orders<'a>(tx: &mut impl GenericClient, writes: &'a [Write]) -> std::r
                 AS u(id, lease, status, external, att_op, att, reconciling, sched_op, sched_ms, lane, provider, ref_op, ref,
                      ext_id, checks, no_news, attempts, message, pin, late_pin, sent, completed, forced, reason, settlement,
                      cost)
-          WHERE o.id = u.id AND o.id = ANY($1) AND (u.lease IS NULL OR o.lease = u.lease)
-          RETURNING o.id, o.lease, o.tenant_id, o.forwarded_from IS NOT NULL",
+          WHERE {only_live}o.id = u.id AND o.id = ANY($1) AND (u.lease IS NULL OR o.lease = u.lease)
+          RETURNING o.id, o.lease, o.tenant_id, o.forwarded_from IS NOT NULL, o.status, o.external_status, o.created_at"
+    );
+    let rows = tx.query(
+        &sql,
         &[
             &ids,
             &leases,
@@ -393,7 +429,15 @@ fn update_orders<'a>(tx: &mut impl GenericClient, writes: &'a [Write]) -> std::r
         .iter()
         .filter_map(|w| {
             let r = rows.get(&w.order_id)?;
-            Some(Reached { write: w, lease: r.get(1), tenant_id: r.get(2), forwarded_here: r.get(3) })
+            Some(Reached {
+                write: w,
+                lease: r.get(1),
+                tenant_id: r.get(2),
+                forwarded_here: r.get(3),
+                status: r.get(4),
+                external_status: r.get(5),
+                created_at: r.get(6),
+            })
         })
         .collect())
 }
@@ -510,44 +554,44 @@ fn move_money(tx: &mut impl GenericClient, done: &[&Write]) -> std::result::Resu
     Ok(())
 }
 
-fn record_events(tx: &mut impl GenericClient, done: &[&Write]) -> std::result::Result<(), postgres::Error> {
-    // (write, entry, the state it records when not the row's as written: a merged
-    // transition's first step).
-    type Entry<'a> = (&'a Write, &'a crate::domain::lifecycle::Step, Option<(&'static str, &'static str)>);
+fn record_events(tx: &mut impl GenericClient, done: &[Reached]) -> std::result::Result<(), postgres::Error> {
+    // (order as written, entry, the state it records: the row's as written, or a merged
+    // transition's first step's; whether it is the placement's entry, which carries the
+    // dispatch's steps: a merged transition's first).
+    type Entry<'a> = (&'a Reached<'a>, &'a crate::domain::lifecycle::Step, (&'a str, &'a str), bool);
     let mut events: Vec<Entry> = Vec::new();
-    for w in done {
-        if let Some(first) = &w.transition.first {
-            events.push((*w, &first.event, Some((first.status.as_str(), first.external.as_str()))));
+    for r in done {
+        let first = &r.write.transition.first;
+        if let Some(first) = first {
+            events.push((r, &first.event, (first.status.as_str(), first.external.as_str()), true));
         }
-        if let Some(e) = &w.transition.event {
-            events.push((*w, e, None));
+        if let Some(e) = &r.write.transition.event {
+            events.push((r, e, (r.status.as_str(), r.external_status.as_str()), first.is_none()));
         }
     }
     if events.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = events.iter().map(|(w, _, _)| w.order_id).collect();
-    let kinds: Vec<&str> = events.iter().map(|(_, e, _)| e.kind).collect();
-    let messages: Vec<&str> = events.iter().map(|(_, e, _)| e.message.as_str()).collect();
-    let status: Vec<Option<&str>> = events.iter().map(|(_, _, s)| s.map(|s| s.0)).collect();
-    let external: Vec<Option<&str>> = events.iter().map(|(_, _, s)| s.map(|s| s.1)).collect();
-    // The dispatch's steps go with the placement's entry: a merged transition's first.
+    let ids: Vec<Uuid> = events.iter().map(|(r, ..)| r.write.order_id).collect();
+    let kinds: Vec<&str> = events.iter().map(|(_, e, ..)| e.kind).collect();
+    let messages: Vec<&str> = events.iter().map(|(_, e, ..)| e.message.as_str()).collect();
+    let status: Vec<&str> = events.iter().map(|(_, _, s, _)| s.0).collect();
+    let external: Vec<&str> = events.iter().map(|(_, _, s, _)| s.1).collect();
+    let created: Vec<DateTime<Utc>> = events.iter().map(|(r, ..)| r.created_at).collect();
     let steps: Vec<Option<serde_json::Value>> = events
         .iter()
-        .map(|(w, _, s)| {
-            let placement_entry = s.is_some() || w.transition.first.is_none();
-            (placement_entry && !w.steps.is_empty()).then(|| serde_json::to_value(&w.steps).unwrap_or_default())
+        .map(|(r, _, _, placement_entry)| {
+            let steps = &r.write.steps;
+            (*placement_entry && !steps.is_empty()).then(|| serde_json::to_value(steps).unwrap_or_default())
         })
         .collect();
     tx.execute(
         "INSERT INTO order_events (order_id, kind, status, external_status, message, steps, order_created_at)
-         SELECT e.order_id, e.kind, coalesce(e.status, o.status), coalesce(e.external, o.external_status), e.message, e.steps,
-                o.created_at
-           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[])
-                WITH ORDINALITY AS e(order_id, kind, message, steps, status, external, n)
-           JOIN orders o ON o.id = e.order_id AND o.id = ANY($1)
+         SELECT e.order_id, e.kind, e.status, e.external, e.message, e.steps, e.order_created_at
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::timestamptz[])
+                WITH ORDINALITY AS e(order_id, kind, message, steps, status, external, order_created_at, n)
           ORDER BY e.n",
-        &[&ids, &kinds, &messages, &steps, &status, &external],
+        &[&ids, &kinds, &messages, &steps, &status, &external, &created],
     )?;
     Ok(())
 }
@@ -584,7 +628,7 @@ pub fn refused_by_data(e: &crate::error::Error) -> bool {
     e.sqlstate.as_deref().is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
 }
 
-/// What `apply_isolated` wrote: the writes that reached their order, and the orders whose
+/// What `apply_isolated_then` wrote: the writes that reached their order, and the orders whose
 /// write the database refused (flagged instead).
 #[derive(Debug, Default)]
 pub struct Written {
@@ -592,17 +636,13 @@ pub struct Written {
     pub refused: Vec<Uuid>,
 }
 
-/// Apply a batch in its own transaction. When the database refuses it because of one order's
+/// Apply a lane's batch (results of work it claimed, so of live orders: [`apply_live`]) in its
+/// own transaction, and then `then` in the same transaction with the writes that reached their
+/// order (a lane claims the follow-up work of what it wrote there: one transaction where a
+/// write and a claim would be two). When the database refuses the batch because of one order's
 /// values, the batch is written again one order at a time, each behind a savepoint, and every
 /// order whose write is refused is flagged with the reason: one bad value never blocks the
 /// others.
-pub fn apply_isolated(client: &mut crate::db::Client, writes: &[Write]) -> Result<Written> {
-    apply_isolated_then(client, writes, |_, _| Ok(())).map(|(w, ())| w)
-}
-
-/// As `apply_isolated`, and then `then` in the same transaction, with the writes that reached
-/// their order (a lane claims the follow-up work of what it wrote there: one transaction where
-/// a write and a claim would be two).
 pub fn apply_isolated_then<T>(
     client: &mut crate::db::Client,
     writes: &[Write],
@@ -610,7 +650,7 @@ pub fn apply_isolated_then<T>(
 ) -> Result<(Written, T)> {
     let first = {
         let mut tx = client.transaction()?;
-        match apply(&mut tx, writes) {
+        match apply_live(&mut tx, writes) {
             Ok(applied) => {
                 let followed = then(&mut tx, &applied)?;
                 tx.commit()?;
@@ -625,7 +665,7 @@ pub fn apply_isolated_then<T>(
     let mut out = Written::default();
     for w in writes {
         let mut sp = tx.savepoint("one_write")?;
-        match apply(&mut sp, std::slice::from_ref(w)) {
+        match apply_live(&mut sp, std::slice::from_ref(w)) {
             Ok(a) => {
                 sp.commit()?;
                 out.applied.extend(a);
@@ -634,7 +674,7 @@ pub fn apply_isolated_then<T>(
                 sp.rollback()?;
                 let why = e.message.clone();
                 log::error!("order {}: the database refused its result ({why}); flagged for an operator", w.order_id);
-                if !apply(&mut tx, &[refused_write(w.order_id, w.lease, &why)])?.is_empty() {
+                if !apply_live(&mut tx, &[refused_write(w.order_id, w.lease, &why)])?.is_empty() {
                     out.refused.push(w.order_id);
                 }
             }

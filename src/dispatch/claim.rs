@@ -181,7 +181,7 @@ fn claim_batch(
         let key = check_key(&row);
         out.checks.push(CheckJob { row, lease, key, claimed: now });
     }
-    crate::db::transitions::apply(tx, &out.decided)?;
+    crate::db::transitions::apply_live(tx, &out.decided)?;
     Ok(out)
 }
 

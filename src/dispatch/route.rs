@@ -61,7 +61,7 @@ fn route_batch(tx: &mut impl GenericClient, rows: &[DueRow], operator: bool, cho
         };
         writes.push(super::claim::write(row, t));
     }
-    crate::db::transitions::apply(tx, &writes)?;
+    crate::db::transitions::apply_live(tx, &writes)?;
     Ok(writes)
 }
 

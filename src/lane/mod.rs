@@ -224,6 +224,9 @@ impl LaneControl {
     }
 }
 
+/// Claims in a row refused because an order moved under them that a lane retries at once.
+const MOVED_QUIETLY: u32 = 3;
+
 /// Tries in a row after which a sweep's lane gives up.
 const SWEEP_TRIES: u32 = 3;
 
@@ -290,6 +293,14 @@ impl Failures {
     /// Log `e` for the lane `who` and wait before the next try; false: give up (a sweep, after
     /// its tries), with the error on the lane's control for `drain` to report.
     fn retry(&mut self, who: &str, control: &LaneControl, e: crate::error::Error, draining: bool) -> bool {
+        // An order finished between a claim's snapshot and its lock (the row moved to its
+        // month's partition): the next claim does not see it. Quiet for a few in a row, then an
+        // error like any other.
+        if e.moved_concurrently() && self.in_a_row < MOVED_QUIETLY {
+            self.in_a_row += 1;
+            log::debug!("{who}: {}; claiming again", e.message);
+            return true;
+        }
         let hint = e.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
         match self.failed(&e, draining) {
             Some(wait) => {

@@ -1,7 +1,7 @@
 //! A provider lane's writer: results come in from the callers and go to the database in
 //! batches — as soon as `write_batch` have arrived, or `write_delay` after the first, whichever
 //! comes first — each result guarded by the lease its work was claimed with. One value the
-//! database refuses flags its own order and never blocks the others (`apply_isolated`).
+//! database refuses flags its own order and never blocks the others (`apply_isolated_then`).
 
 use super::{LaneControl, LaneSettings, Outstanding, Wakers};
 use crate::db;
@@ -124,6 +124,10 @@ impl Writer {
                     *conn = None;
                     last = Some(e);
                 }
+                // An operator finished one of the batch's orders as it was written (its row moved
+                // to the month's partition): written again, that order's write finds its lease
+                // moved on and is dropped, the others go through.
+                Err(e) if e.moved_concurrently() => last = Some(e),
                 Err(e) => return Err(e),
             }
         }

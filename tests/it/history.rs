@@ -108,12 +108,8 @@ fn archive_of_a_month_round_trips_and_leaves_balances_unchanged() {
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let t = Instant::now();
                 let mut tx = c.transaction().unwrap();
-                tx.query(
-                    "SELECT id FROM orders WHERE next_check_at IS NOT NULL AND lane = 0 ORDER BY next_check_at
-                      LIMIT 10 FOR UPDATE SKIP LOCKED",
-                    &[],
-                )
-                .unwrap();
+                // The routing lane's own claim (planned over the live orders alone: sql/0031).
+                orderctl::db::claims::lock_due(&mut tx, orderctl::db::claims::LaneQuery::whole(0, None, None), 10, 10).unwrap();
                 // A write-back's event insert into the partitioned table (undone: counts stay).
                 tx.execute(
                     "INSERT INTO order_events (order_id, kind, order_created_at)
@@ -147,7 +143,11 @@ fn archive_of_a_month_round_trips_and_leaves_balances_unchanged() {
     }
     let in_file: BTreeMap<&str, i64> = in_file.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     assert_eq!(in_file, expected);
-    assert_eq!(db.query_i64(&format!("SELECT count(*) FROM pg_class WHERE relname = 'order_events_y{suffix}'")), 0);
+    // The month's partitions of events and of finished orders are dropped, its keys removed.
+    for table in ["order_events", "orders_done"] {
+        assert_eq!(db.query_i64(&format!("SELECT count(*) FROM pg_class WHERE relname = '{table}_y{suffix}'")), 0, "{table}");
+    }
+    assert_eq!(rows_in(&db, "order_keys"), 1, "only the open order's keys are left");
     assert_eq!(rows_in(&db, "placements"), 0);
     assert_eq!(db.query_i64(rolled_up), 0, "the month's rollup rows go with its orders");
     assert_eq!(rows_in(&db, "orders"), 1, "only the open order of this month is left");
@@ -204,7 +204,7 @@ fn partitions_are_created_ahead_by_the_command_and_by_the_daemon() {
     let db = TestDb::new();
     let names = |k: i32| -> Vec<String> {
         let m = month(&db, k);
-        vec![format!("order_events_y{}m{}", &m[..4], &m[5..7])]
+        vec![format!("order_events_y{}m{}", &m[..4], &m[5..7]), format!("orders_done_y{}m{}", &m[..4], &m[5..7])]
     };
     let drop_ahead = |from: i32, to: i32| {
         for k in from..=to {
@@ -232,7 +232,7 @@ fn partitions_are_created_ahead_by_the_command_and_by_the_daemon() {
     let daemon = db.cmd().args(["daemon", "--sweep-schedule", "* * * * * *", "--idle-poll", "50ms"]).spawn();
     let last = names(1);
     wait_until("the daemon to create partitions a month ahead", Duration::from_secs(20), || {
-        db.query_i64(&format!("SELECT count(*) FROM pg_inherits WHERE inhrelid = to_regclass('{}')", last[0])) == 1
+        last.iter().all(|n| db.query_i64(&format!("SELECT count(*) FROM pg_inherits WHERE inhrelid = to_regclass('{n}')")) == 1)
     });
     daemon.terminate();
 }
@@ -242,7 +242,8 @@ fn migrating_a_populated_pre_0018_database_keeps_every_row() {
     // Without 0018 and the migrations built on it (0019's roll-ups, which 0020, 0025 and 0026 restate). The
     // later ones stay: the setup `apply` of this binary reads what they add (0021's tenant
     // currency), and they touch nothing 0018 moves.
-    let db = TestDb::migrated_without(&["0018", "0019", "0020", "0025", "0026"]);
+    // 0031 splits orders with 0018's partition function, so it waits for 0018 too.
+    let db = TestDb::migrated_without(&["0018", "0019", "0020", "0025", "0026", "0031"]);
     db.apply(&standard_setup("http://127.0.0.1:9"));
     // Three months of orders, each with events and a placement, as the older schema held them.
     insert_orders(&db, "jawaker", 30);
@@ -273,8 +274,14 @@ fn migrating_a_populated_pre_0018_database_keeps_every_row() {
     db.cmd().args(["migrate"]).run().ok();
     assert_eq!(digest(&db), before);
     assert!(db.query_i64("SELECT count(*) FROM pg_inherits WHERE inhparent = 'order_events'::regclass") >= 4);
-    // orders and placements stay plain tables, with their keys as before.
-    assert_eq!(db.query_i64("SELECT count(*) FROM pg_partitioned_table WHERE partrelid::regclass::text <> 'order_events'"), 0);
+    // Events by month; orders split into live and done (0031), the done ones by month.
+    assert_eq!(
+        db.query_i64(
+            "SELECT count(*) FROM pg_partitioned_table WHERE partrelid::regclass::text NOT IN ('order_events', 'orders', 'orders_done')"
+        ),
+        0
+    );
+    assert_eq!(db.query_i64("SELECT count(*) FROM order_keys"), 30, "every order keeps its keys");
     // Every event sits in the partition of its order's month.
     assert_eq!(
         db.query_i64(
@@ -412,7 +419,7 @@ fn a_roll_up_racing_the_archive_of_a_month_leaves_counts_equal_to_the_rows_kept(
         tx.query_one("SELECT pg_backend_pid()", &[]).unwrap().get::<_, i32>(0)
     );
     wait_until("the archive to wait for the roll-up", Duration::from_secs(10), || {
-        db.query_i64(&format!("SELECT count(*) FROM orders WHERE created_at < '{before}'")) == 0 && db.query_i64(&waiting) > 0
+        db.query_i64(&format!("SELECT count(*) FROM order_keys WHERE created_at < '{before}'")) == 0 && db.query_i64(&waiting) > 0
     });
     tx.commit().unwrap();
     let out = archive.join().unwrap().ok().json();

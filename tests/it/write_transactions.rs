@@ -16,6 +16,9 @@ fn log_write_transactions(db: &TestDb) {
              CREATE FUNCTION test_log_placement_write() RETURNS trigger LANGUAGE plpgsql AS $$
              BEGIN INSERT INTO test_order_writes VALUES (NEW.order_id, txid_current(), 'placements'); RETURN NULL; END $$;
              CREATE TRIGGER test_log_order_write AFTER UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION test_log_order_write();
+             -- An update that finishes an order moves its row to the finished orders' partition
+             -- (sql/0031): a delete and an insert there, which fire no update trigger.
+             CREATE TRIGGER test_log_order_move AFTER INSERT ON orders_done FOR EACH ROW EXECUTE FUNCTION test_log_order_write();
              CREATE TRIGGER test_log_placement_write AFTER INSERT OR UPDATE ON placements
                  FOR EACH ROW EXECUTE FUNCTION test_log_placement_write();",
         )

@@ -272,6 +272,22 @@ impl ExternalStatus {
     pub const HELD: [ExternalStatus; 3] = [ExternalStatus::Dispatching, ExternalStatus::Sent, ExternalStatus::Processing];
 }
 
+/// The orders that still have work, "live": open, or still watched after an operator's forced
+/// decision (a final status with a schedule). `orders` is partitioned by exactly this expression
+/// (sql/0031): `orders_live` holds these, `orders_done` the finished ones by month. A statement
+/// that names it, spelled so (`IS TRUE` is the form PostgreSQL prunes a boolean key by), is
+/// planned over the live partition alone, however long the history. `alias` is the orders alias
+/// with its dot (`"o."`), or `""`.
+pub fn live_sql(alias: &str) -> String {
+    format!("({alias}status = {} OR {alias}next_check_at IS NOT NULL) IS TRUE", OrderStatus::Pending.sql())
+}
+
+/// An open order (`status = 'pending'`), named with [`live_sql`] so the statement is planned
+/// over the live partition alone.
+pub fn pending_sql(alias: &str) -> String {
+    format!("{} AND {alias}status = {}", live_sql(alias), OrderStatus::Pending.sql())
+}
+
 /// How a status reads at a glance (the colour of a table cell).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tone {
