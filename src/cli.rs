@@ -142,7 +142,7 @@ pub enum Command {
     Stats(StatsArgs),
     /// Find everything that needs an operator: database, migrations, routing, providers, stuck orders
     Doctor(DoctorArgs),
-    /// List the monthly partitions of order events and finished orders, and create missing ones ahead
+    /// List the monthly partitions of events, finished orders and placements; create missing ones ahead
     Partitions(PartitionsArgs),
     /// Write the finished orders of months before --before to a file, then remove them
     #[command(after_help = ARCHIVE_HELP)]
@@ -761,12 +761,12 @@ or into Postgres with
 
 Refused (exit 5, nothing written or removed) while any order of those months is open: pending, still
 watched after an operator's forced decision, a provider's late delivery not yet settled, or a webhook
-notice still to be delivered. Ledger rows stay, so every balance is unchanged. The orders' placements,
-webhook deliveries and keys are removed 500 orders per transaction (finished orders are never claimed, so
-the daemon does not wait for them); the months' partitions of events and finished orders are then
-dropped (event inserts and finishing write-backs wait at most 60 ms; claims never). A run stopped part
-way (exit 5) says how many orders it removed; its file is complete; run it again with a new file to
-remove the rest (that file holds the rows still there)."#;
+notice still to be delivered. Ledger rows stay, so every balance is unchanged. The orders' webhook
+deliveries and keys are removed 500 orders per transaction (finished orders are never claimed, so the
+daemon does not wait for them); the months' partitions of events, finished orders and placements are
+then dropped (event inserts, placement claims and finishing write-backs wait at most 60 ms; order claims
+never). A run stopped part way (exit 5) says how many orders it removed; its file is complete; run it
+again with a new file to remove the rest (that file holds the rows still there)."#;
 
 #[derive(Debug, Args)]
 pub struct ArchiveArgs {

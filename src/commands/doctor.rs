@@ -586,34 +586,37 @@ fn order_ids_finding(client: &mut Client, tenant: Option<&str>) -> Result<Findin
     Ok(ok("order-ids", format!("the latest {} orders have time-ordered ids (UUID version 7)", ids.checked)))
 }
 
-/// Events need a partition for the month their order is created in (sql/0018), and a finished
-/// order its month of `orders_done` (sql/0031): fewer than one month ahead of both means next
-/// month's first order would be refused, or its write-back when it finishes, if nothing creates
-/// them in time.
+/// Events and placements need a partition for the month their order is created in (sql/0018,
+/// sql/0032), and a finished order its month of `orders_done` (sql/0031): fewer than one month
+/// ahead of all three means next month's first order would be refused, or its placement or its
+/// write-back when it finishes, if nothing creates them in time.
 fn partitions_ahead_finding(client: &mut Client) -> Result<Finding> {
     let ahead: i64 = client
         .query_one(
             "SELECT count(*) FROM generate_series(1, 3) AS k,
                     LATERAL (SELECT (date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => k))::date AS m) n
-              WHERE to_regclass(orderctl_partition_name('order_events', n.m)) IS NOT NULL
-                AND to_regclass(orderctl_partition_name('orders_done', n.m)) IS NOT NULL",
-            &[],
+              WHERE NOT EXISTS (SELECT 1 FROM unnest($1::text[]) AS parent
+                                 WHERE to_regclass(orderctl_partition_name(parent, n.m)) IS NULL)",
+            &[&crate::db::partitions::MONTHLY.as_slice()],
         )?
         .get(0);
     if ahead == 0 {
         return Ok(problem(
             Severity::Warn,
             "partitions",
-            "no partition of order_events or orders_done exists for next month: orders created then would be refused, or their \
-             results when they finish",
+            "next month lacks a partition of order_events, orders_done or placements: orders created then would be refused, \
+             or their placements or results",
             "run `orderctl partitions --ahead 1` (the daemon does it on its sweep schedule)",
         ));
     }
     let months: i64 = client
         .query_one(
-            "SELECT count(*) FROM pg_inherits WHERE inhparent IN (to_regclass('order_events'), to_regclass('orders_done'))",
-            &[],
+            "SELECT count(*) FROM pg_inherits WHERE inhparent IN (SELECT to_regclass(t) FROM unnest($1::text[]) AS t)",
+            &[&crate::db::partitions::MONTHLY.as_slice()],
         )?
         .get(0);
-    Ok(ok("partitions", format!("{months} monthly partition(s) of order_events and orders_done; {ahead} month(s) ahead")))
+    Ok(ok(
+        "partitions",
+        format!("{months} monthly partition(s) of order_events, orders_done and placements; {ahead} month(s) ahead"),
+    ))
 }

@@ -35,7 +35,7 @@ pub fn run(s: &Settings, a: &InspectArgs) -> Result<()> {
         output::print_json(&v);
         return Ok(());
     }
-    let placements = orders::placements_of(&mut client, &[order.id])?.remove(&order.id).unwrap_or_default();
+    let placements = orders::placements_of(&mut client, std::slice::from_ref(&order))?.remove(&order.id).unwrap_or_default();
     print_fields(&summary, schedule.as_ref());
     println!("diagnosis: {}", summary["diagnosis"]["sentence"].as_str().unwrap_or(""));
     print_placements(&placements);

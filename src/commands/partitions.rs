@@ -1,14 +1,14 @@
-//! `orderctl partitions` (list the monthly partitions of order_events and orders_done, create
-//! missing ones ahead) and `orderctl archive --before YYYY-MM --to FILE` (write the finished
+//! `orderctl partitions` (list the monthly partitions of order_events, orders_done and
+//! placements, create missing ones ahead) and `orderctl archive --before YYYY-MM --to FILE` (write the finished
 //! orders of earlier months with their events, placements and webhook deliveries to a file,
 //! fsync it, then remove them).
 //!
 //! Archive order of work, each step safe to stop after: refuse when an order of those months is
 //! open (nothing written); write every row, in one snapshot, to the file and fsync it and its
-//! directory; remove the orders' placements, deliveries and keys in batches of 500, each its own
-//! short transaction (the daemon keeps claiming: finished orders are never claimed); drop the
-//! months' partitions of events and finished orders (a lock on their parents of at most 60 ms,
-//! which the claims never take). A run that stopped part way says how far it got; running it
+//! directory; remove the orders' deliveries and keys in batches of 500, each its own short
+//! transaction (the daemon keeps claiming: finished orders are never claimed); drop the months'
+//! partitions of events, finished orders and placements (a lock on their parents of at most
+//! 60 ms, which the order claims never take). A run that stopped part way says how far it got; running it
 //! again (with a new file) writes the rows still there and finishes the removal. Ledger rows are
 //! never touched: balances stay as they are.
 

@@ -29,6 +29,8 @@ pub struct DueRow {
     pub extra: String,
     pub lease: i64,
     pub external_order_id: Option<String>,
+    /// When the order was created: the month its placements and history are kept in.
+    pub created_at: DateTime<Utc>,
     /// Due now (`next_check_at` has passed).
     pub due: bool,
     /// Since the first dispatch, on the database's clock (zero when never dispatched).
@@ -42,7 +44,7 @@ pub struct DueRow {
 }
 
 const COLUMNS: &str = "o.id, o.number, o.tenant_id, o.package_id, o.quantity, o.user_identifier, o.extra_field, o.lease,
-       o.external_order_id, coalesce(o.next_check_at <= now(), false) AS due,
+       o.external_order_id, o.created_at, coalesce(o.next_check_at <= now(), false) AS due,
        (extract(epoch FROM now() - coalesce(o.dispatched_at, now())) * 1000)::bigint AS since_dispatch_ms,
        (extract(epoch FROM now() - coalesce(o.placed_at, o.dispatched_at, now())) * 1000)::bigint AS since_placement_ms,
        o.status, o.external_status, o.attention, o.awaiting_reconciliation, o.operator_forced, o.lane,
@@ -92,6 +94,7 @@ fn due_row(r: &postgres::Row) -> Result<DueRow> {
         extra: r.get("extra_field"),
         lease: r.get("lease"),
         external_order_id: r.get("external_order_id"),
+        created_at: r.get("created_at"),
         due: r.get("due"),
         since_dispatch: ms(r.get("since_dispatch_ms")),
         since_placement: ms(r.get("since_placement_ms")),
@@ -490,6 +493,7 @@ pub(crate) mod tests {
             extra: String::new(),
             lease: 1,
             external_order_id: None,
+            created_at: Utc::now(),
             due: true,
             since_dispatch: Duration::ZERO,
             since_placement: Duration::ZERO,

@@ -199,11 +199,21 @@ pub fn find_order(client: &mut impl GenericClient, order: &OrderRef, tenant: Opt
         OrderRef::Id(id) => (Some(*id), None),
         OrderRef::Number(n) => (None, Some(*n)),
     };
-    let sql = format!(
-        "{ORDER_SELECT} WHERE ($1::uuid IS NULL OR o.id = $1) AND ($2::bigint IS NULL OR o.number = $2)
-            AND ($3::text IS NULL OR t.name = $3)"
-    );
-    let row = client.query_opt(&sql, &[&id, &number, &tenant])?;
+    // The order's keys first (`order_keys`, one small unpartitioned table): with its id and
+    // creation time named, the order's own read is planned over the live partition and one
+    // month of the finished orders, not over every month (sql/0031).
+    let key = client.query_opt(
+        "SELECT id, created_at FROM order_keys WHERE ($1::uuid IS NULL OR id = $1) AND ($2::bigint IS NULL OR number = $2)",
+        &[&id, &number],
+    )?;
+    let row = match key {
+        Some(k) => {
+            let (id, created_at): (Uuid, DateTime<Utc>) = (k.get(0), k.get(1));
+            let sql = format!("{ORDER_SELECT} WHERE o.id = $1 AND o.created_at = $2 AND ($3::text IS NULL OR t.name = $3)");
+            client.query_opt(&sql, &[&id, &created_at, &tenant])?
+        }
+        None => None,
+    };
     row.map(|r| order_from_row(&r)).transpose()?.ok_or_else(|| {
         let what = match order {
             OrderRef::Id(id) => format!("order {id}"),
@@ -410,18 +420,24 @@ pub struct Placement {
     pub created_at: DateTime<Utc>,
 }
 
-/// The placements of these orders, each order's in the order they were made, in one query.
-pub fn placements_of(client: &mut impl GenericClient, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, Vec<Placement>>> {
+/// The placements of these orders, each order's in the order they were made, in one query
+/// (over the orders' months of `placements` alone, sql/0032).
+pub fn placements_of(
+    client: &mut impl GenericClient,
+    orders: &[OrderRow],
+) -> Result<std::collections::HashMap<Uuid, Vec<Placement>>> {
     let mut out: std::collections::HashMap<Uuid, Vec<Placement>> = Default::default();
-    if ids.is_empty() {
+    if orders.is_empty() {
         return Ok(out);
     }
+    let ids: Vec<Uuid> = orders.iter().map(|o| o.id).collect();
+    let months: Vec<DateTime<Utc>> = orders.iter().map(|o| o.created_at).collect();
     for r in client.query(
         "SELECT p.order_id, p.provider_id, pr.name AS provider, p.referans, p.outcome, p.message, p.created_at, p.attempt,
                 p.reconciled
            FROM placements p JOIN providers pr ON pr.id = p.provider_id
-          WHERE p.order_id = ANY($1) ORDER BY p.id",
-        &[&ids],
+          WHERE p.order_id = ANY($1) AND p.order_created_at = ANY($2) ORDER BY p.id",
+        &[&ids, &months],
     )? {
         out.entry(r.get("order_id")).or_default().push(Placement {
             provider_id: r.get("provider_id"),

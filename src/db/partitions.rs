@@ -1,8 +1,8 @@
-//! Monthly partitions of `order_events` (sql/0018_monthly_partitions.sql) and of the finished
+//! Monthly partitions of `order_events` (sql/0018_monthly_partitions.sql), of the finished
 //! orders, `orders_done` (sql/0031_orders_live_and_done.sql: open and watched orders live in
-//! `orders_live`, which the hot path alone reads), and the database side of `archive`: read the
+//! `orders_live`, which the hot path alone reads) and of `placements` (sql/0032), and the database side of `archive`: read the
 //! finished orders of earlier months with their events, placements and webhook deliveries;
-//! remove their placements, deliveries and keys in small batches; drop the months' partitions.
+//! remove their deliveries and keys in small batches; drop the months' partitions.
 //!
 //! Every step that takes a lock the hot path could queue behind runs with `SET LOCAL
 //! lock_timeout` and is retried a bounded number of times, so a claim or a write-back never
@@ -18,7 +18,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// The tables partitioned by month, each by its order's creation time.
-pub const MONTHLY: [&str; 2] = ["order_events", "orders_done"];
+pub const MONTHLY: [&str; 3] = ["order_events", "orders_done", "placements"];
 /// The tables an archive writes, in the order it writes them.
 pub const TABLES: [&str; 4] = ["orders", "order_events", "placements", "webhook_deliveries"];
 /// How long a statement of the archive waits for a lock before it gives up and tries again:
@@ -243,8 +243,8 @@ pub fn read_rows(
                             WHERE e.order_created_at < $1 ORDER BY e.id"
         }
         "placements" => {
-            "SELECT o.created_at AS order_created_at, row_to_json(p)::text AS j
-                           FROM placements p JOIN orders o ON o.id = p.order_id WHERE o.created_at < $1 ORDER BY p.id"
+            "SELECT p.order_created_at, row_to_json(p)::text AS j FROM placements p
+                           WHERE p.order_created_at < $1 ORDER BY p.id"
         }
         _ => {
             "SELECT o.created_at AS order_created_at, row_to_json(d)::text AS j
@@ -273,12 +273,12 @@ pub fn read_rows(
     Ok(n)
 }
 
-/// Removes the placements, webhook deliveries and keys (`order_keys`) of up to BATCH finished
-/// orders created before `before`, in one short transaction; returns how many orders (0: none
-/// left). The orders' own rows go with their month's partition of `orders_done`
-/// ([`drop_months`]). Each order's row is locked while its keys go, so an operator's command
-/// on it waits (bounded by the lock timeout) instead of changing it unseen; a finished order
-/// is never claimed.
+/// Removes the webhook deliveries and keys (`order_keys`) of up to BATCH finished orders
+/// created before `before`, in one short transaction; returns how many orders (0: none left).
+/// The orders' own rows and their placements go with their months' partitions of
+/// `orders_done` and `placements` ([`drop_months`]). Each order's row is locked while its keys
+/// go, so an operator's command on it waits (bounded by the lock timeout) instead of changing
+/// it unseen; a finished order is never claimed.
 pub fn remove_batch(client: &mut Client, before: NaiveDate) -> Result<u64> {
     with_lock_timeout(client, "removing archived orders", |tx| {
         let ids: Vec<Uuid> = tx
@@ -297,12 +297,11 @@ pub fn remove_batch(client: &mut Client, before: NaiveDate) -> Result<u64> {
             return Ok(0);
         }
         tx.execute("DELETE FROM webhook_deliveries WHERE order_id = ANY($1)", &[&ids])?;
-        tx.execute("DELETE FROM placements WHERE order_id = ANY($1)", &[&ids])?;
         Ok(tx.execute("DELETE FROM order_keys WHERE id = ANY($1)", &[&ids])?)
     })
 }
 
-/// Drops the partitions of `months`, of events and of finished orders, once no order of those
+/// Drops the partitions of `months`, of events, finished orders and placements, once no order of those
 /// months has keys left (all archived) and none is live. Dropping a partition locks its parent
 /// for a moment (ACCESS EXCLUSIVE, catalogue only): the lock is waited for at most
 /// LOCK_STATEMENT_TIMEOUT, which is what an event insert or a finishing write-back queued behind
@@ -320,7 +319,7 @@ pub fn drop_months(client: &mut Client, before: NaiveDate, months: &[NaiveDate])
             tx.execute(&format!("DELETE FROM {rollup} WHERE created_month < $1"), &[&before])?;
         }
         tx.batch_execute(&format!("SET LOCAL statement_timeout = '{LOCK_STATEMENT_TIMEOUT}'"))?;
-        tx.batch_execute("LOCK TABLE order_events, orders_done IN ACCESS EXCLUSIVE MODE")?;
+        tx.batch_execute("LOCK TABLE order_events, orders_done, placements IN ACCESS EXCLUSIVE MODE")?;
         tx.batch_execute("SET LOCAL statement_timeout TO DEFAULT")?;
         // Under the lock nothing can enter the months' partitions: what is left there now is
         // exactly what gets dropped, so every order of those months must be archived.

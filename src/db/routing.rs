@@ -182,8 +182,7 @@ pub fn provider_by_name(client: &mut impl GenericClient, tenant_id: i64, name: &
 /// fallbacks always ends.
 pub fn fallback_for(
     client: &mut impl GenericClient,
-    order_id: uuid::Uuid,
-    package_id: i64,
+    order: &crate::db::claims::DueRow,
     current: i64,
 ) -> Result<Option<crate::domain::lifecycle::Fallback>> {
     Ok(client
@@ -192,10 +191,11 @@ pub fn fallback_for(
                 "SELECT pr.id, pr.name FROM packages pk JOIN providers pr ON pr.id = pk.fallback_provider_id
               WHERE pk.id = $1 AND pk.provider_type = 'external' AND pr.id <> $3
                 AND NOT EXISTS (SELECT 1 FROM placements p
-                                 WHERE p.order_id = $2 AND p.provider_id = pr.id AND p.outcome = {placement_rejected})",
+                                 WHERE p.order_id = $2 AND p.order_created_at = $4 AND p.provider_id = pr.id
+                                   AND p.outcome = {placement_rejected})",
                 placement_rejected = PlacementState::Rejected.sql()
             ),
-            &[&package_id, &order_id, &current],
+            &[&order.package_id, &order.id, &current, &order.created_at],
         )?
         .map(|r| crate::domain::lifecycle::Fallback { provider_id: r.get(0), name: r.get(1) }))
 }

@@ -441,7 +441,9 @@ fn activity_sql() -> String {
              UNION ALL
              SELECT provider_id, kind, count(*) FROM (
                  -- One index probe per event: a join may hash the whole orders table.
-                 SELECT (SELECT o.provider_id FROM orders o WHERE o.id = e.order_id) AS provider_id, e.kind
+                 -- (Its creation time too: each probe is pruned to the order's month.)
+                 SELECT (SELECT o.provider_id FROM orders o WHERE o.id = e.order_id AND o.created_at = e.order_created_at)
+                        AS provider_id, e.kind
                    FROM order_events e WHERE {events} AND e.kind IN ({ACTIVITY_EVENTS})) ev
               WHERE provider_id IS NOT NULL GROUP BY 1, 2",
             from_to = from_to.replace("{at}", "pl.created_at"),

@@ -179,8 +179,7 @@ fn summary(o: &OrderRow, refunded: Option<String>, diagnosis: Diagnosis) -> Valu
 /// and the provider's check schedule (settings, not the order's state),
 /// and the `order` of a webhook event. A constant number of queries, like `order_summaries`.
 pub fn order_documents(client: &mut impl GenericClient, rows: &[OrderRow], limits: StuckThresholds) -> Result<Vec<Value>> {
-    let ids: Vec<uuid::Uuid> = rows.iter().map(|o| o.id).collect();
-    let mut placements = orders::placements_of(client, &ids)?;
+    let mut placements = orders::placements_of(client, rows)?;
     let mut docs = order_summaries(client, rows, limits)?;
     for (doc, o) in docs.iter_mut().zip(rows) {
         doc["placements"] = serde_json::to_value(placements.remove(&o.id).unwrap_or_default()).unwrap_or_default();

@@ -21,6 +21,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub struct PlacementClaim {
     pub order_id: Uuid,
+    /// The order's creation time: the month of `placements` its placements are kept in.
+    pub order_created_at: DateTime<Utc>,
     pub provider_id: i64,
     /// Send the order's reference again (the provider was shown not to have it).
     pub reuse: bool,
@@ -67,6 +69,9 @@ pub fn claim_placements(
     let providers: Vec<i64> = claims.iter().map(|c| c.provider_id).collect();
     let reuse: Vec<bool> = claims.iter().map(|c| c.reuse).collect();
     let expects_pin: Vec<bool> = claims.iter().map(|c| c.expects_pin).collect();
+    // The batch's months: named, so every read of placements here is planned over them alone
+    // (sql/0032), normally the current month.
+    let months: Vec<DateTime<Utc>> = claims.iter().map(|c| c.order_created_at).collect();
     // Each attempt is its own placement row (the next attempt number of its provider and
     // reference), so no attempt's recorded outcome is ever overwritten by a later one.
     //
@@ -85,13 +90,16 @@ pub fn claim_placements(
             "WITH wanted AS (
              SELECT o.id, c.provider_id, c.expects_pin,
                     CASE WHEN c.reuse AND o.provider_referans IS NOT NULL THEN o.provider_referans
-                         ELSE orderctl_new_reference($4, o.id, c.provider_id) END AS referans
+                         ELSE orderctl_new_reference($4, o.id, c.provider_id, o.created_at) END AS referans,
+                    o.created_at
                FROM unnest($1::uuid[], $2::bigint[], $3::bool[], $6::bool[]) AS c(id, provider_id, reuse, expects_pin)
                JOIN orders o ON {live} AND o.id = c.id AND o.id = ANY($1)
          ), taken AS (
+             -- A scalar subquery, one primary-key probe per row (an EXISTS becomes a join the
+             -- planner may hash against every reference ever recorded).
              SELECT w.id, w.referans FROM wanted w
-              WHERE EXISTS (SELECT 1 FROM placements p
-                             WHERE p.provider_id = w.provider_id AND p.referans = w.referans AND p.order_id <> w.id)
+              WHERE (SELECT r.order_id FROM placement_references r
+                      WHERE r.provider_id = w.provider_id AND r.referans = w.referans) <> w.id
          ), claimed AS (
              UPDATE orders o
                 SET external_status = {dispatching}, awaiting_reconciliation = false, provider_id = w.provider_id,
@@ -101,15 +109,17 @@ pub fn claim_placements(
                     next_check_at = now() + make_interval(secs => $5::bigint / 1000.0), lease = o.lease + 1
                FROM wanted w
               WHERE {live} AND o.id = w.id AND w.id NOT IN (SELECT id FROM taken)
-          RETURNING o.id, o.lease, o.provider_id, o.provider_referans,
+          RETURNING o.id, o.lease, o.provider_id, o.provider_referans, o.created_at,
                     (SELECT coalesce(max(p.attempt), 0) FROM placements p
-                      WHERE p.provider_id = w.provider_id AND p.referans = w.referans) AS attempts,
+                      WHERE p.provider_id = w.provider_id AND p.referans = w.referans
+                        AND p.order_created_at = w.created_at AND p.order_created_at = ANY($7)) AS attempts,
                     (SELECT coalesce(bool_or(p.outcome <> {not_sent}), false) FROM placements p
-                      WHERE p.provider_id = w.provider_id AND p.referans = w.referans) AS reached
+                      WHERE p.provider_id = w.provider_id AND p.referans = w.referans
+                        AND p.order_created_at = w.created_at AND p.order_created_at = ANY($7)) AS reached
          ), recorded AS (
-             INSERT INTO placements (order_id, provider_id, referans, attempt)
-             SELECT c.id, c.provider_id, c.provider_referans, c.attempts + 1 FROM claimed c
-             ON CONFLICT (provider_id, referans, attempt) DO NOTHING
+             INSERT INTO placements (order_id, provider_id, referans, attempt, order_created_at)
+             SELECT c.id, c.provider_id, c.provider_referans, c.attempts + 1, c.created_at FROM claimed c
+             ON CONFLICT (provider_id, referans, attempt, order_created_at) DO NOTHING
              RETURNING order_id
          )
          SELECT c.id, c.lease, c.provider_referans, c.id IN (SELECT order_id FROM recorded), c.reached FROM claimed c
@@ -117,7 +127,7 @@ pub fn claim_placements(
          SELECT id, NULL, referans, false, false FROM taken",
             live = crate::domain::lifecycle::states::live_sql("o.")
         ),
-        &[&ids, &providers, &reuse, &style, &(lease.as_millis() as i64), &expects_pin],
+        &[&ids, &providers, &reuse, &style, &(lease.as_millis() as i64), &expects_pin, &months],
     )?;
     let mut out = PlacementsClaimed::default();
     for r in &rows {
@@ -236,7 +246,7 @@ fn apply_pg<'a>(
     link_forwarded(tx, writes)?;
     let reached = update_orders(tx, writes, reach)?;
     let done: Vec<&Write> = reached.iter().map(|r| r.write).collect();
-    record_placements(tx, &done)?;
+    record_placements(tx, &reached)?;
     move_money(tx, &done)?;
     record_events(tx, &reached)?;
     Ok(reached)
@@ -450,13 +460,14 @@ fn set_op<T, F: Fn(&T) -> &str>(s: &Set<T>, f: F) -> (&'static str, Option<&str>
     }
 }
 
-fn record_placements(tx: &mut impl GenericClient, done: &[&Write]) -> std::result::Result<(), postgres::Error> {
-    let items: Vec<(i64, &str, &str, &str)> = done
+fn record_placements(tx: &mut impl GenericClient, done: &[Reached]) -> std::result::Result<(), postgres::Error> {
+    let items: Vec<(i64, &str, &str, &str, DateTime<Utc>)> = done
         .iter()
-        .filter_map(|w| {
+        .filter_map(|r| {
+            let w = r.write;
             let word = w.transition.placement?;
             let (provider, reference) = w.placement.as_ref()?;
-            Some((*provider, reference.as_str(), word.as_str(), w.transition.placement_message().unwrap_or("")))
+            Some((*provider, reference.as_str(), word.as_str(), w.transition.placement_message().unwrap_or(""), r.created_at))
         })
         .collect();
     if items.is_empty() {
@@ -473,6 +484,9 @@ fn record_placements(tx: &mut impl GenericClient, done: &[&Write]) -> std::resul
     let references: Vec<&str> = items.iter().map(|i| i.1).collect();
     let outcomes: Vec<&str> = items.iter().map(|i| i.2).collect();
     let messages: Vec<&str> = items.iter().map(|i| i.3).collect();
+    // Each placement's month (its order's creation time, sql/0032), and the batch's months for
+    // the planner: the statement is planned over those partitions alone.
+    let months: Vec<DateTime<Utc>> = items.iter().map(|i| i.4).collect();
     // The latest attempt of each (provider, reference). An outcome is recorded once, on an
     // attempt still in flight; what a status check later finds about an attempt whose outcome
     // was unknown goes beside it (`reconciled`), never over it.
@@ -493,13 +507,15 @@ fn record_placements(tx: &mut impl GenericClient, done: &[&Write]) -> std::resul
                 reconciled_at = CASE WHEN p.outcome NOT IN ({open_or_decided}) AND p.reconciled IS NULL
                                       AND u.outcome IN ({reconciling})
                                      THEN now() ELSE p.reconciled_at END
-           FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(provider_id, reference, outcome, message)
-          WHERE p.provider_id = u.provider_id AND p.referans = u.reference
-            AND p.provider_id = ANY($5) AND p.referans = ANY($2)
+           FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $6::timestamptz[])
+                AS u(provider_id, reference, outcome, message, order_created_at)
+          WHERE p.provider_id = u.provider_id AND p.referans = u.reference AND p.order_created_at = u.order_created_at
+            AND p.provider_id = ANY($5) AND p.referans = ANY($2) AND p.order_created_at = ANY($6)
             AND p.attempt = (SELECT max(q.attempt) FROM placements q
-                              WHERE q.provider_id = u.provider_id AND q.referans = u.reference)"
+                              WHERE q.provider_id = u.provider_id AND q.referans = u.reference
+                                AND q.order_created_at = u.order_created_at AND q.order_created_at = ANY($6))"
         ),
-        &[&providers, &references, &outcomes, &messages, &distinct_providers],
+        &[&providers, &references, &outcomes, &messages, &distinct_providers, &months],
     )?;
     Ok(())
 }

@@ -126,7 +126,7 @@ fn claim_batch(
     for (row, reuse) in to_place {
         match stop_reason(lp, mappings.get(&row.package_id)) {
             Some((attention, message)) => {
-                let fallback = fallback_for(tx, row.id, row.package_id, lp.id)?;
+                let fallback = fallback_for(tx, &row, lp.id)?;
                 out.decided.push(write(&row, lifecycle::config_stop(&row.facts, attention, &message, fallback.as_ref())));
             }
             None => {
@@ -135,7 +135,13 @@ fn claim_batch(
                 // fresh one is just as safe.
                 let reuse = reuse && row.facts.reference.as_deref().map(|r| lp.accepts_reference(r)).unwrap_or(false);
                 let expects_pin = delivers_pin(mappings.get(&row.package_id));
-                claims.push(PlacementClaim { order_id: row.id, provider_id: lp.id, reuse, expects_pin });
+                claims.push(PlacementClaim {
+                    order_id: row.id,
+                    order_created_at: row.created_at,
+                    provider_id: lp.id,
+                    reuse,
+                    expects_pin,
+                });
                 placeable.push((row, reuse));
             }
         }
@@ -211,7 +217,7 @@ fn held_back(
             }
             Gate::Blocked { reason, expired } => (reason, expired),
         };
-        let fallback = fallback_for(tx, row.id, row.package_id, lp.id)?;
+        let fallback = fallback_for(tx, &row, lp.id)?;
         let held = lifecycle::HeldBack::Unavailable { reason: &why.0, expired: why.1 };
         out.decided.push(write(&row, lifecycle::held_back(&row.facts, held, fallback.as_ref())));
     }

@@ -43,13 +43,13 @@ pub fn placed(tx: &mut impl GenericClient, lp: &LaneProvider, p: &Placed) -> Res
         Sent::NotSent(why) => lifecycle::not_sent(facts, why, &lp.name),
         Sent::Deferred(why) | Sent::NoTurn(why) => lifecycle::deferred(facts, why),
         Sent::HeldBack(why) => {
-            let fallback = fallback_for(tx, job.row.id, job.row.package_id, lp.id)?;
+            let fallback = fallback_for(tx, &job.row, lp.id)?;
             lifecycle::held_back_after_claim(facts, why, fallback.as_ref())
         }
         Sent::Answered(outcome) => {
             let fallback = match outcome {
                 // A re-placement's refusal never moves the order (the first placement may be held).
-                PlacementOutcome::Rejected { .. } if !job.resent => fallback_for(tx, job.row.id, job.row.package_id, lp.id)?,
+                PlacementOutcome::Rejected { .. } if !job.resent => fallback_for(tx, &job.row, lp.id)?,
                 _ => None,
             };
             let provider_cannot_take = !job.resent && crate::domain::provider_health::describes_provider(outcome);

@@ -28,7 +28,8 @@ fn move_orders_to(db: &TestDb, first: &str) {
     c.query("SELECT orderctl_ensure_partitions($1::text::date, $1::text::date)", &[&first]).unwrap();
     c.batch_execute(&format!(
         "UPDATE orders SET created_at = '{first} 12:00:00+00'::timestamptz + make_interval(secs => number % 1000);
-         UPDATE order_events e SET order_created_at = o.created_at FROM orders o WHERE o.id = e.order_id;"
+         UPDATE order_events e SET order_created_at = o.created_at FROM orders o WHERE o.id = e.order_id;
+         UPDATE placements p SET order_created_at = o.created_at FROM orders o WHERE o.id = p.order_id;"
     ))
     .unwrap();
 }
@@ -204,7 +205,7 @@ fn partitions_are_created_ahead_by_the_command_and_by_the_daemon() {
     let db = TestDb::new();
     let names = |k: i32| -> Vec<String> {
         let m = month(&db, k);
-        vec![format!("order_events_y{}m{}", &m[..4], &m[5..7]), format!("orders_done_y{}m{}", &m[..4], &m[5..7])]
+        ["order_events", "orders_done", "placements"].iter().map(|t| format!("{t}_y{}m{}", &m[..4], &m[5..7])).collect::<Vec<_>>()
     };
     let drop_ahead = |from: i32, to: i32| {
         for k in from..=to {
@@ -242,8 +243,9 @@ fn migrating_a_populated_pre_0018_database_keeps_every_row() {
     // Without 0018 and the migrations built on it (0019's roll-ups, which 0020, 0025 and 0026 restate). The
     // later ones stay: the setup `apply` of this binary reads what they add (0021's tenant
     // currency), and they touch nothing 0018 moves.
-    // 0031 splits orders with 0018's partition function, so it waits for 0018 too.
-    let db = TestDb::migrated_without(&["0018", "0019", "0020", "0025", "0026", "0031"]);
+    // 0031 splits orders with 0018's partition function, and 0032 partitions placements with
+    // 0031's keys, so they wait for 0018 too.
+    let db = TestDb::migrated_without(&["0018", "0019", "0020", "0025", "0026", "0031", "0032"]);
     db.apply(&standard_setup("http://127.0.0.1:9"));
     // Three months of orders, each with events and a placement, as the older schema held them.
     insert_orders(&db, "jawaker", 30);
@@ -274,10 +276,22 @@ fn migrating_a_populated_pre_0018_database_keeps_every_row() {
     db.cmd().args(["migrate"]).run().ok();
     assert_eq!(digest(&db), before);
     assert!(db.query_i64("SELECT count(*) FROM pg_inherits WHERE inhparent = 'order_events'::regclass") >= 4);
-    // Events by month; orders split into live and done (0031), the done ones by month.
+    // Events by month; orders split into live and done (0031), the done ones and placements
+    // (0032) by month.
     assert_eq!(
         db.query_i64(
-            "SELECT count(*) FROM pg_partitioned_table WHERE partrelid::regclass::text NOT IN ('order_events', 'orders', 'orders_done')"
+            "SELECT count(*) FROM pg_partitioned_table
+              WHERE partrelid::regclass::text NOT IN ('order_events', 'orders', 'orders_done', 'placements')"
+        ),
+        0
+    );
+    assert_eq!(db.query_i64("SELECT count(*) FROM placement_references"), 30, "every reference keeps its order");
+    // Every placement sits in the partition of its order's month.
+    assert_eq!(
+        db.query_i64(
+            "SELECT count(*) FROM placements p JOIN orders o ON o.id = p.order_id
+              WHERE p.order_created_at <> o.created_at
+                 OR p.tableoid::regclass::text <> 'placements_y' || to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY\"m\"MM')"
         ),
         0
     );
@@ -294,8 +308,8 @@ fn migrating_a_populated_pre_0018_database_keeps_every_row() {
     let mut c = db.client();
     let e = c
         .execute(
-            "INSERT INTO placements (order_id, provider_id, referans, attempt)
-             SELECT o.id, p.provider_id, p.referans, p.attempt FROM placements p JOIN orders o ON o.id <> p.order_id LIMIT 1",
+            "INSERT INTO placements (order_id, provider_id, referans, attempt, order_created_at)
+             SELECT o.id, p.provider_id, p.referans, p.attempt, o.created_at FROM placements p JOIN orders o ON o.id <> p.order_id LIMIT 1",
             &[],
         )
         .unwrap_err();
@@ -391,7 +405,7 @@ fn a_roll_up_racing_the_archive_of_a_month_leaves_counts_equal_to_the_rows_kept(
              UPDATE orders SET completed_at = created_at + interval '1 minute';
              UPDATE order_events e SET order_created_at = o.created_at, at = o.created_at + interval '30 seconds'
                FROM orders o WHERE o.id = e.order_id;
-             UPDATE placements p SET created_at = o.created_at FROM orders o WHERE o.id = p.order_id;
+             UPDATE placements p SET created_at = o.created_at, order_created_at = o.created_at FROM orders o WHERE o.id = p.order_id;
              TRUNCATE {rollups};
              UPDATE rollup_watermark SET rolled_up_until = date_trunc('day', now() - interval '200 days', 'UTC');",
             rollups = stats::ROLLUP_TABLES.join(", ")

@@ -360,7 +360,7 @@ fn a_daemon_whose_clock_is_two_minutes_slow_schedules_on_the_database_clock() {
                     array_agg(e.at ORDER BY e.id) FILTER (WHERE e.kind LIKE 'check.%') AS checks,
                     min(e.at) FILTER (WHERE e.kind = 'dispatch') AS placed,
                     min(e.at) FILTER (WHERE e.kind = 'gave_up') AS gave_up
-               FROM orders o JOIN order_events e ON e.order_id = o.id GROUP BY o.id",
+               FROM orders o JOIN order_events e ON e.order_id = o.id GROUP BY o.id, o.number, o.dispatched_at",
             &[],
         )
         .unwrap()

@@ -15,14 +15,19 @@ fn stats_json(db: &TestDb) -> Value {
     db.cmd().args(["--output", "json", "stats", "--since", "30d"]).run().ok().json()
 }
 
-/// Shift every time of the workload `days` into the past, so whole days of it can be rolled up.
+/// Shift every time of the workload `days` into the past, so whole days of it can be rolled up
+/// (the copies of an order's creation time with it: its rows move to that month's partitions,
+/// made first).
 fn age_everything(db: &TestDb, days: i32) {
     db.client()
         .batch_execute(&format!(
-            "UPDATE orders SET created_at = created_at - interval '{days} days',
+            "SELECT orderctl_ensure_partitions((now() - interval '{days} days')::date, now()::date);
+             UPDATE orders SET created_at = created_at - interval '{days} days',
                                completed_at = completed_at - interval '{days} days';
-             UPDATE placements SET created_at = created_at - interval '{days} days';
-             UPDATE order_events SET at = at - interval '{days} days';
+             UPDATE placements SET created_at = created_at - interval '{days} days',
+                                   order_created_at = order_created_at - interval '{days} days';
+             UPDATE order_events SET at = at - interval '{days} days',
+                                     order_created_at = order_created_at - interval '{days} days';
              UPDATE rollup_watermark SET rolled_up_until = date_trunc('day', now(), 'UTC') - interval '{} days';",
             days + 1
         ))
@@ -132,6 +137,19 @@ fn rollups_count_what_a_direct_count_says_after_a_mixed_workload() {
     assert_eq!(total(&after), db.query_i64("SELECT count(*) FROM orders"));
 }
 
+/// Scans of the placements of months before the current one (the history) so far in this
+/// transaction.
+fn scans_of_placements_history(tx: &mut impl GenericClient) -> i64 {
+    tx.query_one(
+        "SELECT coalesce(sum(s.seq_scan + coalesce(s.idx_scan, 0)), 0)::bigint FROM pg_stat_xact_user_tables s
+          WHERE s.relid IN (SELECT relid FROM pg_partition_tree('placements') WHERE isleaf)
+            AND s.relname < orderctl_partition_name('placements', (now() AT TIME ZONE 'UTC')::date)",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
 /// Reads of the finished orders' partitions (`orders_done` and its months, the history) so far
 /// in this transaction: sequential scans of a month that holds at least 1,000 orders (the
 /// planner rightly reads a month of a few hundred, or an empty one, whole), and scans of any
@@ -155,7 +173,9 @@ fn seq_scans_of_history(tx: &mut impl GenericClient) -> i64 {
 
 /// Every statement a lane runs on orders (claims, probes, lane lookups, the write-back of what
 /// it claimed, the follow-up claim) is planned over `orders_live` alone (sql/0031): it reads no
-/// partition of the finished orders, not even an index of one, however many months there are.
+/// partition of the finished orders, not even an index of one, however many months there are;
+/// and the placement claim and the write-back of its answer read no month of placements but
+/// their orders' (sql/0032).
 #[test]
 fn the_hot_path_reads_the_live_partition_alone() {
     let sim = Sim::start(&["--complete-after", "1h"]);
@@ -210,16 +230,60 @@ fn the_hot_path_reads_the_live_partition_alone() {
             }),
         ),
     ];
-    for (what, step) in steps {
+    let placed: Step = Box::new(move |tx| {
+        use orderctl::db::transitions::{claim_placements, PlacementClaim};
+        let rows = orderctl::db::claims::lock_due(tx, q, 100, 0).unwrap();
+        let claims: Vec<PlacementClaim> = rows
+            .iter()
+            .map(|r| PlacementClaim {
+                order_id: r.id,
+                order_created_at: r.created_at,
+                provider_id: lane,
+                reuse: false,
+                expects_pin: false,
+            })
+            .collect();
+        let claimed = claim_placements(tx, &claims, "numeric", lease).unwrap().claimed;
+        assert_eq!(claimed.len(), 20);
+        let writes: Vec<_> = claimed
+            .iter()
+            .map(|c| orderctl::db::transitions::Write {
+                order_id: c.order_id,
+                lease: Some(c.lease),
+                placement: Some((lane, c.reference.clone())),
+                transition: orderctl::domain::lifecycle::Transition {
+                    external: Some(orderctl::domain::lifecycle::ExternalStatus::Sent),
+                    placement: Some(orderctl::domain::lifecycle::PlacementWord::Accepted),
+                    schedule: orderctl::domain::lifecycle::Schedule::In(Duration::from_secs(60)),
+                    ..Default::default()
+                },
+                steps: vec![],
+            })
+            .collect();
+        assert_eq!(orderctl::db::transitions::apply_live(tx, &writes).unwrap().len(), 20);
+        assert_eq!(
+            tx.query_one(
+                "SELECT count(*) FROM placements WHERE outcome = 'accepted' AND order_created_at > now() - interval '1 day'",
+                &[]
+            )
+            .unwrap()
+            .get::<_, i64>(0),
+            20
+        );
+    });
+    for (what, step) in steps.into_iter().chain([("a placement claim and the write-back of its answer", placed)]) {
         let mut tx = c.transaction().unwrap();
         step(&mut tx);
         assert_eq!(scans_of_history(&mut tx).1, 0, "{what} read the finished orders' partitions");
+        assert_eq!(scans_of_placements_history(&mut tx), 0, "{what} read placements of earlier months");
         tx.rollback().unwrap();
     }
-    // The check sees a read of the history when there is one (by id, as an operator's inspect).
+    // The checks see a read of the history when there is one (by id, as an operator's inspect).
     let mut tx = c.transaction().unwrap();
     tx.query_one("SELECT count(*) FROM orders WHERE id = gen_random_uuid()", &[]).unwrap();
     assert!(scans_of_history(&mut tx).1 >= months);
+    tx.query_one("SELECT count(*) FROM placements WHERE order_id = gen_random_uuid()", &[]).unwrap();
+    assert!(scans_of_placements_history(&mut tx) >= months - 2);
 }
 
 /// 20,000 finished orders of the past year, as history leaves them. (Events and placements
@@ -240,8 +304,8 @@ fn seed_history(db: &TestDb) {
                     now() - interval '2 days' - interval '1 hour' * (g % 8000), now() - interval '2 days' - interval '1 hour' * (g % 8000),
                     now() - interval '2 days' - interval '1 hour' * (g % 8000) + interval '5 seconds', 5000, p.price * 0.9
                FROM users u JOIN packages p ON p.tenant_id = u.tenant_id AND p.name = 'pubg-60', generate_series(1, 20000) g;
-             INSERT INTO placements (order_id, provider_id, referans, outcome, created_at)
-             SELECT id, provider_id, provider_referans, 'accepted', created_at FROM orders WHERE provider_referans LIKE 'h%';
+             INSERT INTO placements (order_id, provider_id, referans, outcome, created_at, order_created_at)
+             SELECT id, provider_id, provider_referans, 'accepted', created_at, created_at FROM orders WHERE provider_referans LIKE 'h%';
              INSERT INTO order_events (order_id, at, kind, message{column})
              SELECT id, completed_at, 'check.approved', 'check #1'{value} FROM orders WHERE provider_referans LIKE 'h%';
              UPDATE rollup_watermark SET rolled_up_until = date_trunc('day', now() - interval '400 days', 'UTC');
@@ -370,8 +434,14 @@ fn hot_queries_never_scan_the_orders_history() {
 /// final check; one in five rejected. Returns how many.
 fn finish_orders_over_three_days(db: &TestDb) -> i64 {
     db.client().batch_execute("SELECT orderctl_ensure_partitions((now() - interval '40 days')::date, now()::date)").unwrap();
+    // Placements carry their order's creation time from sql/0032 on (a test of an older layout
+    // runs this before it).
+    let by_month = db
+        .query_i64("SELECT count(*) FROM pg_attribute WHERE attrelid = 'placements'::regclass AND attname = 'order_created_at'")
+        == 1;
+    let (column, value) = if by_month { (", order_created_at", ", created_at") } else { ("", "") };
     db.client()
-        .batch_execute(
+        .batch_execute(&format!(
             "WITH ctx AS (
                  SELECT u.tenant_id, u.id AS user_id, p.id AS package_id, p.price, p.primary_provider_id AS provider_id
                    FROM users u JOIN packages p ON p.tenant_id = u.tenant_id AND p.name = 'pubg-60' ORDER BY u.id LIMIT 1)
@@ -391,14 +461,14 @@ fn finish_orders_over_three_days(db: &TestDb) -> i64 {
                    FROM ctx x, shaped s
                  RETURNING id, provider_id, provider_referans, status, created_at, completed_at)
              , placed AS (
-                 INSERT INTO placements (order_id, provider_id, referans, outcome, created_at)
-                 SELECT id, provider_id, provider_referans, 'accepted', created_at FROM new)
+                 INSERT INTO placements (order_id, provider_id, referans, outcome, created_at{column})
+                 SELECT id, provider_id, provider_referans, 'accepted', created_at{value} FROM new)
              INSERT INTO order_events (order_id, at, kind, message, order_created_at)
              SELECT id, created_at + (completed_at - created_at) / 2, 'check.waiting', 'check #1', created_at FROM new
              UNION ALL
              SELECT id, completed_at, CASE WHEN status = 'rejected' THEN 'check.cancelled' ELSE 'check.approved' END,
                     'check #2', created_at FROM new;",
-        )
+        ))
         .unwrap();
     641
 }
@@ -603,7 +673,8 @@ fn every_safety_sweep_rolls_up_closed_hours_the_command_and_the_daemon() {
 fn rollups_of_the_older_layout_convert_to_one_histogram_per_status_and_stats_read_the_same() {
     // Rolled up by 0020's job (a row per duration bucket), then migrated to 0025 (and 0026, which
     // fills the five-minute slices of what is rolled up from the rows).
-    let db = TestDb::migrated_without(&["0025", "0026"]);
+    // (0032 restates 0026's slice roll-up, so it waits for 0026.)
+    let db = TestDb::migrated_without(&["0025", "0026", "0032"]);
     db.apply(&standard_setup("http://127.0.0.1:9"));
     let finished = finish_orders_over_three_days(&db);
     let mut c = db.client();
@@ -782,7 +853,8 @@ fn a_write_back_of_many_placement_answers_never_scans_the_placements_history() {
     // Each order's placement in flight, as a claim leaves it.
     let mut c = db.client();
     c.execute(
-        "INSERT INTO placements (order_id, provider_id, referans) SELECT id, $2, id::text FROM unnest($1::uuid[]) AS id",
+        "INSERT INTO placements (order_id, provider_id, referans, order_created_at)
+         SELECT id, $2, id::text, created_at FROM orders WHERE id = ANY($1)",
         &[&orders, &znet],
     )
     .unwrap();
@@ -844,11 +916,13 @@ fn a_placement_claim_stays_linear_in_its_batch_at_a_long_history() {
     const N: usize = 300;
     let ids = orderctl::kit::orders::insert_orders(&mut c, "alsham", "halil", "pubg-60", N as i64).unwrap();
     let (providers, no): (Vec<i64>, Vec<bool>) = (vec![lp.id; N], vec![false; N]);
+    let months: Vec<DateTime<Utc>> =
+        ids.iter().map(|id| c.query_one("SELECT created_at FROM orders WHERE id = $1", &[id]).unwrap().get(0)).collect();
     let mut tx = c.transaction().unwrap();
     let plan: Value = tx
         .query_one(
             &format!("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {sql}"),
-            &[&ids, &providers, &no, &lp.reference_style(), &60_000i64, &no],
+            &[&ids, &providers, &no, &lp.reference_style(), &60_000i64, &no, &months],
         )
         .unwrap()
         .get(0);

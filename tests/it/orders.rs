@@ -245,8 +245,8 @@ fn a_dispatch_killed_after_committing_its_reference_is_reconciled_without_a_seco
             .unwrap();
         db.client()
             .execute(
-                "INSERT INTO placements (order_id, provider_id, referans)
-                 SELECT id, provider_id, provider_referans FROM orders WHERE number = $1",
+                "INSERT INTO placements (order_id, provider_id, referans, order_created_at)
+                 SELECT id, provider_id, provider_referans, created_at FROM orders WHERE number = $1",
                 &[&o["number"].as_i64().unwrap()],
             )
             .unwrap();

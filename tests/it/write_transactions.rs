@@ -108,7 +108,11 @@ fn a_placement_answer_rewrites_its_row_in_place() {
     let (updates, in_place) = {
         let r = db
             .client()
-            .query_one("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'placements'", &[])
+            .query_one(
+                "SELECT sum(n_tup_upd)::bigint, sum(n_tup_hot_upd)::bigint FROM pg_stat_user_tables
+                  WHERE relid IN (SELECT relid FROM pg_partition_tree('placements'))",
+                &[],
+            )
             .unwrap();
         (r.get::<_, i64>(0), r.get::<_, i64>(1))
     };
