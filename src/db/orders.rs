@@ -233,6 +233,16 @@ pub fn load_orders(client: &mut impl GenericClient, ids: &[Uuid]) -> Result<Vec<
     client.query(&format!("{ORDER_SELECT} WHERE o.id = ANY($1)"), &[&ids])?.iter().map(order_from_row).collect::<Result<_>>()
 }
 
+/// As [`load_orders`], for orders whose creation times the caller knows (`months`, any order):
+/// planned over the live partition and those months of the finished orders alone (sql/0031).
+pub fn load_orders_of_months(client: &mut impl GenericClient, ids: &[Uuid], months: &[DateTime<Utc>]) -> Result<Vec<OrderRow>> {
+    client
+        .query(&format!("{ORDER_SELECT} WHERE o.id = ANY($1) AND o.created_at = ANY($2)"), &[&ids, &months])?
+        .iter()
+        .map(order_from_row)
+        .collect::<Result<_>>()
+}
+
 /// One entry of an order's history.
 #[derive(Debug, Clone, Serialize)]
 pub struct OrderEvent {

@@ -51,7 +51,11 @@ pub(crate) fn enqueue(tx: &mut impl GenericClient, done: &[Reached]) -> Result<(
         return Ok(());
     }
     let wanted_ids: Vec<Uuid> = wanted.keys().copied().collect();
-    let rows = crate::db::orders::load_orders(tx, &wanted_ids)?;
+    // Each order's creation time, as its update returned it: the read of the orders is planned
+    // over their months alone (a finished order's row has moved to its month, sql/0031).
+    let months: Vec<DateTime<Utc>> =
+        done.iter().filter(|r| wanted.contains_key(&r.write.order_id)).map(|r| r.created_at).collect();
+    let rows = crate::db::orders::load_orders_of_months(tx, &wanted_ids, &months)?;
     let refunds = crate::db::orders::refunds(tx, &wanted_ids)?;
     let kinds: HashMap<Uuid, EventType> = notices.into_iter().map(|(id, kind, _)| (id, kind)).collect();
     let mut event_ids = Vec::new();
@@ -60,6 +64,7 @@ pub(crate) fn enqueue(tx: &mut impl GenericClient, done: &[Reached]) -> Result<(
     let mut bodies = Vec::new();
     let mut created = Vec::new();
     let mut sequences = Vec::new();
+    let mut tenants = Vec::new();
     for o in &rows {
         let (Some(kind), Some(last)) = (kinds.get(&o.id), wanted.get(&o.id)) else { continue };
         let id = Uuid::new_v4();
@@ -72,15 +77,15 @@ pub(crate) fn enqueue(tx: &mut impl GenericClient, done: &[Reached]) -> Result<(
         event_types.push(kind.as_str());
         created.push(o.read_at);
         sequences.push(sequence);
+        tenants.push(o.tenant_id);
     }
     tx.execute(
         "INSERT INTO webhook_deliveries (event_id, tenant_id, webhook_id, event_type, order_id, created_at, body, retry_from, sequence)
-         SELECT e.event_id, o.tenant_id, w.id, e.event_type, e.order_id, e.created_at, e.body, e.created_at, e.sequence
-           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::int[])
-                AS e(event_id, order_id, event_type, body, created_at, sequence)
-           JOIN orders o ON o.id = e.order_id AND o.id = ANY($2)
-           JOIN webhooks w ON w.tenant_id = o.tenant_id AND w.enabled AND e.event_type = ANY(w.events)",
-        &[&event_ids, &order_ids, &event_types, &bodies, &created, &sequences],
+         SELECT e.event_id, e.tenant_id, w.id, e.event_type, e.order_id, e.created_at, e.body, e.created_at, e.sequence
+           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::int[], $7::bigint[])
+                AS e(event_id, order_id, event_type, body, created_at, sequence, tenant_id)
+           JOIN webhooks w ON w.tenant_id = e.tenant_id AND w.enabled AND e.event_type = ANY(w.events)",
+        &[&event_ids, &order_ids, &event_types, &bodies, &created, &sequences, &tenants],
     )?;
     Ok(())
 }

@@ -325,7 +325,10 @@ fn a_daemon_whose_clock_is_two_minutes_slow_schedules_on_the_database_clock() {
         for r in db
             .client()
             .query(
-                "SELECT extract(epoch FROM next_check_at - claimed_at)::float8, extract(epoch FROM now() - claimed_at)::float8
+                // The clock as this statement runs (after its snapshot, so after any claim it
+                // sees committed; `now()` is the statement's start, which a loaded machine may
+                // put before a claim that still committed ahead of the snapshot).
+                "SELECT extract(epoch FROM next_check_at - claimed_at)::float8, extract(epoch FROM clock_timestamp() - claimed_at)::float8
                    FROM orders WHERE claimed_at IS NOT NULL AND next_check_at > now()
                     AND next_check_at - claimed_at BETWEEN interval '2.9 s' AND interval '3.1 s'",
                 &[],
