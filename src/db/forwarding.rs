@@ -70,9 +70,13 @@ pub fn create_upstream(
         "INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount, note) VALUES ($1, $2, $3, 'charge', $4, $5)",
         &[&up.tenant_id, &up.user_id, &id, &(-total), &format!("order {number}, forwarded from {from} order {}", order.number)],
     )?;
+    // A new order is open: read in the live partition alone (sql/0031).
     tx.execute(
-        "INSERT INTO order_events (order_id, kind, status, external_status, message, order_created_at)
-         SELECT id, 'created', status, external_status, $2, created_at FROM orders WHERE id = $1",
+        &format!(
+            "INSERT INTO order_events (order_id, kind, status, external_status, message, order_created_at)
+             SELECT id, 'created', status, external_status, $2, created_at FROM orders WHERE {} AND id = $1",
+            crate::domain::lifecycle::states::live_sql("")
+        ),
         &[
             &id,
             &format!(

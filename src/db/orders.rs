@@ -403,9 +403,13 @@ fn insert_order(client: &mut crate::db::Client, o: &NewOrder) -> Result<CreatedO
         "INSERT INTO ledger (tenant_id, user_id, order_id, kind, amount, note) VALUES ($1, $2, $3, 'charge', $4, $5)",
         &[&tenant_id, &user_id, &id, &(-total), &format!("order {number}")],
     )?;
+    // A new order is open: read in the live partition alone (sql/0031).
     tx.execute(
-        "INSERT INTO order_events (order_id, kind, status, external_status, message, order_created_at)
-         SELECT id, 'created', status, external_status, $2, created_at FROM orders WHERE id = $1",
+        &format!(
+            "INSERT INTO order_events (order_id, kind, status, external_status, message, order_created_at)
+             SELECT id, 'created', status, external_status, $2, created_at FROM orders WHERE {} AND id = $1",
+            crate::domain::lifecycle::states::live_sql("")
+        ),
         &[&id, &format!("charged {total} ({} × {unit_price}) to {}", o.quantity, o.user)],
     )?;
     tx.commit()?;
