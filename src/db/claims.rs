@@ -390,6 +390,9 @@ pub fn lock_ids(tx: &mut impl GenericClient, ids: &[Uuid], wait: bool) -> Result
                 sp.rollback()?;
                 attempt += 1;
             }
+            Err(e) if e.moved_concurrently() => {
+                return Err(e.with_hint("other commands kept finishing these orders at the same moment; run the command again"))
+            }
             Err(e) => return Err(e),
         }
     }

@@ -336,7 +336,8 @@ pub fn drop_months(client: &mut Client, before: NaiveDate, months: &[NaiveDate])
             return Err(Error::refused(format!(
                 "order {} of the archived months is still in the database (reopened during the archive); nothing was dropped",
                 r.get::<_, i64>(0)
-            )));
+            ))
+            .with_hint("the file holds every row; run the archive again (with a new file) once that order is finished"));
         }
         let mut dropped = Vec::new();
         for m in months {
