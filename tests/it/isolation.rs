@@ -30,7 +30,7 @@ fn a_three_tenant_chain_leaks_no_note_downstream() {
     let doc = alpha.json();
     assert_eq!(doc["status"], "rejected", "{doc}");
     let shown = alpha.stdout.clone() + &db.cmd().args(["--tenant", "alsham", "inspect", &n]).run().ok().stdout;
-    for private in ["SupplierCo", "0.40", "rejected by an operator", "znet-supplier"] {
+    for private in ["SupplierCo", "cost 0.40", "rejected by an operator", "znet-supplier"] {
         assert!(!shown.contains(private), "alpha sees {private:?}:\n{shown}");
     }
     assert!(doc["last_message"].as_str().unwrap().contains("rejected_upstream"), "a neutral reason code: {doc}");
@@ -44,7 +44,7 @@ fn a_three_tenant_chain_leaks_no_note_downstream() {
     let bodies: Vec<String> =
         db.client().query("SELECT body FROM webhook_deliveries", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(bodies.len(), 1, "alpha's rejection notice");
-    for private in ["SupplierCo", "0.40", "rejected by an operator"] {
+    for private in ["SupplierCo", "cost 0.40", "rejected by an operator"] {
         assert!(!bodies[0].contains(private), "the webhook body shows {private:?}: {}", bodies[0]);
     }
     assert_money_conserved(&db);
