@@ -243,9 +243,9 @@ fn migrating_a_populated_pre_0018_database_keeps_every_row() {
     // Without 0018 and the migrations built on it (0019's roll-ups, which 0020, 0025 and 0026 restate). The
     // later ones stay: the setup `apply` of this binary reads what they add (0021's tenant
     // currency), and they touch nothing 0018 moves.
-    // 0031 splits orders with 0018's partition function, and 0032 partitions placements with
-    // 0031's keys, so they wait for 0018 too.
-    let db = TestDb::migrated_without(&["0018", "0019", "0020", "0025", "0026", "0031", "0032"]);
+    // 0031 splits orders with 0018's partition function, 0032 partitions placements with
+    // 0031's keys and 0033 moves 0031's foreign keys, so they wait for 0018 too.
+    let db = TestDb::migrated_without(&["0018", "0019", "0020", "0025", "0026", "0031", "0032", "0033"]);
     db.apply(&standard_setup("http://127.0.0.1:9"));
     // Three months of orders, each with events and a placement, as the older schema held them.
     insert_orders(&db, "jawaker", 30);
@@ -463,4 +463,78 @@ fn a_roll_up_racing_the_archive_of_a_month_leaves_counts_equal_to_the_rows_kept(
     let shown = db.cmd().args(["--output", "json", "stats", "--since", "200d"]).run().ok().json();
     let total: i64 = shown["orders_by_status"].as_array().unwrap().iter().map(|c| c["orders"].as_i64().unwrap()).sum();
     assert_eq!(total, rows_in(&db, "orders"), "stats counts the orders kept");
+}
+
+/// A web app that holds its buyer's row while it charges (Django's `select_for_update`) does
+/// not hold up the write-back that finishes that buyer's orders: the move of a finished order
+/// to its month locks none of the rows it names (sql/0033).
+#[test]
+fn a_buyer_row_held_by_the_shop_does_not_hold_up_finishing_its_orders() {
+    let sim = Sim::start(&["--complete-after", "0s"]);
+    let db = setup(&sim);
+    let order = create(&db, "pubg-60", &["--first-check", "0s"]);
+    assert_eq!(order["external_status"], "sent", "{order}");
+    let mut shop = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    shop.batch_execute("BEGIN; SELECT balance FROM users WHERE name = 'halil' FOR UPDATE;").unwrap();
+    let report = db.cmd().args(["--output", "json", "sweep", "--first-check", "0s"]).run().ok().json();
+    assert_eq!(report["approved"], 1, "{report}");
+    let number = order["number"].to_string();
+    assert_eq!(crate::orders::inspect(&db, &number)["status"], "approved");
+    // Still held all along: nothing could have waited for it to go.
+    assert_eq!(
+        shop.query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND pid = pg_backend_pid()", &[])
+            .unwrap()
+            .get::<_, i64>(0),
+        1
+    );
+    shop.batch_execute("ROLLBACK").unwrap();
+}
+
+/// What the foreign keys of `orders` guarded for finished orders still holds without them
+/// (sql/0033): a user, package or provider that a finished order names cannot be deleted, and
+/// a finished order cannot be inserted or edited to name one that does not exist.
+#[test]
+fn finished_orders_keep_the_rows_they_name() {
+    let sim = Sim::start(&["--complete-after", "0s"]);
+    let db = setup(&sim);
+    let order = create(&db, "pubg-60", &["--first-check", "0s"]);
+    db.cmd().args(["sweep", "--first-check", "0s"]).run().ok();
+    let number: i64 = order["number"].as_i64().unwrap();
+    assert_eq!(db.query_i64(&format!("SELECT count(*) FROM orders_done WHERE number = {number}")), 1);
+    let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let refused = |c: &mut postgres::Client, sql: &str, constraint: &str| {
+        let e = c.batch_execute(&format!("BEGIN; {sql}")).expect_err(sql);
+        c.batch_execute("ROLLBACK").unwrap();
+        let d = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
+        assert_eq!(e.code(), Some(&postgres::error::SqlState::FOREIGN_KEY_VIOLATION), "{sql}: {e}");
+        assert_eq!(d.constraint(), Some(constraint), "{sql}: {e}");
+    };
+    let of_order = |column: &str| format!("(SELECT {column} FROM orders WHERE number = {number})");
+    // The ledger's own key would refuse the user first: its rows go in the same transaction.
+    refused(
+        &mut c,
+        &format!("DELETE FROM ledger WHERE user_id = {u}; DELETE FROM users WHERE id = {u}", u = of_order("user_id")),
+        "orders_tenant_id_user_id_fkey",
+    );
+    refused(&mut c, &format!("DELETE FROM packages WHERE id = {}", of_order("package_id")), "orders_tenant_id_package_id_fkey");
+    refused(
+        &mut c,
+        &format!("DELETE FROM providers WHERE id = {}", of_order("provider_id")),
+        "orders_tenant_id_provider_id_fkey",
+    );
+    refused(&mut c, &format!("UPDATE users SET id = -id WHERE id = {}", of_order("user_id")), "orders_tenant_id_user_id_fkey");
+    refused(&mut c, &format!("UPDATE orders SET provider_id = -1 WHERE number = {number}"), "orders_tenant_id_provider_id_fkey");
+    refused(
+        &mut c,
+        "INSERT INTO orders (tenant_id, user_id, package_id, user_identifier, price, status, external_status)
+         SELECT tenant_id, -5, package_id, 'imported', price, status, external_status FROM orders LIMIT 1",
+        "orders_tenant_id_user_id_fkey",
+    );
+    // A user no order names goes; the finished order is untouched.
+    c.batch_execute(
+        "INSERT INTO users (tenant_id, name) SELECT tenant_id, 'leaves-soon' FROM users LIMIT 1;
+         DELETE FROM users WHERE name = 'leaves-soon';",
+    )
+    .unwrap();
+    assert_eq!(db.query_i64(&format!("SELECT count(*) FROM orders_done WHERE number = {number} AND status = 'approved'")), 1);
 }
