@@ -1,5 +1,5 @@
 -- orderctl schema, version 33: an order that finishes moves to its month without three
--- foreign-key checks (issue 24 item 4).
+-- foreign-key checks and without the new-order trigger (issue 24 item 4).
 --
 -- Since 0031 an order that finishes is moved by its write-back's UPDATE from `orders_live` to
 -- its month of `orders_done`, and PostgreSQL does the move as a delete and an insert. The
@@ -115,3 +115,12 @@ CREATE TRIGGER orders_done_keeps_packages BEFORE DELETE OR UPDATE OF tenant_id, 
     FOR EACH ROW EXECUTE FUNCTION orders_done_keeps_references('package_id');
 CREATE TRIGGER orders_done_keeps_providers BEFORE DELETE OR UPDATE OF tenant_id, id ON providers
     FOR EACH ROW EXECUTE FUNCTION orders_done_keeps_references('provider_id');
+
+-- The move is an insert into the month's partition, so the BEFORE INSERT trigger that schedules
+-- a new order ran for every finishing order too (a PL/pgSQL call that found nothing to do: 3.3 ms
+-- for a write-back of 491 orders in auto_explain). Its condition is now the trigger's WHEN,
+-- evaluated without calling the function; the function is unchanged.
+DROP TRIGGER orders_schedule_new ON orders;
+CREATE TRIGGER orders_schedule_new BEFORE INSERT ON orders FOR EACH ROW
+    WHEN (NEW.status = 'pending' AND NEW.external_status = 'not_sent' AND NEW.next_check_at IS NULL AND NEW.attention IS NULL)
+    EXECUTE FUNCTION orders_schedule_new();
