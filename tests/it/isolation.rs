@@ -9,6 +9,13 @@ use serde_json::json;
 
 const NOTE: &str = "our supplier SupplierCo is out of stock, cost 0.40";
 
+/// The note's cost as a number of its own anywhere (`0.40`, `"0.40"`, `:0.40`), not as the
+/// digits inside a timestamp's fraction (`20:51:10.400623Z`, which made the plain search flaky).
+fn names_the_cost(text: &str) -> bool {
+    let digit = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit() || c == '.');
+    text.match_indices("0.40").any(|(at, _)| !digit(text[..at].chars().next_back()) && !digit(text[at + 4..].chars().next()))
+}
+
 #[test]
 fn a_three_tenant_chain_leaks_no_note_downstream() {
     let sim = Sim::start(&["--complete-after", "1h"]);
@@ -33,6 +40,7 @@ fn a_three_tenant_chain_leaks_no_note_downstream() {
     for private in ["SupplierCo", "cost 0.40", "rejected by an operator", "znet-supplier"] {
         assert!(!shown.contains(private), "alpha sees {private:?}:\n{shown}");
     }
+    assert!(!names_the_cost(&shown), "alpha sees the cost 0.40:\n{shown}");
     assert!(doc["last_message"].as_str().unwrap().contains("rejected_upstream"), "a neutral reason code: {doc}");
     let middle = inspect(
         &db,
@@ -47,5 +55,12 @@ fn a_three_tenant_chain_leaks_no_note_downstream() {
     for private in ["SupplierCo", "cost 0.40", "rejected by an operator"] {
         assert!(!bodies[0].contains(private), "the webhook body shows {private:?}: {}", bodies[0]);
     }
+    assert!(!names_the_cost(&bodies[0]), "the webhook body shows the cost 0.40: {}", bodies[0]);
     assert_money_conserved(&db);
+}
+
+#[test]
+fn the_cost_search_finds_the_number_and_not_a_timestamp() {
+    assert!(names_the_cost("{\"provider_cost\":\"0.40\"}") && names_the_cost("cost: 0.40 TRY") && names_the_cost("x=0.40"));
+    assert!(!names_the_cost("2026-12-07T20:51:10.400623Z") && !names_the_cost("10.40") && !names_the_cost("0.405"));
 }
