@@ -429,8 +429,24 @@ async fn start_scheduler(expression: &str, sup: Arc<Supervision>) -> Result<toki
     Ok(scheduler)
 }
 
+/// What a new-order notification says: the lanes with new work, and the oldest schedule among
+/// the new orders (`3,7,from:1765150089300000`, microseconds since the epoch; sql/0034). Parts
+/// it does not know are skipped, as older daemons skip `from:`.
+fn wake_payload(payload: &str) -> (Vec<i64>, Option<chrono::DateTime<Utc>>) {
+    let mut lanes = Vec::new();
+    let mut from = None;
+    for part in payload.split(',').map(str::trim) {
+        if let Some(us) = part.strip_prefix("from:") {
+            from = us.parse::<i64>().ok().and_then(chrono::DateTime::from_timestamp_micros);
+        } else if let Ok(lane) = part.parse::<i64>() {
+            lanes.push(lane);
+        }
+    }
+    (lanes, from)
+}
+
 /// LISTEN for new orders on a connection of its own and wake their lanes; reconnects when it
-/// drops. The payload names the lanes (`3,7`).
+/// drops. The payload names the lanes (`3,7`) and how old the new orders' schedule is.
 fn start_listener(url: &str, sup: Arc<Supervision>) {
     let url = url.to_string();
     let _ = std::thread::Builder::new().name("listen".into()).spawn(move || {
@@ -444,8 +460,12 @@ fn start_listener(url: &str, sup: Arc<Supervision>) {
                     let mut it = n.timeout_iter(Duration::from_millis(500));
                     match it.next() {
                         Ok(Some(note)) => {
-                            for lane in note.payload().split(',').filter_map(|l| l.trim().parse::<i64>().ok()) {
-                                sup.wakers.wake(lane);
+                            let (lanes, from) = wake_payload(note.payload());
+                            for lane in lanes {
+                                match from {
+                                    Some(at) => sup.wakers.wake_from(lane, at),
+                                    None => sup.wakers.wake(lane),
+                                }
                             }
                         }
                         Ok(None) => {}
@@ -464,4 +484,19 @@ fn start_listener(url: &str, sup: Arc<Supervision>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wake_payload;
+
+    #[test]
+    fn a_wake_up_names_lanes_and_the_oldest_schedule_and_skips_what_it_does_not_know() {
+        let (lanes, from) = wake_payload("3,7,from:1765150089300123");
+        assert_eq!(lanes, vec![3, 7]);
+        assert_eq!(from.map(|t| t.timestamp_micros()), Some(1_765_150_089_300_123));
+        // As written before sql/0034, and with parts a later schema may add.
+        assert_eq!(wake_payload("0"), (vec![0], None));
+        assert_eq!(wake_payload("2,why:x,from:nonsense"), (vec![2], None));
+    }
 }

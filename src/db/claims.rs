@@ -215,6 +215,15 @@ impl ClaimFloor {
         self.from
     }
 
+    /// New orders scheduled as early as `at` were committed after the floor moved past them (a
+    /// transaction longer than FLOOR_GRACE, announced by its wake-up: sql/0034): the next
+    /// claims read due placements from there.
+    pub fn lower_placements(&mut self, at: DateTime<Utc>) {
+        if let Some(from) = self.from.placements {
+            self.from.placements = Some(from.min(at));
+        }
+    }
+
     /// `q` bounded by the floor, or whole when a whole-index claim is due.
     pub fn bound(&mut self, q: LaneQuery) -> LaneQuery {
         let gap = (self.whole_cost * WHOLE_COST_FACTOR).clamp(WHOLE_EVERY_MIN, WHOLE_EVERY_MAX);
@@ -547,5 +556,25 @@ pub(crate) mod tests {
         assert_ne!(floor.bound(q).from, DueFrom::default());
         floor.last_whole = Some(Instant::now() - WHOLE_EVERY_MAX);
         assert_eq!(floor.bound(q).from, DueFrom::default());
+    }
+
+    #[test]
+    fn a_wake_up_for_orders_below_the_floor_lowers_the_placements_floor_only() {
+        let q = LaneQuery::whole(7, None, None);
+        let mut floor = ClaimFloor::default();
+        // A whole claim is no floor to lower.
+        floor.lower_placements(Utc::now());
+        assert_eq!(floor.from(), DueFrom::default());
+        floor.bound(q);
+        let now = Utc::now();
+        floor.found(now, true, true, []);
+        let grace = chrono::Duration::from_std(FLOOR_GRACE).unwrap();
+        // A shop's transaction that began a second ago committed orders scheduled then.
+        let slow = now - chrono::Duration::seconds(1);
+        floor.lower_placements(slow);
+        assert_eq!(floor.bound(q).from, DueFrom { placements: Some(slow), checks: Some(now - grace) });
+        // A later announcement never raises it.
+        floor.lower_placements(now);
+        assert_eq!(floor.from().placements, Some(slow));
     }
 }

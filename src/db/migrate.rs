@@ -37,6 +37,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0031_orders_live_and_done.sql", include_str!("../../sql/0031_orders_live_and_done.sql")),
     ("0032_placements_by_month.sql", include_str!("../../sql/0032_placements_by_month.sql")),
     ("0033_finished_orders_move_unchecked.sql", include_str!("../../sql/0033_finished_orders_move_unchecked.sql")),
+    ("0034_wake_with_oldest_schedule.sql", include_str!("../../sql/0034_wake_with_oldest_schedule.sql")),
 ];
 
 /// One key for every orderctl migrate run, whatever the database.

@@ -188,6 +188,10 @@ pub struct LaneControl {
     cond: Condvar,
     /// Why the lane gave up (a sweep's lane after `SWEEP_TRIES` errors in a row).
     failure: Mutex<Option<crate::error::Error>>,
+    /// The oldest schedule of new orders a wake-up announced since the last claim: a shop's
+    /// transaction that ran longer than the claim floor's grace wrote them below the floor
+    /// (`claims::ClaimFloor::lower_placements`).
+    due_from: Mutex<Option<DateTime<Utc>>>,
     pub progress: Progress,
 }
 
@@ -210,6 +214,17 @@ impl LaneControl {
     }
     fn failure(&self) -> Option<crate::error::Error> {
         self.failure.lock().unwrap().clone()
+    }
+    /// New orders scheduled as early as `at` were committed: look now, and from there.
+    pub fn wake_from(&self, at: DateTime<Utc>) {
+        let mut from = self.due_from.lock().unwrap();
+        *from = Some(from.map_or(at, |f| f.min(at)));
+        drop(from);
+        self.wake();
+    }
+    /// What `wake_from` announced since the last call.
+    fn take_due_from(&self) -> Option<DateTime<Utc>> {
+        self.due_from.lock().unwrap().take()
     }
     /// There may be new work: look now instead of after the idle poll.
     pub fn wake(&self) {
@@ -343,6 +358,12 @@ impl Wakers {
     pub fn wake(&self, lane: i64) {
         if let Some(c) = self.0.lock().unwrap().get(&lane) {
             c.wake();
+        }
+    }
+    /// Wake `lane` for new orders scheduled as early as `at` (`LaneControl::wake_from`).
+    pub fn wake_from(&self, lane: i64, at: DateTime<Utc>) {
+        if let Some(c) = self.0.lock().unwrap().get(&lane) {
+            c.wake_from(at);
         }
     }
     pub fn all(&self) -> Vec<(i64, Arc<LaneControl>)> {

@@ -61,6 +61,9 @@ fn step(
     control: &LaneControl,
     wakers: &Wakers,
 ) -> Result<usize> {
+    if let Some(at) = control.take_due_from() {
+        floor.lower_placements(at);
+    }
     let q = floor.bound(claims::LaneQuery::whole(0, settings.tenant, None));
     let started = std::time::Instant::now();
     let mut tx = c.transaction()?;

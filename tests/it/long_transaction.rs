@@ -125,3 +125,51 @@ fn a_lane_claim_reads_a_bounded_part_of_the_due_index_under_an_old_snapshot() {
     assert!(floored_many * 10 < whole_many, "from the floor {floored_many} against from the start {whole_many}");
     holder.batch_execute("COMMIT").unwrap();
 }
+
+#[test]
+fn a_shop_transaction_longer_than_the_floors_grace_says_where_its_orders_are() {
+    let sim = Sim::start(&["--complete-after", "1h"]);
+    let db = setup(&sim);
+    let lane = db.query_i64("SELECT id FROM providers WHERE name = 'znet-main'");
+    let q = LaneQuery::whole(lane, None, None);
+    let mut listener = db.client();
+    listener.batch_execute("LISTEN orderctl_work").unwrap();
+    // The shop's transaction schedules its order at its start, and takes its time to commit...
+    let mut shop = db.client();
+    shop.batch_execute("BEGIN").unwrap();
+    let began: chrono::DateTime<chrono::Utc> = shop.query_one("SELECT now()", &[]).unwrap().get(0);
+    orderctl::kit::orders::insert_orders(&mut shop, "alsham", "halil", "pubg-60", 1).unwrap();
+    let mut c = db.client();
+    let past = began + chrono::Duration::from_std(FLOOR_GRACE * 2).unwrap();
+    wait_until("the database clock past the floor's grace", Duration::from_secs(10), || {
+        c.query_one("SELECT now() > $1", &[&past]).unwrap().get(0)
+    });
+    // ...while a lane claims (nothing visible yet) and moves its floor past that start.
+    let mut floor = ClaimFloor::default();
+    assert!(claim_due_from(&mut c, &mut floor, q, 100, Duration::from_secs(60)).unwrap().is_empty());
+    assert!(floor.from().placements.unwrap() > began, "the floor is past the shop's schedule");
+    shop.batch_execute("COMMIT").unwrap();
+    let due_from = |c: &mut Client, floor: &ClaimFloor| {
+        let mut tx = c.transaction().unwrap();
+        let n = orderctl::db::claims::lock_due(&mut tx, LaneQuery { from: floor.from(), ..q }, 100, 0).unwrap().len();
+        tx.rollback().unwrap();
+        n
+    };
+    assert_eq!(due_from(&mut c, &floor), 0, "a claim from the floor cannot see the order");
+    // The wake-up names the lane and the oldest schedule of what was committed.
+    let payload = {
+        let mut notes = listener.notifications();
+        let mut it = notes.timeout_iter(Duration::from_secs(10));
+        postgres::fallible_iterator::FallibleIterator::next(&mut it)
+            .unwrap()
+            .expect("a wake-up after the commit")
+            .payload()
+            .to_string()
+    };
+    let parts: Vec<&str> = payload.split(',').collect();
+    assert_eq!(parts[0], lane.to_string(), "{payload}");
+    let micros: i64 = parts.iter().find_map(|p| p.strip_prefix("from:")).expect(&payload).parse().unwrap();
+    assert_eq!(micros, began.timestamp_micros(), "{payload}");
+    floor.lower_placements(chrono::DateTime::from_timestamp_micros(micros).unwrap());
+    assert_eq!(due_from(&mut c, &floor), 1, "the claim after the wake-up reads from the order's schedule");
+}
