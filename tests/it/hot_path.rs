@@ -922,7 +922,16 @@ fn a_placement_claim_stays_linear_in_its_batch_at_a_long_history() {
     let plan: Value = tx
         .query_one(
             &format!("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {sql}"),
-            &[&ids, &providers, &no, &lp.reference_style(), &60_000i64, &no, &months],
+            &[
+                &ids,
+                &providers,
+                &no,
+                &lp.reference_style(),
+                &60_000i64,
+                &no,
+                months.iter().min().unwrap(),
+                months.iter().max().unwrap(),
+            ],
         )
         .unwrap()
         .get(0);
