@@ -1,5 +1,11 @@
 //! The simulator's HTTP/1.1 server: a thread per connection reads requests (keep-alive) and
-//! hands each to the worker threads, which answer it.
+//! answers each itself while it holds one of the server's worker slots (as many as
+//! `--threads`: at most that many requests are answered at once, the rest wait for a slot, as
+//! at a provider with that many workers).
+//!
+//! Answered on the connection's own thread, not handed to a pool: a hand-off to a worker and
+//! back is two thread wake-ups per request, and on a machine the simulator shares with
+//! orderctl and Postgres (the benchmark's) those wake-ups were about half the simulator's CPU.
 //!
 //! Why not tiny_http, which this replaced: its connection task pool counts a waiting thread
 //! as free until that thread wakes, so two connections accepted close together can both be
@@ -11,7 +17,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// Longest request head (request line and headers) and body accepted.
@@ -56,18 +62,47 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// What answers a request: called on its connection's thread, with a worker slot
+/// (`0..workers`) held for it alone.
+pub type Handler = dyn Fn(usize, Request) + Send + Sync;
+
 pub struct Server {
     addr: SocketAddr,
-    queue: Mutex<Receiver<Request>>,
     stopped: Arc<AtomicBool>,
 }
 
+/// The worker slots: free ones, and a wake-up when one is given back.
+struct Slots {
+    free: Mutex<Vec<usize>>,
+    given_back: Condvar,
+}
+
+impl Slots {
+    /// A free slot, waiting for one; None once the server is stopped.
+    fn take(&self, stopped: &AtomicBool) -> Option<usize> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if stopped.load(Ordering::SeqCst) {
+                return None;
+            }
+            if let Some(slot) = free.pop() {
+                return Some(slot);
+            }
+            free = self.given_back.wait_timeout(free, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+    fn give(&self, slot: usize) {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).push(slot);
+        self.given_back.notify_one();
+    }
+}
+
 impl Server {
-    pub fn bind(listen: &str) -> std::io::Result<Server> {
+    /// Listen on `listen` and answer with `handler`, at most `workers` requests at once.
+    pub fn bind(listen: &str, workers: usize, handler: Arc<Handler>) -> std::io::Result<Server> {
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
-        // Bounded: a flood of requests waits in the connections, not in memory.
-        let (tx, rx) = sync_channel::<Request>(1024);
+        let slots = Arc::new(Slots { free: Mutex::new((0..workers).rev().collect()), given_back: Condvar::new() });
         let stopped = Arc::new(AtomicBool::new(false));
         let stop = stopped.clone();
         std::thread::Builder::new().name("sim-accept".into()).spawn(move || {
@@ -76,33 +111,20 @@ impl Server {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (tx, stop) = (tx.clone(), stop.clone());
-                let _ = std::thread::Builder::new().name("sim-conn".into()).spawn(move || serve_connection(stream, tx, stop));
+                let (slots, handler, stop) = (slots.clone(), handler.clone(), stop.clone());
+                let _ = std::thread::Builder::new()
+                    .name("sim-conn".into())
+                    .spawn(move || serve_connection(stream, &slots, &*handler, &stop));
             }
         })?;
-        Ok(Server { addr, queue: Mutex::new(rx), stopped })
+        Ok(Server { addr, stopped })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// The next request; None once the server is stopped.
-    pub fn recv(&self) -> Option<Request> {
-        loop {
-            if self.stopped.load(Ordering::SeqCst) {
-                return None;
-            }
-            let r = self.queue.lock().unwrap_or_else(|p| p.into_inner()).recv_timeout(Duration::from_millis(100));
-            match r {
-                Ok(req) => return Some(req),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
-            }
-        }
-    }
-
-    /// Stop accepting and serving; workers see None from `recv` within 100 ms.
+    /// Stop accepting and answering; a connection waiting for a slot gives up within 100 ms.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         // Wake the accept loop so it sees the flag.
@@ -110,7 +132,7 @@ impl Server {
     }
 }
 
-fn serve_connection(stream: TcpStream, queue: SyncSender<Request>, stopped: Arc<AtomicBool>) {
+fn serve_connection(stream: TcpStream, slots: &Slots, handler: &Handler, stopped: &AtomicBool) {
     let _ = stream.set_nodelay(true);
     // An idle keep-alive connection is checked for shutdown now and then.
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
@@ -126,10 +148,11 @@ fn serve_connection(stream: TcpStream, queue: SyncSender<Request>, stopped: Arc<
                 return;
             }
         };
-        if queue.send(req).is_err() {
-            return;
-        }
-        let Ok(response) = rx.recv() else { return };
+        let Some(slot) = slots.take(stopped) else { return };
+        handler(slot, req);
+        slots.give(slot);
+        // Nothing sent (a handler that dropped the request): the connection is closed.
+        let Ok(response) = rx.try_recv() else { return };
         if writer.write_all(&response).is_err() || !keep_alive {
             return;
         }

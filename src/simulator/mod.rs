@@ -54,7 +54,8 @@
 //!   site's front page, so an adapter pointed at the wrong base URL sees HTML.
 //! - **Control:** `GET /_sim/stats`, `GET /_sim/calls` (when each protocol call arrived), `GET`/`POST /_sim/config` (a JSON object of the settings
 //!   above; durations as "300ms" or milliseconds), `POST /_sim/reset`.
-//! - **Speed.** Worker threads take requests from the connections (see `http`); the order map
+//! - **Speed.** Each connection's thread answers its requests, at most `--threads` at once (see
+//!   `http`); the order map
 //!   lock is held only for the map operation, never while sleeping for latency or a hang.
 //!   Credentials and query strings are never logged.
 
@@ -71,7 +72,6 @@ use serde_json::{json, Value};
 use state::{Proto, Store};
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Everything the simulator can be told.
@@ -618,12 +618,12 @@ fn handle(shared: &Shared, rng: &mut Rng, req: http::Request) {
     req.respond(reply.status, reply.content_type, &reply.body);
 }
 
-/// A running simulator. Stops (and waits for its workers) when dropped.
+/// A running simulator. Stops when dropped: no new connection is accepted, every sleep for
+/// latency or a hang ends, and a request not yet answered is not answered.
 pub struct Simulator {
     addr: SocketAddr,
-    server: Arc<http::Server>,
+    server: http::Server,
     shared: Arc<Shared>,
-    workers: Vec<JoinHandle<()>>,
 }
 
 impl Simulator {
@@ -648,12 +648,6 @@ impl Simulator {
         if settings.xstor_tokens.iter().any(|t| t.trim().is_empty()) {
             return Err(Error::invalid("an --xstor-token is empty"));
         }
-        let server = http::Server::bind(listen).map_err(|e| {
-            Error::invalid(format!("the simulator cannot listen on {listen}: {e}"))
-                .with_hint("pick another address, or port 0 for a free one (e.g. --listen 127.0.0.1:0)")
-        })?;
-        let addr = server.addr();
-        let server = Arc::new(server);
         let shared = Arc::new(Shared {
             dynamic: RwLock::new(dynamic),
             znet_logins,
@@ -662,21 +656,23 @@ impl Simulator {
             store: Store::new(),
             stopper: Stopper { stopped: Mutex::new(false), cv: Condvar::new() },
         });
-        let workers = (0..settings.threads)
-            .map(|i| {
-                let (server, shared) = (server.clone(), shared.clone());
-                let mut rng = Rng(settings.seed ^ (i as u64 + 1).wrapping_mul(0xd1b5_4a32_d192_ed03));
-                std::thread::Builder::new()
-                    .name(format!("sim-{i}"))
-                    .spawn(move || {
-                        while let Some(req) = server.recv() {
-                            handle(&shared, &mut rng, req);
-                        }
-                    })
-                    .map_err(|e| Error::internal(format!("cannot start a simulator thread: {e}")))
+        // One random stream per worker slot (a slot serves one request at a time).
+        let rngs: Vec<Mutex<Rng>> = (0..settings.threads)
+            .map(|i| Mutex::new(Rng(settings.seed ^ (i as u64 + 1).wrapping_mul(0xd1b5_4a32_d192_ed03))))
+            .collect();
+        let handler: Arc<http::Handler> = {
+            let shared = shared.clone();
+            Arc::new(move |slot: usize, req: http::Request| {
+                let mut rng = rngs[slot].lock().unwrap_or_else(|p| p.into_inner());
+                handle(&shared, &mut rng, req);
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Simulator { addr, server, shared, workers })
+        };
+        let server = http::Server::bind(listen, settings.threads, handler).map_err(|e| {
+            Error::invalid(format!("the simulator cannot listen on {listen}: {e}"))
+                .with_hint("pick another address, or port 0 for a free one (e.g. --listen 127.0.0.1:0)")
+        })?;
+        let addr = server.addr();
+        Ok(Simulator { addr, server, shared })
     }
 
     /// The address actually listened on.
@@ -714,9 +710,6 @@ impl Drop for Simulator {
     fn drop(&mut self) {
         self.shared.stopper.stop();
         self.server.stop();
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
     }
 }
 
