@@ -911,7 +911,7 @@ pub struct SimulateArgs {
     /// Seed for the random choices (outcomes are also derived from each reference)
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Worker threads serving requests
+    /// Requests answered at once, as a provider's workers (the others wait for one)
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
 }

@@ -210,3 +210,28 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<(Re
     let (reply_to, rx) = sync_channel(1);
     Ok(Some((Request { method, url, headers, body, reply_to }, rx, keep_alive)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_waits_for_a_free_worker_slot_and_none_is_given_once_stopped() {
+        let slots = Arc::new(Slots { free: Mutex::new(vec![1, 0]), given_back: Condvar::new() });
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (a, b) = (slots.take(&stopped).unwrap(), slots.take(&stopped).unwrap());
+        assert_ne!(a, b);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiting = {
+            let (slots, stopped) = (slots.clone(), stopped.clone());
+            std::thread::spawn(move || tx.send(slots.take(&stopped)).unwrap())
+        };
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "both slots are busy: the third request waits");
+        slots.give(a);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), Some(a), "it gets the slot given back");
+        waiting.join().unwrap();
+        stopped.store(true, Ordering::SeqCst);
+        slots.give(b);
+        assert_eq!(slots.take(&stopped), None, "a stopped server answers nothing more");
+    }
+}
