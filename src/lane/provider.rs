@@ -355,13 +355,16 @@ impl Claimer {
         } else {
             None
         };
-        if careful && careful_permit.is_none() {
-            // Another careful placement is under way (here or elsewhere): the row stays due.
+        // Another careful placement is under way (here or elsewhere): the row stays due, and
+        // the placements' floor stays where it is (moved past the row, the next claim would not
+        // see it until the next whole-index read: a second per careful placement).
+        let placement_waits = careful && careful_permit.is_none() && !rows.is_empty();
+        if placement_waits {
             rows.clear();
         }
         let checks = ((free - rows.len().min(free)) * batch).min(allowed_checks);
         let checked = claims::lock_and_claim_checks(&mut tx, q, checks as i64, self.settings.timing.lease)?;
-        self.floor.found(claims::db_now(&mut tx)?, free > 0, checks > 0, rows.iter().chain(&checked));
+        self.floor.found(claims::db_now(&mut tx)?, free > 0 && !placement_waits, checks > 0, rows.iter().chain(&checked));
         if rows.is_empty() && checked.is_empty() {
             tx.commit()?;
             s.permits.release_if_idle(&mut s.client, self.outstanding.get())?;

@@ -109,10 +109,10 @@ fn balance_running_out_with_sixteen_in_flight_refuses_one_placement_at_most_per_
 /// while the status checks of the orders already placed keep going several at once.
 #[test]
 fn careful_placements_go_one_at_a_time_while_checks_keep_their_concurrency() {
-    // Orders complete 10 s after placement: careful placements go one at a time (about one a
-    // second here, permit handoffs included), so about ten orders wait at once, each checked
-    // every 0.5 s for 0.1 s, and their checks overlap by several (with 2 s only two or three
-    // waited at once and the peak was 2 under load).
+    // Orders complete 10 s after placement: careful placements go one at a time (a few a
+    // second here, permit handoffs included), so most orders wait at once, each checked every
+    // 0.5 s for 0.1 s, and their checks overlap by several (with 2 s only two or three waited
+    // at once and the peak was 2 under load).
     let sim = Sim::start(&["--complete-after", "10s"]);
     sim.configure(json!({"latency": "100ms"}));
     let (db, a, b) = sixteen_in_flight_at_znet(&sim, json!({"low_balance": "1000000.00"}), 24);
@@ -121,6 +121,17 @@ fn careful_placements_go_one_at_a_time_while_checks_keep_their_concurrency() {
     assert_eq!(places, 1, "careful placements go one at a time across both daemons");
     assert!(checks >= 3, "checks keep their concurrency while placements are careful: peak {checks}");
     assert_eq!(placed_with(&db, "znet-main"), 24, "careful is not unavailable: every order placed with Znet");
+    // One after another, each as soon as the last one's answer is written: a claim that found
+    // the careful permit taken moved its lane's floor past the waiting order, which then waited
+    // for the lane's next whole read of its queue (one a second): the 24 took 23 s. Now about
+    // 0.15 s each (a 0.1 s call, its write-back, the next claim); half a second each is the bound.
+    let span: f64 = db
+        .client()
+        .query_one("SELECT extract(epoch FROM max(placed_at) - min(placed_at))::float8 FROM orders", &[])
+        .unwrap()
+        .get(0);
+    eprintln!("24 careful placements in {span:.1} s");
+    assert!(span < 12.0, "careful placements waited for whole reads of the queue: 24 took {span:.1} s");
     assert_eq!((a.terminate(), b.terminate()), (0, 0));
 }
 
