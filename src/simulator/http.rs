@@ -71,29 +71,57 @@ pub struct Server {
     stopped: Arc<AtomicBool>,
 }
 
-/// The worker slots: free ones, and a wake-up when one is given back.
+/// The worker slots, handed out in the order requests asked for them (first come, first
+/// served, as a queue of requests in front of a provider's workers: with a plain condition
+/// variable any waiter could take a slot given back, and under load one request waited a
+/// second behind others that arrived after it).
 struct Slots {
-    free: Mutex<Vec<usize>>,
+    state: Mutex<SlotState>,
     given_back: Condvar,
 }
 
+struct SlotState {
+    free: Vec<usize>,
+    /// The ticket the next request to ask gets, and the ticket served next.
+    next_ticket: u64,
+    serving: u64,
+}
+
 impl Slots {
-    /// A free slot, waiting for one; None once the server is stopped.
+    fn new(workers: usize) -> Slots {
+        let state = SlotState { free: (0..workers).rev().collect(), next_ticket: 0, serving: 0 };
+        Slots { state: Mutex::new(state), given_back: Condvar::new() }
+    }
+
+    /// A free slot, waiting for one in turn; None once the server is stopped.
     fn take(&self, stopped: &AtomicBool) -> Option<usize> {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let ticket = s.next_ticket;
+        s.next_ticket += 1;
         loop {
             if stopped.load(Ordering::SeqCst) {
+                // Not served: the turn passes to the next ticket.
+                if s.serving == ticket {
+                    s.serving += 1;
+                }
+                self.given_back.notify_all();
                 return None;
             }
-            if let Some(slot) = free.pop() {
-                return Some(slot);
+            if s.serving == ticket {
+                if let Some(slot) = s.free.pop() {
+                    s.serving += 1;
+                    // The next ticket may find a slot free too.
+                    self.given_back.notify_all();
+                    return Some(slot);
+                }
             }
-            free = self.given_back.wait_timeout(free, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
+            s = self.given_back.wait_timeout(s, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
+
     fn give(&self, slot: usize) {
-        self.free.lock().unwrap_or_else(|p| p.into_inner()).push(slot);
-        self.given_back.notify_one();
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).free.push(slot);
+        self.given_back.notify_all();
     }
 }
 
@@ -102,7 +130,7 @@ impl Server {
     pub fn bind(listen: &str, workers: usize, handler: Arc<Handler>) -> std::io::Result<Server> {
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
-        let slots = Arc::new(Slots { free: Mutex::new((0..workers).rev().collect()), given_back: Condvar::new() });
+        let slots = Arc::new(Slots::new(workers));
         let stopped = Arc::new(AtomicBool::new(false));
         let stop = stopped.clone();
         std::thread::Builder::new().name("sim-accept".into()).spawn(move || {
@@ -217,7 +245,7 @@ mod tests {
 
     #[test]
     fn a_request_waits_for_a_free_worker_slot_and_none_is_given_once_stopped() {
-        let slots = Arc::new(Slots { free: Mutex::new(vec![1, 0]), given_back: Condvar::new() });
+        let slots = Arc::new(Slots::new(2));
         let stopped = Arc::new(AtomicBool::new(false));
         let (a, b) = (slots.take(&stopped).unwrap(), slots.take(&stopped).unwrap());
         assert_ne!(a, b);
@@ -233,5 +261,33 @@ mod tests {
         stopped.store(true, Ordering::SeqCst);
         slots.give(b);
         assert_eq!(slots.take(&stopped), None, "a stopped server answers nothing more");
+    }
+
+    #[test]
+    fn slots_go_to_requests_in_the_order_they_asked() {
+        let slots = Arc::new(Slots::new(1));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let held = slots.take(&stopped).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut waiting = Vec::new();
+        for n in 0..8 {
+            let (mine, stopped, tx) = (slots.clone(), stopped.clone(), tx.clone());
+            waiting.push(std::thread::spawn(move || {
+                let slot = mine.take(&stopped).unwrap();
+                tx.send(n).unwrap();
+                mine.give(slot);
+            }));
+            // Each asks once the one before is waiting (its ticket is taken).
+            let asked = n + 2;
+            while slots.state.lock().unwrap().next_ticket < asked {
+                std::thread::yield_now();
+            }
+        }
+        slots.give(held);
+        let served: Vec<u64> = (0..8).map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+        assert_eq!(served, (0..8).collect::<Vec<u64>>(), "first come, first served");
+        for w in waiting {
+            w.join().unwrap();
+        }
     }
 }
