@@ -215,12 +215,12 @@ impl ClaimFloor {
         self.from
     }
 
-    /// New orders scheduled as early as `at` were committed after the floor moved past them (a
-    /// transaction longer than FLOOR_GRACE, announced by its wake-up: sql/0034): the next
-    /// claims read due placements from there.
-    pub fn lower_placements(&mut self, at: DateTime<Utc>) {
-        if let Some(from) = self.from.placements {
-            self.from.placements = Some(from.min(at));
+    /// Work scheduled as early as `at` was committed after the floor may have moved past it (a
+    /// transaction longer than FLOOR_GRACE: a shop's, announced by its wake-up (sql/0034), or a
+    /// long write-back's): the next claims read both due indexes from there.
+    pub fn lower(&mut self, at: DateTime<Utc>) {
+        for from in [&mut self.from.placements, &mut self.from.checks].into_iter().flatten() {
+            *from = (*from).min(at);
         }
     }
 
@@ -559,22 +559,23 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_wake_up_for_orders_below_the_floor_lowers_the_placements_floor_only() {
+    fn a_wake_up_for_work_below_the_floor_lowers_it_and_never_raises_it() {
         let q = LaneQuery::whole(7, None, None);
         let mut floor = ClaimFloor::default();
         // A whole claim is no floor to lower.
-        floor.lower_placements(Utc::now());
+        floor.lower(Utc::now());
         assert_eq!(floor.from(), DueFrom::default());
         floor.bound(q);
         let now = Utc::now();
-        floor.found(now, true, true, []);
+        let old = now - chrono::Duration::seconds(30);
+        floor.found(now, true, true, [&row(ExternalStatus::NotSent, old)]);
         let grace = chrono::Duration::from_std(FLOOR_GRACE).unwrap();
-        // A shop's transaction that began a second ago committed orders scheduled then.
+        // A transaction that began a second ago committed work scheduled then.
         let slow = now - chrono::Duration::seconds(1);
-        floor.lower_placements(slow);
-        assert_eq!(floor.bound(q).from, DueFrom { placements: Some(slow), checks: Some(now - grace) });
-        // A later announcement never raises it.
-        floor.lower_placements(now);
-        assert_eq!(floor.from().placements, Some(slow));
+        floor.lower(slow);
+        assert_eq!(floor.bound(q).from, DueFrom { placements: Some(old), checks: Some(slow) });
+        // A later announcement never raises either.
+        floor.lower(now - grace);
+        assert_eq!(floor.from(), DueFrom { placements: Some(old), checks: Some(slow) });
     }
 }

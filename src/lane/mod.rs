@@ -188,9 +188,9 @@ pub struct LaneControl {
     cond: Condvar,
     /// Why the lane gave up (a sweep's lane after `SWEEP_TRIES` errors in a row).
     failure: Mutex<Option<crate::error::Error>>,
-    /// The oldest schedule of new orders a wake-up announced since the last claim: a shop's
-    /// transaction that ran longer than the claim floor's grace wrote them below the floor
-    /// (`claims::ClaimFloor::lower_placements`).
+    /// The oldest schedule of work a wake-up announced since the last claim: a transaction that
+    /// ran longer than the claim floor's grace (a shop's insert, a long write-back) may have
+    /// written it below the floor (`claims::ClaimFloor::lower`).
     due_from: Mutex<Option<DateTime<Utc>>>,
     pub progress: Progress,
 }
@@ -215,7 +215,7 @@ impl LaneControl {
     fn failure(&self) -> Option<crate::error::Error> {
         self.failure.lock().unwrap().clone()
     }
-    /// New orders scheduled as early as `at` were committed: look now, and from there.
+    /// Work scheduled as early as `at` was committed: look now, and from there.
     pub fn wake_from(&self, at: DateTime<Utc>) {
         let mut from = self.due_from.lock().unwrap();
         *from = Some(from.map_or(at, |f| f.min(at)));
@@ -360,7 +360,7 @@ impl Wakers {
             c.wake();
         }
     }
-    /// Wake `lane` for new orders scheduled as early as `at` (`LaneControl::wake_from`).
+    /// Wake `lane` for work scheduled as early as `at` (`LaneControl::wake_from`).
     pub fn wake_from(&self, lane: i64, at: DateTime<Utc>) {
         if let Some(c) = self.0.lock().unwrap().get(&lane) {
             c.wake_from(at);

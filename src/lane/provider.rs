@@ -307,9 +307,9 @@ impl Claimer {
         s.permits.keep(&mut s.client)?;
         let capacity = self.settings.capacity;
         let q = claims::LaneQuery::whole(self.id, self.settings.tenant, self.settings.drain);
-        // New orders committed below the floor, as their wake-up said (before the probe below).
+        // Work committed below the floor, as its wake-up said (before the probe below).
         if let Some(at) = self.control.take_due_from() {
-            self.floor.lower_placements(at);
+            self.floor.lower(at);
         }
         if s.permits.held() == 0 {
             // No permit: only ask for them when there is work.

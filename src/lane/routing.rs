@@ -62,7 +62,7 @@ fn step(
     wakers: &Wakers,
 ) -> Result<usize> {
     if let Some(at) = control.take_due_from() {
-        floor.lower_placements(at);
+        floor.lower(at);
     }
     let q = floor.bound(claims::LaneQuery::whole(0, settings.tenant, None));
     let started = std::time::Instant::now();

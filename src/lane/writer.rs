@@ -163,14 +163,25 @@ impl Writer {
         }
         let mut written = 0;
         for wave in waves(writes) {
-            let (w, follow) =
-                transitions::apply_isolated_then(c, &wave, |tx, applied| self.claim_follow_up(tx, &lp, &wave, applied))?;
+            let (w, (follow, scheduled_at)) = transitions::apply_isolated_then(c, &wave, |tx, applied| {
+                let follow = self.claim_follow_up(tx, &lp, &wave, applied)?;
+                // Work this transaction made due at once and did not claim itself is scheduled at
+                // its start, which a write-back of hundreds of results can put below the claim
+                // floor of the lane that takes it (`claims::ClaimFloor`): that lane reads from there.
+                let claimed: HashSet<uuid::Uuid> = follow.iter().map(|j| j.row.id).collect();
+                let at = if due_now(&wave, applied).any(|w| !claimed.contains(&w.order_id)) {
+                    Some(db::claims::db_now(tx)?)
+                } else {
+                    None
+                };
+                Ok((follow, at))
+            })?;
             if let (Some(hand), false) = (&self.follow_up, follow.is_empty()) {
                 hand(lp.clone(), follow);
             }
             written += w.applied.len();
             self.count(&wave, &w.applied, &w.refused);
-            self.wake_due(&wave, &w.applied);
+            self.wake_due(&wave, &w.applied, scheduled_at);
         }
         if batch.iter().any(|d| matches!(d, Done::Placed(_, p) if p.job.careful.is_some())) {
             // A careful placement's answer is recorded and its permit free: the next one may go.
@@ -269,22 +280,25 @@ impl Writer {
 
     /// Work made due now goes to its lane at once: this lane's claimer, or another lane's
     /// (a fallback).
-    fn wake_due(&self, wave: &[Write], applied: &[transitions::Applied]) {
-        let ok: HashSet<_> = applied.iter().map(|(id, _)| *id).collect();
-        let mut lanes = HashSet::new();
-        for w in wave.iter().filter(|w| ok.contains(&w.order_id)) {
-            if w.transition.schedule == Schedule::Now {
-                lanes.insert(w.transition.lane.unwrap_or(self.lane));
-            }
-        }
+    /// `at`: the write transaction's clock, the schedule of that work (None: all of it was
+    /// claimed by the write-back itself).
+    fn wake_due(&self, wave: &[Write], applied: &[transitions::Applied], at: Option<chrono::DateTime<chrono::Utc>>) {
+        let lanes: HashSet<i64> = due_now(wave, applied).map(|w| w.transition.lane.unwrap_or(self.lane)).collect();
         for lane in lanes {
-            if lane == self.lane {
-                self.control.wake();
-            } else {
-                self.wakers.wake(lane);
+            match (lane == self.lane, at) {
+                (true, Some(at)) => self.control.wake_from(at),
+                (true, None) => self.control.wake(),
+                (false, Some(at)) => self.wakers.wake_from(lane, at),
+                (false, None) => self.wakers.wake(lane),
             }
         }
     }
+}
+
+/// The written results of `wave` that made their order due at once.
+fn due_now<'a>(wave: &'a [Write], applied: &[transitions::Applied]) -> impl Iterator<Item = &'a Write> {
+    let ok: HashSet<uuid::Uuid> = applied.iter().map(|(id, _)| *id).collect();
+    wave.iter().filter(move |w| ok.contains(&w.order_id) && w.transition.schedule == Schedule::Now)
 }
 
 fn size(d: &Done) -> usize {

@@ -170,6 +170,6 @@ fn a_shop_transaction_longer_than_the_floors_grace_says_where_its_orders_are() {
     assert_eq!(parts[0], lane.to_string(), "{payload}");
     let micros: i64 = parts.iter().find_map(|p| p.strip_prefix("from:")).expect(&payload).parse().unwrap();
     assert_eq!(micros, began.timestamp_micros(), "{payload}");
-    floor.lower_placements(chrono::DateTime::from_timestamp_micros(micros).unwrap());
+    floor.lower(chrono::DateTime::from_timestamp_micros(micros).unwrap());
     assert_eq!(due_from(&mut c, &floor), 1, "the claim after the wake-up reads from the order's schedule");
 }
