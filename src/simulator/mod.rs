@@ -55,8 +55,8 @@
 //! - **Control:** `GET /_sim/stats`, `GET /_sim/calls` (when each protocol call arrived), `GET`/`POST /_sim/config` (a JSON object of the settings
 //!   above; durations as "300ms" or milliseconds), `POST /_sim/reset`.
 //! - **Speed.** Each connection's thread answers its requests, at most `--threads` at once (see
-//!   `http`); the order map
-//!   lock is held only for the map operation, never while sleeping for latency or a hang.
+//!   `http`); the order map lock is held only for the map operation, never while sleeping for
+//!   latency or a hang.
 //!   Credentials and query strings are never logged.
 
 mod http;
@@ -619,7 +619,8 @@ fn handle(shared: &Shared, rng: &mut Rng, req: http::Request) {
 }
 
 /// A running simulator. Stops when dropped: no new connection is accepted, every sleep for
-/// latency or a hang ends, and a request not yet answered is not answered.
+/// latency or a hang ends (its request is answered at once), and a request still waiting for a
+/// worker slot is not answered.
 pub struct Simulator {
     addr: SocketAddr,
     server: http::Server,
